@@ -1,0 +1,143 @@
+//! Configuration: backfill settings, endpoint definitions and the tenants registry.
+//!
+//! Every file is read as JSON, decoded with the JSON path of any decoding failure, then
+//! checked; each error names the file, the JSON path and the reason.
+
+mod backfill;
+mod endpoints;
+mod error;
+mod tenants;
+
+use std::path::{Path, PathBuf};
+
+pub use backfill::{BackfillConfig, DefaultSettings, Monitoring, Scheduling, ServiceSettings, TenantOverride};
+pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
+pub use error::ConfigError;
+pub use tenants::{CredentialSource, Credentials, ServiceConnection, Tenant, TenantsRegistry};
+
+use crate::domain::Service;
+
+/// The configuration files shipped with the product, compiled in so a fresh workspace
+/// can be seeded from them.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("backfill_config.json", include_str!("../mappings/backfill_config.json")),
+    ("tenants.json", include_str!("../mappings/tenants.json")),
+    ("endpoints/connectwise.json", include_str!("../mappings/endpoints/connectwise.json")),
+    ("credentials/acme-connectwise.json", include_str!("../mappings/credentials/acme-connectwise.json")),
+    ("credentials/globex-connectwise.json", include_str!("../mappings/credentials/globex-connectwise.json")),
+    ("credentials/initech-connectwise.json", include_str!("../mappings/credentials/initech-connectwise.json")),
+];
+
+/// All configuration, loaded from one directory laid out like `mappings/`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub backfill: BackfillConfig,
+    pub endpoints: Vec<ServiceEndpoints>,
+    pub tenants: TenantsRegistry,
+}
+
+impl Config {
+    /// Loads and cross-checks every file under `dir`.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let backfill = BackfillConfig::load(&dir.join("backfill_config.json"))?;
+        let mut endpoints = Vec::new();
+        for service in Service::ALL {
+            let file = dir.join("endpoints").join(format!("{}.json", service.as_str()));
+            if file.exists() {
+                endpoints.push(ServiceEndpoints::load(&file, service)?);
+            }
+        }
+        let tenants_file = dir.join("tenants.json");
+        let tenants = TenantsRegistry::load(&tenants_file)?;
+        for tenant in &tenants.tenants {
+            for service in tenant.services.keys() {
+                if !endpoints.iter().any(|e| e.service == *service) {
+                    return Err(ConfigError::invalid(
+                        &tenants_file,
+                        format!("$.tenants[{}].services.{}", tenant.tenant_id, service),
+                        format!(
+                            "no endpoint definitions for {service}: expected {}",
+                            dir.join("endpoints").join(format!("{service}.json")).display()
+                        ),
+                    ));
+                }
+            }
+        }
+        backfill.check_against(&dir.join("backfill_config.json"), &endpoints, &tenants)?;
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            backfill,
+            endpoints,
+            tenants,
+        })
+    }
+
+    /// Writes the built-in files into `dir` where they are missing (never overwrites).
+    pub fn seed(dir: &Path) -> std::io::Result<()> {
+        for (name, text) in BUILT_IN {
+            let path = dir.join(name);
+            if !path.exists() {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&path, text)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn endpoints(&self, service: Service) -> Option<&ServiceEndpoints> {
+        self.endpoints.iter().find(|e| e.service == service)
+    }
+
+    pub fn tenant(&self, tenant_id: &str) -> Result<&Tenant, String> {
+        self.tenants.get(tenant_id).ok_or_else(|| {
+            let known: Vec<&str> = self.tenants.tenants.iter().map(|t| t.tenant_id.as_str()).collect();
+            format!(
+                "unknown tenant '{tenant_id}' (known: {}; registry {})",
+                known.join(", "),
+                self.dir.join("tenants.json").display()
+            )
+        })
+    }
+
+    /// The tenant's connection to `service`, or why there is none.
+    pub fn connection(&self, tenant_id: &str, service: Service) -> Result<(&Tenant, &ServiceConnection), String> {
+        let tenant = self.tenant(tenant_id)?;
+        let conn = tenant.services.get(&service).ok_or_else(|| {
+            format!("tenant '{tenant_id}' has no {service} connection in {}", self.dir.join("tenants.json").display())
+        })?;
+        Ok((tenant, conn))
+    }
+}
+
+pub(crate) fn read_json(file: &Path) -> Result<serde_json::Value, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Io {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: file.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(file: &Path, value: serde_json::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError::invalid(file, json_path(&path), e.into_inner().to_string())
+    })
+}
+
+fn json_path(serde_path: &str) -> String {
+    if serde_path == "." || serde_path.is_empty() {
+        "$".to_string()
+    } else if serde_path.starts_with('[') {
+        format!("${serde_path}")
+    } else {
+        format!("$.{serde_path}")
+    }
+}

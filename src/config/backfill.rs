@@ -1,0 +1,214 @@
+//! `backfill_config.json`: defaults, per-service settings, tenant overrides, scheduling
+//! and monitoring thresholds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, ServiceEndpoints, TenantsRegistry, decode, read_json};
+use crate::domain::Service;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillConfig {
+    pub default_settings: DefaultSettings,
+    pub service_settings: BTreeMap<Service, ServiceSettings>,
+    #[serde(default)]
+    pub tenant_overrides: BTreeMap<String, BTreeMap<Service, TenantOverride>>,
+    pub scheduling: Scheduling,
+    pub monitoring: Monitoring,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultSettings {
+    pub chunk_size_days: u32,
+    pub max_concurrent_jobs: u32,
+    pub retry_attempts: u32,
+    pub timeout_hours: u32,
+    #[serde(default = "default_lookback")]
+    pub lookback_days: u32,
+    /// First retry delay of a failed chunk; doubles on each further attempt.
+    #[serde(default = "default_backoff")]
+    pub retry_backoff_seconds: f64,
+}
+
+fn default_lookback() -> u32 {
+    365
+}
+fn default_backoff() -> f64 {
+    2.0
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    pub default_lookback_days: u32,
+    pub chunk_size_days: u32,
+    pub rate_limit_requests_per_minute: u32,
+    #[serde(default)]
+    pub priority_endpoints: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOverride {
+    pub lookback_days: Option<u32>,
+    pub chunk_size_days: Option<u32>,
+    pub rate_limit_requests_per_minute: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scheduling {
+    /// Off-peak window start, `HH:MM` in UTC.
+    pub off_peak_start: String,
+    /// Off-peak window end, `HH:MM` in UTC (may be before the start: the window wraps midnight).
+    pub off_peak_end: String,
+    pub max_parallel_tenants: u32,
+    pub auto_triggered_wait_for_off_peak: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    pub progress_update_frequency_chunks: u32,
+    pub alert_consecutive_chunk_failures: u32,
+    pub alert_job_duration_hours: u32,
+    pub alert_completion_rate_below: f64,
+    pub cleanup_completed_jobs_after_days: u32,
+}
+
+impl BackfillConfig {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let cfg: BackfillConfig = decode(file, read_json(file)?)?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let err = |path: String, reason: &str| Err(ConfigError::invalid(file, path, reason));
+        let d = &self.default_settings;
+        if d.chunk_size_days == 0 {
+            return err("$.default_settings.chunk_size_days".into(), "must be at least 1");
+        }
+        if d.retry_attempts == 0 {
+            return err("$.default_settings.retry_attempts".into(), "must be at least 1 (the first attempt counts)");
+        }
+        if d.max_concurrent_jobs == 0 {
+            return err("$.default_settings.max_concurrent_jobs".into(), "must be at least 1");
+        }
+        if !(d.retry_backoff_seconds.is_finite() && d.retry_backoff_seconds >= 0.0) {
+            return err("$.default_settings.retry_backoff_seconds".into(), "must be a non-negative number");
+        }
+        for (svc, s) in &self.service_settings {
+            let at = |field: &str| format!("$.service_settings.{svc}.{field}");
+            if s.chunk_size_days == 0 {
+                return err(at("chunk_size_days"), "must be at least 1");
+            }
+            if s.default_lookback_days == 0 {
+                return err(at("default_lookback_days"), "must be at least 1");
+            }
+            if s.rate_limit_requests_per_minute == 0 {
+                return err(at("rate_limit_requests_per_minute"), "must be at least 1");
+            }
+        }
+        for (tenant, services) in &self.tenant_overrides {
+            for (svc, o) in services {
+                let at = |field: &str| format!("$.tenant_overrides.{tenant}.{svc}.{field}");
+                if o.chunk_size_days == Some(0) {
+                    return err(at("chunk_size_days"), "must be at least 1");
+                }
+                if o.lookback_days == Some(0) {
+                    return err(at("lookback_days"), "must be at least 1");
+                }
+                if o.rate_limit_requests_per_minute == Some(0) {
+                    return err(at("rate_limit_requests_per_minute"), "must be at least 1");
+                }
+            }
+        }
+        for (field, value) in [
+            ("off_peak_start", &self.scheduling.off_peak_start),
+            ("off_peak_end", &self.scheduling.off_peak_end),
+        ] {
+            if chrono::NaiveTime::parse_from_str(value, "%H:%M").is_err() {
+                return err(format!("$.scheduling.{field}"), &format!("'{value}' is not a time of day HH:MM"));
+            }
+        }
+        let rate = self.monitoring.alert_completion_rate_below;
+        if !(0.0..=1.0).contains(&rate) {
+            return err("$.monitoring.alert_completion_rate_below".into(), "must be between 0 and 1");
+        }
+        if self.monitoring.progress_update_frequency_chunks == 0 {
+            return err("$.monitoring.progress_update_frequency_chunks".into(), "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Checks names that refer to other files: priority endpoints and overridden tenants.
+    pub(super) fn check_against(
+        &self,
+        file: &Path,
+        endpoints: &[ServiceEndpoints],
+        tenants: &TenantsRegistry,
+    ) -> Result<(), ConfigError> {
+        for (svc, s) in &self.service_settings {
+            let Some(defs) = endpoints.iter().find(|e| e.service == *svc) else {
+                continue;
+            };
+            for (i, name) in s.priority_endpoints.iter().enumerate() {
+                if defs.find(name).is_none() {
+                    return Err(ConfigError::invalid(
+                        file,
+                        format!("$.service_settings.{svc}.priority_endpoints[{i}]"),
+                        format!("'{name}' is not an endpoint of {svc} (known: {})", defs.names().join(", ")),
+                    ));
+                }
+            }
+        }
+        for tenant in self.tenant_overrides.keys() {
+            if tenants.get(tenant).is_none() {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("$.tenant_overrides.{tenant}"),
+                    format!("tenant '{tenant}' is not in the tenants registry"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn override_for(&self, tenant: &str, service: Service) -> Option<&TenantOverride> {
+        self.tenant_overrides.get(tenant).and_then(|m| m.get(&service))
+    }
+
+    /// Chunk size: tenant override, else service setting, else the default.
+    pub fn chunk_size_days(&self, tenant: &str, service: Service) -> u32 {
+        self.override_for(tenant, service)
+            .and_then(|o| o.chunk_size_days)
+            .or_else(|| self.service_settings.get(&service).map(|s| s.chunk_size_days))
+            .unwrap_or(self.default_settings.chunk_size_days)
+    }
+
+    pub fn lookback_days(&self, tenant: &str, service: Service) -> u32 {
+        self.override_for(tenant, service)
+            .and_then(|o| o.lookback_days)
+            .or_else(|| self.service_settings.get(&service).map(|s| s.default_lookback_days))
+            .unwrap_or(self.default_settings.lookback_days)
+    }
+
+    /// Requests per minute, or `None` where no limit is configured for the service.
+    pub fn rate_limit_per_minute(&self, tenant: &str, service: Service) -> Option<u32> {
+        self.override_for(tenant, service)
+            .and_then(|o| o.rate_limit_requests_per_minute)
+            .or_else(|| self.service_settings.get(&service).map(|s| s.rate_limit_requests_per_minute))
+    }
+
+    pub fn priority_endpoints(&self, service: Service) -> &[String] {
+        self.service_settings
+            .get(&service)
+            .map(|s| s.priority_endpoints.as_slice())
+            .unwrap_or(&[])
+    }
+}

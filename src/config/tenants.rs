@@ -1,0 +1,169 @@
+//! The tenants registry: who the tenants are, what they connected, and where each
+//! connection's credentials come from (environment variables or a file, never inline).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, decode, read_json};
+use crate::domain::{Service, validate_identifier};
+use crate::secret::Secret;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsRegistry {
+    pub tenants: Vec<Tenant>,
+    /// The file the registry was read from; credential files are relative to its folder.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub display_name: String,
+    pub services: BTreeMap<Service, ServiceConnection>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConnection {
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// Base URL of the API. `${SANDBOX_URL}` stands for the built-in sandbox's address.
+    pub base_url: String,
+    pub credentials: CredentialSource,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+/// Where a connection's secret values come from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum CredentialSource {
+    /// Field name → environment variable name.
+    Env(BTreeMap<String, String>),
+    /// A JSON file of field name → value; relative paths are read from the registry's folder.
+    File(PathBuf),
+}
+
+/// Resolved credential fields. Values are secrets: they never print.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    fields: BTreeMap<String, Secret>,
+}
+
+impl Credentials {
+    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        Credentials {
+            fields: pairs.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+        }
+    }
+
+    /// A required field, or an error naming it (never its value).
+    pub fn require(&self, field: &str) -> Result<&Secret, String> {
+        self.fields
+            .get(field)
+            .filter(|s| !s.expose().is_empty())
+            .ok_or_else(|| format!("credential field '{field}' is missing or empty"))
+    }
+
+    pub fn get(&self, field: &str) -> Option<&Secret> {
+        self.fields.get(field)
+    }
+
+    /// Every secret value, so writers can scrub them from text before it is stored.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.fields.values().map(|s| s.expose())
+    }
+}
+
+impl TenantsRegistry {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let mut reg: TenantsRegistry = decode(file, read_json(file)?)?;
+        reg.file = file.to_path_buf();
+        reg.validate()?;
+        Ok(reg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let file = &self.file;
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            validate_identifier("tenant_id", &t.tenant_id)
+                .map_err(|r| ConfigError::invalid(file, format!("$.tenants[{i}].tenant_id"), r))?;
+            if !seen.insert(t.tenant_id.as_str()) {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("$.tenants[{i}].tenant_id"),
+                    format!("'{}' appears twice", t.tenant_id),
+                ));
+            }
+            for (svc, conn) in &t.services {
+                let at = |f: &str| format!("$.tenants[{i}].services.{svc}.{f}");
+                let url = conn.base_url.replace("${SANDBOX_URL}", "http://sandbox.invalid");
+                match url::Url::parse(&url) {
+                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            file,
+                            at("base_url"),
+                            format!("'{}' is not an http(s) URL", conn.base_url),
+                        ));
+                    }
+                }
+                if let CredentialSource::Env(map) = &conn.credentials {
+                    if map.is_empty() {
+                        return Err(ConfigError::invalid(file, at("credentials.env"), "names no variables"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, tenant_id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.tenant_id == tenant_id)
+    }
+
+    /// Reads a connection's credentials from the environment or its file.
+    pub fn resolve_credentials(&self, tenant_id: &str, service: Service, conn: &ServiceConnection) -> Result<Credentials, String> {
+        match &conn.credentials {
+            CredentialSource::Env(map) => {
+                let mut pairs = Vec::new();
+                for (field, var) in map {
+                    let value = std::env::var(var).map_err(|_| {
+                        format!("tenant '{tenant_id}' {service}: credential field '{field}' expects environment variable {var}, which is not set")
+                    })?;
+                    pairs.push((field.clone(), value));
+                }
+                Ok(Credentials::from_pairs(pairs))
+            }
+            CredentialSource::File(path) => {
+                let path = if path.is_absolute() {
+                    path.clone()
+                } else {
+                    self.file.parent().unwrap_or(Path::new(".")).join(path)
+                };
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!("tenant '{tenant_id}' {service}: cannot read credentials file {}: {e}", path.display())
+                })?;
+                let map: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+                    // serde_json's message quotes no input values for type errors on maps of strings,
+                    // but a syntax error may; keep only the position.
+                    format!(
+                        "tenant '{tenant_id}' {service}: credentials file {} is not a JSON object of strings (line {}, column {})",
+                        path.display(),
+                        e.line(),
+                        e.column()
+                    )
+                })?;
+                Ok(Credentials::from_pairs(map))
+            }
+        }
+    }
+}

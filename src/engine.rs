@@ -1,1 +1,185 @@
-//! placeholder
+//! The engine: turns plans into jobs, runs their chunks from sources into the raw sink,
+//! keeps every state change in the job store and reports progress as events.
+//!
+//! It sees stores, sources and sinks only through their traits and types; it knows nothing
+//! of terminals, SQLite or AWS.
+
+pub mod budget;
+pub mod events;
+pub mod executor;
+pub mod planner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::domain::Service;
+use crate::sink::{RawSink, SinkError};
+use crate::sources::Source;
+use crate::store::{CreateOutcome, JobStore, StoreError};
+
+pub use budget::RateBudget;
+pub use events::EngineEvent;
+pub use executor::{RunOutcome, StopReason};
+pub use planner::{Plan, PlanError, PlanRequest};
+
+/// Hands the engine a client for a tenant's service (the composition root decides how).
+pub trait SourceProvider: Send + Sync {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Who this process is in leases: `host:pid:nonce`.
+    pub owner: String,
+    /// How long a claimed chunk stays ours without a heartbeat.
+    pub lease: Duration,
+    /// A part is written once it holds this many rows...
+    pub part_max_rows: usize,
+    /// ...or this many encoded bytes...
+    pub part_max_bytes: usize,
+    /// ...or when this long has passed since the last checkpoint.
+    pub checkpoint_interval: Duration,
+    /// Pace requests at the configured rate limits (off only for benchmarks).
+    pub pace_requests: bool,
+    /// Retries of one page on retryable errors before the chunk attempt fails.
+    pub page_retries: usize,
+    pub page_retry_min_delay: Duration,
+    /// Chunks of one job run at once (different tables; a table's chunks stay in order).
+    pub chunk_concurrency: usize,
+    /// How often a waiting runner looks again (backoffs, others' leases).
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            owner: executor::local_owner_id(),
+            lease: Duration::from_secs(60),
+            part_max_rows: 50_000,
+            part_max_bytes: 24 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(2),
+            pace_requests: true,
+            page_retries: 5,
+            page_retry_min_delay: Duration::from_millis(500),
+            chunk_concurrency: 1,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+struct Inner {
+    config: Arc<Config>,
+    store: Arc<dyn JobStore>,
+    sink: RawSink,
+    sources: Arc<dyn SourceProvider>,
+    events: broadcast::Sender<EngineEvent>,
+    options: EngineOptions,
+    budgets: Mutex<HashMap<(String, Service), Arc<RateBudget>>>,
+}
+
+/// A cheap, cloneable handle on one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn JobStore>,
+        sink: RawSink,
+        sources: Arc<dyn SourceProvider>,
+        options: EngineOptions,
+    ) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Engine {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                sink,
+                sources,
+                events,
+                options,
+                budgets: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    pub fn sink(&self) -> &RawSink {
+        &self.inner.sink
+    }
+
+    pub fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+        self.inner.sources.source(tenant_id, service)
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        // Nobody listening is fine: events are for watchers, the store is the record.
+        let _ = self.inner.events.send(event);
+    }
+
+    pub fn plan(&self, req: &PlanRequest, now: DateTime<Utc>) -> Result<Plan, EngineError> {
+        Ok(planner::plan(&self.inner.config, req, now)?)
+    }
+
+    /// Stores the plan as a job, or returns the active job that already covers it.
+    pub async fn create_job(&self, plan: &Plan, now: DateTime<Utc>) -> Result<CreateOutcome, EngineError> {
+        let (job, chunks) = plan.to_job(now);
+        let outcome = self.inner.store.create_job(job, chunks, plan.end_is_default).await?;
+        if let CreateOutcome::Created(job) = &outcome {
+            tracing::info!(job_id = %job.job_id, tenant_id = %job.tenant_id, service = %job.service,
+                chunks = job.total_chunks, window = %job.window, "job created");
+            self.emit(EngineEvent::JobCreated { job_id: job.job_id.clone() });
+        }
+        Ok(outcome)
+    }
+
+    /// The shared request budget of a tenant's service.
+    pub fn budget(&self, tenant_id: &str, service: Service) -> Arc<RateBudget> {
+        let mut budgets = self.inner.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        budgets
+            .entry((tenant_id.to_string(), service))
+            .or_insert_with(|| {
+                let rate = if self.inner.options.pace_requests {
+                    self.inner.config.backfill.rate_limit_per_minute(tenant_id, service)
+                } else {
+                    None
+                };
+                Arc::new(RateBudget::new(rate))
+            })
+            .clone()
+    }
+}

@@ -1,1 +1,105 @@
-//! placeholder
+//! Source APIs behind one trait: fetch one page of a table inside a window, continuing
+//! after an opaque cursor. Sources classify errors; the engine decides what to retry.
+
+pub mod connectwise;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{Credentials, EndpointDef};
+use crate::domain::{Service, Window};
+
+/// One page of records and where the next page starts.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub records: Vec<serde_json::Value>,
+    /// Cursor of the next page; `None` once the window is exhausted.
+    pub next: Option<String>,
+    /// Size of the response body, for throughput figures.
+    pub bytes: usize,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The API answered with an error status.
+    #[error("HTTP {status}: {message}")]
+    Http {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The request did not complete (connection refused or reset, timeout).
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The body was cut short or is not what the API documents.
+    #[error("unreadable response: {message}")]
+    Decode { message: String, truncated: bool },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl SourceError {
+    /// Worth another try: rate limits, server errors, broken connections, cut bodies.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            SourceError::Transport(_) => true,
+            SourceError::Decode { truncated, .. } => *truncated,
+            SourceError::Config(_) => false,
+        }
+    }
+
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, SourceError::Http { status: 429, .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Source: Send + Sync {
+    fn service(&self) -> Service;
+    /// Fetches the page of `endpoint` within `window` that follows `cursor` (`None`: the first).
+    async fn fetch_page(&self, endpoint: &EndpointDef, window: &Window, cursor: Option<&str>) -> Result<Page, SourceError>;
+    /// The source's own count of records in `window`.
+    async fn count(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError>;
+}
+
+/// Builds the client for `service` at `base_url`.
+pub fn connect(service: Service, base_url: &str, credentials: Credentials, http: reqwest::Client) -> Result<Arc<dyn Source>, SourceError> {
+    match service {
+        Service::Connectwise => Ok(Arc::new(connectwise::ConnectWise::new(base_url, credentials, http)?)),
+        other => Err(SourceError::Config(format!("the {other} source is not available in this build"))),
+    }
+}
+
+/// Parses `Retry-After` given in seconds (the form these APIs use).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// A shared HTTP client: rustls, connection pooling, bounded timeouts.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(8)
+        .user_agent(concat!("avesa-console/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client's fixed settings are valid")
+}

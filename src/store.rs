@@ -1,1 +1,95 @@
-//! placeholder
+//! Job state behind one trait: jobs, their chunks, leases and checkpoints.
+//!
+//! Every transition is one atomic, conditional write: a chunk is only changed by the
+//! process holding its lease, and claiming picks at most one owner even when several
+//! processes race for the same job.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus, Service};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job '{0}' not found")]
+    JobNotFound(String),
+    #[error("chunk {0} not found")]
+    ChunkNotFound(ChunkKey),
+    #[error("lease on chunk {key} is no longer held by {owner}")]
+    LeaseLost { key: ChunkKey, owner: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("job store: {0}")]
+    Backend(String),
+}
+
+/// What `create_job` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CreateOutcome {
+    Created(Job),
+    /// An active job already covers this tenant, service, tables and start: it is returned
+    /// instead of starting a second copy of the same work.
+    Existing(Job),
+}
+
+impl CreateOutcome {
+    pub fn job(&self) -> &Job {
+        match self {
+            CreateOutcome::Created(j) | CreateOutcome::Existing(j) => j,
+        }
+    }
+}
+
+/// The answer to "give me the next chunk of this job".
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// The caller now holds this chunk's lease.
+    Chunk(Box<Chunk>),
+    /// Nothing claimable now; something may be at `until` (a backoff ends or a lease expires).
+    Wait { until: Option<DateTime<Utc>> },
+    /// Every chunk has reached a final status, or the job is paused or cancelled.
+    Done(JobStatus),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub tenant_id: Option<String>,
+    pub status: Option<JobStatus>,
+    pub service: Option<Service>,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Inserts a job and its chunks, unless an active job covers the same tenant, service,
+    /// tables and start; then that job is returned. `end_is_default` says the caller let the
+    /// end default to "now", so a different end does not make it a different request.
+    /// A taken id gets a `_r2`, `_r3`, ... suffix.
+    async fn create_job(&self, job: Job, chunks: Vec<Chunk>, end_is_default: bool) -> Result<CreateOutcome, StoreError>;
+    async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError>;
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
+    async fn chunks(&self, job_id: &str) -> Result<Vec<Chunk>, StoreError>;
+
+    /// Leases the next runnable chunk: per table, chunks run in `seq` order; a pending chunk
+    /// is runnable once its backoff has passed, a running one once its lease has expired.
+    async fn claim_next_chunk(&self, job_id: &str, owner: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> Result<Claim, StoreError>;
+    /// Saves progress and extends the lease; fails if the lease was lost.
+    async fn checkpoint(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint, lease_until: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Extends a held lease without touching progress (a heartbeat).
+    async fn renew_lease(&self, key: &ChunkKey, owner: &str, lease_until: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn complete_chunk(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint, now: DateTime<Utc>) -> Result<Job, StoreError>;
+    /// Records a failed attempt: pending again after `retry_at`, or failed for good when `None`.
+    async fn fail_chunk(&self, key: &ChunkKey, owner: &str, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Job, StoreError>;
+    /// Gives a chunk back unfinished (time budget, shutdown): pending, progress kept, and the
+    /// attempt not counted.
+    async fn release_chunk(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint) -> Result<(), StoreError>;
+    /// Expires a lease at once (its holder is known dead), if `owner` still holds it.
+    async fn break_lease(&self, key: &ChunkKey, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Makes failed chunks pending again with fresh attempts; returns how many.
+    async fn retry_failed(&self, job_id: &str, now: DateTime<Utc>) -> Result<u32, StoreError>;
+    /// Pause, unpause (to pending) or cancel a job.
+    async fn set_job_status(&self, job_id: &str, status: JobStatus, now: DateTime<Utc>) -> Result<Job, StoreError>;
+}

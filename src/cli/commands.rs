@@ -1,0 +1,221 @@
+//! What each command does, from parsed arguments to printed results and an exit code.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use color_eyre::eyre::{Result, bail, eyre};
+use tokio::time::Instant;
+
+use super::runtime::{self, Wired};
+use super::{Cli, Command, EXIT_CONTINUATION, EXIT_JOB_ERRORS, ExecArgs, RangeArgs, output};
+use crate::config::Config;
+use crate::domain::{JobStatus, Service};
+use crate::engine::planner::{self, Plan, PlanRequest};
+use crate::engine::{EngineOptions, RunOutcome, StopReason};
+use crate::store::{CreateOutcome, JobFilter};
+use crate::workspace::Workspace;
+
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let ws = Workspace::resolve(cli.global.workspace.clone());
+    let global = cli.global;
+    match cli.command {
+        None => {
+            runtime::init_logging("warn", None)?;
+            let config = runtime::load_config(&global, &ws)?;
+            summary(&ws, &config).await
+        }
+        Some(Command::Sandbox(args)) => {
+            runtime::init_logging(&global.log_level, None)?;
+            super::sandbox_cmd::run(&global, &ws, args).await
+        }
+        Some(Command::Bench(args)) => {
+            runtime::init_logging("warn", None)?;
+            super::bench::run(&global, args).await
+        }
+        Some(Command::Plan(args)) => {
+            runtime::init_logging(&global.log_level, None)?;
+            let config = runtime::load_config(&global, &ws)?;
+            let plan = make_plan(&config, &args.range)?;
+            let counts = if args.count { Some(count_windows(&global, &ws, config.clone(), &plan).await?) } else { None };
+            let est = planner::estimate(&plan, counts.as_deref(), |t| page_size(&config, plan.service, t));
+            output::print_plan(&plan, &est, args.output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Trigger(args)) => {
+            let config = runtime::load_config(&global, &ws)?;
+            let plan = make_plan(&config, &args.range)?;
+            if args.dry_run {
+                runtime::init_logging(&global.log_level, None)?;
+                let est = planner::estimate(&plan, None, |t| page_size(&config, plan.service, t));
+                output::print_plan(&plan, &est, args.output)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            ws.ensure()?;
+            runtime::init_logging(&global.log_level, Some(&ws))?;
+            let wired = runtime::wire_engine(&global, &ws, config, EngineOptions::default()).await?;
+            let outcome = wired.engine.create_job(&plan, Utc::now()).await?;
+            output::print_trigger(&outcome, args.output)?;
+            if args.run {
+                let job_id = outcome.job().job_id.clone();
+                let done = wired.engine.run_job(&job_id, None).await?;
+                return Ok(exit_for(&[done]));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Run(args)) => {
+            let config = runtime::load_config(&global, &ws)?;
+            ws.ensure()?;
+            runtime::init_logging(&global.log_level, Some(&ws))?;
+            let wired = wire(&global, &ws, config, &args.exec).await?;
+            let deadline = deadline(&args.exec);
+            let outcomes = match &args.job_id {
+                Some(id) => vec![wired.engine.run_job(id, deadline).await?],
+                None => wired.engine.run_active(deadline).await?,
+            };
+            output::print_outcomes(&outcomes);
+            Ok(exit_for(&outcomes))
+        }
+        Some(Command::Resume(args)) => {
+            let config = runtime::load_config(&global, &ws)?;
+            ws.ensure()?;
+            runtime::init_logging(&global.log_level, Some(&ws))?;
+            let wired = wire(&global, &ws, config, &args.exec).await?;
+            let store = wired.engine.store().clone();
+            let job = store
+                .get_job(&args.job_id)
+                .await?
+                .ok_or_else(|| eyre!("job '{}' not found in {}", args.job_id, ws.store_path().display()))?;
+            if args.retry_failed {
+                let n = store.retry_failed(&job.job_id, Utc::now()).await?;
+                eprintln!("{n} failed chunk(s) of {} will be tried again", job.job_id);
+            } else if job.status == JobStatus::Paused {
+                store.set_job_status(&job.job_id, JobStatus::Pending, Utc::now()).await?;
+            } else if job.status.is_terminal() {
+                println!("job {} is {}; nothing to resume", job.job_id, job.status);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let outcome = wired.engine.run_job(&job.job_id, deadline(&args.exec)).await?;
+            output::print_outcomes(std::slice::from_ref(&outcome));
+            Ok(exit_for(&[outcome]))
+        }
+        Some(Command::Status(args)) => {
+            runtime::init_logging("warn", None)?;
+            if !ws.store_path().exists() {
+                return output::print_no_jobs(&ws, args.output);
+            }
+            let store = runtime::open_store(&ws)?;
+            match &args.job_id {
+                Some(id) => {
+                    let job = store.get_job(id).await?.ok_or_else(|| eyre!("job '{id}' not found"))?;
+                    let chunks = store.chunks(id).await?;
+                    output::print_job_detail(&job, &chunks, args.output)?;
+                }
+                None => {
+                    let filter = JobFilter {
+                        tenant_id: args.tenant_id.clone(),
+                        ..JobFilter::default()
+                    };
+                    output::print_jobs(&store.list_jobs(&filter).await?, args.output)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn wire(global: &super::GlobalArgs, ws: &Workspace, config: Arc<Config>, exec: &ExecArgs) -> Result<Wired> {
+    if exec.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let options = EngineOptions {
+        chunk_concurrency: exec.concurrency,
+        ..EngineOptions::default()
+    };
+    runtime::wire_engine(global, ws, config, options).await
+}
+
+fn deadline(exec: &ExecArgs) -> Option<Instant> {
+    // Keep a margin to save state and exit: a tenth of the budget, at most 30 s.
+    exec.time_budget.map(|b| Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30)))
+}
+
+fn exit_for(outcomes: &[RunOutcome]) -> ExitCode {
+    if outcomes.iter().any(|o| o.stop == StopReason::ContinuationNeeded) {
+        ExitCode::from(EXIT_CONTINUATION)
+    } else if outcomes
+        .iter()
+        .any(|o| matches!(o.status, JobStatus::CompletedWithErrors | JobStatus::Failed))
+    {
+        ExitCode::from(EXIT_JOB_ERRORS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Reads `--start-date` / `--end-date`: an RFC 3339 instant or a plain UTC date.
+pub fn parse_instant(flag: &str, value: &str) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    bail!("{flag} '{value}' is not an RFC 3339 instant (2023-01-01T00:00:00Z) or a date (2023-01-01)")
+}
+
+pub fn make_plan(config: &Config, range: &RangeArgs) -> Result<Plan> {
+    let service: Service = range.service.parse().map_err(|e: String| eyre!("--service: {e}"))?;
+    let req = PlanRequest {
+        tenant_id: range.tenant_id.clone(),
+        service,
+        tables: range.tables.clone(),
+        start: range.start_date.as_deref().map(|v| parse_instant("--start-date", v)).transpose()?,
+        end: range.end_date.as_deref().map(|v| parse_instant("--end-date", v)).transpose()?,
+        chunk_size_days: range.chunk_size_days,
+    };
+    Ok(planner::plan(config, &req, Utc::now())?)
+}
+
+fn page_size(config: &Config, service: Service, table: &str) -> u32 {
+    config
+        .endpoints(service)
+        .and_then(|e| e.find(table))
+        .map_or(1000, |e| e.page_size)
+}
+
+/// Asks the source for each window's record count, under the tenant's rate budget.
+async fn count_windows(global: &super::GlobalArgs, ws: &Workspace, config: Arc<Config>, plan: &Plan) -> Result<Vec<(String, Vec<u64>)>> {
+    let wired = runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
+    let engine = &wired.engine;
+    let source = engine.source(&plan.tenant_id, plan.service).map_err(|e| eyre!(e))?;
+    let budget = engine.budget(&plan.tenant_id, plan.service);
+    let mut out = Vec::new();
+    for t in &plan.tables {
+        let endpoint = config
+            .endpoints(plan.service)
+            .and_then(|e| e.find(&t.table))
+            .ok_or_else(|| eyre!("table {} vanished from the configuration", t.table))?;
+        let mut counts = Vec::new();
+        for w in &t.windows {
+            budget.acquire().await;
+            counts.push(source.count(endpoint, w).await.map_err(|e| eyre!("{} {} count of {} {w}: {e}", plan.tenant_id, plan.service, t.table))?);
+        }
+        out.push((t.table.clone(), counts));
+    }
+    Ok(out)
+}
+
+async fn summary(ws: &Workspace, config: &Config) -> Result<ExitCode> {
+    let jobs = if ws.store_path().exists() {
+        runtime::open_store(ws)?.list_jobs(&JobFilter::default()).await?
+    } else {
+        Vec::new()
+    };
+    output::print_summary(ws, config, &jobs);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn created(outcome: &CreateOutcome) -> bool {
+    matches!(outcome, CreateOutcome::Created(_))
+}

@@ -1,0 +1,170 @@
+//! How commands print: aligned text for people, JSON for scripts.
+
+use std::process::ExitCode;
+
+use color_eyre::eyre::Result;
+use serde_json::json;
+
+use super::Output;
+use super::commands::created;
+use crate::config::Config;
+use crate::domain::{Chunk, Job, JobStatus};
+use crate::engine::planner::{Estimate, Plan};
+use crate::engine::{RunOutcome, StopReason};
+use crate::store::CreateOutcome;
+use crate::workspace::Workspace;
+
+fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
+    if out == Output::Json {
+        return print_json(&json!({ "plan": plan, "estimate": est }));
+    }
+    println!(
+        "{} {}  window {}  chunk {} d  {} chunk(s) over {} table(s){}",
+        plan.tenant_id,
+        plan.service,
+        plan.window,
+        plan.chunk_size_days,
+        plan.total_chunks(),
+        plan.tables.len(),
+        if plan.end_is_default { "  (end = now, frozen at creation)" } else { "" }
+    );
+    for t in &plan.tables {
+        println!("\n  {} ({})", t.table, t.path);
+        for (i, w) in t.windows.iter().enumerate() {
+            println!("    #{i:<4} {} .. {}", iso(w.start), iso(w.end));
+        }
+    }
+    let kind = if est.counted { "exact" } else { "at least (one per window; --count for exact)" };
+    println!("\nAPI calls: {} {kind}", est.api_calls);
+    if let Some(r) = est.records {
+        println!("records:   {r}");
+    }
+    match (est.duration_secs, plan.rate_limit_per_minute) {
+        (Some(s), Some(rpm)) => println!("duration:  {} at {rpm} requests/min", humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64))),
+        _ => println!("duration:  no rate limit configured"),
+    }
+    Ok(())
+}
+
+pub fn print_trigger(outcome: &CreateOutcome, out: Output) -> Result<()> {
+    let job = outcome.job();
+    if out == Output::Json {
+        return print_json(&json!({ "created": created(outcome), "job": job }));
+    }
+    if created(outcome) {
+        println!("created job {} ({} chunks, window {})", job.job_id, job.total_chunks, job.window);
+    } else {
+        println!("job {} already covers this range and is {}; returning it", job.job_id, job.status);
+    }
+    Ok(())
+}
+
+pub fn print_outcomes(outcomes: &[RunOutcome]) {
+    if outcomes.is_empty() {
+        println!("no pending jobs");
+    }
+    for o in outcomes {
+        match o.stop {
+            StopReason::ContinuationNeeded => println!(
+                "{}: time budget reached, state saved; continuation needed (avesa-console resume {})",
+                o.job_id, o.job_id
+            ),
+            StopReason::Finished => println!("{}: {}", o.job_id, o.status),
+        }
+    }
+}
+
+pub fn print_no_jobs(ws: &Workspace, out: Output) -> Result<ExitCode> {
+    if out == Output::Json {
+        print_json(&json!({ "jobs": [] }))?;
+    } else {
+        println!("no jobs yet in {}", ws.root.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_jobs(jobs: &[Job], out: Output) -> Result<()> {
+    if out == Output::Json {
+        return print_json(&json!({ "jobs": jobs }));
+    }
+    println!(
+        "{:<46} {:<10} {:<12} {:<22} {:>11} {:>6} {:>10}",
+        "JOB", "TENANT", "SERVICE", "STATUS", "CHUNKS", "FAILED", "RECORDS"
+    );
+    for j in jobs {
+        println!(
+            "{:<46} {:<10} {:<12} {:<22} {:>5}/{:<5} {:>6} {:>10}",
+            j.job_id,
+            j.tenant_id,
+            j.service.as_str(),
+            j.status.as_str(),
+            j.completed_chunks,
+            j.total_chunks,
+            j.failed_chunks,
+            j.records
+        );
+    }
+    Ok(())
+}
+
+pub fn print_job_detail(job: &Job, chunks: &[Chunk], out: Output) -> Result<()> {
+    if out == Output::Json {
+        return print_json(&json!({ "job": job, "chunks": chunks }));
+    }
+    print_jobs(std::slice::from_ref(job), out)?;
+    println!("window {}  created {}", job.window, iso(job.created_at));
+    println!(
+        "\n{:<14} {:>4} {:<42} {:<10} {:>8} {:>9}  LAST ERROR",
+        "TABLE", "SEQ", "WINDOW", "STATUS", "ATTEMPTS", "RECORDS"
+    );
+    for c in chunks {
+        println!(
+            "{:<14} {:>4} {:<42} {:<10} {:>5}/{:<2} {:>9}  {}",
+            c.key.table,
+            c.key.seq,
+            c.window.to_string(),
+            c.status.as_str(),
+            c.attempts,
+            job.max_attempts,
+            c.checkpoint.records,
+            c.last_error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub fn print_summary(ws: &Workspace, config: &Config, jobs: &[Job]) {
+    println!("avesa-console workspace {}", ws.root.display());
+    println!("configuration {}\n", config.dir.display());
+    println!("{:<10} {:<26} {:<12} {:<8} {}", "TENANT", "NAME", "SERVICE", "ENABLED", "LATEST JOB");
+    for t in &config.tenants.tenants {
+        for (svc, conn) in &t.services {
+            let latest = jobs
+                .iter()
+                .filter(|j| j.tenant_id == t.tenant_id && j.service == *svc)
+                .max_by_key(|j| j.created_at)
+                .map(|j| format!("{} {} ({}/{} chunks)", j.job_id, j.status, j.completed_chunks, j.total_chunks))
+                .unwrap_or_else(|| "none: needs a backfill".into());
+            println!("{:<10} {:<26} {:<12} {:<8} {}", t.tenant_id, t.display_name, svc.as_str(), conn.enabled, latest);
+        }
+    }
+    let count = |s: JobStatus| jobs.iter().filter(|j| j.status == s).count();
+    println!(
+        "\njobs: {} total, {} running, {} pending, {} completed, {} with errors",
+        jobs.len(),
+        count(JobStatus::Running),
+        count(JobStatus::Pending),
+        count(JobStatus::Completed),
+        count(JobStatus::CompletedWithErrors)
+    );
+    println!("\ntry: avesa-console trigger --tenant-id acme --service connectwise --table service/tickets --run");
+}

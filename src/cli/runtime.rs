@@ -1,0 +1,192 @@
+//! The composition root: loads configuration, opens the store, starts the in-process
+//! sandbox where a connection asks for it, and wires sources into the engine.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use super::GlobalArgs;
+use crate::config::Config;
+use crate::domain::Service;
+use crate::engine::{Engine, EngineOptions, SourceProvider};
+use crate::sandbox::{Sandbox, SandboxConfig, SandboxTenant, TableCounts};
+use crate::sink::RawSink;
+use crate::sources::{self, Source};
+use crate::store::{JobStore, SqliteStore};
+use crate::workspace::Workspace;
+
+pub const SANDBOX_PLACEHOLDER: &str = "${SANDBOX_URL}";
+
+/// Reads the configuration: `--config-dir`, else the workspace's copy (seeded on first use).
+pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
+    let dir = match &global.config_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = ws.config_dir();
+            Config::seed(&dir).wrap_err_with(|| format!("cannot write the default configuration to {}", dir.display()))?;
+            dir
+        }
+    };
+    Ok(Arc::new(Config::load(&dir)?))
+}
+
+/// Terminal logs at `level`; with a workspace, JSON lines in `logs/engine.jsonl` as well.
+pub fn init_logging(level: &str, ws: Option<&Workspace>) -> Result<()> {
+    let filter = EnvFilter::try_new(level).map_err(|e| eyre!("--log-level '{level}': {e}"))?;
+    let terminal = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .compact()
+        .with_filter(filter);
+    let file = match ws {
+        Some(ws) => {
+            let path = ws.logs_dir().join("engine.jsonl");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .wrap_err_with(|| format!("cannot open log file {}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(Mutex::new(file))
+                    .with_filter(EnvFilter::new("info")),
+            )
+        }
+        None => None,
+    };
+    use tracing_subscriber::Layer as _;
+    let _ = tracing_subscriber::registry().with(terminal).with(file).try_init();
+    Ok(())
+}
+
+pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {
+    ws.ensure()?;
+    Ok(Arc::new(SqliteStore::open(&ws.store_path())?))
+}
+
+/// The sandbox's dataset for every registry connection that points at `${SANDBOX_URL}`.
+pub fn sandbox_config(config: &Config, anchor: DateTime<Utc>, history_days: u32, counts: TableCounts) -> Result<SandboxConfig> {
+    let mut tenants = Vec::new();
+    for tenant in &config.tenants.tenants {
+        for (service, conn) in &tenant.services {
+            if *service != Service::Connectwise || !conn.base_url.contains(SANDBOX_PLACEHOLDER) {
+                continue;
+            }
+            let creds = config
+                .tenants
+                .resolve_credentials(&tenant.tenant_id, *service, conn)
+                .map_err(|e| eyre!(e))?;
+            let field = |f: &str| creds.require(f).map(|s| s.expose().to_string()).map_err(|e| eyre!("tenant '{}': {e}", tenant.tenant_id));
+            tenants.push(SandboxTenant {
+                company_id: field("company_id")?,
+                public_key: field("public_key")?,
+                private_key: field("private_key")?,
+                client_id: field("client_id")?,
+                counts,
+            });
+        }
+    }
+    Ok(SandboxConfig {
+        anchor,
+        history_days,
+        tenants,
+        rate_limit_per_minute: None,
+        faults: Vec::new(),
+    })
+}
+
+fn uses_sandbox(config: &Config) -> bool {
+    config
+        .tenants
+        .tenants
+        .iter()
+        .flat_map(|t| t.services.values())
+        .any(|c| c.base_url.contains(SANDBOX_PLACEHOLDER))
+}
+
+/// Today's midnight, UTC: the in-process sandbox's history ends there, so it is stable all day.
+pub fn today() -> DateTime<Utc> {
+    Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
+
+/// Everything a command that talks to sources needs.
+pub struct Wired {
+    pub engine: Engine,
+    /// Kept alive for the command's duration when started here.
+    pub _sandbox: Option<Sandbox>,
+}
+
+pub async fn wire_engine(global: &GlobalArgs, ws: &Workspace, config: Arc<Config>, options: EngineOptions) -> Result<Wired> {
+    let store = open_store(ws)?;
+    let sink = RawSink::local(&ws.data_dir())?;
+    let (sandbox_url, sandbox) = resolve_sandbox(global, &config).await?;
+    let provider = Arc::new(Provider {
+        config: config.clone(),
+        sandbox_url,
+        http: sources::http_client(),
+        cache: Mutex::new(HashMap::new()),
+    });
+    Ok(Wired {
+        engine: Engine::new(config, store, sink, provider, options),
+        _sandbox: sandbox,
+    })
+}
+
+/// The sandbox address: given, or a sandbox started in this process when the registry needs one.
+pub async fn resolve_sandbox(global: &GlobalArgs, config: &Config) -> Result<(Option<String>, Option<Sandbox>)> {
+    if let Some(url) = &global.sandbox_url {
+        url::Url::parse(url).map_err(|e| eyre!("--sandbox-url '{url}': {e}"))?;
+        return Ok((Some(url.trim_end_matches('/').to_string()), None));
+    }
+    if !uses_sandbox(config) {
+        return Ok((None, None));
+    }
+    let cfg = sandbox_config(config, today(), 730, TableCounts::demo())?;
+    let sandbox = Sandbox::start(cfg, "127.0.0.1:0".parse().expect("a valid loopback address"))
+        .await
+        .wrap_err("cannot start the built-in sandbox")?;
+    tracing::info!(url = %sandbox.url(), "built-in sandbox serving the demo tenants");
+    Ok((Some(sandbox.url()), Some(sandbox)))
+}
+
+struct Provider {
+    config: Arc<Config>,
+    sandbox_url: Option<String>,
+    http: reqwest::Client,
+    cache: Mutex<HashMap<(String, Service), Arc<dyn Source>>>,
+}
+
+impl SourceProvider for Provider {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(src) = cache.get(&(tenant_id.to_string(), service)) {
+            return Ok(src.clone());
+        }
+        let (_, conn) = self.config.connection(tenant_id, service)?;
+        if !conn.enabled {
+            return Err(format!("{service} is disabled for tenant '{tenant_id}'"));
+        }
+        let base = if conn.base_url.contains(SANDBOX_PLACEHOLDER) {
+            let url = self
+                .sandbox_url
+                .as_deref()
+                .ok_or_else(|| format!("the base URL of {service} uses {SANDBOX_PLACEHOLDER} but no sandbox is running"))?;
+            conn.base_url.replace(SANDBOX_PLACEHOLDER, url)
+        } else {
+            conn.base_url.clone()
+        };
+        let creds = self.config.tenants.resolve_credentials(tenant_id, service, conn)?;
+        let src = sources::connect(service, &base, creds, self.http.clone()).map_err(|e| e.to_string())?;
+        cache.insert((tenant_id.to_string(), service), src.clone());
+        Ok(src)
+    }
+}

@@ -1,0 +1,512 @@
+//! The executor: claims chunks, streams their pages into Parquet parts, checkpoints after
+//! every durable part, retries with backoff, and stops cleanly when its time budget ends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
+use rand::Rng;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Engine, EngineError, EngineEvent};
+use crate::config::EndpointDef;
+use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Window};
+use crate::sink::ChunkMeta;
+use crate::sources::{Page, Source, SourceError};
+use crate::store::{Claim, JobFilter, StoreError};
+
+/// Why a run of a job returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Every chunk reached a final status (or the job was paused or cancelled).
+    Finished,
+    /// The time budget ran out first; the state is saved for a continuation.
+    ContinuationNeeded,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunOutcome {
+    pub job_id: String,
+    pub status: JobStatus,
+    pub stop: StopReason,
+}
+
+/// How a chunk's run ended, short of an error.
+enum ChunkEnd {
+    Exhausted(Checkpoint),
+    OutOfTime(Checkpoint),
+}
+
+/// A failed attempt: the message to store and whether another attempt can help.
+struct Failure {
+    message: String,
+    retryable: bool,
+    lease_lost: bool,
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure {
+            lease_lost: matches!(e, StoreError::LeaseLost { .. }),
+            retryable: true,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::sink::SinkError> for Failure {
+    fn from(e: crate::sink::SinkError) -> Self {
+        let retryable = !matches!(e, crate::sink::SinkError::InvalidRecord { .. });
+        Failure {
+            message: e.to_string(),
+            retryable,
+            lease_lost: false,
+        }
+    }
+}
+
+/// `host:pid:nonce`: enough to tell, on this host, whether a lease holder still lives.
+pub fn local_owner_id() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+        .replace(':', "_");
+    let nonce: u32 = rand::rng().random();
+    format!("{host}:{}:{nonce:08x}", std::process::id())
+}
+
+/// True when `owner` names a process of this host that no longer exists.
+fn is_dead_local_owner(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
+    let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    let me = local_owner_id();
+    let my_host = me.rsplitn(3, ':').nth(2);
+    if host != my_host || pid == std::process::id() {
+        return false;
+    }
+    let proc = std::path::Path::new("/proc");
+    proc.is_dir() && !proc.join(pid.to_string()).exists()
+}
+
+impl Engine {
+    /// Runs every active job (oldest first), at most `max_concurrent_jobs` at a time.
+    pub async fn run_active(&self, deadline: Option<Instant>) -> Result<Vec<RunOutcome>, EngineError> {
+        let mut jobs = self.store().list_jobs(&JobFilter::default()).await?;
+        jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
+        jobs.reverse();
+        let limit = self.config().backfill.default_settings.max_concurrent_jobs.max(1) as usize;
+        let sem = Arc::new(tokio::sync::Semaphore::new(limit));
+        let mut handles = Vec::new();
+        for job in jobs {
+            let (engine, sem) = (self.clone(), sem.clone());
+            handles.push(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.map_err(|e| EngineError::Other(e.to_string()))?;
+                engine.run_job(&job.job_id, deadline).await
+            }));
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.map_err(|e| EngineError::Other(e.to_string()))??);
+        }
+        Ok(out)
+    }
+
+    /// Works on `job_id` until no chunk is left or `deadline` comes.
+    pub async fn run_job(&self, job_id: &str, deadline: Option<Instant>) -> Result<RunOutcome, EngineError> {
+        let job = self
+            .store()
+            .get_job(job_id)
+            .await?
+            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let runners = self.options().chunk_concurrency.clamp(1, job.tables.len().max(1));
+        let mut handles = Vec::new();
+        for _ in 0..runners {
+            let (engine, job) = (self.clone(), job.clone());
+            handles.push(tokio::spawn(async move { engine.runner(job, deadline).await }));
+        }
+        let mut stop = StopReason::Finished;
+        for h in handles {
+            if h.await.map_err(|e| EngineError::Other(e.to_string()))?? == StopReason::ContinuationNeeded {
+                stop = StopReason::ContinuationNeeded;
+            }
+        }
+        let job = self
+            .store()
+            .get_job(job_id)
+            .await?
+            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        match stop {
+            StopReason::ContinuationNeeded => {
+                tracing::info!(job_id, "time budget reached; state saved, continuation needed");
+                self.emit(EngineEvent::ContinuationNeeded { job_id: job_id.to_string() });
+            }
+            StopReason::Finished => {
+                tracing::info!(job_id, status = %job.status, records = job.records,
+                    completed = job.completed_chunks, failed = job.failed_chunks, "job finished");
+                self.emit(EngineEvent::JobFinished {
+                    job_id: job_id.to_string(),
+                    status: job.status,
+                });
+            }
+        }
+        Ok(RunOutcome {
+            job_id: job_id.to_string(),
+            status: job.status,
+            stop,
+        })
+    }
+
+    /// One claim loop: several may share a job; the store keeps them off each other's chunks.
+    async fn runner(&self, job: Job, deadline: Option<Instant>) -> Result<StopReason, EngineError> {
+        let opts = self.options().clone();
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(StopReason::ContinuationNeeded);
+            }
+            self.break_dead_leases(&job.job_id).await?;
+            let now = Utc::now();
+            let lease_until = now + opts.lease;
+            match self.store().claim_next_chunk(&job.job_id, &opts.owner, lease_until, now).await? {
+                Claim::Chunk(chunk) => {
+                    if self.run_chunk(&job, *chunk, deadline).await? == StopReason::ContinuationNeeded {
+                        return Ok(StopReason::ContinuationNeeded);
+                    }
+                }
+                Claim::Wait { until } => {
+                    let mut wait = opts.poll_interval;
+                    if let Some(until) = until {
+                        wait = wait.min((until - Utc::now()).to_std().unwrap_or_default());
+                    }
+                    let wake = Instant::now() + wait.max(Duration::from_millis(10));
+                    tokio::time::sleep_until(deadline.map_or(wake, |d| wake.min(d))).await;
+                }
+                Claim::Done(_) => return Ok(StopReason::Finished),
+            }
+        }
+    }
+
+    /// Leases held by processes of this host that have died are broken at once, so a
+    /// `resume` after a crash does not wait out the lease.
+    async fn break_dead_leases(&self, job_id: &str) -> Result<(), EngineError> {
+        for chunk in self.store().chunks(job_id).await? {
+            if chunk.status != ChunkStatus::Running {
+                continue;
+            }
+            if let Some(owner) = chunk.lease_owner.as_deref().filter(|o| is_dead_local_owner(o)) {
+                if self.store().break_lease(&chunk.key, owner, Utc::now()).await? {
+                    tracing::warn!(chunk = %chunk.key, owner, "lease holder is gone; chunk will resume from its checkpoint");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_chunk(&self, job: &Job, chunk: Chunk, deadline: Option<Instant>) -> Result<StopReason, EngineError> {
+        let key = chunk.key.clone();
+        let owner = self.options().owner.clone();
+        let started = Instant::now();
+        tracing::info!(job_id = %key.job_id, table = %key.table, seq = key.seq, window = %chunk.window,
+            attempt = chunk.attempts, cursor = ?chunk.checkpoint.cursor, "chunk started");
+        self.emit(EngineEvent::ChunkStarted {
+            key: key.clone(),
+            window: chunk.window,
+            attempt: chunk.attempts,
+            resumed_from_cursor: chunk.checkpoint.cursor.is_some(),
+        });
+
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = self.spawn_heartbeat(key.clone(), lost.clone());
+        let result = self.execute_chunk(job, &chunk, deadline, &lost).await;
+        heartbeat.abort();
+
+        let now = Utc::now();
+        let elapsed = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(ChunkEnd::Exhausted(cp)) => {
+                match self.store().complete_chunk(&key, &owner, &cp, now).await {
+                    Ok(_) => {}
+                    Err(StoreError::LeaseLost { .. }) => {
+                        tracing::warn!(chunk = %key, "lease lost before completion; another runner owns the chunk");
+                        return Ok(StopReason::Finished);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::info!(job_id = %key.job_id, table = %key.table, seq = key.seq, records = cp.records,
+                    pages = cp.pages, parts = cp.parts, duration_ms = elapsed, "chunk succeeded");
+                self.emit(EngineEvent::ChunkFinished {
+                    key,
+                    status: ChunkStatus::Succeeded,
+                    records: cp.records,
+                    duration_ms: elapsed,
+                    error: None,
+                });
+                Ok(StopReason::Finished)
+            }
+            Ok(ChunkEnd::OutOfTime(cp)) => {
+                match self.store().release_chunk(&key, &owner, &cp).await {
+                    Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::info!(chunk = %key, cursor = ?cp.cursor, records = cp.records, "chunk paused at the time budget");
+                Ok(StopReason::ContinuationNeeded)
+            }
+            Err(f) if f.lease_lost => {
+                tracing::warn!(chunk = %key, "{}", f.message);
+                Ok(StopReason::Finished)
+            }
+            Err(f) => {
+                let retry_at = (f.retryable && chunk.attempts < job.max_attempts)
+                    .then(|| now + self.chunk_backoff(chunk.attempts));
+                let message = format!(
+                    "attempt {}/{}: {}",
+                    chunk.attempts, job.max_attempts, f.message
+                );
+                match self.store().fail_chunk(&key, &owner, &message, retry_at, now).await {
+                    Ok(_) | Err(StoreError::LeaseLost { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                match retry_at {
+                    Some(at) => {
+                        tracing::warn!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
+                            retry_at = %at.to_rfc3339(), "chunk attempt failed; will retry");
+                        self.emit(EngineEvent::ChunkRetrying {
+                            key,
+                            error: message,
+                            retry_at: at,
+                        });
+                    }
+                    None => {
+                        tracing::error!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
+                            "chunk failed");
+                        self.emit(EngineEvent::ChunkFinished {
+                            key,
+                            status: ChunkStatus::Failed,
+                            records: 0,
+                            duration_ms: elapsed,
+                            error: Some(message),
+                        });
+                    }
+                }
+                Ok(StopReason::Finished)
+            }
+        }
+    }
+
+    /// Exponential backoff between chunk attempts, with ±25 % jitter.
+    fn chunk_backoff(&self, attempts: u32) -> chrono::Duration {
+        let base = self.config().backfill.default_settings.retry_backoff_seconds;
+        let secs = base * 2f64.powi(attempts.saturating_sub(1).min(16) as i32);
+        let jitter = rand::rng().random_range(0.75..=1.25);
+        chrono::Duration::milliseconds((secs * jitter * 1000.0) as i64)
+    }
+
+    fn spawn_heartbeat(&self, key: ChunkKey, lost: Arc<AtomicBool>) -> JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let lease = engine.options().lease;
+            let owner = engine.options().owner.clone();
+            loop {
+                tokio::time::sleep(lease / 4).await;
+                match engine.store().renew_lease(&key, &owner, Utc::now() + lease).await {
+                    Ok(()) => {}
+                    Err(StoreError::LeaseLost { .. }) => {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(chunk = %key, error = %e, "lease renewal failed; will try again"),
+                }
+            }
+        })
+    }
+
+    async fn execute_chunk(&self, job: &Job, chunk: &Chunk, deadline: Option<Instant>, lost: &AtomicBool) -> Result<ChunkEnd, Failure> {
+        let opts = self.options().clone();
+        let key = &chunk.key;
+        let permanent = |message: String| Failure {
+            message,
+            retryable: false,
+            lease_lost: false,
+        };
+        let endpoint = self
+            .config()
+            .endpoints(job.service)
+            .and_then(|e| e.find(&key.table))
+            .cloned()
+            .ok_or_else(|| permanent(format!("table '{}' is no longer defined for {}", key.table, job.service)))?;
+        let source = self
+            .source(&job.tenant_id, job.service)
+            .map_err(|e| permanent(format!("tenant '{}' {}: {e}", job.tenant_id, job.service)))?;
+        let meta = ChunkMeta {
+            tenant_id: job.tenant_id.clone(),
+            service: job.service,
+            table: key.table.clone(),
+            job_id: job.job_id.clone(),
+            chunk_seq: key.seq,
+            window: chunk.window,
+            ingested_at: Utc::now(),
+        };
+        let mut cp = chunk.checkpoint.clone();
+        // Parts written after the last checkpoint belong to pages that will be read again.
+        self.sink().remove_parts_from(&meta, cp.parts).await?;
+        let mut writer = self.sink().part_writer(meta, &endpoint)?;
+
+        let fetcher = Fetcher {
+            engine: self.clone(),
+            source,
+            endpoint: Arc::new(endpoint),
+            window: chunk.window,
+            tenant_id: job.tenant_id.clone(),
+        };
+        let describe = |e: SourceError| Failure {
+            retryable: e.is_retryable(),
+            message: format!("{} {} {}: {e}", job.tenant_id, job.service, key.table),
+            lease_lost: false,
+        };
+        let mut inflight = Some(fetcher.spawn(cp.cursor.clone()));
+        let mut pending_pages = 0u32;
+        let mut pending_bytes = 0u64;
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let page: Page = match inflight.take() {
+                Some(h) => h
+                    .await
+                    .map_err(|e| permanent(format!("page fetch task failed: {e}")))?
+                    .map_err(describe)?,
+                None => unreachable!("a fetch is always in flight at the top of the loop"),
+            };
+            let next = page.next.clone();
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            // Read ahead while this page is encoded: the cursor is already known.
+            if let (Some(c), false) = (&next, out_of_time) {
+                inflight = Some(fetcher.spawn(Some(c.clone())));
+            }
+            writer.append_page(page.records)?;
+            pending_pages += 1;
+            pending_bytes += page.bytes as u64;
+            let exhausted = next.is_none();
+            let due = exhausted
+                || out_of_time
+                || writer.buffered_rows() >= opts.part_max_rows
+                || writer.buffered_bytes() >= opts.part_max_bytes
+                || last_checkpoint.elapsed() >= opts.checkpoint_interval;
+            if due {
+                if lost.load(Ordering::SeqCst) {
+                    if let Some(h) = inflight.take() {
+                        h.abort();
+                    }
+                    return Err(Failure::from(StoreError::LeaseLost {
+                        key: key.clone(),
+                        owner: opts.owner.clone(),
+                    }));
+                }
+                if let Some(part) = writer.finish_part(cp.parts)? {
+                    // Renew right before the put: a runner whose lease lapsed must not write.
+                    self.store().renew_lease(key, &opts.owner, Utc::now() + opts.lease).await?;
+                    let info = self.sink().put_part(part).await?;
+                    cp.parts += 1;
+                    cp.records += info.rows;
+                }
+                cp.pages += pending_pages;
+                cp.cursor = next.clone();
+                if !exhausted {
+                    self.store().checkpoint(key, &opts.owner, &cp, Utc::now() + opts.lease).await?;
+                }
+                self.emit(EngineEvent::ChunkProgress {
+                    key: key.clone(),
+                    records: cp.records,
+                    pages: cp.pages,
+                    parts: cp.parts,
+                    bytes: pending_bytes,
+                });
+                pending_pages = 0;
+                pending_bytes = 0;
+                last_checkpoint = Instant::now();
+            }
+            if exhausted {
+                return Ok(ChunkEnd::Exhausted(cp));
+            }
+            if out_of_time {
+                if let Some(h) = inflight.take() {
+                    h.abort();
+                }
+                return Ok(ChunkEnd::OutOfTime(cp));
+            }
+        }
+    }
+}
+
+/// Fetches pages of one chunk, each under the tenant's rate budget, retrying what can be retried.
+#[derive(Clone)]
+struct Fetcher {
+    engine: Engine,
+    source: Arc<dyn Source>,
+    endpoint: Arc<EndpointDef>,
+    window: Window,
+    tenant_id: String,
+}
+
+impl Fetcher {
+    fn spawn(&self, cursor: Option<String>) -> JoinHandle<Result<Page, SourceError>> {
+        let f = self.clone();
+        tokio::spawn(async move { f.fetch(cursor).await })
+    }
+
+    async fn fetch(&self, cursor: Option<String>) -> Result<Page, SourceError> {
+        let opts = self.engine.options();
+        let budget = self.engine.budget(&self.tenant_id, self.source.service());
+        let attempt = || async {
+            budget.acquire().await;
+            self.source.fetch_page(&self.endpoint, &self.window, cursor.as_deref()).await
+        };
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(opts.page_retry_min_delay)
+                    .with_max_delay(Duration::from_secs(60))
+                    .with_max_times(opts.page_retries)
+                    .with_jitter(),
+            )
+            .sleep(tokio::time::sleep)
+            .when(SourceError::is_retryable)
+            // The server's own Retry-After beats our guess.
+            .adjust(|e: &SourceError, d| d.map(|d| e.retry_after().unwrap_or(d)))
+            .notify(|e: &SourceError, d: Duration| {
+                if e.is_rate_limited() {
+                    self.engine.emit(EngineEvent::RateLimited {
+                        tenant_id: self.tenant_id.clone(),
+                        service: self.source.service(),
+                        retry_after_ms: d.as_millis() as u64,
+                    });
+                }
+                tracing::warn!(tenant_id = %self.tenant_id, table = %self.endpoint.table_name,
+                    error = %e, wait_ms = d.as_millis() as u64, "page request failed; retrying");
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_ids_name_host_and_pid() {
+        let me = local_owner_id();
+        assert!(me.contains(&format!(":{}:", std::process::id())), "{me}");
+        assert!(!is_dead_local_owner(&me), "this process is alive");
+        // A pid that cannot exist on Linux (beyond pid_max).
+        let host = me.rsplitn(3, ':').nth(2).unwrap();
+        assert!(is_dead_local_owner(&format!("{host}:4294967290:abcd")));
+        assert!(!is_dead_local_owner("elsewhere:4294967290:abcd"), "other hosts are judged by lease expiry");
+        assert!(!is_dead_local_owner("garbage"));
+    }
+}

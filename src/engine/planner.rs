@@ -1,0 +1,310 @@
+//! The planner: pure functions from a backfill request to half-open UTC windows per table.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::domain::{Chunk, ChunkKey, Job, JobStatus, Service, Window, validate_identifier};
+
+/// What an operator asks for; `None` fields take their configured defaults.
+#[derive(Clone, Debug)]
+pub struct PlanRequest {
+    pub tenant_id: String,
+    pub service: Service,
+    /// API paths or table names; empty means every endpoint, priority ones first.
+    pub tables: Vec<String>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub chunk_size_days: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TablePlan {
+    pub table: String,
+    pub path: String,
+    pub windows: Vec<Window>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub tenant_id: String,
+    pub service: Service,
+    pub window: Window,
+    /// The end was not given: it is the moment of planning, frozen into the job.
+    pub end_is_default: bool,
+    pub chunk_size_days: u32,
+    pub rate_limit_per_minute: Option<u32>,
+    pub max_attempts: u32,
+    pub tables: Vec<TablePlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+/// Cuts `[start, end)` into consecutive windows of `days` days; the last one ends at `end`.
+pub fn chunk_windows(window: Window, days: u32) -> Vec<Window> {
+    let step = Duration::days(i64::from(days.max(1)));
+    let mut out = Vec::new();
+    let mut start = window.start;
+    while start < window.end {
+        let end = (start + step).min(window.end);
+        out.push(Window::new(start, end));
+        start = end;
+    }
+    out
+}
+
+/// `backfill_{tenant}_{service}_{YYYYMMDD of the start}`: readable and stable for a range.
+pub fn job_id(tenant_id: &str, service: Service, start: DateTime<Utc>) -> String {
+    format!("backfill_{tenant_id}_{service}_{}", start.format("%Y%m%d"))
+}
+
+/// Builds the plan for `req` at the instant `now`.
+pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Plan, PlanError> {
+    validate_identifier("tenant id", &req.tenant_id).map_err(PlanError)?;
+    let (_, conn) = config.connection(&req.tenant_id, req.service).map_err(PlanError)?;
+    if !conn.enabled {
+        return Err(PlanError(format!(
+            "tenant '{}' has {} disabled in the tenants registry",
+            req.tenant_id, req.service
+        )));
+    }
+    let endpoints = config
+        .endpoints(req.service)
+        .ok_or_else(|| PlanError(format!("no endpoint definitions for {}", req.service)))?;
+    let bf = &config.backfill;
+    let chunk_size_days = match req.chunk_size_days {
+        Some(0) => return Err(PlanError("--chunk-size-days must be at least 1 (got 0)".into())),
+        Some(d) => d,
+        None => bf.chunk_size_days(&req.tenant_id, req.service),
+    };
+    // Sources filter at one-second precision; whole seconds keep every bound exact.
+    let second = Duration::seconds(1);
+    let trunc = |t: DateTime<Utc>| t.duration_trunc(second).unwrap_or(t);
+    let end = trunc(req.end.unwrap_or(now));
+    let start = match req.start {
+        Some(s) => trunc(s),
+        None => end - Duration::days(i64::from(bf.lookback_days(&req.tenant_id, req.service))),
+    };
+    if start >= end {
+        return Err(PlanError(format!(
+            "start {} is not before end {}",
+            start.to_rfc3339(),
+            end.to_rfc3339()
+        )));
+    }
+    if end > trunc(now) {
+        return Err(PlanError(format!(
+            "end {} is in the future; a backfill window must be closed (now is {})",
+            end.to_rfc3339(),
+            trunc(now).to_rfc3339()
+        )));
+    }
+    let defs: Vec<_> = if req.tables.is_empty() {
+        let mut defs: Vec<_> = endpoints.endpoints.iter().collect();
+        let prio = bf.priority_endpoints(req.service);
+        defs.sort_by_key(|d| prio.iter().position(|p| *p == d.path).unwrap_or(usize::MAX));
+        defs
+    } else {
+        let mut defs = Vec::new();
+        for name in &req.tables {
+            let def = endpoints.find(name).ok_or_else(|| {
+                PlanError(format!(
+                    "unknown table '{name}' for {} (known: {})",
+                    req.service,
+                    endpoints.names().join(", ")
+                ))
+            })?;
+            if defs.iter().any(|d: &&crate::config::EndpointDef| d.table_name == def.table_name) {
+                return Err(PlanError(format!("table '{name}' is listed twice")));
+            }
+            defs.push(def);
+        }
+        defs
+    };
+    let window = Window::new(start, end);
+    let windows = chunk_windows(window, chunk_size_days);
+    Ok(Plan {
+        tenant_id: req.tenant_id.clone(),
+        service: req.service,
+        window,
+        end_is_default: req.end.is_none(),
+        chunk_size_days,
+        rate_limit_per_minute: bf.rate_limit_per_minute(&req.tenant_id, req.service),
+        max_attempts: bf.default_settings.retry_attempts,
+        tables: defs
+            .into_iter()
+            .map(|d| TablePlan {
+                table: d.table_name.clone(),
+                path: d.path.clone(),
+                windows: windows.clone(),
+            })
+            .collect(),
+    })
+}
+
+impl Plan {
+    pub fn total_chunks(&self) -> usize {
+        self.tables.iter().map(|t| t.windows.len()).sum()
+    }
+
+    /// The job and chunk rows this plan becomes.
+    pub fn to_job(&self, now: DateTime<Utc>) -> (Job, Vec<Chunk>) {
+        let id = job_id(&self.tenant_id, self.service, self.window.start);
+        let chunks: Vec<Chunk> = self
+            .tables
+            .iter()
+            .flat_map(|t| {
+                let id = id.clone();
+                t.windows.iter().enumerate().map(move |(i, w)| {
+                    Chunk::new(
+                        ChunkKey {
+                            job_id: id.clone(),
+                            table: t.table.clone(),
+                            seq: i as u32,
+                        },
+                        *w,
+                    )
+                })
+            })
+            .collect();
+        let job = Job {
+            job_id: id,
+            tenant_id: self.tenant_id.clone(),
+            service: self.service,
+            tables: self.tables.iter().map(|t| t.table.clone()).collect(),
+            status: JobStatus::Pending,
+            window: self.window,
+            chunk_size_days: self.chunk_size_days,
+            max_attempts: self.max_attempts,
+            total_chunks: chunks.len() as u32,
+            completed_chunks: 0,
+            failed_chunks: 0,
+            records: 0,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        (job, chunks)
+    }
+}
+
+/// API calls and time a plan needs under its rate limit.
+#[derive(Clone, Debug, Serialize)]
+pub struct Estimate {
+    /// Calls when record counts are known (`counts`), else the floor of one call per window.
+    pub api_calls: u64,
+    pub counted: bool,
+    pub records: Option<u64>,
+    /// Seconds at the configured rate, `None` without a limit.
+    pub duration_secs: Option<f64>,
+}
+
+/// The fewest calls that read `records` with forward-only pages of `page_size`: every full
+/// page, plus the short (possibly empty) page that proves the window is exhausted.
+pub fn calls_for(records: u64, page_size: u32) -> u64 {
+    records / u64::from(page_size.max(1)) + 1
+}
+
+pub fn estimate(plan: &Plan, counts: Option<&[(String, Vec<u64>)]>, page_size_of: impl Fn(&str) -> u32) -> Estimate {
+    let (api_calls, records) = match counts {
+        Some(counts) => {
+            let mut calls = 0;
+            let mut records = 0;
+            for (table, per_window) in counts {
+                let ps = page_size_of(table);
+                for n in per_window {
+                    calls += calls_for(*n, ps);
+                    records += n;
+                }
+            }
+            (calls, Some(records))
+        }
+        None => (plan.total_chunks() as u64, None),
+    };
+    Estimate {
+        api_calls,
+        counted: counts.is_some(),
+        records,
+        duration_secs: plan
+            .rate_limit_per_minute
+            .map(|rpm| api_calls as f64 * 60.0 / f64::from(rpm)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+    }
+
+    fn assert_exact_cover(outer: Window, windows: &[Window]) {
+        assert_eq!(windows.first().unwrap().start, outer.start);
+        assert_eq!(windows.last().unwrap().end, outer.end);
+        for pair in windows.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start, "gap or overlap between {} and {}", pair[0], pair[1]);
+        }
+        assert!(windows.iter().all(|w| w.start < w.end));
+    }
+
+    #[test]
+    fn uneven_ranges_end_with_a_short_window() {
+        let outer = Window::new(t(2023, 1, 1), t(2023, 3, 15));
+        let w = chunk_windows(outer, 30);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[1], Window::new(t(2023, 1, 31), t(2023, 3, 2)));
+        assert_eq!(w[2], Window::new(t(2023, 3, 2), t(2023, 3, 15)));
+        assert_exact_cover(outer, &w);
+    }
+
+    #[test]
+    fn leap_days_are_covered_once() {
+        let outer = Window::new(t(2024, 2, 27), t(2024, 3, 3));
+        let w = chunk_windows(outer, 1);
+        assert_eq!(w.len(), 5);
+        assert!(w.iter().any(|w| w.start == t(2024, 2, 29) && w.end == t(2024, 3, 1)));
+        assert_exact_cover(outer, &w);
+        // A range across a leap year: 366 one-day windows.
+        assert_eq!(chunk_windows(Window::new(t(2024, 1, 1), t(2025, 1, 1)), 1).len(), 366);
+    }
+
+    #[test]
+    fn odd_instants_are_kept_exactly() {
+        let start = Utc.with_ymd_and_hms(2023, 5, 17, 13, 45, 7).unwrap();
+        let end = Utc.with_ymd_and_hms(2023, 9, 2, 2, 3, 4).unwrap();
+        let w = chunk_windows(Window::new(start, end), 7);
+        assert_exact_cover(Window::new(start, end), &w);
+        let total: i64 = w.iter().map(|w| (w.end - w.start).num_seconds()).sum();
+        assert_eq!(total, (end - start).num_seconds());
+    }
+
+    #[test]
+    fn every_chunk_size_covers_exactly() {
+        let outer = Window::new(t(2022, 12, 31), t(2024, 3, 1));
+        for days in [1, 2, 7, 13, 30, 31, 365, 10_000] {
+            let w = chunk_windows(outer, days);
+            assert_exact_cover(outer, &w);
+            assert!(w.iter().all(|x| x.end - x.start <= Duration::days(days as i64)));
+        }
+    }
+
+    #[test]
+    fn minimum_calls_count_the_closing_page() {
+        assert_eq!(calls_for(0, 1000), 1);
+        assert_eq!(calls_for(999, 1000), 1);
+        assert_eq!(calls_for(1000, 1000), 2);
+        assert_eq!(calls_for(2500, 1000), 3);
+    }
+
+    #[test]
+    fn job_ids_are_readable() {
+        assert_eq!(
+            job_id("tenant123", Service::Connectwise, t(2024, 1, 1)),
+            "backfill_tenant123_connectwise_20240101"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! ConnectWise PSA (Manage) REST 3.0: Basic auth `company+public:private` with a `clientId`
+//! header, `conditions` windows on `lastUpdated`, forward-only keyset paging by `pageId`.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use reqwest::header::{HeaderMap, HeaderValue};
+
+use super::{Page, Source, SourceError, retry_after};
+use crate::config::{Credentials, EndpointDef};
+use crate::domain::{Service, Window};
+use crate::secret::{Secret, scrub};
+
+pub struct ConnectWise {
+    base_url: String,
+    http: reqwest::Client,
+    auth: Secret,
+    client_id: Secret,
+    secrets: Vec<String>,
+}
+
+/// `lastUpdated >= [start] and lastUpdated < [end]`: the half-open window in CW syntax.
+pub fn window_conditions(field: &str, window: &Window) -> String {
+    format!(
+        "{field} >= [{}] and {field} < [{}]",
+        window.start.format("%Y-%m-%dT%H:%M:%SZ"),
+        window.end.format("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
+/// The next `pageId` from a forward-only `Link` header; `None` when the header is empty.
+pub fn next_page_id(link: &str) -> Option<String> {
+    let target = link.split(';').next()?.trim().trim_start_matches('<').trim_end_matches('>');
+    let query = target.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("pageId="))
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+}
+
+impl ConnectWise {
+    pub fn new(base_url: &str, creds: Credentials, http: reqwest::Client) -> Result<Self, SourceError> {
+        let field = |f: &str| creds.require(f).map(|s| s.expose().to_string()).map_err(SourceError::Config);
+        let (company, public, private, client_id) =
+            (field("company_id")?, field("public_key")?, field("private_key")?, field("client_id")?);
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{company}+{public}:{private}"));
+        let secrets = vec![private.clone(), token.clone(), format!("{public}:{private}")];
+        Ok(ConnectWise {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            http,
+            auth: Secret::new(format!("Basic {token}")),
+            client_id: Secret::new(client_id),
+            secrets,
+        })
+    }
+
+    fn headers(&self, forward_only: bool) -> Result<HeaderMap, SourceError> {
+        let mut h = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(self.auth.expose())
+            .map_err(|_| SourceError::Config("credentials contain characters not allowed in a header".into()))?;
+        auth.set_sensitive(true);
+        h.insert(reqwest::header::AUTHORIZATION, auth);
+        let mut cid = HeaderValue::from_str(self.client_id.expose())
+            .map_err(|_| SourceError::Config("client_id contains characters not allowed in a header".into()))?;
+        cid.set_sensitive(true);
+        h.insert("clientId", cid);
+        h.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/vnd.connectwise.com+json; version=2021.1"));
+        if forward_only {
+            h.insert("pagination-type", HeaderValue::from_static("forward-only"));
+        }
+        Ok(h)
+    }
+
+    async fn get(&self, url: url::Url, forward_only: bool) -> Result<(HeaderMap, bytes::Bytes), SourceError> {
+        let resp = self
+            .http
+            .get(url)
+            .headers(self.headers(forward_only)?)
+            .send()
+            .await
+            .map_err(|e| SourceError::Transport(scrub(&e.without_url().to_string(), self.secrets.iter().map(String::as_str))))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| SourceError::Decode {
+            message: format!("body cut short: {}", e.without_url()),
+            truncated: true,
+        })?;
+        if !status.is_success() {
+            return Err(SourceError::Http {
+                status: status.as_u16(),
+                message: scrub(&error_message(&body), self.secrets.iter().map(String::as_str)),
+                retry_after: retry_after(&headers),
+            });
+        }
+        Ok((headers, body))
+    }
+
+    fn url(&self, endpoint: &EndpointDef, suffix: &str) -> Result<url::Url, SourceError> {
+        url::Url::parse(&format!("{}/{}{suffix}", self.base_url, endpoint.path))
+            .map_err(|e| SourceError::Config(format!("base URL {}: {e}", self.base_url)))
+    }
+}
+
+/// The API's own words from a CW error body (`{"code":..,"message":..}`), else the raw text.
+fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct CwError {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<CwError>(body) {
+        Ok(CwError { code, message }) if code.is_some() || message.is_some() => {
+            format!("{}: {}", code.unwrap_or_default(), message.unwrap_or_default())
+        }
+        _ => String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+    }
+}
+
+#[async_trait]
+impl Source for ConnectWise {
+    fn service(&self) -> Service {
+        Service::Connectwise
+    }
+
+    async fn fetch_page(&self, endpoint: &EndpointDef, window: &Window, cursor: Option<&str>) -> Result<Page, SourceError> {
+        let mut url = self.url(endpoint, "")?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("conditions", &window_conditions(endpoint.query_field(), window));
+            q.append_pair("pageSize", &endpoint.page_size.min(1000).to_string());
+            if let Some(c) = cursor {
+                q.append_pair("pageId", c);
+            }
+        }
+        let (headers, body) = self.get(url, true).await?;
+        let records: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
+            message: format!("{} page is not a JSON array of records: {e}", endpoint.path),
+            truncated: e.is_eof(),
+        })?;
+        let link = headers
+            .get(reqwest::header::LINK)
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let next = match link {
+            // Forward-only: an empty Link header marks the last page.
+            Some(l) if l.trim().is_empty() => None,
+            Some(l) => Some(next_page_id(&l).ok_or_else(|| SourceError::Decode {
+                message: format!("Link header without a pageId: {l}"),
+                truncated: false,
+            })?),
+            None => {
+                return Err(SourceError::Decode {
+                    message: format!("{} answered without a Link header: forward-only paging is not supported there", endpoint.path),
+                    truncated: false,
+                });
+            }
+        };
+        if let (Some(n), Some(c)) = (&next, cursor) {
+            if n.parse::<i64>().ok() <= c.parse::<i64>().ok() {
+                return Err(SourceError::Decode {
+                    message: format!("pageId went from {c} to {n}: paging would not advance"),
+                    truncated: false,
+                });
+            }
+        }
+        Ok(Page {
+            records,
+            next,
+            bytes: body.len(),
+        })
+    }
+
+    async fn count(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError> {
+        let mut url = self.url(endpoint, "/count")?;
+        url.query_pairs_mut()
+            .append_pair("conditions", &window_conditions(endpoint.query_field(), window));
+        let (_, body) = self.get(url, false).await?;
+        #[derive(serde::Deserialize)]
+        struct Count {
+            count: u64,
+        }
+        serde_json::from_slice::<Count>(&body)
+            .map(|c| c.count)
+            .map_err(|e| SourceError::Decode {
+                message: format!("{}/count: {e}", endpoint.path),
+                truncated: e.is_eof(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn conditions_are_half_open_in_cw_syntax() {
+        let w = Window::new(
+            chrono::Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0).unwrap(),
+            chrono::Utc.with_ymd_and_hms(2023, 2, 1, 0, 0, 0).unwrap(),
+        );
+        assert_eq!(
+            window_conditions("lastUpdated", &w),
+            "lastUpdated >= [2023-01-01T00:00:00Z] and lastUpdated < [2023-02-01T00:00:00Z]"
+        );
+    }
+
+    #[test]
+    fn link_header_gives_the_next_page_id() {
+        let l = "<https://x/v4_6_release/apis/3.0/service/tickets?conditions=a&pageSize=1000&pageId=20931>; rel=\"next\"";
+        assert_eq!(next_page_id(l).as_deref(), Some("20931"));
+        assert_eq!(next_page_id("<https://x/a?pageSize=10>; rel=\"next\""), None);
+    }
+
+    #[test]
+    fn error_bodies_give_the_api_message() {
+        let body = br#"{"code":"Unauthorized","message":"UserNotAuthenticated"}"#;
+        assert_eq!(error_message(body), "Unauthorized: UserNotAuthenticated");
+        assert_eq!(error_message(b"<html>bad gateway</html>"), "<html>bad gateway</html>");
+    }
+
+    #[test]
+    fn credentials_never_reach_debug_output() {
+        let creds = Credentials::from_pairs([
+            ("company_id".to_string(), "acme".to_string()),
+            ("public_key".to_string(), "pub".to_string()),
+            ("private_key".to_string(), "very-secret-key".to_string()),
+            ("client_id".to_string(), "cid-123".to_string()),
+        ]);
+        let cw = ConnectWise::new("http://127.0.0.1:1/apis/3.0", creds, reqwest::Client::new()).unwrap();
+        let shown = format!("{:?} {}", cw.auth, cw.auth);
+        assert!(!shown.contains("very-secret-key") && !shown.contains("cid-123"), "{shown}");
+        let missing = ConnectWise::new("http://h", Credentials::default(), reqwest::Client::new());
+        assert!(matches!(missing, Err(SourceError::Config(m)) if m.contains("company_id")));
+    }
+}

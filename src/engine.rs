@@ -54,13 +54,13 @@ pub struct EngineOptions {
     pub part_max_rows: usize,
     /// ...or this many encoded bytes...
     pub part_max_bytes: usize,
-    /// ...or when this long has passed since the last checkpoint.
+    /// ...or when this long has passed since the last checkpoint. When requests are paced
+    /// slower than `checkpoint_every_page_below`, every page is checkpointed: a write per
+    /// page costs little next to the wait, and a resume then refetches nothing stored.
     pub checkpoint_interval: Duration,
+    pub checkpoint_every_page_below: Duration,
     /// Pace requests at the configured rate limits (off only for benchmarks).
     pub pace_requests: bool,
-    /// Retries of one page on retryable errors before the chunk attempt fails.
-    pub page_retries: usize,
-    pub page_retry_min_delay: Duration,
     /// Chunks of one job run at once (different tables; a table's chunks stay in order).
     pub chunk_concurrency: usize,
     /// How often a waiting runner looks again (backoffs, others' leases).
@@ -75,9 +75,8 @@ impl Default for EngineOptions {
             part_max_rows: 50_000,
             part_max_bytes: 24 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(2),
+            checkpoint_every_page_below: Duration::from_millis(50),
             pace_requests: true,
-            page_retries: 5,
-            page_retry_min_delay: Duration::from_millis(500),
             chunk_concurrency: 1,
             poll_interval: Duration::from_millis(500),
         }

@@ -12,7 +12,7 @@ use super::{Cli, Command, EXIT_CONTINUATION, EXIT_JOB_ERRORS, ExecArgs, RangeArg
 use crate::config::Config;
 use crate::domain::{JobStatus, Service};
 use crate::engine::planner::{self, Plan, PlanRequest};
-use crate::engine::{EngineOptions, RunOutcome, StopReason};
+use crate::engine::{EngineOptions, RateBudget, RunOutcome, StopReason};
 use crate::store::{CreateOutcome, JobFilter};
 use crate::workspace::Workspace;
 
@@ -37,7 +37,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             runtime::init_logging(&global.log_level, None)?;
             let config = runtime::load_config(&global, &ws)?;
             let plan = make_plan(&config, &args.range)?;
-            let counts = if args.count { Some(count_windows(&global, &ws, config.clone(), &plan).await?) } else { None };
+            let counts = if args.count { Some(count_windows(&global, config.clone(), &plan).await?) } else { None };
             let est = planner::estimate(&plan, counts.as_deref(), |t| page_size(&config, plan.service, t));
             output::print_plan(&plan, &est, args.output)?;
             Ok(ExitCode::SUCCESS)
@@ -185,11 +185,10 @@ fn page_size(config: &Config, service: Service, table: &str) -> u32 {
 }
 
 /// Asks the source for each window's record count, under the tenant's rate budget.
-async fn count_windows(global: &super::GlobalArgs, ws: &Workspace, config: Arc<Config>, plan: &Plan) -> Result<Vec<(String, Vec<u64>)>> {
-    let wired = runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
-    let engine = &wired.engine;
-    let source = engine.source(&plan.tenant_id, plan.service).map_err(|e| eyre!(e))?;
-    let budget = engine.budget(&plan.tenant_id, plan.service);
+async fn count_windows(global: &super::GlobalArgs, config: Arc<Config>, plan: &Plan) -> Result<Vec<(String, Vec<u64>)>> {
+    let (provider, _sandbox) = runtime::provider(global, config.clone()).await?;
+    let source = provider.source(&plan.tenant_id, plan.service).map_err(|e| eyre!(e))?;
+    let budget = RateBudget::new(plan.rate_limit_per_minute);
     let mut out = Vec::new();
     for t in &plan.tables {
         let endpoint = config

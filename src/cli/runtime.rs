@@ -81,10 +81,14 @@ pub fn sandbox_config(config: &Config, anchor: DateTime<Utc>, history_days: u32,
             if *service != Service::Connectwise || !conn.base_url.contains(SANDBOX_PLACEHOLDER) {
                 continue;
             }
-            let creds = config
-                .tenants
-                .resolve_credentials(&tenant.tenant_id, *service, conn)
-                .map_err(|e| eyre!(e))?;
+            // A tenant whose credentials cannot be read is not served; its runs will say why.
+            let creds = match config.tenants.resolve_credentials(&tenant.tenant_id, *service, conn) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("sandbox skips tenant '{}': {e}", tenant.tenant_id);
+                    continue;
+                }
+            };
             let field = |f: &str| creds.require(f).map(|s| s.expose().to_string()).map_err(|e| eyre!("tenant '{}': {e}", tenant.tenant_id));
             tenants.push(SandboxTenant {
                 company_id: field("company_id")?,
@@ -128,17 +132,23 @@ pub struct Wired {
 pub async fn wire_engine(global: &GlobalArgs, ws: &Workspace, config: Arc<Config>, options: EngineOptions) -> Result<Wired> {
     let store = open_store(ws)?;
     let sink = RawSink::local(&ws.data_dir())?;
-    let (sandbox_url, sandbox) = resolve_sandbox(global, &config).await?;
-    let provider = Arc::new(Provider {
-        config: config.clone(),
-        sandbox_url,
-        http: sources::http_client(),
-        cache: Mutex::new(HashMap::new()),
-    });
+    let (provider, sandbox) = provider(global, config.clone()).await?;
     Ok(Wired {
         engine: Engine::new(config, store, sink, provider, options),
         _sandbox: sandbox,
     })
+}
+
+/// Sources for every tenant, with the sandbox they may need (started here if not given).
+pub async fn provider(global: &GlobalArgs, config: Arc<Config>) -> Result<(Arc<dyn SourceProvider>, Option<Sandbox>)> {
+    let (sandbox_url, sandbox) = resolve_sandbox(global, &config).await?;
+    let provider = Arc::new(Provider {
+        config,
+        sandbox_url,
+        http: sources::http_client(),
+        cache: Mutex::new(HashMap::new()),
+    });
+    Ok((provider, sandbox))
 }
 
 /// The sandbox address: given, or a sandbox started in this process when the registry needs one.

@@ -32,6 +32,21 @@ pub struct DefaultSettings {
     /// First retry delay of a failed chunk; doubles on each further attempt.
     #[serde(default = "default_backoff")]
     pub retry_backoff_seconds: f64,
+    /// Retries of one API request on retryable errors (429, 5xx, resets) before the chunk
+    /// attempt fails.
+    #[serde(default = "default_request_retries")]
+    pub request_retries: u32,
+    /// First delay between request retries; doubles each time, with jitter, unless the
+    /// server says `Retry-After`.
+    #[serde(default = "default_request_retry_ms")]
+    pub request_retry_min_delay_ms: u64,
+}
+
+fn default_request_retries() -> u32 {
+    5
+}
+fn default_request_retry_ms() -> u64 {
+    500
 }
 
 fn default_lookback() -> u32 {

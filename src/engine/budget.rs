@@ -33,6 +33,14 @@ impl RateBudget {
         self.per_minute
     }
 
+    /// The spacing between paced requests (zero when unpaced).
+    pub fn spacing(&self) -> Duration {
+        match (&self.limiter, self.per_minute) {
+            (Some(_), Some(n)) if n > 0 => Duration::from_secs_f64(60.0 / f64::from(n)),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Waits until one more request fits the budget.
     pub async fn acquire(&self) {
         let Some(limiter) = &self.limiter else { return };

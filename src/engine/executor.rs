@@ -371,6 +371,7 @@ impl Engine {
             message: format!("{} {} {}: {e}", job.tenant_id, job.service, key.table),
             lease_lost: false,
         };
+        let every_page = self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
         let mut inflight = Some(fetcher.spawn(cp.cursor.clone()));
         let mut pending_pages = 0u32;
         let mut pending_bytes = 0u64;
@@ -395,6 +396,7 @@ impl Engine {
             let exhausted = next.is_none();
             let due = exhausted
                 || out_of_time
+                || every_page
                 || writer.buffered_rows() >= opts.part_max_rows
                 || writer.buffered_bytes() >= opts.part_max_bytes
                 || last_checkpoint.elapsed() >= opts.checkpoint_interval;
@@ -461,7 +463,7 @@ impl Fetcher {
     }
 
     async fn fetch(&self, cursor: Option<String>) -> Result<Page, SourceError> {
-        let opts = self.engine.options();
+        let settings = &self.engine.config().backfill.default_settings;
         let budget = self.engine.budget(&self.tenant_id, self.source.service());
         let attempt = || async {
             budget.acquire().await;
@@ -470,9 +472,9 @@ impl Fetcher {
         attempt
             .retry(
                 ExponentialBuilder::default()
-                    .with_min_delay(opts.page_retry_min_delay)
+                    .with_min_delay(Duration::from_millis(settings.request_retry_min_delay_ms))
                     .with_max_delay(Duration::from_secs(60))
-                    .with_max_times(opts.page_retries)
+                    .with_max_times(settings.request_retries as usize)
                     .with_jitter(),
             )
             .sleep(tokio::time::sleep)

@@ -1,0 +1,291 @@
+//! Shared pieces of the integration tests: a sandbox process on loopback, a configuration
+//! fixture copied from `mappings/`, the real binary, and a Parquet reader.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use avesa_console::config::Config;
+use avesa_console::domain::Window;
+use avesa_console::sandbox::{SandboxConfig, TableCounts};
+use chrono::{DateTime, TimeZone, Utc};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_avesa-console");
+
+/// The fixed end of the sandbox's history in tests.
+pub fn anchor() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+pub fn repo_mappings() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A temporary workspace and a copy of `mappings/` that a test may edit.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_mappings(), &dir.path().join("config"));
+        Fixture { dir }
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn workspace(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.workspace().join("data")
+    }
+
+    /// Edits one JSON file of the configuration copy.
+    pub fn edit(&self, file: &str, f: impl FnOnce(&mut serde_json::Value)) -> &Self {
+        let path = self.config_dir().join(file);
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        self
+    }
+
+    /// Sets ConnectWise's rate limit, every endpoint's page size, and fast retries.
+    pub fn tune(&self, rate_per_minute: u32, page_size: u32) -> &Self {
+        self.edit("backfill_config.json", |v| {
+            v["service_settings"]["connectwise"]["rate_limit_requests_per_minute"] = rate_per_minute.into();
+            v["default_settings"]["retry_backoff_seconds"] = 0.05.into();
+            v["default_settings"]["request_retries"] = 2.into();
+            v["default_settings"]["request_retry_min_delay_ms"] = 10.into();
+        })
+        .edit("endpoints/connectwise.json", |v| {
+            for ep in v["endpoints"].as_array_mut().unwrap() {
+                ep["page_size"] = page_size.into();
+            }
+        })
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.config_dir()).unwrap()
+    }
+
+    /// Runs the binary against this fixture's workspace and configuration.
+    pub fn cli(&self, sandbox: Option<&SandboxProc>, args: &[&str]) -> Output {
+        self.command(sandbox, args).output().unwrap()
+    }
+
+    pub fn command(&self, sandbox: Option<&SandboxProc>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--workspace")
+            .arg(self.workspace())
+            .arg("--config-dir")
+            .arg(self.config_dir())
+            .arg("--log-level")
+            .arg("warn")
+            .args(args)
+            .env_remove("AVESA_WORKSPACE")
+            .env_remove("AVESA_CONFIG_DIR")
+            .env_remove("AVESA_SANDBOX_URL")
+            .stdin(Stdio::null());
+        if let Some(s) = sandbox {
+            cmd.arg("--sandbox-url").arg(&s.url);
+        }
+        cmd
+    }
+
+    /// The sandbox dataset this fixture's configuration describes.
+    pub fn sandbox_config(&self, counts: TableCounts) -> SandboxConfig {
+        avesa_console::cli::sandbox_config(&self.config(), anchor(), 730, counts).unwrap()
+    }
+
+    pub fn start_sandbox(&self, extra: &[&str]) -> SandboxProc {
+        SandboxProc::start(&self.config_dir(), extra)
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "command failed: {}", text(out));
+}
+
+/// `avesa-console sandbox` as a child process on an ephemeral loopback port.
+pub struct SandboxProc {
+    pub child: Child,
+    pub url: String,
+}
+
+impl SandboxProc {
+    pub fn start(config_dir: &Path, extra: &[&str]) -> SandboxProc {
+        let mut child = Command::new(BIN)
+            .args(["sandbox", "--bind", "127.0.0.1:0", "--log-level", "warn", "--history-days", "730"])
+            .arg("--config-dir")
+            .arg(config_dir)
+            .arg("--anchor")
+            .arg(anchor().to_rfc3339())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("sandbox listening on ")
+            .unwrap_or_else(|| panic!("unexpected sandbox output {line:?}"))
+            .to_string();
+        SandboxProc { child, url }
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let body = reqwest::blocking_get(&format!("{}/_sandbox/stats", self.url));
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for SandboxProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny blocking GET over a fresh runtime (tests are synchronous).
+mod reqwest {
+    pub fn blocking_get(url: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+}
+
+/// Every row of a table's Parquet files: id → lastUpdated, and how often each id appears.
+pub struct Landed {
+    pub rows: Vec<(i64, DateTime<Utc>)>,
+    pub files: Vec<PathBuf>,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Landed {
+    pub fn read(data_dir: &Path, tenant: &str, table: &str) -> Landed {
+        let dir = data_dir.join(tenant).join("raw").join("connectwise").join(table);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        let mut rows = Vec::new();
+        let mut batches = Vec::new();
+        for f in &files {
+            assert_eq!(f.extension().and_then(|e| e.to_str()), Some("parquet"), "stray file {}", f.display());
+            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let ids = batch.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
+                let upd = batch
+                    .column_by_name("_info__lastUpdated")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .unwrap()
+                    .clone();
+                for i in 0..batch.num_rows() {
+                    assert!(!ids.is_null(i));
+                    rows.push((ids.value(i), DateTime::from_timestamp_micros(upd.value(i)).unwrap()));
+                }
+                batches.push(batch);
+            }
+        }
+        rows.sort();
+        Landed { rows, files, batches }
+    }
+
+    /// Ids that appear more than once.
+    pub fn duplicates(&self) -> Vec<i64> {
+        let mut seen = BTreeMap::new();
+        for (id, _) in &self.rows {
+            *seen.entry(*id).or_insert(0) += 1;
+        }
+        seen.into_iter().filter(|(_, n)| *n > 1).map(|(id, _)| id).collect()
+    }
+}
+
+/// Asserts that `landed` is exactly the sandbox's records of `table` in `window`.
+pub fn assert_exact(landed: &Landed, cfg: &SandboxConfig, company_id: &str, table: &str, window: &Window) {
+    let expected = avesa_console::sandbox::expected_records(cfg, company_id, table, window);
+    assert!(!expected.is_empty(), "the sandbox has no {table} records in {window}: the test proves nothing");
+    assert_eq!(landed.duplicates(), Vec::<i64>::new(), "duplicated ids in {table}");
+    let missing: Vec<_> = expected.iter().filter(|e| landed.rows.binary_search(e).is_err()).take(5).collect();
+    let extra: Vec<_> = landed.rows.iter().filter(|r| expected.binary_search(r).is_err()).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "{table}: missing {missing:?}, unexpected {extra:?}");
+    assert_eq!(landed.rows.len(), expected.len());
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `status --job-id` as JSON.
+pub fn job_status(fx: &Fixture, job_id: &str) -> serde_json::Value {
+    let out = fx.cli(None, &["status", "--job-id", job_id, "--output", "json"]);
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn company_of(fx: &Fixture, tenant: &str) -> String {
+    let cfg = fx.config();
+    let t = cfg.tenants.get(tenant).unwrap();
+    let conn = &t.services[&avesa_console::domain::Service::Connectwise];
+    cfg.tenants
+        .resolve_credentials(tenant, avesa_console::domain::Service::Connectwise, conn)
+        .unwrap()
+        .get("company_id")
+        .unwrap()
+        .expose()
+        .to_string()
+}
+
+pub fn parse_window(start: &str, end: &str) -> Window {
+    Window::new(
+        DateTime::parse_from_rfc3339(start).unwrap().with_timezone(&Utc),
+        DateTime::parse_from_rfc3339(end).unwrap().with_timezone(&Utc),
+    )
+}

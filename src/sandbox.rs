@@ -1,1 +1,382 @@
-//! placeholder
+//! A local stand-in for the third-party APIs: an in-process ConnectWise PSA REST 3.0
+//! simulator on loopback, with deterministic synthetic data, rate limiting and fault injection.
+//!
+//! The wire format follows `SOURCE_APIS.md` §1: Basic auth plus `clientId`, `conditions` on
+//! `lastUpdated`, navigable (`page`) and forward-only (`pageId`) paging with `Link` headers,
+//! a `/count` sibling, ConnectWise-shaped error bodies and 429 + `Retry-After`.
+//! Records are never stored: each table keeps a compact `(id, lastUpdated)` index and renders
+//! full JSON on demand, so identical requests always get byte-identical answers.
+
+mod connectwise;
+mod data;
+mod faults;
+mod json;
+mod render;
+#[cfg(test)]
+mod tests;
+mod words;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::domain::Window;
+use data::{Generator, Table, TableData};
+use faults::{FaultPlan, RateLimits};
+
+/// One ConnectWise company the sandbox accepts credentials for, with its dataset size.
+#[derive(Clone)]
+pub struct SandboxTenant {
+    pub company_id: String,
+    pub public_key: String,
+    pub private_key: String,
+    pub client_id: String,
+    pub counts: TableCounts,
+}
+
+impl fmt::Debug for SandboxTenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxTenant")
+            .field("company_id", &self.company_id)
+            .field("public_key", &self.public_key)
+            .field("private_key", &"***")
+            .field("client_id", &self.client_id)
+            .field("counts", &self.counts)
+            .finish()
+    }
+}
+
+/// How many records each table of a tenant holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCounts {
+    pub tickets: u64,
+    pub time_entries: u64,
+    pub companies: u64,
+    pub contacts: u64,
+}
+
+impl TableCounts {
+    /// A small but realistic tenant: 4000 tickets, 8000 time entries, 200 companies, 800 contacts.
+    pub fn demo() -> Self {
+        TableCounts {
+            tickets: 4000,
+            time_entries: 8000,
+            companies: 200,
+            contacts: 800,
+        }
+    }
+
+    /// The count for a `table_name` of `mappings/endpoints/connectwise.json`.
+    pub fn get(&self, table: &str) -> Option<u64> {
+        match table {
+            "tickets" => Some(self.tickets),
+            "time_entries" => Some(self.time_entries),
+            "companies" => Some(self.companies),
+            "contacts" => Some(self.contacts),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the sandbox serves and how it misbehaves.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// End of the synthetic history (exclusive): every `lastUpdated` is before it.
+    pub anchor: DateTime<Utc>,
+    /// History spans `[anchor - history_days, anchor)`; 0 is treated as 1.
+    pub history_days: u32,
+    pub tenants: Vec<SandboxTenant>,
+    /// Requests per minute per tenant (burst of the same size); `None` = unlimited.
+    pub rate_limit_per_minute: Option<u32>,
+    pub faults: Vec<Fault>,
+}
+
+impl SandboxConfig {
+    /// 730 days of history, no rate limit, no faults.
+    pub fn new(anchor: DateTime<Utc>, tenants: Vec<SandboxTenant>) -> Self {
+        SandboxConfig {
+            anchor,
+            history_days: 730,
+            tenants,
+            rate_limit_per_minute: None,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// An injected failure: matching requests get `status` and a `ConnectWiseApi` error body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// API path after `/v4_6_release/apis/3.0/`, e.g. `service/tickets`.
+    pub path: String,
+    /// Matches requests whose `>=` condition equals this; `None` = any request on `path`.
+    #[serde(default)]
+    pub window_start: Option<DateTime<Utc>>,
+    pub status: u16,
+    /// `None` = permanent; `Some(n)` = only the first `n` matching requests fail.
+    #[serde(default)]
+    pub times: Option<u32>,
+    #[serde(default = "default_fault_message")]
+    pub message: String,
+}
+
+fn default_fault_message() -> String {
+    "Injected fault".to_string()
+}
+
+/// Counters since start; `Sandbox::stats` and `GET /_sandbox/stats` return a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStats {
+    pub requests: u64,
+    pub ok: u64,
+    pub rate_limited: u64,
+    pub unauthorized: u64,
+    pub faults_injected: u64,
+    /// 200 responses to a (company, path, conditions, pageId/page, pageSize) answered 200 before.
+    pub repeated_pages: u64,
+    pub bytes_sent: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    ok: AtomicU64,
+    rate_limited: AtomicU64,
+    unauthorized: AtomicU64,
+    faults_injected: AtomicU64,
+    repeated_pages: AtomicU64,
+    bytes_sent: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> SandboxStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SandboxStats {
+            requests: get(&self.requests),
+            ok: get(&self.ok),
+            rate_limited: get(&self.rate_limited),
+            unauthorized: get(&self.unauthorized),
+            faults_injected: get(&self.faults_injected),
+            repeated_pages: get(&self.repeated_pages),
+            bytes_sent: get(&self.bytes_sent),
+        }
+    }
+}
+
+/// A tenant and its lazily built table indexes.
+struct TenantData {
+    tenant: SandboxTenant,
+    tables: [OnceLock<TableData>; 4],
+}
+
+/// State shared by all request handlers.
+pub(crate) struct Shared {
+    anchor: DateTime<Utc>,
+    history_days: u32,
+    tenants: Vec<TenantData>,
+    limits: RateLimits,
+    faults: FaultPlan,
+    counters: Counters,
+    seen_pages: Mutex<HashSet<String>>,
+    addr: SocketAddr,
+}
+
+impl Shared {
+    fn table<'a>(&self, tenant: &'a TenantData, table: Table) -> &'a TableData {
+        tenant.tables[table.index()].get_or_init(|| {
+            TableData::new(Generator::new(
+                self.anchor,
+                self.history_days,
+                &tenant.tenant,
+                table,
+            ))
+        })
+    }
+
+    /// Records a 200 list page; true when the same page was already answered before.
+    fn page_seen_before(&self, key: String) -> bool {
+        let mut seen = self.seen_pages.lock().unwrap_or_else(|e| e.into_inner());
+        !seen.insert(key)
+    }
+}
+
+/// A running sandbox server. Dropping it stops the server abruptly; prefer `shutdown`.
+pub struct Sandbox {
+    addr: SocketAddr,
+    shared: std::sync::Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox").field("addr", &self.addr).finish()
+    }
+}
+
+impl Sandbox {
+    /// Binds `bind` (use `127.0.0.1:0` for an ephemeral port) and serves on a tokio task.
+    pub async fn start(config: SandboxConfig, bind: SocketAddr) -> std::io::Result<Sandbox> {
+        let limits = RateLimits::new(
+            config.rate_limit_per_minute,
+            config.tenants.iter().map(|t| t.company_id.as_str()),
+        )?;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let shared = std::sync::Arc::new(Shared {
+            anchor: config.anchor,
+            history_days: config.history_days,
+            tenants: config
+                .tenants
+                .into_iter()
+                .map(|tenant| TenantData {
+                    tenant,
+                    tables: Default::default(),
+                })
+                .collect(),
+            limits,
+            faults: FaultPlan::new(&config.faults),
+            counters: Counters::default(),
+            seen_pages: Mutex::new(HashSet::new()),
+            addr,
+        });
+        let app = Router::new()
+            .route("/_sandbox/stats", get(stats_handler))
+            .fallback(connectwise::api)
+            .with_state(shared.clone());
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(err) = server.await {
+                tracing::warn!(%err, "sandbox server stopped with an error");
+            }
+        });
+        tracing::debug!(%addr, "sandbox listening");
+        Ok(Sandbox {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://IP:PORT`, no trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 5 s), then stops the server.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn stats_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
+    let body = serde_json::to_vec(&shared.counters.snapshot()).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The exact dataset, for tests: every `(id, lastUpdated)` of `table` for `company_id`
+/// whose `lastUpdated` is in `window`, ascending by id. Unknown tenant or table → empty.
+pub fn expected_records(
+    config: &SandboxConfig,
+    company_id: &str,
+    table: &str,
+    window: &Window,
+) -> Vec<(i64, DateTime<Utc>)> {
+    let (Some(tenant), Some(table)) = (
+        config.tenants.iter().find(|t| t.company_id == company_id),
+        Table::from_table_name(table),
+    ) else {
+        return Vec::new();
+    };
+    let generator = Generator::new(config.anchor, config.history_days, tenant, table);
+    // Whole-second superset of the window, then the exact half-open test on DateTimes.
+    let lo = window.start.timestamp();
+    let hi = window.end.timestamp().saturating_add(1);
+    let (from, to) = generator.candidate_range(lo, hi);
+    (from..to)
+        .filter_map(|i| {
+            let lu = DateTime::from_timestamp(generator.last_updated(i), 0)?;
+            window
+                .contains(lu)
+                .then_some((data::ID_BASE + i as i64, lu))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultFile {
+    faults: Vec<Fault>,
+}
+
+/// Loads a fault plan from a JSON file `{"faults":[Fault,...]}`.
+pub fn load_faults(path: &std::path::Path) -> Result<Vec<Fault>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read fault plan {shown}: {e}"))?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    let file: FaultFile = serde_path_to_error::deserialize(de)
+        .map_err(|e| format!("invalid fault plan {shown}: at {}: {}", e.path(), e.inner()))?;
+    for (i, fault) in file.faults.iter().enumerate() {
+        if fault.path.trim_matches('/').is_empty() {
+            return Err(format!(
+                "invalid fault plan {shown}: faults[{i}].path is empty"
+            ));
+        }
+        if !(100..=599).contains(&fault.status) {
+            return Err(format!(
+                "invalid fault plan {shown}: faults[{i}].status {} is not an HTTP status (100-599)",
+                fault.status
+            ));
+        }
+    }
+    Ok(file.faults)
+}

@@ -40,7 +40,9 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {
@@ -63,12 +65,14 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     if args.records == 0 {
         bail!("--records must be at least 1");
     }
-    let root = args
-        .keep
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("avesa-bench-{}", std::process::id())));
+    let root = args.keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("avesa-bench-{}", std::process::id()))
+    });
     if root.join("state.db").exists() {
-        bail!("{} already holds a job store; give an empty folder", root.display());
+        bail!(
+            "{} already holds a job store; give an empty folder",
+            root.display()
+        );
     }
     let ws = Workspace { root: root.clone() };
     ws.ensure()?;
@@ -79,18 +83,39 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().wrap_err("cannot find this program's path")?;
     let mut child = Child(
         std::process::Command::new(exe)
-            .args(["sandbox", "--bind", "127.0.0.1:0", "--log-level", "warn", "--history-days", "730"])
+            .args([
+                "sandbox",
+                "--bind",
+                "127.0.0.1:0",
+                "--log-level",
+                "warn",
+                "--history-days",
+                "730",
+            ])
             .arg("--config-dir")
             .arg(&config_dir)
             .arg("--anchor")
             .arg(anchor.to_rfc3339())
-            .args(["--tickets", &args.records.to_string(), "--time-entries", "0", "--companies", "0", "--contacts", "0"])
+            .args([
+                "--tickets",
+                &args.records.to_string(),
+                "--time-entries",
+                "0",
+                "--companies",
+                "0",
+                "--contacts",
+                "0",
+            ])
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
             .wrap_err("cannot start the sandbox process")?,
     );
-    let stdout = child.0.stdout.take().ok_or_else(|| eyre!("sandbox has no stdout"))?;
+    let stdout = child
+        .0
+        .stdout
+        .take()
+        .ok_or_else(|| eyre!("sandbox has no stdout"))?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let url = line
@@ -126,13 +151,23 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         chunk_size_days: Some(args.chunk_size_days),
     };
     let plan = planner::plan(&config, &req, Utc::now())?;
-    let job = wired.engine.create_job(&plan, Utc::now()).await?.job().clone();
+    let job = wired
+        .engine
+        .create_job(&plan, Utc::now())
+        .await?
+        .job()
+        .clone();
 
     let started = std::time::Instant::now();
     let outcome = wired.engine.run_job(&job.job_id, None).await?;
     let secs = started.elapsed().as_secs_f64();
 
-    let stats: serde_json::Value = serde_json::from_slice(&reqwest::get(format!("{url}/_sandbox/stats")).await?.bytes().await?)?;
+    let stats: serde_json::Value = serde_json::from_slice(
+        &reqwest::get(format!("{url}/_sandbox/stats"))
+            .await?
+            .bytes()
+            .await?,
+    )?;
     let job = wired
         .engine
         .store()
@@ -140,7 +175,12 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         .await?
         .ok_or_else(|| eyre!("bench job vanished"))?;
     if job.records != args.records {
-        bail!("bench landed {} records of {} ({})", job.records, args.records, outcome.status);
+        bail!(
+            "bench landed {} records of {} ({})",
+            job.records,
+            args.records,
+            outcome.status
+        );
     }
     let bytes = stats["bytes_sent"].as_u64().unwrap_or(0);
     let requests = stats["requests"].as_u64().unwrap_or(0);

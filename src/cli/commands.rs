@@ -37,8 +37,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             runtime::init_logging(&global.log_level, None)?;
             let config = runtime::load_config(&global, &ws)?;
             let plan = make_plan(&config, &args.range)?;
-            let counts = if args.count { Some(count_windows(&global, config.clone(), &plan).await?) } else { None };
-            let est = planner::estimate(&plan, counts.as_deref(), |t| page_size(&config, plan.service, t));
+            let counts = if args.count {
+                Some(count_windows(&global, config.clone(), &plan).await?)
+            } else {
+                None
+            };
+            let est = planner::estimate(&plan, counts.as_deref(), |t| {
+                page_size(&config, plan.service, t)
+            });
             output::print_plan(&plan, &est, args.output)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -53,7 +59,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             ws.ensure()?;
             runtime::init_logging(&global.log_level, Some(&ws))?;
-            let wired = runtime::wire_engine(&global, &ws, config, EngineOptions::default()).await?;
+            let wired =
+                runtime::wire_engine(&global, &ws, config, EngineOptions::default()).await?;
             let outcome = wired.engine.create_job(&plan, Utc::now()).await?;
             output::print_trigger(&outcome, args.output)?;
             if args.run {
@@ -82,20 +89,28 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             runtime::init_logging(&global.log_level, Some(&ws))?;
             let wired = wire(&global, &ws, config, &args.exec).await?;
             let store = wired.engine.store().clone();
-            let job = store
-                .get_job(&args.job_id)
-                .await?
-                .ok_or_else(|| eyre!("job '{}' not found in {}", args.job_id, ws.store_path().display()))?;
+            let job = store.get_job(&args.job_id).await?.ok_or_else(|| {
+                eyre!(
+                    "job '{}' not found in {}",
+                    args.job_id,
+                    ws.store_path().display()
+                )
+            })?;
             if args.retry_failed {
                 let n = store.retry_failed(&job.job_id, Utc::now()).await?;
                 eprintln!("{n} failed chunk(s) of {} will be tried again", job.job_id);
             } else if job.status == JobStatus::Paused {
-                store.set_job_status(&job.job_id, JobStatus::Pending, Utc::now()).await?;
+                store
+                    .set_job_status(&job.job_id, JobStatus::Pending, Utc::now())
+                    .await?;
             } else if job.status.is_terminal() {
                 println!("job {} is {}; nothing to resume", job.job_id, job.status);
                 return Ok(ExitCode::SUCCESS);
             }
-            let outcome = wired.engine.run_job(&job.job_id, deadline(&args.exec)).await?;
+            let outcome = wired
+                .engine
+                .run_job(&job.job_id, deadline(&args.exec))
+                .await?;
             output::print_outcomes(std::slice::from_ref(&outcome));
             Ok(exit_for(&[outcome]))
         }
@@ -107,7 +122,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let store = runtime::open_store(&ws)?;
             match &args.job_id {
                 Some(id) => {
-                    let job = store.get_job(id).await?.ok_or_else(|| eyre!("job '{id}' not found"))?;
+                    let job = store
+                        .get_job(id)
+                        .await?
+                        .ok_or_else(|| eyre!("job '{id}' not found"))?;
                     let chunks = store.chunks(id).await?;
                     output::print_job_detail(&job, &chunks, args.output)?;
                 }
@@ -124,7 +142,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn wire(global: &super::GlobalArgs, ws: &Workspace, config: Arc<Config>, exec: &ExecArgs) -> Result<Wired> {
+async fn wire(
+    global: &super::GlobalArgs,
+    ws: &Workspace,
+    config: Arc<Config>,
+    exec: &ExecArgs,
+) -> Result<Wired> {
     if exec.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -137,11 +160,15 @@ async fn wire(global: &super::GlobalArgs, ws: &Workspace, config: Arc<Config>, e
 
 fn deadline(exec: &ExecArgs) -> Option<Instant> {
     // Keep a margin to save state and exit: a tenth of the budget, at most 30 s.
-    exec.time_budget.map(|b| Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30)))
+    exec.time_budget
+        .map(|b| Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30)))
 }
 
 fn exit_for(outcomes: &[RunOutcome]) -> ExitCode {
-    if outcomes.iter().any(|o| o.stop == StopReason::ContinuationNeeded) {
+    if outcomes
+        .iter()
+        .any(|o| o.stop == StopReason::ContinuationNeeded)
+    {
         ExitCode::from(EXIT_CONTINUATION)
     } else if outcomes
         .iter()
@@ -161,17 +188,30 @@ pub fn parse_instant(flag: &str, value: &str) -> Result<DateTime<Utc>> {
     if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
-    bail!("{flag} '{value}' is not an RFC 3339 instant (2023-01-01T00:00:00Z) or a date (2023-01-01)")
+    bail!(
+        "{flag} '{value}' is not an RFC 3339 instant (2023-01-01T00:00:00Z) or a date (2023-01-01)"
+    )
 }
 
 pub fn make_plan(config: &Config, range: &RangeArgs) -> Result<Plan> {
-    let service: Service = range.service.parse().map_err(|e: String| eyre!("--service: {e}"))?;
+    let service: Service = range
+        .service
+        .parse()
+        .map_err(|e: String| eyre!("--service: {e}"))?;
     let req = PlanRequest {
         tenant_id: range.tenant_id.clone(),
         service,
         tables: range.tables.clone(),
-        start: range.start_date.as_deref().map(|v| parse_instant("--start-date", v)).transpose()?,
-        end: range.end_date.as_deref().map(|v| parse_instant("--end-date", v)).transpose()?,
+        start: range
+            .start_date
+            .as_deref()
+            .map(|v| parse_instant("--start-date", v))
+            .transpose()?,
+        end: range
+            .end_date
+            .as_deref()
+            .map(|v| parse_instant("--end-date", v))
+            .transpose()?,
         chunk_size_days: range.chunk_size_days,
     };
     Ok(planner::plan(config, &req, Utc::now())?)
@@ -185,9 +225,15 @@ fn page_size(config: &Config, service: Service, table: &str) -> u32 {
 }
 
 /// Asks the source for each window's record count, under the tenant's rate budget.
-async fn count_windows(global: &super::GlobalArgs, config: Arc<Config>, plan: &Plan) -> Result<Vec<(String, Vec<u64>)>> {
+async fn count_windows(
+    global: &super::GlobalArgs,
+    config: Arc<Config>,
+    plan: &Plan,
+) -> Result<Vec<(String, Vec<u64>)>> {
     let (provider, _sandbox) = runtime::provider(global, config.clone()).await?;
-    let source = provider.source(&plan.tenant_id, plan.service).map_err(|e| eyre!(e))?;
+    let source = provider
+        .source(&plan.tenant_id, plan.service)
+        .map_err(|e| eyre!(e))?;
     let budget = RateBudget::new(plan.rate_limit_per_minute);
     let mut out = Vec::new();
     for t in &plan.tables {
@@ -198,7 +244,14 @@ async fn count_windows(global: &super::GlobalArgs, config: Arc<Config>, plan: &P
         let mut counts = Vec::new();
         for w in &t.windows {
             budget.acquire().await;
-            counts.push(source.count(endpoint, w).await.map_err(|e| eyre!("{} {} count of {} {w}: {e}", plan.tenant_id, plan.service, t.table))?);
+            counts.push(source.count(endpoint, w).await.map_err(|e| {
+                eyre!(
+                    "{} {} count of {} {w}: {e}",
+                    plan.tenant_id,
+                    plan.service,
+                    t.table
+                )
+            })?);
         }
         out.push((t.table.clone(), counts));
     }
@@ -207,7 +260,9 @@ async fn count_windows(global: &super::GlobalArgs, config: Arc<Config>, plan: &P
 
 async fn summary(ws: &Workspace, config: &Config) -> Result<ExitCode> {
     let jobs = if ws.store_path().exists() {
-        runtime::open_store(ws)?.list_jobs(&JobFilter::default()).await?
+        runtime::open_store(ws)?
+            .list_jobs(&JobFilter::default())
+            .await?
     } else {
         Vec::new()
     };

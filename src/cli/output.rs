@@ -35,7 +35,11 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
         plan.chunk_size_days,
         plan.total_chunks(),
         plan.tables.len(),
-        if plan.end_is_default { "  (end = now, frozen at creation)" } else { "" }
+        if plan.end_is_default {
+            "  (end = now, frozen at creation)"
+        } else {
+            ""
+        }
     );
     for t in &plan.tables {
         println!("\n  {} ({})", t.table, t.path);
@@ -43,13 +47,20 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
             println!("    #{i:<4} {} .. {}", iso(w.start), iso(w.end));
         }
     }
-    let kind = if est.counted { "exact" } else { "at least (one per window; --count for exact)" };
+    let kind = if est.counted {
+        "exact"
+    } else {
+        "at least (one per window; --count for exact)"
+    };
     println!("\nAPI calls: {} {kind}", est.api_calls);
     if let Some(r) = est.records {
         println!("records:   {r}");
     }
     match (est.duration_secs, plan.rate_limit_per_minute) {
-        (Some(s), Some(rpm)) => println!("duration:  {} at {rpm} requests/min", humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64))),
+        (Some(s), Some(rpm)) => println!(
+            "duration:  {} at {rpm} requests/min",
+            humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64))
+        ),
         _ => println!("duration:  no rate limit configured"),
     }
     Ok(())
@@ -61,9 +72,15 @@ pub fn print_trigger(outcome: &CreateOutcome, out: Output) -> Result<()> {
         return print_json(&json!({ "created": created(outcome), "job": job }));
     }
     if created(outcome) {
-        println!("created job {} ({} chunks, window {})", job.job_id, job.total_chunks, job.window);
+        println!(
+            "created job {} ({} chunks, window {})",
+            job.job_id, job.total_chunks, job.window
+        );
     } else {
-        println!("job {} already covers this range and is {}; returning it", job.job_id, job.status);
+        println!(
+            "job {} already covers this range and is {}; returning it",
+            job.job_id, job.status
+        );
     }
     Ok(())
 }
@@ -145,16 +162,31 @@ pub fn print_job_detail(job: &Job, chunks: &[Chunk], out: Output) -> Result<()> 
 pub fn print_summary(ws: &Workspace, config: &Config, jobs: &[Job]) {
     println!("avesa-console workspace {}", ws.root.display());
     println!("configuration {}\n", config.dir.display());
-    println!("{:<10} {:<26} {:<12} {:<8} {}", "TENANT", "NAME", "SERVICE", "ENABLED", "LATEST JOB");
+    println!(
+        "{:<10} {:<26} {:<12} {:<8} LATEST JOB",
+        "TENANT", "NAME", "SERVICE", "ENABLED"
+    );
     for t in &config.tenants.tenants {
         for (svc, conn) in &t.services {
             let latest = jobs
                 .iter()
                 .filter(|j| j.tenant_id == t.tenant_id && j.service == *svc)
                 .max_by_key(|j| j.created_at)
-                .map(|j| format!("{} {} ({}/{} chunks)", j.job_id, j.status, j.completed_chunks, j.total_chunks))
+                .map(|j| {
+                    format!(
+                        "{} {} ({}/{} chunks)",
+                        j.job_id, j.status, j.completed_chunks, j.total_chunks
+                    )
+                })
                 .unwrap_or_else(|| "none: needs a backfill".into());
-            println!("{:<10} {:<26} {:<12} {:<8} {}", t.tenant_id, t.display_name, svc.as_str(), conn.enabled, latest);
+            println!(
+                "{:<10} {:<26} {:<12} {:<8} {}",
+                t.tenant_id,
+                t.display_name,
+                svc.as_str(),
+                conn.enabled,
+                latest
+            );
         }
     }
     let count = |s: JobStatus| jobs.iter().filter(|j| j.status == s).count();
@@ -166,5 +198,7 @@ pub fn print_summary(ws: &Workspace, config: &Config, jobs: &[Job]) {
         count(JobStatus::Completed),
         count(JobStatus::CompletedWithErrors)
     );
-    println!("\ntry: avesa-console trigger --tenant-id acme --service connectwise --table service/tickets --run");
+    println!(
+        "\ntry: avesa-console trigger --tenant-id acme --service connectwise --table service/tickets --run"
+    );
 }

@@ -28,7 +28,12 @@ pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
         Some(dir) => dir.clone(),
         None => {
             let dir = ws.config_dir();
-            Config::seed(&dir).wrap_err_with(|| format!("cannot write the default configuration to {}", dir.display()))?;
+            Config::seed(&dir).wrap_err_with(|| {
+                format!(
+                    "cannot write the default configuration to {}",
+                    dir.display()
+                )
+            })?;
             dir
         }
     };
@@ -41,7 +46,10 @@ pub fn init_logging(level: &str, ws: Option<&Workspace>) -> Result<()> {
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .compact()
         .with_filter(filter);
     let file = match ws {
@@ -64,7 +72,10 @@ pub fn init_logging(level: &str, ws: Option<&Workspace>) -> Result<()> {
         None => None,
     };
     use tracing_subscriber::Layer as _;
-    let _ = tracing_subscriber::registry().with(terminal).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(terminal)
+        .with(file)
+        .try_init();
     Ok(())
 }
 
@@ -74,7 +85,12 @@ pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {
 }
 
 /// The sandbox's dataset for every registry connection that points at `${SANDBOX_URL}`.
-pub fn sandbox_config(config: &Config, anchor: DateTime<Utc>, history_days: u32, counts: TableCounts) -> Result<SandboxConfig> {
+pub fn sandbox_config(
+    config: &Config,
+    anchor: DateTime<Utc>,
+    history_days: u32,
+    counts: TableCounts,
+) -> Result<SandboxConfig> {
     let mut tenants = Vec::new();
     for tenant in &config.tenants.tenants {
         for (service, conn) in &tenant.services {
@@ -82,14 +98,22 @@ pub fn sandbox_config(config: &Config, anchor: DateTime<Utc>, history_days: u32,
                 continue;
             }
             // A tenant whose credentials cannot be read is not served; its runs will say why.
-            let creds = match config.tenants.resolve_credentials(&tenant.tenant_id, *service, conn) {
+            let creds = match config
+                .tenants
+                .resolve_credentials(&tenant.tenant_id, *service, conn)
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("sandbox skips tenant '{}': {e}", tenant.tenant_id);
                     continue;
                 }
             };
-            let field = |f: &str| creds.require(f).map(|s| s.expose().to_string()).map_err(|e| eyre!("tenant '{}': {e}", tenant.tenant_id));
+            let field = |f: &str| {
+                creds
+                    .require(f)
+                    .map(|s| s.expose().to_string())
+                    .map_err(|e| eyre!("tenant '{}': {e}", tenant.tenant_id))
+            };
             tenants.push(SandboxTenant {
                 company_id: field("company_id")?,
                 public_key: field("public_key")?,
@@ -119,7 +143,11 @@ fn uses_sandbox(config: &Config) -> bool {
 
 /// Today's midnight, UTC: the in-process sandbox's history ends there, so it is stable all day.
 pub fn today() -> DateTime<Utc> {
-    Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+    Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
 }
 
 /// Everything a command that talks to sources needs.
@@ -129,7 +157,12 @@ pub struct Wired {
     pub _sandbox: Option<Sandbox>,
 }
 
-pub async fn wire_engine(global: &GlobalArgs, ws: &Workspace, config: Arc<Config>, options: EngineOptions) -> Result<Wired> {
+pub async fn wire_engine(
+    global: &GlobalArgs,
+    ws: &Workspace,
+    config: Arc<Config>,
+    options: EngineOptions,
+) -> Result<Wired> {
     let store = open_store(ws)?;
     let sink = RawSink::local(&ws.data_dir())?;
     let (provider, sandbox) = provider(global, config.clone()).await?;
@@ -140,7 +173,10 @@ pub async fn wire_engine(global: &GlobalArgs, ws: &Workspace, config: Arc<Config
 }
 
 /// Sources for every tenant, with the sandbox they may need (started here if not given).
-pub async fn provider(global: &GlobalArgs, config: Arc<Config>) -> Result<(Arc<dyn SourceProvider>, Option<Sandbox>)> {
+pub async fn provider(
+    global: &GlobalArgs,
+    config: Arc<Config>,
+) -> Result<(Arc<dyn SourceProvider>, Option<Sandbox>)> {
     let (sandbox_url, sandbox) = resolve_sandbox(global, &config).await?;
     let provider = Arc::new(Provider {
         config,
@@ -152,7 +188,10 @@ pub async fn provider(global: &GlobalArgs, config: Arc<Config>) -> Result<(Arc<d
 }
 
 /// The sandbox address: given, or a sandbox started in this process when the registry needs one.
-pub async fn resolve_sandbox(global: &GlobalArgs, config: &Config) -> Result<(Option<String>, Option<Sandbox>)> {
+pub async fn resolve_sandbox(
+    global: &GlobalArgs,
+    config: &Config,
+) -> Result<(Option<String>, Option<Sandbox>)> {
     if let Some(url) = &global.sandbox_url {
         url::Url::parse(url).map_err(|e| eyre!("--sandbox-url '{url}': {e}"))?;
         return Ok((Some(url.trim_end_matches('/').to_string()), None));
@@ -161,9 +200,12 @@ pub async fn resolve_sandbox(global: &GlobalArgs, config: &Config) -> Result<(Op
         return Ok((None, None));
     }
     let cfg = sandbox_config(config, today(), 730, TableCounts::demo())?;
-    let sandbox = Sandbox::start(cfg, "127.0.0.1:0".parse().expect("a valid loopback address"))
-        .await
-        .wrap_err("cannot start the built-in sandbox")?;
+    let sandbox = Sandbox::start(
+        cfg,
+        "127.0.0.1:0".parse().expect("a valid loopback address"),
+    )
+    .await
+    .wrap_err("cannot start the built-in sandbox")?;
     tracing::info!(url = %sandbox.url(), "built-in sandbox serving the demo tenants");
     Ok((Some(sandbox.url()), Some(sandbox)))
 }
@@ -186,16 +228,21 @@ impl SourceProvider for Provider {
             return Err(format!("{service} is disabled for tenant '{tenant_id}'"));
         }
         let base = if conn.base_url.contains(SANDBOX_PLACEHOLDER) {
-            let url = self
-                .sandbox_url
-                .as_deref()
-                .ok_or_else(|| format!("the base URL of {service} uses {SANDBOX_PLACEHOLDER} but no sandbox is running"))?;
+            let url = self.sandbox_url.as_deref().ok_or_else(|| {
+                format!(
+                    "the base URL of {service} uses {SANDBOX_PLACEHOLDER} but no sandbox is running"
+                )
+            })?;
             conn.base_url.replace(SANDBOX_PLACEHOLDER, url)
         } else {
             conn.base_url.clone()
         };
-        let creds = self.config.tenants.resolve_credentials(tenant_id, service, conn)?;
-        let src = sources::connect(service, &base, creds, self.http.clone()).map_err(|e| e.to_string())?;
+        let creds = self
+            .config
+            .tenants
+            .resolve_credentials(tenant_id, service, conn)?;
+        let src = sources::connect(service, &base, creds, self.http.clone())
+            .map_err(|e| e.to_string())?;
         cache.insert((tenant_id.to_string(), service), src.clone());
         Ok(src)
     }

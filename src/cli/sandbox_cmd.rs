@@ -62,9 +62,13 @@ impl SandboxArgs {
 
 pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
-    let mut cfg = runtime::sandbox_config(&config, args.anchor()?, args.history_days, args.counts())?;
+    let mut cfg =
+        runtime::sandbox_config(&config, args.anchor()?, args.history_days, args.counts())?;
     if cfg.tenants.is_empty() {
-        return Err(eyre!("no tenant in {} points at ${{SANDBOX_URL}}: nothing to serve", config.dir.join("tenants.json").display()));
+        return Err(eyre!(
+            "no tenant in {} points at ${{SANDBOX_URL}}: nothing to serve",
+            config.dir.join("tenants.json").display()
+        ));
     }
     cfg.rate_limit_per_minute = args.rate_limit;
     if let Some(path) = &args.faults {
@@ -83,7 +87,8 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Resu
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}

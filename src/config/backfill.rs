@@ -106,16 +106,28 @@ impl BackfillConfig {
         let err = |path: String, reason: &str| Err(ConfigError::invalid(file, path, reason));
         let d = &self.default_settings;
         if d.chunk_size_days == 0 {
-            return err("$.default_settings.chunk_size_days".into(), "must be at least 1");
+            return err(
+                "$.default_settings.chunk_size_days".into(),
+                "must be at least 1",
+            );
         }
         if d.retry_attempts == 0 {
-            return err("$.default_settings.retry_attempts".into(), "must be at least 1 (the first attempt counts)");
+            return err(
+                "$.default_settings.retry_attempts".into(),
+                "must be at least 1 (the first attempt counts)",
+            );
         }
         if d.max_concurrent_jobs == 0 {
-            return err("$.default_settings.max_concurrent_jobs".into(), "must be at least 1");
+            return err(
+                "$.default_settings.max_concurrent_jobs".into(),
+                "must be at least 1",
+            );
         }
         if !(d.retry_backoff_seconds.is_finite() && d.retry_backoff_seconds >= 0.0) {
-            return err("$.default_settings.retry_backoff_seconds".into(), "must be a non-negative number");
+            return err(
+                "$.default_settings.retry_backoff_seconds".into(),
+                "must be a non-negative number",
+            );
         }
         for (svc, s) in &self.service_settings {
             let at = |field: &str| format!("$.service_settings.{svc}.{field}");
@@ -148,15 +160,24 @@ impl BackfillConfig {
             ("off_peak_end", &self.scheduling.off_peak_end),
         ] {
             if chrono::NaiveTime::parse_from_str(value, "%H:%M").is_err() {
-                return err(format!("$.scheduling.{field}"), &format!("'{value}' is not a time of day HH:MM"));
+                return err(
+                    format!("$.scheduling.{field}"),
+                    &format!("'{value}' is not a time of day HH:MM"),
+                );
             }
         }
         let rate = self.monitoring.alert_completion_rate_below;
         if !(0.0..=1.0).contains(&rate) {
-            return err("$.monitoring.alert_completion_rate_below".into(), "must be between 0 and 1");
+            return err(
+                "$.monitoring.alert_completion_rate_below".into(),
+                "must be between 0 and 1",
+            );
         }
         if self.monitoring.progress_update_frequency_chunks == 0 {
-            return err("$.monitoring.progress_update_frequency_chunks".into(), "must be at least 1");
+            return err(
+                "$.monitoring.progress_update_frequency_chunks".into(),
+                "must be at least 1",
+            );
         }
         Ok(())
     }
@@ -177,7 +198,10 @@ impl BackfillConfig {
                     return Err(ConfigError::invalid(
                         file,
                         format!("$.service_settings.{svc}.priority_endpoints[{i}]"),
-                        format!("'{name}' is not an endpoint of {svc} (known: {})", defs.names().join(", ")),
+                        format!(
+                            "'{name}' is not an endpoint of {svc} (known: {})",
+                            defs.names().join(", ")
+                        ),
                     ));
                 }
             }
@@ -195,21 +219,31 @@ impl BackfillConfig {
     }
 
     fn override_for(&self, tenant: &str, service: Service) -> Option<&TenantOverride> {
-        self.tenant_overrides.get(tenant).and_then(|m| m.get(&service))
+        self.tenant_overrides
+            .get(tenant)
+            .and_then(|m| m.get(&service))
     }
 
     /// Chunk size: tenant override, else service setting, else the default.
     pub fn chunk_size_days(&self, tenant: &str, service: Service) -> u32 {
         self.override_for(tenant, service)
             .and_then(|o| o.chunk_size_days)
-            .or_else(|| self.service_settings.get(&service).map(|s| s.chunk_size_days))
+            .or_else(|| {
+                self.service_settings
+                    .get(&service)
+                    .map(|s| s.chunk_size_days)
+            })
             .unwrap_or(self.default_settings.chunk_size_days)
     }
 
     pub fn lookback_days(&self, tenant: &str, service: Service) -> u32 {
         self.override_for(tenant, service)
             .and_then(|o| o.lookback_days)
-            .or_else(|| self.service_settings.get(&service).map(|s| s.default_lookback_days))
+            .or_else(|| {
+                self.service_settings
+                    .get(&service)
+                    .map(|s| s.default_lookback_days)
+            })
             .unwrap_or(self.default_settings.lookback_days)
     }
 
@@ -217,7 +251,11 @@ impl BackfillConfig {
     pub fn rate_limit_per_minute(&self, tenant: &str, service: Service) -> Option<u32> {
         self.override_for(tenant, service)
             .and_then(|o| o.rate_limit_requests_per_minute)
-            .or_else(|| self.service_settings.get(&service).map(|s| s.rate_limit_requests_per_minute))
+            .or_else(|| {
+                self.service_settings
+                    .get(&service)
+                    .map(|s| s.rate_limit_requests_per_minute)
+            })
     }
 
     pub fn priority_endpoints(&self, service: Service) -> &[String] {

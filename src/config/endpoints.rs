@@ -54,7 +54,9 @@ impl EndpointDef {
     }
 
     pub fn query_field(&self) -> &str {
-        self.query_field.as_deref().unwrap_or(&self.incremental_field)
+        self.query_field
+            .as_deref()
+            .unwrap_or(&self.incremental_field)
     }
 }
 
@@ -80,20 +82,37 @@ impl ServiceEndpoints {
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         if self.endpoints.is_empty() {
-            return Err(ConfigError::invalid(file, "$.endpoints", "must list at least one endpoint"));
+            return Err(ConfigError::invalid(
+                file,
+                "$.endpoints",
+                "must list at least one endpoint",
+            ));
         }
         let mut tables = HashSet::new();
         for (i, ep) in self.endpoints.iter().enumerate() {
             let at = |field: &str| format!("$.endpoints[{i}].{field}");
-            validate_identifier("table_name", &ep.table_name).map_err(|r| ConfigError::invalid(file, at("table_name"), r))?;
+            validate_identifier("table_name", &ep.table_name)
+                .map_err(|r| ConfigError::invalid(file, at("table_name"), r))?;
             if !tables.insert(ep.table_name.as_str()) {
-                return Err(ConfigError::invalid(file, at("table_name"), format!("'{}' is defined twice", ep.table_name)));
+                return Err(ConfigError::invalid(
+                    file,
+                    at("table_name"),
+                    format!("'{}' is defined twice", ep.table_name),
+                ));
             }
             if ep.path.is_empty() || ep.path.starts_with('/') || ep.path.contains("..") {
-                return Err(ConfigError::invalid(file, at("path"), format!("'{}' must be a relative API path", ep.path)));
+                return Err(ConfigError::invalid(
+                    file,
+                    at("path"),
+                    format!("'{}' must be a relative API path", ep.path),
+                ));
             }
             if ep.page_size == 0 || ep.page_size > 10_000 {
-                return Err(ConfigError::invalid(file, at("page_size"), format!("{} is outside 1..=10000", ep.page_size)));
+                return Err(ConfigError::invalid(
+                    file,
+                    at("page_size"),
+                    format!("{} is outside 1..=10000", ep.page_size),
+                ));
             }
             let mut names = HashSet::new();
             for (j, c) in ep.columns.iter().enumerate() {
@@ -118,18 +137,28 @@ impl ServiceEndpoints {
                     return Err(ConfigError::invalid(
                         file,
                         at("id_field"),
-                        format!("'{}' is declared {other:?}; an id must be int64 or string", ep.id_field),
+                        format!(
+                            "'{}' is declared {other:?}; an id must be int64 or string",
+                            ep.id_field
+                        ),
                     ));
                 }
                 None => {
-                    return Err(ConfigError::invalid(file, at("id_field"), format!("'{}' is not a declared column", ep.id_field)));
+                    return Err(ConfigError::invalid(
+                        file,
+                        at("id_field"),
+                        format!("'{}' is not a declared column", ep.id_field),
+                    ));
                 }
             }
             if ep.column(&ep.incremental_field).map(|c| c.kind) != Some(ColumnType::Timestamp) {
                 return Err(ConfigError::invalid(
                     file,
                     at("incremental_field"),
-                    format!("'{}' must be a declared column of type timestamp", ep.incremental_field),
+                    format!(
+                        "'{}' must be a declared column of type timestamp",
+                        ep.incremental_field
+                    ),
                 ));
             }
         }
@@ -138,7 +167,9 @@ impl ServiceEndpoints {
 
     /// Finds an endpoint by API path (`service/tickets`) or table name (`tickets`).
     pub fn find(&self, name: &str) -> Option<&EndpointDef> {
-        self.endpoints.iter().find(|e| e.path == name || e.table_name == name)
+        self.endpoints
+            .iter()
+            .find(|e| e.path == name || e.table_name == name)
     }
 
     pub fn names(&self) -> Vec<&str> {

@@ -60,7 +60,10 @@ pub struct Credentials {
 impl Credentials {
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
         Credentials {
-            fields: pairs.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+            fields: pairs
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
         }
     }
 
@@ -105,7 +108,9 @@ impl TenantsRegistry {
             }
             for (svc, conn) in &t.services {
                 let at = |f: &str| format!("$.tenants[{i}].services.{svc}.{f}");
-                let url = conn.base_url.replace("${SANDBOX_URL}", "http://sandbox.invalid");
+                let url = conn
+                    .base_url
+                    .replace("${SANDBOX_URL}", "http://sandbox.invalid");
                 match url::Url::parse(&url) {
                     Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
                     _ => {
@@ -116,10 +121,14 @@ impl TenantsRegistry {
                         ));
                     }
                 }
-                if let CredentialSource::Env(map) = &conn.credentials {
-                    if map.is_empty() {
-                        return Err(ConfigError::invalid(file, at("credentials.env"), "names no variables"));
-                    }
+                if let CredentialSource::Env(map) = &conn.credentials
+                    && map.is_empty()
+                {
+                    return Err(ConfigError::invalid(
+                        file,
+                        at("credentials.env"),
+                        "names no variables",
+                    ));
                 }
             }
         }
@@ -131,7 +140,12 @@ impl TenantsRegistry {
     }
 
     /// Reads a connection's credentials from the environment or its file.
-    pub fn resolve_credentials(&self, tenant_id: &str, service: Service, conn: &ServiceConnection) -> Result<Credentials, String> {
+    pub fn resolve_credentials(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        conn: &ServiceConnection,
+    ) -> Result<Credentials, String> {
         match &conn.credentials {
             CredentialSource::Env(map) => {
                 let mut pairs = Vec::new();
@@ -150,7 +164,10 @@ impl TenantsRegistry {
                     self.file.parent().unwrap_or(Path::new(".")).join(path)
                 };
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!("tenant '{tenant_id}' {service}: cannot read credentials file {}: {e}", path.display())
+                    format!(
+                        "tenant '{tenant_id}' {service}: cannot read credentials file {}: {e}",
+                        path.display()
+                    )
                 })?;
                 let map: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
                     // serde_json's message quotes no input values for type errors on maps of strings,

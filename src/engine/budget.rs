@@ -10,7 +10,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 
 pub struct RateBudget {
-    limiter: Option<RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>>,
+    limiter: Option<
+        RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    >,
     clock: DefaultClock,
     per_minute: Option<u32>,
 }
@@ -20,7 +22,11 @@ impl RateBudget {
     pub fn new(per_minute: Option<u32>) -> Self {
         let limiter = per_minute.and_then(NonZeroU32::new).map(|n| {
             let period = Duration::from_secs_f64(60.0 / f64::from(n.get()));
-            RateLimiter::direct(Quota::with_period(period).expect("a positive period").allow_burst(NonZeroU32::MIN))
+            RateLimiter::direct(
+                Quota::with_period(period)
+                    .expect("a positive period")
+                    .allow_burst(NonZeroU32::MIN),
+            )
         });
         RateBudget {
             limiter,
@@ -47,7 +53,9 @@ impl RateBudget {
         loop {
             match limiter.check() {
                 Ok(()) => return,
-                Err(not_until) => tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await,
+                Err(not_until) => {
+                    tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await
+                }
             }
         }
     }

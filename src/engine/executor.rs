@@ -99,17 +99,28 @@ fn is_dead_local_owner(owner: &str) -> bool {
 
 impl Engine {
     /// Runs every active job (oldest first), at most `max_concurrent_jobs` at a time.
-    pub async fn run_active(&self, deadline: Option<Instant>) -> Result<Vec<RunOutcome>, EngineError> {
+    pub async fn run_active(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<RunOutcome>, EngineError> {
         let mut jobs = self.store().list_jobs(&JobFilter::default()).await?;
         jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
         jobs.reverse();
-        let limit = self.config().backfill.default_settings.max_concurrent_jobs.max(1) as usize;
+        let limit = self
+            .config()
+            .backfill
+            .default_settings
+            .max_concurrent_jobs
+            .max(1) as usize;
         let sem = Arc::new(tokio::sync::Semaphore::new(limit));
         let mut handles = Vec::new();
         for job in jobs {
             let (engine, sem) = (self.clone(), sem.clone());
             handles.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.map_err(|e| EngineError::Other(e.to_string()))?;
+                let _permit = sem
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| EngineError::Other(e.to_string()))?;
                 engine.run_job(&job.job_id, deadline).await
             }));
         }
@@ -121,21 +132,32 @@ impl Engine {
     }
 
     /// Works on `job_id` until no chunk is left or `deadline` comes.
-    pub async fn run_job(&self, job_id: &str, deadline: Option<Instant>) -> Result<RunOutcome, EngineError> {
+    pub async fn run_job(
+        &self,
+        job_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<RunOutcome, EngineError> {
         let job = self
             .store()
             .get_job(job_id)
             .await?
             .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
-        let runners = self.options().chunk_concurrency.clamp(1, job.tables.len().max(1));
+        let runners = self
+            .options()
+            .chunk_concurrency
+            .clamp(1, job.tables.len().max(1));
         let mut handles = Vec::new();
         for _ in 0..runners {
             let (engine, job) = (self.clone(), job.clone());
-            handles.push(tokio::spawn(async move { engine.runner(job, deadline).await }));
+            handles.push(tokio::spawn(
+                async move { engine.runner(job, deadline).await },
+            ));
         }
         let mut stop = StopReason::Finished;
         for h in handles {
-            if h.await.map_err(|e| EngineError::Other(e.to_string()))?? == StopReason::ContinuationNeeded {
+            if h.await.map_err(|e| EngineError::Other(e.to_string()))??
+                == StopReason::ContinuationNeeded
+            {
                 stop = StopReason::ContinuationNeeded;
             }
         }
@@ -146,8 +168,13 @@ impl Engine {
             .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
         match stop {
             StopReason::ContinuationNeeded => {
-                tracing::info!(job_id, "time budget reached; state saved, continuation needed");
-                self.emit(EngineEvent::ContinuationNeeded { job_id: job_id.to_string() });
+                tracing::info!(
+                    job_id,
+                    "time budget reached; state saved, continuation needed"
+                );
+                self.emit(EngineEvent::ContinuationNeeded {
+                    job_id: job_id.to_string(),
+                });
             }
             StopReason::Finished => {
                 tracing::info!(job_id, status = %job.status, records = job.records,
@@ -175,9 +202,15 @@ impl Engine {
             self.break_dead_leases(&job.job_id).await?;
             let now = Utc::now();
             let lease_until = now + opts.lease;
-            match self.store().claim_next_chunk(&job.job_id, &opts.owner, lease_until, now).await? {
+            match self
+                .store()
+                .claim_next_chunk(&job.job_id, &opts.owner, lease_until, now)
+                .await?
+            {
                 Claim::Chunk(chunk) => {
-                    if self.run_chunk(&job, *chunk, deadline).await? == StopReason::ContinuationNeeded {
+                    if self.run_chunk(&job, *chunk, deadline).await?
+                        == StopReason::ContinuationNeeded
+                    {
                         return Ok(StopReason::ContinuationNeeded);
                     }
                 }
@@ -201,16 +234,27 @@ impl Engine {
             if chunk.status != ChunkStatus::Running {
                 continue;
             }
-            if let Some(owner) = chunk.lease_owner.as_deref().filter(|o| is_dead_local_owner(o)) {
-                if self.store().break_lease(&chunk.key, owner, Utc::now()).await? {
-                    tracing::warn!(chunk = %chunk.key, owner, "lease holder is gone; chunk will resume from its checkpoint");
-                }
+            if let Some(owner) = chunk
+                .lease_owner
+                .as_deref()
+                .filter(|o| is_dead_local_owner(o))
+                && self
+                    .store()
+                    .break_lease(&chunk.key, owner, Utc::now())
+                    .await?
+            {
+                tracing::warn!(chunk = %chunk.key, owner, "lease holder is gone; chunk will resume from its checkpoint");
             }
         }
         Ok(())
     }
 
-    async fn run_chunk(&self, job: &Job, chunk: Chunk, deadline: Option<Instant>) -> Result<StopReason, EngineError> {
+    async fn run_chunk(
+        &self,
+        job: &Job,
+        chunk: Chunk,
+        deadline: Option<Instant>,
+    ) -> Result<StopReason, EngineError> {
         let key = chunk.key.clone();
         let owner = self.options().owner.clone();
         let started = Instant::now();
@@ -270,7 +314,11 @@ impl Engine {
                     "attempt {}/{}: {}",
                     chunk.attempts, job.max_attempts, f.message
                 );
-                match self.store().fail_chunk(&key, &owner, &message, retry_at, now).await {
+                match self
+                    .store()
+                    .fail_chunk(&key, &owner, &message, retry_at, now)
+                    .await
+                {
                     Ok(_) | Err(StoreError::LeaseLost { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -303,7 +351,11 @@ impl Engine {
 
     /// Exponential backoff between chunk attempts, with ±25 % jitter.
     fn chunk_backoff(&self, attempts: u32) -> chrono::Duration {
-        let base = self.config().backfill.default_settings.retry_backoff_seconds;
+        let base = self
+            .config()
+            .backfill
+            .default_settings
+            .retry_backoff_seconds;
         let secs = base * 2f64.powi(attempts.saturating_sub(1).min(16) as i32);
         let jitter = rand::rng().random_range(0.75..=1.25);
         chrono::Duration::milliseconds((secs * jitter * 1000.0) as i64)
@@ -316,19 +368,31 @@ impl Engine {
             let owner = engine.options().owner.clone();
             loop {
                 tokio::time::sleep(lease / 4).await;
-                match engine.store().renew_lease(&key, &owner, Utc::now() + lease).await {
+                match engine
+                    .store()
+                    .renew_lease(&key, &owner, Utc::now() + lease)
+                    .await
+                {
                     Ok(()) => {}
                     Err(StoreError::LeaseLost { .. }) => {
                         lost.store(true, Ordering::SeqCst);
                         return;
                     }
-                    Err(e) => tracing::warn!(chunk = %key, error = %e, "lease renewal failed; will try again"),
+                    Err(e) => {
+                        tracing::warn!(chunk = %key, error = %e, "lease renewal failed; will try again")
+                    }
                 }
             }
         })
     }
 
-    async fn execute_chunk(&self, job: &Job, chunk: &Chunk, deadline: Option<Instant>, lost: &AtomicBool) -> Result<ChunkEnd, Failure> {
+    async fn execute_chunk(
+        &self,
+        job: &Job,
+        chunk: &Chunk,
+        deadline: Option<Instant>,
+        lost: &AtomicBool,
+    ) -> Result<ChunkEnd, Failure> {
         let opts = self.options().clone();
         let key = &chunk.key;
         let permanent = |message: String| Failure {
@@ -341,7 +405,12 @@ impl Engine {
             .endpoints(job.service)
             .and_then(|e| e.find(&key.table))
             .cloned()
-            .ok_or_else(|| permanent(format!("table '{}' is no longer defined for {}", key.table, job.service)))?;
+            .ok_or_else(|| {
+                permanent(format!(
+                    "table '{}' is no longer defined for {}",
+                    key.table, job.service
+                ))
+            })?;
         let source = self
             .source(&job.tenant_id, job.service)
             .map_err(|e| permanent(format!("tenant '{}' {}: {e}", job.tenant_id, job.service)))?;
@@ -371,7 +440,8 @@ impl Engine {
             message: format!("{} {} {}: {e}", job.tenant_id, job.service, key.table),
             lease_lost: false,
         };
-        let every_page = self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
+        let every_page =
+            self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
         let mut inflight = Some(fetcher.spawn(cp.cursor.clone()));
         let mut pending_pages = 0u32;
         let mut pending_bytes = 0u64;
@@ -412,7 +482,9 @@ impl Engine {
                 }
                 if let Some(part) = writer.finish_part(cp.parts)? {
                     // Renew right before the put: a runner whose lease lapsed must not write.
-                    self.store().renew_lease(key, &opts.owner, Utc::now() + opts.lease).await?;
+                    self.store()
+                        .renew_lease(key, &opts.owner, Utc::now() + opts.lease)
+                        .await?;
                     let info = self.sink().put_part(part).await?;
                     cp.parts += 1;
                     cp.records += info.rows;
@@ -420,7 +492,9 @@ impl Engine {
                 cp.pages += pending_pages;
                 cp.cursor = next.clone();
                 if !exhausted {
-                    self.store().checkpoint(key, &opts.owner, &cp, Utc::now() + opts.lease).await?;
+                    self.store()
+                        .checkpoint(key, &opts.owner, &cp, Utc::now() + opts.lease)
+                        .await?;
                 }
                 self.emit(EngineEvent::ChunkProgress {
                     key: key.clone(),
@@ -467,7 +541,9 @@ impl Fetcher {
         let budget = self.engine.budget(&self.tenant_id, self.source.service());
         let attempt = || async {
             budget.acquire().await;
-            self.source.fetch_page(&self.endpoint, &self.window, cursor.as_deref()).await
+            self.source
+                .fetch_page(&self.endpoint, &self.window, cursor.as_deref())
+                .await
         };
         attempt
             .retry(
@@ -508,7 +584,10 @@ mod tests {
         // A pid that cannot exist on Linux (beyond pid_max).
         let host = me.rsplitn(3, ':').nth(2).unwrap();
         assert!(is_dead_local_owner(&format!("{host}:4294967290:abcd")));
-        assert!(!is_dead_local_owner("elsewhere:4294967290:abcd"), "other hosts are judged by lease expiry");
+        assert!(
+            !is_dead_local_owner("elsewhere:4294967290:abcd"),
+            "other hosts are judged by lease expiry"
+        );
         assert!(!is_dead_local_owner("garbage"));
     }
 }

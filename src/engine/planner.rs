@@ -63,7 +63,9 @@ pub fn job_id(tenant_id: &str, service: Service, start: DateTime<Utc>) -> String
 /// Builds the plan for `req` at the instant `now`.
 pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Plan, PlanError> {
     validate_identifier("tenant id", &req.tenant_id).map_err(PlanError)?;
-    let (_, conn) = config.connection(&req.tenant_id, req.service).map_err(PlanError)?;
+    let (_, conn) = config
+        .connection(&req.tenant_id, req.service)
+        .map_err(PlanError)?;
     if !conn.enabled {
         return Err(PlanError(format!(
             "tenant '{}' has {} disabled in the tenants registry",
@@ -75,7 +77,11 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
         .ok_or_else(|| PlanError(format!("no endpoint definitions for {}", req.service)))?;
     let bf = &config.backfill;
     let chunk_size_days = match req.chunk_size_days {
-        Some(0) => return Err(PlanError("--chunk-size-days must be at least 1 (got 0)".into())),
+        Some(0) => {
+            return Err(PlanError(
+                "--chunk-size-days must be at least 1 (got 0)".into(),
+            ));
+        }
         Some(d) => d,
         None => bf.chunk_size_days(&req.tenant_id, req.service),
     };
@@ -116,7 +122,10 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
                     endpoints.names().join(", ")
                 ))
             })?;
-            if defs.iter().any(|d: &&crate::config::EndpointDef| d.table_name == def.table_name) {
+            if defs
+                .iter()
+                .any(|d: &&crate::config::EndpointDef| d.table_name == def.table_name)
+            {
                 return Err(PlanError(format!("table '{name}' is listed twice")));
             }
             defs.push(def);
@@ -207,7 +216,11 @@ pub fn calls_for(records: u64, page_size: u32) -> u64 {
     records / u64::from(page_size.max(1)) + 1
 }
 
-pub fn estimate(plan: &Plan, counts: Option<&[(String, Vec<u64>)]>, page_size_of: impl Fn(&str) -> u32) -> Estimate {
+pub fn estimate(
+    plan: &Plan,
+    counts: Option<&[(String, Vec<u64>)]>,
+    page_size_of: impl Fn(&str) -> u32,
+) -> Estimate {
     let (api_calls, records) = match counts {
         Some(counts) => {
             let mut calls = 0;
@@ -246,7 +259,11 @@ mod tests {
         assert_eq!(windows.first().unwrap().start, outer.start);
         assert_eq!(windows.last().unwrap().end, outer.end);
         for pair in windows.windows(2) {
-            assert_eq!(pair[0].end, pair[1].start, "gap or overlap between {} and {}", pair[0], pair[1]);
+            assert_eq!(
+                pair[0].end, pair[1].start,
+                "gap or overlap between {} and {}",
+                pair[0], pair[1]
+            );
         }
         assert!(windows.iter().all(|w| w.start < w.end));
     }
@@ -266,10 +283,16 @@ mod tests {
         let outer = Window::new(t(2024, 2, 27), t(2024, 3, 3));
         let w = chunk_windows(outer, 1);
         assert_eq!(w.len(), 5);
-        assert!(w.iter().any(|w| w.start == t(2024, 2, 29) && w.end == t(2024, 3, 1)));
+        assert!(
+            w.iter()
+                .any(|w| w.start == t(2024, 2, 29) && w.end == t(2024, 3, 1))
+        );
         assert_exact_cover(outer, &w);
         // A range across a leap year: 366 one-day windows.
-        assert_eq!(chunk_windows(Window::new(t(2024, 1, 1), t(2025, 1, 1)), 1).len(), 366);
+        assert_eq!(
+            chunk_windows(Window::new(t(2024, 1, 1), t(2025, 1, 1)), 1).len(),
+            366
+        );
     }
 
     #[test]
@@ -288,7 +311,10 @@ mod tests {
         for days in [1, 2, 7, 13, 30, 31, 365, 10_000] {
             let w = chunk_windows(outer, days);
             assert_exact_cover(outer, &w);
-            assert!(w.iter().all(|x| x.end - x.start <= Duration::days(days as i64)));
+            assert!(
+                w.iter()
+                    .all(|x| x.end - x.start <= Duration::days(days as i64))
+            );
         }
     }
 

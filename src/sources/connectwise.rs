@@ -29,7 +29,12 @@ pub fn window_conditions(field: &str, window: &Window) -> String {
 
 /// The next `pageId` from a forward-only `Link` header; `None` when the header is empty.
 pub fn next_page_id(link: &str) -> Option<String> {
-    let target = link.split(';').next()?.trim().trim_start_matches('<').trim_end_matches('>');
+    let target = link
+        .split(';')
+        .next()?
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     let query = target.split_once('?')?.1;
     query
         .split('&')
@@ -39,12 +44,30 @@ pub fn next_page_id(link: &str) -> Option<String> {
 }
 
 impl ConnectWise {
-    pub fn new(base_url: &str, creds: Credentials, http: reqwest::Client) -> Result<Self, SourceError> {
-        let field = |f: &str| creds.require(f).map(|s| s.expose().to_string()).map_err(SourceError::Config);
-        let (company, public, private, client_id) =
-            (field("company_id")?, field("public_key")?, field("private_key")?, field("client_id")?);
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{company}+{public}:{private}"));
-        let secrets = vec![private.clone(), token.clone(), format!("{public}:{private}")];
+    pub fn new(
+        base_url: &str,
+        creds: Credentials,
+        http: reqwest::Client,
+    ) -> Result<Self, SourceError> {
+        let field = |f: &str| {
+            creds
+                .require(f)
+                .map(|s| s.expose().to_string())
+                .map_err(SourceError::Config)
+        };
+        let (company, public, private, client_id) = (
+            field("company_id")?,
+            field("public_key")?,
+            field("private_key")?,
+            field("client_id")?,
+        );
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{company}+{public}:{private}"));
+        let secrets = vec![
+            private.clone(),
+            token.clone(),
+            format!("{public}:{private}"),
+        ];
         Ok(ConnectWise {
             base_url: base_url.trim_end_matches('/').to_string(),
             http,
@@ -56,29 +79,43 @@ impl ConnectWise {
 
     fn headers(&self, forward_only: bool) -> Result<HeaderMap, SourceError> {
         let mut h = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(self.auth.expose())
-            .map_err(|_| SourceError::Config("credentials contain characters not allowed in a header".into()))?;
+        let mut auth = HeaderValue::from_str(self.auth.expose()).map_err(|_| {
+            SourceError::Config("credentials contain characters not allowed in a header".into())
+        })?;
         auth.set_sensitive(true);
         h.insert(reqwest::header::AUTHORIZATION, auth);
-        let mut cid = HeaderValue::from_str(self.client_id.expose())
-            .map_err(|_| SourceError::Config("client_id contains characters not allowed in a header".into()))?;
+        let mut cid = HeaderValue::from_str(self.client_id.expose()).map_err(|_| {
+            SourceError::Config("client_id contains characters not allowed in a header".into())
+        })?;
         cid.set_sensitive(true);
         h.insert("clientId", cid);
-        h.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/vnd.connectwise.com+json; version=2021.1"));
+        h.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/vnd.connectwise.com+json; version=2021.1"),
+        );
         if forward_only {
             h.insert("pagination-type", HeaderValue::from_static("forward-only"));
         }
         Ok(h)
     }
 
-    async fn get(&self, url: url::Url, forward_only: bool) -> Result<(HeaderMap, bytes::Bytes), SourceError> {
+    async fn get(
+        &self,
+        url: url::Url,
+        forward_only: bool,
+    ) -> Result<(HeaderMap, bytes::Bytes), SourceError> {
         let resp = self
             .http
             .get(url)
             .headers(self.headers(forward_only)?)
             .send()
             .await
-            .map_err(|e| SourceError::Transport(scrub(&e.without_url().to_string(), self.secrets.iter().map(String::as_str))))?;
+            .map_err(|e| {
+                SourceError::Transport(scrub(
+                    &e.without_url().to_string(),
+                    self.secrets.iter().map(String::as_str),
+                ))
+            })?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| SourceError::Decode {
@@ -88,7 +125,10 @@ impl ConnectWise {
         if !status.is_success() {
             return Err(SourceError::Http {
                 status: status.as_u16(),
-                message: scrub(&error_message(&body), self.secrets.iter().map(String::as_str)),
+                message: scrub(
+                    &error_message(&body),
+                    self.secrets.iter().map(String::as_str),
+                ),
                 retry_after: retry_after(&headers),
             });
         }
@@ -110,7 +150,11 @@ fn error_message(body: &[u8]) -> String {
     }
     match serde_json::from_slice::<CwError>(body) {
         Ok(CwError { code, message }) if code.is_some() || message.is_some() => {
-            format!("{}: {}", code.unwrap_or_default(), message.unwrap_or_default())
+            format!(
+                "{}: {}",
+                code.unwrap_or_default(),
+                message.unwrap_or_default()
+            )
         }
         _ => String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
     }
@@ -122,21 +166,30 @@ impl Source for ConnectWise {
         Service::Connectwise
     }
 
-    async fn fetch_page(&self, endpoint: &EndpointDef, window: &Window, cursor: Option<&str>) -> Result<Page, SourceError> {
+    async fn fetch_page(
+        &self,
+        endpoint: &EndpointDef,
+        window: &Window,
+        cursor: Option<&str>,
+    ) -> Result<Page, SourceError> {
         let mut url = self.url(endpoint, "")?;
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("conditions", &window_conditions(endpoint.query_field(), window));
+            q.append_pair(
+                "conditions",
+                &window_conditions(endpoint.query_field(), window),
+            );
             q.append_pair("pageSize", &endpoint.page_size.min(1000).to_string());
             if let Some(c) = cursor {
                 q.append_pair("pageId", c);
             }
         }
         let (headers, body) = self.get(url, true).await?;
-        let records: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
-            message: format!("{} page is not a JSON array of records: {e}", endpoint.path),
-            truncated: e.is_eof(),
-        })?;
+        let records: Vec<serde_json::Value> =
+            serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
+                message: format!("{} page is not a JSON array of records: {e}", endpoint.path),
+                truncated: e.is_eof(),
+            })?;
         let link = headers
             .get(reqwest::header::LINK)
             .map(|v| v.to_str().unwrap_or_default().to_string());
@@ -149,18 +202,21 @@ impl Source for ConnectWise {
             })?),
             None => {
                 return Err(SourceError::Decode {
-                    message: format!("{} answered without a Link header: forward-only paging is not supported there", endpoint.path),
+                    message: format!(
+                        "{} answered without a Link header: forward-only paging is not supported there",
+                        endpoint.path
+                    ),
                     truncated: false,
                 });
             }
         };
-        if let (Some(n), Some(c)) = (&next, cursor) {
-            if n.parse::<i64>().ok() <= c.parse::<i64>().ok() {
-                return Err(SourceError::Decode {
-                    message: format!("pageId went from {c} to {n}: paging would not advance"),
-                    truncated: false,
-                });
-            }
+        if let (Some(n), Some(c)) = (&next, cursor)
+            && n.parse::<i64>().ok() <= c.parse::<i64>().ok()
+        {
+            return Err(SourceError::Decode {
+                message: format!("pageId went from {c} to {n}: paging would not advance"),
+                truncated: false,
+            });
         }
         Ok(Page {
             records,
@@ -171,8 +227,10 @@ impl Source for ConnectWise {
 
     async fn count(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError> {
         let mut url = self.url(endpoint, "/count")?;
-        url.query_pairs_mut()
-            .append_pair("conditions", &window_conditions(endpoint.query_field(), window));
+        url.query_pairs_mut().append_pair(
+            "conditions",
+            &window_conditions(endpoint.query_field(), window),
+        );
         let (_, body) = self.get(url, false).await?;
         #[derive(serde::Deserialize)]
         struct Count {
@@ -208,14 +266,20 @@ mod tests {
     fn link_header_gives_the_next_page_id() {
         let l = "<https://x/v4_6_release/apis/3.0/service/tickets?conditions=a&pageSize=1000&pageId=20931>; rel=\"next\"";
         assert_eq!(next_page_id(l).as_deref(), Some("20931"));
-        assert_eq!(next_page_id("<https://x/a?pageSize=10>; rel=\"next\""), None);
+        assert_eq!(
+            next_page_id("<https://x/a?pageSize=10>; rel=\"next\""),
+            None
+        );
     }
 
     #[test]
     fn error_bodies_give_the_api_message() {
         let body = br#"{"code":"Unauthorized","message":"UserNotAuthenticated"}"#;
         assert_eq!(error_message(body), "Unauthorized: UserNotAuthenticated");
-        assert_eq!(error_message(b"<html>bad gateway</html>"), "<html>bad gateway</html>");
+        assert_eq!(
+            error_message(b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
     }
 
     #[test]
@@ -226,9 +290,13 @@ mod tests {
             ("private_key".to_string(), "very-secret-key".to_string()),
             ("client_id".to_string(), "cid-123".to_string()),
         ]);
-        let cw = ConnectWise::new("http://127.0.0.1:1/apis/3.0", creds, reqwest::Client::new()).unwrap();
+        let cw =
+            ConnectWise::new("http://127.0.0.1:1/apis/3.0", creds, reqwest::Client::new()).unwrap();
         let shown = format!("{:?} {}", cw.auth, cw.auth);
-        assert!(!shown.contains("very-secret-key") && !shown.contains("cid-123"), "{shown}");
+        assert!(
+            !shown.contains("very-secret-key") && !shown.contains("cid-123"),
+            "{shown}"
+        );
         let missing = ConnectWise::new("http://h", Credentials::default(), reqwest::Client::new());
         assert!(matches!(missing, Err(SourceError::Config(m)) if m.contains("company_id")));
     }

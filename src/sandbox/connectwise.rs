@@ -1,0 +1,555 @@
+//! The ConnectWise PSA REST 3.0 surface: routing, auth, `conditions` parsing, both paging
+//! modes with their `Link` headers, `/count`, and ConnectWise-shaped error bodies.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use chrono::NaiveDateTime;
+
+use super::data::{Bounds, Table, TableData};
+use super::render::render;
+use super::{Shared, TenantData};
+
+pub(crate) const API_PREFIX: &str = "/v4_6_release/apis/3.0/";
+const DEFAULT_PAGE_SIZE: u64 = 25;
+const MAX_PAGE_SIZE: u64 = 1000;
+
+/// What a request amounted to, for the stats counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    RateLimited,
+    Unauthorized,
+    Fault,
+    Other,
+}
+
+struct Reply {
+    status: StatusCode,
+    outcome: Outcome,
+    link: Option<String>,
+    retry_after: Option<u64>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn ok(body: Vec<u8>) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            outcome: Outcome::Ok,
+            link: None,
+            retry_after: None,
+            body,
+        }
+    }
+
+    fn error(status: StatusCode, code: &str, message: &str) -> Reply {
+        let body = serde_json::json!({ "code": code, "message": message });
+        Reply {
+            status,
+            outcome: Outcome::Other,
+            link: None,
+            retry_after: None,
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
+    }
+
+    fn with_outcome(mut self, outcome: Outcome) -> Reply {
+        self.outcome = outcome;
+        self
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if let Some(link) = self.link
+            && let Ok(value) = HeaderValue::from_str(&link)
+        {
+            headers.insert(header::LINK, value);
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Axum fallback handler for every path other than `/_sandbox/stats`.
+pub(crate) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let reply = handle(&shared, req.method(), req.uri(), req.headers());
+    let c = &shared.counters;
+    c.requests.fetch_add(1, Ordering::Relaxed);
+    c.bytes_sent
+        .fetch_add(reply.body.len() as u64, Ordering::Relaxed);
+    let counter = match reply.outcome {
+        Outcome::Ok => Some(&c.ok),
+        Outcome::RateLimited => Some(&c.rate_limited),
+        Outcome::Unauthorized => Some(&c.unauthorized),
+        Outcome::Fault => Some(&c.faults_injected),
+        Outcome::Other => None,
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    reply.into_response()
+}
+
+enum Route {
+    List,
+    Count,
+    One(i64),
+}
+
+fn route(rest: &str) -> Option<(Table, Route)> {
+    Table::ALL.into_iter().find_map(|table| {
+        let tail = rest.strip_prefix(table.path())?;
+        let route = match tail {
+            "" => Route::List,
+            "/count" => Route::Count,
+            _ => {
+                let id = tail.strip_prefix('/')?;
+                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Route::One(id.parse().ok()?)
+            }
+        };
+        Some((table, route))
+    })
+}
+
+fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Reply {
+    let path = uri.path();
+    let Some((table, route)) = path
+        .strip_prefix(API_PREFIX)
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(route)
+    else {
+        let message = format!("The requested resource {path} was not found");
+        return Reply::error(StatusCode::NOT_FOUND, "NotFound", &message);
+    };
+    let rest = path[API_PREFIX.len()..].trim_end_matches('/');
+    if method != Method::GET {
+        let message = format!("Method {method} is not supported by the sandbox");
+        return Reply::error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
+    }
+    let tenant = match authenticate(shared, headers) {
+        Ok(tenant) => tenant,
+        Err(message) => {
+            return Reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+                .with_outcome(Outcome::Unauthorized);
+        }
+    };
+    let company = tenant.tenant.company_id.as_str();
+    if let Err(secs) = shared.limits.check(company) {
+        let mut reply = Reply::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Rate limit exceeded",
+        )
+        .with_outcome(Outcome::RateLimited);
+        reply.retry_after = Some(secs);
+        return reply;
+    }
+    let raw_query = uri.query().unwrap_or("");
+    let query = match Query::parse(raw_query) {
+        Ok(q) => q,
+        Err(err) => return err.reply(),
+    };
+    if let Some((status, message)) = shared.faults.take(rest, query.lower_bound) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Reply::error(status, "ConnectWiseApi", message).with_outcome(Outcome::Fault);
+    }
+    let data = shared.table(tenant, table);
+    match route {
+        Route::Count => {
+            let body = format!("{{\"count\":{}}}", data.count(query.bounds));
+            Reply::ok(body.into_bytes())
+        }
+        Route::One(id) => match data.last_updated_of(id) {
+            Some(lu) => {
+                let mut body = Vec::with_capacity(table.approx_record_bytes());
+                render(
+                    &data.generator,
+                    (id - super::data::ID_BASE) as u64,
+                    lu,
+                    &mut body,
+                );
+                Reply::ok(body)
+            }
+            None => {
+                let message = format!("{} with id {id} was not found", table.table_name());
+                Reply::error(StatusCode::NOT_FOUND, "NotFound", &message)
+            }
+        },
+        Route::List => {
+            let forward_only = headers
+                .get("pagination-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("forward-only"));
+            let base = request_base(shared, headers, path);
+            let reply = if forward_only {
+                forward_only_page(data, &query, &base, raw_query)
+            } else {
+                match navigable_page(data, &query, &base, raw_query) {
+                    Ok(reply) => reply,
+                    Err(err) => return err.reply(),
+                }
+            };
+            let page_key = if forward_only {
+                format!("fo:{:?}", query.page_id)
+            } else {
+                format!("nav:{}", query.page.as_deref().unwrap_or("1").trim())
+            };
+            let key = format!(
+                "{company}\n{rest}\n{}\n{page_key}\n{}",
+                query.conditions,
+                query.page_size()
+            );
+            if shared.page_seen_before(key) {
+                shared
+                    .counters
+                    .repeated_pages
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            reply
+        }
+    }
+}
+
+fn authenticate<'a>(
+    shared: &'a Shared,
+    headers: &HeaderMap,
+) -> Result<&'a TenantData, &'static str> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("Authorization header is missing")?
+        .to_str()
+        .map_err(|_| "Authorization header is not valid text")?;
+    let encoded = auth
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, rest)| rest.trim())
+        .ok_or("Authorization must use the Basic scheme")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or("Authorization header is not valid base64")?;
+    let (user, private_key) = decoded
+        .split_once(':')
+        .ok_or("Authorization credentials must be companyId+publicKey:privateKey")?;
+    let (company_id, public_key) = user
+        .split_once('+')
+        .ok_or("Authorization credentials must be companyId+publicKey:privateKey")?;
+    let client_id = headers
+        .get("clientId")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("clientId header is missing")?;
+    shared
+        .tenants
+        .iter()
+        .find(|t| {
+            let t = &t.tenant;
+            t.company_id == company_id
+                && t.public_key == public_key
+                && t.private_key == private_key
+                && t.client_id == client_id
+        })
+        .ok_or("The provided credentials or clientId are not valid for this server")
+}
+
+/// `http://host/path` of the current request, for `Link` headers.
+fn request_base(shared: &Shared, headers: &HeaderMap, path: &str) -> String {
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) if !host.is_empty() => format!("http://{host}{path}"),
+        _ => format!("http://{}{path}", shared.addr),
+    }
+}
+
+/// `base?raw_query` with parameter `key` replaced by (or set to) `value`, other parameters
+/// kept exactly as the client encoded them.
+fn link_to(base: &str, raw_query: &str, key: &str, value: i64) -> String {
+    let mut url = String::with_capacity(base.len() + raw_query.len() + 24);
+    url.push_str(base);
+    url.push('?');
+    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let same_key = url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .is_some_and(|(k, _)| k.eq_ignore_ascii_case(key));
+        if !same_key {
+            url.push_str(pair);
+            url.push('&');
+        }
+    }
+    url.push_str(key);
+    url.push('=');
+    url.push_str(&value.to_string());
+    url
+}
+
+fn render_page(data: &TableData, rows: &[(i64, i64)]) -> Vec<u8> {
+    let table = data.generator.table;
+    let mut body = Vec::with_capacity(rows.len() * table.approx_record_bytes() + 2);
+    body.push(b'[');
+    for (n, &(id, lu)) in rows.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        render(
+            &data.generator,
+            (id - super::data::ID_BASE) as u64,
+            lu,
+            &mut body,
+        );
+    }
+    body.push(b']');
+    body
+}
+
+fn forward_only_page(data: &TableData, query: &Query, base: &str, raw_query: &str) -> Reply {
+    let size = query.page_size();
+    let rows = data.page_after(query.bounds, query.page_id, size as usize);
+    let link = match rows.last() {
+        Some(&(last_id, _)) if rows.len() as u64 == size => {
+            format!(
+                "<{}>; rel=\"next\"",
+                link_to(base, raw_query, "pageId", last_id)
+            )
+        }
+        _ => String::new(),
+    };
+    let mut reply = Reply::ok(render_page(data, &rows));
+    reply.link = Some(link);
+    reply
+}
+
+fn navigable_page(
+    data: &TableData,
+    query: &Query,
+    base: &str,
+    raw_query: &str,
+) -> Result<Reply, QueryError> {
+    let size = query.page_size();
+    let page = match query.page.as_deref().map(str::trim) {
+        None => 1,
+        Some(text) => match text.parse::<i64>() {
+            Ok(p) if p >= 1 => p as u64,
+            _ => {
+                let msg = format!("page must be an integer of 1 or more, got '{text}'");
+                return Err(QueryError::param("page", msg));
+            }
+        },
+    };
+    let total = data.count(query.bounds);
+    let last_page = total.div_ceil(size).max(1);
+    let skip = (page - 1).saturating_mul(size);
+    let rows = data.page_offset(query.bounds, skip, size as usize);
+    let last = format!(
+        "<{}>; rel=\"last\"",
+        link_to(base, raw_query, "page", last_page as i64)
+    );
+    let link = if page < last_page {
+        let next = link_to(base, raw_query, "page", page as i64 + 1);
+        format!("<{next}>; rel=\"next\", {last}")
+    } else {
+        last
+    };
+    let mut reply = Reply::ok(render_page(data, &rows));
+    reply.link = Some(link);
+    Ok(reply)
+}
+
+/// A rejected query parameter, answered as ConnectWise's `InvalidObject` 400.
+#[derive(Debug)]
+struct QueryError {
+    field: &'static str,
+    summary: String,
+    detail: String,
+}
+
+impl QueryError {
+    fn param(field: &'static str, detail: String) -> QueryError {
+        QueryError {
+            field,
+            summary: format!("{field} is invalid"),
+            detail,
+        }
+    }
+
+    fn condition(part: &str, detail: String) -> QueryError {
+        QueryError {
+            field: "conditions",
+            summary: format!("conditions '{part}' is invalid"),
+            detail,
+        }
+    }
+
+    fn reply(self) -> Reply {
+        let body = serde_json::json!({
+            "code": "InvalidObject",
+            "message": self.summary,
+            "errors": [{
+                "code": "InvalidValue",
+                "message": self.detail,
+                "resource": "query",
+                "field": self.field,
+            }],
+        });
+        Reply {
+            status: StatusCode::BAD_REQUEST,
+            outcome: Outcome::Other,
+            link: None,
+            retry_after: None,
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
+    }
+}
+
+/// The query parameters the sandbox understands.
+#[derive(Debug)]
+struct Query {
+    conditions: String,
+    bounds: Bounds,
+    /// The value of the (first) `>=` clause, which fault plans match on.
+    lower_bound: Option<i64>,
+    /// Raw `page`: validated only in navigable mode, since forward-only ignores it.
+    page: Option<String>,
+    page_size: Option<u64>,
+    page_id: Option<i64>,
+}
+
+impl Query {
+    fn parse(raw: &str) -> Result<Query, QueryError> {
+        let mut q = Query {
+            conditions: String::new(),
+            bounds: Bounds::ALL,
+            lower_bound: None,
+            page: None,
+            page_size: None,
+            page_id: None,
+        };
+        for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+            let int = |field: &'static str| {
+                value.trim().parse::<i64>().map_err(|_| {
+                    QueryError::param(field, format!("{field} must be an integer, got '{value}'"))
+                })
+            };
+            if key.eq_ignore_ascii_case("conditions") {
+                q.conditions = value.to_string();
+            } else if key.eq_ignore_ascii_case("pageSize") {
+                let n = int("pageSize")?;
+                if n < 1 {
+                    let msg = format!("pageSize must be between 1 and {MAX_PAGE_SIZE}, got {n}");
+                    return Err(QueryError::param("pageSize", msg));
+                }
+                q.page_size = Some((n as u64).min(MAX_PAGE_SIZE));
+            } else if key.eq_ignore_ascii_case("pageId") {
+                q.page_id = Some(int("pageId")?);
+            } else if key.eq_ignore_ascii_case("page") {
+                q.page = Some(value.to_string());
+            } else if key.eq_ignore_ascii_case("orderBy") {
+                let normalized = value.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !(normalized.eq_ignore_ascii_case("id")
+                    || normalized.eq_ignore_ascii_case("id asc"))
+                {
+                    let msg = format!("the sandbox only supports orderBy=id asc, got '{value}'");
+                    return Err(QueryError::param("orderBy", msg));
+                }
+            }
+        }
+        let (bounds, lower_bound) = parse_conditions(&q.conditions)?;
+        q.bounds = bounds;
+        q.lower_bound = lower_bound;
+        Ok(q)
+    }
+
+    fn page_size(&self) -> u64 {
+        self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
+    }
+}
+
+/// Parses `clause and clause ...` where each clause is `lastUpdated OP [yyyy-MM-ddTHH:mm:ssZ]`.
+fn parse_conditions(text: &str) -> Result<(Bounds, Option<i64>), QueryError> {
+    let mut bounds = Bounds::ALL;
+    let mut lower_bound = None;
+    if text.trim().is_empty() {
+        return Ok((bounds, lower_bound));
+    }
+    let mut clauses: Vec<Vec<&str>> = vec![Vec::new()];
+    for token in text.split_whitespace() {
+        if token.eq_ignore_ascii_case("and") {
+            clauses.push(Vec::new());
+        } else if let Some(current) = clauses.last_mut() {
+            current.push(token);
+        }
+    }
+    for clause in clauses {
+        let clause = clause.join(" ");
+        if clause.is_empty() {
+            let msg = "'and' must join two clauses".to_string();
+            return Err(QueryError::condition(text.trim(), msg));
+        }
+        let (op, at) = parse_clause(&clause)?;
+        match op {
+            ">=" => {
+                bounds.lo = bounds.lo.max(at);
+                lower_bound.get_or_insert(at);
+            }
+            ">" => bounds.lo = bounds.lo.max(at.saturating_add(1)),
+            "<" => bounds.hi = bounds.hi.min(at),
+            "<=" => bounds.hi = bounds.hi.min(at.saturating_add(1)),
+            _ => {
+                bounds.lo = bounds.lo.max(at);
+                bounds.hi = bounds.hi.min(at.saturating_add(1));
+            }
+        }
+    }
+    Ok((bounds, lower_bound))
+}
+
+fn parse_clause(clause: &str) -> Result<(&'static str, i64), QueryError> {
+    let field_len = clause
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '/'))
+        .unwrap_or(clause.len());
+    let field = &clause[..field_len];
+    if !(field.eq_ignore_ascii_case("lastUpdated")
+        || field.eq_ignore_ascii_case("_info/lastUpdated"))
+    {
+        let msg = format!(
+            "unsupported field '{field}': the sandbox filters on lastUpdated or _info/lastUpdated"
+        );
+        return Err(QueryError::condition(clause, msg));
+    }
+    let rest = clause[field_len..].trim_start();
+    let Some(op) = [">=", "<=", ">", "<", "="]
+        .into_iter()
+        .find(|op| rest.starts_with(op))
+    else {
+        let msg = "expected one of the operators >=, >, <, <=, =".to_string();
+        return Err(QueryError::condition(clause, msg));
+    };
+    let value = rest[op.len()..].trim();
+    let Some(inner) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) else {
+        let msg = format!("expected a date as [yyyy-MM-ddTHH:mm:ssZ], got '{value}'");
+        return Err(QueryError::condition(clause, msg));
+    };
+    let at = NaiveDateTime::parse_from_str(inner.trim(), "%Y-%m-%dT%H:%M:%SZ")
+        .map_err(|e| {
+            let msg = format!("'{inner}' is not a UTC date as yyyy-MM-ddTHH:mm:ssZ: {e}");
+            QueryError::condition(clause, msg)
+        })?
+        .and_utc()
+        .timestamp();
+    Ok((op, at))
+}

@@ -1,0 +1,152 @@
+//! Injected failures and rate limiting: fault plans with thread-safe budgets, and one
+//! governor limiter per tenant.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::Fault;
+
+/// A fault plus what is left of its budget (`None` = permanent).
+#[derive(Debug)]
+struct ArmedFault {
+    fault: Fault,
+    window_start: Option<i64>,
+    remaining: Option<AtomicU32>,
+}
+
+/// All faults of a sandbox, checked in plan order.
+#[derive(Debug, Default)]
+pub(crate) struct FaultPlan {
+    faults: Vec<ArmedFault>,
+}
+
+impl FaultPlan {
+    pub(crate) fn new(faults: &[Fault]) -> FaultPlan {
+        FaultPlan {
+            faults: faults
+                .iter()
+                .map(|f| ArmedFault {
+                    fault: f.clone(),
+                    window_start: f.window_start.map(|t| t.timestamp()),
+                    remaining: f.times.map(AtomicU32::new),
+                })
+                .collect(),
+        }
+    }
+
+    /// The fault (status, message) to answer a request with, consuming one unit of its budget.
+    ///
+    /// `path` is the API path after `/v4_6_release/apis/3.0/` (e.g. `service/tickets`);
+    /// `lower_bound` is the value of the request's `>=` condition, if any.
+    pub(crate) fn take(&self, path: &str, lower_bound: Option<i64>) -> Option<(u16, &str)> {
+        self.faults.iter().find_map(|armed| {
+            if armed.fault.path.trim_matches('/') != path {
+                return None;
+            }
+            if armed.window_start.is_some() && armed.window_start != lower_bound {
+                return None;
+            }
+            let available = match &armed.remaining {
+                None => true,
+                Some(left) => left
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                    .is_ok(),
+            };
+            available.then_some((armed.fault.status, armed.fault.message.as_str()))
+        })
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+
+/// Per-tenant request limiters (`per_minute(n)` with a burst of `n`).
+#[derive(Debug, Default)]
+pub(crate) struct RateLimits {
+    limiters: HashMap<String, Limiter>,
+}
+
+impl RateLimits {
+    pub(crate) fn new<'a>(
+        per_minute: Option<u32>,
+        company_ids: impl IntoIterator<Item = &'a str>,
+    ) -> std::io::Result<RateLimits> {
+        let Some(n) = per_minute else {
+            return Ok(RateLimits::default());
+        };
+        let n = NonZeroU32::new(n).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "rate_limit_per_minute must be at least 1",
+            )
+        })?;
+        let quota = Quota::per_minute(n).allow_burst(n);
+        Ok(RateLimits {
+            limiters: company_ids
+                .into_iter()
+                .map(|c| (c.to_string(), RateLimiter::direct(quota)))
+                .collect(),
+        })
+    }
+
+    /// `Ok` when `company_id` may make a request now, else the whole seconds to wait (≥ 1).
+    pub(crate) fn check(&self, company_id: &str) -> Result<(), u64> {
+        let Some(limiter) = self.limiters.get(company_id) else {
+            return Ok(());
+        };
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            retry_after_secs(wait)
+        })
+    }
+}
+
+fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(times: Option<u32>, window_start: Option<&str>) -> Fault {
+        Fault {
+            path: "service/tickets".into(),
+            window_start: window_start.map(|s| s.parse().unwrap()),
+            status: 500,
+            times,
+            message: "boom".into(),
+        }
+    }
+
+    #[test]
+    fn budgets_count_down_and_windows_must_match() {
+        let plan = FaultPlan::new(&[fault(Some(2), Some("2024-01-01T00:00:00Z"))]);
+        let lo = Some(1_704_067_200);
+        assert_eq!(plan.take("time/entries", lo), None);
+        assert_eq!(plan.take("service/tickets", None), None);
+        assert_eq!(plan.take("service/tickets", Some(0)), None);
+        assert_eq!(plan.take("service/tickets", lo), Some((500, "boom")));
+        assert_eq!(plan.take("service/tickets", lo), Some((500, "boom")));
+        assert_eq!(plan.take("service/tickets", lo), None);
+
+        let permanent = FaultPlan::new(&[fault(None, None)]);
+        for _ in 0..5 {
+            assert!(permanent.take("service/tickets", None).is_some());
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_at_least_one_second() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(29_001)), 30);
+        assert_eq!(retry_after_secs(Duration::from_secs(30)), 30);
+    }
+}

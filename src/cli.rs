@@ -155,7 +155,8 @@ pub enum Output {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 90s, 10m or 1h30m: {e}"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like 90s, 10m or 1h30m: {e}"))?;
     if d.is_zero() {
         return Err("the time budget must be more than zero".into());
     }
@@ -165,7 +166,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Runs the command line and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -10,7 +10,9 @@ mod tenants;
 
 use std::path::{Path, PathBuf};
 
-pub use backfill::{BackfillConfig, DefaultSettings, Monitoring, Scheduling, ServiceSettings, TenantOverride};
+pub use backfill::{
+    BackfillConfig, DefaultSettings, Monitoring, Scheduling, ServiceSettings, TenantOverride,
+};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;
 pub use tenants::{CredentialSource, Credentials, ServiceConnection, Tenant, TenantsRegistry};
@@ -20,12 +22,27 @@ use crate::domain::Service;
 /// The configuration files shipped with the product, compiled in so a fresh workspace
 /// can be seeded from them.
 pub const BUILT_IN: &[(&str, &str)] = &[
-    ("backfill_config.json", include_str!("../mappings/backfill_config.json")),
+    (
+        "backfill_config.json",
+        include_str!("../mappings/backfill_config.json"),
+    ),
     ("tenants.json", include_str!("../mappings/tenants.json")),
-    ("endpoints/connectwise.json", include_str!("../mappings/endpoints/connectwise.json")),
-    ("credentials/acme-connectwise.json", include_str!("../mappings/credentials/acme-connectwise.json")),
-    ("credentials/globex-connectwise.json", include_str!("../mappings/credentials/globex-connectwise.json")),
-    ("credentials/initech-connectwise.json", include_str!("../mappings/credentials/initech-connectwise.json")),
+    (
+        "endpoints/connectwise.json",
+        include_str!("../mappings/endpoints/connectwise.json"),
+    ),
+    (
+        "credentials/acme-connectwise.json",
+        include_str!("../mappings/credentials/acme-connectwise.json"),
+    ),
+    (
+        "credentials/globex-connectwise.json",
+        include_str!("../mappings/credentials/globex-connectwise.json"),
+    ),
+    (
+        "credentials/initech-connectwise.json",
+        include_str!("../mappings/credentials/initech-connectwise.json"),
+    ),
 ];
 
 /// All configuration, loaded from one directory laid out like `mappings/`.
@@ -43,7 +60,9 @@ impl Config {
         let backfill = BackfillConfig::load(&dir.join("backfill_config.json"))?;
         let mut endpoints = Vec::new();
         for service in Service::ALL {
-            let file = dir.join("endpoints").join(format!("{}.json", service.as_str()));
+            let file = dir
+                .join("endpoints")
+                .join(format!("{}.json", service.as_str()));
             if file.exists() {
                 endpoints.push(ServiceEndpoints::load(&file, service)?);
             }
@@ -58,7 +77,9 @@ impl Config {
                         format!("$.tenants[{}].services.{}", tenant.tenant_id, service),
                         format!(
                             "no endpoint definitions for {service}: expected {}",
-                            dir.join("endpoints").join(format!("{service}.json")).display()
+                            dir.join("endpoints")
+                                .join(format!("{service}.json"))
+                                .display()
                         ),
                     ));
                 }
@@ -93,7 +114,12 @@ impl Config {
 
     pub fn tenant(&self, tenant_id: &str) -> Result<&Tenant, String> {
         self.tenants.get(tenant_id).ok_or_else(|| {
-            let known: Vec<&str> = self.tenants.tenants.iter().map(|t| t.tenant_id.as_str()).collect();
+            let known: Vec<&str> = self
+                .tenants
+                .tenants
+                .iter()
+                .map(|t| t.tenant_id.as_str())
+                .collect();
             format!(
                 "unknown tenant '{tenant_id}' (known: {}; registry {})",
                 known.join(", "),
@@ -103,10 +129,17 @@ impl Config {
     }
 
     /// The tenant's connection to `service`, or why there is none.
-    pub fn connection(&self, tenant_id: &str, service: Service) -> Result<(&Tenant, &ServiceConnection), String> {
+    pub fn connection(
+        &self,
+        tenant_id: &str,
+        service: Service,
+    ) -> Result<(&Tenant, &ServiceConnection), String> {
         let tenant = self.tenant(tenant_id)?;
         let conn = tenant.services.get(&service).ok_or_else(|| {
-            format!("tenant '{tenant_id}' has no {service} connection in {}", self.dir.join("tenants.json").display())
+            format!(
+                "tenant '{tenant_id}' has no {service} connection in {}",
+                self.dir.join("tenants.json").display()
+            )
         })?;
         Ok((tenant, conn))
     }
@@ -125,7 +158,10 @@ pub(crate) fn read_json(file: &Path) -> Result<serde_json::Value, ConfigError> {
     })
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(file: &Path, value: serde_json::Value) -> Result<T, ConfigError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    value: serde_json::Value,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         ConfigError::invalid(file, json_path(&path), e.into_inner().to_string())

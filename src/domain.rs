@@ -16,7 +16,11 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::Connectwise, Service::Servicenow, Service::Salesforce];
+    pub const ALL: [Service; 3] = [
+        Service::Connectwise,
+        Service::Servicenow,
+        Service::Salesforce,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,7 +44,9 @@ impl FromStr for Service {
             .into_iter()
             .find(|svc| svc.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown service '{s}' (expected one of connectwise, servicenow, salesforce)")
+                format!(
+                    "unknown service '{s}' (expected one of connectwise, servicenow, salesforce)"
+                )
             })
     }
 }
@@ -140,7 +146,10 @@ string_enum!(JobStatus {
 impl JobStatus {
     /// Active jobs still own their range: triggering the same range again returns them.
     pub fn is_active(self) -> bool {
-        matches!(self, JobStatus::Pending | JobStatus::Running | JobStatus::Paused)
+        matches!(
+            self,
+            JobStatus::Pending | JobStatus::Running | JobStatus::Paused
+        )
     }
 
     pub fn is_terminal(self) -> bool {
@@ -255,7 +264,10 @@ mod tests {
     fn identifiers_refuse_path_tricks() {
         assert!(validate_identifier("tenant id", "tenant-123_a").is_ok());
         for bad in ["", "a/b", "..", "a..b", "a b", "t\n", "ü"] {
-            assert!(validate_identifier("tenant id", bad).is_err(), "{bad:?} accepted");
+            assert!(
+                validate_identifier("tenant id", bad).is_err(),
+                "{bad:?} accepted"
+            );
         }
         let err = validate_identifier("tenant id", "../etc").unwrap_err();
         assert!(err.contains("'.'"), "{err}");

@@ -155,13 +155,23 @@ impl Engine {
     }
 
     /// Stores the plan as a job, or returns the active job that already covers it.
-    pub async fn create_job(&self, plan: &Plan, now: DateTime<Utc>) -> Result<CreateOutcome, EngineError> {
+    pub async fn create_job(
+        &self,
+        plan: &Plan,
+        now: DateTime<Utc>,
+    ) -> Result<CreateOutcome, EngineError> {
         let (job, chunks) = plan.to_job(now);
-        let outcome = self.inner.store.create_job(job, chunks, plan.end_is_default).await?;
+        let outcome = self
+            .inner
+            .store
+            .create_job(job, chunks, plan.end_is_default)
+            .await?;
         if let CreateOutcome::Created(job) = &outcome {
             tracing::info!(job_id = %job.job_id, tenant_id = %job.tenant_id, service = %job.service,
                 chunks = job.total_chunks, window = %job.window, "job created");
-            self.emit(EngineEvent::JobCreated { job_id: job.job_id.clone() });
+            self.emit(EngineEvent::JobCreated {
+                job_id: job.job_id.clone(),
+            });
         }
         Ok(outcome)
     }
@@ -173,7 +183,10 @@ impl Engine {
             .entry((tenant_id.to_string(), service))
             .or_insert_with(|| {
                 let rate = if self.inner.options.pace_requests {
-                    self.inner.config.backfill.rate_limit_per_minute(tenant_id, service)
+                    self.inner
+                        .config
+                        .backfill
+                        .rate_limit_per_minute(tenant_id, service)
                 } else {
                     None
                 };

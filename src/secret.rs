@@ -52,6 +52,9 @@ mod tests {
         let s = Secret::new("hunter2-private");
         assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
         assert_eq!(s.expose(), "hunter2-private");
-        assert_eq!(scrub("key=hunter2-private!", ["hunter2-private"]), "key=***!");
+        assert_eq!(
+            scrub("key=hunter2-private!", ["hunter2-private"]),
+            "key=***!"
+        );
     }
 }

@@ -67,16 +67,32 @@ impl SourceError {
 pub trait Source: Send + Sync {
     fn service(&self) -> Service;
     /// Fetches the page of `endpoint` within `window` that follows `cursor` (`None`: the first).
-    async fn fetch_page(&self, endpoint: &EndpointDef, window: &Window, cursor: Option<&str>) -> Result<Page, SourceError>;
+    async fn fetch_page(
+        &self,
+        endpoint: &EndpointDef,
+        window: &Window,
+        cursor: Option<&str>,
+    ) -> Result<Page, SourceError>;
     /// The source's own count of records in `window`.
     async fn count(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError>;
 }
 
 /// Builds the client for `service` at `base_url`.
-pub fn connect(service: Service, base_url: &str, credentials: Credentials, http: reqwest::Client) -> Result<Arc<dyn Source>, SourceError> {
+pub fn connect(
+    service: Service,
+    base_url: &str,
+    credentials: Credentials,
+    http: reqwest::Client,
+) -> Result<Arc<dyn Source>, SourceError> {
     match service {
-        Service::Connectwise => Ok(Arc::new(connectwise::ConnectWise::new(base_url, credentials, http)?)),
-        other => Err(SourceError::Config(format!("the {other} source is not available in this build"))),
+        Service::Connectwise => Ok(Arc::new(connectwise::ConnectWise::new(
+            base_url,
+            credentials,
+            http,
+        )?)),
+        other => Err(SourceError::Config(format!(
+            "the {other} source is not available in this build"
+        ))),
     }
 }
 

@@ -68,28 +68,78 @@ pub trait JobStore: Send + Sync {
     /// tables and start; then that job is returned. `end_is_default` says the caller let the
     /// end default to "now", so a different end does not make it a different request.
     /// A taken id gets a `_r2`, `_r3`, ... suffix.
-    async fn create_job(&self, job: Job, chunks: Vec<Chunk>, end_is_default: bool) -> Result<CreateOutcome, StoreError>;
+    async fn create_job(
+        &self,
+        job: Job,
+        chunks: Vec<Chunk>,
+        end_is_default: bool,
+    ) -> Result<CreateOutcome, StoreError>;
     async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError>;
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
     async fn chunks(&self, job_id: &str) -> Result<Vec<Chunk>, StoreError>;
 
     /// Leases the next runnable chunk: per table, chunks run in `seq` order; a pending chunk
     /// is runnable once its backoff has passed, a running one once its lease has expired.
-    async fn claim_next_chunk(&self, job_id: &str, owner: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> Result<Claim, StoreError>;
+    async fn claim_next_chunk(
+        &self,
+        job_id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
     /// Saves progress and extends the lease; fails if the lease was lost.
-    async fn checkpoint(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint, lease_until: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn checkpoint(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+        lease_until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Extends a held lease without touching progress (a heartbeat).
-    async fn renew_lease(&self, key: &ChunkKey, owner: &str, lease_until: DateTime<Utc>) -> Result<(), StoreError>;
-    async fn complete_chunk(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint, now: DateTime<Utc>) -> Result<Job, StoreError>;
+    async fn renew_lease(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    async fn complete_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
     /// Records a failed attempt: pending again after `retry_at`, or failed for good when `None`.
-    async fn fail_chunk(&self, key: &ChunkKey, owner: &str, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Job, StoreError>;
+    async fn fail_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
     /// Gives a chunk back unfinished (time budget, shutdown): pending, progress kept, and the
     /// attempt not counted.
-    async fn release_chunk(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint) -> Result<(), StoreError>;
+    async fn release_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+    ) -> Result<(), StoreError>;
     /// Expires a lease at once (its holder is known dead), if `owner` still holds it.
-    async fn break_lease(&self, key: &ChunkKey, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn break_lease(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Makes failed chunks pending again with fresh attempts; returns how many.
     async fn retry_failed(&self, job_id: &str, now: DateTime<Utc>) -> Result<u32, StoreError>;
     /// Pause, unpause (to pending) or cancel a job.
-    async fn set_job_status(&self, job_id: &str, status: JobStatus, now: DateTime<Utc>) -> Result<Job, StoreError>;
+    async fn set_job_status(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
 }

@@ -17,10 +17,20 @@ fn refused(prepare: impl FnOnce(&Fixture), args: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(stderr.contains(n), "error lacks {n:?}: {shown}");
     }
-    assert!(!fx.workspace().exists(), "something was written for a refused request: {shown}");
+    assert!(
+        !fx.workspace().exists(),
+        "something was written for a refused request: {shown}"
+    );
 }
 
-const OK: [&str; 6] = ["--tenant-id", "acme", "--service", "connectwise", "--start-date", "2025-01-01"];
+const OK: [&str; 6] = [
+    "--tenant-id",
+    "acme",
+    "--service",
+    "connectwise",
+    "--start-date",
+    "2025-01-01",
+];
 
 fn with(overrides: &[(&str, &str)]) -> Vec<String> {
     let mut args: Vec<String> = OK.iter().map(|s| s.to_string()).collect();
@@ -44,43 +54,70 @@ fn refused_args(overrides: &[(&str, &str)], needles: &[&str]) {
 
 #[test]
 fn unknown_tenant() {
-    refused_args(&[("--tenant-id", "nobody")], &["unknown tenant 'nobody'", "acme"]);
+    refused_args(
+        &[("--tenant-id", "nobody")],
+        &["unknown tenant 'nobody'", "acme"],
+    );
 }
 
 #[test]
 fn unknown_service() {
-    refused_args(&[("--service", "jira")], &["--service", "unknown service 'jira'"]);
+    refused_args(
+        &[("--service", "jira")],
+        &["--service", "unknown service 'jira'"],
+    );
 }
 
 #[test]
 fn unknown_table() {
-    refused_args(&[("--table", "service/nothing")], &["unknown table 'service/nothing'", "service/tickets"]);
+    refused_args(
+        &[("--table", "service/nothing")],
+        &["unknown table 'service/nothing'", "service/tickets"],
+    );
 }
 
 #[test]
 fn start_after_end() {
-    refused_args(&[("--start-date", "2025-05-01"), ("--end-date", "2025-04-01")], &["start 2025-05-01", "is not before end 2025-04-01"]);
+    refused_args(
+        &[("--start-date", "2025-05-01"), ("--end-date", "2025-04-01")],
+        &["start 2025-05-01", "is not before end 2025-04-01"],
+    );
 }
 
 #[test]
 fn end_in_the_future() {
-    refused_args(&[("--end-date", "2999-01-01")], &["end 2999-01-01", "in the future"]);
+    refused_args(
+        &[("--end-date", "2999-01-01")],
+        &["end 2999-01-01", "in the future"],
+    );
 }
 
 #[test]
 fn malformed_dates() {
-    refused_args(&[("--start-date", "2025-13-01")], &["--start-date '2025-13-01'"]);
+    refused_args(
+        &[("--start-date", "2025-13-01")],
+        &["--start-date '2025-13-01'"],
+    );
 }
 
 #[test]
 fn zero_chunk_size() {
-    refused_args(&[("--chunk-size-days", "0")], &["--chunk-size-days must be at least 1"]);
+    refused_args(
+        &[("--chunk-size-days", "0")],
+        &["--chunk-size-days must be at least 1"],
+    );
 }
 
 #[test]
 fn tenant_ids_that_would_escape_their_folder() {
-    refused_args(&[("--tenant-id", "acme/../globex")], &["tenant id", "contains '/'"]);
-    refused_args(&[("--tenant-id", "..")], &["tenant id '..'", "contains '.'"]);
+    refused_args(
+        &[("--tenant-id", "acme/../globex")],
+        &["tenant id", "contains '/'"],
+    );
+    refused_args(
+        &[("--tenant-id", "..")],
+        &["tenant id '..'", "contains '.'"],
+    );
 }
 
 #[test]
@@ -88,7 +125,11 @@ fn malformed_json_config_names_file_and_line() {
     refused(
         |fx| {
             let p = fx.config_dir().join("backfill_config.json");
-            let text = std::fs::read_to_string(&p).unwrap().replacen("\"chunk_size_days\": 30,", "\"chunk_size_days\": 30,,", 1);
+            let text = std::fs::read_to_string(&p).unwrap().replacen(
+                "\"chunk_size_days\": 30,",
+                "\"chunk_size_days\": 30,,",
+                1,
+            );
             std::fs::write(p, text).unwrap();
         },
         &OK,
@@ -100,38 +141,64 @@ fn malformed_json_config_names_file_and_line() {
 fn invalid_config_values_name_the_json_path() {
     refused(
         |fx| {
-            fx.edit("backfill_config.json", |v| v["service_settings"]["connectwise"]["chunk_size_days"] = 0.into());
+            fx.edit("backfill_config.json", |v| {
+                v["service_settings"]["connectwise"]["chunk_size_days"] = 0.into()
+            });
         },
         &OK,
-        &["backfill_config.json", "$.service_settings.connectwise.chunk_size_days", "at least 1"],
+        &[
+            "backfill_config.json",
+            "$.service_settings.connectwise.chunk_size_days",
+            "at least 1",
+        ],
     );
     refused(
         |fx| {
-            fx.edit("backfill_config.json", |v| v["default_settings"]["retry_attempts"] = "three".into());
+            fx.edit("backfill_config.json", |v| {
+                v["default_settings"]["retry_attempts"] = "three".into()
+            });
         },
         &OK,
-        &["backfill_config.json", "$.default_settings.retry_attempts", "invalid type"],
+        &[
+            "backfill_config.json",
+            "$.default_settings.retry_attempts",
+            "invalid type",
+        ],
     );
     refused(
         |fx| {
-            fx.edit("tenants.json", |v| v["tenants"][1]["tenant_id"] = "glo/bex".into());
+            fx.edit("tenants.json", |v| {
+                v["tenants"][1]["tenant_id"] = "glo/bex".into()
+            });
         },
         &OK,
         &["tenants.json", "$.tenants[1].tenant_id", "contains '/'"],
     );
     refused(
         |fx| {
-            fx.edit("endpoints/connectwise.json", |v| v["endpoints"][0]["incremental_field"] = "summary".into());
+            fx.edit("endpoints/connectwise.json", |v| {
+                v["endpoints"][0]["incremental_field"] = "summary".into()
+            });
         },
         &OK,
-        &["connectwise.json", "$.endpoints[0].incremental_field", "timestamp"],
+        &[
+            "connectwise.json",
+            "$.endpoints[0].incremental_field",
+            "timestamp",
+        ],
     );
     refused(
         |fx| {
-            fx.edit("backfill_config.json", |v| v["service_settings"]["connectwise"]["priority_endpoints"][1] = "time/nothing".into());
+            fx.edit("backfill_config.json", |v| {
+                v["service_settings"]["connectwise"]["priority_endpoints"][1] =
+                    "time/nothing".into()
+            });
         },
         &OK,
-        &["$.service_settings.connectwise.priority_endpoints[1]", "'time/nothing'"],
+        &[
+            "$.service_settings.connectwise.priority_endpoints[1]",
+            "'time/nothing'",
+        ],
     );
 }
 
@@ -143,12 +210,34 @@ fn missing_credentials_are_named_without_values() {
             serde_json::json!({"env": {"company_id": "AVESA_TEST_NO_SUCH_COMPANY", "public_key": "AVESA_TEST_NO_SUCH_PUBLIC", "private_key": "AVESA_TEST_NO_SUCH_PRIVATE", "client_id": "AVESA_TEST_NO_SUCH_CLIENT"}});
     });
     let sandbox = fx.start_sandbox(&[]);
-    let out = fx.cli(Some(&sandbox), &["trigger", "--tenant-id", "acme", "--service", "connectwise", "--table", "companies", "--start-date", "2025-11-01", "--end-date", "2025-12-01", "--run"]);
+    let out = fx.cli(
+        Some(&sandbox),
+        &[
+            "trigger",
+            "--tenant-id",
+            "acme",
+            "--service",
+            "connectwise",
+            "--table",
+            "companies",
+            "--start-date",
+            "2025-11-01",
+            "--end-date",
+            "2025-12-01",
+            "--run",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let detail = job_status(&fx, "backfill_acme_connectwise_20251101");
     let err = detail["chunks"][0]["last_error"].as_str().unwrap();
-    assert!(err.contains("environment variable AVESA_TEST_NO_SUCH_") && err.contains("not set"), "{err}");
-    assert_eq!(detail["chunks"][0]["attempts"], 1, "a configuration error is not retried");
+    assert!(
+        err.contains("environment variable AVESA_TEST_NO_SUCH_") && err.contains("not set"),
+        "{err}"
+    );
+    assert_eq!(
+        detail["chunks"][0]["attempts"], 1,
+        "a configuration error is not retried"
+    );
 }
 
 #[test]
@@ -156,5 +245,10 @@ fn resume_of_an_unknown_job_fails() {
     let fx = Fixture::new();
     let out = fx.cli(None, &["resume", "backfill_nobody_connectwise_20250101"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("job 'backfill_nobody_connectwise_20250101' not found"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("job 'backfill_nobody_connectwise_20250101' not found"),
+        "{}",
+        text(&out)
+    );
 }

@@ -13,19 +13,37 @@ fn two_runners_share_a_job_without_overlap() {
     assert_ok(&fx.cli(
         Some(&sandbox),
         &[
-            "trigger", "--tenant-id", "globex", "--service", "connectwise",
-            "--start-date", "2024-06-01", "--end-date", "2026-01-01", "--chunk-size-days", "30",
+            "trigger",
+            "--tenant-id",
+            "globex",
+            "--service",
+            "connectwise",
+            "--start-date",
+            "2024-06-01",
+            "--end-date",
+            "2026-01-01",
+            "--chunk-size-days",
+            "30",
         ],
     ));
     let job_id = "backfill_globex_connectwise_20240601";
-    let a = fx.command(Some(&sandbox), &["run", "--job-id", job_id]).spawn().unwrap();
-    let b = fx.command(Some(&sandbox), &["run", "--job-id", job_id]).spawn().unwrap();
+    let a = fx
+        .command(Some(&sandbox), &["run", "--job-id", job_id])
+        .spawn()
+        .unwrap();
+    let b = fx
+        .command(Some(&sandbox), &["run", "--job-id", job_id])
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_ok(&a);
     assert_ok(&b);
 
     let stats = sandbox.stats();
-    assert_eq!(stats["repeated_pages"], 0, "a page was fetched twice: {stats}");
+    assert_eq!(
+        stats["repeated_pages"], 0,
+        "a page was fetched twice: {stats}"
+    );
     let detail = job_status(&fx, job_id);
     assert_eq!(detail["job"]["status"], "completed");
     for c in detail["chunks"].as_array().unwrap() {
@@ -36,6 +54,12 @@ fn two_runners_share_a_job_without_overlap() {
     let cfg = fx.sandbox_config(TableCounts::demo());
     let company = company_of(&fx, "globex");
     for table in ["tickets", "time_entries", "companies", "contacts"] {
-        assert_exact(&Landed::read(&fx.data_dir(), "globex", table), &cfg, &company, table, &window);
+        assert_exact(
+            &Landed::read(&fx.data_dir(), "globex", table),
+            &cfg,
+            &company,
+            table,
+            &window,
+        );
     }
 }

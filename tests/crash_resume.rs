@@ -17,8 +17,19 @@ fn sigkill_at_several_points_then_resume_lands_exact_data() {
     let trigger = fx.cli(
         Some(&sandbox),
         &[
-            "trigger", "--tenant-id", "acme", "--service", "connectwise", "--table", "tickets",
-            "--start-date", "2024-01-01", "--end-date", "2026-01-01", "--chunk-size-days", "30",
+            "trigger",
+            "--tenant-id",
+            "acme",
+            "--service",
+            "connectwise",
+            "--table",
+            "tickets",
+            "--start-date",
+            "2024-01-01",
+            "--end-date",
+            "2026-01-01",
+            "--chunk-size-days",
+            "30",
         ],
     );
     assert_ok(&trigger);
@@ -26,17 +37,29 @@ fn sigkill_at_several_points_then_resume_lands_exact_data() {
 
     let mut kills = 0;
     for (i, at_requests) in [12u64, 37, 64, 85].into_iter().enumerate() {
-        let args: Vec<&str> = if i == 0 { vec!["run", "--job-id", job_id] } else { vec!["resume", job_id] };
+        let args: Vec<&str> = if i == 0 {
+            vec!["run", "--job-id", job_id]
+        } else {
+            vec!["resume", job_id]
+        };
         let mut child = fx.command(Some(&sandbox), &args).spawn().unwrap();
-        wait_for(Duration::from_secs(60), "the run to reach its kill point", || {
-            (sandbox.stats()["requests"].as_u64().unwrap() >= at_requests).then_some(())
-        });
+        wait_for(
+            Duration::from_secs(60),
+            "the run to reach its kill point",
+            || (sandbox.stats()["requests"].as_u64().unwrap() >= at_requests).then_some(()),
+        );
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
-        assert!(!status.success(), "the run finished before it could be killed");
+        assert!(
+            !status.success(),
+            "the run finished before it could be killed"
+        );
         kills += 1;
         let detail = job_status(&fx, job_id);
-        assert_ne!(detail["job"]["status"], "completed", "killed too late to prove anything");
+        assert_ne!(
+            detail["job"]["status"], "completed",
+            "killed too late to prove anything"
+        );
     }
 
     let out = fx.cli(Some(&sandbox), &["resume", job_id]);
@@ -52,10 +75,16 @@ fn sigkill_at_several_points_then_resume_lands_exact_data() {
     let cfg = fx.sandbox_config(TableCounts::demo());
     let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
     assert_exact(&landed, &cfg, &company_of(&fx, "acme"), "tickets", &window);
-    assert_eq!(detail["job"]["records"].as_u64().unwrap(), landed.rows.len() as u64);
+    assert_eq!(
+        detail["job"]["records"].as_u64().unwrap(),
+        landed.rows.len() as u64
+    );
 
     // Stored pages are never fetched again; at most the page being written and the one
     // read ahead are lost with each killed process.
     let repeated = sandbox.stats()["repeated_pages"].as_u64().unwrap();
-    assert!(repeated <= 2 * kills, "{repeated} pages fetched again after {kills} kills");
+    assert!(
+        repeated <= 2 * kills,
+        "{repeated} pages fetched again after {kills} kills"
+    );
 }

@@ -24,11 +24,28 @@ fn a_permanently_failing_chunk_fails_after_its_attempts_and_the_job_goes_on() {
     let out = fx.cli(
         Some(&sandbox),
         &[
-            "trigger", "--tenant-id", "acme", "--service", "connectwise", "--table", "tickets",
-            "--start-date", "2025-01-01", "--end-date", "2025-06-01", "--chunk-size-days", "30", "--run",
+            "trigger",
+            "--tenant-id",
+            "acme",
+            "--service",
+            "connectwise",
+            "--table",
+            "tickets",
+            "--start-date",
+            "2025-01-01",
+            "--end-date",
+            "2025-06-01",
+            "--chunk-size-days",
+            "30",
+            "--run",
         ],
     );
-    assert_eq!(out.status.code(), Some(3), "completed_with_errors exits 3: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "completed_with_errors exits 3: {}",
+        text(&out)
+    );
     let detail = job_status(&fx, "backfill_acme_connectwise_20250101");
     assert_eq!(detail["job"]["status"], "completed_with_errors");
     assert_eq!(detail["job"]["failed_chunks"], 1);
@@ -38,12 +55,22 @@ fn a_permanently_failing_chunk_fails_after_its_attempts_and_the_job_goes_on() {
     assert_eq!(failed[0]["key"]["seq"], 1);
     assert_eq!(failed[0]["attempts"], 3, "retried up to retry_attempts");
     let err = failed[0]["last_error"].as_str().unwrap();
-    for needle in ["attempt 3/3", "acme", "connectwise", "tickets", "HTTP 500", "database timeout on ticket store"] {
+    for needle in [
+        "attempt 3/3",
+        "acme",
+        "connectwise",
+        "tickets",
+        "HTTP 500",
+        "database timeout on ticket store",
+    ] {
         assert!(err.contains(needle), "last error {err:?} lacks {needle:?}");
     }
     // The transient fault (two 503s) was absorbed by request retries: chunk 2 succeeded.
     assert_eq!(chunks[2]["status"], "succeeded");
-    assert_eq!(sandbox.stats()["faults_injected"].as_u64().unwrap(), 3 * 3 + 2);
+    assert_eq!(
+        sandbox.stats()["faults_injected"].as_u64().unwrap(),
+        3 * 3 + 2
+    );
 
     // Every other window landed exactly.
     let cfg = fx.sandbox_config(TableCounts::demo());
@@ -51,19 +78,38 @@ fn a_permanently_failing_chunk_fails_after_its_attempts_and_the_job_goes_on() {
     let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
     let bad = parse_window("2025-01-31T00:00:00Z", "2025-03-02T00:00:00Z");
     let mut expected = Vec::new();
-    for w in [parse_window("2025-01-01T00:00:00Z", "2025-01-31T00:00:00Z"), parse_window("2025-03-02T00:00:00Z", "2025-06-01T00:00:00Z")] {
-        expected.extend(avesa_console::sandbox::expected_records(&cfg, &company, "tickets", &w));
+    for w in [
+        parse_window("2025-01-01T00:00:00Z", "2025-01-31T00:00:00Z"),
+        parse_window("2025-03-02T00:00:00Z", "2025-06-01T00:00:00Z"),
+    ] {
+        expected.extend(avesa_console::sandbox::expected_records(
+            &cfg, &company, "tickets", &w,
+        ));
     }
     expected.sort();
-    assert!(landed.rows.iter().all(|(_, t)| !bad.contains(*t)), "rows of the failed window landed");
+    assert!(
+        landed.rows.iter().all(|(_, t)| !bad.contains(*t)),
+        "rows of the failed window landed"
+    );
     assert_eq!(landed.rows, expected);
 
     // No secret reached the store's view of the job or the logs.
-    let secrets = ["sandbox-only-private-key-0000", "demo-public-key", "00000000-0000-4000-8000-000000000001"];
+    let secrets = [
+        "sandbox-only-private-key-0000",
+        "demo-public-key",
+        "00000000-0000-4000-8000-000000000001",
+    ];
     let logs = std::fs::read_to_string(fx.workspace().join("logs/engine.jsonl")).unwrap();
     let everything = format!("{detail}{logs}{}", text(&out));
-    assert_eq!(scrub(&everything, secrets), everything, "a secret value was printed or stored");
-    assert!(logs.contains("database timeout on ticket store"), "the failure is in the log file");
+    assert_eq!(
+        scrub(&everything, secrets),
+        everything,
+        "a secret value was printed or stored"
+    );
+    assert!(
+        logs.contains("database timeout on ticket store"),
+        "the failure is in the log file"
+    );
 }
 
 #[test]
@@ -75,23 +121,50 @@ fn time_budget_stops_cleanly_and_resume_finishes_exactly() {
     let out = fx.cli(
         Some(&sandbox),
         &[
-            "trigger", "--tenant-id", "acme", "--service", "connectwise", "--table", "tickets",
-            "--start-date", "2024-01-01", "--end-date", "2026-01-01",
+            "trigger",
+            "--tenant-id",
+            "acme",
+            "--service",
+            "connectwise",
+            "--table",
+            "tickets",
+            "--start-date",
+            "2024-01-01",
+            "--end-date",
+            "2026-01-01",
         ],
     );
     assert_ok(&out);
     let job_id = "backfill_acme_connectwise_20240101";
     let started = std::time::Instant::now();
-    let out = fx.cli(Some(&sandbox), &["run", "--job-id", job_id, "--time-budget", "3s"]);
+    let out = fx.cli(
+        Some(&sandbox),
+        &["run", "--job-id", job_id, "--time-budget", "3s"],
+    );
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("continuation needed"), "{}", text(&out));
-    assert!(took.as_secs_f64() < 6.0, "the budget was not honoured: {took:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("continuation needed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        took.as_secs_f64() < 6.0,
+        "the budget was not honoured: {took:?}"
+    );
     let detail = job_status(&fx, job_id);
     assert_ne!(detail["job"]["status"], "completed");
     let chunks = detail["chunks"].as_array().unwrap();
-    assert!(chunks.iter().all(|c| c["status"] != "running" && c["lease_owner"].is_null()), "a lease was left behind");
-    assert!(chunks.iter().any(|c| c["status"] == "succeeded"), "no progress within the budget");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["status"] != "running" && c["lease_owner"].is_null()),
+        "a lease was left behind"
+    );
+    assert!(
+        chunks.iter().any(|c| c["status"] == "succeeded"),
+        "no progress within the budget"
+    );
 
     let out = fx.cli(Some(&sandbox), &["resume", job_id]);
     assert_ok(&out);
@@ -99,6 +172,15 @@ fn time_budget_stops_cleanly_and_resume_finishes_exactly() {
     assert_eq!(detail["job"]["status"], "completed");
     let cfg = fx.sandbox_config(TableCounts::demo());
     let window = parse_window("2024-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
-    assert_exact(&Landed::read(&fx.data_dir(), "acme", "tickets"), &cfg, &company_of(&fx, "acme"), "tickets", &window);
-    assert!(sandbox.stats()["repeated_pages"].as_u64().unwrap() <= 1, "only the page read ahead may be fetched again");
+    assert_exact(
+        &Landed::read(&fx.data_dir(), "acme", "tickets"),
+        &cfg,
+        &company_of(&fx, "acme"),
+        "tickets",
+        &window,
+    );
+    assert!(
+        sandbox.stats()["repeated_pages"].as_u64().unwrap() <= 1,
+        "only the page read ahead may be fetched again"
+    );
 }

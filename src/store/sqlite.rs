@@ -78,7 +78,9 @@ fn ts(t: DateTime<Utc>) -> String {
 fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
 }
 
 fn opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -101,7 +103,10 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
         })?,
         status: parse_text(&r.get::<_, String>(4)?)?,
-        window: Window::new(parse_ts(&r.get::<_, String>(5)?)?, parse_ts(&r.get::<_, String>(6)?)?),
+        window: Window::new(
+            parse_ts(&r.get::<_, String>(5)?)?,
+            parse_ts(&r.get::<_, String>(6)?)?,
+        ),
         chunk_size_days: r.get(7)?,
         max_attempts: r.get(8)?,
         total_chunks: r.get(9)?,
@@ -121,7 +126,10 @@ fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<Chunk> {
             table: r.get(1)?,
             seq: r.get(2)?,
         },
-        window: Window::new(parse_ts(&r.get::<_, String>(3)?)?, parse_ts(&r.get::<_, String>(4)?)?),
+        window: Window::new(
+            parse_ts(&r.get::<_, String>(3)?)?,
+            parse_ts(&r.get::<_, String>(4)?)?,
+        ),
         status: parse_text(&r.get::<_, String>(5)?)?,
         attempts: r.get(6)?,
         checkpoint: Checkpoint {
@@ -140,12 +148,18 @@ fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<Chunk> {
 }
 
 fn load_job(c: &Connection, job_id: &str) -> rusqlite::Result<Option<Job>> {
-    c.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"), [job_id], job_from_row)
-        .optional()
+    c.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"),
+        [job_id],
+        job_from_row,
+    )
+    .optional()
 }
 
 fn require_job(c: &Connection, job_id: &str) -> Result<Job, StoreError> {
-    load_job(c, job_id).map_err(backend)?.ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))
+    load_job(c, job_id)
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))
 }
 
 fn load_chunks(c: &Connection, job_id: &str) -> rusqlite::Result<Vec<Chunk>> {
@@ -158,7 +172,9 @@ fn load_chunks(c: &Connection, job_id: &str) -> rusqlite::Result<Vec<Chunk>> {
 
 fn load_chunk(c: &Connection, key: &ChunkKey) -> rusqlite::Result<Option<Chunk>> {
     c.query_row(
-        &format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE job_id = ?1 AND table_name = ?2 AND seq = ?3"),
+        &format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE job_id = ?1 AND table_name = ?2 AND seq = ?3"
+        ),
         params![key.job_id, key.table, key.seq],
         chunk_from_row,
     )
@@ -167,7 +183,9 @@ fn load_chunk(c: &Connection, key: &ChunkKey) -> rusqlite::Result<Option<Chunk>>
 
 /// Checks that `owner` holds the running chunk's lease, inside the caller's transaction.
 fn require_lease(c: &Connection, key: &ChunkKey, owner: &str) -> Result<Chunk, StoreError> {
-    let chunk = load_chunk(c, key).map_err(backend)?.ok_or_else(|| StoreError::ChunkNotFound(key.clone()))?;
+    let chunk = load_chunk(c, key)
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::ChunkNotFound(key.clone()))?;
     if chunk.status != ChunkStatus::Running || chunk.lease_owner.as_deref() != Some(owner) {
         return Err(StoreError::LeaseLost {
             key: key.clone(),
@@ -206,13 +224,19 @@ fn settle_job(c: &Connection, job_id: &str, now: DateTime<Utc>) -> Result<Job, S
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend(format!("{}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", parent.display())))?;
         }
-        let conn = Connection::open(path).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -227,8 +251,12 @@ impl SqliteStore {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
-            let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            let tx = guard
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let out = f(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(out)
@@ -244,7 +272,9 @@ impl SqliteStore {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
             f(&guard)
         })
         .await
@@ -254,7 +284,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn create_job(&self, job: Job, chunks: Vec<Chunk>, end_is_default: bool) -> Result<CreateOutcome, StoreError> {
+    async fn create_job(
+        &self,
+        job: Job,
+        chunks: Vec<Chunk>,
+        end_is_default: bool,
+    ) -> Result<CreateOutcome, StoreError> {
         self.write(move |tx| {
             let tables = serde_json::to_string(&job.tables).map_err(backend)?;
             let mut stmt = tx
@@ -347,7 +382,9 @@ impl JobStore for SqliteStore {
             }
             sql.push_str(" ORDER BY created_at DESC, job_id");
             let mut stmt = c.prepare(&sql).map_err(backend)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), job_from_row).map_err(backend)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), job_from_row)
+                .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
@@ -359,13 +396,24 @@ impl JobStore for SqliteStore {
             let job = require_job(c, &id)?;
             let mut chunks = load_chunks(c, &id).map_err(backend)?;
             // Present chunks in the job's table order, then by sequence.
-            chunks.sort_by_key(|ch| (job.tables.iter().position(|t| *t == ch.key.table), ch.key.seq));
+            chunks.sort_by_key(|ch| {
+                (
+                    job.tables.iter().position(|t| *t == ch.key.table),
+                    ch.key.seq,
+                )
+            });
             Ok(chunks)
         })
         .await
     }
 
-    async fn claim_next_chunk(&self, job_id: &str, owner: &str, lease_until: DateTime<Utc>, now: DateTime<Utc>) -> Result<Claim, StoreError> {
+    async fn claim_next_chunk(
+        &self,
+        job_id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
         let (id, owner) = (job_id.to_string(), owner.to_string());
         self.write(move |tx| {
             let job = require_job(tx, &id)?;
@@ -435,7 +483,13 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn checkpoint(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint, lease_until: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn checkpoint(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+        lease_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let (key, owner, cp) = (key.clone(), owner.to_string(), cp.clone());
         self.write(move |tx| {
             require_lease(tx, &key, &owner)?;
@@ -450,7 +504,12 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn renew_lease(&self, key: &ChunkKey, owner: &str, lease_until: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn renew_lease(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let (key, owner) = (key.clone(), owner.to_string());
         self.write(move |tx| {
             require_lease(tx, &key, &owner)?;
@@ -464,7 +523,13 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn complete_chunk(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint, now: DateTime<Utc>) -> Result<Job, StoreError> {
+    async fn complete_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
         let (key, owner, cp) = (key.clone(), owner.to_string(), cp.clone());
         self.write(move |tx| {
             require_lease(tx, &key, &owner)?;
@@ -485,7 +550,14 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn fail_chunk(&self, key: &ChunkKey, owner: &str, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Job, StoreError> {
+    async fn fail_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
         let (key, owner, error) = (key.clone(), owner.to_string(), error.to_string());
         self.write(move |tx| {
             require_lease(tx, &key, &owner)?;
@@ -519,7 +591,12 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn release_chunk(&self, key: &ChunkKey, owner: &str, cp: &Checkpoint) -> Result<(), StoreError> {
+    async fn release_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+    ) -> Result<(), StoreError> {
         let (key, owner, cp) = (key.clone(), owner.to_string(), cp.clone());
         self.write(move |tx| {
             require_lease(tx, &key, &owner)?;
@@ -535,7 +612,12 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn break_lease(&self, key: &ChunkKey, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn break_lease(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let (key, owner) = (key.clone(), owner.to_string());
         self.write(move |tx| {
             let n = tx
@@ -577,7 +659,12 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn set_job_status(&self, job_id: &str, status: JobStatus, now: DateTime<Utc>) -> Result<Job, StoreError> {
+    async fn set_job_status(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
         let id = job_id.to_string();
         self.write(move |tx| {
             let job = require_job(tx, &id)?;

@@ -65,7 +65,8 @@ impl Fixture {
     /// Edits one JSON file of the configuration copy.
     pub fn edit(&self, file: &str, f: impl FnOnce(&mut serde_json::Value)) -> &Self {
         let path = self.config_dir().join(file);
-        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         f(&mut v);
         std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
         self
@@ -74,7 +75,8 @@ impl Fixture {
     /// Sets ConnectWise's rate limit, every endpoint's page size, and fast retries.
     pub fn tune(&self, rate_per_minute: u32, page_size: u32) -> &Self {
         self.edit("backfill_config.json", |v| {
-            v["service_settings"]["connectwise"]["rate_limit_requests_per_minute"] = rate_per_minute.into();
+            v["service_settings"]["connectwise"]["rate_limit_requests_per_minute"] =
+                rate_per_minute.into();
             v["default_settings"]["retry_backoff_seconds"] = 0.05.into();
             v["default_settings"]["request_retries"] = 2.into();
             v["default_settings"]["request_retry_min_delay_ms"] = 10.into();
@@ -146,7 +148,15 @@ pub struct SandboxProc {
 impl SandboxProc {
     pub fn start(config_dir: &Path, extra: &[&str]) -> SandboxProc {
         let mut child = Command::new(BIN)
-            .args(["sandbox", "--bind", "127.0.0.1:0", "--log-level", "warn", "--history-days", "730"])
+            .args([
+                "sandbox",
+                "--bind",
+                "127.0.0.1:0",
+                "--log-level",
+                "warn",
+                "--history-days",
+                "730",
+            ])
             .arg("--config-dir")
             .arg(config_dir)
             .arg("--anchor")
@@ -157,7 +167,9 @@ impl SandboxProc {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let url = line
             .trim()
             .strip_prefix("sandbox listening on ")
@@ -182,7 +194,10 @@ impl Drop for SandboxProc {
 /// A tiny blocking GET over a fresh runtime (tests are synchronous).
 mod reqwest {
     pub fn blocking_get(url: &str) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }
@@ -196,7 +211,11 @@ pub struct Landed {
 
 impl Landed {
     pub fn read(data_dir: &Path, tenant: &str, table: &str) -> Landed {
-        let dir = data_dir.join(tenant).join("raw").join("connectwise").join(table);
+        let dir = data_dir
+            .join(tenant)
+            .join("raw")
+            .join("connectwise")
+            .join(table);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -204,14 +223,25 @@ impl Landed {
         let mut rows = Vec::new();
         let mut batches = Vec::new();
         for f in &files {
-            assert_eq!(f.extension().and_then(|e| e.to_str()), Some("parquet"), "stray file {}", f.display());
+            assert_eq!(
+                f.extension().and_then(|e| e.to_str()),
+                Some("parquet"),
+                "stray file {}",
+                f.display()
+            );
             let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
                 .unwrap()
                 .build()
                 .unwrap();
             for batch in reader {
                 let batch = batch.unwrap();
-                let ids = batch.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
+                let ids = batch
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone();
                 let upd = batch
                     .column_by_name("_info__lastUpdated")
                     .unwrap()
@@ -221,13 +251,20 @@ impl Landed {
                     .clone();
                 for i in 0..batch.num_rows() {
                     assert!(!ids.is_null(i));
-                    rows.push((ids.value(i), DateTime::from_timestamp_micros(upd.value(i)).unwrap()));
+                    rows.push((
+                        ids.value(i),
+                        DateTime::from_timestamp_micros(upd.value(i)).unwrap(),
+                    ));
                 }
                 batches.push(batch);
             }
         }
         rows.sort();
-        Landed { rows, files, batches }
+        Landed {
+            rows,
+            files,
+            batches,
+        }
     }
 
     /// Ids that appear more than once.
@@ -236,18 +273,46 @@ impl Landed {
         for (id, _) in &self.rows {
             *seen.entry(*id).or_insert(0) += 1;
         }
-        seen.into_iter().filter(|(_, n)| *n > 1).map(|(id, _)| id).collect()
+        seen.into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, _)| id)
+            .collect()
     }
 }
 
 /// Asserts that `landed` is exactly the sandbox's records of `table` in `window`.
-pub fn assert_exact(landed: &Landed, cfg: &SandboxConfig, company_id: &str, table: &str, window: &Window) {
+pub fn assert_exact(
+    landed: &Landed,
+    cfg: &SandboxConfig,
+    company_id: &str,
+    table: &str,
+    window: &Window,
+) {
     let expected = avesa_console::sandbox::expected_records(cfg, company_id, table, window);
-    assert!(!expected.is_empty(), "the sandbox has no {table} records in {window}: the test proves nothing");
-    assert_eq!(landed.duplicates(), Vec::<i64>::new(), "duplicated ids in {table}");
-    let missing: Vec<_> = expected.iter().filter(|e| landed.rows.binary_search(e).is_err()).take(5).collect();
-    let extra: Vec<_> = landed.rows.iter().filter(|r| expected.binary_search(r).is_err()).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "{table}: missing {missing:?}, unexpected {extra:?}");
+    assert!(
+        !expected.is_empty(),
+        "the sandbox has no {table} records in {window}: the test proves nothing"
+    );
+    assert_eq!(
+        landed.duplicates(),
+        Vec::<i64>::new(),
+        "duplicated ids in {table}"
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|e| landed.rows.binary_search(e).is_err())
+        .take(5)
+        .collect();
+    let extra: Vec<_> = landed
+        .rows
+        .iter()
+        .filter(|r| expected.binary_search(r).is_err())
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{table}: missing {missing:?}, unexpected {extra:?}"
+    );
     assert_eq!(landed.rows.len(), expected.len());
 }
 
@@ -285,7 +350,11 @@ pub fn company_of(fx: &Fixture, tenant: &str) -> String {
 
 pub fn parse_window(start: &str, end: &str) -> Window {
     Window::new(
-        DateTime::parse_from_rfc3339(start).unwrap().with_timezone(&Utc),
-        DateTime::parse_from_rfc3339(end).unwrap().with_timezone(&Utc),
+        DateTime::parse_from_rfc3339(start)
+            .unwrap()
+            .with_timezone(&Utc),
+        DateTime::parse_from_rfc3339(end)
+            .unwrap()
+            .with_timezone(&Utc),
     )
 }

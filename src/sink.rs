@@ -1,1 +1,235 @@
-//! placeholder
+//! Raw sink: turns pages of API records into Arrow, encodes them as Parquet parts (zstd) and
+//! puts each part atomically into an object store under `{tenant}/raw/{service}/{table}/`.
+//!
+//! A chunk's parts are named from its window start and a part number, so a retried chunk
+//! overwrites its own files, and `remove_parts_from` clears parts a failed attempt left behind.
+
+mod coerce;
+mod encoder;
+mod flatten;
+mod json;
+mod lookup;
+mod writer;
+
+#[cfg(test)]
+mod store_tests;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod throughput;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::{Path, PathPart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+use crate::config::EndpointDef;
+use crate::domain::{Service, Window};
+
+pub use writer::{MAX_ROW_GROUP_ROWS, META_COLUMNS, PartWriter, raw_schema};
+
+/// Identifies the chunk whose records a part holds; its values fill the metadata columns.
+#[derive(Clone, Debug)]
+pub struct ChunkMeta {
+    pub tenant_id: String,
+    pub service: Service,
+    pub table: String,
+    pub job_id: String,
+    pub chunk_seq: u32,
+    pub window: Window,
+    pub ingested_at: DateTime<Utc>,
+}
+
+/// One complete Parquet file, ready to be put.
+#[derive(Clone, Debug)]
+pub struct EncodedPart {
+    pub path: Path,
+    pub bytes: bytes::Bytes,
+    pub rows: u64,
+}
+
+/// A part that was stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartInfo {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A record of the page cannot be stored; the whole page was refused.
+    #[error(
+        "invalid record in table '{table}' ({}), column '{column}': {reason}",
+        describe_record(*position, id.as_deref())
+    )]
+    InvalidRecord {
+        table: String,
+        /// Index of the record in its page (0-based).
+        position: usize,
+        /// The record's id, when it could be read.
+        id: Option<String>,
+        column: String,
+        reason: String,
+    },
+    #[error("parquet encoding failed: {0}")]
+    Encode(String),
+    #[error("object store: {0}")]
+    Store(String),
+}
+
+fn describe_record(position: usize, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("id {id}, record #{position} of the page"),
+        None => format!("record #{position} of the page, id unknown"),
+    }
+}
+
+/// Where raw Parquet parts are stored.
+#[derive(Clone, Debug)]
+pub struct RawSink {
+    store: Arc<dyn ObjectStore>,
+}
+
+/// The window start as it appears in part file names.
+fn start_stamp(window: &Window) -> String {
+    window.start.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// The part number of `file` when it is `{stamp}_NNNNN.parquet`.
+fn part_number(file: &str, stamp: &str) -> Option<u32> {
+    let digits = file
+        .strip_prefix(stamp)?
+        .strip_prefix('_')?
+        .strip_suffix(".parquet")?;
+    if digits.len() < 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl RawSink {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        RawSink { store }
+    }
+
+    /// LocalFileSystem rooted at `root` (created if missing). Puts are fsynced (file and
+    /// directory) before they return, so a part reported stored survives a crash.
+    pub fn local(root: &std::path::Path) -> Result<Self, SinkError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| SinkError::Store(format!("creating {}: {e}", root.display())))?;
+        let fs = LocalFileSystem::new_with_prefix(root)
+            .map_err(|e| SinkError::Store(format!("opening {}: {e}", root.display())))?
+            .with_fsync(true);
+        Ok(RawSink::new(Arc::new(fs)))
+    }
+
+    /// `{tenant_id}/raw/{service}/{table}`
+    pub fn table_prefix(tenant_id: &str, service: Service, table: &str) -> Path {
+        Path::from_iter([
+            PathPart::from(tenant_id),
+            PathPart::from("raw"),
+            PathPart::from(service.as_str()),
+            PathPart::from(table),
+        ])
+    }
+
+    /// `{table_prefix}/{window.start as %Y%m%dT%H%M%SZ}_{part:05}.parquet`: deterministic per
+    /// chunk and part, so a retried chunk overwrites its own files.
+    pub fn part_path(meta: &ChunkMeta, part: u32) -> Path {
+        let file = format!("{}_{part:05}.parquet", start_stamp(&meta.window));
+        Self::table_prefix(&meta.tenant_id, meta.service, &meta.table).join(file)
+    }
+
+    pub fn part_writer(
+        &self,
+        meta: ChunkMeta,
+        endpoint: &EndpointDef,
+    ) -> Result<PartWriter, SinkError> {
+        PartWriter::new(meta, endpoint)
+    }
+
+    /// Atomic put: the object appears whole or not at all (LocalFileSystem stages the bytes
+    /// under `{name}#{n}` and renames; an S3 PUT is atomic), overwriting an earlier attempt.
+    pub async fn put_part(&self, part: EncodedPart) -> Result<PartInfo, SinkError> {
+        let bytes = part.bytes.len() as u64;
+        self.store
+            .put(&part.path, PutPayload::from_bytes(part.bytes))
+            .await
+            .map_err(|e| SinkError::Store(format!("put {}: {e}", part.path)))?;
+        tracing::debug!(path = %part.path, rows = part.rows, bytes, "stored raw part");
+        Ok(PartInfo {
+            path: part.path.to_string(),
+            rows: part.rows,
+            bytes,
+        })
+    }
+
+    /// Deletes this chunk's parts numbered >= `first_part` (lists the table prefix, matches
+    /// `{start}_NNNNN.parquet`); returns how many were removed.
+    pub async fn remove_parts_from(
+        &self,
+        meta: &ChunkMeta,
+        first_part: u32,
+    ) -> Result<u32, SinkError> {
+        let prefix = Self::table_prefix(&meta.tenant_id, meta.service, &meta.table);
+        let stamp = start_stamp(&meta.window);
+        let depth = prefix.parts().count() + 1;
+        let mut removed = 0;
+        for path in self.list(&prefix).await? {
+            if path.parts().count() != depth {
+                continue;
+            }
+            let Some(n) = path.filename().and_then(|f| part_number(f, &stamp)) else {
+                continue;
+            };
+            if n < first_part {
+                continue;
+            }
+            match self.store.delete(&path).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(SinkError::Store(format!("delete {path}: {e}"))),
+            }
+        }
+        if removed > 0 {
+            tracing::debug!(%prefix, stamp, first_part, removed, "removed stale raw parts");
+        }
+        Ok(removed)
+    }
+
+    /// Every `.parquet` object under the table prefix, sorted by path.
+    pub async fn list_table_files(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        table: &str,
+    ) -> Result<Vec<Path>, SinkError> {
+        let prefix = Self::table_prefix(tenant_id, service, table);
+        let mut files: Vec<Path> = self
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter(|p| p.filename().is_some_and(|f| f.ends_with(".parquet")))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    async fn list(&self, prefix: &Path) -> Result<Vec<Path>, SinkError> {
+        self.store
+            .list(Some(prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| SinkError::Store(format!("list {prefix}: {e}")))
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+}

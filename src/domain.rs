@@ -256,6 +256,16 @@ impl Chunk {
     }
 }
 
+/// Where a page's records are in its body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordsAt {
+    /// The body is the array of records (ConnectWise).
+    #[default]
+    Body,
+    /// The array is the member with this name of a top-level object (`result`, `records`).
+    Member(&'static str),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

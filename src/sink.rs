@@ -8,6 +8,7 @@ mod coerce;
 mod encoder;
 mod flatten;
 mod json;
+mod lite;
 mod lookup;
 mod writer;
 
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::config::EndpointDef;
 use crate::domain::{Service, Window};
 
+pub use lite::RecordsAt;
 pub use writer::{MAX_ROW_GROUP_ROWS, META_COLUMNS, PartWriter, raw_schema};
 
 /// Identifies the chunk whose records a part holds; its values fill the metadata columns.
@@ -75,6 +77,13 @@ pub enum SinkError {
         id: Option<String>,
         column: String,
         reason: String,
+    },
+    /// The page body is not the JSON the API documents (cut short when `truncated`).
+    #[error("unreadable page of table '{table}': {reason}")]
+    Malformed {
+        table: String,
+        reason: String,
+        truncated: bool,
     },
     #[error("parquet encoding failed: {0}")]
     Encode(String),

@@ -9,12 +9,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::{Credentials, EndpointDef};
-use crate::domain::{Service, Window};
+use crate::domain::{RecordsAt, Service, Window};
 
-/// One page of records and where the next page starts.
+/// One page as the API sent it, and where the next page starts.
+///
+/// The body is kept as bytes: the sink reads records straight out of it, so a page is
+/// never turned into an owned tree of values.
 #[derive(Debug, Default)]
 pub struct Page {
-    pub records: Vec<serde_json::Value>,
+    pub body: bytes::Bytes,
+    /// Where the records are inside `body`.
+    pub records_at: RecordsAt,
     /// Cursor of the next page; `None` once the window is exhausted.
     pub next: Option<String>,
     /// Size of the response body, for throughput figures.

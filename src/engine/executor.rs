@@ -61,6 +61,8 @@ impl From<StoreError> for Failure {
 
 impl From<crate::sink::SinkError> for Failure {
     fn from(e: crate::sink::SinkError) -> Self {
+        // A record that breaks its schema will break it again; a cut or garbled body
+        // (a proxy's error page, a reset mid-transfer) is worth another attempt.
         let retryable = !matches!(e, crate::sink::SinkError::InvalidRecord { .. });
         Failure {
             message: e.to_string(),
@@ -459,8 +461,12 @@ impl Engine {
             // Read ahead while this page is encoded: the cursor is already known.
             if let (Some(c), false) = (&next, out_of_time) {
                 inflight = Some(fetcher.spawn(Some(c.clone())));
+                // A task spawned from a worker waits in that worker's LIFO slot, where no
+                // other worker can steal it: yield once so the request goes out now and the
+                // response is handled while this page is being flattened.
+                tokio::task::yield_now().await;
             }
-            writer.append_page(page.records)?;
+            writer.append_json(&page.body, page.records_at)?;
             pending_pages += 1;
             pending_bytes += page.bytes as u64;
             let exhausted = next.is_none();

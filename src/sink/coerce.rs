@@ -3,26 +3,26 @@
 //! Every function returns `Ok(None)` for JSON null and for `""` in a non-string column, and
 //! `Err(reason)` (the JSON type found and the type expected) for anything it cannot read.
 
+use super::lite::Json;
 use chrono::{Datelike, NaiveDate};
-use serde_json::Value;
 
 /// Days from 0001-01-01 (CE) to 1970-01-01.
 const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
 
 /// The JSON type name of a value, as shown in error messages.
-pub(crate) fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Json<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::I64(_) | Json::U64(_) | Json::F64(_) => "number",
+        Json::Str(_) => "string",
+        Json::Arr(_) => "array",
+        Json::Obj(_) => "object",
     }
 }
 
 /// The JSON text of a value, cut to at most 80 characters.
-pub(crate) fn snippet(v: &Value) -> String {
+pub(crate) fn snippet(v: &Json<'_>) -> String {
     const MAX: usize = 80;
     let text = v.to_string();
     match text.char_indices().nth(MAX) {
@@ -32,26 +32,28 @@ pub(crate) fn snippet(v: &Value) -> String {
 }
 
 /// The reason text for a value that does not fit the expected type.
-pub(crate) fn mismatch(expected: &str, v: &Value) -> String {
+pub(crate) fn mismatch(expected: &str, v: &Json<'_>) -> String {
     format!("expected {expected}, found {} {}", json_type(v), snippet(v))
 }
 
-pub(crate) fn to_i64(v: &Value) -> Result<Option<i64>, String> {
+pub(crate) fn to_i64(v: &Json<'_>) -> Result<Option<i64>, String> {
     match v {
-        Value::Null => Ok(None),
-        Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| mismatch("int64", v)),
-        Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) => s.parse::<i64>().map(Some).map_err(|_| mismatch("int64", v)),
+        Json::Null => Ok(None),
+        Json::I64(n) => Ok(Some(*n)),
+        Json::Str(s) if s.is_empty() => Ok(None),
+        Json::Str(s) => s.parse::<i64>().map(Some).map_err(|_| mismatch("int64", v)),
         _ => Err(mismatch("int64", v)),
     }
 }
 
-pub(crate) fn to_f64(v: &Value) -> Result<Option<f64>, String> {
+pub(crate) fn to_f64(v: &Json<'_>) -> Result<Option<f64>, String> {
     match v {
-        Value::Null => Ok(None),
-        Value::Number(n) => n.as_f64().map(Some).ok_or_else(|| mismatch("float64", v)),
-        Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) => s
+        Json::Null => Ok(None),
+        Json::I64(n) => Ok(Some(*n as f64)),
+        Json::U64(n) => Ok(Some(*n as f64)),
+        Json::F64(n) => Ok(Some(*n)),
+        Json::Str(s) if s.is_empty() => Ok(None),
+        Json::Str(s) => s
             .parse::<f64>()
             .map(Some)
             .map_err(|_| mismatch("float64", v)),
@@ -59,22 +61,22 @@ pub(crate) fn to_f64(v: &Value) -> Result<Option<f64>, String> {
     }
 }
 
-pub(crate) fn to_bool(v: &Value) -> Result<Option<bool>, String> {
+pub(crate) fn to_bool(v: &Json<'_>) -> Result<Option<bool>, String> {
     match v {
-        Value::Null => Ok(None),
-        Value::Bool(b) => Ok(Some(*b)),
-        Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Json::Null => Ok(None),
+        Json::Bool(b) => Ok(Some(*b)),
+        Json::Str(s) if s.is_empty() => Ok(None),
+        Json::Str(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Json::Str(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
         _ => Err(mismatch("bool", v)),
     }
 }
 
-pub(crate) fn to_timestamp(v: &Value) -> Result<Option<i64>, String> {
+pub(crate) fn to_timestamp(v: &Json<'_>) -> Result<Option<i64>, String> {
     match v {
-        Value::Null => Ok(None),
-        Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) => parse_timestamp_micros(s).map(Some).ok_or_else(|| {
+        Json::Null => Ok(None),
+        Json::Str(s) if s.is_empty() => Ok(None),
+        Json::Str(s) => parse_timestamp_micros(s).map(Some).ok_or_else(|| {
             mismatch(
                 "timestamp (RFC 3339, '2013-05-20T20:49:32.000+0000' or 'YYYY-MM-DD HH:MM:SS' UTC)",
                 v,
@@ -168,7 +170,13 @@ pub(crate) fn parse_timestamp_micros(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
-    use serde_json::json;
+
+    /// `json!` built as the sink's borrowed tree.
+    macro_rules! json {
+        ($($t:tt)+) => {
+            crate::sink::lite::lite(serde_json::json!($($t)+))
+        };
+    }
 
     fn micros(rfc3339: &str) -> i64 {
         DateTime::parse_from_rfc3339(rfc3339)

@@ -7,12 +7,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::lite::{Json, Obj};
 use arrow_array::ArrayRef;
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use serde_json::{Map, Value};
 
 use super::coerce::{mismatch, to_bool, to_f64, to_i64, to_timestamp};
 use super::json::{write_escaped, write_json};
@@ -141,11 +141,11 @@ impl Columns {
     }
 
     /// Records an undeclared value under `prefix__key`, flattening nested objects.
-    fn extra_value<'a>(&mut self, prefix: &str, path: &mut Vec<&'a str>, v: &'a Value) {
+    fn extra_value<'a>(&mut self, prefix: &str, path: &mut Vec<&'a str>, v: &'a Json<'a>) {
         match v {
-            Value::Object(m) if !m.is_empty() => {
+            Json::Obj(m) if !m.is_empty() => {
                 for (k, inner) in m {
-                    path.push(k);
+                    path.push(k.as_ref());
                     self.extra_value(prefix, path, inner);
                     path.pop();
                 }
@@ -157,8 +157,8 @@ impl Columns {
         }
     }
 
-    fn extra_leaf(&mut self, prefix: &str, key: &str, v: &Value) {
-        if matches!(v, Value::Object(m) if !m.is_empty()) {
+    fn extra_leaf(&mut self, prefix: &str, key: &str, v: &Json<'_>) {
+        if matches!(v, Json::Obj(m) if !m.is_empty()) {
             let mut path = vec![key];
             self.extra_value(prefix, &mut path, v);
         } else {
@@ -168,7 +168,7 @@ impl Columns {
     }
 
     /// Stores `v` in declared column `c` for the current row.
-    fn set(&mut self, c: usize, v: &Value) -> Result<(), ColumnError> {
+    fn set(&mut self, c: usize, v: &Json<'_>) -> Result<(), ColumnError> {
         let row = self.rows;
         if self.builders[c].len() > row {
             // The same column reached twice (`a__b` and `a.b` both present): keep the first,
@@ -188,11 +188,11 @@ impl Columns {
         match builder {
             ColBuilder::Str(b) => {
                 match v {
-                    Value::String(s) => {
+                    Json::Str(s) => {
                         b.append_nulls(row - b.len());
-                        b.append_value(s);
+                        b.append_value(s.as_ref());
                     }
-                    Value::Number(_) | Value::Bool(_) => {
+                    Json::I64(_) | Json::U64(_) | Json::F64(_) | Json::Bool(_) => {
                         b.append_nulls(row - b.len());
                         write_json(b, v);
                         b.append_value("");
@@ -279,7 +279,7 @@ impl Flattener {
     }
 
     /// Appends one record. On error the page is in an undefined state: call `begin_page`.
-    pub(crate) fn append(&mut self, obj: &Map<String, Value>) -> Result<(), ColumnError> {
+    pub(crate) fn append(&mut self, obj: &Obj<'_>) -> Result<(), ColumnError> {
         walk(&self.lookup, &mut self.cols, 0, obj)?;
         self.cols.end_record();
         Ok(())
@@ -305,11 +305,11 @@ fn walk(
     lookup: &Lookup,
     cols: &mut Columns,
     node: usize,
-    obj: &Map<String, Value>,
+    obj: &Obj<'_>,
 ) -> Result<(), ColumnError> {
     let here = lookup.node(node);
     for (key, v) in obj {
-        let Some(entry) = here.get(key) else {
+        let Some(entry) = here.get(key.as_ref()) else {
             cols.extra_leaf(&here.prefix, key, v);
             continue;
         };
@@ -322,8 +322,8 @@ fn walk(
             }
         }
         match (entry.child, v) {
-            (Some(child), Value::Object(inner)) => walk(lookup, cols, child as usize, inner)?,
-            (_, Value::Null) => {}
+            (Some(child), Json::Obj(inner)) => walk(lookup, cols, child as usize, inner)?,
+            (_, Json::Null) => {}
             // A scalar or array where only deeper columns are declared: keep it in extra.
             _ => cols.extra_leaf(&here.prefix, key, v),
         }
@@ -334,15 +334,17 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::lite::lite;
     use arrow_array::{Array, Int64Array, StringArray};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn flatten(columns: &[(&str, ColumnType)], record: Value) -> (Vec<ArrayRef>, ArrayRef) {
+        let record = lite(record);
         let cols: Vec<(String, ColumnType)> =
             columns.iter().map(|(n, k)| (n.to_string(), *k)).collect();
         let mut f = Flattener::new(&cols);
         f.begin_page(1);
-        f.append(record.as_object().unwrap()).unwrap();
+        f.append(record.as_obj().unwrap()).unwrap();
         f.finish_page()
     }
 

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
+use super::lite::Json;
 use arrow_array::builder::StringBuilder;
-use serde_json::Value;
 
 /// For each byte: 0 when it is written as is, else the letter after the backslash
 /// (`u` for `\u00XX`), as serde_json does.
@@ -56,26 +56,38 @@ pub(crate) fn write_escaped(out: &mut StringBuilder, s: &str) {
 }
 
 /// Writes `v` as compact JSON text.
-pub(crate) fn write_json(out: &mut StringBuilder, v: &Value) {
+pub(crate) fn write_json(out: &mut StringBuilder, v: &Json<'_>) {
     match v {
-        Value::Null => {
+        Json::Null => {
             let _ = out.write_str("null");
         }
-        Value::Bool(true) => {
+        Json::Bool(true) => {
             let _ = out.write_str("true");
         }
-        Value::Bool(false) => {
+        Json::Bool(false) => {
             let _ = out.write_str("false");
         }
-        Value::Number(n) => {
+        Json::I64(n) => {
             let _ = write!(out, "{n}");
         }
-        Value::String(s) => {
+        Json::U64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Json::F64(n) => {
+            // serde_json's own number text (shortest round trip, exponent form).
+            let _ = write!(
+                out,
+                "{}",
+                serde_json::Number::from_f64(*n)
+                    .map_or_else(|| "null".to_owned(), |n| n.to_string())
+            );
+        }
+        Json::Str(s) => {
             let _ = out.write_str("\"");
             write_escaped(out, s);
             let _ = out.write_str("\"");
         }
-        Value::Array(items) => {
+        Json::Arr(items) => {
             let _ = out.write_str("[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -85,7 +97,7 @@ pub(crate) fn write_json(out: &mut StringBuilder, v: &Value) {
             }
             let _ = out.write_str("]");
         }
-        Value::Object(map) => {
+        Json::Obj(map) => {
             let _ = out.write_str("{");
             for (i, (k, item)) in map.iter().enumerate() {
                 let _ = out.write_str(if i > 0 { ",\"" } else { "\"" });
@@ -108,7 +120,7 @@ mod tests {
     fn output_matches_serde_json() {
         let v = json!({"a\"b": [1, -2, 2.5, 1e300, true, null, "x\n\t\\/\u{1}\u{8}\u{c}é"], "": {}, "z": []});
         let mut b = StringBuilder::new();
-        write_json(&mut b, &v);
+        write_json(&mut b, &crate::sink::lite::lite(v.clone()));
         b.append_value("");
         let arr = b.finish();
         assert_eq!(arr.value(0), serde_json::to_string(&v).unwrap());

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::{Map, Value};
+use super::lite::{Json, Obj};
 
 /// A word-at-a-time hash for short keys (the keys are ours or the API's field names, so
 /// there is no flooding concern); much cheaper than SipHash or byte-wise FNV.
@@ -177,19 +177,19 @@ impl FieldPath {
         }
     }
 
-    pub(crate) fn find<'a>(&self, obj: &'a Map<String, Value>) -> Option<&'a Value> {
+    pub(crate) fn find<'s, 'a>(&self, obj: &'s Obj<'a>) -> Option<&'s Json<'a>> {
         let n = self.paths.len();
         let first = self.last.load(Ordering::Relaxed);
         (0..n).map(|k| (first + k) % n).find_map(|i| {
             let (leaf, parents) = self.paths[i].split_last()?;
             let mut at = obj;
             for key in parents {
-                match at.get(&**key) {
-                    Some(Value::Object(inner)) => at = inner,
+                match Json::get(at, key) {
+                    Some(Json::Obj(inner)) => at = inner,
                     _ => return None,
                 }
             }
-            let found = at.get(&**leaf)?;
+            let found = Json::get(at, leaf)?;
             if i != first {
                 self.last.store(i, Ordering::Relaxed);
             }
@@ -205,12 +205,14 @@ mod tests {
 
     #[test]
     fn field_paths_follow_nesting_and_flat_keys() {
-        let rec = json!({"_info": {"lastUpdated": "x"}, "a__b": 1, "board": {"_info": {"h": 2}}});
-        let obj = rec.as_object().unwrap();
+        use crate::sink::lite::lite;
+        let rec =
+            lite(json!({"_info": {"lastUpdated": "x"}, "a__b": 1, "board": {"_info": {"h": 2}}}));
+        let obj = rec.as_obj().unwrap();
         let find = |name: &str| FieldPath::new(name).find(obj).cloned();
-        assert_eq!(find("_info__lastUpdated"), Some(json!("x")));
-        assert_eq!(find("a__b"), Some(json!(1)));
-        assert_eq!(find("board___info__h"), Some(json!(2)));
+        assert_eq!(find("_info__lastUpdated"), Some(lite(json!("x"))));
+        assert_eq!(find("a__b"), Some(lite(json!(1))));
+        assert_eq!(find("board___info__h"), Some(lite(json!(2))));
         assert_eq!(find("board__nope"), None);
         let spellings = splits("a___b__c").len();
         assert_eq!(spellings, 6, "{:?}", splits("a___b__c"));

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
-use serde_json::Value;
 
 use super::coerce::{json_type, mismatch, to_i64, to_timestamp};
 use super::encoder::Encoder;
 use super::flatten::Flattener;
+use super::lite::{Json, RecordsAt, parse_page};
 use super::lookup::{FieldPath, KeyHash};
 use super::{ChunkMeta, EncodedPart, RawSink, SinkError};
 use crate::config::{ColumnType, EndpointDef};
@@ -199,23 +199,23 @@ impl PartWriter {
     }
 
     /// Reads and checks the id and incremental value of every record, in page order.
-    fn keys<'a>(&self, records: &'a [Value]) -> Result<Vec<(IdKey<'a>, i64)>, SinkError> {
+    fn keys<'a>(&self, records: &'a [Json<'_>]) -> Result<Vec<(IdKey<'a>, i64)>, SinkError> {
         let mut keys = Vec::with_capacity(records.len());
         for (pos, rec) in records.iter().enumerate() {
-            let Value::Object(obj) = rec else {
+            let Json::Obj(obj) = rec else {
                 let reason = format!("expected a JSON object, found {}", json_type(rec));
                 return Err(self.invalid(pos, None, "(record)", reason));
             };
             let id_col = self.id_field.as_str();
             let id = match self.id_path.find(obj) {
-                None | Some(Value::Null) => None,
+                None | Some(Json::Null) => None,
                 Some(v) => Some(match (self.id_kind, v) {
                     (ColumnType::Int64, _) => to_i64(v)
                         .map_err(|r| self.invalid(pos, None, id_col, r))?
                         .map(IdKey::Int),
-                    (_, Value::String(s)) if s.is_empty() => None,
-                    (_, Value::String(s)) => Some(IdKey::Str(Cow::Borrowed(s.as_str()))),
-                    (_, Value::Number(_) | Value::Bool(_)) => {
+                    (_, Json::Str(s)) if s.is_empty() => None,
+                    (_, Json::Str(s)) => Some(IdKey::Str(Cow::Borrowed(s.as_ref()))),
+                    (_, Json::I64(_) | Json::U64(_) | Json::F64(_) | Json::Bool(_)) => {
                         Some(IdKey::Str(Cow::Owned(v.to_string())))
                     }
                     _ => return Err(self.invalid(pos, None, id_col, mismatch("string", v))),
@@ -245,8 +245,20 @@ impl PartWriter {
     /// value; on a tie the later record), flattens and appends one page. Returns rows appended.
     ///
     /// A page with any invalid record is refused whole: nothing of it is appended.
-    pub fn append_page(&mut self, records: Vec<Value>) -> Result<usize, SinkError> {
+    pub fn append_page(&mut self, records: Vec<serde_json::Value>) -> Result<usize, SinkError> {
+        let body = serde_json::to_vec(&records).map_err(|e| self.encode_error(e.to_string()))?;
+        self.append_json(&body, RecordsAt::Body)
+    }
+
+    /// Like `append_page`, reading the records straight from a page body: strings are
+    /// borrowed from `body`, so no owned tree of the page is ever built.
+    pub fn append_json(&mut self, body: &[u8], at: RecordsAt) -> Result<usize, SinkError> {
         self.check_poisoned()?;
+        let records = parse_page(body, at).map_err(|e| SinkError::Malformed {
+            table: self.meta.table.clone(),
+            reason: e.to_string(),
+            truncated: e.is_eof(),
+        })?;
         if records.is_empty() {
             return Ok(0);
         }
@@ -262,13 +274,13 @@ impl PartWriter {
             if keep.as_ref().is_some_and(|k| !k[pos]) {
                 continue;
             }
-            let Value::Object(obj) = &rec else {
+            let Json::Obj(obj) = &rec else {
                 unreachable!("checked in keys()")
             };
             if let Err(e) = self.flattener.append(obj) {
                 self.flattener.begin_page(0);
                 let id = self.id_path.find(obj).map(|v| match v {
-                    Value::String(s) => s.clone(),
+                    Json::Str(s) => s.to_string(),
                     other => other.to_string(),
                 });
                 return Err(self.invalid(pos, id, &e.column, e.reason));

@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 
 use super::{Page, Source, SourceError, retry_after};
 use crate::config::{Credentials, EndpointDef};
-use crate::domain::{Service, Window};
+use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
 
 pub struct ConnectWise {
@@ -185,11 +185,6 @@ impl Source for ConnectWise {
             }
         }
         let (headers, body) = self.get(url, true).await?;
-        let records: Vec<serde_json::Value> =
-            serde_json::from_slice(&body).map_err(|e| SourceError::Decode {
-                message: format!("{} page is not a JSON array of records: {e}", endpoint.path),
-                truncated: e.is_eof(),
-            })?;
         let link = headers
             .get(reqwest::header::LINK)
             .map(|v| v.to_str().unwrap_or_default().to_string());
@@ -219,9 +214,10 @@ impl Source for ConnectWise {
             });
         }
         Ok(Page {
-            records,
-            next,
             bytes: body.len(),
+            body,
+            records_at: RecordsAt::Body,
+            next,
         })
     }
 

@@ -1,11 +1,16 @@
-//! `cargo bench --bench backfill`: end-to-end backfill figures at two history sizes, each in
-//! its own process so peak memory is measured per size (flat memory: 100k vs 1M).
+//! `cargo bench --bench backfill`: end-to-end backfill figures, each run in its own process
+//! so peak memory is measured per run.
+//!
+//! Two ways history grows: the same 730 days holding 10x the records (denser chunks), and
+//! 10x the days at the same density (more chunks of the same size). Memory must not follow
+//! the number of records; it is bounded by the part and row-group sizes.
 
 use std::process::Command;
 
-fn run(records: u64) -> serde_json::Value {
+fn run(records: u64, history_days: u64) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_avesa-console"))
         .args(["bench", "--json", "--records", &records.to_string()])
+        .args(["--history-days", &history_days.to_string()])
         .output()
         .expect("the avesa-console binary runs");
     assert!(
@@ -17,27 +22,27 @@ fn run(records: u64) -> serde_json::Value {
 }
 
 fn main() {
-    // `cargo bench` passes harness flags such as `--bench`; a filter argument picks sizes.
-    let sizes: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![100_000, 1_000_000]
-    } else {
-        sizes
-    };
+    let runs = [(100_000, 73), (1_000_000, 730), (100_000, 730)];
     println!(
-        "{:>10} {:>9} {:>12} {:>10} {:>10} {:>12}",
-        "records", "seconds", "records/s", "JSON MB/s", "API calls", "peak RSS MB"
+        "{:>10} {:>6} {:>7} {:>9} {:>10} {:>10} {:>10} {:>12}",
+        "records",
+        "days",
+        "chunks",
+        "seconds",
+        "records/s",
+        "JSON MB/s",
+        "API calls",
+        "peak RSS MB"
     );
     let mut peaks = Vec::new();
-    for n in sizes {
-        let r = run(n);
+    for (n, days) in runs {
+        let r = run(n, days);
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:>10} {:>9.2} {:>12.0} {:>10.1} {:>10} {:>12.1}",
+            "{:>10} {:>6} {:>7} {:>9.2} {:>10.0} {:>10.1} {:>10} {:>12.1}",
             n,
+            days,
+            r["chunks"],
             f("seconds"),
             f("records_per_sec"),
             f("json_mb_per_sec"),
@@ -46,12 +51,9 @@ fn main() {
         );
         peaks.push(f("peak_rss_mb"));
     }
-    if let (Some(first), Some(last)) = (peaks.first(), peaks.last())
-        && peaks.len() > 1
-    {
-        println!(
-            "peak memory, largest vs smallest history: {:.2}x",
-            last / first
-        );
-    }
+    println!(
+        "peak memory, 1M records vs 100k at the same density: {:.2}x; vs 100k over the same days: {:.2}x",
+        peaks[1] / peaks[0],
+        peaks[1] / peaks[2]
+    );
 }

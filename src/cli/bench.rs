@@ -23,6 +23,9 @@ pub struct BenchArgs {
     pub records: u64,
     #[arg(long, default_value_t = 30)]
     pub chunk_size_days: u32,
+    /// Days of history the records are spread over (more days: more chunks of the same size).
+    #[arg(long, default_value_t = 730)]
+    pub history_days: u32,
     /// Keep the bench workspace (store and Parquet files) in this folder instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
@@ -62,8 +65,8 @@ impl Drop for Child {
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
-    if args.records == 0 {
-        bail!("--records must be at least 1");
+    if args.records == 0 || args.history_days == 0 {
+        bail!("--records and --history-days must be at least 1");
     }
     let root = args.keep.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("avesa-bench-{}", std::process::id()))
@@ -90,7 +93,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
                 "--log-level",
                 "warn",
                 "--history-days",
-                "730",
+                &args.history_days.to_string(),
             ])
             .arg("--config-dir")
             .arg(&config_dir)
@@ -146,7 +149,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         tenant_id,
         service: Service::Connectwise,
         tables: vec!["service/tickets".into()],
-        start: Some(anchor - Duration::days(730)),
+        start: Some(anchor - Duration::days(i64::from(args.history_days))),
         end: Some(anchor),
         chunk_size_days: Some(args.chunk_size_days),
     };
@@ -195,6 +198,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         "bytes_per_record": bytes as f64 / job.records as f64,
         "api_calls": requests,
         "chunks": job.total_chunks,
+        "history_days": args.history_days,
         "peak_rss_mb": peak as f64 / 1048576.0,
         "parquet_mb": parquet as f64 / 1048576.0,
     });

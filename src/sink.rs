@@ -104,9 +104,16 @@ pub struct RawSink {
     store: Arc<dyn ObjectStore>,
 }
 
-/// The window start as it appears in part file names.
+/// The window as it appears in part file names: `{start}-{end}`, both `%Y%m%dT%H%M%SZ`.
+///
+/// Both ends are in the name so only the same window overwrites a part: a later job with
+/// another chunk size that starts on the same instant must not replace a longer window's file.
 fn start_stamp(window: &Window) -> String {
-    window.start.format("%Y%m%dT%H%M%SZ").to_string()
+    format!(
+        "{}-{}",
+        window.start.format("%Y%m%dT%H%M%SZ"),
+        window.end.format("%Y%m%dT%H%M%SZ")
+    )
 }
 
 /// The part number of `file` when it is `{stamp}_NNNNN.parquet`.
@@ -147,8 +154,8 @@ impl RawSink {
         ])
     }
 
-    /// `{table_prefix}/{window.start as %Y%m%dT%H%M%SZ}_{part:05}.parquet`: deterministic per
-    /// chunk and part, so a retried chunk overwrites its own files.
+    /// `{table_prefix}/{start}-{end}_{part:05}.parquet` (instants as `%Y%m%dT%H%M%SZ`):
+    /// deterministic per chunk window and part, so a retried chunk overwrites its own files.
     pub fn part_path(meta: &ChunkMeta, part: u32) -> Path {
         let file = format!("{}_{part:05}.parquet", start_stamp(&meta.window));
         Self::table_prefix(&meta.tenant_id, meta.service, &meta.table).join(file)
@@ -179,7 +186,7 @@ impl RawSink {
     }
 
     /// Deletes this chunk's parts numbered >= `first_part` (lists the table prefix, matches
-    /// `{start}_NNNNN.parquet`); returns how many were removed.
+    /// `{start}-{end}_NNNNN.parquet`); returns how many were removed.
     pub async fn remove_parts_from(
         &self,
         meta: &ChunkMeta,

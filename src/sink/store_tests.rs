@@ -10,7 +10,7 @@ fn part_paths_are_deterministic_and_empty_parts_are_skipped() {
     let m = meta("tickets", "2024-01-01T06:30:00Z", "2024-01-02T00:00:00Z");
     assert_eq!(
         RawSink::part_path(&m, 12).to_string(),
-        "acme/raw/connectwise/tickets/20240101T063000Z_00012.parquet"
+        "acme/raw/connectwise/tickets/20240101T063000Z-20240102T000000Z_00012.parquet"
     );
     assert_eq!(
         RawSink::part_path(&m, 12),
@@ -28,7 +28,10 @@ fn part_paths_are_deterministic_and_empty_parts_are_skipped() {
     w.append_page(vec![ticket(1, "2024-01-01T07:00:00Z", "New")])
         .unwrap();
     let part = w.finish_part(3).unwrap().unwrap();
-    assert_eq!(part.path.filename(), Some("20240101T063000Z_00003.parquet"));
+    assert_eq!(
+        part.path.filename(),
+        Some("20240101T063000Z-20240102T000000Z_00003.parquet")
+    );
     assert_eq!(
         (part.rows, w.buffered_rows(), w.buffered_bytes()),
         (1, 0, 0)
@@ -70,9 +73,13 @@ async fn remove_parts_from_touches_only_this_chunks_later_parts() {
         "2024-01-01T00:00:00Z",
         "2024-02-01T00:00:00Z",
     );
+    // Same start, shorter window: another job's chunk that must stay untouched.
+    let fortnight = meta("tickets", "2024-01-01T00:00:00Z", "2024-01-15T00:00:00Z");
     put_chunk(&sink, &a, 4).await;
     put_chunk(&sink, &b, 3).await;
     put_chunk(&sink, &other_table, 3).await;
+    put_chunk(&sink, &fortnight, 2).await;
+    assert_eq!(sink.remove_parts_from(&fortnight, 0).await.unwrap(), 2);
 
     assert_eq!(sink.remove_parts_from(&a, 2).await.unwrap(), 2);
     let files = sink
@@ -82,11 +89,11 @@ async fn remove_parts_from_touches_only_this_chunks_later_parts() {
     assert_eq!(
         names(&files),
         vec![
-            "20240101T000000Z_00000.parquet",
-            "20240101T000000Z_00001.parquet",
-            "20240201T000000Z_00000.parquet",
-            "20240201T000000Z_00001.parquet",
-            "20240201T000000Z_00002.parquet",
+            "20240101T000000Z-20240201T000000Z_00000.parquet",
+            "20240101T000000Z-20240201T000000Z_00001.parquet",
+            "20240201T000000Z-20240301T000000Z_00000.parquet",
+            "20240201T000000Z-20240301T000000Z_00001.parquet",
+            "20240201T000000Z-20240301T000000Z_00002.parquet",
         ]
     );
     let others = sink
@@ -130,7 +137,10 @@ async fn a_put_leaves_exactly_the_final_file_and_a_retry_overwrites_it() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(on_disk, vec!["20240101T000000Z_00000.parquet".to_owned()]);
+    assert_eq!(
+        on_disk,
+        vec!["20240101T000000Z-20240201T000000Z_00000.parquet".to_owned()]
+    );
     let bytes = std::fs::read(table_dir.join(&on_disk[0])).unwrap();
     assert_eq!(bytes.len() as u64, info.bytes);
     assert_eq!(ints(&read(bytes.into()), "id").len(), 10);

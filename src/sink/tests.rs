@@ -166,7 +166,7 @@ async fn two_pages_round_trip_through_the_local_store() {
     let info = sink.put_part(part).await.unwrap();
     assert_eq!(
         info.path,
-        "acme/raw/connectwise/tickets/20240101T000000Z_00000.parquet"
+        "acme/raw/connectwise/tickets/20240101T000000Z-20240201T000000Z_00000.parquet"
     );
     assert_eq!(info.rows, 3);
 

@@ -344,27 +344,45 @@ macro_rules! suite {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn create_is_idempotent() {
-                create_is_idempotent_for_active_ranges($make()).await
+                {
+                    let (_dir, store) = $make();
+                    create_is_idempotent_for_active_ranges(store).await
+                }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn ordering() {
-                chunks_run_in_order_per_table_and_tables_in_parallel($make()).await
+                {
+                    let (_dir, store) = $make();
+                    chunks_run_in_order_per_table_and_tables_in_parallel(store).await
+                }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn leases() {
-                leases_guard_every_write($make()).await
+                {
+                    let (_dir, store) = $make();
+                    leases_guard_every_write(store).await
+                }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn failures() {
-                failures_back_off_then_fail_and_the_job_settles($make()).await
+                {
+                    let (_dir, store) = $make();
+                    failures_back_off_then_fail_and_the_job_settles(store).await
+                }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn release() {
-                release_keeps_progress_without_counting_an_attempt($make()).await
+                {
+                    let (_dir, store) = $make();
+                    release_keeps_progress_without_counting_an_attempt(store).await
+                }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn pause_cancel() {
-                pause_and_cancel($make()).await
+                {
+                    let (_dir, store) = $make();
+                    pause_and_cancel(store).await
+                }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn racing_claimers() {
@@ -379,9 +397,11 @@ macro_rules! suite {
     };
 }
 
-fn sqlite() -> Arc<dyn JobStore> {
-    let dir = tempfile::tempdir().unwrap().keep();
-    Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap())
+/// A store on a fresh file; the folder lives as long as the returned guard.
+fn sqlite() -> (tempfile::TempDir, Arc<dyn JobStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+    (dir, store)
 }
 
 suite!(sqlite_backend, sqlite);

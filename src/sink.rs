@@ -98,10 +98,50 @@ fn describe_record(position: usize, id: Option<&str>) -> String {
     }
 }
 
+/// Deletes `{stamp}_NNNNN.parquet#k` staging files of parts >= `first_part` in `dir`.
+async fn remove_staging_leftovers(
+    dir: &std::path::Path,
+    stamp: &str,
+    first_part: u32,
+) -> Result<u32, SinkError> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(SinkError::Store(format!("listing {}: {e}", dir.display()))),
+    };
+    let mut removed = 0;
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|e| SinkError::Store(format!("listing {}: {e}", dir.display())))?
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((part, _)) = name.split_once('#') else {
+            continue;
+        };
+        if part_number(part, stamp).is_some_and(|n| n >= first_part) {
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(SinkError::Store(format!(
+                        "delete {}: {e}",
+                        entry.path().display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Where raw Parquet parts are stored.
 #[derive(Clone, Debug)]
 pub struct RawSink {
     store: Arc<dyn ObjectStore>,
+    /// The folder behind a local store: a process killed mid-put leaves the store's staging
+    /// file (`{name}#{n}`) there, which listings do not show and only a disk scan can clear.
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// The window as it appears in part file names: `{start}-{end}`, both `%Y%m%dT%H%M%SZ`.
@@ -130,7 +170,10 @@ fn part_number(file: &str, stamp: &str) -> Option<u32> {
 
 impl RawSink {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        RawSink { store }
+        RawSink {
+            store,
+            local_root: None,
+        }
     }
 
     /// LocalFileSystem rooted at `root` (created if missing). Puts are fsynced (file and
@@ -141,7 +184,10 @@ impl RawSink {
         let fs = LocalFileSystem::new_with_prefix(root)
             .map_err(|e| SinkError::Store(format!("opening {}: {e}", root.display())))?
             .with_fsync(true);
-        Ok(RawSink::new(Arc::new(fs)))
+        Ok(RawSink {
+            local_root: Some(root.to_path_buf()),
+            ..RawSink::new(Arc::new(fs))
+        })
     }
 
     /// `{tenant_id}/raw/{service}/{table}`
@@ -211,6 +257,10 @@ impl RawSink {
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(SinkError::Store(format!("delete {path}: {e}"))),
             }
+        }
+        if let Some(root) = &self.local_root {
+            removed +=
+                remove_staging_leftovers(&root.join(prefix.as_ref()), &stamp, first_part).await?;
         }
         if removed > 0 {
             tracing::debug!(%prefix, stamp, first_part, removed, "removed stale raw parts");

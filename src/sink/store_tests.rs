@@ -145,3 +145,28 @@ async fn a_put_leaves_exactly_the_final_file_and_a_retry_overwrites_it() {
     assert_eq!(bytes.len() as u64, info.bytes);
     assert_eq!(ints(&read(bytes.into()), "id").len(), 10);
 }
+
+#[tokio::test]
+async fn staging_files_left_by_a_killed_put_are_removed_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = RawSink::local(dir.path()).unwrap();
+    let m = jan();
+    put_chunk(&sink, &m, 1).await;
+    let table_dir = dir.path().join("acme/raw/connectwise/tickets");
+    // What LocalFileSystem leaves when the process dies between write and rename.
+    let staged = table_dir.join("20240101T000000Z-20240201T000000Z_00001.parquet#1");
+    let other = table_dir.join("20240201T000000Z-20240301T000000Z_00000.parquet#1");
+    std::fs::write(&staged, b"partial").unwrap();
+    std::fs::write(&other, b"partial").unwrap();
+    assert_eq!(sink.remove_parts_from(&m, 1).await.unwrap(), 1);
+    assert!(!staged.exists());
+    assert!(
+        other.exists(),
+        "another chunk's staging file is not this chunk's to remove"
+    );
+    assert!(
+        table_dir
+            .join("20240101T000000Z-20240201T000000Z_00000.parquet")
+            .exists()
+    );
+}

@@ -73,7 +73,7 @@ impl Default for EngineOptions {
             owner: executor::local_owner_id(),
             lease: Duration::from_secs(60),
             part_max_rows: 50_000,
-            part_max_bytes: 24 * 1024 * 1024,
+            part_max_bytes: 8 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(2),
             checkpoint_every_page_below: Duration::from_millis(50),
             pace_requests: true,

@@ -212,20 +212,13 @@ fn missing_credentials_are_named_without_values() {
     let sandbox = fx.start_sandbox(&[]);
     let out = fx.cli(
         Some(&sandbox),
-        &[
-            "trigger",
-            "--tenant-id",
+        &trigger_args(
             "acme",
-            "--service",
-            "connectwise",
-            "--table",
-            "companies",
-            "--start-date",
+            Some("companies"),
             "2025-11-01",
-            "--end-date",
-            "2025-12-01",
-            "--run",
-        ],
+            Some("2025-12-01"),
+            &["--run"],
+        ),
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let detail = job_status(&fx, "backfill_acme_connectwise_20251101");

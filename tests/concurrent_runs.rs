@@ -12,19 +12,13 @@ fn two_runners_share_a_job_without_overlap() {
     let sandbox = fx.start_sandbox(&[]);
     assert_ok(&fx.cli(
         Some(&sandbox),
-        &[
-            "trigger",
-            "--tenant-id",
+        &trigger_args(
             "globex",
-            "--service",
-            "connectwise",
-            "--start-date",
+            None,
             "2024-06-01",
-            "--end-date",
-            "2026-01-01",
-            "--chunk-size-days",
-            "30",
-        ],
+            Some("2026-01-01"),
+            &["--chunk-size-days", "30"],
+        ),
     ));
     let job_id = "backfill_globex_connectwise_20240601";
     let a = fx

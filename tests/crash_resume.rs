@@ -16,21 +16,13 @@ fn sigkill_at_several_points_then_resume_lands_exact_data() {
     let sandbox = fx.start_sandbox(&[]);
     let trigger = fx.cli(
         Some(&sandbox),
-        &[
-            "trigger",
-            "--tenant-id",
+        &trigger_args(
             "acme",
-            "--service",
-            "connectwise",
-            "--table",
-            "tickets",
-            "--start-date",
+            Some("tickets"),
             "2024-01-01",
-            "--end-date",
-            "2026-01-01",
-            "--chunk-size-days",
-            "30",
-        ],
+            Some("2026-01-01"),
+            &["--chunk-size-days", "30"],
+        ),
     );
     assert_ok(&trigger);
     let job_id = "backfill_acme_connectwise_20240101";

@@ -18,21 +18,13 @@ fn backfill_lands_every_record_once_with_typed_columns_and_no_wasted_calls() {
     let sandbox = fx.start_sandbox(&["--rate-limit", "1200"]);
     let out = fx.cli(
         Some(&sandbox),
-        &[
-            "trigger",
-            "--tenant-id",
+        &trigger_args(
             "acme",
-            "--service",
-            "connectwise",
-            "--start-date",
+            None,
             "2024-01-01T00:00:00Z",
-            "--end-date",
-            "2026-01-01T00:00:00Z",
-            "--chunk-size-days",
-            "30",
-            "--output",
-            "json",
-        ],
+            Some("2026-01-01T00:00:00Z"),
+            &["--chunk-size-days", "30", "--output", "json"],
+        ),
     );
     assert_ok(&out);
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -171,19 +163,13 @@ fn backfill_lands_every_record_once_with_typed_columns_and_no_wasted_calls() {
 fn triggering_an_active_range_again_returns_the_same_job() {
     let fx = Fixture::new();
     fx.tune(6000, 1000);
-    let args = [
-        "trigger",
-        "--tenant-id",
+    let args = trigger_args(
         "initech",
-        "--service",
-        "connectwise",
-        "--table",
-        "company/companies",
-        "--start-date",
+        Some("company/companies"),
         "2025-01-01",
-        "--output",
-        "json",
-    ];
+        None,
+        &["--output", "json"],
+    );
     let first: serde_json::Value = serde_json::from_slice(&fx.cli(None, &args).stdout).unwrap();
     let second: serde_json::Value = serde_json::from_slice(&fx.cli(None, &args).stdout).unwrap();
     assert_eq!(first["created"], true);

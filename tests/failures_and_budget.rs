@@ -23,22 +23,13 @@ fn a_permanently_failing_chunk_fails_after_its_attempts_and_the_job_goes_on() {
     let sandbox = fx.start_sandbox(&["--faults", faults.to_str().unwrap()]);
     let out = fx.cli(
         Some(&sandbox),
-        &[
-            "trigger",
-            "--tenant-id",
+        &trigger_args(
             "acme",
-            "--service",
-            "connectwise",
-            "--table",
-            "tickets",
-            "--start-date",
+            Some("tickets"),
             "2025-01-01",
-            "--end-date",
-            "2025-06-01",
-            "--chunk-size-days",
-            "30",
-            "--run",
-        ],
+            Some("2025-06-01"),
+            &["--chunk-size-days", "30", "--run"],
+        ),
     );
     assert_eq!(
         out.status.code(),
@@ -120,19 +111,13 @@ fn time_budget_stops_cleanly_and_resume_finishes_exactly() {
     let sandbox = fx.start_sandbox(&[]);
     let out = fx.cli(
         Some(&sandbox),
-        &[
-            "trigger",
-            "--tenant-id",
+        &trigger_args(
             "acme",
-            "--service",
-            "connectwise",
-            "--table",
-            "tickets",
-            "--start-date",
+            Some("tickets"),
             "2024-01-01",
-            "--end-date",
-            "2026-01-01",
-        ],
+            Some("2026-01-01"),
+            &[],
+        ),
     );
     assert_ok(&out);
     let job_id = "backfill_acme_connectwise_20240101";

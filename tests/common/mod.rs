@@ -126,6 +126,27 @@ impl Fixture {
     }
 }
 
+/// `trigger` arguments for a ConnectWise range of one tenant (`table: None`: every table),
+/// followed by `extra`.
+pub fn trigger_args<'a>(
+    tenant: &'a str,
+    table: Option<&'a str>,
+    start: &'a str,
+    end: Option<&'a str>,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["trigger", "--tenant-id", tenant, "--service", "connectwise"];
+    if let Some(t) = table {
+        args.extend(["--table", t]);
+    }
+    args.extend(["--start-date", start]);
+    if let Some(e) = end {
+        args.extend(["--end-date", e]);
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",

@@ -1,5 +1,18 @@
 //! The command line: clap definitions and the dispatch to each command.
 
+/// `println!` that ends the process quietly when stdout is closed (`| head`), as a
+/// command-line tool should, instead of panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod bench;
 mod commands;
 mod output;

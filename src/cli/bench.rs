@@ -208,9 +208,9 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&root);
     }
     if args.json {
-        println!("{report}");
+        outln!("{report}");
     } else {
-        println!(
+        outln!(
             "backfilled {} records in {:.2} s: {:.0} records/s, {:.1} MB/s of JSON ({:.0} B/record), {} API calls, peak RSS {:.1} MB, Parquet {:.1} MB",
             job.records,
             secs,

@@ -104,7 +104,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .set_job_status(&job.job_id, JobStatus::Pending, Utc::now())
                     .await?;
             } else if job.status.is_terminal() {
-                println!("job {} is {}; nothing to resume", job.job_id, job.status);
+                outln!("job {} is {}; nothing to resume", job.job_id, job.status);
                 return Ok(ExitCode::SUCCESS);
             }
             let outcome = wired

@@ -19,7 +19,7 @@ fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 fn print_json(value: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -27,7 +27,7 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
     if out == Output::Json {
         return print_json(&json!({ "plan": plan, "estimate": est }));
     }
-    println!(
+    outln!(
         "{} {}  window {}  chunk {} d  {} chunk(s) over {} table(s){}",
         plan.tenant_id,
         plan.service,
@@ -42,9 +42,9 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
         }
     );
     for t in &plan.tables {
-        println!("\n  {} ({})", t.table, t.path);
+        outln!("\n  {} ({})", t.table, t.path);
         for (i, w) in t.windows.iter().enumerate() {
-            println!("    #{i:<4} {} .. {}", iso(w.start), iso(w.end));
+            outln!("    #{i:<4} {} .. {}", iso(w.start), iso(w.end));
         }
     }
     let kind = if est.counted {
@@ -52,16 +52,16 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
     } else {
         "at least (one per window; --count for exact)"
     };
-    println!("\nAPI calls: {} {kind}", est.api_calls);
+    outln!("\nAPI calls: {} {kind}", est.api_calls);
     if let Some(r) = est.records {
-        println!("records:   {r}");
+        outln!("records:   {r}");
     }
     match (est.duration_secs, plan.rate_limit_per_minute) {
-        (Some(s), Some(rpm)) => println!(
+        (Some(s), Some(rpm)) => outln!(
             "duration:  {} at {rpm} requests/min",
             humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64))
         ),
-        _ => println!("duration:  no rate limit configured"),
+        _ => outln!("duration:  no rate limit configured"),
     }
     Ok(())
 }
@@ -72,14 +72,17 @@ pub fn print_trigger(outcome: &CreateOutcome, out: Output) -> Result<()> {
         return print_json(&json!({ "created": created(outcome), "job": job }));
     }
     if created(outcome) {
-        println!(
+        outln!(
             "created job {} ({} chunks, window {})",
-            job.job_id, job.total_chunks, job.window
+            job.job_id,
+            job.total_chunks,
+            job.window
         );
     } else {
-        println!(
+        outln!(
             "job {} already covers this range and is {}; returning it",
-            job.job_id, job.status
+            job.job_id,
+            job.status
         );
     }
     Ok(())
@@ -87,15 +90,16 @@ pub fn print_trigger(outcome: &CreateOutcome, out: Output) -> Result<()> {
 
 pub fn print_outcomes(outcomes: &[RunOutcome]) {
     if outcomes.is_empty() {
-        println!("no pending jobs");
+        outln!("no pending jobs");
     }
     for o in outcomes {
         match o.stop {
-            StopReason::ContinuationNeeded => println!(
+            StopReason::ContinuationNeeded => outln!(
                 "{}: time budget reached, state saved; continuation needed (avesa-console resume {})",
-                o.job_id, o.job_id
+                o.job_id,
+                o.job_id
             ),
-            StopReason::Finished => println!("{}: {}", o.job_id, o.status),
+            StopReason::Finished => outln!("{}: {}", o.job_id, o.status),
         }
     }
 }
@@ -104,7 +108,7 @@ pub fn print_no_jobs(ws: &Workspace, out: Output) -> Result<ExitCode> {
     if out == Output::Json {
         print_json(&json!({ "jobs": [] }))?;
     } else {
-        println!("no jobs yet in {}", ws.root.display());
+        outln!("no jobs yet in {}", ws.root.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -113,12 +117,18 @@ pub fn print_jobs(jobs: &[Job], out: Output) -> Result<()> {
     if out == Output::Json {
         return print_json(&json!({ "jobs": jobs }));
     }
-    println!(
+    outln!(
         "{:<46} {:<10} {:<12} {:<22} {:>11} {:>6} {:>10}",
-        "JOB", "TENANT", "SERVICE", "STATUS", "CHUNKS", "FAILED", "RECORDS"
+        "JOB",
+        "TENANT",
+        "SERVICE",
+        "STATUS",
+        "CHUNKS",
+        "FAILED",
+        "RECORDS"
     );
     for j in jobs {
-        println!(
+        outln!(
             "{:<46} {:<10} {:<12} {:<22} {:>5}/{:<5} {:>6} {:>10}",
             j.job_id,
             j.tenant_id,
@@ -138,13 +148,18 @@ pub fn print_job_detail(job: &Job, chunks: &[Chunk], out: Output) -> Result<()> 
         return print_json(&json!({ "job": job, "chunks": chunks }));
     }
     print_jobs(std::slice::from_ref(job), out)?;
-    println!("window {}  created {}", job.window, iso(job.created_at));
-    println!(
+    outln!("window {}  created {}", job.window, iso(job.created_at));
+    outln!(
         "\n{:<14} {:>4} {:<42} {:<10} {:>8} {:>9}  LAST ERROR",
-        "TABLE", "SEQ", "WINDOW", "STATUS", "ATTEMPTS", "RECORDS"
+        "TABLE",
+        "SEQ",
+        "WINDOW",
+        "STATUS",
+        "ATTEMPTS",
+        "RECORDS"
     );
     for c in chunks {
-        println!(
+        outln!(
             "{:<14} {:>4} {:<42} {:<10} {:>5}/{:<2} {:>9}  {}",
             c.key.table,
             c.key.seq,
@@ -160,11 +175,14 @@ pub fn print_job_detail(job: &Job, chunks: &[Chunk], out: Output) -> Result<()> 
 }
 
 pub fn print_summary(ws: &Workspace, config: &Config, jobs: &[Job]) {
-    println!("avesa-console workspace {}", ws.root.display());
-    println!("configuration {}\n", config.dir.display());
-    println!(
+    outln!("avesa-console workspace {}", ws.root.display());
+    outln!("configuration {}\n", config.dir.display());
+    outln!(
         "{:<10} {:<26} {:<12} {:<8} LATEST JOB",
-        "TENANT", "NAME", "SERVICE", "ENABLED"
+        "TENANT",
+        "NAME",
+        "SERVICE",
+        "ENABLED"
     );
     for t in &config.tenants.tenants {
         for (svc, conn) in &t.services {
@@ -179,7 +197,7 @@ pub fn print_summary(ws: &Workspace, config: &Config, jobs: &[Job]) {
                     )
                 })
                 .unwrap_or_else(|| "none: needs a backfill".into());
-            println!(
+            outln!(
                 "{:<10} {:<26} {:<12} {:<8} {}",
                 t.tenant_id,
                 t.display_name,
@@ -190,7 +208,7 @@ pub fn print_summary(ws: &Workspace, config: &Config, jobs: &[Job]) {
         }
     }
     let count = |s: JobStatus| jobs.iter().filter(|j| j.status == s).count();
-    println!(
+    outln!(
         "\njobs: {} total, {} running, {} pending, {} completed, {} with errors",
         jobs.len(),
         count(JobStatus::Running),
@@ -198,7 +216,7 @@ pub fn print_summary(ws: &Workspace, config: &Config, jobs: &[Job]) {
         count(JobStatus::Completed),
         count(JobStatus::CompletedWithErrors)
     );
-    println!(
+    outln!(
         "\ntry: avesa-console trigger --tenant-id acme --service connectwise --table service/tickets --run"
     );
 }

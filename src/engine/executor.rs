@@ -72,15 +72,19 @@ impl From<crate::sink::SinkError> for Failure {
     }
 }
 
-/// `host:pid:nonce`: enough to tell, on this host, whether a lease holder still lives.
-pub fn local_owner_id() -> String {
-    let host = hostname::get()
+/// This host's name as it appears in lease owner ids (no `:`).
+fn local_host() -> String {
+    hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
-        .replace(':', "_");
+        .replace(':', "_")
+}
+
+/// `host:pid:nonce`: enough to tell, on this host, whether a lease holder still lives.
+pub fn local_owner_id() -> String {
     let nonce: u32 = rand::rng().random();
-    format!("{host}:{}:{nonce:08x}", std::process::id())
+    format!("{}:{}:{nonce:08x}", local_host(), std::process::id())
 }
 
 /// True when `owner` names a process of this host that no longer exists.
@@ -90,9 +94,7 @@ fn is_dead_local_owner(owner: &str) -> bool {
     let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
-    let me = local_owner_id();
-    let my_host = me.rsplitn(3, ':').nth(2);
-    if host != my_host || pid == std::process::id() {
+    if host != Some(local_host().as_str()) || pid == std::process::id() {
         return false;
     }
     let proc = std::path::Path::new("/proc");
@@ -201,7 +203,6 @@ impl Engine {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(StopReason::ContinuationNeeded);
             }
-            self.break_dead_leases(&job.job_id).await?;
             let now = Utc::now();
             let lease_until = now + opts.lease;
             match self
@@ -217,6 +218,10 @@ impl Engine {
                     }
                 }
                 Claim::Wait { until } => {
+                    // Something blocks the job; if its holder died on this host, take over now.
+                    if self.break_dead_leases(&job.job_id).await? {
+                        continue;
+                    }
                     let mut wait = opts.poll_interval;
                     if let Some(until) = until {
                         wait = wait.min((until - Utc::now()).to_std().unwrap_or_default());
@@ -230,8 +235,9 @@ impl Engine {
     }
 
     /// Leases held by processes of this host that have died are broken at once, so a
-    /// `resume` after a crash does not wait out the lease.
-    async fn break_dead_leases(&self, job_id: &str) -> Result<(), EngineError> {
+    /// `resume` after a crash does not wait out the lease. Returns whether any was broken.
+    async fn break_dead_leases(&self, job_id: &str) -> Result<bool, EngineError> {
+        let mut broken = false;
         for chunk in self.store().chunks(job_id).await? {
             if chunk.status != ChunkStatus::Running {
                 continue;
@@ -246,9 +252,10 @@ impl Engine {
                     .await?
             {
                 tracing::warn!(chunk = %chunk.key, owner, "lease holder is gone; chunk will resume from its checkpoint");
+                broken = true;
             }
         }
-        Ok(())
+        Ok(broken)
     }
 
     async fn run_chunk(

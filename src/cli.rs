@@ -26,6 +26,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use runtime::sandbox_config;
+pub use sandbox_cmd::listening_url;
 
 /// Exit code when a time budget ran out before the work did: state is saved, run again.
 pub const EXIT_CONTINUATION: u8 = 75;

@@ -121,9 +121,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         .ok_or_else(|| eyre!("sandbox has no stdout"))?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("sandbox listening on ")
+    let url = super::listening_url(&line)
         .ok_or_else(|| eyre!("unexpected sandbox output: {line}"))?
         .to_string();
 

@@ -60,6 +60,14 @@ impl SandboxArgs {
     }
 }
 
+/// The first line `sandbox` prints: what follows it is the address it serves.
+const LISTENING: &str = "sandbox listening on ";
+
+/// The sandbox's address from its first output line (for whoever started it as a process).
+pub fn listening_url(line: &str) -> Option<&str> {
+    line.trim().strip_prefix(LISTENING)
+}
+
 pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
     let mut cfg =
@@ -77,7 +85,7 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Resu
     let sandbox = Sandbox::start(cfg, args.bind)
         .await
         .wrap_err_with(|| format!("cannot listen on {}", args.bind))?;
-    println!("sandbox listening on {}", sandbox.url());
+    println!("{LISTENING}{}", sandbox.url());
     std::io::stdout().flush()?;
     shutdown_signal().await;
     sandbox.shutdown().await;

@@ -191,9 +191,7 @@ impl SandboxProc {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("sandbox listening on ")
+        let url = avesa_console::cli::listening_url(&line)
             .unwrap_or_else(|| panic!("unexpected sandbox output {line:?}"))
             .to_string();
         SandboxProc { child, url }

@@ -14,37 +14,29 @@ pub struct RateBudget {
         RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
     >,
     clock: DefaultClock,
-    per_minute: Option<u32>,
+    spacing: Duration,
 }
 
 impl RateBudget {
     /// `None` paces nothing (benchmarks, sources without a limit).
     pub fn new(per_minute: Option<u32>) -> Self {
-        let limiter = per_minute.and_then(NonZeroU32::new).map(|n| {
-            let period = Duration::from_secs_f64(60.0 / f64::from(n.get()));
-            RateLimiter::direct(
-                Quota::with_period(period)
-                    .expect("a positive period")
-                    .allow_burst(NonZeroU32::MIN),
-            )
-        });
+        let spacing = per_minute
+            .and_then(NonZeroU32::new)
+            .map_or(Duration::ZERO, |n| {
+                Duration::from_secs_f64(60.0 / f64::from(n.get()))
+            });
+        let limiter = Quota::with_period(spacing)
+            .map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)));
         RateBudget {
             limiter,
             clock: DefaultClock::default(),
-            per_minute,
+            spacing,
         }
-    }
-
-    pub fn per_minute(&self) -> Option<u32> {
-        self.per_minute
     }
 
     /// The spacing between paced requests (zero when unpaced).
     pub fn spacing(&self) -> Duration {
-        match (&self.limiter, self.per_minute) {
-            (Some(_), Some(n)) if n > 0 => Duration::from_secs_f64(60.0 / f64::from(n)),
-            _ => Duration::ZERO,
-        }
+        self.spacing
     }
 
     /// Waits until one more request fits the budget.

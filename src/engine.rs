@@ -23,7 +23,7 @@ use crate::sources::Source;
 use crate::store::{CreateOutcome, JobStore, StoreError};
 
 pub use budget::RateBudget;
-pub use events::EngineEvent;
+pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use planner::{Plan, PlanError, PlanRequest};
 

@@ -2,6 +2,8 @@
 //! after an opaque cursor. Sources classify errors; the engine decides what to retry.
 
 pub mod connectwise;
+pub mod salesforce;
+pub mod servicenow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,37 @@ pub struct Page {
     pub next: Option<String>,
     /// Size of the response body, for throughput figures.
     pub bytes: usize,
+    /// What the server said about its own request quota, if anything.
+    pub usage: Option<ApiUsage>,
+}
+
+/// A server's statement about its request quota (ServiceNow `X-RateLimit-*`, Salesforce
+/// `Sforce-Limit-Info`). The engine slows down as `used` nears `limit`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiUsage {
+    /// Requests counted so far in the current period, when the server says.
+    pub used: Option<u64>,
+    /// Requests allowed per `period`.
+    pub limit: u64,
+    pub period: Duration,
+    /// When the current period ends, when the server says.
+    pub resets_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Per-service client settings that come from `backfill_config.json`.
+#[derive(Clone, Debug)]
+pub struct SourceSettings {
+    /// Salesforce: a window whose `totalSize` exceeds this is read through a Bulk API 2.0
+    /// query job instead of REST query paging.
+    pub bulk_query_threshold: u64,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        SourceSettings {
+            bulk_query_threshold: 50_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,6 +64,14 @@ pub enum SourceError {
     /// The API answered with an error status.
     #[error("HTTP {status}: {message}")]
     Http {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The server refused the request for its rate or request limits (429, Salesforce 403
+    /// `REQUEST_LIMIT_EXCEEDED`): wait and ask again, never fail the chunk for it.
+    #[error("rate limited (HTTP {status}): {message}")]
+    RateLimited {
         status: u16,
         message: String,
         retry_after: Option<Duration>,
@@ -50,6 +91,7 @@ impl SourceError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SourceError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            SourceError::RateLimited { .. } => true,
             SourceError::Transport(_) => true,
             SourceError::Decode { truncated, .. } => *truncated,
             SourceError::Config(_) => false,
@@ -57,12 +99,17 @@ impl SourceError {
     }
 
     pub fn is_rate_limited(&self) -> bool {
-        matches!(self, SourceError::Http { status: 429, .. })
+        matches!(
+            self,
+            SourceError::RateLimited { .. } | SourceError::Http { status: 429, .. }
+        )
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            SourceError::Http { retry_after, .. } => *retry_after,
+            SourceError::Http { retry_after, .. } | SourceError::RateLimited { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -88,17 +135,22 @@ pub fn connect(
     base_url: &str,
     credentials: Credentials,
     http: reqwest::Client,
+    settings: &SourceSettings,
 ) -> Result<Arc<dyn Source>, SourceError> {
-    match service {
-        Service::Connectwise => Ok(Arc::new(connectwise::ConnectWise::new(
+    Ok(match service {
+        Service::Connectwise => Arc::new(connectwise::ConnectWise::new(
             base_url,
             credentials,
             http,
-        )?)),
-        other => Err(SourceError::Config(format!(
-            "the {other} source is not available in this build"
-        ))),
-    }
+        )?),
+        Service::Servicenow => Arc::new(servicenow::ServiceNow::new(base_url, credentials, http)?),
+        Service::Salesforce => Arc::new(salesforce::Salesforce::new(
+            base_url,
+            credentials,
+            http,
+            settings,
+        )?),
+    })
 }
 
 /// Parses `Retry-After` given in seconds (the form these APIs use).

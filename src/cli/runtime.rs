@@ -241,7 +241,17 @@ impl SourceProvider for Provider {
             .config
             .tenants
             .resolve_credentials(tenant_id, service, conn)?;
-        let src = sources::connect(service, &base, creds, self.http.clone())
+        let mut settings = sources::SourceSettings::default();
+        if let Some(n) = self
+            .config
+            .backfill
+            .service_settings
+            .get(&service)
+            .and_then(|s| s.bulk_query_threshold)
+        {
+            settings.bulk_query_threshold = n;
+        }
+        let src = sources::connect(service, &base, creds, self.http.clone(), &settings)
             .map_err(|e| e.to_string())?;
         cache.insert((tenant_id.to_string(), service), src.clone());
         Ok(src)

@@ -40,6 +40,19 @@ pub struct DefaultSettings {
     /// server says `Retry-After`.
     #[serde(default = "default_request_retry_ms")]
     pub request_retry_min_delay_ms: u64,
+    /// Consecutive failed requests to one tenant's service that open its circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub circuit_breaker_failures: u32,
+    /// How long an open breaker waits before letting one probe request through.
+    #[serde(default = "default_breaker_cooldown")]
+    pub circuit_breaker_cooldown_seconds: f64,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> f64 {
+    30.0
 }
 
 fn default_request_retries() -> u32 {
@@ -64,6 +77,10 @@ pub struct ServiceSettings {
     pub rate_limit_requests_per_minute: u32,
     #[serde(default)]
     pub priority_endpoints: Vec<String>,
+    /// Salesforce only: windows holding more records than this are read with a Bulk API 2.0
+    /// query job.
+    #[serde(default)]
+    pub bulk_query_threshold: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -41,6 +41,23 @@ pub enum EngineEvent {
         service: Service,
         retry_after_ms: u64,
     },
+    /// A tenant's service circuit breaker changed state (`closed`, `open`, `half_open`).
+    BreakerChanged {
+        tenant_id: String,
+        service: Service,
+        state: BreakerState,
+        consecutive_failures: u32,
+        /// Why it opened: the last failure.
+        reason: Option<String>,
+    },
+    /// What a server said about its quota (requests used of the limit per period).
+    ServerUsage {
+        tenant_id: String,
+        service: Service,
+        used: Option<u64>,
+        limit: u64,
+        period_secs: u64,
+    },
     /// The time budget ran out; the job's state is saved and a continuation can pick it up.
     ContinuationNeeded {
         job_id: String,
@@ -49,4 +66,16 @@ pub enum EngineEvent {
         job_id: String,
         status: JobStatus,
     },
+}
+
+/// Circuit breaker states of one tenant's service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Requests flow.
+    Closed,
+    /// Too many consecutive failures: the pair's chunks wait for the cool-down.
+    Open,
+    /// The cool-down is over: one probe request decides.
+    HalfOpen,
 }

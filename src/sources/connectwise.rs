@@ -123,13 +123,24 @@ impl ConnectWise {
             truncated: true,
         })?;
         if !status.is_success() {
-            return Err(SourceError::Http {
-                status: status.as_u16(),
-                message: scrub(
-                    &error_message(&body),
-                    self.secrets.iter().map(String::as_str),
-                ),
-                retry_after: retry_after(&headers),
+            let message = scrub(
+                &error_message(&body),
+                self.secrets.iter().map(String::as_str),
+            );
+            let retry_after = retry_after(&headers);
+            let status = status.as_u16();
+            return Err(if status == 429 {
+                SourceError::RateLimited {
+                    status,
+                    message,
+                    retry_after,
+                }
+            } else {
+                SourceError::Http {
+                    status,
+                    message,
+                    retry_after,
+                }
             });
         }
         Ok((headers, body))
@@ -218,6 +229,7 @@ impl Source for ConnectWise {
             body,
             records_at: RecordsAt::Body,
             next,
+            usage: None,
         })
     }
 

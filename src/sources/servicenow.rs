@@ -1,0 +1,37 @@
+//! ServiceNow source (being built).
+
+use async_trait::async_trait;
+
+use super::{Page, Source, SourceError};
+use crate::config::{Credentials, EndpointDef};
+use crate::domain::{Service, Window};
+
+pub struct ServiceNow;
+
+impl ServiceNow {
+    pub fn new(
+        _base_url: &str,
+        _creds: Credentials,
+        _http: reqwest::Client,
+    ) -> Result<Self, SourceError> {
+        Err(SourceError::Config("the servicenow source is not built yet".into()))
+    }
+}
+
+#[async_trait]
+impl Source for ServiceNow {
+    fn service(&self) -> Service {
+        Service::Servicenow
+    }
+    async fn fetch_page(
+        &self,
+        _endpoint: &EndpointDef,
+        _window: &Window,
+        _cursor: Option<&str>,
+    ) -> Result<Page, SourceError> {
+        unreachable!()
+    }
+    async fn count(&self, _endpoint: &EndpointDef, _window: &Window) -> Result<u64, SourceError> {
+        unreachable!()
+    }
+}

@@ -12,6 +12,8 @@ mod data;
 mod faults;
 mod json;
 mod render;
+pub mod salesforce;
+pub mod servicenow;
 #[cfg(test)]
 mod tests;
 mod words;
@@ -36,7 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::Window;
 use data::{Generator, Table, TableData};
-use faults::{FaultPlan, RateLimits};
+pub(crate) use faults::{FaultAction, FaultPlan, RateLimits};
 
 /// One ConnectWise company the sandbox accepts credentials for, with its dataset size.
 #[derive(Clone)]
@@ -103,6 +105,10 @@ pub struct SandboxConfig {
     /// Requests per minute per tenant (burst of the same size); `None` = unlimited.
     pub rate_limit_per_minute: Option<u32>,
     pub faults: Vec<Fault>,
+    /// ServiceNow instances' users the sandbox accepts (Table API under `/api/now/`).
+    pub servicenow: Vec<servicenow::SnAccount>,
+    /// Salesforce orgs the sandbox accepts (`/services/oauth2/token`, `/services/data/`).
+    pub salesforce: Vec<salesforce::SfAccount>,
 }
 
 impl SandboxConfig {
@@ -114,29 +120,124 @@ impl SandboxConfig {
             tenants,
             rate_limit_per_minute: None,
             faults: Vec::new(),
+            servicenow: Vec::new(),
+            salesforce: Vec::new(),
         }
     }
 }
 
-/// An injected failure: matching requests get `status` and a `ConnectWiseApi` error body.
+/// An injected failure. Matching requests (same service, path and, if set, window start)
+/// misbehave as `kind` says, for the first `times` matches (`None` = always), each with
+/// chance `probability` (default 1).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
-    /// API path after `/v4_6_release/apis/3.0/`, e.g. `service/tickets`.
+    /// Which API: `connectwise` (the default), `servicenow` or `salesforce`.
+    #[serde(default = "default_fault_service")]
+    pub service: crate::domain::Service,
+    /// ConnectWise: the path after `/v4_6_release/apis/3.0/` (`service/tickets`);
+    /// ServiceNow: the table (`incident`); Salesforce: the sObject (`Account`). `*` = any.
     pub path: String,
-    /// Matches requests whose `>=` condition equals this; `None` = any request on `path`.
+    /// Matches requests whose window starts here; `None` = any request on `path`.
     #[serde(default)]
     pub window_start: Option<DateTime<Utc>>,
-    pub status: u16,
-    /// `None` = permanent; `Some(n)` = only the first `n` matching requests fail.
+    #[serde(default)]
+    pub kind: FaultKind,
+    /// HTTP status for `kind: status` (429 comes with `Retry-After`).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `None` = permanent; `Some(n)` = only the first `n` matching requests misbehave.
     #[serde(default)]
     pub times: Option<u32>,
+    /// Chance (0..=1) that a matching request misbehaves; default 1.
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// `Retry-After` seconds sent with a 429 (default 1).
+    #[serde(default)]
+    pub retry_after_seconds: Option<u64>,
+    /// `slow`: how long the answer is held back.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// `touch_records`: how many records of the requested window get a new update time
+    /// (after the window's end: they leave it while it is being read).
+    #[serde(default)]
+    pub records: Option<u32>,
     #[serde(default = "default_fault_message")]
     pub message: String,
 }
 
+/// How a matching request misbehaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer `status` with the API's own error body.
+    #[default]
+    Status,
+    /// Answer normally after `delay_ms`.
+    Slow,
+    /// Send the headers and half the body, then close the connection.
+    Truncate,
+    /// Answer 200 with a body that is not valid JSON.
+    Malformed,
+    /// The caller's token is expired: 401 until it signs in again (Salesforce, ServiceNow OAuth).
+    ExpireToken,
+    /// Move `records` records of the requested window past its end, then answer normally.
+    TouchRecords,
+}
+
+fn default_fault_service() -> crate::domain::Service {
+    crate::domain::Service::Connectwise
+}
+
 fn default_fault_message() -> String {
     "Injected fault".to_string()
+}
+
+impl Fault {
+    /// A fault answering `status` on every request to `path` of ConnectWise.
+    pub fn status(path: &str, status: u16) -> Fault {
+        Fault {
+            service: crate::domain::Service::Connectwise,
+            path: path.to_string(),
+            window_start: None,
+            kind: FaultKind::Status,
+            status: Some(status),
+            times: None,
+            probability: None,
+            retry_after_seconds: None,
+            delay_ms: None,
+            records: None,
+            message: default_fault_message(),
+        }
+    }
+
+    /// Checks the fields `kind` needs; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.trim_matches('/').is_empty() {
+            return Err("path is empty".into());
+        }
+        if let Some(p) = self.probability
+            && !(p.is_finite() && (0.0..=1.0).contains(&p))
+        {
+            return Err(format!("probability {p} is not between 0 and 1"));
+        }
+        match self.kind {
+            FaultKind::Status => match self.status {
+                None => Err("status is required for kind \"status\"".into()),
+                Some(s) if !(400..=599).contains(&s) => {
+                    Err(format!("status {s} is not an HTTP error status (400-599)"))
+                }
+                Some(_) => Ok(()),
+            },
+            FaultKind::Slow if self.delay_ms.is_none() => {
+                Err("delay_ms is required for kind \"slow\"".into())
+            }
+            FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => {
+                Err("records (at least 1) is required for kind \"touch_records\"".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Counters since start; `Sandbox::stats` and `GET /_sandbox/stats` return a snapshot.
@@ -194,6 +295,10 @@ pub(crate) struct Shared {
     counters: Counters,
     seen_pages: Mutex<HashSet<String>>,
     addr: SocketAddr,
+    #[allow(dead_code)]
+    servicenow: servicenow::SnState,
+    #[allow(dead_code)]
+    salesforce: salesforce::SfState,
 }
 
 impl Shared {
@@ -212,6 +317,44 @@ impl Shared {
     fn page_seen_before(&self, key: String) -> bool {
         let mut seen = self.seen_pages.lock().unwrap_or_else(|e| e.into_inner());
         !seen.insert(key)
+    }
+}
+
+impl Shared {
+    /// Gives `n` records of `table` inside `bounds` a new update time past the window's end
+    /// (as if someone edited them while the backfill reads the window).
+    fn touch_records(&self, _tenant: &TenantData, _table: Table, _bounds: data::Bounds, _n: u32) {
+        // Filled in with the moved-records overlay.
+    }
+}
+
+/// The body of a good answer as a fault spoils it: `Truncate` sends the first half and then
+/// breaks the connection, `Malformed` sends text that is not JSON. Returns the body and the
+/// number of bytes it will send.
+pub(crate) fn spoiled_body(body: Vec<u8>, spoil: Option<FaultKind>) -> (axum::body::Body, usize) {
+    match spoil {
+        Some(FaultKind::Truncate) => {
+            let half = body.len() / 2;
+            let mut first = body;
+            first.truncate(half);
+            let stream = futures::stream::iter(vec![
+                Ok::<_, std::io::Error>(bytes::Bytes::from(first)),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "sandbox fault: body truncated",
+                )),
+            ]);
+            (axum::body::Body::from_stream(stream), half)
+        }
+        Some(FaultKind::Malformed) => {
+            let text = b"<html><body><h1>Service Unavailable</h1></body></html>\n".to_vec();
+            let n = text.len();
+            (axum::body::Body::from(text), n)
+        }
+        _ => {
+            let n = body.len();
+            (axum::body::Body::from(body), n)
+        }
     }
 }
 
@@ -254,9 +397,23 @@ impl Sandbox {
             counters: Counters::default(),
             seen_pages: Mutex::new(HashSet::new()),
             addr,
+            servicenow: servicenow::SnState::new(
+                &config.servicenow,
+                config.anchor,
+                config.history_days,
+                config.rate_limit_per_minute,
+            )?,
+            salesforce: salesforce::SfState::new(
+                &config.salesforce,
+                config.anchor,
+                config.history_days,
+                config.rate_limit_per_minute,
+            )?,
         });
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
+            .merge(servicenow::routes())
+            .merge(salesforce::routes())
             .fallback(connectwise::api)
             .with_state(shared.clone());
         let listener = listener.tap_io(|tcp| {
@@ -371,11 +528,8 @@ pub fn load_faults(path: &std::path::Path) -> Result<Vec<Fault>, String> {
                 "invalid fault plan {shown}: faults[{i}].path is empty"
             ));
         }
-        if !(100..=599).contains(&fault.status) {
-            return Err(format!(
-                "invalid fault plan {shown}: faults[{i}].status {} is not an HTTP status (100-599)",
-                fault.status
-            ));
+        if let Err(reason) = fault.validate() {
+            return Err(format!("invalid fault plan {shown}: faults[{i}].{reason}"));
         }
     }
     Ok(file.faults)

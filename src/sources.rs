@@ -107,9 +107,8 @@ impl SourceError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            SourceError::Http { retry_after, .. } | SourceError::RateLimited { retry_after, .. } => {
-                *retry_after
-            }
+            SourceError::Http { retry_after, .. }
+            | SourceError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -138,11 +137,9 @@ pub fn connect(
     settings: &SourceSettings,
 ) -> Result<Arc<dyn Source>, SourceError> {
     Ok(match service {
-        Service::Connectwise => Arc::new(connectwise::ConnectWise::new(
-            base_url,
-            credentials,
-            http,
-        )?),
+        Service::Connectwise => {
+            Arc::new(connectwise::ConnectWise::new(base_url, credentials, http)?)
+        }
         Service::Servicenow => Arc::new(servicenow::ServiceNow::new(base_url, credentials, http)?),
         Service::Salesforce => Arc::new(salesforce::Salesforce::new(
             base_url,

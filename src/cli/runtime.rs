@@ -91,10 +91,11 @@ pub fn sandbox_config(
     history_days: u32,
     counts: TableCounts,
 ) -> Result<SandboxConfig> {
-    let mut tenants = Vec::new();
+    let mut cfg = SandboxConfig::new(anchor, Vec::new());
+    cfg.history_days = history_days;
     for tenant in &config.tenants.tenants {
         for (service, conn) in &tenant.services {
-            if *service != Service::Connectwise || !conn.base_url.contains(SANDBOX_PLACEHOLDER) {
+            if !conn.base_url.contains(SANDBOX_PLACEHOLDER) {
                 continue;
             }
             // A tenant whose credentials cannot be read is not served; its runs will say why.
@@ -108,28 +109,36 @@ pub fn sandbox_config(
                     continue;
                 }
             };
-            let field = |f: &str| {
-                creds
-                    .require(f)
-                    .map(|s| s.expose().to_string())
-                    .map_err(|e| eyre!("tenant '{}': {e}", tenant.tenant_id))
-            };
-            tenants.push(SandboxTenant {
-                company_id: field("company_id")?,
-                public_key: field("public_key")?,
-                private_key: field("private_key")?,
-                client_id: field("client_id")?,
-                counts,
-            });
+            let id = &tenant.tenant_id;
+            let wrap = |e: String| eyre!("tenant '{id}' {service}: {e}");
+            match service {
+                Service::Connectwise => {
+                    let field = |f: &str| {
+                        creds
+                            .require(f)
+                            .map(|s| s.expose().to_string())
+                            .map_err(&wrap)
+                    };
+                    cfg.tenants.push(SandboxTenant {
+                        company_id: field("company_id")?,
+                        public_key: field("public_key")?,
+                        private_key: field("private_key")?,
+                        client_id: field("client_id")?,
+                        counts,
+                    });
+                }
+                Service::Servicenow => cfg.servicenow.push(
+                    crate::sandbox::servicenow::SnAccount::from_credentials(id, &creds, counts)
+                        .map_err(&wrap)?,
+                ),
+                Service::Salesforce => cfg.salesforce.push(
+                    crate::sandbox::salesforce::SfAccount::from_credentials(id, &creds, counts)
+                        .map_err(&wrap)?,
+                ),
+            }
         }
     }
-    Ok(SandboxConfig {
-        anchor,
-        history_days,
-        tenants,
-        rate_limit_per_minute: None,
-        faults: Vec::new(),
-    })
+    Ok(cfg)
 }
 
 fn uses_sandbox(config: &Config) -> bool {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
@@ -13,7 +12,8 @@ use chrono::NaiveDateTime;
 
 use super::data::{Bounds, Table, TableData};
 use super::render::render;
-use super::{Shared, TenantData};
+use super::{FaultAction, FaultKind, Shared, TenantData, spoiled_body};
+use crate::domain::Service;
 
 pub(crate) const API_PREFIX: &str = "/v4_6_release/apis/3.0/";
 const DEFAULT_PAGE_SIZE: u64 = 25;
@@ -35,6 +35,8 @@ struct Reply {
     link: Option<String>,
     retry_after: Option<u64>,
     body: Vec<u8>,
+    /// A fault that spoils an otherwise good answer (slow, truncated, malformed).
+    spoil: Option<FaultAction>,
 }
 
 impl Reply {
@@ -45,6 +47,7 @@ impl Reply {
             link: None,
             retry_after: None,
             body,
+            spoil: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl Reply {
             link: None,
             retry_after: None,
             body: serde_json::to_vec(&body).unwrap_or_default(),
+            spoil: None,
         }
     }
 
@@ -65,7 +69,8 @@ impl Reply {
     }
 
     fn into_response(self) -> Response {
-        let mut response = Response::new(Body::from(self.body));
+        let (body, _) = spoiled_body(self.body, self.spoil.as_ref().map(|a| a.kind));
+        let mut response = Response::new(body);
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(
@@ -87,6 +92,11 @@ impl Reply {
 /// Axum fallback handler for every path other than `/_sandbox/stats`.
 pub(crate) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let reply = handle(&shared, req.method(), req.uri(), req.headers());
+    if let Some(action) = &reply.spoil
+        && action.kind == FaultKind::Slow
+    {
+        tokio::time::sleep(action.delay).await;
+    }
     let c = &shared.counters;
     c.requests.fetch_add(1, Ordering::Relaxed);
     c.bytes_sent
@@ -166,12 +176,44 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
         Ok(q) => q,
         Err(err) => return err.reply(),
     };
-    if let Some((status, message)) = shared.faults.take(rest, query.lower_bound) {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Reply::error(status, "ConnectWiseApi", message).with_outcome(Outcome::Fault);
+    let mut spoil = None;
+    if let Some(action) = shared
+        .faults
+        .take(Service::Connectwise, rest, query.lower_bound)
+    {
+        match action.kind {
+            FaultKind::Status => {
+                let status = StatusCode::from_u16(action.status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let code = if action.status == 429 {
+                    "TooManyRequests"
+                } else {
+                    "ConnectWiseApi"
+                };
+                let mut reply =
+                    Reply::error(status, code, &action.message).with_outcome(Outcome::Fault);
+                if action.status == 429 {
+                    reply.retry_after = Some(action.retry_after_secs);
+                }
+                return reply;
+            }
+            FaultKind::ExpireToken => {
+                // ConnectWise keys do not expire; a revoked key looks like this.
+                return Reply::error(
+                    StatusCode::UNAUTHORIZED,
+                    "ConnectWiseApi",
+                    "UserNotAuthenticated",
+                )
+                .with_outcome(Outcome::Fault);
+            }
+            FaultKind::TouchRecords => {
+                shared.touch_records(tenant, table, query.bounds, action.records);
+            }
+            FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed => spoil = Some(action),
+        }
     }
     let data = shared.table(tenant, table);
-    match route {
+    let mut reply = match route {
         Route::Count => {
             let body = format!("{{\"count\":{}}}", data.count(query.bounds));
             Reply::ok(body.into_bytes())
@@ -224,7 +266,11 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
             }
             reply
         }
+    };
+    if reply.status == StatusCode::OK {
+        reply.spoil = spoil;
     }
+    reply
 }
 
 fn authenticate<'a>(
@@ -412,6 +458,7 @@ impl QueryError {
             link: None,
             retry_after: None,
             body: serde_json::to_vec(&body).unwrap_or_default(),
+            spoil: None,
         }
     }
 }

@@ -10,7 +10,23 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use super::Fault;
+use super::{Fault, FaultKind};
+use crate::domain::Service;
+
+/// What one request must suffer, as decided by the fault plan.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct FaultAction {
+    pub(crate) kind: FaultKind,
+    /// For `Status`: the status to answer.
+    pub(crate) status: u16,
+    pub(crate) message: String,
+    /// For a 429: the `Retry-After` to send.
+    pub(crate) retry_after_secs: u64,
+    /// For `Slow`: the hold-back.
+    pub(crate) delay: Duration,
+    /// For `TouchRecords`: how many records to move.
+    pub(crate) records: u32,
+}
 
 /// A fault plus what is left of its budget (`None` = permanent).
 #[derive(Debug)]
@@ -40,16 +56,28 @@ impl FaultPlan {
         }
     }
 
-    /// The fault (status, message) to answer a request with, consuming one unit of its budget.
+    /// The fault to apply to a request, consuming one unit of its budget.
     ///
-    /// `path` is the API path after `/v4_6_release/apis/3.0/` (e.g. `service/tickets`);
-    /// `lower_bound` is the value of the request's `>=` condition, if any.
-    pub(crate) fn take(&self, path: &str, lower_bound: Option<i64>) -> Option<(u16, &str)> {
+    /// `path` is the API path, table or sObject the request reads; `lower_bound` is the
+    /// start of the request's window (unix seconds), if it has one.
+    pub(crate) fn take(
+        &self,
+        service: Service,
+        path: &str,
+        lower_bound: Option<i64>,
+    ) -> Option<FaultAction> {
         self.faults.iter().find_map(|armed| {
-            if armed.fault.path.trim_matches('/') != path {
+            let f = &armed.fault;
+            let wanted = f.path.trim_matches('/');
+            if f.service != service || (wanted != "*" && wanted != path) {
                 return None;
             }
             if armed.window_start.is_some() && armed.window_start != lower_bound {
+                return None;
+            }
+            if let Some(p) = f.probability
+                && rand::random::<f64>() >= p
+            {
                 return None;
             }
             let available = match &armed.remaining {
@@ -58,7 +86,14 @@ impl FaultPlan {
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                     .is_ok(),
             };
-            available.then_some((armed.fault.status, armed.fault.message.as_str()))
+            available.then(|| FaultAction {
+                kind: f.kind,
+                status: f.status.unwrap_or(500),
+                message: f.message.clone(),
+                retry_after_secs: f.retry_after_seconds.unwrap_or(1),
+                delay: Duration::from_millis(f.delay_ms.unwrap_or(0)),
+                records: f.records.unwrap_or(0),
+            })
         })
     }
 }
@@ -117,29 +152,51 @@ mod tests {
 
     fn fault(times: Option<u32>, window_start: Option<&str>) -> Fault {
         Fault {
-            path: "service/tickets".into(),
             window_start: window_start.map(|s| s.parse().unwrap()),
-            status: 500,
             times,
             message: "boom".into(),
+            ..Fault::status("service/tickets", 500)
         }
+    }
+
+    fn status_of(a: Option<FaultAction>) -> Option<(u16, String)> {
+        a.map(|a| (a.status, a.message))
     }
 
     #[test]
     fn budgets_count_down_and_windows_must_match() {
         let plan = FaultPlan::new(&[fault(Some(2), Some("2024-01-01T00:00:00Z"))]);
         let lo = Some(1_704_067_200);
-        assert_eq!(plan.take("time/entries", lo), None);
-        assert_eq!(plan.take("service/tickets", None), None);
-        assert_eq!(plan.take("service/tickets", Some(0)), None);
-        assert_eq!(plan.take("service/tickets", lo), Some((500, "boom")));
-        assert_eq!(plan.take("service/tickets", lo), Some((500, "boom")));
-        assert_eq!(plan.take("service/tickets", lo), None);
+        let cw = Service::Connectwise;
+        let boom = Some((500, "boom".to_string()));
+        assert_eq!(plan.take(cw, "time/entries", lo), None);
+        assert_eq!(plan.take(Service::Servicenow, "service/tickets", lo), None);
+        assert_eq!(plan.take(cw, "service/tickets", None), None);
+        assert_eq!(plan.take(cw, "service/tickets", Some(0)), None);
+        assert_eq!(status_of(plan.take(cw, "service/tickets", lo)), boom);
+        assert_eq!(status_of(plan.take(cw, "service/tickets", lo)), boom);
+        assert_eq!(plan.take(cw, "service/tickets", lo), None);
 
         let permanent = FaultPlan::new(&[fault(None, None)]);
         for _ in 0..5 {
-            assert!(permanent.take("service/tickets", None).is_some());
+            assert!(permanent.take(cw, "service/tickets", None).is_some());
         }
+    }
+
+    #[test]
+    fn probability_lets_a_share_through_and_star_matches_any_path() {
+        let plan = FaultPlan::new(&[Fault {
+            path: "*".into(),
+            probability: Some(0.3),
+            ..Fault::status("x", 503)
+        }]);
+        let hits = (0..10_000)
+            .filter(|_| {
+                plan.take(Service::Connectwise, "company/companies", None)
+                    .is_some()
+            })
+            .count();
+        assert!((2_500..3_500).contains(&hits), "{hits} of 10000 at p=0.3");
     }
 
     #[test]

@@ -12,9 +12,12 @@ impl Salesforce {
     pub fn new(
         _base_url: &str,
         _creds: Credentials,
-        _http: reqwest::Client, _settings: &SourceSettings,
+        _http: reqwest::Client,
+        _settings: &SourceSettings,
     ) -> Result<Self, SourceError> {
-        Err(SourceError::Config("the salesforce source is not built yet".into()))
+        Err(SourceError::Config(
+            "the salesforce source is not built yet".into(),
+        ))
     }
 }
 

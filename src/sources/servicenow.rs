@@ -14,7 +14,9 @@ impl ServiceNow {
         _creds: Credentials,
         _http: reqwest::Client,
     ) -> Result<Self, SourceError> {
-        Err(SourceError::Config("the servicenow source is not built yet".into()))
+        Err(SourceError::Config(
+            "the servicenow source is not built yet".into(),
+        ))
     }
 }
 

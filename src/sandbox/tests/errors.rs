@@ -139,11 +139,10 @@ async fn a_fault_with_a_budget_fails_exactly_that_many_times() {
     let mut cfg = config();
     let start_at = ts("2024-02-01T00:00:00Z");
     cfg.faults = vec![Fault {
-        path: "service/tickets".into(),
         window_start: Some(start_at),
-        status: 503,
         times: Some(2),
         message: "Simulated outage".into(),
+        ..Fault::status("service/tickets", 503)
     }];
     let sb = start(cfg.clone()).await;
     let t = &cfg.tenants[0];

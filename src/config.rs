@@ -43,6 +43,30 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "credentials/initech-connectwise.json",
         include_str!("../mappings/credentials/initech-connectwise.json"),
     ),
+    (
+        "endpoints/servicenow.json",
+        include_str!("../mappings/endpoints/servicenow.json"),
+    ),
+    (
+        "endpoints/salesforce.json",
+        include_str!("../mappings/endpoints/salesforce.json"),
+    ),
+    (
+        "credentials/acme-servicenow.json",
+        include_str!("../mappings/credentials/acme-servicenow.json"),
+    ),
+    (
+        "credentials/globex-servicenow.json",
+        include_str!("../mappings/credentials/globex-servicenow.json"),
+    ),
+    (
+        "credentials/acme-salesforce.json",
+        include_str!("../mappings/credentials/acme-salesforce.json"),
+    ),
+    (
+        "credentials/initech-salesforce.json",
+        include_str!("../mappings/credentials/initech-salesforce.json"),
+    ),
 ];
 
 /// All configuration, loaded from one directory laid out like `mappings/`.

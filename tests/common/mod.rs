@@ -377,3 +377,58 @@ pub fn parse_window(start: &str, end: &str) -> Window {
             .with_timezone(&Utc),
     )
 }
+
+/// Every `(id, update time)` landed for a table of any service, ids as text, sorted; plus the
+/// files read. For sources whose ids are strings (ServiceNow `sys_id`, Salesforce `Id`).
+pub fn landed_keys(
+    data_dir: &Path,
+    tenant: &str,
+    service: &str,
+    table: &str,
+    id_col: &str,
+    ts_col: &str,
+) -> (Vec<(String, DateTime<Utc>)>, Vec<PathBuf>) {
+    use arrow_array::StringArray;
+    let dir = data_dir.join(tenant).join("raw").join(service).join(table);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut rows = Vec::new();
+    for f in &files {
+        assert_eq!(
+            f.extension().and_then(|e| e.to_str()),
+            Some("parquet"),
+            "stray file {}",
+            f.display()
+        );
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = batch
+                .column_by_name(id_col)
+                .unwrap_or_else(|| panic!("{} has no column {id_col}", f.display()));
+            let ids: Vec<String> = if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
+                (0..s.len()).map(|i| s.value(i).to_string()).collect()
+            } else {
+                let n = col.as_any().downcast_ref::<Int64Array>().unwrap();
+                (0..n.len()).map(|i| n.value(i).to_string()).collect()
+            };
+            let upd = batch
+                .column_by_name(ts_col)
+                .unwrap_or_else(|| panic!("{} has no column {ts_col}", f.display()))
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .clone();
+            for (i, id) in ids.into_iter().enumerate() {
+                rows.push((id, DateTime::from_timestamp_micros(upd.value(i)).unwrap()));
+            }
+        }
+    }
+    rows.sort();
+    (rows, files)
+}

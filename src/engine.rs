@@ -4,10 +4,13 @@
 //! It sees stores, sources and sinks only through their traits and types; it knows nothing
 //! of terminals, SQLite or AWS.
 
+pub mod breaker;
 pub mod budget;
 pub mod events;
 pub mod executor;
 pub mod planner;
+#[cfg(test)]
+mod policy_tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +25,8 @@ use crate::sink::{RawSink, SinkError};
 use crate::sources::Source;
 use crate::store::{CreateOutcome, JobStore, StoreError};
 
-pub use budget::RateBudget;
+pub use breaker::{BreakerSnapshot, CircuitBreaker};
+pub use budget::{BudgetSnapshot, RateBudget};
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use planner::{Plan, PlanError, PlanRequest};
@@ -91,6 +95,16 @@ struct Inner {
     events: broadcast::Sender<EngineEvent>,
     options: EngineOptions,
     budgets: Mutex<HashMap<(String, Service), Arc<RateBudget>>>,
+    breakers: Mutex<HashMap<(String, Service), Arc<CircuitBreaker>>>,
+}
+
+/// The request health of one tenant's service: its rate budget and circuit breaker.
+#[derive(Clone, Debug)]
+pub struct PairHealth {
+    pub tenant_id: String,
+    pub service: Service,
+    pub budget: BudgetSnapshot,
+    pub breaker: BreakerSnapshot,
 }
 
 /// A cheap, cloneable handle on one engine.
@@ -117,6 +131,7 @@ impl Engine {
                 events,
                 options,
                 budgets: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -193,5 +208,43 @@ impl Engine {
                 Arc::new(RateBudget::new(rate))
             })
             .clone()
+    }
+
+    /// The circuit breaker of a tenant's service.
+    pub fn breaker(&self, tenant_id: &str, service: Service) -> Arc<CircuitBreaker> {
+        let mut breakers = self
+            .inner
+            .breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        breakers
+            .entry((tenant_id.to_string(), service))
+            .or_insert_with(|| {
+                let d = &self.inner.config.backfill.default_settings;
+                Arc::new(CircuitBreaker::new(
+                    d.circuit_breaker_failures,
+                    Duration::from_secs_f64(d.circuit_breaker_cooldown_seconds),
+                ))
+            })
+            .clone()
+    }
+
+    /// Rate budgets and breakers of every pair that has made requests, sorted.
+    pub fn health(&self) -> Vec<PairHealth> {
+        let budgets: Vec<_> = {
+            let b = self.inner.budgets.lock().unwrap_or_else(|p| p.into_inner());
+            b.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let mut out: Vec<PairHealth> = budgets
+            .into_iter()
+            .map(|((tenant_id, service), budget)| PairHealth {
+                breaker: self.breaker(&tenant_id, service).snapshot(),
+                budget: budget.snapshot(),
+                tenant_id,
+                service,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.tenant_id, a.service).cmp(&(&b.tenant_id, b.service)));
+        out
     }
 }

@@ -140,6 +140,14 @@ impl BackfillConfig {
                 "must be at least 1",
             );
         }
+        if !(d.circuit_breaker_cooldown_seconds.is_finite()
+            && (0.0..=86_400.0).contains(&d.circuit_breaker_cooldown_seconds))
+        {
+            return err(
+                "$.default_settings.circuit_breaker_cooldown_seconds".into(),
+                "must be a number of seconds between 0 and 86400",
+            );
+        }
         if !(d.retry_backoff_seconds.is_finite() && d.retry_backoff_seconds >= 0.0) {
             return err(
                 "$.default_settings.retry_backoff_seconds".into(),

@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use rand::Rng;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{Engine, EngineError, EngineEvent};
+use super::{BreakerState, Engine, EngineError, EngineEvent, breaker};
 use crate::config::EndpointDef;
-use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Window};
+use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
 use crate::sink::ChunkMeta;
 use crate::sources::{Page, Source, SourceError};
 use crate::store::{Claim, JobFilter, StoreError};
@@ -550,38 +550,146 @@ impl Fetcher {
     }
 
     async fn fetch(&self, cursor: Option<String>) -> Result<Page, SourceError> {
-        let settings = &self.engine.config().backfill.default_settings;
-        let budget = self.engine.budget(&self.tenant_id, self.source.service());
-        let attempt = || async {
-            budget.acquire().await;
-            self.source
-                .fetch_page(&self.endpoint, &self.window, cursor.as_deref())
-                .await
+        fetch_with_policy(
+            &self.engine,
+            &self.tenant_id,
+            self.source.service(),
+            &self.endpoint.table_name,
+            || {
+                self.source
+                    .fetch_page(&self.endpoint, &self.window, cursor.as_deref())
+            },
+        )
+        .await
+    }
+}
+
+/// Whether a failed request says something about the service's health (for the breaker).
+fn counts_as_failure(e: &SourceError) -> bool {
+    match e {
+        SourceError::Http { status, .. } => *status >= 500 || matches!(*status, 401 | 403 | 408),
+        SourceError::Transport(_) | SourceError::Decode { .. } => true,
+        SourceError::RateLimited { .. } | SourceError::Config(_) => false,
+    }
+}
+
+/// One request under the pair's policies: the circuit breaker admits it, the rate budget
+/// paces it, a rate-limit answer pauses the pair for the server's `Retry-After` (without
+/// using up a retry: the server asked to wait, not to give up), other retryable errors are
+/// retried with exponential backoff and jitter, the rest fail at once.
+pub(crate) async fn fetch_with_policy<T, F, Fut>(
+    engine: &Engine,
+    tenant_id: &str,
+    service: Service,
+    table: &str,
+    mut request: F,
+) -> Result<T, SourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+    T: HasUsage,
+{
+    let settings = &engine.config().backfill.default_settings;
+    let budget = engine.budget(tenant_id, service);
+    let breaker = engine.breaker(tenant_id, service);
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(settings.request_retry_min_delay_ms))
+        .with_max_delay(Duration::from_secs(60))
+        .with_max_times(settings.request_retries as usize)
+        .with_jitter()
+        .build();
+    let mut rate_limited_in_a_row = 0u32;
+    let report = |t: breaker::Transition| {
+        match t.state {
+            BreakerState::Open => {
+                tracing::error!(tenant_id, %service, failures = t.consecutive_failures,
+                reason = t.reason.as_deref().unwrap_or(""), "circuit breaker opened; requests wait for the cool-down")
+            }
+            BreakerState::HalfOpen => {
+                tracing::warn!(tenant_id, %service, "circuit breaker half-open; probing")
+            }
+            BreakerState::Closed => tracing::info!(tenant_id, %service, "circuit breaker closed"),
+        }
+        engine.emit(EngineEvent::BreakerChanged {
+            tenant_id: tenant_id.to_string(),
+            service,
+            state: t.state,
+            consecutive_failures: t.consecutive_failures,
+            reason: t.reason,
+        });
+    };
+    loop {
+        let admission = breaker.admit(report).await;
+        budget.acquire().await;
+        let result = request().await;
+        let outcome = match &result {
+            Ok(_) => breaker::Outcome::Success,
+            Err(e) if counts_as_failure(e) => breaker::Outcome::Failure(e.to_string()),
+            Err(_) => breaker::Outcome::Neutral,
         };
-        attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(settings.request_retry_min_delay_ms))
-                    .with_max_delay(Duration::from_secs(60))
-                    .with_max_times(settings.request_retries as usize)
-                    .with_jitter(),
-            )
-            .sleep(tokio::time::sleep)
-            .when(SourceError::is_retryable)
-            // The server's own Retry-After beats our guess.
-            .adjust(|e: &SourceError, d| d.map(|d| e.retry_after().unwrap_or(d)))
-            .notify(|e: &SourceError, d: Duration| {
-                if e.is_rate_limited() {
-                    self.engine.emit(EngineEvent::RateLimited {
-                        tenant_id: self.tenant_id.clone(),
-                        service: self.source.service(),
-                        retry_after_ms: d.as_millis() as u64,
+        if let Some(t) = breaker.record(admission, outcome) {
+            report(t);
+        }
+        match result {
+            Ok(value) => {
+                if let Some(usage) = value.usage()
+                    && budget.observe(usage)
+                {
+                    tracing::info!(tenant_id, %service, used = ?usage.used, limit = usage.limit,
+                        period_secs = usage.period.as_secs(), pace_ms = budget.current_spacing().as_millis() as u64,
+                        "request pace adjusted to the server's quota");
+                    engine.emit(EngineEvent::ServerUsage {
+                        tenant_id: tenant_id.to_string(),
+                        service,
+                        used: usage.used,
+                        limit: usage.limit,
+                        period_secs: usage.period.as_secs(),
                     });
                 }
-                tracing::warn!(tenant_id = %self.tenant_id, table = %self.endpoint.table_name,
-                    error = %e, wait_ms = d.as_millis() as u64, "page request failed; retrying");
-            })
-            .await
+                return Ok(value);
+            }
+            Err(e) if e.is_rate_limited() => {
+                // Without a Retry-After, wait 1 s, 2 s, 4 s ... up to a minute.
+                let fallback = Duration::from_secs(1 << rate_limited_in_a_row.min(6));
+                rate_limited_in_a_row += 1;
+                budget.rate_limited(e.retry_after(), fallback);
+                let wait = e.retry_after().unwrap_or(fallback);
+                engine.emit(EngineEvent::RateLimited {
+                    tenant_id: tenant_id.to_string(),
+                    service,
+                    retry_after_ms: wait.as_millis() as u64,
+                });
+                tracing::warn!(tenant_id, %service, table, error = %e, wait_ms = wait.as_millis() as u64,
+                    "rate limited by the server; the tenant's requests wait");
+            }
+            Err(e) if e.is_retryable() => match backoff.next() {
+                Some(d) => {
+                    let d = e.retry_after().unwrap_or(d);
+                    tracing::warn!(tenant_id, %service, table, error = %e, wait_ms = d.as_millis() as u64,
+                        "request failed; retrying");
+                    tokio::time::sleep(d).await;
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Results that may carry the server's word on its quota.
+pub(crate) trait HasUsage {
+    fn usage(&self) -> Option<&crate::sources::ApiUsage>;
+}
+
+impl HasUsage for Page {
+    fn usage(&self) -> Option<&crate::sources::ApiUsage> {
+        self.usage.as_ref()
+    }
+}
+
+impl HasUsage for u64 {
+    fn usage(&self) -> Option<&crate::sources::ApiUsage> {
+        None
     }
 }
 

@@ -72,20 +72,28 @@ impl Fixture {
         self
     }
 
-    /// Sets ConnectWise's rate limit, every endpoint's page size, and fast retries.
+    /// Sets every service's rate limit and every endpoint's page size, fast retries and a
+    /// short circuit-breaker cool-down.
     pub fn tune(&self, rate_per_minute: u32, page_size: u32) -> &Self {
         self.edit("backfill_config.json", |v| {
-            v["service_settings"]["connectwise"]["rate_limit_requests_per_minute"] =
-                rate_per_minute.into();
+            for service in ["connectwise", "servicenow", "salesforce"] {
+                v["service_settings"][service]["rate_limit_requests_per_minute"] =
+                    rate_per_minute.into();
+            }
             v["default_settings"]["retry_backoff_seconds"] = 0.05.into();
             v["default_settings"]["request_retries"] = 2.into();
             v["default_settings"]["request_retry_min_delay_ms"] = 10.into();
-        })
-        .edit("endpoints/connectwise.json", |v| {
-            for ep in v["endpoints"].as_array_mut().unwrap() {
-                ep["page_size"] = page_size.into();
-            }
-        })
+            v["default_settings"]["circuit_breaker_cooldown_seconds"] = 0.2.into();
+        });
+        for service in ["connectwise", "servicenow", "salesforce"] {
+            let file = format!("endpoints/{service}.json");
+            self.edit(&file, |v| {
+                for ep in v["endpoints"].as_array_mut().unwrap() {
+                    ep["page_size"] = page_size.into();
+                }
+            });
+        }
+        self
     }
 
     pub fn config(&self) -> Config {

@@ -14,6 +14,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod check;
 mod commands;
 mod output;
 mod runtime;
@@ -71,6 +72,8 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Jobs and their progress.
     Status(StatusArgs),
+    /// Check each connected service of a tenant: credentials, connectivity, every table.
+    Check(check::CheckArgs),
     /// Serve the simulated source APIs on loopback.
     Sandbox(sandbox_cmd::SandboxArgs),
     /// Measure end-to-end backfill throughput and memory against a local sandbox.

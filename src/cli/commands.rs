@@ -29,6 +29,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             runtime::init_logging(&global.log_level, None)?;
             super::sandbox_cmd::run(&global, &ws, args).await
         }
+        Some(Command::Check(args)) => {
+            runtime::init_logging(&global.log_level, None)?;
+            super::check::run(&global, &ws, args).await
+        }
         Some(Command::Bench(args)) => {
             runtime::init_logging("warn", None)?;
             super::bench::run(&global, args).await

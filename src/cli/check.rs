@@ -1,0 +1,171 @@
+//! `check`: before a backfill, ask each connected service of a tenant whether the
+//! credentials work and every configured table can be read, and say what is wrong.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use color_eyre::eyre::{Result, eyre};
+use serde::Serialize;
+
+use super::{GlobalArgs, Output, runtime};
+use crate::domain::{Service, Window};
+use crate::workspace::Workspace;
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    #[arg(long)]
+    pub tenant_id: String,
+    /// Only this service (default: every connected service).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Give up on one request after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Serialize, Debug)]
+struct ServiceReport {
+    service: Service,
+    enabled: bool,
+    ok: bool,
+    /// Why the service could not be checked at all (credentials, configuration).
+    error: Option<String>,
+    tables: Vec<TableReport>,
+}
+
+#[derive(Serialize, Debug)]
+struct TableReport {
+    table: String,
+    path: String,
+    ok: bool,
+    /// Records the source counts in the last 24 hours.
+    records_last_day: Option<u64>,
+    millis: u64,
+    error: Option<String>,
+}
+
+pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result<ExitCode> {
+    let config = runtime::load_config(global, ws)?;
+    let tenant = config.tenant(&args.tenant_id).map_err(|e| eyre!(e))?;
+    let services: Vec<Service> = match &args.service {
+        Some(s) => {
+            let service: Service = s.parse().map_err(|e: String| eyre!("--service: {e}"))?;
+            config
+                .connection(&args.tenant_id, service)
+                .map_err(|e| eyre!(e))?;
+            vec![service]
+        }
+        None => tenant.services.keys().copied().collect(),
+    };
+    if services.is_empty() {
+        return Err(eyre!(
+            "tenant '{}' has no connected services",
+            args.tenant_id
+        ));
+    }
+    let (provider, _sandbox) = runtime::provider(global, config.clone()).await?;
+    let now = Utc::now();
+    let window = Window::new(now - chrono::Duration::hours(24), now);
+    let mut reports = Vec::new();
+    for service in services {
+        let enabled = tenant.services.get(&service).is_some_and(|c| c.enabled);
+        let mut report = ServiceReport {
+            service,
+            enabled,
+            ok: false,
+            error: None,
+            tables: Vec::new(),
+        };
+        if !enabled {
+            report.error = Some(format!("{service} is disabled in the tenants registry"));
+            reports.push(report);
+            continue;
+        }
+        let source = match provider.source(&args.tenant_id, service) {
+            Ok(s) => s,
+            Err(e) => {
+                report.error = Some(e);
+                reports.push(report);
+                continue;
+            }
+        };
+        let Some(endpoints) = config.endpoints(service) else {
+            report.error = Some(format!("no endpoint definitions for {service}"));
+            reports.push(report);
+            continue;
+        };
+        for ep in &endpoints.endpoints {
+            let started = Instant::now();
+            let result = tokio::time::timeout(args.timeout, source.count(ep, &window)).await;
+            let millis = started.elapsed().as_millis() as u64;
+            let (ok, records, error) = match result {
+                Ok(Ok(n)) => (true, Some(n), None),
+                Ok(Err(e)) => (false, None, Some(e.to_string())),
+                Err(_) => (
+                    false,
+                    None,
+                    Some(format!(
+                        "no answer within {}",
+                        humantime::format_duration(args.timeout)
+                    )),
+                ),
+            };
+            report.tables.push(TableReport {
+                table: ep.table_name.clone(),
+                path: ep.path.clone(),
+                ok,
+                records_last_day: records,
+                millis,
+                error,
+            });
+        }
+        report.ok = report.tables.iter().all(|t| t.ok);
+        reports.push(report);
+    }
+    let all_ok = reports.iter().all(|r| r.ok);
+    match args.output {
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&reports)?),
+        Output::Text => print_text(&args.tenant_id, &tenant.display_name, &reports),
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_text(tenant_id: &str, display_name: &str, reports: &[ServiceReport]) {
+    outln!("tenant {tenant_id} ({display_name})");
+    for r in reports {
+        let verdict = if r.ok { "ok" } else { "FAILED" };
+        outln!("  {:<12} {verdict}", r.service.as_str());
+        if let Some(e) = &r.error {
+            outln!("    {e}");
+        }
+        for t in &r.tables {
+            match (&t.error, t.records_last_day) {
+                (None, Some(n)) => outln!(
+                    "    {:<16} ok      {n} records updated in the last 24 h ({} ms)",
+                    t.table,
+                    t.millis
+                ),
+                (Some(e), _) => {
+                    outln!("    {:<16} FAILED  {} ({}): {e}", t.table, t.path, t.millis)
+                }
+                (None, None) => outln!("    {:<16} ?", t.table),
+            }
+        }
+    }
+    let failed = reports.iter().filter(|r| !r.ok).count();
+    if failed == 0 {
+        outln!(
+            "all {} service(s) reachable with working credentials",
+            reports.len()
+        );
+    } else {
+        outln!("{failed} of {} service(s) have problems", reports.len());
+    }
+}

@@ -294,6 +294,8 @@ pub(crate) struct Shared {
     faults: FaultPlan,
     counters: Counters,
     seen_pages: Mutex<HashSet<String>>,
+    /// ConnectWise records moved by `touch_records` faults.
+    moved: Mutex<Vec<MovedRecord>>,
     addr: SocketAddr,
     #[allow(dead_code)]
     servicenow: servicenow::SnState,
@@ -323,8 +325,18 @@ impl Shared {
 impl Shared {
     /// Gives `n` records of `table` inside `bounds` a new update time past the window's end
     /// (as if someone edited them while the backfill reads the window).
-    fn touch_records(&self, _tenant: &TenantData, _table: Table, _bounds: data::Bounds, _n: u32) {
-        // Filled in with the moved-records overlay.
+    fn touch_records(&self, tenant: &TenantData, table: Table, bounds: data::Bounds, n: u32) {
+        let moved = self.table(tenant, table).touch(bounds, n);
+        let mut log = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, from, to) in moved {
+            log.push(MovedRecord {
+                company_id: tenant.tenant.company_id.clone(),
+                table: table.table_name().to_string(),
+                id,
+                from: DateTime::from_timestamp(from, 0).unwrap_or_default(),
+                to: DateTime::from_timestamp(to, 0).unwrap_or_default(),
+            });
+        }
     }
 }
 
@@ -396,6 +408,7 @@ impl Sandbox {
             faults: FaultPlan::new(&config.faults),
             counters: Counters::default(),
             seen_pages: Mutex::new(HashSet::new()),
+            moved: Mutex::new(Vec::new()),
             addr,
             servicenow: servicenow::SnState::new(
                 &config.servicenow,
@@ -412,6 +425,7 @@ impl Sandbox {
         });
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
+            .route("/_sandbox/connectwise/moved", get(moved_handler))
             .merge(servicenow::routes())
             .merge(salesforce::routes())
             .fallback(connectwise::api)
@@ -467,6 +481,31 @@ impl Drop for Sandbox {
             task.abort();
         }
     }
+}
+
+/// A ConnectWise record whose `lastUpdated` a `touch_records` fault moved.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MovedRecord {
+    pub company_id: String,
+    pub table: String,
+    pub id: i64,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+async fn moved_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
+    let moved = shared
+        .moved
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let body = serde_json::to_vec(&moved).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn stats_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {

@@ -32,6 +32,17 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Rate mode: the sandbox enforces this many requests per minute per tenant and the
+    /// engine is configured at the same rate; prints the achieved share and the 429s the
+    /// engine caused.
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Rate mode: how long to run.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Rate mode: tables read at once (they share the tenant's budget).
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -64,7 +75,78 @@ impl Drop for Child {
     }
 }
 
+/// Starts `avesa-console sandbox` as a child process; returns it and its URL.
+fn start_sandbox(
+    config_dir: &std::path::Path,
+    anchor: chrono::DateTime<Utc>,
+    history_days: u32,
+    counts: &[String; 4],
+    extra: &[String],
+) -> Result<(Child, String)> {
+    let exe = std::env::current_exe().wrap_err("cannot find this program's path")?;
+    let mut child = Child(
+        std::process::Command::new(exe)
+            .args([
+                "sandbox",
+                "--bind",
+                "127.0.0.1:0",
+                "--log-level",
+                "warn",
+                "--history-days",
+                &history_days.to_string(),
+            ])
+            .arg("--config-dir")
+            .arg(config_dir)
+            .arg("--anchor")
+            .arg(anchor.to_rfc3339())
+            .args(["--tickets", &counts[0], "--time-entries", &counts[1]])
+            .args(["--companies", &counts[2], "--contacts", &counts[3]])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .wrap_err("cannot start the sandbox process")?,
+    );
+    let stdout = child
+        .0
+        .stdout
+        .take()
+        .ok_or_else(|| eyre!("sandbox has no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = super::listening_url(&line)
+        .ok_or_else(|| eyre!("unexpected sandbox output: {line}"))?
+        .to_string();
+    Ok((child, url))
+}
+
+fn sandbox_tenant(config: &crate::config::Config) -> Result<String> {
+    config
+        .tenants
+        .tenants
+        .iter()
+        .find(|t| {
+            t.services
+                .get(&Service::Connectwise)
+                .is_some_and(|c| c.base_url.contains(runtime::SANDBOX_PLACEHOLDER))
+        })
+        .map(|t| t.tenant_id.clone())
+        .ok_or_else(|| eyre!("no tenant in the registry uses the sandbox"))
+}
+
+async fn sandbox_stats(url: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_slice(
+        &reqwest::get(format!("{url}/_sandbox/stats"))
+            .await?
+            .bytes()
+            .await?,
+    )?)
+}
+
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
+    if let Some(n) = args.rate_limit {
+        return run_rate(global, &args, n).await;
+    }
     if args.records == 0 || args.history_days == 0 {
         bail!("--records and --history-days must be at least 1");
     }
@@ -83,48 +165,8 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let anchor = runtime::today();
     let config_dir = config.dir.clone();
 
-    let exe = std::env::current_exe().wrap_err("cannot find this program's path")?;
-    let mut child = Child(
-        std::process::Command::new(exe)
-            .args([
-                "sandbox",
-                "--bind",
-                "127.0.0.1:0",
-                "--log-level",
-                "warn",
-                "--history-days",
-                &args.history_days.to_string(),
-            ])
-            .arg("--config-dir")
-            .arg(&config_dir)
-            .arg("--anchor")
-            .arg(anchor.to_rfc3339())
-            .args([
-                "--tickets",
-                &args.records.to_string(),
-                "--time-entries",
-                "0",
-                "--companies",
-                "0",
-                "--contacts",
-                "0",
-            ])
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .wrap_err("cannot start the sandbox process")?,
-    );
-    let stdout = child
-        .0
-        .stdout
-        .take()
-        .ok_or_else(|| eyre!("sandbox has no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let url = super::listening_url(&line)
-        .ok_or_else(|| eyre!("unexpected sandbox output: {line}"))?
-        .to_string();
-
+    let counts = [args.records.to_string(), "0".into(), "0".into(), "0".into()];
+    let (child, url) = start_sandbox(&config_dir, anchor, args.history_days, &counts, &[])?;
     let mut global = global.clone();
     global.sandbox_url = Some(url.clone());
     let options = EngineOptions {
@@ -132,17 +174,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         ..EngineOptions::default()
     };
     let wired = runtime::wire_engine(&global, &ws, config.clone(), options).await?;
-    let tenant_id = config
-        .tenants
-        .tenants
-        .iter()
-        .find(|t| {
-            t.services
-                .get(&Service::Connectwise)
-                .is_some_and(|c| c.base_url.contains(runtime::SANDBOX_PLACEHOLDER))
-        })
-        .map(|t| t.tenant_id.clone())
-        .ok_or_else(|| eyre!("no tenant in the registry uses the sandbox"))?;
+    let tenant_id = sandbox_tenant(&config)?;
     let req = PlanRequest {
         tenant_id,
         service: Service::Connectwise,
@@ -163,12 +195,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let outcome = wired.engine.run_job(&job.job_id, None).await?;
     let secs = started.elapsed().as_secs_f64();
 
-    let stats: serde_json::Value = serde_json::from_slice(
-        &reqwest::get(format!("{url}/_sandbox/stats"))
-            .await?
-            .bytes()
-            .await?,
-    )?;
+    let stats = sandbox_stats(&url).await?;
     let job = wired
         .engine
         .store()
@@ -218,6 +245,112 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
             requests,
             report["peak_rss_mb"].as_f64().unwrap_or(0.0),
             report["parquet_mb"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rate mode: both sides at `n` requests per minute; how close does the engine get, and
+/// does it ever overrun the server?
+async fn run_rate(global: &GlobalArgs, args: &BenchArgs, n: u32) -> Result<ExitCode> {
+    if n == 0 {
+        bail!("--rate-limit must be at least 1");
+    }
+    let root = std::env::temp_dir().join(format!("avesa-bench-rate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let ws = Workspace { root: root.clone() };
+    ws.ensure()?;
+    let loaded = runtime::load_config(global, &ws)?;
+    let anchor = runtime::today();
+    // Enough records that the run never runs out of pages: one page per request.
+    let page_size = 50u32;
+    let per_table = u64::from(n) * (args.duration.as_secs() / 60 + 2) * u64::from(page_size);
+    let counts = [
+        per_table.to_string(),
+        per_table.to_string(),
+        "0".into(),
+        "0".into(),
+    ];
+    let (child, url) = start_sandbox(
+        &loaded.dir,
+        anchor,
+        args.history_days,
+        &counts,
+        &["--rate-limit".into(), n.to_string()],
+    )?;
+    let mut config = (*loaded).clone();
+    let tenant_id = sandbox_tenant(&config)?;
+    if let Some(eps) = config
+        .endpoints
+        .iter_mut()
+        .find(|e| e.service == Service::Connectwise)
+    {
+        for ep in &mut eps.endpoints {
+            ep.page_size = page_size;
+        }
+    }
+    config
+        .backfill
+        .tenant_overrides
+        .entry(tenant_id.clone())
+        .or_default()
+        .entry(Service::Connectwise)
+        .or_default()
+        .rate_limit_requests_per_minute = Some(n);
+    let config = std::sync::Arc::new(config);
+    let mut global = global.clone();
+    global.sandbox_url = Some(url.clone());
+    let options = EngineOptions {
+        chunk_concurrency: args.concurrency.max(1),
+        ..EngineOptions::default()
+    };
+    let wired = runtime::wire_engine(&global, &ws, config.clone(), options).await?;
+    let req = PlanRequest {
+        tenant_id,
+        service: Service::Connectwise,
+        tables: vec!["service/tickets".into(), "time/entries".into()],
+        start: Some(anchor - Duration::days(i64::from(args.history_days))),
+        end: Some(anchor),
+        chunk_size_days: Some(args.chunk_size_days),
+    };
+    let plan = planner::plan(&config, &req, Utc::now())?;
+    let job = wired
+        .engine
+        .create_job(&plan, Utc::now())
+        .await?
+        .job()
+        .clone();
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + args.duration;
+    wired.engine.run_job(&job.job_id, Some(deadline)).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let stats = sandbox_stats(&url).await?;
+    drop(wired);
+    drop(child);
+    let _ = std::fs::remove_dir_all(&root);
+    let requests = stats["requests"].as_u64().unwrap_or(0);
+    let refused = stats["rate_limited"].as_u64().unwrap_or(0);
+    let accepted = requests - refused;
+    // The first request is free at t=0; after that one per 60/n seconds.
+    let allowed = 1.0 + secs * f64::from(n) / 60.0;
+    let share = accepted as f64 / allowed;
+    let report = json!({
+        "limit_per_minute": n,
+        "seconds": secs,
+        "requests": requests,
+        "accepted": accepted,
+        "achieved_per_minute": accepted as f64 * 60.0 / secs,
+        "share_of_limit": share,
+        "self_caused_429": refused,
+        "tables_in_parallel": args.concurrency.max(1),
+    });
+    if args.json {
+        outln!("{report}");
+    } else {
+        outln!(
+            "limit {n}/min for {secs:.1} s: {accepted} requests accepted ({:.1}/min, {:.1} % of the limit), {refused} refused with 429 (caused by the engine)",
+            accepted as f64 * 60.0 / secs,
+            share * 100.0
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -151,6 +151,11 @@ impl Generator {
         }
     }
 
+    /// The last second any generated record may carry.
+    pub(crate) fn last_second(&self) -> i64 {
+        self.last_second
+    }
+
     pub(crate) fn seed(&self) -> u64 {
         self.seeds[self.table.index()]
     }
@@ -236,20 +241,57 @@ impl Bounds {
     };
 }
 
-/// One table of one tenant: its generator and its `(id, lastUpdated)` index.
+/// One table of one tenant: its generator, its `(id, lastUpdated)` index, and the records
+/// edited since start (`touch_records` faults), whose new `lastUpdated` overrides the index.
 #[derive(Debug)]
 pub(crate) struct TableData {
     pub(crate) generator: Generator,
     pub(crate) index: Vec<(i64, i64)>,
+    moved: std::sync::RwLock<std::collections::HashMap<i64, i64>>,
 }
 
 impl TableData {
     pub(crate) fn new(generator: Generator) -> TableData {
         let index = generator.build_index();
-        TableData { generator, index }
+        TableData {
+            generator,
+            index,
+            moved: Default::default(),
+        }
+    }
+
+    fn moved(&self) -> std::collections::HashMap<i64, i64> {
+        self.moved.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Gives up to `n` records inside `bounds` a new `lastUpdated` after the end of the
+    /// history (past any backfill's end), spread over the window so some are already read
+    /// and some not yet. Returns `(id, old, new)` per moved record.
+    ///
+    /// Moved records are found by windows up to the history's end only; later windows
+    /// (incremental syncs) are not served by this simulator.
+    pub(crate) fn touch(&self, bounds: Bounds, n: u32) -> Vec<(i64, i64, i64)> {
+        let rows: Vec<(i64, i64)> = self.matching(bounds, None).collect();
+        if rows.is_empty() || n == 0 {
+            return Vec::new();
+        }
+        let step = (rows.len() / n as usize).max(1);
+        let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
+        let base = self.generator.last_second() + 1 + moved.len() as i64;
+        rows.iter()
+            .step_by(step)
+            .take(n as usize)
+            .enumerate()
+            .map(|(k, &(id, old))| {
+                let new = base + k as i64;
+                moved.insert(id, new);
+                (id, old, new)
+            })
+            .collect()
     }
 
     fn matching(&self, bounds: Bounds, after_id: Option<i64>) -> impl Iterator<Item = (i64, i64)> {
+        let moved = self.moved();
         let (from, to) = self.generator.candidate_range(bounds.lo, bounds.hi);
         let from = match after_id {
             Some(after) => {
@@ -262,7 +304,7 @@ impl TableData {
         let from = (from as usize).min(to);
         self.index[from..to]
             .iter()
-            .copied()
+            .map(move |&(id, lu)| (id, moved.get(&id).copied().unwrap_or(lu)))
             .filter(move |&(_, lu)| bounds.lo <= lu && lu < bounds.hi)
     }
 
@@ -289,6 +331,7 @@ impl TableData {
     /// The `lastUpdated` of `id`, if the record exists.
     pub(crate) fn last_updated_of(&self, id: i64) -> Option<i64> {
         let pos = usize::try_from(id.checked_sub(ID_BASE)?).ok()?;
-        self.index.get(pos).map(|&(_, lu)| lu)
+        let lu = self.index.get(pos).map(|&(_, lu)| lu)?;
+        Some(self.moved().get(&id).copied().unwrap_or(lu))
     }
 }

@@ -219,7 +219,7 @@ impl Drop for SandboxProc {
 }
 
 /// A tiny blocking GET over a fresh runtime (tests are synchronous).
-mod reqwest {
+pub mod reqwest {
     pub fn blocking_get(url: &str) -> String {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,0 +1,154 @@
+//! ConnectWise under injected faults: rate-limit storms, server errors, slow and cut
+//! bodies, records edited mid-read, and a permanent 401.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use avesa_console::sandbox::{MovedRecord, TableCounts, expected_records};
+use common::*;
+
+fn write_faults(fx: &Fixture, json: &str) -> String {
+    let path = fx.dir.path().join("faults.json");
+    std::fs::write(&path, json).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn run_tickets(
+    fx: &Fixture,
+    sandbox: &SandboxProc,
+    start: &str,
+    end: &str,
+) -> std::process::Output {
+    fx.cli(
+        Some(sandbox),
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            start,
+            Some(end),
+            &["--chunk-size-days", "15", "--run"],
+        ),
+    )
+}
+
+#[test]
+fn a_429_storm_5xx_slow_and_truncated_answers_still_land_the_exact_dataset() {
+    let fx = Fixture::new();
+    fx.tune(6000, 10);
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[
+            {"path":"service/tickets","status":429,"times":4,"retry_after_seconds":1,"message":"Too many requests"},
+            {"path":"service/tickets","kind":"truncate","times":3},
+            {"path":"service/tickets","kind":"slow","delay_ms":300,"times":3},
+            {"path":"*","status":503,"probability":0.3,"message":"Service Unavailable"}
+        ]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
+    assert_ok(&out);
+    let stats = sandbox.stats();
+    // 4 rate-limit answers plus ~30 % of ~60 requests answered 503.
+    assert!(
+        stats["faults_injected"].as_u64().unwrap() >= 10,
+        "too few faults fired to prove anything: {stats}"
+    );
+    // Each cut body was asked for again.
+    assert!(stats["repeated_pages"].as_u64().unwrap() >= 3, "{stats}");
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
+    assert_exact(
+        &landed,
+        &fx.sandbox_config(TableCounts::demo()),
+        &company_of(&fx, "acme"),
+        "tickets",
+        &window,
+    );
+    let detail = job_status(&fx, "backfill_acme_connectwise_20250101");
+    assert_eq!(detail["job"]["status"], "completed", "{detail}");
+}
+
+#[test]
+fn records_edited_while_their_window_is_read_are_never_skipped_when_they_stay() {
+    let fx = Fixture::new();
+    fx.tune(6000, 20);
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[{"path":"service/tickets","kind":"touch_records","records":4,"times":6}]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
+    assert_ok(&out);
+    let moved: Vec<MovedRecord> = serde_json::from_str(&common::reqwest::blocking_get(&format!(
+        "{}/_sandbox/connectwise/moved",
+        sandbox.url
+    )))
+    .unwrap();
+    assert!(
+        moved.len() >= 12,
+        "only {} records moved: the test proves little",
+        moved.len()
+    );
+    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
+    let moved_ids: BTreeSet<i64> = moved.iter().map(|m| m.id).collect();
+    let company = company_of(&fx, "acme");
+    let expected: Vec<(i64, chrono::DateTime<chrono::Utc>)> = expected_records(
+        &fx.sandbox_config(TableCounts::demo()),
+        &company,
+        "tickets",
+        &window,
+    )
+    .into_iter()
+    .filter(|(id, _)| !moved_ids.contains(id))
+    .collect();
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    assert_eq!(landed.duplicates(), Vec::<i64>::new());
+    let landed_ids: BTreeSet<i64> = landed.rows.iter().map(|(id, _)| *id).collect();
+    let skipped: Vec<_> = expected
+        .iter()
+        .filter(|(id, _)| !landed_ids.contains(id))
+        .collect();
+    assert!(
+        skipped.is_empty(),
+        "skipped records that stayed: {skipped:?}"
+    );
+    // Anything landed beyond the expected set is a moved record read before it moved.
+    let expected_ids: BTreeSet<i64> = expected.iter().map(|(id, _)| *id).collect();
+    assert!(
+        landed_ids
+            .difference(&expected_ids)
+            .all(|id| moved_ids.contains(id))
+    );
+}
+
+#[test]
+fn a_permanent_401_fails_the_chunk_after_one_attempt_naming_tenant_service_and_status() {
+    let fx = Fixture::new();
+    fx.tune(6000, 100);
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[{"path":"service/tickets","window_start":"2025-01-16T00:00:00Z","status":401,"message":"UserNotAuthenticated"}]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-03-01");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let detail = job_status(&fx, "backfill_acme_connectwise_20250101");
+    let chunks = detail["chunks"].as_array().unwrap();
+    let failed: Vec<_> = chunks.iter().filter(|c| c["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{detail}");
+    assert_eq!(
+        failed[0]["attempts"], 1,
+        "a 401 is not worth a second attempt"
+    );
+    let err = failed[0]["last_error"].as_str().unwrap();
+    for needle in ["acme", "connectwise", "HTTP 401", "UserNotAuthenticated"] {
+        assert!(err.contains(needle), "{needle:?} missing from {err:?}");
+    }
+    // One request reached the failing window: no retries of a permanent refusal.
+    assert_eq!(sandbox.stats()["faults_injected"], 1);
+    assert_eq!(
+        chunks.iter().filter(|c| c["status"] == "succeeded").count(),
+        chunks.len() - 1
+    );
+}

@@ -8,9 +8,18 @@
 use std::process::Command;
 
 fn run(records: u64, history_days: u64) -> serde_json::Value {
+    bench(&[
+        "--records",
+        &records.to_string(),
+        "--history-days",
+        &history_days.to_string(),
+    ])
+}
+
+fn bench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_avesa-console"))
-        .args(["bench", "--json", "--records", &records.to_string()])
-        .args(["--history-days", &history_days.to_string()])
+        .args(["bench", "--json"])
+        .args(args)
         .output()
         .expect("the avesa-console binary runs");
     assert!(
@@ -56,4 +65,24 @@ fn main() {
         peaks[1] / peaks[0],
         peaks[1] / peaks[2]
     );
+
+    // Rate budget: the sandbox enforces N requests/minute per tenant, the engine is
+    // configured at N; two tables share the tenant's budget.
+    println!(
+        "{:>10} {:>9} {:>10} {:>14} {:>12} {:>16}",
+        "limit/min", "seconds", "accepted", "achieved/min", "% of limit", "self-caused 429"
+    );
+    for (limit, secs) in [(600, "30s"), (3000, "20s")] {
+        let r = bench(&["--rate-limit", &limit.to_string(), "--duration", secs]);
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:>10} {:>9.1} {:>10} {:>14.1} {:>12.1} {:>16}",
+            limit,
+            f("seconds"),
+            r["accepted"],
+            f("achieved_per_minute"),
+            f("share_of_limit") * 100.0,
+            r["self_caused_429"]
+        );
+    }
 }

@@ -16,6 +16,8 @@ macro_rules! outln {
 mod bench;
 mod check;
 mod commands;
+mod lifecycle_cmd;
+mod lifecycle_output;
 mod output;
 mod runtime;
 mod sandbox_cmd;
@@ -33,6 +35,16 @@ pub use sandbox_cmd::listening_url;
 pub const EXIT_CONTINUATION: u8 = 75;
 /// Exit code when a job ended with failed chunks.
 pub const EXIT_JOB_ERRORS: u8 = 3;
+/// Exit code when verification found records missing, or the gap check found a gap.
+pub const EXIT_VERIFY_FAILED: u8 = 4;
+/// Exit code for a command line that clap accepted but that misses a required value.
+pub const EXIT_USAGE: u8 = 2;
+
+/// A command line missing something that depends on other flags (`--tenant-id` unless
+/// `--auto-detect`): exits 2 like clap's own refusals.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 #[derive(Parser, Debug)]
 #[command(name = "avesa-console", version, about = "Plan, run and watch SaaS backfills per tenant", long_about = None)]
@@ -78,14 +90,26 @@ pub enum Command {
     Sandbox(sandbox_cmd::SandboxArgs),
     /// Measure end-to-end backfill throughput and memory against a local sandbox.
     Bench(bench::BenchArgs),
+    /// Run an incremental sync of a tenant's service: `[marker, now)` per table.
+    Sync(lifecycle_cmd::SyncArgs),
+    /// Compare each chunk's landed records with the source's own count.
+    Verify(lifecycle_cmd::VerifyArgs),
+    /// Rebuild a tenant's canonical tables (SCD Type 2) from its raw data.
+    Transform(lifecycle_cmd::TransformArgs),
+    /// Remove completed jobs older than the cleanup age from the store (data is kept).
+    Cleanup(lifecycle_cmd::CleanupArgs),
+    /// Alerts raised by monitoring thresholds and the sync gap check.
+    Alerts(lifecycle_cmd::AlertsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct RangeArgs {
+    /// Required unless `trigger --auto-detect`.
     #[arg(long)]
-    pub tenant_id: String,
+    pub tenant_id: Option<String>,
+    /// Required unless `trigger --auto-detect`.
     #[arg(long)]
-    pub service: String,
+    pub service: Option<String>,
     /// API path or table name; repeat for several (default: every table, priority first).
     #[arg(long = "table")]
     pub tables: Vec<String>,
@@ -110,6 +134,20 @@ pub struct TriggerArgs {
     /// Run the job right away in this process.
     #[arg(long)]
     pub run: bool,
+    /// Decide for every tenant's service whether it needs a backfill, print why, and create
+    /// jobs for those that do (`--dry-run`: decide only). Auto-triggered jobs wait for the
+    /// off-peak window when the configuration says so.
+    #[arg(long, conflicts_with_all = ["tables", "start_date", "end_date", "run"])]
+    pub auto_detect: bool,
+    /// Start the job only inside the off-peak window (manual triggers run at once otherwise).
+    #[arg(long)]
+    pub wait_off_peak: bool,
+    /// Higher runs first when slots are scarce (manual default 1, auto-detected 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Size windows by record counts (asks the source for counts while planning).
+    #[arg(long)]
+    pub smart_chunking: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -121,6 +159,9 @@ pub struct PlanArgs {
     /// Ask the source for each window's record count (costs one call per window).
     #[arg(long)]
     pub count: bool,
+    /// Size windows by record counts: split crowded ones, merge sparse ones.
+    #[arg(long)]
+    pub smart_chunking: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -140,6 +181,9 @@ pub struct RunArgs {
     /// Only this job (default: every pending or running job).
     #[arg(long)]
     pub job_id: Option<String>,
+    /// Sleep until the off-peak window opens for jobs that wait for it (within the time budget).
+    #[arg(long)]
+    pub wait_off_peak: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -195,6 +239,10 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
+        Err(err) if err.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {

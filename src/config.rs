@@ -4,6 +4,7 @@
 //! checked; each error names the file, the JSON path and the reason.
 
 mod backfill;
+mod canonical;
 mod endpoints;
 mod error;
 mod tenants;
@@ -11,8 +12,10 @@ mod tenants;
 use std::path::{Path, PathBuf};
 
 pub use backfill::{
-    BackfillConfig, DefaultSettings, Monitoring, Scheduling, ServiceSettings, TenantOverride,
+    BackfillConfig, DefaultSettings, Monitoring, Scheduling, ServiceSettings, SmartChunking,
+    TenantOverride,
 };
+pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMapping, castable};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;
 pub use tenants::{CredentialSource, Credentials, ServiceConnection, Tenant, TenantsRegistry};
@@ -67,6 +70,22 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "credentials/initech-salesforce.json",
         include_str!("../mappings/credentials/initech-salesforce.json"),
     ),
+    (
+        "canonical/tickets.json",
+        include_str!("../mappings/canonical/tickets.json"),
+    ),
+    (
+        "canonical/time_entries.json",
+        include_str!("../mappings/canonical/time_entries.json"),
+    ),
+    (
+        "canonical/companies.json",
+        include_str!("../mappings/canonical/companies.json"),
+    ),
+    (
+        "canonical/contacts.json",
+        include_str!("../mappings/canonical/contacts.json"),
+    ),
 ];
 
 /// All configuration, loaded from one directory laid out like `mappings/`.
@@ -76,6 +95,8 @@ pub struct Config {
     pub backfill: BackfillConfig,
     pub endpoints: Vec<ServiceEndpoints>,
     pub tenants: TenantsRegistry,
+    /// Canonical tables (`canonical/*.json`), sorted by file name.
+    pub canonical: Vec<CanonicalTable>,
 }
 
 impl Config {
@@ -110,11 +131,13 @@ impl Config {
             }
         }
         backfill.check_against(&dir.join("backfill_config.json"), &endpoints, &tenants)?;
+        let canonical = canonical::load_dir(&dir.join("canonical"), &endpoints)?;
         Ok(Config {
             dir: dir.to_path_buf(),
             backfill,
             endpoints,
             tenants,
+            canonical,
         })
     }
 
@@ -130,6 +153,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    pub fn canonical_table(&self, table: &str) -> Option<&CanonicalTable> {
+        self.canonical.iter().find(|c| c.table == table)
+    }
+
+    /// Canonical tables that `service`'s raw `table` feeds.
+    pub fn canonical_fed_by(&self, service: Service, table: &str) -> Vec<&CanonicalTable> {
+        self.canonical
+            .iter()
+            .filter(|c| c.sources.get(&service).is_some_and(|s| s.table == table))
+            .collect()
     }
 
     pub fn endpoints(&self, service: Service) -> Option<&ServiceEndpoints> {

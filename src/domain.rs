@@ -1,10 +1,16 @@
 //! Plain data shared by every layer: services, windows, jobs, chunks and their statuses.
 
+mod lifecycle;
+
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use lifecycle::{
+    Alert, AlertKind, ChunkVerification, JobKind, JobMeta, ServiceState, SyncMarker, Trigger,
+};
 
 /// A source API the product knows how to backfill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

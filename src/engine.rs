@@ -4,16 +4,24 @@
 //! It sees stores, sources and sinks only through their traits and types; it knows nothing
 //! of terminals, SQLite or AWS.
 
+pub mod alerts;
 pub mod breaker;
 pub mod budget;
+pub mod chunking;
+pub mod cleanup;
+pub mod detect;
 pub mod events;
 pub mod executor;
+pub mod handoff;
+pub mod metrics;
 pub mod planner;
 #[cfg(test)]
 mod policy_tests;
+pub mod schedule;
+pub mod verify;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +31,8 @@ use crate::config::Config;
 use crate::domain::Service;
 use crate::sink::{RawSink, SinkError};
 use crate::sources::Source;
-use crate::store::{CreateOutcome, JobStore, StoreError};
+use crate::store::{CreateOutcome, JobStore, LifecycleStore, StoreError};
+use crate::transform::TransformError;
 
 pub use breaker::{BreakerSnapshot, CircuitBreaker};
 pub use budget::{BudgetSnapshot, RateBudget};
@@ -44,6 +53,11 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    /// The operation needs the lifecycle store (markers, alerts, hints) and none is wired.
+    #[error("this job store keeps no lifecycle state (markers, alerts, scheduling hints)")]
+    NoLifecycleStore,
     #[error("{0}")]
     Other(String),
 }
@@ -69,6 +83,8 @@ pub struct EngineOptions {
     pub chunk_concurrency: usize,
     /// How often a waiting runner looks again (backoffs, others' leases).
     pub poll_interval: Duration,
+    /// Rebuild the canonical tables a job feeds when it completes (off for benchmarks).
+    pub auto_transform: bool,
 }
 
 impl Default for EngineOptions {
@@ -83,6 +99,7 @@ impl Default for EngineOptions {
             pace_requests: true,
             chunk_concurrency: 1,
             poll_interval: Duration::from_millis(500),
+            auto_transform: true,
         }
     }
 }
@@ -96,6 +113,9 @@ struct Inner {
     options: EngineOptions,
     budgets: Mutex<HashMap<(String, Service), Arc<RateBudget>>>,
     breakers: Mutex<HashMap<(String, Service), Arc<CircuitBreaker>>>,
+    lifecycle: OnceLock<Arc<dyn LifecycleStore>>,
+    metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
+    monitor: alerts::FailureCounter,
 }
 
 /// The request health of one tenant's service: its rate budget and circuit breaker.
@@ -132,7 +152,44 @@ impl Engine {
                 options,
                 budgets: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),
+                lifecycle: OnceLock::new(),
+                metrics: OnceLock::new(),
+                monitor: alerts::FailureCounter::default(),
             }),
+        }
+    }
+
+    /// Gives the engine its lifecycle store (markers, hints, alerts, verification results).
+    /// Without one, jobs still run; what needs the store is skipped or refused.
+    pub fn with_lifecycle(self, store: Arc<dyn LifecycleStore>) -> Self {
+        let _ = self.inner.lifecycle.set(store);
+        self
+    }
+
+    /// Sends metric records (CloudWatch Embedded Metric Format) here instead of the log.
+    pub fn with_metrics(self, sink: Arc<dyn metrics::MetricsSink>) -> Self {
+        let _ = self.inner.metrics.set(sink);
+        self
+    }
+
+    pub fn lifecycle(&self) -> Option<&Arc<dyn LifecycleStore>> {
+        self.inner.lifecycle.get()
+    }
+
+    /// Stores a job's scheduling hints (priority, trigger, off-peak wait).
+    pub async fn set_job_meta(&self, meta: &crate::domain::JobMeta) -> Result<(), EngineError> {
+        self.require_lifecycle()?.put_job_meta(meta).await?;
+        Ok(())
+    }
+
+    fn require_lifecycle(&self) -> Result<&Arc<dyn LifecycleStore>, EngineError> {
+        self.lifecycle().ok_or(EngineError::NoLifecycleStore)
+    }
+
+    fn metrics(&self) -> &dyn metrics::MetricsSink {
+        match self.inner.metrics.get() {
+            Some(m) => m.as_ref(),
+            None => &metrics::LogMetrics,
         }
     }
 

@@ -268,6 +268,23 @@ impl RawSink {
         Ok(removed)
     }
 
+    /// The parts of one chunk window (`{start}-{end}_NNNNN.parquet`), sorted by path.
+    pub async fn chunk_parts(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        table: &str,
+        window: &Window,
+    ) -> Result<Vec<Path>, SinkError> {
+        let stamp = start_stamp(window);
+        Ok(self
+            .list_table_files(tenant_id, service, table)
+            .await?
+            .into_iter()
+            .filter(|p| p.filename().and_then(|f| part_number(f, &stamp)).is_some())
+            .collect())
+    }
+
     /// Every `.parquet` object under the table prefix, sorted by path.
     pub async fn list_table_files(
         &self,

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::runtime::{self, Wired};
 use super::{Cli, Command, EXIT_CONTINUATION, EXIT_JOB_ERRORS, ExecArgs, RangeArgs, output};
 use crate::config::Config;
-use crate::domain::{JobStatus, Service};
+use crate::domain::{JobMeta, JobStatus, Service};
 use crate::engine::planner::{self, Plan, PlanRequest};
 use crate::engine::{EngineOptions, RateBudget, RunOutcome, StopReason};
 use crate::store::{CreateOutcome, JobFilter};
@@ -40,7 +40,13 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Plan(args)) => {
             runtime::init_logging(&global.log_level, None)?;
             let config = runtime::load_config(&global, &ws)?;
-            let plan = make_plan(&config, &args.range)?;
+            let mut plan = make_plan(&config, &args.range)?;
+            if args.smart_chunking || config.backfill.smart_chunking.enabled {
+                let wired =
+                    runtime::wire_engine(&global, &ws, config.clone(), EngineOptions::default())
+                        .await?;
+                wired.engine.refine_plan(&mut plan).await?;
+            }
             let counts = if args.count {
                 Some(count_windows(&global, config.clone(), &plan).await?)
             } else {
@@ -52,9 +58,20 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::print_plan(&plan, &est, args.output)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Trigger(args)) if args.auto_detect => {
+            super::lifecycle_cmd::auto_detect(&global, &ws, &args).await
+        }
         Some(Command::Trigger(args)) => {
             let config = runtime::load_config(&global, &ws)?;
-            let plan = make_plan(&config, &args.range)?;
+            let mut plan = make_plan(&config, &args.range)?;
+            if args.smart_chunking || config.backfill.smart_chunking.enabled {
+                ws.ensure()?;
+                runtime::init_logging(&global.log_level, Some(&ws))?;
+                let wired =
+                    runtime::wire_engine(&global, &ws, config.clone(), EngineOptions::default())
+                        .await?;
+                wired.engine.refine_plan(&mut plan).await?;
+            }
             if args.dry_run {
                 runtime::init_logging(&global.log_level, None)?;
                 let est = planner::estimate(&plan, None, |t| page_size(&config, plan.service, t));
@@ -66,6 +83,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let wired =
                 runtime::wire_engine(&global, &ws, config, EngineOptions::default()).await?;
             let outcome = wired.engine.create_job(&plan, Utc::now()).await?;
+            if created(&outcome) {
+                let meta = JobMeta {
+                    priority: args.priority.unwrap_or(1),
+                    wait_off_peak: args.wait_off_peak,
+                    ..JobMeta::default_for(&outcome.job().job_id)
+                };
+                wired.engine.set_job_meta(&meta).await?;
+            }
             output::print_trigger(&outcome, args.output)?;
             if args.run {
                 let job_id = outcome.job().job_id.clone();
@@ -82,7 +107,22 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let deadline = deadline(&args.exec);
             let outcomes = match &args.job_id {
                 Some(id) => vec![wired.engine.run_job(id, deadline).await?],
-                None => wired.engine.run_active(deadline).await?,
+                None => {
+                    let run = wired
+                        .engine
+                        .run_scheduled(deadline, args.wait_off_peak)
+                        .await?;
+                    for (job_id, until) in &run.deferred {
+                        outln!(
+                            "{job_id}: waits for the off-peak window (opens {}); run --wait-off-peak to wait for it",
+                            until.format("%Y-%m-%dT%H:%M:%SZ")
+                        );
+                    }
+                    if run.outcomes.is_empty() && !run.deferred.is_empty() {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    run.outcomes
+                }
             };
             output::print_outcomes(&outcomes);
             Ok(exit_for(&outcomes))
@@ -138,11 +178,20 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         tenant_id: args.tenant_id.clone(),
                         ..JobFilter::default()
                     };
-                    output::print_jobs(&store.list_jobs(&filter).await?, args.output)?;
+                    let jobs = store.list_jobs(&filter).await?;
+                    let lc = runtime::open_lifecycle(&ws)?;
+                    let markers = lc.markers(args.tenant_id.as_deref(), None).await?;
+                    let gaps = crate::engine::handoff::gap_check(&markers, &jobs);
+                    output::print_jobs(&jobs, args.output, &markers, &gaps)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Sync(args)) => super::lifecycle_cmd::sync(&global, &ws, args).await,
+        Some(Command::Verify(args)) => super::lifecycle_cmd::verify(&global, &ws, args).await,
+        Some(Command::Transform(args)) => super::lifecycle_cmd::transform(&global, &ws, args).await,
+        Some(Command::Cleanup(args)) => super::lifecycle_cmd::cleanup(&global, &ws, args).await,
+        Some(Command::Alerts(args)) => super::lifecycle_cmd::alerts(&global, &ws, args).await,
     }
 }
 
@@ -168,7 +217,7 @@ fn deadline(exec: &ExecArgs) -> Option<Instant> {
         .map(|b| Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30)))
 }
 
-fn exit_for(outcomes: &[RunOutcome]) -> ExitCode {
+pub fn exit_for(outcomes: &[RunOutcome]) -> ExitCode {
     if outcomes
         .iter()
         .any(|o| o.stop == StopReason::ContinuationNeeded)
@@ -197,13 +246,22 @@ pub fn parse_instant(flag: &str, value: &str) -> Result<DateTime<Utc>> {
     )
 }
 
+/// A flag's value, or the usage error naming it.
+pub fn required<'a>(flag: &str, value: &'a Option<String>) -> Result<&'a str> {
+    value
+        .as_deref()
+        .ok_or_else(|| super::UsageError(format!("{flag} is required")).into())
+}
+
+pub fn parse_service(value: &str) -> Result<Service> {
+    value.parse().map_err(|e: String| eyre!("--service: {e}"))
+}
+
 pub fn make_plan(config: &Config, range: &RangeArgs) -> Result<Plan> {
-    let service: Service = range
-        .service
-        .parse()
-        .map_err(|e: String| eyre!("--service: {e}"))?;
+    let tenant_id = required("--tenant-id", &range.tenant_id)?;
+    let service = parse_service(required("--service", &range.service)?)?;
     let req = PlanRequest {
-        tenant_id: range.tenant_id.clone(),
+        tenant_id: tenant_id.to_string(),
         service,
         tables: range.tables.clone(),
         start: range

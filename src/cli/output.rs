@@ -8,17 +8,18 @@ use serde_json::json;
 use super::Output;
 use super::commands::created;
 use crate::config::Config;
-use crate::domain::{Chunk, Job, JobStatus};
+use crate::domain::{Chunk, Job, JobStatus, SyncMarker};
+use crate::engine::handoff::GapFinding;
 use crate::engine::planner::{Estimate, Plan};
 use crate::engine::{RunOutcome, StopReason};
 use crate::store::CreateOutcome;
 use crate::workspace::Workspace;
 
-fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn print_json(value: &serde_json::Value) -> Result<()> {
+pub(super) fn print_json(value: &serde_json::Value) -> Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -113,10 +114,21 @@ pub fn print_no_jobs(ws: &Workspace, out: Output) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_jobs(jobs: &[Job], out: Output) -> Result<()> {
+pub fn print_jobs(
+    jobs: &[Job],
+    out: Output,
+    markers: &[SyncMarker],
+    gaps: &[GapFinding],
+) -> Result<()> {
     if out == Output::Json {
-        return print_json(&json!({ "jobs": jobs }));
+        return print_json(&json!({ "jobs": jobs, "markers": markers, "gaps": gaps }));
     }
+    print_job_rows(jobs);
+    super::lifecycle_output::print_markers(markers, gaps);
+    Ok(())
+}
+
+fn print_job_rows(jobs: &[Job]) {
     outln!(
         "{:<46} {:<10} {:<12} {:<22} {:>11} {:>6} {:>10}",
         "JOB",
@@ -140,14 +152,13 @@ pub fn print_jobs(jobs: &[Job], out: Output) -> Result<()> {
             j.records
         );
     }
-    Ok(())
 }
 
 pub fn print_job_detail(job: &Job, chunks: &[Chunk], out: Output) -> Result<()> {
     if out == Output::Json {
         return print_json(&json!({ "job": job, "chunks": chunks }));
     }
-    print_jobs(std::slice::from_ref(job), out)?;
+    print_job_rows(std::slice::from_ref(job));
     outln!("window {}  created {}", job.window, iso(job.created_at));
     outln!(
         "\n{:<14} {:>4} {:<42} {:<10} {:>8} {:>9}  LAST ERROR",

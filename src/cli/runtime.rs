@@ -13,11 +13,12 @@ use tracing_subscriber::util::SubscriberInitExt;
 use super::GlobalArgs;
 use crate::config::Config;
 use crate::domain::Service;
+use crate::engine::metrics::JsonLinesMetrics;
 use crate::engine::{Engine, EngineOptions, SourceProvider};
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxTenant, TableCounts};
 use crate::sink::RawSink;
 use crate::sources::{self, Source};
-use crate::store::{JobStore, SqliteStore};
+use crate::store::{JobStore, LifecycleStore, SqliteStore};
 use crate::workspace::Workspace;
 
 pub const SANDBOX_PLACEHOLDER: &str = "${SANDBOX_URL}";
@@ -80,6 +81,12 @@ pub fn init_logging(level: &str, ws: Option<&Workspace>) -> Result<()> {
 }
 
 pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {
+    ws.ensure()?;
+    Ok(Arc::new(SqliteStore::open(&ws.store_path())?))
+}
+
+/// The lifecycle store: the same SQLite file as the jobs.
+pub fn open_lifecycle(ws: &Workspace) -> Result<Arc<dyn LifecycleStore>> {
     ws.ensure()?;
     Ok(Arc::new(SqliteStore::open(&ws.store_path())?))
 }
@@ -172,11 +179,18 @@ pub async fn wire_engine(
     config: Arc<Config>,
     options: EngineOptions,
 ) -> Result<Wired> {
-    let store = open_store(ws)?;
+    ws.ensure()?;
+    let store = Arc::new(SqliteStore::open(&ws.store_path())?);
     let sink = RawSink::local(&ws.data_dir())?;
     let (provider, sandbox) = provider(global, config.clone()).await?;
+    let metrics_file = ws.logs_dir().join("metrics.jsonl");
+    let metrics = JsonLinesMetrics::open(&metrics_file)
+        .wrap_err_with(|| format!("cannot open {}", metrics_file.display()))?;
+    let engine = Engine::new(config, store.clone(), sink, provider, options)
+        .with_lifecycle(store)
+        .with_metrics(Arc::new(metrics));
     Ok(Wired {
-        engine: Engine::new(config, store, sink, provider, options),
+        engine,
         _sandbox: sandbox,
     })
 }

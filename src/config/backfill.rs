@@ -18,6 +18,32 @@ pub struct BackfillConfig {
     pub tenant_overrides: BTreeMap<String, BTreeMap<Service, TenantOverride>>,
     pub scheduling: Scheduling,
     pub monitoring: Monitoring,
+    #[serde(default)]
+    pub smart_chunking: SmartChunking,
+}
+
+/// Windows sized by how many records they hold instead of by days alone: a window holding
+/// more than `max_records_per_chunk` is halved (down to `min_window_hours`), and adjacent
+/// windows that together hold fewer than `min_records_per_chunk` are merged. It costs one
+/// count request per window considered, at planning time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartChunking {
+    pub enabled: bool,
+    pub max_records_per_chunk: u64,
+    pub min_records_per_chunk: u64,
+    pub min_window_hours: u32,
+}
+
+impl Default for SmartChunking {
+    fn default() -> Self {
+        SmartChunking {
+            enabled: false,
+            max_records_per_chunk: 50_000,
+            min_records_per_chunk: 1_000,
+            min_window_hours: 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,6 +107,10 @@ pub struct ServiceSettings {
     /// query job.
     #[serde(default)]
     pub bulk_query_threshold: Option<u64>,
+    /// Table name → tables of the same service whose chunks must all finish first (the
+    /// tickets of a company refer to it: `"tickets": ["companies"]`).
+    #[serde(default)]
+    pub table_dependencies: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -198,6 +228,19 @@ impl BackfillConfig {
                 "must be between 0 and 1",
             );
         }
+        let sc = &self.smart_chunking;
+        if sc.max_records_per_chunk == 0 || sc.min_records_per_chunk >= sc.max_records_per_chunk {
+            return err(
+                "$.smart_chunking.min_records_per_chunk".into(),
+                "must be below max_records_per_chunk, which must be at least 1",
+            );
+        }
+        if sc.min_window_hours == 0 {
+            return err(
+                "$.smart_chunking.min_window_hours".into(),
+                "must be at least 1",
+            );
+        }
         if self.monitoring.progress_update_frequency_chunks == 0 {
             return err(
                 "$.monitoring.progress_update_frequency_chunks".into(),
@@ -218,6 +261,47 @@ impl BackfillConfig {
             let Some(defs) = endpoints.iter().find(|e| e.service == *svc) else {
                 continue;
             };
+            let is_table = |t: &str| defs.endpoints.iter().any(|e| e.table_name == t);
+            let tables: Vec<&str> = defs
+                .endpoints
+                .iter()
+                .map(|e| e.table_name.as_str())
+                .collect();
+            for (table, deps) in &s.table_dependencies {
+                let at = format!("$.service_settings.{svc}.table_dependencies.{table}");
+                if !is_table(table) {
+                    return Err(ConfigError::invalid(
+                        file,
+                        at,
+                        format!(
+                            "'{table}' is not a table of {svc} (known: {})",
+                            tables.join(", ")
+                        ),
+                    ));
+                }
+                for (i, d) in deps.iter().enumerate() {
+                    if !is_table(d) || d == table {
+                        return Err(ConfigError::invalid(
+                            file,
+                            format!("{at}[{i}]"),
+                            format!(
+                                "'{d}' is not another table of {svc} (known: {})",
+                                tables.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let Some(cycle) = dependency_cycle(&s.table_dependencies) {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("$.service_settings.{svc}.table_dependencies"),
+                    format!(
+                        "tables depend on each other in a circle: {}",
+                        cycle.join(" -> ")
+                    ),
+                ));
+            }
             for (i, name) in s.priority_endpoints.iter().enumerate() {
                 if defs.find(name).is_none() {
                     return Err(ConfigError::invalid(
@@ -283,10 +367,49 @@ impl BackfillConfig {
             })
     }
 
+    /// Tables of `service` that must finish before `table` starts within a job.
+    pub fn table_dependencies(&self, service: Service, table: &str) -> &[String] {
+        self.service_settings
+            .get(&service)
+            .and_then(|s| s.table_dependencies.get(table))
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+    }
+
     pub fn priority_endpoints(&self, service: Service) -> &[String] {
         self.service_settings
             .get(&service)
             .map(|s| s.priority_endpoints.as_slice())
             .unwrap_or(&[])
     }
+}
+
+/// A circle in a dependency map, as the tables walked (first repeated at the end).
+fn dependency_cycle(deps: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        t: &'a str,
+        deps: &'a BTreeMap<String, Vec<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| *p == t) {
+            let mut cycle: Vec<String> = path[at..].iter().map(|s| s.to_string()).collect();
+            cycle.push(t.to_string());
+            return Some(cycle);
+        }
+        if !done.insert(t) {
+            return None;
+        }
+        path.push(t);
+        for d in deps.get(t).into_iter().flatten() {
+            if let Some(c) = visit(d, deps, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::HashSet::new();
+    deps.keys()
+        .find_map(|t| visit(t, deps, &mut Vec::new(), &mut done))
 }

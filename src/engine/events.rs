@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{ChunkKey, ChunkStatus, JobStatus, Service, Window};
+use crate::domain::{Alert, ChunkKey, ChunkStatus, JobStatus, Service, Window};
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -65,6 +65,36 @@ pub enum EngineEvent {
     JobFinished {
         job_id: String,
         status: JobStatus,
+    },
+    /// A table's incremental sync marker moved (a backfill or sync completed).
+    MarkerAdvanced {
+        tenant_id: String,
+        service: Service,
+        table: String,
+        last_updated: DateTime<Utc>,
+        job_id: String,
+    },
+    /// A canonical table's history was rebuilt from raw.
+    TransformFinished {
+        tenant_id: String,
+        service: Service,
+        table: String,
+        versions: u64,
+        records: u64,
+        duration_ms: u64,
+    },
+    TransformFailed {
+        tenant_id: String,
+        error: String,
+    },
+    /// A monitoring threshold was crossed (stored once per kind and subject).
+    Alert {
+        alert: Alert,
+    },
+    /// A job waits for the off-peak window.
+    JobDeferred {
+        job_id: String,
+        until: DateTime<Utc>,
     },
 }
 

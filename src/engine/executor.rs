@@ -12,9 +12,11 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{BreakerState, Engine, EngineError, EngineEvent, breaker};
+use super::{BreakerState, Engine, EngineError, EngineEvent, breaker, schedule};
 use crate::config::EndpointDef;
-use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
+use crate::domain::{
+    Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobMeta, JobStatus, Service, Window,
+};
 use crate::sink::ChunkMeta;
 use crate::sources::{Page, Source, SourceError};
 use crate::store::{Claim, JobFilter, StoreError};
@@ -34,6 +36,13 @@ pub struct RunOutcome {
     pub job_id: String,
     pub status: JobStatus,
     pub stop: StopReason,
+}
+
+/// What `run_scheduled` did: the jobs it ran and the ones left for the off-peak window.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduledRun {
+    pub outcomes: Vec<RunOutcome>,
+    pub deferred: Vec<(String, chrono::DateTime<Utc>)>,
 }
 
 /// How a chunk's run ended, short of an error.
@@ -102,37 +111,99 @@ fn is_dead_local_owner(owner: &str) -> bool {
 }
 
 impl Engine {
-    /// Runs every active job (oldest first), at most `max_concurrent_jobs` at a time.
+    /// Runs every active job under the scheduling rules (`schedule.rs`): at most
+    /// `max_concurrent_jobs` at once from at most `max_parallel_tenants` tenants, fair turns,
+    /// priority, off-peak waiters left for their window.
     pub async fn run_active(
         &self,
         deadline: Option<Instant>,
     ) -> Result<Vec<RunOutcome>, EngineError> {
+        Ok(self.run_scheduled(deadline, false).await?.outcomes)
+    }
+
+    /// `run_active`, also saying which jobs still wait for the off-peak window; with
+    /// `wait_off_peak` it sleeps until the window opens (up to the deadline) and runs them.
+    /// Completed jobs older than the cleanup age are removed afterwards.
+    pub async fn run_scheduled(
+        &self,
+        deadline: Option<Instant>,
+        wait_off_peak: bool,
+    ) -> Result<ScheduledRun, EngineError> {
         let mut jobs = self.store().list_jobs(&JobFilter::default()).await?;
         jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
         jobs.reverse();
-        let limit = self
-            .config()
-            .backfill
-            .default_settings
-            .max_concurrent_jobs
-            .max(1) as usize;
-        let sem = Arc::new(tokio::sync::Semaphore::new(limit));
-        let mut handles = Vec::new();
-        for job in jobs {
-            let (engine, sem) = (self.clone(), sem.clone());
-            handles.push(tokio::spawn(async move {
-                let _permit = sem
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| EngineError::Other(e.to_string()))?;
-                engine.run_job(&job.job_id, deadline).await
-            }));
+        let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+        let metas = match self.lifecycle() {
+            Some(lc) => lc.job_metas(&ids).await?,
+            None => Vec::new(),
+        };
+        let candidates = jobs
+            .iter()
+            .map(|j| {
+                let meta = metas
+                    .iter()
+                    .find(|m| m.job_id == j.job_id)
+                    .cloned()
+                    .unwrap_or_else(|| JobMeta::default_for(&j.job_id));
+                schedule::Candidate {
+                    job_id: j.job_id.clone(),
+                    tenant_id: j.tenant_id.clone(),
+                    priority: meta.priority,
+                    wait_off_peak: meta.wait_off_peak,
+                    created_at: j.created_at,
+                }
+            })
+            .collect();
+        let limits = schedule::Limits::from_config(&self.config().backfill);
+        // Long-running jobs are judged while they run, once a minute.
+        let sweeper = {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = engine.sweep_alerts(Utc::now()).await {
+                        tracing::warn!(error = %e, "alert sweep failed");
+                    }
+                }
+            })
+        };
+        let engine = self.clone();
+        let done = schedule::dispatch(
+            schedule::FairQueue::new(candidates),
+            limits,
+            Utc::now,
+            wait_off_peak,
+            deadline,
+            move |c| {
+                let engine = engine.clone();
+                async move { engine.run_job(&c.job_id, deadline).await }
+            },
+        )
+        .await;
+        sweeper.abort();
+        for (job_id, until) in &done.deferred {
+            tracing::info!(job_id, until = %until.to_rfc3339(), "job waits for the off-peak window");
+            self.emit(EngineEvent::JobDeferred {
+                job_id: job_id.clone(),
+                until: *until,
+            });
         }
-        let mut out = Vec::new();
-        for h in handles {
-            out.push(h.await.map_err(|e| EngineError::Other(e.to_string()))??);
+        let outcomes = done.results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        if self.lifecycle().is_some() {
+            let days = self
+                .config()
+                .backfill
+                .monitoring
+                .cleanup_completed_jobs_after_days;
+            if let Err(e) = self.cleanup(days, Utc::now(), false).await {
+                tracing::warn!(error = %e, "automatic cleanup of old jobs failed");
+            }
         }
-        Ok(out)
+        Ok(ScheduledRun {
+            outcomes,
+            deferred: done.deferred,
+        })
     }
 
     /// Works on `job_id` until no chunk is left or `deadline` comes.
@@ -187,6 +258,13 @@ impl Engine {
                     job_id: job_id.to_string(),
                     status: job.status,
                 });
+                // The data landed either way; what follows is reported, not fatal to the run.
+                if let Err(e) = self.after_job(&job).await {
+                    tracing::error!(job_id, error = %e, "post-completion step failed; the next run of the job tries again");
+                }
+                if let Err(e) = self.evaluate_alerts(job_id, Utc::now()).await {
+                    tracing::warn!(job_id, error = %e, "alert evaluation failed");
+                }
             }
         }
         Ok(RunOutcome {
@@ -211,6 +289,21 @@ impl Engine {
                 .await?
             {
                 Claim::Chunk(chunk) => {
+                    if self.blocked_by_dependencies(&job, &chunk).await? {
+                        // Its table waits for others of the job (companies before tickets):
+                        // hand the chunk back untouched and look again shortly.
+                        match self
+                            .store()
+                            .release_chunk(&chunk.key, &opts.owner, &chunk.checkpoint)
+                            .await
+                        {
+                            Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        let wake = Instant::now() + opts.poll_interval;
+                        tokio::time::sleep_until(deadline.map_or(wake, |d| wake.min(d))).await;
+                        continue;
+                    }
                     if self.run_chunk(&job, *chunk, deadline).await?
                         == StopReason::ContinuationNeeded
                     {
@@ -232,6 +325,24 @@ impl Engine {
                 Claim::Done(_) => return Ok(StopReason::Finished),
             }
         }
+    }
+
+    /// Whether a table this chunk's table depends on (`table_dependencies`) still has
+    /// unfinished chunks in the same job.
+    async fn blocked_by_dependencies(&self, job: &Job, chunk: &Chunk) -> Result<bool, EngineError> {
+        let deps = self
+            .config()
+            .backfill
+            .table_dependencies(job.service, &chunk.key.table);
+        if deps.is_empty() || !deps.iter().any(|d| job.tables.contains(d)) {
+            return Ok(false);
+        }
+        Ok(self
+            .store()
+            .chunks(&job.job_id)
+            .await?
+            .iter()
+            .any(|c| deps.contains(&c.key.table) && !c.status.is_terminal()))
     }
 
     /// Leases held by processes of this host that have died are broken at once, so a
@@ -286,7 +397,7 @@ impl Engine {
         match result {
             Ok(ChunkEnd::Exhausted(cp)) => {
                 match self.store().complete_chunk(&key, &owner, &cp, now).await {
-                    Ok(_) => {}
+                    Ok(updated) => self.on_chunk_succeeded(&updated).await?,
                     Err(StoreError::LeaseLost { .. }) => {
                         tracing::warn!(chunk = %key, "lease lost before completion; another runner owns the chunk");
                         return Ok(StopReason::Finished);
@@ -328,7 +439,8 @@ impl Engine {
                     .fail_chunk(&key, &owner, &message, retry_at, now)
                     .await
                 {
-                    Ok(_) | Err(StoreError::LeaseLost { .. }) => {}
+                    Ok(updated) => self.on_chunk_failed(&updated).await?,
+                    Err(StoreError::LeaseLost { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
                 match retry_at {

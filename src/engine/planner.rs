@@ -4,7 +4,9 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::domain::{Chunk, ChunkKey, Job, JobStatus, Service, Window, validate_identifier};
+use crate::domain::{
+    Chunk, ChunkKey, Job, JobKind, JobStatus, Service, SyncMarker, Window, validate_identifier,
+};
 
 /// What an operator asks for; `None` fields take their configured defaults.
 #[derive(Clone, Debug)]
@@ -27,6 +29,7 @@ pub struct TablePlan {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
+    pub kind: JobKind,
     pub tenant_id: String,
     pub service: Service,
     pub window: Window,
@@ -60,21 +63,155 @@ pub fn job_id(tenant_id: &str, service: Service, start: DateTime<Utc>) -> String
     format!("backfill_{tenant_id}_{service}_{}", start.format("%Y%m%d"))
 }
 
-/// Builds the plan for `req` at the instant `now`.
-pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Plan, PlanError> {
-    validate_identifier("tenant id", &req.tenant_id).map_err(PlanError)?;
-    let (_, conn) = config
-        .connection(&req.tenant_id, req.service)
-        .map_err(PlanError)?;
+/// `sync_{tenant}_{service}_{YYYYMMDDHHMMSS of the end}`: syncs run often, so the second counts.
+pub fn sync_job_id(tenant_id: &str, service: Service, end: DateTime<Utc>) -> String {
+    format!("sync_{tenant_id}_{service}_{}", end.format("%Y%m%d%H%M%S"))
+}
+
+/// Whole seconds: sources filter at one-second precision, so every bound stays exact.
+fn trunc_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::seconds(1)).unwrap_or(t)
+}
+
+/// The tenant's enabled connection and endpoint definitions for `service`, or why not.
+fn checked_endpoints<'a>(
+    config: &'a Config,
+    tenant_id: &str,
+    service: Service,
+) -> Result<&'a crate::config::ServiceEndpoints, PlanError> {
+    validate_identifier("tenant id", tenant_id).map_err(PlanError)?;
+    let (_, conn) = config.connection(tenant_id, service).map_err(PlanError)?;
     if !conn.enabled {
         return Err(PlanError(format!(
-            "tenant '{}' has {} disabled in the tenants registry",
-            req.tenant_id, req.service
+            "tenant '{tenant_id}' has {service} disabled in the tenants registry"
         )));
     }
-    let endpoints = config
-        .endpoints(req.service)
-        .ok_or_else(|| PlanError(format!("no endpoint definitions for {}", req.service)))?;
+    config
+        .endpoints(service)
+        .ok_or_else(|| PlanError(format!("no endpoint definitions for {service}")))
+}
+
+/// Plans an incremental sync: per table, `[marker, now)` cut into chunks of the configured
+/// size. `tables` empty means every table that has a marker. Tables already at `now` are
+/// left out; a plan without tables means everything is up to date.
+pub fn plan_sync(
+    config: &Config,
+    tenant_id: &str,
+    service: Service,
+    tables: &[String],
+    markers: &[SyncMarker],
+    now: DateTime<Utc>,
+) -> Result<Plan, PlanError> {
+    let endpoints = checked_endpoints(config, tenant_id, service)?;
+    let bf = &config.backfill;
+    let end = trunc_second(now);
+    let marker_of = |table: &str| {
+        markers
+            .iter()
+            .find(|m| m.tenant_id == tenant_id && m.service == service && m.table == table)
+    };
+    let mut defs: Vec<_> = if tables.is_empty() {
+        endpoints
+            .endpoints
+            .iter()
+            .filter(|d| marker_of(&d.table_name).is_some())
+            .collect()
+    } else {
+        tables
+            .iter()
+            .map(|name| {
+                endpoints.find(name).ok_or_else(|| {
+                    PlanError(format!(
+                        "unknown table '{name}' for {service} (known: {})",
+                        endpoints.names().join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if defs.is_empty() {
+        return Err(PlanError(format!(
+            "tenant '{tenant_id}' {service} has no sync marker yet: a completed backfill sets it \
+             (avesa-console trigger --tenant-id {tenant_id} --service {service} --run)"
+        )));
+    }
+    let prio = bf.priority_endpoints(service);
+    defs.sort_by_key(|d| prio.iter().position(|p| *p == d.path).unwrap_or(usize::MAX));
+    let defs = order_by_dependencies(
+        defs,
+        |d| bf.table_dependencies(service, &d.table_name),
+        |d| &d.table_name,
+    );
+    let chunk_size_days = bf.chunk_size_days(tenant_id, service);
+    let mut table_plans = Vec::new();
+    for d in defs {
+        let marker = marker_of(&d.table_name).ok_or_else(|| {
+            PlanError(format!(
+                "table '{}' of tenant '{tenant_id}' {service} has no sync marker yet: backfill it first",
+                d.table_name
+            ))
+        })?;
+        let start = trunc_second(marker.last_updated);
+        if start >= end {
+            continue;
+        }
+        table_plans.push(TablePlan {
+            table: d.table_name.clone(),
+            path: d.path.clone(),
+            windows: chunk_windows(Window::new(start, end), chunk_size_days),
+        });
+    }
+    let start = table_plans
+        .iter()
+        .filter_map(|t| t.windows.first().map(|w| w.start))
+        .min()
+        .unwrap_or(end);
+    Ok(Plan {
+        kind: JobKind::Sync,
+        tenant_id: tenant_id.to_string(),
+        service,
+        window: Window::new(start, end),
+        end_is_default: true,
+        chunk_size_days,
+        rate_limit_per_minute: bf.rate_limit_per_minute(tenant_id, service),
+        max_attempts: bf.default_settings.retry_attempts,
+        tables: table_plans,
+    })
+}
+
+/// Moves each table after the tables it depends on, otherwise keeping the given order
+/// (priority first). Dependencies outside the list are ignored; cycles were refused when
+/// the configuration loaded.
+pub fn order_by_dependencies<T>(
+    items: Vec<T>,
+    deps: impl Fn(&T) -> &[String],
+    name: impl Fn(&T) -> &String,
+) -> Vec<T> {
+    let names: Vec<String> = items.iter().map(|i| name(i).clone()).collect();
+    let mut pending: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    let mut placed: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < pending.len() {
+        let ready = pending.iter().position(|slot| {
+            slot.as_ref().is_some_and(|i| {
+                deps(i)
+                    .iter()
+                    .all(|d| !names.contains(d) || placed.contains(d))
+            })
+        });
+        // Without a ready one (impossible without a cycle), keep the given order.
+        let at = ready.unwrap_or_else(|| pending.iter().position(Option::is_some).unwrap_or(0));
+        if let Some(item) = pending[at].take() {
+            placed.push(name(&item).clone());
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// Builds the plan for `req` at the instant `now`.
+pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Plan, PlanError> {
+    let endpoints = checked_endpoints(config, &req.tenant_id, req.service)?;
     let bf = &config.backfill;
     let chunk_size_days = match req.chunk_size_days {
         Some(0) => {
@@ -85,9 +222,7 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
         Some(d) => d,
         None => bf.chunk_size_days(&req.tenant_id, req.service),
     };
-    // Sources filter at one-second precision; whole seconds keep every bound exact.
-    let second = Duration::seconds(1);
-    let trunc = |t: DateTime<Utc>| t.duration_trunc(second).unwrap_or(t);
+    let trunc = trunc_second;
     let end = trunc(req.end.unwrap_or(now));
     let start = match req.start {
         Some(s) => trunc(s),
@@ -132,9 +267,15 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
         }
         defs
     };
+    let defs = order_by_dependencies(
+        defs,
+        |d| bf.table_dependencies(req.service, &d.table_name),
+        |d| &d.table_name,
+    );
     let window = Window::new(start, end);
     let windows = chunk_windows(window, chunk_size_days);
     Ok(Plan {
+        kind: JobKind::Backfill,
         tenant_id: req.tenant_id.clone(),
         service: req.service,
         window,
@@ -160,7 +301,10 @@ impl Plan {
 
     /// The job and chunk rows this plan becomes.
     pub fn to_job(&self, now: DateTime<Utc>) -> (Job, Vec<Chunk>) {
-        let id = job_id(&self.tenant_id, self.service, self.window.start);
+        let id = match self.kind {
+            JobKind::Backfill => job_id(&self.tenant_id, self.service, self.window.start),
+            JobKind::Sync => sync_job_id(&self.tenant_id, self.service, self.window.end),
+        };
         let chunks: Vec<Chunk> = self
             .tables
             .iter()
@@ -324,6 +468,40 @@ mod tests {
         assert_eq!(calls_for(999, 1000), 1);
         assert_eq!(calls_for(1000, 1000), 2);
         assert_eq!(calls_for(2500, 1000), 3);
+    }
+
+    #[test]
+    fn tables_follow_their_dependencies_and_keep_priority_otherwise() {
+        let t = |name: &str, deps: &[&str]| -> (String, Vec<String>) {
+            (name.into(), deps.iter().map(|d| d.to_string()).collect())
+        };
+        let names = |v: Vec<(String, Vec<String>)>| -> Vec<String> {
+            v.into_iter().map(|(n, _)| n).collect()
+        };
+        let ordered = order_by_dependencies(
+            vec![
+                t("tickets", &["companies", "contacts"]),
+                t("time_entries", &["tickets"]),
+                t("companies", &[]),
+                t("contacts", &["companies"]),
+            ],
+            |(_, d)| d.as_slice(),
+            |(n, _)| n,
+        );
+        assert_eq!(
+            names(ordered),
+            ["companies", "contacts", "tickets", "time_entries"]
+        );
+        // A dependency outside the job is ignored.
+        let ordered = order_by_dependencies(
+            vec![
+                t("time_entries", &["tickets"]),
+                t("contacts", &["companies"]),
+            ],
+            |(_, d)| d.as_slice(),
+            |(n, _)| n,
+        );
+        assert_eq!(names(ordered), ["time_entries", "contacts"]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Writes run inside `BEGIN IMMEDIATE` transactions, so two processes claiming chunks of
 //! the same job are serialised by SQLite's write lock and never both win.
 
+mod lifecycle;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -238,6 +240,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute_batch(lifecycle::SCHEMA).map_err(backend)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -1,0 +1,281 @@
+//! Commands around a backfill's life: `sync`, `verify`, `transform`, `cleanup`, `alerts`
+//! and `trigger --auto-detect`.
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::Args;
+use color_eyre::eyre::{Result, bail, eyre};
+
+use super::commands::parse_service;
+use super::runtime::{self, Wired};
+use super::{EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out};
+use crate::domain::{JobMeta, Trigger};
+use crate::engine::EngineOptions;
+use crate::engine::planner::{self, PlanRequest};
+use crate::store::{AlertFilter, CreateOutcome};
+use crate::transform::{TransformMode, TransformRequest};
+use crate::workspace::Workspace;
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[arg(long)]
+    pub tenant_id: String,
+    #[arg(long)]
+    pub service: String,
+    /// API path or table name; repeat for several (default: every table with a marker).
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    /// Print the windows; create and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop cleanly before this much time has passed; `resume` continues the sync job.
+    #[arg(long, value_parser = super::parse_duration)]
+    pub time_budget: Option<std::time::Duration>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub job_id: String,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct TransformArgs {
+    #[arg(long)]
+    pub tenant_id: String,
+    /// Canonical table (`tickets`, `time_entries`, `companies`, `contacts`); repeat for
+    /// several (default: all).
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    /// Only this service's records (default: every service with raw data).
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    /// Remove completed jobs that finished more than this many days ago (default:
+    /// `monitoring.cleanup_completed_jobs_after_days`).
+    #[arg(long)]
+    pub older_than_days: Option<u32>,
+    /// List what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct AlertsArgs {
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    #[arg(long)]
+    pub job_id: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+async fn wired(global: &GlobalArgs, ws: &Workspace) -> Result<Wired> {
+    let config = runtime::load_config(global, ws)?;
+    ws.ensure()?;
+    runtime::init_logging(&global.log_level, Some(ws))?;
+    runtime::wire_engine(global, ws, config, EngineOptions::default()).await
+}
+
+pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result<ExitCode> {
+    let service = parse_service(&args.service)?;
+    let w = wired(global, ws).await?;
+    let engine = &w.engine;
+    let now = Utc::now();
+    if args.dry_run {
+        let markers = engine
+            .lifecycle()
+            .ok_or_else(|| eyre!("no lifecycle store"))?
+            .markers(Some(&args.tenant_id), Some(service))
+            .await?;
+        let plan = planner::plan_sync(
+            engine.config(),
+            &args.tenant_id,
+            service,
+            &args.tables,
+            &markers,
+            now,
+        )?;
+        let est = planner::estimate(&plan, None, |_| 1000);
+        super::output::print_plan(&plan, &est, args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(outcome) = engine
+        .create_sync(&args.tenant_id, service, &args.tables, now)
+        .await?
+    else {
+        out::print_up_to_date(&args.tenant_id, service, args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    if let CreateOutcome::Created(job) = &outcome {
+        engine
+            .set_job_meta(&JobMeta {
+                priority: 2,
+                ..JobMeta::default_for(&job.job_id)
+            })
+            .await?;
+    }
+    let deadline = args.time_budget.map(|b| {
+        tokio::time::Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30))
+    });
+    let job_id = outcome.job().job_id.clone();
+    let done = engine.run_job(&job_id, deadline).await?;
+    let job = engine
+        .store()
+        .get_job(&job_id)
+        .await?
+        .ok_or_else(|| eyre!("job {job_id} vanished"))?;
+    let markers = engine
+        .lifecycle()
+        .ok_or_else(|| eyre!("no lifecycle store"))?
+        .markers(Some(&args.tenant_id), Some(service))
+        .await?;
+    out::print_sync(&job, &done, &markers, args.output)?;
+    Ok(super::commands::exit_for(&[done]))
+}
+
+pub async fn verify(global: &GlobalArgs, ws: &Workspace, args: VerifyArgs) -> Result<ExitCode> {
+    let w = wired(global, ws).await?;
+    let report = w.engine.verify(&args.job_id).await?;
+    let gaps: Vec<_> = w
+        .engine
+        .check_gaps(Some(&report.tenant_id))
+        .await?
+        .into_iter()
+        .filter(|g| g.service == report.service)
+        .collect();
+    out::print_verify(&report, &gaps, args.output)?;
+    Ok(if report.ok && gaps.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_VERIFY_FAILED)
+    })
+}
+
+pub async fn transform(
+    global: &GlobalArgs,
+    ws: &Workspace,
+    args: TransformArgs,
+) -> Result<ExitCode> {
+    let w = wired(global, ws).await?;
+    w.engine
+        .config()
+        .tenant(&args.tenant_id)
+        .map_err(|e| eyre!("--tenant-id: {e}"))?;
+    let services = match &args.service {
+        Some(s) => vec![parse_service(s)?],
+        None => Vec::new(),
+    };
+    let reports = w
+        .engine
+        .transform(&TransformRequest {
+            tenant_id: args.tenant_id.clone(),
+            tables: args.tables.clone(),
+            services,
+            mode: TransformMode::Backfill,
+        })
+        .await
+        .map_err(|e| eyre!("--table: {e}"))?;
+    out::print_transform(&reports, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cleanup(global: &GlobalArgs, ws: &Workspace, args: CleanupArgs) -> Result<ExitCode> {
+    let w = wired(global, ws).await?;
+    let days = args.older_than_days.unwrap_or(
+        w.engine
+            .config()
+            .backfill
+            .monitoring
+            .cleanup_completed_jobs_after_days,
+    );
+    let removed = w.engine.cleanup(days, Utc::now(), args.dry_run).await?;
+    out::print_cleanup(&removed, days, args.dry_run, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn alerts(global: &GlobalArgs, ws: &Workspace, args: AlertsArgs) -> Result<ExitCode> {
+    let w = wired(global, ws).await?;
+    // Judge what can be judged from the store right now before listing.
+    w.engine.sweep_alerts(Utc::now()).await?;
+    w.engine.check_gaps(args.tenant_id.as_deref()).await?;
+    let list = w
+        .engine
+        .lifecycle()
+        .ok_or_else(|| eyre!("no lifecycle store"))?
+        .alerts(&AlertFilter {
+            tenant_id: args.tenant_id.clone(),
+            job_id: args.job_id.clone(),
+            kind: None,
+        })
+        .await?;
+    out::print_alerts(&list, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `trigger --auto-detect`: decide for every tenant's service, print each decision with its
+/// reason, and (unless `--dry-run`) create a backfill for each selected one.
+pub async fn auto_detect(
+    global: &GlobalArgs,
+    ws: &Workspace,
+    args: &TriggerArgs,
+) -> Result<ExitCode> {
+    if args.range.tenant_id.is_some() || args.range.service.is_some() {
+        bail!(super::UsageError(
+            "--auto-detect decides for every tenant and service: drop --tenant-id and --service"
+                .into()
+        ));
+    }
+    let w = wired(global, ws).await?;
+    let engine = &w.engine;
+    let now = Utc::now();
+    let decisions = engine.detect(now).await?;
+    let mut created = Vec::new();
+    if !args.dry_run {
+        let wait = engine
+            .config()
+            .backfill
+            .scheduling
+            .auto_triggered_wait_for_off_peak
+            || args.wait_off_peak;
+        for d in decisions.iter().filter(|d| d.selected) {
+            let plan = planner::plan(
+                engine.config(),
+                &PlanRequest {
+                    tenant_id: d.tenant_id.clone(),
+                    service: d.service,
+                    tables: Vec::new(),
+                    start: None,
+                    end: None,
+                    chunk_size_days: args.range.chunk_size_days,
+                },
+                now,
+            )?;
+            let outcome = engine.create_job(&plan, now).await?;
+            if let CreateOutcome::Created(job) = &outcome {
+                engine
+                    .set_job_meta(&JobMeta {
+                        priority: args.priority.unwrap_or(0),
+                        trigger: Trigger::Auto,
+                        wait_off_peak: wait,
+                        ..JobMeta::default_for(&job.job_id)
+                    })
+                    .await?;
+            }
+            created.push(outcome.job().clone());
+        }
+    }
+    out::print_detection(&decisions, &created, args.dry_run, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,221 @@
+//! Auto-detection: which tenant services need a backfill, and why or why not.
+//!
+//! The design's four checks, in the order they decide: the service is configured (enabled,
+//! credentials readable); it was re-enabled after being disabled (counts as new, whatever
+//! the history says); no backfill of it has completed; and no raw data older than seven
+//! days exists (younger data means it was connected only recently). The decision is a pure
+//! function of those facts; `Engine::detect` gathers them.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::TryStreamExt;
+use object_store::path::{Path, PathPart};
+use serde::Serialize;
+
+use super::{Engine, EngineError};
+use crate::domain::{Job, JobKind, JobStatus, Service, ServiceState};
+use crate::store::JobFilter;
+
+/// Raw data younger than this means the service was connected only recently.
+pub const FRESH_DAYS: i64 = 7;
+
+/// What detection knows about one tenant's service.
+#[derive(Clone, Debug)]
+pub struct ServiceFacts {
+    pub tenant_id: String,
+    pub service: Service,
+    pub enabled: bool,
+    /// Why a client cannot be built from the configured credentials, if it cannot.
+    pub credentials: Result<(), String>,
+    /// This tenant's jobs for this service.
+    pub jobs: Vec<Job>,
+    /// When the oldest raw object of the service was written.
+    pub oldest_raw: Option<DateTime<Utc>>,
+    pub state: Option<ServiceState>,
+}
+
+/// Which check decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Service configuration and credentials.
+    Configured,
+    /// Re-enabled after being disabled.
+    Reenabled,
+    /// Backfill history.
+    History,
+    /// Age of the raw data.
+    Freshness,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub tenant_id: String,
+    pub service: Service,
+    pub selected: bool,
+    pub check: Check,
+    pub reason: String,
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Decides for one tenant's service at `now`.
+pub fn decide(f: &ServiceFacts, now: DateTime<Utc>) -> Decision {
+    let verdict = |selected: bool, check: Check, reason: String| Decision {
+        tenant_id: f.tenant_id.clone(),
+        service: f.service,
+        selected,
+        check,
+        reason,
+    };
+    if !f.enabled {
+        return verdict(
+            false,
+            Check::Configured,
+            "disabled in the tenants registry".into(),
+        );
+    }
+    if let Err(e) = &f.credentials {
+        return verdict(
+            false,
+            Check::Configured,
+            format!("credentials not usable: {e}"),
+        );
+    }
+    let backfills = f
+        .jobs
+        .iter()
+        .filter(|j| JobKind::of(&j.job_id) == JobKind::Backfill);
+    if let Some(active) = backfills.clone().find(|j| j.status.is_active()) {
+        return verdict(
+            false,
+            Check::History,
+            format!("backfill {} is already {}", active.job_id, active.status),
+        );
+    }
+    if let Some(s) = &f.state
+        && let Some(at) = s.reenabled_at
+    {
+        let since = s.last_disabled_at.map_or(String::new(), |d| {
+            format!(" (last seen disabled {})", iso(d))
+        });
+        return verdict(
+            true,
+            Check::Reenabled,
+            format!(
+                "re-enabled {} after being disabled{since}: counts as new",
+                iso(at)
+            ),
+        );
+    }
+    if let Some(done) = backfills
+        .filter(|j| {
+            matches!(
+                j.status,
+                JobStatus::Completed | JobStatus::CompletedWithErrors
+            )
+        })
+        .max_by_key(|j| j.finished_at)
+    {
+        return verdict(
+            false,
+            Check::History,
+            format!(
+                "backfill {} {} {}",
+                done.job_id,
+                done.status,
+                done.finished_at.map_or("earlier".into(), iso)
+            ),
+        );
+    }
+    match f.oldest_raw {
+        Some(t) if now - t > Duration::days(FRESH_DAYS) => verdict(
+            false,
+            Check::Freshness,
+            format!(
+                "raw data since {} (older than {FRESH_DAYS} days): connected before, incremental sync owns it",
+                iso(t)
+            ),
+        ),
+        Some(t) => verdict(
+            true,
+            Check::Freshness,
+            format!(
+                "no completed backfill and raw data only since {} (under {FRESH_DAYS} days): newly connected",
+                iso(t)
+            ),
+        ),
+        None => verdict(
+            true,
+            Check::Freshness,
+            "no completed backfill and no raw data: newly connected".into(),
+        ),
+    }
+}
+
+impl Engine {
+    /// When the oldest raw object of a tenant's service was written, if any exists.
+    pub async fn oldest_raw(
+        &self,
+        tenant_id: &str,
+        service: Service,
+    ) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let prefix = Path::from_iter([
+            PathPart::from(tenant_id),
+            PathPart::from("raw"),
+            PathPart::from(service.as_str()),
+        ]);
+        let metas: Vec<_> = self
+            .sink()
+            .store()
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| EngineError::Other(format!("list {prefix}: {e}")))?;
+        Ok(metas
+            .iter()
+            .filter(|m| m.location.as_ref().ends_with(".parquet"))
+            .map(|m| m.last_modified)
+            .min())
+    }
+
+    /// Gathers the facts for every tenant's service in the registry (recording each one's
+    /// enablement in the lifecycle store) and decides, sorted by tenant and service.
+    pub async fn detect(&self, now: DateTime<Utc>) -> Result<Vec<Decision>, EngineError> {
+        let mut out = Vec::new();
+        let jobs = self.store().list_jobs(&JobFilter::default()).await?;
+        for tenant in &self.config().tenants.tenants {
+            for (service, conn) in &tenant.services {
+                let state = match self.lifecycle() {
+                    Some(lc) => Some(
+                        lc.observe_service(&tenant.tenant_id, *service, conn.enabled, now)
+                            .await?,
+                    ),
+                    None => None,
+                };
+                let credentials = if conn.enabled {
+                    self.source(&tenant.tenant_id, *service).map(|_| ())
+                } else {
+                    Ok(())
+                };
+                let facts = ServiceFacts {
+                    tenant_id: tenant.tenant_id.clone(),
+                    service: *service,
+                    enabled: conn.enabled,
+                    credentials,
+                    jobs: jobs
+                        .iter()
+                        .filter(|j| j.tenant_id == tenant.tenant_id && j.service == *service)
+                        .cloned()
+                        .collect(),
+                    oldest_raw: self.oldest_raw(&tenant.tenant_id, *service).await?,
+                    state,
+                };
+                out.push(decide(&facts, now));
+            }
+        }
+        out.sort_by(|a, b| (&a.tenant_id, a.service).cmp(&(&b.tenant_id, b.service)));
+        Ok(out)
+    }
+}

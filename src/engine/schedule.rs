@@ -1,0 +1,340 @@
+//! Scheduling: which waiting job starts when a slot frees. At most `max_concurrent_jobs`
+//! run, from at most `max_parallel_tenants` tenants; turns are fair across tenants (the
+//! tenant running the fewest jobs goes first, then priority, then whoever waited longest
+//! for a turn); jobs that wait for the off-peak window start only inside it.
+//!
+//! `FairQueue` is the pure decision; `dispatch` runs jobs through it on tokio time.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use chrono::{DateTime, Duration, NaiveTime, Utc};
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::Scheduling;
+
+/// A daily UTC window `[start, end)`; it wraps midnight when `end <= start` (22:00–06:00).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffPeak {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+impl OffPeak {
+    pub fn from_config(s: &Scheduling) -> OffPeak {
+        // Validated when the configuration was loaded.
+        let parse = |v: &str| NaiveTime::parse_from_str(v, "%H:%M").unwrap_or(NaiveTime::MIN);
+        OffPeak {
+            start: parse(&s.off_peak_start),
+            end: parse(&s.off_peak_end),
+        }
+    }
+
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        let tod = t.time();
+        if self.start == self.end {
+            true
+        } else if self.start < self.end {
+            self.start <= tod && tod < self.end
+        } else {
+            tod >= self.start || tod < self.end
+        }
+    }
+
+    /// `t` inside the window, else the next moment it opens.
+    pub fn next_open(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        if self.contains(t) {
+            return t;
+        }
+        let today = t.date_naive().and_time(self.start).and_utc();
+        if today > t {
+            today
+        } else {
+            today + Duration::days(1)
+        }
+    }
+}
+
+/// A job waiting for a slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub job_id: String,
+    pub tenant_id: String,
+    pub priority: i32,
+    pub wait_off_peak: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_jobs: usize,
+    pub max_tenants: usize,
+    pub off_peak: OffPeak,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::BackfillConfig) -> Limits {
+        Limits {
+            max_jobs: c.default_settings.max_concurrent_jobs.max(1) as usize,
+            max_tenants: c.scheduling.max_parallel_tenants.max(1) as usize,
+            off_peak: OffPeak::from_config(&c.scheduling),
+        }
+    }
+}
+
+/// Waiting and running jobs, and when each tenant last had a turn.
+#[derive(Debug, Default)]
+pub struct FairQueue {
+    waiting: Vec<Candidate>,
+    /// Running job → its tenant.
+    running: HashMap<String, String>,
+    last_turn: HashMap<String, u64>,
+    turns: u64,
+}
+
+impl FairQueue {
+    pub fn new(waiting: Vec<Candidate>) -> FairQueue {
+        FairQueue {
+            waiting,
+            ..FairQueue::default()
+        }
+    }
+
+    pub fn running_of(&self, tenant_id: &str) -> usize {
+        self.running.values().filter(|t| *t == tenant_id).count()
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn waiting(&self) -> &[Candidate] {
+        &self.waiting
+    }
+
+    /// The job to start now, if a slot and an eligible job exist; it counts as running.
+    pub fn next(&mut self, limits: &Limits, now: DateTime<Utc>) -> Option<Candidate> {
+        if self.running.len() >= limits.max_jobs {
+            return None;
+        }
+        let mut tenants: Vec<&String> = self.running.values().collect();
+        tenants.sort();
+        tenants.dedup();
+        let tenants_full = tenants.len() >= limits.max_tenants;
+        let off_peak = limits.off_peak.contains(now);
+        let best = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.wait_off_peak || off_peak)
+            .filter(|(_, c)| !tenants_full || self.running_of(&c.tenant_id) > 0)
+            .min_by_key(|(_, c)| {
+                (
+                    self.running_of(&c.tenant_id),
+                    std::cmp::Reverse(c.priority),
+                    self.last_turn.get(&c.tenant_id).copied().unwrap_or(0),
+                    c.created_at,
+                    c.job_id.clone(),
+                )
+            })
+            .map(|(i, _)| i)?;
+        let c = self.waiting.remove(best);
+        self.turns += 1;
+        self.last_turn.insert(c.tenant_id.clone(), self.turns);
+        self.running.insert(c.job_id.clone(), c.tenant_id.clone());
+        Some(c)
+    }
+
+    pub fn finished(&mut self, job_id: &str) {
+        self.running.remove(job_id);
+    }
+
+    /// Waiting jobs held only by the off-peak window, with when it opens.
+    pub fn deferred(&self, limits: &Limits, now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
+        if limits.off_peak.contains(now) {
+            return Vec::new();
+        }
+        let open = limits.off_peak.next_open(now);
+        self.waiting
+            .iter()
+            .filter(|c| c.wait_off_peak)
+            .map(|c| (c.job_id.clone(), open))
+            .collect()
+    }
+}
+
+/// What `dispatch` did.
+#[derive(Debug)]
+pub struct Dispatched<T> {
+    pub results: Vec<T>,
+    /// Jobs still waiting for the off-peak window when dispatching stopped.
+    pub deferred: Vec<(String, DateTime<Utc>)>,
+}
+
+/// Runs the queue's jobs through `run`, starting each as the rules allow, until none is
+/// left or only off-peak waiters remain (which it sleeps for when `wait_off_peak`, up to
+/// `deadline`). `now` is the wall clock (a test passes one that follows tokio's).
+pub async fn dispatch<T, F, Fut>(
+    mut queue: FairQueue,
+    limits: Limits,
+    now: impl Fn() -> DateTime<Utc>,
+    wait_off_peak: bool,
+    deadline: Option<Instant>,
+    run: F,
+) -> Dispatched<T>
+where
+    F: Fn(Candidate) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut set: JoinSet<(String, T)> = JoinSet::new();
+    let mut results = Vec::new();
+    loop {
+        while let Some(c) = queue.next(&limits, now()) {
+            let id = c.job_id.clone();
+            let fut = run(c);
+            set.spawn(async move { (id, fut.await) });
+        }
+        let deferred = queue.deferred(&limits, now());
+        // Wake when the window opens, so waiters start even while other jobs run.
+        let opens = deferred.first().map(|(_, at)| {
+            let wait = (*at - now()).to_std().unwrap_or_default();
+            let wake = Instant::now() + wait;
+            deadline.map_or(wake, |d| wake.min(d))
+        });
+        if set.is_empty() {
+            if queue.waiting().is_empty() {
+                break;
+            }
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            match opens {
+                Some(wake) if wait_off_peak && !out_of_time => {
+                    tokio::time::sleep_until(wake).await;
+                    continue;
+                }
+                _ => {
+                    return Dispatched { results, deferred };
+                }
+            }
+        }
+        let open_wait = async {
+            match opens {
+                Some(wake) if wait_off_peak => tokio::time::sleep_until(wake).await,
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            joined = set.join_next() => {
+                if let Some(Ok((id, value))) = joined {
+                    queue.finished(&id);
+                    results.push(value);
+                } else if let Some(Err(e)) = joined {
+                    // A panicked job task: its slot is lost for this dispatch only.
+                    tracing::error!(error = %e, "a job task failed");
+                }
+            }
+            _ = open_wait => {}
+        }
+    }
+    Dispatched {
+        results,
+        deferred: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 10, h, m, 0).unwrap()
+    }
+
+    fn night() -> OffPeak {
+        OffPeak {
+            start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_off_peak_window_wraps_midnight() {
+        let w = night();
+        assert!(w.contains(at(22, 0)) && w.contains(at(23, 59)) && w.contains(at(5, 59)));
+        assert!(!w.contains(at(6, 0)) && !w.contains(at(12, 0)) && !w.contains(at(21, 59)));
+        assert_eq!(w.next_open(at(12, 0)), at(22, 0));
+        assert_eq!(w.next_open(at(23, 0)), at(23, 0));
+        let day = OffPeak {
+            start: NaiveTime::from_hms_opt(1, 0, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(3, 0, 0).unwrap(),
+        };
+        assert_eq!(day.next_open(at(4, 0)), at(1, 0) + Duration::days(1));
+    }
+
+    fn cand(job: &str, tenant: &str, priority: i32, wait: bool) -> Candidate {
+        Candidate {
+            job_id: job.into(),
+            tenant_id: tenant.into(),
+            priority,
+            wait_off_peak: wait,
+            created_at: at(0, 0),
+        }
+    }
+
+    #[test]
+    fn fewest_running_first_then_priority_then_longest_without_a_turn() {
+        let limits = Limits {
+            max_jobs: 3,
+            max_tenants: 3,
+            off_peak: night(),
+        };
+        let mut q = FairQueue::new(vec![
+            cand("a1", "a", 0, false),
+            cand("a2", "a", 9, false),
+            cand("b1", "b", 0, false),
+            cand("c1", "c", 5, false),
+        ]);
+        let order: Vec<String> = std::iter::from_fn(|| q.next(&limits, at(12, 0)))
+            .map(|c| c.job_id)
+            .collect();
+        assert_eq!(
+            order,
+            ["a2", "c1", "b1"],
+            "one per tenant, priority first among equals"
+        );
+        q.finished("c1");
+        assert_eq!(q.next(&limits, at(12, 0)).unwrap().job_id, "a1");
+    }
+
+    #[test]
+    fn off_peak_waiters_start_only_in_the_window_and_tenants_are_capped() {
+        let limits = Limits {
+            max_jobs: 5,
+            max_tenants: 1,
+            off_peak: night(),
+        };
+        let mut q = FairQueue::new(vec![
+            cand("a1", "a", 0, true),
+            cand("b1", "b", 0, false),
+            cand("b2", "b", 0, false),
+        ]);
+        assert_eq!(q.next(&limits, at(12, 0)).unwrap().job_id, "b1");
+        assert_eq!(
+            q.next(&limits, at(12, 0)).unwrap().job_id,
+            "b2",
+            "same tenant may add jobs"
+        );
+        assert_eq!(q.next(&limits, at(12, 0)), None);
+        assert_eq!(
+            q.deferred(&limits, at(12, 0)),
+            vec![("a1".to_string(), at(22, 0))]
+        );
+        q.finished("b1");
+        q.finished("b2");
+        assert_eq!(q.next(&limits, at(12, 0)), None, "a1 waits for the night");
+        assert_eq!(q.next(&limits, at(23, 0)).unwrap().job_id, "a1");
+    }
+}

@@ -1,0 +1,90 @@
+//! The lifecycle store: what lives beside jobs. Incremental sync markers, enablement history
+//! of each tenant's service, scheduling hints, alerts, verification results, and removal of
+//! old jobs.
+//!
+//! A separate trait from `JobStore` so a backend can add it without touching the claim path;
+//! SQLite implements both on one file. Like `JobStore`, each method is one atomic write.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::domain::{
+    Alert, AlertKind, ChunkVerification, JobKind, JobMeta, Service, ServiceState, SyncMarker,
+};
+
+/// One move of a table's marker by a finished job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkerAdvance {
+    pub tenant_id: String,
+    pub service: Service,
+    pub table: String,
+    pub job_id: String,
+    pub kind: JobKind,
+    /// Where the job's window for this table started (a sync starts at the marker).
+    pub from: DateTime<Utc>,
+    /// The job's frozen end: the new marker.
+    pub to: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AlertFilter {
+    pub tenant_id: Option<String>,
+    pub job_id: Option<String>,
+    pub kind: Option<AlertKind>,
+}
+
+#[async_trait]
+pub trait LifecycleStore: Send + Sync {
+    /// Moves a marker forward, never back.
+    ///
+    /// A backfill sets it to at least its end and records itself as the backfill the sync
+    /// chain starts from (when its end is the latest such end). A sync needs a marker at or
+    /// after its own start, else it would leave a gap: that is a `Conflict` naming both.
+    async fn advance_marker(&self, adv: &MarkerAdvance) -> Result<SyncMarker, StoreError>;
+    /// Markers of one tenant's service (`None`: all), sorted by tenant, service, table.
+    async fn markers(
+        &self,
+        tenant_id: Option<&str>,
+        service: Option<Service>,
+    ) -> Result<Vec<SyncMarker>, StoreError>;
+
+    /// Records what the registry says now. Seen disabled: remembers when. Seen enabled after
+    /// being disabled: remembers the re-enabling, until `clear_reenabled`.
+    async fn observe_service(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<ServiceState, StoreError>;
+    async fn service_states(&self) -> Result<Vec<ServiceState>, StoreError>;
+    /// A backfill of a re-enabled service completed: it is no longer new.
+    async fn clear_reenabled(&self, tenant_id: &str, service: Service) -> Result<(), StoreError>;
+
+    /// Stores a job's scheduling hints (replacing earlier ones, keeping `finalized_at`).
+    async fn put_job_meta(&self, meta: &JobMeta) -> Result<(), StoreError>;
+    /// Hints of the given jobs; jobs without stored hints are left out.
+    async fn job_metas(&self, job_ids: &[String]) -> Result<Vec<JobMeta>, StoreError>;
+    /// Marks a job's post-completion steps done; false if they already were.
+    async fn finalize_job(&self, job_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Stores an alert unless one of the same kind and subject exists; true when stored.
+    async fn raise_alert(&self, alert: &Alert) -> Result<bool, StoreError>;
+    /// Alerts, newest first.
+    async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+
+    /// Replaces a job's verification results with these.
+    async fn save_verification(
+        &self,
+        job_id: &str,
+        results: &[ChunkVerification],
+    ) -> Result<(), StoreError>;
+    /// A job's verification results in chunk order; empty if never verified.
+    async fn verification(&self, job_id: &str) -> Result<Vec<ChunkVerification>, StoreError>;
+
+    /// Removes a job, its chunks, hints, verification results and alerts. Markers stay:
+    /// they describe the data, which is kept. False if there was no such job.
+    async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,286 @@
+//! Canonical transform: reads a tenant's raw Parquet through the sink's object store, maps
+//! each service's columns to the canonical ones (`canonical/*.json`), builds SCD Type 2
+//! history and writes it atomically to `{tenant_id}/canonical/{table}/{service}.parquet`.
+//!
+//! Backfill mode processes the whole history of each raw table every time: the output is a
+//! pure function of the raw data, so a re-run (after a sync, after a crash, twice at once)
+//! writes the same bytes and nothing has to remember what was already processed.
+
+mod mapping;
+pub mod scd2;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use object_store::path::{Path, PathPart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+
+use crate::config::{CanonicalTable, Config, EndpointDef, SourceMapping};
+use crate::domain::Service;
+use crate::sink::RawSink;
+
+pub use mapping::{map_raw, mapped_schema, raw_columns_needed};
+pub use scd2::{Scd2Context, Scd2Stats, build as build_scd2, output_schema};
+
+/// Rows per row group of canonical files.
+const ROW_GROUP_ROWS: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("unknown canonical table '{table}' (known: {known})")]
+    UnknownTable { table: String, known: String },
+    #[error("{origin}: {reason}")]
+    Data { origin: String, reason: String },
+    #[error("object store: {0}")]
+    Store(String),
+    #[error("parquet: {0}")]
+    Parquet(String),
+}
+
+/// How much history a run processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransformMode {
+    /// All raw data of each table, every time: the history is rebuilt from scratch.
+    Backfill,
+}
+
+/// What to transform for one tenant.
+#[derive(Clone, Debug)]
+pub struct TransformRequest {
+    pub tenant_id: String,
+    /// Canonical table names; empty means every canonical table.
+    pub tables: Vec<String>,
+    /// Only these services' sources; empty means every service with raw data.
+    pub services: Vec<Service>,
+    pub mode: TransformMode,
+}
+
+/// The outcome for one (canonical table, service).
+#[derive(Clone, Debug, Serialize)]
+pub struct TransformReport {
+    pub tenant_id: String,
+    pub table: String,
+    pub service: Service,
+    pub source_table: String,
+    pub mode: TransformMode,
+    pub raw_files: usize,
+    #[serde(flatten)]
+    pub stats: Scd2Stats,
+    /// Where the history was written; `None` when the service has no raw data yet.
+    pub path: Option<String>,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// `{tenant_id}/canonical/{table}/{service}.parquet`
+pub fn canonical_path(tenant_id: &str, table: &str, service: Service) -> Path {
+    Path::from_iter([
+        PathPart::from(tenant_id),
+        PathPart::from("canonical"),
+        PathPart::from(table),
+        PathPart::from(format!("{}.parquet", service.as_str()).as_str()),
+    ])
+}
+
+/// Canonical columns mapped from the raw version-time column: left out of the record hash.
+fn unhashed(src: &SourceMapping, endpoint: &EndpointDef) -> Vec<String> {
+    src.columns
+        .iter()
+        .filter(|(_, raw)| **raw == endpoint.incremental_field)
+        .map(|(canonical, _)| canonical.clone())
+        .collect()
+}
+
+/// Runs the transform for every requested (canonical table, service) pair of one tenant.
+pub async fn run(
+    config: &Config,
+    sink: &RawSink,
+    req: &TransformRequest,
+) -> Result<Vec<TransformReport>, TransformError> {
+    let tables: Vec<&CanonicalTable> = if req.tables.is_empty() {
+        config.canonical.iter().collect()
+    } else {
+        req.tables
+            .iter()
+            .map(|name| {
+                config
+                    .canonical_table(name)
+                    .ok_or_else(|| TransformError::UnknownTable {
+                        table: name.clone(),
+                        known: config
+                            .canonical
+                            .iter()
+                            .map(|c| c.table.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut reports = Vec::new();
+    for table in tables {
+        for (service, src) in &table.sources {
+            if !req.services.is_empty() && !req.services.contains(service) {
+                continue;
+            }
+            let Some(endpoint) = config.endpoints(*service).and_then(|e| e.find(&src.table)) else {
+                continue;
+            };
+            reports.push(transform_one(sink, req, table, *service, src, endpoint).await?);
+        }
+    }
+    Ok(reports)
+}
+
+async fn transform_one(
+    sink: &RawSink,
+    req: &TransformRequest,
+    table: &CanonicalTable,
+    service: Service,
+    src: &SourceMapping,
+    endpoint: &EndpointDef,
+) -> Result<TransformReport, TransformError> {
+    let started = Instant::now();
+    let files = sink
+        .list_table_files(&req.tenant_id, service, &src.table)
+        .await
+        .map_err(|e| TransformError::Store(e.to_string()))?;
+    let mut report = TransformReport {
+        tenant_id: req.tenant_id.clone(),
+        table: table.table.clone(),
+        service,
+        source_table: src.table.clone(),
+        mode: req.mode,
+        raw_files: files.len(),
+        stats: Scd2Stats::default(),
+        path: None,
+        bytes: 0,
+        duration_ms: 0,
+    };
+    if files.is_empty() {
+        return Ok(report);
+    }
+    let store = sink.store();
+    let (table_arc, src_arc, ep_arc) = (
+        Arc::new(table.clone()),
+        Arc::new(src.clone()),
+        Arc::new(endpoint.clone()),
+    );
+    let mut mapped = Vec::new();
+    for file in &files {
+        let bytes = get_bytes(&store, file).await?;
+        let (t, s, e) = (table_arc.clone(), src_arc.clone(), ep_arc.clone());
+        let origin = file.to_string();
+        let batches = tokio::task::spawn_blocking(move || read_mapped(bytes, &t, &s, &e, &origin))
+            .await
+            .map_err(|e| TransformError::Parquet(e.to_string()))??;
+        mapped.extend(batches);
+    }
+    let (tenant, svc, source_table) = (req.tenant_id.clone(), service, src.table.clone());
+    let skip = unhashed(src, endpoint);
+    let (encoded, stats) = tokio::task::spawn_blocking(move || {
+        let ctx = Scd2Context {
+            tenant_id: &tenant,
+            service: svc.as_str(),
+            source_table: &source_table,
+            table: &table_arc,
+            unhashed: skip,
+        };
+        let (batch, stats) = scd2::build(&mapped, &ctx)?;
+        drop(mapped);
+        Ok::<_, TransformError>((encode(&batch)?, stats))
+    })
+    .await
+    .map_err(|e| TransformError::Parquet(e.to_string()))??;
+    let path = canonical_path(&req.tenant_id, &table.table, service);
+    report.bytes = encoded.len() as u64;
+    // One put: readers see the previous history or the new one, never a mix.
+    store
+        .put(&path, PutPayload::from_bytes(encoded))
+        .await
+        .map_err(|e| TransformError::Store(format!("put {path}: {e}")))?;
+    report.stats = stats;
+    report.path = Some(path.to_string());
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(tenant_id = %report.tenant_id, table = %report.table, service = %service,
+        raw_files = report.raw_files, rows_in = report.stats.rows_in, versions = report.stats.versions,
+        records = report.stats.records, duplicates = report.stats.duplicates,
+        unchanged = report.stats.unchanged, duration_ms = report.duration_ms, "canonical transform done");
+    Ok(report)
+}
+
+async fn get_bytes(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, TransformError> {
+    store
+        .get(path)
+        .await
+        .map_err(|e| TransformError::Store(format!("get {path}: {e}")))?
+        .bytes()
+        .await
+        .map_err(|e| TransformError::Store(format!("read {path}: {e}")))
+}
+
+/// Reads only the columns the mapping needs from one raw file and maps its batches.
+fn read_mapped(
+    bytes: Bytes,
+    table: &CanonicalTable,
+    src: &SourceMapping,
+    endpoint: &EndpointDef,
+    origin: &str,
+) -> Result<Vec<arrow_array::RecordBatch>, TransformError> {
+    let perr = |e: parquet::errors::ParquetError| TransformError::Data {
+        origin: origin.to_string(),
+        reason: e.to_string(),
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
+    let wanted = raw_columns_needed(endpoint, src);
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| wanted.contains(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).build().map_err(perr)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| TransformError::Data {
+            origin: origin.to_string(),
+            reason: e.to_string(),
+        })?;
+        out.push(map_raw(&batch, table, src, endpoint, origin)?);
+    }
+    Ok(out)
+}
+
+/// Parquet bytes of the history. Fixed writer settings and no wall-clock metadata, so the
+/// same rows always encode to the same bytes.
+pub fn encode(batch: &arrow_array::RecordBatch) -> Result<Bytes, TransformError> {
+    let level = ZstdLevel::try_new(3).map_err(|e| TransformError::Parquet(e.to_string()))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by("avesa-console canonical transform".to_string())
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
+        .map_err(|e| TransformError::Parquet(e.to_string()))?;
+    writer
+        .write(batch)
+        .map_err(|e| TransformError::Parquet(e.to_string()))?;
+    writer
+        .close()
+        .map_err(|e| TransformError::Parquet(e.to_string()))?;
+    Ok(Bytes::from(buf))
+}

@@ -1,0 +1,340 @@
+//! SCD Type 2 builder and transform job tests over small hand-made batches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+
+use super::*;
+use crate::config::{CanonicalColumn, ColumnDef, ColumnType};
+
+const T0: i64 = 1_700_000_000_000_000;
+const HOUR: i64 = 3_600_000_000;
+
+fn endpoint() -> EndpointDef {
+    EndpointDef {
+        path: "service/tickets".into(),
+        table_name: "tickets".into(),
+        id_field: "id".into(),
+        incremental_field: "_info__lastUpdated".into(),
+        query_field: None,
+        page_size: 100,
+        columns: vec![
+            ColumnDef {
+                name: "id".into(),
+                kind: ColumnType::Int64,
+            },
+            ColumnDef {
+                name: "status__name".into(),
+                kind: ColumnType::String,
+            },
+            ColumnDef {
+                name: "_info__lastUpdated".into(),
+                kind: ColumnType::Timestamp,
+            },
+        ],
+    }
+}
+
+fn table() -> CanonicalTable {
+    let mut columns = BTreeMap::new();
+    columns.insert("status".to_string(), "status__name".to_string());
+    columns.insert("updated_at".to_string(), "_info__lastUpdated".to_string());
+    let mut sources = BTreeMap::new();
+    sources.insert(
+        Service::Connectwise,
+        SourceMapping {
+            table: "tickets".into(),
+            columns,
+        },
+    );
+    CanonicalTable {
+        table: "tickets".into(),
+        description: None,
+        columns: vec![
+            CanonicalColumn {
+                name: "status".into(),
+                kind: ColumnType::String,
+            },
+            CanonicalColumn {
+                name: "updated_at".into(),
+                kind: ColumnType::Timestamp,
+            },
+        ],
+        sources,
+    }
+}
+
+/// A raw batch: rows of (id, status, version time offset in hours, ingested offset).
+fn raw(rows: &[(i64, &str, i64, i64)]) -> RecordBatch {
+    let ts = || DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("status__name", DataType::Utf8, true),
+        Field::new("_info__lastUpdated", ts(), true),
+        Field::new("_avesa_job_id", DataType::Utf8, false),
+        Field::new("_avesa_ingested_at", ts(), false),
+    ]));
+    let stamp = |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            stamp(rows.iter().map(|r| T0 + r.2 * HOUR).collect()),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| format!("job{}", r.3))
+                    .collect::<Vec<_>>(),
+            )),
+            stamp(rows.iter().map(|r| T0 + r.3 * HOUR).collect()),
+        ],
+    )
+    .unwrap()
+}
+
+fn history(batches: &[RecordBatch]) -> (RecordBatch, Scd2Stats) {
+    let (t, ep) = (table(), endpoint());
+    let src = &t.sources[&Service::Connectwise];
+    let mapped: Vec<_> = batches
+        .iter()
+        .map(|b| map_raw(b, &t, src, &ep, "test").unwrap())
+        .collect();
+    let ctx = Scd2Context {
+        tenant_id: "acme",
+        service: "connectwise",
+        source_table: "tickets",
+        table: &t,
+        unhashed: vec!["updated_at".into()],
+    };
+    build_scd2(&mapped, &ctx).unwrap()
+}
+
+/// (record_id, status, start hours, end hours, current)
+fn rows(b: &RecordBatch) -> Vec<(String, String, i64, Option<i64>, bool)> {
+    let s = |n: &str| {
+        b.column_by_name(n)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone()
+    };
+    let t = |n: &str| {
+        b.column_by_name(n)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap()
+            .clone()
+    };
+    let (ids, status, start, end) = (
+        s("record_id"),
+        s("status"),
+        t("effective_start"),
+        t("effective_end"),
+    );
+    let current = b
+        .column_by_name("is_current")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .unwrap()
+        .clone();
+    (0..b.num_rows())
+        .map(|i| {
+            (
+                ids.value(i).to_string(),
+                status.value(i).to_string(),
+                (start.value(i) - T0) / HOUR,
+                (!end.is_null(i)).then(|| (end.value(i) - T0) / HOUR),
+                current.value(i),
+            )
+        })
+        .collect()
+}
+
+fn row(
+    id: &str,
+    status: &str,
+    start: i64,
+    end: Option<i64>,
+) -> (String, String, i64, Option<i64>, bool) {
+    (id.into(), status.into(), start, end, end.is_none())
+}
+
+#[test]
+fn versions_chain_their_effective_dates_and_one_is_current() {
+    let (out, stats) = history(&[raw(&[
+        (1000, "New", 0, 0),
+        (1000, "Open", 5, 0),
+        (1000, "Closed", 9, 0),
+        (999, "New", 2, 0),
+    ])]);
+    assert_eq!(
+        rows(&out),
+        vec![
+            row("999", "New", 2, None),
+            row("1000", "New", 0, Some(5)),
+            row("1000", "Open", 5, Some(9)),
+            row("1000", "Closed", 9, None),
+        ],
+        "numeric ids sort as numbers; each end is the next start"
+    );
+    assert_eq!((stats.versions, stats.records, stats.rows_in), (4, 2, 4));
+}
+
+#[test]
+fn the_same_version_landed_twice_is_kept_once_from_the_latest_read() {
+    // A backfill read (ingested at 1) and a sync read (ingested at 7) of version 5.
+    let (out, stats) = history(&[
+        raw(&[(1, "New", 0, 1), (1, "Open", 5, 1)]),
+        raw(&[(1, "Open", 5, 7), (1, "Closed", 8, 7)]),
+    ]);
+    assert_eq!(
+        rows(&out),
+        vec![
+            row("1", "New", 0, Some(5)),
+            row("1", "Open", 5, Some(8)),
+            row("1", "Closed", 8, None)
+        ]
+    );
+    assert_eq!(stats.duplicates, 1);
+    let jobs = out
+        .column_by_name("source_job_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .clone();
+    assert_eq!(jobs.value(1), "job7", "the later read of a version wins");
+}
+
+#[test]
+fn unchanged_versions_fold_into_the_earliest_but_a_return_to_old_values_is_kept() {
+    let (out, stats) = history(&[raw(&[
+        (1, "Open", 0, 0),
+        (1, "Open", 3, 0),
+        (1, "Closed", 6, 0),
+        (1, "Open", 9, 0),
+        (1, "Open", 12, 0),
+    ])]);
+    assert_eq!(
+        rows(&out),
+        vec![
+            row("1", "Open", 0, Some(6)),
+            row("1", "Closed", 6, Some(9)),
+            row("1", "Open", 9, None)
+        ]
+    );
+    assert_eq!((stats.unchanged, stats.versions), (2, 3));
+}
+
+#[test]
+fn input_order_never_changes_the_output_bytes() {
+    let a = raw(&[
+        (3, "A", 0, 0),
+        (1, "B", 1, 0),
+        (2, "C", 2, 0),
+        (1, "D", 4, 0),
+    ]);
+    let b = raw(&[
+        (1, "D", 4, 0),
+        (2, "C", 2, 0),
+        (1, "B", 1, 0),
+        (3, "A", 0, 0),
+    ]);
+    let (x, _) = history(&[a.clone(), b.clone()]);
+    let (y, _) = history(&[b, a]);
+    assert_eq!(encode(&x).unwrap(), encode(&y).unwrap());
+}
+
+#[test]
+fn record_hashes_ignore_the_version_time_but_not_the_values() {
+    let (out, _) = history(&[raw(&[(1, "A", 0, 0), (2, "A", 5, 0), (3, "B", 0, 0)])]);
+    let h = out
+        .column_by_name("record_hash")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .clone();
+    assert_eq!(h.value(0), h.value(1), "same values at another time");
+    assert_ne!(h.value(0), h.value(2));
+    assert_eq!(h.value(0).len(), 32);
+}
+
+#[tokio::test]
+async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = RawSink::local(dir.path()).unwrap();
+    let store = sink.store();
+    for (name, batch) in [
+        (
+            "a_00000.parquet",
+            raw(&[(1, "New", 0, 0), (2, "New", 1, 0)]),
+        ),
+        (
+            "b_00000.parquet",
+            raw(&[(1, "Open", 3, 2), (2, "New", 1, 2)]),
+        ),
+    ] {
+        let path = RawSink::table_prefix("acme", Service::Connectwise, "tickets").join(name);
+        store
+            .put(&path, PutPayload::from_bytes(encode(&batch).unwrap()))
+            .await
+            .unwrap();
+    }
+    let mut config = crate::config::Config::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
+    )
+    .unwrap();
+    config.canonical = vec![table()];
+    config.endpoints = vec![crate::config::ServiceEndpoints {
+        service: Service::Connectwise,
+        endpoints: vec![endpoint()],
+    }];
+    let req = TransformRequest {
+        tenant_id: "acme".into(),
+        tables: vec![],
+        services: vec![],
+        mode: TransformMode::Backfill,
+    };
+    let first = run(&config, &sink, &req).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].raw_files, 2);
+    assert_eq!((first[0].stats.versions, first[0].stats.duplicates), (3, 1));
+    let path = canonical_path("acme", "tickets", Service::Connectwise);
+    assert_eq!(path.as_ref(), "acme/canonical/tickets/connectwise.parquet");
+    let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+    run(&config, &sink, &req).await.unwrap();
+    let again = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(bytes, again, "a re-run writes the same bytes");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    assert_eq!(
+        rows(&batches[0]),
+        vec![
+            row("1", "New", 0, Some(3)),
+            row("1", "Open", 3, None),
+            row("2", "New", 1, None)
+        ]
+    );
+
+    let unknown = TransformRequest {
+        tables: vec!["tickts".into()],
+        ..req
+    };
+    let err = run(&config, &sink, &unknown).await.unwrap_err().to_string();
+    assert!(err.contains("tickts") && err.contains("tickets"), "{err}");
+}

@@ -327,16 +327,72 @@ impl Shared {
     /// (as if someone edited them while the backfill reads the window).
     fn touch_records(&self, tenant: &TenantData, table: Table, bounds: data::Bounds, n: u32) {
         let moved = self.table(tenant, table).touch(bounds, n);
-        let mut log = self.moved.lock().unwrap_or_else(|e| e.into_inner());
-        for (id, from, to) in moved {
-            log.push(MovedRecord {
+        self.log_moved(tenant, table, moved);
+    }
+
+    fn log_moved(
+        &self,
+        tenant: &TenantData,
+        table: Table,
+        moved: Vec<(i64, i64, i64)>,
+    ) -> Vec<MovedRecord> {
+        let records: Vec<MovedRecord> = moved
+            .into_iter()
+            .map(|(id, from, to)| MovedRecord {
                 company_id: tenant.tenant.company_id.clone(),
                 table: table.table_name().to_string(),
                 id,
                 from: DateTime::from_timestamp(from, 0).unwrap_or_default(),
                 to: DateTime::from_timestamp(to, 0).unwrap_or_default(),
-            });
-        }
+            })
+            .collect();
+        let mut log = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+        log.extend(records.iter().cloned());
+        records
+    }
+
+    /// Edits `n` ConnectWise records of a table, spread over it, to update times `at`,
+    /// `at + 1s`, ... (see `TableData::edit`).
+    fn edit_records(
+        &self,
+        company_id: &str,
+        table: &str,
+        n: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<MovedRecord>, String> {
+        let tenant = self
+            .tenants
+            .iter()
+            .find(|t| t.tenant.company_id == company_id)
+            .ok_or_else(|| format!("no ConnectWise company '{company_id}'"))?;
+        let table = Table::from_table_name(table)
+            .ok_or_else(|| format!("no ConnectWise table '{table}'"))?;
+        let moved = self.table(tenant, table).edit(n, at.timestamp());
+        Ok(self.log_moved(tenant, table, moved))
+    }
+}
+
+/// Query of `POST /_sandbox/connectwise/edit`.
+#[derive(Deserialize)]
+struct EditQuery {
+    company_id: String,
+    table: String,
+    records: u32,
+    at: DateTime<Utc>,
+}
+
+async fn edit_handler(
+    State(shared): State<std::sync::Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<EditQuery>,
+) -> Response {
+    match shared.edit_records(&q.company_id, &q.table, q.records, q.at) {
+        Ok(moved) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            serde_json::to_vec(&moved).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
 
@@ -426,6 +482,10 @@ impl Sandbox {
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
             .route("/_sandbox/connectwise/moved", get(moved_handler))
+            .route(
+                "/_sandbox/connectwise/edit",
+                axum::routing::post(edit_handler),
+            )
             .merge(servicenow::routes())
             .merge(salesforce::routes())
             .fallback(connectwise::api)
@@ -458,6 +518,18 @@ impl Sandbox {
 
     pub fn stats(&self) -> SandboxStats {
         self.shared.counters.snapshot()
+    }
+
+    /// Edits `n` records of a ConnectWise table (spread over it) to update times `at`,
+    /// `at + 1s`, ...: what a sync after the history's end should pick up.
+    pub fn edit_records(
+        &self,
+        company_id: &str,
+        table: &str,
+        n: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<MovedRecord>, String> {
+        self.shared.edit_records(company_id, table, n, at)
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then stops the server.

@@ -268,8 +268,8 @@ impl TableData {
     /// history (past any backfill's end), spread over the window so some are already read
     /// and some not yet. Returns `(id, old, new)` per moved record.
     ///
-    /// Moved records are found by windows up to the history's end only; later windows
-    /// (incremental syncs) are not served by this simulator.
+    /// Moved records are found by any window that contains their new time, so an
+    /// incremental sync after the history's end reads them.
     pub(crate) fn touch(&self, bounds: Bounds, n: u32) -> Vec<(i64, i64, i64)> {
         let rows: Vec<(i64, i64)> = self.matching(bounds, None).collect();
         if rows.is_empty() || n == 0 {
@@ -290,9 +290,47 @@ impl TableData {
             .collect()
     }
 
+    /// Edits `n` records spread over the whole table: each gets the update time `at + k`
+    /// seconds (`k` = 0, 1, ...), as if users changed them then. Returns `(id, old, new)`.
+    pub(crate) fn edit(&self, n: u32, at: i64) -> Vec<(i64, i64, i64)> {
+        let count = self.index.len();
+        if count == 0 || n == 0 {
+            return Vec::new();
+        }
+        let step = (count / n as usize).max(1);
+        let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
+        (0..count)
+            .step_by(step)
+            .take(n as usize)
+            .enumerate()
+            .map(|(k, pos)| {
+                let (id, original) = self.index[pos];
+                let old = moved.get(&id).copied().unwrap_or(original);
+                let new = at + k as i64;
+                moved.insert(id, new);
+                (id, old, new)
+            })
+            .collect()
+    }
+
     fn matching(&self, bounds: Bounds, after_id: Option<i64>) -> impl Iterator<Item = (i64, i64)> {
         let moved = self.moved();
         let (from, to) = self.generator.candidate_range(bounds.lo, bounds.hi);
+        let to = to.min(self.index.len() as u64);
+        // Moved records whose index position lies outside the candidate range but whose new
+        // time is inside the bounds: the dateEntered walk cannot find them, so add them.
+        let mut outside: Vec<(i64, i64)> = moved
+            .iter()
+            .filter(|&(&id, &lu)| {
+                let pos = (id - ID_BASE) as u64;
+                (pos < from || pos >= to)
+                    && bounds.lo <= lu
+                    && lu < bounds.hi
+                    && after_id.is_none_or(|a| id > a)
+            })
+            .map(|(&id, &lu)| (id, lu))
+            .collect();
+        outside.sort_unstable();
         let from = match after_id {
             Some(after) => {
                 let next = after.saturating_add(1).saturating_sub(ID_BASE).max(0) as u64;
@@ -300,12 +338,13 @@ impl TableData {
             }
             None => from,
         };
-        let to = to.min(self.index.len() as u64) as usize;
+        let to = to as usize;
         let from = (from as usize).min(to);
-        self.index[from..to]
+        let inside = self.index[from..to]
             .iter()
             .map(move |&(id, lu)| (id, moved.get(&id).copied().unwrap_or(lu)))
-            .filter(move |&(_, lu)| bounds.lo <= lu && lu < bounds.hi)
+            .filter(move |&(_, lu)| bounds.lo <= lu && lu < bounds.hi);
+        merge_by_id(inside, outside.into_iter())
     }
 
     /// Up to `limit` matching rows with `id > after_id`, ascending by id.
@@ -334,4 +373,18 @@ impl TableData {
         let lu = self.index.get(pos).map(|&(_, lu)| lu)?;
         Some(self.moved().get(&id).copied().unwrap_or(lu))
     }
+}
+
+/// Merges two id-ascending streams with disjoint ids into one id-ascending stream.
+fn merge_by_id(
+    a: impl Iterator<Item = (i64, i64)>,
+    b: impl Iterator<Item = (i64, i64)>,
+) -> impl Iterator<Item = (i64, i64)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.0 <= y.0 => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }

@@ -158,7 +158,19 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     raw(out, "{\"id\":");
     int(out, id);
     raw(out, ",\"summary\":");
-    string_parts(out, &[summary, " (", pick(TOPICS, h(F_TOPIC)), ")"]);
+    // A version edited after the history's end (a touched or edited record) reads
+    // differently from every earlier one, as a real edit would.
+    let edit = (lu > g.last_second()).then(|| format!(" [edited +{}s]", lu - g.last_second()));
+    string_parts(
+        out,
+        &[
+            summary,
+            " (",
+            pick(TOPICS, h(F_TOPIC)),
+            ")",
+            edit.as_deref().unwrap_or(""),
+        ],
+    );
     raw(out, ",\"recordType\":");
     raw(
         out,

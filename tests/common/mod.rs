@@ -227,6 +227,21 @@ pub mod reqwest {
             .unwrap();
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
+
+    /// POSTs with an empty body; panics unless the answer is 2xx.
+    pub fn blocking_post(url: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = ::reqwest::Client::new().post(url).send().await.unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert!(status.is_success(), "POST {url}: {status} {body}");
+            body
+        })
+    }
 }
 
 /// Every row of a table's Parquet files: id → lastUpdated, and how often each id appears.

@@ -561,3 +561,48 @@ fn a_resumed_chunk_whose_locator_is_gone_continues_by_keyset() {
     );
     assert!(sf["query_more"].as_u64().unwrap() >= 1, "{sf}");
 }
+
+#[test]
+fn a_resumed_bulk_chunk_whose_job_is_gone_starts_its_window_over_without_duplicates() {
+    let fx = Fixture::new();
+    tune_salesforce(&fx, 60, 200);
+    fx.edit("backfill_config.json", |v| {
+        v["service_settings"]["salesforce"]["bulk_query_threshold"] = 100.into();
+    });
+    let first = fx.start_sandbox(&[]);
+    let (start, end) = ("2025-01-01T00:00:00Z", "2025-05-01T00:00:00Z");
+    let job = job_id(&fx.cli(
+        Some(&first),
+        &sf_trigger("acme", &["leads"], start, end, "120"),
+    ));
+    let out = fx.cli(
+        Some(&first),
+        &["run", "--job-id", &job, "--time-budget", "4500ms"],
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let detail = job_status(&fx, &job);
+    let cursor = detail["chunks"][0]["checkpoint"]["cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no bulk page was checkpointed: {detail}"))
+        .to_string();
+    assert!(cursor.contains("\"mode\":\"bulk\""), "{cursor}");
+    assert!(!landed(&fx, "acme", "leads").is_empty());
+
+    // A new org process: same data, but the query job is gone.
+    drop(first);
+    let second = fx.start_sandbox(&[]);
+    assert_ok(&fx.cli(Some(&second), &["resume", &job]));
+    let detail = job_status(&fx, &job);
+    assert_eq!(detail["job"]["status"], "completed", "{detail}");
+    assert_eq!(
+        detail["chunks"][0]["attempts"], 2,
+        "the expired job cost one attempt, then the window was read again"
+    );
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let user = username(&fx, "acme");
+    assert_same(
+        "leads",
+        &landed(&fx, "acme", "leads"),
+        &expected(&cfg, &user, "Lead", &[parse_window(start, end)]),
+    );
+}

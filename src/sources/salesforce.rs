@@ -730,8 +730,21 @@ impl Source for Salesforce {
                 self.rest_more(&spec, window, &next, after, batch).await
             }
             Some(Cursor::Bulk { job, locator }) => {
-                self.bulk_results(&spec, window, &job, Some(&locator), max_records)
+                match self
+                    .bulk_results(&spec, window, &job, Some(&locator), max_records)
                     .await
+                {
+                    // Jobs live 7 days; a resume after that (or after a sandbox restart)
+                    // cannot continue the job's row order, only start the window again.
+                    Err(SourceError::Http {
+                        status: 404,
+                        message,
+                        ..
+                    }) => Err(SourceError::CursorExpired {
+                        message: format!("Bulk API 2.0 query job {job} is gone: {message}"),
+                    }),
+                    other => other,
+                }
             }
         }
     }

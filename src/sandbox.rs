@@ -297,9 +297,7 @@ pub(crate) struct Shared {
     /// ConnectWise records moved by `touch_records` faults.
     moved: Mutex<Vec<MovedRecord>>,
     addr: SocketAddr,
-    #[allow(dead_code)]
     servicenow: servicenow::SnState,
-    #[allow(dead_code)]
     salesforce: salesforce::SfState,
 }
 

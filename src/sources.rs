@@ -84,6 +84,10 @@ pub enum SourceError {
     Decode { message: String, truncated: bool },
     #[error("{0}")]
     Config(String),
+    /// The cursor points at server-side state that is gone (an expired Bulk API job): the
+    /// window must be read again from its start, dropping what was stored from it.
+    #[error("cursor expired: {message}")]
+    CursorExpired { message: String },
 }
 
 impl SourceError {
@@ -94,7 +98,7 @@ impl SourceError {
             SourceError::RateLimited { .. } => true,
             SourceError::Transport(_) => true,
             SourceError::Decode { truncated, .. } => *truncated,
-            SourceError::Config(_) => false,
+            SourceError::Config(_) | SourceError::CursorExpired { .. } => false,
         }
     }
 

@@ -23,7 +23,8 @@ pub struct SandboxArgs {
     pub anchor: Option<String>,
     #[arg(long, default_value_t = 730)]
     pub history_days: u32,
-    /// Requests per minute before answering 429 with Retry-After (default: unlimited).
+    /// Requests per minute per tenant before refusing with Retry-After: 429 (ConnectWise,
+    /// ServiceNow) or 403 REQUEST_LIMIT_EXCEEDED (Salesforce). Default: unlimited.
     #[arg(long)]
     pub rate_limit: Option<u32>,
     /// JSON file of injected faults: {"faults":[{"path":..,"window_start":..,"status":..,"times":..,"message":..}]}.
@@ -72,7 +73,7 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Resu
     let config = runtime::load_config(global, ws)?;
     let mut cfg =
         runtime::sandbox_config(&config, args.anchor()?, args.history_days, args.counts())?;
-    if cfg.tenants.is_empty() {
+    if cfg.tenants.is_empty() && cfg.servicenow.is_empty() && cfg.salesforce.is_empty() {
         return Err(eyre!(
             "no tenant in {} points at ${{SANDBOX_URL}}: nothing to serve",
             config.dir.join("tenants.json").display()

@@ -568,12 +568,37 @@ impl Engine {
         let mut pending_bytes = 0u64;
         let mut last_checkpoint = Instant::now();
         loop {
-            let page: Page = match inflight.take() {
+            let fetched = match inflight.take() {
                 Some(h) => h
                     .await
-                    .map_err(|e| permanent(format!("page fetch task failed: {e}")))?
-                    .map_err(describe)?,
+                    .map_err(|e| permanent(format!("page fetch task failed: {e}")))?,
                 None => unreachable!("a fetch is always in flight at the top of the loop"),
+            };
+            let page: Page = match fetched {
+                Ok(page) => page,
+                Err(SourceError::CursorExpired { message }) => {
+                    // Start the window over: nothing stored from it may stay, or rows
+                    // read again would be duplicated.
+                    self.sink().remove_parts_from(writer.meta(), 0).await?;
+                    self.store()
+                        .checkpoint(
+                            key,
+                            &opts.owner,
+                            &Checkpoint::default(),
+                            Utc::now() + opts.lease,
+                        )
+                        .await?;
+                    tracing::warn!(chunk = %key, %message, "cursor expired; the window starts over");
+                    return Err(Failure {
+                        message: format!(
+                            "{} {} {}: {message}; the window starts over",
+                            job.tenant_id, job.service, key.table
+                        ),
+                        retryable: true,
+                        lease_lost: false,
+                    });
+                }
+                Err(e) => return Err(describe(e)),
             };
             let next = page.next.clone();
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
@@ -681,7 +706,9 @@ fn counts_as_failure(e: &SourceError) -> bool {
     match e {
         SourceError::Http { status, .. } => *status >= 500 || matches!(*status, 401 | 403 | 408),
         SourceError::Transport(_) | SourceError::Decode { .. } => true,
-        SourceError::RateLimited { .. } | SourceError::Config(_) => false,
+        SourceError::RateLimited { .. }
+        | SourceError::Config(_)
+        | SourceError::CursorExpired { .. } => false,
     }
 }
 

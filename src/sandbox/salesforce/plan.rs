@@ -1,0 +1,266 @@
+//! Queries checked against an sObject: the selected columns, the WHERE clause, the order,
+//! and the window bounds fault plans and record edits go by.
+
+use super::Reply;
+use super::data::{self, Kind, SObject, Times};
+use super::soql::{self, Expr, Lit, Op, Select};
+
+/// A selected column: a direct field, or a field of the `Owner` relationship.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Column {
+    Field(&'static str),
+    Owner(&'static str),
+}
+
+impl Column {
+    pub(super) fn header(self) -> String {
+        match self {
+            Column::Field(f) => f.to_string(),
+            Column::Owner(f) => format!("Owner.{f}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TimeField {
+    Created,
+    Modified,
+    Modstamp,
+}
+
+/// A WHERE clause checked against the sObject.
+#[derive(Clone, Debug)]
+pub(super) enum Pred {
+    And(Vec<Pred>),
+    Or(Vec<Pred>),
+    Time(TimeField, Op, i64),
+    Id(Op, String),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum OrderKey {
+    Id,
+    Time(TimeField),
+}
+
+/// A query the sandbox can run.
+#[derive(Clone, Debug)]
+pub(super) struct Plan {
+    pub(super) sobject: SObject,
+    /// `None`: `SELECT COUNT()`.
+    pub(super) columns: Option<Vec<Column>>,
+    pub(super) filter: Option<Pred>,
+    pub(super) order: Vec<(OrderKey, bool)>,
+    pub(super) limit: Option<u64>,
+    /// Start of the window (`SystemModstamp >= X`, unix seconds), for fault plans.
+    pub(super) window_start: Option<i64>,
+    /// `[lo, hi)` of `SystemModstamp` in epoch millis from the top-level comparisons.
+    pub(super) bounds: (i64, i64),
+}
+
+impl TimeField {
+    pub(super) fn of(self, t: &Times) -> i64 {
+        match self {
+            TimeField::Created => t.created,
+            TimeField::Modified => t.modified,
+            TimeField::Modstamp => t.modstamp,
+        }
+    }
+}
+
+impl Pred {
+    pub(super) fn holds(&self, id: &str, t: &Times) -> bool {
+        match self {
+            Pred::And(p) => p.iter().all(|p| p.holds(id, t)),
+            Pred::Or(p) => p.iter().any(|p| p.holds(id, t)),
+            Pred::Time(f, op, ms) => op.holds(f.of(t).saturating_mul(1000).cmp(ms)),
+            Pred::Id(op, v) => op.holds(id.cmp(v.as_str())),
+        }
+    }
+}
+
+pub(super) fn invalid_field(sobject: SObject, name: &str) -> Reply {
+    Reply::bad_request(
+        "INVALID_FIELD",
+        &format!(
+            "No such column '{name}' on entity '{}'. If you are attempting to use a custom field, \
+             be sure to append the '__c' after the custom field name. Please reference your WSDL \
+             or the describe call for the appropriate names.",
+            sobject.name()
+        ),
+    )
+}
+
+pub(super) fn time_field(sobject: SObject, name: &str) -> Option<TimeField> {
+    match sobject.field(name)?.0 {
+        "CreatedDate" => Some(TimeField::Created),
+        "LastModifiedDate" => Some(TimeField::Modified),
+        "SystemModstamp" => Some(TimeField::Modstamp),
+        _ => None,
+    }
+}
+
+pub(super) fn compile_filter(sobject: SObject, e: &Expr) -> Result<Pred, Reply> {
+    Ok(match e {
+        Expr::And(p) => Pred::And(
+            p.iter()
+                .map(|e| compile_filter(sobject, e))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Or(p) => Pred::Or(
+            p.iter()
+                .map(|e| compile_filter(sobject, e))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Cmp { field, op, value } => {
+            if field.relationship.is_some() {
+                return Err(Reply::bad_request(
+                    "MALFORMED_QUERY",
+                    &format!("the sandbox cannot filter on the relationship field {field}"),
+                ));
+            }
+            let Some((name, _)) = sobject.field(&field.name) else {
+                return Err(invalid_field(sobject, &field.name));
+            };
+            let filter_type = |ty: &str, quoted: &str| {
+                Reply::bad_request(
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    &format!(
+                        "value of filter criterion for field '{name}' must be of type {ty} and should {quoted}be enclosed in quotes"
+                    ),
+                )
+            };
+            if let Some(tf) = time_field(sobject, name) {
+                match value {
+                    Lit::DateTime(ms) => Pred::Time(tf, *op, *ms),
+                    _ => return Err(filter_type("dateTime", "not ")),
+                }
+            } else if name == "Id" {
+                match value {
+                    Lit::Str(s) => Pred::Id(*op, s.clone()),
+                    _ => return Err(filter_type("id", "")),
+                }
+            } else {
+                return Err(Reply::bad_request(
+                    "MALFORMED_QUERY",
+                    &format!(
+                        "the sandbox filters only on Id, CreatedDate, LastModifiedDate and SystemModstamp, not {name}"
+                    ),
+                ));
+            }
+        }
+    })
+}
+
+/// Checks a parsed query against the sObject and turns it into a runnable plan.
+pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
+    let Some(sobject) = SObject::from_name(&q.from) else {
+        return Err(Reply::bad_request(
+            "INVALID_TYPE",
+            &format!(
+                "sObject type '{}' is not supported. If you are attempting to use a custom object, \
+                 be sure to append the '__c' after the entity name.",
+                q.from
+            ),
+        ));
+    };
+    let columns = match &q.select {
+        Select::Count => None,
+        Select::Fields(fields) => {
+            let mut cols: Vec<Column> = Vec::with_capacity(fields.len());
+            for f in fields {
+                let col = match &f.relationship {
+                    None => Column::Field(
+                        sobject
+                            .field(&f.name)
+                            .ok_or_else(|| invalid_field(sobject, &f.name))?
+                            .0,
+                    ),
+                    Some(rel) if rel.eq_ignore_ascii_case("Owner") => Column::Owner(
+                        data::OWNER_FIELDS
+                            .iter()
+                            .find(|n| n.eq_ignore_ascii_case(&f.name))
+                            .copied()
+                            .ok_or_else(|| invalid_field(sobject, &f.to_string()))?,
+                    ),
+                    Some(rel) => {
+                        return Err(Reply::bad_request(
+                            "INVALID_FIELD",
+                            &format!(
+                                "Didn't understand relationship '{rel}' in field path. If you are attempting \
+                                 to use a custom relationship, be sure to append the '__r' after the custom \
+                                 relationship name."
+                            ),
+                        ));
+                    }
+                };
+                if cols.contains(&col) {
+                    return Err(Reply::bad_request(
+                        "MALFORMED_QUERY",
+                        &format!("duplicate field selected: {}", col.header()),
+                    ));
+                }
+                cols.push(col);
+            }
+            Some(cols)
+        }
+    };
+    let filter = q
+        .filter
+        .as_ref()
+        .map(|e| compile_filter(sobject, e))
+        .transpose()?;
+    let mut order = Vec::new();
+    for (f, desc) in &q.order {
+        let key = match (f.relationship.as_ref(), sobject.field(&f.name)) {
+            (None, Some(("Id", _))) => OrderKey::Id,
+            (None, Some((name, Kind::DateTime))) if time_field(sobject, name).is_some() => {
+                OrderKey::Time(time_field(sobject, name).expect("checked"))
+            }
+            (None, None) => return Err(invalid_field(sobject, &f.name)),
+            _ => {
+                return Err(Reply::bad_request(
+                    "MALFORMED_QUERY",
+                    &format!(
+                        "the sandbox orders only by Id, CreatedDate, LastModifiedDate or SystemModstamp, not {f}"
+                    ),
+                ));
+            }
+        };
+        order.push((key, *desc));
+    }
+    let mut bounds = (i64::MIN, i64::MAX);
+    let mut window_start = None;
+    for (op, lit) in q.top_level("SystemModstamp") {
+        let Lit::DateTime(ms) = lit else { continue };
+        match op {
+            Op::Ge => {
+                bounds.0 = bounds.0.max(*ms);
+                window_start.get_or_insert(ms.div_euclid(1000));
+            }
+            Op::Gt => bounds.0 = bounds.0.max(ms.saturating_add(1)),
+            Op::Lt => bounds.1 = bounds.1.min(*ms),
+            Op::Le => bounds.1 = bounds.1.min(ms.saturating_add(1)),
+            Op::Eq => {
+                bounds.0 = bounds.0.max(*ms);
+                bounds.1 = bounds.1.min(ms.saturating_add(1));
+            }
+            Op::Ne => {}
+        }
+    }
+    Ok(Plan {
+        sobject,
+        columns,
+        filter,
+        order,
+        limit: q.limit,
+        window_start,
+        bounds,
+    })
+}
+
+pub(super) fn parse_plan(text: &str) -> Result<Plan, Reply> {
+    let q = soql::parse(text)
+        .map_err(|e| Reply::bad_request("MALFORMED_QUERY", &format!("\n{text}\n{e}")))?;
+    compile(q)
+}

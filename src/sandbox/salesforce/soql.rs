@@ -1,0 +1,643 @@
+//! The SOQL subset the sandbox understands:
+//!
+//! ```text
+//! SELECT COUNT() | field [, field ...]   field: Name or Relationship.Name
+//! FROM sObject
+//! [WHERE condition]                      comparisons joined by AND / OR, with parentheses;
+//!                                        AND and OR never mix at one level (as in SOQL)
+//! [ORDER BY field [ASC|DESC] [NULLS FIRST|LAST] [, ...]]
+//! [LIMIT n]
+//! ```
+//!
+//! A comparison is `field op value` with `op` one of `= != <> < <= > >=`; values are unquoted
+//! dateTime literals (`2023-01-01T00:00:00Z`, `...+05:00`, optional fraction), quoted strings
+//! (`'001...'`, backslash escapes), numbers, `true`, `false`, `null`. Keywords and names are
+//! case-insensitive. Whether the names exist is checked later, against the sObject.
+
+use std::fmt;
+
+/// A parse failure: the message Salesforce-style (`unexpected token: ...`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SoqlError(pub(crate) String);
+
+impl fmt::Display for SoqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Select {
+    Count,
+    Fields(Vec<FieldPath>),
+}
+
+/// `Name` or `Relationship.Name`, as written.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct FieldPath {
+    pub(crate) relationship: Option<String>,
+    pub(crate) name: String,
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.relationship {
+            Some(r) => write!(f, "{r}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    pub(crate) fn holds(self, ord: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::*;
+        match self {
+            Op::Eq => ord == Equal,
+            Op::Ne => ord != Equal,
+            Op::Lt => ord == Less,
+            Op::Le => ord != Greater,
+            Op::Gt => ord == Greater,
+            Op::Ge => ord != Less,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Lit {
+    /// Milliseconds since the epoch, UTC.
+    DateTime(i64),
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    Null,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Cmp {
+        field: FieldPath,
+        op: Op,
+        value: Lit,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Query {
+    pub(crate) select: Select,
+    pub(crate) from: String,
+    pub(crate) filter: Option<Expr>,
+    /// Field and descending?
+    pub(crate) order: Vec<(FieldPath, bool)>,
+    pub(crate) limit: Option<u64>,
+}
+
+impl Query {
+    /// The comparisons on `field` (case-insensitive) that every matching row must satisfy:
+    /// those of the WHERE clause itself or of its top-level AND.
+    pub(crate) fn top_level(&self, field: &str) -> Vec<(Op, &Lit)> {
+        let parts: &[Expr] = match &self.filter {
+            Some(Expr::And(parts)) => parts,
+            Some(e) => std::slice::from_ref(e),
+            None => &[],
+        };
+        parts
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Cmp {
+                    field: f,
+                    op,
+                    value,
+                } if f.relationship.is_none() && f.name.eq_ignore_ascii_case(field) => {
+                    Some((*op, value))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    /// A number or dateTime literal, as written.
+    Lit(String),
+    Op(Op),
+    LParen,
+    RParen,
+    Comma,
+}
+
+impl fmt::Display for Tok {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tok::Word(w) | Tok::Lit(w) => f.write_str(w),
+            Tok::Str(s) => write!(f, "'{s}'"),
+            Tok::Op(op) => f.write_str(match op {
+                Op::Eq => "=",
+                Op::Ne => "!=",
+                Op::Lt => "<",
+                Op::Le => "<=",
+                Op::Gt => ">",
+                Op::Ge => ">=",
+            }),
+            Tok::LParen => f.write_str("("),
+            Tok::RParen => f.write_str(")"),
+            Tok::Comma => f.write_str(","),
+        }
+    }
+}
+
+fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, SoqlError> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let at = i + 1;
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let tok = match c {
+            b'(' => {
+                i += 1;
+                Tok::LParen
+            }
+            b')' => {
+                i += 1;
+                Tok::RParen
+            }
+            b',' => {
+                i += 1;
+                Tok::Comma
+            }
+            b'=' => {
+                i += 1;
+                Tok::Op(Op::Eq)
+            }
+            b'!' if b.get(i + 1) == Some(&b'=') => {
+                i += 2;
+                Tok::Op(Op::Ne)
+            }
+            b'<' => match b.get(i + 1) {
+                Some(b'=') => {
+                    i += 2;
+                    Tok::Op(Op::Le)
+                }
+                Some(b'>') => {
+                    i += 2;
+                    Tok::Op(Op::Ne)
+                }
+                _ => {
+                    i += 1;
+                    Tok::Op(Op::Lt)
+                }
+            },
+            b'>' => {
+                if b.get(i + 1) == Some(&b'=') {
+                    i += 2;
+                    Tok::Op(Op::Ge)
+                } else {
+                    i += 1;
+                    Tok::Op(Op::Gt)
+                }
+            }
+            b'\'' => {
+                let mut s = String::new();
+                let mut j = i + 1;
+                let mut chars = text[j..].char_indices();
+                loop {
+                    match chars.next() {
+                        None => {
+                            return Err(SoqlError(format!(
+                                "unterminated string literal starting at column {at}"
+                            )));
+                        }
+                        Some((k, '\'')) => {
+                            j += k + 1;
+                            break;
+                        }
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, e @ ('\'' | '\\' | '"'))) => s.push(e),
+                            Some((_, 'n')) => s.push('\n'),
+                            Some((_, 't')) => s.push('\t'),
+                            Some((_, 'r')) => s.push('\r'),
+                            other => {
+                                let shown = other.map(|(_, c)| c.to_string()).unwrap_or_default();
+                                return Err(SoqlError(format!(
+                                    "Invalid string literal: invalid escape \\{shown} at column {at}"
+                                )));
+                            }
+                        },
+                        Some((_, ch)) => s.push(ch),
+                    }
+                }
+                i = j;
+                Tok::Str(s)
+            }
+            b'0'..=b'9' | b'-' | b'+' | b'.' => {
+                let start = i;
+                i += 1;
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'-' | b'+' | b':' | b'.'))
+                {
+                    i += 1;
+                }
+                Tok::Lit(text[start..i].to_string())
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
+                {
+                    i += 1;
+                }
+                Tok::Word(text[start..i].to_string())
+            }
+            _ => {
+                let ch = text[i..].chars().next().unwrap_or('?');
+                return Err(SoqlError(format!(
+                    "unexpected character '{ch}' at column {at}"
+                )));
+            }
+        };
+        out.push((tok, at));
+    }
+    Ok(out)
+}
+
+/// Parses a dateTime literal: `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm|±hhmm)`, to epoch millis.
+pub(crate) fn parse_datetime(s: &str) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .or_else(|| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z").ok())?;
+    // SOQL wants the `T` and an explicit zone; a date-only literal is not a dateTime.
+    s.contains('T').then(|| t.timestamp_millis())
+}
+
+struct Parser {
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+}
+
+fn is_keyword(w: &str, kw: &str) -> bool {
+    w.eq_ignore_ascii_case(kw)
+}
+
+const RESERVED: &[&str] = &[
+    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "ORDER", "BY", "LIMIT", "OFFSET", "GROUP",
+    "HAVING", "ASC", "DESC", "NULLS", "FIRST", "LAST", "LIKE", "IN", "INCLUDES", "EXCLUDES",
+    "WITH", "FOR", "TYPEOF", "USING",
+];
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn unexpected(&self) -> SoqlError {
+        match self.toks.get(self.pos) {
+            Some((t, at)) => SoqlError(format!("unexpected token: '{t}' at column {at}")),
+            None => SoqlError("unexpected end of query".into()),
+        }
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).map(|(t, _)| t.clone());
+        self.pos += 1;
+        t
+    }
+
+    fn keyword(&mut self, kw: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Word(w)) if is_keyword(w, kw)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_keyword(&mut self, kw: &str) -> Result<(), SoqlError> {
+        if self.keyword(kw) {
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
+    fn name(&mut self) -> Result<String, SoqlError> {
+        match self.peek() {
+            Some(Tok::Word(w))
+                if !w.contains('.') && !RESERVED.iter().any(|r| is_keyword(w, r)) =>
+            {
+                let w = w.clone();
+                self.pos += 1;
+                Ok(w)
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    fn field(&mut self) -> Result<FieldPath, SoqlError> {
+        match self.peek() {
+            Some(Tok::Word(w)) if !RESERVED.iter().any(|r| is_keyword(w, r)) => {
+                let w = w.clone();
+                let parts: Vec<&str> = w.split('.').collect();
+                let ok = |p: &str| {
+                    p.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && !p.ends_with('_')
+                };
+                let path = match parts.as_slice() {
+                    [name] if ok(name) => FieldPath {
+                        relationship: None,
+                        name: name.to_string(),
+                    },
+                    [rel, name] if ok(rel) && ok(name) => FieldPath {
+                        relationship: Some(rel.to_string()),
+                        name: name.to_string(),
+                    },
+                    _ => return Err(self.unexpected()),
+                };
+                self.pos += 1;
+                Ok(path)
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    fn query(&mut self) -> Result<Query, SoqlError> {
+        self.expect_keyword("SELECT")?;
+        let select = if matches!(self.peek(), Some(Tok::Word(w)) if is_keyword(w, "COUNT")) {
+            self.pos += 1;
+            if self.next() != Some(Tok::LParen) || self.next() != Some(Tok::RParen) {
+                self.pos -= 1;
+                return Err(self.unexpected());
+            }
+            Select::Count
+        } else {
+            let mut fields = vec![self.field()?];
+            while self.peek() == Some(&Tok::Comma) {
+                self.pos += 1;
+                fields.push(self.field()?);
+            }
+            Select::Fields(fields)
+        };
+        self.expect_keyword("FROM")?;
+        let from = self.name()?;
+        let filter = if self.keyword("WHERE") {
+            Some(self.condition()?)
+        } else {
+            None
+        };
+        let mut order = Vec::new();
+        if self.keyword("ORDER") {
+            self.expect_keyword("BY")?;
+            loop {
+                let f = self.field()?;
+                let desc = if self.keyword("DESC") {
+                    true
+                } else {
+                    self.keyword("ASC");
+                    false
+                };
+                if self.keyword("NULLS") && !(self.keyword("FIRST") || self.keyword("LAST")) {
+                    return Err(self.unexpected());
+                }
+                order.push((f, desc));
+                if self.peek() == Some(&Tok::Comma) {
+                    self.pos += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        let limit = if self.keyword("LIMIT") {
+            match self.next() {
+                Some(Tok::Lit(n)) if n.bytes().all(|b| b.is_ascii_digit()) => Some(
+                    n.parse()
+                        .map_err(|_| SoqlError(format!("LIMIT {n} is too large")))?,
+                ),
+                _ => {
+                    self.pos -= 1;
+                    return Err(self.unexpected());
+                }
+            }
+        } else {
+            None
+        };
+        if self.pos < self.toks.len() {
+            return Err(self.unexpected());
+        }
+        Ok(Query {
+            select,
+            from,
+            filter,
+            order,
+            limit,
+        })
+    }
+
+    /// `term (AND term)*` or `term (OR term)*`: mixing needs parentheses, as in SOQL.
+    fn condition(&mut self) -> Result<Expr, SoqlError> {
+        let first = self.term()?;
+        let mut parts = vec![first];
+        let mut joiner: Option<&'static str> = None;
+        loop {
+            let this = if self.keyword("AND") {
+                "AND"
+            } else if self.keyword("OR") {
+                "OR"
+            } else {
+                break;
+            };
+            match joiner {
+                Some(j) if j != this => {
+                    self.pos -= 1;
+                    return Err(SoqlError(format!(
+                        "{} (use parentheses to mix AND and OR)",
+                        self.unexpected()
+                    )));
+                }
+                _ => joiner = Some(this),
+            }
+            parts.push(self.term()?);
+        }
+        Ok(match joiner {
+            None => parts.pop().expect("one term"),
+            Some("AND") => Expr::And(parts),
+            Some(_) => Expr::Or(parts),
+        })
+    }
+
+    fn term(&mut self) -> Result<Expr, SoqlError> {
+        if self.peek() == Some(&Tok::LParen) {
+            self.pos += 1;
+            let inner = self.condition()?;
+            if self.next() != Some(Tok::RParen) {
+                self.pos -= 1;
+                return Err(self.unexpected());
+            }
+            return Ok(inner);
+        }
+        let field = self.field()?;
+        let op = match self.next() {
+            Some(Tok::Op(op)) => op,
+            _ => {
+                self.pos -= 1;
+                return Err(self.unexpected());
+            }
+        };
+        let value = match self.next() {
+            Some(Tok::Str(s)) => Lit::Str(s),
+            Some(Tok::Lit(text)) => {
+                if let Some(ms) = parse_datetime(&text) {
+                    Lit::DateTime(ms)
+                } else if let Ok(n) = text.parse::<f64>() {
+                    Lit::Num(n)
+                } else {
+                    self.pos -= 1;
+                    let at = self.toks[self.pos].1;
+                    return Err(SoqlError(format!(
+                        "value of filter criterion '{text}' at column {at} is not a valid dateTime or number"
+                    )));
+                }
+            }
+            Some(Tok::Word(w)) if is_keyword(&w, "null") => Lit::Null,
+            Some(Tok::Word(w)) if is_keyword(&w, "true") => Lit::Bool(true),
+            Some(Tok::Word(w)) if is_keyword(&w, "false") => Lit::Bool(false),
+            _ => {
+                self.pos -= 1;
+                return Err(self.unexpected());
+            }
+        };
+        Ok(Expr::Cmp { field, op, value })
+    }
+}
+
+pub(crate) fn parse(text: &str) -> Result<Query, SoqlError> {
+    let toks = tokenize(text)?;
+    Parser { toks, pos: 0 }.query()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn the_clients_window_and_keyset_queries_parse() {
+        let q = parse(
+            "SELECT Id, Name, Owner.Name, SystemModstamp FROM Account \
+             WHERE SystemModstamp >= 2023-01-01T00:00:00Z AND SystemModstamp < 2023-02-01T00:00:00Z \
+             AND (SystemModstamp > 2023-01-05T10:00:00Z OR (SystemModstamp = 2023-01-05T10:00:00Z AND Id > '001D000000IRFmaIAH')) \
+             ORDER BY SystemModstamp, Id",
+        )
+        .unwrap();
+        let Select::Fields(fields) = &q.select else {
+            panic!("fields expected")
+        };
+        assert_eq!(fields[2].to_string(), "Owner.Name");
+        assert_eq!(q.from, "Account");
+        assert_eq!(q.order.len(), 2);
+        let Some(Expr::And(parts)) = &q.filter else {
+            panic!("{:?}", q.filter)
+        };
+        assert_eq!(parts.len(), 3);
+        let Expr::Or(alts) = &parts[2] else {
+            panic!("{:?}", parts[2])
+        };
+        assert_eq!(
+            alts[1],
+            Expr::And(vec![
+                Expr::Cmp {
+                    field: FieldPath {
+                        relationship: None,
+                        name: "SystemModstamp".into()
+                    },
+                    op: Op::Eq,
+                    value: Lit::DateTime(ms("2023-01-05T10:00:00Z")),
+                },
+                Expr::Cmp {
+                    field: FieldPath {
+                        relationship: None,
+                        name: "Id".into()
+                    },
+                    op: Op::Gt,
+                    value: Lit::Str("001D000000IRFmaIAH".into()),
+                },
+            ])
+        );
+        let bounds = q.top_level("systemmodstamp");
+        assert_eq!(
+            bounds,
+            vec![
+                (Op::Ge, &Lit::DateTime(ms("2023-01-01T00:00:00Z"))),
+                (Op::Lt, &Lit::DateTime(ms("2023-02-01T00:00:00Z")))
+            ]
+        );
+    }
+
+    #[test]
+    fn count_offsets_fractions_and_keywords_in_any_case() {
+        let q = parse(
+            "select count() from lead where SystemModstamp >= 2023-01-01T05:30:00.250+05:30 limit 10",
+        )
+        .unwrap();
+        assert_eq!(q.select, Select::Count);
+        assert_eq!(q.limit, Some(10));
+        assert_eq!(
+            q.top_level("SystemModstamp"),
+            vec![(Op::Ge, &Lit::DateTime(ms("2023-01-01T00:00:00.250Z")))]
+        );
+        let q =
+            parse("SELECT Id FROM Case WHERE Id != 'a\\'b' ORDER BY Id DESC NULLS LAST").unwrap();
+        assert!(q.order[0].1, "DESC");
+        assert_eq!(q.top_level("Id"), vec![(Op::Ne, &Lit::Str("a'b".into()))]);
+    }
+
+    #[test]
+    fn what_soql_refuses_is_refused() {
+        for bad in [
+            "",
+            "SELECT FROM Account",
+            "SELECT * FROM Account",
+            "SELECT Id FROM",
+            "SELECT Id, FROM Account",
+            "SELECT Id FROM Account WHERE",
+            "SELECT Id FROM Account WHERE SystemModstamp >= 2023-01-01",
+            "SELECT Id FROM Account WHERE SystemModstamp >= '2023-01-01T00:00:00Z' AND",
+            "SELECT Id FROM Account WHERE Id > 'a' AND Id < 'b' OR Id = 'c'",
+            "SELECT Id FROM Account WHERE (Id > 'a'",
+            "SELECT Id FROM Account WHERE Id > 'unterminated",
+            "SELECT Id FROM Account ORDER Id",
+            "SELECT Id FROM Account LIMIT ten",
+            "SELECT Id FROM Account OFFSET 5",
+            "SELECT Id FROM Account GROUP BY Name",
+            "SELECT COUNT(Id) FROM Account",
+            "SELECT Id FROM Account WHERE SystemModstamp >= 2023-13-01T00:00:00Z",
+            "SELECT a.b.c FROM Account",
+            "SELECT Id FROM Account; DELETE",
+        ] {
+            assert!(parse(bad).is_err(), "accepted: {bad:?}");
+        }
+        let err =
+            parse("SELECT Id FROM Account WHERE Id > 'a' AND Id < 'b' OR Id = 'c'").unwrap_err();
+        assert!(err.0.contains("unexpected token: 'OR'"), "{err}");
+    }
+}

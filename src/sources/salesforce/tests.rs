@@ -1,0 +1,517 @@
+//! The client against the in-process sandbox: REST paging, locator loss, Bulk API 2.0,
+//! session refresh, request limits, cursors.
+
+use super::*;
+use crate::config::ServiceEndpoints;
+use crate::sandbox::salesforce::{
+    DEFAULT_DAILY_API_LIMIT, SfAccount, SfCounts, expected_salesforce,
+};
+use crate::sandbox::{Fault, FaultKind, Sandbox, SandboxConfig, TableCounts};
+
+const USER: &str = "integration@acme.example";
+const PASSWORD: &str = "sandbox-only-sf-password";
+const SECRET: &str = "sandbox-only-consumer-secret";
+
+fn account() -> SfAccount {
+    SfAccount {
+        tenant_id: "acme".into(),
+        client_id: "3MVG9acme".into(),
+        client_secret: SECRET.into(),
+        username: USER.into(),
+        password: Some(PASSWORD.into()),
+        refresh_token: None,
+        counts: SfCounts::from_table_counts(TableCounts::demo()),
+        daily_api_limit: DEFAULT_DAILY_API_LIMIT,
+    }
+}
+
+fn config(faults: Vec<Fault>) -> SandboxConfig {
+    let mut cfg = SandboxConfig::new("2025-01-01T00:00:00Z".parse().unwrap(), Vec::new());
+    cfg.history_days = 365;
+    cfg.salesforce = vec![account()];
+    cfg.faults = faults;
+    cfg
+}
+
+fn fault(path: &str, kind: FaultKind, status: Option<u16>, times: Option<u32>) -> Fault {
+    Fault {
+        service: Service::Salesforce,
+        kind,
+        status,
+        times,
+        retry_after_seconds: Some(1),
+        ..Fault::status(path, status.unwrap_or(500))
+    }
+}
+
+async fn start(cfg: SandboxConfig) -> Sandbox {
+    Sandbox::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn creds(password: &str) -> Credentials {
+    Credentials::from_pairs(
+        [
+            ("client_id", "3MVG9acme"),
+            ("client_secret", SECRET),
+            ("username", USER),
+            ("password", password),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+fn source(sb: &Sandbox, threshold: u64) -> Salesforce {
+    Salesforce::new(
+        &sb.url(),
+        creds(PASSWORD),
+        reqwest::Client::new(),
+        &SourceSettings {
+            bulk_query_threshold: threshold,
+        },
+    )
+    .unwrap()
+    .with_poll_settings(PollSettings {
+        first: Duration::from_millis(5),
+        max: Duration::from_millis(20),
+        give_up: Duration::from_secs(10),
+    })
+}
+
+/// The shipped endpoint definition of `sobject`, with `page_size`.
+fn endpoint(sobject: &str, page_size: u32) -> EndpointDef {
+    let defs: ServiceEndpoints =
+        serde_json::from_str(include_str!("../../../mappings/endpoints/salesforce.json")).unwrap();
+    let mut ep = defs.find(sobject).unwrap().clone();
+    ep.page_size = page_size;
+    ep
+}
+
+fn window(a: &str, b: &str) -> Window {
+    Window::new(a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// `(Id, SystemModstamp)` of every record of a page, whatever its shape.
+fn keys(page: &Page) -> Vec<(String, DateTime<Utc>)> {
+    let v: serde_json::Value = serde_json::from_slice(&page.body).unwrap();
+    let records = match page.records_at {
+        RecordsAt::Body => v,
+        RecordsAt::Member(m) => v[m].clone(),
+    };
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Id"].as_str().unwrap().to_string(),
+                parse_sf_time(r["SystemModstamp"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Reads a window from `cursor` to its end: every key and every page.
+async fn drain(
+    src: &Salesforce,
+    ep: &EndpointDef,
+    w: &Window,
+    mut cursor: Option<String>,
+) -> (Vec<(String, DateTime<Utc>)>, Vec<Page>) {
+    let mut got = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = src.fetch_page(ep, w, cursor.as_deref()).await.unwrap();
+        got.extend(keys(&page));
+        cursor = page.next.clone();
+        pages.push(page);
+        if cursor.is_none() {
+            return (got, pages);
+        }
+        assert!(pages.len() < 1000, "paging does not end");
+    }
+}
+
+async fn sf_stats(sb: &Sandbox) -> serde_json::Value {
+    let body = reqwest::get(format!("{}/_sandbox/salesforce/stats", sb.url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn sorted(mut v: Vec<(String, DateTime<Utc>)>) -> Vec<(String, DateTime<Utc>)> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn rest_paging_reads_a_window_exactly_and_reports_usage() {
+    let cfg = config(Vec::new());
+    let sb = start(cfg.clone()).await;
+    let src = source(&sb, 50_000);
+    let ep = endpoint("Case", 200);
+    let w = window("2024-03-01T00:00:00Z", "2024-05-01T00:00:00Z");
+    let expected = expected_salesforce(&cfg, USER, "Case", &w);
+    let (got, pages) = drain(&src, &ep, &w, None).await;
+    assert_eq!(pages.len(), expected.len().div_ceil(200));
+    assert!(pages.len() >= 3);
+    assert_eq!(sorted(got), expected);
+    let mut last_after: Option<After> = None;
+    for (n, p) in pages.iter().enumerate() {
+        assert_eq!(p.records_at, RecordsAt::Member("records"));
+        let usage = p.usage.as_ref().unwrap();
+        assert_eq!((usage.used, usage.limit), (Some(n as u64 + 1), 15_000));
+        assert_eq!(usage.period, Duration::from_secs(86_400));
+        if let Some(c) = &p.next {
+            let Cursor::Rest { next, after } = Cursor::decode(c).unwrap() else {
+                panic!("{c}")
+            };
+            assert!(next.starts_with("/services/data/v60.0/query/"), "{next}");
+            let after = after.unwrap();
+            assert!(Some(&after) > last_after.as_ref());
+            last_after = Some(after);
+        }
+    }
+    let stats = sf_stats(&sb).await;
+    assert_eq!(stats["logins"], 1, "one lazy login: {stats}");
+    assert_eq!(stats["bulk_jobs"], 0);
+    assert_eq!(src.count(&ep, &w).await.unwrap(), expected.len() as u64);
+}
+
+#[tokio::test]
+async fn a_lost_locator_continues_by_keyset_without_gaps_or_repeats() {
+    let cfg = config(Vec::new());
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let w = window("2024-05-01T00:00:00Z", "2024-07-01T00:00:00Z");
+    let expected = expected_salesforce(&cfg, USER, "Lead", &w);
+    let src = source(&sb, 50_000);
+    let p1 = src.fetch_page(&ep, &w, None).await.unwrap();
+    let p2 = src.fetch_page(&ep, &w, p1.next.as_deref()).await.unwrap();
+    let cursor = p2.next.clone().unwrap();
+    // The process dies; the org drops the locators; a new process resumes from the cursor.
+    drop(src);
+    let expired: serde_json::Value = serde_json::from_slice(
+        &reqwest::Client::new()
+            .post(format!("{}/_sandbox/salesforce/expire_locators", sb.url()))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(expired["expired"].as_u64().unwrap() >= 1);
+    let resumed = source(&sb, 50_000);
+    let (rest, pages) = drain(&resumed, &ep, &w, Some(cursor)).await;
+    let mut all = keys(&p1);
+    all.extend(keys(&p2));
+    all.extend(rest);
+    let n = all.len();
+    let all = sorted(all);
+    assert_eq!(n, expected.len(), "nothing fetched twice");
+    assert_eq!(all, expected, "nothing skipped");
+    assert!(!pages.is_empty());
+    let stats = sf_stats(&sb).await;
+    assert_eq!(
+        stats["queries"], 2,
+        "the window query and one keyset query: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn records_edited_mid_read_do_not_move_the_keyset_position() {
+    // The first fault (harmless) takes the window query; the second edits most of the
+    // window just before page 2 is served, so page 2 shows them past the window's end.
+    let cfg = config(vec![
+        Fault {
+            delay_ms: Some(1),
+            ..fault("Lead", FaultKind::Slow, None, Some(1))
+        },
+        Fault {
+            records: Some(1000),
+            ..fault("Lead", FaultKind::TouchRecords, None, Some(1))
+        },
+    ]);
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let w = window("2024-05-01T00:00:00Z", "2024-07-01T00:00:00Z");
+    let expected = expected_salesforce(&cfg, USER, "Lead", &w);
+    let src = source(&sb, 50_000);
+    let p1 = src.fetch_page(&ep, &w, None).await.unwrap();
+    let p2 = src.fetch_page(&ep, &w, p1.next.as_deref()).await.unwrap();
+    let last = keys(&p2).last().cloned().unwrap();
+    assert!(
+        !w.contains(last.1),
+        "precondition: page 2 ends with an edited record"
+    );
+    let Cursor::Rest { after, .. } = Cursor::decode(p2.next.as_deref().unwrap()).unwrap() else {
+        panic!("rest cursor expected")
+    };
+    assert!(w.contains(after.unwrap().ts));
+    // The locator is lost; the keyset query goes on from the last record inside the window.
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/salesforce/expire_locators", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    let (rest, _) = drain(&src, &ep, &w, p2.next.clone()).await;
+    let mut all = keys(&p1);
+    all.extend(keys(&p2));
+    all.extend(rest);
+    let ids: std::collections::BTreeSet<&String> = all.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), all.len(), "an id came twice");
+    let moved: serde_json::Value = serde_json::from_slice(
+        &reqwest::get(format!("{}/_sandbox/salesforce/moved", sb.url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let moved: std::collections::BTreeSet<&str> = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(moved.len() >= 1000);
+    let stayed: Vec<_> = expected
+        .iter()
+        .filter(|(id, _)| !moved.contains(id.as_str()))
+        .collect();
+    assert!(stayed.len() > 100);
+    for k in stayed {
+        assert!(all.contains(k), "{k:?} was skipped");
+    }
+}
+
+#[tokio::test]
+async fn big_windows_go_through_bulk_jobs_whose_pages_can_be_read_again() {
+    let cfg = config(Vec::new());
+    let sb = start(cfg.clone()).await;
+    let src = source(&sb, 100);
+    let ep = endpoint("Account", 50);
+    let w = window("2024-01-01T00:00:00Z", "2024-04-01T00:00:00Z");
+    let expected = expected_salesforce(&cfg, USER, "Account", &w);
+    assert!(expected.len() > 150, "{}", expected.len());
+    let (got, pages) = drain(&src, &ep, &w, None).await;
+    assert_eq!(sorted(got), expected);
+    assert_eq!(pages.len(), expected.len().div_ceil(50));
+    for p in &pages {
+        assert_eq!(p.records_at, RecordsAt::Body);
+        assert!(p.usage.is_some());
+    }
+    let first: serde_json::Value = serde_json::from_slice(&pages[0].body).unwrap();
+    let r = &first[0];
+    assert!(r["Owner"]["Name"].is_string(), "{r}");
+    assert!(r.get("attributes").is_none());
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["Description"].is_null()),
+        "empty CSV fields become null"
+    );
+    let c = pages[1].next.clone().unwrap();
+    assert!(
+        matches!(Cursor::decode(&c).unwrap(), Cursor::Bulk { .. }),
+        "{c}"
+    );
+    let again = src.fetch_page(&ep, &w, Some(&c)).await.unwrap();
+    assert_eq!(
+        again.body, pages[2].body,
+        "a locator reads the same page again"
+    );
+    let stats = sf_stats(&sb).await;
+    assert_eq!(stats["bulk_jobs"], 1, "{stats}");
+    assert_eq!(stats["bulk_result_pages"], pages.len() + 1);
+    assert_eq!(
+        stats["queries"], 1,
+        "only the first REST page, to learn totalSize"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_first_page_reuses_its_bulk_job() {
+    let cfg = config(vec![fault(
+        "Opportunity",
+        FaultKind::Status,
+        Some(503),
+        Some(1),
+    )]);
+    let sb = start(cfg.clone()).await;
+    let src = source(&sb, 10);
+    let ep = endpoint("Opportunity", 2000);
+    let w = window("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z");
+    // The 503 hits the first REST query; the retry creates the job.
+    let err = src.fetch_page(&ep, &w, None).await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::Http { status: 503, .. }),
+        "{err:?}"
+    );
+    let page = src.fetch_page(&ep, &w, None).await.unwrap();
+    assert_eq!(
+        sorted(keys(&page)),
+        expected_salesforce(&cfg, USER, "Opportunity", &w)
+    );
+    assert!(page.next.is_none());
+    let again = src.fetch_page(&ep, &w, None).await.unwrap();
+    assert_eq!(keys(&again).len(), keys(&page).len());
+    let stats = sf_stats(&sb).await;
+    assert_eq!(stats["bulk_jobs"], 2, "{stats}");
+    assert_eq!(stats["queries"], 3, "{stats}");
+
+    // A job whose results fail is not created again by the retry, nor is the REST query
+    // repeated: the first fault (harmless) takes the REST query, the second cuts the results.
+    let cfg = config(vec![
+        Fault {
+            delay_ms: Some(1),
+            ..fault("Opportunity", FaultKind::Slow, None, Some(1))
+        },
+        Fault {
+            window_start: Some(w.start),
+            ..fault("Opportunity", FaultKind::Truncate, None, Some(1))
+        },
+    ]);
+    let sb = start(cfg).await;
+    let src = source(&sb, 10);
+    // (A cut body reads as a broken transfer or as a reset before the headers were flushed.)
+    let err = src.fetch_page(&ep, &w, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SourceError::Decode {
+                truncated: true,
+                ..
+            } | SourceError::Transport(_)
+        ),
+        "{err:?}"
+    );
+    src.fetch_page(&ep, &w, None).await.unwrap();
+    let stats = sf_stats(&sb).await;
+    assert_eq!(stats["bulk_jobs"], 1, "{stats}");
+    assert_eq!(stats["queries"], 1, "{stats}");
+    assert_eq!(stats["bulk_result_pages"], 2, "{stats}");
+}
+
+#[tokio::test]
+async fn a_rejected_session_logs_in_again_once() {
+    let cfg = config(vec![
+        fault("Case", FaultKind::ExpireToken, None, Some(1)),
+        fault("Lead", FaultKind::Status, Some(401), None),
+    ]);
+    let sb = start(cfg.clone()).await;
+    let src = source(&sb, 50_000);
+    let w = window("2024-02-01T00:00:00Z", "2024-02-08T00:00:00Z");
+    let page = src
+        .fetch_page(&endpoint("Case", 2000), &w, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(keys(&page)),
+        expected_salesforce(&cfg, USER, "Case", &w)
+    );
+    assert_eq!(sf_stats(&sb).await["logins"], 2);
+    let err = src
+        .fetch_page(&endpoint("Lead", 2000), &w, None)
+        .await
+        .unwrap_err();
+    match &err {
+        SourceError::Http {
+            status: 401,
+            message,
+            ..
+        } => assert!(message.contains("INVALID_SESSION_ID"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert_eq!(
+        sf_stats(&sb).await["logins"],
+        3,
+        "one new login, not a loop"
+    );
+}
+
+#[tokio::test]
+async fn request_limits_are_rate_limited_errors_and_other_errors_keep_the_apis_words() {
+    let cfg = config(vec![
+        fault("Account", FaultKind::Status, Some(403), Some(1)),
+        fault("Account", FaultKind::Status, Some(429), Some(1)),
+    ]);
+    let sb = start(cfg).await;
+    let src = source(&sb, 50_000);
+    let ep = endpoint("Account", 2000);
+    let w = window("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z");
+    let e = src.fetch_page(&ep, &w, None).await.unwrap_err();
+    assert!(
+        matches!(&e, SourceError::RateLimited { status: 403, message, .. } if message.starts_with("REQUEST_LIMIT_EXCEEDED")),
+        "{e:?}"
+    );
+    let e = src.fetch_page(&ep, &w, None).await.unwrap_err();
+    assert!(
+        matches!(e, SourceError::RateLimited { status: 429, retry_after: Some(d), .. } if d == Duration::from_secs(1)),
+        "{e:?}"
+    );
+    src.fetch_page(&ep, &w, None).await.unwrap();
+    // A column the org does not know: the API's code and message, not retryable.
+    let mut bad = ep.clone();
+    bad.columns.push(crate::config::ColumnDef {
+        name: "Region__c".into(),
+        kind: crate::config::ColumnType::String,
+    });
+    let e = src.fetch_page(&bad, &w, None).await.unwrap_err();
+    assert!(
+        matches!(&e, SourceError::Http { status: 400, message, .. } if message.starts_with("INVALID_FIELD: No such column 'Region__c'")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_cursors_and_bad_logins_fail_clearly_without_secrets() {
+    let sb = start(config(Vec::new())).await;
+    let src = source(&sb, 50_000);
+    let ep = endpoint("Account", 2000);
+    let w = window("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z");
+    let e = src.fetch_page(&ep, &w, Some("20931")).await.unwrap_err();
+    assert!(
+        matches!(&e, SourceError::Config(m) if m.contains("invalid Salesforce cursor \"20931\"")),
+        "{e:?}"
+    );
+    let wrong = Salesforce::new(
+        &sb.url(),
+        creds("not-the-password"),
+        reqwest::Client::new(),
+        &SourceSettings::default(),
+    )
+    .unwrap();
+    let e = wrong.fetch_page(&ep, &w, None).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "HTTP 400: login failed: invalid_grant: authentication failure"
+    );
+    let missing = Salesforce::new(
+        &sb.url(),
+        Credentials::from_pairs([("client_id".to_string(), "x".to_string())]),
+        reqwest::Client::new(),
+        &SourceSettings::default(),
+    );
+    assert!(matches!(missing, Err(SourceError::Config(m)) if m.contains("client_secret")));
+    let transport = Salesforce::new(
+        "http://127.0.0.1:1",
+        creds(PASSWORD),
+        reqwest::Client::new(),
+        &SourceSettings::default(),
+    )
+    .unwrap();
+    let e = transport.fetch_page(&ep, &w, None).await.unwrap_err();
+    assert!(matches!(e, SourceError::Transport(_)), "{e:?}");
+    assert!(!format!("{e:?}").contains(PASSWORD) && !format!("{e:?}").contains(SECRET));
+}

@@ -219,3 +219,140 @@ impl Engine {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Window;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+    }
+
+    fn facts() -> ServiceFacts {
+        ServiceFacts {
+            tenant_id: "acme".into(),
+            service: Service::Connectwise,
+            enabled: true,
+            credentials: Ok(()),
+            jobs: Vec::new(),
+            oldest_raw: None,
+            state: None,
+        }
+    }
+
+    fn job(id: &str, status: JobStatus) -> Job {
+        Job {
+            job_id: id.into(),
+            tenant_id: "acme".into(),
+            service: Service::Connectwise,
+            tables: vec!["tickets".into()],
+            status,
+            window: Window::new(now() - Duration::days(30), now() - Duration::days(20)),
+            chunk_size_days: 30,
+            max_attempts: 3,
+            total_chunks: 1,
+            completed_chunks: 1,
+            failed_chunks: 0,
+            records: 10,
+            created_at: now() - Duration::days(20),
+            updated_at: now() - Duration::days(20),
+            finished_at: Some(now() - Duration::days(19)),
+        }
+    }
+
+    fn check(f: &ServiceFacts) -> (bool, Check, String) {
+        let d = decide(f, now());
+        (d.selected, d.check, d.reason)
+    }
+
+    #[test]
+    fn credentials_must_be_configured() {
+        let f = ServiceFacts {
+            credentials: Err("credential field 'private_key' is missing or empty".into()),
+            ..facts()
+        };
+        let (selected, by, why) = check(&f);
+        assert!(!selected);
+        assert_eq!(by, Check::Configured);
+        assert!(why.contains("private_key"), "{why}");
+        let f = ServiceFacts {
+            enabled: false,
+            ..facts()
+        };
+        assert_eq!(check(&f).0, false);
+        assert!(check(&f).2.contains("disabled"));
+    }
+
+    #[test]
+    fn a_completed_backfill_in_history_means_not_new() {
+        let mut f = facts();
+        f.jobs = vec![job(
+            "backfill_acme_connectwise_20260130",
+            JobStatus::Completed,
+        )];
+        let (selected, by, why) = check(&f);
+        assert!(!selected);
+        assert_eq!(by, Check::History);
+        assert!(
+            why.contains("backfill_acme_connectwise_20260130 completed"),
+            "{why}"
+        );
+        // A sync is not a backfill; an active backfill is reported as such.
+        f.jobs = vec![
+            job("sync_acme_connectwise_20260130000000", JobStatus::Completed),
+            job("backfill_acme_connectwise_20260201", JobStatus::Running),
+        ];
+        let (selected, by, why) = check(&f);
+        assert!(
+            !selected && by == Check::History && why.contains("already running"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn raw_data_older_than_seven_days_means_connected_before() {
+        let mut f = facts();
+        f.oldest_raw = Some(now() - Duration::days(8));
+        let (selected, by, why) = check(&f);
+        assert!(!selected);
+        assert_eq!(by, Check::Freshness);
+        assert!(why.contains("older than 7 days"), "{why}");
+        f.oldest_raw = Some(now() - Duration::days(6));
+        let (selected, by, why) = check(&f);
+        assert!(
+            selected && by == Check::Freshness && why.contains("newly connected"),
+            "{why}"
+        );
+        f.oldest_raw = None;
+        let (selected, _, why) = check(&f);
+        assert!(selected && why.contains("no raw data"), "{why}");
+    }
+
+    #[test]
+    fn a_service_re_enabled_after_being_disabled_counts_as_new() {
+        let mut f = facts();
+        f.jobs = vec![job(
+            "backfill_acme_connectwise_20260130",
+            JobStatus::Completed,
+        )];
+        f.oldest_raw = Some(now() - Duration::days(90));
+        f.state = Some(ServiceState {
+            tenant_id: "acme".into(),
+            service: Service::Connectwise,
+            enabled: true,
+            first_seen_at: now() - Duration::days(100),
+            last_disabled_at: Some(now() - Duration::days(3)),
+            reenabled_at: Some(now() - Duration::days(1)),
+        });
+        let (selected, by, why) = check(&f);
+        assert!(selected);
+        assert_eq!(by, Check::Reenabled);
+        assert!(why.contains("re-enabled 2026-02-28T12:00:00Z"), "{why}");
+        assert!(
+            why.contains("last seen disabled 2026-02-26T12:00:00Z"),
+            "{why}"
+        );
+    }
+}

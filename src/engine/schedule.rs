@@ -227,12 +227,18 @@ where
         };
         tokio::select! {
             joined = set.join_next() => {
-                if let Some(Ok((id, value))) = joined {
-                    queue.finished(&id);
-                    results.push(value);
-                } else if let Some(Err(e)) = joined {
-                    // A panicked job task: its slot is lost for this dispatch only.
-                    tracing::error!(error = %e, "a job task failed");
+                // Take every job that has ended, so the next choice sees all free slots.
+                let mut next = joined;
+                while let Some(j) = next {
+                    match j {
+                        Ok((id, value)) => {
+                            queue.finished(&id);
+                            results.push(value);
+                        }
+                        // A panicked job task: its slot is lost for this dispatch only.
+                        Err(e) => tracing::error!(error = %e, "a job task failed"),
+                    }
+                    next = set.try_join_next();
                 }
             }
             _ = open_wait => {}

@@ -1,0 +1,215 @@
+//! Scheduling on paused tokio time: 8 tenants x 2 services triggered at once run through
+//! the real dispatcher with jobs of different lengths. Never more than `max_concurrent_jobs`
+//! run, never more than `max_parallel_tenants` tenants, and turns are fair: a tenant never
+//! starts another job while a tenant that could start runs fewer.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use avesa_console::engine::schedule::{Candidate, FairQueue, Limits, OffPeak, dispatch};
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use tokio::time::Instant;
+
+#[derive(Default)]
+struct Log {
+    running: HashMap<String, usize>,
+    waiting: HashMap<String, usize>,
+    max_running: usize,
+    max_tenants: usize,
+    starts: Vec<(String, usize)>,
+    violations: Vec<String>,
+}
+
+fn candidates(created: DateTime<Utc>) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for t in 0..8 {
+        for service in ["connectwise", "servicenow"] {
+            out.push(Candidate {
+                job_id: format!("backfill_t{t}_{service}_20260101"),
+                tenant_id: format!("t{t}"),
+                priority: 0,
+                wait_off_peak: false,
+                created_at: created,
+            });
+        }
+    }
+    out
+}
+
+/// Runs 16 jobs through `dispatch` and returns what was observed.
+async fn run(limits: Limits, base: DateTime<Utc>) -> Log {
+    let log = Arc::new(Mutex::new(Log::default()));
+    {
+        let mut l = log.lock().unwrap();
+        for t in 0..8 {
+            l.waiting.insert(format!("t{t}"), 2);
+        }
+    }
+    let start = Instant::now();
+    let now = move || base + Duration::from_std(Instant::now() - start).unwrap();
+    let max_tenants = limits.max_tenants;
+    let l2 = log.clone();
+    let done = dispatch(
+        FairQueue::new(candidates(base)),
+        limits,
+        now,
+        false,
+        None,
+        move |c: Candidate| {
+            let log = l2.clone();
+            // Bookkeeping when the dispatcher decides, not when the task first runs.
+            let tenant = c.tenant_id.clone();
+            {
+                let mut guard = log.lock().unwrap();
+                let l = &mut *guard;
+                let mine = l.running.get(&tenant).copied().unwrap_or(0);
+                let tenants_running = l.running.values().filter(|n| **n > 0).count();
+                // Fairness: nobody who could start runs fewer jobs than this tenant.
+                for (other, waiting) in &l.waiting {
+                    let theirs = l.running.get(other).copied().unwrap_or(0);
+                    let admissible = theirs > 0 || tenants_running < max_tenants;
+                    if other != &tenant && *waiting > 0 && admissible && theirs < mine {
+                        l.violations.push(format!(
+                            "{tenant} started job #{} while {other} waited running {theirs}",
+                            mine + 1
+                        ));
+                    }
+                }
+                *l.running.entry(tenant.clone()).or_default() += 1;
+                *l.waiting.get_mut(&tenant).unwrap() -= 1;
+                let total: usize = l.running.values().sum();
+                let tenants = l.running.values().filter(|n| **n > 0).count();
+                l.max_running = l.max_running.max(total);
+                l.max_tenants = l.max_tenants.max(tenants);
+                l.starts.push((tenant.clone(), mine + 1));
+            }
+            async move {
+                // Jobs take 10 to 32 minutes, differently per job.
+                let n: u64 = c.job_id.bytes().map(u64::from).sum();
+                tokio::time::sleep(std::time::Duration::from_secs(60 * (10 + n % 23))).await;
+                let mut l = log.lock().unwrap();
+                *l.running.get_mut(&tenant).unwrap() -= 1;
+                c.job_id
+            }
+        },
+    )
+    .await;
+    assert_eq!(done.results.len(), 16, "every job ran");
+    assert!(done.deferred.is_empty());
+    std::mem::take(&mut *log.lock().unwrap())
+}
+
+fn shipped_limits() -> Limits {
+    let cfg = avesa_console::config::Config::load(&common::repo_mappings()).unwrap();
+    let limits = Limits::from_config(&cfg.backfill);
+    assert_eq!(limits.max_jobs, 5, "the shipped max_concurrent_jobs");
+    limits
+}
+
+fn midday() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn eight_tenants_two_services_never_exceed_the_limits_and_take_fair_turns() {
+    let limits = shipped_limits();
+    let log = run(limits, midday()).await;
+    assert_eq!(
+        log.max_running, 5,
+        "never more than 5 running, and the slots are used"
+    );
+    assert!(
+        log.max_tenants <= limits.max_tenants,
+        "{} tenants at once",
+        log.max_tenants
+    );
+    assert_eq!(log.violations, Vec::<String>::new());
+    assert!(
+        log.starts.iter().all(|(_, k)| *k <= 2),
+        "no tenant ran a third job"
+    );
+
+    // With room for every tenant, each one runs a job before any runs a second.
+    let wide = Limits {
+        max_tenants: 8,
+        ..limits
+    };
+    let log = run(wide, midday()).await;
+    assert_eq!(log.max_running, 5);
+    assert_eq!(log.violations, Vec::<String>::new());
+    let mut first: Vec<&String> = log.starts[..8].iter().map(|(t, _)| t).collect();
+    first.sort();
+    first.dedup();
+    assert_eq!(
+        first.len(),
+        8,
+        "every tenant's first job before anyone's second: {:?}",
+        log.starts
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn off_peak_waiters_start_when_the_window_opens_and_manual_jobs_at_once() {
+    let limits = Limits {
+        max_jobs: 5,
+        max_tenants: 5,
+        off_peak: OffPeak {
+            start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
+        },
+    };
+    let base = midday();
+    let auto = |id: &str| Candidate {
+        job_id: id.into(),
+        tenant_id: id.into(),
+        priority: 0,
+        wait_off_peak: true,
+        created_at: base,
+    };
+    let manual = Candidate {
+        wait_off_peak: false,
+        ..auto("manual")
+    };
+    let started: Arc<Mutex<Vec<(String, DateTime<Utc>)>>> = Arc::default();
+    let t0 = Instant::now();
+    let now = move || base + Duration::from_std(Instant::now() - t0).unwrap();
+    let s2 = started.clone();
+    let run = move |c: Candidate| {
+        let s = s2.clone();
+        async move {
+            s.lock().unwrap().push((c.job_id.clone(), now()));
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+    };
+    // Without waiting, the auto jobs are reported deferred until 22:00.
+    let done = dispatch(
+        FairQueue::new(vec![auto("a1"), manual.clone()]),
+        limits,
+        now,
+        false,
+        None,
+        run.clone(),
+    )
+    .await;
+    assert_eq!(done.results.len(), 1);
+    let night = Utc.with_ymd_and_hms(2026, 3, 10, 22, 0, 0).unwrap();
+    assert_eq!(done.deferred, vec![("a1".to_string(), night)]);
+    // Waiting, they start exactly when the window opens.
+    started.lock().unwrap().clear();
+    let done = dispatch(
+        FairQueue::new(vec![auto("a1"), auto("a2"), manual]),
+        limits,
+        now,
+        true,
+        None,
+        run,
+    )
+    .await;
+    assert_eq!(done.results.len(), 3);
+    let s = started.lock().unwrap().clone();
+    assert_eq!(s[0].0, "manual");
+    assert!(s[0].1 < night);
+    assert!(s[1..].iter().all(|(_, at)| *at == night), "{s:?}");
+}

@@ -22,6 +22,9 @@ struct Log {
     violations: Vec<String>,
 }
 
+/// Which job started at which wall-clock instant.
+type Starts = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
+
 fn candidates(created: DateTime<Utc>) -> Vec<Candidate> {
     let mut out = Vec::new();
     for t in 0..8 {
@@ -172,7 +175,7 @@ async fn off_peak_waiters_start_when_the_window_opens_and_manual_jobs_at_once() 
         wait_off_peak: false,
         ..auto("manual")
     };
-    let started: Arc<Mutex<Vec<(String, DateTime<Utc>)>>> = Arc::default();
+    let started: Starts = Arc::default();
     let t0 = Instant::now();
     let now = move || base + Duration::from_std(Instant::now() - t0).unwrap();
     let s2 = started.clone();

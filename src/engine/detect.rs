@@ -281,7 +281,7 @@ mod tests {
             enabled: false,
             ..facts()
         };
-        assert_eq!(check(&f).0, false);
+        assert!(!check(&f).0);
         assert!(check(&f).2.contains("disabled"));
     }
 

@@ -41,3 +41,53 @@ impl Engine {
         Ok(old)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Service, Window};
+    use chrono::TimeZone;
+
+    fn job(id: &str, status: JobStatus, finished_days_ago: Option<i64>, now: DateTime<Utc>) -> Job {
+        let w = Window::new(now - Duration::days(400), now - Duration::days(100));
+        Job {
+            job_id: id.into(),
+            tenant_id: "acme".into(),
+            service: Service::Connectwise,
+            tables: vec!["tickets".into()],
+            status,
+            window: w,
+            chunk_size_days: 30,
+            max_attempts: 3,
+            total_chunks: 1,
+            completed_chunks: 1,
+            failed_chunks: 0,
+            records: 1,
+            created_at: w.end,
+            updated_at: w.end,
+            finished_at: finished_days_ago.map(|d| now - Duration::days(d)),
+        }
+    }
+
+    #[test]
+    fn only_completed_jobs_past_the_age_expire_oldest_first() {
+        let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let jobs = vec![
+            job("recent", JobStatus::Completed, Some(29), now),
+            job("old", JobStatus::Completed, Some(31), now),
+            job("older", JobStatus::Completed, Some(90), now),
+            job("errors", JobStatus::CompletedWithErrors, Some(90), now),
+            job("cancelled", JobStatus::Cancelled, Some(90), now),
+            job("running", JobStatus::Running, None, now),
+        ];
+        let ids: Vec<String> = expired(&jobs, 30, now)
+            .into_iter()
+            .map(|j| j.job_id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["older", "old"],
+            "jobs with errors stay for their analysis"
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! One suite of `LifecycleStore` behaviour, for every backend (SQLite here, on a temp file;
+//! a DynamoDB backend runs the same cases): markers only move forward and refuse gaps,
+//! enablement history, job hints and finalisation, alerts once per subject, verification
+//! results, and job removal that keeps markers.
+
+use std::sync::Arc;
+
+use avesa_console::domain::{
+    Alert, AlertKind, Checkpoint, Chunk, ChunkKey, ChunkVerification, Job, JobKind, JobMeta,
+    JobStatus, Service, Trigger, Window,
+};
+use avesa_console::store::{
+    AlertFilter, JobStore, LifecycleStore, MarkerAdvance, SqliteStore, StoreError,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+/// Both halves of a backend.
+struct Backend {
+    jobs: Arc<dyn JobStore>,
+    life: Arc<dyn LifecycleStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+    Backend {
+        jobs: store.clone(),
+        life: store,
+        _dir: dir,
+    }
+}
+
+fn t(d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, d, 0, 0, 0).unwrap()
+}
+
+fn adv(kind: JobKind, job: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> MarkerAdvance {
+    MarkerAdvance {
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        table: "tickets".into(),
+        job_id: job.into(),
+        kind,
+        from,
+        to,
+        now: to,
+    }
+}
+
+async fn markers_move_forward_and_refuse_gaps(b: Backend) {
+    let s = &b.life;
+    let err = s
+        .advance_marker(&adv(JobKind::Sync, "sync_a", t(1), t(2)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "a sync needs a backfill first: {err}"
+    );
+    let m = s
+        .advance_marker(&adv(JobKind::Backfill, "bf1", t(1), t(10)))
+        .await
+        .unwrap();
+    assert_eq!((m.last_updated, m.backfill_end), (t(10), Some(t(10))));
+    assert_eq!(m.backfill_job.as_deref(), Some("bf1"));
+    // A sync that starts after the marker would leave a gap.
+    let err = s
+        .advance_marker(&adv(JobKind::Sync, "sync_gap", t(11), t(12)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("sync_gap"), "{err}");
+    let m = s
+        .advance_marker(&adv(JobKind::Sync, "sync_1", t(10), t(12)))
+        .await
+        .unwrap();
+    assert_eq!((m.last_updated, m.set_by_job.as_str()), (t(12), "sync_1"));
+    assert_eq!(
+        m.backfill_end,
+        Some(t(10)),
+        "the sync keeps the backfill it continues"
+    );
+    // An older backfill (a historical re-pull) never moves the marker back.
+    let m = s
+        .advance_marker(&adv(JobKind::Backfill, "bf_old", t(1), t(5)))
+        .await
+        .unwrap();
+    assert_eq!((m.last_updated, m.backfill_end), (t(12), Some(t(10))));
+    assert_eq!(m.set_by_job, "sync_1");
+    // A sync overlapping the marker (started earlier) is fine and moves it on.
+    let m = s
+        .advance_marker(&adv(JobKind::Sync, "sync_2", t(11), t(14)))
+        .await
+        .unwrap();
+    assert_eq!(m.last_updated, t(14));
+    let all = s
+        .markers(Some("acme"), Some(Service::Connectwise))
+        .await
+        .unwrap();
+    assert_eq!(all, vec![m]);
+    assert!(s.markers(Some("globex"), None).await.unwrap().is_empty());
+}
+
+async fn enablement_history_remembers_a_re_enabling(b: Backend) {
+    let s = &b.life;
+    let st = s
+        .observe_service("acme", Service::Servicenow, true, t(1))
+        .await
+        .unwrap();
+    assert!(st.enabled && st.last_disabled_at.is_none() && st.reenabled_at.is_none());
+    let st = s
+        .observe_service("acme", Service::Servicenow, true, t(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        st.reenabled_at, None,
+        "staying enabled is not a re-enabling"
+    );
+    let st = s
+        .observe_service("acme", Service::Servicenow, false, t(3))
+        .await
+        .unwrap();
+    assert!(!st.enabled);
+    assert_eq!(st.last_disabled_at, Some(t(3)));
+    let st = s
+        .observe_service("acme", Service::Servicenow, false, t(4))
+        .await
+        .unwrap();
+    assert_eq!(st.last_disabled_at, Some(t(4)));
+    let st = s
+        .observe_service("acme", Service::Servicenow, true, t(5))
+        .await
+        .unwrap();
+    assert_eq!((st.enabled, st.reenabled_at), (true, Some(t(5))));
+    let st = s
+        .observe_service("acme", Service::Servicenow, true, t(6))
+        .await
+        .unwrap();
+    assert_eq!(
+        st.reenabled_at,
+        Some(t(5)),
+        "kept until a backfill completes"
+    );
+    s.clear_reenabled("acme", Service::Servicenow)
+        .await
+        .unwrap();
+    let all = s.service_states().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].reenabled_at, all[0].first_seen_at), (None, t(1)));
+    // First seen disabled.
+    let st = s
+        .observe_service("globex", Service::Salesforce, false, t(7))
+        .await
+        .unwrap();
+    assert_eq!((st.enabled, st.last_disabled_at), (false, Some(t(7))));
+}
+
+async fn hints_are_kept_and_a_job_is_finalised_once(b: Backend) {
+    let s = &b.life;
+    let meta = JobMeta {
+        priority: 7,
+        trigger: Trigger::Auto,
+        wait_off_peak: true,
+        ..JobMeta::default_for("bf1")
+    };
+    s.put_job_meta(&meta).await.unwrap();
+    let got = s.job_metas(&["bf1".into(), "nope".into()]).await.unwrap();
+    assert_eq!(got, vec![meta.clone()]);
+    assert!(s.finalize_job("bf1", t(2)).await.unwrap());
+    assert!(!s.finalize_job("bf1", t(3)).await.unwrap(), "only once");
+    // Hints written again keep the finalisation.
+    s.put_job_meta(&meta).await.unwrap();
+    let got = s.job_metas(&["bf1".into()]).await.unwrap();
+    assert_eq!(got[0].finalized_at, Some(t(2)));
+    // A job without hints can be finalised too.
+    assert!(s.finalize_job("bf2", t(2)).await.unwrap());
+    assert_eq!(
+        s.job_metas(&["bf2".into()]).await.unwrap()[0].trigger,
+        Trigger::Manual
+    );
+}
+
+fn alert(kind: AlertKind, subject: &str, tenant: &str, at: DateTime<Utc>) -> Alert {
+    Alert {
+        kind,
+        subject: subject.into(),
+        tenant_id: tenant.into(),
+        service: Service::Connectwise,
+        job_id: Some(subject.into()),
+        message: format!("{kind} on {subject}"),
+        value: 4.0,
+        threshold: 3.0,
+        raised_at: at,
+    }
+}
+
+async fn alerts_are_raised_once_per_kind_and_subject(b: Backend) {
+    let s = &b.life;
+    let a = alert(AlertKind::ConsecutiveChunkFailures, "bf1", "acme", t(1));
+    assert!(s.raise_alert(&a).await.unwrap());
+    assert!(!s.raise_alert(&a).await.unwrap());
+    assert!(
+        s.raise_alert(&alert(AlertKind::LongRunningJob, "bf1", "acme", t(2)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.raise_alert(&alert(AlertKind::LowCompletionRate, "bf9", "globex", t(3)))
+            .await
+            .unwrap()
+    );
+    let all = s.alerts(&AlertFilter::default()).await.unwrap();
+    let kinds: Vec<AlertKind> = all.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AlertKind::LowCompletionRate,
+            AlertKind::LongRunningJob,
+            AlertKind::ConsecutiveChunkFailures
+        ],
+        "newest first"
+    );
+    assert_eq!(all[2], a);
+    let acme = s
+        .alerts(&AlertFilter {
+            tenant_id: Some("acme".into()),
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(acme.len(), 2);
+    let one = s
+        .alerts(&AlertFilter {
+            job_id: Some("bf1".into()),
+            kind: Some(AlertKind::LongRunningJob),
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+}
+
+fn verification(job: &str, table: &str, seq: u32, source: u64, landed: u64) -> ChunkVerification {
+    ChunkVerification {
+        key: ChunkKey {
+            job_id: job.into(),
+            table: table.into(),
+            seq,
+        },
+        window: Window::new(t(1 + seq), t(2 + seq)),
+        source_count: source,
+        landed,
+        verified_at: t(20),
+    }
+}
+
+async fn verification_results_are_replaced_as_a_whole(b: Backend) {
+    let s = &b.life;
+    assert!(s.verification("bf1").await.unwrap().is_empty());
+    let first = vec![
+        verification("bf1", "tickets", 0, 10, 9),
+        verification("bf1", "tickets", 1, 5, 5),
+    ];
+    s.save_verification("bf1", &first).await.unwrap();
+    assert_eq!(s.verification("bf1").await.unwrap(), first);
+    assert_eq!(first[0].missing(), 1);
+    let second = vec![verification("bf1", "companies", 0, 3, 4)];
+    s.save_verification("bf1", &second).await.unwrap();
+    assert_eq!(s.verification("bf1").await.unwrap(), second);
+    assert_eq!(second[0].moved_since(), 1);
+}
+
+fn job(id: &str) -> (Job, Vec<Chunk>) {
+    let w = Window::new(t(1), t(11));
+    let chunks = vec![Chunk::new(
+        ChunkKey {
+            job_id: id.into(),
+            table: "tickets".into(),
+            seq: 0,
+        },
+        w,
+    )];
+    let job = Job {
+        job_id: id.into(),
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        tables: vec!["tickets".into()],
+        status: JobStatus::Pending,
+        window: w,
+        chunk_size_days: 10,
+        max_attempts: 3,
+        total_chunks: 1,
+        completed_chunks: 0,
+        failed_chunks: 0,
+        records: 0,
+        created_at: t(1),
+        updated_at: t(1),
+        finished_at: None,
+    };
+    (job, chunks)
+}
+
+async fn deleting_a_job_removes_its_rows_and_keeps_markers(b: Backend) {
+    let (j, c) = job("bf1");
+    b.jobs.create_job(j, c, false).await.unwrap();
+    let claim = b
+        .jobs
+        .claim_next_chunk("bf1", "me:1:1", t(2) + Duration::minutes(1), t(2))
+        .await
+        .unwrap();
+    assert!(matches!(claim, avesa_console::store::Claim::Chunk(_)));
+    let key = ChunkKey {
+        job_id: "bf1".into(),
+        table: "tickets".into(),
+        seq: 0,
+    };
+    b.jobs
+        .complete_chunk(&key, "me:1:1", &Checkpoint::default(), t(2))
+        .await
+        .unwrap();
+    let s = &b.life;
+    s.put_job_meta(&JobMeta::default_for("bf1")).await.unwrap();
+    s.save_verification("bf1", &[verification("bf1", "tickets", 0, 1, 1)])
+        .await
+        .unwrap();
+    s.raise_alert(&alert(AlertKind::LowCompletionRate, "bf1", "acme", t(2)))
+        .await
+        .unwrap();
+    s.advance_marker(&adv(JobKind::Backfill, "bf1", t(1), t(11)))
+        .await
+        .unwrap();
+    let (other, oc) = job("bf2");
+    b.jobs
+        .create_job(other, oc, false)
+        .await
+        .unwrap_or_else(|_| panic!("second job"));
+
+    assert!(s.delete_job("bf1").await.unwrap());
+    assert!(!s.delete_job("bf1").await.unwrap(), "already gone");
+    assert!(b.jobs.get_job("bf1").await.unwrap().is_none());
+    assert!(b.jobs.chunks("bf1").await.is_err() || b.jobs.chunks("bf1").await.unwrap().is_empty());
+    assert!(s.job_metas(&["bf1".into()]).await.unwrap().is_empty());
+    assert!(s.verification("bf1").await.unwrap().is_empty());
+    assert!(s.alerts(&AlertFilter::default()).await.unwrap().is_empty());
+    assert_eq!(
+        s.markers(None, None).await.unwrap().len(),
+        1,
+        "markers describe the data"
+    );
+    assert!(
+        b.jobs.get_job("bf2").await.unwrap().is_some(),
+        "other jobs stay"
+    );
+}
+
+macro_rules! suite {
+    ($backend:ident: $($case:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::$backend()).await;
+                }
+            )+
+        }
+    };
+}
+
+suite!(sqlite:
+    markers_move_forward_and_refuse_gaps,
+    enablement_history_remembers_a_re_enabling,
+    hints_are_kept_and_a_job_is_finalised_once,
+    alerts_are_raised_once_per_kind_and_subject,
+    verification_results_are_replaced_as_a_whole,
+    deleting_a_job_removes_its_rows_and_keeps_markers,
+);

@@ -59,6 +59,17 @@ fn chunk_size_comes_from_override_then_service_then_default() {
 fn every_table_is_planned_priority_first_and_ends_are_whole_seconds() {
     let fx = Fixture::new();
     let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 15).unwrap() + Duration::milliseconds(737);
+    // The shipped dependencies come first: companies before contacts before tickets.
+    let p = plan(&fx.config(), &req("acme"), now).unwrap();
+    let order: Vec<&str> = p.tables.iter().map(|t| t.table.as_str()).collect();
+    assert_eq!(order, ["companies", "contacts", "tickets", "time_entries"]);
+    // Without them, priority decides.
+    fx.edit("backfill_config.json", |v| {
+        v["service_settings"]["connectwise"]
+            .as_object_mut()
+            .unwrap()
+            .remove("table_dependencies");
+    });
     let p = plan(&fx.config(), &req("acme"), now).unwrap();
     let order: Vec<&str> = p.tables.iter().map(|t| t.path.as_str()).collect();
     assert_eq!(

@@ -222,11 +222,14 @@ impl Engine {
             .chunk_concurrency
             .clamp(1, job.tables.len().max(1));
         let mut handles = Vec::new();
+        // This process's runners of the job look and claim one at a time, so two of them
+        // never both see the last chunk of a dependency as free.
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
         for _ in 0..runners {
-            let (engine, job) = (self.clone(), job.clone());
-            handles.push(tokio::spawn(
-                async move { engine.runner(job, deadline).await },
-            ));
+            let (engine, job, gate) = (self.clone(), job.clone(), gate.clone());
+            handles.push(tokio::spawn(async move {
+                engine.runner(job, deadline, gate).await
+            }));
         }
         let mut stop = StopReason::Finished;
         for h in handles {
@@ -275,19 +278,40 @@ impl Engine {
     }
 
     /// One claim loop: several may share a job; the store keeps them off each other's chunks.
-    async fn runner(&self, job: Job, deadline: Option<Instant>) -> Result<StopReason, EngineError> {
+    async fn runner(
+        &self,
+        job: Job,
+        deadline: Option<Instant>,
+        gate: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<StopReason, EngineError> {
         let opts = self.options().clone();
+        let ordered = self.has_dependencies(&job);
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(StopReason::ContinuationNeeded);
             }
             let now = Utc::now();
+            let turn = match ordered {
+                true => Some(gate.clone().lock_owned().await),
+                false => None,
+            };
+            if ordered && self.only_blocked_work(&job, now).await? {
+                drop(turn);
+                // Everything claimable waits for other tables; claiming would only hand
+                // a blocked chunk back. A dead holder of the blocking chunk is replaced now.
+                if !self.break_dead_leases(&job.job_id).await? {
+                    let wake = Instant::now() + opts.poll_interval;
+                    tokio::time::sleep_until(deadline.map_or(wake, |d| wake.min(d))).await;
+                }
+                continue;
+            }
             let lease_until = now + opts.lease;
-            match self
+            let claim = self
                 .store()
                 .claim_next_chunk(&job.job_id, &opts.owner, lease_until, now)
-                .await?
-            {
+                .await?;
+            drop(turn);
+            match claim {
                 Claim::Chunk(chunk) => {
                     if self.blocked_by_dependencies(&job, &chunk).await? {
                         // Its table waits for others of the job (companies before tickets):
@@ -325,6 +349,60 @@ impl Engine {
                 Claim::Done(_) => return Ok(StopReason::Finished),
             }
         }
+    }
+
+    /// Whether some table of the job depends on another table of the job.
+    fn has_dependencies(&self, job: &Job) -> bool {
+        let bf = &self.config().backfill;
+        job.tables.iter().any(|t| {
+            bf.table_dependencies(job.service, t)
+                .iter()
+                .any(|d| job.tables.contains(d))
+        })
+    }
+
+    /// True when the job has open chunks but every one that could be claimed now belongs
+    /// to a table whose dependencies are unfinished.
+    async fn only_blocked_work(
+        &self,
+        job: &Job,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<bool, EngineError> {
+        let bf = &self.config().backfill;
+        let deps_of = |t: &str| bf.table_dependencies(job.service, t);
+        if job
+            .tables
+            .iter()
+            .all(|t| deps_of(t).iter().all(|d| !job.tables.contains(d)))
+        {
+            return Ok(false);
+        }
+        let chunks = self.store().chunks(&job.job_id).await?;
+        let open = |t: &str| {
+            chunks
+                .iter()
+                .any(|c| c.key.table == t && !c.status.is_terminal())
+        };
+        let mut any_open = false;
+        for table in &job.tables {
+            // A table's chunks run in order: only its lowest open chunk can be claimed.
+            let Some(next) = chunks
+                .iter()
+                .filter(|c| c.key.table == *table && !c.status.is_terminal())
+                .min_by_key(|c| c.key.seq)
+            else {
+                continue;
+            };
+            any_open = true;
+            let claimable = match next.status {
+                ChunkStatus::Pending => next.not_before.is_none_or(|t| t <= now),
+                _ => next.lease_expires_at.is_none_or(|t| t <= now),
+            };
+            if claimable && !deps_of(table).iter().any(|d| open(d)) {
+                return Ok(false);
+            }
+        }
+        Ok(any_open)
     }
 
     /// Whether a table this chunk's table depends on (`table_dependencies`) still has

@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod budget;
 pub mod chunking;
 pub mod cleanup;
+mod dependencies;
 pub mod detect;
 pub mod events;
 pub mod executor;
@@ -39,6 +40,7 @@ pub use budget::{BudgetSnapshot, RateBudget};
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use planner::{Plan, PlanError, PlanRequest};
+pub use schedule::ScheduledRun;
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).
 pub trait SourceProvider: Send + Sync {

@@ -12,14 +12,12 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{BreakerState, Engine, EngineError, EngineEvent, breaker, schedule};
+use super::{BreakerState, Engine, EngineError, EngineEvent, breaker};
 use crate::config::EndpointDef;
-use crate::domain::{
-    Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobMeta, JobStatus, Service, Window,
-};
+use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
 use crate::sink::ChunkMeta;
 use crate::sources::{Page, Source, SourceError};
-use crate::store::{Claim, JobFilter, StoreError};
+use crate::store::{Claim, StoreError};
 
 /// Why a run of a job returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -36,13 +34,6 @@ pub struct RunOutcome {
     pub job_id: String,
     pub status: JobStatus,
     pub stop: StopReason,
-}
-
-/// What `run_scheduled` did: the jobs it ran and the ones left for the off-peak window.
-#[derive(Clone, Debug, Serialize)]
-pub struct ScheduledRun {
-    pub outcomes: Vec<RunOutcome>,
-    pub deferred: Vec<(String, chrono::DateTime<Utc>)>,
 }
 
 /// How a chunk's run ended, short of an error.
@@ -111,101 +102,6 @@ fn is_dead_local_owner(owner: &str) -> bool {
 }
 
 impl Engine {
-    /// Runs every active job under the scheduling rules (`schedule.rs`): at most
-    /// `max_concurrent_jobs` at once from at most `max_parallel_tenants` tenants, fair turns,
-    /// priority, off-peak waiters left for their window.
-    pub async fn run_active(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<RunOutcome>, EngineError> {
-        Ok(self.run_scheduled(deadline, false).await?.outcomes)
-    }
-
-    /// `run_active`, also saying which jobs still wait for the off-peak window; with
-    /// `wait_off_peak` it sleeps until the window opens (up to the deadline) and runs them.
-    /// Completed jobs older than the cleanup age are removed afterwards.
-    pub async fn run_scheduled(
-        &self,
-        deadline: Option<Instant>,
-        wait_off_peak: bool,
-    ) -> Result<ScheduledRun, EngineError> {
-        let mut jobs = self.store().list_jobs(&JobFilter::default()).await?;
-        jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
-        jobs.reverse();
-        let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
-        let metas = match self.lifecycle() {
-            Some(lc) => lc.job_metas(&ids).await?,
-            None => Vec::new(),
-        };
-        let candidates = jobs
-            .iter()
-            .map(|j| {
-                let meta = metas
-                    .iter()
-                    .find(|m| m.job_id == j.job_id)
-                    .cloned()
-                    .unwrap_or_else(|| JobMeta::default_for(&j.job_id));
-                schedule::Candidate {
-                    job_id: j.job_id.clone(),
-                    tenant_id: j.tenant_id.clone(),
-                    priority: meta.priority,
-                    wait_off_peak: meta.wait_off_peak,
-                    created_at: j.created_at,
-                }
-            })
-            .collect();
-        let limits = schedule::Limits::from_config(&self.config().backfill);
-        // Long-running jobs are judged while they run, once a minute.
-        let sweeper = {
-            let engine = self.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = engine.sweep_alerts(Utc::now()).await {
-                        tracing::warn!(error = %e, "alert sweep failed");
-                    }
-                }
-            })
-        };
-        let engine = self.clone();
-        let done = schedule::dispatch(
-            schedule::FairQueue::new(candidates),
-            limits,
-            Utc::now,
-            wait_off_peak,
-            deadline,
-            move |c| {
-                let engine = engine.clone();
-                async move { engine.run_job(&c.job_id, deadline).await }
-            },
-        )
-        .await;
-        sweeper.abort();
-        for (job_id, until) in &done.deferred {
-            tracing::info!(job_id, until = %until.to_rfc3339(), "job waits for the off-peak window");
-            self.emit(EngineEvent::JobDeferred {
-                job_id: job_id.clone(),
-                until: *until,
-            });
-        }
-        let outcomes = done.results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        if self.lifecycle().is_some() {
-            let days = self
-                .config()
-                .backfill
-                .monitoring
-                .cleanup_completed_jobs_after_days;
-            if let Err(e) = self.cleanup(days, Utc::now(), false).await {
-                tracing::warn!(error = %e, "automatic cleanup of old jobs failed");
-            }
-        }
-        Ok(ScheduledRun {
-            outcomes,
-            deferred: done.deferred,
-        })
-    }
-
     /// Works on `job_id` until no chunk is left or `deadline` comes.
     pub async fn run_job(
         &self,
@@ -351,81 +247,9 @@ impl Engine {
         }
     }
 
-    /// Whether some table of the job depends on another table of the job.
-    fn has_dependencies(&self, job: &Job) -> bool {
-        let bf = &self.config().backfill;
-        job.tables.iter().any(|t| {
-            bf.table_dependencies(job.service, t)
-                .iter()
-                .any(|d| job.tables.contains(d))
-        })
-    }
-
-    /// True when the job has open chunks but every one that could be claimed now belongs
-    /// to a table whose dependencies are unfinished.
-    async fn only_blocked_work(
-        &self,
-        job: &Job,
-        now: chrono::DateTime<Utc>,
-    ) -> Result<bool, EngineError> {
-        let bf = &self.config().backfill;
-        let deps_of = |t: &str| bf.table_dependencies(job.service, t);
-        if job
-            .tables
-            .iter()
-            .all(|t| deps_of(t).iter().all(|d| !job.tables.contains(d)))
-        {
-            return Ok(false);
-        }
-        let chunks = self.store().chunks(&job.job_id).await?;
-        let open = |t: &str| {
-            chunks
-                .iter()
-                .any(|c| c.key.table == t && !c.status.is_terminal())
-        };
-        let mut any_open = false;
-        for table in &job.tables {
-            // A table's chunks run in order: only its lowest open chunk can be claimed.
-            let Some(next) = chunks
-                .iter()
-                .filter(|c| c.key.table == *table && !c.status.is_terminal())
-                .min_by_key(|c| c.key.seq)
-            else {
-                continue;
-            };
-            any_open = true;
-            let claimable = match next.status {
-                ChunkStatus::Pending => next.not_before.is_none_or(|t| t <= now),
-                _ => next.lease_expires_at.is_none_or(|t| t <= now),
-            };
-            if claimable && !deps_of(table).iter().any(|d| open(d)) {
-                return Ok(false);
-            }
-        }
-        Ok(any_open)
-    }
-
-    /// Whether a table this chunk's table depends on (`table_dependencies`) still has
-    /// unfinished chunks in the same job.
-    async fn blocked_by_dependencies(&self, job: &Job, chunk: &Chunk) -> Result<bool, EngineError> {
-        let deps = self
-            .config()
-            .backfill
-            .table_dependencies(job.service, &chunk.key.table);
-        if deps.is_empty() || !deps.iter().any(|d| job.tables.contains(d)) {
-            return Ok(false);
-        }
-        Ok(self
-            .store()
-            .chunks(&job.job_id)
-            .await?
-            .iter()
-            .any(|c| deps.contains(&c.key.table) && !c.status.is_terminal()))
-    }
-
     /// Leases held by processes of this host that have died are broken at once, so a
     /// `resume` after a crash does not wait out the lease. Returns whether any was broken.
-    async fn break_dead_leases(&self, job_id: &str) -> Result<bool, EngineError> {
+    pub(super) async fn break_dead_leases(&self, job_id: &str) -> Result<bool, EngineError> {
         let mut broken = false;
         for chunk in self.store().chunks(job_id).await? {
             if chunk.status != ChunkStatus::Running {

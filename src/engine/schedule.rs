@@ -3,17 +3,23 @@
 //! tenant running the fewest jobs goes first, then priority, then whoever waited longest
 //! for a turn); jobs that wait for the off-peak window start only inside it.
 //!
-//! `FairQueue` is the pure decision; `dispatch` runs jobs through it on tokio time.
+//! `FairQueue` is the pure decision; `dispatch` runs jobs through it on tokio time;
+//! `Engine::run_scheduled` feeds it the store's active jobs with their hints.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::executor::RunOutcome;
+use super::{Engine, EngineError, EngineEvent};
 use crate::config::Scheduling;
+use crate::domain::{JobMeta, JobStatus};
+use crate::store::JobFilter;
 
 /// A daily UTC window `[start, end)`; it wraps midnight when `end <= start` (22:00–06:00).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,6 +253,110 @@ where
     Dispatched {
         results,
         deferred: Vec::new(),
+    }
+}
+
+/// What `run_scheduled` did: the jobs it ran and the ones left for the off-peak window.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduledRun {
+    pub outcomes: Vec<RunOutcome>,
+    pub deferred: Vec<(String, DateTime<Utc>)>,
+}
+
+impl Engine {
+    /// Runs every active job under the scheduling rules (`schedule.rs`): at most
+    /// `max_concurrent_jobs` at once from at most `max_parallel_tenants` tenants, fair turns,
+    /// priority, off-peak waiters left for their window.
+    pub async fn run_active(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<RunOutcome>, EngineError> {
+        Ok(self.run_scheduled(deadline, false).await?.outcomes)
+    }
+
+    /// `run_active`, also saying which jobs still wait for the off-peak window; with
+    /// `wait_off_peak` it sleeps until the window opens (up to the deadline) and runs them.
+    /// Completed jobs older than the cleanup age are removed afterwards.
+    pub async fn run_scheduled(
+        &self,
+        deadline: Option<Instant>,
+        wait_off_peak: bool,
+    ) -> Result<ScheduledRun, EngineError> {
+        let mut jobs = self.store().list_jobs(&JobFilter::default()).await?;
+        jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
+        jobs.reverse();
+        let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+        let metas = match self.lifecycle() {
+            Some(lc) => lc.job_metas(&ids).await?,
+            None => Vec::new(),
+        };
+        let candidates = jobs
+            .iter()
+            .map(|j| {
+                let meta = metas
+                    .iter()
+                    .find(|m| m.job_id == j.job_id)
+                    .cloned()
+                    .unwrap_or_else(|| JobMeta::default_for(&j.job_id));
+                Candidate {
+                    job_id: j.job_id.clone(),
+                    tenant_id: j.tenant_id.clone(),
+                    priority: meta.priority,
+                    wait_off_peak: meta.wait_off_peak,
+                    created_at: j.created_at,
+                }
+            })
+            .collect();
+        let limits = Limits::from_config(&self.config().backfill);
+        // Long-running jobs are judged while they run, once a minute.
+        let sweeper = {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(StdDuration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = engine.sweep_alerts(Utc::now()).await {
+                        tracing::warn!(error = %e, "alert sweep failed");
+                    }
+                }
+            })
+        };
+        let engine = self.clone();
+        let done = dispatch(
+            FairQueue::new(candidates),
+            limits,
+            Utc::now,
+            wait_off_peak,
+            deadline,
+            move |c| {
+                let engine = engine.clone();
+                async move { engine.run_job(&c.job_id, deadline).await }
+            },
+        )
+        .await;
+        sweeper.abort();
+        for (job_id, until) in &done.deferred {
+            tracing::info!(job_id, until = %until.to_rfc3339(), "job waits for the off-peak window");
+            self.emit(EngineEvent::JobDeferred {
+                job_id: job_id.clone(),
+                until: *until,
+            });
+        }
+        let outcomes = done.results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        if self.lifecycle().is_some() {
+            let days = self
+                .config()
+                .backfill
+                .monitoring
+                .cleanup_completed_jobs_after_days;
+            if let Err(e) = self.cleanup(days, Utc::now(), false).await {
+                tracing::warn!(error = %e, "automatic cleanup of old jobs failed");
+            }
+        }
+        Ok(ScheduledRun {
+            outcomes,
+            deferred: done.deferred,
+        })
     }
 }
 

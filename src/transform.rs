@@ -29,7 +29,7 @@ use crate::domain::Service;
 use crate::sink::RawSink;
 
 pub use mapping::{map_raw, mapped_schema, raw_columns_needed};
-pub use scd2::{Scd2Context, Scd2Stats, build as build_scd2, output_schema};
+pub use scd2::{Scd2Context, Scd2Plan, Scd2Stats, build as build_scd2, output_schema};
 
 /// Rows per row group of canonical files.
 const ROW_GROUP_ROWS: usize = 65_536;
@@ -196,9 +196,16 @@ async fn transform_one(
             table: &table_arc,
             unhashed: skip,
         };
-        let (batch, stats) = scd2::build(&mapped, &ctx)?;
-        drop(mapped);
-        Ok::<_, TransformError>((encode(&batch)?, stats))
+        let plan = scd2::plan(&mapped, &ctx)?;
+        // Written a row group at a time, so only one slice of the output is ever held.
+        let mut writer = Writer::new(output_schema(&table_arc))?;
+        let mut at = 0;
+        while at < plan.len() {
+            let end = (at + ROW_GROUP_ROWS).min(plan.len());
+            writer.write(&plan.emit(&mapped, &ctx, at..end)?)?;
+            at = end;
+        }
+        Ok::<_, TransformError>((writer.finish()?, plan.stats))
     })
     .await
     .map_err(|e| TransformError::Parquet(e.to_string()))??;
@@ -264,23 +271,43 @@ fn read_mapped(
     Ok(out)
 }
 
-/// Parquet bytes of the history. Fixed writer settings and no wall-clock metadata, so the
-/// same rows always encode to the same bytes.
+/// A canonical Parquet file being written in memory. Fixed writer settings and no
+/// wall-clock metadata, so the same rows always encode to the same bytes.
+struct Writer {
+    inner: ArrowWriter<Vec<u8>>,
+}
+
+fn perr(e: impl std::fmt::Display) -> TransformError {
+    TransformError::Parquet(e.to_string())
+}
+
+impl Writer {
+    fn new(schema: arrow_schema::SchemaRef) -> Result<Self, TransformError> {
+        let level = ZstdLevel::try_new(3).map_err(perr)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by("avesa-console canonical transform".to_string())
+            .build();
+        Ok(Writer {
+            inner: ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(perr)?,
+        })
+    }
+
+    fn write(&mut self, batch: &arrow_array::RecordBatch) -> Result<(), TransformError> {
+        self.inner.write(batch).map_err(perr)?;
+        // Close the row group now: the slices are row-group sized, so nothing piles up.
+        self.inner.flush().map_err(perr)
+    }
+
+    fn finish(self) -> Result<Bytes, TransformError> {
+        Ok(Bytes::from(self.inner.into_inner().map_err(perr)?))
+    }
+}
+
+/// Parquet bytes of one batch, written as `run` writes canonical files.
 pub fn encode(batch: &arrow_array::RecordBatch) -> Result<Bytes, TransformError> {
-    let level = ZstdLevel::try_new(3).map_err(|e| TransformError::Parquet(e.to_string()))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_created_by("avesa-console canonical transform".to_string())
-        .build();
-    let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
-        .map_err(|e| TransformError::Parquet(e.to_string()))?;
-    writer
-        .write(batch)
-        .map_err(|e| TransformError::Parquet(e.to_string()))?;
-    writer
-        .close()
-        .map_err(|e| TransformError::Parquet(e.to_string()))?;
-    Ok(Bytes::from(buf))
+    let mut w = Writer::new(batch.schema())?;
+    w.write(batch)?;
+    w.finish()
 }

@@ -216,3 +216,45 @@ async fn off_peak_waiters_start_when_the_window_opens_and_manual_jobs_at_once() 
     assert!(s[0].1 < night);
     assert!(s[1..].iter().all(|(_, at)| *at == night), "{s:?}");
 }
+
+#[test]
+fn run_leaves_off_peak_waiters_for_their_window_and_runs_manual_triggers_at_once() {
+    let fx = common::Fixture::new();
+    fx.tune(6000, 100);
+    // A window that opens in two hours, so "now" is outside it whenever the test runs.
+    let opens = Utc::now() + Duration::hours(2);
+    fx.edit("backfill_config.json", |v| {
+        v["scheduling"]["off_peak_start"] = opens.format("%H:%M").to_string().into();
+        v["scheduling"]["off_peak_end"] = (opens + Duration::hours(1))
+            .format("%H:%M")
+            .to_string()
+            .into();
+    });
+    let sandbox = fx.start_sandbox(&[]);
+    let trigger = |tenant: &str, extra: &[&str]| {
+        let args = common::trigger_args(
+            tenant,
+            Some("tickets"),
+            "2025-11-01",
+            Some("2025-12-01"),
+            extra,
+        );
+        common::assert_ok(&fx.cli(Some(&sandbox), &args));
+    };
+    trigger("acme", &["--wait-off-peak"]);
+    trigger("globex", &["--priority", "5"]);
+    let out = fx.cli(Some(&sandbox), &["run"]);
+    common::assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("backfill_globex_connectwise_20251101: completed"),
+        "{text}"
+    );
+    let waits = format!(
+        "backfill_acme_connectwise_20251101: waits for the off-peak window (opens {}",
+        opens.format("%Y-%m-%dT%H:%M:00Z")
+    );
+    assert!(text.contains(&waits), "{text}\nexpected {waits}");
+    let acme = common::job_status(&fx, "backfill_acme_connectwise_20251101");
+    assert_eq!(acme["job"]["status"], "pending");
+}

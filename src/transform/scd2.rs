@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, UInt32Array,
+    TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::Serialize;
@@ -86,68 +86,59 @@ fn data_err(reason: impl std::fmt::Display) -> TransformError {
 
 /// Hashes each row's hashed columns: a tag per value (null or not), then the value's bytes,
 /// strings prefixed by their length so `("ab","c")` and `("a","bc")` differ.
-fn row_hashes(batch: &RecordBatch, hashed: &[usize]) -> Vec<u128> {
+fn row_hashes(batch: &RecordBatch, hashed: &[usize], out: &mut Vec<u128>) {
     let mut buf = Vec::with_capacity(256);
-    (0..batch.num_rows())
-        .map(|row| {
-            buf.clear();
-            for &c in hashed {
-                let col = batch.column(c);
-                if col.is_null(row) {
-                    buf.push(0);
-                    continue;
-                }
-                buf.push(1);
-                let any = col.as_any();
-                if let Some(a) = any.downcast_ref::<StringArray>() {
-                    let v = a.value(row).as_bytes();
-                    buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
-                    buf.extend_from_slice(v);
-                } else if let Some(a) = any.downcast_ref::<Int64Array>() {
-                    buf.extend_from_slice(&a.value(row).to_le_bytes());
-                } else if let Some(a) = any.downcast_ref::<Float64Array>() {
-                    buf.extend_from_slice(&a.value(row).to_bits().to_le_bytes());
-                } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
-                    buf.push(u8::from(a.value(row)));
-                } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
-                    buf.extend_from_slice(&a.value(row).to_le_bytes());
-                }
+    for row in 0..batch.num_rows() {
+        buf.clear();
+        for &c in hashed {
+            let col = batch.column(c);
+            if col.is_null(row) {
+                buf.push(0);
+                continue;
             }
-            twox_hash::XxHash3_128::oneshot(&buf)
-        })
-        .collect()
+            buf.push(1);
+            let any = col.as_any();
+            if let Some(a) = any.downcast_ref::<StringArray>() {
+                let v = a.value(row).as_bytes();
+                buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                buf.extend_from_slice(v);
+            } else if let Some(a) = any.downcast_ref::<Int64Array>() {
+                buf.extend_from_slice(&a.value(row).to_le_bytes());
+            } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+                buf.extend_from_slice(&a.value(row).to_bits().to_le_bytes());
+            } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+                buf.push(u8::from(a.value(row)));
+            } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
+                buf.extend_from_slice(&a.value(row).to_le_bytes());
+            }
+        }
+        out.push(twox_hash::XxHash3_128::oneshot(&buf));
+    }
 }
 
-/// Builds the history of one service's records of one canonical table.
-pub fn build(
-    mapped: &[RecordBatch],
-    ctx: &Scd2Context<'_>,
-) -> Result<(RecordBatch, Scd2Stats), TransformError> {
-    let schema = mapped_schema(ctx.table);
-    let all = arrow_select::concat::concat_batches(&schema, mapped).map_err(data_err)?;
-    let n = all.num_rows();
-    let ids = all
-        .column(MAPPED_ID)
+/// The history as positions into the mapped batches, in output order, with each kept
+/// version's end. Holds no copy of the values: `Scd2Plan::emit` gathers them in slices.
+pub struct Scd2Plan {
+    /// `(batch, row)` of each kept version, sorted by (id, effective start).
+    kept: Vec<(usize, usize)>,
+    ends: Vec<Option<i64>>,
+    hashes: Vec<u128>,
+    pub stats: Scd2Stats,
+}
+
+fn typed<'a, T: 'static>(
+    b: &'a RecordBatch,
+    c: usize,
+    what: &str,
+) -> Result<&'a T, TransformError> {
+    b.column(c)
         .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| data_err("record_id is not text"))?;
-    let nums = all
-        .column(MAPPED_ID_NUM)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| data_err("record_num is not int64"))?;
-    let ts = |c: usize| {
-        all.column(c)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .ok_or_else(|| data_err("a time column is not a timestamp"))
-    };
-    let (starts, ingested) = (ts(MAPPED_START)?, ts(MAPPED_INGESTED)?);
-    let jobs = all
-        .column(MAPPED_JOB)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| data_err("source_job_id is not text"))?;
+        .downcast_ref::<T>()
+        .ok_or_else(|| data_err(format!("{what} has the wrong type")))
+}
+
+/// Decides the history of one service's records: which versions stay and until when.
+pub fn plan(mapped: &[RecordBatch], ctx: &Scd2Context<'_>) -> Result<Scd2Plan, TransformError> {
     let hashed: Vec<usize> = ctx
         .table
         .columns
@@ -156,22 +147,55 @@ pub fn build(
         .filter(|(_, c)| !ctx.unhashed.contains(&c.name))
         .map(|(i, _)| MAPPED_FIRST_VALUE + i)
         .collect();
-    let hashes = row_hashes(&all, &hashed);
-
+    struct Cols<'a> {
+        ids: &'a StringArray,
+        nums: &'a Int64Array,
+        starts: &'a TimestampMicrosecondArray,
+        ingested: &'a TimestampMicrosecondArray,
+        jobs: &'a StringArray,
+    }
+    let mut cols = Vec::with_capacity(mapped.len());
+    let mut rows: Vec<(usize, usize)> = Vec::new();
+    let mut hashes: Vec<u128> = Vec::new();
+    for (b, batch) in mapped.iter().enumerate() {
+        cols.push(Cols {
+            ids: typed(batch, MAPPED_ID, "record_id")?,
+            nums: typed(batch, MAPPED_ID_NUM, "record_num")?,
+            starts: typed(batch, MAPPED_START, "effective_start")?,
+            ingested: typed(batch, MAPPED_INGESTED, "ingested_at")?,
+            jobs: typed(batch, MAPPED_JOB, "source_job_id")?,
+        });
+        rows.extend((0..batch.num_rows()).map(|r| (b, r)));
+        row_hashes(batch, &hashed, &mut hashes);
+    }
+    let n = rows.len();
+    let at = |i: usize| rows[i];
     let id_cmp = |a: usize, b: usize| -> Ordering {
-        match (nums.is_null(a), nums.is_null(b)) {
-            (false, false) => nums.value(a).cmp(&nums.value(b)),
-            _ => ids.value(a).cmp(ids.value(b)),
+        let ((ba, ra), (bb, rb)) = (at(a), at(b));
+        let (ca, cb) = (&cols[ba], &cols[bb]);
+        match (ca.nums.is_null(ra), cb.nums.is_null(rb)) {
+            (false, false) => ca.nums.value(ra).cmp(&cb.nums.value(rb)),
+            _ => ca.ids.value(ra).cmp(cb.ids.value(rb)),
         }
     };
-    let ingested_at = |i: usize| (!ingested.is_null(i)).then(|| ingested.value(i));
-    let job = |i: usize| (!jobs.is_null(i)).then(|| jobs.value(i));
+    let start = |i: usize| {
+        let (b, r) = at(i);
+        cols[b].starts.value(r)
+    };
+    let ingested_at = |i: usize| {
+        let (b, r) = at(i);
+        (!cols[b].ingested.is_null(r)).then(|| cols[b].ingested.value(r))
+    };
+    let job = |i: usize| {
+        let (b, r) = at(i);
+        (!cols[b].jobs.is_null(r)).then(|| cols[b].jobs.value(r))
+    };
     let mut order: Vec<usize> = (0..n).collect();
     // Id, then time; among copies of one version the latest ingested first; the rest only
     // makes the order total, so input order never shows through.
     order.sort_unstable_by(|&a, &b| {
         id_cmp(a, b)
-            .then_with(|| starts.value(a).cmp(&starts.value(b)))
+            .then_with(|| start(a).cmp(&start(b)))
             .then_with(|| ingested_at(b).cmp(&ingested_at(a)))
             .then_with(|| hashes[a].cmp(&hashes[b]))
             .then_with(|| job(a).cmp(&job(b)))
@@ -186,7 +210,7 @@ pub fn build(
     for &r in &order {
         if let Some(l) = last
             && id_cmp(l, r) == Ordering::Equal
-            && starts.value(l) == starts.value(r)
+            && start(l) == start(r)
         {
             stats.duplicates += 1;
             continue;
@@ -201,47 +225,90 @@ pub fn build(
         }
         kept.push(r);
     }
-
-    let mut ends: Vec<Option<i64>> = Vec::with_capacity(kept.len());
-    for (i, &r) in kept.iter().enumerate() {
-        let next = kept
-            .get(i + 1)
-            .filter(|&&nx| id_cmp(r, nx) == Ordering::Equal);
-        ends.push(next.map(|&nx| starts.value(nx)));
-    }
+    drop(order);
+    let ends: Vec<Option<i64>> = kept
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            kept.get(i + 1)
+                .filter(|&&nx| id_cmp(r, nx) == Ordering::Equal)
+                .map(|&nx| start(nx))
+        })
+        .collect();
     stats.versions = kept.len() as u64;
     stats.records = ends.iter().filter(|e| e.is_none()).count() as u64;
+    Ok(Scd2Plan {
+        hashes: kept.iter().map(|&i| hashes[i]).collect(),
+        kept: kept.into_iter().map(at).collect(),
+        ends,
+        stats,
+    })
+}
 
-    let take_idx = UInt32Array::from(kept.iter().map(|&i| i as u32).collect::<Vec<_>>());
-    let take = |c: usize| -> Result<ArrayRef, TransformError> {
-        arrow_select::take::take(all.column(c).as_ref(), &take_idx, None).map_err(data_err)
-    };
-    let rows = kept.len();
-    let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; rows])) };
-    let mut columns: Vec<ArrayRef> = vec![
-        constant(ctx.tenant_id),
-        constant(ctx.service),
-        constant(ctx.source_table),
-        take(MAPPED_ID)?,
-    ];
-    for i in 0..ctx.table.columns.len() {
-        columns.push(take(MAPPED_FIRST_VALUE + i)?);
+impl Scd2Plan {
+    pub fn len(&self) -> usize {
+        self.kept.len()
     }
-    columns.push(take(MAPPED_START)?);
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from(ends.clone()).with_timezone("UTC"),
-    ));
-    columns.push(Arc::new(
-        ends.iter()
-            .map(|e| Some(e.is_none()))
-            .collect::<BooleanArray>(),
-    ));
-    columns.push(Arc::new(
-        kept.iter()
-            .map(|&r| Some(format!("{:032x}", hashes[r])))
-            .collect::<StringArray>(),
-    ));
-    columns.push(take(MAPPED_JOB)?);
-    let out = RecordBatch::try_new(output_schema(ctx.table), columns).map_err(data_err)?;
-    Ok((out, stats))
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// Output rows `range` of the history, gathered from the mapped batches.
+    pub fn emit(
+        &self,
+        mapped: &[RecordBatch],
+        ctx: &Scd2Context<'_>,
+        range: std::ops::Range<usize>,
+    ) -> Result<RecordBatch, TransformError> {
+        let picks = &self.kept[range.clone()];
+        let rows = picks.len();
+        let gather = |c: usize| -> Result<ArrayRef, TransformError> {
+            if mapped.is_empty() {
+                return Ok(arrow_array::new_empty_array(
+                    mapped_schema(ctx.table).field(c).data_type(),
+                ));
+            }
+            let arrays: Vec<&dyn Array> = mapped.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow_select::interleave::interleave(&arrays, picks).map_err(data_err)
+        };
+        let constant = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; rows])) };
+        let ends = &self.ends[range.clone()];
+        let mut columns: Vec<ArrayRef> = vec![
+            constant(ctx.tenant_id),
+            constant(ctx.service),
+            constant(ctx.source_table),
+            gather(MAPPED_ID)?,
+        ];
+        for i in 0..ctx.table.columns.len() {
+            columns.push(gather(MAPPED_FIRST_VALUE + i)?);
+        }
+        columns.push(gather(MAPPED_START)?);
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(ends.to_vec()).with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(
+            ends.iter()
+                .map(|e| Some(e.is_none()))
+                .collect::<BooleanArray>(),
+        ));
+        columns.push(Arc::new(
+            self.hashes[range]
+                .iter()
+                .map(|h| Some(format!("{h:032x}")))
+                .collect::<StringArray>(),
+        ));
+        columns.push(gather(MAPPED_JOB)?);
+        RecordBatch::try_new(output_schema(ctx.table), columns).map_err(data_err)
+    }
+}
+
+/// Builds the whole history of one service's records as one batch.
+pub fn build(
+    mapped: &[RecordBatch],
+    ctx: &Scd2Context<'_>,
+) -> Result<(RecordBatch, Scd2Stats), TransformError> {
+    let p = plan(mapped, ctx)?;
+    let out = p.emit(mapped, ctx, 0..p.len())?;
+    Ok((out, p.stats))
 }

@@ -1,6 +1,7 @@
 //! avesa-console: plans, runs and watches backfills of SaaS APIs into Parquet, per tenant.
 
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod domain;
 pub mod engine;

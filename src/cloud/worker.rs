@@ -109,6 +109,16 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// What SendTaskHeartbeat says about a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TaskState {
+    Alive,
+    /// Timed out, or its execution ended.
+    Ended,
+    /// The token is not known (garbage, or not registered yet).
+    Unknown,
+}
+
 #[derive(Clone)]
 pub struct Worker {
     engine: Engine,
@@ -240,7 +250,7 @@ impl Worker {
         };
         // A message that comes back after its task ended (the worker that had it died) must
         // not run anything: the state machine has already sent a fresh one.
-        match self.heartbeat(&msg.task_token).await {
+        match self.first_heartbeat(&msg.task_token).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(
@@ -274,13 +284,10 @@ impl Worker {
             return Handled::Stale;
         }
         let result = match result {
-            Ok(v) if stop.load(Ordering::SeqCst) => {
-                // Stopped early (shutdown): the work is saved; let Retry hand it on.
-                let _ = v;
-                Err(Failure::retryable(
-                    "worker stopping; state saved for the next attempt",
-                ))
-            }
+            // Stopped early (shutdown): the work is saved; let Retry hand it on.
+            Ok(_) if stop.load(Ordering::SeqCst) => Err(Failure::retryable(
+                "worker stopping; state saved for the next attempt",
+            )),
             other => other,
         };
         self.answer(&msg.task_token, result).await
@@ -288,6 +295,10 @@ impl Worker {
 
     /// Ok(false) when the task has ended (timed out, execution stopped, unknown token).
     async fn heartbeat(&self, token: &str) -> Result<bool, CloudError> {
+        Ok(self.heartbeat_state(token).await? == TaskState::Alive)
+    }
+
+    async fn heartbeat_state(&self, token: &str) -> Result<TaskState, CloudError> {
         match self
             .sfn
             .send_task_heartbeat()
@@ -295,19 +306,32 @@ impl Worker {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(
-                    e.err(),
-                    SendTaskHeartbeatError::TaskTimedOut(_)
-                        | SendTaskHeartbeatError::InvalidToken(_)
-                        | SendTaskHeartbeatError::TaskDoesNotExist(_)
-                ) =>
-            {
-                Ok(false)
-            }
+            Ok(_) => Ok(TaskState::Alive),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                SendTaskHeartbeatError::TaskTimedOut(_)
+                | SendTaskHeartbeatError::TaskDoesNotExist(_) => Ok(TaskState::Ended),
+                SendTaskHeartbeatError::InvalidToken(_) => Ok(TaskState::Unknown),
+                _ => Err(CloudError::aws(
+                    "SendTaskHeartbeat",
+                    SdkError::ServiceError(e),
+                )),
+            },
             Err(e) => Err(CloudError::aws("SendTaskHeartbeat", e)),
         }
+    }
+
+    /// The heartbeat that checks a new message's task is still waiting. A token the service
+    /// does not know is asked about again for a moment: the emulator registers a task's token
+    /// just after it sends the message, and a fresh task must not be taken for a stale one.
+    async fn first_heartbeat(&self, token: &str) -> Result<bool, CloudError> {
+        for _ in 0..10 {
+            match self.heartbeat_state(token).await? {
+                TaskState::Alive => return Ok(true),
+                TaskState::Ended => return Ok(false),
+                TaskState::Unknown => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        Ok(false)
     }
 
     /// Heartbeats every third of the task's heartbeat time and keeps the message hidden;

@@ -98,17 +98,18 @@ pub fn init_logging_with(
     Ok(())
 }
 
-/// The cloud job store: DynamoDB tables `{prefix}_jobs` and `{prefix}_chunks`.
-pub async fn open_cloud_store(settings: &crate::cloud::CloudSettings) -> Result<Arc<dyn JobStore>> {
+/// The cloud job store: DynamoDB tables `{prefix}_jobs` and `{prefix}_chunks`, on the
+/// account, region and endpoint of the default AWS configuration chain.
+pub async fn open_cloud_store(
+    settings: &crate::cloud::CloudSettings,
+) -> Result<Arc<dyn JobStore>> {
     let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
-    // TEMPORARY until the DynamoDB store lands from the `cloud` branch: `sqlite:PATH` lets
-    // workers on one host share a SQLite file.
-    if let Some(path) = prefix.strip_prefix("sqlite:") {
-        return Ok(Arc::new(SqliteStore::open(std::path::Path::new(path))?));
-    }
-    Err(eyre!(
-        "the DynamoDB job store is not built into this version (table prefix '{prefix}')"
-    ))
+    let store = crate::store::DynamoStore::connect(crate::store::DynamoOptions {
+        table_prefix: prefix.to_string(),
+        ..crate::store::DynamoOptions::default()
+    })
+    .await;
+    Ok(Arc::new(store))
 }
 
 pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {

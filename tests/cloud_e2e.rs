@@ -162,7 +162,7 @@ fn a_worker_killed_mid_chunk_loses_nothing() {
     fx.tune(300, 20);
     let sandbox = fx.start_sandbox(&[]);
     let dep = Deployment::create(emulators, "k");
-    let mut workers = vec![
+    let mut workers = [
         Some(dep.worker(&fx, &sandbox, "w1")),
         Some(dep.worker(&fx, &sandbox, "w2")),
     ];
@@ -180,7 +180,7 @@ fn a_worker_killed_mid_chunk_loses_nothing() {
             })
         },
     );
-    let pid: u32 = owner.rsplitn(3, ':').nth(1).unwrap().parse().unwrap();
+    let pid: u32 = owner.rsplit(':').nth(1).unwrap().parse().unwrap();
     let victim = workers
         .iter_mut()
         .position(|w| w.as_ref().is_some_and(|w| w.pid() == pid))

@@ -230,3 +230,109 @@ fn a_worker_killed_mid_chunk_loses_nothing() {
     );
     eprintln!("cloud kill e2e: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+#[test]
+fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
+    let Some(emulators) = emulators("a_stopped_execution_resumes_and_a_cancelled_job_stops") else {
+        return;
+    };
+    let started = Instant::now();
+    let fx = Fixture::new();
+    fx.tune(600, 20);
+    let sandbox = fx.start_sandbox(&[]);
+    let dep = Deployment::create(emulators, "r");
+    let _w1 = dep.worker(&fx, &sandbox, "w1");
+    let _w2 = dep.worker(&fx, &sandbox, "w2");
+    trigger(&dep, &fx, &sandbox, &["--heartbeat-seconds", "3"]);
+
+    // Stop the execution behind the job's back once some chunks are done.
+    let store = dep.store();
+    poll(Duration::from_secs(120), "two completed chunks", || {
+        let done = block(store.chunks(JOB))
+            .unwrap()
+            .iter()
+            .filter(|c| c.status == ChunkStatus::Succeeded)
+            .count();
+        (done >= 2).then_some(())
+    });
+    let base = format!(
+        "{}:backfill-{JOB}",
+        dep.state_machine_arn
+            .replace(":stateMachine:", ":execution:")
+    );
+    let sfn = aws_sdk_sfn::Client::new(&dep.aws);
+    block(
+        sfn.stop_execution()
+            .execution_arn(&base)
+            .error("Operator.Stopped")
+            .cause("test")
+            .send(),
+    )
+    .unwrap();
+    let stopped = wait_for_execution(&dep, &fx, Duration::from_secs(30));
+    // AWS says ABORTED; moto 5.2.5 reports a stop during a Map's callback as FAILED
+    // (States.Runtime). Either way the execution has ended and the job is left running.
+    let ended = stopped["execution"]["status"].as_str().unwrap();
+    assert!(["ABORTED", "FAILED"].contains(&ended), "{stopped}");
+    assert_eq!(stopped["job"]["status"], "running", "{stopped}");
+
+    // resume --cloud starts the next execution; it finishes from the checkpoints.
+    let out = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("backfill-{JOB}-c1")),
+        "{}",
+        text(&out)
+    );
+    let status = wait_for_execution(&dep, &fx, Duration::from_secs(240));
+    assert_eq!(status["execution"]["name"], format!("backfill-{JOB}-c1"));
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    assert_exact_in_s3(&dep, &fx, &status);
+    let again = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to resume"));
+
+    // A second job, cancelled mid-way: the store says cancelled, the execution is stopped.
+    let second = "backfill_acme_connectwise_20240101";
+    let out = dep.cli(
+        &fx,
+        Some(&sandbox),
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2024-01-01",
+            Some("2025-01-01"),
+            &["--cloud", "--heartbeat-seconds", "3"],
+        ),
+    );
+    assert_ok(&out);
+    poll(Duration::from_secs(120), "a running chunk", || {
+        block(store.chunks(second))
+            .unwrap()
+            .iter()
+            .any(|c| c.status == ChunkStatus::Running)
+            .then_some(())
+    });
+    let out = dep.cli(&fx, None, &["cancel", second, "--cloud"]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("stopped execution backfill-{second}")),
+        "{}",
+        text(&out)
+    );
+    let out = dep.cli(
+        &fx,
+        None,
+        &["status", "--cloud", "--job-id", second, "--output", "json"],
+    );
+    let detail: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(detail["job"]["status"], "cancelled", "{detail}");
+    let ended = detail["execution"]["status"].as_str().unwrap();
+    assert!(["ABORTED", "FAILED"].contains(&ended), "{detail}");
+    eprintln!(
+        "cloud resume/cancel e2e: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

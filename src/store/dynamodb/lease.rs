@@ -12,21 +12,22 @@ use crate::store::StoreError;
 
 const HELD: &str = "#status = :running AND #lease_owner = :owner";
 
-/// An update expression assembled from its clauses; every chunk write also bumps `v`, the
-/// counter claims are conditional on.
-#[derive(Default)]
+/// A lease holder's update, assembled from its clauses; every chunk write also bumps `v`,
+/// the counter claims are conditional on.
 struct Change<'a> {
     set: Vec<&'static str>,
     remove: Vec<&'static str>,
     vals: Vec<(&'static str, AttributeValue)>,
-    owner: Option<&'a str>,
+    owner: &'a str,
 }
 
 impl<'a> Change<'a> {
     fn held_by(owner: &'a str) -> Self {
         Change {
-            owner: Some(owner),
-            ..Default::default()
+            set: Vec::new(),
+            remove: Vec::new(),
+            vals: Vec::new(),
+            owner,
         }
     }
 
@@ -77,11 +78,11 @@ impl<'a> Change<'a> {
 
     fn values(&self) -> Vec<(&'static str, AttributeValue)> {
         let mut vals = self.vals.clone();
-        vals.push((":one", n(1)));
-        if let Some(owner) = self.owner {
-            vals.push((":running", s("running")));
-            vals.push((":owner", s(owner)));
-        }
+        vals.extend([
+            (":one", n(1)),
+            (":running", s("running")),
+            (":owner", s(self.owner)),
+        ]);
         vals
     }
 

@@ -342,8 +342,8 @@ pub async fn worker(
 /// The worker as a Lambda function: each SQS event's messages handled as `worker` would.
 #[cfg(feature = "lambda")]
 pub async fn lambda(global: &super::GlobalArgs, ws: &Workspace, args: &WorkerArgs) -> Result<()> {
-    let (worker, _shipper) = build_worker(global, ws, args).await?;
-    crate::cloud::lambda::runtime::run(worker)
+    let (worker, shipper) = build_worker(global, ws, args).await?;
+    crate::cloud::lambda::runtime::run(worker, shipper)
         .await
         .map_err(|e| eyre!("{e}"))
 }

@@ -100,9 +100,7 @@ pub fn init_logging_with(
 
 /// The cloud job store: DynamoDB tables `{prefix}_jobs` and `{prefix}_chunks`, on the
 /// account, region and endpoint of the default AWS configuration chain.
-pub async fn open_cloud_store(
-    settings: &crate::cloud::CloudSettings,
-) -> Result<Arc<dyn JobStore>> {
+pub async fn open_cloud_store(settings: &crate::cloud::CloudSettings) -> Result<Arc<dyn JobStore>> {
     let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
     let store = crate::store::DynamoStore::connect(crate::store::DynamoOptions {
         table_prefix: prefix.to_string(),

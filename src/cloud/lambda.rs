@@ -77,12 +77,16 @@ pub mod runtime {
     use tokio::time::Instant;
 
     use super::{actions, batch_response, work_budget};
+    use crate::cloud::logs::Shipper;
     use crate::cloud::worker::{Handled, Worker};
 
-    pub async fn run(worker: Worker) -> Result<(), Error> {
+    /// Serves events until the runtime stops. Logs are flushed after each event: Lambda
+    /// freezes the process between invocations, and the shipping task with it.
+    pub async fn run(worker: Worker, shipper: Option<Shipper>) -> Result<(), Error> {
         let worker = Arc::new(worker);
+        let shipper = Arc::new(shipper);
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-            let worker = worker.clone();
+            let (worker, shipper) = (worker.clone(), shipper.clone());
             async move {
                 let remaining = event
                     .context
@@ -97,6 +101,9 @@ pub mod runtime {
                     {
                         undelivered.push(action.message_id);
                     }
+                }
+                if let Some(shipper) = shipper.as_ref() {
+                    shipper.flush().await;
                 }
                 Ok::<Value, Error>(batch_response(&undelivered))
             }

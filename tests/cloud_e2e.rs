@@ -275,6 +275,10 @@ fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
     let ended = stopped["execution"]["status"].as_str().unwrap();
     assert!(["ABORTED", "FAILED"].contains(&ended), "{stopped}");
     assert_eq!(stopped["job"]["status"], "running", "{stopped}");
+    // Triggering the range again finds the job and says its execution has ended.
+    let again = trigger(&dep, &fx, &sandbox, &[]);
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(again["execution_ended"], ended, "{again}");
 
     // resume --cloud starts the next execution; it finishes from the checkpoints.
     let out = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);

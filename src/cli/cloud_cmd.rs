@@ -60,14 +60,18 @@ pub async fn trigger(args: &TriggerArgs, plan: &Plan) -> Result<ExitCode> {
         input.max_iterations = n.max(1);
     }
     // A job found active may already have moved on to a continuation: start only when it has
-    // no execution yet, else report the newest.
-    let started = match dispatcher.latest(&job.job_id).await? {
-        Some(latest) if matches!(outcome, CreateOutcome::Existing(_)) => Started {
-            arn: latest.arn,
-            name: latest.name,
-            existing: true,
-        },
-        _ => dispatcher.start(&input).await?,
+    // no execution yet, else report the newest (and say so when it has ended).
+    let (started, ended) = match dispatcher.latest(&job.job_id).await? {
+        Some(latest) if matches!(outcome, CreateOutcome::Existing(_)) => {
+            let ended = (!latest.is_running()).then(|| latest.status.clone());
+            let started = Started {
+                arn: latest.arn,
+                name: latest.name,
+                existing: true,
+            };
+            (started, ended)
+        }
+        _ => (dispatcher.start(&input).await?, None),
     };
     if args.output == Output::Json {
         outln!(
@@ -76,11 +80,19 @@ pub async fn trigger(args: &TriggerArgs, plan: &Plan) -> Result<ExitCode> {
                 "created": matches!(outcome, CreateOutcome::Created(_)),
                 "job": job,
                 "execution": started,
+                "execution_ended": ended,
             }))?
         );
     } else {
         output::print_trigger(&outcome, Output::Text)?;
-        print_execution(&started);
+        match ended {
+            Some(status) => outln!(
+                "execution {} has ended ({status}); `resume {} --cloud` starts the next",
+                started.name,
+                job.job_id
+            ),
+            None => print_execution(&started),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ pub mod executor;
 pub mod planner;
 #[cfg(test)]
 mod policy_tests;
+pub mod step;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ pub use budget::{BudgetSnapshot, RateBudget};
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use planner::{Plan, PlanError, PlanRequest};
+pub use step::{Deadline, Step};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).
 pub trait SourceProvider: Send + Sync {

@@ -5,6 +5,7 @@ pub mod cloud;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod logs;
 pub mod sandbox;
 pub mod secret;
 pub mod sink;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{BreakerState, Engine, EngineError, EngineEvent, breaker};
+use super::{BreakerState, Deadline, Engine, EngineError, EngineEvent, breaker};
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
 use crate::sink::ChunkMeta;
@@ -150,11 +150,12 @@ impl Engine {
             .options()
             .chunk_concurrency
             .clamp(1, job.tables.len().max(1));
+        let deadline = Deadline::at(deadline);
         let mut handles = Vec::new();
         for _ in 0..runners {
-            let (engine, job) = (self.clone(), job.clone());
+            let (engine, job, deadline) = (self.clone(), job.clone(), deadline.clone());
             handles.push(tokio::spawn(
-                async move { engine.runner(job, deadline).await },
+                async move { engine.runner(job, &deadline).await },
             ));
         }
         let mut stop = StopReason::Finished;
@@ -197,10 +198,10 @@ impl Engine {
     }
 
     /// One claim loop: several may share a job; the store keeps them off each other's chunks.
-    async fn runner(&self, job: Job, deadline: Option<Instant>) -> Result<StopReason, EngineError> {
+    async fn runner(&self, job: Job, deadline: &Deadline) -> Result<StopReason, EngineError> {
         let opts = self.options().clone();
         loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.reached() {
                 return Ok(StopReason::ContinuationNeeded);
             }
             let now = Utc::now();
@@ -227,7 +228,7 @@ impl Engine {
                         wait = wait.min((until - Utc::now()).to_std().unwrap_or_default());
                     }
                     let wake = Instant::now() + wait.max(Duration::from_millis(10));
-                    tokio::time::sleep_until(deadline.map_or(wake, |d| wake.min(d))).await;
+                    tokio::time::sleep_until(deadline.cap(wake)).await;
                 }
                 Claim::Done(_) => return Ok(StopReason::Finished),
             }
@@ -236,7 +237,7 @@ impl Engine {
 
     /// Leases held by processes of this host that have died are broken at once, so a
     /// `resume` after a crash does not wait out the lease. Returns whether any was broken.
-    async fn break_dead_leases(&self, job_id: &str) -> Result<bool, EngineError> {
+    pub(super) async fn break_dead_leases(&self, job_id: &str) -> Result<bool, EngineError> {
         let mut broken = false;
         for chunk in self.store().chunks(job_id).await? {
             if chunk.status != ChunkStatus::Running {
@@ -258,11 +259,11 @@ impl Engine {
         Ok(broken)
     }
 
-    async fn run_chunk(
+    pub(super) async fn run_chunk(
         &self,
         job: &Job,
         chunk: Chunk,
-        deadline: Option<Instant>,
+        deadline: &Deadline,
     ) -> Result<StopReason, EngineError> {
         let key = chunk.key.clone();
         let owner = self.options().owner.clone();
@@ -399,7 +400,7 @@ impl Engine {
         &self,
         job: &Job,
         chunk: &Chunk,
-        deadline: Option<Instant>,
+        deadline: &Deadline,
         lost: &AtomicBool,
     ) -> Result<ChunkEnd, Failure> {
         let opts = self.options().clone();
@@ -489,7 +490,7 @@ impl Engine {
                 Err(e) => return Err(describe(e)),
             };
             let next = page.next.clone();
-            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            let out_of_time = deadline.reached();
             // Read ahead while this page is encoded: the cursor is already known.
             if let (Some(c), false) = (&next, out_of_time) {
                 inflight = Some(fetcher.spawn(Some(c.clone())));

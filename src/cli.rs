@@ -15,6 +15,7 @@ macro_rules! outln {
 
 mod bench;
 mod check;
+mod cloud_cmd;
 mod commands;
 mod lifecycle_cmd;
 mod lifecycle_output;
@@ -100,6 +101,103 @@ pub enum Command {
     Cleanup(lifecycle_cmd::CleanupArgs),
     /// Alerts raised by monitoring thresholds and the sync gap check.
     Alerts(lifecycle_cmd::AlertsArgs),
+    /// Cancel a job: its chunks stop at their next checkpoint (with --cloud: also stop its execution).
+    Cancel(CancelArgs),
+    /// A job's log lines (local workspace, or CloudWatch Logs with --cloud).
+    Logs(LogsArgs),
+    /// Work on chunks the cloud state machine sends through the SQS queue.
+    Worker(WorkerArgs),
+}
+
+/// Where the cloud deployment is; the stack's outputs give each value (see README).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CloudSettingArgs {
+    /// The backfill state machine (stack output StateMachineArn).
+    #[arg(long, env = "AVESA_CLOUD_STATE_MACHINE_ARN")]
+    pub state_machine_arn: Option<String>,
+    /// The worker queue (stack output QueueUrl).
+    #[arg(long, env = "AVESA_CLOUD_QUEUE_URL")]
+    pub queue_url: Option<String>,
+    /// The S3 bucket raw data lands in (stack output DataBucket).
+    #[arg(long, env = "AVESA_CLOUD_BUCKET")]
+    pub bucket: Option<String>,
+    /// Prefix of the DynamoDB job tables `{prefix}_jobs` and `{prefix}_chunks` (stack output TablePrefix).
+    #[arg(long, env = "AVESA_CLOUD_TABLE_PREFIX")]
+    pub table_prefix: Option<String>,
+    /// The CloudWatch Logs group workers write to (stack output LogGroup).
+    #[arg(long, env = "AVESA_CLOUD_LOG_GROUP")]
+    pub log_group: Option<String>,
+}
+
+impl CloudSettingArgs {
+    pub fn settings(&self) -> crate::cloud::CloudSettings {
+        crate::cloud::CloudSettings {
+            state_machine_arn: self.state_machine_arn.clone(),
+            queue_url: self.queue_url.clone(),
+            bucket: self.bucket.clone(),
+            table_prefix: self.table_prefix.clone(),
+            log_group: self.log_group.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CloudArgs {
+    /// Use the cloud deployment (DynamoDB, Step Functions, CloudWatch Logs) instead of this workspace.
+    #[arg(long)]
+    pub cloud: bool,
+    #[command(flatten)]
+    pub settings: CloudSettingArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    pub job_id: String,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub job_id: String,
+    /// Only this chunk, as TABLE#SEQ (e.g. tickets#3).
+    #[arg(long)]
+    pub chunk: Option<String>,
+    /// Keep reading new lines as they are written (Ctrl-C to stop).
+    #[arg(long)]
+    pub follow: bool,
+    /// Lowest level shown: trace, debug, info, warn, error.
+    #[arg(long, default_value = "trace")]
+    pub level: String,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub settings: CloudSettingArgs,
+    /// Lease on a claimed chunk, renewed while it runs; a dead worker's chunk is taken over
+    /// once its lease expires.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub lease: Duration,
+    /// Long-poll wait of one receive (0 to 20 seconds).
+    #[arg(long, default_value_t = 20)]
+    pub wait_seconds: i32,
+    /// Seconds a received message stays hidden from other workers; renewed with each heartbeat.
+    #[arg(long, default_value_t = 120)]
+    pub visibility_seconds: i32,
+    /// Messages worked on at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// How long a lane waits for a claimable chunk before letting the state machine loop.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub claim_wait: Duration,
+    /// An execution older than this continues as a new one (the limit is 24 hours).
+    #[arg(long, value_parser = parse_duration, default_value = "23h")]
+    pub execution_window: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -150,6 +248,18 @@ pub struct TriggerArgs {
     pub smart_chunking: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+    /// With --cloud: chunk lanes the state machine runs at once (different tables in parallel).
+    #[arg(long, default_value_t = 1)]
+    pub lanes: u32,
+    /// With --cloud: seconds a worker task may go without a heartbeat before it is retried.
+    #[arg(long, default_value_t = 60)]
+    pub heartbeat_seconds: u64,
+    /// With --cloud: loops per lane before the execution continues as a new one (default:
+    /// what keeps its history under 20,000 events).
+    #[arg(long)]
+    pub max_iterations: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +306,8 @@ pub struct ResumeArgs {
     pub retry_failed: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +319,8 @@ pub struct StatusArgs {
     pub job_id: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +336,34 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("the time budget must be more than zero".into());
     }
     Ok(d)
+}
+
+/// The Lambda entry point (`bootstrap`): a worker whose settings come from the environment
+/// (`AVESA_CLOUD_*`, `AVESA_CONFIG_DIR`, `AVESA_LOG`) as `avesa-console worker` reads them.
+#[cfg(feature = "lambda")]
+pub fn lambda_main() -> ExitCode {
+    let cli = Cli::parse_from(["bootstrap", "worker"]);
+    let Some(Command::Worker(args)) = &cli.command else {
+        return ExitCode::FAILURE;
+    };
+    let ws = crate::workspace::Workspace::resolve(cli.global.workspace.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cloud_cmd::lambda(&cli.global, &ws, args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs the command line and maps the outcome to an exit code.

@@ -19,6 +19,7 @@ pub mod planner;
 #[cfg(test)]
 mod policy_tests;
 pub mod schedule;
+pub mod step;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use planner::{Plan, PlanError, PlanRequest};
 pub use schedule::ScheduledRun;
+pub use step::{Deadline, Step};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).
 pub trait SourceProvider: Send + Sync {

@@ -1,9 +1,11 @@
 //! avesa-console: plans, runs and watches backfills of SaaS APIs into Parquet, per tenant.
 
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod logs;
 pub mod sandbox;
 pub mod secret;
 pub mod sink;

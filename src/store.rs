@@ -4,6 +4,7 @@
 //! process holding its lease, and claiming picks at most one owner even when several
 //! processes race for the same job.
 
+pub mod dynamodb;
 pub mod lifecycle;
 pub mod sqlite;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus, Service};
 
+pub use dynamodb::{DynamoOptions, DynamoStore};
 pub use lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance};
 pub use sqlite::SqliteStore;
 

@@ -1,18 +1,31 @@
-//! One suite of JobStore behaviour, run against every backend (SQLite here, on a temp file).
+//! One suite of JobStore behaviour, run against every backend: SQLite on a temp file and
+//! DynamoDB Local (`AVESA_TEST_DYNAMODB_URL`, started by `scripts/test`).
+
+// The suite's other files live in tests/store_conformance/ (one test binary, not four).
+#[path = "store_conformance/backends.rs"]
+mod backends;
+#[path = "store_conformance/dynamodb_only.rs"]
+mod dynamodb_only;
+#[path = "store_conformance/racing.rs"]
+mod racing;
+#[path = "store_conformance/scale.rs"]
+mod scale;
 
 use std::sync::Arc;
+
+use backends::{Fixture, run};
 
 use avesa_console::domain::{
     Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window,
 };
-use avesa_console::store::{Claim, CreateOutcome, JobFilter, JobStore, SqliteStore, StoreError};
+use avesa_console::store::{Claim, CreateOutcome, JobFilter, JobStore, StoreError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-fn t0() -> DateTime<Utc> {
+pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn job(tables: &[&str], chunks_per_table: u32) -> (Job, Vec<Chunk>) {
+pub fn job(tables: &[&str], chunks_per_table: u32) -> (Job, Vec<Chunk>) {
     let id = "backfill_acme_connectwise_20250101".to_string();
     let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
     let mut chunks = Vec::new();
@@ -52,21 +65,22 @@ fn job(tables: &[&str], chunks_per_table: u32) -> (Job, Vec<Chunk>) {
     (job, chunks)
 }
 
-async fn claim(store: &dyn JobStore, id: &str, owner: &str, now: DateTime<Utc>) -> Claim {
+pub async fn claim(store: &dyn JobStore, id: &str, owner: &str, now: DateTime<Utc>) -> Claim {
     store
         .claim_next_chunk(id, owner, now + Duration::seconds(60), now)
         .await
         .unwrap()
 }
 
-fn claimed(c: Claim) -> Chunk {
+pub fn claimed(c: Claim) -> Chunk {
     match c {
         Claim::Chunk(c) => *c,
         other => panic!("expected a chunk, got {other:?}"),
     }
 }
 
-async fn create_is_idempotent_for_active_ranges(store: Arc<dyn JobStore>) {
+async fn create_is_idempotent_for_active_ranges(fx: Arc<Fixture>) {
+    let store = fx.open();
     let (j, c) = job(&["tickets"], 2);
     let first = store.create_job(j.clone(), c.clone(), true).await.unwrap();
     assert!(matches!(first, CreateOutcome::Created(_)));
@@ -107,7 +121,8 @@ async fn create_is_idempotent_for_active_ranges(store: Arc<dyn JobStore>) {
     assert_eq!(by_tenant.len(), 1);
 }
 
-async fn chunks_run_in_order_per_table_and_tables_in_parallel(store: Arc<dyn JobStore>) {
+async fn chunks_run_in_order_per_table_and_tables_in_parallel(fx: Arc<Fixture>) {
+    let store = fx.open();
     let (j, c) = job(&["tickets", "companies"], 2);
     store.create_job(j.clone(), c, true).await.unwrap();
     let a = claimed(claim(&*store, &j.job_id, "a", t0()).await);
@@ -141,7 +156,8 @@ async fn chunks_run_in_order_per_table_and_tables_in_parallel(store: Arc<dyn Job
     assert_eq!((next.key.table.as_str(), next.key.seq), ("tickets", 1));
 }
 
-async fn leases_guard_every_write(store: Arc<dyn JobStore>) {
+async fn leases_guard_every_write(fx: Arc<Fixture>) {
+    let store = fx.open();
     let (j, c) = job(&["tickets"], 1);
     store.create_job(j.clone(), c, true).await.unwrap();
     let a = claimed(claim(&*store, &j.job_id, "a", t0()).await);
@@ -182,7 +198,8 @@ async fn leases_guard_every_write(store: Arc<dyn JobStore>) {
     assert_eq!(c2.lease_owner.as_deref(), Some("c"));
 }
 
-async fn failures_back_off_then_fail_and_the_job_settles(store: Arc<dyn JobStore>) {
+async fn failures_back_off_then_fail_and_the_job_settles(fx: Arc<Fixture>) {
+    let store = fx.open();
     let (j, c) = job(&["tickets"], 2);
     store.create_job(j.clone(), c, true).await.unwrap();
     let a = claimed(claim(&*store, &j.job_id, "a", t0()).await);
@@ -233,7 +250,8 @@ async fn failures_back_off_then_fail_and_the_job_settles(store: Arc<dyn JobStore
     assert_eq!((reopened.key.seq, reopened.attempts), (0, 1));
 }
 
-async fn release_keeps_progress_without_counting_an_attempt(store: Arc<dyn JobStore>) {
+async fn release_keeps_progress_without_counting_an_attempt(fx: Arc<Fixture>) {
+    let store = fx.open();
     let (j, c) = job(&["tickets"], 1);
     store.create_job(j.clone(), c, true).await.unwrap();
     let a = claimed(claim(&*store, &j.job_id, "a", t0()).await);
@@ -258,7 +276,8 @@ async fn release_keeps_progress_without_counting_an_attempt(store: Arc<dyn JobSt
     );
 }
 
-async fn pause_and_cancel(store: Arc<dyn JobStore>) {
+async fn pause_and_cancel(fx: Arc<Fixture>) {
+    let store = fx.open();
     let (j, c) = job(&["tickets"], 2);
     store.create_job(j.clone(), c, true).await.unwrap();
     store
@@ -302,106 +321,31 @@ async fn pause_and_cancel(store: Arc<dyn JobStore>) {
     assert!(matches!(store.get_job("nope").await, Ok(None)));
 }
 
-/// Many claimers on separate connections: every chunk goes to exactly one of them.
-async fn racing_claimers_never_share_a_chunk(make: impl Fn() -> Arc<dyn JobStore>) {
-    let first = make();
-    let tables: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
-    let refs: Vec<&str> = tables.iter().map(String::as_str).collect();
-    let (j, c) = job(&refs, 1);
-    first.create_job(j.clone(), c, true).await.unwrap();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let store = make();
-        let id = j.job_id.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                match store
-                    .claim_next_chunk(&id, &format!("w{w}"), t0() + Duration::seconds(60), t0())
-                    .await
-                    .unwrap()
-                {
-                    Claim::Chunk(c) => mine.push(c.key.clone()),
-                    _ => return mine,
-                }
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let n = all.len();
-    all.sort_by(|a, b| a.table.cmp(&b.table));
-    all.dedup();
-    assert_eq!(all.len(), n, "a chunk was claimed twice");
-    assert_eq!(n, 12);
-}
-
 macro_rules! suite {
-    ($backend:ident, $make:expr) => {
+    ($backend:ident, $setup:path) => {
         mod $backend {
             use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn create_is_idempotent() {
-                {
-                    let (_dir, store) = $make();
-                    create_is_idempotent_for_active_ranges(store).await
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn ordering() {
-                {
-                    let (_dir, store) = $make();
-                    chunks_run_in_order_per_table_and_tables_in_parallel(store).await
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn leases() {
-                {
-                    let (_dir, store) = $make();
-                    leases_guard_every_write(store).await
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn failures() {
-                {
-                    let (_dir, store) = $make();
-                    failures_back_off_then_fail_and_the_job_settles(store).await
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn release() {
-                {
-                    let (_dir, store) = $make();
-                    release_keeps_progress_without_counting_an_attempt(store).await
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn pause_cancel() {
-                {
-                    let (_dir, store) = $make();
-                    pause_and_cancel(store).await
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn racing_claimers() {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("state.db");
-                racing_claimers_never_share_a_chunk(|| {
-                    Arc::new(SqliteStore::open(&path).unwrap()) as Arc<dyn JobStore>
-                })
-                .await
-            }
+            suite!(@test $setup, create_is_idempotent, create_is_idempotent_for_active_ranges);
+            suite!(@test $setup, ordering, chunks_run_in_order_per_table_and_tables_in_parallel);
+            suite!(@test $setup, leases, leases_guard_every_write);
+            suite!(@test $setup, failures, failures_back_off_then_fail_and_the_job_settles);
+            suite!(@test $setup, release, release_keeps_progress_without_counting_an_attempt);
+            suite!(@test $setup, pause_cancel, pause_and_cancel);
+            suite!(@test $setup, racing_claimers, racing::claimers_never_share_a_chunk);
+            suite!(@test $setup, racing_lease_takeover, racing::one_owner_takes_over_and_writes);
+            suite!(@test $setup, racing_creators, racing::creators_of_one_plan_make_one_job);
+            suite!(@test $setup, racing_workers, racing::workers_finish_a_job_exactly_once);
+            suite!(@test $setup, big_job, scale::a_three_year_daily_job_fits_and_claims_in_order);
+            suite!(@test $setup, counters, scale::counters_are_exact_when_read_and_close_in_lists);
+        }
+    };
+    (@test $setup:path, $name:ident, $body:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            run($setup().await, $body).await
         }
     };
 }
 
-/// A store on a fresh file; the folder lives as long as the returned guard.
-fn sqlite() -> (tempfile::TempDir, Arc<dyn JobStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
-    (dir, store)
-}
-
-suite!(sqlite_backend, sqlite);
+suite!(sqlite_backend, backends::sqlite);
+suite!(dynamodb_backend, backends::dynamodb);

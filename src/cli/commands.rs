@@ -78,6 +78,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 output::print_plan(&plan, &est, args.output)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            if args.cloud.cloud {
+                runtime::init_logging(&global.log_level, None)?;
+                return super::cloud_cmd::trigger(&args, &plan).await;
+            }
             ws.ensure()?;
             runtime::init_logging(&global.log_level, Some(&ws))?;
             let wired =
@@ -127,6 +131,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::print_outcomes(&outcomes);
             Ok(exit_for(&outcomes))
         }
+        Some(Command::Resume(args)) if args.cloud.cloud => {
+            runtime::init_logging(&global.log_level, None)?;
+            super::cloud_cmd::resume(&args).await
+        }
         Some(Command::Resume(args)) => {
             let config = runtime::load_config(&global, &ws)?;
             ws.ensure()?;
@@ -158,6 +166,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::print_outcomes(std::slice::from_ref(&outcome));
             Ok(exit_for(&[outcome]))
         }
+        Some(Command::Status(args)) if args.cloud.cloud => {
+            runtime::init_logging("warn", None)?;
+            super::cloud_cmd::status(&args).await
+        }
         Some(Command::Status(args)) => {
             runtime::init_logging("warn", None)?;
             if !ws.store_path().exists() {
@@ -182,7 +194,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     let lc = runtime::open_lifecycle(&ws)?;
                     let markers = lc.markers(args.tenant_id.as_deref(), None).await?;
                     let gaps = crate::engine::handoff::gap_check(&markers, &jobs);
-                    output::print_jobs(&jobs, args.output, &markers, &gaps)?;
+                    output::print_jobs_with_handoff(&jobs, args.output, &markers, &gaps)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -192,7 +204,54 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Transform(args)) => super::lifecycle_cmd::transform(&global, &ws, args).await,
         Some(Command::Cleanup(args)) => super::lifecycle_cmd::cleanup(&global, &ws, args).await,
         Some(Command::Alerts(args)) => super::lifecycle_cmd::alerts(&global, &ws, args).await,
+        Some(Command::Cancel(args)) if args.cloud.cloud => {
+            runtime::init_logging("warn", None)?;
+            super::cloud_cmd::cancel(&args).await
+        }
+        Some(Command::Cancel(args)) => {
+            runtime::init_logging("warn", None)?;
+            if !ws.store_path().exists() {
+                bail!(
+                    "job '{}' not found: no job store at {}",
+                    args.job_id,
+                    ws.store_path().display()
+                );
+            }
+            let store = runtime::open_store(&ws)?;
+            cancel_in(store.as_ref(), &args.job_id).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Logs(args)) => {
+            runtime::init_logging("warn", None)?;
+            super::cloud_cmd::logs(&ws, &args).await
+        }
+        Some(Command::Worker(args)) => super::cloud_cmd::worker(&global, &ws, &args).await,
     }
+}
+
+/// Marks a job cancelled in `store`; its runners stop at their next lease renewal.
+pub async fn cancel_in(store: &dyn crate::store::JobStore, job_id: &str) -> Result<()> {
+    let job = store
+        .get_job(job_id)
+        .await?
+        .ok_or_else(|| eyre!("job '{job_id}' not found"))?;
+    if job.status.is_terminal() {
+        bail!(
+            "job {job_id} is {}; only pending, running or paused jobs can be cancelled",
+            job.status
+        );
+    }
+    let job = store
+        .set_job_status(job_id, JobStatus::Cancelled, Utc::now())
+        .await?;
+    outln!(
+        "job {} cancelled ({} of {} chunks completed, {} records)",
+        job.job_id,
+        job.completed_chunks,
+        job.total_chunks,
+        job.records
+    );
+    Ok(())
 }
 
 async fn wire(

@@ -43,6 +43,16 @@ pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
 
 /// Terminal logs at `level`; with a workspace, JSON lines in `logs/engine.jsonl` as well.
 pub fn init_logging(level: &str, ws: Option<&Workspace>) -> Result<()> {
+    init_logging_with(level, ws, None)
+}
+
+/// As `init_logging`, and the same JSON lines shipped to CloudWatch Logs by `cloud` (this
+/// crate's events only: the AWS SDK's own would feed back into the shipper).
+pub fn init_logging_with(
+    level: &str,
+    ws: Option<&Workspace>,
+    cloud: Option<crate::cloud::logs::CloudWatchWriter>,
+) -> Result<()> {
     let filter = EnvFilter::try_new(level).map_err(|e| eyre!("--log-level '{level}': {e}"))?;
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -72,12 +82,33 @@ pub fn init_logging(level: &str, ws: Option<&Workspace>) -> Result<()> {
         }
         None => None,
     };
+    let cloud = cloud.map(|writer| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(writer)
+            .with_filter(EnvFilter::new("avesa_console=info"))
+    });
     use tracing_subscriber::Layer as _;
     let _ = tracing_subscriber::registry()
         .with(terminal)
         .with(file)
+        .with(cloud)
         .try_init();
     Ok(())
+}
+
+/// The cloud job store: DynamoDB tables `{prefix}_jobs` and `{prefix}_chunks`, on the
+/// account, region and endpoint of the default AWS configuration chain.
+pub async fn open_cloud_store(settings: &crate::cloud::CloudSettings) -> Result<Arc<dyn JobStore>> {
+    let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
+    let store = crate::store::DynamoStore::connect(crate::store::DynamoOptions {
+        table_prefix: prefix.to_string(),
+        ..crate::store::DynamoOptions::default()
+    })
+    .await;
+    Ok(Arc::new(store))
 }
 
 pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{BreakerState, Engine, EngineError, EngineEvent, breaker};
+use super::{BreakerState, Deadline, Engine, EngineError, EngineEvent, breaker};
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
 use crate::sink::ChunkMeta;
@@ -117,14 +117,16 @@ impl Engine {
             .options()
             .chunk_concurrency
             .clamp(1, job.tables.len().max(1));
+        let deadline = Deadline::at(deadline);
         let mut handles = Vec::new();
         // This process's runners of the job look and claim one at a time, so two of them
         // never both see the last chunk of a dependency as free.
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         for _ in 0..runners {
-            let (engine, job, gate) = (self.clone(), job.clone(), gate.clone());
+            let (engine, job, deadline, gate) =
+                (self.clone(), job.clone(), deadline.clone(), gate.clone());
             handles.push(tokio::spawn(async move {
-                engine.runner(job, deadline, gate).await
+                engine.runner(job, &deadline, gate).await
             }));
         }
         let mut stop = StopReason::Finished;
@@ -177,13 +179,13 @@ impl Engine {
     async fn runner(
         &self,
         job: Job,
-        deadline: Option<Instant>,
+        deadline: &Deadline,
         gate: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<StopReason, EngineError> {
         let opts = self.options().clone();
         let ordered = self.has_dependencies(&job);
         loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.reached() {
                 return Ok(StopReason::ContinuationNeeded);
             }
             let now = Utc::now();
@@ -197,7 +199,7 @@ impl Engine {
                 // a blocked chunk back. A dead holder of the blocking chunk is replaced now.
                 if !self.break_dead_leases(&job.job_id).await? {
                     let wake = Instant::now() + opts.poll_interval;
-                    tokio::time::sleep_until(deadline.map_or(wake, |d| wake.min(d))).await;
+                    tokio::time::sleep_until(deadline.cap(wake)).await;
                 }
                 continue;
             }
@@ -221,7 +223,7 @@ impl Engine {
                             Err(e) => return Err(e.into()),
                         }
                         let wake = Instant::now() + opts.poll_interval;
-                        tokio::time::sleep_until(deadline.map_or(wake, |d| wake.min(d))).await;
+                        tokio::time::sleep_until(deadline.cap(wake)).await;
                         continue;
                     }
                     if self.run_chunk(&job, *chunk, deadline).await?
@@ -240,7 +242,7 @@ impl Engine {
                         wait = wait.min((until - Utc::now()).to_std().unwrap_or_default());
                     }
                     let wake = Instant::now() + wait.max(Duration::from_millis(10));
-                    tokio::time::sleep_until(deadline.map_or(wake, |d| wake.min(d))).await;
+                    tokio::time::sleep_until(deadline.cap(wake)).await;
                 }
                 Claim::Done(_) => return Ok(StopReason::Finished),
             }
@@ -271,11 +273,11 @@ impl Engine {
         Ok(broken)
     }
 
-    async fn run_chunk(
+    pub(super) async fn run_chunk(
         &self,
         job: &Job,
         chunk: Chunk,
-        deadline: Option<Instant>,
+        deadline: &Deadline,
     ) -> Result<StopReason, EngineError> {
         let key = chunk.key.clone();
         let owner = self.options().owner.clone();
@@ -413,7 +415,7 @@ impl Engine {
         &self,
         job: &Job,
         chunk: &Chunk,
-        deadline: Option<Instant>,
+        deadline: &Deadline,
         lost: &AtomicBool,
     ) -> Result<ChunkEnd, Failure> {
         let opts = self.options().clone();
@@ -503,7 +505,7 @@ impl Engine {
                 Err(e) => return Err(describe(e)),
             };
             let next = page.next.clone();
-            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            let out_of_time = deadline.reached();
             // Read ahead while this page is encoded: the cursor is already known.
             if let (Some(c), false) = (&next, out_of_time) {
                 inflight = Some(fetcher.spawn(Some(c.clone())));

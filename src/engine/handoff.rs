@@ -206,6 +206,17 @@ impl Engine {
         Ok(reports)
     }
 
+    /// The post-completion steps for a job run elsewhere (a cloud worker's transform step):
+    /// markers and canonical transform when it completed, nothing otherwise. Idempotent.
+    pub async fn finish_job(&self, job_id: &str) -> Result<(), EngineError> {
+        let job = self
+            .store()
+            .get_job(job_id)
+            .await?
+            .ok_or_else(|| crate::store::StoreError::JobNotFound(job_id.to_string()))?;
+        self.after_job(&job).await
+    }
+
     /// After a job completes: its tables' markers move to its frozen end and the canonical
     /// tables it feeds are rebuilt. Done once per job when a lifecycle store is wired (a
     /// failed step is tried again by the next run of the job); every step is idempotent.

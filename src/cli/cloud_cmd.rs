@@ -1,0 +1,383 @@
+//! The cloud side of the commands: `trigger --cloud`, `status --cloud`, `cancel`, `resume
+//! --cloud`, `logs` (either side) and `worker`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use color_eyre::eyre::{Result, bail, eyre};
+use serde_json::json;
+
+use super::commands::cancel_in;
+use super::runtime;
+use super::{
+    CancelArgs, CloudArgs, LogsArgs, Output, ResumeArgs, StatusArgs, TriggerArgs, WorkerArgs,
+    output,
+};
+use crate::cloud::logs::{CloudWatchLogSource, CurrentJobs};
+use crate::cloud::sfn::{Dispatcher, ExecutionInfo, ExecutionInput, Started};
+use crate::cloud::worker::{Worker, WorkerOptions};
+use crate::cloud::{CloudSettings, Setting, aws_config};
+use crate::domain::JobStatus;
+use crate::engine::planner::Plan;
+use crate::engine::{Engine, EngineOptions};
+use crate::logs::{LocalLogSource, LogCursor, LogQuery, LogSource};
+use crate::store::{CreateOutcome, JobFilter, JobStore};
+use crate::workspace::Workspace;
+
+async fn dispatcher(settings: &CloudSettings) -> Result<Dispatcher> {
+    let arn = settings.require(Setting::StateMachineArn)?;
+    let config = aws_config().await;
+    Ok(Dispatcher::new(aws_sdk_sfn::Client::new(&config), arn))
+}
+
+fn print_execution(e: &Started) {
+    if e.existing {
+        outln!("execution {} already started: {}", e.name, e.arn);
+    } else {
+        outln!("started execution {}: {}", e.name, e.arn);
+    }
+}
+
+/// Creates the job in DynamoDB and starts its execution (`backfill-{job_id}`); a second
+/// trigger of the same range finds both.
+pub async fn trigger(args: &TriggerArgs, plan: &Plan) -> Result<ExitCode> {
+    if args.run {
+        bail!("--run runs the job in this process; with --cloud the workers run it");
+    }
+    if args.lanes == 0 {
+        bail!("--lanes must be at least 1");
+    }
+    let settings = args.cloud.settings.settings();
+    let store = runtime::open_cloud_store(&settings).await?;
+    let dispatcher = dispatcher(&settings).await?;
+    let (job, chunks) = plan.to_job(Utc::now());
+    let outcome = store.create_job(job, chunks, plan.end_is_default).await?;
+    let job = outcome.job();
+    let mut input = ExecutionInput::new(&job.job_id, args.lanes, args.heartbeat_seconds);
+    if let Some(n) = args.max_iterations {
+        input.max_iterations = n.max(1);
+    }
+    // A job found active may already have moved on to a continuation: start only when it has
+    // no execution yet, else report the newest (and say so when it has ended).
+    let (started, ended) = match dispatcher.latest(&job.job_id).await? {
+        Some(latest) if matches!(outcome, CreateOutcome::Existing(_)) => {
+            let ended = (!latest.is_running()).then(|| latest.status.clone());
+            let started = Started {
+                arn: latest.arn,
+                name: latest.name,
+                existing: true,
+            };
+            (started, ended)
+        }
+        _ => (dispatcher.start(&input).await?, None),
+    };
+    if args.output == Output::Json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "created": matches!(outcome, CreateOutcome::Created(_)),
+                "job": job,
+                "execution": started,
+                "execution_ended": ended,
+            }))?
+        );
+    } else {
+        output::print_trigger(&outcome, Output::Text)?;
+        match ended {
+            Some(status) => outln!(
+                "execution {} has ended ({status}); `resume {} --cloud` starts the next",
+                started.name,
+                job.job_id
+            ),
+            None => print_execution(&started),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Jobs from DynamoDB; one job also with its newest execution (DescribeExecution).
+pub async fn status(args: &StatusArgs) -> Result<ExitCode> {
+    let settings = args.cloud.settings.settings();
+    let store = runtime::open_cloud_store(&settings).await?;
+    let Some(id) = &args.job_id else {
+        let filter = JobFilter {
+            tenant_id: args.tenant_id.clone(),
+            ..JobFilter::default()
+        };
+        output::print_jobs(&store.list_jobs(&filter).await?, args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let job = store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| eyre!("job '{id}' not found"))?;
+    let chunks = store.chunks(id).await?;
+    let execution = match settings.state_machine_arn {
+        Some(_) => dispatcher(&settings).await?.latest(id).await?,
+        None => None,
+    };
+    if args.output == Output::Json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "job": job, "chunks": chunks, "execution": execution })
+            )?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::print_job_detail(&job, &chunks, Output::Text)?;
+    match &execution {
+        Some(e) => print_execution_status(e),
+        None => outln!("\nexecution: none found"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_execution_status(e: &ExecutionInfo) {
+    let when = |t: Option<chrono::DateTime<Utc>>| {
+        t.map_or_else(
+            || "-".into(),
+            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
+    };
+    outln!(
+        "\nexecution {}  {}  started {}  stopped {}",
+        e.name,
+        e.status,
+        when(e.started_at),
+        when(e.stopped_at)
+    );
+    if let Some(err) = &e.error {
+        outln!("  {err}: {}", e.cause.as_deref().unwrap_or(""));
+    }
+}
+
+/// Cancels in DynamoDB (workers stop at their next lease renewal) and stops the execution.
+pub async fn cancel(args: &CancelArgs) -> Result<ExitCode> {
+    let settings = args.cloud.settings.settings();
+    let store = runtime::open_cloud_store(&settings).await?;
+    cancel_in(store.as_ref(), &args.job_id).await?;
+    if settings.state_machine_arn.is_some() {
+        let dispatcher = dispatcher(&settings).await?;
+        if let Some(e) = dispatcher.latest(&args.job_id).await?
+            && e.is_running()
+        {
+            dispatcher
+                .stop(&e.arn, "cancelled with `avesa-console cancel`")
+                .await?;
+            outln!("stopped execution {}", e.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts a new execution that continues from the last completed chunk (the store keeps
+/// every chunk's checkpoint); reports the running one instead when there is one.
+pub async fn resume(args: &ResumeArgs) -> Result<ExitCode> {
+    let settings = args.cloud.settings.settings();
+    let store = runtime::open_cloud_store(&settings).await?;
+    let dispatcher = dispatcher(&settings).await?;
+    let job = store
+        .get_job(&args.job_id)
+        .await?
+        .ok_or_else(|| eyre!("job '{}' not found", args.job_id))?;
+    let latest = dispatcher.latest(&job.job_id).await?;
+    if let Some(e) = latest.as_ref().filter(|e| e.is_running()) {
+        outln!("execution {} is running; nothing to resume", e.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.retry_failed {
+        let n = store.retry_failed(&job.job_id, Utc::now()).await?;
+        eprintln!("{n} failed chunk(s) of {} will be tried again", job.job_id);
+    } else if job.status == JobStatus::Paused {
+        store
+            .set_job_status(&job.job_id, JobStatus::Pending, Utc::now())
+            .await?;
+    } else if job.status.is_terminal() {
+        outln!("job {} is {}; nothing to resume", job.job_id, job.status);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = match &latest {
+        Some(previous) => dispatcher.start_next(&job.job_id, previous).await?,
+        None => {
+            dispatcher
+                .start(&ExecutionInput::new(&job.job_id, 1, 60))
+                .await?
+        }
+    };
+    print_execution(&started);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn log_source(ws: &Workspace, cloud: &CloudArgs) -> Result<Box<dyn LogSource>> {
+    if !cloud.cloud {
+        return Ok(Box::new(LocalLogSource::new(
+            ws.logs_dir().join("engine.jsonl"),
+        )));
+    }
+    let settings = cloud.settings.settings();
+    let group = settings.require(Setting::LogGroup)?;
+    let config = aws_config().await;
+    Ok(Box::new(CloudWatchLogSource::new(
+        aws_sdk_cloudwatchlogs::Client::new(&config),
+        group,
+    )))
+}
+
+/// Prints a job's log lines; with `--follow`, keeps polling for new ones until Ctrl-C.
+pub async fn logs(ws: &Workspace, args: &LogsArgs) -> Result<ExitCode> {
+    let query = LogQuery {
+        job_id: args.job_id.clone(),
+        chunk: args
+            .chunk
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| eyre!("--chunk: {e}"))?,
+        min_level: args
+            .level
+            .parse()
+            .map_err(|e: String| eyre!("--level: {e}"))?,
+    };
+    let source = log_source(ws, &args.cloud).await?;
+    let poll = if args.cloud.cloud {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(500)
+    };
+    let mut cursor = LogCursor::default();
+    let mut shown = 0usize;
+    loop {
+        for line in source.read(&query, &mut cursor).await? {
+            shown += 1;
+            match args.output {
+                Output::Json => outln!("{}", serde_json::to_string(&line)?),
+                Output::Text => outln!("{}", line.render()),
+            }
+        }
+        if !args.follow {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    if shown == 0 && !args.follow {
+        eprintln!(
+            "no log lines for job {} in {}",
+            args.job_id,
+            source.describe()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A worker from the command line's settings: DynamoDB store, S3 sink, CloudWatch Logs
+/// (when a log group is set), and the configured sources.
+async fn build_worker(
+    global: &super::GlobalArgs,
+    ws: &Workspace,
+    args: &WorkerArgs,
+) -> Result<(Worker, Option<crate::cloud::logs::Shipper>)> {
+    let settings = args.settings.settings();
+    let queue_url = settings.require(Setting::QueueUrl)?.to_string();
+    let bucket = settings.require(Setting::Bucket)?.to_string();
+    let config = aws_config().await;
+    let jobs = CurrentJobs::default();
+    let options = EngineOptions {
+        lease: args.lease,
+        ..EngineOptions::default()
+    };
+    let shipper = match &settings.log_group {
+        Some(group) => {
+            let (writer, shipper) = crate::cloud::logs::start_writer(
+                aws_sdk_cloudwatchlogs::Client::new(&config),
+                group.clone(),
+                options.owner.clone(),
+                jobs.clone(),
+            );
+            runtime::init_logging_with(&global.log_level, None, Some(writer))?;
+            Some(shipper)
+        }
+        None => {
+            runtime::init_logging(&global.log_level, None)?;
+            None
+        }
+    };
+    let engine_config = runtime::load_config(global, ws)?;
+    let store: Arc<dyn JobStore> = runtime::open_cloud_store(&settings).await?;
+    let sink = crate::cloud::s3::raw_sink(&bucket, &config)?;
+    // A sandbox given by URL is used; one is never started inside a worker.
+    let (provider, _) = runtime::provider(global, engine_config.clone()).await?;
+    let engine = Engine::new(engine_config, store, sink, provider, options);
+    let worker = Worker::new(
+        engine,
+        aws_sdk_sfn::Client::new(&config),
+        aws_sdk_sqs::Client::new(&config),
+        WorkerOptions {
+            wait_seconds: args.wait_seconds,
+            visibility_seconds: args.visibility_seconds.max(1),
+            concurrency: args.concurrency.max(1),
+            execution_window: args.execution_window,
+            claim_wait: args.claim_wait,
+            ..WorkerOptions::new(&queue_url)
+        },
+        jobs,
+    );
+    Ok((worker, shipper))
+}
+
+/// Runs a worker until SIGTERM or Ctrl-C.
+pub async fn worker(
+    global: &super::GlobalArgs,
+    ws: &Workspace,
+    args: &WorkerArgs,
+) -> Result<ExitCode> {
+    let (worker, shipper) = build_worker(global, ws, args).await?;
+    let flag = worker.shutdown_flag();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("worker shutting down: chunks are released at their checkpoint");
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let result = worker.run().await;
+    if let Some(shipper) = shipper {
+        shipper.flush().await;
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The worker as a Lambda function: each SQS event's messages handled as `worker` would.
+#[cfg(feature = "lambda")]
+pub async fn lambda(global: &super::GlobalArgs, ws: &Workspace, args: &WorkerArgs) -> Result<()> {
+    let (worker, shipper) = build_worker(global, ws, args).await?;
+    crate::cloud::lambda::runtime::run(worker, shipper)
+        .await
+        .map_err(|e| eyre!("{e}"))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

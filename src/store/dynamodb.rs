@@ -1,0 +1,374 @@
+//! The DynamoDB job store: jobs, table frontiers and chunks as separate items, every
+//! transition one conditional write (or one transaction), leases as conditions on the chunk.
+//!
+//! Chunks are their own items (a 3-year job of 1-day chunks over 5 tables is 5,475 of them,
+//! far past the 400 KB item limit if they lived inside the job), a per-table frontier item
+//! lets a claim read one chunk per table instead of the whole job, and the job item's
+//! counters are refreshed every `progress_every_chunks` chunks so the job item (and the
+//! indexes that copy it) is not rewritten on every chunk. See ARCHITECTURE.md for the model.
+
+mod admin;
+mod claim;
+mod codec;
+mod create;
+mod io;
+mod lease;
+mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use self::codec::{Frontier, StoredJob, decode_frontier, decode_job, job_key, s, t};
+use self::io::{backend, is_condition_failed, names, query_all, values};
+use super::{Claim, CreateOutcome, JobFilter, JobStore, StoreError};
+use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus};
+
+/// Where the store keeps its tables and how often it refreshes a job's counters.
+#[derive(Clone, Debug)]
+pub struct DynamoOptions {
+    /// Tables are `{prefix}_jobs` and `{prefix}_chunks`.
+    pub table_prefix: String,
+    /// The job item's counters are rewritten after this many finished chunks (and when the
+    /// job ends); `monitoring.progress_update_frequency_chunks` in the configuration.
+    pub progress_every_chunks: u32,
+}
+
+impl Default for DynamoOptions {
+    fn default() -> Self {
+        DynamoOptions {
+            table_prefix: "avesa_backfill".into(),
+            progress_every_chunks: 10,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    jobs: String,
+    chunks: String,
+    progress_every: u32,
+    chunk_reads: Arc<AtomicU64>,
+}
+
+/// A job as read for a decision: the stored job with its counters made exact from the
+/// table frontiers, plus what the decision needs besides.
+#[derive(Clone, Debug)]
+struct JobView {
+    job: Job,
+    /// The counters as last written to the job item (what `list_jobs` shows).
+    reported: (u32, u32, u64),
+    creating_until: Option<DateTime<Utc>>,
+    /// In the job's table order.
+    frontiers: Vec<Frontier>,
+}
+
+impl JobView {
+    fn open(&self) -> u32 {
+        self.frontiers.iter().map(Frontier::open).sum()
+    }
+
+    /// Chunks whose end the job item's counters do not show yet.
+    fn unreported(&self) -> u32 {
+        self.job.completed_chunks.abs_diff(self.reported.0)
+            + self.job.failed_chunks.abs_diff(self.reported.1)
+    }
+}
+
+impl DynamoStore {
+    /// A store on the account and region of the default AWS configuration chain.
+    pub async fn connect(options: DynamoOptions) -> Self {
+        let config = crate::cloud::aws_config().await;
+        Self::new(Client::new(&config), options)
+    }
+
+    pub fn new(client: Client, options: DynamoOptions) -> Self {
+        DynamoStore {
+            client,
+            jobs: format!("{}_jobs", options.table_prefix),
+            chunks: format!("{}_chunks", options.table_prefix),
+            progress_every: options.progress_every_chunks.max(1),
+            chunk_reads: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The jobs table and the chunks table.
+    pub fn table_names(&self) -> (&str, &str) {
+        (&self.jobs, &self.chunks)
+    }
+
+    /// Chunk items this store has read so far: lets tests and benchmarks check that a claim
+    /// reads a bounded number of chunks however large the job is.
+    pub fn chunk_items_read(&self) -> u64 {
+        self.chunk_reads.load(Ordering::Relaxed)
+    }
+
+    fn count_chunk_reads(&self, n: usize) {
+        self.chunk_reads.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    async fn get_stored_job(&self, job_id: &str) -> Result<Option<StoredJob>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.jobs)
+            .set_key(Some(job_key(job_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem job", e))?;
+        out.item.as_ref().map(decode_job).transpose()
+    }
+
+    async fn frontiers(&self, job_id: &str) -> Result<Vec<Frontier>, StoreError> {
+        let key = "#job_id = :j AND begins_with(#sk, :p)";
+        let q = self
+            .client
+            .query()
+            .table_name(&self.chunks)
+            .consistent_read(true)
+            .key_condition_expression(key)
+            .set_expression_attribute_names(names(&[key]))
+            .set_expression_attribute_values(values([(":j", s(job_id)), (":p", s("table#"))]));
+        query_all(q, "Query table frontiers")
+            .await?
+            .iter()
+            .map(decode_frontier)
+            .collect()
+    }
+
+    /// Reads the job and its frontiers (two requests in parallel, both strongly consistent).
+    async fn view(&self, job_id: &str) -> Result<Option<JobView>, StoreError> {
+        let (stored, mut frontiers) =
+            tokio::try_join!(self.get_stored_job(job_id), self.frontiers(job_id))?;
+        let Some(StoredJob {
+            mut job,
+            creating_until,
+        }) = stored
+        else {
+            return Ok(None);
+        };
+        let reported = (job.completed_chunks, job.failed_chunks, job.records);
+        let mut ordered = Vec::with_capacity(job.tables.len());
+        for table in &job.tables {
+            let at = frontiers
+                .iter()
+                .position(|f| &f.table == table)
+                .ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "job {} has no frontier item for table '{table}'",
+                        job.job_id
+                    ))
+                })?;
+            ordered.push(frontiers.swap_remove(at));
+        }
+        job.completed_chunks = ordered.iter().map(|f| f.succeeded).sum();
+        job.failed_chunks = ordered.iter().map(|f| f.failed).sum();
+        job.records = ordered.iter().map(|f| f.records).sum();
+        Ok(Some(JobView {
+            job,
+            reported,
+            creating_until,
+            frontiers: ordered,
+        }))
+    }
+
+    async fn require_view(&self, job_id: &str) -> Result<JobView, StoreError> {
+        self.view(job_id)
+            .await?
+            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))
+    }
+
+    /// After a chunk changed: ends the job when nothing is open, else refreshes the job
+    /// item's counters when enough chunks finished since they were last written.
+    async fn settle_or_report(&self, job_id: &str, now: DateTime<Utc>) -> Result<Job, StoreError> {
+        let view = self.require_view(job_id).await?;
+        if view.open() == 0
+            && matches!(view.job.status, JobStatus::Pending | JobStatus::Running)
+            && view.creating_until.is_none()
+        {
+            return self.settle(view, now).await;
+        }
+        if view.job.status.is_active() && view.unreported() >= self.progress_every {
+            self.write_counters(&view, None, now).await?;
+        }
+        Ok(view.job)
+    }
+
+    /// Sets the final status with exact counters, then gives up the job's range claim.
+    async fn settle(&self, view: JobView, now: DateTime<Utc>) -> Result<Job, StoreError> {
+        let status = if view.job.failed_chunks > 0 {
+            JobStatus::CompletedWithErrors
+        } else {
+            JobStatus::Completed
+        };
+        if !self.write_counters(&view, Some(status), now).await? {
+            // Someone else settled or paused it first: report what is there now.
+            return Ok(self.require_view(&view.job.job_id).await?.job);
+        }
+        self.release_range(&view.job).await?;
+        let mut job = view.job;
+        job.status = status;
+        job.finished_at = Some(now);
+        job.updated_at = now;
+        Ok(job)
+    }
+
+    /// Writes the exact counters to the job item, and a final status when given. Returns
+    /// false when the job was no longer in a state that allows it.
+    async fn write_counters(
+        &self,
+        view: &JobView,
+        finish: Option<JobStatus>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let j = &view.job;
+        let mut update =
+            "SET #completed_chunks = :c, #failed_chunks = :f, #records = :r, #updated_at = :now"
+                .to_string();
+        let mut vals = vec![
+            (":c", codec::n(j.completed_chunks)),
+            (":f", codec::n(j.failed_chunks)),
+            (":r", codec::n(j.records)),
+            (":now", t(now)),
+            (":pending", s("pending")),
+            (":running", s("running")),
+        ];
+        let condition = match finish {
+            Some(status) => {
+                update.push_str(", #status = :final, #finished_at = :now");
+                vals.push((":final", s(status.as_str())));
+                "#status IN (:pending, :running) AND attribute_not_exists(#creating_until)"
+            }
+            None => {
+                vals.push((":paused", s("paused")));
+                "#status IN (:pending, :running, :paused)"
+            }
+        };
+        match self
+            .client
+            .update_item()
+            .table_name(&self.jobs)
+            .set_key(Some(job_key(&j.job_id)))
+            .update_expression(&update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(names(&[&update, condition]))
+            .set_expression_attribute_values(values(vals))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("UpdateItem job counters", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for DynamoStore {
+    async fn create_job(
+        &self,
+        job: Job,
+        chunks: Vec<Chunk>,
+        end_is_default: bool,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.create(job, chunks, end_is_default).await
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(self.view(job_id).await?.map(|v| v.job))
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        self.list(filter).await
+    }
+
+    async fn chunks(&self, job_id: &str) -> Result<Vec<Chunk>, StoreError> {
+        self.all_chunks(job_id).await
+    }
+
+    async fn claim_next_chunk(
+        &self,
+        job_id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        self.claim(job_id, owner, lease_until, now).await
+    }
+
+    async fn checkpoint(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+        lease_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.save_checkpoint(key, owner, cp, lease_until).await
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.renew(key, owner, lease_until).await
+    }
+
+    async fn complete_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        self.complete(key, owner, cp, now).await
+    }
+
+    async fn fail_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        self.fail(key, owner, error, retry_at, now).await
+    }
+
+    async fn release_chunk(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        cp: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        self.release(key, owner, cp).await
+    }
+
+    async fn break_lease(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.break_held_lease(key, owner, now).await
+    }
+
+    async fn retry_failed(&self, job_id: &str, now: DateTime<Utc>) -> Result<u32, StoreError> {
+        self.reopen_failed(job_id, now).await
+    }
+
+    async fn set_job_status(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        self.change_status(job_id, status, now).await
+    }
+}

@@ -1,0 +1,342 @@
+//! The cloud path end to end on loopback: moto (Step Functions running
+//! `infrastructure/backfill.asl.json`, SQS, S3, CloudWatch Logs), DynamoDB Local, the sandbox
+//! and two `worker` processes of the real binary. `trigger --cloud` → the execution succeeds
+//! → every source record is in S3 exactly once → the job is completed in DynamoDB → its logs
+//! read back through the CLI. Then the same with a worker killed mid-chunk.
+//!
+//! Needs `AVESA_TEST_MOTO_URL` and `AVESA_TEST_DYNAMODB_URL` (`scripts/test` starts both).
+
+mod common;
+#[path = "cloud_e2e/harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use avesa_console::cloud::message::EVENTS_PER_LOOP;
+use avesa_console::domain::ChunkStatus;
+use avesa_console::sandbox::TableCounts;
+use avesa_console::store::JobStore;
+use common::*;
+use harness::*;
+use serde_json::Value;
+
+const JOB: &str = "backfill_acme_connectwise_20250101";
+
+fn trigger(dep: &Deployment, fx: &Fixture, sandbox: &SandboxProc, extra: &[&str]) -> Value {
+    let mut args = trigger_args(
+        "acme",
+        Some("tickets"),
+        "2025-01-01",
+        Some("2026-01-01"),
+        &["--chunk-size-days", "30", "--cloud", "--output", "json"],
+    );
+    args.extend_from_slice(extra);
+    let out = dep.cli(fx, Some(sandbox), &args);
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn cloud_status(dep: &Deployment, fx: &Fixture) -> Value {
+    let out = dep.cli(
+        fx,
+        None,
+        &["status", "--cloud", "--job-id", JOB, "--output", "json"],
+    );
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until the job's newest execution has ended; returns the final status JSON.
+fn wait_for_execution(dep: &Deployment, fx: &Fixture, timeout: Duration) -> Value {
+    poll(timeout, "the execution to end", || {
+        let s = cloud_status(dep, fx);
+        (s["execution"]["status"] != "RUNNING").then_some(s)
+    })
+}
+
+fn logs(dep: &Deployment, fx: &Fixture, extra: &[&str]) -> String {
+    let mut args = vec!["logs", JOB, "--cloud"];
+    args.extend_from_slice(extra);
+    let out = dep.cli(fx, None, &args);
+    assert_ok(&out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn assert_exact_in_s3(dep: &Deployment, fx: &Fixture, status: &Value) {
+    let (landed, keys) = dep.landed("acme", "tickets");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("acme/raw/connectwise/tickets/") && k.ends_with(".parquet")),
+        "{keys:?}"
+    );
+    let window = parse_window("2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    assert_exact(&landed, &cfg, &company_of(fx, "acme"), "tickets", &window);
+    assert_eq!(
+        status["job"]["records"].as_u64().unwrap(),
+        landed.rows.len() as u64,
+        "the job's record count is what landed"
+    );
+}
+
+#[test]
+fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
+    let Some(emulators) = emulators("cloud_backfill_lands_every_record_once") else {
+        return;
+    };
+    let started = Instant::now();
+    let fx = Fixture::new();
+    fx.tune(1200, 50);
+    let sandbox = fx.start_sandbox(&[]);
+    let dep = Deployment::create(emulators, "a");
+    let _w1 = dep.worker(&fx, &sandbox, "w1");
+    let _w2 = dep.worker(&fx, &sandbox, "w2");
+
+    // 13 chunks, 4 loops per execution: the job continues as new executions twice or more.
+    let first = trigger(
+        &dep,
+        &fx,
+        &sandbox,
+        &["--heartbeat-seconds", "5", "--max-iterations", "4"],
+    );
+    assert_eq!(first["created"], true, "{first}");
+    let total = first["job"]["total_chunks"].as_u64().unwrap();
+    assert_eq!(total, 13);
+    let again = trigger(&dep, &fx, &sandbox, &["--heartbeat-seconds", "5"]);
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(again["execution"]["existing"], true, "{again}");
+
+    let status = wait_for_execution(&dep, &fx, Duration::from_secs(240));
+    let exec = &status["execution"];
+    assert_eq!(exec["status"], "SUCCEEDED", "{status}");
+    assert!(
+        exec["continuation"].as_u64().unwrap() >= 3,
+        "13 chunks at 4 loops each need continuations: {exec}"
+    );
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    assert_eq!(status["job"]["completed_chunks"].as_u64(), Some(total));
+    // The job item in DynamoDB says the same as the command.
+    let job = block(dep.store().get_job(JOB)).unwrap().unwrap();
+    assert_eq!(job.status.as_str(), "completed");
+    assert_exact_in_s3(&dep, &fx, &status);
+
+    // The first execution's history stays inside the budget the worker keeps to.
+    let base = format!(
+        "{}:backfill-{JOB}",
+        dep.state_machine_arn
+            .replace(":stateMachine:", ":execution:")
+    );
+    let events = dep.history(&base).len() as u32;
+    assert!(
+        events <= 4 * EVENTS_PER_LOOP + 40,
+        "{events} events for 4 loops (budget {EVENTS_PER_LOOP} a loop + fixed)"
+    );
+
+    // Logs from CloudWatch through the CLI: every chunk once, the transform and final status.
+    let text = logs(&dep, &fx, &[]);
+    assert_eq!(
+        text.matches("chunk succeeded").count() as u64,
+        total,
+        "{text}"
+    );
+    assert!(text.contains("transform step reached"), "{text}");
+    assert!(text.contains("job finished"), "{text}");
+    let one = logs(&dep, &fx, &["--chunk", "tickets#3"]);
+    assert!(one.lines().count() >= 2, "{one}");
+    assert!(one.lines().all(|l| l.contains("seq=3")), "{one}");
+    assert!(
+        !logs(&dep, &fx, &["--level", "warn"]).contains("chunk succeeded"),
+        "--level warn hides info lines"
+    );
+    eprintln!("cloud e2e: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn a_worker_killed_mid_chunk_loses_nothing() {
+    let Some(emulators) = emulators("a_worker_killed_mid_chunk_loses_nothing") else {
+        return;
+    };
+    let started = Instant::now();
+    let fx = Fixture::new();
+    // 20 records a page at 300 requests/min: a chunk takes a couple of seconds.
+    fx.tune(300, 20);
+    let sandbox = fx.start_sandbox(&[]);
+    let dep = Deployment::create(emulators, "k");
+    let mut workers = [
+        Some(dep.worker(&fx, &sandbox, "w1")),
+        Some(dep.worker(&fx, &sandbox, "w2")),
+    ];
+    trigger(&dep, &fx, &sandbox, &["--heartbeat-seconds", "3"]);
+
+    // Kill the worker that holds a chunk which has stored at least one part.
+    let store = dep.store();
+    let (seq, owner) = poll(
+        Duration::from_secs(120),
+        "a chunk with a stored part",
+        || {
+            block(store.chunks(JOB)).unwrap().into_iter().find_map(|c| {
+                (c.status == ChunkStatus::Running && c.checkpoint.parts >= 1)
+                    .then(|| (c.key.seq, c.lease_owner.unwrap_or_default()))
+            })
+        },
+    );
+    let pid: u32 = owner.rsplit(':').nth(1).unwrap().parse().unwrap();
+    let victim = workers
+        .iter_mut()
+        .position(|w| w.as_ref().is_some_and(|w| w.pid() == pid))
+        .unwrap_or_else(|| panic!("lease owner {owner} is none of the workers"));
+    let mut killed = workers[victim].take().unwrap();
+    killed.child.kill().unwrap(); // SIGKILL: no release, no answer, no flush
+    killed.child.wait().unwrap();
+    let killed_at = block(store.chunks(JOB)).unwrap()[seq as usize].clone();
+    assert_eq!(
+        killed_at.status,
+        ChunkStatus::Running,
+        "killed after the chunk ended"
+    );
+
+    let status = wait_for_execution(&dep, &fx, Duration::from_secs(240));
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    assert_exact_in_s3(&dep, &fx, &status);
+    // A crash is not a failed attempt: the chunk went on from its checkpoint.
+    let chunk = &status["chunks"][seq as usize];
+    assert_eq!(chunk["attempts"], 1, "{chunk}");
+
+    // The dead worker's task timed out and the state machine's Retry sent it again.
+    let timed_out = (0..=status["execution"]["continuation"].as_u64().unwrap())
+        .flat_map(|n| {
+            let name = if n == 0 {
+                format!("backfill-{JOB}")
+            } else {
+                format!("backfill-{JOB}-c{n}")
+            };
+            dep.history(&format!(
+                "{}:{name}",
+                dep.state_machine_arn
+                    .replace(":stateMachine:", ":execution:")
+            ))
+        })
+        .filter(|e| e.r#type().as_str() == "TaskTimedOut")
+        .count();
+    assert!(timed_out >= 1, "no task timed out: the kill proved nothing");
+    let survivor = workers.iter().flatten().next().unwrap();
+    let text = survivor.log_text();
+    assert!(
+        text.lines().any(|l| l.contains("chunk started")
+            && l.contains(&format!(" seq={seq} "))
+            && l.contains("cursor=Some")),
+        "the survivor went on with chunk {seq} from its checkpoint:\n{text}"
+    );
+    eprintln!("cloud kill e2e: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
+    let Some(emulators) = emulators("a_stopped_execution_resumes_and_a_cancelled_job_stops") else {
+        return;
+    };
+    let started = Instant::now();
+    let fx = Fixture::new();
+    fx.tune(600, 20);
+    let sandbox = fx.start_sandbox(&[]);
+    let dep = Deployment::create(emulators, "r");
+    let _w1 = dep.worker(&fx, &sandbox, "w1");
+    let _w2 = dep.worker(&fx, &sandbox, "w2");
+    trigger(&dep, &fx, &sandbox, &["--heartbeat-seconds", "3"]);
+
+    // Stop the execution behind the job's back once some chunks are done.
+    let store = dep.store();
+    poll(Duration::from_secs(120), "two completed chunks", || {
+        let done = block(store.chunks(JOB))
+            .unwrap()
+            .iter()
+            .filter(|c| c.status == ChunkStatus::Succeeded)
+            .count();
+        (done >= 2).then_some(())
+    });
+    let base = format!(
+        "{}:backfill-{JOB}",
+        dep.state_machine_arn
+            .replace(":stateMachine:", ":execution:")
+    );
+    let sfn = aws_sdk_sfn::Client::new(&dep.aws);
+    block(
+        sfn.stop_execution()
+            .execution_arn(&base)
+            .error("Operator.Stopped")
+            .cause("test")
+            .send(),
+    )
+    .unwrap();
+    let stopped = wait_for_execution(&dep, &fx, Duration::from_secs(30));
+    // AWS says ABORTED; moto 5.2.5 reports a stop during a Map's callback as FAILED
+    // (States.Runtime). Either way the execution has ended and the job is left running.
+    let ended = stopped["execution"]["status"].as_str().unwrap();
+    assert!(["ABORTED", "FAILED"].contains(&ended), "{stopped}");
+    assert_eq!(stopped["job"]["status"], "running", "{stopped}");
+    // Triggering the range again finds the job and says its execution has ended.
+    let again = trigger(&dep, &fx, &sandbox, &[]);
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(again["execution_ended"], ended, "{again}");
+
+    // resume --cloud starts the next execution; it finishes from the checkpoints.
+    let out = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("backfill-{JOB}-c1")),
+        "{}",
+        text(&out)
+    );
+    let status = wait_for_execution(&dep, &fx, Duration::from_secs(240));
+    assert_eq!(status["execution"]["name"], format!("backfill-{JOB}-c1"));
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    assert_exact_in_s3(&dep, &fx, &status);
+    let again = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to resume"));
+
+    // A second job, cancelled mid-way: the store says cancelled, the execution is stopped.
+    let second = "backfill_acme_connectwise_20240101";
+    let out = dep.cli(
+        &fx,
+        Some(&sandbox),
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2024-01-01",
+            Some("2025-01-01"),
+            &["--cloud", "--heartbeat-seconds", "3"],
+        ),
+    );
+    assert_ok(&out);
+    poll(Duration::from_secs(120), "a running chunk", || {
+        block(store.chunks(second))
+            .unwrap()
+            .iter()
+            .any(|c| c.status == ChunkStatus::Running)
+            .then_some(())
+    });
+    let out = dep.cli(&fx, None, &["cancel", second, "--cloud"]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("stopped execution backfill-{second}")),
+        "{}",
+        text(&out)
+    );
+    let out = dep.cli(
+        &fx,
+        None,
+        &["status", "--cloud", "--job-id", second, "--output", "json"],
+    );
+    let detail: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(detail["job"]["status"], "cancelled", "{detail}");
+    let ended = detail["execution"]["status"].as_str().unwrap();
+    assert!(["ABORTED", "FAILED"].contains(&ended), "{detail}");
+    eprintln!(
+        "cloud resume/cancel e2e: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

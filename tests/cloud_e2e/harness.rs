@@ -1,0 +1,345 @@
+//! A throwaway cloud deployment on the emulators: uniquely named queue (with its dead-letter
+//! queue), bucket, log group, state machine made from `infrastructure/backfill.asl.json`, and
+//! DynamoDB tables; worker processes of the real binary; readers for S3 and the history.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use arrow_array::{Array, Int64Array, TimestampMicrosecondArray};
+use avesa_console::store::{DynamoOptions, DynamoStore};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::common::{BIN, Fixture, Landed, SandboxProc};
+
+static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+});
+
+/// Runs a future to completion from a synchronous test.
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    RT.block_on(f)
+}
+
+pub struct Emulators {
+    pub moto: String,
+    pub dynamodb: String,
+}
+
+/// The emulators `scripts/test` started, or `None` (and a printed reason) when the caller
+/// opted out with `AVESA_SKIP_EMULATORS=1`. Without either the test fails, saying how to run.
+pub fn emulators(test: &str) -> Option<Emulators> {
+    let moto = std::env::var("AVESA_TEST_MOTO_URL").ok();
+    let dynamodb = std::env::var("AVESA_TEST_DYNAMODB_URL").ok();
+    match (moto, dynamodb) {
+        (Some(moto), Some(dynamodb)) => Some(Emulators { moto, dynamodb }),
+        _ if std::env::var("AVESA_SKIP_EMULATORS").as_deref() == Ok("1") => {
+            eprintln!("skipped: {test} needs AVESA_TEST_MOTO_URL and AVESA_TEST_DYNAMODB_URL");
+            None
+        }
+        _ => panic!(
+            "{test} needs moto and DynamoDB Local: run it through scripts/test (which starts \
+             them with scripts/emulators), or `eval \"$(scripts/emulators start && scripts/emulators env)\"` \
+             first; AVESA_SKIP_EMULATORS=1 skips it"
+        ),
+    }
+}
+
+pub struct Deployment {
+    pub emulators: Emulators,
+    pub queue_url: String,
+    pub bucket: String,
+    pub log_group: String,
+    pub state_machine_arn: String,
+    pub table_prefix: String,
+    pub aws: SdkConfig,
+    pub dynamo: SdkConfig,
+}
+
+fn sdk(endpoint: &str) -> SdkConfig {
+    block(
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .load(),
+    )
+}
+
+impl Deployment {
+    /// Creates every resource under names unique to this test process and `tag`.
+    pub fn create(emulators: Emulators, tag: &str) -> Deployment {
+        let name = format!("e2e{}{tag}", std::process::id());
+        let aws = sdk(&emulators.moto);
+        let dynamo = sdk(&emulators.dynamodb);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let sfn = aws_sdk_sfn::Client::new(&aws);
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&aws);
+        let bucket = format!("data-{name}");
+        let log_group = format!("/avesa/{name}");
+        let (queue_url, state_machine_arn) = block(async {
+            let dlq = sqs
+                .create_queue()
+                .queue_name(format!("{name}-dlq"))
+                .send()
+                .await
+                .unwrap();
+            let dlq_arn = sqs
+                .get_queue_attributes()
+                .queue_url(dlq.queue_url().unwrap())
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap()
+                .attributes()
+                .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+                .clone();
+            let queue = sqs
+                .create_queue()
+                .queue_name(format!("{name}-work"))
+                .attributes(
+                    aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                    format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#),
+                )
+                .send()
+                .await
+                .unwrap();
+            let queue_url = queue.queue_url().unwrap().to_string();
+            // The bucket: moto takes an unsigned PUT, which saves an S3 SDK dependency.
+            let put = reqwest::Client::new()
+                .put(format!("{}/{bucket}", emulators.moto))
+                .send()
+                .await
+                .unwrap();
+            assert!(put.status().is_success(), "create bucket: {}", put.status());
+            logs.create_log_group()
+                .log_group_name(&log_group)
+                .send()
+                .await
+                .unwrap();
+            let definition = asl().replace("${WorkerQueueUrl}", &queue_url);
+            let machine = sfn
+                .create_state_machine()
+                .name(format!("{name}-backfill"))
+                .definition(definition)
+                .role_arn("arn:aws:iam::123456789012:role/avesa-backfill-test")
+                .send()
+                .await
+                .unwrap();
+            (queue_url, machine.state_machine_arn().to_string())
+        });
+        let table_prefix = name.clone();
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&dynamo),
+            DynamoOptions {
+                table_prefix: table_prefix.clone(),
+                ..DynamoOptions::default()
+            },
+        );
+        block(store.ensure_tables()).unwrap();
+        Deployment {
+            emulators,
+            queue_url,
+            bucket,
+            log_group,
+            state_machine_arn,
+            table_prefix,
+            aws,
+            dynamo,
+        }
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&self.dynamo),
+            DynamoOptions {
+                table_prefix: self.table_prefix.clone(),
+                ..DynamoOptions::default()
+            },
+        )
+    }
+
+    /// The environment a process needs to reach this deployment (and nothing of the host's).
+    fn apply(&self, cmd: &mut Command) {
+        for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", &self.emulators.moto)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &self.emulators.dynamodb)
+            .env("AVESA_CLOUD_STATE_MACHINE_ARN", &self.state_machine_arn)
+            .env("AVESA_CLOUD_QUEUE_URL", &self.queue_url)
+            .env("AVESA_CLOUD_BUCKET", &self.bucket)
+            .env("AVESA_CLOUD_TABLE_PREFIX", &self.table_prefix)
+            .env("AVESA_CLOUD_LOG_GROUP", &self.log_group);
+    }
+
+    /// The binary with this deployment's settings.
+    pub fn cli(&self, fx: &Fixture, sandbox: Option<&SandboxProc>, args: &[&str]) -> Output {
+        let mut cmd = fx.command(sandbox, args);
+        self.apply(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    /// A `worker` process with a short lease and poll, as tests need.
+    pub fn worker(&self, fx: &Fixture, sandbox: &SandboxProc, name: &str) -> WorkerProc {
+        let log = fx.dir.path().join(format!("{name}.log"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config-dir")
+            .arg(fx.config_dir())
+            .arg("--workspace")
+            .arg(fx.workspace())
+            .args(["--sandbox-url", &sandbox.url, "--log-level", "info"])
+            .args(["worker", "--lease", "3s", "--wait-seconds", "1"])
+            .args(["--visibility-seconds", "10", "--claim-wait", "30s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        self.apply(&mut cmd);
+        WorkerProc {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    /// Every `(id, lastUpdated)` in the table's objects, and the object keys.
+    pub fn landed(&self, tenant: &str, table: &str) -> (Landed, Vec<String>) {
+        let store = avesa_console::cloud::s3::object_store(&self.bucket, &self.aws).unwrap();
+        let prefix = object_store::path::Path::from(format!("{tenant}/raw/connectwise/{table}"));
+        block(async {
+            let mut keys: Vec<_> = store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .unwrap();
+            keys.sort();
+            let mut rows = Vec::new();
+            let mut batches = Vec::new();
+            for key in &keys {
+                let bytes = store.get(key).await.unwrap().bytes().await.unwrap();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    let ids = batch
+                        .column_by_name("id")
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .clone();
+                    let upd = batch
+                        .column_by_name("_info__lastUpdated")
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<TimestampMicrosecondArray>()
+                        .unwrap()
+                        .clone();
+                    for i in 0..batch.num_rows() {
+                        assert!(!ids.is_null(i));
+                        let t: DateTime<Utc> =
+                            DateTime::from_timestamp_micros(upd.value(i)).unwrap();
+                        rows.push((ids.value(i), t));
+                    }
+                    batches.push(batch);
+                }
+            }
+            rows.sort();
+            let names = keys.iter().map(|k| k.to_string()).collect();
+            (
+                Landed {
+                    rows,
+                    files: Vec::new(),
+                    batches,
+                },
+                names,
+            )
+        })
+    }
+
+    /// The history of one execution (all pages).
+    pub fn history(&self, execution_arn: &str) -> Vec<aws_sdk_sfn::types::HistoryEvent> {
+        let sfn = aws_sdk_sfn::Client::new(&self.aws);
+        block(async {
+            let mut out = Vec::new();
+            let mut token = None;
+            loop {
+                let page = sfn
+                    .get_execution_history()
+                    .execution_arn(execution_arn)
+                    .max_results(1000)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .unwrap();
+                out.extend(page.events().iter().cloned());
+                token = page.next_token().map(str::to_string);
+                if token.is_none() {
+                    return out;
+                }
+            }
+        })
+    }
+}
+
+/// The state machine definition, exactly as deployed.
+pub fn asl() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("infrastructure/backfill.asl.json"),
+    )
+    .unwrap()
+}
+
+/// A worker child process; killed when dropped.
+pub struct WorkerProc {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl WorkerProc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls every 200 ms until `f` gives a value, or panics naming `what` after `timeout`.
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

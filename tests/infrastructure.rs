@@ -1,0 +1,180 @@
+//! The deployment files: the state machine's shape (what the worker relies on), the template
+//! embedding exactly `infrastructure/backfill.asl.json`, and cfn-lint on the template.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use avesa_console::cloud::message::{ERROR_RETRYABLE, max_iterations_per_lane};
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn asl() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(root().join("infrastructure/backfill.asl.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn template() -> String {
+    std::fs::read_to_string(root().join("infrastructure/backfill.yaml")).unwrap()
+}
+
+/// Every state of the machine, the Map's inner states included, by name.
+fn states(asl: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (name, state) in asl["States"].as_object().unwrap() {
+        out.push((name.clone(), state.clone()));
+        if let Some(inner) = state.get("ItemProcessor") {
+            out.extend(states(inner));
+        }
+    }
+    out
+}
+
+fn state(asl: &Value, name: &str) -> Value {
+    states(asl)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no state {name}"))
+        .1
+}
+
+#[test]
+fn worker_tasks_heartbeat_retry_and_catch_as_the_worker_expects() {
+    let asl = asl();
+    let tasks: Vec<_> = states(&asl)
+        .into_iter()
+        .filter(|(_, s)| s["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken")
+        .collect();
+    let names: Vec<_> = tasks.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for (name, task) in &tasks {
+        let body = &task["Parameters"]["MessageBody"];
+        let kind = body["type"].as_str().unwrap();
+        assert!(
+            ["chunk", "continue", "transform", "finalize"].contains(&kind),
+            "{name}: a message type the worker does not know: {kind}"
+        );
+        assert_eq!(body["task_token.$"], "$$.Task.Token", "{name}");
+        assert_eq!(
+            task["Parameters"]["QueueUrl"], "${WorkerQueueUrl}",
+            "{name}"
+        );
+        assert_eq!(
+            task["HeartbeatSecondsPath"], "$.heartbeat_seconds",
+            "{name}"
+        );
+        assert_eq!(body["heartbeat_seconds.$"], "$.heartbeat_seconds", "{name}");
+        let retry = &task["Retry"][0];
+        let errors: Vec<_> = retry["ErrorEquals"].as_array().unwrap().iter().collect();
+        for e in [ERROR_RETRYABLE, "States.Timeout", "States.HeartbeatTimeout"] {
+            assert!(errors.iter().any(|x| *x == e), "{name} does not retry {e}");
+        }
+        assert_eq!(retry["MaxAttempts"], 3, "{name}");
+        assert_eq!(retry["BackoffRate"], 2.0, "{name}");
+        assert_eq!(task["Catch"][0]["ErrorEquals"][0], "States.ALL", "{name}");
+    }
+}
+
+#[test]
+fn lanes_loop_while_more_and_hand_over_when_asked() {
+    let asl = asl();
+    let map = state(&asl, "RunLanes");
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(map["ItemsPath"], "$.lanes");
+    assert_eq!(map["MaxConcurrencyPath"], "$.max_concurrency");
+    let run = state(&asl, "RunChunk");
+    assert_eq!(run["Next"], "NextIteration");
+    // A caught failure is recorded and the lane goes on, at most three times in a row.
+    assert_eq!(run["Catch"][0]["Next"], "RecordFailure");
+    assert_eq!(state(&asl, "RecordFailure")["Next"], "TooManyFailures");
+    let give_up = &state(&asl, "TooManyFailures")["Choices"][0];
+    assert_eq!(give_up["NumericGreaterThanEquals"], 3);
+    assert_eq!(state(&asl, "TooManyFailures")["Default"], "RunChunk");
+    let more = state(&asl, "MoreWork");
+    assert_eq!(more["Choices"][0]["Variable"], "$.continue_as_new");
+    assert_eq!(more["Choices"][0]["Next"], "LaneContinues");
+    assert_eq!(more["Choices"][1]["Variable"], "$.more");
+    assert_eq!(more["Choices"][1]["Next"], "RunChunk");
+    // After the lanes: continue as new, or transform then finalize then the final status.
+    assert_eq!(
+        state(&asl, "ShouldContinue")["Choices"][0]["Next"],
+        "ContinueAsNew"
+    );
+    assert_eq!(state(&asl, "ShouldContinue")["Default"], "Transform");
+    assert_eq!(state(&asl, "ContinueAsNew")["End"], true);
+    assert_eq!(state(&asl, "Transform")["Next"], "Finalize");
+    assert_eq!(state(&asl, "Transform")["Catch"][0]["Next"], "Finalize");
+    assert_eq!(state(&asl, "Finalize")["Next"], "FinalStatus");
+    let finals = state(&asl, "FinalStatus");
+    assert_eq!(finals["Choices"][0]["StringEquals"], "completed");
+    assert_eq!(state(&asl, "Completed")["Type"], "Succeed");
+    assert_eq!(state(&asl, "Unfinished")["Type"], "Fail");
+    assert!(max_iterations_per_lane(1) > 100);
+}
+
+#[test]
+fn the_template_embeds_exactly_the_state_machine_file() {
+    let text = template();
+    let begin = text
+        .find("# BEGIN backfill.asl.json")
+        .expect("BEGIN marker");
+    let end = text.find("# END backfill.asl.json").expect("END marker");
+    let block = &text[begin..end];
+    let json = &block[block.find("Definition:").expect("Definition") + "Definition:".len()..];
+    let embedded: Value = serde_json::from_str(json.trim()).unwrap_or_else(|e| {
+        panic!("the embedded definition is not JSON ({e}): run scripts/sync-asl")
+    });
+    assert!(
+        embedded == asl(),
+        "infrastructure/backfill.yaml holds another definition than backfill.asl.json: run scripts/sync-asl"
+    );
+    // The tables have the names, keys and indexes of the DynamoDB store.
+    for needle in [
+        "${TablePrefix}_jobs",
+        "${TablePrefix}_chunks",
+        "IndexName: by_tenant_status",
+        "IndexName: by_created",
+        "AttributeName: list_pk",
+        "AttributeName: sk",
+    ] {
+        assert!(text.contains(needle), "template lacks {needle}");
+    }
+}
+
+fn cfn_lint() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("AVESA_CFN_LINT") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = root().join(".ci/tools/venv/bin/cfn-lint");
+    if venv.exists() {
+        return Some(venv);
+    }
+    Command::new("cfn-lint")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| PathBuf::from("cfn-lint"))
+}
+
+#[test]
+fn the_template_passes_cfn_lint() {
+    let Some(lint) = cfn_lint() else {
+        eprintln!("skipped: cfn-lint is not installed (scripts/emulators start installs it)");
+        return;
+    };
+    let out = Command::new(&lint)
+        .arg(root().join("infrastructure/backfill.yaml"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", lint.display()));
+    assert!(
+        out.status.success(),
+        "cfn-lint found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

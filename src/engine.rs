@@ -7,6 +7,7 @@
 pub mod budget;
 pub mod events;
 pub mod executor;
+pub mod handle;
 pub mod planner;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use crate::store::{CreateOutcome, JobStore, StoreError};
 pub use budget::RateBudget;
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
+pub use handle::EngineHandle;
 pub use planner::{Plan, PlanError, PlanRequest};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).

@@ -316,7 +316,7 @@ pub fn log_line(i: usize, job_id: &str) -> LogRecord {
         49 => (
             Level::Error,
             format!(
-                "chunk failed job_id={job_id} table=tickets seq={seq} error=attempt 3/3: HTTP 400: Injected fault"
+                "chunk failed error=attempt 3/3: HTTP 400: Injected fault job_id={job_id} table=tickets seq={seq}"
             ),
         ),
         13 | 37 => (

@@ -66,18 +66,33 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
         .join(" › ");
     let jobs = &app.snap.jobs;
     let count = |s: JobStatus| jobs.iter().filter(|j| j.status == s).count();
-    let mut right = vec![Span::raw(format!(
+    let counts = format!(
         "{} jobs · {} running · {} failed ",
         jobs.len(),
         count(JobStatus::Running),
         count(JobStatus::Failed) + count(JobStatus::CompletedWithErrors)
-    ))];
-    if let Some(at) = app.snap.taken_at {
-        right.push(Span::raw(format!("· {} UTC ", at.format("%H:%M:%S"))));
-    }
+    );
+    let clock = app
+        .snap
+        .taken_at
+        .map(|at| format!("· {} UTC ", at.format("%H:%M:%S")))
+        .unwrap_or_default();
+    let badge = if app.read_only { " READ-ONLY " } else { "" };
+    // The breadcrumbs matter most: the right side gives way when space is short.
+    let room = usize::from(area.width).saturating_sub(17 + crumbs.chars().count());
+    let right_text = [
+        format!("{counts}{clock}"),
+        counts.clone(),
+        format!("{} running ", count(JobStatus::Running)),
+        String::new(),
+    ]
+    .into_iter()
+    .find(|r| r.chars().count() + badge.len() <= room)
+    .unwrap_or_default();
+    let mut right = vec![Span::raw(right_text)];
     if app.read_only {
         right.push(Span::styled(
-            " READ-ONLY ",
+            badge,
             Style::new()
                 .fg(t.header_fg)
                 .bg(t.warn)
@@ -196,6 +211,28 @@ pub(crate) fn chunk_glyph(s: ChunkStatus, retrying: bool) -> &'static str {
     }
 }
 
+/// A status short enough for narrow screens (at most 9 characters).
+pub(crate) fn job_status_short(s: JobStatus) -> &'static str {
+    match s {
+        JobStatus::CompletedWithErrors => "w/ errors",
+        other => other.as_str(),
+    }
+}
+
+/// A window as dates when both ends are midnights, else as instants.
+pub(crate) fn fmt_window(w: &crate::domain::Window) -> String {
+    let midnight = |t: chrono::DateTime<chrono::Utc>| t.time() == chrono::NaiveTime::MIN;
+    if midnight(w.start) && midnight(w.end) {
+        format!(
+            "[{}, {})",
+            w.start.format("%Y-%m-%d"),
+            w.end.format("%Y-%m-%d")
+        )
+    } else {
+        w.to_string()
+    }
+}
+
 /// `done/total` as a bar of `width` cells: completed in ok, failed in error, the rest muted.
 pub(crate) fn progress_bar<'a>(
     t: &Theme,
@@ -250,6 +287,22 @@ pub fn fmt_rate(r: f64) -> String {
     } else {
         format!("{r:.1}")
     }
+}
+
+/// Paints the selected row of a bordered table (with a header row) in the selection style,
+/// over whatever colours its cells have, so the cursor reads the same on every row.
+pub(crate) fn highlight_row(frame: &mut Frame, t: &Theme, area: Rect, row_on_screen: usize) {
+    let y = area.y + 2 + row_on_screen as u16;
+    if y + 1 >= area.y + area.height {
+        return;
+    }
+    let rect = Rect {
+        x: area.x + 1,
+        y,
+        width: area.width.saturating_sub(2),
+        height: 1,
+    };
+    frame.buffer_mut().set_style(rect, t.selection());
 }
 
 /// A centred rectangle of at most `w` x `h` inside `area`.

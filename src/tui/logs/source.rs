@@ -141,7 +141,12 @@ pub fn parse_line(line: &str) -> LogRecord {
         .into();
     let level = s("level").map_or(Level::Info, Level::parse);
     let mut text = s("message").unwrap_or("").to_string();
-    for (k, v) in &map {
+    // The error first: it is what a reader is looking for, and long lines get cut.
+    let fields = map
+        .iter()
+        .filter(|(k, _)| k.as_str() == "error")
+        .chain(map.iter().filter(|(k, _)| k.as_str() != "error"));
+    for (k, v) in fields {
         if SKIPPED.contains(&k.as_str()) {
             continue;
         }

@@ -74,8 +74,8 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         head.push(Span::styled("  ● running here", t.fg(t.running)));
     }
     let plan = format!(
-        "plan: {}  ·  {} d chunks  ·  {} table(s) × {} window(s)  ·  max {} attempts",
-        job.window,
+        "plan {} · {} d chunks · {} table(s) × {} window(s) · {} attempts max",
+        super::fmt_window(&job.window),
         job.chunk_size_days,
         job.tables.len(),
         job.total_chunks as usize / job.tables.len().max(1),
@@ -213,6 +213,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             .block(block(t, title)),
         list,
     );
+    super::highlight_row(frame, t, list, app.detail_chunk - offset);
 
     // The selected chunk's error in full: the "why" during an incident.
     let sel = chunks.get(range.start + app.detail_chunk);

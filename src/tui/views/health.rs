@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::block;
 use crate::engine::BreakerState;
@@ -95,6 +95,14 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             .block(block(t, title)),
         top,
     );
+    if !health.is_empty() {
+        super::highlight_row(
+            frame,
+            t,
+            top,
+            app.health.selected.saturating_sub(app.health.offset),
+        );
+    }
 
     let rows = usize::from(bottom.height.saturating_sub(2));
     let mut lines: Vec<Line> = app
@@ -120,5 +128,10 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         )));
     }
     let title = format!(" Alerts ({}) ", app.alerts.len());
-    frame.render_widget(Paragraph::new(lines).block(block(t, title)), bottom);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(block(t, title)),
+        bottom,
+    );
 }

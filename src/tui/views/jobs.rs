@@ -8,7 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
 use super::{
-    block, fmt_count, fmt_duration, fmt_rate, job_status_label, job_status_style, progress_bar,
+    block, fmt_count, fmt_duration, fmt_rate, job_status_label, job_status_short, job_status_style,
+    progress_bar,
 };
 use crate::domain::JobStatus;
 use crate::tui::app::{App, Route};
@@ -18,7 +19,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     // Below 140 columns tenant and service are read from the job id.
     let full = area.width >= 140;
     let narrow = area.width < 100;
-    let bar = if narrow { 6 } else { 10 };
+    let bar = if narrow { 3 } else { 10 };
     let scope = match app.route() {
         Route::Jobs {
             scope: Some((tn, s)),
@@ -80,13 +81,25 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             } else {
                 Span::styled("0", t.fg(t.muted))
             };
-            let mut cells = vec![Cell::from(mark), Cell::from(j.job_id.clone())];
+            // Narrow screens keep the mark in the id's cell: every column counts there.
+            let mut cells = if narrow {
+                vec![Cell::from(Line::from(vec![
+                    mark,
+                    Span::raw(j.job_id.clone()),
+                ]))]
+            } else {
+                vec![Cell::from(mark), Cell::from(j.job_id.clone())]
+            };
             if full {
                 cells.push(Cell::from(j.tenant_id.clone()));
                 cells.push(Cell::from(j.service.as_str()));
             }
             cells.push(Cell::from(Span::styled(
-                job_status_label(j.status),
+                if narrow {
+                    job_status_short(j.status)
+                } else {
+                    job_status_label(j.status)
+                },
                 job_status_style(t, j.status),
             )));
             cells.push(Cell::from(Line::from(progress_bar(
@@ -110,27 +123,40 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
                 row
             }
         });
-    let mut header = vec!["", "JOB"];
-    let mut widths = vec![Constraint::Length(1), Constraint::Fill(1)];
+    let (mut header, mut widths) = if narrow {
+        (vec![" JOB"], vec![Constraint::Fill(1)])
+    } else {
+        (
+            vec!["", "JOB"],
+            vec![Constraint::Length(1), Constraint::Fill(1)],
+        )
+    };
     if full {
         header.extend(["TENANT", "SERVICE"]);
         widths.extend([Constraint::Length(10), Constraint::Length(11)]);
     }
-    header.extend(["STATUS", "PROGRESS", "RECORDS"]);
+    header.extend([
+        "STATUS",
+        "PROGRESS",
+        if narrow { "RECS" } else { "RECORDS" },
+    ]);
     widths.extend([
-        Constraint::Length(if narrow { 11 } else { 18 }),
+        Constraint::Length(if narrow { 9 } else { 18 }),
         Constraint::Length(bar as u16 + 8),
-        Constraint::Length(7),
+        Constraint::Length(if narrow { 6 } else { 7 }),
     ]);
     if !narrow {
         header.extend(["REC/S", "REQ/M"]);
         widths.extend([Constraint::Length(6), Constraint::Length(6)]);
     }
     header.extend(["ETA", "FAIL"]);
-    widths.extend([Constraint::Length(6), Constraint::Length(4)]);
+    widths.extend([Constraint::Length(5), Constraint::Length(4)]);
     let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
     let table = Table::new(rows, widths)
         .header(header)
         .block(block(t, title));
     frame.render_widget(table, area);
+    if !app.job_rows.is_empty() {
+        super::highlight_row(frame, t, area, app.jobs.selected - app.jobs.offset);
+    }
 }

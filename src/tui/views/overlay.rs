@@ -7,7 +7,7 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::{block, centered, fmt_duration};
+use super::{block, centered, clip, fmt_duration};
 use crate::engine::handle::Target;
 use crate::tui::action::help_for;
 use crate::tui::app::{App, Confirm};
@@ -17,23 +17,44 @@ use crate::tui::update::view_name;
 pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let bindings = help_for(app.view());
-    let h = (bindings.len() as u16 + 3).min(area.height);
-    let rect = centered(area, 76, h);
-    let mut lines: Vec<Line> = bindings
-        .iter()
-        .map(|b| {
-            Line::from(vec![
-                Span::styled(
-                    format!("{:>8}  ", b.label),
-                    t.fg(t.accent).add_modifier(Modifier::BOLD),
-                ),
-                Span::styled(b.help, t.fg(t.fg)),
-                if b.action.is_mutating() && app.read_only {
-                    Span::styled("  (off: read-only)", t.fg(t.warn))
-                } else {
-                    Span::raw("")
-                },
-            ])
+    // One column when it fits, else two side by side with shortened texts.
+    let columns = if bindings.len() as u16 + 3 <= area.height {
+        1
+    } else {
+        2
+    };
+    let width = if columns == 1 { 76 } else { area.width };
+    let per_col = bindings.len().div_ceil(columns);
+    let h = (per_col as u16 + 3).min(area.height);
+    let rect = centered(area, width, h);
+    let col_w = usize::from(rect.width.saturating_sub(2)) / columns;
+    let entry = |b: &crate::tui::action::Binding| {
+        let off = if b.action.is_mutating() && app.read_only {
+            " (off)"
+        } else {
+            ""
+        };
+        let text = clip(&format!("{}{off}", b.help), col_w.saturating_sub(11));
+        vec![
+            Span::styled(
+                format!("{:>8}  ", b.label),
+                t.fg(t.accent).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                format!("{text:<w$}", w = col_w.saturating_sub(10)),
+                t.fg(if off.is_empty() { t.fg } else { t.warn }),
+            ),
+        ]
+    };
+    let mut lines: Vec<Line> = (0..per_col)
+        .map(|row| {
+            let mut spans = Vec::new();
+            for c in 0..columns {
+                if let Some(b) = bindings.get(c * per_col + row) {
+                    spans.extend(entry(b));
+                }
+            }
+            Line::from(spans)
         })
         .collect();
     lines.push(Line::from(Span::styled(
@@ -74,8 +95,6 @@ pub fn confirm(frame: &mut Frame, app: &App, area: Rect, c: &Confirm) {
 
 pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
     let t = &app.theme;
-    let rect = centered(area, 78, 22);
-    frame.render_widget(Clear, rect);
     let mut lines = Vec::new();
     for field in Field::ALL {
         let focused = f.focus == field;
@@ -175,6 +194,8 @@ pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
         "  Tab ↑↓ field · ←→ choose · type to edit · Enter confirm · Esc close",
         t.fg(t.muted),
     )));
+    let rect = centered(area, 78, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
     let p = Paragraph::new(lines)
         .block(block(t, " Trigger a backfill "))
         .style(t.text());

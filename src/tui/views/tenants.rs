@@ -7,7 +7,7 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
-use super::{block, job_status_label, job_status_style, progress_bar};
+use super::{block, job_status_label, job_status_short, job_status_style, progress_bar};
 use crate::tui::app::App;
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
@@ -31,7 +31,11 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             let state = match latest {
                 Some(j) => Line::from(
                     [Span::styled(
-                        format!("{:<19}", job_status_label(j.status)),
+                        if wide {
+                            format!("{:<19}", job_status_label(j.status))
+                        } else {
+                            format!("{:<10}", job_status_short(j.status))
+                        },
                         job_status_style(t, j.status),
                     )]
                     .into_iter()
@@ -40,7 +44,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
                         j.completed_chunks,
                         j.failed_chunks,
                         j.total_chunks,
-                        10,
+                        if wide { 10 } else { 6 },
                     ))
                     .collect::<Vec<_>>(),
                 ),
@@ -82,7 +86,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     header.extend(["SERVICE", "BACKFILL", "JOBS", "STATE"]);
     widths.extend([
         Constraint::Length(11),
-        Constraint::Length(38),
+        Constraint::Length(if wide { 38 } else { 24 }),
         Constraint::Length(4),
         Constraint::Length(16),
     ]);
@@ -90,4 +94,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         .header(Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD)))
         .block(block(t, title));
     frame.render_widget(table, area);
+    if !app.tenant_rows.is_empty() {
+        super::highlight_row(frame, t, area, app.tenants.selected - app.tenants.offset);
+    }
 }

@@ -598,6 +598,13 @@ impl Owner {
                 Ok(format!("retrying {n} failed chunk(s) of {job_id}"))
             }
             Command::Cancel { job_id } => {
+                let job = self.job(&job_id).await?;
+                if job.status.is_terminal() {
+                    return Err(HandleError::Refused(format!(
+                        "job {job_id} is already {}",
+                        job.status
+                    )));
+                }
                 store
                     .set_job_status(&job_id, JobStatus::Cancelled, now)
                     .await
@@ -605,6 +612,13 @@ impl Owner {
                 Ok(format!("cancelled {job_id}"))
             }
             Command::Pause { job_id } => {
+                let job = self.job(&job_id).await?;
+                if job.status.is_terminal() {
+                    return Err(HandleError::Refused(format!(
+                        "job {job_id} is {}; nothing to pause",
+                        job.status
+                    )));
+                }
                 store
                     .set_job_status(&job_id, JobStatus::Paused, now)
                     .await
@@ -612,6 +626,13 @@ impl Owner {
                 Ok(format!("paused {job_id}; chunks in flight finish first"))
             }
             Command::Unpause { job_id } => {
+                let job = self.job(&job_id).await?;
+                if job.status != JobStatus::Paused {
+                    return Err(HandleError::Refused(format!(
+                        "job {job_id} is {}, not paused",
+                        job.status
+                    )));
+                }
                 store
                     .set_job_status(&job_id, JobStatus::Pending, now)
                     .await
@@ -622,3 +643,6 @@ impl Owner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,11 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Resu
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         theme = theme.no_color();
     }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(eyre!(
+            "the console needs a terminal and stdout is not one; `avesa-console summary` prints the summary as text"
+        ));
+    }
     runtime::init_file_logging(ws)?;
     let wired = runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
     let handle = EngineHandle::spawn(wired.engine, config, RefreshPolicy::default());

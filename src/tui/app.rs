@@ -311,6 +311,16 @@ pub struct App {
     pub dirty: bool,
     pub quit: bool,
     pub form_generation: u64,
+    /// Job counts for the header, taken once per snapshot.
+    pub counts: JobCounts,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub total: usize,
+    pub running: usize,
+    /// Failed or completed with errors.
+    pub failed: usize,
 }
 
 /// Default lines the logs pane keeps.
@@ -347,6 +357,7 @@ impl App {
             dirty: true,
             quit: false,
             form_generation: 0,
+            counts: JobCounts::default(),
         }
     }
 
@@ -454,6 +465,17 @@ impl App {
             .unwrap_or_default();
         let filter = self.job_filter.to_lowercase();
         let jobs = &self.snap.jobs;
+        self.counts = JobCounts {
+            total: jobs.len(),
+            running: jobs
+                .iter()
+                .filter(|j| j.status == JobStatus::Running)
+                .count(),
+            failed: jobs
+                .iter()
+                .filter(|j| matches!(j.status, JobStatus::Failed | JobStatus::CompletedWithErrors))
+                .count(),
+        };
         let mut rows: Vec<usize> = (0..jobs.len())
             .filter(|&i| {
                 let j = &jobs[i];

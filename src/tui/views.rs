@@ -64,13 +64,10 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
         .map(|r| r.crumb())
         .collect::<Vec<_>>()
         .join(" › ");
-    let jobs = &app.snap.jobs;
-    let count = |s: JobStatus| jobs.iter().filter(|j| j.status == s).count();
+    let c = &app.counts;
     let counts = format!(
         "{} jobs · {} running · {} failed ",
-        jobs.len(),
-        count(JobStatus::Running),
-        count(JobStatus::Failed) + count(JobStatus::CompletedWithErrors)
+        c.total, c.running, c.failed
     );
     let clock = app
         .snap
@@ -83,7 +80,7 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
     let right_text = [
         format!("{counts}{clock}"),
         counts.clone(),
-        format!("{} running ", count(JobStatus::Running)),
+        format!("{} running ", c.running),
         String::new(),
     ]
     .into_iter()

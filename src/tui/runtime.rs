@@ -3,7 +3,7 @@
 //! only when the model says something changed.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use crossterm::event::{Event, EventStream, KeyEventKind};
@@ -35,6 +35,8 @@ pub struct ConsoleOptions {
 
 /// Messages waiting for the loop; producers wait when it is full instead of piling up.
 const QUEUE: usize = 256;
+/// The shortest time between two frames (about 30 per second at most).
+const FRAME: Duration = Duration::from_millis(33);
 /// Log files are looked at this often.
 const LOG_POLL: Duration = Duration::from_millis(250);
 
@@ -147,8 +149,27 @@ pub async fn run(
         },
     );
     let themes_dir = options.themes_dir;
-    'run: while let Some(first) = rx.recv().await {
-        let mut effects = update(&mut app, first);
+    let mut last_draw = Instant::now()
+        .checked_sub(FRAME)
+        .unwrap_or_else(Instant::now);
+    'run: loop {
+        // With a change waiting to be drawn, wait for more only until the next frame is due.
+        let first = if app.dirty {
+            match tokio::time::timeout(FRAME.saturating_sub(last_draw.elapsed()), rx.recv()).await {
+                Ok(Some(msg)) => Some(msg),
+                Ok(None) => break,
+                Err(_) => None,
+            }
+        } else {
+            match rx.recv().await {
+                Some(msg) => Some(msg),
+                None => break,
+            }
+        };
+        let mut effects = match first {
+            Some(msg) => update(&mut app, msg),
+            None => Vec::new(),
+        };
         // Take whatever else is waiting before drawing once.
         for _ in 0..QUEUE {
             match rx.try_recv() {
@@ -195,9 +216,11 @@ pub async fn run(
         if app.quit {
             break;
         }
-        if app.dirty {
+        // At most one frame per FRAME: a burst of events costs one draw, not hundreds.
+        if app.dirty && last_draw.elapsed() >= FRAME {
             term.draw(|f| views::render(f, &app))?;
             app.dirty = false;
+            last_draw = Instant::now();
         }
     }
     for t in tasks {

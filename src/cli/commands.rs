@@ -23,7 +23,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         && std::io::IsTerminal::is_terminal(&std::io::stdin());
     match cli.command {
         None if interactive => super::console::run(&global, &ws, cli.console).await,
-        Some(Command::Console(args)) => super::console::run(&global, &ws, args).await,
+        Some(Command::Console(args)) => {
+            // `--read-only` and `--theme` may come before or after `console`.
+            let args = super::ConsoleArgs {
+                read_only: args.read_only || cli.console.read_only,
+                theme: args.theme.or(cli.console.theme),
+            };
+            super::console::run(&global, &ws, args).await
+        }
         None | Some(Command::Summary) => {
             runtime::init_logging("warn", None)?;
             let config = runtime::load_config(&global, &ws)?;

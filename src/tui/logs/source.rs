@@ -142,10 +142,15 @@ pub fn parse_line(line: &str) -> LogRecord {
     let level = s("level").map_or(Level::Info, Level::parse);
     let mut text = s("message").unwrap_or("").to_string();
     // The error first: it is what a reader is looking for, and long lines get cut.
-    let fields = map
-        .iter()
-        .filter(|(k, _)| k.as_str() == "error")
-        .chain(map.iter().filter(|(k, _)| k.as_str() != "error"));
+    // Which chunk a line is about is known from its fields (and often from the filter):
+    // it goes last.
+    let rank = |k: &str| match k {
+        "error" => 0,
+        "job_id" | "table" | "seq" => 2,
+        _ => 1,
+    };
+    let mut fields: Vec<_> = map.iter().collect();
+    fields.sort_by_key(|(k, _)| rank(k));
     for (k, v) in fields {
         if SKIPPED.contains(&k.as_str()) {
             continue;
@@ -198,7 +203,10 @@ mod tests {
         assert_eq!(r.seq, Some(3));
         assert_eq!(r.table.as_deref(), Some("tickets"));
         assert!(r.text.starts_with("chunk failed"), "{}", r.text);
-        assert!(r.text.contains("error=HTTP 400: bad"), "{}", r.text);
+        assert_eq!(
+            &*r.text, "chunk failed error=HTTP 400: bad job_id=j1 seq=3 table=tickets",
+            "the error first, the chunk's own fields last"
+        );
 
         let c = parse_line(r#"{"level":"WARN","message":"lease lost","chunk":"j1/tickets#7"}"#);
         assert_eq!((c.job_id.as_deref(), c.seq), (Some("j1"), Some(7)));

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod budget;
 pub mod events;
 pub mod executor;
+pub mod handle;
 pub mod planner;
 #[cfg(test)]
 mod policy_tests;
@@ -30,6 +31,7 @@ pub use breaker::{BreakerSnapshot, CircuitBreaker};
 pub use budget::{BudgetSnapshot, RateBudget};
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
+pub use handle::EngineHandle;
 pub use planner::{Plan, PlanError, PlanRequest};
 pub use step::{Deadline, Step};
 

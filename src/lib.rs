@@ -11,4 +11,5 @@ pub mod secret;
 pub mod sink;
 pub mod sources;
 pub mod store;
+pub mod tui;
 pub mod workspace;

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::domain::{Chunk, ChunkKey, Job, JobStatus, Service, Window, validate_identifier};
 
 /// What an operator asks for; `None` fields take their configured defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PlanRequest {
     pub tenant_id: String,
     pub service: Service,

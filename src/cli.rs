@@ -17,6 +17,7 @@ mod bench;
 mod check;
 mod cloud_cmd;
 mod commands;
+mod console;
 mod lifecycle_cmd;
 mod lifecycle_output;
 mod output;
@@ -52,6 +53,8 @@ pub struct UsageError(pub String);
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -71,10 +74,28 @@ pub struct GlobalArgs {
     /// Log filter for the terminal, e.g. `info`, `warn`, `avesa_console=debug`.
     #[arg(long, global = true, env = "AVESA_LOG", default_value = "info")]
     pub log_level: String,
+    /// JSON fault plan for the sandbox started inside this process (as `sandbox --faults`).
+    #[arg(long, global = true, env = "AVESA_SANDBOX_FAULTS")]
+    pub sandbox_faults: Option<PathBuf>,
+}
+
+/// How the console looks and what it may do.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConsoleArgs {
+    /// Watch only: every key that would change a job is refused.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Colour theme: dark (default), light, high-contrast, or a .toml file; NO_COLOR turns colour off.
+    #[arg(long, env = "AVESA_THEME")]
+    pub theme: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The interactive console (the default when stdout is a terminal).
+    Console(ConsoleArgs),
+    /// Tenants, their services and latest jobs as text (the default when stdout is not a terminal).
+    Summary,
     /// Create a backfill job (or find the active one for the same range).
     Trigger(TriggerArgs),
     /// Show the exact chunk list of a backfill and its estimated API calls and duration.

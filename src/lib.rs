@@ -12,4 +12,5 @@ pub mod sink;
 pub mod sources;
 pub mod store;
 pub mod transform;
+pub mod tui;
 pub mod workspace;

@@ -19,8 +19,19 @@ use crate::workspace::Workspace;
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let ws = Workspace::resolve(cli.global.workspace.clone());
     let global = cli.global;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::io::IsTerminal::is_terminal(&std::io::stdin());
     match cli.command {
-        None => {
+        None if interactive => super::console::run(&global, &ws, cli.console).await,
+        Some(Command::Console(args)) => {
+            // `--read-only` and `--theme` may come before or after `console`.
+            let args = super::ConsoleArgs {
+                read_only: args.read_only || cli.console.read_only,
+                theme: args.theme.or(cli.console.theme),
+            };
+            super::console::run(&global, &ws, args).await
+        }
+        None | Some(Command::Summary) => {
             runtime::init_logging("warn", None)?;
             let config = runtime::load_config(&global, &ws)?;
             summary(&ws, &config).await

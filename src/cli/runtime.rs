@@ -43,7 +43,13 @@ pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
 
 /// Terminal logs at `level`; with a workspace, JSON lines in `logs/engine.jsonl` as well.
 pub fn init_logging(level: &str, ws: Option<&Workspace>) -> Result<()> {
-    init_logging_with(level, ws, None)
+    init(level, ws, true, None)
+}
+
+/// JSON lines in the workspace only: the console owns the terminal, and a stray line on
+/// stderr would tear its screen.
+pub fn init_file_logging(ws: &Workspace) -> Result<()> {
+    init("off", Some(ws), false, None)
 }
 
 /// As `init_logging`, and the same JSON lines shipped to CloudWatch Logs by `cloud` (this
@@ -53,7 +59,17 @@ pub fn init_logging_with(
     ws: Option<&Workspace>,
     cloud: Option<crate::cloud::logs::CloudWatchWriter>,
 ) -> Result<()> {
-    let filter = EnvFilter::try_new(level).map_err(|e| eyre!("--log-level '{level}': {e}"))?;
+    init(level, ws, true, cloud)
+}
+
+fn init(
+    level: &str,
+    ws: Option<&Workspace>,
+    to_terminal: bool,
+    cloud: Option<crate::cloud::logs::CloudWatchWriter>,
+) -> Result<()> {
+    let filter = EnvFilter::try_new(if to_terminal { level } else { "off" })
+        .map_err(|e| eyre!("--log-level '{level}': {e}"))?;
     let terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -253,7 +269,10 @@ pub async fn resolve_sandbox(
     if !uses_sandbox(config) {
         return Ok((None, None));
     }
-    let cfg = sandbox_config(config, today(), 730, TableCounts::demo())?;
+    let mut cfg = sandbox_config(config, today(), 730, TableCounts::demo())?;
+    if let Some(path) = &global.sandbox_faults {
+        cfg.faults = crate::sandbox::load_faults(path).map_err(|e| eyre!(e))?;
+    }
     let sandbox = Sandbox::start(
         cfg,
         "127.0.0.1:0".parse().expect("a valid loopback address"),

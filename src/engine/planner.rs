@@ -9,7 +9,7 @@ use crate::domain::{
 };
 
 /// What an operator asks for; `None` fields take their configured defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PlanRequest {
     pub tenant_id: String,
     pub service: Service,

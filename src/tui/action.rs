@@ -1,0 +1,488 @@
+//! What keys mean: the `Action` enum and one table of bindings per view, from which both
+//! the key handler and the `?` help are made (so help can never disagree with the keys).
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::View;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Quit,
+    CommandMode,
+    FilterMode,
+    Help,
+    Back,
+    Enter,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Left,
+    Right,
+    Trigger,
+    Resume,
+    RetryFailed,
+    Cancel,
+    Pause,
+    Mark,
+    ClearMarks,
+    Logs,
+    Follow,
+    Wrap,
+    NextMatch,
+    PrevMatch,
+    LevelFilter,
+    ClearChunkFilter,
+    Context,
+    SortNext,
+    SortReverse,
+    NextFailed,
+    PrevFailed,
+}
+
+impl Action {
+    /// Actions that change jobs: refused in read-only mode.
+    pub fn is_mutating(self) -> bool {
+        matches!(
+            self,
+            Action::Trigger | Action::Resume | Action::RetryFailed | Action::Cancel | Action::Pause
+        )
+    }
+
+    /// The key and name used in status messages (`r (resume)`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Trigger => "t (trigger)",
+            Action::Resume => "r (resume)",
+            Action::RetryFailed => "R (retry failed chunks)",
+            Action::Cancel => "c (cancel)",
+            Action::Pause => "p (pause/unpause)",
+            _ => "this key",
+        }
+    }
+}
+
+/// A key as the table spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Char(char),
+    Ctrl(char),
+    Code(KeyCode),
+}
+
+impl Key {
+    fn matches(self, ev: &KeyEvent) -> bool {
+        let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
+        match self {
+            Key::Char(c) => !ctrl && ev.code == KeyCode::Char(c),
+            Key::Ctrl(c) => ctrl && ev.code == KeyCode::Char(c),
+            Key::Code(code) => ev.code == code,
+        }
+    }
+}
+
+pub struct Binding {
+    pub keys: &'static [Key],
+    /// How help writes the keys.
+    pub label: &'static str,
+    pub action: Action,
+    pub help: &'static str,
+    /// `None`: every view.
+    pub views: Option<&'static [View]>,
+}
+
+use Key::{Char, Code, Ctrl};
+use View::{Detail, Jobs, Logs, Tenants};
+
+const fn b(
+    keys: &'static [Key],
+    label: &'static str,
+    action: Action,
+    help: &'static str,
+    views: Option<&'static [View]>,
+) -> Binding {
+    Binding {
+        keys,
+        label,
+        action,
+        help,
+        views,
+    }
+}
+
+const JOB_VIEWS: &[View] = &[Jobs, Detail];
+
+/// Every binding. Earlier entries win when two match the same key in a view.
+pub const BINDINGS: &[Binding] = &[
+    b(
+        &[Char(':')],
+        ":",
+        Action::CommandMode,
+        "command (:jobs :tenants :logs :health :theme NAME :quit)",
+        None,
+    ),
+    b(&[Char('?')], "?", Action::Help, "this help", None),
+    b(
+        &[Code(KeyCode::Esc)],
+        "Esc",
+        Action::Back,
+        "back (clears a search first)",
+        None,
+    ),
+    b(&[Ctrl('c')], "Ctrl-C", Action::Quit, "quit", None),
+    b(
+        &[Code(KeyCode::Enter)],
+        "Enter",
+        Action::Enter,
+        "open the tenant's jobs",
+        Some(&[Tenants]),
+    ),
+    b(
+        &[Code(KeyCode::Enter)],
+        "Enter",
+        Action::Enter,
+        "open the job's chunks",
+        Some(&[Jobs]),
+    ),
+    b(
+        &[Char('/')],
+        "/",
+        Action::FilterMode,
+        "filter rows",
+        Some(&[Tenants, Jobs]),
+    ),
+    b(
+        &[Char('/')],
+        "/",
+        Action::FilterMode,
+        "search (matches highlighted)",
+        Some(&[Logs]),
+    ),
+    b(
+        &[Code(KeyCode::Up), Char('k')],
+        "↑ k",
+        Action::Up,
+        "previous table",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Code(KeyCode::Down), Char('j')],
+        "↓ j",
+        Action::Down,
+        "next table",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Code(KeyCode::Left), Char('h')],
+        "← h",
+        Action::Left,
+        "previous chunk",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Code(KeyCode::Right)],
+        "→",
+        Action::Right,
+        "next chunk",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Char('n')],
+        "n",
+        Action::NextFailed,
+        "next failed chunk",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Char('N')],
+        "N",
+        Action::PrevFailed,
+        "previous failed chunk",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Code(KeyCode::Up), Char('k')],
+        "↑ k",
+        Action::Up,
+        "up",
+        None,
+    ),
+    b(
+        &[Code(KeyCode::Down), Char('j')],
+        "↓ j",
+        Action::Down,
+        "down",
+        None,
+    ),
+    b(
+        &[Code(KeyCode::PageUp), Ctrl('b')],
+        "PgUp",
+        Action::PageUp,
+        "page up",
+        None,
+    ),
+    b(
+        &[Code(KeyCode::PageDown), Ctrl('f')],
+        "PgDn",
+        Action::PageDown,
+        "page down",
+        None,
+    ),
+    b(
+        &[Char('g'), Code(KeyCode::Home)],
+        "g Home",
+        Action::Top,
+        "first line",
+        None,
+    ),
+    b(
+        &[Char('G'), Code(KeyCode::End)],
+        "G End",
+        Action::Bottom,
+        "last line",
+        None,
+    ),
+    b(
+        &[Char('t')],
+        "t",
+        Action::Trigger,
+        "trigger a backfill (form with plan preview)",
+        Some(&[Tenants, Jobs, Detail]),
+    ),
+    b(
+        &[Char(' ')],
+        "space",
+        Action::Mark,
+        "mark / unmark the job (r R c p act on marked jobs)",
+        Some(&[Jobs]),
+    ),
+    b(
+        &[Char('u')],
+        "u",
+        Action::ClearMarks,
+        "unmark all",
+        Some(&[Jobs]),
+    ),
+    b(
+        &[Char('r')],
+        "r",
+        Action::Resume,
+        "resume from checkpoints",
+        Some(JOB_VIEWS),
+    ),
+    b(
+        &[Char('R')],
+        "R",
+        Action::RetryFailed,
+        "retry failed chunks only",
+        Some(JOB_VIEWS),
+    ),
+    b(
+        &[Char('c')],
+        "c",
+        Action::Cancel,
+        "cancel (asks first)",
+        Some(JOB_VIEWS),
+    ),
+    b(
+        &[Char('p')],
+        "p",
+        Action::Pause,
+        "pause / unpause",
+        Some(JOB_VIEWS),
+    ),
+    b(
+        &[Char('l')],
+        "l",
+        Action::Logs,
+        "logs of the job",
+        Some(&[Jobs]),
+    ),
+    b(
+        &[Char('l')],
+        "l",
+        Action::Logs,
+        "logs of the selected chunk",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Char('s')],
+        "s",
+        Action::SortNext,
+        "sort by the next column",
+        Some(&[Jobs]),
+    ),
+    b(
+        &[Char('S')],
+        "S",
+        Action::SortReverse,
+        "reverse the sort",
+        Some(&[Jobs]),
+    ),
+    b(
+        &[Char('n')],
+        "n",
+        Action::NextMatch,
+        "next match",
+        Some(&[Logs]),
+    ),
+    b(
+        &[Char('N')],
+        "N",
+        Action::PrevMatch,
+        "previous match",
+        Some(&[Logs]),
+    ),
+    b(
+        &[Char('f')],
+        "f",
+        Action::Follow,
+        "follow new lines",
+        Some(&[Logs]),
+    ),
+    b(
+        &[Char('w')],
+        "w",
+        Action::Wrap,
+        "wrap long lines",
+        Some(&[Logs]),
+    ),
+    b(
+        &[Char('L')],
+        "L",
+        Action::LevelFilter,
+        "level filter: all, info, warn, error",
+        Some(&[Logs]),
+    ),
+    b(
+        &[Char('C')],
+        "C",
+        Action::ClearChunkFilter,
+        "show every job's lines (clear the chunk filter)",
+        Some(&[Logs]),
+    ),
+    b(
+        &[Char('x')],
+        "x",
+        Action::Context,
+        "only matches, with 2 lines of context",
+        Some(&[Logs]),
+    ),
+];
+
+fn applies(binding: &Binding, view: View) -> bool {
+    binding.views.is_none_or(|vs| vs.contains(&view))
+}
+
+/// The action of a key in a view (normal mode).
+pub fn action_for(view: View, ev: &KeyEvent) -> Option<Action> {
+    BINDINGS
+        .iter()
+        .filter(|b| applies(b, view))
+        .find(|b| b.keys.iter().any(|k| k.matches(ev)))
+        .map(|b| b.action)
+}
+
+/// The bindings help lists for a view: each action once, the view's own meaning first.
+pub fn help_for(view: View) -> Vec<&'static Binding> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for b in BINDINGS.iter().filter(|b| applies(b, view)) {
+        if !seen.contains(&b.action) {
+            seen.push(b.action);
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The `:` commands, for completion.
+pub const COMMANDS: &[&str] = &["jobs", "tenants", "logs", "health", "theme", "help", "quit"];
+
+/// Completions of a partly typed command line; `themes` complete `:theme `.
+pub fn complete(input: &str, themes: &[&str]) -> Vec<String> {
+    let input = input.trim_start();
+    if let Some(rest) = input.strip_prefix("theme ") {
+        let rest = rest.trim_start();
+        return themes
+            .iter()
+            .filter(|t| t.starts_with(rest))
+            .map(|t| format!("theme {t}"))
+            .collect();
+    }
+    COMMANDS
+        .iter()
+        .filter(|c| c.starts_with(input))
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// The longest common prefix of completions (what Tab fills in).
+pub fn common_prefix(items: &[String]) -> Option<String> {
+    let first = items.first()?;
+    let mut len = first.len();
+    for s in &items[1..] {
+        len = len.min(
+            first
+                .chars()
+                .zip(s.chars())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a.len_utf8())
+                .sum(),
+        );
+    }
+    Some(first[..len].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn the_same_key_means_what_the_view_says() {
+        assert_eq!(action_for(View::Logs, &key('n')), Some(Action::NextMatch));
+        assert_eq!(
+            action_for(View::Detail, &key('n')),
+            Some(Action::NextFailed)
+        );
+        assert_eq!(action_for(View::Health, &key('r')), None);
+        assert_eq!(
+            action_for(
+                View::Jobs,
+                &KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+            ),
+            Some(Action::Quit)
+        );
+        assert_eq!(action_for(View::Jobs, &key('c')), Some(Action::Cancel));
+    }
+
+    #[test]
+    fn help_lists_each_action_of_a_view_once() {
+        let help = help_for(View::Detail);
+        assert!(
+            help.iter()
+                .any(|b| b.action == Action::Logs && b.help.contains("chunk"))
+        );
+        let ups = help.iter().filter(|b| b.action == Action::Up).count();
+        assert_eq!(ups, 1);
+    }
+
+    #[test]
+    fn commands_complete() {
+        assert_eq!(complete("j", &[]), vec!["jobs"]);
+        assert_eq!(
+            complete("theme h", &["dark", "high-contrast"]),
+            vec!["theme high-contrast"]
+        );
+        assert_eq!(
+            common_prefix(&["theme dark".into(), "theme dim".into()]).as_deref(),
+            Some("theme d")
+        );
+    }
+}

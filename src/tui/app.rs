@@ -1,0 +1,644 @@
+//! The console's one model: what is on screen, the engine's latest snapshot, modes, marks,
+//! the logs pane and rates. Plain data: `update` changes it, views read it.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::form::TriggerForm;
+use super::logs::LogPane;
+use super::theme::Theme;
+use crate::domain::{Job, JobStatus, Service};
+use crate::engine::handle::{Command, Snapshot};
+
+/// A screen of the console; the stack of them is the breadcrumb trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Tenants,
+    /// Jobs, optionally only one tenant's service (drilled in from Tenants).
+    Jobs {
+        scope: Option<(String, Service)>,
+    },
+    JobDetail {
+        job_id: String,
+    },
+    Logs,
+    Health,
+}
+
+impl Route {
+    pub fn crumb(&self) -> String {
+        match self {
+            Route::Tenants => "tenants".into(),
+            Route::Jobs { scope: None } => "jobs".into(),
+            Route::Jobs {
+                scope: Some((t, s)),
+            } => format!("jobs {t}/{s}"),
+            Route::JobDetail { job_id } => job_id.clone(),
+            Route::Logs => "logs".into(),
+            Route::Health => "health".into(),
+        }
+    }
+
+    /// The view kind, for the keymap and help.
+    pub fn view(&self) -> View {
+        match self {
+            Route::Tenants => View::Tenants,
+            Route::Jobs { .. } => View::Jobs,
+            Route::JobDetail { .. } => View::Detail,
+            Route::Logs => View::Logs,
+            Route::Health => View::Health,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum View {
+    Tenants,
+    Jobs,
+    Detail,
+    Logs,
+    Health,
+}
+
+/// How the keyboard is read right now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    Normal,
+    /// `:` typed: a command line with completion.
+    Command {
+        input: String,
+    },
+    /// `/` typed in a table view: the row filter being edited.
+    Filter {
+        input: String,
+    },
+    /// `/` typed in the logs pane: the search being edited.
+    Search {
+        input: String,
+    },
+    Help,
+    Confirm(Confirm),
+    Form(Box<TriggerForm>),
+}
+
+/// A question before a mutating action; `y` runs the commands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confirm {
+    pub prompt: String,
+    pub commands: Vec<Command>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusKind {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    pub text: String,
+    pub kind: StatusKind,
+    pub at: DateTime<Utc>,
+}
+
+/// Columns the jobs table sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobSort {
+    Created,
+    Job,
+    Tenant,
+    Status,
+    Progress,
+    Records,
+    Rate,
+    Failures,
+}
+
+impl JobSort {
+    pub const ALL: [JobSort; 8] = [
+        JobSort::Created,
+        JobSort::Job,
+        JobSort::Tenant,
+        JobSort::Status,
+        JobSort::Progress,
+        JobSort::Records,
+        JobSort::Rate,
+        JobSort::Failures,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            JobSort::Created => "created",
+            JobSort::Job => "job",
+            JobSort::Tenant => "tenant",
+            JobSort::Status => "status",
+            JobSort::Progress => "progress",
+            JobSort::Records => "records",
+            JobSort::Rate => "rate",
+            JobSort::Failures => "failures",
+        }
+    }
+
+    pub fn next(self) -> JobSort {
+        let i = JobSort::ALL.iter().position(|s| *s == self).unwrap_or(0);
+        JobSort::ALL[(i + 1) % JobSort::ALL.len()]
+    }
+}
+
+/// A scrolled list: the selected row and the first row on screen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListState {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+impl ListState {
+    /// Moves by `delta` within `len` rows and keeps the selection inside `height` rows.
+    pub fn step(&mut self, delta: isize, len: usize, height: usize) {
+        if len == 0 {
+            *self = ListState::default();
+            return;
+        }
+        self.selected = self.selected.saturating_add_signed(delta).min(len - 1);
+        self.settle(len, height);
+    }
+
+    pub fn settle(&mut self, len: usize, height: usize) {
+        let height = height.max(1);
+        self.selected = self.selected.min(len.saturating_sub(1));
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + height {
+            self.offset = self.selected + 1 - height;
+        }
+        self.offset = self.offset.min(len.saturating_sub(height));
+    }
+}
+
+/// One tenant's service as the Tenants view lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantRow {
+    pub tenant_id: String,
+    pub display_name: String,
+    pub service: Service,
+    pub enabled: bool,
+    /// The newest job of this tenant's service.
+    pub latest: Option<usize>,
+    /// No completed backfill yet.
+    pub needs_backfill: bool,
+    pub jobs: usize,
+}
+
+/// Recent throughput of one job, from chunk progress events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateMeter {
+    /// (when, records, requests) deltas.
+    samples: VecDeque<(DateTime<Utc>, u64, u64)>,
+    finished: VecDeque<DateTime<Utc>>,
+    last: HashMap<(String, u32), (u64, u32)>,
+    first_seen: Option<DateTime<Utc>>,
+    pub retrying: u32,
+}
+
+/// Rates are averaged over this window.
+const RATE_WINDOW_SECS: i64 = 15;
+/// Chunk completions are counted over this window for the ETA.
+const ETA_WINDOW_SECS: i64 = 120;
+
+impl RateMeter {
+    pub fn progress(&mut self, at: DateTime<Utc>, table: &str, seq: u32, records: u64, pages: u32) {
+        self.first_seen.get_or_insert(at);
+        let (r0, p0) = self
+            .last
+            .insert((table.to_string(), seq), (records, pages))
+            .unwrap_or((0, 0));
+        let dr = records.saturating_sub(r0);
+        let dp = u64::from(pages.saturating_sub(p0));
+        if dr > 0 || dp > 0 {
+            self.samples.push_back((at, dr, dp));
+        }
+        self.prune(at);
+    }
+
+    pub fn chunk_done(&mut self, at: DateTime<Utc>, table: &str, seq: u32) {
+        self.first_seen.get_or_insert(at);
+        self.last.remove(&(table.to_string(), seq));
+        self.finished.push_back(at);
+        self.prune(at);
+    }
+
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        let cut = now - Duration::seconds(RATE_WINDOW_SECS);
+        while self.samples.front().is_some_and(|(t, _, _)| *t < cut) {
+            self.samples.pop_front();
+        }
+        let cut = now - Duration::seconds(ETA_WINDOW_SECS);
+        while self.finished.front().is_some_and(|t| *t < cut) {
+            self.finished.pop_front();
+        }
+    }
+
+    fn span(&self, now: DateTime<Utc>, window: i64) -> f64 {
+        let since = self
+            .first_seen
+            .map_or(window, |f| (now - f).num_seconds().clamp(1, window));
+        since as f64
+    }
+
+    /// Records per second and requests per minute over the last few seconds.
+    pub fn rates(&self, now: DateTime<Utc>) -> (f64, f64) {
+        let span = self.span(now, RATE_WINDOW_SECS);
+        let cut = now - Duration::seconds(RATE_WINDOW_SECS);
+        let (r, p) = self
+            .samples
+            .iter()
+            .filter(|(t, _, _)| *t >= cut)
+            .fold((0, 0), |(r, p), (_, dr, dp)| (r + dr, p + dp));
+        (r as f64 / span, p as f64 * 60.0 / span)
+    }
+
+    /// Time left at the recent pace of chunk completions.
+    pub fn eta(&self, now: DateTime<Utc>, chunks_left: u32) -> Option<Duration> {
+        if chunks_left == 0 || self.finished.is_empty() {
+            return None;
+        }
+        let span = self.span(now, ETA_WINDOW_SECS);
+        let per_sec = self.finished.len() as f64 / span;
+        Some(Duration::seconds(
+            (f64::from(chunks_left) / per_sec).ceil() as i64
+        ))
+    }
+}
+
+/// The console's state.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Never empty: the last route is on screen.
+    pub stack: Vec<Route>,
+    pub mode: Mode,
+    pub snap: Arc<Snapshot>,
+    /// The clock as the last message told it (a fake one in tests).
+    pub now: DateTime<Utc>,
+    pub theme: Theme,
+    pub read_only: bool,
+    pub status: Option<Status>,
+    pub width: u16,
+    pub height: u16,
+    pub tenants: ListState,
+    pub tenant_rows: Vec<TenantRow>,
+    pub tenant_filter: String,
+    pub jobs: ListState,
+    /// Indexes into `snap.jobs`, filtered and sorted: recomputed on change, not per frame.
+    pub job_rows: Vec<usize>,
+    pub job_filter: String,
+    pub sort: JobSort,
+    pub sort_desc: bool,
+    pub marks: BTreeSet<String>,
+    /// Detail view: selected table and chunk index within it.
+    pub detail_table: usize,
+    pub detail_chunk: usize,
+    /// The watched job's chunks grouped by table: name and index range in the chunk list.
+    pub detail_groups: Vec<(String, std::ops::Range<usize>)>,
+    pub health: ListState,
+    /// What needs attention, most severe first (Health view).
+    pub alerts: Vec<(StatusKind, String)>,
+    pub logs: LogPane,
+    pub rates: HashMap<String, RateMeter>,
+    /// Redraw needed.
+    pub dirty: bool,
+    pub quit: bool,
+    pub form_generation: u64,
+    /// Job counts for the header, taken once per snapshot.
+    pub counts: JobCounts,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub total: usize,
+    pub running: usize,
+    /// Failed or completed with errors.
+    pub failed: usize,
+}
+
+/// Default lines the logs pane keeps.
+pub const LOG_CAPACITY: usize = 100_000;
+
+impl App {
+    pub fn new(theme: Theme, read_only: bool, now: DateTime<Utc>) -> App {
+        App {
+            stack: vec![Route::Tenants],
+            mode: Mode::Normal,
+            snap: Arc::new(Snapshot::default()),
+            now,
+            theme,
+            read_only,
+            status: None,
+            width: 120,
+            height: 40,
+            tenants: ListState::default(),
+            tenant_rows: Vec::new(),
+            tenant_filter: String::new(),
+            jobs: ListState::default(),
+            job_rows: Vec::new(),
+            job_filter: String::new(),
+            sort: JobSort::Created,
+            sort_desc: false,
+            marks: BTreeSet::new(),
+            detail_table: 0,
+            detail_chunk: 0,
+            detail_groups: Vec::new(),
+            health: ListState::default(),
+            alerts: Vec::new(),
+            logs: LogPane::new(LOG_CAPACITY),
+            rates: HashMap::new(),
+            dirty: true,
+            quit: false,
+            form_generation: 0,
+            counts: JobCounts::default(),
+        }
+    }
+
+    pub fn route(&self) -> &Route {
+        self.stack.last().expect("the route stack is never empty")
+    }
+
+    pub fn view(&self) -> View {
+        self.route().view()
+    }
+
+    /// Rows of the main table area: the screen less header, borders, column titles, status.
+    pub fn body_rows(&self) -> usize {
+        usize::from(self.height.saturating_sub(5)).max(1)
+    }
+
+    pub fn job(&self, job_id: &str) -> Option<&Job> {
+        self.snap.jobs.iter().find(|j| j.job_id == job_id)
+    }
+
+    /// The job under the cursor: the detail view's, or the selected row of the jobs table.
+    pub fn selected_job(&self) -> Option<&Job> {
+        match self.route() {
+            Route::JobDetail { job_id } => self.job(job_id),
+            Route::Jobs { .. } => self
+                .job_rows
+                .get(self.jobs.selected)
+                .and_then(|&i| self.snap.jobs.get(i)),
+            Route::Tenants => self
+                .tenant_rows
+                .get(self.tenants.selected)
+                .and_then(|r| r.latest)
+                .and_then(|i| self.snap.jobs.get(i)),
+            _ => None,
+        }
+    }
+
+    pub fn set_status(&mut self, kind: StatusKind, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            kind,
+            at: self.now,
+        });
+        self.dirty = true;
+    }
+
+    pub fn running_here(&self, job_id: &str) -> bool {
+        self.snap.running_here.contains(job_id)
+    }
+
+    /// Rebuilds the tenants' rows from the snapshot.
+    pub fn rebuild_tenants(&mut self) {
+        let filter = self.tenant_filter.to_lowercase();
+        let mut rows = Vec::new();
+        for t in self.snap.tenants.iter() {
+            for s in &t.services {
+                let mine = |j: &&Job| j.tenant_id == t.tenant_id && j.service == s.service;
+                let latest = self
+                    .snap
+                    .jobs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, j)| mine(j))
+                    .max_by_key(|(_, j)| j.created_at)
+                    .map(|(i, _)| i);
+                let jobs = self.snap.jobs.iter().filter(mine).count();
+                let needs_backfill = !self
+                    .snap
+                    .jobs
+                    .iter()
+                    .filter(mine)
+                    .any(|j| j.status == JobStatus::Completed);
+                let row = TenantRow {
+                    tenant_id: t.tenant_id.clone(),
+                    display_name: t.display_name.clone(),
+                    service: s.service,
+                    enabled: s.enabled,
+                    latest,
+                    needs_backfill,
+                    jobs,
+                };
+                let text = format!("{} {} {}", row.tenant_id, row.display_name, row.service);
+                if filter.is_empty() || text.to_lowercase().contains(&filter) {
+                    rows.push(row);
+                }
+            }
+        }
+        self.tenant_rows = rows;
+        let h = self.body_rows();
+        self.tenants.settle(self.tenant_rows.len(), h);
+    }
+
+    /// Rebuilds the jobs table's row order from the snapshot, filter and sort, keeping the
+    /// selected job selected.
+    pub fn rebuild_jobs(&mut self) {
+        let keep = self.selected_job_row_id();
+        let scope = self
+            .stack
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                Route::Jobs { scope } => Some(scope.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let filter = self.job_filter.to_lowercase();
+        let jobs = &self.snap.jobs;
+        self.counts = JobCounts {
+            total: jobs.len(),
+            running: jobs
+                .iter()
+                .filter(|j| j.status == JobStatus::Running)
+                .count(),
+            failed: jobs
+                .iter()
+                .filter(|j| matches!(j.status, JobStatus::Failed | JobStatus::CompletedWithErrors))
+                .count(),
+        };
+        let mut rows: Vec<usize> = (0..jobs.len())
+            .filter(|&i| {
+                let j = &jobs[i];
+                scope
+                    .as_ref()
+                    .is_none_or(|(t, s)| j.tenant_id == *t && j.service == *s)
+                    && (filter.is_empty()
+                        || j.job_id.to_lowercase().contains(&filter)
+                        || j.status.as_str().contains(&filter)
+                        || j.tenant_id.to_lowercase().contains(&filter))
+            })
+            .collect();
+        let rate = |i: usize| {
+            self.rates
+                .get(&jobs[i].job_id)
+                .map_or(0.0, |m| m.rates(self.now).0)
+        };
+        match self.sort {
+            // The store lists newest first; "created" keeps that order.
+            JobSort::Created => {}
+            JobSort::Job => rows.sort_by(|&a, &b| jobs[a].job_id.cmp(&jobs[b].job_id)),
+            JobSort::Tenant => rows.sort_by(|&a, &b| {
+                (&jobs[a].tenant_id, jobs[a].service).cmp(&(&jobs[b].tenant_id, jobs[b].service))
+            }),
+            JobSort::Status => rows.sort_by_key(|&i| status_rank(jobs[i].status)),
+            JobSort::Progress => {
+                rows.sort_by(|&a, &b| progress(&jobs[a]).total_cmp(&progress(&jobs[b])))
+            }
+            JobSort::Records => rows.sort_by_key(|&i| std::cmp::Reverse(jobs[i].records)),
+            JobSort::Rate => rows.sort_by(|&a, &b| rate(b).total_cmp(&rate(a))),
+            JobSort::Failures => rows.sort_by_key(|&i| std::cmp::Reverse(jobs[i].failed_chunks)),
+        }
+        if self.sort_desc {
+            rows.reverse();
+        }
+        self.job_rows = rows;
+        if let Some(id) = keep
+            && let Some(pos) = self.job_rows.iter().position(|&i| jobs[i].job_id == id)
+        {
+            self.jobs.selected = pos;
+        }
+        let h = self.body_rows();
+        self.jobs.settle(self.job_rows.len(), h);
+        self.marks.retain(|m| jobs.iter().any(|j| &j.job_id == m));
+    }
+
+    /// Rebuilds the alerts list: open breakers, recent 429s, failed chunks, stalled jobs.
+    pub fn rebuild_alerts(&mut self) {
+        let mut out = Vec::new();
+        if let Some(e) = &self.snap.error {
+            out.push((StatusKind::Error, format!("job store: {e}")));
+        }
+        for h in self.snap.health.iter() {
+            if h.breaker != crate::engine::BreakerState::Closed {
+                out.push((
+                    StatusKind::Error,
+                    format!(
+                        "{} {}: circuit breaker {:?} after {} failure(s){}",
+                        h.tenant_id,
+                        h.service,
+                        h.breaker,
+                        h.consecutive_failures,
+                        h.breaker_reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    )
+                    .replace("HalfOpen", "half-open")
+                    .replace("Open", "open"),
+                ));
+            }
+            if let Some(at) = h.last_429
+                && self.now - at < Duration::seconds(60)
+            {
+                out.push((
+                    StatusKind::Warn,
+                    format!(
+                        "{} {}: rate limited at {} (Retry-After {} ms, {} in all)",
+                        h.tenant_id,
+                        h.service,
+                        at.format("%H:%M:%S"),
+                        h.retry_after_ms.unwrap_or(0),
+                        h.rate_limited_total
+                    ),
+                ));
+            }
+        }
+        const SHOWN: usize = 50;
+        let mut troubled = 0;
+        for j in self.snap.jobs.iter() {
+            let stalled = j.status == JobStatus::Running
+                && !self.running_here(&j.job_id)
+                && self.now - j.updated_at > Duration::minutes(5);
+            let line = if j.failed_chunks > 0 && j.status.is_active() {
+                Some((
+                    StatusKind::Warn,
+                    format!("{}: {} failed chunk(s) so far", j.job_id, j.failed_chunks),
+                ))
+            } else if j.failed_chunks > 0 && j.status != JobStatus::Cancelled {
+                Some((
+                    StatusKind::Error,
+                    format!(
+                        "{}: {} with {} failed chunk(s) (R retries them)",
+                        j.job_id, j.status, j.failed_chunks
+                    ),
+                ))
+            } else if stalled {
+                Some((
+                    StatusKind::Warn,
+                    format!(
+                        "{}: running elsewhere or stalled, no change since {}",
+                        j.job_id,
+                        j.updated_at.format("%Y-%m-%d %H:%M:%S")
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some(line) = line {
+                troubled += 1;
+                if troubled <= SHOWN {
+                    out.push(line);
+                }
+            }
+        }
+        if troubled > SHOWN {
+            out.push((
+                StatusKind::Warn,
+                format!("... and {} more job(s)", troubled - SHOWN),
+            ));
+        }
+        out.sort_by_key(|(k, _)| match k {
+            StatusKind::Error => 0,
+            StatusKind::Warn => 1,
+            StatusKind::Info => 2,
+        });
+        self.alerts = out;
+    }
+
+    fn selected_job_row_id(&self) -> Option<String> {
+        self.job_rows
+            .get(self.jobs.selected)
+            .and_then(|&i| self.snap.jobs.get(i))
+            .map(|j| j.job_id.clone())
+    }
+}
+
+/// Running and troubled jobs first when sorting by status.
+fn status_rank(s: JobStatus) -> u8 {
+    match s {
+        JobStatus::Running => 0,
+        JobStatus::Failed => 1,
+        JobStatus::CompletedWithErrors => 2,
+        JobStatus::Paused => 3,
+        JobStatus::Pending => 4,
+        JobStatus::Cancelled => 5,
+        JobStatus::Completed => 6,
+    }
+}
+
+pub fn progress(j: &Job) -> f64 {
+    if j.total_chunks == 0 {
+        return 0.0;
+    }
+    f64::from(j.completed_chunks + j.failed_chunks) / f64::from(j.total_chunks)
+}

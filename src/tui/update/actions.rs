@@ -1,0 +1,493 @@
+//! Normal-mode actions: navigation, drill-in and back, and the job actions with their
+//! state checks, confirms and read-only refusals.
+
+use super::{Effect, preview};
+use crate::domain::{Chunk, ChunkStatus, Job, JobStatus};
+use crate::engine::handle::Command;
+use crate::tui::action::Action;
+use crate::tui::app::{App, Confirm, Mode, Route, StatusKind, View};
+use crate::tui::form::TriggerForm;
+use crate::tui::logs::{ChunkFilter, next_level};
+
+pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
+    if action.is_mutating() && app.read_only {
+        app.set_status(
+            StatusKind::Warn,
+            format!(
+                "read-only: {} is disabled (started with --read-only)",
+                action.describe()
+            ),
+        );
+        return Vec::new();
+    }
+    let page = app.body_rows() as isize;
+    match action {
+        Action::Quit => {
+            app.quit = true;
+            vec![Effect::Quit]
+        }
+        Action::CommandMode => {
+            app.mode = Mode::Command {
+                input: String::new(),
+            };
+            Vec::new()
+        }
+        Action::Help => {
+            app.mode = Mode::Help;
+            Vec::new()
+        }
+        Action::FilterMode => {
+            app.mode = match app.view() {
+                View::Logs => Mode::Search {
+                    input: app.logs.search.clone().unwrap_or_default(),
+                },
+                View::Tenants => Mode::Filter {
+                    input: app.tenant_filter.clone(),
+                },
+                _ => Mode::Filter {
+                    input: app.job_filter.clone(),
+                },
+            };
+            Vec::new()
+        }
+        Action::Back => back(app),
+        Action::Enter => enter(app),
+        Action::Up => move_by(app, -1),
+        Action::Down => move_by(app, 1),
+        Action::PageUp => move_by(app, -page),
+        Action::PageDown => move_by(app, page),
+        Action::Top => move_by(app, isize::MIN / 2),
+        Action::Bottom => move_by(app, isize::MAX / 2),
+        Action::Left => step_chunk(app, -1),
+        Action::Right => step_chunk(app, 1),
+        Action::NextFailed => jump_failed(app, true),
+        Action::PrevFailed => jump_failed(app, false),
+        Action::Trigger => open_form(app),
+        Action::Resume | Action::RetryFailed | Action::Cancel | Action::Pause => {
+            job_action(app, action)
+        }
+        Action::Mark => {
+            if let Some(id) = app.selected_job().map(|j| j.job_id.clone()) {
+                if !app.marks.remove(&id) {
+                    app.marks.insert(id);
+                }
+                move_by(app, 1);
+            }
+            Vec::new()
+        }
+        Action::ClearMarks => {
+            app.marks.clear();
+            Vec::new()
+        }
+        Action::Logs => open_logs(app),
+        Action::Follow => {
+            app.logs.follow = !app.logs.follow;
+            let on = if app.logs.follow { "on" } else { "off" };
+            app.set_status(StatusKind::Info, format!("follow {on}"));
+            Vec::new()
+        }
+        Action::Wrap => {
+            app.logs.wrap = !app.logs.wrap;
+            let on = if app.logs.wrap { "on" } else { "off" };
+            app.set_status(StatusKind::Info, format!("wrap {on}"));
+            Vec::new()
+        }
+        Action::NextMatch | Action::PrevMatch => {
+            let key = if action == Action::NextMatch {
+                'n'
+            } else {
+                'N'
+            };
+            match app.logs.search.clone() {
+                None => app.set_status(
+                    StatusKind::Warn,
+                    format!("{key}: no search yet; / to search"),
+                ),
+                Some(q) => {
+                    let h = app.body_rows();
+                    if !app.logs.jump(action == Action::NextMatch, h) {
+                        app.set_status(StatusKind::Warn, format!("{key}: no match for '{q}'"));
+                    }
+                }
+            }
+            Vec::new()
+        }
+        Action::LevelFilter => {
+            app.logs.min_level = next_level(app.logs.min_level);
+            app.logs.reindex();
+            let text = match app.logs.min_level {
+                Some(l) => format!("level {l} and above"),
+                None => "every level".into(),
+            };
+            app.set_status(StatusKind::Info, text);
+            Vec::new()
+        }
+        Action::ClearChunkFilter => {
+            if app.logs.chunk.take().is_none() {
+                app.set_status(StatusKind::Warn, "C: no chunk filter to clear");
+            }
+            app.logs.reindex();
+            Vec::new()
+        }
+        Action::Context => {
+            if app.logs.search.is_none() {
+                app.set_status(
+                    StatusKind::Warn,
+                    "x: search first (/), then x keeps matches with context",
+                );
+                return Vec::new();
+            }
+            app.logs.context = match app.logs.context {
+                Some(_) => None,
+                None => Some(2),
+            };
+            app.logs.reindex();
+            Vec::new()
+        }
+        Action::SortNext => {
+            app.sort = app.sort.next();
+            app.rebuild_jobs();
+            app.set_status(StatusKind::Info, format!("sorted by {}", app.sort.label()));
+            Vec::new()
+        }
+        Action::SortReverse => {
+            app.sort_desc = !app.sort_desc;
+            app.rebuild_jobs();
+            Vec::new()
+        }
+    }
+}
+
+fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {
+    let h = app.body_rows();
+    match app.view() {
+        View::Tenants => app.tenants.step(delta, app.tenant_rows.len(), h),
+        View::Jobs => app.jobs.step(delta, app.job_rows.len(), h),
+        View::Health => app.health.step(delta, app.snap.health.len(), h),
+        View::Logs => {
+            if delta == isize::MIN / 2 {
+                app.logs.to_top();
+            } else if delta == isize::MAX / 2 {
+                app.logs.to_bottom();
+            } else {
+                app.logs.scroll(delta, h);
+            }
+        }
+        View::Detail => {
+            let n = app.detail_groups.len();
+            if n > 0 {
+                let t = app
+                    .detail_table
+                    .saturating_add_signed(delta.signum())
+                    .min(n - 1);
+                app.detail_table = t;
+                app.detail_chunk = app
+                    .detail_chunk
+                    .min(app.detail_groups[t].1.len().saturating_sub(1));
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// The watched job's chunks, as the snapshot holds them.
+pub(crate) fn detail_chunks(app: &App) -> &[Chunk] {
+    match app.route() {
+        Route::JobDetail { job_id } => app.snap.chunks.get(job_id).map_or(&[], |c| c.as_slice()),
+        _ => &[],
+    }
+}
+
+/// The chunk under the detail view's cursor.
+pub(crate) fn selected_chunk(app: &App) -> Option<&Chunk> {
+    let (_, range) = app.detail_groups.get(app.detail_table)?;
+    detail_chunks(app)
+        .get(range.start + app.detail_chunk)
+        .filter(|_| app.detail_chunk < range.len())
+}
+
+/// Regroups the watched job's chunks by table after a snapshot or a route change.
+pub(crate) fn settle_detail(app: &mut App) {
+    let mut groups: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    for (i, c) in detail_chunks(app).iter().enumerate() {
+        match groups.last_mut() {
+            Some((t, r)) if *t == c.key.table => r.end = i + 1,
+            _ => groups.push((c.key.table.clone(), i..i + 1)),
+        }
+    }
+    app.detail_groups = groups;
+    app.detail_table = app
+        .detail_table
+        .min(app.detail_groups.len().saturating_sub(1));
+    let len = app
+        .detail_groups
+        .get(app.detail_table)
+        .map_or(0, |(_, r)| r.len());
+    app.detail_chunk = app.detail_chunk.min(len.saturating_sub(1));
+}
+
+fn step_chunk(app: &mut App, delta: isize) -> Vec<Effect> {
+    if let Some((_, r)) = app.detail_groups.get(app.detail_table) {
+        app.detail_chunk = app
+            .detail_chunk
+            .saturating_add_signed(delta)
+            .min(r.len().saturating_sub(1));
+    }
+    Vec::new()
+}
+
+fn jump_failed(app: &mut App, forward: bool) -> Vec<Effect> {
+    let chunks = detail_chunks(app);
+    let at = app
+        .detail_groups
+        .get(app.detail_table)
+        .map_or(0, |(_, r)| r.start + app.detail_chunk);
+    let n = chunks.len();
+    let found = (1..=n)
+        .map(|k| {
+            if forward {
+                (at + k) % n
+            } else {
+                (at + n * 2 - k) % n
+            }
+        })
+        .find(|&i| chunks[i].status == ChunkStatus::Failed);
+    match found {
+        Some(i) => {
+            if let Some(t) = app.detail_groups.iter().position(|(_, r)| r.contains(&i)) {
+                app.detail_table = t;
+                app.detail_chunk = i - app.detail_groups[t].1.start;
+            }
+        }
+        None => app.set_status(StatusKind::Info, "no failed chunk in this job"),
+    }
+    Vec::new()
+}
+
+/// Effects for leaving the detail view: stop watching its chunks.
+pub(super) fn leave_detail(app: &App) -> Vec<Effect> {
+    match app.route() {
+        Route::JobDetail { .. } => vec![Effect::Engine(Command::Watch { job_id: None })],
+        _ => Vec::new(),
+    }
+}
+
+fn back(app: &mut App) -> Vec<Effect> {
+    if app.view() == View::Logs && app.logs.search.is_some() {
+        app.logs.search = None;
+        app.logs.context = None;
+        app.logs.current_match = None;
+        app.logs.reindex();
+        return Vec::new();
+    }
+    if app.stack.len() <= 1 {
+        if !app.tenant_filter.is_empty() {
+            app.tenant_filter.clear();
+            app.rebuild_tenants();
+        } else {
+            app.set_status(StatusKind::Info, "at the top (:quit or Ctrl-C to leave)");
+        }
+        return Vec::new();
+    }
+    let mut effects = leave_detail(app);
+    let left = app.stack.pop();
+    if matches!(left, Some(Route::Jobs { .. })) {
+        app.job_filter.clear();
+    }
+    if let Route::JobDetail { job_id } = app.route() {
+        effects.push(Effect::Engine(Command::Watch {
+            job_id: Some(job_id.clone()),
+        }));
+    }
+    app.rebuild_jobs();
+    settle_detail(app);
+    effects
+}
+
+fn enter(app: &mut App) -> Vec<Effect> {
+    match app.view() {
+        View::Tenants => {
+            let Some(row) = app.tenant_rows.get(app.tenants.selected) else {
+                return Vec::new();
+            };
+            let scope = Some((row.tenant_id.clone(), row.service));
+            app.stack.push(Route::Jobs { scope });
+            app.jobs = Default::default();
+            app.rebuild_jobs();
+            Vec::new()
+        }
+        View::Jobs => {
+            let Some(job_id) = app.selected_job().map(|j| j.job_id.clone()) else {
+                app.set_status(StatusKind::Warn, "Enter: no job selected");
+                return Vec::new();
+            };
+            app.stack.push(Route::JobDetail {
+                job_id: job_id.clone(),
+            });
+            app.detail_table = 0;
+            app.detail_chunk = 0;
+            settle_detail(app);
+            vec![Effect::Engine(Command::Watch {
+                job_id: Some(job_id),
+            })]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn open_logs(app: &mut App) -> Vec<Effect> {
+    let filter = match app.view() {
+        View::Detail => match selected_chunk(app) {
+            Some(c) => ChunkFilter {
+                job_id: c.key.job_id.clone(),
+                table: Some(c.key.table.clone()),
+                seq: Some(c.key.seq),
+            },
+            None => {
+                app.set_status(
+                    StatusKind::Warn,
+                    "l: no chunk selected (the plan is still loading)",
+                );
+                return Vec::new();
+            }
+        },
+        _ => match app.selected_job() {
+            Some(j) => ChunkFilter {
+                job_id: j.job_id.clone(),
+                table: None,
+                seq: None,
+            },
+            None => {
+                app.set_status(StatusKind::Warn, "l: no job selected");
+                return Vec::new();
+            }
+        },
+    };
+    app.logs.chunk = Some(filter);
+    app.logs.follow = true;
+    app.logs.reindex();
+    let effects = leave_detail(app);
+    app.stack.push(Route::Logs);
+    effects
+}
+
+fn open_form(app: &mut App) -> Vec<Effect> {
+    let (tenant, service) = match app.view() {
+        View::Tenants => app
+            .tenant_rows
+            .get(app.tenants.selected)
+            .map_or((None, None), |r| {
+                (Some(r.tenant_id.clone()), Some(r.service))
+            }),
+        _ => app.selected_job().map_or((None, None), |j| {
+            (Some(j.tenant_id.clone()), Some(j.service))
+        }),
+    };
+    let mut form = TriggerForm::new(&app.snap.tenants, tenant.as_deref(), service);
+    if form.choices.is_empty() {
+        app.set_status(StatusKind::Error, "t: no tenant has an enabled service");
+        return Vec::new();
+    }
+    let effects = preview(app, &mut form);
+    app.mode = Mode::Form(Box::new(form));
+    effects
+}
+
+/// Why `action` cannot apply to `job`, if it cannot.
+fn refusal(app: &App, action: Action, job: &Job) -> Option<String> {
+    let id = &job.job_id;
+    let s = job.status;
+    match action {
+        Action::Resume if s.is_terminal() => Some(format!("r: job {id} is {s}; nothing to resume")),
+        Action::Resume if app.running_here(id) => {
+            Some(format!("r: job {id} is already running in this console"))
+        }
+        Action::RetryFailed if job.failed_chunks == 0 => {
+            Some(format!("R: job {id} has no failed chunks"))
+        }
+        Action::Cancel if s.is_terminal() => Some(format!("c: job {id} is already {s}")),
+        Action::Pause if s.is_terminal() => Some(format!("p: job {id} is {s}; nothing to pause")),
+        _ => None,
+    }
+}
+
+fn command_for(action: Action, job: &Job) -> Command {
+    let job_id = job.job_id.clone();
+    match action {
+        Action::Resume => Command::Resume { job_id },
+        Action::RetryFailed => Command::RetryFailed { job_id },
+        Action::Cancel => Command::Cancel { job_id },
+        Action::Pause if job.status == JobStatus::Paused => Command::Unpause { job_id },
+        _ => Command::Pause { job_id },
+    }
+}
+
+fn label(action: Action) -> &'static str {
+    match action {
+        Action::Resume => "Resume",
+        Action::RetryFailed => "Retry the failed chunks of",
+        Action::Cancel => "Cancel",
+        _ => "Pause/unpause",
+    }
+}
+
+fn job_action(app: &mut App, action: Action) -> Vec<Effect> {
+    // Marked jobs take precedence in the jobs view: a bulk action with a confirm.
+    if app.view() == View::Jobs && !app.marks.is_empty() {
+        let marked: Vec<Job> = app
+            .snap
+            .jobs
+            .iter()
+            .filter(|j| app.marks.contains(&j.job_id))
+            .cloned()
+            .collect();
+        let (ok, skipped): (Vec<&Job>, Vec<&Job>) = marked
+            .iter()
+            .partition(|j| refusal(app, action, j).is_none());
+        if ok.is_empty() {
+            app.set_status(
+                StatusKind::Warn,
+                format!(
+                    "{}: none of the {} marked job(s) can take it",
+                    action.describe(),
+                    marked.len()
+                ),
+            );
+            return Vec::new();
+        }
+        let skip = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} marked job(s) skipped: wrong state)", skipped.len())
+        };
+        app.mode = Mode::Confirm(Confirm {
+            prompt: format!("{} {} marked job(s)?{skip}", label(action), ok.len()),
+            commands: ok.iter().map(|j| command_for(action, j)).collect(),
+        });
+        return Vec::new();
+    }
+    let Some(job) = app.selected_job().cloned() else {
+        app.set_status(
+            StatusKind::Warn,
+            format!("{}: no job selected", action.describe()),
+        );
+        return Vec::new();
+    };
+    if let Some(why) = refusal(app, action, &job) {
+        app.set_status(StatusKind::Warn, why);
+        return Vec::new();
+    }
+    if action == Action::Cancel {
+        app.mode = Mode::Confirm(Confirm {
+            prompt: format!(
+                "Cancel job {}? {} of {} chunks are done; the rest will not run.",
+                job.job_id,
+                job.completed_chunks + job.failed_chunks,
+                job.total_chunks
+            ),
+            commands: vec![command_for(action, &job)],
+        });
+        return Vec::new();
+    }
+    vec![Effect::Engine(command_for(action, &job))]
+}

@@ -1,0 +1,236 @@
+//! Job detail: the plan (windows per table) as a heatmap of chunk states, visible before and
+//! during the run, the chunk list of the selected table, and the selected chunk's last error.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
+
+use super::{
+    block, chunk_glyph, chunk_style, clip, fmt_count, fmt_duration, job_status_label,
+    job_status_style, progress_bar,
+};
+use crate::domain::{Chunk, ChunkStatus};
+use crate::tui::app::{App, Route};
+
+/// A chunk waiting for its next attempt after an error.
+fn retrying(c: &Chunk) -> bool {
+    c.status == ChunkStatus::Pending && c.last_error.is_some()
+}
+
+pub fn render(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Route::JobDetail { job_id } = app.route() else {
+        return;
+    };
+    let Some(job) = app.job(job_id) else {
+        let p = Paragraph::new(format!("job {job_id} is not in the store (any more)"))
+            .block(block(t, " Job "));
+        frame.render_widget(p, area);
+        return;
+    };
+    let chunks: &[Chunk] = app.snap.chunks.get(job_id).map_or(&[], |c| c.as_slice());
+    let inner_w = usize::from(area.width.saturating_sub(2));
+    // Heatmap rows: one line per table, more when its chunks outnumber the width.
+    let name_w = 14usize;
+    let per_line = inner_w.saturating_sub(name_w + 1).max(1);
+    let heat_lines: usize = app
+        .detail_groups
+        .iter()
+        .map(|(_, r)| r.len().div_ceil(per_line).max(1))
+        .sum();
+    let heat_h = (heat_lines as u16 + 3).min(area.height / 2).max(4);
+    let err_h = 4;
+    let [summary, heat, list, err] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(heat_h),
+        Constraint::Min(3),
+        Constraint::Length(err_h),
+    ])
+    .areas(area);
+
+    // Summary: who, what, the plan.
+    let mut head = vec![
+        Span::styled(
+            format!("{} {} ", job.tenant_id, job.service),
+            t.fg(t.accent).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            job_status_label(job.status),
+            job_status_style(t, job.status),
+        ),
+        Span::raw("  "),
+    ];
+    head.extend(progress_bar(
+        t,
+        job.completed_chunks,
+        job.failed_chunks,
+        job.total_chunks,
+        16,
+    ));
+    head.push(Span::raw(format!("  {} records", fmt_count(job.records))));
+    if app.running_here(job_id) {
+        head.push(Span::styled("  ● running here", t.fg(t.running)));
+    }
+    let plan = format!(
+        "plan {} · {} d chunks · {} table(s) × {} window(s) · {} attempts max",
+        super::fmt_window(&job.window),
+        job.chunk_size_days,
+        job.tables.len(),
+        job.total_chunks as usize / job.tables.len().max(1),
+        job.max_attempts
+    );
+    let p = Paragraph::new(vec![
+        Line::from(head),
+        Line::from(Span::styled(plan, t.fg(t.muted))),
+    ])
+    .block(block(t, format!(" Job {job_id} ")));
+    frame.render_widget(p, summary);
+
+    // Heatmap.
+    let selected = app
+        .detail_groups
+        .get(app.detail_table)
+        .map(|(_, r)| r.start + app.detail_chunk);
+    let mut lines = Vec::new();
+    let budget = usize::from(heat.height.saturating_sub(3));
+    'tables: for (ti, (table, range)) in app.detail_groups.iter().enumerate() {
+        let slice = &chunks[range.clone()];
+        for (li, part) in slice.chunks(per_line).enumerate() {
+            if lines.len() >= budget {
+                break 'tables;
+            }
+            let name = if li == 0 {
+                clip(table, name_w)
+            } else {
+                String::new()
+            };
+            let name_style = if ti == app.detail_table {
+                t.fg(t.accent).add_modifier(Modifier::BOLD)
+            } else {
+                t.fg(t.fg)
+            };
+            let mut spans = vec![Span::styled(format!("{name:<name_w$} "), name_style)];
+            for (k, c) in part.iter().enumerate() {
+                let idx = range.start + li * per_line + k;
+                let mut style = chunk_style(t, c.status, retrying(c));
+                if Some(idx) == selected {
+                    style = style.add_modifier(Modifier::REVERSED);
+                }
+                spans.push(Span::styled(chunk_glyph(c.status, retrying(c)), style));
+            }
+            lines.push(Line::from(spans));
+        }
+    }
+    if chunks.is_empty() {
+        lines.push(Line::from(Span::styled("loading the plan…", t.fg(t.muted))));
+    }
+    lines.push(Line::from(vec![
+        Span::styled("█ done  ", t.fg(t.ok)),
+        Span::styled("▶ running  ", t.fg(t.running)),
+        Span::styled("· pending  ", t.fg(t.muted)),
+        Span::styled("! retrying  ", t.fg(t.warn)),
+        Span::styled("✗ failed  ", t.fg(t.error)),
+        Span::styled("- cancelled", t.fg(t.muted)),
+    ]));
+    frame.render_widget(
+        Paragraph::new(lines).block(block(t, " Chunks by table ")),
+        heat,
+    );
+
+    // Chunk list of the selected table, scrolled to keep the selection in view.
+    let Some((table, range)) = app.detail_groups.get(app.detail_table) else {
+        frame.render_widget(block(t, " Chunks "), list);
+        frame.render_widget(block(t, " Last error "), err);
+        return;
+    };
+    let rows_h = usize::from(list.height.saturating_sub(3)).max(1);
+    let offset = app.detail_chunk.saturating_sub(rows_h.saturating_sub(1));
+    let rows = chunks[range.clone()]
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(rows_h)
+        .map(|(i, c)| {
+            let dur = match (c.started_at, c.finished_at) {
+                (Some(s), Some(f)) => fmt_duration((f - s).num_seconds()),
+                (Some(s), None) if c.status == ChunkStatus::Running => {
+                    fmt_duration((app.now - s).num_seconds())
+                }
+                _ => "—".into(),
+            };
+            let status = if retrying(c) {
+                "retrying".to_string()
+            } else {
+                c.status.to_string()
+            };
+            let row = Row::new(vec![
+                Cell::from(format!("#{}", c.key.seq)),
+                Cell::from(format!(
+                    "{} → {}",
+                    c.window.start.format("%Y-%m-%d %H:%M"),
+                    c.window.end.format("%Y-%m-%d %H:%M")
+                )),
+                Cell::from(Span::styled(status, chunk_style(t, c.status, retrying(c)))),
+                Cell::from(format!("{}/{}", c.attempts, job.max_attempts)),
+                Cell::from(Line::from(fmt_count(c.checkpoint.records)).right_aligned()),
+                Cell::from(Line::from(dur).right_aligned()),
+                Cell::from(Span::styled(
+                    c.last_error.clone().unwrap_or_default(),
+                    t.fg(t.error),
+                )),
+            ]);
+            if i == app.detail_chunk {
+                row.style(t.selection())
+            } else {
+                row
+            }
+        });
+    let header = Row::new([
+        "SEQ",
+        "WINDOW",
+        "STATUS",
+        "TRIES",
+        "RECORDS",
+        "TIME",
+        "LAST ERROR",
+    ])
+    .style(t.fg(t.accent).add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(5),
+        Constraint::Length(35),
+        Constraint::Length(9),
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Fill(1),
+    ];
+    let title = format!(" {table}: {} chunk(s) ", range.len());
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(block(t, title)),
+        list,
+    );
+    super::highlight_row(frame, t, list, app.detail_chunk - offset);
+
+    // The selected chunk's error in full: the "why" during an incident.
+    let sel = chunks.get(range.start + app.detail_chunk);
+    let (title, text) = match sel {
+        Some(c) => (
+            format!(" {} · l shows its logs ", c.key),
+            match &c.last_error {
+                Some(e) => Line::from(Span::styled(e.clone(), t.fg(t.error))),
+                None => Line::from(Span::styled("no error", t.fg(t.muted))),
+            },
+        ),
+        None => (" Last error ".to_string(), Line::default()),
+    };
+    frame.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(block(t, title)),
+        err,
+    );
+}

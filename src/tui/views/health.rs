@@ -1,0 +1,137 @@
+//! Health: request budget per tenant + service (requests left, last 429, Retry-After),
+//! circuit breaker states, and alerts.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
+
+use super::block;
+use crate::engine::BreakerState;
+use crate::tui::app::{App, StatusKind};
+
+pub fn render(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let health = &app.snap.health;
+    let table_h = (health.len() as u16 + 3).min(area.height / 2).max(4);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(table_h), Constraint::Min(3)]).areas(area);
+    let height = usize::from(top.height.saturating_sub(3));
+    let rows = health
+        .iter()
+        .enumerate()
+        .skip(app.health.offset)
+        .take(height)
+        .map(|(i, h)| {
+            let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
+            let left = h.requests_left();
+            let left_style = match (left, h.limit_per_minute) {
+                (Some(l), Some(lim)) if l * 10 < u64::from(lim) => t.fg(t.warn),
+                _ => t.fg(t.fg),
+            };
+            let breaker = match h.breaker {
+                BreakerState::Closed => Span::styled("closed", t.fg(t.ok)),
+                BreakerState::HalfOpen => Span::styled("half-open", t.fg(t.warn)),
+                BreakerState::Open => {
+                    Span::styled("OPEN", t.fg(t.error).add_modifier(Modifier::BOLD))
+                }
+            };
+            let last = h
+                .last_429
+                .map_or("—".to_string(), |at| at.format("%H:%M:%S").to_string());
+            let row = Row::new(vec![
+                Cell::from(h.tenant_id.clone()),
+                Cell::from(h.service.as_str()),
+                Cell::from(
+                    Line::from(h.limit_per_minute.map_or("none".into(), |l| l.to_string()))
+                        .right_aligned(),
+                ),
+                Cell::from(Line::from(h.used_last_minute.to_string()).right_aligned()),
+                Cell::from(Line::from(Span::styled(opt(left), left_style)).right_aligned()),
+                Cell::from(Span::styled(
+                    last,
+                    if h.last_429.is_some() {
+                        t.fg(t.warn)
+                    } else {
+                        t.fg(t.muted)
+                    },
+                )),
+                Cell::from(
+                    Line::from(
+                        h.retry_after_ms
+                            .map_or("—".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+                    )
+                    .right_aligned(),
+                ),
+                Cell::from(breaker),
+                Cell::from(Line::from(h.consecutive_failures.to_string()).right_aligned()),
+            ]);
+            if i == app.health.selected {
+                row.style(t.selection())
+            } else {
+                row
+            }
+        });
+    let header = Row::new([
+        "TENANT", "SERVICE", "LIMIT/M", "USED/M", "LEFT", "LAST 429", "RETRY", "BREAKER", "FAILS",
+    ])
+    .style(t.fg(t.accent).add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(10),
+        Constraint::Length(11),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(9),
+        Constraint::Length(5),
+    ];
+    let title = " Rate budget and breakers per tenant · service ";
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(block(t, title)),
+        top,
+    );
+    if !health.is_empty() {
+        super::highlight_row(
+            frame,
+            t,
+            top,
+            app.health.selected.saturating_sub(app.health.offset),
+        );
+    }
+
+    let rows = usize::from(bottom.height.saturating_sub(2));
+    let mut lines: Vec<Line> = app
+        .alerts
+        .iter()
+        .take(rows)
+        .map(|(kind, text)| {
+            let (mark, color) = match kind {
+                StatusKind::Error => ("✗ ", t.error),
+                StatusKind::Warn => ("! ", t.warn),
+                StatusKind::Info => ("· ", t.info),
+            };
+            Line::from(vec![
+                Span::styled(mark, t.fg(color)),
+                Span::styled(text.clone(), t.fg(color)),
+            ])
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "✓ nothing needs attention",
+            t.fg(t.ok),
+        )));
+    }
+    let title = format!(" Alerts ({}) ", app.alerts.len());
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(block(t, title)),
+        bottom,
+    );
+}

@@ -1,0 +1,162 @@
+//! Jobs: a sortable table with progress bars, records, current rates, ETA and failures.
+//! Only the rows on screen are built, so 10 jobs and 10,000 draw in the same time.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, Table};
+
+use super::{
+    block, fmt_count, fmt_duration, fmt_rate, job_status_label, job_status_short, job_status_style,
+    progress_bar,
+};
+use crate::domain::JobStatus;
+use crate::tui::app::{App, Route};
+
+pub fn render(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    // Below 140 columns tenant and service are read from the job id.
+    let full = area.width >= 140;
+    let narrow = area.width < 100;
+    let bar = if narrow { 3 } else { 10 };
+    let scope = match app.route() {
+        Route::Jobs {
+            scope: Some((tn, s)),
+        } => format!(" {tn}/{s}"),
+        _ => String::new(),
+    };
+    let filter = if app.job_filter.is_empty() {
+        String::new()
+    } else {
+        format!(" /{}", app.job_filter)
+    };
+    let marks = if app.marks.is_empty() {
+        String::new()
+    } else {
+        format!(" · {} marked", app.marks.len())
+    };
+    let title = format!(
+        " Jobs{scope} ({}){filter} · sort {}{}{marks} ",
+        app.job_rows.len(),
+        app.sort.label(),
+        if app.sort_desc { " ↑" } else { "" }
+    );
+    let height = usize::from(area.height.saturating_sub(3));
+    let rows = app
+        .job_rows
+        .iter()
+        .enumerate()
+        .skip(app.jobs.offset)
+        .take(height)
+        .filter_map(|(i, &ji)| app.snap.jobs.get(ji).map(|j| (i, j)))
+        .map(|(i, j)| {
+            let meter = app.rates.get(&j.job_id);
+            let active = j.status == JobStatus::Running;
+            let (rps, rpm) = meter
+                .filter(|_| active)
+                .map_or((0.0, 0.0), |m| m.rates(app.now));
+            let left = j
+                .total_chunks
+                .saturating_sub(j.completed_chunks + j.failed_chunks);
+            let eta = meter
+                .filter(|_| active)
+                .and_then(|m| m.eta(app.now, left))
+                .map_or("—".to_string(), |d| fmt_duration(d.num_seconds()));
+            let marked = app.marks.contains(&j.job_id);
+            let here = app.running_here(&j.job_id);
+            let mark = match (marked, here) {
+                (true, _) => Span::styled("✓", t.fg(t.mark).add_modifier(Modifier::BOLD)),
+                (false, true) => Span::styled("●", t.fg(t.running)),
+                _ => Span::raw(" "),
+            };
+            let retrying = meter.map_or(0, |m| m.retrying);
+            let fail = if j.failed_chunks > 0 {
+                Span::styled(
+                    j.failed_chunks.to_string(),
+                    t.fg(t.error).add_modifier(Modifier::BOLD),
+                )
+            } else if retrying > 0 && active {
+                Span::styled(format!("↻{retrying}"), t.fg(t.warn))
+            } else {
+                Span::styled("0", t.fg(t.muted))
+            };
+            // Narrow screens keep the mark in the id's cell: every column counts there.
+            let mut cells = if narrow {
+                vec![Cell::from(Line::from(vec![
+                    mark,
+                    Span::raw(j.job_id.clone()),
+                ]))]
+            } else {
+                vec![Cell::from(mark), Cell::from(j.job_id.clone())]
+            };
+            if full {
+                cells.push(Cell::from(j.tenant_id.clone()));
+                cells.push(Cell::from(j.service.as_str()));
+            }
+            cells.push(Cell::from(Span::styled(
+                if narrow {
+                    job_status_short(j.status)
+                } else {
+                    job_status_label(j.status)
+                },
+                job_status_style(t, j.status),
+            )));
+            cells.push(Cell::from(Line::from(progress_bar(
+                t,
+                j.completed_chunks,
+                j.failed_chunks,
+                j.total_chunks,
+                bar,
+            ))));
+            cells.push(Cell::from(Line::from(fmt_count(j.records)).right_aligned()));
+            if !narrow {
+                cells.push(Cell::from(Line::from(fmt_rate(rps)).right_aligned()));
+                cells.push(Cell::from(Line::from(fmt_rate(rpm)).right_aligned()));
+            }
+            cells.push(Cell::from(Line::from(eta).right_aligned()));
+            cells.push(Cell::from(Line::from(fail).right_aligned()));
+            let row = Row::new(cells);
+            if i == app.jobs.selected {
+                row.style(t.selection())
+            } else {
+                row
+            }
+        });
+    let (mut header, mut widths) = if narrow {
+        (vec![" JOB"], vec![Constraint::Fill(1)])
+    } else {
+        (
+            vec!["", "JOB"],
+            vec![Constraint::Length(1), Constraint::Fill(1)],
+        )
+    };
+    if full {
+        header.extend(["TENANT", "SERVICE"]);
+        widths.extend([Constraint::Length(10), Constraint::Length(11)]);
+    }
+    header.extend([
+        "STATUS",
+        "PROGRESS",
+        if narrow { "RECS" } else { "RECORDS" },
+    ]);
+    widths.extend([
+        Constraint::Length(if narrow { 9 } else { 18 }),
+        Constraint::Length(bar as u16 + 8),
+        Constraint::Length(if narrow { 6 } else { 7 }),
+    ]);
+    if !narrow {
+        header.extend(["REC/S", "REQ/M"]);
+        widths.extend([Constraint::Length(6), Constraint::Length(6)]);
+    }
+    header.extend(["ETA", "FAIL"]);
+    widths.extend([Constraint::Length(5), Constraint::Length(4)]);
+    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block(t, title));
+    frame.render_widget(table, area);
+    if !app.job_rows.is_empty() {
+        super::highlight_row(frame, t, area, app.jobs.selected - app.jobs.offset);
+    }
+}

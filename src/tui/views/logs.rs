@@ -1,0 +1,154 @@
+//! Logs pane: the filtered lines of the ring buffer, newest at the bottom when following,
+//! search matches highlighted, optional wrapping. Draws only the lines that fit.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::block;
+use crate::tui::app::App;
+use crate::tui::logs::{Level, LogRecord, match_ranges};
+use crate::tui::theme::Theme;
+
+fn level_style(t: &Theme, l: Level) -> Style {
+    match l {
+        Level::Error => t.fg(t.error).add_modifier(Modifier::BOLD),
+        Level::Warn => t.fg(t.warn),
+        Level::Info => t.fg(t.info),
+        Level::Debug | Level::Trace => t.fg(t.muted),
+    }
+}
+
+fn line<'a>(t: &Theme, r: &'a LogRecord, query: Option<&str>, current: bool) -> Line<'a> {
+    let mut spans = vec![
+        Span::styled(format!("{:<8} ", r.time), t.fg(t.muted)),
+        Span::styled(format!("{:<5} ", r.level.as_str()), level_style(t, r.level)),
+    ];
+    let text: &str = &r.text;
+    let ranges = query.map(|q| match_ranges(text, q)).unwrap_or_default();
+    let mut at = 0;
+    let hl = if current {
+        t.highlight()
+            .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+    } else {
+        t.highlight()
+    };
+    for (s, e) in ranges {
+        if s > at {
+            spans.push(Span::styled(&text[at..s], t.fg(t.fg)));
+        }
+        spans.push(Span::styled(&text[s..e], hl));
+        at = e;
+    }
+    if at < text.len() {
+        spans.push(Span::styled(&text[at..], t.fg(t.fg)));
+    }
+    Line::from(spans)
+}
+
+/// Screen rows a line takes when wrapped at `width`.
+fn rows_of(r: &LogRecord, width: usize) -> usize {
+    let len = 15 + r.text.chars().count();
+    len.div_ceil(width.max(1)).max(1)
+}
+
+pub fn render(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let pane = &app.logs;
+    let height = usize::from(area.height.saturating_sub(2));
+    let width = usize::from(area.width.saturating_sub(2));
+    let mut title = vec![format!(" Logs: {}", short(&pane.source_name))];
+    if let Some(c) = &pane.chunk {
+        title.push(format!("chunk {}", c.label()));
+    }
+    if let Some(l) = pane.min_level {
+        title.push(format!("level ≥ {l}"));
+    }
+    if let Some(q) = &pane.search {
+        let pos = pane
+            .match_position()
+            .map_or(String::new(), |p| format!("{p}/"));
+        title.push(format!("/{q} ({pos}{} matches)", pane.match_count()));
+    }
+    if let Some(n) = pane.context {
+        title.push(format!("matches ±{n}"));
+    }
+    title.push(format!("{} lines", pane.shown_len()));
+    if pane.follow {
+        title.push("following".into());
+    }
+    if pane.wrap {
+        title.push("wrap".into());
+    }
+    let title = format!("{} ", title.join(" · "));
+
+    // The lines to draw: from the bottom up when following, else from `top` down.
+    let n = pane.shown_len();
+    let mut ids = Vec::with_capacity(height);
+    if pane.follow {
+        let mut used = 0;
+        let mut i = n;
+        while i > 0 && used < height {
+            i -= 1;
+            let id = pane.shown_id(i).expect("index in range");
+            used += if pane.wrap {
+                pane.ring.get(id).map_or(1, |r| rows_of(r, width))
+            } else {
+                1
+            };
+            ids.push(id);
+        }
+        ids.reverse();
+    } else {
+        let mut used = 0;
+        let mut i = pane.top.min(n.saturating_sub(1));
+        while i < n && used < height {
+            let id = pane.shown_id(i).expect("index in range");
+            used += if pane.wrap {
+                pane.ring.get(id).map_or(1, |r| rows_of(r, width))
+            } else {
+                1
+            };
+            ids.push(id);
+            i += 1;
+        }
+    }
+    let query = pane.search.as_deref();
+    let mut lines: Vec<Line> = ids
+        .iter()
+        .filter_map(|&id| {
+            pane.ring
+                .get(id)
+                .map(|r| line(t, r, query, pane.current_match == Some(id)))
+        })
+        .collect();
+    if lines.is_empty() {
+        let why = match &pane.source_error {
+            Some(e) => e.clone(),
+            None if pane.ring.is_empty() => "no log lines yet".into(),
+            None => "no line passes the filters (C clears the chunk filter, L the level)".into(),
+        };
+        lines.push(Line::from(Span::styled(why, t.fg(t.muted))));
+    }
+    let mut p = Paragraph::new(lines).block(block(t, title));
+    if pane.wrap {
+        p = p.wrap(Wrap { trim: false });
+        // Following with wrap: keep the newest row at the bottom.
+        if pane.follow {
+            let rows: usize = ids
+                .iter()
+                .filter_map(|&id| pane.ring.get(id))
+                .map(|r| rows_of(r, width))
+                .sum();
+            p = p.scroll((rows.saturating_sub(height) as u16, 0));
+        }
+    }
+    frame.render_widget(p, area);
+}
+
+/// The file name of a path-like source name.
+fn short(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}

@@ -1,0 +1,203 @@
+//! Overlays drawn over the current view: the `?` help, confirms, and the trigger form with
+//! its plan preview.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+use super::{block, centered, clip, fmt_duration};
+use crate::engine::handle::Target;
+use crate::tui::action::help_for;
+use crate::tui::app::{App, Confirm};
+use crate::tui::form::{Field, TriggerForm};
+use crate::tui::update::view_name;
+
+pub fn help(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let bindings = help_for(app.view());
+    // One column when it fits, else two side by side with shortened texts.
+    let columns = if bindings.len() as u16 + 3 <= area.height {
+        1
+    } else {
+        2
+    };
+    let width = if columns == 1 { 76 } else { area.width };
+    let per_col = bindings.len().div_ceil(columns);
+    let h = (per_col as u16 + 3).min(area.height);
+    let rect = centered(area, width, h);
+    let col_w = usize::from(rect.width.saturating_sub(2)) / columns;
+    let entry = |b: &crate::tui::action::Binding| {
+        let off = if b.action.is_mutating() && app.read_only {
+            " (off)"
+        } else {
+            ""
+        };
+        let text = clip(&format!("{}{off}", b.help), col_w.saturating_sub(11));
+        vec![
+            Span::styled(
+                format!("{:>8}  ", b.label),
+                t.fg(t.accent).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                format!("{text:<w$}", w = col_w.saturating_sub(10)),
+                t.fg(if off.is_empty() { t.fg } else { t.warn }),
+            ),
+        ]
+    };
+    let mut lines: Vec<Line> = (0..per_col)
+        .map(|row| {
+            let mut spans = Vec::new();
+            for c in 0..columns {
+                if let Some(b) = bindings.get(c * per_col + row) {
+                    spans.extend(entry(b));
+                }
+            }
+            Line::from(spans)
+        })
+        .collect();
+    lines.push(Line::from(Span::styled(
+        "any key closes this help",
+        t.fg(t.muted),
+    )));
+    frame.render_widget(Clear, rect);
+    let title = format!(" Keys: {} view ", view_name(app.view()));
+    frame.render_widget(
+        Paragraph::new(lines).block(block(t, title)).style(t.text()),
+        rect,
+    );
+}
+
+pub fn confirm(frame: &mut Frame, app: &App, area: Rect, c: &Confirm) {
+    let t = &app.theme;
+    let rect = centered(area, 70, 7);
+    frame.render_widget(Clear, rect);
+    let lines = vec![
+        Line::from(Span::styled(
+            c.prompt.clone(),
+            t.fg(t.fg).add_modifier(Modifier::BOLD),
+        )),
+        Line::default(),
+        Line::from(vec![
+            Span::styled("y", t.fg(t.ok).add_modifier(Modifier::BOLD)),
+            Span::raw(" / Enter: yes    "),
+            Span::styled("n", t.fg(t.error).add_modifier(Modifier::BOLD)),
+            Span::raw(" / Esc: no"),
+        ]),
+    ];
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .block(block(t, " Confirm "))
+        .style(t.text());
+    frame.render_widget(p, rect);
+}
+
+pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
+    let t = &app.theme;
+    let mut lines = Vec::new();
+    for field in Field::ALL {
+        let focused = f.focus == field;
+        let value = match field {
+            Field::Tenant => f.tenant_id().unwrap_or("—").to_string(),
+            Field::Service => f.service().map_or("—".into(), |s| s.to_string()),
+            Field::Tables => f.tables.clone(),
+            Field::Start => f.start.clone(),
+            Field::End => f.end.clone(),
+            Field::ChunkDays => f.chunk_days.clone(),
+            Field::Target => match f.target {
+                Target::Local => "local (in this console)".into(),
+                Target::Cloud => "cloud".into(),
+            },
+        };
+        let placeholder = match field {
+            Field::Tables => "every table, priority first",
+            Field::Start => "default: end minus the lookback",
+            Field::End => "default: now (frozen into the job)",
+            Field::ChunkDays => "default: tenant or service setting",
+            _ => "",
+        };
+        let shown = if value.is_empty() {
+            Span::styled(placeholder, t.fg(t.muted))
+        } else {
+            Span::styled(value, t.fg(t.fg))
+        };
+        let label_style = if focused {
+            t.fg(t.accent).add_modifier(Modifier::BOLD)
+        } else {
+            t.fg(t.muted)
+        };
+        let (open, close) = if field.is_choice() {
+            ("‹ ", " ›")
+        } else {
+            ("", "")
+        };
+        lines.push(Line::from(vec![
+            Span::styled(if focused { "▶ " } else { "  " }, t.fg(t.accent)),
+            Span::styled(format!("{:<18}", field.label()), label_style),
+            Span::styled(open, t.fg(t.muted)),
+            shown,
+            Span::styled(close, t.fg(t.muted)),
+            if focused && !field.is_choice() {
+                Span::styled("▏", t.fg(t.accent))
+            } else {
+                Span::raw("")
+            },
+        ]));
+    }
+    if let Some(tables) = f.service().and_then(|s| app.snap.tables.get(&s)) {
+        lines.push(Line::from(Span::styled(
+            format!("  tables: {}", tables.join(", ")),
+            t.fg(t.muted),
+        )));
+    }
+    lines.push(Line::default());
+    match &f.preview {
+        None => lines.push(Line::from(Span::styled("  planning…", t.fg(t.muted)))),
+        Some(Err(e)) => lines.push(Line::from(Span::styled(format!("  ✗ {e}"), t.fg(t.error)))),
+        Some(Ok(p)) => {
+            lines.push(Line::from(vec![
+                Span::styled("  plan  ", t.fg(t.accent).add_modifier(Modifier::BOLD)),
+                Span::raw(p.window.clone()),
+            ]));
+            let per_table = p
+                .tables
+                .iter()
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            lines.push(Line::from(format!(
+                "        {} chunk(s): {per_table}",
+                p.chunks
+            )));
+            let duration = match (p.duration_secs, p.rate_per_minute) {
+                (Some(s), Some(r)) => format!(
+                    "at least {} at {r} requests/min",
+                    fmt_duration(s.ceil() as i64)
+                ),
+                _ => "no rate limit configured".into(),
+            };
+            lines.push(Line::from(format!(
+                "        ≥ {} API calls · {duration}",
+                p.api_calls
+            )));
+            for w in &p.first_windows {
+                lines.push(Line::from(Span::styled(
+                    format!("        {w}"),
+                    t.fg(t.muted),
+                )));
+            }
+        }
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        "  Tab ↑↓ field · ←→ choose · type to edit · Enter confirm · Esc close",
+        t.fg(t.muted),
+    )));
+    let rect = centered(area, 78, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    let p = Paragraph::new(lines)
+        .block(block(t, " Trigger a backfill "))
+        .style(t.text());
+    frame.render_widget(p, rect);
+}

@@ -1,0 +1,259 @@
+//! Every console view drawn on ratatui's TestBackend at 80x24 and 120x40 with fixed data and
+//! a fake clock (insta snapshots), plus the colours of key cells, which text cannot show.
+
+use avesa_console::tui::app::{App, Route};
+use avesa_console::tui::fixtures;
+use avesa_console::tui::{Msg, Theme, update, views};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+fn keys(app: &mut App, keys: &str) {
+    for c in keys.chars() {
+        let code = match c {
+            '\n' => KeyCode::Enter,
+            '\t' => KeyCode::Tab,
+            '→' => KeyCode::Right,
+            c => KeyCode::Char(c),
+        };
+        update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+}
+
+fn draw(app: &App, w: u16, h: u16) -> Buffer {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| views::render(f, app)).unwrap();
+    term.backend().buffer().clone()
+}
+
+fn text(buf: &Buffer) -> String {
+    let area = buf.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        let mut line = String::new();
+        for x in 0..area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A demo console at `w` x `h` after `setup` keys.
+fn console(theme: Theme, w: u16, h: u16, setup: &str) -> App {
+    let mut app = fixtures::app(theme);
+    update(
+        &mut app,
+        Msg::Resize {
+            width: w,
+            height: h,
+        },
+    );
+    keys(&mut app, setup);
+    app.status = None;
+    app
+}
+
+fn snapshot_each_size(name: &str, setup: &str) {
+    for (w, h) in SIZES {
+        let app = console(Theme::default(), w, h, setup);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), text(&draw(&app, w, h)));
+    }
+}
+
+#[test]
+fn tenants_view() {
+    snapshot_each_size("tenants", "");
+}
+
+#[test]
+fn jobs_view() {
+    snapshot_each_size("jobs", ":jobs\n");
+}
+
+#[test]
+fn job_detail_view_with_a_failed_chunk_selected() {
+    snapshot_each_size("detail", ":jobs\n\nn");
+}
+
+#[test]
+fn logs_view_with_a_search() {
+    snapshot_each_size("logs", ":logs\n/injected\n");
+}
+
+#[test]
+fn health_view() {
+    snapshot_each_size("health", ":health\n");
+}
+
+#[test]
+fn help_overlay() {
+    snapshot_each_size("help", ":jobs\n?");
+}
+
+#[test]
+fn cancel_confirm() {
+    snapshot_each_size("confirm", ":jobs\nc");
+}
+
+#[test]
+fn trigger_form_with_its_plan_preview() {
+    use avesa_console::tui::app::Mode;
+    use avesa_console::tui::form::PreviewSummary;
+    for (w, h) in SIZES {
+        let mut app = console(
+            Theme::default(),
+            w,
+            h,
+            "t\t\ttickets\t2025-01-01\t2025-03-01",
+        );
+        if let Mode::Form(form) = &mut app.mode {
+            form.preview = Some(Ok(PreviewSummary {
+                window: "[2025-01-01T00:00:00Z, 2025-03-01T00:00:00Z)".into(),
+                chunks: 2,
+                tables: vec![("tickets".into(), 2)],
+                api_calls: 2,
+                duration_secs: Some(0.6),
+                rate_per_minute: Some(200),
+                first_windows: vec![
+                    "[2025-01-01T00:00:00Z, 2025-01-31T00:00:00Z)".into(),
+                    "[2025-01-31T00:00:00Z, 2025-03-01T00:00:00Z)".into(),
+                ],
+            }));
+        }
+        insta::assert_snapshot!(format!("form_{w}x{h}"), text(&draw(&app, w, h)));
+    }
+}
+
+#[test]
+fn read_only_is_shown_in_the_header() {
+    let mut app = console(Theme::default(), 120, 40, "");
+    app.read_only = true;
+    let t = text(&draw(&app, 120, 40));
+    assert!(t.lines().next().unwrap().contains("READ-ONLY"), "{t}");
+    assert!(t.lines().last().unwrap().starts_with("read-only"), "{t}");
+}
+
+/// Cells whose symbol is `s`, with their position.
+fn cells<'a>(
+    buf: &'a Buffer,
+    s: &'a str,
+) -> impl Iterator<Item = (u16, u16, &'a ratatui::buffer::Cell)> + 'a {
+    let area = buf.area;
+    (0..area.height).flat_map(move |y| {
+        (0..area.width).filter_map(move |x| {
+            let c = &buf[(x, y)];
+            (c.symbol() == s).then_some((x, y, c))
+        })
+    })
+}
+
+/// The first cell where `needle` starts on screen.
+fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    let t = text(buf);
+    t.lines().enumerate().find_map(|(y, line)| {
+        line.find(needle)
+            .map(|byte| (line[..byte].chars().count() as u16, y as u16))
+    })
+}
+
+#[test]
+fn a_failed_chunk_is_drawn_in_the_themes_error_colour() {
+    for name in Theme::names() {
+        let theme = Theme::built_in(name).unwrap();
+        let app = console(theme.clone(), 120, 40, ":jobs\n\n");
+        let buf = draw(&app, 120, 40);
+        let failed: Vec<_> = cells(&buf, "✗").collect();
+        // The heatmap's failed chunk and the legend.
+        assert!(failed.len() >= 2, "{name}");
+        for (x, y, c) in failed {
+            assert_eq!(c.fg, theme.error, "{name}: ✗ at {x},{y}");
+        }
+        // The chunk table's "failed" status cell too.
+        let (x, y) = find(&buf, "failed    3/3").unwrap();
+        assert_eq!(buf[(x, y)].fg, theme.error, "{name}");
+        // Done chunks in ok, the running one in running.
+        let (_, y, _) = cells(&buf, "✗").next().unwrap();
+        let row: Vec<_> = (0..120).map(|x| &buf[(x, y)]).collect();
+        assert!(
+            row.iter().any(|c| c.symbol() == "█" && c.fg == theme.ok),
+            "{name}"
+        );
+        assert!(
+            row.iter()
+                .any(|c| c.symbol() == "▶" && c.fg == theme.running),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn status_colours_selection_and_search_matches() {
+    let theme = Theme::default();
+    let app = console(theme.clone(), 120, 40, ":jobs\n");
+    let buf = draw(&app, 120, 40);
+    let (x, y) = find(&buf, "completed (errors)").unwrap();
+    assert_eq!(buf[(x, y)].fg, theme.warn);
+    let (x, y) = find(&buf, "backfill_acme_connectwise_20240101").unwrap();
+    assert_eq!(buf[(x, y)].bg, theme.selection_bg, "the selected row");
+    let line = text(&buf).lines().nth(y as usize).unwrap().to_string();
+    let x = line[..line.find("running").unwrap()].chars().count() as u16;
+    assert_eq!(
+        buf[(x, y)].fg,
+        theme.selection_fg,
+        "selection wins over the status colour"
+    );
+
+    let app = console(theme.clone(), 120, 40, ":logs\n/injected\n");
+    let buf = draw(&app, 120, 40);
+    let (x, y) = find(&buf, "Injected").unwrap();
+    assert_eq!(buf[(x, y)].bg, theme.match_bg, "a match is highlighted");
+    assert_eq!(buf[(x + 8, y)].bg, Color::Reset, "and only the match");
+
+    let app = console(theme.clone(), 120, 40, ":health\n");
+    let buf = draw(&app, 120, 40);
+    let (x, y) = find(&buf, "OPEN").unwrap();
+    assert_eq!(buf[(x, y)].fg, theme.error);
+}
+
+#[test]
+fn no_color_draws_without_colours() {
+    let theme = Theme::default().no_color();
+    for setup in [
+        "",
+        ":jobs\n",
+        ":jobs\n\n",
+        ":logs\n/injected\n",
+        ":health\n",
+    ] {
+        let app = console(theme.clone(), 120, 40, setup);
+        let buf = draw(&app, 120, 40);
+        for c in buf.content() {
+            assert_eq!(
+                (c.fg, c.bg),
+                (Color::Reset, Color::Reset),
+                "{setup:?}: {:?}",
+                c.symbol()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_route_stack_is_the_breadcrumb_trail() {
+    let app = console(Theme::default(), 120, 40, "\n\nnl");
+    assert_eq!(app.route(), &Route::Logs);
+    let t = text(&draw(&app, 120, 40));
+    let header = t.lines().next().unwrap();
+    assert!(
+        header.contains(
+            "tenants › jobs acme/connectwise › backfill_acme_connectwise_20240101 › logs"
+        ),
+        "{header}"
+    );
+}

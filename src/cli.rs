@@ -88,6 +88,9 @@ pub struct ConsoleArgs {
     /// Colour theme: dark (default), light, high-contrast, or a .toml file; NO_COLOR turns colour off.
     #[arg(long, env = "AVESA_THEME")]
     pub theme: Option<String>,
+    /// With --cloud: the cloud deployment's jobs, dispatched to Step Functions, with their CloudWatch Logs.
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -9,6 +9,7 @@
 pub mod lambda;
 pub mod logs;
 pub mod message;
+pub mod ops;
 pub mod s3;
 pub mod sfn;
 pub mod worker;

@@ -80,6 +80,8 @@ impl FromStr for ChunkRef {
 /// Which lines to read: one job, optionally one of its chunks, at or above a level.
 #[derive(Clone, Debug)]
 pub struct LogQuery {
+    /// Empty: every line, whatever job it names (the console following the whole local
+    /// file). CloudWatch Logs is only ever read for one job.
     pub job_id: String,
     pub chunk: Option<ChunkRef>,
     pub min_level: Level,
@@ -92,6 +94,11 @@ impl LogQuery {
             chunk: None,
             min_level: Level::Trace,
         }
+    }
+
+    /// Every line of the log, with or without a job.
+    pub fn every_job() -> Self {
+        LogQuery::job("")
     }
 }
 
@@ -169,7 +176,7 @@ impl LogLine {
 
     pub fn matches(&self, q: &LogQuery) -> bool {
         self.level >= q.min_level
-            && self.job_id() == Some(q.job_id.as_str())
+            && (q.job_id.is_empty() || self.job_id() == Some(q.job_id.as_str()))
             && q.chunk
                 .as_ref()
                 .is_none_or(|c| self.chunk().as_ref() == Some(c))
@@ -201,6 +208,8 @@ impl LogLine {
 pub struct LogCursor {
     /// Local files: bytes already read.
     pub(crate) offset: u64,
+    /// Local files: a first read happened (a tailing reader starts near the end only once).
+    pub(crate) started: bool,
     /// CloudWatch: the newest event time read (ms since the epoch), and the ids of the events
     /// read at that millisecond (a later query starts there again and skips them).
     pub(crate) after_ms: i64,
@@ -263,6 +272,9 @@ mod tests {
         q.chunk = Some("tickets#2".parse().unwrap());
         assert!(a.matches(&q) && !b.matches(&q));
         assert!(!a.matches(&LogQuery::job("j")), "job ids match exactly");
+        let other = LogLine::parse(r#"{"level":"INFO","message":"sandbox up"}"#).unwrap();
+        assert!(other.matches(&LogQuery::every_job()) && a.matches(&LogQuery::every_job()));
+        assert!(!other.matches(&LogQuery::job("j1")));
         let text = a.render();
         assert!(
             text.starts_with("2026-01-01T10:00:00.123Z INFO  chunk succeeded"),

@@ -154,7 +154,7 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
 
     // The console opens on the tenants of the demo workspace.
     tmux.wait_for("the tenants view", long, |s| {
-        s.contains("Tenants (3)") && s.contains("acme") && s.contains("needs backfill")
+        s.contains("Tenants (7)") && s.contains("acme") && s.contains("needs backfill")
     });
 
     // t: the form, preset to the selected tenant; fill in tables and dates.

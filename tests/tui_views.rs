@@ -139,6 +139,24 @@ fn read_only_is_shown_in_the_header() {
     assert!(t.lines().last().unwrap().starts_with("read-only"), "{t}");
 }
 
+#[test]
+fn cloud_mode_is_shown_in_the_header_and_its_logs_pane_asks_for_a_job() {
+    let mut app = console(Theme::default(), 120, 40, ":logs\n");
+    app.cloud = avesa_console::tui::app::CloudMode::On;
+    app.logs = avesa_console::tui::logs::LogPane::new(100);
+    app.logs.source_name = "CloudWatch Logs group /avesa/backfill".into();
+    app.logs.per_job = true;
+    let t = text(&draw(&app, 120, 40));
+    assert!(t.lines().next().unwrap().contains("CLOUD"), "{t}");
+    assert!(
+        t.contains("Logs: CloudWatch Logs group /avesa/backfill"),
+        "{t}"
+    );
+    assert!(t.contains("cloud logs are read one job at a time"), "{t}");
+    let local = text(&draw(&console(Theme::default(), 120, 40, ""), 120, 40));
+    assert!(!local.lines().next().unwrap().contains("CLOUD"), "{local}");
+}
+
 /// Cells whose symbol is `s`, with their position.
 fn cells<'a>(
     buf: &'a Buffer,

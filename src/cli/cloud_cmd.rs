@@ -16,10 +16,10 @@ use super::{
     output,
 };
 use crate::cloud::logs::{CloudWatchLogSource, CurrentJobs};
-use crate::cloud::sfn::{Dispatcher, ExecutionInfo, ExecutionInput, Started};
+use crate::cloud::ops;
+use crate::cloud::sfn::{Dispatcher, ExecutionInfo, Started};
 use crate::cloud::worker::{Worker, WorkerOptions};
 use crate::cloud::{CloudSettings, Setting, aws_config};
-use crate::domain::JobStatus;
 use crate::engine::planner::Plan;
 use crate::engine::{Engine, EngineOptions};
 use crate::logs::{LocalLogSource, LogCursor, LogQuery, LogSource};
@@ -52,27 +52,18 @@ pub async fn trigger(args: &TriggerArgs, plan: &Plan) -> Result<ExitCode> {
     let settings = args.cloud.settings.settings();
     let store = runtime::open_cloud_store(&settings).await?;
     let dispatcher = dispatcher(&settings).await?;
-    let (job, chunks) = plan.to_job(Utc::now());
-    let outcome = store.create_job(job, chunks, plan.end_is_default).await?;
-    let job = outcome.job();
-    let mut input = ExecutionInput::new(&job.job_id, args.lanes, args.heartbeat_seconds);
-    if let Some(n) = args.max_iterations {
-        input.max_iterations = n.max(1);
-    }
-    // A job found active may already have moved on to a continuation: start only when it has
-    // no execution yet, else report the newest (and say so when it has ended).
-    let (started, ended) = match dispatcher.latest(&job.job_id).await? {
-        Some(latest) if matches!(outcome, CreateOutcome::Existing(_)) => {
-            let ended = (!latest.is_running()).then(|| latest.status.clone());
-            let started = Started {
-                arn: latest.arn,
-                name: latest.name,
-                existing: true,
-            };
-            (started, ended)
-        }
-        _ => (dispatcher.start(&input).await?, None),
+    // The console's `t` does the same (`cloud::ops`).
+    let options = ops::LaneOptions {
+        lanes: args.lanes,
+        heartbeat_seconds: args.heartbeat_seconds,
+        max_iterations: args.max_iterations,
     };
+    let ops::Triggered {
+        outcome,
+        execution: started,
+        ended,
+    } = ops::trigger(store.as_ref(), &dispatcher, plan, options, Utc::now()).await?;
+    let job = outcome.job();
     if args.output == Output::Json {
         outln!(
             "{}",
@@ -161,13 +152,9 @@ pub async fn cancel(args: &CancelArgs) -> Result<ExitCode> {
     cancel_in(store.as_ref(), &args.job_id).await?;
     if settings.state_machine_arn.is_some() {
         let dispatcher = dispatcher(&settings).await?;
-        if let Some(e) = dispatcher.latest(&args.job_id).await?
-            && e.is_running()
-        {
-            dispatcher
-                .stop(&e.arn, "cancelled with `avesa-console cancel`")
-                .await?;
-            outln!("stopped execution {}", e.name);
+        let cause = "cancelled with `avesa-console cancel`";
+        if let Some(name) = ops::stop_execution(&dispatcher, &args.job_id, cause).await? {
+            outln!("stopped execution {name}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -179,32 +166,29 @@ pub async fn resume(args: &ResumeArgs) -> Result<ExitCode> {
     let settings = args.cloud.settings.settings();
     let store = runtime::open_cloud_store(&settings).await?;
     let dispatcher = dispatcher(&settings).await?;
-    let job = store
-        .get_job(&args.job_id)
-        .await?
-        .ok_or_else(|| eyre!("job '{}' not found", args.job_id))?;
-    let latest = dispatcher.latest(&job.job_id).await?;
-    if let Some(e) = latest.as_ref().filter(|e| e.is_running()) {
-        outln!("execution {} is running; nothing to resume", e.name);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.retry_failed {
-        let n = store.retry_failed(&job.job_id, Utc::now()).await?;
-        eprintln!("{n} failed chunk(s) of {} will be tried again", job.job_id);
-    } else if job.status == JobStatus::Paused {
-        store
-            .set_job_status(&job.job_id, JobStatus::Pending, Utc::now())
-            .await?;
-    } else if job.status.is_terminal() {
-        outln!("job {} is {}; nothing to resume", job.job_id, job.status);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let started = match &latest {
-        Some(previous) => dispatcher.start_next(&job.job_id, previous).await?,
-        None => {
-            dispatcher
-                .start(&ExecutionInput::new(&job.job_id, 1, 60))
-                .await?
+    // The console's `r`, `R` and unpause do the same (`cloud::ops`).
+    let resumed = ops::resume(
+        store.as_ref(),
+        &dispatcher,
+        &args.job_id,
+        args.retry_failed,
+        Utc::now(),
+    )
+    .await?;
+    let started = match resumed {
+        ops::Resumed::Running { execution } => {
+            outln!("execution {execution} is running; nothing to resume");
+            return Ok(ExitCode::SUCCESS);
+        }
+        ops::Resumed::Ended { status } => {
+            outln!("job {} is {status}; nothing to resume", args.job_id);
+            return Ok(ExitCode::SUCCESS);
+        }
+        ops::Resumed::Started { execution, retried } => {
+            if let Some(n) = retried {
+                eprintln!("{n} failed chunk(s) of {} will be tried again", args.job_id);
+            }
+            execution
         }
     };
     print_execution(&started);

@@ -28,6 +28,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let args = super::ConsoleArgs {
                 read_only: args.read_only || cli.console.read_only,
                 theme: args.theme.or(cli.console.theme),
+                cloud: if args.cloud.cloud {
+                    args.cloud
+                } else {
+                    cli.console.cloud
+                },
             };
             super::console::run(&global, &ws, args).await
         }

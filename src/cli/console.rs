@@ -1,16 +1,108 @@
-//! `avesa-console` on a terminal: wires the engine behind its handle, the local log file
-//! and the theme, then hands the screen to the console.
+//! `avesa-console` on a terminal: wires the engine behind its handle, the log feed and the
+//! theme, then hands the screen to the console.
+//!
+//! Two modes. By default the workspace's jobs, run in this process, and its
+//! `logs/engine.jsonl`. With `--cloud` (and the `AVESA_CLOUD_*` settings `trigger --cloud`
+//! reads) the deployment's jobs from DynamoDB, dispatched to Step Functions the way
+//! `trigger|cancel|resume --cloud` do, and their CloudWatch Logs. The flag is explicit, as for
+//! every other command: settings left in a shell never turn a local console into a cloud one.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use color_eyre::eyre::{Result, WrapErr, eyre};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
 use super::{ConsoleArgs, GlobalArgs, runtime};
-use crate::engine::EngineOptions;
+use crate::cloud::logs::CloudWatchLogSource;
+use crate::cloud::ops::ConsoleDispatch;
+use crate::cloud::sfn::Dispatcher;
+use crate::cloud::{CloudSettings, Setting, aws_config};
+use crate::config::Config;
+use crate::domain::Service;
 use crate::engine::handle::{EngineHandle, RefreshPolicy};
-use crate::tui::logs::JsonlFile;
+use crate::engine::{Engine, EngineOptions, SourceProvider};
+use crate::logs::LocalLogSource;
+use crate::logs::local::{BATCH_BYTES, TAIL_BYTES};
+use crate::sink::RawSink;
+use crate::sources::Source;
+use crate::tui::app::CloudMode;
+use crate::tui::logs::LogFeed;
 use crate::tui::{ConsoleOptions, Theme};
 use crate::workspace::Workspace;
+
+/// What the console needs of a cloud deployment: the job tables, the state machine and the
+/// log group (the queue and bucket are the workers' business).
+const CLOUD_NEEDS: [Setting; 3] = [
+    Setting::TablePrefix,
+    Setting::StateMachineArn,
+    Setting::LogGroup,
+];
+
+/// Each missing setting, naming its flag and variable.
+fn missing(settings: &CloudSettings) -> Vec<String> {
+    CLOUD_NEEDS
+        .iter()
+        .filter_map(|s| settings.require(*s).err().map(|e| e.to_string()))
+        .collect()
+}
+
+/// What choosing cloud in a local console says.
+fn why_not_cloud(settings: &CloudSettings) -> String {
+    let missing = missing(settings);
+    if missing.is_empty() {
+        "this console shows the workspace's jobs; start it with --cloud to dispatch and watch \
+         cloud jobs"
+            .into()
+    } else {
+        format!(
+            "not configured: {}; then start the console with --cloud",
+            missing.join("; ")
+        )
+    }
+}
+
+/// The cloud console runs nothing itself: its jobs run on the deployment's workers.
+struct NoLocalRuns;
+
+impl SourceProvider for NoLocalRuns {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+        Err(format!(
+            "the cloud console does not run {service} for {tenant_id} itself; workers do"
+        ))
+    }
+}
+
+/// Handle and log feed of a cloud console.
+async fn wire_cloud(
+    ws: &Workspace,
+    config: Arc<Config>,
+    settings: &CloudSettings,
+) -> Result<(EngineHandle, LogFeed)> {
+    let store = runtime::open_cloud_store(settings).await?;
+    let aws = aws_config().await;
+    let dispatcher = Dispatcher::new(
+        aws_sdk_sfn::Client::new(&aws),
+        settings.require(Setting::StateMachineArn)?,
+    );
+    let engine = Engine::new(
+        config.clone(),
+        store.clone(),
+        RawSink::local(&ws.data_dir())?,
+        Arc::new(NoLocalRuns),
+        EngineOptions::default(),
+    );
+    let handle = EngineHandle::spawn_cloud(
+        engine,
+        config,
+        RefreshPolicy::default(),
+        Arc::new(ConsoleDispatch::new(store, dispatcher)),
+    );
+    let logs = CloudWatchLogSource::new(
+        aws_sdk_cloudwatchlogs::Client::new(&aws),
+        settings.require(Setting::LogGroup)?,
+    );
+    Ok((handle, LogFeed::per_job(Arc::new(logs))))
+}
 
 pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
@@ -23,24 +115,49 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Resu
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         theme = theme.no_color();
     }
+    let settings = args.cloud.settings.settings();
+    // Settings are checked before the terminal: a console that cannot start says why plainly.
+    if args.cloud.cloud {
+        let missing = missing(&settings);
+        if !missing.is_empty() {
+            bail!("console --cloud needs {}", missing.join("; "));
+        }
+    }
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err(eyre!(
             "the console needs a terminal and stdout is not one; `avesa-console summary` prints the summary as text"
         ));
     }
     runtime::init_file_logging(ws)?;
-    let wired = runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
-    let handle = EngineHandle::spawn(wired.engine, config, RefreshPolicy::default());
-    let logs = JsonlFile::new(ws.logs_dir().join("engine.jsonl"));
+    // Kept alive while the console runs: the sandbox a local console may start.
+    let mut _wired = None;
+    let (handle, logs, cloud) = if args.cloud.cloud {
+        let (handle, logs) = wire_cloud(ws, config, &settings).await?;
+        (handle, logs, CloudMode::On)
+    } else {
+        let wired =
+            runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
+        let handle = EngineHandle::spawn(wired.engine.clone(), config, RefreshPolicy::default());
+        _wired = Some(wired);
+        let logs =
+            LocalLogSource::tailing(ws.logs_dir().join("engine.jsonl"), TAIL_BYTES, BATCH_BYTES);
+        let why = why_not_cloud(&settings);
+        (
+            handle,
+            LogFeed::every_job(Arc::new(logs)),
+            CloudMode::Off { why },
+        )
+    };
     let mut snapshot = handle.snapshot();
     crate::tui::run(
         handle,
-        Box::new(logs),
+        logs,
         ConsoleOptions {
             read_only: args.read_only,
             theme,
             themes_dir: Some(themes_dir),
             log_capacity: crate::tui::app::LOG_CAPACITY,
+            cloud,
         },
     )
     .await
@@ -56,4 +173,31 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Resu
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_console_says_which_cloud_settings_are_missing() {
+        let none = CloudSettings::default();
+        let why = why_not_cloud(&none);
+        for var in [
+            "AVESA_CLOUD_TABLE_PREFIX",
+            "AVESA_CLOUD_STATE_MACHINE_ARN",
+            "AVESA_CLOUD_LOG_GROUP",
+        ] {
+            assert!(why.contains(var), "{why}");
+        }
+        assert!(!why.contains("AVESA_CLOUD_BUCKET"), "{why}");
+        let all = CloudSettings {
+            table_prefix: Some("p".into()),
+            state_machine_arn: Some("arn".into()),
+            log_group: Some("g".into()),
+            ..CloudSettings::default()
+        };
+        assert!(missing(&all).is_empty());
+        assert!(why_not_cloud(&all).contains("--cloud"));
+    }
 }

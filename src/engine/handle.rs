@@ -4,6 +4,9 @@
 //! Front ends (the console) never touch the store: they send commands and read snapshots.
 //! The snapshot is rebuilt from the store when events say something changed (at most every
 //! `min_refresh`) and at a modest interval anyway, since other processes share the store.
+//!
+//! In cloud mode (`spawn_cloud`) the engine's store is the deployment's, and trigger,
+//! cancel and resume go to a `CloudDispatch` (`cloud`) instead of tasks of this process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,12 +22,16 @@ use crate::domain::{Chunk, Job, JobStatus, Service};
 use crate::engine::BreakerState;
 use crate::store::JobFilter;
 
+mod cloud;
+
+pub use cloud::CloudDispatch;
+
 /// Where a triggered job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     /// Tokio tasks in this process.
     Local,
-    /// Dispatched to cloud workers (not configured yet).
+    /// Dispatched to cloud workers through Step Functions (a handle in cloud mode).
     Cloud,
 }
 
@@ -188,6 +195,26 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts the task that owns `engine`. Needs a tokio runtime.
     pub fn spawn(engine: Engine, config: Arc<Config>, policy: RefreshPolicy) -> EngineHandle {
+        EngineHandle::start(engine, config, policy, None)
+    }
+
+    /// As `spawn`, in cloud mode: `engine`'s store is the cloud deployment's, and trigger,
+    /// cancel, resume, retry and unpause go to `cloud` (nothing runs in this process).
+    pub fn spawn_cloud(
+        engine: Engine,
+        config: Arc<Config>,
+        policy: RefreshPolicy,
+        cloud: Arc<dyn CloudDispatch>,
+    ) -> EngineHandle {
+        EngineHandle::start(engine, config, policy, Some(cloud))
+    }
+
+    fn start(
+        engine: Engine,
+        config: Arc<Config>,
+        policy: RefreshPolicy,
+        cloud: Option<Arc<dyn CloudDispatch>>,
+    ) -> EngineHandle {
         // Commands come from key presses: a short queue is plenty, and a full one pushes
         // back on the sender instead of growing.
         let (tx, rx) = mpsc::channel(32);
@@ -198,7 +225,8 @@ impl EngineHandle {
         };
         let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
         let events = engine.inner.events.clone();
-        let owner = Owner::new(engine, config.clone(), snap_tx, policy);
+        let mut owner = Owner::new(engine, config.clone(), snap_tx, policy);
+        owner.cloud = cloud;
         tokio::spawn(owner.run(rx));
         EngineHandle {
             commands: tx,
@@ -411,6 +439,8 @@ struct Owner {
     jobs: Arc<Vec<Job>>,
     done_tx: mpsc::Sender<String>,
     done_rx: Option<mpsc::Receiver<String>>,
+    /// Cloud mode: where trigger, cancel and resume go.
+    cloud: Option<Arc<dyn CloudDispatch>>,
 }
 
 impl Owner {
@@ -433,6 +463,7 @@ impl Owner {
             jobs: Arc::new(Vec::new()),
             done_tx,
             done_rx: Some(done_rx),
+            cloud: None,
         }
     }
 
@@ -447,8 +478,26 @@ impl Owner {
             tokio::select! {
                 envelope = commands.recv() => {
                     let Some(Envelope { command, reply }) = envelope else { return };
-                    let answer = self.execute(command).await;
-                    let _ = reply.send(answer);
+                    let routed = self
+                        .cloud
+                        .as_ref()
+                        .and_then(|c| cloud::route(c, &self.config, &command, Utc::now()));
+                    match routed {
+                        Some(call) => {
+                            // Answered from its own task; the finished call marks the
+                            // snapshot stale through `done` like a finished run.
+                            let done = self.done_tx.clone();
+                            let job_id = command.job_id().unwrap_or_default().to_string();
+                            tokio::spawn(async move {
+                                let _ = reply.send(call.await);
+                                let _ = done.send(job_id).await;
+                            });
+                        }
+                        None => {
+                            let answer = self.execute(command).await;
+                            let _ = reply.send(answer);
+                        }
+                    }
                     dirty = true;
                 }
                 event = events.recv() => {
@@ -541,7 +590,7 @@ impl Owner {
             Command::Trigger { request, target } => {
                 if target == Target::Cloud {
                     return Err(HandleError::Refused(
-                        "cloud dispatch is not configured".into(),
+                        "cloud dispatch is not configured: start the console with --cloud".into(),
                     ));
                 }
                 let plan = planner::plan(&self.config, &request, now)

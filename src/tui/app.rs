@@ -273,6 +273,25 @@ impl RateMeter {
     }
 }
 
+/// Which jobs the console shows and where `t` sends a backfill.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloudMode {
+    /// The workspace's jobs, run in this process; `why` says what choosing cloud needs (the
+    /// missing settings, or `--cloud`).
+    Off { why: String },
+    /// The cloud deployment's jobs (DynamoDB); trigger, cancel and resume go to Step
+    /// Functions as `trigger|cancel|resume --cloud` do, and logs come from CloudWatch Logs.
+    On,
+}
+
+impl Default for CloudMode {
+    fn default() -> Self {
+        CloudMode::Off {
+            why: "start the console with --cloud to dispatch and watch cloud jobs".into(),
+        }
+    }
+}
+
 /// The console's state.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -284,6 +303,7 @@ pub struct App {
     pub now: DateTime<Utc>,
     pub theme: Theme,
     pub read_only: bool,
+    pub cloud: CloudMode,
     pub status: Option<Status>,
     pub width: u16,
     pub height: u16,
@@ -335,6 +355,7 @@ impl App {
             now,
             theme,
             read_only,
+            cloud: CloudMode::default(),
             status: None,
             width: 120,
             height: 40,
@@ -402,6 +423,10 @@ impl App {
             at: self.now,
         });
         self.dirty = true;
+    }
+
+    pub fn is_cloud(&self) -> bool {
+        self.cloud == CloudMode::On
     }
 
     pub fn running_here(&self, job_id: &str) -> bool {

@@ -6,12 +6,12 @@
 //! lines arrive or a filter changes, never while drawing: a frame only reads the lines on
 //! screen.
 
-pub mod source;
+pub mod feed;
 
 use std::collections::VecDeque;
 use std::fmt;
 
-pub use source::{JsonlFile, LogError, LogSource, parse_line};
+pub use feed::{LogFeed, record};
 
 /// Severity, ordered from least to most severe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -187,6 +187,9 @@ pub struct LogPane {
     after_left: usize,
     /// Where the lines come from (shown in the title).
     pub source_name: String,
+    /// The source is read one job at a time (CloudWatch Logs): without a job filter the pane
+    /// says how to choose one.
+    pub per_job: bool,
     pub source_error: Option<String>,
 }
 
@@ -207,6 +210,7 @@ impl LogPane {
             recent: VecDeque::new(),
             after_left: 0,
             source_name: String::new(),
+            per_job: false,
             source_error: None,
         }
     }

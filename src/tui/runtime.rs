@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures::StreamExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use super::app::App;
-use super::logs::LogSource;
+use super::app::{App, CloudMode};
+use super::logs::LogFeed;
 use super::terminal;
 use super::theme::Theme;
 use super::update::{Effect, Msg, update};
@@ -31,22 +31,23 @@ pub struct ConsoleOptions {
     pub themes_dir: Option<PathBuf>,
     /// Log lines kept in memory.
     pub log_capacity: usize,
+    /// Local jobs, or the cloud deployment's (the handle and the log feed must agree).
+    pub cloud: CloudMode,
 }
 
 /// Messages waiting for the loop; producers wait when it is full instead of piling up.
 const QUEUE: usize = 256;
 /// The shortest time between two frames (about 30 per second at most).
 const FRAME: Duration = Duration::from_millis(33);
-/// Log files are looked at this often.
-const LOG_POLL: Duration = Duration::from_millis(250);
 
 /// Runs the console until `:quit` or Ctrl-C.
 pub async fn run(
     handle: EngineHandle,
-    mut logs: Box<dyn LogSource>,
+    mut logs: LogFeed,
     options: ConsoleOptions,
 ) -> Result<(), ConsoleError> {
     let logs_name = logs.name();
+    let per_job = logs.is_per_job();
     let (mut term, _guard) = terminal::enter()?;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     let mut tasks = Vec::new();
@@ -103,10 +104,15 @@ pub async fn run(
             }
         }
     }));
-    // Log lines.
+    // Log lines. The job the pane is filtered to comes from the model after each update: a
+    // feed read per job (CloudWatch) reads that one.
+    let (focus_tx, mut focus) = watch::channel(None::<String>);
     let lines = tx.clone();
     tasks.push(tokio::spawn(async move {
         loop {
+            if focus.has_changed().unwrap_or(false) {
+                logs.focus(focus.borrow_and_update().as_deref());
+            }
             let msg = match logs.poll().await {
                 Ok(batch) if batch.is_empty() => None,
                 Ok(batch) => Some(Msg::Logs(batch)),
@@ -118,9 +124,19 @@ pub async fn run(
             {
                 return;
             }
-            // A full batch means more is waiting: read on without a pause.
+            // A batch means more may be waiting: read on without a pause. A new focus is
+            // read at once.
             if !more {
-                tokio::time::sleep(LOG_POLL).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(logs.poll_every()) => {}
+                    changed = focus.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let job = focus.borrow_and_update().clone();
+                        logs.focus(job.as_deref());
+                    }
+                }
             }
         }
     }));
@@ -138,8 +154,10 @@ pub async fn run(
     }));
 
     let mut app = App::new(options.theme, options.read_only, Utc::now());
+    app.cloud = options.cloud;
     app.logs = super::logs::LogPane::new(options.log_capacity);
     app.logs.source_name = logs_name;
+    app.logs.per_job = per_job;
     let size = term.size()?;
     update(
         &mut app,
@@ -215,6 +233,10 @@ pub async fn run(
         }
         if app.quit {
             break;
+        }
+        let job = app.logs.chunk.as_ref().map(|c| c.job_id.clone());
+        if *focus_tx.borrow() != job {
+            focus_tx.send_replace(job);
         }
         // At most one frame per FRAME: a burst of events costs one draw, not hundreds.
         if app.dirty && last_draw.elapsed() >= FRAME {

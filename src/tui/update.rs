@@ -3,6 +3,8 @@
 
 mod actions;
 #[cfg(test)]
+mod cloud_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action;
-use super::app::{App, Confirm, Mode, Route, StatusKind, View};
+use super::app::{App, CloudMode, Confirm, Mode, Route, StatusKind, View};
 use super::form::{PreviewSummary, TriggerForm};
 use super::logs::LogRecord;
 use super::theme::Theme;
@@ -521,9 +523,25 @@ fn submit_form(app: &mut App, form: TriggerForm) -> Vec<Effect> {
         }
     };
     let target = form.target;
+    // Where the job can go depends on how the console was started: refused here, with what
+    // to do about it, rather than by the engine after a confirm.
+    let refused = match (target, &app.cloud) {
+        (Target::Cloud, CloudMode::Off { why }) => Some(format!("t: cloud: {why}")),
+        (Target::Local, CloudMode::On) => Some(
+            "t: local: this console watches the cloud deployment (--cloud); run local jobs \
+             in a console started without --cloud"
+                .to_string(),
+        ),
+        _ => None,
+    };
+    if let Some(why) = refused {
+        app.set_status(StatusKind::Error, why);
+        app.mode = Mode::Form(Box::new(form));
+        return Vec::new();
+    }
     let where_ = match target {
         Target::Local => "here",
-        Target::Cloud => "in the cloud",
+        Target::Cloud => "in the cloud (a Step Functions execution)",
     };
     app.mode = Mode::Confirm(Confirm {
         prompt: format!(

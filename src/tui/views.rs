@@ -75,6 +75,8 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
         .map(|at| format!("· {} UTC ", at.format("%H:%M:%S")))
         .unwrap_or_default();
     let badge = if app.read_only { " READ-ONLY " } else { "" };
+    // Cloud mode says so: the same keys act on another deployment's jobs.
+    let cloud = if app.is_cloud() { " CLOUD " } else { "" };
     // The breadcrumbs matter most: the right side gives way when space is short.
     let room = usize::from(area.width).saturating_sub(17 + crumbs.chars().count());
     let right_text = [
@@ -84,9 +86,18 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
         String::new(),
     ]
     .into_iter()
-    .find(|r| r.chars().count() + badge.len() <= room)
+    .find(|r| r.chars().count() + badge.len() + cloud.len() <= room)
     .unwrap_or_default();
     let mut right = vec![Span::raw(right_text)];
+    if app.is_cloud() {
+        right.push(Span::styled(
+            cloud,
+            Style::new()
+                .fg(t.header_fg)
+                .bg(t.info)
+                .add_modifier(Modifier::BOLD),
+        ));
+    }
     if app.read_only {
         right.push(Span::styled(
             badge,

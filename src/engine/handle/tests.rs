@@ -22,7 +22,7 @@ impl SourceProvider for NoSources {
     }
 }
 
-fn handle(dir: &Path) -> EngineHandle {
+fn engine(dir: &Path) -> (Engine, Arc<Config>) {
     let config =
         Arc::new(Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap());
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
@@ -34,11 +34,17 @@ fn handle(dir: &Path) -> EngineHandle {
         Arc::new(NoSources),
         EngineOptions::default(),
     );
-    let policy = RefreshPolicy {
-        idle: Duration::from_millis(50),
-        min_refresh: Duration::from_millis(10),
-    };
-    EngineHandle::spawn(engine, config, policy)
+    (engine, config)
+}
+
+const POLICY: RefreshPolicy = RefreshPolicy {
+    idle: Duration::from_millis(50),
+    min_refresh: Duration::from_millis(10),
+};
+
+fn handle(dir: &Path) -> EngineHandle {
+    let (engine, config) = engine(dir);
+    EngineHandle::spawn(engine, config, POLICY)
 }
 
 fn request() -> PlanRequest {
@@ -87,7 +93,7 @@ async fn commands_run_jobs_and_the_snapshot_follows() {
     assert_eq!(
         cloud,
         Err(HandleError::Refused(
-            "cloud dispatch is not configured".into()
+            "cloud dispatch is not configured: start the console with --cloud".into()
         ))
     );
 
@@ -170,4 +176,102 @@ async fn commands_run_jobs_and_the_snapshot_follows() {
         matches!(missing, Err(HandleError::Refused(_))),
         "{missing:?}"
     );
+}
+
+/// A cloud that writes down what it was asked.
+#[derive(Default)]
+struct FakeCloud {
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl CloudDispatch for FakeCloud {
+    async fn trigger(&self, plan: &Plan) -> Result<String, String> {
+        let (job, _) = plan.to_job(Utc::now());
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("trigger {}", job.job_id));
+        Ok(format!("started {}", job.job_id))
+    }
+    async fn cancel(&self, job_id: &str) -> Result<String, String> {
+        self.calls.lock().unwrap().push(format!("cancel {job_id}"));
+        Err(format!("job {job_id} is already completed"))
+    }
+    async fn resume(&self, job_id: &str, retry_failed: bool) -> Result<String, String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("resume {job_id} retry={retry_failed}"));
+        Ok(format!("resumed {job_id}"))
+    }
+}
+
+#[tokio::test]
+async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, config) = engine(dir.path());
+    let cloud = Arc::new(FakeCloud::default());
+    let h = EngineHandle::spawn_cloud(engine, config, POLICY, cloud.clone());
+    let id = "backfill_acme_connectwise_20250101";
+
+    let local = h
+        .send(Command::Trigger {
+            request: request(),
+            target: Target::Local,
+        })
+        .await;
+    assert!(
+        matches!(&local, Err(HandleError::Refused(m)) if m.contains("without --cloud")),
+        "{local:?}"
+    );
+    let started = h
+        .send(Command::Trigger {
+            request: request(),
+            target: Target::Cloud,
+        })
+        .await;
+    assert_eq!(started, Ok(format!("started {id}")));
+    let mut bad = request();
+    bad.tenant_id = "nobody".into();
+    let refused = h
+        .send(Command::Trigger {
+            request: bad,
+            target: Target::Cloud,
+        })
+        .await;
+    assert!(refused.is_err(), "a plan that cannot be made goes nowhere");
+    for command in [
+        Command::Cancel { job_id: id.into() },
+        Command::Resume { job_id: id.into() },
+        Command::RetryFailed { job_id: id.into() },
+        Command::Unpause { job_id: id.into() },
+    ] {
+        let _ = h.send(command).await;
+    }
+    assert_eq!(
+        *cloud.calls.lock().unwrap(),
+        [
+            format!("trigger {id}"),
+            format!("cancel {id}"),
+            format!("resume {id} retry=false"),
+            format!("resume {id} retry=true"),
+            format!("resume {id} retry=false"),
+        ]
+    );
+    let cancel = h.send(Command::Cancel { job_id: id.into() }).await;
+    assert_eq!(
+        cancel,
+        Err(HandleError::Refused(format!(
+            "job {id} is already completed"
+        ))),
+        "the cloud's refusal reaches the status bar"
+    );
+    // Pausing is a store write, as locally; nothing ever runs in this process.
+    let paused = h.send(Command::Pause { job_id: id.into() }).await;
+    assert!(
+        matches!(&paused, Err(HandleError::Refused(m)) if m.contains("not found")),
+        "{paused:?}"
+    );
+    assert!(h.snapshot().borrow().running_here.is_empty());
 }

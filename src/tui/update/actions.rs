@@ -384,6 +384,9 @@ fn open_form(app: &mut App) -> Vec<Effect> {
         }),
     };
     let mut form = TriggerForm::new(&app.snap.tenants, tenant.as_deref(), service);
+    if app.is_cloud() {
+        form.target = crate::engine::handle::Target::Cloud;
+    }
     if form.choices.is_empty() {
         app.set_status(StatusKind::Error, "t: no tenant has an enabled service");
         return Vec::new();
@@ -480,10 +483,15 @@ fn job_action(app: &mut App, action: Action) -> Vec<Effect> {
     if action == Action::Cancel {
         app.mode = Mode::Confirm(Confirm {
             prompt: format!(
-                "Cancel job {}? {} of {} chunks are done; the rest will not run.",
+                "Cancel job {}? {} of {} chunks are done; the rest will not run{}.",
                 job.job_id,
                 job.completed_chunks + job.failed_chunks,
-                job.total_chunks
+                job.total_chunks,
+                if app.is_cloud() {
+                    ", and its Step Functions execution is stopped"
+                } else {
+                    ""
+                }
             ),
             commands: vec![command_for(action, &job)],
         });

@@ -127,6 +127,10 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     if lines.is_empty() {
         let why = match &pane.source_error {
             Some(e) => e.clone(),
+            None if pane.per_job && pane.chunk.is_none() => {
+                "cloud logs are read one job at a time: l on a job or a chunk shows its lines"
+                    .into()
+            }
             None if pane.ring.is_empty() => "no log lines yet".into(),
             None => "no line passes the filters (C clears the chunk filter, L the level)".into(),
         };
@@ -148,7 +152,11 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(p, area);
 }
 
-/// The file name of a path-like source name.
+/// The file name of a path-like source name; a described one (`CloudWatch Logs group
+/// /avesa/...`) as it is.
 fn short(name: &str) -> &str {
+    if name.contains(' ') {
+        return name;
+    }
     name.rsplit('/').next().unwrap_or(name)
 }

@@ -139,7 +139,13 @@ fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
         total,
         "{text}"
     );
-    assert!(text.contains("transform step reached"), "{text}");
+    assert!(text.contains("transform step done"), "{text}");
+    // The transform step rebuilt the canonical tickets from the raw parts in the bucket.
+    let canonical = dep.keys("acme/canonical/tickets");
+    assert!(
+        canonical.iter().any(|k| k.ends_with(".parquet")),
+        "no canonical tickets in S3: {canonical:?}"
+    );
     assert!(text.contains("job finished"), "{text}");
     let one = logs(&dep, &fx, &["--chunk", "tickets#3"]);
     assert!(one.lines().count() >= 2, "{one}");

@@ -513,10 +513,16 @@ impl Worker {
             tracing::info!(job_id = %job.job_id, status = %job.status, "transform step skipped: the job did not complete");
             return Ok(json!({"transformed": false, "skipped": true, "status": job.status}));
         }
-        // HOOK: the canonical transform (mapping to canonical tables, SCD Type 2) runs here,
-        // over the job's raw parts, once the crate has one. Until then the step is recorded.
-        tracing::info!(job_id = %job.job_id, records = job.records, "transform step reached; no canonical transform in this version");
-        Ok(json!({"transformed": false, "skipped": false, "status": job.status}))
+        // The same hand-off as a local run: markers move to the job's end (when a lifecycle
+        // store is wired) and the canonical tables fed by the job's tables are rebuilt from
+        // the raw parts in the bucket. Every step is idempotent, so a retried task is safe.
+        let transformed = job.status == JobStatus::Completed;
+        self.engine
+            .finish_job(&job.job_id)
+            .await
+            .map_err(Failure::retryable)?;
+        tracing::info!(job_id = %job.job_id, records = job.records, transformed, "transform step done");
+        Ok(json!({"transformed": transformed, "skipped": false, "status": job.status}))
     }
 
     /// Settles the job and records its final status.

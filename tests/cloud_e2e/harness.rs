@@ -216,6 +216,22 @@ impl Deployment {
     }
 
     /// Every `(id, lastUpdated)` in the table's objects, and the object keys.
+    /// Every object key under `prefix` in the bucket, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let store = avesa_console::cloud::s3::object_store(&self.bucket, &self.aws).unwrap();
+        let prefix = object_store::path::Path::from(prefix);
+        block(async {
+            let mut keys: Vec<String> = store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location.to_string())
+                .try_collect()
+                .await
+                .unwrap();
+            keys.sort();
+            keys
+        })
+    }
+
     pub fn landed(&self, tenant: &str, table: &str) -> (Landed, Vec<String>) {
         let store = avesa_console::cloud::s3::object_store(&self.bucket, &self.aws).unwrap();
         let prefix = object_store::path::Path::from(format!("{tenant}/raw/connectwise/{table}"));

@@ -264,7 +264,34 @@ struct Counters {
     bytes_sent: AtomicU64,
 }
 
+/// What a request amounted to, for the stats counters (every simulated API counts alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    RateLimited,
+    Unauthorized,
+    Fault,
+    Other,
+}
+
 impl Counters {
+    /// Counts one answered request and the bytes of its body.
+    pub(crate) fn record(&self, outcome: Outcome, body_bytes: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent
+            .fetch_add(body_bytes as u64, Ordering::Relaxed);
+        let counter = match outcome {
+            Outcome::Ok => Some(&self.ok),
+            Outcome::RateLimited => Some(&self.rate_limited),
+            Outcome::Unauthorized => Some(&self.unauthorized),
+            Outcome::Fault => Some(&self.faults_injected),
+            Outcome::Other => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn snapshot(&self) -> SandboxStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SandboxStats {

@@ -12,22 +12,12 @@ use chrono::NaiveDateTime;
 
 use super::data::{Bounds, Table, TableData};
 use super::render::render;
-use super::{FaultAction, FaultKind, Shared, TenantData, spoiled_body};
+use super::{FaultAction, FaultKind, Outcome, Shared, TenantData, spoiled_body};
 use crate::domain::Service;
 
 pub(crate) const API_PREFIX: &str = "/v4_6_release/apis/3.0/";
 const DEFAULT_PAGE_SIZE: u64 = 25;
 const MAX_PAGE_SIZE: u64 = 1000;
-
-/// What a request amounted to, for the stats counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Ok,
-    RateLimited,
-    Unauthorized,
-    Fault,
-    Other,
-}
 
 struct Reply {
     status: StatusCode,
@@ -97,20 +87,7 @@ pub(crate) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Resp
     {
         tokio::time::sleep(action.delay).await;
     }
-    let c = &shared.counters;
-    c.requests.fetch_add(1, Ordering::Relaxed);
-    c.bytes_sent
-        .fetch_add(reply.body.len() as u64, Ordering::Relaxed);
-    let counter = match reply.outcome {
-        Outcome::Ok => Some(&c.ok),
-        Outcome::RateLimited => Some(&c.rate_limited),
-        Outcome::Unauthorized => Some(&c.unauthorized),
-        Outcome::Fault => Some(&c.faults_injected),
-        Outcome::Other => None,
-    };
-    if let Some(counter) = counter {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+    shared.counters.record(reply.outcome, reply.body.len());
     reply.into_response()
 }
 

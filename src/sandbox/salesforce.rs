@@ -47,7 +47,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{FaultAction, FaultKind, RateLimits, SandboxConfig, Shared, spoiled_body};
+use super::{FaultAction, FaultKind, Outcome, RateLimits, SandboxConfig, Shared, spoiled_body};
 use crate::domain::{Service, Window};
 use bulk::BulkJob;
 pub use data::SfCounts;
@@ -394,16 +394,6 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
 }
 
-/// What a request amounted to, for the shared stats counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Ok,
-    RateLimited,
-    Unauthorized,
-    Fault,
-    Other,
-}
-
 struct Reply {
     status: StatusCode,
     outcome: Outcome,
@@ -501,20 +491,7 @@ fn instance_url(shared: &Shared, headers: &HeaderMap) -> String {
 }
 
 fn count(shared: &Shared, reply: &Reply) {
-    let c = &shared.counters;
-    c.requests.fetch_add(1, Ordering::Relaxed);
-    c.bytes_sent
-        .fetch_add(reply.body.len() as u64, Ordering::Relaxed);
-    let counter = match reply.outcome {
-        Outcome::Ok => Some(&c.ok),
-        Outcome::RateLimited => Some(&c.rate_limited),
-        Outcome::Unauthorized => Some(&c.unauthorized),
-        Outcome::Fault => Some(&c.faults_injected),
-        Outcome::Other => None,
-    };
-    if let Some(counter) = counter {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+    shared.counters.record(reply.outcome, reply.body.len());
 }
 
 async fn finish(shared: &Shared, reply: Reply) -> Response {

@@ -37,7 +37,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
-use super::{FaultAction, FaultKind, RateLimits, SandboxConfig, Shared, spoiled_body};
+use super::{FaultAction, FaultKind, Outcome, RateLimits, SandboxConfig, Shared, spoiled_body};
 use crate::domain::{Service, Window};
 pub use data::SnCounts;
 use data::{Display, Gen, Rec, RenderOpts, SnTable, hex32, render};
@@ -489,16 +489,6 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/servicenow/stats", get(stats_handler))
 }
 
-/// What a request amounted to, for the stats counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Ok,
-    RateLimited,
-    Unauthorized,
-    Fault,
-    Other,
-}
-
 struct Reply {
     status: StatusCode,
     outcome: Outcome,
@@ -575,20 +565,7 @@ async fn finish(shared: &Shared, reply: Reply) -> Response {
     {
         tokio::time::sleep(action.delay).await;
     }
-    let c = &shared.counters;
-    c.requests.fetch_add(1, Ordering::Relaxed);
-    c.bytes_sent
-        .fetch_add(reply.body.len() as u64, Ordering::Relaxed);
-    let counter = match reply.outcome {
-        Outcome::Ok => Some(&c.ok),
-        Outcome::RateLimited => Some(&c.rate_limited),
-        Outcome::Unauthorized => Some(&c.unauthorized),
-        Outcome::Fault => Some(&c.faults_injected),
-        Outcome::Other => None,
-    };
-    if let Some(counter) = counter {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+    shared.counters.record(reply.outcome, reply.body.len());
     reply.into_response()
 }
 

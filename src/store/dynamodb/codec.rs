@@ -145,7 +145,7 @@ pub(super) fn frontier_sk(table: &str) -> String {
     format!("table#{table}")
 }
 
-fn chunks_key(job_id: &str, sk: String) -> Item {
+pub(super) fn chunks_key(job_id: &str, sk: String) -> Item {
     HashMap::from([(JOB_ID.to_string(), s(job_id)), (SK.to_string(), s(sk))])
 }
 

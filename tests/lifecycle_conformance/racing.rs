@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::{Backend, adv, t};
 
 const WRITERS: usize = 2;
-const MOVES_PER_WRITER: i64 = 20;
+const MOVES_PER_WRITER: i64 = 50;
 
 /// Writer `w`'s ends: interleaved with the other writer's, one ascending and one descending,
 /// so half the moves come after a further one and must not pull the marker back.

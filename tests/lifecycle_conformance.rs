@@ -19,8 +19,8 @@ use avesa_console::domain::{
     JobStatus, Service, Trigger, Window,
 };
 use avesa_console::store::{
-    AlertFilter, DynamoOptions, DynamoStore, JobStore, LifecycleStore, MarkerAdvance,
-    SqliteStore, StoreError,
+    AlertFilter, DynamoOptions, DynamoStore, JobStore, LifecycleStore, MarkerAdvance, SqliteStore,
+    StoreError,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::FutureExt;

@@ -24,7 +24,10 @@ fn ends(w: usize) -> Vec<DateTime<Utc>> {
     if w % 2 == 1 {
         hours.reverse();
     }
-    hours.into_iter().map(|h| t(2) + Duration::hours(h)).collect()
+    hours
+        .into_iter()
+        .map(|h| t(2) + Duration::hours(h))
+        .collect()
 }
 
 async fn reader(store: Arc<dyn LifecycleStore>, done: Arc<AtomicBool>) -> usize {
@@ -84,7 +87,10 @@ pub async fn racing_writers_never_move_a_marker_back(b: Backend) {
     assert!(watcher.await.unwrap() > 0);
     let furthest = (0..WRITERS).flat_map(ends).max().unwrap();
     let m = b.life.markers(None, None).await.unwrap().remove(0);
-    assert_eq!(m.last_updated, furthest, "the marker ends at the furthest end");
+    assert_eq!(
+        m.last_updated, furthest,
+        "the marker ends at the furthest end"
+    );
     assert!(
         m.set_by_job.starts_with("sync_w"),
         "set by the job that reached it: {}",

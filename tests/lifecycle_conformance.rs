@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 #[path = "store_conformance/backends.rs"]
 mod backends;
+#[path = "lifecycle_conformance/dynamodb_only.rs"]
+mod dynamodb_only;
 #[path = "lifecycle_conformance/racing.rs"]
 mod racing;
 

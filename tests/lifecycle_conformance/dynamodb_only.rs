@@ -3,7 +3,7 @@
 //! leaves nothing in its partition.
 
 use avesa_console::domain::{AlertKind, JobMeta};
-use avesa_console::store::{AlertFilter, JobStore, LifecycleStore};
+use avesa_console::store::AlertFilter;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{alert, backends, dynamodb, job, run, verification};

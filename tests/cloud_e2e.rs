@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use avesa_console::cloud::message::EVENTS_PER_LOOP;
 use avesa_console::domain::ChunkStatus;
 use avesa_console::sandbox::TableCounts;
-use avesa_console::store::JobStore;
+use avesa_console::store::{JobStore, LifecycleStore};
 use common::*;
 use harness::*;
 use serde_json::Value;
@@ -146,6 +146,19 @@ fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
         canonical.iter().any(|k| k.ends_with(".parquet")),
         "no canonical tickets in S3: {canonical:?}"
     );
+    // It also moved the tickets marker to the job's end in the DynamoDB lifecycle store and
+    // finalised the job there, as a local run does in SQLite.
+    let life = dep.store();
+    let markers = block(life.markers(Some("acme"), None)).unwrap();
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    let m = &markers[0];
+    assert_eq!(
+        (m.table.as_str(), m.last_updated, m.backfill_job.as_deref()),
+        ("tickets", job.window.end, Some(JOB)),
+        "{m:?}"
+    );
+    let meta = block(life.job_metas(&[JOB.to_string()])).unwrap();
+    assert!(meta[0].finalized_at.is_some(), "{meta:?}");
     assert!(text.contains("job finished"), "{text}");
     let one = logs(&dep, &fx, &["--chunk", "tickets#3"]);
     assert!(one.lines().count() >= 2, "{one}");

@@ -1,8 +1,19 @@
-//! One suite of `LifecycleStore` behaviour, for every backend (SQLite here, on a temp file;
-//! a DynamoDB backend runs the same cases): markers only move forward and refuse gaps,
-//! enablement history, job hints and finalisation, alerts once per subject, verification
-//! results, and job removal that keeps markers.
+//! One suite of `LifecycleStore` behaviour, for every backend (SQLite on a temp file;
+//! DynamoDB Local at `AVESA_TEST_DYNAMODB_URL`, with tables of its own per test): markers only
+//! move forward and refuse gaps, enablement history, job hints and finalisation, alerts once
+//! per subject, verification results, job removal that keeps markers, and racing writers.
 
+// The DynamoDB endpoint, client settings and table prefixes are the job store suite's.
+#[allow(dead_code)]
+#[path = "store_conformance/backends.rs"]
+mod backends;
+#[path = "lifecycle_conformance/dynamodb_only.rs"]
+mod dynamodb_only;
+#[path = "lifecycle_conformance/racing.rs"]
+mod racing;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use avesa_console::domain::{
@@ -10,32 +21,89 @@ use avesa_console::domain::{
     JobStatus, Service, Trigger, Window,
 };
 use avesa_console::store::{
-    AlertFilter, JobStore, LifecycleStore, MarkerAdvance, SqliteStore, StoreError,
+    AlertFilter, DynamoOptions, DynamoStore, JobStore, LifecycleStore, MarkerAdvance, SqliteStore,
+    StoreError,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use futures::FutureExt;
+use racing::{racing_finishers_finalise_once, racing_writers_never_move_a_marker_back};
 
-/// Both halves of a backend.
-struct Backend {
+/// Both halves of a backend, and a way to open another handle on the same data (another
+/// connection or client), as a second process would.
+pub struct Backend {
     jobs: Arc<dyn JobStore>,
     life: Arc<dyn LifecycleStore>,
-    _dir: tempfile::TempDir,
+    reopen: Box<dyn Fn() -> Arc<dyn LifecycleStore> + Send + Sync>,
+    /// DynamoDB: the store whose tables go at the end of the test.
+    tables: Option<DynamoStore>,
+    _dir: Option<tempfile::TempDir>,
 }
 
-fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
-    Backend {
-        jobs: store.clone(),
-        life: store,
-        _dir: dir,
+impl Backend {
+    pub fn another(&self) -> Arc<dyn LifecycleStore> {
+        (self.reopen)()
     }
 }
 
-fn t(d: u32) -> DateTime<Utc> {
+async fn sqlite() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    Some(Backend {
+        jobs: store.clone(),
+        life: store,
+        reopen: Box::new(move || Arc::new(SqliteStore::open(&path).unwrap())),
+        tables: None,
+        _dir: Some(dir),
+    })
+}
+
+async fn dynamodb() -> Option<Backend> {
+    let url = backends::dynamodb_url()?;
+    let config = backends::dynamodb_config(&url);
+    let options = DynamoOptions {
+        table_prefix: backends::unique_prefix(),
+        ..Default::default()
+    };
+    let open = move || {
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::from_conf(config.clone()),
+            options.clone(),
+        )
+    };
+    let store = Arc::new(open());
+    store.ensure_tables().await.unwrap();
+    Some(Backend {
+        jobs: store.clone(),
+        life: store.clone(),
+        tables: Some((*store).clone()),
+        reopen: Box::new(move || Arc::new(open())),
+        _dir: None,
+    })
+}
+
+/// Runs one case and always removes the backend's tables, also when the case panics.
+async fn run<C, F>(backend: Option<Backend>, case: C)
+where
+    C: FnOnce(Backend) -> F,
+    F: Future<Output = ()>,
+{
+    let Some(backend) = backend else { return };
+    let tables = backend.tables.clone();
+    let outcome = AssertUnwindSafe(case(backend)).catch_unwind().await;
+    if let Some(store) = tables {
+        store.delete_tables().await.unwrap();
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+pub fn t(d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, d, 0, 0, 0).unwrap()
 }
 
-fn adv(kind: JobKind, job: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> MarkerAdvance {
+pub fn adv(kind: JobKind, job: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> MarkerAdvance {
     MarkerAdvance {
         tenant_id: "acme".into(),
         service: Service::Connectwise,
@@ -357,9 +425,9 @@ macro_rules! suite {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    super::$case(super::$backend()).await;
+                    super::run(super::$backend().await, super::$case).await;
                 }
             )+
         }
@@ -373,4 +441,17 @@ suite!(sqlite:
     alerts_are_raised_once_per_kind_and_subject,
     verification_results_are_replaced_as_a_whole,
     deleting_a_job_removes_its_rows_and_keeps_markers,
+    racing_writers_never_move_a_marker_back,
+    racing_finishers_finalise_once,
+);
+
+suite!(dynamodb:
+    markers_move_forward_and_refuse_gaps,
+    enablement_history_remembers_a_re_enabling,
+    hints_are_kept_and_a_job_is_finalised_once,
+    alerts_are_raised_once_per_kind_and_subject,
+    verification_results_are_replaced_as_a_whole,
+    deleting_a_job_removes_its_rows_and_keeps_markers,
+    racing_writers_never_move_a_marker_back,
+    racing_finishers_finalise_once,
 );

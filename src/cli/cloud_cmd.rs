@@ -2,7 +2,6 @@
 //! --cloud`, `logs` (either side) and `worker`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -23,7 +22,7 @@ use crate::cloud::{CloudSettings, Setting, aws_config};
 use crate::engine::planner::Plan;
 use crate::engine::{Engine, EngineOptions};
 use crate::logs::{LocalLogSource, LogCursor, LogQuery, LogSource};
-use crate::store::{CreateOutcome, JobFilter, JobStore};
+use crate::store::{CreateOutcome, JobFilter};
 use crate::workspace::Workspace;
 
 async fn dispatcher(settings: &CloudSettings) -> Result<Dispatcher> {
@@ -292,11 +291,14 @@ async fn build_worker(
         }
     };
     let engine_config = runtime::load_config(global, ws)?;
-    let store: Arc<dyn JobStore> = runtime::open_cloud_store(&settings).await?;
+    let (store, lifecycle) = runtime::open_cloud_stores(&settings).await?;
     let sink = crate::cloud::s3::raw_sink(&bucket, &config)?;
     // A sandbox given by URL is used; one is never started inside a worker.
     let (provider, _) = runtime::provider(global, engine_config.clone()).await?;
-    let engine = Engine::new(engine_config, store, sink, provider, options);
+    // With the lifecycle store the transform step moves markers and finalises the job once,
+    // and alerts are stored once per kind and subject, as in a local run.
+    let engine =
+        Engine::new(engine_config, store, sink, provider, options).with_lifecycle(lifecycle);
     let worker = Worker::new(
         engine,
         aws_sdk_sfn::Client::new(&config),

@@ -78,7 +78,7 @@ async fn wire_cloud(
     config: Arc<Config>,
     settings: &CloudSettings,
 ) -> Result<(EngineHandle, LogFeed)> {
-    let store = runtime::open_cloud_store(settings).await?;
+    let (store, lifecycle) = runtime::open_cloud_stores(settings).await?;
     let aws = aws_config().await;
     let dispatcher = Dispatcher::new(
         aws_sdk_sfn::Client::new(&aws),
@@ -90,7 +90,8 @@ async fn wire_cloud(
         RawSink::local(&ws.data_dir())?,
         Arc::new(NoLocalRuns),
         EngineOptions::default(),
-    );
+    )
+    .with_lifecycle(lifecycle);
     let handle = EngineHandle::spawn_cloud(
         engine,
         config,

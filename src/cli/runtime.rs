@@ -118,13 +118,24 @@ fn init(
 /// The cloud job store: DynamoDB tables `{prefix}_jobs` and `{prefix}_chunks`, on the
 /// account, region and endpoint of the default AWS configuration chain.
 pub async fn open_cloud_store(settings: &crate::cloud::CloudSettings) -> Result<Arc<dyn JobStore>> {
+    Ok(open_cloud_stores(settings).await?.0)
+}
+
+/// The cloud job store and its lifecycle store: the same DynamoDB tables hold both (markers,
+/// hints, alerts and verification results beside the jobs and chunks), as one SQLite file
+/// does locally. Engines that finish jobs (workers) or show their lifecycle need both.
+pub async fn open_cloud_stores(
+    settings: &crate::cloud::CloudSettings,
+) -> Result<(Arc<dyn JobStore>, Arc<dyn LifecycleStore>)> {
     let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
-    let store = crate::store::DynamoStore::connect(crate::store::DynamoOptions {
-        table_prefix: prefix.to_string(),
-        ..crate::store::DynamoOptions::default()
-    })
-    .await;
-    Ok(Arc::new(store))
+    let store = Arc::new(
+        crate::store::DynamoStore::connect(crate::store::DynamoOptions {
+            table_prefix: prefix.to_string(),
+            ..crate::store::DynamoOptions::default()
+        })
+        .await,
+    );
+    Ok((store.clone(), store))
 }
 
 pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {

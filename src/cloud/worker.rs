@@ -513,9 +513,10 @@ impl Worker {
             tracing::info!(job_id = %job.job_id, status = %job.status, "transform step skipped: the job did not complete");
             return Ok(json!({"transformed": false, "skipped": true, "status": job.status}));
         }
-        // The same hand-off as a local run: markers move to the job's end (when a lifecycle
-        // store is wired) and the canonical tables fed by the job's tables are rebuilt from
-        // the raw parts in the bucket. Every step is idempotent, so a retried task is safe.
+        // The same hand-off as a local run: markers move to the job's end in the DynamoDB
+        // lifecycle store (`worker` wires it; `finalize_job` makes this happen once per job)
+        // and the canonical tables fed by the job's tables are rebuilt from the raw parts in
+        // the bucket. Every step is idempotent, so a retried task is safe.
         let transformed = job.status == JobStatus::Completed;
         self.engine
             .finish_job(&job.job_id)

@@ -13,6 +13,7 @@ mod codec;
 mod create;
 mod io;
 mod lease;
+mod lifecycle;
 mod schema;
 
 use std::sync::Arc;

@@ -3,7 +3,12 @@
 //! old jobs.
 //!
 //! A separate trait from `JobStore` so a backend can add it without touching the claim path;
-//! SQLite implements both on one file. Like `JobStore`, each method is one atomic write.
+//! SQLite implements both on one file, DynamoDB both on its two tables. Like `JobStore`, each
+//! method is one atomic write (DynamoDB: one conditional write, or a commit point that makes a
+//! larger change visible at once).
+//!
+//! How a marker moves and how a service's history changes are pure functions here
+//! (`next_marker`, `observed`), so every backend applies exactly the same rules.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,6 +31,113 @@ pub struct MarkerAdvance {
     /// The job's frozen end: the new marker.
     pub to: DateTime<Utc>,
     pub now: DateTime<Utc>,
+}
+
+/// The marker after `adv`, given the stored one: the rules of `advance_marker`.
+///
+/// A `Conflict` when a sync has no marker to continue, or starts after the marker (the
+/// records updated in between would be missed).
+pub fn next_marker(
+    existing: Option<SyncMarker>,
+    adv: &MarkerAdvance,
+) -> Result<SyncMarker, StoreError> {
+    Ok(match (adv.kind, existing) {
+        (JobKind::Backfill, None) => SyncMarker {
+            tenant_id: adv.tenant_id.clone(),
+            service: adv.service,
+            table: adv.table.clone(),
+            last_updated: adv.to,
+            set_by_job: adv.job_id.clone(),
+            backfill_job: Some(adv.job_id.clone()),
+            backfill_end: Some(adv.to),
+            updated_at: adv.now,
+        },
+        (JobKind::Backfill, Some(m)) => {
+            let newest_backfill = m.backfill_end.is_none_or(|e| adv.to >= e);
+            SyncMarker {
+                last_updated: m.last_updated.max(adv.to),
+                set_by_job: if adv.to >= m.last_updated {
+                    adv.job_id.clone()
+                } else {
+                    m.set_by_job.clone()
+                },
+                backfill_job: if newest_backfill {
+                    Some(adv.job_id.clone())
+                } else {
+                    m.backfill_job.clone()
+                },
+                backfill_end: if newest_backfill {
+                    Some(adv.to)
+                } else {
+                    m.backfill_end
+                },
+                updated_at: adv.now,
+                ..m
+            }
+        }
+        (JobKind::Sync, None) => {
+            return Err(StoreError::Conflict(format!(
+                "{} {} {}: no sync marker; a completed backfill sets the first one",
+                adv.tenant_id, adv.service, adv.table
+            )));
+        }
+        (JobKind::Sync, Some(m)) => {
+            if m.last_updated < adv.from {
+                return Err(StoreError::Conflict(format!(
+                    "{} {} {}: sync {} starts at {} but the marker is at {}: records updated in between would be missed",
+                    adv.tenant_id,
+                    adv.service,
+                    adv.table,
+                    adv.job_id,
+                    adv.from.to_rfc3339(),
+                    m.last_updated.to_rfc3339()
+                )));
+            }
+            SyncMarker {
+                last_updated: m.last_updated.max(adv.to),
+                set_by_job: if adv.to > m.last_updated {
+                    adv.job_id.clone()
+                } else {
+                    m.set_by_job.clone()
+                },
+                updated_at: adv.now,
+                ..m
+            }
+        }
+    })
+}
+
+/// A service's state after the registry was seen saying `enabled` at `now`: the rules of
+/// `observe_service`. `None` when the stored state stays as it is.
+pub fn observed(
+    existing: Option<&ServiceState>,
+    tenant_id: &str,
+    service: Service,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> Option<ServiceState> {
+    match existing {
+        None => Some(ServiceState {
+            tenant_id: tenant_id.to_string(),
+            service,
+            enabled,
+            first_seen_at: now,
+            last_disabled_at: (!enabled).then_some(now),
+            reenabled_at: None,
+        }),
+        Some(s) if !enabled => Some(ServiceState {
+            enabled: false,
+            last_disabled_at: Some(now),
+            reenabled_at: None,
+            ..s.clone()
+        }),
+        Some(s) if !s.enabled => Some(ServiceState {
+            enabled: true,
+            reenabled_at: Some(now),
+            ..s.clone()
+        }),
+        Some(_) => None,
+    }
 }
 
 #[derive(Clone, Debug, Default)]

@@ -10,6 +10,10 @@
 //! - a table frontier: `sk` = `table#{table}`: the lowest chunk that may still be open, the
 //!   table's chunk count and its exact succeeded/failed/records counters;
 //! - a chunk: `sk` = `chunk#{table}#{seq:06}`, so one table's chunks sort by `seq`.
+//!
+//! The lifecycle store's items share the chunks table (`lifecycle/items.rs`): in partitions
+//! named `lifecycle#…`, and in a job's partition under `meta` and `verify…`, apart from the
+//! `chunk#` and `table#` prefixes every query here selects by.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -145,7 +149,7 @@ pub(super) fn frontier_sk(table: &str) -> String {
     format!("table#{table}")
 }
 
-fn chunks_key(job_id: &str, sk: String) -> Item {
+pub(super) fn chunks_key(job_id: &str, sk: String) -> Item {
     HashMap::from([(JOB_ID.to_string(), s(job_id)), (SK.to_string(), s(sk))])
 }
 

@@ -1,4 +1,4 @@
-//! Request plumbing: error mapping, expression names, batched reads and writes that retry
+//! Request plumbing: error mapping, expression names, batched reads, writes and deletes that retry
 //! unprocessed items, paged queries and transactions that retry on conflicts.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, TransactWriteItem, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, TransactWriteItem, WriteRequest,
 };
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
@@ -149,18 +149,44 @@ pub(super) async fn batch_put(
     table: &str,
     items: Vec<Item>,
 ) -> Result<(), StoreError> {
-    let mut batches = Vec::new();
-    for group in items.chunks(WRITE_BATCH) {
-        let mut requests = Vec::with_capacity(group.len());
-        for item in group {
-            let put = PutRequest::builder()
-                .set_item(Some(item.clone()))
-                .build()
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            requests.push(WriteRequest::builder().put_request(put).build());
-        }
-        batches.push(requests);
+    let mut requests = Vec::with_capacity(items.len());
+    for item in items {
+        let put = PutRequest::builder()
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        requests.push(WriteRequest::builder().put_request(put).build());
     }
+    write_all(client, table, requests).await
+}
+
+/// Deletes the items with these keys, batched like `batch_put`; keys of missing items are
+/// fine. Unconditional too: callers delete only what nobody may still need.
+pub(super) async fn batch_delete(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+) -> Result<(), StoreError> {
+    let mut requests = Vec::with_capacity(keys.len());
+    for key in keys {
+        let delete = DeleteRequest::builder()
+            .set_key(Some(key))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        requests.push(WriteRequest::builder().delete_request(delete).build());
+    }
+    write_all(client, table, requests).await
+}
+
+async fn write_all(
+    client: &Client,
+    table: &str,
+    requests: Vec<WriteRequest>,
+) -> Result<(), StoreError> {
+    let batches: Vec<Vec<WriteRequest>> = requests
+        .chunks(WRITE_BATCH)
+        .map(<[WriteRequest]>::to_vec)
+        .collect();
     futures::stream::iter(batches)
         .map(|requests| write_batch(client, table, requests))
         .buffer_unordered(WRITES_IN_FLIGHT)

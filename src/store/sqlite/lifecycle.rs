@@ -7,11 +7,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, backend, opt_ts, parse_text, parse_ts, ts};
 use crate::domain::{
-    Alert, ChunkKey, ChunkVerification, JobKind, JobMeta, Service, ServiceState, SyncMarker,
-    Trigger, Window,
+    Alert, ChunkKey, ChunkVerification, JobMeta, Service, ServiceState, SyncMarker, Trigger, Window,
 };
 use crate::store::StoreError;
-use crate::store::lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance};
+use crate::store::lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance, next_marker, observed};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sync_markers (
@@ -148,64 +147,14 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
     })
 }
 
-fn later(a: DateTime<Utc>, b: DateTime<Utc>) -> DateTime<Utc> {
-    a.max(b)
-}
-
 #[async_trait]
 impl LifecycleStore for SqliteStore {
     async fn advance_marker(&self, adv: &MarkerAdvance) -> Result<SyncMarker, StoreError> {
         let adv = adv.clone();
         self.write(move |tx| {
-            let existing = load_marker(tx, &adv.tenant_id, adv.service, &adv.table).map_err(backend)?;
-            let next = match (adv.kind, existing) {
-                (JobKind::Backfill, None) => SyncMarker {
-                    tenant_id: adv.tenant_id.clone(),
-                    service: adv.service,
-                    table: adv.table.clone(),
-                    last_updated: adv.to,
-                    set_by_job: adv.job_id.clone(),
-                    backfill_job: Some(adv.job_id.clone()),
-                    backfill_end: Some(adv.to),
-                    updated_at: adv.now,
-                },
-                (JobKind::Backfill, Some(m)) => {
-                    let newest_backfill = m.backfill_end.is_none_or(|e| adv.to >= e);
-                    SyncMarker {
-                        last_updated: later(m.last_updated, adv.to),
-                        set_by_job: if adv.to >= m.last_updated { adv.job_id.clone() } else { m.set_by_job.clone() },
-                        backfill_job: if newest_backfill { Some(adv.job_id.clone()) } else { m.backfill_job.clone() },
-                        backfill_end: if newest_backfill { Some(adv.to) } else { m.backfill_end },
-                        updated_at: adv.now,
-                        ..m
-                    }
-                }
-                (JobKind::Sync, None) => {
-                    return Err(StoreError::Conflict(format!(
-                        "{} {} {}: no sync marker; a completed backfill sets the first one",
-                        adv.tenant_id, adv.service, adv.table
-                    )));
-                }
-                (JobKind::Sync, Some(m)) => {
-                    if m.last_updated < adv.from {
-                        return Err(StoreError::Conflict(format!(
-                            "{} {} {}: sync {} starts at {} but the marker is at {}: records updated in between would be missed",
-                            adv.tenant_id,
-                            adv.service,
-                            adv.table,
-                            adv.job_id,
-                            adv.from.to_rfc3339(),
-                            m.last_updated.to_rfc3339()
-                        )));
-                    }
-                    SyncMarker {
-                        last_updated: later(m.last_updated, adv.to),
-                        set_by_job: if adv.to > m.last_updated { adv.job_id.clone() } else { m.set_by_job.clone() },
-                        updated_at: adv.now,
-                        ..m
-                    }
-                }
-            };
+            let existing =
+                load_marker(tx, &adv.tenant_id, adv.service, &adv.table).map_err(backend)?;
+            let next = next_marker(existing, &adv)?;
             tx.execute(
                 &format!(
                     "INSERT INTO sync_markers ({MARKER_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8) \
@@ -268,32 +217,27 @@ impl LifecycleStore for SqliteStore {
                 .optional()
                 .map_err(backend)
             };
-            match load(tx)? {
-                None => {
-                    tx.execute(
-                        &format!("INSERT INTO service_state ({STATE_COLUMNS}) VALUES (?1,?2,?3,?4,?5,NULL)"),
-                        params![tenant, service.as_str(), enabled, ts(now), (!enabled).then(|| ts(now))],
-                    )
-                    .map_err(backend)?;
-                }
-                Some(_) if !enabled => {
-                    tx.execute(
-                        "UPDATE service_state SET enabled = 0, last_disabled_at = ?3, reenabled_at = NULL \
-                         WHERE tenant_id = ?1 AND service = ?2",
-                        params![tenant, service.as_str(), ts(now)],
-                    )
-                    .map_err(backend)?;
-                }
-                Some(s) if !s.enabled => {
-                    tx.execute(
-                        "UPDATE service_state SET enabled = 1, reenabled_at = ?3 WHERE tenant_id = ?1 AND service = ?2",
-                        params![tenant, service.as_str(), ts(now)],
-                    )
-                    .map_err(backend)?;
-                }
-                Some(_) => {}
-            }
-            load(tx)?.ok_or_else(|| StoreError::Backend("service state vanished".into()))
+            let current = load(tx)?;
+            let Some(next) = observed(current.as_ref(), &tenant, service, enabled, now) else {
+                return current.ok_or_else(|| StoreError::Backend("service state vanished".into()));
+            };
+            tx.execute(
+                &format!(
+                    "INSERT INTO service_state ({STATE_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6) \
+                     ON CONFLICT(tenant_id, service) DO UPDATE SET enabled = ?3, \
+                     last_disabled_at = ?5, reenabled_at = ?6"
+                ),
+                params![
+                    next.tenant_id,
+                    next.service.as_str(),
+                    next.enabled,
+                    ts(next.first_seen_at),
+                    next.last_disabled_at.map(ts),
+                    next.reenabled_at.map(ts)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(next)
         })
         .await
     }

@@ -1,0 +1,343 @@
+//! What a job has beside its chunks: hints and finalisation (one item, one write each),
+//! verification results and removal.
+//!
+//! A job's verification results can be thousands of items, more than one transaction (100
+//! items) or one item (400 KB) holds, so a save writes a new generation of result items and
+//! then switches the `verify` pointer to it in one write: readers see the old results or the
+//! new ones, never a mix. The replaced generation is deleted afterwards; one left behind by a
+//! crash is never read and goes when the job is removed.
+//!
+//! Removing a job deletes the rest of its partition and its alerts first, then the job item
+//! and its table frontiers in one transaction, so a reader sees the job whole (its chunk list
+//! shrinking) until it is gone, and a removal cut short is finished by the next one.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{Delete, ReturnValue, TransactWriteItem};
+use chrono::{DateTime, Utc};
+
+use super::super::DynamoStore;
+use super::super::codec::{Fields, Item, SK, job_key, s, t};
+use super::super::io::{
+    Txn, backend, backoff, batch_delete, batch_get, batch_put, is_condition_failed, names,
+    query_all, transact, values,
+};
+use super::items::{
+    ALERTS, FRONTIER_PREFIX, decode_meta, decode_pointer, decode_result, generation_prefix,
+    key_part, keys_of, meta_key, pointer_item, result_item, trigger_text, verify_key,
+};
+use crate::domain::{ChunkVerification, JobMeta};
+use crate::store::StoreError;
+
+/// Reads of a job's results that found a save switching generations under them, before
+/// giving up.
+const READ_ROUNDS: u32 = 8;
+/// A transaction holds at most 100 items: the job and its frontiers (a job has at most 98).
+const TXN_ITEMS: usize = 100;
+
+/// A name for a new generation of results: unique without coordination.
+fn new_generation() -> String {
+    format!(
+        "{:x}{:08x}",
+        Utc::now().timestamp_micros(),
+        rand::random::<u32>()
+    )
+}
+
+impl DynamoStore {
+    pub(super) async fn put_meta(&self, meta: &JobMeta) -> Result<(), StoreError> {
+        let job_id = key_part("job id", &meta.job_id)?;
+        // Hints replace hints; a finalisation already stored is kept.
+        let mut update =
+            "SET #priority = :priority, #trigger = :trigger, #wait_off_peak = :wait".to_string();
+        let mut vals = vec![
+            (":priority", super::super::codec::n(meta.priority)),
+            (":trigger", s(trigger_text(meta.trigger))),
+            (
+                ":wait",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(meta.wait_off_peak),
+            ),
+        ];
+        if let Some(at) = meta.finalized_at {
+            update.push_str(", #finalized_at = if_not_exists(#finalized_at, :finalized)");
+            vals.push((":finalized", t(at)));
+        }
+        self.client
+            .update_item()
+            .table_name(&self.chunks)
+            .set_key(Some(meta_key(job_id)))
+            .update_expression(&update)
+            .set_expression_attribute_names(names(&[&update]))
+            .set_expression_attribute_values(values(vals))
+            .send()
+            .await
+            .map_err(|e| backend("UpdateItem job hints", e))?;
+        Ok(())
+    }
+
+    /// Hints in the order asked for; ids that cannot be jobs (with `#`) have none.
+    pub(super) async fn metas(&self, job_ids: &[String]) -> Result<Vec<JobMeta>, StoreError> {
+        let mut wanted: Vec<&str> = job_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| key_part("job id", id).is_ok())
+            .collect();
+        wanted.sort_unstable();
+        // BatchGetItem refuses a request that names one key twice.
+        wanted.dedup();
+        let keys = wanted.iter().map(|id| meta_key(id)).collect();
+        let found: HashMap<String, JobMeta> = batch_get(&self.client, &self.chunks, keys)
+            .await?
+            .iter()
+            .map(|i| decode_meta(i).map(|m| (m.job_id.clone(), m)))
+            .collect::<Result<_, _>>()?;
+        Ok(job_ids
+            .iter()
+            .filter_map(|id| found.get(id).cloned())
+            .collect())
+    }
+
+    /// Sets `finalized_at` unless it is set: of racing finishers exactly one gets `true`.
+    /// A job without hints gets the defaults, as `JobMeta::default_for` has them.
+    pub(super) async fn finalize(
+        &self,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let update = "SET #finalized_at = :now, #priority = if_not_exists(#priority, :zero), \
+                      #trigger = if_not_exists(#trigger, :manual), \
+                      #wait_off_peak = if_not_exists(#wait_off_peak, :no)";
+        let cond = "attribute_not_exists(#finalized_at)";
+        let defaults = JobMeta::default_for(job_id);
+        match self
+            .client
+            .update_item()
+            .table_name(&self.chunks)
+            .set_key(Some(meta_key(key_part("job id", job_id)?)))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(names(&[update, cond]))
+            .set_expression_attribute_values(values([
+                (":now", t(now)),
+                (":zero", super::super::codec::n(defaults.priority)),
+                (":manual", s(trigger_text(defaults.trigger))),
+                (
+                    ":no",
+                    aws_sdk_dynamodb::types::AttributeValue::Bool(defaults.wait_off_peak),
+                ),
+            ]))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("UpdateItem finalize job", e)),
+        }
+    }
+
+    /// Items of a job's partition whose `sk` starts with `prefix` (empty: all of them).
+    async fn job_items(
+        &self,
+        job_id: &str,
+        prefix: &str,
+        keys_only: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let key = if prefix.is_empty() {
+            "#job_id = :j"
+        } else {
+            "#job_id = :j AND begins_with(#sk, :p)"
+        };
+        let projection = keys_only.then_some("#job_id, #sk");
+        let mut vals = vec![(":j", s(job_id))];
+        if !prefix.is_empty() {
+            vals.push((":p", s(prefix)));
+        }
+        let q = self
+            .client
+            .query()
+            .table_name(&self.chunks)
+            .consistent_read(true)
+            .key_condition_expression(key)
+            .set_projection_expression(projection.map(str::to_string))
+            .set_expression_attribute_names(names(&[key, projection.unwrap_or("")]))
+            .set_expression_attribute_values(values(vals));
+        query_all(q, "Query job items").await
+    }
+
+    pub(super) async fn save_results(
+        &self,
+        job_id: &str,
+        results: &[ChunkVerification],
+    ) -> Result<(), StoreError> {
+        let job_id = key_part("job id", job_id)?;
+        let generation = new_generation();
+        // Nobody else writes under a fresh generation: plain batched puts are safe.
+        let items = results
+            .iter()
+            .map(|v| result_item(job_id, &generation, v))
+            .collect();
+        batch_put(&self.client, &self.chunks, items).await?;
+        // The commit point: readers follow the pointer. The old one says what to delete.
+        let old = self
+            .client
+            .put_item()
+            .table_name(&self.chunks)
+            .set_item(Some(pointer_item(job_id, &generation, results.len())))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| backend("PutItem verification pointer", e))?
+            .attributes;
+        if let Some(old) = old.filter(|o| !o.is_empty()) {
+            let (replaced, _) = decode_pointer(&old)?;
+            let stale = self
+                .job_items(job_id, &generation_prefix(&replaced), true)
+                .await?;
+            batch_delete(&self.client, &self.chunks, keys_of(&stale)).await?;
+        }
+        Ok(())
+    }
+
+    /// The current generation's results, sorted like SQLite's (table, then chunk number).
+    pub(super) async fn results(&self, job_id: &str) -> Result<Vec<ChunkVerification>, StoreError> {
+        if key_part("job id", job_id).is_err() {
+            return Ok(Vec::new());
+        }
+        for round in 0..READ_ROUNDS {
+            let Some(pointer) = self
+                .get_chunks_item(verify_key(job_id), "GetItem verification pointer")
+                .await?
+            else {
+                return Ok(Vec::new());
+            };
+            let (generation, count) = decode_pointer(&pointer)?;
+            let items = self
+                .job_items(job_id, &generation_prefix(&generation), false)
+                .await?;
+            // Fewer than the pointer promised: a newer save replaced this generation while
+            // it was read. Read the new one.
+            if items.len() == count {
+                let mut out = items
+                    .iter()
+                    .map(decode_result)
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.sort_by(|a, b| (&a.key.table, a.key.seq).cmp(&(&b.key.table, b.key.seq)));
+                return Ok(out);
+            }
+            backoff(round).await;
+        }
+        Err(StoreError::Backend(format!(
+            "the verification results of {job_id} kept changing while they were read"
+        )))
+    }
+
+    pub(super) async fn remove_job(&self, job_id: &str) -> Result<bool, StoreError> {
+        if key_part("job id", job_id).is_err() {
+            return Ok(false);
+        }
+        let stored = self.get_stored_job(job_id).await?;
+        if let Some(s) = &stored {
+            self.release_range(&s.job).await?;
+        }
+        self.remove_alerts_of(job_id).await?;
+        let (frontiers, rest): (Vec<Item>, Vec<Item>) = self
+            .job_items(job_id, "", true)
+            .await?
+            .into_iter()
+            .partition(|i| {
+                Fields::new(i, "job item")
+                    .s(SK)
+                    .is_ok_and(|sk| sk.starts_with(FRONTIER_PREFIX))
+            });
+        batch_delete(&self.client, &self.chunks, rest).await?;
+        if stored.is_none() {
+            // What a removal cut short left behind (or hints of a job never stored).
+            batch_delete(&self.client, &self.chunks, frontiers).await?;
+            return Ok(false);
+        }
+        self.remove_job_and_frontiers(job_id, frontiers).await
+    }
+
+    /// The last step: the job item and its frontiers in one transaction. False when another
+    /// removal took the job item first.
+    async fn remove_job_and_frontiers(
+        &self,
+        job_id: &str,
+        mut frontiers: Vec<Item>,
+    ) -> Result<bool, StoreError> {
+        if frontiers.len() >= TXN_ITEMS {
+            let extra = frontiers.split_off(TXN_ITEMS - 1);
+            batch_delete(&self.client, &self.chunks, extra).await?;
+        }
+        let cond = "attribute_exists(#job_id)";
+        let built = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.jobs)
+                        .set_key(Some(job_key(job_id)))
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(names(&[cond]))
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+        ];
+        for key in &frontiers {
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.chunks)
+                            .set_key(Some(key.clone()))
+                            .build()
+                            .map_err(built)?,
+                    )
+                    .build(),
+            );
+        }
+        match transact(&self.client, items, "TransactWriteItems remove job").await? {
+            Txn::Committed => Ok(true),
+            Txn::Refused(_) => {
+                batch_delete(&self.client, &self.chunks, frontiers).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn remove_alerts_of(&self, job_id: &str) -> Result<(), StoreError> {
+        let key = "#job_id = :pk";
+        let filter = "#alert_job = :job";
+        let projection = "#job_id, #sk";
+        let q = self
+            .client
+            .query()
+            .table_name(&self.chunks)
+            .consistent_read(true)
+            .key_condition_expression(key)
+            .filter_expression(filter)
+            .projection_expression(projection)
+            .set_expression_attribute_names(names(&[key, filter, projection]))
+            .set_expression_attribute_values(values([(":pk", s(ALERTS)), (":job", s(job_id))]));
+        let alerts = query_all(q, "Query alerts of a job").await?;
+        batch_delete(&self.client, &self.chunks, alerts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::codec::frontier_key;
+    use super::*;
+
+    #[test]
+    fn generations_are_distinct_key_parts() {
+        let a = new_generation();
+        let b = new_generation();
+        assert_ne!(a, b);
+        assert!(key_part("generation", &a).is_ok());
+        // Frontier items are not verification items: removal tells them apart by prefix.
+        assert!(!generation_prefix(&a).starts_with(FRONTIER_PREFIX));
+        assert!(frontier_key("j", "tickets")[SK] == s("table#tickets"));
+    }
+}

@@ -266,14 +266,14 @@ pub const BINDINGS: &[Binding] = &[
         &[Char('T')],
         "T",
         Action::Transform,
-        "rebuild the service's canonical tables (SCD2) from raw",
+        "transform: canonical rebuild",
         Some(&[Tenants, Jobs, Detail]),
     ),
     b(
         &[Char('v')],
         "v",
         Action::Verify,
-        "verify the job: landed vs source counts per chunk",
+        "verify: landed vs source",
         Some(JOB_VIEWS),
     ),
     b(

@@ -408,6 +408,11 @@ impl App {
         usize::from(self.height.saturating_sub(5)).max(1)
     }
 
+    /// Rows of the tenants table: the body less the reason block under it.
+    pub fn tenant_body_rows(&self) -> usize {
+        self.body_rows().saturating_sub(4).max(1)
+    }
+
     pub fn job(&self, job_id: &str) -> Option<&Job> {
         self.snap.jobs.iter().find(|j| j.job_id == job_id)
     }
@@ -521,7 +526,7 @@ impl App {
             }
         }
         self.tenant_rows = rows;
-        let h = self.body_rows();
+        let h = self.tenant_body_rows();
         self.tenants.settle(self.tenant_rows.len(), h);
     }
 

@@ -382,9 +382,9 @@ pub fn detection() -> Vec<Decision> {
         d(
             "globex",
             Service::Servicenow,
-            true,
-            Check::Freshness,
-            "no completed backfill and no raw data: newly connected",
+            false,
+            Check::History,
+            "backfill backfill_globex_servicenow_20250301 is already pending",
         ),
         d(
             "initech",

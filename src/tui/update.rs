@@ -77,7 +77,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.height = height;
             let h = app.body_rows();
             app.jobs.settle(app.job_rows.len(), h);
-            app.tenants.settle(app.tenant_rows.len(), h);
+            app.tenants
+                .settle(app.tenant_rows.len(), app.tenant_body_rows());
             app.dirty = true;
             Vec::new()
         }

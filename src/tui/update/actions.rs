@@ -163,7 +163,9 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
 fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {
     let h = app.body_rows();
     match app.view() {
-        View::Tenants => app.tenants.step(delta, app.tenant_rows.len(), h),
+        View::Tenants => app
+            .tenants
+            .step(delta, app.tenant_rows.len(), app.tenant_body_rows()),
         View::Jobs => app.jobs.step(delta, app.job_rows.len(), h),
         View::Health => app.health.step(delta, app.snap.health.len(), h),
         View::Logs => {

@@ -530,4 +530,6 @@ impl Owner {
 }
 
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod tests;

@@ -140,7 +140,7 @@ impl Lifecycle {
                 out.push(a);
             }
         }
-        out.sort_by(|a, b| b.raised_at.cmp(&a.raised_at));
+        out.sort_by_key(|a| std::cmp::Reverse(a.raised_at));
         out
     }
 

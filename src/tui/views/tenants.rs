@@ -69,14 +69,20 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             let latest = r.latest.and_then(|i| app.snap.jobs.get(i));
             let state = match latest {
                 Some(j) => Line::from(
-                    [Span::styled(
-                        if wide {
-                            format!("{:<19}", job_status_label(j.status))
-                        } else {
-                            format!("{:<10}", job_status_short(j.status))
-                        },
-                        job_status_style(t, j.status),
-                    )]
+                    [{
+                        // As in the jobs table: held by the scheduler reads "waiting".
+                        let waiting = j.status == crate::domain::JobStatus::Pending
+                            && app.waiting(&j.job_id).is_some();
+                        let (label, style) = match waiting {
+                            true => ("waiting", t.fg(t.info)),
+                            false if wide => {
+                                (job_status_label(j.status), job_status_style(t, j.status))
+                            }
+                            false => (job_status_short(j.status), job_status_style(t, j.status)),
+                        };
+                        let w = if wide { 19 } else { 10 };
+                        Span::styled(format!("{label:<w$}"), style)
+                    }]
                     .into_iter()
                     .chain(progress_bar(
                         t,

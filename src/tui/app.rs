@@ -498,6 +498,13 @@ impl App {
                             .find(|j| j.status == JobStatus::Completed);
                         match done {
                             Some(j) => (false, format!("backfill {} completed", j.job_id), None),
+                            None if self.is_cloud() => (
+                                true,
+                                "no completed backfill in the job store (auto-detection runs \
+                                 where the sources are: trigger --auto-detect)"
+                                    .to_string(),
+                                None,
+                            ),
                             None => (
                                 true,
                                 "no completed backfill in the job store (auto-detection has \

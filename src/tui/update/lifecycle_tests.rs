@@ -96,6 +96,14 @@ fn tenant_rows_carry_the_detection_decision_and_its_reason() {
         .unwrap();
     assert!(!globex.needs_backfill);
     assert_eq!(globex.reason, format!("backfill {COMPLETED} completed"));
+    // Cloud mode: detection does not run in this process; the reason says where it does.
+    a.cloud = CloudMode::On;
+    a.rebuild_tenants();
+    assert!(
+        a.tenant_rows[0].reason.contains("trigger --auto-detect"),
+        "{}",
+        a.tenant_rows[0].reason
+    );
 }
 
 #[test]

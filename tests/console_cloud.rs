@@ -133,6 +133,7 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
         let policy = RefreshPolicy {
             idle: Duration::from_millis(200),
             min_refresh: Duration::from_millis(50),
+            ..RefreshPolicy::default()
         };
         let h = EngineHandle::spawn_cloud(
             engine,

@@ -1,6 +1,7 @@
 //! The console end to end: the real binary in tmux at 120x40 with the in-process sandbox,
-//! driven by keys. It triggers a backfill from the form, waits for the job to finish, opens
-//! the logs of the chunk the sandbox failed on purpose and finds its error text.
+//! driven by keys. It triggers a backfill from the form, waits for the job to finish,
+//! verifies it and transforms its service, opens the logs of the chunk the sandbox failed
+//! on purpose and finds its error text.
 //!
 //! Waits poll `capture-pane` for expected text; there is no fixed sleep.
 
@@ -196,10 +197,26 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
         "{jobs}"
     );
 
-    // Enter: the chunks; n: the failed one; l: its logs, with the error text.
+    // v: the ended job is verified against the sandbox's counts; the failed window's
+    // records are missing. T: acme's ConnectWise canonical tables from what landed.
+    tmux.keys(&["v"]);
+    let verified = tmux.wait_for("the verification", long, |s| {
+        s.contains(&format!("verified {job}:"))
+    });
+    assert!(
+        verified.contains("missing in 1 of 3 chunk(s)"),
+        "{verified}"
+    );
+    tmux.keys(&["T"]);
+    tmux.wait_for("the transform", long, |s| {
+        s.contains("transformed acme connectwise: ")
+    });
+
+    // Enter: the chunks (with landed/source counts now); n: the failed one; l: its logs,
+    // with the error text.
     tmux.keys(&["Enter"]);
     tmux.wait_for("the job detail", long, |s| {
-        s.contains("tickets: 3 chunk(s)") && s.contains("│tickets ")
+        s.contains("tickets: 3 chunk(s)") && s.contains("│tickets ") && s.contains("LANDED/SRC")
     });
     tmux.keys(&["n"]);
     tmux.wait_for("the failed chunk selected", long, |s| {

@@ -1,6 +1,8 @@
 //! Every console view drawn on ratatui's TestBackend at 80x24 and 120x40 with fixed data and
 //! a fake clock (insta snapshots), plus the colours of key cells, which text cannot show.
 
+use std::sync::Arc;
+
 use avesa_console::tui::app::{App, Route};
 use avesa_console::tui::fixtures;
 use avesa_console::tui::{Msg, Theme, update, views};
@@ -79,6 +81,33 @@ fn jobs_view() {
 #[test]
 fn job_detail_view_with_a_failed_chunk_selected() {
     snapshot_each_size("detail", ":jobs\n\nn");
+}
+
+/// The completed demo job's detail after its hand-off and a verification that found the
+/// fifth tickets chunk two records short, with that chunk selected.
+fn handed_off(theme: Theme, w: u16, h: u16) -> App {
+    let mut app = console(theme, w, h, "");
+    update(
+        &mut app,
+        Msg::Snapshot(Arc::new(fixtures::handed_off_snapshot())),
+    );
+    keys(&mut app, ":jobs\n");
+    app.jobs.selected = app
+        .job_rows
+        .iter()
+        .position(|&i| app.snap.jobs[i].job_id == "backfill_globex_connectwise_20250101")
+        .unwrap();
+    keys(&mut app, "\n→→→→");
+    app.status = None;
+    app
+}
+
+#[test]
+fn job_detail_view_handed_off_and_verified() {
+    for (w, h) in SIZES {
+        let app = handed_off(Theme::default(), w, h);
+        insta::assert_snapshot!(format!("detail_verified_{w}x{h}"), text(&draw(&app, w, h)));
+    }
 }
 
 #[test]
@@ -207,6 +236,46 @@ fn a_failed_chunk_is_drawn_in_the_themes_error_colour() {
                 .any(|c| c.symbol() == "▶" && c.fg == theme.running),
             "{name}"
         );
+    }
+}
+
+#[test]
+fn a_verification_mismatch_is_drawn_in_the_themes_error_colour() {
+    for name in Theme::names() {
+        let theme = Theme::built_in(name).unwrap();
+        let app = handed_off(theme.clone(), 120, 40);
+        let buf = draw(&app, 120, 40);
+        // The tickets chunk #4: 252 landed of the 254 the source holds.
+        let (x, y) = find(&buf, "252/254").unwrap();
+        for dx in 0..7 {
+            assert_eq!(
+                buf[(x + dx, y)].fg,
+                theme.selection_fg,
+                "{name}: selected row"
+            );
+        }
+        let (x, y) = find(&buf, "verified 01-15 11:58: 252 landed").unwrap();
+        assert_eq!(buf[(x, y)].fg, theme.error, "{name}: the chunk's verdict");
+        let (x, y) = find(&buf, "tickets ✗ 2 missing").unwrap();
+        assert_eq!(buf[(x, y)].fg, theme.error, "{name}: the table's verdict");
+        // A matching chunk in ok, one whose records moved since in warn.
+        let (x, y) = find(&buf, "213/213").unwrap();
+        assert_eq!(buf[(x, y)].fg, theme.ok, "{name}");
+        let (x, y) = find(&buf, "time_entries ↻ 1 moved since").unwrap();
+        assert_eq!(buf[(x, y)].fg, theme.warn, "{name}");
+        // Off the cursor, the mismatch row's count is in the error colour too.
+        let mut app = app;
+        keys(&mut app, "→");
+        let buf = draw(&app, 120, 40);
+        let (x, y) = find(&buf, "252/254").unwrap();
+        assert_eq!(buf[(x, y)].fg, theme.error, "{name}: the LANDED/SRC cell");
+    }
+    // NO_COLOR: no colour, the mark still reads.
+    let app = handed_off(Theme::default().no_color(), 120, 40);
+    let buf = draw(&app, 120, 40);
+    assert!(text(&buf).contains("tickets ✗ 2 missing"));
+    for c in buf.content() {
+        assert_eq!(c.fg, Color::Reset, "{:?}", c.symbol());
     }
 }
 

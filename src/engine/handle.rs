@@ -4,27 +4,37 @@
 //! Front ends (the console) never touch the store: they send commands and read snapshots.
 //! The snapshot is rebuilt from the store when events say something changed (at most every
 //! `min_refresh`) and at a modest interval anyway, since other processes share the store.
+//! It also carries the lifecycle around jobs (`lifecycle`): auto-detection decisions,
+//! stored alerts, sync markers, a watched job's hand-off and verification; and the jobs the
+//! console's scheduler (`queue`) holds back, with why.
 //!
 //! In cloud mode (`spawn_cloud`) the engine's store is the deployment's, and trigger,
 //! cancel and resume go to a `CloudDispatch` (`cloud`) instead of tasks of this process.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::detect::Decision;
 use super::planner::{self, Estimate, Plan, PlanRequest};
 use super::{Engine, EngineEvent};
 use crate::config::Config;
-use crate::domain::{Chunk, Job, JobStatus, Service};
+use crate::domain::{Alert, Chunk, Job, Service, SyncMarker};
 use crate::engine::BreakerState;
 use crate::store::JobFilter;
 
 mod cloud;
+mod commands;
+mod health;
+mod lifecycle;
+mod queue;
 
 pub use cloud::CloudDispatch;
+use commands::Answer;
+pub use lifecycle::{ALERTS_SHOWN, JobLifecycle};
 
 /// Where a triggered job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +74,16 @@ pub enum Command {
     Watch {
         job_id: Option<String>,
     },
+    /// Rebuild a tenant's service's canonical tables from all its raw data.
+    Transform {
+        tenant_id: String,
+        service: Service,
+    },
+    /// Count what a job landed per chunk against the source's own counts and store the
+    /// results (read-only towards the data: it reads the source and writes results).
+    Verify {
+        job_id: String,
+    },
 }
 
 impl Command {
@@ -74,9 +94,10 @@ impl Command {
             | Command::RetryFailed { job_id }
             | Command::Cancel { job_id }
             | Command::Pause { job_id }
-            | Command::Unpause { job_id } => Some(job_id),
+            | Command::Unpause { job_id }
+            | Command::Verify { job_id } => Some(job_id),
             Command::Watch { job_id } => job_id.as_deref(),
-            Command::Trigger { .. } => None,
+            Command::Trigger { .. } | Command::Transform { .. } => None,
         }
     }
 }
@@ -151,6 +172,24 @@ pub struct Snapshot {
     pub health: Arc<Vec<RateHealth>>,
     /// The last store error, if the last refresh failed.
     pub error: Option<String>,
+    /// `Engine::detect` for every tenant's service, sorted: whether it needs a backfill and
+    /// why. Empty until the first detection (and in cloud mode, where the sources and the
+    /// data are not here).
+    pub detection: Arc<Vec<Decision>>,
+    /// When the detection above finished.
+    pub detected_at: Option<DateTime<Utc>>,
+    /// Why the last detection failed (the decisions shown are then older).
+    pub detection_error: Option<String>,
+    /// Stored alerts, newest first (at most `ALERTS_SHOWN`).
+    pub alerts: Arc<Vec<Alert>>,
+    /// Every table's incremental sync marker.
+    pub markers: Arc<Vec<SyncMarker>>,
+    /// Watched jobs' hints (hand-off done?) and latest verification results.
+    pub lifecycle: Arc<BTreeMap<String, JobLifecycle>>,
+    /// Jobs the console queued that the scheduling rules hold back, with why.
+    pub waiting: Arc<BTreeMap<String, String>>,
+    /// Canonical tables per service: what a transform of the service rebuilds.
+    pub canonical: Arc<BTreeMap<Service, Vec<String>>>,
 }
 
 /// A plan and what it will cost, for a preview before the confirm.
@@ -172,6 +211,9 @@ pub struct RefreshPolicy {
     pub idle: Duration,
     /// With events, at most this often.
     pub min_refresh: Duration,
+    /// Auto-detection runs this often, and after a job of this console starts or ends. It
+    /// lists raw data and asks every source for a client, so not at the refresh rate.
+    pub detect: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -179,6 +221,7 @@ impl Default for RefreshPolicy {
         RefreshPolicy {
             idle: Duration::from_secs(2),
             min_refresh: Duration::from_millis(250),
+            detect: Duration::from_secs(30),
         }
     }
 }
@@ -221,6 +264,7 @@ impl EngineHandle {
         let first = Snapshot {
             tenants: Arc::new(tenant_infos(&config)),
             tables: Arc::new(table_names(&config)),
+            canonical: Arc::new(lifecycle::canonical_tables(&config)),
             ..Snapshot::default()
         };
         let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
@@ -300,131 +344,15 @@ fn table_names(config: &Config) -> BTreeMap<Service, Vec<String>> {
         .collect()
 }
 
-/// A tenant's service.
-type Pair = (String, Service);
-
-/// Health bookkeeping per tenant + service.
-#[derive(Default)]
-struct HealthBook {
-    rows: BTreeMap<(String, Service), RateHealth>,
-    /// Pages seen per pair with their time, for the last minute's count.
-    pages: HashMap<Pair, Vec<(DateTime<Utc>, u32)>>,
-    /// Last page count per chunk, to turn cumulative progress into deltas.
-    chunk_pages: HashMap<(String, String, u32), u32>,
-}
-
-impl HealthBook {
-    fn new(config: &Config) -> HealthBook {
-        let mut book = HealthBook::default();
-        for t in &config.tenants.tenants {
-            for s in t.services.keys() {
-                book.rows.insert(
-                    (t.tenant_id.clone(), *s),
-                    RateHealth {
-                        tenant_id: t.tenant_id.clone(),
-                        service: *s,
-                        limit_per_minute: config.backfill.rate_limit_per_minute(&t.tenant_id, *s),
-                        used_last_minute: 0,
-                        server_used: None,
-                        server_limit: None,
-                        last_429: None,
-                        retry_after_ms: None,
-                        rate_limited_total: 0,
-                        breaker: BreakerState::Closed,
-                        consecutive_failures: 0,
-                        breaker_reason: None,
-                    },
-                );
-            }
-        }
-        book
-    }
-
-    fn row(&mut self, tenant: &str, service: Service) -> &mut RateHealth {
-        self.rows
-            .entry((tenant.to_string(), service))
-            .or_insert_with(|| RateHealth {
-                tenant_id: tenant.to_string(),
-                service,
-                limit_per_minute: None,
-                used_last_minute: 0,
-                server_used: None,
-                server_limit: None,
-                last_429: None,
-                retry_after_ms: None,
-                rate_limited_total: 0,
-                breaker: BreakerState::Closed,
-                consecutive_failures: 0,
-                breaker_reason: None,
-            })
-    }
-
-    fn record(&mut self, event: &EngineEvent, jobs: &[Job], now: DateTime<Utc>) {
-        match event {
-            EngineEvent::RateLimited {
-                tenant_id,
-                service,
-                retry_after_ms,
-            } => {
-                let row = self.row(tenant_id, *service);
-                row.last_429 = Some(now);
-                row.retry_after_ms = Some(*retry_after_ms);
-                row.rate_limited_total += 1;
-            }
-            EngineEvent::BreakerChanged {
-                tenant_id,
-                service,
-                state,
-                consecutive_failures,
-                reason,
-            } => {
-                let row = self.row(tenant_id, *service);
-                row.breaker = *state;
-                row.consecutive_failures = *consecutive_failures;
-                row.breaker_reason = reason.clone();
-            }
-            EngineEvent::ServerUsage {
-                tenant_id,
-                service,
-                used,
-                limit,
-                ..
-            } => {
-                let row = self.row(tenant_id, *service);
-                row.server_used = *used;
-                row.server_limit = Some(*limit);
-            }
-            EngineEvent::ChunkProgress { key, pages, .. } => {
-                let Some(job) = jobs.iter().find(|j| j.job_id == key.job_id) else {
-                    return;
-                };
-                let last = self
-                    .chunk_pages
-                    .insert((key.job_id.clone(), key.table.clone(), key.seq), *pages)
-                    .unwrap_or(0);
-                let delta = pages.saturating_sub(last);
-                if delta > 0 {
-                    self.pages
-                        .entry((job.tenant_id.clone(), job.service))
-                        .or_default()
-                        .push((now, delta));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn rows(&mut self, now: DateTime<Utc>) -> Vec<RateHealth> {
-        let minute_ago = now - chrono::Duration::seconds(60);
-        for (pair, samples) in &mut self.pages {
-            samples.retain(|(t, _)| *t > minute_ago);
-            let used: u32 = samples.iter().map(|(_, n)| n).sum();
-            if let Some(row) = self.rows.get_mut(pair) {
-                row.used_last_minute = used;
-            }
-        }
-        self.rows.values().cloned().collect()
-    }
+/// What a task of the owner reports when it ends.
+enum Done {
+    /// A run of this job started here ended.
+    Job(String),
+    /// A transform or verification (by its key) ended.
+    Task(String),
+    /// A cloud call ended.
+    Cloud,
+    Detected(Result<Vec<Decision>, String>),
 }
 
 /// The task that owns the engine: runs commands, keeps the snapshot fresh.
@@ -435,12 +363,16 @@ struct Owner {
     policy: RefreshPolicy,
     watched: Option<String>,
     running: BTreeSet<String>,
-    health: HealthBook,
+    health: health::HealthBook,
     jobs: Arc<Vec<Job>>,
-    done_tx: mpsc::Sender<String>,
-    done_rx: Option<mpsc::Receiver<String>>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: Option<mpsc::Receiver<Done>>,
     /// Cloud mode: where trigger, cancel and resume go.
     cloud: Option<Arc<dyn CloudDispatch>>,
+    scheduler: queue::Scheduler,
+    /// Transforms and verifications in flight, by key.
+    busy: BTreeSet<String>,
+    detection: lifecycle::Detection,
 }
 
 impl Owner {
@@ -453,7 +385,8 @@ impl Owner {
         // One slot per job that can run at once is enough: finished runs report here.
         let (done_tx, done_rx) = mpsc::channel(64);
         Owner {
-            health: HealthBook::new(&config),
+            health: health::HealthBook::new(&config),
+            scheduler: queue::Scheduler::new(&config),
             engine,
             config,
             snapshot,
@@ -464,6 +397,8 @@ impl Owner {
             done_tx,
             done_rx: Some(done_rx),
             cloud: None,
+            busy: BTreeSet::new(),
+            detection: lifecycle::Detection::default(),
         }
     }
 
@@ -478,24 +413,24 @@ impl Owner {
             tokio::select! {
                 envelope = commands.recv() => {
                     let Some(Envelope { command, reply }) = envelope else { return };
-                    let routed = self
-                        .cloud
-                        .as_ref()
-                        .and_then(|c| cloud::route(c, &self.config, &command, Utc::now()));
-                    match routed {
-                        Some(call) => {
-                            // Answered from its own task; the finished call marks the
-                            // snapshot stale through `done` like a finished run.
-                            let done = self.done_tx.clone();
-                            let job_id = command.job_id().unwrap_or_default().to_string();
-                            tokio::spawn(async move {
-                                let _ = reply.send(call.await);
-                                let _ = done.send(job_id).await;
-                            });
+                    match self.execute(command).await {
+                        Ok(Answer::Now(text)) => {
+                            let _ = reply.send(Ok(text));
                         }
-                        None => {
-                            let answer = self.execute(command).await;
-                            let _ = reply.send(answer);
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Ok(Answer::Later { key, work }) => {
+                            // Answered from its own task; the end marks the snapshot stale
+                            // through `done` like a finished run.
+                            if let Some(k) = &key {
+                                self.busy.insert(k.clone());
+                            }
+                            let done = self.done_tx.clone();
+                            tokio::spawn(async move {
+                                let _ = reply.send(work.await);
+                                let _ = done.send(key.map_or(Done::Cloud, Done::Task)).await;
+                            });
                         }
                     }
                     dirty = true;
@@ -509,11 +444,29 @@ impl Owner {
                     }
                     dirty = true;
                 }
-                Some(job_id) = done_rx.recv() => {
-                    self.running.remove(&job_id);
+                Some(done) = done_rx.recv() => {
+                    match done {
+                        Done::Job(job_id) => {
+                            self.running.remove(&job_id);
+                            self.scheduler.finished(&job_id);
+                            self.detection.mark_stale();
+                            // A freed slot is the next waiting job's turn.
+                            self.dispatch();
+                        }
+                        Done::Task(key) => {
+                            self.busy.remove(&key);
+                        }
+                        Done::Cloud => {}
+                        Done::Detected(result) => self.detection.finished(result),
+                    }
                     dirty = true;
                 }
                 _ = tick.tick() => {
+                    // The off-peak window may have opened.
+                    self.dispatch();
+                    if self.cloud.is_none() && self.detection.due(self.policy.detect) {
+                        self.detect();
+                    }
                     if dirty || last_refresh.elapsed() >= self.policy.idle {
                         self.refresh().await;
                         dirty = false;
@@ -522,6 +475,17 @@ impl Owner {
                 }
             }
         }
+    }
+
+    /// Runs `Engine::detect` on a task: it lists raw data and builds a client per service,
+    /// which must not hold up commands or snapshots.
+    fn detect(&mut self) {
+        self.detection.started();
+        let (engine, done) = (self.engine.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let result = engine.detect(Utc::now()).await.map_err(|e| e.to_string());
+            let _ = done.send(Done::Detected(result)).await;
+        });
     }
 
     async fn refresh(&mut self) {
@@ -540,158 +504,32 @@ impl Owner {
                 Err(e) => error = Some(e.to_string()),
             }
         }
+        let loaded = lifecycle::load(&self.engine, self.watched.as_deref()).await;
         let prev = self.snapshot.borrow().clone();
+        let now = Utc::now();
         let snap = Snapshot {
-            taken_at: Some(Utc::now()),
+            taken_at: Some(now),
             jobs: self.jobs.clone(),
             chunks: Arc::new(chunks),
             running_here: Arc::new(self.running.clone()),
             tenants: prev.tenants.clone(),
             tables: prev.tables.clone(),
-            health: Arc::new(self.health.rows(Utc::now())),
-            error,
+            health: Arc::new(self.health.rows(now)),
+            error: error.or(loaded.error),
+            detection: self.detection.decisions.clone(),
+            detected_at: self.detection.at,
+            detection_error: self.detection.error.clone(),
+            alerts: Arc::new(loaded.alerts),
+            markers: Arc::new(loaded.markers),
+            lifecycle: Arc::new(loaded.jobs),
+            waiting: Arc::new(self.scheduler.waiting(now)),
+            canonical: prev.canonical.clone(),
         };
         self.snapshot.send_replace(Arc::new(snap));
     }
-
-    async fn job(&self, job_id: &str) -> Result<Job, HandleError> {
-        self.engine
-            .store()
-            .get_job(job_id)
-            .await
-            .map_err(|e| HandleError::Refused(e.to_string()))?
-            .ok_or_else(|| HandleError::Refused(format!("job {job_id} not found")))
-    }
-
-    fn start(&mut self, job_id: &str) {
-        if !self.running.insert(job_id.to_string()) {
-            return;
-        }
-        let engine = self.engine.clone();
-        let done = self.done_tx.clone();
-        let id = job_id.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = engine.run_job(&id, None).await {
-                tracing::error!(job_id = %id, error = %e, "console run of the job stopped");
-            }
-            let _ = done.send(id).await;
-        });
-    }
-
-    async fn execute(&mut self, command: Command) -> Result<String, HandleError> {
-        let store = self.engine.store().clone();
-        let refused = |e: crate::store::StoreError| HandleError::Refused(e.to_string());
-        let now = Utc::now();
-        match command {
-            Command::Watch { job_id } => {
-                self.watched = job_id;
-                Ok(String::new())
-            }
-            Command::Trigger { request, target } => {
-                if target == Target::Cloud {
-                    return Err(HandleError::Refused(
-                        "cloud dispatch is not configured: start the console with --cloud".into(),
-                    ));
-                }
-                let plan = planner::plan(&self.config, &request, now)
-                    .map_err(|e| HandleError::Refused(e.0))?;
-                let outcome = self
-                    .engine
-                    .create_job(&plan, now)
-                    .await
-                    .map_err(|e| HandleError::Refused(e.to_string()))?;
-                let job = outcome.job().clone();
-                self.start(&job.job_id);
-                Ok(match outcome {
-                    crate::store::CreateOutcome::Created(_) => {
-                        format!("started {} ({} chunks)", job.job_id, job.total_chunks)
-                    }
-                    crate::store::CreateOutcome::Existing(_) => format!(
-                        "{} already covers this range ({}); running it",
-                        job.job_id, job.status
-                    ),
-                })
-            }
-            Command::Resume { job_id } => {
-                let job = self.job(&job_id).await?;
-                if self.running.contains(&job_id) {
-                    return Err(HandleError::Refused(format!(
-                        "job {job_id} is already running in this console"
-                    )));
-                }
-                match job.status {
-                    JobStatus::Paused => {
-                        store
-                            .set_job_status(&job_id, JobStatus::Pending, now)
-                            .await
-                            .map_err(refused)?;
-                    }
-                    s if s.is_terminal() => {
-                        return Err(HandleError::Refused(format!(
-                            "job {job_id} is {s}; nothing to resume"
-                        )));
-                    }
-                    _ => {}
-                }
-                self.start(&job_id);
-                Ok(format!("resumed {job_id}"))
-            }
-            Command::RetryFailed { job_id } => {
-                let n = store.retry_failed(&job_id, now).await.map_err(refused)?;
-                if n == 0 {
-                    return Err(HandleError::Refused(format!(
-                        "job {job_id} has no failed chunks"
-                    )));
-                }
-                self.start(&job_id);
-                Ok(format!("retrying {n} failed chunk(s) of {job_id}"))
-            }
-            Command::Cancel { job_id } => {
-                let job = self.job(&job_id).await?;
-                if job.status.is_terminal() {
-                    return Err(HandleError::Refused(format!(
-                        "job {job_id} is already {}",
-                        job.status
-                    )));
-                }
-                store
-                    .set_job_status(&job_id, JobStatus::Cancelled, now)
-                    .await
-                    .map_err(refused)?;
-                Ok(format!("cancelled {job_id}"))
-            }
-            Command::Pause { job_id } => {
-                let job = self.job(&job_id).await?;
-                if job.status.is_terminal() {
-                    return Err(HandleError::Refused(format!(
-                        "job {job_id} is {}; nothing to pause",
-                        job.status
-                    )));
-                }
-                store
-                    .set_job_status(&job_id, JobStatus::Paused, now)
-                    .await
-                    .map_err(refused)?;
-                Ok(format!("paused {job_id}; chunks in flight finish first"))
-            }
-            Command::Unpause { job_id } => {
-                let job = self.job(&job_id).await?;
-                if job.status != JobStatus::Paused {
-                    return Err(HandleError::Refused(format!(
-                        "job {job_id} is {}, not paused",
-                        job.status
-                    )));
-                }
-                store
-                    .set_job_status(&job_id, JobStatus::Pending, now)
-                    .await
-                    .map_err(refused)?;
-                self.start(&job_id);
-                Ok(format!("unpaused {job_id}"))
-            }
-        }
-    }
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

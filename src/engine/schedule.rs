@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::executor::RunOutcome;
 use super::{Engine, EngineError, EngineEvent};
 use crate::config::Scheduling;
-use crate::domain::{JobMeta, JobStatus};
+use crate::domain::{Job, JobMeta, JobStatus};
 use crate::store::JobFilter;
 
 /// A daily UTC window `[start, end)`; it wraps midnight when `end <= start` (22:00–06:00).
@@ -71,6 +71,19 @@ pub struct Candidate {
     pub priority: i32,
     pub wait_off_peak: bool,
     pub created_at: DateTime<Utc>,
+}
+
+impl Candidate {
+    /// A job with its hints (`JobMeta::default_for` when none are stored).
+    pub fn of(job: &Job, meta: &JobMeta) -> Candidate {
+        Candidate {
+            job_id: job.job_id.clone(),
+            tenant_id: job.tenant_id.clone(),
+            priority: meta.priority,
+            wait_off_peak: meta.wait_off_peak,
+            created_at: job.created_at,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -157,6 +170,60 @@ impl FairQueue {
         self.running.remove(job_id);
     }
 
+    /// Adds a job to the waiting list, unless it already waits or runs; true when added.
+    /// For a long-lived queue (the console's), where jobs arrive one at a time.
+    pub fn push(&mut self, c: Candidate) -> bool {
+        if self.is_waiting(&c.job_id) || self.is_running(&c.job_id) {
+            return false;
+        }
+        self.waiting.push(c);
+        true
+    }
+
+    pub fn is_waiting(&self, job_id: &str) -> bool {
+        self.waiting.iter().any(|c| c.job_id == job_id)
+    }
+
+    pub fn is_running(&self, job_id: &str) -> bool {
+        self.running.contains_key(job_id)
+    }
+
+    /// Takes a job off the waiting list (cancelled or paused before its turn); true if it
+    /// was waiting.
+    pub fn remove(&mut self, job_id: &str) -> bool {
+        let before = self.waiting.len();
+        self.waiting.retain(|c| c.job_id != job_id);
+        self.waiting.len() != before
+    }
+
+    /// Why a waiting job has not started at `now` (`None` when it is not waiting). The
+    /// first rule of `next` that holds it back is named, so an operator knows what to wait
+    /// for or change.
+    pub fn why_waiting(&self, job_id: &str, limits: &Limits, now: DateTime<Utc>) -> Option<Wait> {
+        let c = self.waiting.iter().find(|c| c.job_id == job_id)?;
+        if c.wait_off_peak && !limits.off_peak.contains(now) {
+            return Some(Wait::OffPeak {
+                opens: limits.off_peak.next_open(now),
+            });
+        }
+        if self.running.len() >= limits.max_jobs {
+            return Some(Wait::Slots {
+                running: self.running.len(),
+                max: limits.max_jobs,
+            });
+        }
+        let mut tenants: Vec<&String> = self.running.values().collect();
+        tenants.sort();
+        tenants.dedup();
+        if tenants.len() >= limits.max_tenants && self.running_of(&c.tenant_id) == 0 {
+            return Some(Wait::Tenants {
+                running: tenants.len(),
+                max: limits.max_tenants,
+            });
+        }
+        Some(Wait::Turn)
+    }
+
     /// Waiting jobs held only by the off-peak window, with when it opens.
     pub fn deferred(&self, limits: &Limits, now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
         if limits.off_peak.contains(now) {
@@ -168,6 +235,41 @@ impl FairQueue {
             .filter(|c| c.wait_off_peak)
             .map(|c| (c.job_id.clone(), open))
             .collect()
+    }
+}
+
+/// What holds a waiting job back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "wait", rename_all = "snake_case")]
+pub enum Wait {
+    /// Its hints say off-peak and the window is closed until `opens`.
+    OffPeak { opens: DateTime<Utc> },
+    /// Every one of `max_concurrent_jobs` slots is taken.
+    Slots { running: usize, max: usize },
+    /// `max_parallel_tenants` other tenants run jobs; this tenant runs none.
+    Tenants { running: usize, max: usize },
+    /// Eligible: it starts at the next turn.
+    Turn,
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wait::OffPeak { opens } => write!(
+                f,
+                "waits for the off-peak window (opens {} UTC)",
+                opens.format("%Y-%m-%d %H:%M")
+            ),
+            Wait::Slots { running, max } => write!(
+                f,
+                "waits for a slot: {running} of {max} jobs run (max_concurrent_jobs)"
+            ),
+            Wait::Tenants { running, max } => write!(
+                f,
+                "waits for a tenant slot: {running} of {max} tenants run jobs (max_parallel_tenants)"
+            ),
+            Wait::Turn => f.write_str("next in line"),
+        }
     }
 }
 
@@ -298,13 +400,7 @@ impl Engine {
                     .find(|m| m.job_id == j.job_id)
                     .cloned()
                     .unwrap_or_else(|| JobMeta::default_for(&j.job_id));
-                Candidate {
-                    job_id: j.job_id.clone(),
-                    tenant_id: j.tenant_id.clone(),
-                    priority: meta.priority,
-                    wait_off_peak: meta.wait_off_peak,
-                    created_at: j.created_at,
-                }
+                Candidate::of(j, &meta)
             })
             .collect();
         let limits = Limits::from_config(&self.config().backfill);
@@ -452,5 +548,41 @@ mod tests {
         q.finished("b2");
         assert_eq!(q.next(&limits, at(12, 0)), None, "a1 waits for the night");
         assert_eq!(q.next(&limits, at(23, 0)).unwrap().job_id, "a1");
+    }
+
+    #[test]
+    fn a_long_lived_queue_says_why_each_job_waits() {
+        let limits = Limits {
+            max_jobs: 2,
+            max_tenants: 1,
+            off_peak: night(),
+        };
+        let mut q = FairQueue::default();
+        assert!(q.push(cand("a1", "a", 0, false)));
+        assert!(!q.push(cand("a1", "a", 0, false)), "once");
+        assert_eq!(q.next(&limits, at(12, 0)).unwrap().job_id, "a1");
+        assert!(!q.push(cand("a1", "a", 0, false)), "not while it runs");
+        q.push(cand("b1", "b", 0, false));
+        q.push(cand("c1", "c", 0, true));
+        assert_eq!(q.next(&limits, at(12, 0)), None);
+        let why = |q: &FairQueue, id: &str| q.why_waiting(id, &limits, at(12, 0));
+        assert_eq!(why(&q, "b1"), Some(Wait::Tenants { running: 1, max: 1 }));
+        assert_eq!(why(&q, "c1"), Some(Wait::OffPeak { opens: at(22, 0) }));
+        assert_eq!(
+            why(&q, "c1").unwrap().to_string(),
+            "waits for the off-peak window (opens 2026-03-10 22:00 UTC)"
+        );
+        q.push(cand("a2", "a", 0, false));
+        assert_eq!(q.next(&limits, at(12, 0)).unwrap().job_id, "a2");
+        assert_eq!(why(&q, "b1"), Some(Wait::Slots { running: 2, max: 2 }));
+        assert!(
+            why(&q, "b1")
+                .unwrap()
+                .to_string()
+                .contains("2 of 2 jobs run")
+        );
+        assert!(q.remove("b1") && !q.remove("b1"));
+        assert_eq!(why(&q, "b1"), None, "no longer waiting");
+        assert_eq!(why(&q, "a1"), None, "running is not waiting");
     }
 }

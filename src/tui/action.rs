@@ -40,14 +40,23 @@ pub enum Action {
     SortReverse,
     NextFailed,
     PrevFailed,
+    Transform,
+    Verify,
 }
 
 impl Action {
-    /// Actions that change jobs: refused in read-only mode.
+    /// Actions that change jobs or data: refused in read-only mode. The transform rewrites
+    /// canonical tables, so it counts. Verify does not: it reads the source's counts and the
+    /// landed parts and only stores its findings, which is what an on-call reader wants.
     pub fn is_mutating(self) -> bool {
         matches!(
             self,
-            Action::Trigger | Action::Resume | Action::RetryFailed | Action::Cancel | Action::Pause
+            Action::Trigger
+                | Action::Resume
+                | Action::RetryFailed
+                | Action::Cancel
+                | Action::Pause
+                | Action::Transform
         )
     }
 
@@ -59,6 +68,8 @@ impl Action {
             Action::RetryFailed => "R (retry failed chunks)",
             Action::Cancel => "c (cancel)",
             Action::Pause => "p (pause/unpause)",
+            Action::Transform => "T (transform)",
+            Action::Verify => "v (verify)",
             _ => "this key",
         }
     }
@@ -250,6 +261,20 @@ pub const BINDINGS: &[Binding] = &[
         Action::Trigger,
         "trigger a backfill (form with plan preview)",
         Some(&[Tenants, Jobs, Detail]),
+    ),
+    b(
+        &[Char('T')],
+        "T",
+        Action::Transform,
+        "transform: canonical rebuild",
+        Some(&[Tenants, Jobs, Detail]),
+    ),
+    b(
+        &[Char('v')],
+        "v",
+        Action::Verify,
+        "verify: landed vs source",
+        Some(JOB_VIEWS),
     ),
     b(
         &[Char(' ')],

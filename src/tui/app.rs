@@ -1,5 +1,8 @@
 //! The console's one model: what is on screen, the engine's latest snapshot, modes, marks,
-//! the logs pane and rates. Plain data: `update` changes it, views read it.
+//! the logs pane, rates and the lifecycle events heard (`lifecycle`). Plain data: `update`
+//! changes it, views read it.
+
+pub mod lifecycle;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,7 +13,9 @@ use super::form::TriggerForm;
 use super::logs::LogPane;
 use super::theme::Theme;
 use crate::domain::{Job, JobStatus, Service};
+use crate::engine::detect::Check;
 use crate::engine::handle::{Command, Snapshot};
+pub use lifecycle::Lifecycle;
 
 /// A screen of the console; the stack of them is the breadcrumb trail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,8 +192,13 @@ pub struct TenantRow {
     pub enabled: bool,
     /// The newest job of this tenant's service.
     pub latest: Option<usize>,
-    /// No completed backfill yet.
+    /// Auto-detection selected it (or, before detection has reported, no backfill of it
+    /// has completed).
     pub needs_backfill: bool,
+    /// Why it was or was not selected.
+    pub reason: String,
+    /// The detection check that decided; `None` while detection has not reported on it.
+    pub check: Option<Check>,
     pub jobs: usize,
 }
 
@@ -327,6 +337,8 @@ pub struct App {
     pub alerts: Vec<(StatusKind, String)>,
     pub logs: LogPane,
     pub rates: HashMap<String, RateMeter>,
+    /// Marker moves, transforms, alerts and off-peak waits as events told them.
+    pub life: Lifecycle,
     /// Redraw needed.
     pub dirty: bool,
     pub quit: bool,
@@ -375,6 +387,7 @@ impl App {
             alerts: Vec::new(),
             logs: LogPane::new(LOG_CAPACITY),
             rates: HashMap::new(),
+            life: Lifecycle::default(),
             dirty: true,
             quit: false,
             form_generation: 0,
@@ -393,6 +406,11 @@ impl App {
     /// Rows of the main table area: the screen less header, borders, column titles, status.
     pub fn body_rows(&self) -> usize {
         usize::from(self.height.saturating_sub(5)).max(1)
+    }
+
+    /// Rows of the tenants table: the body less the reason block under it.
+    pub fn tenant_body_rows(&self) -> usize {
+        self.body_rows().saturating_sub(4).max(1)
     }
 
     pub fn job(&self, job_id: &str) -> Option<&Job> {
@@ -433,6 +451,19 @@ impl App {
         self.snap.running_here.contains(job_id)
     }
 
+    /// Why a job the console started waits to run (scheduling limits, off-peak), if it does.
+    pub fn waiting(&self, job_id: &str) -> Option<String> {
+        if let Some(why) = self.snap.waiting.get(job_id) {
+            return Some(why.clone());
+        }
+        self.life.deferred.get(job_id).map(|(opens, _)| {
+            format!(
+                "waits for the off-peak window (opens {} UTC)",
+                opens.format("%Y-%m-%d %H:%M")
+            )
+        })
+    }
+
     /// Rebuilds the tenants' rows from the snapshot.
     pub fn rebuild_tenants(&mut self) {
         let filter = self.tenant_filter.to_lowercase();
@@ -449,12 +480,41 @@ impl App {
                     .max_by_key(|(_, j)| j.created_at)
                     .map(|(i, _)| i);
                 let jobs = self.snap.jobs.iter().filter(mine).count();
-                let needs_backfill = !self
+                let decision = self
                     .snap
-                    .jobs
+                    .detection
                     .iter()
-                    .filter(mine)
-                    .any(|j| j.status == JobStatus::Completed);
+                    .find(|d| d.tenant_id == t.tenant_id && d.service == s.service);
+                // Until detection reports (and in cloud mode, where it does not run here),
+                // the store's jobs are all there is to go by.
+                let (needs_backfill, reason, check) = match decision {
+                    Some(d) => (d.selected, d.reason.clone(), Some(d.check)),
+                    None => {
+                        let done = self
+                            .snap
+                            .jobs
+                            .iter()
+                            .filter(mine)
+                            .find(|j| j.status == JobStatus::Completed);
+                        match done {
+                            Some(j) => (false, format!("backfill {} completed", j.job_id), None),
+                            None if self.is_cloud() => (
+                                true,
+                                "no completed backfill in the job store (auto-detection runs \
+                                 where the sources are: trigger --auto-detect)"
+                                    .to_string(),
+                                None,
+                            ),
+                            None => (
+                                true,
+                                "no completed backfill in the job store (auto-detection has \
+                                 not reported yet)"
+                                    .to_string(),
+                                None,
+                            ),
+                        }
+                    }
+                };
                 let row = TenantRow {
                     tenant_id: t.tenant_id.clone(),
                     display_name: t.display_name.clone(),
@@ -462,6 +522,8 @@ impl App {
                     enabled: s.enabled,
                     latest,
                     needs_backfill,
+                    reason,
+                    check,
                     jobs,
                 };
                 let text = format!("{} {} {}", row.tenant_id, row.display_name, row.service);
@@ -471,7 +533,7 @@ impl App {
             }
         }
         self.tenant_rows = rows;
-        let h = self.body_rows();
+        let h = self.tenant_body_rows();
         self.tenants.settle(self.tenant_rows.len(), h);
     }
 
@@ -547,11 +609,26 @@ impl App {
         self.marks.retain(|m| jobs.iter().any(|j| &j.job_id == m));
     }
 
-    /// Rebuilds the alerts list: open breakers, recent 429s, failed chunks, stalled jobs.
+    /// Rebuilds the alerts list: stored and live alerts, open breakers, recent 429s, failed
+    /// chunks, stalled jobs.
     pub fn rebuild_alerts(&mut self) {
         let mut out = Vec::new();
         if let Some(e) = &self.snap.error {
             out.push((StatusKind::Error, format!("job store: {e}")));
+        }
+        if let Some(e) = &self.snap.detection_error {
+            out.push((StatusKind::Warn, format!("auto-detection: {e}")));
+        }
+        for a in self.life.alerts(&self.snap.alerts) {
+            out.push((
+                lifecycle::severity(a.kind),
+                format!(
+                    "{} {}: {}",
+                    a.raised_at.format("%m-%d %H:%M"),
+                    a.kind,
+                    a.message
+                ),
+            ));
         }
         for h in self.snap.health.iter() {
             if h.breaker != crate::engine::BreakerState::Closed {

@@ -10,10 +10,14 @@ use super::app::App;
 use super::logs::{Level, LogRecord};
 use super::theme::Theme;
 use super::update::{Msg, update};
-use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
+use crate::domain::{
+    Alert, AlertKind, Checkpoint, Chunk, ChunkKey, ChunkStatus, ChunkVerification, Job, JobMeta,
+    JobStatus, Service, SyncMarker, Trigger, Window,
+};
 use crate::engine::BreakerState;
 use crate::engine::EngineEvent;
-use crate::engine::handle::{RateHealth, ServiceInfo, Snapshot, TenantInfo};
+use crate::engine::detect::{Check, Decision};
+use crate::engine::handle::{JobLifecycle, RateHealth, ServiceInfo, Snapshot, TenantInfo};
 
 /// The fake clock: 2026-01-15 12:00:00 UTC.
 pub fn now() -> DateTime<Utc> {
@@ -296,6 +300,34 @@ pub fn snapshot(jobs: Vec<Job>, watched: Option<&Job>) -> Snapshot {
             "contacts".into(),
         ],
     );
+    let mut canonical = BTreeMap::new();
+    canonical.insert(
+        Service::Connectwise,
+        vec![
+            "companies".into(),
+            "contacts".into(),
+            "tickets".into(),
+            "time_entries".into(),
+        ],
+    );
+    canonical.insert(
+        Service::Servicenow,
+        vec!["contacts".into(), "tickets".into()],
+    );
+    canonical.insert(
+        Service::Salesforce,
+        vec!["companies".into(), "contacts".into(), "tickets".into()],
+    );
+    let waiting: BTreeMap<String, String> = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Pending)
+        .map(|j| {
+            (
+                j.job_id.clone(),
+                "waits for the off-peak window (opens 2026-01-15 22:00 UTC)".to_string(),
+            )
+        })
+        .collect();
     Snapshot {
         taken_at: Some(now()),
         jobs: Arc::new(jobs),
@@ -305,7 +337,188 @@ pub fn snapshot(jobs: Vec<Job>, watched: Option<&Job>) -> Snapshot {
         tables: Arc::new(tables),
         health: Arc::new(health()),
         error: None,
+        detection: Arc::new(detection()),
+        detected_at: Some(now() - Duration::seconds(12)),
+        detection_error: None,
+        alerts: Arc::new(alerts()),
+        markers: Arc::new(markers()),
+        lifecycle: Arc::new(BTreeMap::new()),
+        waiting: Arc::new(waiting),
+        canonical: Arc::new(canonical),
     }
+}
+
+/// What auto-detection says of each demo tenant's service: one decision per check.
+pub fn detection() -> Vec<Decision> {
+    let d = |tenant: &str, service, selected, check, reason: &str| Decision {
+        tenant_id: tenant.into(),
+        service,
+        selected,
+        check,
+        reason: reason.into(),
+    };
+    vec![
+        d(
+            "acme",
+            Service::Connectwise,
+            false,
+            Check::History,
+            "backfill backfill_acme_connectwise_20240101 is already running",
+        ),
+        d(
+            "acme",
+            Service::Servicenow,
+            false,
+            Check::Configured,
+            "credentials not usable: credential field 'password' is missing or empty",
+        ),
+        d(
+            "globex",
+            Service::Connectwise,
+            false,
+            Check::History,
+            "backfill backfill_globex_connectwise_20250101 completed 2026-01-15T08:49:00Z",
+        ),
+        d(
+            "globex",
+            Service::Servicenow,
+            false,
+            Check::History,
+            "backfill backfill_globex_servicenow_20250301 is already pending",
+        ),
+        d(
+            "initech",
+            Service::Connectwise,
+            true,
+            Check::Reenabled,
+            "re-enabled 2026-01-14T09:00:00Z after being disabled (last seen disabled \
+             2026-01-10T09:00:00Z): counts as new",
+        ),
+        d(
+            "initech",
+            Service::Salesforce,
+            false,
+            Check::Configured,
+            "disabled in the tenants registry",
+        ),
+    ]
+}
+
+/// Stored alerts, newest first: a low completion rate and the gap it leaves.
+pub fn alerts() -> Vec<Alert> {
+    let job = "backfill_initech_connectwise_20240601";
+    vec![
+        Alert {
+            kind: AlertKind::SyncGap,
+            subject: format!("initech/connectwise/tickets/{job}"),
+            tenant_id: "initech".into(),
+            service: Service::Connectwise,
+            job_id: Some(job.into()),
+            message: format!(
+                "initech connectwise tickets: backfill completed with 2 failed chunk(s): their \
+                 windows are gaps and the marker was not moved (resume {job} --retry-failed)"
+            ),
+            value: 1.0,
+            threshold: 0.0,
+            raised_at: now() - Duration::minutes(80),
+        },
+        Alert {
+            kind: AlertKind::LowCompletionRate,
+            subject: job.into(),
+            tenant_id: "initech".into(),
+            service: Service::Connectwise,
+            job_id: Some(job.into()),
+            message: format!(
+                "{job}: 90 % of finished chunks succeeded (18 of 20; alert below 95 %)"
+            ),
+            value: 0.9,
+            threshold: 0.95,
+            raised_at: now() - Duration::minutes(81),
+        },
+    ]
+}
+
+/// The completed globex backfill handed its tables to incremental sync.
+pub fn markers() -> Vec<SyncMarker> {
+    let job = demo_jobs()
+        .into_iter()
+        .find(|j| j.status == JobStatus::Completed)
+        .expect("a completed demo job");
+    job.tables
+        .iter()
+        .map(|t| SyncMarker {
+            tenant_id: job.tenant_id.clone(),
+            service: job.service,
+            table: t.clone(),
+            last_updated: job.window.end,
+            set_by_job: job.job_id.clone(),
+            backfill_job: Some(job.job_id.clone()),
+            backfill_end: Some(job.window.end),
+            updated_at: job.finished_at.unwrap_or(job.created_at),
+        })
+        .collect()
+}
+
+/// The demo snapshot watching the completed globex backfill: every chunk done, handed off,
+/// and verified with one chunk short of the source's count and one that moved since.
+pub fn handed_off_snapshot() -> Snapshot {
+    let jobs = demo_jobs();
+    let job = jobs
+        .iter()
+        .find(|j| j.status == JobStatus::Completed)
+        .cloned()
+        .expect("a completed demo job");
+    let mut snap = snapshot(jobs, None);
+    let chunks: Vec<Chunk> = chunks(&job)
+        .into_iter()
+        .map(|mut c| {
+            c.status = ChunkStatus::Succeeded;
+            c.attempts = 1;
+            c.last_error = None;
+            c.checkpoint.records = 200 + u64::from(c.key.seq) * 13;
+            c.started_at = Some(job.created_at + Duration::seconds(i64::from(c.key.seq) * 7));
+            c.finished_at = c.started_at.map(|s| s + Duration::seconds(6));
+            c
+        })
+        .collect();
+    let verified_at = now() - Duration::minutes(2);
+    let verification = chunks
+        .iter()
+        .map(|c| {
+            let landed = c.checkpoint.records;
+            let source_count = match (c.key.table.as_str(), c.key.seq) {
+                ("tickets", 4) => landed + 2,
+                ("time_entries", 7) => landed - 1,
+                _ => landed,
+            };
+            ChunkVerification {
+                key: c.key.clone(),
+                window: c.window,
+                source_count,
+                landed,
+                verified_at,
+            }
+        })
+        .collect();
+    let mut chunk_map = BTreeMap::new();
+    chunk_map.insert(job.job_id.clone(), chunks);
+    snap.chunks = Arc::new(chunk_map);
+    let mut lifecycle = BTreeMap::new();
+    lifecycle.insert(
+        job.job_id.clone(),
+        JobLifecycle {
+            meta: Some(JobMeta {
+                job_id: job.job_id.clone(),
+                priority: 1,
+                trigger: Trigger::Manual,
+                wait_off_peak: false,
+                finalized_at: job.finished_at.map(|f| f + Duration::seconds(4)),
+            }),
+            verification,
+        },
+    );
+    snap.lifecycle = Arc::new(lifecycle);
+    snap
 }
 
 /// Log line `i` of a steady stream: mostly progress, some warnings, an error now and then.

@@ -4,6 +4,9 @@
 mod actions;
 #[cfg(test)]
 mod cloud_tests;
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
 
@@ -74,7 +77,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.height = height;
             let h = app.body_rows();
             app.jobs.settle(app.job_rows.len(), h);
-            app.tenants.settle(app.tenant_rows.len(), h);
+            app.tenants
+                .settle(app.tenant_rows.len(), app.tenant_body_rows());
             app.dirty = true;
             Vec::new()
         }
@@ -107,6 +111,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Snapshot(snap) => {
+            app.life.settle(&snap.waiting, snap.taken_at);
             app.snap = snap;
             app.rebuild_tenants();
             app.rebuild_jobs();
@@ -141,6 +146,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             if matches!(command, Command::Watch { .. }) {
                 return Vec::new();
             }
+            lifecycle::answered(app, &command);
             match result {
                 Ok(text) => app.set_status(StatusKind::Info, text),
                 Err(e) => app.set_status(StatusKind::Error, format!("{}: {e}", verb(&command))),
@@ -183,6 +189,8 @@ fn verb(c: &Command) -> &'static str {
         Command::Pause { .. } => "pause",
         Command::Unpause { .. } => "unpause",
         Command::Watch { .. } => "watch",
+        Command::Transform { .. } => "transform",
+        Command::Verify { .. } => "verify",
     }
 }
 
@@ -217,7 +225,14 @@ fn on_event(app: &mut App, event: EngineEvent, at: DateTime<Utc>) {
         EngineEvent::JobFinished { job_id, status } => {
             app.set_status(StatusKind::Info, format!("job {job_id} finished: {status}"));
         }
-        _ => {}
+        _ => {
+            if let Some((kind, text)) = app.life.on_event(&event, at) {
+                app.set_status(kind, text);
+            }
+            if matches!(event, EngineEvent::Alert { .. }) {
+                app.rebuild_alerts();
+            }
+        }
     }
     app.dirty = true;
 }

@@ -2,6 +2,7 @@
 //! the status bar and any overlay. Views read the model and build only the rows on screen.
 
 mod detail;
+mod handoff;
 mod health;
 mod jobs;
 mod logs;
@@ -167,9 +168,9 @@ fn render_status(frame: &mut Frame, app: &App, area: Rect) {
 fn hints(app: &App) -> String {
     let ro = if app.read_only { "read-only · " } else { "" };
     let keys = match app.view() {
-        View::Tenants => "Enter jobs · t trigger · / filter",
-        View::Jobs => "Enter chunks · space mark · r R c p · l logs · s sort",
-        View::Detail => "←→ chunk · ↑↓ table · n failed · l logs · r R c p",
+        View::Tenants => "Enter jobs · t trigger · T transform · / filter",
+        View::Jobs => "Enter chunks · space mark · r R c p · v verify · T · l logs · s sort",
+        View::Detail => "←→ chunk · ↑↓ table · n failed · l logs · r R c p · v T",
         View::Logs => "/ search · n N · f follow · w wrap · L level · x context",
         View::Health => ":jobs · :tenants · :logs",
     };

@@ -68,6 +68,20 @@ pub(super) fn route(
         Command::RetryFailed { job_id } => Some(Box::pin(async move {
             cloud.resume(&job_id, true).await.map_err(refused)
         })),
+        // The deployment's workers run the transform step when a job completes, against
+        // data in S3; this process has neither the sources nor that data.
+        Command::Transform { .. } => Some(Box::pin(async {
+            Err(HandleError::Refused(
+                "the cloud deployment's workers transform when a job completes; run                  `avesa-console transform` where the data is"
+                    .into(),
+            ))
+        })),
+        Command::Verify { .. } => Some(Box::pin(async {
+            Err(HandleError::Refused(
+                "verification reads the sources and the landed data, which this cloud                  console has neither of; run `avesa-console verify JOB_ID` where they are"
+                    .into(),
+            ))
+        })),
         Command::Pause { .. } | Command::Watch { .. } => None,
     }
 }

@@ -40,6 +40,7 @@ fn engine(dir: &Path) -> (Engine, Arc<Config>) {
 const POLICY: RefreshPolicy = RefreshPolicy {
     idle: Duration::from_millis(50),
     min_refresh: Duration::from_millis(10),
+    detect: Duration::from_millis(100),
 };
 
 fn handle(dir: &Path) -> EngineHandle {

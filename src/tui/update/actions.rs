@@ -66,6 +66,8 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Resume | Action::RetryFailed | Action::Cancel | Action::Pause => {
             job_action(app, action)
         }
+        Action::Transform => super::lifecycle::transform(app),
+        Action::Verify => super::lifecycle::verify(app),
         Action::Mark => {
             if let Some(id) = app.selected_job().map(|j| j.job_id.clone()) {
                 if !app.marks.remove(&id) {
@@ -161,7 +163,9 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
 fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {
     let h = app.body_rows();
     match app.view() {
-        View::Tenants => app.tenants.step(delta, app.tenant_rows.len(), h),
+        View::Tenants => app
+            .tenants
+            .step(delta, app.tenant_rows.len(), app.tenant_body_rows()),
         View::Jobs => app.jobs.step(delta, app.job_rows.len(), h),
         View::Health => app.health.step(delta, app.snap.health.len(), h),
         View::Logs => {
@@ -405,6 +409,10 @@ fn refusal(app: &App, action: Action, job: &Job) -> Option<String> {
         Action::Resume if app.running_here(id) => {
             Some(format!("r: job {id} is already running in this console"))
         }
+        Action::Resume if app.waiting(id).is_some() => Some(format!(
+            "r: job {id} already {}",
+            app.waiting(id).unwrap_or_default()
+        )),
         Action::RetryFailed if job.failed_chunks == 0 => {
             Some(format!("R: job {id} has no failed chunks"))
         }

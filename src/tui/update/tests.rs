@@ -268,7 +268,13 @@ fn r_resumes_and_refuses_the_wrong_state() {
             job_id: PAUSED.into()
         }]
     );
+    // A pending job the scheduler holds back is queued already: r says why it waits.
     jobs_at(&mut a, PENDING);
+    assert!(ch(&mut a, 'r').is_empty());
+    assert!(status(&a).contains("already waits for the off-peak window"));
+    let mut snap = (*a.snap).clone();
+    snap.waiting = Arc::new(Default::default());
+    update(&mut a, Msg::Snapshot(Arc::new(snap)));
     assert_eq!(
         job_cmd(&ch(&mut a, 'r')),
         vec![Command::Resume {
@@ -364,17 +370,20 @@ fn marks_make_bulk_actions_with_a_confirm_showing_the_count() {
     let Mode::Confirm(c) = &a.mode else {
         panic!("{:?}", a.mode)
     };
+    // The pending job already waits in the scheduler's queue; the completed one is done.
     assert!(
-        c.prompt.starts_with("Resume 2 marked job(s)?"),
+        c.prompt.starts_with("Resume 1 marked job(s)?"),
         "{}",
         c.prompt
     );
-    assert!(c.prompt.contains("1 marked job(s) skipped"), "{}", c.prompt);
+    assert!(c.prompt.contains("2 marked job(s) skipped"), "{}", c.prompt);
     let cmds = job_cmd(&ch(&mut a, 'y'));
-    assert_eq!(cmds.len(), 2);
-    assert!(cmds.contains(&Command::Resume {
-        job_id: PENDING.into()
-    }));
+    assert_eq!(
+        cmds,
+        vec![Command::Resume {
+            job_id: PAUSED.into()
+        }]
+    );
     // Unmarking one by space, then all by u.
     jobs_at(&mut a, COMPLETED);
     ch(&mut a, ' ');
@@ -786,6 +795,6 @@ fn read_only_refuses_every_mutating_key() {
             }
         }
     }
-    // t in three views, r R c p in two, with and without marks.
-    assert_eq!(checked, 2 * (3 + 4 * 2));
+    // t and T in three views, r R c p in two, with and without marks.
+    assert_eq!(checked, 2 * (3 + 3 + 4 * 2));
 }

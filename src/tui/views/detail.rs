@@ -1,5 +1,7 @@
 //! Job detail: the plan (windows per table) as a heatmap of chunk states, visible before and
-//! during the run, the chunk list of the selected table, and the selected chunk's last error.
+//! during the run, the hand-off and verification lines (`handoff`), the chunk list of the
+//! selected table (with landed/source counts once verified), and the selected chunk's last
+//! error.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -7,6 +9,7 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
+use super::handoff;
 use super::{
     block, chunk_glyph, chunk_style, clip, fmt_count, fmt_duration, job_status_label,
     job_status_style, progress_bar,
@@ -43,7 +46,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let heat_h = (heat_lines as u16 + 3).min(area.height / 2).max(4);
     let err_h = 4;
     let [summary, heat, list, err] = Layout::vertical([
-        Constraint::Length(4),
+        Constraint::Length(6),
         Constraint::Length(heat_h),
         Constraint::Min(3),
         Constraint::Length(err_h),
@@ -84,6 +87,8 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let p = Paragraph::new(vec![
         Line::from(head),
         Line::from(Span::styled(plan, t.fg(t.muted))),
+        handoff::handoff_line(app, job),
+        handoff::verify_line(app, job),
     ])
     .block(block(t, format!(" Job {job_id} ")));
     frame.render_widget(p, summary);
@@ -146,6 +151,10 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         return;
     };
     let rows_h = usize::from(list.height.saturating_sub(3)).max(1);
+    // Once verified, a column shows landed/source per chunk; narrow screens then write the
+    // window as dates to make room for it.
+    let verified = !handoff::results(app, job_id).is_empty();
+    let short_window = verified && list.width < 100;
     let offset = app.detail_chunk.saturating_sub(rows_h.saturating_sub(1));
     let rows = chunks[range.clone()]
         .iter()
@@ -165,47 +174,62 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             } else {
                 c.status.to_string()
             };
-            let row = Row::new(vec![
+            let window_fmt = if short_window {
+                "%Y-%m-%d"
+            } else {
+                "%Y-%m-%d %H:%M"
+            };
+            let mut cells = vec![
                 Cell::from(format!("#{}", c.key.seq)),
                 Cell::from(format!(
                     "{} → {}",
-                    c.window.start.format("%Y-%m-%d %H:%M"),
-                    c.window.end.format("%Y-%m-%d %H:%M")
+                    c.window.start.format(window_fmt),
+                    c.window.end.format(window_fmt)
                 )),
                 Cell::from(Span::styled(status, chunk_style(t, c.status, retrying(c)))),
                 Cell::from(format!("{}/{}", c.attempts, job.max_attempts)),
                 Cell::from(Line::from(fmt_count(c.checkpoint.records)).right_aligned()),
                 Cell::from(Line::from(dur).right_aligned()),
-                Cell::from(Span::styled(
-                    c.last_error.clone().unwrap_or_default(),
-                    t.fg(t.error),
-                )),
-            ]);
+            ];
+            if verified {
+                cells.push(Cell::from(
+                    match handoff::of_chunk(app, &c.key) {
+                        Some(v) => Line::from(Span::styled(
+                            format!("{}/{}", v.landed, v.source_count),
+                            handoff::style(t, v),
+                        )),
+                        None => Line::from(Span::styled("—", t.fg(t.muted))),
+                    }
+                    .right_aligned(),
+                ));
+            }
+            cells.push(Cell::from(Span::styled(
+                c.last_error.clone().unwrap_or_default(),
+                t.fg(t.error),
+            )));
+            let row = Row::new(cells);
             if i == app.detail_chunk {
                 row.style(t.selection())
             } else {
                 row
             }
         });
-    let header = Row::new([
-        "SEQ",
-        "WINDOW",
-        "STATUS",
-        "TRIES",
-        "RECORDS",
-        "TIME",
-        "LAST ERROR",
-    ])
-    .style(t.fg(t.accent).add_modifier(Modifier::BOLD));
-    let widths = [
+    let mut header = vec!["SEQ", "WINDOW", "STATUS", "TRIES", "RECORDS", "TIME"];
+    let mut widths = vec![
         Constraint::Length(5),
-        Constraint::Length(35),
+        Constraint::Length(if short_window { 23 } else { 35 }),
         Constraint::Length(9),
         Constraint::Length(5),
         Constraint::Length(7),
         Constraint::Length(6),
-        Constraint::Fill(1),
     ];
+    if verified {
+        header.push("LANDED/SRC");
+        widths.push(Constraint::Length(10));
+    }
+    header.push("LAST ERROR");
+    widths.push(Constraint::Fill(1));
+    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
     let title = format!(" {table}: {} chunk(s) ", range.len());
     frame.render_widget(
         Table::new(rows, widths)
@@ -218,14 +242,20 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     // The selected chunk's error in full: the "why" during an incident.
     let sel = chunks.get(range.start + app.detail_chunk);
     let (title, text) = match sel {
-        Some(c) => (
-            format!(" {} · l shows its logs ", c.key),
-            match &c.last_error {
+        Some(c) => {
+            let mut lines = vec![match &c.last_error {
                 Some(e) => Line::from(Span::styled(e.clone(), t.fg(t.error))),
                 None => Line::from(Span::styled("no error", t.fg(t.muted))),
-            },
-        ),
-        None => (" Last error ".to_string(), Line::default()),
+            }];
+            if let Some(v) = handoff::of_chunk(app, &c.key) {
+                lines.push(Line::from(Span::styled(
+                    handoff::chunk_words(v),
+                    handoff::style(t, v),
+                )));
+            }
+            (format!(" {} · l shows its logs ", c.key), lines)
+        }
+        None => (" Last error ".to_string(), Vec::new()),
     };
     frame.render_widget(
         Paragraph::new(text)

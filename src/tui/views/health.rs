@@ -1,5 +1,5 @@
 //! Health: request budget per tenant + service (requests left, last 429, Retry-After),
-//! circuit breaker states, and alerts.
+//! circuit breaker states, and alerts (stored and live ones with the console's own findings).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

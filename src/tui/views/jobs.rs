@@ -1,4 +1,5 @@
-//! Jobs: a sortable table with progress bars, records, current rates, ETA and failures.
+//! Jobs: a sortable table with progress bars, records, current rates, ETA and failures;
+//! jobs the console's scheduler holds back read "waiting".
 //! Only the rows on screen are built, so 10 jobs and 10,000 draw in the same time.
 
 use ratatui::Frame;
@@ -94,14 +95,21 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
                 cells.push(Cell::from(j.tenant_id.clone()));
                 cells.push(Cell::from(j.service.as_str()));
             }
-            cells.push(Cell::from(Span::styled(
-                if narrow {
-                    job_status_short(j.status)
-                } else {
-                    job_status_label(j.status)
-                },
-                job_status_style(t, j.status),
-            )));
+            // A job the console's scheduler holds back reads "waiting"; the detail view and
+            // the status bar say why.
+            let waiting = j.status == JobStatus::Pending && app.waiting(&j.job_id).is_some();
+            cells.push(Cell::from(if waiting {
+                Span::styled("waiting", t.fg(t.info))
+            } else {
+                Span::styled(
+                    if narrow {
+                        job_status_short(j.status)
+                    } else {
+                        job_status_label(j.status)
+                    },
+                    job_status_style(t, j.status),
+                )
+            }));
             cells.push(Cell::from(Line::from(progress_bar(
                 t,
                 j.completed_chunks,

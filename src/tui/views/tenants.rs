@@ -1,17 +1,56 @@
-//! Tenants: each tenant's connected services, their backfill state and a "needs backfill"
-//! mark (no completed backfill job yet).
+//! Tenants: each tenant's connected services, their backfill state and the auto-detection
+//! mark ("needs backfill" or why not), with the selected row's reason on the line below.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
-use ratatui::style::Modifier;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::{block, job_status_label, job_status_short, job_status_style, progress_bar};
-use crate::tui::app::App;
+use crate::engine::detect::Check;
+use crate::tui::app::{App, TenantRow};
+use crate::tui::theme::Theme;
+
+/// The STATE column: the detection's verdict in a word or two.
+fn mark(app: &App, t: &Theme, r: &TenantRow) -> (&'static str, Style) {
+    let active = r
+        .latest
+        .and_then(|i| app.snap.jobs.get(i))
+        .is_some_and(|j| j.status.is_active());
+    if !r.enabled {
+        ("disabled", t.fg(t.muted))
+    } else if r.needs_backfill {
+        (
+            "● needs backfill",
+            t.fg(t.warn).add_modifier(Modifier::BOLD),
+        )
+    } else if r.check == Some(Check::Configured) {
+        ("✗ not usable", t.fg(t.error))
+    } else if active {
+        ("▶ in progress", t.fg(t.running))
+    } else if r.check == Some(Check::Freshness) {
+        ("✓ has history", t.fg(t.ok))
+    } else {
+        ("✓ backfilled", t.fg(t.ok))
+    }
+}
+
+/// Which detection check decided, as the reason line names it.
+fn check_label(c: Option<Check>) -> &'static str {
+    match c {
+        Some(Check::Configured) => "configuration",
+        Some(Check::Reenabled) => "re-enabled",
+        Some(Check::History) => "backfill history",
+        Some(Check::Freshness) => "raw data age",
+        None => "job store",
+    }
+}
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
+    let [area, why] = Layout::vertical([Constraint::Min(4), Constraint::Length(4)]).areas(area);
+    render_why(frame, app, why);
     let wide = area.width >= 100;
     let filter = if app.tenant_filter.is_empty() {
         String::new()
@@ -30,14 +69,20 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             let latest = r.latest.and_then(|i| app.snap.jobs.get(i));
             let state = match latest {
                 Some(j) => Line::from(
-                    [Span::styled(
-                        if wide {
-                            format!("{:<19}", job_status_label(j.status))
-                        } else {
-                            format!("{:<10}", job_status_short(j.status))
-                        },
-                        job_status_style(t, j.status),
-                    )]
+                    [{
+                        // As in the jobs table: held by the scheduler reads "waiting".
+                        let waiting = j.status == crate::domain::JobStatus::Pending
+                            && app.waiting(&j.job_id).is_some();
+                        let (label, style) = match waiting {
+                            true => ("waiting", t.fg(t.info)),
+                            false if wide => {
+                                (job_status_label(j.status), job_status_style(t, j.status))
+                            }
+                            false => (job_status_short(j.status), job_status_style(t, j.status)),
+                        };
+                        let w = if wide { 19 } else { 10 };
+                        Span::styled(format!("{label:<w$}"), style)
+                    }]
                     .into_iter()
                     .chain(progress_bar(
                         t,
@@ -50,16 +95,8 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
                 ),
                 None => Line::from(Span::styled("no backfill yet", t.fg(t.muted))),
             };
-            let needs = if !r.enabled {
-                Span::styled("disabled", t.fg(t.muted))
-            } else if r.needs_backfill {
-                Span::styled(
-                    "● needs backfill",
-                    t.fg(t.warn).add_modifier(Modifier::BOLD),
-                )
-            } else {
-                Span::styled("✓ backfilled", t.fg(t.ok))
-            };
+            let (label, style) = mark(app, t, r);
+            let needs = Span::styled(label, style);
             let mut cells = vec![Cell::from(r.tenant_id.clone())];
             if wide {
                 cells.push(Cell::from(r.display_name.clone()));
@@ -97,4 +134,34 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     if !app.tenant_rows.is_empty() {
         super::highlight_row(frame, t, area, app.tenants.selected - app.tenants.offset);
     }
+}
+
+/// The selected row's detection reason: why it was or was not selected.
+fn render_why(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let source = match app.snap.detected_at {
+        Some(at) => format!(" Why · auto-detection at {} UTC ", at.format("%H:%M:%S")),
+        None => " Why · from the job store (auto-detection has not reported) ".to_string(),
+    };
+    let line = match app.tenant_rows.get(app.tenants.selected) {
+        Some(r) => {
+            let (label, style) = mark(app, t, r);
+            Line::from(vec![
+                Span::styled(
+                    format!("{} {} ", r.tenant_id, r.service),
+                    t.fg(t.accent).add_modifier(Modifier::BOLD),
+                ),
+                Span::styled(label, style),
+                Span::styled(format!(" · {}: ", check_label(r.check)), t.fg(t.muted)),
+                Span::raw(r.reason.clone()),
+            ])
+        }
+        None => Line::from(Span::styled("no tenant service selected", t.fg(t.muted))),
+    };
+    frame.render_widget(
+        Paragraph::new(line)
+            .wrap(Wrap { trim: true })
+            .block(block(t, source)),
+        area,
+    );
 }

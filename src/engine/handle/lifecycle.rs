@@ -42,8 +42,8 @@ pub(super) struct Loaded {
     pub error: Option<String>,
 }
 
-/// Reads alerts, markers and the watched job's hints and verification. Without a lifecycle
-/// store (the cloud deployment has none yet) there is nothing to read.
+/// Reads alerts, markers and the watched job's hints and verification. An engine built
+/// without a lifecycle store has nothing to read.
 pub(super) async fn load(engine: &Engine, watched: Option<&str>) -> Loaded {
     let mut out = Loaded::default();
     let Some(lc) = engine.lifecycle() else {

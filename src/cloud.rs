@@ -14,6 +14,9 @@ pub mod s3;
 pub mod sfn;
 pub mod worker;
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::engine::EngineError;
@@ -113,6 +116,28 @@ impl CloudError {
     }
 }
 
+/// The longest SQS long poll the worker asks for (`WaitTimeSeconds`; SQS allows no more).
+pub const SQS_MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// How long one connection may take to open (the SDK's own default).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
+/// How long one attempt of a call may take, retries not counted: the longest SQS long poll
+/// plus 10 s for the connection and the answer, so a hung connection fails the attempt (and
+/// the standard retry strategy tries again) instead of stalling a worker for good.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a call may take with all its attempts: the standard retry strategy's 3 attempts
+/// of at most `ATTEMPT_TIMEOUT` each, and its backoff between them (at most 1 s, then 2 s).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(100);
+
+/// The timeouts every AWS client of this crate gets.
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
 /// Loads region, credentials and endpoints through the SDK's default chain.
 ///
 /// The chain reads `AWS_REGION`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, profiles,
@@ -121,8 +146,15 @@ impl CloudError {
 /// which is how tests and local runs reach DynamoDB Local without a code path of their own.
 /// Nothing is contacted here: credentials are resolved on a client's first request.
 /// The store and every client of this module start from it.
+///
+/// Every call gets `timeout_config()`. Retries stay the chain's: the SDK's standard strategy
+/// (3 attempts with jittered backoff), which `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE` (or the
+/// profile) may change; the operation timeout bounds a call whatever the attempts.
 pub async fn aws_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeout_config())
+        .load()
+        .await
 }
 
 /// The endpoint override for one service, as aws-config resolves it for SDK clients:
@@ -144,6 +176,36 @@ pub fn endpoint_override(config: &SdkConfig, service_id: &str, env: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_let_a_long_poll_finish_and_bound_every_retry() {
+        // A ReceiveMessage long poll of 20 s must not be cut off by the attempt timeout.
+        assert!(ATTEMPT_TIMEOUT >= SQS_MAX_WAIT + Duration::from_secs(5));
+        assert!(CONNECT_TIMEOUT < ATTEMPT_TIMEOUT);
+        // Three standard attempts and their backoff (at most 1 s, then 2 s) fit.
+        assert!(OPERATION_TIMEOUT >= ATTEMPT_TIMEOUT * 3 + Duration::from_secs(3));
+        let t = timeout_config();
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(OPERATION_TIMEOUT));
+        assert_eq!(t.read_timeout(), None, "a long poll reads nothing for 20 s");
+    }
+
+    #[tokio::test]
+    async fn the_shared_config_has_the_timeouts_and_standard_retries() {
+        let config = aws_config().await;
+        let t = config.timeout_config().expect("timeouts are set");
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(OPERATION_TIMEOUT));
+        let retry = config.retry_config().expect("a retry configuration");
+        if std::env::var_os("AWS_RETRY_MODE").is_none() {
+            assert_eq!(retry.mode(), aws_config::retry::RetryMode::Standard);
+        }
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            assert_eq!(retry.max_attempts(), 3);
+        }
+    }
 
     #[test]
     fn a_missing_setting_names_its_flag_and_variable() {

@@ -159,6 +159,45 @@ fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
     );
     let meta = block(life.job_metas(&[JOB.to_string()])).unwrap();
     assert!(meta[0].finalized_at.is_some(), "{meta:?}");
+    // `status --cloud` shows that marker and the gap check, as local `status` does.
+    let out = dep.cli(
+        &fx,
+        None,
+        &[
+            "status",
+            "--cloud",
+            "--tenant-id",
+            "acme",
+            "--output",
+            "json",
+        ],
+    );
+    assert_ok(&out);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["jobs"][0]["job_id"], JOB, "{listed}");
+    let shown = &listed["markers"];
+    assert_eq!(shown.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(shown[0]["table"], "tickets", "{listed}");
+    assert_eq!(
+        shown[0]["last_updated"],
+        serde_json::to_value(job.window.end).unwrap(),
+        "{listed}"
+    );
+    assert_eq!(shown[0]["backfill_job"], JOB, "{listed}");
+    assert_eq!(listed["gaps"], serde_json::json!([]), "{listed}");
+    let out = dep.cli(&fx, None, &["status", "--cloud", "--tenant-id", "acme"]);
+    assert_ok(&out);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let end = job.window.end.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert!(printed.contains("SYNC MARKER"), "{printed}");
+    assert!(
+        printed.lines().any(|l| l.starts_with("acme")
+            && l.contains("tickets")
+            && l.contains(&end)
+            && l.ends_with(JOB)),
+        "{printed}"
+    );
+    assert!(!printed.contains("GAP "), "{printed}");
     assert!(text.contains("job finished"), "{text}");
     let one = logs(&dep, &fx, &["--chunk", "tickets#3"]);
     assert!(one.lines().count() >= 2, "{one}");

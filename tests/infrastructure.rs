@@ -178,3 +178,107 @@ fn the_template_passes_cfn_lint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The IAM actions the DynamoDB store's item calls need: each SDK operation it sends, and
+/// for TransactWriteItems the actions of the parts it builds (IAM has no action of its own
+/// for a transaction; each Put, Update, Delete and ConditionCheck is authorised as
+/// PutItem, UpdateItem, DeleteItem and ConditionCheckItem). Table management
+/// (`ensure_tables`, for tests and local setups) is left out: the stack makes the tables.
+fn store_actions() -> Vec<&'static str> {
+    let mut sources = rust_files(&root().join("src/store/dynamodb"));
+    sources.push(root().join("src/store/dynamodb.rs"));
+    let code: String = sources
+        .iter()
+        .filter(|p| !p.ends_with("schema.rs"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let calls = [
+        (".get_item()", "dynamodb:GetItem"),
+        (".batch_get_item()", "dynamodb:BatchGetItem"),
+        (".query()", "dynamodb:Query"),
+        (".scan()", "dynamodb:Scan"),
+        (".put_item()", "dynamodb:PutItem"),
+        (".update_item()", "dynamodb:UpdateItem"),
+        (".delete_item()", "dynamodb:DeleteItem"),
+        (".batch_write_item()", "dynamodb:BatchWriteItem"),
+        ("Put::builder()", "dynamodb:PutItem"),
+        ("Update::builder()", "dynamodb:UpdateItem"),
+        ("Delete::builder()", "dynamodb:DeleteItem"),
+        ("ConditionCheck::builder()", "dynamodb:ConditionCheckItem"),
+        (".transact_get_items()", "dynamodb:GetItem"),
+    ];
+    let mut out: Vec<_> = calls
+        .iter()
+        .filter(|(call, _)| code.contains(call))
+        .map(|(_, action)| *action)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    assert!(
+        out.contains(&"dynamodb:Query") && out.contains(&"dynamodb:DeleteItem"),
+        "the store's calls were not found: {out:?}"
+    );
+    out
+}
+
+/// The DynamoDB actions of statement `sid` in the template's resource `resource`.
+fn policy_actions(text: &str, resource: &str, sid: &str) -> Vec<String> {
+    let start = text
+        .find(&format!("\n  {resource}:\n"))
+        .unwrap_or_else(|| panic!("no resource {resource}"));
+    let body = &text[start + resource.len() + 4..];
+    // The resource ends where the next one (two spaces, a name, a colon) starts.
+    let end = body
+        .lines()
+        .scan(0, |at, line| {
+            let here = *at;
+            *at += line.len() + 1;
+            Some((here, line))
+        })
+        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
+        .map_or(body.len(), |(at, _)| at);
+    let resource_text = &body[..end];
+    let at = resource_text
+        .find(&format!("Sid: {sid}"))
+        .unwrap_or_else(|| panic!("{resource} has no statement {sid}"));
+    resource_text[at..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| !l.trim_start().starts_with("- dynamodb:"))
+        .take_while(|l| l.trim_start().starts_with("- dynamodb:"))
+        .map(|l| l.trim_start().trim_start_matches("- ").to_string())
+        .collect()
+}
+
+#[test]
+fn the_operator_and_worker_may_make_every_dynamodb_call_of_the_store() {
+    let text = template();
+    let needed = store_actions();
+    // The operator's commands (trigger, cancel, resume --retry-failed, the cloud console)
+    // create jobs, give up range claims (DeleteItem) and reopen chunks in transactions;
+    // workers claim, checkpoint, finish chunks, abandon stalled creations and write the
+    // lifecycle items. Both open the whole store, so both may make every item call.
+    for (resource, sid) in [("OperatorPolicy", "JobState"), ("WorkerRole", "JobState")] {
+        let granted = policy_actions(&text, resource, sid);
+        for action in &needed {
+            assert!(
+                granted.iter().any(|g| g == action),
+                "{resource} ({sid}) lacks {action}; it has {granted:?}"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use chrono::Utc;
 use color_eyre::eyre::{Result, bail, eyre};
 use serde_json::json;
 
-use super::commands::cancel_in;
+use super::commands::{cancel_in, print_status_list};
 use super::runtime;
 use super::{
     CancelArgs, CloudArgs, LogsArgs, Output, ResumeArgs, StatusArgs, TriggerArgs, WorkerArgs,
@@ -22,7 +22,7 @@ use crate::cloud::{CloudSettings, Setting, aws_config};
 use crate::engine::planner::Plan;
 use crate::engine::{Engine, EngineOptions};
 use crate::logs::{LocalLogSource, LogCursor, LogQuery, LogSource};
-use crate::store::{CreateOutcome, JobFilter};
+use crate::store::CreateOutcome;
 use crate::workspace::Workspace;
 
 async fn dispatcher(settings: &CloudSettings) -> Result<Dispatcher> {
@@ -87,16 +87,19 @@ pub async fn trigger(args: &TriggerArgs, plan: &Plan) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Jobs from DynamoDB; one job also with its newest execution (DescribeExecution).
+/// Jobs from DynamoDB with the sync markers and gaps, as local `status` prints them; one job
+/// with its newest execution (DescribeExecution).
 pub async fn status(args: &StatusArgs) -> Result<ExitCode> {
     let settings = args.cloud.settings.settings();
-    let store = runtime::open_cloud_store(&settings).await?;
+    let (store, lifecycle) = runtime::open_cloud_stores(&settings).await?;
     let Some(id) = &args.job_id else {
-        let filter = JobFilter {
-            tenant_id: args.tenant_id.clone(),
-            ..JobFilter::default()
-        };
-        output::print_jobs(&store.list_jobs(&filter).await?, args.output)?;
+        print_status_list(
+            store.as_ref(),
+            lifecycle.as_ref(),
+            args.tenant_id.as_deref(),
+            args.output,
+        )
+        .await?;
         return Ok(ExitCode::SUCCESS);
     };
     let job = store

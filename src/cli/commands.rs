@@ -202,15 +202,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     output::print_job_detail(&job, &chunks, args.output)?;
                 }
                 None => {
-                    let filter = JobFilter {
-                        tenant_id: args.tenant_id.clone(),
-                        ..JobFilter::default()
-                    };
-                    let jobs = store.list_jobs(&filter).await?;
                     let lc = runtime::open_lifecycle(&ws)?;
-                    let markers = lc.markers(args.tenant_id.as_deref(), None).await?;
-                    let gaps = crate::engine::handoff::gap_check(&markers, &jobs);
-                    output::print_jobs_with_handoff(&jobs, args.output, &markers, &gaps)?;
+                    print_status_list(
+                        store.as_ref(),
+                        lc.as_ref(),
+                        args.tenant_id.as_deref(),
+                        args.output,
+                    )
+                    .await?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -243,6 +242,24 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Worker(args)) => super::cloud_cmd::worker(&global, &ws, &args).await,
     }
+}
+
+/// `status` without a job, locally and with `--cloud`: the jobs, then the sync markers and
+/// what the gap check finds in them.
+pub async fn print_status_list(
+    store: &dyn crate::store::JobStore,
+    lifecycle: &dyn crate::store::LifecycleStore,
+    tenant_id: Option<&str>,
+    out: super::Output,
+) -> Result<()> {
+    let filter = JobFilter {
+        tenant_id: tenant_id.map(str::to_string),
+        ..JobFilter::default()
+    };
+    let jobs = store.list_jobs(&filter).await?;
+    let markers = lifecycle.markers(tenant_id, None).await?;
+    let gaps = crate::engine::handoff::gap_check(&markers, &jobs);
+    output::print_jobs_with_handoff(&jobs, out, &markers, &gaps)
 }
 
 /// Marks a job cancelled in `store`; its runners stop at their next lease renewal.

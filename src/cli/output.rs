@@ -114,10 +114,6 @@ pub fn print_no_jobs(ws: &Workspace, out: Output) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_jobs(jobs: &[Job], out: Output) -> Result<()> {
-    print_jobs_with_handoff(jobs, out, &[], &[])
-}
-
 /// Jobs, then the sync markers and any gap the gap check found.
 pub fn print_jobs_with_handoff(
     jobs: &[Job],

@@ -171,7 +171,11 @@ impl Worker {
                 .receive_message()
                 .queue_url(&self.opts.queue_url)
                 .max_number_of_messages(room)
-                .wait_time_seconds(self.opts.wait_seconds.clamp(0, 20))
+                .wait_time_seconds(
+                    self.opts
+                        .wait_seconds
+                        .clamp(0, super::SQS_MAX_WAIT.as_secs() as i32),
+                )
                 .visibility_timeout(self.opts.visibility_seconds)
                 .send()
                 .await;

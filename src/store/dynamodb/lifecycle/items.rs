@@ -9,8 +9,10 @@
 //! - what belongs to a job lives in the job's own partition beside its chunks, so removing a
 //!   job is one query of its partition:
 //!   - `sk = meta`: scheduling hints and `finalized_at`;
-//!   - `sk = verify`: which generation of verification results is current, and its size;
-//!   - `sk = verify#{gen}#{table}#{seq:06}`: one chunk's verification result.
+//!   - `sk = verify`: which generation of verification results is current, its size and its
+//!     time (`gen_at`);
+//!   - `sk = verify#{gen}#{table}#{seq:06}`: one chunk's verification result. A generation's
+//!     name starts with its time (microseconds, hex) and ends with 8 random hex digits.
 //!
 //! Markers and service states carry a write counter `v`: every write is conditional on the
 //! `v` it read, so racing writers cannot undo each other's moves.
@@ -67,6 +69,36 @@ pub(super) fn verify_key(job_id: &str) -> Item {
 /// Every result of one generation starts with this.
 pub(super) fn generation_prefix(generation: &str) -> String {
     format!("{VERIFY_SK}#{generation}#")
+}
+
+/// Every result of every generation starts with this.
+pub(super) fn results_prefix() -> String {
+    format!("{VERIFY_SK}#")
+}
+
+/// A name for a new generation of results: its time in microseconds (hex) and 8 random hex
+/// digits, unique without coordination.
+pub(super) fn generation_name(micros: u64, nonce: u32) -> String {
+    format!("{micros:x}{nonce:08x}")
+}
+
+/// When a generation was started (microseconds), read from its name; 0 (older than any) for
+/// a name that is not one.
+pub(super) fn generation_at(generation: &str) -> u64 {
+    generation
+        .len()
+        .checked_sub(8)
+        .filter(|&n| n > 0)
+        .and_then(|n| u64::from_str_radix(&generation[..n], 16).ok())
+        .unwrap_or(0)
+}
+
+/// The generation a result's `sk` belongs to.
+pub(super) fn generation_of(sk: &str) -> Option<&str> {
+    sk.strip_prefix(VERIFY_SK)?
+        .strip_prefix('#')?
+        .split('#')
+        .next()
 }
 
 fn opt_t(item: &mut Item, field: &str, v: Option<chrono::DateTime<chrono::Utc>>) {
@@ -253,12 +285,14 @@ pub(super) fn decode_result(item: &Item) -> Result<ChunkVerification, StoreError
     })
 }
 
-/// The current generation of a job's verification results and how many there are.
+/// The current generation of a job's verification results, how many there are and when the
+/// generation was started (`gen_at`: the pointer only ever moves to a later one).
 pub(super) fn pointer_item(job_id: &str, generation: &str, count: usize) -> Item {
     let mut item = verify_key(job_id);
     item.extend([
         ("generation".to_string(), s(generation)),
         ("count".to_string(), n(count)),
+        ("gen_at".to_string(), n(generation_at(generation))),
     ]);
     item
 }
@@ -346,6 +380,41 @@ mod tests {
         );
         assert_eq!(decode_result(&item).unwrap(), v);
         assert_eq!(keys_of(&[item])[0].len(), 2);
+    }
+
+    #[test]
+    fn generations_are_ordered_by_the_time_in_their_name() {
+        let g = generation_name(0x6_4000_0000_0001, 0xdead_beef);
+        assert_eq!(g, "6400000000001deadbeef");
+        assert_eq!(generation_at(&g), 0x6_4000_0000_0001);
+        assert!(generation_at(&generation_name(2, 0)) > generation_at(&generation_name(1, !0)));
+        // Names that are not generations are older than any.
+        for odd in ["", "g1", "deadbeef", "zz00000000"] {
+            assert_eq!(generation_at(odd), 0, "{odd}");
+        }
+        let item = result_item(
+            "bf1",
+            &g,
+            &ChunkVerification {
+                key: ChunkKey {
+                    job_id: "bf1".into(),
+                    table: "tickets".into(),
+                    seq: 3,
+                },
+                window: Window::new(Utc::now(), Utc::now()),
+                source_count: 1,
+                landed: 1,
+                verified_at: Utc::now(),
+            },
+        );
+        let sk = item["sk"].as_s().unwrap();
+        assert!(sk.starts_with(&results_prefix()));
+        assert_eq!(generation_of(sk), Some(g.as_str()));
+        assert_eq!(generation_of(VERIFY_SK), None, "the pointer is no result");
+        assert_eq!(generation_of("meta"), None);
+        let pointer = pointer_item("bf1", &g, 4);
+        assert_eq!(pointer["gen_at"], n(0x6_4000_0000_0001u64));
+        assert_eq!(decode_pointer(&pointer).unwrap(), (g, 4));
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! A job's verification results can be thousands of items, more than one transaction (100
 //! items) or one item (400 KB) holds, so a save writes a new generation of result items and
 //! then switches the `verify` pointer to it in one write: readers see the old results or the
-//! new ones, never a mix. The replaced generation is deleted afterwards; one left behind by a
-//! crash is never read and goes when the job is removed.
+//! new ones, never a mix. Generations are named by the time their save started, and the
+//! pointer only moves to a later one (a conditional put), so every generation older than the
+//! pointer's is garbage: the replaced one, one a crashed save left before or after its switch,
+//! one being written by a save that a later one has overtaken. A save that switched the
+//! pointer deletes them all; a save refused by the condition deletes its own. Whatever a crash
+//! leaves in between goes with the next save or when the job is removed.
 //!
 //! Removing a job deletes the rest of its partition and its alerts first, then the job item
 //! and its table frontiers in one transaction, so a reader sees the job whole (its chunk list
@@ -13,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{Delete, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::super::DynamoStore;
@@ -23,8 +27,9 @@ use super::super::io::{
     query_all, transact, values,
 };
 use super::items::{
-    ALERTS, FRONTIER_PREFIX, decode_meta, decode_pointer, decode_result, generation_prefix,
-    key_part, keys_of, meta_key, pointer_item, result_item, trigger_text, verify_key,
+    ALERTS, FRONTIER_PREFIX, decode_meta, decode_pointer, decode_result, generation_at,
+    generation_name, generation_of, generation_prefix, key_part, keys_of, meta_key, pointer_item,
+    result_item, results_prefix, trigger_text, verify_key,
 };
 use crate::domain::{ChunkVerification, JobMeta};
 use crate::store::StoreError;
@@ -35,12 +40,12 @@ const READ_ROUNDS: u32 = 8;
 /// A transaction holds at most 100 items: the job and its frontiers (a job has at most 98).
 const TXN_ITEMS: usize = 100;
 
-/// A name for a new generation of results: unique without coordination.
+/// A name for a new generation of results: unique without coordination, later than every
+/// generation whose save started before (on this clock).
 fn new_generation() -> String {
-    format!(
-        "{:x}{:08x}",
-        Utc::now().timestamp_micros(),
-        rand::random::<u32>()
+    generation_name(
+        u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0),
+        rand::random::<u32>(),
     )
 }
 
@@ -177,25 +182,51 @@ impl DynamoStore {
             .map(|v| result_item(job_id, &generation, v))
             .collect();
         batch_put(&self.client, &self.chunks, items).await?;
-        // The commit point: readers follow the pointer. The old one says what to delete.
-        let old = self
+        // The commit point: readers follow the pointer, which only moves to a later
+        // generation (a pointer without `gen_at` predates the rule and is replaced).
+        let at = generation_at(&generation);
+        let cond = "attribute_not_exists(#gen_at) OR #gen_at < :at";
+        let switched = self
             .client
             .put_item()
             .table_name(&self.chunks)
             .set_item(Some(pointer_item(job_id, &generation, results.len())))
-            .return_values(ReturnValue::AllOld)
+            .condition_expression(cond)
+            .set_expression_attribute_names(names(&[cond]))
+            .set_expression_attribute_values(values([(":at", super::super::codec::n(at))]))
             .send()
-            .await
-            .map_err(|e| backend("PutItem verification pointer", e))?
-            .attributes;
-        if let Some(old) = old.filter(|o| !o.is_empty()) {
-            let (replaced, _) = decode_pointer(&old)?;
-            let stale = self
-                .job_items(job_id, &generation_prefix(&replaced), true)
-                .await?;
-            batch_delete(&self.client, &self.chunks, keys_of(&stale)).await?;
+            .await;
+        match switched {
+            Ok(_) => {
+                self.delete_generations(job_id, |g| generation_at(g) < at)
+                    .await
+            }
+            // A save that started later has switched already: its results replace these.
+            Err(e) if is_condition_failed(&e) => {
+                self.delete_generations(job_id, |g| g == generation).await
+            }
+            Err(e) => Err(backend("PutItem verification pointer", e)),
         }
-        Ok(())
+    }
+
+    /// Deletes the results of the job's generations that `stale` picks.
+    async fn delete_generations(
+        &self,
+        job_id: &str,
+        stale: impl Fn(&str) -> bool,
+    ) -> Result<(), StoreError> {
+        let items = self.job_items(job_id, &results_prefix(), true).await?;
+        let doomed: Vec<Item> = items
+            .into_iter()
+            .filter(|i| {
+                Fields::new(i, "verification result")
+                    .s(SK)
+                    .ok()
+                    .and_then(generation_of)
+                    .is_some_and(&stale)
+            })
+            .collect();
+        batch_delete(&self.client, &self.chunks, keys_of(&doomed)).await
     }
 
     /// The current generation's results, sorted like SQLite's (table, then chunk number).

@@ -206,6 +206,40 @@ fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
         !logs(&dep, &fx, &["--level", "warn"]).contains("chunk succeeded"),
         "--level warn hides info lines"
     );
+    // `alerts --cloud` judges the job from DynamoDB: completed in full, so no alert.
+    let out = dep.cli(
+        &fx,
+        None,
+        &[
+            "alerts",
+            "--cloud",
+            "--tenant-id",
+            "acme",
+            "--output",
+            "json",
+        ],
+    );
+    assert_ok(&out);
+    let alerts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alerts["alerts"], serde_json::json!([]), "{alerts}");
+    // `cleanup --cloud` removes the completed job from DynamoDB and keeps its marker.
+    let out = dep.cli(
+        &fx,
+        None,
+        &[
+            "cleanup",
+            "--cloud",
+            "--older-than-days",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    assert_ok(&out);
+    let removed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(removed["jobs"][0]["job_id"], JOB, "{removed}");
+    assert!(block(life.get_job(JOB)).unwrap().is_none());
+    assert_eq!(block(life.markers(Some("acme"), None)).unwrap().len(), 1);
     eprintln!("cloud e2e: {:.1} s", started.elapsed().as_secs_f64());
 }
 

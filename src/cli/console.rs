@@ -18,13 +18,10 @@ use crate::cloud::ops::ConsoleDispatch;
 use crate::cloud::sfn::Dispatcher;
 use crate::cloud::{CloudSettings, Setting, aws_config};
 use crate::config::Config;
-use crate::domain::Service;
+use crate::engine::EngineOptions;
 use crate::engine::handle::{EngineHandle, RefreshPolicy};
-use crate::engine::{Engine, EngineOptions, SourceProvider};
 use crate::logs::LocalLogSource;
 use crate::logs::local::{BATCH_BYTES, TAIL_BYTES};
-use crate::sink::RawSink;
-use crate::sources::Source;
 use crate::tui::app::CloudMode;
 use crate::tui::logs::LogFeed;
 use crate::tui::{ConsoleOptions, Theme};
@@ -61,37 +58,19 @@ fn why_not_cloud(settings: &CloudSettings) -> String {
     }
 }
 
-/// The cloud console runs nothing itself: its jobs run on the deployment's workers.
-struct NoLocalRuns;
-
-impl SourceProvider for NoLocalRuns {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!(
-            "the cloud console does not run {service} for {tenant_id} itself; workers do"
-        ))
-    }
-}
-
 /// Handle and log feed of a cloud console.
 async fn wire_cloud(
     ws: &Workspace,
     config: Arc<Config>,
     settings: &CloudSettings,
 ) -> Result<(EngineHandle, LogFeed)> {
-    let (store, lifecycle) = runtime::open_cloud_stores(settings).await?;
+    let engine = runtime::cloud_engine(ws, config.clone(), settings).await?;
+    let store = engine.store().clone();
     let aws = aws_config().await;
     let dispatcher = Dispatcher::new(
         aws_sdk_sfn::Client::new(&aws),
         settings.require(Setting::StateMachineArn)?,
     );
-    let engine = Engine::new(
-        config.clone(),
-        store.clone(),
-        RawSink::local(&ws.data_dir())?,
-        Arc::new(NoLocalRuns),
-        EngineOptions::default(),
-    )
-    .with_lifecycle(lifecycle);
     let handle = EngineHandle::spawn_cloud(
         engine,
         config,

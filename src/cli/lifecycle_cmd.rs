@@ -9,7 +9,9 @@ use color_eyre::eyre::{Result, bail, eyre};
 
 use super::commands::parse_service;
 use super::runtime::{self, Wired};
-use super::{EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out};
+use super::{
+    CloudArgs, EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out,
+};
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
 use crate::engine::planner::{self, PlanRequest};
@@ -69,6 +71,8 @@ pub struct CleanupArgs {
     pub dry_run: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +83,8 @@ pub struct AlertsArgs {
     pub job_id: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 async fn wired(global: &GlobalArgs, ws: &Workspace) -> Result<Wired> {
@@ -86,6 +92,21 @@ async fn wired(global: &GlobalArgs, ws: &Workspace) -> Result<Wired> {
     ws.ensure()?;
     runtime::init_logging(&global.log_level, Some(ws))?;
     runtime::wire_engine(global, ws, config, EngineOptions::default()).await
+}
+
+/// The workspace's engine, or with `--cloud` one over the deployment's DynamoDB stores
+/// (which runs no chunk: the commands using it only read and keep the store).
+async fn wired_or_cloud(global: &GlobalArgs, ws: &Workspace, cloud: &CloudArgs) -> Result<Wired> {
+    if !cloud.cloud {
+        return wired(global, ws).await;
+    }
+    let config = runtime::load_config(global, ws)?;
+    runtime::init_logging(&global.log_level, None)?;
+    let engine = runtime::cloud_engine(ws, config, &cloud.settings.settings()).await?;
+    Ok(Wired {
+        engine,
+        _sandbox: None,
+    })
 }
 
 pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result<ExitCode> {
@@ -192,7 +213,7 @@ pub async fn transform(
 }
 
 pub async fn cleanup(global: &GlobalArgs, ws: &Workspace, args: CleanupArgs) -> Result<ExitCode> {
-    let w = wired(global, ws).await?;
+    let w = wired_or_cloud(global, ws, &args.cloud).await?;
     let days = args.older_than_days.unwrap_or(
         w.engine
             .config()
@@ -206,7 +227,7 @@ pub async fn cleanup(global: &GlobalArgs, ws: &Workspace, args: CleanupArgs) -> 
 }
 
 pub async fn alerts(global: &GlobalArgs, ws: &Workspace, args: AlertsArgs) -> Result<ExitCode> {
-    let w = wired(global, ws).await?;
+    let w = wired_or_cloud(global, ws, &args.cloud).await?;
     // Judge what can be judged from the store right now before listing.
     w.engine.sweep_alerts(Utc::now()).await?;
     w.engine.check_gaps(args.tenant_id.as_deref()).await?;

@@ -138,6 +138,36 @@ pub async fn open_cloud_stores(
     Ok((store.clone(), store))
 }
 
+/// An engine over the cloud deployment's stores that runs no chunk itself (workers do):
+/// for what reads and keeps the store (the cloud console, `alerts --cloud`, `cleanup
+/// --cloud`).
+pub async fn cloud_engine(
+    ws: &Workspace,
+    config: Arc<Config>,
+    settings: &crate::cloud::CloudSettings,
+) -> Result<Engine> {
+    let (store, lifecycle) = open_cloud_stores(settings).await?;
+    Ok(Engine::new(
+        config,
+        store,
+        RawSink::local(&ws.data_dir())?,
+        Arc::new(NoLocalRuns),
+        EngineOptions::default(),
+    )
+    .with_lifecycle(lifecycle))
+}
+
+/// The sources of an engine over the cloud stores: none, since the workers run the chunks.
+struct NoLocalRuns;
+
+impl SourceProvider for NoLocalRuns {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+        Err(format!(
+            "{service} for {tenant_id} runs on the cloud deployment's workers, not here"
+        ))
+    }
+}
+
 pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {
     ws.ensure()?;
     Ok(Arc::new(SqliteStore::open(&ws.store_path())?))

@@ -544,6 +544,8 @@ impl Worker {
         } else {
             tracing::info!(job_id = %job.job_id, status = %job.status, records = job.records,
                 completed = job.completed_chunks, failed = job.failed_chunks, "job finished");
+            // As `run` does after its passes: old completed jobs leave DynamoDB.
+            self.engine.cleanup_expired(Utc::now()).await;
         }
         Ok(json!({
             "status": job.status,

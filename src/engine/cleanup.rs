@@ -40,6 +40,23 @@ impl Engine {
         }
         Ok(old)
     }
+
+    /// The automatic cleanup, after a scheduling pass or a job's end: completed jobs older
+    /// than `cleanup_completed_jobs_after_days` leave the store. A failure is only logged;
+    /// the next pass tries again. Nothing happens without a lifecycle store.
+    pub async fn cleanup_expired(&self, now: DateTime<Utc>) {
+        if self.lifecycle().is_none() {
+            return;
+        }
+        let days = self
+            .config()
+            .backfill
+            .monitoring
+            .cleanup_completed_jobs_after_days;
+        if let Err(e) = self.cleanup(days, now, false).await {
+            tracing::warn!(error = %e, "automatic cleanup of old jobs failed");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -439,16 +439,7 @@ impl Engine {
             });
         }
         let outcomes = done.results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        if self.lifecycle().is_some() {
-            let days = self
-                .config()
-                .backfill
-                .monitoring
-                .cleanup_completed_jobs_after_days;
-            if let Err(e) = self.cleanup(days, Utc::now(), false).await {
-                tracing::warn!(error = %e, "automatic cleanup of old jobs failed");
-            }
-        }
+        self.cleanup_expired(Utc::now()).await;
         Ok(ScheduledRun {
             outcomes,
             deferred: done.deferred,

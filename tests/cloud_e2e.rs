@@ -206,6 +206,27 @@ fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
         !logs(&dep, &fx, &["--level", "warn"]).contains("chunk succeeded"),
         "--level warn hides info lines"
     );
+    // `verify --cloud` counts the raw parts in S3 against the sandbox's own counts, chunk by
+    // chunk, and stores the result in DynamoDB.
+    let out = dep.cli(
+        &fx,
+        Some(&sandbox),
+        &["verify", JOB, "--cloud", "--output", "json"],
+    );
+    assert_ok(&out);
+    let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &verified["verification"];
+    assert_eq!(v["ok"], true, "{verified}");
+    assert_eq!(v["missing"], 0, "{verified}");
+    let chunks = v["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len() as u64, total, "{verified}");
+    let landed: u64 = chunks.iter().map(|c| c["landed"].as_u64().unwrap()).sum();
+    let source: u64 = chunks
+        .iter()
+        .map(|c| c["source_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!((landed, source), (job.records, job.records), "{verified}");
+    assert_eq!(block(life.verification(JOB)).unwrap().len() as u64, total);
     // `alerts --cloud` judges the job from DynamoDB: completed in full, so no alert.
     let out = dep.cli(
         &fx,

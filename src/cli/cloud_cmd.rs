@@ -19,8 +19,8 @@ use crate::cloud::ops;
 use crate::cloud::sfn::{Dispatcher, ExecutionInfo, Started};
 use crate::cloud::worker::{Worker, WorkerOptions};
 use crate::cloud::{CloudSettings, Setting, aws_config};
+use crate::engine::EngineOptions;
 use crate::engine::planner::Plan;
-use crate::engine::{Engine, EngineOptions};
 use crate::logs::{LocalLogSource, LogCursor, LogQuery, LogSource};
 use crate::store::CreateOutcome;
 use crate::workspace::Workspace;
@@ -270,7 +270,7 @@ async fn build_worker(
 ) -> Result<(Worker, Option<crate::cloud::logs::Shipper>)> {
     let settings = args.settings.settings();
     let queue_url = settings.require(Setting::QueueUrl)?.to_string();
-    let bucket = settings.require(Setting::Bucket)?.to_string();
+    settings.require(Setting::Bucket)?;
     let config = aws_config().await;
     let jobs = CurrentJobs::default();
     let options = EngineOptions {
@@ -294,14 +294,16 @@ async fn build_worker(
         }
     };
     let engine_config = runtime::load_config(global, ws)?;
-    let (store, lifecycle) = runtime::open_cloud_stores(&settings).await?;
-    let sink = crate::cloud::s3::raw_sink(&bucket, &config)?;
-    // A sandbox given by URL is used; one is never started inside a worker.
-    let (provider, _) = runtime::provider(global, engine_config.clone()).await?;
     // With the lifecycle store the transform step moves markers and finalises the job once,
     // and alerts are stored once per kind and subject, as in a local run.
-    let engine =
-        Engine::new(engine_config, store, sink, provider, options).with_lifecycle(lifecycle);
+    let wired = runtime::cloud_data_engine(global, engine_config, &settings, options).await?;
+    if wired._sandbox.is_some() {
+        bail!(
+            "the registry's connections point at ${{SANDBOX_URL}}: give the worker the \
+             deployment's sandbox with --sandbox-url (a worker never starts its own)"
+        );
+    }
+    let engine = wired.engine;
     let worker = Worker::new(
         engine,
         aws_sdk_sfn::Client::new(&config),

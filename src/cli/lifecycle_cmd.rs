@@ -43,6 +43,10 @@ pub struct VerifyArgs {
     pub job_id: String,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// A cloud job: its chunks from DynamoDB and its raw parts from the S3 bucket
+    /// (`--bucket`/`AVESA_CLOUD_BUCKET`), counted against the sources configured here.
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(Args, Debug)]
@@ -167,7 +171,14 @@ pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result
 }
 
 pub async fn verify(global: &GlobalArgs, ws: &Workspace, args: VerifyArgs) -> Result<ExitCode> {
-    let w = wired(global, ws).await?;
+    let w = if args.cloud.cloud {
+        let config = runtime::load_config(global, ws)?;
+        runtime::init_logging(&global.log_level, None)?;
+        let settings = args.cloud.settings.settings();
+        runtime::cloud_data_engine(global, config, &settings, EngineOptions::default()).await?
+    } else {
+        wired(global, ws).await?
+    };
     let report = w.engine.verify(&args.job_id).await?;
     let gaps: Vec<_> = w
         .engine

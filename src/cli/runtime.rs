@@ -157,6 +157,27 @@ pub async fn cloud_engine(
     .with_lifecycle(lifecycle))
 }
 
+/// An engine over the cloud deployment's data: the DynamoDB stores, the raw parts in the S3
+/// bucket and the configured sources (with the sandbox started here when the registry
+/// needs one and no `--sandbox-url` names it). Workers run chunks with it; `verify --cloud`
+/// counts the landed parts against the sources.
+pub async fn cloud_data_engine(
+    global: &GlobalArgs,
+    config: Arc<Config>,
+    settings: &crate::cloud::CloudSettings,
+    options: EngineOptions,
+) -> Result<Wired> {
+    let bucket = settings.require(crate::cloud::Setting::Bucket)?;
+    let aws = crate::cloud::aws_config().await;
+    let (store, lifecycle) = open_cloud_stores(settings).await?;
+    let sink = crate::cloud::s3::raw_sink(bucket, &aws)?;
+    let (provider, sandbox) = provider(global, config.clone()).await?;
+    Ok(Wired {
+        engine: Engine::new(config, store, sink, provider, options).with_lifecycle(lifecycle),
+        _sandbox: sandbox,
+    })
+}
+
 /// The sources of an engine over the cloud stores: none, since the workers run the chunks.
 struct NoLocalRuns;
 

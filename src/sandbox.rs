@@ -10,6 +10,7 @@
 mod connectwise;
 mod data;
 mod faults;
+mod http;
 mod json;
 mod render;
 pub mod salesforce;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -39,6 +40,7 @@ use tokio::task::JoinHandle;
 use crate::domain::Window;
 use data::{Generator, Table, TableData};
 pub(crate) use faults::{FaultAction, FaultPlan, RateLimits};
+use http::json_response;
 
 /// One ConnectWise company the sandbox accepts credentials for, with its dataset size.
 #[derive(Clone)]
@@ -306,6 +308,29 @@ impl Counters {
     }
 }
 
+/// Locks `m`, also when a panicking handler poisoned it (the state stays usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A tenant's credential fields, as the simulated accounts read them.
+pub(crate) struct CredFields<'a>(pub(crate) &'a crate::config::Credentials);
+
+impl CredFields<'_> {
+    /// A field that must be there and not empty; the error names it.
+    pub(crate) fn required(&self, field: &str) -> Result<String, String> {
+        self.0.require(field).map(|s| s.expose().to_string())
+    }
+
+    /// A field that may be missing; empty counts as missing.
+    pub(crate) fn optional(&self, field: &str) -> Option<String> {
+        self.0
+            .get(field)
+            .map(|s| s.expose().to_string())
+            .filter(|s| !s.is_empty())
+    }
+}
+
 /// A tenant and its lazily built table indexes.
 struct TenantData {
     tenant: SandboxTenant,
@@ -342,7 +367,7 @@ impl Shared {
 
     /// Records a 200 list page; true when the same page was already answered before.
     fn page_seen_before(&self, key: String) -> bool {
-        let mut seen = self.seen_pages.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = lock(&self.seen_pages);
         !seen.insert(key)
     }
 }
@@ -371,7 +396,7 @@ impl Shared {
                 to: DateTime::from_timestamp(to, 0).unwrap_or_default(),
             })
             .collect();
-        let mut log = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = lock(&self.moved);
         log.extend(records.iter().cloned());
         records
     }
@@ -411,12 +436,7 @@ async fn edit_handler(
     axum::extract::Query(q): axum::extract::Query<EditQuery>,
 ) -> Response {
     match shared.edit_records(&q.company_id, &q.table, q.records, q.at) {
-        Ok(moved) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-            serde_json::to_vec(&moved).unwrap_or_default(),
-        )
-            .into_response(),
+        Ok(moved) => json_response(SANDBOX_JSON, serde_json::to_vec(&moved).unwrap_or_default()),
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
@@ -450,6 +470,9 @@ pub(crate) fn spoiled_body(body: Vec<u8>, spoil: Option<FaultKind>) -> (axum::bo
         }
     }
 }
+
+/// The content type of the sandbox's own `/_sandbox/...` answers.
+const SANDBOX_JSON: &str = "application/json; charset=utf-8";
 
 /// A running sandbox server. Dropping it stops the server abruptly; prefer `shutdown`.
 pub struct Sandbox {
@@ -591,28 +614,14 @@ pub struct MovedRecord {
 }
 
 async fn moved_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
-    let moved = shared
-        .moved
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let moved = lock(&shared.moved).clone();
     let body = serde_json::to_vec(&moved).unwrap_or_default();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    json_response(SANDBOX_JSON, body)
 }
 
 async fn stats_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
     let body = serde_json::to_vec(&shared.counters.snapshot()).unwrap_or_default();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    json_response(SANDBOX_JSON, body)
 }
 
 /// The exact dataset, for tests: every `(id, lastUpdated)` of `table` for `company_id`

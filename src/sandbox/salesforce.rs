@@ -40,14 +40,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{FaultAction, FaultKind, Outcome, RateLimits, SandboxConfig, Shared, spoiled_body};
+use super::http::{FaultAnswers, Reply, json_response, planned_fault};
+use super::{CredFields, FaultAction, Outcome, RateLimits, SandboxConfig, Shared, lock};
 use crate::domain::{Service, Window};
 use bulk::BulkJob;
 pub use data::SfCounts;
@@ -104,22 +105,20 @@ impl SfAccount {
         creds: &crate::config::Credentials,
         counts: super::TableCounts,
     ) -> Result<Self, String> {
-        let field = |f: &str| creds.require(f).map(|s| s.expose().to_string());
-        let optional = |f: &str| {
-            creds
-                .get(f)
-                .map(|s| s.expose().to_string())
-                .filter(|s| !s.is_empty())
-        };
-        let password = optional("password")
-            .map(|p| format!("{p}{}", optional("security_token").unwrap_or_default()));
-        let refresh_token = optional("refresh_token");
+        let fields = CredFields(creds);
+        let password = fields.optional("password").map(|p| {
+            format!(
+                "{p}{}",
+                fields.optional("security_token").unwrap_or_default()
+            )
+        });
+        let refresh_token = fields.optional("refresh_token");
         if password.is_none() && refresh_token.is_none() {
             return Err(
                 "credential field 'password' (or 'refresh_token') is missing or empty".into(),
             );
         }
-        let daily_api_limit = match optional("sandbox_daily_api_limit") {
+        let daily_api_limit = match fields.optional("sandbox_daily_api_limit") {
             None => DEFAULT_DAILY_API_LIMIT,
             Some(text) => text.trim().parse::<u64>().map_err(|_| {
                 format!(
@@ -129,9 +128,9 @@ impl SfAccount {
         };
         Ok(SfAccount {
             tenant_id: tenant_id.to_string(),
-            client_id: field("client_id")?,
-            client_secret: field("client_secret")?,
-            username: field("username")?,
+            client_id: fields.required("client_id")?,
+            client_secret: fields.required("client_secret")?,
+            username: fields.required("username")?,
             password,
             refresh_token,
             counts: SfCounts::from_table_counts(counts),
@@ -235,7 +234,7 @@ impl SfState {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     fn table(&self, org: usize, s: SObject) -> &SfTable {
@@ -394,126 +393,47 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
 }
 
-struct Reply {
-    status: StatusCode,
-    outcome: Outcome,
-    csv: bool,
-    body: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
-    /// A fault that spoils an otherwise good answer (slow, truncated, malformed).
-    spoil: Option<FaultAction>,
+/// REST answers (errors included) are JSON in this content type.
+const JSON: &str = "application/json;charset=UTF-8";
+/// Bulk API 2.0 results.
+const CSV: &str = "text/csv; charset=UTF-8";
+/// The org's API usage, `api-usage=USED/LIMIT`, on every answer past sign-in.
+const LIMIT_INFO: HeaderName = HeaderName::from_static("sforce-limit-info");
+
+fn json(body: Vec<u8>) -> Reply {
+    Reply::ok(JSON, body)
 }
 
-impl Reply {
-    fn json(body: Vec<u8>) -> Reply {
-        Reply {
-            status: StatusCode::OK,
-            outcome: Outcome::Ok,
-            csv: false,
-            body,
-            headers: Vec::new(),
-            spoil: None,
-        }
-    }
-
-    /// A Salesforce error array `[{"message":..,"errorCode":..}]`.
-    fn error(status: StatusCode, code: &str, message: &str) -> Reply {
-        let body = serde_json::json!([{ "message": message, "errorCode": code }]);
-        Reply {
-            status,
-            outcome: Outcome::Other,
-            csv: false,
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-            headers: Vec::new(),
-            spoil: None,
-        }
-    }
-
-    fn bad_request(code: &str, message: &str) -> Reply {
-        Reply::error(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    fn not_found() -> Reply {
-        Reply::error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "The requested resource does not exist",
-        )
-    }
-
-    fn invalid_session() -> Reply {
-        Reply::error(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        )
-        .with_outcome(Outcome::Unauthorized)
-    }
-
-    fn with_outcome(mut self, outcome: Outcome) -> Reply {
-        self.outcome = outcome;
-        self
-    }
-
-    fn header(mut self, name: &'static str, value: impl ToString) -> Reply {
-        self.headers.push((name, value.to_string()));
-        self
-    }
-
-    fn into_response(self) -> Response {
-        let (body, _) = spoiled_body(self.body, self.spoil.as_ref().map(|a| a.kind));
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status;
-        let h = response.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(if self.csv {
-                "text/csv; charset=UTF-8"
-            } else {
-                "application/json;charset=UTF-8"
-            }),
-        );
-        for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(name, v);
-            }
-        }
-        response
-    }
+/// A Salesforce error array `[{"message":..,"errorCode":..}]`.
+fn error(status: StatusCode, code: &str, message: &str) -> Reply {
+    let body = serde_json::json!([{ "message": message, "errorCode": code }]);
+    Reply::refusal_json(status, JSON, &body)
 }
 
-/// `http://host` of the current request (the instance URL the sandbox hands out).
-fn instance_url(shared: &Shared, headers: &HeaderMap) -> String {
-    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) if !host.is_empty() => format!("http://{host}"),
-        _ => format!("http://{}", shared.addr),
-    }
+fn bad_request(code: &str, message: &str) -> Reply {
+    error(StatusCode::BAD_REQUEST, code, message)
 }
 
-fn count(shared: &Shared, reply: &Reply) {
-    shared.counters.record(reply.outcome, reply.body.len());
+fn not_found() -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
 }
 
-async fn finish(shared: &Shared, reply: Reply) -> Response {
-    if let Some(action) = &reply.spoil
-        && action.kind == FaultKind::Slow
-    {
-        tokio::time::sleep(action.delay).await;
-    }
-    count(shared, &reply);
-    reply.into_response()
+fn invalid_session() -> Reply {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "INVALID_SESSION_ID",
+        "Session expired or invalid",
+    )
+    .with_outcome(Outcome::Unauthorized)
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
     let body = serde_json::json!({ "error": error, "error_description": description });
-    Reply {
-        status,
-        outcome: Outcome::Unauthorized,
-        csv: false,
-        body: serde_json::to_vec(&body).unwrap_or_default(),
-        headers: Vec::new(),
-        spoil: None,
-    }
+    Reply::refusal_json(status, JSON, &body).with_outcome(Outcome::Unauthorized)
 }
 
 /// `POST /services/oauth2/token`: password or refresh-token grant.
@@ -523,7 +443,7 @@ async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let reply = login(&shared, &parts.headers, &body);
-    finish(&shared, reply).await
+    reply.finish(&shared).await
 }
 
 fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
@@ -579,7 +499,7 @@ fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
     );
     sf.lock().tokens.insert(token.clone(), org);
     sf.stats.logins.fetch_add(1, Ordering::Relaxed);
-    let instance = instance_url(shared, headers);
+    let instance = shared.base_url(headers);
     let issued = Utc::now().timestamp_millis().to_string();
     let signature = base64::engine::general_purpose::STANDARD
         .encode(format!("{}{issued}", rand::random::<u64>()));
@@ -591,7 +511,7 @@ fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
         "issued_at": issued,
         "signature": signature,
     });
-    Reply::json(serde_json::to_vec(&body).unwrap_or_default())
+    json(serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// Everything under `/services/data/`.
@@ -601,7 +521,7 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let reply = handle(&shared, &parts.method, &parts.uri, &parts.headers, &body);
-    finish(&shared, reply).await
+    reply.finish(&shared).await
 }
 
 fn valid_version(v: &str) -> bool {
@@ -631,28 +551,28 @@ fn handle(
 ) -> Reply {
     let sf = &shared.salesforce;
     let Some(rest) = uri.path().strip_prefix("/services/data/") else {
-        return Reply::not_found();
+        return not_found();
     };
     let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
     if !valid_version(version) {
-        return Reply::not_found();
+        return not_found();
     }
     let token = bearer(headers).unwrap_or("").to_string();
     let Some(org) = sf.lock().tokens.get(&token).copied() else {
-        return Reply::invalid_session();
+        return invalid_session();
     };
     let o = &sf.orgs[org];
     let limit = o.account.daily_api_limit;
     if let Err(secs) = sf.limits.check(&o.account.username) {
         let used = o.used.load(Ordering::Relaxed);
-        return Reply::error(
+        return error(
             StatusCode::FORBIDDEN,
             "REQUEST_LIMIT_EXCEEDED",
             "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
         )
         .with_outcome(Outcome::RateLimited)
-        .header("Retry-After", secs)
-        .header("Sforce-Limit-Info", format!("api-usage={used}/{limit}"));
+        .header(header::RETRY_AFTER, secs)
+        .header(LIMIT_INFO, format!("api-usage={used}/{limit}"));
     }
     let used = match o
         .used
@@ -661,13 +581,13 @@ fn handle(
         }) {
         Ok(before) => before + 1,
         Err(used) => {
-            return Reply::error(
+            return error(
                 StatusCode::FORBIDDEN,
                 "REQUEST_LIMIT_EXCEEDED",
                 "TotalRequests Limit exceeded.",
             )
             .with_outcome(Outcome::RateLimited)
-            .header("Sforce-Limit-Info", format!("api-usage={used}/{limit}"));
+            .header(LIMIT_INFO, format!("api-usage={used}/{limit}"));
         }
     };
     let ctx = Ctx {
@@ -683,16 +603,14 @@ fn handle(
         (&Method::POST, ["jobs", "query"]) => ctx.create_job(body),
         (&Method::GET, ["jobs", "query", id]) => ctx.job_info(id),
         (&Method::GET, ["jobs", "query", id, "results"]) => ctx.results(id, uri),
-        (_, ["query" | "queryAll"] | ["query" | "queryAll", _] | ["jobs", "query", ..]) => {
-            Reply::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                &format!("HTTP Method '{method}' not allowed. Allowed are GET,HEAD"),
-            )
-        }
-        _ => Reply::not_found(),
+        (_, ["query" | "queryAll"] | ["query" | "queryAll", _] | ["jobs", "query", ..]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            &format!("HTTP Method '{method}' not allowed. Allowed are GET,HEAD"),
+        ),
+        _ => not_found(),
     };
-    reply.header("Sforce-Limit-Info", format!("api-usage={used}/{limit}"))
+    reply.header(LIMIT_INFO, format!("api-usage={used}/{limit}"))
 }
 
 /// One authenticated request.
@@ -726,23 +644,22 @@ fn batch_size(headers: &HeaderMap) -> usize {
 
 /// The status and error array a `status` fault answers with.
 fn fault_reply(action: &FaultAction) -> Reply {
-    let status = StatusCode::from_u16(action.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let reply = match action.status {
-        401 => Reply::invalid_session(),
-        403 => Reply::error(
+    let status = action.status_code();
+    match action.status {
+        401 => invalid_session(),
+        403 => error(
             status,
             "REQUEST_LIMIT_EXCEEDED",
             "TotalRequests Limit exceeded.",
         )
-        .header("Retry-After", action.retry_after_secs),
-        429 => Reply::error(status, "REQUEST_LIMIT_EXCEEDED", &action.message)
-            .header("Retry-After", action.retry_after_secs),
-        400 => Reply::error(status, "INVALID_QUERY_FILTER_OPERATOR", &action.message),
-        404 => Reply::error(status, "NOT_FOUND", &action.message),
-        s if s > 500 => Reply::error(status, "SERVER_UNAVAILABLE", &action.message),
-        _ => Reply::error(status, "UNKNOWN_EXCEPTION", &action.message),
-    };
-    reply.with_outcome(Outcome::Fault)
+        .header(header::RETRY_AFTER, action.retry_after_secs),
+        429 => error(status, "REQUEST_LIMIT_EXCEEDED", &action.message)
+            .header(header::RETRY_AFTER, action.retry_after_secs),
+        400 => error(status, "INVALID_QUERY_FILTER_OPERATOR", &action.message),
+        404 => error(status, "NOT_FOUND", &action.message),
+        s if s > 500 => error(status, "SERVER_UNAVAILABLE", &action.message),
+        _ => error(status, "UNKNOWN_EXCEPTION", &action.message),
+    }
 }
 
 impl Ctx<'_> {
@@ -753,42 +670,33 @@ impl Ctx<'_> {
     /// Applies the fault plan to a read of `plan`'s window: `Err` answers instead, `Ok(Some)`
     /// spoils the good answer.
     fn fault(&self, plan: &Plan) -> Result<Option<FaultAction>, Reply> {
-        let Some(action) =
-            self.shared
-                .faults
-                .take(Service::Salesforce, plan.sobject.name(), plan.window_start)
-        else {
-            return Ok(None);
-        };
-        match action.kind {
-            FaultKind::Status => Err(fault_reply(&action)),
-            FaultKind::ExpireToken => {
+        let answers = FaultAnswers {
+            status: fault_reply,
+            expire_token: || {
                 self.sf().lock().tokens.remove(self.token);
-                Err(Reply::invalid_session().with_outcome(Outcome::Fault))
-            }
-            FaultKind::TouchRecords => {
-                self.sf().touch(self.org, plan, action.records);
-                Ok(None)
-            }
-            FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed => Ok(Some(action)),
-        }
+                invalid_session()
+            },
+            touch: |n| self.sf().touch(self.org, plan, n),
+        };
+        planned_fault(
+            self.shared,
+            Service::Salesforce,
+            plan.sobject.name(),
+            plan.window_start,
+            answers,
+        )
     }
 
     fn page_seen(&self, key: String) {
         let key = format!("sf\n{}\n{key}", self.sf().orgs[self.org].account.username);
-        if self.shared.page_seen_before(key) {
-            self.shared
-                .counters
-                .repeated_pages
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        self.shared.note_page(key);
     }
 
     fn query(&self, uri: &axum::http::Uri, headers: &HeaderMap) -> Reply {
         let sf = self.sf();
         sf.stats.queries.fetch_add(1, Ordering::Relaxed);
         let Some(text) = query_param(uri, "q").filter(|q| !q.trim().is_empty()) else {
-            return Reply::bad_request("MALFORMED_QUERY", "A query string has to be specified");
+            return bad_request("MALFORMED_QUERY", "A query string has to be specified");
         };
         let plan = match parse_plan(&text) {
             Ok(p) => Arc::new(p),
@@ -804,7 +712,7 @@ impl Ctx<'_> {
         let total = rows.len();
         if plan.columns.is_none() {
             let body = format!("{{\"totalSize\":{total},\"done\":true,\"records\":[]}}");
-            return Reply::json(body.into_bytes());
+            return json(body.into_bytes());
         }
         let rows = Arc::new(rows);
         let next = (total > batch).then(|| {
@@ -836,15 +744,13 @@ impl Ctx<'_> {
         let body = self.render_page(&inner, &plan, &rows[..batch.min(total)], total, next);
         drop(inner);
         self.page_seen(format!("q\n{text}\n{batch}"));
-        let mut reply = Reply::json(body);
-        reply.spoil = spoil;
-        reply
+        json(body).spoiled_by(spoil)
     }
 
     fn query_more(&self, locator: &str) -> Reply {
         let sf = self.sf();
         sf.stats.query_more.fetch_add(1, Ordering::Relaxed);
-        let invalid = || Reply::bad_request("INVALID_QUERY_LOCATOR", "invalid query locator");
+        let invalid = || bad_request("INVALID_QUERY_LOCATOR", "invalid query locator");
         let Some((id, offset)) = locator.rsplit_once('-') else {
             return invalid();
         };
@@ -870,9 +776,7 @@ impl Ctx<'_> {
             self.render_page(&inner, &plan, &rows[offset..end], rows.len(), next)
         };
         self.page_seen(format!("more\n{id}\n{offset}"));
-        let mut reply = Reply::json(body);
-        reply.spoil = spoil;
-        reply
+        json(body).spoiled_by(spoil)
     }
 
     /// `{"totalSize":..,"done":..,"nextRecordsUrl":..,"records":[..]}` with current values.
@@ -958,7 +862,7 @@ impl Ctx<'_> {
 
 async fn moved(State(shared): State<Arc<Shared>>) -> Response {
     let body = serde_json::to_vec(&shared.salesforce.lock().moved).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    json_response("application/json", body)
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
@@ -977,7 +881,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     v["api_usage"] = usage.into();
     v["open_locators"] = sf.lock().locators.len().into();
     let body = serde_json::to_vec(&v).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    json_response("application/json", body)
 }
 
 /// Drops every query locator, as an idle org does after 15 minutes.
@@ -988,5 +892,5 @@ async fn expire_locators(State(shared): State<Arc<Shared>>) -> Response {
     inner.locator_order.clear();
     drop(inner);
     let body = serde_json::json!({ "expired": n }).to_string();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    json_response("application/json", body)
 }

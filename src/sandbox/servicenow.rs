@@ -31,13 +31,14 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
-use super::{FaultAction, FaultKind, Outcome, RateLimits, SandboxConfig, Shared, spoiled_body};
+use super::http::{FaultAnswers, Reply, link_with, planned_fault};
+use super::{CredFields, FaultAction, Outcome, RateLimits, SandboxConfig, Shared, lock};
 use crate::domain::{Service, Window};
 pub use data::SnCounts;
 use data::{Display, Gen, Rec, RenderOpts, SnTable, hex32, render};
@@ -121,20 +122,17 @@ impl SnAccount {
         creds: &crate::config::Credentials,
         counts: super::TableCounts,
     ) -> Result<Self, String> {
-        let field = |f: &str| creds.require(f).map(|s| s.expose().to_string());
-        let optional = |f: &str| {
-            creds
-                .get(f)
-                .map(|s| s.expose().to_string())
-                .filter(|s| !s.is_empty())
-        };
+        let fields = CredFields(creds);
         let account = SnAccount::new(
             tenant_id,
-            &field("username")?,
-            &field("password")?,
+            &fields.required("username")?,
+            &fields.required("password")?,
             SnCounts::from_table_counts(counts),
         );
-        match (optional("client_id"), optional("client_secret")) {
+        match (
+            fields.optional("client_id"),
+            fields.optional("client_secret"),
+        ) {
             (None, None) => Ok(account),
             (Some(id), Some(secret)) => Ok(account.with_oauth(&id, &secret)),
             (Some(_), None) => Err("credential field 'client_secret' is missing or empty".into()),
@@ -182,10 +180,6 @@ pub(crate) struct SnState {
     moved: Mutex<Vec<Moved>>,
     move_seq: AtomicI64,
     tokens_issued: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SnState {
@@ -489,13 +483,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/servicenow/stats", get(stats_handler))
 }
 
-struct Reply {
-    status: StatusCode,
-    outcome: Outcome,
-    headers: Vec<(HeaderName, String)>,
-    body: Vec<u8>,
-    spoil: Option<FaultAction>,
-}
+/// The Table API answers JSON in this content type, errors included.
+const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
 /// `{"error":{"message":..,"detail":..},"status":"failure"}`.
 fn envelope(message: &str, detail: Option<&str>) -> Vec<u8> {
@@ -506,67 +495,21 @@ fn envelope(message: &str, detail: Option<&str>) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-impl Reply {
-    fn ok(body: Vec<u8>) -> Reply {
-        Reply {
-            status: StatusCode::OK,
-            outcome: Outcome::Ok,
-            headers: Vec::new(),
-            body,
-            spoil: None,
-        }
-    }
-
-    fn error(status: StatusCode, outcome: Outcome, message: &str, detail: Option<&str>) -> Reply {
-        Reply {
-            status,
-            outcome,
-            headers: Vec::new(),
-            body: envelope(message, detail),
-            spoil: None,
-        }
-    }
-
-    fn unauthenticated(outcome: Outcome) -> Reply {
-        Reply::error(
-            StatusCode::UNAUTHORIZED,
-            outcome,
-            "User is not authenticated",
-            Some("Required to provide Auth information"),
-        )
-    }
-
-    fn header(mut self, name: HeaderName, value: String) -> Reply {
-        self.headers.push((name, value));
-        self
-    }
-
-    fn into_response(self) -> Response {
-        let (body, _) = spoiled_body(self.body, self.spoil.as_ref().map(|a| a.kind));
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json;charset=UTF-8"),
-        );
-        for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
-        }
-        response
-    }
+fn ok(body: Vec<u8>) -> Reply {
+    Reply::ok(CONTENT_TYPE, body)
 }
 
-async fn finish(shared: &Shared, reply: Reply) -> Response {
-    if let Some(action) = &reply.spoil
-        && action.kind == FaultKind::Slow
-    {
-        tokio::time::sleep(action.delay).await;
-    }
-    shared.counters.record(reply.outcome, reply.body.len());
-    reply.into_response()
+fn error(status: StatusCode, outcome: Outcome, message: &str, detail: Option<&str>) -> Reply {
+    Reply::refusal(status, CONTENT_TYPE, envelope(message, detail)).with_outcome(outcome)
+}
+
+fn unauthenticated(outcome: Outcome) -> Reply {
+    error(
+        StatusCode::UNAUTHORIZED,
+        outcome,
+        "User is not authenticated",
+        Some("Required to provide Auth information"),
+    )
 }
 
 /// The query parameters of a table request.
@@ -632,31 +575,15 @@ impl Params {
     }
 }
 
-/// `http://host` of the current request, for links.
-fn instance_base(shared: &Shared, headers: &HeaderMap) -> String {
-    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) if !host.is_empty() => format!("http://{host}"),
-        _ => format!("http://{}", shared.addr),
-    }
-}
-
 /// `base?raw_query` with `sysparm_offset` set to `offset`, other parameters kept as sent.
 fn offset_link(base: &str, raw_query: &str, offset: usize) -> String {
-    let mut url = String::with_capacity(base.len() + raw_query.len() + 24);
-    url.push_str(base);
-    url.push('?');
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let is_offset = url::form_urlencoded::parse(pair.as_bytes())
-            .next()
-            .is_some_and(|(k, _)| k == "sysparm_offset");
-        if !is_offset {
-            url.push_str(pair);
-            url.push('&');
-        }
-    }
-    url.push_str("sysparm_offset=");
-    url.push_str(&offset.to_string());
-    url
+    link_with(
+        base,
+        raw_query,
+        |k| k == "sysparm_offset",
+        "sysparm_offset",
+        offset,
+    )
 }
 
 /// `Link` for an offset page: first, prev (not on the first page), next (not on the last),
@@ -697,24 +624,23 @@ fn admit(shared: &Shared, headers: &HeaderMap) -> Result<(usize, Option<String>)
     let sn = &shared.servicenow;
     let (account, token) = sn
         .authenticate(headers)
-        .map_err(|()| Reply::unauthenticated(Outcome::Unauthorized))?;
+        .map_err(|()| unauthenticated(Outcome::Unauthorized))?;
     if let Err(secs) = sn.limits.check(&sn.accounts[account].account.username) {
         let reset = Utc::now().timestamp() + secs as i64;
-        let mut reply = Reply::error(
+        return Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             Outcome::RateLimited,
             "Rate limit exceeded",
             Some("Too many requests: the rate limit rule for this user was exceeded"),
         )
-        .header(header::RETRY_AFTER, secs.to_string());
-        reply.headers.extend(sn.rate_headers(reset));
-        return Err(reply);
+        .header(header::RETRY_AFTER, secs)
+        .headers(sn.rate_headers(reset)));
     }
     Ok((account, token))
 }
 
 fn unknown_table(name: &str) -> Reply {
-    Reply::error(
+    error(
         StatusCode::BAD_REQUEST,
         Outcome::Other,
         &format!("Invalid table {name}"),
@@ -735,7 +661,7 @@ async fn list(
     uri: Uri,
 ) -> Response {
     let reply = handle_list(&shared, &table, &headers, &uri);
-    finish(&shared, reply).await
+    reply.finish(&shared).await
 }
 
 fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri) -> Reply {
@@ -748,43 +674,46 @@ fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri
         return unknown_table(table_name);
     };
     let raw_query = uri.query().unwrap_or("");
-    let instance = instance_base(shared, headers);
+    let instance = shared.base_url(headers);
     let params = Params::parse(raw_query, &instance);
     let q = EncodedQuery::parse(&params.query);
-    let mut spoil = None;
-    if let Some(action) = shared
-        .faults
-        .take(Service::Servicenow, table.name(), q.window().0)
-    {
-        match action.kind {
-            FaultKind::Status => {
-                let status = StatusCode::from_u16(action.status)
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let mut reply = Reply::error(
-                    status,
-                    Outcome::Fault,
-                    &action.message,
-                    Some("Injected by the sandbox"),
-                );
-                if action.status == 429 {
-                    reply = reply.header(header::RETRY_AFTER, action.retry_after_secs.to_string());
-                    let reset = Utc::now().timestamp() + action.retry_after_secs as i64;
-                    reply.headers.extend(sn.rate_headers(reset));
-                }
-                return reply;
+    let answers = FaultAnswers {
+        status: |action: &FaultAction| {
+            let reply = error(
+                action.status_code(),
+                Outcome::Fault,
+                &action.message,
+                Some("Injected by the sandbox"),
+            );
+            if action.status == 429 {
+                let reset = Utc::now().timestamp() + action.retry_after_secs as i64;
+                reply
+                    .header(header::RETRY_AFTER, action.retry_after_secs)
+                    .headers(sn.rate_headers(reset))
+            } else {
+                reply
             }
-            FaultKind::ExpireToken => {
-                if let Some(token) = &token {
-                    sn.revoke(token);
-                }
-                return Reply::unauthenticated(Outcome::Fault);
+        },
+        expire_token: || {
+            if let Some(token) = &token {
+                sn.revoke(token);
             }
-            FaultKind::TouchRecords => {
-                sn.touch(account, table, &q, params.offset, action.records);
-            }
-            FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed => spoil = Some(action),
-        }
-    }
+            unauthenticated(Outcome::Fault)
+        },
+        touch: |n| {
+            sn.touch(account, table, &q, params.offset, n);
+        },
+    };
+    let spoil = match planned_fault(
+        shared,
+        Service::Servicenow,
+        table.name(),
+        q.window().0,
+        answers,
+    ) {
+        Ok(spoil) => spoil,
+        Err(reply) => return reply,
+    };
     let data = sn
         .table(account, table)
         .read()
@@ -809,13 +738,8 @@ fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri
         params.limit,
         params.render.fields
     );
-    if shared.page_seen_before(key) {
-        shared
-            .counters
-            .repeated_pages
-            .fetch_add(1, Ordering::Relaxed);
-    }
-    let mut reply = Reply::ok(body);
+    shared.note_page(key);
+    let mut reply = ok(body);
     if !params.no_count {
         reply = reply.header(HeaderName::from_static("x-total-count"), total.to_string());
     }
@@ -824,9 +748,9 @@ fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri
         let link = link_header(&base, raw_query, params.offset, params.limit, total);
         reply = reply.header(header::LINK, link);
     }
-    reply.headers.extend(sn.rate_headers(hour_reset()));
-    reply.spoil = spoil;
     reply
+        .headers(sn.rate_headers(hour_reset()))
+        .spoiled_by(spoil)
 }
 
 async fn one(
@@ -844,13 +768,13 @@ async fn one(
         let Some(table) = SnTable::ALL.into_iter().find(|t| t.name() == table_name) else {
             return unknown_table(&table_name);
         };
-        let params = Params::parse(uri.query().unwrap_or(""), &instance_base(&shared, &headers));
+        let params = Params::parse(uri.query().unwrap_or(""), &shared.base_url(&headers));
         let data = sn
             .table(account, table)
             .read()
             .unwrap_or_else(|e| e.into_inner());
         let Some(rec) = data.recs.iter().find(|r| hex32(r.sys_id) == sys_id) else {
-            return Reply::error(
+            return error(
                 StatusCode::NOT_FOUND,
                 Outcome::Other,
                 "No Record found",
@@ -860,11 +784,9 @@ async fn one(
         let mut body = b"{\"result\":".to_vec();
         render(&data.generator, rec, &params.render, &mut body);
         body.push(b'}');
-        let mut reply = Reply::ok(body);
-        reply.headers.extend(sn.rate_headers(hour_reset()));
-        reply
+        ok(body).headers(sn.rate_headers(hour_reset()))
     })();
-    finish(&shared, reply).await
+    reply.finish(&shared).await
 }
 
 /// `POST /oauth_token.do` with a form body.
@@ -891,33 +813,26 @@ async fn oauth_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
                 "error": "unsupported_grant_type",
                 "error_description": format!("grant_type '{other}' is not supported"),
             });
-            let reply = Reply {
-                status: StatusCode::BAD_REQUEST,
-                outcome: Outcome::Other,
-                headers: Vec::new(),
-                body: serde_json::to_vec(&body).unwrap_or_default(),
-                spoil: None,
-            };
-            return finish(&shared, reply).await;
+            let reply = Reply::refusal_json(StatusCode::BAD_REQUEST, CONTENT_TYPE, &body);
+            return reply.finish(&shared).await;
         }
     };
     let reply = match account {
-        Some(i) => Reply::ok(serde_json::to_vec(&sn.issue_token(i)).unwrap_or_default()),
+        Some(i) => ok(serde_json::to_vec(&sn.issue_token(i)).unwrap_or_default()),
         // What an instance answers to wrong OAuth credentials.
-        None => Reply {
-            status: StatusCode::UNAUTHORIZED,
-            outcome: Outcome::Unauthorized,
-            headers: Vec::new(),
-            body: br#"{"error_description":"access_denied","error":"server_error"}"#.to_vec(),
-            spoil: None,
-        },
+        None => Reply::refusal(
+            StatusCode::UNAUTHORIZED,
+            CONTENT_TYPE,
+            br#"{"error_description":"access_denied","error":"server_error"}"#.to_vec(),
+        )
+        .with_outcome(Outcome::Unauthorized),
     };
-    finish(&shared, reply).await
+    reply.finish(&shared).await
 }
 
 async fn moved_handler(State(shared): State<Arc<Shared>>) -> Response {
     let moved = lock(&shared.servicenow.moved).clone();
-    Reply::ok(serde_json::to_vec(&moved).unwrap_or_default()).into_response()
+    ok(serde_json::to_vec(&moved).unwrap_or_default()).into_response()
 }
 
 async fn stats_handler(State(shared): State<Arc<Shared>>) -> Response {
@@ -926,5 +841,5 @@ async fn stats_handler(State(shared): State<Arc<Shared>>) -> Response {
         "tokens_issued": sn.tokens_issued.load(Ordering::Relaxed),
         "moved": lock(&sn.moved).len(),
     });
-    Reply::ok(serde_json::to_vec(&body).unwrap_or_default()).into_response()
+    ok(serde_json::to_vec(&body).unwrap_or_default()).into_response()
 }

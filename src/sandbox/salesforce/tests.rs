@@ -1,7 +1,7 @@
 //! Tests of the Salesforce sandbox over real HTTP (reqwest against `Sandbox::start`).
 
 use super::*;
-use crate::sandbox::{Fault, Sandbox, SandboxConfig, TableCounts};
+use crate::sandbox::{Fault, FaultKind, Sandbox, SandboxConfig, TableCounts};
 
 pub(crate) const USER: &str = "integration@acme.example";
 pub(crate) const PASSWORD: &str = "sandbox-only-password";

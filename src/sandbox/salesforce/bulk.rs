@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::data::{self, Renderer, Times};
 use super::plan::{Column, Plan, parse_plan};
-use super::{CSV, Ctx, Reply, SfState, bad_request, error, json, not_found, query_param};
+use super::rest::{Ctx, query_param};
+use super::{CSV, Reply, SfState, bad_request, error, json, not_found};
 
 /// Rows in a results page.
 const NUMBER_OF_RECORDS: HeaderName = HeaderName::from_static("sforce-numberofrecords");

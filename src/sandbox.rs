@@ -384,6 +384,8 @@ impl Sandbox {
         )?;
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
+        let servicenow = servicenow::SnState::new(&config)?;
+        let salesforce = salesforce::SfState::new(&config)?;
         let shared = std::sync::Arc::new(Shared {
             anchor: config.anchor,
             history_days: config.history_days,
@@ -401,18 +403,8 @@ impl Sandbox {
             seen_pages: Mutex::new(HashSet::new()),
             moved: Mutex::new(Vec::new()),
             addr,
-            servicenow: servicenow::SnState::new(
-                &config.servicenow,
-                config.anchor,
-                config.history_days,
-                config.rate_limit_per_minute,
-            )?,
-            salesforce: salesforce::SfState::new(
-                &config.salesforce,
-                config.anchor,
-                config.history_days,
-                config.rate_limit_per_minute,
-            )?,
+            servicenow,
+            salesforce,
         });
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))

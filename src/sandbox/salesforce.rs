@@ -50,7 +50,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::http::{Reply, json_response};
-use super::{CredFields, FaultAction, Outcome, RateLimits, Shared, lock};
+use super::{CredFields, FaultAction, Outcome, RateLimits, SandboxConfig, Shared, lock};
 use auth::token;
 use bulk::BulkJob;
 pub use data::SfCounts;
@@ -209,19 +209,15 @@ pub(crate) struct SfState {
 }
 
 impl SfState {
-    pub(crate) fn new(
-        accounts: &[SfAccount],
-        anchor: DateTime<Utc>,
-        history_days: u32,
-        rate_limit_per_minute: Option<u32>,
-    ) -> std::io::Result<Self> {
-        let limits = RateLimits::new(
-            rate_limit_per_minute,
-            accounts.iter().map(|a| a.username.as_str()),
-        )?;
+    /// The orgs of `config.salesforce`, each rate-limited per username.
+    pub(crate) fn new(config: &SandboxConfig) -> std::io::Result<Self> {
+        let accounts = &config.salesforce;
+        let rate_limit_per_minute = config.rate_limit_per_minute;
+        let users = accounts.iter().map(|a| a.username.as_str());
         Ok(SfState {
-            anchor,
-            history_days,
+            anchor: config.anchor,
+            history_days: config.history_days,
+            limits: RateLimits::new(rate_limit_per_minute, users)?,
             orgs: accounts
                 .iter()
                 .map(|a| Org {
@@ -231,7 +227,6 @@ impl SfState {
                     used: AtomicU64::new(0),
                 })
                 .collect(),
-            limits,
             inner: Mutex::new(Inner::default()),
             stats: SfStats::default(),
         })

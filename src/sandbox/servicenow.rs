@@ -39,7 +39,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 
 use super::http::Reply;
-use super::{CredFields, Outcome, RateLimits, Shared, lock};
+use super::{CredFields, Outcome, RateLimits, SandboxConfig, Shared, lock};
 use auth::oauth_token;
 pub use data::SnCounts;
 use data::{Gen, Rec};
@@ -185,19 +185,15 @@ pub(crate) struct SnState {
 }
 
 impl SnState {
-    pub(crate) fn new(
-        accounts: &[SnAccount],
-        anchor: DateTime<Utc>,
-        history_days: u32,
-        rate_limit_per_minute: Option<u32>,
-    ) -> std::io::Result<Self> {
-        let limits = RateLimits::new(
-            rate_limit_per_minute,
-            accounts.iter().map(|a| a.username.as_str()),
-        )?;
+    /// The instances of `config.servicenow`, each rate-limited per username.
+    pub(crate) fn new(config: &SandboxConfig) -> std::io::Result<Self> {
+        let accounts = &config.servicenow;
+        let rate_limit_per_minute = config.rate_limit_per_minute;
+        let users = accounts.iter().map(|a| a.username.as_str());
         Ok(SnState {
-            anchor,
-            history_days,
+            anchor: config.anchor,
+            history_days: config.history_days,
+            limits: RateLimits::new(rate_limit_per_minute, users)?,
             accounts: accounts
                 .iter()
                 .map(|a| AccountData {
@@ -205,7 +201,6 @@ impl SnState {
                     tables: Default::default(),
                 })
                 .collect(),
-            limits,
             per_hour: rate_limit_per_minute.map(|n| u64::from(n) * 60),
             tokens: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),

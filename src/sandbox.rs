@@ -10,6 +10,7 @@
 mod connectwise;
 mod data;
 mod faults;
+mod http;
 mod json;
 mod render;
 pub mod salesforce;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -38,7 +39,9 @@ use tokio::task::JoinHandle;
 
 use crate::domain::Window;
 use data::{Generator, Table, TableData};
+pub use faults::{Fault, FaultKind, load_faults};
 pub(crate) use faults::{FaultAction, FaultPlan, RateLimits};
+use http::json_response;
 
 /// One ConnectWise company the sandbox accepts credentials for, with its dataset size.
 #[derive(Clone)]
@@ -126,120 +129,6 @@ impl SandboxConfig {
     }
 }
 
-/// An injected failure. Matching requests (same service, path and, if set, window start)
-/// misbehave as `kind` says, for the first `times` matches (`None` = always), each with
-/// chance `probability` (default 1).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    /// Which API: `connectwise` (the default), `servicenow` or `salesforce`.
-    #[serde(default = "default_fault_service")]
-    pub service: crate::domain::Service,
-    /// ConnectWise: the path after `/v4_6_release/apis/3.0/` (`service/tickets`);
-    /// ServiceNow: the table (`incident`); Salesforce: the sObject (`Account`). `*` = any.
-    pub path: String,
-    /// Matches requests whose window starts here; `None` = any request on `path`.
-    #[serde(default)]
-    pub window_start: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub kind: FaultKind,
-    /// HTTP status for `kind: status` (429 comes with `Retry-After`).
-    #[serde(default)]
-    pub status: Option<u16>,
-    /// `None` = permanent; `Some(n)` = only the first `n` matching requests misbehave.
-    #[serde(default)]
-    pub times: Option<u32>,
-    /// Chance (0..=1) that a matching request misbehaves; default 1.
-    #[serde(default)]
-    pub probability: Option<f64>,
-    /// `Retry-After` seconds sent with a 429 (default 1).
-    #[serde(default)]
-    pub retry_after_seconds: Option<u64>,
-    /// `slow`: how long the answer is held back.
-    #[serde(default)]
-    pub delay_ms: Option<u64>,
-    /// `touch_records`: how many records of the requested window get a new update time
-    /// (after the window's end: they leave it while it is being read).
-    #[serde(default)]
-    pub records: Option<u32>,
-    #[serde(default = "default_fault_message")]
-    pub message: String,
-}
-
-/// How a matching request misbehaves.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// Answer `status` with the API's own error body.
-    #[default]
-    Status,
-    /// Answer normally after `delay_ms`.
-    Slow,
-    /// Send the headers and half the body, then close the connection.
-    Truncate,
-    /// Answer 200 with a body that is not valid JSON.
-    Malformed,
-    /// The caller's token is expired: 401 until it signs in again (Salesforce, ServiceNow OAuth).
-    ExpireToken,
-    /// Move `records` records of the requested window past its end, then answer normally.
-    TouchRecords,
-}
-
-fn default_fault_service() -> crate::domain::Service {
-    crate::domain::Service::Connectwise
-}
-
-fn default_fault_message() -> String {
-    "Injected fault".to_string()
-}
-
-impl Fault {
-    /// A fault answering `status` on every request to `path` of ConnectWise.
-    pub fn status(path: &str, status: u16) -> Fault {
-        Fault {
-            service: crate::domain::Service::Connectwise,
-            path: path.to_string(),
-            window_start: None,
-            kind: FaultKind::Status,
-            status: Some(status),
-            times: None,
-            probability: None,
-            retry_after_seconds: None,
-            delay_ms: None,
-            records: None,
-            message: default_fault_message(),
-        }
-    }
-
-    /// Checks the fields `kind` needs; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.path.trim_matches('/').is_empty() {
-            return Err("path is empty".into());
-        }
-        if let Some(p) = self.probability
-            && !(p.is_finite() && (0.0..=1.0).contains(&p))
-        {
-            return Err(format!("probability {p} is not between 0 and 1"));
-        }
-        match self.kind {
-            FaultKind::Status => match self.status {
-                None => Err("status is required for kind \"status\"".into()),
-                Some(s) if !(400..=599).contains(&s) => {
-                    Err(format!("status {s} is not an HTTP error status (400-599)"))
-                }
-                Some(_) => Ok(()),
-            },
-            FaultKind::Slow if self.delay_ms.is_none() => {
-                Err("delay_ms is required for kind \"slow\"".into())
-            }
-            FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => {
-                Err("records (at least 1) is required for kind \"touch_records\"".into())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 /// Counters since start; `Sandbox::stats` and `GET /_sandbox/stats` return a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxStats {
@@ -306,6 +195,29 @@ impl Counters {
     }
 }
 
+/// Locks `m`, also when a panicking handler poisoned it (the state stays usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A tenant's credential fields, as the simulated accounts read them.
+pub(crate) struct CredFields<'a>(pub(crate) &'a crate::config::Credentials);
+
+impl CredFields<'_> {
+    /// A field that must be there and not empty; the error names it.
+    pub(crate) fn required(&self, field: &str) -> Result<String, String> {
+        self.0.require(field).map(|s| s.expose().to_string())
+    }
+
+    /// A field that may be missing; empty counts as missing.
+    pub(crate) fn optional(&self, field: &str) -> Option<String> {
+        self.0
+            .get(field)
+            .map(|s| s.expose().to_string())
+            .filter(|s| !s.is_empty())
+    }
+}
+
 /// A tenant and its lazily built table indexes.
 struct TenantData {
     tenant: SandboxTenant,
@@ -342,7 +254,7 @@ impl Shared {
 
     /// Records a 200 list page; true when the same page was already answered before.
     fn page_seen_before(&self, key: String) -> bool {
-        let mut seen = self.seen_pages.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = lock(&self.seen_pages);
         !seen.insert(key)
     }
 }
@@ -371,7 +283,7 @@ impl Shared {
                 to: DateTime::from_timestamp(to, 0).unwrap_or_default(),
             })
             .collect();
-        let mut log = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = lock(&self.moved);
         log.extend(records.iter().cloned());
         records
     }
@@ -411,12 +323,7 @@ async fn edit_handler(
     axum::extract::Query(q): axum::extract::Query<EditQuery>,
 ) -> Response {
     match shared.edit_records(&q.company_id, &q.table, q.records, q.at) {
-        Ok(moved) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-            serde_json::to_vec(&moved).unwrap_or_default(),
-        )
-            .into_response(),
+        Ok(moved) => json_response(SANDBOX_JSON, serde_json::to_vec(&moved).unwrap_or_default()),
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
@@ -451,6 +358,9 @@ pub(crate) fn spoiled_body(body: Vec<u8>, spoil: Option<FaultKind>) -> (axum::bo
     }
 }
 
+/// The content type of the sandbox's own `/_sandbox/...` answers.
+const SANDBOX_JSON: &str = "application/json; charset=utf-8";
+
 /// A running sandbox server. Dropping it stops the server abruptly; prefer `shutdown`.
 pub struct Sandbox {
     addr: SocketAddr,
@@ -474,6 +384,8 @@ impl Sandbox {
         )?;
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
+        let servicenow = servicenow::SnState::new(&config)?;
+        let salesforce = salesforce::SfState::new(&config)?;
         let shared = std::sync::Arc::new(Shared {
             anchor: config.anchor,
             history_days: config.history_days,
@@ -491,18 +403,8 @@ impl Sandbox {
             seen_pages: Mutex::new(HashSet::new()),
             moved: Mutex::new(Vec::new()),
             addr,
-            servicenow: servicenow::SnState::new(
-                &config.servicenow,
-                config.anchor,
-                config.history_days,
-                config.rate_limit_per_minute,
-            )?,
-            salesforce: salesforce::SfState::new(
-                &config.salesforce,
-                config.anchor,
-                config.history_days,
-                config.rate_limit_per_minute,
-            )?,
+            servicenow,
+            salesforce,
         });
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
@@ -591,28 +493,14 @@ pub struct MovedRecord {
 }
 
 async fn moved_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
-    let moved = shared
-        .moved
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let moved = lock(&shared.moved).clone();
     let body = serde_json::to_vec(&moved).unwrap_or_default();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    json_response(SANDBOX_JSON, body)
 }
 
 async fn stats_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
     let body = serde_json::to_vec(&shared.counters.snapshot()).unwrap_or_default();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    json_response(SANDBOX_JSON, body)
 }
 
 /// The exact dataset, for tests: every `(id, lastUpdated)` of `table` for `company_id`
@@ -642,31 +530,4 @@ pub fn expected_records(
                 .then_some((data::ID_BASE + i as i64, lu))
         })
         .collect()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultFile {
-    faults: Vec<Fault>,
-}
-
-/// Loads a fault plan from a JSON file `{"faults":[Fault,...]}`.
-pub fn load_faults(path: &std::path::Path) -> Result<Vec<Fault>, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read fault plan {shown}: {e}"))?;
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    let file: FaultFile = serde_path_to_error::deserialize(de)
-        .map_err(|e| format!("invalid fault plan {shown}: at {}: {}", e.path(), e.inner()))?;
-    for (i, fault) in file.faults.iter().enumerate() {
-        if fault.path.trim_matches('/').is_empty() {
-            return Err(format!(
-                "invalid fault plan {shown}: faults[{i}].path is empty"
-            ));
-        }
-        if let Err(reason) = fault.validate() {
-            return Err(format!("invalid fault plan {shown}: faults[{i}].{reason}"));
-        }
-    }
-    Ok(file.faults)
 }

@@ -2,93 +2,40 @@
 //! modes with their `Link` headers, `/count`, and ConnectWise-shaped error bodies.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
-use base64::Engine;
 use chrono::NaiveDateTime;
 
 use super::data::{Bounds, Table, TableData};
+use super::http::{FaultAnswers, Reply, decode_basic, link_with, planned_fault};
 use super::render::render;
-use super::{FaultAction, FaultKind, Outcome, Shared, TenantData, spoiled_body};
+use super::{FaultAction, Outcome, Shared, TenantData};
 use crate::domain::Service;
 
 pub(crate) const API_PREFIX: &str = "/v4_6_release/apis/3.0/";
 const DEFAULT_PAGE_SIZE: u64 = 25;
 const MAX_PAGE_SIZE: u64 = 1000;
 
-struct Reply {
-    status: StatusCode,
-    outcome: Outcome,
-    link: Option<String>,
-    retry_after: Option<u64>,
-    body: Vec<u8>,
-    /// A fault that spoils an otherwise good answer (slow, truncated, malformed).
-    spoil: Option<FaultAction>,
+/// ConnectWise answers JSON in this content type, errors included.
+const CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+fn ok(body: Vec<u8>) -> Reply {
+    Reply::ok(CONTENT_TYPE, body)
 }
 
-impl Reply {
-    fn ok(body: Vec<u8>) -> Reply {
-        Reply {
-            status: StatusCode::OK,
-            outcome: Outcome::Ok,
-            link: None,
-            retry_after: None,
-            body,
-            spoil: None,
-        }
-    }
-
-    fn error(status: StatusCode, code: &str, message: &str) -> Reply {
-        let body = serde_json::json!({ "code": code, "message": message });
-        Reply {
-            status,
-            outcome: Outcome::Other,
-            link: None,
-            retry_after: None,
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-            spoil: None,
-        }
-    }
-
-    fn with_outcome(mut self, outcome: Outcome) -> Reply {
-        self.outcome = outcome;
-        self
-    }
-
-    fn into_response(self) -> Response {
-        let (body, _) = spoiled_body(self.body, self.spoil.as_ref().map(|a| a.kind));
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        if let Some(link) = self.link
-            && let Ok(value) = HeaderValue::from_str(&link)
-        {
-            headers.insert(header::LINK, value);
-        }
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
-    }
+/// ConnectWise's error body `{"code":..,"message":..}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Reply {
+    let body = serde_json::json!({ "code": code, "message": message });
+    Reply::refusal_json(status, CONTENT_TYPE, &body)
 }
 
 /// Axum fallback handler for every path other than `/_sandbox/stats`.
 pub(crate) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let reply = handle(&shared, req.method(), req.uri(), req.headers());
-    if let Some(action) = &reply.spoil
-        && action.kind == FaultKind::Slow
-    {
-        tokio::time::sleep(action.delay).await;
-    }
-    shared.counters.record(reply.outcome, reply.body.len());
-    reply.into_response()
+    handle(&shared, req.method(), req.uri(), req.headers())
+        .finish(&shared)
+        .await
 }
 
 enum Route {
@@ -123,77 +70,69 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
         .and_then(route)
     else {
         let message = format!("The requested resource {path} was not found");
-        return Reply::error(StatusCode::NOT_FOUND, "NotFound", &message);
+        return error(StatusCode::NOT_FOUND, "NotFound", &message);
     };
     let rest = path[API_PREFIX.len()..].trim_end_matches('/');
     if method != Method::GET {
         let message = format!("Method {method} is not supported by the sandbox");
-        return Reply::error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
+        return error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
     }
     let tenant = match authenticate(shared, headers) {
         Ok(tenant) => tenant,
         Err(message) => {
-            return Reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+            return error(StatusCode::UNAUTHORIZED, "Unauthorized", message)
                 .with_outcome(Outcome::Unauthorized);
         }
     };
     let company = tenant.tenant.company_id.as_str();
     if let Err(secs) = shared.limits.check(company) {
-        let mut reply = Reply::error(
+        return error(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",
             "Rate limit exceeded",
         )
-        .with_outcome(Outcome::RateLimited);
-        reply.retry_after = Some(secs);
-        return reply;
+        .with_outcome(Outcome::RateLimited)
+        .header(header::RETRY_AFTER, secs);
     }
     let raw_query = uri.query().unwrap_or("");
     let query = match Query::parse(raw_query) {
         Ok(q) => q,
         Err(err) => return err.reply(),
     };
-    let mut spoil = None;
-    if let Some(action) = shared
-        .faults
-        .take(Service::Connectwise, rest, query.lower_bound)
-    {
-        match action.kind {
-            FaultKind::Status => {
-                let status = StatusCode::from_u16(action.status)
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let code = if action.status == 429 {
-                    "TooManyRequests"
-                } else {
-                    "ConnectWiseApi"
-                };
-                let mut reply =
-                    Reply::error(status, code, &action.message).with_outcome(Outcome::Fault);
-                if action.status == 429 {
-                    reply.retry_after = Some(action.retry_after_secs);
-                }
-                return reply;
+    let answers = FaultAnswers {
+        status: |action: &FaultAction| {
+            if action.status == 429 {
+                error(action.status_code(), "TooManyRequests", &action.message)
+                    .header(header::RETRY_AFTER, action.retry_after_secs)
+            } else {
+                error(action.status_code(), "ConnectWiseApi", &action.message)
             }
-            FaultKind::ExpireToken => {
-                // ConnectWise keys do not expire; a revoked key looks like this.
-                return Reply::error(
-                    StatusCode::UNAUTHORIZED,
-                    "ConnectWiseApi",
-                    "UserNotAuthenticated",
-                )
-                .with_outcome(Outcome::Fault);
-            }
-            FaultKind::TouchRecords => {
-                shared.touch_records(tenant, table, query.bounds, action.records);
-            }
-            FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed => spoil = Some(action),
-        }
-    }
+        },
+        // ConnectWise keys do not expire; a revoked key looks like this.
+        expire_token: || {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "ConnectWiseApi",
+                "UserNotAuthenticated",
+            )
+        },
+        touch: |n| shared.touch_records(tenant, table, query.bounds, n),
+    };
+    let spoil = match planned_fault(
+        shared,
+        Service::Connectwise,
+        rest,
+        query.lower_bound,
+        answers,
+    ) {
+        Ok(spoil) => spoil,
+        Err(reply) => return reply,
+    };
     let data = shared.table(tenant, table);
-    let mut reply = match route {
+    let reply = match route {
         Route::Count => {
             let body = format!("{{\"count\":{}}}", data.count(query.bounds));
-            Reply::ok(body.into_bytes())
+            ok(body.into_bytes())
         }
         Route::One(id) => match data.last_updated_of(id) {
             Some(lu) => {
@@ -204,11 +143,11 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
                     lu,
                     &mut body,
                 );
-                Reply::ok(body)
+                ok(body)
             }
             None => {
                 let message = format!("{} with id {id} was not found", table.table_name());
-                Reply::error(StatusCode::NOT_FOUND, "NotFound", &message)
+                error(StatusCode::NOT_FOUND, "NotFound", &message)
             }
         },
         Route::List => {
@@ -216,7 +155,7 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
                 .get("pagination-type")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("forward-only"));
-            let base = request_base(shared, headers, path);
+            let base = format!("{}{path}", shared.base_url(headers));
             let reply = if forward_only {
                 forward_only_page(data, &query, &base, raw_query)
             } else {
@@ -235,19 +174,15 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
                 query.conditions,
                 query.page_size()
             );
-            if shared.page_seen_before(key) {
-                shared
-                    .counters
-                    .repeated_pages
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            shared.note_page(key);
             reply
         }
     };
     if reply.status == StatusCode::OK {
-        reply.spoil = spoil;
+        reply.spoiled_by(spoil)
+    } else {
+        reply
     }
-    reply
 }
 
 fn authenticate<'a>(
@@ -264,11 +199,7 @@ fn authenticate<'a>(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
         .map(|(_, rest)| rest.trim())
         .ok_or("Authorization must use the Basic scheme")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or("Authorization header is not valid base64")?;
+    let decoded = decode_basic(encoded).ok_or("Authorization header is not valid base64")?;
     let (user, private_key) = decoded
         .split_once(':')
         .ok_or("Authorization credentials must be companyId+publicKey:privateKey")?;
@@ -292,33 +223,9 @@ fn authenticate<'a>(
         .ok_or("The provided credentials or clientId are not valid for this server")
 }
 
-/// `http://host/path` of the current request, for `Link` headers.
-fn request_base(shared: &Shared, headers: &HeaderMap, path: &str) -> String {
-    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) if !host.is_empty() => format!("http://{host}{path}"),
-        _ => format!("http://{}{path}", shared.addr),
-    }
-}
-
-/// `base?raw_query` with parameter `key` replaced by (or set to) `value`, other parameters
-/// kept exactly as the client encoded them.
+/// `base?raw_query` with parameter `key` (any case) replaced by (or set to) `value`.
 fn link_to(base: &str, raw_query: &str, key: &str, value: i64) -> String {
-    let mut url = String::with_capacity(base.len() + raw_query.len() + 24);
-    url.push_str(base);
-    url.push('?');
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let same_key = url::form_urlencoded::parse(pair.as_bytes())
-            .next()
-            .is_some_and(|(k, _)| k.eq_ignore_ascii_case(key));
-        if !same_key {
-            url.push_str(pair);
-            url.push('&');
-        }
-    }
-    url.push_str(key);
-    url.push('=');
-    url.push_str(&value.to_string());
-    url
+    link_with(base, raw_query, |k| k.eq_ignore_ascii_case(key), key, value)
 }
 
 fn render_page(data: &TableData, rows: &[(i64, i64)]) -> Vec<u8> {
@@ -352,9 +259,7 @@ fn forward_only_page(data: &TableData, query: &Query, base: &str, raw_query: &st
         }
         _ => String::new(),
     };
-    let mut reply = Reply::ok(render_page(data, &rows));
-    reply.link = Some(link);
-    reply
+    ok(render_page(data, &rows)).header(header::LINK, link)
 }
 
 fn navigable_page(
@@ -388,9 +293,7 @@ fn navigable_page(
     } else {
         last
     };
-    let mut reply = Reply::ok(render_page(data, &rows));
-    reply.link = Some(link);
-    Ok(reply)
+    Ok(ok(render_page(data, &rows)).header(header::LINK, link))
 }
 
 /// A rejected query parameter, answered as ConnectWise's `InvalidObject` 400.
@@ -429,14 +332,7 @@ impl QueryError {
                 "field": self.field,
             }],
         });
-        Reply {
-            status: StatusCode::BAD_REQUEST,
-            outcome: Outcome::Other,
-            link: None,
-            retry_after: None,
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-            spoil: None,
-        }
+        Reply::refusal_json(StatusCode::BAD_REQUEST, CONTENT_TYPE, &body)
     }
 }
 

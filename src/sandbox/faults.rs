@@ -1,17 +1,132 @@
-//! Injected failures and rate limiting: fault plans with thread-safe budgets, and one
-//! governor limiter per tenant.
+//! Injected failures and rate limiting: the fault plan's format (`Fault`, fault-plan files),
+//! armed plans with thread-safe budgets, and one governor limiter per tenant.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
 
-use super::{Fault, FaultKind};
 use crate::domain::Service;
+
+/// An injected failure. Matching requests (same service, path and, if set, window start)
+/// misbehave as `kind` says, for the first `times` matches (`None` = always), each with
+/// chance `probability` (default 1).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Which API: `connectwise` (the default), `servicenow` or `salesforce`.
+    #[serde(default = "default_fault_service")]
+    pub service: Service,
+    /// ConnectWise: the path after `/v4_6_release/apis/3.0/` (`service/tickets`);
+    /// ServiceNow: the table (`incident`); Salesforce: the sObject (`Account`). `*` = any.
+    pub path: String,
+    /// Matches requests whose window starts here; `None` = any request on `path`.
+    #[serde(default)]
+    pub window_start: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub kind: FaultKind,
+    /// HTTP status for `kind: status` (429 comes with `Retry-After`).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `None` = permanent; `Some(n)` = only the first `n` matching requests misbehave.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Chance (0..=1) that a matching request misbehaves; default 1.
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// `Retry-After` seconds sent with a 429 (default 1).
+    #[serde(default)]
+    pub retry_after_seconds: Option<u64>,
+    /// `slow`: how long the answer is held back.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// `touch_records`: how many records of the requested window get a new update time
+    /// (after the window's end: they leave it while it is being read).
+    #[serde(default)]
+    pub records: Option<u32>,
+    #[serde(default = "default_fault_message")]
+    pub message: String,
+}
+
+/// How a matching request misbehaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer `status` with the API's own error body.
+    #[default]
+    Status,
+    /// Answer normally after `delay_ms`.
+    Slow,
+    /// Send the headers and half the body, then close the connection.
+    Truncate,
+    /// Answer 200 with a body that is not valid JSON.
+    Malformed,
+    /// The caller's token is expired: 401 until it signs in again (Salesforce, ServiceNow OAuth).
+    ExpireToken,
+    /// Move `records` records of the requested window past its end, then answer normally.
+    TouchRecords,
+}
+
+fn default_fault_service() -> Service {
+    Service::Connectwise
+}
+
+fn default_fault_message() -> String {
+    "Injected fault".to_string()
+}
+
+impl Fault {
+    /// A fault answering `status` on every request to `path` of ConnectWise.
+    pub fn status(path: &str, status: u16) -> Fault {
+        Fault {
+            service: Service::Connectwise,
+            path: path.to_string(),
+            window_start: None,
+            kind: FaultKind::Status,
+            status: Some(status),
+            times: None,
+            probability: None,
+            retry_after_seconds: None,
+            delay_ms: None,
+            records: None,
+            message: default_fault_message(),
+        }
+    }
+
+    /// Checks the fields `kind` needs; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.trim_matches('/').is_empty() {
+            return Err("path is empty".into());
+        }
+        if let Some(p) = self.probability
+            && !(p.is_finite() && (0.0..=1.0).contains(&p))
+        {
+            return Err(format!("probability {p} is not between 0 and 1"));
+        }
+        match self.kind {
+            FaultKind::Status => match self.status {
+                None => Err("status is required for kind \"status\"".into()),
+                Some(s) if !(400..=599).contains(&s) => {
+                    Err(format!("status {s} is not an HTTP error status (400-599)"))
+                }
+                Some(_) => Ok(()),
+            },
+            FaultKind::Slow if self.delay_ms.is_none() => {
+                Err("delay_ms is required for kind \"slow\"".into())
+            }
+            FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => {
+                Err("records (at least 1) is required for kind \"touch_records\"".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 /// What one request must suffer, as decided by the fault plan.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,4 +321,31 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_millis(29_001)), 30);
         assert_eq!(retry_after_secs(Duration::from_secs(30)), 30);
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultFile {
+    faults: Vec<Fault>,
+}
+
+/// Loads a fault plan from a JSON file `{"faults":[Fault,...]}`.
+pub fn load_faults(path: &std::path::Path) -> Result<Vec<Fault>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read fault plan {shown}: {e}"))?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    let file: FaultFile = serde_path_to_error::deserialize(de)
+        .map_err(|e| format!("invalid fault plan {shown}: at {}: {}", e.path(), e.inner()))?;
+    for (i, fault) in file.faults.iter().enumerate() {
+        if fault.path.trim_matches('/').is_empty() {
+            return Err(format!(
+                "invalid fault plan {shown}: faults[{i}].path is empty"
+            ));
+        }
+        if let Err(reason) = fault.validate() {
+            return Err(format!("invalid fault plan {shown}: faults[{i}].{reason}"));
+        }
+    }
+    Ok(file.faults)
 }

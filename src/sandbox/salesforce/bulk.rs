@@ -4,14 +4,20 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::data::{self, Renderer, Times};
 use super::plan::{Column, Plan, parse_plan};
-use super::{Ctx, Reply, SfState, query_param};
+use super::rest::{Ctx, query_param};
+use super::{CSV, Reply, SfState, bad_request, error, json, not_found};
+
+/// Rows in a results page.
+const NUMBER_OF_RECORDS: HeaderName = HeaderName::from_static("sforce-numberofrecords");
+/// The next results page's locator, `null` on the last.
+const LOCATOR: HeaderName = HeaderName::from_static("sforce-locator");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub(super) enum JobState {
@@ -70,7 +76,7 @@ impl Ctx<'_> {
             #[serde(default)]
             line_ending: Option<String>,
         }
-        let invalid = |m: &str| Reply::bad_request("INVALIDJOB", m);
+        let invalid = |m: &str| bad_request("INVALIDJOB", m);
         let spec: Create = match serde_json::from_slice(body) {
             Ok(s) => s,
             Err(e) => return invalid(&format!("Unable to parse the job request: {e}")),
@@ -101,7 +107,7 @@ impl Ctx<'_> {
             Err(reply) => return reply,
         };
         if plan.columns.is_none() {
-            return Reply::bad_request(
+            return bad_request(
                 "API_ERROR",
                 "Aggregate queries (COUNT()) are not supported by Bulk API 2.0 query jobs",
             );
@@ -123,7 +129,7 @@ impl Ctx<'_> {
         let body = self.job_json(&id, &job);
         inner.jobs.insert(id, job);
         sf.stats.bulk_jobs.fetch_add(1, Ordering::Relaxed);
-        Reply::json(body)
+        json(body)
     }
 
     pub(super) fn job_info(&self, id: &str) -> Reply {
@@ -136,7 +142,7 @@ impl Ctx<'_> {
             .filter(|j| j.org == self.org)
             .map(|j| j.state)
         else {
-            return Reply::not_found();
+            return not_found();
         };
         // One step per poll; the rows are fixed when the job completes.
         let next = match state {
@@ -156,7 +162,7 @@ impl Ctx<'_> {
             job.rows = Arc::new(rows);
         }
         let job = &inner.jobs[id];
-        Reply::json(self.job_json(id, job))
+        json(self.job_json(id, job))
     }
 
     pub(super) fn results(&self, id: &str, uri: &axum::http::Uri) -> Reply {
@@ -164,10 +170,10 @@ impl Ctx<'_> {
         let (plan, rows, crlf) = {
             let inner = sf.lock();
             let Some(job) = inner.jobs.get(id).filter(|j| j.org == self.org) else {
-                return Reply::not_found();
+                return not_found();
             };
             if job.version != self.version {
-                return Reply::error(
+                return error(
                     StatusCode::CONFLICT,
                     "API_VERSION_MISMATCH",
                     &format!(
@@ -177,7 +183,7 @@ impl Ctx<'_> {
                 );
             }
             if job.state != JobState::JobComplete {
-                return Reply::error(
+                return error(
                     StatusCode::PRECONDITION_FAILED,
                     "JOB_NOT_COMPLETE",
                     &format!("Job {id} is not complete: results are available once it is"),
@@ -190,7 +196,7 @@ impl Ctx<'_> {
             Some(m) => match m.trim().parse::<usize>() {
                 Ok(n) if n >= 1 => n,
                 _ => {
-                    return Reply::bad_request(
+                    return bad_request(
                         "INVALIDREQUEST",
                         &format!("maxRecords must be a positive integer, got '{m}'"),
                     );
@@ -208,7 +214,7 @@ impl Ctx<'_> {
             {
                 Some(o) => o,
                 None => {
-                    return Reply::bad_request("INVALIDLOCATOR", &format!("Invalid locator '{l}'"));
+                    return bad_request("INVALIDLOCATOR", &format!("Invalid locator '{l}'"));
                 }
             },
         };
@@ -225,12 +231,11 @@ impl Ctx<'_> {
         };
         let body = render_csv(sf, self.org, &plan, &rows[offset..end], crlf);
         self.page_seen(format!("bulk\n{id}\n{offset}\n{max}"));
-        let mut reply = Reply::json(body)
-            .header("Sforce-NumberOfRecords", end - offset)
-            .header("Sforce-Locator", locator);
-        reply.csv = true;
-        reply.spoil = spoil;
-        reply
+        json(body)
+            .with_content_type(CSV)
+            .header(NUMBER_OF_RECORDS, end - offset)
+            .header(LOCATOR, locator)
+            .spoiled_by(spoil)
     }
 }
 

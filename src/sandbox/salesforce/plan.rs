@@ -1,9 +1,9 @@
 //! Queries checked against an sObject: the selected columns, the WHERE clause, the order,
 //! and the window bounds fault plans and record edits go by.
 
-use super::Reply;
 use super::data::{self, Kind, SObject, Times};
 use super::soql::{self, Expr, Lit, Op, Select};
+use super::{Reply, bad_request};
 
 /// A selected column: a direct field, or a field of the `Owner` relationship.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Pred {
 }
 
 pub(super) fn invalid_field(sobject: SObject, name: &str) -> Reply {
-    Reply::bad_request(
+    bad_request(
         "INVALID_FIELD",
         &format!(
             "No such column '{name}' on entity '{}'. If you are attempting to use a custom field, \
@@ -114,7 +114,7 @@ pub(super) fn compile_filter(sobject: SObject, e: &Expr) -> Result<Pred, Reply> 
         ),
         Expr::Cmp { field, op, value } => {
             if field.relationship.is_some() {
-                return Err(Reply::bad_request(
+                return Err(bad_request(
                     "MALFORMED_QUERY",
                     &format!("the sandbox cannot filter on the relationship field {field}"),
                 ));
@@ -123,7 +123,7 @@ pub(super) fn compile_filter(sobject: SObject, e: &Expr) -> Result<Pred, Reply> 
                 return Err(invalid_field(sobject, &field.name));
             };
             let filter_type = |ty: &str, quoted: &str| {
-                Reply::bad_request(
+                bad_request(
                     "INVALID_QUERY_FILTER_OPERATOR",
                     &format!(
                         "value of filter criterion for field '{name}' must be of type {ty} and should {quoted}be enclosed in quotes"
@@ -141,7 +141,7 @@ pub(super) fn compile_filter(sobject: SObject, e: &Expr) -> Result<Pred, Reply> 
                     _ => return Err(filter_type("id", "")),
                 }
             } else {
-                return Err(Reply::bad_request(
+                return Err(bad_request(
                     "MALFORMED_QUERY",
                     &format!(
                         "the sandbox filters only on Id, CreatedDate, LastModifiedDate and SystemModstamp, not {name}"
@@ -155,7 +155,7 @@ pub(super) fn compile_filter(sobject: SObject, e: &Expr) -> Result<Pred, Reply> 
 /// Checks a parsed query against the sObject and turns it into a runnable plan.
 pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
     let Some(sobject) = SObject::from_name(&q.from) else {
-        return Err(Reply::bad_request(
+        return Err(bad_request(
             "INVALID_TYPE",
             &format!(
                 "sObject type '{}' is not supported. If you are attempting to use a custom object, \
@@ -184,7 +184,7 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
                             .ok_or_else(|| invalid_field(sobject, &f.to_string()))?,
                     ),
                     Some(rel) => {
-                        return Err(Reply::bad_request(
+                        return Err(bad_request(
                             "INVALID_FIELD",
                             &format!(
                                 "Didn't understand relationship '{rel}' in field path. If you are attempting \
@@ -195,7 +195,7 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
                     }
                 };
                 if cols.contains(&col) {
-                    return Err(Reply::bad_request(
+                    return Err(bad_request(
                         "MALFORMED_QUERY",
                         &format!("duplicate field selected: {}", col.header()),
                     ));
@@ -219,7 +219,7 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
             }
             (None, None) => return Err(invalid_field(sobject, &f.name)),
             _ => {
-                return Err(Reply::bad_request(
+                return Err(bad_request(
                     "MALFORMED_QUERY",
                     &format!(
                         "the sandbox orders only by Id, CreatedDate, LastModifiedDate or SystemModstamp, not {f}"
@@ -260,7 +260,7 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
 }
 
 pub(super) fn parse_plan(text: &str) -> Result<Plan, Reply> {
-    let q = soql::parse(text)
-        .map_err(|e| Reply::bad_request("MALFORMED_QUERY", &format!("\n{text}\n{e}")))?;
+    let q =
+        soql::parse(text).map_err(|e| bad_request("MALFORMED_QUERY", &format!("\n{text}\n{e}")))?;
     compile(q)
 }

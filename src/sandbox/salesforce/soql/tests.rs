@@ -1,0 +1,108 @@
+//! The SOQL subset parser.
+
+use super::*;
+
+fn ms(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[test]
+fn the_clients_window_and_keyset_queries_parse() {
+    let q = parse(
+        "SELECT Id, Name, Owner.Name, SystemModstamp FROM Account \
+         WHERE SystemModstamp >= 2023-01-01T00:00:00Z AND SystemModstamp < 2023-02-01T00:00:00Z \
+         AND (SystemModstamp > 2023-01-05T10:00:00Z OR (SystemModstamp = 2023-01-05T10:00:00Z AND Id > '001D000000IRFmaIAH')) \
+         ORDER BY SystemModstamp, Id",
+    )
+    .unwrap();
+    let Select::Fields(fields) = &q.select else {
+        panic!("fields expected")
+    };
+    assert_eq!(fields[2].to_string(), "Owner.Name");
+    assert_eq!(q.from, "Account");
+    assert_eq!(q.order.len(), 2);
+    let Some(Expr::And(parts)) = &q.filter else {
+        panic!("{:?}", q.filter)
+    };
+    assert_eq!(parts.len(), 3);
+    let Expr::Or(alts) = &parts[2] else {
+        panic!("{:?}", parts[2])
+    };
+    assert_eq!(
+        alts[1],
+        Expr::And(vec![
+            Expr::Cmp {
+                field: FieldPath {
+                    relationship: None,
+                    name: "SystemModstamp".into()
+                },
+                op: Op::Eq,
+                value: Lit::DateTime(ms("2023-01-05T10:00:00Z")),
+            },
+            Expr::Cmp {
+                field: FieldPath {
+                    relationship: None,
+                    name: "Id".into()
+                },
+                op: Op::Gt,
+                value: Lit::Str("001D000000IRFmaIAH".into()),
+            },
+        ])
+    );
+    let bounds = q.top_level("systemmodstamp");
+    assert_eq!(
+        bounds,
+        vec![
+            (Op::Ge, &Lit::DateTime(ms("2023-01-01T00:00:00Z"))),
+            (Op::Lt, &Lit::DateTime(ms("2023-02-01T00:00:00Z")))
+        ]
+    );
+}
+
+#[test]
+fn count_offsets_fractions_and_keywords_in_any_case() {
+    let q = parse(
+        "select count() from lead where SystemModstamp >= 2023-01-01T05:30:00.250+05:30 limit 10",
+    )
+    .unwrap();
+    assert_eq!(q.select, Select::Count);
+    assert_eq!(q.limit, Some(10));
+    assert_eq!(
+        q.top_level("SystemModstamp"),
+        vec![(Op::Ge, &Lit::DateTime(ms("2023-01-01T00:00:00.250Z")))]
+    );
+    let q = parse("SELECT Id FROM Case WHERE Id != 'a\\'b' ORDER BY Id DESC NULLS LAST").unwrap();
+    assert!(q.order[0].1, "DESC");
+    assert_eq!(q.top_level("Id"), vec![(Op::Ne, &Lit::Str("a'b".into()))]);
+}
+
+#[test]
+fn what_soql_refuses_is_refused() {
+    for bad in [
+        "",
+        "SELECT FROM Account",
+        "SELECT * FROM Account",
+        "SELECT Id FROM",
+        "SELECT Id, FROM Account",
+        "SELECT Id FROM Account WHERE",
+        "SELECT Id FROM Account WHERE SystemModstamp >= 2023-01-01",
+        "SELECT Id FROM Account WHERE SystemModstamp >= '2023-01-01T00:00:00Z' AND",
+        "SELECT Id FROM Account WHERE Id > 'a' AND Id < 'b' OR Id = 'c'",
+        "SELECT Id FROM Account WHERE (Id > 'a'",
+        "SELECT Id FROM Account WHERE Id > 'unterminated",
+        "SELECT Id FROM Account ORDER Id",
+        "SELECT Id FROM Account LIMIT ten",
+        "SELECT Id FROM Account OFFSET 5",
+        "SELECT Id FROM Account GROUP BY Name",
+        "SELECT COUNT(Id) FROM Account",
+        "SELECT Id FROM Account WHERE SystemModstamp >= 2023-13-01T00:00:00Z",
+        "SELECT a.b.c FROM Account",
+        "SELECT Id FROM Account; DELETE",
+    ] {
+        assert!(parse(bad).is_err(), "accepted: {bad:?}");
+    }
+    let err = parse("SELECT Id FROM Account WHERE Id > 'a' AND Id < 'b' OR Id = 'c'").unwrap_err();
+    assert!(err.0.contains("unexpected token: 'OR'"), "{err}");
+}

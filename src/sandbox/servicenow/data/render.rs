@@ -1,0 +1,405 @@
+//! Rendering a ServiceNow record as Table API JSON: `sysparm_fields`,
+//! `sysparm_display_value` and reference links.
+
+use super::*;
+
+/// `sysparm_display_value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Display {
+    False,
+    True,
+    All,
+}
+
+/// How a response renders records.
+#[derive(Clone, Debug)]
+pub(crate) struct RenderOpts {
+    /// `sysparm_fields`; `None` = every field.
+    pub(crate) fields: Option<Vec<String>>,
+    pub(crate) display: Display,
+    /// `Some(instance base)` when reference fields carry their `link`.
+    pub(crate) links: Option<String>,
+}
+
+impl Default for RenderOpts {
+    fn default() -> Self {
+        RenderOpts {
+            fields: None,
+            display: Display::False,
+            links: None,
+        }
+    }
+}
+
+/// Writes the members of one record object, honouring the render options.
+struct W<'a> {
+    out: &'a mut Vec<u8>,
+    opts: &'a RenderOpts,
+    first: bool,
+}
+
+impl W<'_> {
+    fn wanted(&self, key: &str) -> bool {
+        self.opts
+            .fields
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|x| x == key))
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        string(self.out, key);
+        self.out.push(b':');
+    }
+
+    /// A plain field: a string value, whatever its type.
+    fn s(&mut self, key: &str, v: &str) {
+        if !self.wanted(key) {
+            return;
+        }
+        self.key(key);
+        if self.opts.display == Display::All {
+            self.out.extend_from_slice(b"{\"display_value\":");
+            string(self.out, v);
+            self.out.extend_from_slice(b",\"value\":");
+            string(self.out, v);
+            self.out.push(b'}');
+        } else {
+            string(self.out, v);
+        }
+    }
+
+    /// A field whose value is already escaped JSON string content.
+    fn escaped_text(&mut self, key: &str, text: &[u8]) {
+        if !self.wanted(key) {
+            return;
+        }
+        self.key(key);
+        let quoted = |out: &mut Vec<u8>| {
+            out.push(b'"');
+            out.extend_from_slice(text);
+            out.push(b'"');
+        };
+        if self.opts.display == Display::All {
+            self.out.extend_from_slice(b"{\"display_value\":");
+            quoted(self.out);
+            self.out.extend_from_slice(b",\"value\":");
+            quoted(self.out);
+            self.out.push(b'}');
+        } else {
+            quoted(self.out);
+        }
+    }
+
+    /// A reference field: `sys_id` (and `link` unless excluded); empty references are `""`.
+    fn r(&mut self, key: &str, table: &str, id: Option<u128>, display: impl FnOnce() -> String) {
+        let Some(id) = id else {
+            return self.s(key, "");
+        };
+        if !self.wanted(key) {
+            return;
+        }
+        let value = hex32(id);
+        let link = self
+            .opts
+            .links
+            .as_ref()
+            .map(|base| format!("{base}/api/now/table/{table}/{value}"));
+        self.key(key);
+        let mode = self.opts.display;
+        if mode == Display::False && link.is_none() {
+            return string(self.out, &value);
+        }
+        if mode == Display::True && link.is_none() {
+            return string(self.out, &display());
+        }
+        self.out.push(b'{');
+        let mut first = true;
+        let mut member = |out: &mut Vec<u8>, k: &str, v: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            string(out, k);
+            out.push(b':');
+            string(out, v);
+        };
+        if mode != Display::False {
+            member(self.out, "display_value", &display());
+        }
+        if let Some(link) = &link {
+            member(self.out, "link", link);
+        }
+        if mode != Display::True {
+            member(self.out, "value", &value);
+        }
+        self.out.push(b'}');
+    }
+}
+
+/// Appends `rec` of `g`'s table as one JSON object.
+pub(crate) fn render(g: &Gen, rec: &Rec, opts: &RenderOpts, out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut w = W {
+        out,
+        opts,
+        first: true,
+    };
+    let i = u64::from(rec.i);
+    let h = |f: u64| g.h(i, f);
+    let created = g.created(i);
+    let user_ref = |field: u64| g.user(h(field));
+    let user_display = |j: u64| {
+        move || {
+            let (first, last) = g.user_names(j);
+            format!("{first} {last}")
+        }
+    };
+    w.s("sys_id", &hex32(rec.sys_id));
+    let num = |prefix: &str, base: u64| format!("{prefix}{:07}", base + i);
+    match g.table {
+        SnTable::Incident => {
+            w.s("number", &num("INC", 10_000));
+            w.s("short_description", pick(SUMMARIES, h(F_SUMMARY)));
+            let mut text = Vec::with_capacity(400);
+            prose(&mut text, h(F_TEXT), 120 + (h(F_TEXT) % 300) as usize);
+            w.escaped_text("description", &text);
+            // 1 New, 2 In Progress, 3 On Hold, 6 Resolved, 7 Closed, 8 Canceled.
+            let state = [1, 2, 3, 6, 7, 7, 7, 8][(h(F_STATE) % 8) as usize];
+            let open = state <= 3;
+            w.s("state", &state.to_string());
+            w.s("incident_state", &state.to_string());
+            w.s("active", if open { "true" } else { "false" });
+            let (impact, urgency) = (1 + h(F_IMPACT) % 3, 1 + h(F_URGENCY) % 3);
+            w.s("impact", &impact.to_string());
+            w.s("urgency", &urgency.to_string());
+            w.s("priority", &(impact + urgency - 1).to_string());
+            w.s("category", pick(CATEGORIES, h(F_CATEGORY)));
+            if let Some(j) = user_ref(F_CALLER) {
+                w.r(
+                    "caller_id",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                );
+            } else {
+                w.s("caller_id", "");
+            }
+            let assigned = user_ref(F_ASSIGNED).filter(|_| !(state == 1 && h(F_ASSIGNED) % 3 == 0));
+            match assigned {
+                Some(j) => w.r(
+                    "assigned_to",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                ),
+                None => w.s("assigned_to", ""),
+            }
+            let group = h(F_GROUP) % GROUPS.len() as u64;
+            w.r(
+                "assignment_group",
+                "sys_user_group",
+                Some(g.group_id(group)),
+                || GROUPS[group as usize].to_string(),
+            );
+            match user_ref(F_OPENED_BY) {
+                Some(j) => w.r(
+                    "opened_by",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                ),
+                None => w.s("opened_by", ""),
+            }
+            w.s("opened_at", &sn_time(created));
+            let resolved = (state >= 6 && state != 8)
+                .then(|| created + (rec.updated.max(created) - created) * 2 / 3);
+            w.s("resolved_at", &resolved.map(sn_time).unwrap_or_default());
+            let closed = (state >= 7).then(|| rec.updated.max(created));
+            w.s("closed_at", &closed.map(sn_time).unwrap_or_default());
+            w.s(
+                "calendar_stc",
+                &resolved
+                    .map(|r| (r - created).to_string())
+                    .unwrap_or_default(),
+            );
+            w.s("reassignment_count", &(h(F_REASSIGN) % 5).to_string());
+            w.s("made_sla", if h(F_SLA) % 5 == 0 { "false" } else { "true" });
+            w.s("sys_class_name", "incident");
+        }
+        SnTable::ChangeRequest => {
+            w.s("number", &num("CHG", 30_000));
+            w.s("short_description", pick(CHANGES, h(F_SUMMARY)));
+            w.s(
+                "type",
+                ["normal", "standard", "emergency"][(h(F_TYPE) % 3) as usize],
+            );
+            // -5 New, -4 Assess, -3 Authorize, -2 Scheduled, -1 Implement, 0 Review, 3 Closed, 4 Canceled.
+            let state = [-5, -4, -3, -2, -1, 0, 3, 3, 3, 4][(h(F_STATE) % 10) as usize];
+            w.s("state", &state.to_string());
+            w.s("active", if state < 3 { "true" } else { "false" });
+            w.s("risk", &(2 + h(F_RISK) % 3).to_string());
+            w.s("impact", &(1 + h(F_IMPACT) % 3).to_string());
+            w.s("priority", &(1 + h(F_PRIORITY) % 4).to_string());
+            w.s(
+                "approval",
+                [
+                    "not requested",
+                    "requested",
+                    "approved",
+                    "approved",
+                    "rejected",
+                ][(h(F_APPROVAL) % 5) as usize],
+            );
+            match user_ref(F_CALLER) {
+                Some(j) => w.r(
+                    "requested_by",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                ),
+                None => w.s("requested_by", ""),
+            }
+            match user_ref(F_ASSIGNED) {
+                Some(j) => w.r(
+                    "assigned_to",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                ),
+                None => w.s("assigned_to", ""),
+            }
+            let group = h(F_GROUP) % GROUPS.len() as u64;
+            w.r(
+                "assignment_group",
+                "sys_user_group",
+                Some(g.group_id(group)),
+                || GROUPS[group as usize].to_string(),
+            );
+            let start = created + DAY + (h(F_START) % (14 * DAY as u64)) as i64;
+            w.s("start_date", &sn_time(start));
+            w.s(
+                "end_date",
+                &sn_time(start + 3600 * (1 + (h(F_START) % 8) as i64)),
+            );
+            let cents = h(F_COST) % 2_000_000;
+            w.s(
+                "u_estimated_cost",
+                &format!("{}.{:02}", cents / 100, cents % 100),
+            );
+            w.s(
+                "on_hold",
+                if h(F_STATE) % 13 == 0 {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+            w.s("sys_class_name", "change_request");
+        }
+        SnTable::Problem => {
+            w.s("number", &num("PRB", 40_000));
+            w.s("short_description", pick(PROBLEMS, h(F_SUMMARY)));
+            // 101 New, 102 Assess, 103 Root Cause Analysis, 104 Fix in Progress, 106 Resolved, 107 Closed.
+            let state = [101, 102, 103, 104, 106, 107, 107][(h(F_STATE) % 7) as usize];
+            w.s("state", &state.to_string());
+            w.s("active", if state < 106 { "true" } else { "false" });
+            let (impact, urgency) = (1 + h(F_IMPACT) % 3, 1 + h(F_URGENCY) % 3);
+            w.s("impact", &impact.to_string());
+            w.s("urgency", &urgency.to_string());
+            w.s("priority", &(impact + urgency - 1).to_string());
+            match user_ref(F_ASSIGNED) {
+                Some(j) => w.r(
+                    "assigned_to",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                ),
+                None => w.s("assigned_to", ""),
+            }
+            let group = h(F_GROUP) % GROUPS.len() as u64;
+            w.r(
+                "assignment_group",
+                "sys_user_group",
+                Some(g.group_id(group)),
+                || GROUPS[group as usize].to_string(),
+            );
+            match user_ref(F_OPENED_BY) {
+                Some(j) => w.r(
+                    "opened_by",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                ),
+                None => w.s("opened_by", ""),
+            }
+            w.s("opened_at", &sn_time(created));
+            w.s(
+                "known_error",
+                if h(F_KNOWN) % 4 == 0 { "true" } else { "false" },
+            );
+            let incidents = g.counts[SnTable::Incident.index()];
+            let first = (incidents > 0 && h(F_INCIDENT) % 3 != 0)
+                .then(|| g.sys_id_of(SnTable::Incident, h(F_INCIDENT) % incidents.max(1)));
+            w.r("first_reported_by_task", "incident", first, || {
+                format!("INC{:07}", 10_000 + h(F_INCIDENT) % incidents.max(1))
+            });
+            w.s("sys_class_name", "problem");
+        }
+        SnTable::SysUser => {
+            let (first, last) = g.user_names(i);
+            let user_name = g.user_name(i);
+            w.s("user_name", &user_name);
+            w.s("first_name", first);
+            w.s("last_name", last);
+            w.s("name", &format!("{first} {last}"));
+            w.s("email", &format!("{user_name}@{}", g.domain));
+            w.s("title", pick(TITLES, h(F_TITLE)));
+            let phone = h(F_PHONE);
+            w.s(
+                "phone",
+                &format!("+1 555 {:03} {:04}", phone % 1000, (phone / 1000) % 10_000),
+            );
+            let active = h(F_ACTIVE) % 10 != 0;
+            w.s("active", if active { "true" } else { "false" });
+            w.s(
+                "locked_out",
+                if !active && h(F_ACTIVE) % 3 == 0 {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+            w.s("vip", if h(F_VIP) % 15 == 0 { "true" } else { "false" });
+            w.s("failed_attempts", &(h(F_FAILED) % 4).to_string());
+            let login =
+                (h(F_LOGIN) % 5 != 0).then(|| created + (rec.updated.max(created) - created) / 2);
+            w.s("last_login_time", &login.map(sn_time).unwrap_or_default());
+            let manager = g.user(h(F_MANAGER)).filter(|&j| j != i);
+            match manager {
+                Some(j) => w.r(
+                    "manager",
+                    "sys_user",
+                    Some(g.sys_id_of(SnTable::SysUser, j)),
+                    user_display(j),
+                ),
+                None => w.s("manager", ""),
+            }
+            w.s("sys_class_name", "sys_user");
+        }
+    }
+    w.s("sys_created_on", &sn_time(created));
+    w.s("sys_created_by", &g.by(h(F_CREATED_BY)));
+    w.s("sys_updated_on", &sn_time(rec.updated));
+    w.s(
+        "sys_updated_by",
+        &g.by(h(F_UPDATED_BY).wrapping_add(u64::from(rec.mod_count))),
+    );
+    w.s("sys_mod_count", &rec.mod_count.to_string());
+    w.s("sys_domain", "global");
+    w.s("sys_tags", "");
+    w.out.push(b'}');
+}

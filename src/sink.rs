@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::{Path, PathPart};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
 use crate::config::EndpointDef;
@@ -292,14 +292,36 @@ impl RawSink {
         service: Service,
         table: &str,
     ) -> Result<Vec<Path>, SinkError> {
-        let prefix = Self::table_prefix(tenant_id, service, table);
-        let mut files: Vec<Path> = self
-            .list(&prefix)
+        Ok(self
+            .list_table_objects(tenant_id, service, table)
             .await?
             .into_iter()
-            .filter(|p| p.filename().is_some_and(|f| f.ends_with(".parquet")))
-            .collect();
-        files.sort();
+            .map(|m| m.location)
+            .collect())
+    }
+
+    /// Every `.parquet` object under the table prefix with its size, sorted by path.
+    pub async fn list_table_objects(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        table: &str,
+    ) -> Result<Vec<ObjectMeta>, SinkError> {
+        let prefix = Self::table_prefix(tenant_id, service, table);
+        let mut files: Vec<ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_filter(|m| {
+                let parquet = m
+                    .location
+                    .filename()
+                    .is_some_and(|f| f.ends_with(".parquet"));
+                futures::future::ready(parquet)
+            })
+            .try_collect()
+            .await
+            .map_err(|e| SinkError::Store(format!("list {prefix}: {e}")))?;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(files)
     }
 

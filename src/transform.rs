@@ -4,10 +4,14 @@
 //!
 //! Backfill mode processes the whole history of each raw table every time: the output is a
 //! pure function of the raw data, so a re-run (after a sync, after a crash, twice at once)
-//! writes the same bytes and nothing has to remember what was already processed.
+//! writes the same bytes and nothing has to remember what was already processed. Memory is
+//! bounded by the size of a bucket, not of the history: a table with more raw data than one
+//! bucket (`spill`) is spread over record-id buckets on local disk first, and the output is
+//! written to a local file and uploaded from there.
 
 mod mapping;
 pub mod scd2;
+mod spill;
 #[cfg(test)]
 mod tests;
 
@@ -15,8 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use object_store::buffered::BufWriter;
 use object_store::path::{Path, PathPart};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -30,6 +35,7 @@ use crate::sink::RawSink;
 
 pub use mapping::{map_raw, mapped_schema, raw_columns_needed};
 pub use scd2::{Scd2Context, Scd2Plan, Scd2Stats, build as build_scd2, output_schema};
+pub use spill::BUCKET_RAW_BYTES;
 
 /// Rows per row group of canonical files.
 const ROW_GROUP_ROWS: usize = 65_536;
@@ -74,6 +80,8 @@ pub struct TransformReport {
     pub source_table: String,
     pub mode: TransformMode,
     pub raw_files: usize,
+    /// Record-id buckets the history was built in (1: all in memory at once).
+    pub buckets: usize,
     #[serde(flatten)]
     pub stats: Scd2Stats,
     /// Where the history was written; `None` when the service has no raw data yet.
@@ -107,6 +115,16 @@ pub async fn run(
     sink: &RawSink,
     req: &TransformRequest,
 ) -> Result<Vec<TransformReport>, TransformError> {
+    run_with(config, sink, req, BUCKET_RAW_BYTES).await
+}
+
+/// `run` with `bucket_raw_bytes` of raw Parquet per record-id bucket (see `spill`).
+pub async fn run_with(
+    config: &Config,
+    sink: &RawSink,
+    req: &TransformRequest,
+    bucket_raw_bytes: u64,
+) -> Result<Vec<TransformReport>, TransformError> {
     let tables: Vec<&CanonicalTable> = if req.tables.is_empty() {
         config.canonical.iter().collect()
     } else {
@@ -136,12 +154,15 @@ pub async fn run(
             let Some(endpoint) = config.endpoints(*service).and_then(|e| e.find(&src.table)) else {
                 continue;
             };
-            reports.push(transform_one(sink, req, table, *service, src, endpoint).await?);
+            reports.push(
+                transform_one(sink, req, table, *service, src, endpoint, bucket_raw_bytes).await?,
+            );
         }
     }
     Ok(reports)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn transform_one(
     sink: &RawSink,
     req: &TransformRequest,
@@ -149,10 +170,11 @@ async fn transform_one(
     service: Service,
     src: &SourceMapping,
     endpoint: &EndpointDef,
+    bucket_raw_bytes: u64,
 ) -> Result<TransformReport, TransformError> {
     let started = Instant::now();
-    let files = sink
-        .list_table_files(&req.tenant_id, service, &src.table)
+    let objects = sink
+        .list_table_objects(&req.tenant_id, service, &src.table)
         .await
         .map_err(|e| TransformError::Store(e.to_string()))?;
     let mut report = TransformReport {
@@ -161,34 +183,52 @@ async fn transform_one(
         service,
         source_table: src.table.clone(),
         mode: req.mode,
-        raw_files: files.len(),
+        raw_files: objects.len(),
+        buckets: 0,
         stats: Scd2Stats::default(),
         path: None,
         bytes: 0,
         duration_ms: 0,
     };
-    if files.is_empty() {
+    if objects.is_empty() {
         return Ok(report);
     }
+    let raw_bytes: u64 = objects.iter().map(|m| m.size).sum();
+    let buckets = spill::buckets_for(raw_bytes, bucket_raw_bytes);
+    report.buckets = buckets;
     let store = sink.store();
     let (table_arc, src_arc, ep_arc) = (
         Arc::new(table.clone()),
         Arc::new(src.clone()),
         Arc::new(endpoint.clone()),
     );
+    // One bucket: the mapped versions stay in memory. More: each file's go to their buckets'
+    // spill files as it is read.
+    let mut spill = match buckets {
+        1 => None,
+        n => Some(spill::Spill::new(n, mapped_schema(&table_arc))?),
+    };
     let mut mapped = Vec::new();
-    for file in &files {
-        let bytes = get_bytes(&store, file).await?;
+    for object in &objects {
+        let bytes = get_bytes(&store, &object.location).await?;
         let (t, s, e) = (table_arc.clone(), src_arc.clone(), ep_arc.clone());
-        let origin = file.to_string();
-        let batches = tokio::task::spawn_blocking(move || read_mapped(bytes, &t, &s, &e, &origin))
-            .await
-            .map_err(|e| TransformError::Parquet(e.to_string()))??;
+        let origin = object.location.to_string();
+        let mut sp = spill.take();
+        let (batches, sp) = tokio::task::spawn_blocking(move || {
+            let batches = read_mapped(bytes, &t, &s, &e, &origin)?;
+            match sp.as_mut() {
+                Some(spill) => spill.add(&batches).map(|()| (Vec::new(), sp)),
+                None => Ok((batches, sp)),
+            }
+        })
+        .await
+        .map_err(|e| TransformError::Parquet(e.to_string()))??;
+        spill = sp;
         mapped.extend(batches);
     }
     let (tenant, svc, source_table) = (req.tenant_id.clone(), service, src.table.clone());
     let skip = unhashed(src, endpoint);
-    let (encoded, stats) = tokio::task::spawn_blocking(move || {
+    let (file, stats) = tokio::task::spawn_blocking(move || {
         let ctx = Scd2Context {
             tenant_id: &tenant,
             service: svc.as_str(),
@@ -196,34 +236,75 @@ async fn transform_one(
             table: &table_arc,
             unhashed: skip,
         };
-        let plan = scd2::plan(&mapped, &ctx)?;
-        // Written a row group at a time, so only one slice of the output is ever held.
-        let mut writer = Writer::new(output_schema(&table_arc))?;
-        let mut at = 0;
-        while at < plan.len() {
-            let end = (at + ROW_GROUP_ROWS).min(plan.len());
-            writer.write(&plan.emit(&mapped, &ctx, at..end)?)?;
-            at = end;
+        let out = tempfile::tempfile()
+            .map_err(|e| TransformError::Store(format!("cannot create a local file: {e}")))?;
+        let mut writer = Writer::new(output_schema(&table_arc), out)?;
+        let mut stats = Scd2Stats::default();
+        match spill {
+            None => write_history(&mapped, &ctx, &mut writer, &mut stats)?,
+            Some(spill) => {
+                let spilled = spill.finish()?;
+                for b in 0..spilled.buckets() {
+                    write_history(&spilled.read(b)?, &ctx, &mut writer, &mut stats)?;
+                }
+            }
         }
-        Ok::<_, TransformError>((writer.finish()?, plan.stats))
+        Ok::<_, TransformError>((writer.finish()?, stats))
     })
     .await
     .map_err(|e| TransformError::Parquet(e.to_string()))??;
     let path = canonical_path(&req.tenant_id, &table.table, service);
-    report.bytes = encoded.len() as u64;
-    // One put: readers see the previous history or the new one, never a mix.
-    store
-        .put(&path, PutPayload::from_bytes(encoded))
-        .await
-        .map_err(|e| TransformError::Store(format!("put {path}: {e}")))?;
+    report.bytes = upload(&store, &path, file).await?;
     report.stats = stats;
     report.path = Some(path.to_string());
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(tenant_id = %report.tenant_id, table = %report.table, service = %service,
-        raw_files = report.raw_files, rows_in = report.stats.rows_in, versions = report.stats.versions,
+        raw_files = report.raw_files, buckets, rows_in = report.stats.rows_in, versions = report.stats.versions,
         records = report.stats.records, duplicates = report.stats.duplicates,
         unchanged = report.stats.unchanged, duration_ms = report.duration_ms, "canonical transform done");
     Ok(report)
+}
+
+/// Plans one set of records' history and writes it a row group at a time, so only one
+/// slice of the output is ever held; adds its counts to `stats`.
+fn write_history<W: std::io::Write + Send>(
+    mapped: &[arrow_array::RecordBatch],
+    ctx: &Scd2Context<'_>,
+    writer: &mut Writer<W>,
+    stats: &mut Scd2Stats,
+) -> Result<(), TransformError> {
+    let plan = scd2::plan(mapped, ctx)?;
+    let mut at = 0;
+    while at < plan.len() {
+        let end = (at + ROW_GROUP_ROWS).min(plan.len());
+        writer.write(&plan.emit(mapped, ctx, at..end)?)?;
+        at = end;
+    }
+    stats.add(&plan.stats);
+    Ok(())
+}
+
+/// Uploads a finished local file to `path`: one put when small, else a multipart upload.
+/// Either way readers see the previous history or the new one, never a mix.
+async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    file: std::fs::File,
+) -> Result<u64, TransformError> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let err = |e: std::io::Error| TransformError::Store(format!("put {path}: {e}"));
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(std::io::SeekFrom::Start(0)).await.map_err(err)?;
+    let mut up = BufWriter::new(store.clone(), path.clone());
+    let copied = match tokio::io::copy(&mut file, &mut up).await {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = up.abort().await;
+            return Err(err(e));
+        }
+    };
+    up.shutdown().await.map_err(err)?;
+    Ok(copied)
 }
 
 async fn get_bytes(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, TransformError> {
@@ -271,18 +352,18 @@ fn read_mapped(
     Ok(out)
 }
 
-/// A canonical Parquet file being written in memory. Fixed writer settings and no
-/// wall-clock metadata, so the same rows always encode to the same bytes.
-struct Writer {
-    inner: ArrowWriter<Vec<u8>>,
+/// A canonical Parquet file being written. Fixed writer settings and no wall-clock
+/// metadata, so the same rows always encode to the same bytes.
+struct Writer<W: std::io::Write + Send> {
+    inner: ArrowWriter<W>,
 }
 
 fn perr(e: impl std::fmt::Display) -> TransformError {
     TransformError::Parquet(e.to_string())
 }
 
-impl Writer {
-    fn new(schema: arrow_schema::SchemaRef) -> Result<Self, TransformError> {
+impl<W: std::io::Write + Send> Writer<W> {
+    fn new(schema: arrow_schema::SchemaRef, out: W) -> Result<Self, TransformError> {
         let level = ZstdLevel::try_new(3).map_err(perr)?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
@@ -290,24 +371,23 @@ impl Writer {
             .set_created_by("avesa-console canonical transform".to_string())
             .build();
         Ok(Writer {
-            inner: ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(perr)?,
+            inner: ArrowWriter::try_new(out, schema, Some(props)).map_err(perr)?,
         })
     }
 
+    /// Row groups close at `ROW_GROUP_ROWS` rows, across the slices written.
     fn write(&mut self, batch: &arrow_array::RecordBatch) -> Result<(), TransformError> {
-        self.inner.write(batch).map_err(perr)?;
-        // Close the row group now: the slices are row-group sized, so nothing piles up.
-        self.inner.flush().map_err(perr)
+        self.inner.write(batch).map_err(perr)
     }
 
-    fn finish(self) -> Result<Bytes, TransformError> {
-        Ok(Bytes::from(self.inner.into_inner().map_err(perr)?))
+    fn finish(self) -> Result<W, TransformError> {
+        self.inner.into_inner().map_err(perr)
     }
 }
 
 /// Parquet bytes of one batch, written as `run` writes canonical files.
 pub fn encode(batch: &arrow_array::RecordBatch) -> Result<Bytes, TransformError> {
-    let mut w = Writer::new(batch.schema())?;
+    let mut w = Writer::new(batch.schema(), Vec::new())?;
     w.write(batch)?;
-    w.finish()
+    Ok(Bytes::from(w.finish()?))
 }

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Rate mode: tables read at once (they share the tenant's budget).
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
+    /// Raw Parquet MB per record-id bucket of the canonical transform (default: the shipped
+    /// bucket size).
+    #[arg(long)]
+    pub transform_bucket_mb: Option<u64>,
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -218,18 +222,27 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let parquet = dir_size(&ws.data_dir());
     // The canonical transform of what landed: whole-history SCD Type 2 of the tickets.
     let t0 = std::time::Instant::now();
-    let transformed = wired
-        .engine
-        .transform(&crate::transform::TransformRequest {
+    let bucket_bytes = args
+        .transform_bucket_mb
+        .map_or(crate::transform::BUCKET_RAW_BYTES, |mb| {
+            mb.max(1) * 1024 * 1024
+        });
+    let transformed = crate::transform::run_with(
+        wired.engine.config(),
+        wired.engine.sink(),
+        &crate::transform::TransformRequest {
             tenant_id,
             tables: vec!["tickets".into()],
             services: vec![Service::Connectwise],
             mode: crate::transform::TransformMode::Backfill,
-        })
-        .await?;
+        },
+        bucket_bytes,
+    )
+    .await?;
     let t_secs = t0.elapsed().as_secs_f64();
     let t_rows: u64 = transformed.iter().map(|r| r.stats.rows_in).sum();
     let t_bytes: u64 = transformed.iter().map(|r| r.bytes).sum();
+    let t_buckets: usize = transformed.iter().map(|r| r.buckets).sum();
     let t_peak = peak_rss_bytes().unwrap_or(0);
     let report = json!({
         "records": job.records,
@@ -246,6 +259,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         "transform_rows": t_rows,
         "transform_seconds": t_secs,
         "transform_rows_per_sec": t_rows as f64 / t_secs,
+        "transform_buckets": t_buckets,
         "canonical_mb": t_bytes as f64 / 1048576.0,
         "transform_peak_rss_mb": t_peak as f64 / 1048576.0,
     });
@@ -269,7 +283,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
             report["parquet_mb"].as_f64().unwrap_or(0.0),
         );
         outln!(
-            "canonical transform of {t_rows} rows in {t_secs:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB",
+            "canonical transform of {t_rows} rows in {t_buckets} bucket(s), {t_secs:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB",
             report["transform_rows_per_sec"].as_f64().unwrap_or(0.0),
             report["canonical_mb"].as_f64().unwrap_or(0.0),
             report["transform_peak_rss_mb"].as_f64().unwrap_or(0.0),

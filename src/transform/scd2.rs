@@ -53,6 +53,17 @@ pub struct Scd2Stats {
     pub records: u64,
 }
 
+impl Scd2Stats {
+    /// Adds the counts of a build over other records.
+    pub fn add(&mut self, other: &Scd2Stats) {
+        self.rows_in += other.rows_in;
+        self.duplicates += other.duplicates;
+        self.unchanged += other.unchanged;
+        self.versions += other.versions;
+        self.records += other.records;
+    }
+}
+
 /// The canonical output schema: identity, the mapped columns, then the SCD2 columns.
 pub fn output_schema(table: &CanonicalTable) -> SchemaRef {
     let mut fields = vec![

@@ -10,6 +10,7 @@ use arrow_schema::{DataType, Field, Schema};
 
 use super::*;
 use crate::config::{CanonicalColumn, ColumnDef, ColumnType};
+use object_store::PutPayload;
 
 const T0: i64 = 1_700_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
@@ -271,27 +272,20 @@ fn record_hashes_ignore_the_version_time_but_not_the_values() {
     assert_eq!(h.value(0).len(), 32);
 }
 
-#[tokio::test]
-async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let sink = RawSink::local(dir.path()).unwrap();
+/// Puts raw files under acme's ConnectWise tickets.
+async fn put_raw(sink: &RawSink, files: Vec<(String, RecordBatch)>) {
     let store = sink.store();
-    for (name, batch) in [
-        (
-            "a_00000.parquet",
-            raw(&[(1, "New", 0, 0), (2, "New", 1, 0)]),
-        ),
-        (
-            "b_00000.parquet",
-            raw(&[(1, "Open", 3, 2), (2, "New", 1, 2)]),
-        ),
-    ] {
+    for (name, batch) in files {
         let path = RawSink::table_prefix("acme", Service::Connectwise, "tickets").join(name);
         store
             .put(&path, PutPayload::from_bytes(encode(&batch).unwrap()))
             .await
             .unwrap();
     }
+}
+
+/// The shipped configuration with the test's one endpoint and canonical table.
+fn test_config() -> crate::config::Config {
     let mut config = crate::config::Config::load(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
     )
@@ -301,6 +295,47 @@ async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
         service: Service::Connectwise,
         endpoints: vec![endpoint()],
     }];
+    config
+}
+
+/// Every batch of a canonical file.
+async fn read_canonical(sink: &RawSink) -> (Bytes, Vec<RecordBatch>) {
+    let path = canonical_path("acme", "tickets", Service::Connectwise);
+    let bytes = sink
+        .store()
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    (bytes, reader.map(|b| b.unwrap()).collect())
+}
+
+#[tokio::test]
+async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = RawSink::local(dir.path()).unwrap();
+    let store = sink.store();
+    put_raw(
+        &sink,
+        vec![
+            (
+                "a_00000.parquet".into(),
+                raw(&[(1, "New", 0, 0), (2, "New", 1, 0)]),
+            ),
+            (
+                "b_00000.parquet".into(),
+                raw(&[(1, "Open", 3, 2), (2, "New", 1, 2)]),
+            ),
+        ],
+    )
+    .await;
+    let config = test_config();
     let req = TransformRequest {
         tenant_id: "acme".into(),
         tables: vec![],
@@ -311,17 +346,13 @@ async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].raw_files, 2);
     assert_eq!((first[0].stats.versions, first[0].stats.duplicates), (3, 1));
+    assert_eq!(first[0].buckets, 1);
     let path = canonical_path("acme", "tickets", Service::Connectwise);
     assert_eq!(path.as_ref(), "acme/canonical/tickets/connectwise.parquet");
-    let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+    let (bytes, batches) = read_canonical(&sink).await;
     run(&config, &sink, &req).await.unwrap();
     let again = store.get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(bytes, again, "a re-run writes the same bytes");
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
     assert_eq!(
         rows(&batches[0]),
         vec![
@@ -337,4 +368,74 @@ async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
     };
     let err = run(&config, &sink, &unknown).await.unwrap_err().to_string();
     assert!(err.contains("tickts") && err.contains("tickets"), "{err}");
+}
+
+#[tokio::test]
+async fn a_history_built_in_spilled_buckets_is_the_history_built_in_memory() {
+    // 300 records over 6 files: edits, re-reads of the same version and unchanged versions,
+    // with every record's versions spread over several files.
+    let files: Vec<(String, RecordBatch)> = (0..6)
+        .map(|f: i64| {
+            let rows: Vec<(i64, &str, i64, i64)> = (0..300)
+                .map(|id| {
+                    let status = match (id + f) % 3 {
+                        0 => "New",
+                        1 => "Open",
+                        _ => "Closed",
+                    };
+                    // Files 4 and 5 read again the versions files 2 and 3 landed.
+                    let version = if f >= 4 { f - 2 } else { f };
+                    (id, status, version * 10 + id % 7, f)
+                })
+                .collect();
+            (format!("{f}_00000.parquet"), raw(&rows))
+        })
+        .collect();
+    let config = test_config();
+    let req = TransformRequest {
+        tenant_id: "acme".into(),
+        tables: vec![],
+        services: vec![],
+        mode: TransformMode::Backfill,
+    };
+    let (memory_dir, spill_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (in_memory, spilled) = (
+        RawSink::local(memory_dir.path()).unwrap(),
+        RawSink::local(spill_dir.path()).unwrap(),
+    );
+    put_raw(&in_memory, files.clone()).await;
+    put_raw(&spilled, files).await;
+
+    let whole = run(&config, &in_memory, &req).await.unwrap();
+    // One raw byte per bucket: as many buckets as allowed.
+    let parts = run_with(&config, &spilled, &req, 1).await.unwrap();
+    assert_eq!(whole[0].buckets, 1);
+    assert_eq!(parts[0].buckets, spill::MAX_BUCKETS as usize);
+    assert_eq!(parts[0].stats, whole[0].stats);
+    assert!(whole[0].stats.duplicates > 0 && whole[0].stats.unchanged > 0);
+    assert_eq!(whole[0].stats.records, 300);
+
+    let rows_of = |batches: &[RecordBatch]| -> Vec<_> { batches.iter().flat_map(rows).collect() };
+    let (_, whole_batches) = read_canonical(&in_memory).await;
+    let (bytes, part_batches) = read_canonical(&spilled).await;
+    let (mut a, b) = (rows_of(&whole_batches), rows_of(&part_batches));
+    // Bucket by bucket: each record's versions together and in order, the records in
+    // bucket order rather than id order.
+    let mut seen = std::collections::BTreeSet::new();
+    for w in b.windows(2) {
+        if w[0].0 == w[1].0 {
+            assert!(w[0].2 < w[1].2 && w[0].3 == Some(w[1].2), "{w:?}");
+        } else {
+            assert!(seen.insert(w[0].0.clone()), "{} is split", w[0].0);
+        }
+    }
+    let mut sorted = b.clone();
+    let by_id = |r: &(String, String, i64, Option<i64>, bool)| (r.0.parse::<i64>().unwrap(), r.2);
+    sorted.sort_by_key(by_id);
+    a.sort_by_key(by_id);
+    assert_eq!(sorted, a, "the same rows");
+    assert_ne!(b, sorted, "the spilled history is in bucket order");
+    run_with(&config, &spilled, &req, 1).await.unwrap();
+    let (again, _) = read_canonical(&spilled).await;
+    assert_eq!(bytes, again, "a re-run writes the same bytes");
 }

@@ -40,6 +40,10 @@ pub use spill::BUCKET_RAW_BYTES;
 /// Rows per row group of canonical files.
 const ROW_GROUP_ROWS: usize = 65_536;
 
+/// Canonical files up to this size are put at once; larger ones go up in parts of it (S3
+/// takes parts of 5 MB and more).
+const UPLOAD_PART_BYTES: usize = 10 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
     #[error("unknown canonical table '{table}' (known: {known})")]
@@ -254,7 +258,7 @@ async fn transform_one(
     .await
     .map_err(|e| TransformError::Parquet(e.to_string()))??;
     let path = canonical_path(&req.tenant_id, &table.table, service);
-    report.bytes = upload(&store, &path, file).await?;
+    report.bytes = upload(&store, &path, file, UPLOAD_PART_BYTES).await?;
     report.stats = stats;
     report.path = Some(path.to_string());
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -284,18 +288,20 @@ fn write_history<W: std::io::Write + Send>(
     Ok(())
 }
 
-/// Uploads a finished local file to `path`: one put when small, else a multipart upload.
-/// Either way readers see the previous history or the new one, never a mix.
+/// Uploads a finished local file to `path`: one put up to `part_bytes`, else a multipart
+/// upload in parts of that size. Either way readers see the previous history or the new
+/// one, never a mix.
 async fn upload(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     file: std::fs::File,
+    part_bytes: usize,
 ) -> Result<u64, TransformError> {
     use tokio::io::{AsyncSeekExt, AsyncWriteExt};
     let err = |e: std::io::Error| TransformError::Store(format!("put {path}: {e}"));
     let mut file = tokio::fs::File::from_std(file);
     file.seek(std::io::SeekFrom::Start(0)).await.map_err(err)?;
-    let mut up = BufWriter::new(store.clone(), path.clone());
+    let mut up = BufWriter::with_capacity(store.clone(), path.clone(), part_bytes);
     let copied = match tokio::io::copy(&mut file, &mut up).await {
         Ok(n) => n,
         Err(e) => {

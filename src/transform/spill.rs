@@ -14,7 +14,7 @@ use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::TransformError;
 use super::mapping::{MAPPED_ID, MAPPED_ID_NUM};
@@ -31,6 +31,9 @@ pub const MAX_BUCKETS: u64 = 256;
 pub fn buckets_for(raw_bytes: u64, per_bucket: u64) -> usize {
     raw_bytes.div_ceil(per_bucket.max(1)).clamp(1, MAX_BUCKETS) as usize
 }
+
+/// Rows the bucket files' writers hold in progress, together.
+const SPILL_BUFFER_ROWS: usize = 65_536;
 
 /// Rows per batch read back from a bucket file.
 const READ_BATCH_ROWS: usize = 65_536;
@@ -80,9 +83,13 @@ impl Spill {
             .prefix("avesa-transform-")
             .tempdir()
             .map_err(|e| spill_err(format!("cannot create a spill directory: {e}")))?;
-        // Read back once, soon: fast to write beats small.
+        // Read back once, soon: fast to write beats small. A writer holds its row group in
+        // progress, so the buckets share `SPILL_BUFFER_ROWS` between them; and it keeps
+        // every row group's metadata until it closes, so no statistics.
         let props = WriterProperties::builder()
             .set_compression(Compression::UNCOMPRESSED)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_max_row_group_row_count(Some((SPILL_BUFFER_ROWS / buckets).max(1024)))
             .build();
         let writers = (0..buckets)
             .map(|b| {
@@ -95,11 +102,10 @@ impl Spill {
         Ok(Spill { dir, writers })
     }
 
-    /// Appends each row of `batches` to its record's bucket. Each touched bucket's rows are
-    /// written out at once, so memory holds no more than the batches given.
+    /// Appends each row of `batches` to its record's bucket. A bucket's rows go to its file
+    /// a row group at a time.
     pub fn add(&mut self, batches: &[RecordBatch]) -> Result<(), TransformError> {
         let buckets = self.writers.len();
-        let mut touched = vec![false; buckets];
         for batch in batches {
             let of = buckets_of_rows(batch, buckets)?;
             let mut rows: Vec<Vec<u32>> = vec![Vec::new(); buckets];
@@ -113,12 +119,6 @@ impl Spill {
                 let part = arrow_select::take::take_record_batch(batch, &UInt32Array::from(picks))
                     .map_err(spill_err)?;
                 self.writers[b].write(&part).map_err(spill_err)?;
-                touched[b] = true;
-            }
-        }
-        for (w, t) in self.writers.iter_mut().zip(touched) {
-            if t {
-                w.flush().map_err(spill_err)?;
             }
         }
         Ok(())

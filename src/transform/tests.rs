@@ -439,3 +439,26 @@ async fn a_history_built_in_spilled_buckets_is_the_history_built_in_memory() {
     let (again, _) = read_canonical(&spilled).await;
     assert_eq!(bytes, again, "a re-run writes the same bytes");
 }
+
+#[tokio::test]
+async fn a_file_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_else() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = RawSink::local(dir.path()).unwrap();
+    let store = sink.store();
+    let path = canonical_path("acme", "tickets", Service::Connectwise);
+    let content: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
+    for part in [64 * 1024, 4 * 1024 * 1024] {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&content).unwrap();
+        let sent = upload(&store, &path, file, part).await.unwrap();
+        assert_eq!(sent, content.len() as u64);
+        let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got.as_ref(), content.as_slice(), "part size {part}");
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("acme/canonical/tickets"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["connectwise.parquet"], "part size {part}");
+    }
+}

@@ -318,6 +318,10 @@ async fn build_worker(
         },
         jobs,
     );
+    let worker = match &shipper {
+        Some(s) => worker.with_log_shipper(s.clone()),
+        None => worker,
+    };
     Ok((worker, shipper))
 }
 

@@ -108,18 +108,25 @@ impl<'a> MakeWriter<'a> for CloudWatchWriter {
 }
 
 /// Controls the shipping task.
+#[derive(Clone)]
 pub struct Shipper {
     flush_tx: mpsc::Sender<oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Shipper {
-    /// Ships every line written so far (before a worker exits).
-    pub async fn flush(&self) {
+    /// Ships every line written so far; waits at most 10 s for CloudWatch.
+    pub async fn ship_now(&self) {
         let (ack, done) = oneshot::channel();
         if self.flush_tx.send(ack).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
         }
+    }
+
+    /// Ships every line written so far (before a worker exits), and says how many were
+    /// dropped.
+    pub async fn flush(&self) {
+        self.ship_now().await;
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
             eprintln!("CloudWatch Logs: {dropped} line(s) dropped while the queue was full");

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::CloudError;
-use super::logs::CurrentJobs;
+use super::logs::{CurrentJobs, Shipper};
 use super::message::{
     self, ChunkTask, ContinueTask, ERROR_BAD_MESSAGE, ERROR_FATAL, ERROR_JOB_NOT_FOUND,
     ERROR_RETRYABLE, JobTask, Parsed, Task, WorkMessage,
@@ -127,6 +127,8 @@ pub struct Worker {
     opts: WorkerOptions,
     jobs: CurrentJobs,
     shutdown: Arc<AtomicBool>,
+    /// Ships the worker's log lines to CloudWatch before it answers a job's final step.
+    logs: Option<Shipper>,
 }
 
 impl Worker {
@@ -144,7 +146,15 @@ impl Worker {
             opts,
             jobs,
             shutdown: Arc::new(AtomicBool::new(false)),
+            logs: None,
         }
+    }
+
+    /// Ships the log lines written so far before answering a job's final step, so a job's
+    /// logs are complete in CloudWatch when its execution ends.
+    pub fn with_log_shipper(mut self, shipper: Shipper) -> Self {
+        self.logs = Some(shipper);
+        self
     }
 
     /// Raised to stop: no new message is taken; running chunks are released at their
@@ -546,6 +556,9 @@ impl Worker {
                 completed = job.completed_chunks, failed = job.failed_chunks, "job finished");
             // As `run` does after its passes: old completed jobs leave DynamoDB.
             self.engine.cleanup_expired(Utc::now()).await;
+        }
+        if let Some(logs) = &self.logs {
+            logs.ship_now().await;
         }
         Ok(json!({
             "status": job.status,

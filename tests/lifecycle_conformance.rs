@@ -1,7 +1,8 @@
 //! One suite of `LifecycleStore` behaviour, for every backend (SQLite on a temp file;
 //! DynamoDB Local at `AVESA_TEST_DYNAMODB_URL`, with tables of its own per test): markers only
 //! move forward and refuse gaps, enablement history, job hints and finalisation, alerts once
-//! per subject, verification results, job removal that keeps markers, and racing writers.
+//! per subject, verification results, job removal that keeps markers, failure runs shared by
+//! every process, and racing writers.
 
 // The DynamoDB endpoint, client settings and table prefixes are the job store suite's.
 #[allow(dead_code)]
@@ -397,6 +398,8 @@ async fn deleting_a_job_removes_its_rows_and_keeps_markers(b: Backend) {
     s.advance_marker(&adv(JobKind::Backfill, "bf1", t(1), t(11)))
         .await
         .unwrap();
+    assert_eq!(s.chunk_attempt_ended("bf1", true).await.unwrap(), 1);
+    assert_eq!(s.chunk_attempt_ended("bf1", true).await.unwrap(), 2);
     let (other, oc) = job("bf2");
     b.jobs
         .create_job(other, oc, false)
@@ -418,6 +421,60 @@ async fn deleting_a_job_removes_its_rows_and_keeps_markers(b: Backend) {
     assert!(
         b.jobs.get_job("bf2").await.unwrap().is_some(),
         "other jobs stay"
+    );
+    assert_eq!(
+        s.chunk_attempt_ended("bf1", true).await.unwrap(),
+        1,
+        "the failure run went with the job"
+    );
+}
+
+/// Failed attempts from several processes make one run; a success anywhere ends it.
+async fn failure_runs_are_counted_across_processes(b: Backend) {
+    let handles: Vec<Arc<dyn LifecycleStore>> = vec![b.life.clone(), b.another(), b.another()];
+    let mut tasks = Vec::new();
+    for (i, h) in handles.iter().enumerate() {
+        for _ in 0..8 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                (i, h.chunk_attempt_ended("bf1", true).await.unwrap())
+            }));
+        }
+    }
+    let mut runs = Vec::new();
+    for t in tasks {
+        runs.push(t.await.unwrap().1);
+    }
+    runs.sort_unstable();
+    assert_eq!(
+        runs,
+        (1..=24).collect::<Vec<u32>>(),
+        "every failure counted once"
+    );
+    assert_eq!(
+        handles[1].chunk_attempt_ended("other", true).await.unwrap(),
+        1,
+        "runs are per job"
+    );
+    assert_eq!(
+        handles[2].chunk_attempt_ended("bf1", false).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        handles[0].chunk_attempt_ended("bf1", true).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        handles[1].chunk_attempt_ended("bf1", false).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        handles[1].chunk_attempt_ended("bf1", false).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        handles[2].chunk_attempt_ended("other", true).await.unwrap(),
+        2
     );
 }
 
@@ -441,6 +498,7 @@ suite!(sqlite:
     alerts_are_raised_once_per_kind_and_subject,
     verification_results_are_replaced_as_a_whole,
     deleting_a_job_removes_its_rows_and_keeps_markers,
+    failure_runs_are_counted_across_processes,
     racing_writers_never_move_a_marker_back,
     racing_finishers_finalise_once,
 );
@@ -452,6 +510,7 @@ suite!(dynamodb:
     alerts_are_raised_once_per_kind_and_subject,
     verification_results_are_replaced_as_a_whole,
     deleting_a_job_removes_its_rows_and_keeps_markers,
+    failure_runs_are_counted_across_processes,
     racing_writers_never_move_a_marker_back,
     racing_finishers_finalise_once,
 );

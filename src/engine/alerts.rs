@@ -152,9 +152,14 @@ impl Engine {
         Ok(new)
     }
 
-    /// A chunk attempt failed: counts it and raises the consecutive-failures alert.
+    /// A chunk attempt failed: counts it and raises the consecutive-failures alert. With a
+    /// lifecycle store the run is counted there, so the attempts of every process working
+    /// the job (cloud workers, several `run`s) make one run; without one, in this process.
     pub(super) async fn on_chunk_failed(&self, job: &Job) -> Result<(), EngineError> {
-        let run = self.inner.monitor.failed(&job.job_id);
+        let run = match self.lifecycle() {
+            Some(lc) => lc.chunk_attempt_ended(&job.job_id, true).await?,
+            None => self.inner.monitor.failed(&job.job_id),
+        };
         if let Some(a) = consecutive_failures(job, run, self.monitoring(), Utc::now()) {
             self.raise(a).await?;
         }
@@ -164,7 +169,12 @@ impl Engine {
     /// A chunk succeeded: the failure run ends; every `progress_update_frequency_chunks`
     /// finished chunks, progress metrics go out and the completion rate is judged.
     pub(super) async fn on_chunk_succeeded(&self, job: &Job) -> Result<(), EngineError> {
-        self.inner.monitor.succeeded(&job.job_id);
+        match self.lifecycle() {
+            Some(lc) => {
+                lc.chunk_attempt_ended(&job.job_id, false).await?;
+            }
+            None => self.inner.monitor.succeeded(&job.job_id),
+        }
         let every = self.monitoring().progress_update_frequency_chunks.max(1);
         let finished = job.completed_chunks + job.failed_chunks;
         if finished.is_multiple_of(every) || finished == job.total_chunks {

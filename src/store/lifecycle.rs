@@ -196,6 +196,11 @@ pub trait LifecycleStore: Send + Sync {
     /// A job's verification results in chunk order; empty if never verified.
     async fn verification(&self, job_id: &str) -> Result<Vec<ChunkVerification>, StoreError>;
 
+    /// A chunk attempt of the job ended: a failure lengthens the job's run of failed
+    /// attempts, a success ends it. Returns the run's length now (0 after a success). Every
+    /// process working the job counts into the same run.
+    async fn chunk_attempt_ended(&self, job_id: &str, failed: bool) -> Result<u32, StoreError>;
+
     /// Removes a job, its chunks, hints, verification results and alerts. Markers stay:
     /// they describe the data, which is kept. False if there was no such job.
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError>;

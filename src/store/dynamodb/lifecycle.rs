@@ -359,6 +359,10 @@ impl LifecycleStore for DynamoStore {
         self.results(job_id).await
     }
 
+    async fn chunk_attempt_ended(&self, job_id: &str, failed: bool) -> Result<u32, StoreError> {
+        self.count_attempt(job_id, failed).await
+    }
+
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError> {
         self.remove_job(job_id).await
     }

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     PRIMARY KEY (kind, subject)
 );
 CREATE INDEX IF NOT EXISTS alerts_job ON alerts(job_id);
+CREATE TABLE IF NOT EXISTS failure_runs (
+    job_id TEXT PRIMARY KEY,
+    failed_in_a_row INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS verifications (
     job_id TEXT NOT NULL,
     table_name TEXT NOT NULL,
@@ -439,6 +443,29 @@ impl LifecycleStore for SqliteStore {
         .await
     }
 
+    async fn chunk_attempt_ended(&self, job_id: &str, failed: bool) -> Result<u32, StoreError> {
+        let id = job_id.to_string();
+        self.write(move |tx| {
+            if !failed {
+                tx.execute(
+                    "UPDATE failure_runs SET failed_in_a_row = 0 WHERE job_id = ?1 AND failed_in_a_row > 0",
+                    [&id],
+                )
+                .map_err(backend)?;
+                return Ok(0);
+            }
+            tx.query_row(
+                "INSERT INTO failure_runs (job_id, failed_in_a_row) VALUES (?1, 1) \
+                 ON CONFLICT(job_id) DO UPDATE SET failed_in_a_row = failed_in_a_row + 1 \
+                 RETURNING failed_in_a_row",
+                [&id],
+                |r| r.get::<_, u32>(0),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn delete_job(&self, job_id: &str) -> Result<bool, StoreError> {
         let id = job_id.to_string();
         self.write(move |tx| {
@@ -447,6 +474,7 @@ impl LifecycleStore for SqliteStore {
                 "DELETE FROM job_meta WHERE job_id = ?1",
                 "DELETE FROM verifications WHERE job_id = ?1",
                 "DELETE FROM alerts WHERE job_id = ?1",
+                "DELETE FROM failure_runs WHERE job_id = ?1",
             ] {
                 tx.execute(sql, [&id]).map_err(backend)?;
             }

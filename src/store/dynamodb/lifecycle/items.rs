@@ -33,6 +33,8 @@ pub(super) const SERVICES: &str = "lifecycle#services";
 pub(super) const ALERTS: &str = "lifecycle#alerts";
 pub(super) const META_SK: &str = "meta";
 pub(super) const VERIFY_SK: &str = "verify";
+/// The job's run of failed chunk attempts (`failed_in_a_row`), counted by every worker.
+pub(super) const FAILURES_SK: &str = "failures";
 /// Where a job's table frontiers start: they go last when a job is removed.
 pub(super) const FRONTIER_PREFIX: &str = "table#";
 
@@ -60,6 +62,10 @@ pub(super) fn alert_key(kind: AlertKind, subject: &str) -> Item {
 
 pub(super) fn meta_key(job_id: &str) -> Item {
     chunks_key(job_id, META_SK.to_string())
+}
+
+pub(super) fn failures_key(job_id: &str) -> Item {
+    chunks_key(job_id, FAILURES_SK.to_string())
 }
 
 pub(super) fn verify_key(job_id: &str) -> Item {

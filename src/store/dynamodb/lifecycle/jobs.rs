@@ -21,15 +21,15 @@ use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::super::DynamoStore;
-use super::super::codec::{Fields, Item, SK, job_key, s, t};
+use super::super::codec::{Fields, Item, SK, job_key, n, s, t};
 use super::super::io::{
     Txn, backend, backoff, batch_delete, batch_get, batch_put, is_condition_failed, names,
     query_all, transact, values,
 };
 use super::items::{
-    ALERTS, FRONTIER_PREFIX, decode_meta, decode_pointer, decode_result, generation_at,
-    generation_name, generation_of, generation_prefix, key_part, keys_of, meta_key, pointer_item,
-    result_item, results_prefix, trigger_text, verify_key,
+    ALERTS, FRONTIER_PREFIX, decode_meta, decode_pointer, decode_result, failures_key,
+    generation_at, generation_name, generation_of, generation_prefix, key_part, keys_of, meta_key,
+    pointer_item, result_item, results_prefix, trigger_text, verify_key,
 };
 use crate::domain::{ChunkVerification, JobMeta};
 use crate::store::StoreError;
@@ -137,6 +137,58 @@ impl DynamoStore {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(backend("UpdateItem finalize job", e)),
+        }
+    }
+
+    /// Counts a chunk attempt into the job's failure run (one item, one write): a failure
+    /// adds one atomically and returns the new length, a success sets it back to zero.
+    pub(super) async fn count_attempt(
+        &self,
+        job_id: &str,
+        failed: bool,
+    ) -> Result<u32, StoreError> {
+        let key = failures_key(key_part("job id", job_id)?);
+        if failed {
+            let update = "ADD #failed_in_a_row :one";
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.chunks)
+                .set_key(Some(key))
+                .update_expression(update)
+                .set_expression_attribute_names(names(&[update]))
+                .set_expression_attribute_values(values([(":one", n(1))]))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                .send()
+                .await
+                .map_err(|e| backend("UpdateItem failure run", e))?;
+            return out
+                .attributes()
+                .and_then(|a| a.get("failed_in_a_row"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u32>().ok())
+                .ok_or_else(|| {
+                    StoreError::Backend(format!("job '{job_id}': failure run came back unreadable"))
+                });
+        }
+        // Only a run in progress is written back to zero.
+        let update = "SET #failed_in_a_row = :zero";
+        let cond = "#failed_in_a_row > :zero";
+        match self
+            .client
+            .update_item()
+            .table_name(&self.chunks)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(names(&[update, cond]))
+            .set_expression_attribute_values(values([(":zero", n(0))]))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(0),
+            Err(e) if is_condition_failed(&e) => Ok(0),
+            Err(e) => Err(backend("UpdateItem failure run", e)),
         }
     }
 

@@ -95,6 +95,32 @@ impl W<'_> {
     }
 
     /// A reference field: `sys_id` (and `link` unless excluded); empty references are `""`.
+    /// A `sys_user` reference to user `j` of `g`, or an empty value.
+    fn user(&mut self, g: &Gen, key: &str, j: Option<u64>) {
+        match j {
+            Some(j) => self.r(
+                key,
+                "sys_user",
+                Some(g.sys_id_of(SnTable::SysUser, j)),
+                || {
+                    let (first, last) = g.user_names(j);
+                    format!("{first} {last}")
+                },
+            ),
+            None => self.s(key, ""),
+        }
+    }
+
+    /// The `assignment_group` reference to group `group`.
+    fn group(&mut self, g: &Gen, group: u64) {
+        self.r(
+            "assignment_group",
+            "sys_user_group",
+            Some(g.group_id(group)),
+            || GROUPS[group as usize].to_string(),
+        );
+    }
+
     fn r(&mut self, key: &str, table: &str, id: Option<u128>, display: impl FnOnce() -> String) {
         let Some(id) = id else {
             return self.s(key, "");
@@ -152,12 +178,6 @@ pub(crate) fn render(g: &Gen, rec: &Rec, opts: &RenderOpts, out: &mut Vec<u8>) {
     let h = |f: u64| g.h(i, f);
     let created = g.created(i);
     let user_ref = |field: u64| g.user(h(field));
-    let user_display = |j: u64| {
-        move || {
-            let (first, last) = g.user_names(j);
-            format!("{first} {last}")
-        }
-    };
     w.s("sys_id", &hex32(rec.sys_id));
     let num = |prefix: &str, base: u64| format!("{prefix}{:07}", base + i);
     match g.table {
@@ -178,42 +198,11 @@ pub(crate) fn render(g: &Gen, rec: &Rec, opts: &RenderOpts, out: &mut Vec<u8>) {
             w.s("urgency", &urgency.to_string());
             w.s("priority", &(impact + urgency - 1).to_string());
             w.s("category", pick(CATEGORIES, h(F_CATEGORY)));
-            if let Some(j) = user_ref(F_CALLER) {
-                w.r(
-                    "caller_id",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                );
-            } else {
-                w.s("caller_id", "");
-            }
+            w.user(g, "caller_id", user_ref(F_CALLER));
             let assigned = user_ref(F_ASSIGNED).filter(|_| !(state == 1 && h(F_ASSIGNED) % 3 == 0));
-            match assigned {
-                Some(j) => w.r(
-                    "assigned_to",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                ),
-                None => w.s("assigned_to", ""),
-            }
-            let group = h(F_GROUP) % GROUPS.len() as u64;
-            w.r(
-                "assignment_group",
-                "sys_user_group",
-                Some(g.group_id(group)),
-                || GROUPS[group as usize].to_string(),
-            );
-            match user_ref(F_OPENED_BY) {
-                Some(j) => w.r(
-                    "opened_by",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                ),
-                None => w.s("opened_by", ""),
-            }
+            w.user(g, "assigned_to", assigned);
+            w.group(g, h(F_GROUP) % GROUPS.len() as u64);
+            w.user(g, "opened_by", user_ref(F_OPENED_BY));
             w.s("opened_at", &sn_time(created));
             let resolved = (state >= 6 && state != 8)
                 .then(|| created + (rec.updated.max(created) - created) * 2 / 3);
@@ -254,31 +243,9 @@ pub(crate) fn render(g: &Gen, rec: &Rec, opts: &RenderOpts, out: &mut Vec<u8>) {
                     "rejected",
                 ][(h(F_APPROVAL) % 5) as usize],
             );
-            match user_ref(F_CALLER) {
-                Some(j) => w.r(
-                    "requested_by",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                ),
-                None => w.s("requested_by", ""),
-            }
-            match user_ref(F_ASSIGNED) {
-                Some(j) => w.r(
-                    "assigned_to",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                ),
-                None => w.s("assigned_to", ""),
-            }
-            let group = h(F_GROUP) % GROUPS.len() as u64;
-            w.r(
-                "assignment_group",
-                "sys_user_group",
-                Some(g.group_id(group)),
-                || GROUPS[group as usize].to_string(),
-            );
+            w.user(g, "requested_by", user_ref(F_CALLER));
+            w.user(g, "assigned_to", user_ref(F_ASSIGNED));
+            w.group(g, h(F_GROUP) % GROUPS.len() as u64);
             let start = created + DAY + (h(F_START) % (14 * DAY as u64)) as i64;
             w.s("start_date", &sn_time(start));
             w.s(
@@ -311,31 +278,9 @@ pub(crate) fn render(g: &Gen, rec: &Rec, opts: &RenderOpts, out: &mut Vec<u8>) {
             w.s("impact", &impact.to_string());
             w.s("urgency", &urgency.to_string());
             w.s("priority", &(impact + urgency - 1).to_string());
-            match user_ref(F_ASSIGNED) {
-                Some(j) => w.r(
-                    "assigned_to",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                ),
-                None => w.s("assigned_to", ""),
-            }
-            let group = h(F_GROUP) % GROUPS.len() as u64;
-            w.r(
-                "assignment_group",
-                "sys_user_group",
-                Some(g.group_id(group)),
-                || GROUPS[group as usize].to_string(),
-            );
-            match user_ref(F_OPENED_BY) {
-                Some(j) => w.r(
-                    "opened_by",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                ),
-                None => w.s("opened_by", ""),
-            }
+            w.user(g, "assigned_to", user_ref(F_ASSIGNED));
+            w.group(g, h(F_GROUP) % GROUPS.len() as u64);
+            w.user(g, "opened_by", user_ref(F_OPENED_BY));
             w.s("opened_at", &sn_time(created));
             w.s(
                 "known_error",
@@ -378,16 +323,7 @@ pub(crate) fn render(g: &Gen, rec: &Rec, opts: &RenderOpts, out: &mut Vec<u8>) {
             let login =
                 (h(F_LOGIN) % 5 != 0).then(|| created + (rec.updated.max(created) - created) / 2);
             w.s("last_login_time", &login.map(sn_time).unwrap_or_default());
-            let manager = g.user(h(F_MANAGER)).filter(|&j| j != i);
-            match manager {
-                Some(j) => w.r(
-                    "manager",
-                    "sys_user",
-                    Some(g.sys_id_of(SnTable::SysUser, j)),
-                    user_display(j),
-                ),
-                None => w.s("manager", ""),
-            }
+            w.user(g, "manager", g.user(h(F_MANAGER)).filter(|&j| j != i));
             w.s("sys_class_name", "sys_user");
         }
     }

@@ -358,7 +358,6 @@ fn storms_of_faults_are_absorbed_and_the_data_is_exact() {
     let sandbox = fx.start_sandbox(&["--faults", &faults]);
     let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-01T00:00:00Z");
     trigger(&fx, "acme", None, start, end, "7");
-    let started = std::time::Instant::now();
     let out = fx.cli(Some(&sandbox), &["run", "--concurrency", "4"]);
     assert_ok(&out);
     assert!(
@@ -377,12 +376,8 @@ fn storms_of_faults_are_absorbed_and_the_data_is_exact() {
     );
     let detail = job_status(&fx, "backfill_acme_servicenow_20251001");
     assert_eq!(detail["job"]["status"], "completed");
-    // Each 429 pauses the tenant's requests for its Retry-After (1 s): about 20 s in all.
-    assert!(
-        started.elapsed().as_secs() < 45,
-        "took {:?}",
-        started.elapsed()
-    );
+    // How long each 429 pauses the tenant (its Retry-After) is checked on paused time in
+    // `engine::policy_tests`, not by the wall clock here.
 }
 
 #[test]

@@ -131,7 +131,7 @@ fn time_budget_stops_cleanly_and_resume_finishes_exactly() {
         "{}",
         text(&out)
     );
-    // Unpaced, the job needs ~20 s: still open means the budget stopped it.
+    // The whole job needs ~20 s at this pace: still open means the budget stopped it.
     let detail = job_status(&fx, job_id);
     assert_ne!(detail["job"]["status"], "completed");
     let chunks = detail["chunks"].as_array().unwrap();

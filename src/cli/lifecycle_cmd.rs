@@ -2,6 +2,7 @@
 //! and `trigger --auto-detect`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use chrono::Utc;
 use clap::Args;
@@ -12,6 +13,7 @@ use super::runtime::{self, Wired};
 use super::{
     CloudArgs, EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out,
 };
+use crate::config::Config;
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
 use crate::engine::planner::{self, PlanRequest};
@@ -98,14 +100,21 @@ async fn wired(global: &GlobalArgs, ws: &Workspace) -> Result<Wired> {
     runtime::wire_engine(global, ws, config, EngineOptions::default()).await
 }
 
+/// The configuration for a `--cloud` command, with logging to the terminal only (the
+/// workspace's log file is the local runs').
+fn cloud_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
+    let config = runtime::load_config(global, ws)?;
+    runtime::init_logging(&global.log_level, None)?;
+    Ok(config)
+}
+
 /// The workspace's engine, or with `--cloud` one over the deployment's DynamoDB stores
 /// (which runs no chunk: the commands using it only read and keep the store).
 async fn wired_or_cloud(global: &GlobalArgs, ws: &Workspace, cloud: &CloudArgs) -> Result<Wired> {
     if !cloud.cloud {
         return wired(global, ws).await;
     }
-    let config = runtime::load_config(global, ws)?;
-    runtime::init_logging(&global.log_level, None)?;
+    let config = cloud_config(global, ws)?;
     let engine = runtime::cloud_engine(ws, config, &cloud.settings.settings()).await?;
     Ok(Wired {
         engine,
@@ -172,8 +181,7 @@ pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result
 
 pub async fn verify(global: &GlobalArgs, ws: &Workspace, args: VerifyArgs) -> Result<ExitCode> {
     let w = if args.cloud.cloud {
-        let config = runtime::load_config(global, ws)?;
-        runtime::init_logging(&global.log_level, None)?;
+        let config = cloud_config(global, ws)?;
         let settings = args.cloud.settings.settings();
         runtime::cloud_data_engine(global, config, &settings, EngineOptions::default()).await?
     } else {

@@ -11,7 +11,9 @@ use super::codec::{
     BY_CREATED, BY_TENANT, LIST_PK_VALUE, StoredChunk, chunk_key, chunk_sk, decode_chunk,
     decode_job, frontier_key, job_key, n, s, t,
 };
-use super::io::{Txn, backend, backoff, is_condition_failed, names, query_all, transact, values};
+use super::io::{
+    Txn, backend, backoff, is_condition_failed, names, query_all, transact, update_if, values,
+};
 use super::{DynamoStore, JobView};
 use crate::domain::{Chunk, ChunkStatus, Job, JobStatus};
 use crate::store::{JobFilter, StoreError};
@@ -276,31 +278,24 @@ impl DynamoStore {
                 reopened += self.reopen_group(&view, table, group).await?;
             }
         }
-        let update = "SET #status = :pending, #updated_at = :now REMOVE #finished_at";
-        let cond = "#status <> :cancelled";
-        match self
-            .client
-            .update_item()
-            .table_name(&self.jobs)
-            .set_key(Some(job_key(job_id)))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(names(&[update, cond]))
-            .set_expression_attribute_values(values([
+        let reset = update_if(
+            &self.client,
+            &self.jobs,
+            job_key(job_id),
+            "SET #status = :pending, #updated_at = :now REMOVE #finished_at",
+            "#status <> :cancelled",
+            values([
                 (":pending", s("pending")),
                 (":cancelled", s("cancelled")),
                 (":now", t(now)),
-            ]))
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_condition_failed(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "job {job_id} was cancelled while its failed chunks were reopened"
-                )));
-            }
-            Err(e) => return Err(backend("UpdateItem job status", e)),
+            ]),
+            "UpdateItem job status",
+        )
+        .await?;
+        if !reset {
+            return Err(StoreError::Conflict(format!(
+                "job {job_id} was cancelled while its failed chunks were reopened"
+            )));
         }
         // The job item's failed count drops now, not at the next refresh.
         let view = self.require_view(job_id).await?;

@@ -8,7 +8,7 @@ use super::codec::{
     Frontier, MAX_SEQ, StoredChunk, chunk_key, chunk_sk, decode_chunk, frontier_key, job_key, n, s,
     t,
 };
-use super::io::{backend, backoff, batch_get, is_condition_failed, names, values};
+use super::io::{backend, backoff, batch_get, is_condition_failed, names, update_if, values};
 use super::{DynamoStore, JobView};
 use crate::domain::{ChunkStatus, JobStatus};
 use crate::store::{Claim, StoreError};
@@ -266,27 +266,20 @@ impl DynamoStore {
 
     /// The job's first claim makes it running (once; a lost race here is someone else's win).
     async fn mark_running(&self, job_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let update = "SET #status = :running, #updated_at = :now";
-        let cond = "#status = :pending";
-        match self
-            .client
-            .update_item()
-            .table_name(&self.jobs)
-            .set_key(Some(job_key(job_id)))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(names(&[update, cond]))
-            .set_expression_attribute_values(values([
+        update_if(
+            &self.client,
+            &self.jobs,
+            job_key(job_id),
+            "SET #status = :running, #updated_at = :now",
+            "#status = :pending",
+            values([
                 (":running", s("running")),
                 (":pending", s("pending")),
                 (":now", t(now)),
-            ]))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(backend("UpdateItem job status", e)),
-        }
+            ]),
+            "UpdateItem job status",
+        )
+        .await
+        .map(|_| ())
     }
 }

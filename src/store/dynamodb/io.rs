@@ -40,6 +40,34 @@ pub(super) fn is_condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>
     e.code() == Some(CONDITION_FAILED)
 }
 
+/// One conditional UpdateItem: true when it applied, false when `cond` did not hold.
+/// Every `#name` in `update` and `cond` is bound to the attribute of that name.
+pub(super) async fn update_if(
+    client: &Client,
+    table: &str,
+    key: Item,
+    update: &str,
+    cond: &str,
+    vals: Option<HashMap<String, AttributeValue>>,
+    what: &str,
+) -> Result<bool, StoreError> {
+    match client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression(update)
+        .condition_expression(cond)
+        .set_expression_attribute_names(names(&[update, cond]))
+        .set_expression_attribute_values(vals)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failed(&e) => Ok(false),
+        Err(e) => Err(backend(what, e)),
+    }
+}
+
 /// Sleeps before retry round `round`: exponential from 20 ms, capped at 2 s, with full
 /// jitter so that racing writers that collided do not collide again in step.
 pub(super) async fn backoff(round: u32) {

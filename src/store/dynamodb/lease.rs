@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::DynamoStore;
 use super::codec::{chunk_key, frontier_key, n, s, t};
-use super::io::{Txn, backend, is_condition_failed, names, transact, values};
+use super::io::{Txn, backend, names, transact, update_if, values};
 use crate::domain::{Checkpoint, ChunkKey, Job};
 use crate::store::StoreError;
 
@@ -106,22 +106,16 @@ impl DynamoStore {
     /// Applies `change` if `owner` holds the chunk's lease; false when it does not.
     async fn apply_held(&self, key: &ChunkKey, change: Change<'_>) -> Result<bool, StoreError> {
         let expr = change.expression();
-        match self
-            .client
-            .update_item()
-            .table_name(&self.chunks)
-            .set_key(Some(chunk_key(key)))
-            .update_expression(&expr)
-            .condition_expression(HELD)
-            .set_expression_attribute_names(names(&[&expr, HELD]))
-            .set_expression_attribute_values(values(change.values()))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("UpdateItem chunk", e)),
-        }
+        update_if(
+            &self.client,
+            &self.chunks,
+            chunk_key(key),
+            &expr,
+            HELD,
+            values(change.values()),
+            "UpdateItem chunk",
+        )
+        .await
     }
 
     /// Why a lease-holder write was refused: the chunk is gone, or the lease is.

@@ -21,7 +21,7 @@ use self::items::{
 };
 use super::DynamoStore;
 use super::codec::{Item, n, s};
-use super::io::{backend, backoff, is_condition_failed, names, query_all, values};
+use super::io::{backend, backoff, is_condition_failed, names, query_all, update_if, values};
 use crate::domain::{Alert, ChunkVerification, JobMeta, Service, ServiceState, SyncMarker};
 use crate::store::StoreError;
 use crate::store::lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance, next_marker, observed};
@@ -221,28 +221,18 @@ impl DynamoStore {
     async fn clear_reenabling(&self, tenant_id: &str, service: Service) -> Result<(), StoreError> {
         // Bumping `v` makes an `observe` that read the flag before this write read again,
         // instead of putting the flag back.
-        let update = "REMOVE #reenabled_at ADD #v :one";
-        let cond = "attribute_exists(#job_id)";
-        match self
-            .client
-            .update_item()
-            .table_name(&self.chunks)
-            .set_key(Some(service_key(
-                key_part("tenant id", tenant_id)?,
-                service,
-            )))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(names(&[update, cond]))
-            .set_expression_attribute_values(values([(":one", n(1))]))
-            .send()
-            .await
-        {
-            // Never observed: there is nothing to clear, as in SQLite.
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(backend("UpdateItem service state", e)),
-        }
+        // Never observed (the condition fails): there is nothing to clear, as in SQLite.
+        update_if(
+            &self.client,
+            &self.chunks,
+            service_key(key_part("tenant id", tenant_id)?, service),
+            "REMOVE #reenabled_at ADD #v :one",
+            "attribute_exists(#job_id)",
+            values([(":one", n(1))]),
+            "UpdateItem service state",
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn raise(&self, alert: &Alert) -> Result<bool, StoreError> {

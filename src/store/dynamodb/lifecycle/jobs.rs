@@ -24,7 +24,7 @@ use super::super::DynamoStore;
 use super::super::codec::{Fields, Item, SK, job_key, n, s, t};
 use super::super::io::{
     Txn, backend, backoff, batch_delete, batch_get, batch_put, is_condition_failed, names,
-    query_all, transact, values,
+    query_all, transact, update_if, values,
 };
 use super::items::{
     ALERTS, FRONTIER_PREFIX, decode_meta, decode_pointer, decode_result, failures_key,
@@ -114,30 +114,24 @@ impl DynamoStore {
                       #wait_off_peak = if_not_exists(#wait_off_peak, :no)";
         let cond = "attribute_not_exists(#finalized_at)";
         let defaults = JobMeta::default_for(job_id);
-        match self
-            .client
-            .update_item()
-            .table_name(&self.chunks)
-            .set_key(Some(meta_key(key_part("job id", job_id)?)))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(names(&[update, cond]))
-            .set_expression_attribute_values(values([
+        update_if(
+            &self.client,
+            &self.chunks,
+            meta_key(key_part("job id", job_id)?),
+            update,
+            cond,
+            values([
                 (":now", t(now)),
-                (":zero", super::super::codec::n(defaults.priority)),
+                (":zero", n(defaults.priority)),
                 (":manual", s(trigger_text(defaults.trigger))),
                 (
                     ":no",
                     aws_sdk_dynamodb::types::AttributeValue::Bool(defaults.wait_off_peak),
                 ),
-            ]))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("UpdateItem finalize job", e)),
-        }
+            ]),
+            "UpdateItem finalize job",
+        )
+        .await
     }
 
     /// Counts a chunk attempt into the job's failure run (one item, one write): a failure
@@ -172,24 +166,17 @@ impl DynamoStore {
                 });
         }
         // Only a run in progress is written back to zero.
-        let update = "SET #failed_in_a_row = :zero";
-        let cond = "#failed_in_a_row > :zero";
-        match self
-            .client
-            .update_item()
-            .table_name(&self.chunks)
-            .set_key(Some(key))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(names(&[update, cond]))
-            .set_expression_attribute_values(values([(":zero", n(0))]))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(0),
-            Err(e) if is_condition_failed(&e) => Ok(0),
-            Err(e) => Err(backend("UpdateItem failure run", e)),
-        }
+        update_if(
+            &self.client,
+            &self.chunks,
+            key,
+            "SET #failed_in_a_row = :zero",
+            "#failed_in_a_row > :zero",
+            values([(":zero", n(0))]),
+            "UpdateItem failure run",
+        )
+        .await
+        .map(|_| 0)
     }
 
     /// Items of a job's partition whose `sk` starts with `prefix` (empty: all of them).

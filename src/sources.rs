@@ -91,6 +91,24 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// An error status as the API answered it: a 429 is a rate limit, anything else an
+    /// HTTP error (which `is_retryable` judges).
+    pub fn from_status(status: u16, message: String, retry_after: Option<Duration>) -> Self {
+        if status == 429 {
+            SourceError::RateLimited {
+                status,
+                message,
+                retry_after,
+            }
+        } else {
+            SourceError::Http {
+                status,
+                message,
+                retry_after,
+            }
+        }
+    }
+
     /// Worth another try: rate limits, server errors, broken connections, cut bodies.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -127,21 +127,11 @@ impl ConnectWise {
                 &error_message(&body),
                 self.secrets.iter().map(String::as_str),
             );
-            let retry_after = retry_after(&headers);
-            let status = status.as_u16();
-            return Err(if status == 429 {
-                SourceError::RateLimited {
-                    status,
-                    message,
-                    retry_after,
-                }
-            } else {
-                SourceError::Http {
-                    status,
-                    message,
-                    retry_after,
-                }
-            });
+            return Err(SourceError::from_status(
+                status.as_u16(),
+                message,
+                retry_after(&headers),
+            ));
         }
         Ok((headers, body))
     }

@@ -452,20 +452,11 @@ impl ServiceNow {
                 &format!("OAuth sign-in at oauth_token.do refused: {what}"),
                 None,
             );
-            let (status, retry_after) = (status.as_u16(), retry_after(&headers));
-            return Err(if status == 429 {
-                SourceError::RateLimited {
-                    status,
-                    message,
-                    retry_after,
-                }
-            } else {
-                SourceError::Http {
-                    status,
-                    message,
-                    retry_after,
-                }
-            });
+            return Err(SourceError::from_status(
+                status.as_u16(),
+                message,
+                retry_after(&headers),
+            ));
         }
         #[derive(Deserialize)]
         struct Granted {
@@ -555,21 +546,7 @@ impl ServiceNow {
         token: Option<&str>,
     ) -> SourceError {
         let message = self.scrub(&error_message(body), token);
-        let retry_after = retry_after(headers);
-        let status = status.as_u16();
-        if status == 429 {
-            SourceError::RateLimited {
-                status,
-                message,
-                retry_after,
-            }
-        } else {
-            SourceError::Http {
-                status,
-                message,
-                retry_after,
-            }
-        }
+        SourceError::from_status(status.as_u16(), message, retry_after(headers))
     }
 
     fn table_url(&self, endpoint: &EndpointDef, query: &str) -> String {

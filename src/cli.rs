@@ -13,6 +13,7 @@ macro_rules! outln {
     }};
 }
 
+mod args;
 mod bench;
 mod check;
 mod cloud_cmd;
@@ -20,9 +21,11 @@ mod commands;
 mod console;
 mod lifecycle_cmd;
 mod lifecycle_output;
+mod ops_cmd;
 mod output;
 mod runtime;
 mod sandbox_cmd;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +44,9 @@ pub const EXIT_JOB_ERRORS: u8 = 3;
 pub const EXIT_VERIFY_FAILED: u8 = 4;
 /// Exit code for a command line that clap accepted but that misses a required value.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the job's state does not allow the action (resume a completed job, cancel
+/// a cancelled one…): the refusal is on stderr, worded as the console words it.
+pub const EXIT_REFUSED: u8 = 5;
 
 /// A command line missing something that depends on other flags (`--tenant-id` unless
 /// `--auto-detect`): exits 2 like clap's own refusals.
@@ -126,7 +132,11 @@ pub enum Command {
     /// Alerts raised by monitoring thresholds and the sync gap check.
     Alerts(lifecycle_cmd::AlertsArgs),
     /// Cancel a job: its chunks stop at their next checkpoint (with --cloud: also stop its execution).
-    Cancel(CancelArgs),
+    Cancel(JobArgs),
+    /// Pause a job: its chunks in flight finish, no new one starts until `unpause` or `resume`.
+    Pause(JobArgs),
+    /// Let a paused job run again (with --cloud: in its next execution; locally: at the next `run`).
+    Unpause(JobArgs),
     /// A job's log lines (local workspace, or CloudWatch Logs with --cloud).
     Logs(LogsArgs),
     /// Work on chunks the cloud state machine sends through the SQS queue.
@@ -175,8 +185,10 @@ pub struct CloudArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct CancelArgs {
+pub struct JobArgs {
     pub job_id: String,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
     #[command(flatten)]
     pub cloud: CloudArgs,
 }
@@ -408,6 +420,14 @@ pub fn main() -> ExitCode {
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
             eprintln!("error: {err}");
             ExitCode::from(EXIT_USAGE)
+        }
+        Err(err)
+            if err
+                .downcast_ref::<crate::engine::ops::Refusal>()
+                .is_some_and(|r| r.is_refusal()) =>
+        {
+            eprintln!("refused: {err}");
+            ExitCode::from(EXIT_REFUSED)
         }
         Err(err) => {
             eprintln!("error: {err}");

@@ -16,6 +16,7 @@ pub mod executor;
 pub mod handle;
 pub mod handoff;
 pub mod metrics;
+pub mod ops;
 pub mod planner;
 #[cfg(test)]
 mod policy_tests;
@@ -42,8 +43,8 @@ pub use budget::{BudgetSnapshot, RateBudget};
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use handle::EngineHandle;
+pub use ops::ScheduledRun;
 pub use planner::{Plan, PlanError, PlanRequest};
-pub use schedule::ScheduledRun;
 pub use step::{Deadline, Step};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).

@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use avesa_console::cloud::logs::CloudWatchLogSource;
-use avesa_console::cloud::ops::{ConsoleDispatch, LaneOptions};
+use avesa_console::cloud::ops::{LaneOptions, StepFunctions};
 use avesa_console::cloud::sfn::{Dispatcher, execution_arn};
 use avesa_console::config::Config;
 use avesa_console::domain::{JobStatus, Service};
 use avesa_console::engine::handle::{Command, EngineHandle, HandleError, RefreshPolicy, Target};
+use avesa_console::engine::ops::Refusal;
 use avesa_console::engine::planner::PlanRequest;
 use avesa_console::engine::{Engine, EngineOptions, SourceProvider};
 use avesa_console::sink::RawSink;
@@ -141,10 +142,12 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
             policy,
             // A short heartbeat: moto applies a stop when the waiting task next wakes.
             Arc::new(
-                ConsoleDispatch::new(store.clone(), dispatcher.clone()).with_lanes(LaneOptions {
-                    heartbeat_seconds: 2,
-                    ..LaneOptions::default()
-                }),
+                StepFunctions::new(dispatcher.clone(), "cancelled in the console test").with_lanes(
+                    LaneOptions {
+                        heartbeat_seconds: 2,
+                        ..LaneOptions::default()
+                    },
+                ),
             ),
         );
 
@@ -160,7 +163,7 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
             .unwrap();
         assert_eq!(
             started,
-            format!("started {id} (2 chunks) as execution {name}")
+            format!("started {id} (2 chunks) in execution {name}")
         );
         assert_eq!(
             execution_status(&dep, &name).await.as_deref(),
@@ -181,7 +184,8 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
             .await
             .unwrap();
         assert!(
-            again.contains("already covers this range") && again.contains("is running it"),
+            again.contains("already covers this range")
+                && again.contains(&format!("running in execution {name}")),
             "{again}"
         );
         // The snapshot reads the cloud store: the console lists the job like a local one.
@@ -245,7 +249,9 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
         let cancelled = h.send(Command::Cancel { job_id: id.into() }).await.unwrap();
         assert_eq!(
             cancelled,
-            format!("cancelled {id}; stopped execution {name}")
+            format!(
+                "cancelled {id} (0 of 2 chunks completed, 0 records); stopped execution {name}"
+            )
         );
         let status = ended(&dep, &name).await;
         assert!(
@@ -256,12 +262,18 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
         assert_eq!(job.status, JobStatus::Cancelled);
         let again = h.send(Command::Cancel { job_id: id.into() }).await;
         assert!(
-            matches!(&again, Err(HandleError::Refused(m)) if m.contains("already cancelled")),
+            matches!(
+                &again,
+                Err(HandleError::Refused(Refusal::AlreadyEnded { .. }))
+            ),
             "{again:?}"
         );
         let resume = h.send(Command::Resume { job_id: id.into() }).await;
         assert!(
-            matches!(&resume, Err(HandleError::Refused(m)) if m.contains("nothing to resume")),
+            matches!(
+                &resume,
+                Err(HandleError::Refused(Refusal::NothingToResume { .. }))
+            ),
             "{resume:?}"
         );
 
@@ -290,7 +302,10 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
         );
         let running = h.send(Command::Resume { job_id: id2.into() }).await;
         assert!(
-            matches!(&running, Err(HandleError::Refused(m)) if m.contains("is running")),
+            matches!(
+                &running,
+                Err(HandleError::Refused(Refusal::AlreadyRunning { .. }))
+            ),
             "{running:?}"
         );
         h.send(Command::Cancel { job_id: id2.into() })

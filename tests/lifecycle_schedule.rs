@@ -1,5 +1,6 @@
 //! Scheduling on paused tokio time: 8 tenants x 2 services triggered at once run through
-//! the real dispatcher with jobs of different lengths. Never more than `max_concurrent_jobs`
+//! the real local runner (the one `run`, `trigger --run` and the console use) with jobs of
+//! different lengths. Never more than `max_concurrent_jobs`
 //! run, never more than `max_parallel_tenants` tenants, and turns are fair: a tenant never
 //! starts another job while a tenant that could start runs fewer.
 
@@ -8,7 +9,10 @@ mod common;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use avesa_console::engine::schedule::{Candidate, FairQueue, Limits, OffPeak, dispatch};
+use avesa_console::domain::JobStatus;
+use avesa_console::engine::ops::{LocalRunner, RanAll, RunJob, RunnerOptions};
+use avesa_console::engine::schedule::{Candidate, Limits, OffPeak};
+use avesa_console::engine::{RunOutcome, StopReason};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use tokio::time::Instant;
 
@@ -41,7 +45,40 @@ fn candidates(created: DateTime<Utc>) -> Vec<Candidate> {
     out
 }
 
-/// Runs 16 jobs through `dispatch` and returns what was observed.
+/// A finished run of `job_id`.
+fn finished(job_id: String) -> RunOutcome {
+    RunOutcome {
+        job_id,
+        status: JobStatus::Completed,
+        stop: StopReason::Finished,
+    }
+}
+
+/// Runs `jobs` through a local runner whose jobs are `run`, on a clock that follows tokio's.
+async fn run_all(
+    limits: Limits,
+    now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
+    jobs: Vec<Candidate>,
+    wait_off_peak: bool,
+    run: impl Fn(String) -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+) -> RanAll {
+    let run: RunJob = Arc::new(move |job_id: String, _deadline| {
+        let work = run(job_id.clone());
+        Box::pin(async move {
+            work.await;
+            Ok(finished(job_id))
+        })
+    });
+    let options = RunnerOptions {
+        clock: Arc::new(now),
+        ..RunnerOptions::default()
+    };
+    LocalRunner::with_run(limits, run, options)
+        .run_all(jobs, wait_off_peak)
+        .await
+}
+
+/// Runs 16 jobs through the local runner and returns what was observed.
 async fn run(limits: Limits, base: DateTime<Utc>) -> Log {
     let log = Arc::new(Mutex::new(Log::default()));
     {
@@ -54,16 +91,15 @@ async fn run(limits: Limits, base: DateTime<Utc>) -> Log {
     let now = move || base + Duration::from_std(Instant::now() - start).unwrap();
     let max_tenants = limits.max_tenants;
     let l2 = log.clone();
-    let done = dispatch(
-        FairQueue::new(candidates(base)),
+    let done = run_all(
         limits,
         now,
+        candidates(base),
         false,
-        None,
-        move |c: Candidate| {
+        move |job_id: String| {
             let log = l2.clone();
-            // Bookkeeping when the dispatcher decides, not when the task first runs.
-            let tenant = c.tenant_id.clone();
+            // Bookkeeping when the runner decides, not when the task first runs.
+            let tenant = job_id.split('_').nth(1).unwrap().to_string();
             {
                 let mut guard = log.lock().unwrap();
                 let l = &mut *guard;
@@ -88,18 +124,17 @@ async fn run(limits: Limits, base: DateTime<Utc>) -> Log {
                 l.max_tenants = l.max_tenants.max(tenants);
                 l.starts.push((tenant.clone(), mine + 1));
             }
-            async move {
+            Box::pin(async move {
                 // Jobs take 10 to 32 minutes, differently per job.
-                let n: u64 = c.job_id.bytes().map(u64::from).sum();
+                let n: u64 = job_id.bytes().map(u64::from).sum();
                 tokio::time::sleep(std::time::Duration::from_secs(60 * (10 + n % 23))).await;
                 let mut l = log.lock().unwrap();
                 *l.running.get_mut(&tenant).unwrap() -= 1;
-                c.job_id
-            }
+            })
         },
     )
     .await;
-    assert_eq!(done.results.len(), 16, "every job ran");
+    assert_eq!(done.outcomes.len(), 16, "every job ran");
     assert!(done.deferred.is_empty());
     std::mem::take(&mut *log.lock().unwrap())
 }
@@ -179,38 +214,29 @@ async fn off_peak_waiters_start_when_the_window_opens_and_manual_jobs_at_once() 
     let t0 = Instant::now();
     let now = move || base + Duration::from_std(Instant::now() - t0).unwrap();
     let s2 = started.clone();
-    let run = move |c: Candidate| {
+    let run = move |job_id: String| -> futures::future::BoxFuture<'static, ()> {
         let s = s2.clone();
-        async move {
-            s.lock().unwrap().push((c.job_id.clone(), now()));
+        Box::pin(async move {
+            s.lock().unwrap().push((job_id, now()));
             tokio::time::sleep(std::time::Duration::from_secs(600)).await;
-        }
+        })
     };
     // Without waiting, the auto jobs are reported deferred until 22:00.
-    let done = dispatch(
-        FairQueue::new(vec![auto("a1"), manual.clone()]),
+    let done = run_all(
         limits,
         now,
+        vec![auto("a1"), manual.clone()],
         false,
-        None,
         run.clone(),
     )
     .await;
-    assert_eq!(done.results.len(), 1);
+    assert_eq!(done.outcomes.len(), 1);
     let night = Utc.with_ymd_and_hms(2026, 3, 10, 22, 0, 0).unwrap();
     assert_eq!(done.deferred, vec![("a1".to_string(), night)]);
     // Waiting, they start exactly when the window opens.
     started.lock().unwrap().clear();
-    let done = dispatch(
-        FairQueue::new(vec![auto("a1"), auto("a2"), manual]),
-        limits,
-        now,
-        true,
-        None,
-        run,
-    )
-    .await;
-    assert_eq!(done.results.len(), 3);
+    let done = run_all(limits, now, vec![auto("a1"), auto("a2"), manual], true, run).await;
+    assert_eq!(done.outcomes.len(), 3);
     let s = started.lock().unwrap().clone();
     assert_eq!(s[0].0, "manual");
     assert!(s[0].1 < night);

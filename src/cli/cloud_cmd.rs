@@ -1,5 +1,5 @@
-//! The cloud side of the commands: `trigger --cloud`, `status --cloud`, `cancel`, `resume
-//! --cloud`, `logs` (either side) and `worker`.
+//! The cloud side of the commands: `status --cloud`, `logs` (either side) and `worker`; the
+//! Step Functions dispatcher the job commands (`ops_cmd`) use with `--cloud`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,83 +8,21 @@ use chrono::Utc;
 use color_eyre::eyre::{Result, bail, eyre};
 use serde_json::json;
 
-use super::commands::{cancel_in, print_status_list};
 use super::runtime;
-use super::{
-    CancelArgs, CloudArgs, LogsArgs, Output, ResumeArgs, StatusArgs, TriggerArgs, WorkerArgs,
-    output,
-};
+use super::status::print_status_list;
+use super::{CloudArgs, LogsArgs, Output, StatusArgs, WorkerArgs, output};
 use crate::cloud::logs::{CloudWatchLogSource, CurrentJobs};
-use crate::cloud::ops;
-use crate::cloud::sfn::{Dispatcher, ExecutionInfo, Started};
+use crate::cloud::sfn::{Dispatcher, ExecutionInfo};
 use crate::cloud::worker::{Worker, WorkerOptions};
 use crate::cloud::{CloudSettings, Setting, aws_config};
 use crate::engine::EngineOptions;
-use crate::engine::planner::Plan;
 use crate::logs::{LocalLogSource, LogCursor, LogQuery, LogSource};
-use crate::store::CreateOutcome;
 use crate::workspace::Workspace;
 
-async fn dispatcher(settings: &CloudSettings) -> Result<Dispatcher> {
+pub(super) async fn dispatcher(settings: &CloudSettings) -> Result<Dispatcher> {
     let arn = settings.require(Setting::StateMachineArn)?;
     let config = aws_config().await;
     Ok(Dispatcher::new(aws_sdk_sfn::Client::new(&config), arn))
-}
-
-fn print_execution(e: &Started) {
-    if e.existing {
-        outln!("execution {} already started: {}", e.name, e.arn);
-    } else {
-        outln!("started execution {}: {}", e.name, e.arn);
-    }
-}
-
-/// Creates the job in DynamoDB and starts its execution (`backfill-{job_id}`); a second
-/// trigger of the same range finds both.
-pub async fn trigger(args: &TriggerArgs, plan: &Plan) -> Result<ExitCode> {
-    if args.run {
-        bail!("--run runs the job in this process; with --cloud the workers run it");
-    }
-    if args.lanes == 0 {
-        bail!("--lanes must be at least 1");
-    }
-    let settings = args.cloud.settings.settings();
-    let store = runtime::open_cloud_store(&settings).await?;
-    let dispatcher = dispatcher(&settings).await?;
-    // The console's `t` does the same (`cloud::ops`).
-    let options = ops::LaneOptions {
-        lanes: args.lanes,
-        heartbeat_seconds: args.heartbeat_seconds,
-        max_iterations: args.max_iterations,
-    };
-    let ops::Triggered {
-        outcome,
-        execution: started,
-        ended,
-    } = ops::trigger(store.as_ref(), &dispatcher, plan, options, Utc::now()).await?;
-    let job = outcome.job();
-    if args.output == Output::Json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "created": matches!(outcome, CreateOutcome::Created(_)),
-                "job": job,
-                "execution": started,
-                "execution_ended": ended,
-            }))?
-        );
-    } else {
-        output::print_trigger(&outcome, Output::Text)?;
-        match ended {
-            Some(status) => outln!(
-                "execution {} has ended ({status}); `resume {} --cloud` starts the next",
-                started.name,
-                job.job_id
-            ),
-            None => print_execution(&started),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Jobs from DynamoDB with the sync markers and gaps, as local `status` prints them; one job
@@ -145,56 +83,6 @@ fn print_execution_status(e: &ExecutionInfo) {
     if let Some(err) = &e.error {
         outln!("  {err}: {}", e.cause.as_deref().unwrap_or(""));
     }
-}
-
-/// Cancels in DynamoDB (workers stop at their next lease renewal) and stops the execution.
-pub async fn cancel(args: &CancelArgs) -> Result<ExitCode> {
-    let settings = args.cloud.settings.settings();
-    let store = runtime::open_cloud_store(&settings).await?;
-    cancel_in(store.as_ref(), &args.job_id).await?;
-    if settings.state_machine_arn.is_some() {
-        let dispatcher = dispatcher(&settings).await?;
-        let cause = "cancelled with `avesa-console cancel`";
-        if let Some(name) = ops::stop_execution(&dispatcher, &args.job_id, cause).await? {
-            outln!("stopped execution {name}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Starts a new execution that continues from the last completed chunk (the store keeps
-/// every chunk's checkpoint); reports the running one instead when there is one.
-pub async fn resume(args: &ResumeArgs) -> Result<ExitCode> {
-    let settings = args.cloud.settings.settings();
-    let store = runtime::open_cloud_store(&settings).await?;
-    let dispatcher = dispatcher(&settings).await?;
-    // The console's `r`, `R` and unpause do the same (`cloud::ops`).
-    let resumed = ops::resume(
-        store.as_ref(),
-        &dispatcher,
-        &args.job_id,
-        args.retry_failed,
-        Utc::now(),
-    )
-    .await?;
-    let started = match resumed {
-        ops::Resumed::Running { execution } => {
-            outln!("execution {execution} is running; nothing to resume");
-            return Ok(ExitCode::SUCCESS);
-        }
-        ops::Resumed::Ended { status } => {
-            outln!("job {} is {status}; nothing to resume", args.job_id);
-            return Ok(ExitCode::SUCCESS);
-        }
-        ops::Resumed::Started { execution, retried } => {
-            if let Some(n) = retried {
-                eprintln!("{n} failed chunk(s) of {} will be tried again", args.job_id);
-            }
-            execution
-        }
-    };
-    print_execution(&started);
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn log_source(ws: &Workspace, cloud: &CloudArgs) -> Result<Box<dyn LogSource>> {

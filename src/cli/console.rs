@@ -14,7 +14,7 @@ use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
 use super::{ConsoleArgs, GlobalArgs, runtime};
 use crate::cloud::logs::CloudWatchLogSource;
-use crate::cloud::ops::ConsoleDispatch;
+use crate::cloud::ops::StepFunctions;
 use crate::cloud::sfn::Dispatcher;
 use crate::cloud::{CloudSettings, Setting, aws_config};
 use crate::config::Config;
@@ -65,7 +65,6 @@ async fn wire_cloud(
     settings: &CloudSettings,
 ) -> Result<(EngineHandle, LogFeed)> {
     let engine = runtime::cloud_engine(ws, config.clone(), settings).await?;
-    let store = engine.store().clone();
     let aws = aws_config().await;
     let dispatcher = Dispatcher::new(
         aws_sdk_sfn::Client::new(&aws),
@@ -75,7 +74,10 @@ async fn wire_cloud(
         engine,
         config,
         RefreshPolicy::default(),
-        Arc::new(ConsoleDispatch::new(store, dispatcher)),
+        Arc::new(StepFunctions::new(
+            dispatcher,
+            "cancelled in the avesa-console console",
+        )),
     );
     let logs = CloudWatchLogSource::new(
         aws_sdk_cloudwatchlogs::Client::new(&aws),

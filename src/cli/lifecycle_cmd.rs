@@ -8,7 +8,7 @@ use chrono::Utc;
 use clap::Args;
 use color_eyre::eyre::{Result, bail, eyre};
 
-use super::commands::parse_service;
+use super::args::{exit_for, parse_service};
 use super::runtime::{self, Wired};
 use super::{
     CloudArgs, EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out,
@@ -16,6 +16,7 @@ use super::{
 use crate::config::Config;
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
+use crate::engine::ops::{Hints, Hold, Ops, Outcome};
 use crate::engine::planner::{self, PlanRequest};
 use crate::store::{AlertFilter, CreateOutcome};
 use crate::transform::{TransformMode, TransformRequest};
@@ -176,7 +177,7 @@ pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result
         .markers(Some(&args.tenant_id), Some(service))
         .await?;
     out::print_sync(&job, &done, &markers, args.output)?;
-    Ok(super::commands::exit_for(&[done]))
+    Ok(exit_for(&[done]))
 }
 
 pub async fn verify(global: &GlobalArgs, ws: &Workspace, args: VerifyArgs) -> Result<ExitCode> {
@@ -282,6 +283,8 @@ pub async fn auto_detect(
     let now = Utc::now();
     let decisions = engine.detect(now).await?;
     let mut created = Vec::new();
+    // Created for `run` (or the console) to start under the scheduling rules.
+    let ops = Ops::new(engine.clone(), Arc::new(Hold));
     if !args.dry_run {
         let wait = engine
             .config()
@@ -302,18 +305,14 @@ pub async fn auto_detect(
                 },
                 now,
             )?;
-            let outcome = engine.create_job(&plan, now).await?;
-            if let CreateOutcome::Created(job) = &outcome {
-                engine
-                    .set_job_meta(&JobMeta {
-                        priority: args.priority.unwrap_or(0),
-                        trigger: Trigger::Auto,
-                        wait_off_peak: wait,
-                        ..JobMeta::default_for(&job.job_id)
-                    })
-                    .await?;
+            let hints = Hints {
+                priority: args.priority.unwrap_or(0),
+                trigger: Trigger::Auto,
+                wait_off_peak: wait,
+            };
+            if let Outcome::Triggered { job, .. } = ops.trigger(&plan, hints, now).await? {
+                created.push(job);
             }
-            created.push(outcome.job().clone());
         }
     }
     out::print_detection(&decisions, &created, args.dry_run, args.output)?;

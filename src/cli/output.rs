@@ -6,13 +6,11 @@ use color_eyre::eyre::Result;
 use serde_json::json;
 
 use super::Output;
-use super::commands::created;
 use crate::config::Config;
 use crate::domain::{Chunk, Job, JobStatus, SyncMarker};
 use crate::engine::handoff::GapFinding;
 use crate::engine::planner::{Estimate, Plan};
 use crate::engine::{RunOutcome, StopReason};
-use crate::store::CreateOutcome;
 use crate::workspace::Workspace;
 
 pub(super) fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -63,28 +61,6 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
             humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64))
         ),
         _ => outln!("duration:  no rate limit configured"),
-    }
-    Ok(())
-}
-
-pub fn print_trigger(outcome: &CreateOutcome, out: Output) -> Result<()> {
-    let job = outcome.job();
-    if out == Output::Json {
-        return print_json(&json!({ "created": created(outcome), "job": job }));
-    }
-    if created(outcome) {
-        outln!(
-            "created job {} ({} chunks, window {})",
-            job.job_id,
-            job.total_chunks,
-            job.window
-        );
-    } else {
-        outln!(
-            "job {} already covers this range and is {}; returning it",
-            job.job_id,
-            job.status
-        );
     }
     Ok(())
 }

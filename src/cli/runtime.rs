@@ -115,12 +115,6 @@ fn init(
     Ok(())
 }
 
-/// The cloud job store: DynamoDB tables `{prefix}_jobs` and `{prefix}_chunks`, on the
-/// account, region and endpoint of the default AWS configuration chain.
-pub async fn open_cloud_store(settings: &crate::cloud::CloudSettings) -> Result<Arc<dyn JobStore>> {
-    Ok(open_cloud_stores(settings).await?.0)
-}
-
 /// The cloud job store and its lifecycle store: the same DynamoDB tables hold both (markers,
 /// hints, alerts and verification results beside the jobs and chunks), as one SQLite file
 /// does locally. Engines that finish jobs (workers) or show their lifecycle need both.
@@ -280,6 +274,22 @@ pub struct Wired {
     pub engine: Engine,
     /// Kept alive for the command's duration when started here.
     pub _sandbox: Option<Sandbox>,
+}
+
+/// An engine over this workspace's stores that runs no chunk (no sources, no sandbox): for
+/// commands that only change a job's state (`cancel`, `pause`, `trigger` without `--run`).
+pub fn store_engine(ws: &Workspace, config: Arc<Config>) -> Result<Engine> {
+    ws.ensure()?;
+    let store = Arc::new(SqliteStore::open(&ws.store_path())?);
+    let sink = RawSink::local(&ws.data_dir())?;
+    Ok(Engine::new(
+        config,
+        store.clone(),
+        sink,
+        Arc::new(NoLocalRuns),
+        EngineOptions::default(),
+    )
+    .with_lifecycle(store))
 }
 
 pub async fn wire_engine(

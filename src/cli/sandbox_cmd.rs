@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use super::GlobalArgs;
-use super::commands::parse_instant;
+use super::args::parse_instant;
 use super::runtime;
 use crate::sandbox::{Sandbox, TableCounts, load_faults};
 use crate::workspace::Workspace;

@@ -6,10 +6,11 @@
 //! `min_refresh`) and at a modest interval anyway, since other processes share the store.
 //! It also carries the lifecycle around jobs (`lifecycle`): auto-detection decisions,
 //! stored alerts, sync markers, a watched job's hand-off and verification; and the jobs the
-//! console's scheduler (`queue`) holds back, with why.
+//! local runner's scheduler holds back, with why.
 //!
-//! In cloud mode (`spawn_cloud`) the engine's store is the deployment's, and trigger,
-//! cancel and resume go to a `CloudDispatch` (`cloud`) instead of tasks of this process.
+//! Job actions go through the operations API (`engine::ops`): with the local runner as its
+//! port (`spawn`), or in cloud mode (`spawn_cloud`) with the deployment's store and the
+//! cloud's dispatch port, so nothing runs in this process.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,17 +25,18 @@ use super::{Engine, EngineEvent};
 use crate::config::Config;
 use crate::domain::{Alert, Chunk, Job, Service, SyncMarker};
 use crate::engine::BreakerState;
+use crate::engine::ops::{Dispatch, LocalRunner, Ops, Refusal, RunnerOptions};
 use crate::store::JobFilter;
 
-mod cloud;
 mod commands;
 mod health;
 mod lifecycle;
-mod queue;
 
-pub use cloud::CloudDispatch;
 use commands::Answer;
 pub use lifecycle::{ALERTS_SHOWN, JobLifecycle};
+
+/// Where the console's own runs are, as a refusal names them.
+pub const IN_THIS_CONSOLE: &str = "in this console";
 
 /// Where a triggered job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,13 +104,13 @@ impl Command {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum HandleError {
     #[error("the engine has stopped")]
     Closed,
-    /// The command was understood and refused; the text says why.
-    #[error("{0}")]
-    Refused(String),
+    /// The command was understood and refused: the same refusal the CLI prints.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// One tenant's service as configured.
@@ -241,13 +243,13 @@ impl EngineHandle {
         EngineHandle::start(engine, config, policy, None)
     }
 
-    /// As `spawn`, in cloud mode: `engine`'s store is the cloud deployment's, and trigger,
-    /// cancel, resume, retry and unpause go to `cloud` (nothing runs in this process).
+    /// As `spawn`, in cloud mode: `engine`'s store is the cloud deployment's, and job actions
+    /// go to `cloud`, the deployment's dispatch port (nothing runs in this process).
     pub fn spawn_cloud(
         engine: Engine,
         config: Arc<Config>,
         policy: RefreshPolicy,
-        cloud: Arc<dyn CloudDispatch>,
+        cloud: Arc<dyn Dispatch>,
     ) -> EngineHandle {
         EngineHandle::start(engine, config, policy, Some(cloud))
     }
@@ -256,7 +258,7 @@ impl EngineHandle {
         engine: Engine,
         config: Arc<Config>,
         policy: RefreshPolicy,
-        cloud: Option<Arc<dyn CloudDispatch>>,
+        cloud: Option<Arc<dyn Dispatch>>,
     ) -> EngineHandle {
         // Commands come from key presses: a short queue is plenty, and a full one pushes
         // back on the sender instead of growing.
@@ -269,8 +271,7 @@ impl EngineHandle {
         };
         let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
         let events = engine.inner.events.clone();
-        let mut owner = Owner::new(engine, config.clone(), snap_tx, policy);
-        owner.cloud = cloud;
+        let owner = Owner::new(engine, config.clone(), snap_tx, policy, cloud);
         tokio::spawn(owner.run(rx));
         EngineHandle {
             commands: tx,
@@ -346,8 +347,8 @@ fn table_names(config: &Config) -> BTreeMap<Service, Vec<String>> {
 
 /// What a task of the owner reports when it ends.
 enum Done {
-    /// A run of this job started here ended.
-    Job(String),
+    /// A run of a job started here ended.
+    Job,
     /// A transform or verification (by its key) ended.
     Task(String),
     /// A cloud call ended.
@@ -362,14 +363,14 @@ struct Owner {
     snapshot: watch::Sender<Arc<Snapshot>>,
     policy: RefreshPolicy,
     watched: Option<String>,
-    running: BTreeSet<String>,
     health: health::HealthBook,
     jobs: Arc<Vec<Job>>,
     done_tx: mpsc::Sender<Done>,
     done_rx: Option<mpsc::Receiver<Done>>,
-    /// Cloud mode: where trigger, cancel and resume go.
-    cloud: Option<Arc<dyn CloudDispatch>>,
-    scheduler: queue::Scheduler,
+    /// Job actions, through the local runner or (cloud mode) the cloud's dispatch port.
+    ops: Ops,
+    /// The runner of this process's jobs; none in cloud mode.
+    local: Option<LocalRunner>,
     /// Transforms and verifications in flight, by key.
     busy: BTreeSet<String>,
     detection: lifecycle::Detection,
@@ -381,22 +382,40 @@ impl Owner {
         config: Arc<Config>,
         snapshot: watch::Sender<Arc<Snapshot>>,
         policy: RefreshPolicy,
+        cloud: Option<Arc<dyn Dispatch>>,
     ) -> Owner {
         // One slot per job that can run at once is enough: finished runs report here.
         let (done_tx, done_rx) = mpsc::channel(64);
+        let (local, port): (_, Arc<dyn Dispatch>) = match cloud {
+            Some(cloud) => (None, cloud),
+            None => {
+                let done = done_tx.clone();
+                let runner = LocalRunner::new(
+                    engine.clone(),
+                    RunnerOptions {
+                        here: IN_THIS_CONSOLE,
+                        on_end: Some(Arc::new(move |_: &str| {
+                            // Only a hint to look again: a full channel loses nothing.
+                            let _ = done.try_send(Done::Job);
+                        })),
+                        ..RunnerOptions::default()
+                    },
+                );
+                (Some(runner.clone()), Arc::new(runner))
+            }
+        };
         Owner {
             health: health::HealthBook::new(&config),
-            scheduler: queue::Scheduler::new(&config),
+            ops: Ops::new(engine.clone(), port),
+            local,
             engine,
             config,
             snapshot,
             policy,
             watched: None,
-            running: BTreeSet::new(),
             jobs: Arc::new(Vec::new()),
             done_tx,
             done_rx: Some(done_rx),
-            cloud: None,
             busy: BTreeSet::new(),
             detection: lifecycle::Detection::default(),
         }
@@ -446,13 +465,7 @@ impl Owner {
                 }
                 Some(done) = done_rx.recv() => {
                     match done {
-                        Done::Job(job_id) => {
-                            self.running.remove(&job_id);
-                            self.scheduler.finished(&job_id);
-                            self.detection.mark_stale();
-                            // A freed slot is the next waiting job's turn.
-                            self.dispatch();
-                        }
+                        Done::Job => self.detection.mark_stale(),
                         Done::Task(key) => {
                             self.busy.remove(&key);
                         }
@@ -462,9 +475,11 @@ impl Owner {
                     dirty = true;
                 }
                 _ = tick.tick() => {
-                    // The off-peak window may have opened.
-                    self.dispatch();
-                    if self.cloud.is_none() && self.detection.due(self.policy.detect) {
+                    if let Some(local) = &self.local {
+                        // The off-peak window may have opened.
+                        local.pump();
+                    }
+                    if self.local.is_some() && self.detection.due(self.policy.detect) {
                         self.detect();
                     }
                     if dirty || last_refresh.elapsed() >= self.policy.idle {
@@ -511,7 +526,12 @@ impl Owner {
             taken_at: Some(now),
             jobs: self.jobs.clone(),
             chunks: Arc::new(chunks),
-            running_here: Arc::new(self.running.clone()),
+            running_here: Arc::new(
+                self.local
+                    .as_ref()
+                    .map(LocalRunner::running)
+                    .unwrap_or_default(),
+            ),
             tenants: prev.tenants.clone(),
             tables: prev.tables.clone(),
             health: Arc::new(self.health.rows(now)),
@@ -522,7 +542,12 @@ impl Owner {
             alerts: Arc::new(loaded.alerts),
             markers: Arc::new(loaded.markers),
             lifecycle: Arc::new(loaded.jobs),
-            waiting: Arc::new(self.scheduler.waiting(now)),
+            waiting: Arc::new(
+                self.local
+                    .as_ref()
+                    .map(LocalRunner::waiting)
+                    .unwrap_or_default(),
+            ),
             canonical: prev.canonical.clone(),
         };
         self.snapshot.send_replace(Arc::new(snap));

@@ -3,23 +3,17 @@
 //! tenant running the fewest jobs goes first, then priority, then whoever waited longest
 //! for a turn); jobs that wait for the off-peak window start only inside it.
 //!
-//! `FairQueue` is the pure decision; `dispatch` runs jobs through it on tokio time;
-//! `Engine::run_scheduled` feeds it the store's active jobs with their hints.
+//! `FairQueue` is the pure decision; the local runner (`engine::ops::LocalRunner`) runs jobs
+//! through it, and `Engine::run_scheduled` (`engine::ops::run`) feeds it the store's active
+//! jobs with their hints.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::Serialize;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
-use super::executor::RunOutcome;
-use super::{Engine, EngineError, EngineEvent};
 use crate::config::Scheduling;
-use crate::domain::{Job, JobMeta, JobStatus};
-use crate::store::JobFilter;
+use crate::domain::{Job, JobMeta};
 
 /// A daily UTC window `[start, end)`; it wraps midnight when `end <= start` (22:00–06:00).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,180 +264,6 @@ impl std::fmt::Display for Wait {
             ),
             Wait::Turn => f.write_str("next in line"),
         }
-    }
-}
-
-/// What `dispatch` did.
-#[derive(Debug)]
-pub struct Dispatched<T> {
-    pub results: Vec<T>,
-    /// Jobs still waiting for the off-peak window when dispatching stopped.
-    pub deferred: Vec<(String, DateTime<Utc>)>,
-}
-
-/// Runs the queue's jobs through `run`, starting each as the rules allow, until none is
-/// left or only off-peak waiters remain (which it sleeps for when `wait_off_peak`, up to
-/// `deadline`). `now` is the wall clock (a test passes one that follows tokio's).
-pub async fn dispatch<T, F, Fut>(
-    mut queue: FairQueue,
-    limits: Limits,
-    now: impl Fn() -> DateTime<Utc>,
-    wait_off_peak: bool,
-    deadline: Option<Instant>,
-    run: F,
-) -> Dispatched<T>
-where
-    F: Fn(Candidate) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let mut set: JoinSet<(String, T)> = JoinSet::new();
-    let mut results = Vec::new();
-    loop {
-        while let Some(c) = queue.next(&limits, now()) {
-            let id = c.job_id.clone();
-            let fut = run(c);
-            set.spawn(async move { (id, fut.await) });
-        }
-        let deferred = queue.deferred(&limits, now());
-        // Wake when the window opens, so waiters start even while other jobs run.
-        let opens = deferred.first().map(|(_, at)| {
-            let wait = (*at - now()).to_std().unwrap_or_default();
-            let wake = Instant::now() + wait;
-            deadline.map_or(wake, |d| wake.min(d))
-        });
-        if set.is_empty() {
-            if queue.waiting().is_empty() {
-                break;
-            }
-            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-            match opens {
-                Some(wake) if wait_off_peak && !out_of_time => {
-                    tokio::time::sleep_until(wake).await;
-                    continue;
-                }
-                _ => {
-                    return Dispatched { results, deferred };
-                }
-            }
-        }
-        let open_wait = async {
-            match opens {
-                Some(wake) if wait_off_peak => tokio::time::sleep_until(wake).await,
-                _ => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            joined = set.join_next() => {
-                // Take every job that has ended, so the next choice sees all free slots.
-                let mut next = joined;
-                while let Some(j) = next {
-                    match j {
-                        Ok((id, value)) => {
-                            queue.finished(&id);
-                            results.push(value);
-                        }
-                        // A panicked job task: its slot is lost for this dispatch only.
-                        Err(e) => tracing::error!(error = %e, "a job task failed"),
-                    }
-                    next = set.try_join_next();
-                }
-            }
-            _ = open_wait => {}
-        }
-    }
-    Dispatched {
-        results,
-        deferred: Vec::new(),
-    }
-}
-
-/// What `run_scheduled` did: the jobs it ran and the ones left for the off-peak window.
-#[derive(Clone, Debug, Serialize)]
-pub struct ScheduledRun {
-    pub outcomes: Vec<RunOutcome>,
-    pub deferred: Vec<(String, DateTime<Utc>)>,
-}
-
-impl Engine {
-    /// Runs every active job under the scheduling rules (`schedule.rs`): at most
-    /// `max_concurrent_jobs` at once from at most `max_parallel_tenants` tenants, fair turns,
-    /// priority, off-peak waiters left for their window.
-    pub async fn run_active(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<RunOutcome>, EngineError> {
-        Ok(self.run_scheduled(deadline, false).await?.outcomes)
-    }
-
-    /// `run_active`, also saying which jobs still wait for the off-peak window; with
-    /// `wait_off_peak` it sleeps until the window opens (up to the deadline) and runs them.
-    /// Completed jobs older than the cleanup age are removed afterwards.
-    pub async fn run_scheduled(
-        &self,
-        deadline: Option<Instant>,
-        wait_off_peak: bool,
-    ) -> Result<ScheduledRun, EngineError> {
-        let mut jobs = self.store().list_jobs(&JobFilter::default()).await?;
-        jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
-        jobs.reverse();
-        let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
-        let metas = match self.lifecycle() {
-            Some(lc) => lc.job_metas(&ids).await?,
-            None => Vec::new(),
-        };
-        let candidates = jobs
-            .iter()
-            .map(|j| {
-                let meta = metas
-                    .iter()
-                    .find(|m| m.job_id == j.job_id)
-                    .cloned()
-                    .unwrap_or_else(|| JobMeta::default_for(&j.job_id));
-                Candidate::of(j, &meta)
-            })
-            .collect();
-        let limits = Limits::from_config(&self.config().backfill);
-        // Long-running jobs are judged while they run, once a minute.
-        let sweeper = {
-            let engine = self.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(StdDuration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = engine.sweep_alerts(Utc::now()).await {
-                        tracing::warn!(error = %e, "alert sweep failed");
-                    }
-                }
-            })
-        };
-        let engine = self.clone();
-        let done = dispatch(
-            FairQueue::new(candidates),
-            limits,
-            Utc::now,
-            wait_off_peak,
-            deadline,
-            move |c| {
-                let engine = engine.clone();
-                async move { engine.run_job(&c.job_id, deadline).await }
-            },
-        )
-        .await;
-        sweeper.abort();
-        for (job_id, until) in &done.deferred {
-            tracing::info!(job_id, until = %until.to_rfc3339(), "job waits for the off-peak window");
-            self.emit(EngineEvent::JobDeferred {
-                job_id: job_id.clone(),
-                until: *until,
-            });
-        }
-        let outcomes = done.results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        self.cleanup_expired(Utc::now()).await;
-        Ok(ScheduledRun {
-            outcomes,
-            deferred: done.deferred,
-        })
     }
 }
 

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::domain::{Alert, ChunkVerification, JobMeta, Service, SyncMarker};
 use crate::engine::Engine;
 use crate::engine::detect::Decision;
+use crate::engine::ops::Refusal;
 use crate::store::AlertFilter;
 use crate::transform::{TransformMode, TransformRequest};
 
@@ -141,7 +142,7 @@ pub(super) fn transform(
     tenant_id: &str,
     service: Service,
 ) -> Result<(String, BoxFuture<'static, Result<String, HandleError>>), HandleError> {
-    let refused = |m: String| HandleError::Refused(m);
+    let refused = |m: String| HandleError::Refused(Refusal::Invalid(m));
     let tenant = engine.config().tenant(tenant_id).map_err(refused)?;
     if !tenant.services.contains_key(&service) {
         return Err(refused(format!(
@@ -168,10 +169,7 @@ pub(super) fn transform(
     };
     let work = Box::pin(async move {
         let started = std::time::Instant::now();
-        let reports = engine
-            .transform(&req)
-            .await
-            .map_err(|e| HandleError::Refused(e.to_string()))?;
+        let reports = engine.transform(&req).await.map_err(Refusal::from)?;
         let written: Vec<String> = reports
             .iter()
             .filter(|r| r.path.is_some())
@@ -202,10 +200,7 @@ pub(super) fn verify(
     let key = format!("verify {job_id}");
     let (engine, job_id) = (engine.clone(), job_id.to_string());
     let work = Box::pin(async move {
-        let r = engine
-            .verify(&job_id)
-            .await
-            .map_err(|e| HandleError::Refused(e.to_string()))?;
+        let r = engine.verify(&job_id).await.map_err(Refusal::from)?;
         let short = r.chunks.iter().filter(|c| c.missing() > 0).count();
         let moved = if r.moved_since > 0 {
             format!(", {} moved to later windows since", r.moved_since)

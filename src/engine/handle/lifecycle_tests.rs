@@ -13,6 +13,7 @@ use super::*;
 use crate::config::EndpointDef;
 use crate::domain::{AlertKind, JobKind, JobMeta, Trigger, Window};
 use crate::engine::detect::Check;
+use crate::engine::ops::Refusal;
 use crate::engine::{EngineOptions, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::{Page, Source, SourceError};
@@ -232,7 +233,7 @@ async fn verify_and_transform_answer_from_tasks_and_the_scheduler_holds_off_peak
         .unwrap();
     assert!(
         queued.starts_with(&format!(
-            "queued {}: waits for the off-peak window (opens ",
+            "resumed {}; queued: waits for the off-peak window (opens ",
             waiter.job_id
         )),
         "{queued}"
@@ -257,7 +258,10 @@ async fn verify_and_transform_answer_from_tasks_and_the_scheduler_holds_off_peak
         })
         .await;
     assert!(
-        matches!(&again, Err(HandleError::Refused(m)) if m.contains("already waits to start")),
+        matches!(
+            &again,
+            Err(HandleError::Refused(Refusal::AlreadyWaiting { .. }))
+        ),
         "{again:?}"
     );
     h.send(Command::Cancel {
@@ -317,8 +321,8 @@ async fn verify_and_transform_answer_from_tasks_and_the_scheduler_holds_off_peak
         })
         .await;
     assert_eq!(
-        missing,
-        Err(HandleError::Refused("job nope not found".into()))
+        missing.map_err(|e| e.to_string()),
+        Err("job 'nope' not found".into())
     );
 
     // Transform: nothing landed, so nothing to rebuild; unknown services are refused.
@@ -329,7 +333,7 @@ async fn verify_and_transform_answer_from_tasks_and_the_scheduler_holds_off_peak
         })
         .await;
     assert_eq!(
-        t,
+        t.map_err(|e| e.to_string()),
         Ok("nothing to transform: acme connectwise has no raw data yet".into())
     );
     let t = h
@@ -339,10 +343,8 @@ async fn verify_and_transform_answer_from_tasks_and_the_scheduler_holds_off_peak
         })
         .await;
     assert_eq!(
-        t,
-        Err(HandleError::Refused(
-            "tenant globex has no salesforce service".into()
-        ))
+        t.map_err(|e| e.to_string()),
+        Err("tenant globex has no salesforce service".into())
     );
     drop(store);
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use super::*;
-use crate::domain::ChunkStatus;
+use crate::domain::{ChunkStatus, JobMeta};
+use crate::engine::ops::{DispatchError, Halt, Halted, Placement, Start};
 use crate::engine::{EngineOptions, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::Source;
@@ -92,10 +93,8 @@ async fn commands_run_jobs_and_the_snapshot_follows() {
         })
         .await;
     assert_eq!(
-        cloud,
-        Err(HandleError::Refused(
-            "cloud dispatch is not configured: start the console with --cloud".into()
-        ))
+        cloud.unwrap_err().to_string(),
+        "cloud dispatch is not configured: start the console with --cloud"
     );
 
     let preview = h.preview(&request(), Utc::now()).unwrap();
@@ -126,7 +125,10 @@ async fn commands_run_jobs_and_the_snapshot_follows() {
 
     let again = h.send(Command::Resume { job_id: id.into() }).await;
     assert!(
-        matches!(&again, Err(HandleError::Refused(m)) if m.ends_with("nothing to resume")),
+        matches!(
+            &again,
+            Err(HandleError::Refused(Refusal::NothingToResume { .. }))
+        ),
         "{again:?}"
     );
 
@@ -174,37 +176,42 @@ async fn commands_run_jobs_and_the_snapshot_follows() {
         })
         .await;
     assert!(
-        matches!(missing, Err(HandleError::Refused(_))),
+        matches!(missing, Err(HandleError::Refused(Refusal::NotFound(_)))),
         "{missing:?}"
     );
 }
 
-/// A cloud that writes down what it was asked.
+/// A cloud that writes down what it was asked and runs every job in a new execution.
 #[derive(Default)]
 struct FakeCloud {
     calls: std::sync::Mutex<Vec<String>>,
 }
 
 #[async_trait::async_trait]
-impl CloudDispatch for FakeCloud {
-    async fn trigger(&self, plan: &Plan) -> Result<String, String> {
-        let (job, _) = plan.to_job(Utc::now());
+impl Dispatch for FakeCloud {
+    async fn placement(&self, job: &Job) -> Result<Placement, DispatchError> {
         self.calls
             .lock()
             .unwrap()
-            .push(format!("trigger {}", job.job_id));
-        Ok(format!("started {}", job.job_id))
+            .push(format!("placement {}", job.job_id));
+        Ok(Placement::Idle)
     }
-    async fn cancel(&self, job_id: &str) -> Result<String, String> {
-        self.calls.lock().unwrap().push(format!("cancel {job_id}"));
-        Err(format!("job {job_id} is already completed"))
+    async fn start(&self, job: &Job, _meta: &JobMeta) -> Result<Start, DispatchError> {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(format!("start {}", job.job_id));
+        Ok(Start::Started {
+            by: Some(format!("fake-{}", calls.len())),
+        })
     }
-    async fn resume(&self, job_id: &str, retry_failed: bool) -> Result<String, String> {
+    async fn halt(&self, job_id: &str, halt: Halt) -> Halted {
         self.calls
             .lock()
             .unwrap()
-            .push(format!("resume {job_id} retry={retry_failed}"));
-        Ok(format!("resumed {job_id}"))
+            .push(format!("halt {job_id} {halt:?}"));
+        match halt {
+            Halt::Cancel => Halted::Execution("fake-2".into()),
+            Halt::Pause => Halted::Nothing,
+        }
     }
 }
 
@@ -215,6 +222,7 @@ async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
     let cloud = Arc::new(FakeCloud::default());
     let h = EngineHandle::spawn_cloud(engine, config, POLICY, cloud.clone());
     let id = "backfill_acme_connectwise_20250101";
+    let text = |r: Result<String, HandleError>| r.unwrap_or_else(|e| format!("refused: {e}"));
 
     let local = h
         .send(Command::Trigger {
@@ -223,7 +231,7 @@ async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
         })
         .await;
     assert!(
-        matches!(&local, Err(HandleError::Refused(m)) if m.contains("without --cloud")),
+        matches!(&local, Err(HandleError::Refused(Refusal::NotHere(m))) if m.contains("without --cloud")),
         "{local:?}"
     );
     let started = h
@@ -232,7 +240,10 @@ async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
             target: Target::Cloud,
         })
         .await;
-    assert_eq!(started, Ok(format!("started {id}")));
+    assert_eq!(
+        text(started),
+        format!("started {id} (2 chunks) in execution fake-1")
+    );
     let mut bad = request();
     bad.tenant_id = "nobody".into();
     let refused = h
@@ -241,38 +252,45 @@ async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
             target: Target::Cloud,
         })
         .await;
-    assert!(refused.is_err(), "a plan that cannot be made goes nowhere");
-    for command in [
+    assert!(
+        matches!(refused, Err(HandleError::Refused(Refusal::Plan(_)))),
+        "a plan that cannot be made goes nowhere"
+    );
+    let answers = [
+        Command::Pause { job_id: id.into() },
+        Command::Unpause { job_id: id.into() },
         Command::Cancel { job_id: id.into() },
         Command::Resume { job_id: id.into() },
-        Command::RetryFailed { job_id: id.into() },
-        Command::Unpause { job_id: id.into() },
-    ] {
-        let _ = h.send(command).await;
+    ]
+    .into_iter()
+    .map(|c| {
+        let h = h.clone();
+        async move { text(h.send(c).await) }
+    });
+    let mut said = Vec::new();
+    for a in answers {
+        said.push(a.await);
     }
+    assert_eq!(
+        said,
+        [
+            format!("paused {id}; chunks in flight finish first"),
+            format!("unpaused {id} in execution fake-3"),
+            format!(
+                "cancelled {id} (0 of 2 chunks completed, 0 records); stopped execution fake-2"
+            ),
+            format!("refused: job {id} is cancelled; nothing to resume"),
+        ]
+    );
     assert_eq!(
         *cloud.calls.lock().unwrap(),
         [
-            format!("trigger {id}"),
-            format!("cancel {id}"),
-            format!("resume {id} retry=false"),
-            format!("resume {id} retry=true"),
-            format!("resume {id} retry=false"),
+            format!("start {id}"),
+            format!("halt {id} Pause"),
+            format!("start {id}"),
+            format!("halt {id} Cancel"),
+            format!("placement {id}"),
         ]
-    );
-    let cancel = h.send(Command::Cancel { job_id: id.into() }).await;
-    assert_eq!(
-        cancel,
-        Err(HandleError::Refused(format!(
-            "job {id} is already completed"
-        ))),
-        "the cloud's refusal reaches the status bar"
-    );
-    // Pausing is a store write, as locally; nothing ever runs in this process.
-    let paused = h.send(Command::Pause { job_id: id.into() }).await;
-    assert!(
-        matches!(&paused, Err(HandleError::Refused(m)) if m.contains("not found")),
-        "{paused:?}"
     );
     assert!(h.snapshot().borrow().running_here.is_empty());
 }

@@ -3,7 +3,8 @@
 
 use super::{Effect, preview};
 use crate::domain::{Chunk, ChunkStatus, Job, JobStatus};
-use crate::engine::handle::Command;
+use crate::engine::handle::{Command, IN_THIS_CONSOLE};
+use crate::engine::ops::{JobAction, Placement, judge};
 use crate::tui::action::Action;
 use crate::tui::app::{App, Confirm, Mode, Route, StatusKind, View};
 use crate::tui::form::TriggerForm;
@@ -400,26 +401,30 @@ fn open_form(app: &mut App) -> Vec<Effect> {
     effects
 }
 
-/// Why `action` cannot apply to `job`, if it cannot.
+/// Why `action` cannot apply to `job`, if it cannot: the operations API's own rule
+/// (`ops::judge`) on the snapshot, so a key is refused at once with the words the engine
+/// (and the CLI) would use.
 fn refusal(app: &App, action: Action, job: &Job) -> Option<String> {
     let id = &job.job_id;
-    let s = job.status;
-    match action {
-        Action::Resume if s.is_terminal() => Some(format!("r: job {id} is {s}; nothing to resume")),
-        Action::Resume if app.running_here(id) => {
-            Some(format!("r: job {id} is already running in this console"))
+    let (key, op) = match action {
+        Action::Resume => ("r", JobAction::Resume),
+        Action::RetryFailed => ("R", JobAction::RetryFailed),
+        Action::Cancel => ("c", JobAction::Cancel),
+        _ if job.status == JobStatus::Paused => ("p", JobAction::Unpause),
+        _ => ("p", JobAction::Pause),
+    };
+    let placement = if app.running_here(id) {
+        Placement::Running {
+            by: IN_THIS_CONSOLE.to_string(),
         }
-        Action::Resume if app.waiting(id).is_some() => Some(format!(
-            "r: job {id} already {}",
-            app.waiting(id).unwrap_or_default()
-        )),
-        Action::RetryFailed if job.failed_chunks == 0 => {
-            Some(format!("R: job {id} has no failed chunks"))
-        }
-        Action::Cancel if s.is_terminal() => Some(format!("c: job {id} is already {s}")),
-        Action::Pause if s.is_terminal() => Some(format!("p: job {id} is {s}; nothing to pause")),
-        _ => None,
-    }
+    } else if let Some(why) = app.waiting(id) {
+        Placement::Waiting { why }
+    } else {
+        Placement::Idle
+    };
+    judge(op, job, &placement)
+        .err()
+        .map(|r| format!("{key}: {r}"))
 }
 
 fn command_for(action: Action, job: &Job) -> Command {

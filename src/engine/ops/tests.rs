@@ -1,0 +1,240 @@
+//! The operations API against a real engine and SQLite store, on paused tokio time: what each
+//! action does in each state, and that the local runner holds an off-peak job until its
+//! window opens even when it was triggered to run at once.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use tokio::time::Instant;
+
+use super::*;
+use crate::config::{Config, EndpointDef};
+use crate::domain::{Service, Window};
+use crate::engine::planner::{self, PlanRequest};
+use crate::engine::{EngineOptions, SourceProvider};
+use crate::sink::RawSink;
+use crate::sources::{Page, Source, SourceError};
+use crate::store::SqliteStore;
+
+/// A source that refuses every page (its chunks fail at once) and counts the requests.
+struct Counting(Arc<AtomicU32>);
+
+#[async_trait]
+impl Source for Counting {
+    fn service(&self) -> Service {
+        Service::Connectwise
+    }
+
+    async fn fetch_page(
+        &self,
+        _endpoint: &EndpointDef,
+        _window: &Window,
+        _cursor: Option<&str>,
+    ) -> Result<Page, SourceError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(SourceError::Http {
+            status: 400,
+            message: "refused in this test".into(),
+            retry_after: None,
+        })
+    }
+
+    async fn count(&self, _endpoint: &EndpointDef, _window: &Window) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+}
+
+struct Provider(Arc<AtomicU32>);
+
+impl SourceProvider for Provider {
+    fn source(&self, _tenant_id: &str, _service: Service) -> Result<Arc<dyn Source>, String> {
+        Ok(Arc::new(Counting(self.0.clone())))
+    }
+}
+
+/// Noon on a test day; the off-peak window is 22:00-06:00.
+fn noon() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap()
+}
+
+fn engine(dir: &Path, requests: Arc<AtomicU32>) -> Engine {
+    let mut config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+    config.backfill.scheduling.off_peak_start = "22:00".into();
+    config.backfill.scheduling.off_peak_end = "06:00".into();
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    Engine::new(
+        Arc::new(config),
+        store.clone(),
+        RawSink::local(&dir.join("data")).unwrap(),
+        Arc::new(Provider(requests)),
+        EngineOptions::default(),
+    )
+    .with_lifecycle(store)
+}
+
+fn plan(engine: &Engine) -> Plan {
+    let request = PlanRequest {
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        tables: vec!["tickets".into()],
+        start: Some(Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()),
+        end: Some(Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap()),
+        chunk_size_days: Some(30),
+    };
+    planner::plan(engine.config(), &request, noon()).unwrap()
+}
+
+/// A clock at noon when the test starts that follows tokio's paused time.
+fn clock() -> Clock {
+    let t0 = Instant::now();
+    Arc::new(move || noon() + chrono::Duration::from_std(Instant::now() - t0).unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_triggered_outside_the_off_peak_window_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = Arc::new(AtomicU32::new(0));
+    let engine = engine(dir.path(), requests.clone());
+    let now = clock();
+    let runner = LocalRunner::new(
+        engine.clone(),
+        RunnerOptions {
+            clock: now.clone(),
+            ..RunnerOptions::default()
+        },
+    );
+    let ops = Ops::new(engine.clone(), Arc::new(runner.clone()));
+    let hints = Hints {
+        wait_off_peak: true,
+        ..Hints::default()
+    };
+    // What `trigger --wait-off-peak --run` does: trigger through the runner, then wait.
+    let outcome = ops.trigger(&plan(&engine), hints, now()).await.unwrap();
+    let job_id = outcome.job_id().to_string();
+    assert_eq!(
+        outcome.start(),
+        Some(&Start::Waiting {
+            why: "waits for the off-peak window (opens 2026-03-10 22:00 UTC)".into()
+        }),
+        "{outcome}"
+    );
+    let waiting = tokio::spawn({
+        let (runner, job_id) = (runner.clone(), job_id.clone());
+        async move { runner.wait_for(&job_id).await }
+    });
+    // Nine hours on, still 21:00: nothing has run.
+    tokio::time::sleep(Duration::from_secs(9 * 3600)).await;
+    assert!(!waiting.is_finished(), "the run started before the window");
+    assert_eq!(requests.load(Ordering::SeqCst), 0);
+    let job = ops.job(&job_id).await.unwrap();
+    assert_eq!((job.status, job.failed_chunks), (JobStatus::Pending, 0));
+    assert!(runner.waiting().contains_key(&job_id));
+    // At 22:00 it starts, and runs to its end (every page refused: failed chunks).
+    let done = tokio::time::timeout(Duration::from_secs(2 * 3600), waiting)
+        .await
+        .expect("the run starts when the window opens")
+        .unwrap()
+        .unwrap();
+    assert!(now() >= Utc.with_ymd_and_hms(2026, 3, 10, 22, 0, 0).unwrap());
+    assert!(requests.load(Ordering::SeqCst) > 0);
+    assert_eq!(done.status, JobStatus::CompletedWithErrors, "{done:?}");
+}
+
+#[tokio::test]
+async fn each_action_is_judged_on_the_store_and_answered_in_one_wording() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = Arc::new(AtomicU32::new(0));
+    let engine = engine(dir.path(), requests);
+    // `trigger` without `--run`: stored, left for `run`.
+    let ops = Ops::new(engine.clone(), Arc::new(Hold));
+    let outcome = ops
+        .trigger(&plan(&engine), Hints::default(), Utc::now())
+        .await
+        .unwrap();
+    let id = outcome.job_id().to_string();
+    assert_eq!(
+        outcome.to_string(),
+        format!("created {id} (2 chunks); `avesa-console run` runs it")
+    );
+    let again = ops
+        .trigger(&plan(&engine), Hints::default(), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(again, Outcome::Triggered { created: false, .. }));
+    let act = |action| {
+        let (ops, id) = (ops.clone(), id.clone());
+        async move { ops.act(action, &id, Utc::now()).await }
+    };
+    let refused = |r: Result<Outcome, Refusal>| r.unwrap_err().to_string();
+    assert_eq!(
+        refused(act(JobAction::Unpause).await),
+        format!("job {id} is pending, not paused")
+    );
+    assert_eq!(
+        refused(act(JobAction::RetryFailed).await),
+        format!("job {id} has no failed chunks")
+    );
+    assert_eq!(
+        act(JobAction::Pause).await.unwrap().to_string(),
+        format!("paused {id}; chunks in flight finish first")
+    );
+    assert_eq!(
+        act(JobAction::Unpause).await.unwrap().to_string(),
+        format!("unpaused {id}; `avesa-console run` runs it")
+    );
+    assert_eq!(
+        act(JobAction::Cancel).await.unwrap().to_string(),
+        format!("cancelled {id} (0 of 2 chunks completed, 0 records)")
+    );
+    for (action, says) in [
+        (JobAction::Resume, "is cancelled; nothing to resume"),
+        (JobAction::Pause, "is cancelled; nothing to pause"),
+        (JobAction::Cancel, "is already cancelled"),
+    ] {
+        let r = act(action).await.unwrap_err();
+        assert!(r.is_refusal(), "{r:?}");
+        assert_eq!(r.to_string(), format!("job {id} {says}"));
+    }
+    let missing = ops.act(JobAction::Resume, "nope", Utc::now()).await;
+    assert!(matches!(&missing, Err(Refusal::NotFound(_))), "{missing:?}");
+    assert!(
+        !missing.unwrap_err().is_refusal(),
+        "an unknown job is an error"
+    );
+}
+
+#[test]
+fn judge_refuses_a_resume_of_a_job_that_runs_or_waits() {
+    let plan = {
+        let dir = tempfile::tempdir().unwrap();
+        plan(&engine(dir.path(), Arc::default()))
+    };
+    let (job, _) = plan.to_job(noon());
+    let running = Placement::Running {
+        by: "in this console".into(),
+    };
+    let waiting = Placement::Waiting {
+        why: "waits for its turn".into(),
+    };
+    let id = &job.job_id;
+    assert!(judge(JobAction::Resume, &job, &Placement::Idle).is_ok());
+    assert_eq!(
+        judge(JobAction::Resume, &job, &running)
+            .unwrap_err()
+            .to_string(),
+        format!("job {id} is already running in this console")
+    );
+    assert_eq!(
+        judge(JobAction::Resume, &job, &waiting)
+            .unwrap_err()
+            .to_string(),
+        format!("job {id} already waits for its turn")
+    );
+    // Cancel and pause do not care where it runs: the runners read the status.
+    assert!(judge(JobAction::Cancel, &job, &running).is_ok());
+    assert!(judge(JobAction::Pause, &job, &waiting).is_ok());
+}

@@ -23,6 +23,7 @@ mod lifecycle_cmd;
 mod lifecycle_output;
 mod ops_cmd;
 mod output;
+mod print;
 mod runtime;
 mod sandbox_cmd;
 mod status;

@@ -28,7 +28,7 @@ fn cancel_stops_a_local_job_once_and_says_why_not_twice() {
     let out = fx.cli(None, &["cancel", JOB]);
     assert_ok(&out);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("job {JOB} cancelled")),
+        String::from_utf8_lossy(&out.stdout).contains(&format!("cancelled {JOB} (")),
         "{}",
         text(&out)
     );

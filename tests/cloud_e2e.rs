@@ -104,7 +104,7 @@ fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
     assert_eq!(total, 13);
     let again = trigger(&dep, &fx, &sandbox, &["--heartbeat-seconds", "5"]);
     assert_eq!(again["created"], false, "{again}");
-    assert_eq!(again["execution"]["existing"], true, "{again}");
+    assert_eq!(again["start"]["start"], "already_running", "{again}");
 
     let status = wait_for_execution(&dep, &fx, Duration::from_secs(240));
     let exec = &status["execution"];
@@ -389,16 +389,25 @@ fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
     let ended = stopped["execution"]["status"].as_str().unwrap();
     assert!(["ABORTED", "FAILED"].contains(&ended), "{stopped}");
     assert_eq!(stopped["job"]["status"], "running", "{stopped}");
-    // Triggering the range again finds the job and says its execution has ended.
-    let again = trigger(&dep, &fx, &sandbox, &[]);
-    assert_eq!(again["created"], false, "{again}");
-    assert_eq!(again["execution_ended"], ended, "{again}");
-
     // resume --cloud starts the next execution; it finishes from the checkpoints.
     let out = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);
     assert_ok(&out);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("backfill-{JOB}-c1")),
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("resumed {JOB} in execution backfill-{JOB}-c1")),
+        "{}",
+        text(&out)
+    );
+    // Triggering the range again, or resuming, finds the job running there.
+    let again = trigger(&dep, &fx, &sandbox, &[]);
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(again["start"]["start"], "already_running", "{again}");
+    let out = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "job {JOB} is already running in execution backfill-{JOB}-c1"
+        )),
         "{}",
         text(&out)
     );
@@ -408,8 +417,8 @@ fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
     assert_eq!(status["job"]["status"], "completed", "{status}");
     assert_exact_in_s3(&dep, &fx, &status);
     let again = dep.cli(&fx, None, &["resume", JOB, "--cloud"]);
-    assert_ok(&again);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to resume"));
+    assert_eq!(again.status.code(), Some(5), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is completed; nothing to resume"));
 
     // A second job, cancelled mid-way: the store says cancelled, the execution is stopped.
     let second = "backfill_acme_connectwise_20240101";

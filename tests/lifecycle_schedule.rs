@@ -284,3 +284,62 @@ fn run_leaves_off_peak_waiters_for_their_window_and_runs_manual_triggers_at_once
     let acme = common::job_status(&fx, "backfill_acme_connectwise_20251101");
     assert_eq!(acme["job"]["status"], "pending");
 }
+
+#[test]
+fn trigger_run_outside_the_off_peak_window_waits_instead_of_starting() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let fx = common::Fixture::new();
+    fx.tune(6000, 100);
+    // A window that opens in two hours, so "now" is outside it whenever the test runs.
+    let opens = Utc::now() + Duration::hours(2);
+    fx.edit("backfill_config.json", |v| {
+        v["scheduling"]["off_peak_start"] = opens.format("%H:%M").to_string().into();
+        v["scheduling"]["off_peak_end"] = (opens + Duration::hours(1))
+            .format("%H:%M")
+            .to_string()
+            .into();
+    });
+    let sandbox = fx.start_sandbox(&[]);
+    let args = common::trigger_args(
+        "acme",
+        Some("tickets"),
+        "2025-11-01",
+        Some("2025-12-01"),
+        &["--wait-off-peak", "--run"],
+    );
+    let mut child = fx
+        .command(Some(&sandbox), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let id = "backfill_acme_connectwise_20251101";
+    assert!(
+        first.starts_with(&format!(
+            "queued {id} (1 chunk): waits for the off-peak window"
+        )),
+        "{first}"
+    );
+    // It keeps waiting: nothing claimed, nothing fetched.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let still = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(still.is_none(), "the command ended: {still:?}");
+    let detail = common::job_status(&fx, id);
+    assert_eq!(detail["job"]["status"], "pending");
+    assert!(
+        detail["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["attempts"] == 0 && c["status"] == "pending"),
+        "{detail}"
+    );
+}

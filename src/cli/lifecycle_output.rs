@@ -5,7 +5,7 @@ use color_eyre::eyre::Result;
 use serde_json::json;
 
 use super::Output;
-use super::output::{iso, print_json};
+use super::print::{iso, print_json};
 use crate::domain::{Alert, Job, Service, SyncMarker};
 use crate::engine::RunOutcome;
 use crate::engine::detect::Decision;

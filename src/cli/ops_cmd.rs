@@ -11,6 +11,7 @@ use color_eyre::eyre::{Result, bail};
 use serde_json::json;
 
 use super::args::{deadline, exit_for, make_plan, page_size};
+use super::print::print_json;
 use super::runtime::{self, Wired};
 use super::{
     CloudArgs, ExecArgs, GlobalArgs, JobArgs, Output, ResumeArgs, TriggerArgs, cloud_cmd, output,
@@ -131,7 +132,7 @@ fn print_outcome(outcome: &Outcome, out: Output) -> Result<()> {
         if let Some(start) = outcome.start() {
             value["start"] = json!(start);
         }
-        return output::print_json(&value);
+        return print_json(&value);
     }
     outln!("{outcome}");
     Ok(())

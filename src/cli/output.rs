@@ -6,21 +6,13 @@ use color_eyre::eyre::Result;
 use serde_json::json;
 
 use super::Output;
+use super::print::{iso, print_json};
 use crate::config::Config;
 use crate::domain::{Chunk, Job, JobStatus, SyncMarker};
 use crate::engine::handoff::GapFinding;
 use crate::engine::planner::{Estimate, Plan};
 use crate::engine::{RunOutcome, StopReason};
 use crate::workspace::Workspace;
-
-pub(super) fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-pub(super) fn print_json(value: &serde_json::Value) -> Result<()> {
-    outln!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
 
 pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
     if out == Output::Json {

@@ -28,6 +28,11 @@ struct SqsRecord {
     body: String,
 }
 
+/// The Lambda was invoked with something other than an SQS event.
+#[derive(Debug, thiserror::Error)]
+#[error("not an SQS event: {0}")]
+pub struct NotAnSqsEvent(#[source] serde_json::Error);
+
 /// One record of the event and what it asks for.
 #[derive(Debug, PartialEq)]
 pub struct Action {
@@ -36,9 +41,8 @@ pub struct Action {
 }
 
 /// The records of an SQS event, each parsed as a worker message.
-pub fn actions(event: &Value) -> Result<Vec<Action>, String> {
-    let event: SqsEvent =
-        serde_json::from_value(event.clone()).map_err(|e| format!("not an SQS event: {e}"))?;
+pub fn actions(event: &Value) -> Result<Vec<Action>, NotAnSqsEvent> {
+    let event: SqsEvent = serde_json::from_value(event.clone()).map_err(NotAnSqsEvent)?;
     Ok(event
         .records
         .into_iter()

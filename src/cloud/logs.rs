@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing_subscriber::fmt::MakeWriter;
 
+use super::CloudError;
 use crate::logs::{LogCursor, LogError, LogLine, LogQuery, LogSource};
 
 /// Lines waiting to be shipped before new ones are dropped.
@@ -259,7 +260,7 @@ impl Batches {
         }
     }
 
-    async fn put(&mut self, stream: &str, events: Vec<(i64, String)>) -> Result<(), String> {
+    async fn put(&mut self, stream: &str, events: Vec<(i64, String)>) -> Result<(), CloudError> {
         if !self.known.contains(stream) {
             match self
                 .client
@@ -275,9 +276,7 @@ impl Batches {
                         e.err(),
                         CreateLogStreamError::ResourceAlreadyExistsException(_)
                     ) => {}
-                Err(e) => {
-                    return Err(crate::cloud::CloudError::aws("CreateLogStream", e).to_string());
-                }
+                Err(e) => return Err(CloudError::aws("CreateLogStream", e)),
             }
             self.known.insert(stream.to_string());
         }
@@ -288,7 +287,7 @@ impl Batches {
                     .timestamp(ts)
                     .message(text)
                     .build()
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| CloudError::aws("PutLogEvents", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.client
@@ -298,7 +297,7 @@ impl Batches {
             .set_log_events(Some(events))
             .send()
             .await
-            .map_err(|e| crate::cloud::CloudError::aws("PutLogEvents", e).to_string())?;
+            .map_err(|e| CloudError::aws("PutLogEvents", e))?;
         Ok(())
     }
 }

@@ -353,7 +353,7 @@ enum Done {
     Task(String),
     /// A cloud call ended.
     Cloud,
-    Detected(Result<Vec<Decision>, String>),
+    Detected(Result<Vec<Decision>, super::EngineError>),
 }
 
 /// The task that owns the engine: runs commands, keeps the snapshot fresh.
@@ -498,7 +498,7 @@ impl Owner {
         self.detection.started();
         let (engine, done) = (self.engine.clone(), self.done_tx.clone());
         tokio::spawn(async move {
-            let result = engine.detect(Utc::now()).await.map_err(|e| e.to_string());
+            let result = engine.detect(Utc::now()).await;
             let _ = done.send(Done::Detected(result)).await;
         });
     }

@@ -497,7 +497,8 @@ impl fmt::Display for Outcome {
                 created: true,
                 start,
             } => {
-                let size = format!("{} ({} chunks)", job.job_id, job.total_chunks);
+                let plural = if job.total_chunks == 1 { "" } else { "s" };
+                let size = format!("{} ({} chunk{plural})", job.job_id, job.total_chunks);
                 match start {
                     Start::Started { .. } => with_start(f, &format!("started {size}"), start),
                     Start::Waiting { why } => write!(f, "queued {size}: {why}"),

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use super::HandleError;
 use crate::config::Config;
 use crate::domain::{Alert, ChunkVerification, JobMeta, Service, SyncMarker};
-use crate::engine::Engine;
 use crate::engine::detect::Decision;
 use crate::engine::ops::Refusal;
+use crate::engine::{Engine, EngineError};
 use crate::store::AlertFilter;
 use crate::transform::{TransformMode, TransformRequest};
 
@@ -110,7 +110,7 @@ impl Detection {
         self.last = Some(Instant::now());
     }
 
-    pub(super) fn finished(&mut self, result: Result<Vec<Decision>, String>) {
+    pub(super) fn finished(&mut self, result: Result<Vec<Decision>, EngineError>) {
         self.running = false;
         self.at = Some(Utc::now());
         match result {
@@ -119,7 +119,7 @@ impl Detection {
                 self.error = None;
             }
             // The last decisions stay on screen; the error says they may be old.
-            Err(e) => self.error = Some(e),
+            Err(e) => self.error = Some(e.to_string()),
         }
     }
 }

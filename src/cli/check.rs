@@ -2,14 +2,18 @@
 //! credentials work and every configured table can be read, and say what is wrong.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use color_eyre::eyre::{Result, eyre};
+use color_eyre::eyre::{Result, bail, eyre};
 use serde::Serialize;
 
 use super::{GlobalArgs, Output, runtime};
+use crate::config::{Config, EndpointDef};
 use crate::domain::{Service, Window};
+use crate::engine::SourceProvider;
+use crate::sources::Source;
 use crate::workspace::Workspace;
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +54,47 @@ struct TableReport {
 pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
     let tenant = config.tenant(&args.tenant_id).map_err(|e| eyre!(e))?;
+    let services = services_to_check(&config, &args)?;
+    let (provider, _sandbox) = runtime::provider(global, config.clone()).await?;
+    let now = Utc::now();
+    let window = Window::new(now - chrono::Duration::hours(24), now);
+    let mut reports = Vec::new();
+    for service in services {
+        let enabled = tenant.services.get(&service).is_some_and(|c| c.enabled);
+        let mut report = ServiceReport {
+            service,
+            enabled,
+            ok: false,
+            error: None,
+            tables: Vec::new(),
+        };
+        match ready_to_count(&config, provider.as_ref(), &args.tenant_id, service, enabled) {
+            Err(e) => report.error = Some(e.to_string()),
+            Ok((source, endpoints)) => {
+                for ep in endpoints {
+                    let table = check_table(source.as_ref(), ep, &window, args.timeout).await;
+                    report.tables.push(table);
+                }
+                report.ok = report.tables.iter().all(|t| t.ok);
+            }
+        }
+        reports.push(report);
+    }
+    let all_ok = reports.iter().all(|r| r.ok);
+    match args.output {
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&reports)?),
+        Output::Text => print_text(&args.tenant_id, &tenant.display_name, &reports),
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--service`, or every service the tenant has connected.
+fn services_to_check(config: &Config, args: &CheckArgs) -> Result<Vec<Service>> {
+    let tenant = config.tenant(&args.tenant_id).map_err(|e| eyre!(e))?;
     let services: Vec<Service> = match &args.service {
         Some(s) => {
             let service: Service = s.parse().map_err(|e: String| eyre!("--service: {e}"))?;
@@ -66,75 +111,57 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
             args.tenant_id
         ));
     }
-    let (provider, _sandbox) = runtime::provider(global, config.clone()).await?;
-    let now = Utc::now();
-    let window = Window::new(now - chrono::Duration::hours(24), now);
-    let mut reports = Vec::new();
-    for service in services {
-        let enabled = tenant.services.get(&service).is_some_and(|c| c.enabled);
-        let mut report = ServiceReport {
-            service,
-            enabled,
-            ok: false,
-            error: None,
-            tables: Vec::new(),
-        };
-        if !enabled {
-            report.error = Some(format!("{service} is disabled in the tenants registry"));
-            reports.push(report);
-            continue;
-        }
-        let source = match provider.source(&args.tenant_id, service) {
-            Ok(s) => s,
-            Err(e) => {
-                report.error = Some(e);
-                reports.push(report);
-                continue;
-            }
-        };
-        let Some(endpoints) = config.endpoints(service) else {
-            report.error = Some(format!("no endpoint definitions for {service}"));
-            reports.push(report);
-            continue;
-        };
-        for ep in &endpoints.endpoints {
-            let started = Instant::now();
-            let result = tokio::time::timeout(args.timeout, source.count(ep, &window)).await;
-            let millis = started.elapsed().as_millis() as u64;
-            let (ok, records, error) = match result {
-                Ok(Ok(n)) => (true, Some(n), None),
-                Ok(Err(e)) => (false, None, Some(e.to_string())),
-                Err(_) => (
-                    false,
-                    None,
-                    Some(format!(
-                        "no answer within {}",
-                        humantime::format_duration(args.timeout)
-                    )),
-                ),
-            };
-            report.tables.push(TableReport {
-                table: ep.table_name.clone(),
-                path: ep.path.clone(),
-                ok,
-                records_last_day: records,
-                millis,
-                error,
-            });
-        }
-        report.ok = report.tables.iter().all(|t| t.ok);
-        reports.push(report);
+    Ok(services)
+}
+
+/// The service's source and its endpoints, or why its tables cannot be counted.
+fn ready_to_count<'c>(
+    config: &'c Config,
+    provider: &dyn SourceProvider,
+    tenant_id: &str,
+    service: Service,
+    enabled: bool,
+) -> Result<(Arc<dyn Source>, &'c [EndpointDef])> {
+    if !enabled {
+        bail!("{service} is disabled in the tenants registry");
     }
-    let all_ok = reports.iter().all(|r| r.ok);
-    match args.output {
-        Output::Json => outln!("{}", serde_json::to_string_pretty(&reports)?),
-        Output::Text => print_text(&args.tenant_id, &tenant.display_name, &reports),
+    let source = provider.source(tenant_id, service).map_err(|e| eyre!(e))?;
+    let endpoints = config
+        .endpoints(service)
+        .ok_or_else(|| eyre!("no endpoint definitions for {service}"))?;
+    Ok((source, &endpoints.endpoints))
+}
+
+/// One count request over the window, within the timeout.
+async fn check_table(
+    source: &dyn Source,
+    ep: &EndpointDef,
+    window: &Window,
+    timeout: Duration,
+) -> TableReport {
+    let started = Instant::now();
+    let result = tokio::time::timeout(timeout, source.count(ep, window)).await;
+    let millis = started.elapsed().as_millis() as u64;
+    let (ok, records, error) = match result {
+        Ok(Ok(n)) => (true, Some(n), None),
+        Ok(Err(e)) => (false, None, Some(e.to_string())),
+        Err(_) => (
+            false,
+            None,
+            Some(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            )),
+        ),
+    };
+    TableReport {
+        table: ep.table_name.clone(),
+        path: ep.path.clone(),
+        ok,
+        records_last_day: records,
+        millis,
+        error,
     }
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 fn print_text(tenant_id: &str, display_name: &str, reports: &[ServiceReport]) {

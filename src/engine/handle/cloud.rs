@@ -2,6 +2,15 @@
 //! DynamoDB) and trigger, cancel and resume go to a `CloudDispatch`, which `cloud::ops`
 //! implements over Step Functions with the same code as `trigger|cancel|resume --cloud`.
 //! The engine sees only this trait, never an AWS type.
+//!
+//! `console --cloud` (explicit, like every `--cloud` command, with the `AVESA_CLOUD_*` settings:
+//! table prefix, state machine, log group) lists cloud jobs the way a local console lists local
+//! ones. `Trigger {cloud}` creates the job and starts `backfill-{job_id}` (idempotent), `Cancel`
+//! cancels in the store and stops the running execution, `Resume`/`Unpause` start the next
+//! execution, `RetryFailed` reopens failed chunks first; `Pause` is the same store write as
+//! locally. These calls run on their own tasks, so the owner's snapshot keeps flowing. Nothing
+//! runs in the cloud console's process (its source provider refuses), and it refuses local
+//! triggers; a local console refuses the cloud target, naming the missing settings.
 
 use std::sync::Arc;
 

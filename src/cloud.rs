@@ -2,9 +2,49 @@
 //! processes anywhere (the same engine code as local runs), DynamoDB holds job state, S3 the
 //! data and CloudWatch Logs the logs. The engine never sees an AWS type: this module adapts.
 //!
+//! ```text
+//! trigger --cloud ── job → DynamoDB ── StartExecution backfill-{job_id}
+//!                                           │
+//! Step Functions (infrastructure/backfill.asl.json)
+//!   RunLanes: Map over $.lanes, MaxConcurrencyPath $.max_concurrency
+//!     each lane: RunChunk ──▶ NextIteration ──▶ MoreWork ─(more)──▶ RunChunk
+//!                  │ Catch                        ├─(continue_as_new)─▶ lane ends
+//!                  ▼                              └─(done)────────────▶ lane ends
+//!                RecordFailure ─▶ TooManyFailures (too many in a row: lane gives up) ─▶ RunChunk
+//!   ShouldContinue ─(any lane asked)─▶ ContinueAsNew (a worker starts …-c{n+1}) ─▶ end
+//!                  └──────────────────▶ Transform ─▶ Finalize ─▶ FinalStatus (Succeed / Fail)
+//!         every Task: sqs:sendMessage.waitForTaskToken to the worker queue, HeartbeatSecondsPath,
+//!         Retry [Worker.Retryable, States.Timeout, States.HeartbeatTimeout] with backoff
+//!                                           │ SQS
+//! worker processes (ECS/EC2/Lambda) ── step_job: claim + run one chunk ── DynamoDB store,
+//! S3 sink (object_store), CloudWatch Logs ({job_id}/{worker} streams)
+//! ```
+//!
+//! The state machine does not list chunks. A lane's task says "run the next chunk of job J"; the
+//! worker claims the next claimable chunk from the store (the claim loop's own code), runs it and
+//! answers `{"more", "continue_as_new", "chunk"}` (`message`). Chunk failures are the engine's
+//! business (attempts, backoff, `failed` chunks) and do not fail the task; a task fails only for
+//! the worker's own trouble: `Worker.Retryable` (store or S3 unreachable, worker shutting down),
+//! `Worker.JobNotFound`, `Worker.BadMessage`, `Worker.Fatal`. Every DynamoDB write is a worker's
+//! or the dispatcher's, none the state machine's: one writer keeps the conditional-write rules in
+//! one place.
+//!
 //! AWS access goes through aws-config's default chain (environment, profiles, SSO, container
 //! and instance roles) and its endpoint overrides (`AWS_ENDPOINT_URL`,
-//! `AWS_ENDPOINT_URL_<SERVICE>`), so one binary talks to AWS or to local emulators.
+//! `AWS_ENDPOINT_URL_<SERVICE>`), so one binary talks to AWS or to local emulators. Every AWS
+//! client comes from `aws_config()`, whose `TimeoutConfig` bounds each call (`CONNECT_TIMEOUT`,
+//! `ATTEMPT_TIMEOUT`: an SQS long poll plus a margin, `OPERATION_TIMEOUT`: the standard retry
+//! strategy's attempts and their backoff). Retries are the default chain's standard strategy
+//! (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE` and profiles still apply), so a hung connection costs an
+//! attempt, not a worker. The configuration files have no cloud section. object_store's S3
+//! client (the sink, `s3`) keeps its own timeouts.
+//!
+//! What the emulator does differently (moto, found while building the tests): the
+//! `states:startExecution` integration fails (see `sfn`); SendTaskHeartbeat can answer
+//! `InvalidToken` for a task whose message was just sent (the worker asks again for a moment before
+//! taking a message for stale; `TaskTimedOut`/`TaskDoesNotExist` mean stale at once);
+//! StopExecution during a Map's callback ends the execution FAILED (`States.Runtime`) rather than
+//! ABORTED. None of these change the code path on AWS.
 
 pub mod lambda;
 pub mod logs;

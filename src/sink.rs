@@ -1,8 +1,15 @@
 //! Raw sink: turns pages of API records into Arrow, encodes them as Parquet parts (zstd) and
 //! puts each part atomically into an object store under `{tenant}/raw/{service}/{table}/`.
 //!
-//! A chunk's parts are named from its window start and a part number, so a retried chunk
-//! overwrites its own files, and `remove_parts_from` clears parts a failed attempt left behind.
+//! A chunk's parts are named from its window (`{start}-{end}`) and a part number
+//! (`{window}_{part:05}.parquet`), so a retried chunk overwrites its own files, and
+//! `remove_parts_from` clears parts a failed attempt left behind (and the staging files a local
+//! store's put leaves when the process is killed mid-put).
+//!
+//! A page's body goes to a borrowed JSON tree (`lite`: strings point into the body) → Arrow
+//! (flattening nested objects with `__`, typed coercion, validation, per-page de-duplication) →
+//! Parquet on the part's background encoder thread (`encoder`). Building owned `serde_json::Value`
+//! trees cost more than everything else together; the borrowed tree is what makes pages cheap.
 
 mod coerce;
 mod encoder;

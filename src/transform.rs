@@ -8,6 +8,16 @@
 //! bounded by the size of a bucket, not of the history: a table with more raw data than one
 //! bucket (`spill`) is spread over record-id buckets on local disk first, and the output is
 //! written to a local file and uploaded from there.
+//!
+//! The steps: raw files are read projected to the mapped columns and each batch is mapped
+//! (`mapping`); `scd2::plan` sorts positions `(batch, row)` by (id, start, latest ingest first),
+//! drops repeated versions and folds unchanged ones; `emit` gathers `ROW_GROUP_ROWS`-row slices
+//! with `interleave` straight into the Parquet writer. The raw files' total size (from the listing)
+//! sets the bucket count (`spill::BUCKET_RAW_BYTES` of raw Parquet each, at most
+//! `spill::MAX_BUCKETS`); with more than one, each file's mapped rows go to spill files by a hash
+//! of the record id (its number when it has one), and each bucket's history is planned and written
+//! on its own, so the output is in (bucket, id, start) order. The upload is one put, or a
+//! multipart upload that readers see only once complete.
 
 mod mapping;
 pub mod scd2;

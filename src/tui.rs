@@ -3,6 +3,21 @@
 //!
 //! Nothing here touches the job store or files while updating or drawing: effects are run
 //! by `runtime` on tasks, and their results come back as messages.
+//!
+//! Messages are keys, resizes, ticks (for rates and ETAs), snapshots, engine events, log batches
+//! and the answers to effects. Effects (`Engine(Command)`, `Preview`, `LoadTheme`, `Quit`) are
+//! carried out by `runtime` on tasks whose results come back through one bounded queue. The loop
+//! drains what is queued, then draws once, and only when `update` marked the model dirty, at most
+//! one frame per `FRAME`: no busy loop, and a burst of events costs one frame. Tables keep their
+//! filtered, sorted row order in the model (rebuilt on a snapshot, a filter or a sort key), and
+//! views build only the rows on screen. `terminal::enter` installs a panic hook that restores the
+//! terminal before the message prints, and a guard restores it on every other exit. While the
+//! console owns the screen, tracing writes only to the JSON-lines file.
+//!
+//! Read-only mode refuses the keys that change jobs or data (`Action::is_mutating`: trigger,
+//! resume, retry, cancel, pause, and `T`, since a transform rewrites canonical tables). `v` stays
+//! allowed: verification reads the source's counts and the landed parts and only stores its
+//! findings.
 
 pub mod action;
 pub mod app;

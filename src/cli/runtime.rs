@@ -1,5 +1,11 @@
 //! The composition root: loads configuration, opens the store, starts the in-process
 //! sandbox where a connection asks for it, and wires sources into the engine.
+//!
+//! Locally `wire_engine` builds the engine over the workspace's SQLite file (job and lifecycle
+//! store in one) and the local raw sink, starting the in-process sandbox when a connection says
+//! `${SANDBOX_URL}`. For the cloud, `cloud_engine` builds an engine over the deployment's DynamoDB
+//! stores that runs no chunk (the cloud console, `alerts --cloud`, `cleanup --cloud`), and
+//! `cloud_data_engine` one with the S3 sink and the sources (workers, `verify --cloud`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

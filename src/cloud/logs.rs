@@ -4,7 +4,14 @@
 //!
 //! Lines go from tracing's formatter through a bounded channel (a full channel drops lines
 //! and counts them rather than slow the engine) to one shipping task that batches them per
-//! stream every second, in time order as PutLogEvents requires.
+//! stream every second, in time order as PutLogEvents requires. The lines are the same JSON as
+//! `logs/engine.jsonl`; lines that name no job are given the job the worker is on. Before
+//! answering a job's final step the worker ships what it has, so a job's logs are complete when
+//! its execution ends.
+//!
+//! Reading (`logs --cloud`, the console's logs pane in cloud mode) filters by stream prefix and
+//! the job id as a quoted term, then checks each line exactly, since the emulator honours
+//! neither prefixes nor JSON patterns.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;

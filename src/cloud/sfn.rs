@@ -1,6 +1,13 @@
 //! Dispatch and monitoring on Step Functions: a job's executions are named
 //! `backfill-{job_id}` and then `…-c1`, `…-c2` for each continuation or resume, so starting is
 //! idempotent (a second start finds the first) and the newest execution is found by name.
+//!
+//! Continuation is a `continue` task: a worker starts `{name}-c{n+1}` with the same input
+//! (idempotent by name) and the old execution ends. It is not the `states:startExecution`
+//! integration because moto passes that integration's parameters to botocore in the wrong case
+//! (`KeyError: 'StateMachineArn'`), so it could never run in the tests; the worker path runs the
+//! same StartExecution call on AWS and on the emulator. `resume --cloud` uses the same numbering,
+//! so `status --cloud` follows `-c1`, `-c2`… to the newest execution.
 
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;

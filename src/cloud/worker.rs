@@ -2,10 +2,21 @@
 //! as local runs, and keeps the task alive while it works (SendTaskHeartbeat every third of
 //! the task's heartbeat time, and the message's visibility extended with it).
 //!
+//! One message: receive (long poll, visibility `--visibility-seconds`) → parse (no token: drop;
+//! unreadable: SendTaskFailure `Worker.BadMessage`) → a first SendTaskHeartbeat (a task that has
+//! already ended, because the worker that had the message died, is dropped: the state machine
+//! sent a fresh one) → work under the keep-alive → SendTaskSuccess / SendTaskFailure → delete.
+//! If a heartbeat says the task is gone (timed out, execution stopped), the work stops at the next
+//! page (the `Deadline` flag), the chunk is released at its checkpoint and nothing is answered.
+//! SIGTERM does the same for every running task and answers `Worker.Retryable`. The transform
+//! task runs `Engine::finish_job` (the same hand-off as a local run); the finalize task reports
+//! the job's status, removes expired jobs and ships the logs it holds.
+//!
 //! A worker killed mid-chunk loses nothing: its heartbeats stop, the task times out, the state
 //! machine's Retry sends a new message, and whoever takes it claims the chunk once its lease
 //! has expired (or at once when the dead holder was on the same host), continuing from the
-//! checkpoint; parts written after the checkpoint are removed first.
+//! checkpoint; parts written after the checkpoint are removed first. The crash is not a failed
+//! attempt.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

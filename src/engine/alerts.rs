@@ -3,7 +3,13 @@
 //! as an `Alert` event, logged, and written as an Embedded Metric Format record.
 //!
 //! The decisions are pure functions of a job's state, its chunks and an instant, so tests
-//! drive them with any clock.
+//! drive them with any clock. They run on chunk events, when a job ends, every minute while
+//! `run_scheduled` runs jobs, and by the `alerts` command; the store keeps one alert per (kind,
+//! subject). A retried attempt leaves no trace in the job store, so the run of failed attempts is
+//! a counter of its own in the lifecycle store (`chunk_attempt_ended`: an atomic increment per
+//! failure, a reset per success), shared by every process working the job; an engine without a
+//! lifecycle store counts in memory. The completion rate is judged once the job has ended or
+//! `progress_update_frequency_chunks` chunks have finished.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,5 +1,9 @@
 //! Table dependencies inside a job (`service_settings.*.table_dependencies`): a table's
 //! chunks wait until every chunk of the tables it depends on has finished.
+//!
+//! A job's tables are ordered after their dependencies (`planner::order_by_dependencies`); its
+//! runners in one process take turns looking and claiming, and wait while only blocked work is
+//! left; a chunk claimed while blocked anyway (another process raced) is released untouched.
 
 use chrono::{DateTime, Utc};
 

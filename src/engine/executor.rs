@@ -1,5 +1,51 @@
 //! The executor: claims chunks, streams their pages into Parquet parts, checkpoints after
 //! every durable part, retries with backoff, and stops cleanly when its time budget ends.
+//!
+//! The data path of one chunk:
+//! 1. `claim_next_chunk` (one atomic write) picks, per table in priority order, the
+//!    lowest-numbered unfinished chunk that is pending and past its backoff, or running with an
+//!    expired lease; it sets the lease and counts the attempt (a taken-over expired lease
+//!    continues the same attempt from its checkpoint).
+//! 2. Parts beyond the checkpoint's part count are deleted (they were written after the last
+//!    checkpoint and their pages will be read again), and so are the local store's staging files
+//!    (`…parquet#n`) that a process killed mid-put leaves behind.
+//! 3. Pages are fetched one ahead: while page n is flattened and encoded, page n+1 is in flight
+//!    (the keyset cursor is known from page n; the runner yields once after spawning the fetch so
+//!    it leaves the worker's LIFO slot and really overlaps). Sources hand over the raw body; the
+//!    sink parses it into a tree that borrows its strings from the body (`sink::lite`).
+//! 4. When a part is due (`EngineOptions`: rows, bytes, time since the last checkpoint, every page
+//!    when requests are paced slower than `checkpoint_every_page_below`, or the end of the window)
+//!    the lease is renewed, the part is put atomically under its deterministic name, and then the
+//!    checkpoint (cursor, parts, records, pages) is saved under the lease. A crash between the two
+//!    leaves a part that step 2 removes.
+//! 5. At the window's end the chunk is completed and the job's counters move in the same write;
+//!    the job settles to `completed` or `completed_with_errors` when no chunk is open. A failed
+//!    attempt is stored with its backoff (`retry_backoff_seconds`, doubling, ±25 % jitter) while
+//!    attempts remain and the failure is retryable; otherwise the chunk fails for good.
+//!
+//! A heartbeat task renews the lease every quarter of its length; a runner that loses its lease
+//! stops before writing. A lease whose holder is a dead process on this host (`host:pid:nonce`,
+//! checked in `/proc`) is broken at once (`break_dead_leases`), so `resume` after a crash does not
+//! wait for expiry.
+//!
+//! The request policy (`fetch_with_policy`): every request of a tenant + service pair, from any
+//! job or table in the process, goes through
+//! - the circuit breaker (`breaker`): after `circuit_breaker_failures` consecutive failed requests
+//!   the pair's requests wait `circuit_breaker_cooldown_seconds`, then one probe goes through.
+//!   Rate-limit answers and requests the caller got wrong (400, 404) are not failures
+//!   (`counts_as_failure`);
+//! - the rate budget (`budget`): GCRA pacing at the configured rate, adjusted by the server's
+//!   quota signals; a rate-limit answer pauses the whole pair for its `Retry-After` (1, 2, 4 … 60 s
+//!   without one) and never uses up a retry or fails a chunk;
+//! - the classification (`SourceError`; sources classify, the engine decides): 5xx, 408,
+//!   connection errors, timeouts and cut bodies are retried `request_retries` times with
+//!   exponential backoff and jitter from `request_retry_min_delay_ms`, then the chunk attempt fails
+//!   and the chunk is retried up to `retry_attempts` with its own backoff; 400, 401, 403, 404,
+//!   JSON of the wrong shape and invalid records fail the chunk at once, naming tenant, service,
+//!   table, HTTP status and the API's own message.
+//!
+//! Sources refresh OAuth tokens themselves on a 401 (once per request): that is part of talking to
+//! the API, not a retry decision.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

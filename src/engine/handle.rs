@@ -1,16 +1,38 @@
 //! The engine's boundary for front ends: a bounded command channel, the event broadcast and
 //! a `watch` snapshot of jobs, chunks and rate health, kept by one task that owns the Engine.
 //!
-//! Front ends (the console) never touch the store: they send commands and read snapshots.
-//! The snapshot is rebuilt from the store when events say something changed (at most every
-//! `min_refresh`) and at a modest interval anyway, since other processes share the store.
-//! It also carries the lifecycle around jobs (`lifecycle`): auto-detection decisions,
-//! stored alerts, sync markers, a watched job's hand-off and verification; and the jobs the
-//! local runner's scheduler holds back, with why.
+//! Front ends (the console) never see the `Engine` or the store. `EngineHandle::spawn` starts the
+//! owner task and gives them three things:
+//! - a bounded `mpsc` command channel: `Trigger {plan request, local|cloud}`, `Resume`,
+//!   `RetryFailed`, `Cancel`, `Pause`, `Unpause`, `Watch {job}`, `Transform {tenant, service}`,
+//!   `Verify {job}`; each command carries a `oneshot` reply (a line for the status bar, or why it
+//!   was refused: `ops::Refusal`, the CLI's words). Job actions go through the operations API
+//!   (`engine::ops`) with the local runner as its port, so the scheduling limits and the
+//!   off-peak gate hold for the console's jobs as for `run`'s; a held job is answered
+//!   `queued J (N chunks): waits for …`, listed in the snapshot's `waiting` and, for the
+//!   off-peak gate, told once as `JobDeferred`. `Transform` and `Verify` run on tasks of their own
+//!   and answer when done, one at a time per service or job; cloud mode refuses both (its workers
+//!   transform, and the sources and data are not here);
+//! - the event broadcast (`EngineEvent`): rates, ETAs, "chunk failed" messages, and the lifecycle
+//!   events the console keeps until the store says the same (`MarkerAdvanced`,
+//!   `TransformFinished`/`TransformFailed`, `Alert`, `JobDeferred`);
+//! - a `watch` of `Arc<Snapshot>`: jobs, the watched job's chunks, jobs running here, tenants and
+//!   their services, table names, rate health per tenant + service (`health`), and the lifecycle
+//!   (`lifecycle`): detection decisions, stored alerts, sync markers, the watched job's hints and
+//!   verification results, the scheduler's waiting jobs with why, the canonical tables.
 //!
-//! Job actions go through the operations API (`engine::ops`): with the local runner as its
-//! port (`spawn`), or in cloud mode (`spawn_cloud`) with the deployment's store and the
-//! cloud's dispatch port, so nothing runs in this process.
+//! The snapshot is rebuilt from the store when events say something changed (at most every
+//! `min_refresh`) and every `idle` anyway, since other processes (`run`, `resume`) share the
+//! store. Detection lists raw data and builds a client per service, so it runs on a task of its
+//! own every `detect` and after a job of this console starts or ends, never in the console's
+//! `update` or a view.
+//!
+//! Plan previews are pure (`EngineHandle::preview`: planner plus estimate), so the trigger form
+//! shows chunk count, calls and duration before anything is created.
+//!
+//! In cloud mode (`spawn_cloud`) the engine's store is the deployment's and the operations
+//! API's port is the cloud's dispatch (Step Functions executions), so nothing runs in this
+//! process.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -1,6 +1,13 @@
 //! Hand-off to incremental sync: what happens when a job completes (markers move to its
 //! frozen end, the canonical tables it feeds are rebuilt), sync jobs from the markers, and
 //! the gap check between markers and the backfills they continue.
+//!
+//! When a job completes (`run_job` → `after_job` locally, `finish_job` on a cloud worker), once
+//! per job through `LifecycleStore::finalize_job`, every step idempotent so a retry after a crash
+//! is safe: markers advance to the job's frozen end (`advance_marker` refuses a sync that would
+//! leave a gap), a completed backfill clears the service's "re-enabled" flag, and the canonical
+//! tables fed by the job's tables are rebuilt (`transform`). A failed step is logged and tried
+//! again by the next run of the job; the data landed either way.
 
 use std::collections::BTreeMap;
 

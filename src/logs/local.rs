@@ -2,9 +2,10 @@
 //! cursor's byte offset, so following the file never returns a line twice or half a line.
 //!
 //! The `logs` command reads a job's lines from the start of the file. The console follows the
-//! file like `tail -F` (`LocalLogSource::tailing`): a new cursor starts near the end, one read
-//! takes a bounded batch, and a file that shrank (truncated or replaced) is read again from
-//! its start, so a console opened on a file of a million lines neither waits nor fills memory.
+//! file like `tail -F` (`LocalLogSource::tailing`): a new cursor starts `TAIL_BYTES` before the
+//! end, on a line start; one read takes at most `BATCH_BYTES`; and a file that shrank (truncated
+//! or replaced) is read again from its start, so a console opened on a file of a million lines
+//! neither waits nor fills memory.
 
 use std::io::SeekFrom;
 use std::path::PathBuf;

@@ -1,11 +1,44 @@
 //! The DynamoDB job store: jobs, table frontiers and chunks as separate items, every
 //! transition one conditional write (or one transaction), leases as conditions on the chunk.
 //!
+//! Two on-demand tables, `{prefix}_jobs` and `{prefix}_chunks` (default prefix
+//! `avesa_backfill`), made by `ensure_tables` (idempotent; it waits until tables and indexes are
+//! ACTIVE). Item layout in `codec`; the lifecycle items share the chunks table (`lifecycle`).
+//! Indexes on the jobs table, both projecting whole items: `by_tenant_status` (`tenant_id` +
+//! `status`) answers `list_jobs` with a tenant (status in the key condition, service as a
+//! filter); `by_created` (`list_pk` + `created_at`) answers it without one, newest first. Nothing
+//! is ever scanned. `by_created` is one partition on purpose: job items are written a handful of
+//! times per job, far below a partition's write limit; range claims and frontiers lack the index
+//! keys and stay out of both indexes.
+//!
 //! Chunks are their own items (a 3-year job of 1-day chunks over 5 tables is 5,475 of them,
-//! far past the 400 KB item limit if they lived inside the job), a per-table frontier item
-//! lets a claim read one chunk per table instead of the whole job, and the job item's
-//! counters are refreshed every `progress_every_chunks` chunks so the job item (and the
-//! indexes that copy it) is not rewritten on every chunk. See ARCHITECTURE.md for the model.
+//! far past the 400 KB item limit if they lived inside the job), written with BatchWriteItem,
+//! 25 per request, retrying `UnprocessedItems` with jittered backoff (`io`).
+//!
+//! Every transition is conditional, and a refused condition maps to the error SQLite returns:
+//! - lease-holder writes (checkpoint, renew, release, complete, fail, break) are conditional on
+//!   `status = running AND lease_owner = :owner`; refused means `LeaseLost` (or `ChunkNotFound`
+//!   when a read shows the chunk missing; `break_lease` answers `false`) (`lease`);
+//! - completing a chunk or failing it for good is one transaction with `ADD` on its table's
+//!   frontier counters, so the counters can neither miss nor double-count a chunk;
+//! - every chunk write bumps `v`, and a claim is conditional on `v` being what the claimer read:
+//!   of several claimers that read the same chunk, exactly one wins; the others look again
+//!   (`claim`);
+//! - job status changes are conditional on the statuses they may come from (`Conflict`).
+//!
+//! Progress counters: the exact counts live on the frontier items (moved in the same transaction
+//! as each chunk's end); `get_job` and the job `complete_chunk`/`fail_chunk` return sum them, so
+//! they are exact at every moment. The job item's own counters (what `list_jobs` returns from the
+//! indexes) are rewritten when `progress_every_chunks` chunks have ended since the last write, and
+//! when the job ends. That is 10, from `DynamoOptions::default()`, which the composition root
+//! keeps: `monitoring.progress_update_frequency_chunks` in the configuration does not reach this
+//! store (the alert checks read it). Lists trail by fewer than that many chunks and are exact for
+//! finished jobs.
+//!
+//! Index reads are eventually consistent on AWS (DynamoDB Local applies them at once): a job can
+//! show up in `list_jobs` a moment after it is created or changes status. Decisions never read an
+//! index: idempotent creation goes through the range claim (`create`), claims through the job and
+//! frontier items, all strongly consistent.
 
 mod admin;
 mod claim;

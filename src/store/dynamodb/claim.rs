@@ -1,5 +1,18 @@
 //! Claiming: per table, the chunk at the frontier is the only candidate, so a claim reads
 //! one chunk per table (plus the few finished ones a frontier skips) however large the job.
+//!
+//! A claim reads the job item and the frontier items (two requests in parallel), then the chunk
+//! at each open table's `next` (one BatchGetItem): with the per-table order, that chunk is the
+//! only candidate. If it has finished, a short query from `next` (pages of `SKIP_PAGE`) finds the
+//! next open chunk and moves `next` there, conditional on the frontier's `v`. `retry_failed` moves
+//! `next` back to the lowest chunk it reopens, in the same transaction as the reopening, and bumps
+//! `v`, so a claimer's stale move fails and it looks again. Invariant: every chunk below `next`
+//! has finished. Claims wait while the job's `creating_until` is set, and abandon a creation
+//! whose lease ran out (`create`).
+//!
+//! Only operator actions read every chunk: `chunks()` (status detail), `retry_failed` (finding
+//! failed chunks) and cancel, which reads each table from its frontier and marks every open
+//! chunk cancelled, revoking leases (`admin`).
 
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};

@@ -1,6 +1,14 @@
 //! Job creation: one transaction claims the range and writes the job and its frontiers, then
 //! the chunks follow in batches under a creation lease, so racing creators of the same plan
 //! end with one job, and a creator that dies half-way leaves a job others can abandon.
+//!
+//! The transaction puts the range claim (if free, or if it points at a job that has ended), the
+//! job item with `creating_until` (the creation lease, `CREATION_LEASE_SECS`) and the frontier
+//! items; the chunks follow in batches, the lease renewed every `CHUNKS_PER_RENEWAL` chunks; then
+//! `creating_until` is removed. Racing creators of the same plan: one transaction wins, the others
+//! find the claim and return `Existing`. A creator that stops renewing (it died) has its job
+//! abandoned (cancelled, claim released) by the next claim or create, and the plan can be
+//! triggered again (`_r2`).
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -46,7 +46,10 @@ fn cancel_stops_a_local_job_once_and_says_why_not_twice() {
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(5), "a refusal: {err}");
-    assert!(err.contains(&format!("job {JOB} is already cancelled")), "{err}");
+    assert!(
+        err.contains(&format!("job {JOB} is already cancelled")),
+        "{err}"
+    );
     let unknown = fx.cli(None, &["cancel", "backfill_nobody"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("'backfill_nobody' not found"));

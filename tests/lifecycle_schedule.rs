@@ -243,11 +243,11 @@ async fn off_peak_waiters_start_when_the_window_opens_and_manual_jobs_at_once() 
     assert!(s[1..].iter().all(|(_, at)| *at == night), "{s:?}");
 }
 
-#[test]
-fn run_leaves_off_peak_waiters_for_their_window_and_runs_manual_triggers_at_once() {
+/// A fixture whose off-peak window opens in two hours (returned), so "now" is outside it
+/// whenever the test runs.
+fn outside_the_off_peak_window() -> (common::Fixture, DateTime<Utc>) {
     let fx = common::Fixture::new();
     fx.tune(6000, 100);
-    // A window that opens in two hours, so "now" is outside it whenever the test runs.
     let opens = Utc::now() + Duration::hours(2);
     fx.edit("backfill_config.json", |v| {
         v["scheduling"]["off_peak_start"] = opens.format("%H:%M").to_string().into();
@@ -256,6 +256,12 @@ fn run_leaves_off_peak_waiters_for_their_window_and_runs_manual_triggers_at_once
             .to_string()
             .into();
     });
+    (fx, opens)
+}
+
+#[test]
+fn run_leaves_off_peak_waiters_for_their_window_and_runs_manual_triggers_at_once() {
+    let (fx, opens) = outside_the_off_peak_window();
     let sandbox = fx.start_sandbox(&[]);
     let trigger = |tenant: &str, extra: &[&str]| {
         let args = common::trigger_args(
@@ -290,17 +296,7 @@ fn trigger_run_outside_the_off_peak_window_waits_instead_of_starting() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    let fx = common::Fixture::new();
-    fx.tune(6000, 100);
-    // A window that opens in two hours, so "now" is outside it whenever the test runs.
-    let opens = Utc::now() + Duration::hours(2);
-    fx.edit("backfill_config.json", |v| {
-        v["scheduling"]["off_peak_start"] = opens.format("%H:%M").to_string().into();
-        v["scheduling"]["off_peak_end"] = (opens + Duration::hours(1))
-            .format("%H:%M")
-            .to_string()
-            .into();
-    });
+    let (fx, _) = outside_the_off_peak_window();
     let sandbox = fx.start_sandbox(&[]);
     let args = common::trigger_args(
         "acme",

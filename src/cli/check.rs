@@ -68,7 +68,13 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
             error: None,
             tables: Vec::new(),
         };
-        match ready_to_count(&config, provider.as_ref(), &args.tenant_id, service, enabled) {
+        match ready_to_count(
+            &config,
+            provider.as_ref(),
+            &args.tenant_id,
+            service,
+            enabled,
+        ) {
             Err(e) => report.error = Some(e.to_string()),
             Ok((source, endpoints)) => {
                 for ep in endpoints {

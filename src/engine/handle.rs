@@ -170,6 +170,24 @@ pub struct RateHealth {
 }
 
 impl RateHealth {
+    /// A pair nothing has been asked of yet: no requests, no 429, the breaker closed.
+    pub fn idle(tenant_id: &str, service: Service, limit_per_minute: Option<u32>) -> Self {
+        RateHealth {
+            tenant_id: tenant_id.to_string(),
+            service,
+            limit_per_minute,
+            used_last_minute: 0,
+            server_used: None,
+            server_limit: None,
+            last_429: None,
+            retry_after_ms: None,
+            rate_limited_total: 0,
+            breaker: BreakerState::Closed,
+            consecutive_failures: 0,
+            breaker_reason: None,
+        }
+    }
+
     /// Requests left in the current minute: the server's word if it gave one, else the pace.
     pub fn requests_left(&self) -> Option<u64> {
         if let (Some(used), Some(limit)) = (self.server_used, self.server_limit) {

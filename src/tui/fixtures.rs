@@ -247,20 +247,7 @@ pub fn chunks(job: &Job) -> Vec<Chunk> {
 }
 
 pub fn health() -> Vec<RateHealth> {
-    let row = |tenant: &str, service, limit| RateHealth {
-        tenant_id: tenant.into(),
-        service,
-        limit_per_minute: Some(limit),
-        used_last_minute: 0,
-        server_used: None,
-        server_limit: None,
-        last_429: None,
-        retry_after_ms: None,
-        rate_limited_total: 0,
-        breaker: BreakerState::Closed,
-        consecutive_failures: 0,
-        breaker_reason: None,
-    };
+    let row = |tenant: &str, service, limit| RateHealth::idle(tenant, service, Some(limit));
     let mut acme = row("acme", Service::Connectwise, 200);
     acme.used_last_minute = 187;
     acme.last_429 = Some(now() - Duration::seconds(20));

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::RateHealth;
 use crate::config::Config;
 use crate::domain::{Job, Service};
-use crate::engine::{BreakerState, EngineEvent};
+use crate::engine::EngineEvent;
 
 /// A tenant's service.
 type Pair = (String, Service);
@@ -30,20 +30,11 @@ impl HealthBook {
             for s in t.services.keys() {
                 book.rows.insert(
                     (t.tenant_id.clone(), *s),
-                    RateHealth {
-                        tenant_id: t.tenant_id.clone(),
-                        service: *s,
-                        limit_per_minute: config.backfill.rate_limit_per_minute(&t.tenant_id, *s),
-                        used_last_minute: 0,
-                        server_used: None,
-                        server_limit: None,
-                        last_429: None,
-                        retry_after_ms: None,
-                        rate_limited_total: 0,
-                        breaker: BreakerState::Closed,
-                        consecutive_failures: 0,
-                        breaker_reason: None,
-                    },
+                    RateHealth::idle(
+                        &t.tenant_id,
+                        *s,
+                        config.backfill.rate_limit_per_minute(&t.tenant_id, *s),
+                    ),
                 );
             }
         }
@@ -53,20 +44,7 @@ impl HealthBook {
     fn row(&mut self, tenant: &str, service: Service) -> &mut RateHealth {
         self.rows
             .entry((tenant.to_string(), service))
-            .or_insert_with(|| RateHealth {
-                tenant_id: tenant.to_string(),
-                service,
-                limit_per_minute: None,
-                used_last_minute: 0,
-                server_used: None,
-                server_limit: None,
-                last_429: None,
-                retry_after_ms: None,
-                rate_limited_total: 0,
-                breaker: BreakerState::Closed,
-                consecutive_failures: 0,
-                breaker_reason: None,
-            })
+            .or_insert_with(|| RateHealth::idle(tenant, service, None))
     }
 
     pub(super) fn record(&mut self, event: &EngineEvent, jobs: &[Job], now: DateTime<Utc>) {

@@ -67,6 +67,19 @@ pub enum View {
     Health,
 }
 
+impl View {
+    /// The view's name as the help title and the status bar say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            View::Tenants => "tenants",
+            View::Jobs => "jobs",
+            View::Detail => "job detail",
+            View::Logs => "logs",
+            View::Health => "health",
+        }
+    }
+}
+
 /// How the keyboard is read right now.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mode {

@@ -10,12 +10,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::handoff;
-use super::{
-    block, chunk_glyph, chunk_style, clip, fmt_count, fmt_duration, job_status_label,
-    job_status_style, progress_bar,
-};
+use super::{block, chunk_glyph, chunk_style, job_status_label, job_status_style, progress_bar};
 use crate::domain::{Chunk, ChunkStatus};
 use crate::tui::app::{App, Route};
+use crate::tui::format::{clip, fmt_count, fmt_duration, fmt_window};
 
 /// A chunk waiting for its next attempt after an error.
 fn retrying(c: &Chunk) -> bool {
@@ -78,7 +76,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     }
     let plan = format!(
         "plan {} · {} d chunks · {} table(s) × {} window(s) · {} attempts max",
-        super::fmt_window(&job.window),
+        fmt_window(&job.window),
         job.chunk_size_days,
         job.tables.len(),
         job.total_chunks as usize / job.tables.len().max(1),

@@ -8,12 +8,10 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
-use super::{
-    block, fmt_count, fmt_duration, fmt_rate, job_status_label, job_status_short, job_status_style,
-    progress_bar,
-};
+use super::{block, job_status_label, job_status_short, job_status_style, progress_bar};
 use crate::domain::JobStatus;
 use crate::tui::app::{App, Route};
+use crate::tui::format::{fmt_count, fmt_duration, fmt_rate};
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;

@@ -7,12 +7,12 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::{block, centered, clip, fmt_duration};
+use super::{block, centered};
 use crate::engine::handle::Target;
 use crate::tui::action::help_for;
 use crate::tui::app::{App, Confirm};
 use crate::tui::form::{Field, TriggerForm};
-use crate::tui::update::view_name;
+use crate::tui::format::{clip, fmt_duration};
 
 pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
@@ -62,7 +62,7 @@ pub fn help(frame: &mut Frame, app: &App, area: Rect) {
         t.fg(t.muted),
     )));
     frame.render_widget(Clear, rect);
-    let title = format!(" Keys: {} view ", view_name(app.view()));
+    let title = format!(" Keys: {} view ", app.view().name());
     frame.render_widget(
         Paragraph::new(lines).block(block(t, title)).style(t.text()),
         rect,

@@ -460,7 +460,7 @@ pub(super) fn preview(app: &mut App, form: &mut TriggerForm) -> Vec<Effect> {
             request,
         }],
         Err(e) => {
-            form.preview = Some(Err(e));
+            form.preview = Some(Err(e.to_string()));
             Vec::new()
         }
     }

@@ -11,7 +11,7 @@ use super::{block, centered};
 use crate::engine::handle::Target;
 use crate::tui::action::help_for;
 use crate::tui::app::{App, Confirm};
-use crate::tui::form::{Field, PreviewSummary, TriggerForm};
+use crate::tui::form::{Field, TriggerForm};
 use crate::tui::format::{clip, fmt_duration};
 use crate::tui::theme::Theme;
 
@@ -107,7 +107,7 @@ pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
         )));
     }
     lines.push(Line::default());
-    lines.extend(preview_lines(t, f.preview.as_ref()));
+    lines.extend(preview_lines(t, f));
     lines.push(Line::default());
     lines.push(Line::from(Span::styled(
         "  Tab ↑↓ field · ←→ choose · type to edit · Enter confirm · Esc close",
@@ -173,11 +173,8 @@ fn field_line(t: &Theme, f: &TriggerForm, field: Field) -> Line<'static> {
 }
 
 /// The plan preview: still planning, what is wrong, or the plan's size and cost.
-fn preview_lines(
-    t: &Theme,
-    preview: Option<&Result<PreviewSummary, String>>,
-) -> Vec<Line<'static>> {
-    let p = match preview {
+fn preview_lines(t: &Theme, f: &TriggerForm) -> Vec<Line<'static>> {
+    let p = match &f.preview {
         None => return vec![Line::from(Span::styled("  planning…", t.fg(t.muted)))],
         Some(Err(e)) => {
             return vec![Line::from(Span::styled(format!("  ✗ {e}"), t.fg(t.error)))];

@@ -13,7 +13,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row};
 
 use super::app::{App, Mode, StatusKind, View};
 use super::theme::Theme;
@@ -251,6 +251,16 @@ pub(crate) fn progress_bar<'a>(
         Span::styled("░".repeat(width - ok - bad), t.fg(t.muted)),
         Span::raw(format!(" {}/{}", done + failed, total)),
     ]
+}
+
+/// A table row, in the selection style when it is the selected one.
+pub(crate) fn table_row<'a>(t: &Theme, cells: Vec<Cell<'a>>, selected: bool) -> Row<'a> {
+    let row = Row::new(cells);
+    if selected {
+        row.style(t.selection())
+    } else {
+        row
+    }
 }
 
 /// Paints the selected row of a bordered table (with a header row) in the selection style,

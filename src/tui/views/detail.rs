@@ -189,12 +189,11 @@ fn render_chunk_list(
         .skip(offset)
         .take(rows_h)
         .map(|(i, c)| {
-            let row = Row::new(chunk_cells(app, job, c, short_window, verified));
-            if i == app.detail_chunk {
-                row.style(t.selection())
-            } else {
-                row
-            }
+            super::table_row(
+                t,
+                chunk_cells(app, job, c, short_window, verified),
+                i == app.detail_chunk,
+            )
         });
     let (header, widths) = chunk_columns(short_window, verified);
     let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));

@@ -31,14 +31,7 @@ fn render_budgets(frame: &mut Frame, app: &App, area: Rect) {
         .enumerate()
         .skip(app.health.offset)
         .take(height)
-        .map(|(i, h)| {
-            let row = Row::new(budget_cells(app, h));
-            if i == app.health.selected {
-                row.style(t.selection())
-            } else {
-                row
-            }
-        });
+        .map(|(i, h)| super::table_row(t, budget_cells(app, h), i == app.health.selected));
     let header = Row::new([
         "TENANT", "SERVICE", "LIMIT/M", "USED/M", "LEFT", "LAST 429", "RETRY", "BREAKER", "FAILS",
     ])

@@ -44,14 +44,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         .skip(app.jobs.offset)
         .take(height)
         .filter_map(|(i, &ji)| app.snap.jobs.get(ji).map(|j| (i, j)))
-        .map(|(i, j)| {
-            let row = Row::new(job_cells(app, j, fit));
-            if i == app.jobs.selected {
-                row.style(t.selection())
-            } else {
-                row
-            }
-        });
+        .map(|(i, j)| super::table_row(t, job_cells(app, j, fit), i == app.jobs.selected));
     let (header, widths) = columns(fit);
     let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
     let table = Table::new(rows, widths)

@@ -66,14 +66,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         .enumerate()
         .skip(app.tenants.offset)
         .take(height)
-        .map(|(i, r)| {
-            let row = Row::new(tenant_cells(app, r, wide));
-            if i == app.tenants.selected {
-                row.style(t.selection())
-            } else {
-                row
-            }
-        });
+        .map(|(i, r)| super::table_row(t, tenant_cells(app, r, wide), i == app.tenants.selected));
     let (header, widths) = columns(wide);
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD)))

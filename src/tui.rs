@@ -23,6 +23,7 @@ pub mod action;
 pub mod app;
 pub mod fixtures;
 pub mod form;
+pub mod format;
 pub mod logs;
 pub mod runtime;
 pub mod terminal;

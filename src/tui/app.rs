@@ -14,7 +14,7 @@ use super::logs::LogPane;
 use super::theme::Theme;
 use crate::domain::{Job, JobStatus, Service};
 use crate::engine::detect::Check;
-use crate::engine::handle::{Command, Snapshot};
+use crate::engine::handle::{Command, RateHealth, Snapshot};
 pub use lifecycle::Lifecycle;
 
 /// A screen of the console; the stack of them is the breadcrumb trail.
@@ -65,6 +65,19 @@ pub enum View {
     Detail,
     Logs,
     Health,
+}
+
+impl View {
+    /// The view's name as the help title and the status bar say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            View::Tenants => "tenants",
+            View::Jobs => "jobs",
+            View::Detail => "job detail",
+            View::Logs => "logs",
+            View::Health => "health",
+        }
+    }
 }
 
 /// How the keyboard is read right now.
@@ -631,76 +644,65 @@ impl App {
             ));
         }
         for h in self.snap.health.iter() {
-            if h.breaker != crate::engine::BreakerState::Closed {
-                out.push((
-                    StatusKind::Error,
-                    format!(
-                        "{} {}: circuit breaker {:?} after {} failure(s){}",
-                        h.tenant_id,
-                        h.service,
-                        h.breaker,
-                        h.consecutive_failures,
-                        h.breaker_reason
-                            .as_deref()
-                            .map(|r| format!(": {r}"))
-                            .unwrap_or_default()
-                    )
-                    .replace("HalfOpen", "half-open")
-                    .replace("Open", "open"),
-                ));
-            }
-            if let Some(at) = h.last_429
-                && self.now - at < Duration::seconds(60)
-            {
-                out.push((
-                    StatusKind::Warn,
-                    format!(
-                        "{} {}: rate limited at {} (Retry-After {} ms, {} in all)",
-                        h.tenant_id,
-                        h.service,
-                        at.format("%H:%M:%S"),
-                        h.retry_after_ms.unwrap_or(0),
-                        h.rate_limited_total
-                    ),
-                ));
-            }
+            out.extend(self.rate_alerts(h));
         }
+        out.extend(self.job_alerts());
+        out.sort_by_key(|(k, _)| match k {
+            StatusKind::Error => 0,
+            StatusKind::Warn => 1,
+            StatusKind::Info => 2,
+        });
+        self.alerts = out;
+    }
+
+    /// A tenant's service with its breaker not closed, or rate limited in the last minute.
+    fn rate_alerts(&self, h: &RateHealth) -> Vec<(StatusKind, String)> {
+        let mut out = Vec::new();
+        if h.breaker != crate::engine::BreakerState::Closed {
+            out.push((
+                StatusKind::Error,
+                format!(
+                    "{} {}: circuit breaker {:?} after {} failure(s){}",
+                    h.tenant_id,
+                    h.service,
+                    h.breaker,
+                    h.consecutive_failures,
+                    h.breaker_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )
+                .replace("HalfOpen", "half-open")
+                .replace("Open", "open"),
+            ));
+        }
+        if let Some(at) = h.last_429
+            && self.now - at < Duration::seconds(60)
+        {
+            out.push((
+                StatusKind::Warn,
+                format!(
+                    "{} {}: rate limited at {} (Retry-After {} ms, {} in all)",
+                    h.tenant_id,
+                    h.service,
+                    at.format("%H:%M:%S"),
+                    h.retry_after_ms.unwrap_or(0),
+                    h.rate_limited_total
+                ),
+            ));
+        }
+        out
+    }
+
+    /// The troubled jobs, the first 50 of them and a count of the rest.
+    fn job_alerts(&self) -> Vec<(StatusKind, String)> {
         const SHOWN: usize = 50;
+        let mut out = Vec::new();
         let mut troubled = 0;
-        for j in self.snap.jobs.iter() {
-            let stalled = j.status == JobStatus::Running
-                && !self.running_here(&j.job_id)
-                && self.now - j.updated_at > Duration::minutes(5);
-            let line = if j.failed_chunks > 0 && j.status.is_active() {
-                Some((
-                    StatusKind::Warn,
-                    format!("{}: {} failed chunk(s) so far", j.job_id, j.failed_chunks),
-                ))
-            } else if j.failed_chunks > 0 && j.status != JobStatus::Cancelled {
-                Some((
-                    StatusKind::Error,
-                    format!(
-                        "{}: {} with {} failed chunk(s) (R retries them)",
-                        j.job_id, j.status, j.failed_chunks
-                    ),
-                ))
-            } else if stalled {
-                Some((
-                    StatusKind::Warn,
-                    format!(
-                        "{}: running elsewhere or stalled, no change since {}",
-                        j.job_id,
-                        j.updated_at.format("%Y-%m-%d %H:%M:%S")
-                    ),
-                ))
-            } else {
-                None
-            };
-            if let Some(line) = line {
-                troubled += 1;
-                if troubled <= SHOWN {
-                    out.push(line);
-                }
+        for line in self.snap.jobs.iter().filter_map(|j| self.job_trouble(j)) {
+            troubled += 1;
+            if troubled <= SHOWN {
+                out.push(line);
             }
         }
         if troubled > SHOWN {
@@ -709,12 +711,40 @@ impl App {
                 format!("... and {} more job(s)", troubled - SHOWN),
             ));
         }
-        out.sort_by_key(|(k, _)| match k {
-            StatusKind::Error => 0,
-            StatusKind::Warn => 1,
-            StatusKind::Info => 2,
-        });
-        self.alerts = out;
+        out
+    }
+
+    /// What is wrong with a job, if anything: failed chunks, or no change in five minutes
+    /// while it runs elsewhere.
+    fn job_trouble(&self, j: &Job) -> Option<(StatusKind, String)> {
+        let stalled = j.status == JobStatus::Running
+            && !self.running_here(&j.job_id)
+            && self.now - j.updated_at > Duration::minutes(5);
+        if j.failed_chunks > 0 && j.status.is_active() {
+            Some((
+                StatusKind::Warn,
+                format!("{}: {} failed chunk(s) so far", j.job_id, j.failed_chunks),
+            ))
+        } else if j.failed_chunks > 0 && j.status != JobStatus::Cancelled {
+            Some((
+                StatusKind::Error,
+                format!(
+                    "{}: {} with {} failed chunk(s) (R retries them)",
+                    j.job_id, j.status, j.failed_chunks
+                ),
+            ))
+        } else if stalled {
+            Some((
+                StatusKind::Warn,
+                format!(
+                    "{}: running elsewhere or stalled, no change since {}",
+                    j.job_id,
+                    j.updated_at.format("%Y-%m-%d %H:%M:%S")
+                ),
+            ))
+        } else {
+            None
+        }
     }
 
     fn selected_job_row_id(&self) -> Option<String> {

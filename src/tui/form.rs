@@ -47,6 +47,23 @@ impl Field {
     }
 }
 
+/// What is wrong with the form's fields: why they describe no plan request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    #[error("no tenant has an enabled service")]
+    NoTenant,
+    #[error("this tenant has no enabled service")]
+    NoService,
+    #[error("chunk size '{0}' is not a whole number of days")]
+    ChunkSize(String),
+    /// A date field (start or end) holding neither a date nor an instant.
+    #[error(
+        "{} '{value}' is not a date like 2025-01-01 or an instant like 2025-01-01T00:00:00Z",
+        .field.label()
+    )]
+    Date { field: Field, value: String },
+}
+
 /// What the preview shows: the plan's size and cost.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreviewSummary {
@@ -94,6 +111,7 @@ pub struct TriggerForm {
     pub end: String,
     pub chunk_days: String,
     pub target: Target,
+    /// The plan, or why there is none (the form's or the planner's words), as shown.
     pub preview: Option<Result<PreviewSummary, String>>,
     /// Answers to older requests are ignored.
     pub generation: u64,
@@ -209,17 +227,14 @@ impl TriggerForm {
     }
 
     /// The plan request the fields describe, or what is wrong with them.
-    pub fn request(&self) -> Result<PlanRequest, String> {
-        let tenant_id = self
-            .tenant_id()
-            .ok_or("no tenant has an enabled service")?
-            .to_string();
-        let service = self.service().ok_or("this tenant has no enabled service")?;
+    pub fn request(&self) -> Result<PlanRequest, FormError> {
+        let tenant_id = self.tenant_id().ok_or(FormError::NoTenant)?.to_string();
+        let service = self.service().ok_or(FormError::NoService)?;
         let chunk_size_days = match self.chunk_days.trim() {
             "" => None,
             s => Some(
                 s.parse::<u32>()
-                    .map_err(|_| format!("chunk size '{s}' is not a whole number of days"))?,
+                    .map_err(|_| FormError::ChunkSize(s.to_string()))?,
             ),
         };
         Ok(PlanRequest {
@@ -231,15 +246,16 @@ impl TriggerForm {
                 .filter(|t| !t.is_empty())
                 .map(str::to_string)
                 .collect(),
-            start: parse_date("start date", &self.start)?,
-            end: parse_date("end date", &self.end)?,
+            start: parse_date(Field::Start, &self.start)?,
+            end: parse_date(Field::End, &self.end)?,
             chunk_size_days,
         })
     }
 }
 
-/// Empty → `None` (the default); else an RFC 3339 instant or a UTC date.
-pub fn parse_date(what: &str, value: &str) -> Result<Option<DateTime<Utc>>, String> {
+/// The date `field` holds: empty → `None` (the default); else an RFC 3339 instant or a UTC
+/// date.
+pub fn parse_date(field: Field, value: &str) -> Result<Option<DateTime<Utc>>, FormError> {
     let v = value.trim();
     if v.is_empty() {
         return Ok(None);
@@ -252,7 +268,8 @@ pub fn parse_date(what: &str, value: &str) -> Result<Option<DateTime<Utc>>, Stri
             d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
         ));
     }
-    Err(format!(
-        "{what} '{v}' is not a date like 2025-01-01 or an instant like 2025-01-01T00:00:00Z"
-    ))
+    Err(FormError::Date {
+        field,
+        value: v.to_string(),
+    })
 }

@@ -3,6 +3,7 @@
 //! only when the model says something changed.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -16,7 +17,8 @@ use super::terminal;
 use super::theme::Theme;
 use super::update::{Effect, Msg, update};
 use super::views;
-use crate::engine::EngineHandle;
+use crate::engine::handle::Snapshot;
+use crate::engine::{EngineEvent, EngineHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -43,119 +45,32 @@ const FRAME: Duration = Duration::from_millis(33);
 /// Runs the console until `:quit` or Ctrl-C.
 pub async fn run(
     handle: EngineHandle,
-    mut logs: LogFeed,
+    logs: LogFeed,
     options: ConsoleOptions,
 ) -> Result<(), ConsoleError> {
     let logs_name = logs.name();
     let per_job = logs.is_per_job();
     let (mut term, _guard) = terminal::enter()?;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
-    let mut tasks = Vec::new();
-
-    // Keys and resizes.
-    let keys = tx.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut input = EventStream::new();
-        while let Some(Ok(ev)) = input.next().await {
-            let msg = match ev {
-                Event::Key(k) if k.kind != KeyEventKind::Release => Msg::Key(k),
-                Event::Resize(width, height) => Msg::Resize { width, height },
-                _ => continue,
-            };
-            if keys.send(msg).await.is_err() {
-                return;
-            }
-        }
-    }));
-    // Snapshots.
-    let snaps = tx.clone();
-    let mut watch = handle.snapshot();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            let snap = watch.borrow_and_update().clone();
-            if snaps.send(Msg::Snapshot(snap)).await.is_err() {
-                return;
-            }
-            if watch.changed().await.is_err() {
-                return;
-            }
-        }
-    }));
-    // Engine events: a lagging receiver skips some; the snapshot still tells the truth.
-    let events = tx.clone();
-    let mut sub = handle.subscribe();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            match sub.recv().await {
-                Ok(event) => {
-                    if events
-                        .send(Msg::Engine {
-                            event,
-                            at: Utc::now(),
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }));
-    // Log lines. The job the pane is filtered to comes from the model after each update: a
-    // feed read per job (CloudWatch) reads that one.
-    let (focus_tx, mut focus) = watch::channel(None::<String>);
-    let lines = tx.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            if focus.has_changed().unwrap_or(false) {
-                logs.focus(focus.borrow_and_update().as_deref());
-            }
-            let msg = match logs.poll().await {
-                Ok(batch) if batch.is_empty() => None,
-                Ok(batch) => Some(Msg::Logs(batch)),
-                Err(e) => Some(Msg::LogError(e.to_string())),
-            };
-            let more = matches!(&msg, Some(Msg::Logs(_)));
-            if let Some(m) = msg
-                && lines.send(m).await.is_err()
-            {
-                return;
-            }
-            // A batch means more may be waiting: read on without a pause. A new focus is
-            // read at once.
-            if !more {
-                tokio::select! {
-                    _ = tokio::time::sleep(logs.poll_every()) => {}
-                    changed = focus.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        let job = focus.borrow_and_update().clone();
-                        logs.focus(job.as_deref());
-                    }
-                }
-            }
-        }
-    }));
-    // The clock, for rates, ETAs and fading messages.
-    let ticks = tx.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            every.tick().await;
-            if ticks.send(Msg::Tick(Utc::now())).await.is_err() {
-                return;
-            }
-        }
-    }));
-
-    let mut app = App::new(options.theme, options.read_only, Utc::now());
-    app.cloud = options.cloud;
-    app.logs = super::logs::LogPane::new(options.log_capacity);
+    // The job the logs pane is filtered to, from the model after each update.
+    let (focus_tx, focus) = watch::channel(None::<String>);
+    let tasks = vec![
+        tokio::spawn(read_keys(tx.clone())),
+        tokio::spawn(forward_snapshots(handle.snapshot(), tx.clone())),
+        tokio::spawn(forward_events(handle.subscribe(), tx.clone())),
+        tokio::spawn(poll_logs(logs, focus, tx.clone())),
+        tokio::spawn(tick(tx.clone())),
+    ];
+    let ConsoleOptions {
+        read_only,
+        theme,
+        themes_dir,
+        log_capacity,
+        cloud,
+    } = options;
+    let mut app = App::new(theme, read_only, Utc::now());
+    app.cloud = cloud;
+    app.logs = super::logs::LogPane::new(log_capacity);
     app.logs.source_name = logs_name;
     app.logs.per_job = per_job;
     let size = term.size()?;
@@ -166,72 +81,16 @@ pub async fn run(
             height: size.height,
         },
     );
-    let themes_dir = options.themes_dir;
+    let runner = EffectRunner {
+        handle,
+        tx,
+        themes_dir,
+    };
     let mut last_draw = Instant::now()
         .checked_sub(FRAME)
         .unwrap_or_else(Instant::now);
-    'run: loop {
-        // With a change waiting to be drawn, wait for more only until the next frame is due.
-        let first = if app.dirty {
-            match tokio::time::timeout(FRAME.saturating_sub(last_draw.elapsed()), rx.recv()).await {
-                Ok(Some(msg)) => Some(msg),
-                Ok(None) => break,
-                Err(_) => None,
-            }
-        } else {
-            match rx.recv().await {
-                Some(msg) => Some(msg),
-                None => break,
-            }
-        };
-        let mut effects = match first {
-            Some(msg) => update(&mut app, msg),
-            None => Vec::new(),
-        };
-        // Take whatever else is waiting before drawing once.
-        for _ in 0..QUEUE {
-            match rx.try_recv() {
-                Ok(msg) => effects.extend(update(&mut app, msg)),
-                Err(_) => break,
-            }
-        }
-        for effect in effects {
-            match effect {
-                Effect::Quit => break 'run,
-                Effect::Engine(command) => {
-                    let (handle, tx) = (handle.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let result = handle
-                            .send(command.clone())
-                            .await
-                            .map_err(|e| e.to_string());
-                        let _ = tx.send(Msg::Done { command, result }).await;
-                    });
-                }
-                Effect::Preview {
-                    generation,
-                    request,
-                } => {
-                    let (handle, tx) = (handle.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let result = handle.preview(&request, Utc::now());
-                        let _ = tx.send(Msg::Preview { generation, result }).await;
-                    });
-                }
-                Effect::LoadTheme(name) => {
-                    let (dir, tx) = (themes_dir.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let result = tokio::task::spawn_blocking(move || {
-                            Theme::load(&name, dir.as_deref()).map_err(|e| e.to_string())
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()));
-                        let _ = tx.send(Msg::Theme(result)).await;
-                    });
-                }
-            }
-        }
-        if app.quit {
+    while let Some(effects) = next_batch(&mut app, &mut rx, last_draw).await {
+        if !effects.into_iter().all(|effect| runner.carry_out(effect)) || app.quit {
             break;
         }
         let job = app.logs.chunk.as_ref().map(|c| c.job_id.clone());
@@ -249,4 +108,183 @@ pub async fn run(
         t.abort();
     }
     Ok(())
+}
+
+/// Updates the model with the next message and whatever else is waiting, so a burst is drawn
+/// once; with a change waiting to be drawn, waits for a message only until the next frame is
+/// due. `None` once every producer is gone.
+async fn next_batch(
+    app: &mut App,
+    rx: &mut mpsc::Receiver<Msg>,
+    last_draw: Instant,
+) -> Option<Vec<Effect>> {
+    let first = if app.dirty {
+        match tokio::time::timeout(FRAME.saturating_sub(last_draw.elapsed()), rx.recv()).await {
+            Ok(Some(msg)) => Some(msg),
+            Ok(None) => return None,
+            Err(_) => None,
+        }
+    } else {
+        Some(rx.recv().await?)
+    };
+    let mut effects = match first {
+        Some(msg) => update(app, msg),
+        None => Vec::new(),
+    };
+    for _ in 0..QUEUE {
+        match rx.try_recv() {
+            Ok(msg) => effects.extend(update(app, msg)),
+            Err(_) => break,
+        }
+    }
+    Some(effects)
+}
+
+/// Carries out `update`'s effects on tasks; their results come back as messages.
+struct EffectRunner {
+    handle: EngineHandle,
+    tx: mpsc::Sender<Msg>,
+    /// Where `:theme NAME` looks first.
+    themes_dir: Option<PathBuf>,
+}
+
+impl EffectRunner {
+    /// Starts the effect; false when it is `Quit`.
+    fn carry_out(&self, effect: Effect) -> bool {
+        match effect {
+            Effect::Quit => return false,
+            Effect::Engine(command) => {
+                let (handle, tx) = (self.handle.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let result = handle
+                        .send(command.clone())
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Done { command, result }).await;
+                });
+            }
+            Effect::Preview {
+                generation,
+                request,
+            } => {
+                let (handle, tx) = (self.handle.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let result = handle.preview(&request, Utc::now());
+                    let _ = tx.send(Msg::Preview { generation, result }).await;
+                });
+            }
+            Effect::LoadTheme(name) => {
+                let (dir, tx) = (self.themes_dir.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || {
+                        Theme::load(&name, dir.as_deref()).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    let _ = tx.send(Msg::Theme(result)).await;
+                });
+            }
+        }
+        true
+    }
+}
+
+/// Keys and resizes.
+async fn read_keys(keys: mpsc::Sender<Msg>) {
+    let mut input = EventStream::new();
+    while let Some(Ok(ev)) = input.next().await {
+        let msg = match ev {
+            Event::Key(k) if k.kind != KeyEventKind::Release => Msg::Key(k),
+            Event::Resize(width, height) => Msg::Resize { width, height },
+            _ => continue,
+        };
+        if keys.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Snapshots, the current one first.
+async fn forward_snapshots(mut watch: watch::Receiver<Arc<Snapshot>>, snaps: mpsc::Sender<Msg>) {
+    loop {
+        let snap = watch.borrow_and_update().clone();
+        if snaps.send(Msg::Snapshot(snap)).await.is_err() {
+            return;
+        }
+        if watch.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Engine events: a lagging receiver skips some; the snapshot still tells the truth.
+async fn forward_events(mut sub: broadcast::Receiver<EngineEvent>, events: mpsc::Sender<Msg>) {
+    loop {
+        match sub.recv().await {
+            Ok(event) => {
+                if events
+                    .send(Msg::Engine {
+                        event,
+                        at: Utc::now(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Log lines. A feed read per job (CloudWatch) reads the one `focus` names.
+async fn poll_logs(
+    mut logs: LogFeed,
+    mut focus: watch::Receiver<Option<String>>,
+    lines: mpsc::Sender<Msg>,
+) {
+    loop {
+        if focus.has_changed().unwrap_or(false) {
+            logs.focus(focus.borrow_and_update().as_deref());
+        }
+        let msg = match logs.poll().await {
+            Ok(batch) if batch.is_empty() => None,
+            Ok(batch) => Some(Msg::Logs(batch)),
+            Err(e) => Some(Msg::LogError(e.to_string())),
+        };
+        let more = matches!(&msg, Some(Msg::Logs(_)));
+        if let Some(m) = msg
+            && lines.send(m).await.is_err()
+        {
+            return;
+        }
+        // A batch means more may be waiting: read on without a pause. A new focus is read
+        // at once.
+        if !more {
+            tokio::select! {
+                _ = tokio::time::sleep(logs.poll_every()) => {}
+                changed = focus.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let job = focus.borrow_and_update().clone();
+                    logs.focus(job.as_deref());
+                }
+            }
+        }
+    }
+}
+
+/// The clock, for rates, ETAs and fading messages.
+async fn tick(ticks: mpsc::Sender<Msg>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        if ticks.send(Msg::Tick(Utc::now())).await.is_err() {
+            return;
+        }
+    }
 }

@@ -18,6 +18,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::action;
 use super::app::{App, CloudMode, Confirm, Mode, Route, StatusKind, View};
 use super::form::{PreviewSummary, TriggerForm};
+use super::format::fmt_duration;
 use super::logs::LogRecord;
 use super::theme::Theme;
 use crate::domain::ChunkStatus;
@@ -254,7 +255,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                         StatusKind::Warn,
                         format!(
                             "{c}: no action in the {} view (? lists the keys)",
-                            view_name(app.view())
+                            app.view().name()
                         ),
                     );
                 }
@@ -267,16 +268,6 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Mode::Search { input } => search_key(app, input, key),
         Mode::Confirm(confirm) => confirm_key(app, confirm, key),
         Mode::Form(form) => form_key(app, *form, key),
-    }
-}
-
-pub fn view_name(v: View) -> &'static str {
-    match v {
-        View::Tenants => "tenants",
-        View::Jobs => "jobs",
-        View::Detail => "job detail",
-        View::Logs => "logs",
-        View::Health => "health",
     }
 }
 
@@ -469,7 +460,7 @@ pub(super) fn preview(app: &mut App, form: &mut TriggerForm) -> Vec<Effect> {
             request,
         }],
         Err(e) => {
-            form.preview = Some(Err(e));
+            form.preview = Some(Err(e.to_string()));
             Vec::new()
         }
     }
@@ -567,7 +558,7 @@ fn submit_form(app: &mut App, form: TriggerForm) -> Vec<Effect> {
             summary.api_calls,
             summary
                 .duration_secs
-                .map(|s| format!(", at least {}", super::views::fmt_duration(s.ceil() as i64)))
+                .map(|s| format!(", at least {}", fmt_duration(s.ceil() as i64)))
                 .unwrap_or_default()
         ),
         commands: vec![Command::Trigger { request, target }],

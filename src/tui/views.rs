@@ -13,7 +13,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row};
 
 use super::app::{App, Mode, StatusKind, View};
 use super::theme::Theme;
@@ -228,20 +228,6 @@ pub(crate) fn job_status_short(s: JobStatus) -> &'static str {
     }
 }
 
-/// A window as dates when both ends are midnights, else as instants.
-pub(crate) fn fmt_window(w: &crate::domain::Window) -> String {
-    let midnight = |t: chrono::DateTime<chrono::Utc>| t.time() == chrono::NaiveTime::MIN;
-    if midnight(w.start) && midnight(w.end) {
-        format!(
-            "[{}, {})",
-            w.start.format("%Y-%m-%d"),
-            w.end.format("%Y-%m-%d")
-        )
-    } else {
-        w.to_string()
-    }
-}
-
 /// `done/total` as a bar of `width` cells: completed in ok, failed in error, the rest muted.
 pub(crate) fn progress_bar<'a>(
     t: &Theme,
@@ -267,34 +253,13 @@ pub(crate) fn progress_bar<'a>(
     ]
 }
 
-pub fn fmt_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
+/// A table row, in the selection style when it is the selected one.
+pub(crate) fn table_row<'a>(t: &Theme, cells: Vec<Cell<'a>>, selected: bool) -> Row<'a> {
+    let row = Row::new(cells);
+    if selected {
+        row.style(t.selection())
     } else {
-        format!("{s}s")
-    }
-}
-
-pub fn fmt_count(n: u64) -> String {
-    match n {
-        0..10_000 => n.to_string(),
-        10_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
-        _ => format!("{:.2}M", n as f64 / 1e6),
-    }
-}
-
-pub fn fmt_rate(r: f64) -> String {
-    if r <= 0.0 {
-        "—".into()
-    } else if r >= 10_000.0 {
-        format!("{:.0}k", r / 1e3)
-    } else if r >= 100.0 {
-        format!("{r:.0}")
-    } else {
-        format!("{r:.1}")
+        row
     }
 }
 
@@ -323,16 +288,5 @@ pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
         y: area.y + (area.height - h) / 2,
         width: w,
         height: h,
-    }
-}
-
-/// Cuts `s` to `n` characters, marking the cut.
-pub(crate) fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
-        out.push('…');
-        out
     }
 }

@@ -37,20 +37,7 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
             app.mode = Mode::Help;
             Vec::new()
         }
-        Action::FilterMode => {
-            app.mode = match app.view() {
-                View::Logs => Mode::Search {
-                    input: app.logs.search.clone().unwrap_or_default(),
-                },
-                View::Tenants => Mode::Filter {
-                    input: app.tenant_filter.clone(),
-                },
-                _ => Mode::Filter {
-                    input: app.job_filter.clone(),
-                },
-            };
-            Vec::new()
-        }
+        Action::FilterMode => open_filter(app),
         Action::Back => back(app),
         Action::Enter => enter(app),
         Action::Up => move_by(app, -1),
@@ -69,84 +56,18 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::Transform => super::lifecycle::transform(app),
         Action::Verify => super::lifecycle::verify(app),
-        Action::Mark => {
-            if let Some(id) = app.selected_job().map(|j| j.job_id.clone()) {
-                if !app.marks.remove(&id) {
-                    app.marks.insert(id);
-                }
-                move_by(app, 1);
-            }
-            Vec::new()
-        }
+        Action::Mark => toggle_mark(app),
         Action::ClearMarks => {
             app.marks.clear();
             Vec::new()
         }
         Action::Logs => open_logs(app),
-        Action::Follow => {
-            app.logs.follow = !app.logs.follow;
-            let on = if app.logs.follow { "on" } else { "off" };
-            app.set_status(StatusKind::Info, format!("follow {on}"));
-            Vec::new()
-        }
-        Action::Wrap => {
-            app.logs.wrap = !app.logs.wrap;
-            let on = if app.logs.wrap { "on" } else { "off" };
-            app.set_status(StatusKind::Info, format!("wrap {on}"));
-            Vec::new()
-        }
-        Action::NextMatch | Action::PrevMatch => {
-            let key = if action == Action::NextMatch {
-                'n'
-            } else {
-                'N'
-            };
-            match app.logs.search.clone() {
-                None => app.set_status(
-                    StatusKind::Warn,
-                    format!("{key}: no search yet; / to search"),
-                ),
-                Some(q) => {
-                    let h = app.body_rows();
-                    if !app.logs.jump(action == Action::NextMatch, h) {
-                        app.set_status(StatusKind::Warn, format!("{key}: no match for '{q}'"));
-                    }
-                }
-            }
-            Vec::new()
-        }
-        Action::LevelFilter => {
-            app.logs.min_level = next_level(app.logs.min_level);
-            app.logs.reindex();
-            let text = match app.logs.min_level {
-                Some(l) => format!("level {l} and above"),
-                None => "every level".into(),
-            };
-            app.set_status(StatusKind::Info, text);
-            Vec::new()
-        }
-        Action::ClearChunkFilter => {
-            if app.logs.chunk.take().is_none() {
-                app.set_status(StatusKind::Warn, "C: no chunk filter to clear");
-            }
-            app.logs.reindex();
-            Vec::new()
-        }
-        Action::Context => {
-            if app.logs.search.is_none() {
-                app.set_status(
-                    StatusKind::Warn,
-                    "x: search first (/), then x keeps matches with context",
-                );
-                return Vec::new();
-            }
-            app.logs.context = match app.logs.context {
-                Some(_) => None,
-                None => Some(2),
-            };
-            app.logs.reindex();
-            Vec::new()
-        }
+        Action::Follow => toggle_follow(app),
+        Action::Wrap => toggle_wrap(app),
+        Action::NextMatch | Action::PrevMatch => jump_match(app, action),
+        Action::LevelFilter => next_level_filter(app),
+        Action::ClearChunkFilter => clear_chunk_filter(app),
+        Action::Context => toggle_context(app),
         Action::SortNext => {
             app.sort = app.sort.next();
             app.rebuild_jobs();
@@ -159,6 +80,106 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
     }
+}
+
+/// `/`: the logs pane's search, or the row filter of a table, to edit.
+fn open_filter(app: &mut App) -> Vec<Effect> {
+    app.mode = match app.view() {
+        View::Logs => Mode::Search {
+            input: app.logs.search.clone().unwrap_or_default(),
+        },
+        View::Tenants => Mode::Filter {
+            input: app.tenant_filter.clone(),
+        },
+        _ => Mode::Filter {
+            input: app.job_filter.clone(),
+        },
+    };
+    Vec::new()
+}
+
+/// Marks or unmarks the selected job and moves down.
+fn toggle_mark(app: &mut App) -> Vec<Effect> {
+    if let Some(id) = app.selected_job().map(|j| j.job_id.clone()) {
+        if !app.marks.remove(&id) {
+            app.marks.insert(id);
+        }
+        move_by(app, 1);
+    }
+    Vec::new()
+}
+
+fn toggle_follow(app: &mut App) -> Vec<Effect> {
+    app.logs.follow = !app.logs.follow;
+    let on = if app.logs.follow { "on" } else { "off" };
+    app.set_status(StatusKind::Info, format!("follow {on}"));
+    Vec::new()
+}
+
+fn toggle_wrap(app: &mut App) -> Vec<Effect> {
+    app.logs.wrap = !app.logs.wrap;
+    let on = if app.logs.wrap { "on" } else { "off" };
+    app.set_status(StatusKind::Info, format!("wrap {on}"));
+    Vec::new()
+}
+
+/// `n` / `N`: the next or previous search match in the logs pane.
+fn jump_match(app: &mut App, action: Action) -> Vec<Effect> {
+    let key = if action == Action::NextMatch {
+        'n'
+    } else {
+        'N'
+    };
+    match app.logs.search.clone() {
+        None => app.set_status(
+            StatusKind::Warn,
+            format!("{key}: no search yet; / to search"),
+        ),
+        Some(q) => {
+            let h = app.body_rows();
+            if !app.logs.jump(action == Action::NextMatch, h) {
+                app.set_status(StatusKind::Warn, format!("{key}: no match for '{q}'"));
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// `L`: the next lowest level the logs pane shows.
+fn next_level_filter(app: &mut App) -> Vec<Effect> {
+    app.logs.min_level = next_level(app.logs.min_level);
+    app.logs.reindex();
+    let text = match app.logs.min_level {
+        Some(l) => format!("level {l} and above"),
+        None => "every level".into(),
+    };
+    app.set_status(StatusKind::Info, text);
+    Vec::new()
+}
+
+fn clear_chunk_filter(app: &mut App) -> Vec<Effect> {
+    if app.logs.chunk.take().is_none() {
+        app.set_status(StatusKind::Warn, "C: no chunk filter to clear");
+    }
+    app.logs.reindex();
+    Vec::new()
+}
+
+/// `x`: only the search matches with two lines around each, or every line again.
+fn toggle_context(app: &mut App) -> Vec<Effect> {
+    if app.logs.search.is_none() {
+        app.set_status(
+            StatusKind::Warn,
+            "x: search first (/), then x keeps matches with context",
+        );
+        return Vec::new();
+    }
+    app.logs.context = match app.logs.context {
+        Some(_) => None,
+        None => Some(2),
+    };
+    app.logs.reindex();
+    Vec::new()
 }
 
 fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {

@@ -10,17 +10,19 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::handoff;
-use super::{
-    block, chunk_glyph, chunk_style, clip, fmt_count, fmt_duration, job_status_label,
-    job_status_style, progress_bar,
-};
-use crate::domain::{Chunk, ChunkStatus};
+use super::{block, chunk_glyph, chunk_style, job_status_label, job_status_style, progress_bar};
+use crate::domain::{Chunk, ChunkStatus, Job};
 use crate::tui::app::{App, Route};
+use crate::tui::format::{clip, fmt_count, fmt_duration, fmt_window};
+use crate::tui::theme::Theme;
 
 /// A chunk waiting for its next attempt after an error.
 fn retrying(c: &Chunk) -> bool {
     c.status == ChunkStatus::Pending && c.last_error.is_some()
 }
+
+/// Width of the table names left of the heatmap.
+const NAME_W: usize = 14;
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
@@ -36,8 +38,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let chunks: &[Chunk] = app.snap.chunks.get(job_id).map_or(&[], |c| c.as_slice());
     let inner_w = usize::from(area.width.saturating_sub(2));
     // Heatmap rows: one line per table, more when its chunks outnumber the width.
-    let name_w = 14usize;
-    let per_line = inner_w.saturating_sub(name_w + 1).max(1);
+    let per_line = inner_w.saturating_sub(NAME_W + 1).max(1);
     let heat_lines: usize = app
         .detail_groups
         .iter()
@@ -52,8 +53,21 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(err_h),
     ])
     .areas(area);
+    render_summary(frame, app, job, summary);
+    render_heatmap(frame, app, chunks, per_line, heat);
+    let Some((table, range)) = app.detail_groups.get(app.detail_table) else {
+        frame.render_widget(block(t, " Chunks "), list);
+        frame.render_widget(block(t, " Last error "), err);
+        return;
+    };
+    render_chunk_list(frame, app, job, table, &chunks[range.clone()], list);
+    let selected = chunks.get(range.start + app.detail_chunk);
+    render_last_error(frame, app, selected, err);
+}
 
-    // Summary: who, what, the plan.
+/// Summary: who, what, the plan, the hand-off and verification.
+fn render_summary(frame: &mut Frame, app: &App, job: &Job, area: Rect) {
+    let t = &app.theme;
     let mut head = vec![
         Span::styled(
             format!("{} {} ", job.tenant_id, job.service),
@@ -73,12 +87,12 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         16,
     ));
     head.push(Span::raw(format!("  {} records", fmt_count(job.records))));
-    if app.running_here(job_id) {
+    if app.running_here(&job.job_id) {
         head.push(Span::styled("  ● running here", t.fg(t.running)));
     }
     let plan = format!(
         "plan {} · {} d chunks · {} table(s) × {} window(s) · {} attempts max",
-        super::fmt_window(&job.window),
+        fmt_window(&job.window),
         job.chunk_size_days,
         job.tables.len(),
         job.total_chunks as usize / job.tables.len().max(1),
@@ -90,16 +104,20 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         handoff::handoff_line(app, job),
         handoff::verify_line(app, job),
     ])
-    .block(block(t, format!(" Job {job_id} ")));
-    frame.render_widget(p, summary);
+    .block(block(t, format!(" Job {} ", job.job_id)));
+    frame.render_widget(p, area);
+}
 
-    // Heatmap.
+/// The heatmap: a glyph per chunk, a line (or more) per table, the selected chunk reversed,
+/// and the legend.
+fn render_heatmap(frame: &mut Frame, app: &App, chunks: &[Chunk], per_line: usize, area: Rect) {
+    let t = &app.theme;
     let selected = app
         .detail_groups
         .get(app.detail_table)
         .map(|(_, r)| r.start + app.detail_chunk);
     let mut lines = Vec::new();
-    let budget = usize::from(heat.height.saturating_sub(3));
+    let budget = usize::from(area.height.saturating_sub(3));
     'tables: for (ti, (table, range)) in app.detail_groups.iter().enumerate() {
         let slice = &chunks[range.clone()];
         for (li, part) in slice.chunks(per_line).enumerate() {
@@ -107,7 +125,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
                 break 'tables;
             }
             let name = if li == 0 {
-                clip(table, name_w)
+                clip(table, NAME_W)
             } else {
                 String::new()
             };
@@ -116,7 +134,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             } else {
                 t.fg(t.fg)
             };
-            let mut spans = vec![Span::styled(format!("{name:<name_w$} "), name_style)];
+            let mut spans = vec![Span::styled(format!("{name:<NAME_W$} "), name_style)];
             for (k, c) in part.iter().enumerate() {
                 let idx = range.start + li * per_line + k;
                 let mut style = chunk_style(t, c.status, retrying(c));
@@ -131,89 +149,66 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     if chunks.is_empty() {
         lines.push(Line::from(Span::styled("loading the plan…", t.fg(t.muted))));
     }
-    lines.push(Line::from(vec![
+    lines.push(heatmap_legend(t));
+    frame.render_widget(
+        Paragraph::new(lines).block(block(t, " Chunks by table ")),
+        area,
+    );
+}
+
+fn heatmap_legend(t: &Theme) -> Line<'static> {
+    Line::from(vec![
         Span::styled("█ done  ", t.fg(t.ok)),
         Span::styled("▶ running  ", t.fg(t.running)),
         Span::styled("· pending  ", t.fg(t.muted)),
         Span::styled("! retrying  ", t.fg(t.warn)),
         Span::styled("✗ failed  ", t.fg(t.error)),
         Span::styled("- cancelled", t.fg(t.muted)),
-    ]));
-    frame.render_widget(
-        Paragraph::new(lines).block(block(t, " Chunks by table ")),
-        heat,
-    );
+    ])
+}
 
-    // Chunk list of the selected table, scrolled to keep the selection in view.
-    let Some((table, range)) = app.detail_groups.get(app.detail_table) else {
-        frame.render_widget(block(t, " Chunks "), list);
-        frame.render_widget(block(t, " Last error "), err);
-        return;
-    };
-    let rows_h = usize::from(list.height.saturating_sub(3)).max(1);
+/// The chunk list of the selected table, scrolled to keep the selection in view.
+fn render_chunk_list(
+    frame: &mut Frame,
+    app: &App,
+    job: &Job,
+    table: &str,
+    group: &[Chunk],
+    area: Rect,
+) {
+    let t = &app.theme;
+    let rows_h = usize::from(area.height.saturating_sub(3)).max(1);
     // Once verified, a column shows landed/source per chunk; narrow screens then write the
     // window as dates to make room for it.
-    let verified = !handoff::results(app, job_id).is_empty();
-    let short_window = verified && list.width < 100;
+    let verified = !handoff::results(app, &job.job_id).is_empty();
+    let short_window = verified && area.width < 100;
     let offset = app.detail_chunk.saturating_sub(rows_h.saturating_sub(1));
-    let rows = chunks[range.clone()]
+    let rows = group
         .iter()
         .enumerate()
         .skip(offset)
         .take(rows_h)
         .map(|(i, c)| {
-            let dur = match (c.started_at, c.finished_at) {
-                (Some(s), Some(f)) => fmt_duration((f - s).num_seconds()),
-                (Some(s), None) if c.status == ChunkStatus::Running => {
-                    fmt_duration((app.now - s).num_seconds())
-                }
-                _ => "—".into(),
-            };
-            let status = if retrying(c) {
-                "retrying".to_string()
-            } else {
-                c.status.to_string()
-            };
-            let window_fmt = if short_window {
-                "%Y-%m-%d"
-            } else {
-                "%Y-%m-%d %H:%M"
-            };
-            let mut cells = vec![
-                Cell::from(format!("#{}", c.key.seq)),
-                Cell::from(format!(
-                    "{} → {}",
-                    c.window.start.format(window_fmt),
-                    c.window.end.format(window_fmt)
-                )),
-                Cell::from(Span::styled(status, chunk_style(t, c.status, retrying(c)))),
-                Cell::from(format!("{}/{}", c.attempts, job.max_attempts)),
-                Cell::from(Line::from(fmt_count(c.checkpoint.records)).right_aligned()),
-                Cell::from(Line::from(dur).right_aligned()),
-            ];
-            if verified {
-                cells.push(Cell::from(
-                    match handoff::of_chunk(app, &c.key) {
-                        Some(v) => Line::from(Span::styled(
-                            format!("{}/{}", v.landed, v.source_count),
-                            handoff::style(t, v),
-                        )),
-                        None => Line::from(Span::styled("—", t.fg(t.muted))),
-                    }
-                    .right_aligned(),
-                ));
-            }
-            cells.push(Cell::from(Span::styled(
-                c.last_error.clone().unwrap_or_default(),
-                t.fg(t.error),
-            )));
-            let row = Row::new(cells);
-            if i == app.detail_chunk {
-                row.style(t.selection())
-            } else {
-                row
-            }
+            super::table_row(
+                t,
+                chunk_cells(app, job, c, short_window, verified),
+                i == app.detail_chunk,
+            )
         });
+    let (header, widths) = chunk_columns(short_window, verified);
+    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
+    let title = format!(" {table}: {} chunk(s) ", group.len());
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(block(t, title)),
+        area,
+    );
+    super::highlight_row(frame, t, area, app.detail_chunk - offset);
+}
+
+/// The chunk list's column titles and widths: LANDED/SRC only once verified.
+fn chunk_columns(short_window: bool, verified: bool) -> (Vec<&'static str>, Vec<Constraint>) {
     let mut header = vec!["SEQ", "WINDOW", "STATUS", "TRIES", "RECORDS", "TIME"];
     let mut widths = vec![
         Constraint::Length(5),
@@ -229,18 +224,69 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     }
     header.push("LAST ERROR");
     widths.push(Constraint::Fill(1));
-    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
-    let title = format!(" {table}: {} chunk(s) ", range.len());
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(block(t, title)),
-        list,
-    );
-    super::highlight_row(frame, t, list, app.detail_chunk - offset);
+    (header, widths)
+}
 
-    // The selected chunk's error in full: the "why" during an incident.
-    let sel = chunks.get(range.start + app.detail_chunk);
+/// One chunk's row in the chunk list.
+fn chunk_cells<'a>(
+    app: &App,
+    job: &Job,
+    c: &'a Chunk,
+    short_window: bool,
+    verified: bool,
+) -> Vec<Cell<'a>> {
+    let t = &app.theme;
+    let dur = match (c.started_at, c.finished_at) {
+        (Some(s), Some(f)) => fmt_duration((f - s).num_seconds()),
+        (Some(s), None) if c.status == ChunkStatus::Running => {
+            fmt_duration((app.now - s).num_seconds())
+        }
+        _ => "—".into(),
+    };
+    let status = if retrying(c) {
+        "retrying".to_string()
+    } else {
+        c.status.to_string()
+    };
+    let window_fmt = if short_window {
+        "%Y-%m-%d"
+    } else {
+        "%Y-%m-%d %H:%M"
+    };
+    let mut cells = vec![
+        Cell::from(format!("#{}", c.key.seq)),
+        Cell::from(format!(
+            "{} → {}",
+            c.window.start.format(window_fmt),
+            c.window.end.format(window_fmt)
+        )),
+        Cell::from(Span::styled(status, chunk_style(t, c.status, retrying(c)))),
+        Cell::from(format!("{}/{}", c.attempts, job.max_attempts)),
+        Cell::from(Line::from(fmt_count(c.checkpoint.records)).right_aligned()),
+        Cell::from(Line::from(dur).right_aligned()),
+    ];
+    if verified {
+        cells.push(Cell::from(
+            match handoff::of_chunk(app, &c.key) {
+                Some(v) => Line::from(Span::styled(
+                    format!("{}/{}", v.landed, v.source_count),
+                    handoff::style(t, v),
+                )),
+                None => Line::from(Span::styled("—", t.fg(t.muted))),
+            }
+            .right_aligned(),
+        ));
+    }
+    cells.push(Cell::from(Span::styled(
+        c.last_error.clone().unwrap_or_default(),
+        t.fg(t.error),
+    )));
+    cells
+}
+
+/// The selected chunk's error in full: the "why" during an incident.
+fn render_last_error(frame: &mut Frame, app: &App, sel: Option<&Chunk>, area: Rect) {
+    let t = &app.theme;
     let (title, text) = match sel {
         Some(c) => {
             let mut lines = vec![match &c.last_error {
@@ -261,6 +307,6 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(text)
             .wrap(Wrap { trim: true })
             .block(block(t, title)),
-        err,
+        area,
     );
 }

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
-use super::fmt_count;
 use crate::domain::{ChunkKey, ChunkVerification, Job, JobStatus};
 use crate::tui::app::App;
+use crate::tui::format::fmt_count;
 use crate::tui::theme::Theme;
 
 /// The job's verification results, from the store, in chunk order.

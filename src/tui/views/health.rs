@@ -9,70 +9,29 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::block;
 use crate::engine::BreakerState;
+use crate::engine::handle::RateHealth;
 use crate::tui::app::{App, StatusKind};
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
-    let t = &app.theme;
     let health = &app.snap.health;
     let table_h = (health.len() as u16 + 3).min(area.height / 2).max(4);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(table_h), Constraint::Min(3)]).areas(area);
-    let height = usize::from(top.height.saturating_sub(3));
+    render_budgets(frame, app, top);
+    render_alerts(frame, app, bottom);
+}
+
+/// The rate budget and breaker of each tenant's service.
+fn render_budgets(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let health = &app.snap.health;
+    let height = usize::from(area.height.saturating_sub(3));
     let rows = health
         .iter()
         .enumerate()
         .skip(app.health.offset)
         .take(height)
-        .map(|(i, h)| {
-            let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
-            let left = h.requests_left();
-            let left_style = match (left, h.limit_per_minute) {
-                (Some(l), Some(lim)) if l * 10 < u64::from(lim) => t.fg(t.warn),
-                _ => t.fg(t.fg),
-            };
-            let breaker = match h.breaker {
-                BreakerState::Closed => Span::styled("closed", t.fg(t.ok)),
-                BreakerState::HalfOpen => Span::styled("half-open", t.fg(t.warn)),
-                BreakerState::Open => {
-                    Span::styled("OPEN", t.fg(t.error).add_modifier(Modifier::BOLD))
-                }
-            };
-            let last = h
-                .last_429
-                .map_or("—".to_string(), |at| at.format("%H:%M:%S").to_string());
-            let row = Row::new(vec![
-                Cell::from(h.tenant_id.clone()),
-                Cell::from(h.service.as_str()),
-                Cell::from(
-                    Line::from(h.limit_per_minute.map_or("none".into(), |l| l.to_string()))
-                        .right_aligned(),
-                ),
-                Cell::from(Line::from(h.used_last_minute.to_string()).right_aligned()),
-                Cell::from(Line::from(Span::styled(opt(left), left_style)).right_aligned()),
-                Cell::from(Span::styled(
-                    last,
-                    if h.last_429.is_some() {
-                        t.fg(t.warn)
-                    } else {
-                        t.fg(t.muted)
-                    },
-                )),
-                Cell::from(
-                    Line::from(
-                        h.retry_after_ms
-                            .map_or("—".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
-                    )
-                    .right_aligned(),
-                ),
-                Cell::from(breaker),
-                Cell::from(Line::from(h.consecutive_failures.to_string()).right_aligned()),
-            ]);
-            if i == app.health.selected {
-                row.style(t.selection())
-            } else {
-                row
-            }
-        });
+        .map(|(i, h)| super::table_row(t, budget_cells(app, h), i == app.health.selected));
     let header = Row::new([
         "TENANT", "SERVICE", "LIMIT/M", "USED/M", "LEFT", "LAST 429", "RETRY", "BREAKER", "FAILS",
     ])
@@ -93,18 +52,71 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         Table::new(rows, widths)
             .header(header)
             .block(block(t, title)),
-        top,
+        area,
     );
     if !health.is_empty() {
         super::highlight_row(
             frame,
             t,
-            top,
+            area,
             app.health.selected.saturating_sub(app.health.offset),
         );
     }
+}
 
-    let rows = usize::from(bottom.height.saturating_sub(2));
+/// One tenant's service: its limit, use, what is left, its last 429 and its breaker.
+fn budget_cells<'a>(app: &App, h: &'a RateHealth) -> Vec<Cell<'a>> {
+    let t = &app.theme;
+    let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
+    let left = h.requests_left();
+    let left_style = match (left, h.limit_per_minute) {
+        (Some(l), Some(lim)) if l * 10 < u64::from(lim) => t.fg(t.warn),
+        _ => t.fg(t.fg),
+    };
+    let last = h
+        .last_429
+        .map_or("—".to_string(), |at| at.format("%H:%M:%S").to_string());
+    vec![
+        Cell::from(h.tenant_id.clone()),
+        Cell::from(h.service.as_str()),
+        Cell::from(
+            Line::from(h.limit_per_minute.map_or("none".into(), |l| l.to_string())).right_aligned(),
+        ),
+        Cell::from(Line::from(h.used_last_minute.to_string()).right_aligned()),
+        Cell::from(Line::from(Span::styled(opt(left), left_style)).right_aligned()),
+        Cell::from(Span::styled(
+            last,
+            if h.last_429.is_some() {
+                t.fg(t.warn)
+            } else {
+                t.fg(t.muted)
+            },
+        )),
+        Cell::from(
+            Line::from(
+                h.retry_after_ms
+                    .map_or("—".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+            )
+            .right_aligned(),
+        ),
+        Cell::from(breaker(app, h.breaker)),
+        Cell::from(Line::from(h.consecutive_failures.to_string()).right_aligned()),
+    ]
+}
+
+fn breaker(app: &App, state: BreakerState) -> Span<'static> {
+    let t = &app.theme;
+    match state {
+        BreakerState::Closed => Span::styled("closed", t.fg(t.ok)),
+        BreakerState::HalfOpen => Span::styled("half-open", t.fg(t.warn)),
+        BreakerState::Open => Span::styled("OPEN", t.fg(t.error).add_modifier(Modifier::BOLD)),
+    }
+}
+
+/// What needs attention, most severe first, or that nothing does.
+fn render_alerts(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let rows = usize::from(area.height.saturating_sub(2));
     let mut lines: Vec<Line> = app
         .alerts
         .iter()
@@ -132,6 +144,6 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(lines)
             .wrap(Wrap { trim: true })
             .block(block(t, title)),
-        bottom,
+        area,
     );
 }

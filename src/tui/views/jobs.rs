@@ -8,19 +8,56 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
-use super::{
-    block, fmt_count, fmt_duration, fmt_rate, job_status_label, job_status_short, job_status_style,
-    progress_bar,
-};
-use crate::domain::JobStatus;
+use super::{block, job_status_label, job_status_short, job_status_style, progress_bar};
+use crate::domain::{Job, JobStatus};
 use crate::tui::app::{App, Route};
+use crate::tui::format::{fmt_count, fmt_duration, fmt_rate};
+
+/// How much of the table fits: below 140 columns tenant and service are read from the job
+/// id; below 100 the rates go and the bars and statuses shorten.
+#[derive(Clone, Copy)]
+struct Fit {
+    full: bool,
+    narrow: bool,
+    bar: usize,
+}
+
+impl Fit {
+    fn for_width(width: u16) -> Fit {
+        let narrow = width < 100;
+        Fit {
+            full: width >= 140,
+            narrow,
+            bar: if narrow { 3 } else { 10 },
+        }
+    }
+}
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    // Below 140 columns tenant and service are read from the job id.
-    let full = area.width >= 140;
-    let narrow = area.width < 100;
-    let bar = if narrow { 3 } else { 10 };
+    let fit = Fit::for_width(area.width);
+    let height = usize::from(area.height.saturating_sub(3));
+    let rows = app
+        .job_rows
+        .iter()
+        .enumerate()
+        .skip(app.jobs.offset)
+        .take(height)
+        .filter_map(|(i, &ji)| app.snap.jobs.get(ji).map(|j| (i, j)))
+        .map(|(i, j)| super::table_row(t, job_cells(app, j, fit), i == app.jobs.selected));
+    let (header, widths) = columns(fit);
+    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block(t, title(app)));
+    frame.render_widget(table, area);
+    if !app.job_rows.is_empty() {
+        super::highlight_row(frame, t, area, app.jobs.selected - app.jobs.offset);
+    }
+}
+
+/// The scope, the row count, the filter, the sort and the marks.
+fn title(app: &App) -> String {
     let scope = match app.route() {
         Route::Jobs {
             scope: Some((tn, s)),
@@ -37,100 +74,112 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         format!(" · {} marked", app.marks.len())
     };
-    let title = format!(
+    format!(
         " Jobs{scope} ({}){filter} · sort {}{}{marks} ",
         app.job_rows.len(),
         app.sort.label(),
         if app.sort_desc { " ↑" } else { "" }
-    );
-    let height = usize::from(area.height.saturating_sub(3));
-    let rows = app
-        .job_rows
-        .iter()
-        .enumerate()
-        .skip(app.jobs.offset)
-        .take(height)
-        .filter_map(|(i, &ji)| app.snap.jobs.get(ji).map(|j| (i, j)))
-        .map(|(i, j)| {
-            let meter = app.rates.get(&j.job_id);
-            let active = j.status == JobStatus::Running;
-            let (rps, rpm) = meter
-                .filter(|_| active)
-                .map_or((0.0, 0.0), |m| m.rates(app.now));
-            let left = j
-                .total_chunks
-                .saturating_sub(j.completed_chunks + j.failed_chunks);
-            let eta = meter
-                .filter(|_| active)
-                .and_then(|m| m.eta(app.now, left))
-                .map_or("—".to_string(), |d| fmt_duration(d.num_seconds()));
-            let marked = app.marks.contains(&j.job_id);
-            let here = app.running_here(&j.job_id);
-            let mark = match (marked, here) {
-                (true, _) => Span::styled("✓", t.fg(t.mark).add_modifier(Modifier::BOLD)),
-                (false, true) => Span::styled("●", t.fg(t.running)),
-                _ => Span::raw(" "),
-            };
-            let retrying = meter.map_or(0, |m| m.retrying);
-            let fail = if j.failed_chunks > 0 {
-                Span::styled(
-                    j.failed_chunks.to_string(),
-                    t.fg(t.error).add_modifier(Modifier::BOLD),
-                )
-            } else if retrying > 0 && active {
-                Span::styled(format!("↻{retrying}"), t.fg(t.warn))
+    )
+}
+
+/// One job's row.
+fn job_cells<'a>(app: &App, j: &'a Job, fit: Fit) -> Vec<Cell<'a>> {
+    let t = &app.theme;
+    let meter = app.rates.get(&j.job_id);
+    let active = j.status == JobStatus::Running;
+    let (rps, rpm) = meter
+        .filter(|_| active)
+        .map_or((0.0, 0.0), |m| m.rates(app.now));
+    let left = j
+        .total_chunks
+        .saturating_sub(j.completed_chunks + j.failed_chunks);
+    let eta = meter
+        .filter(|_| active)
+        .and_then(|m| m.eta(app.now, left))
+        .map_or("—".to_string(), |d| fmt_duration(d.num_seconds()));
+    let mark = mark(app, j);
+    // Narrow screens keep the mark in the id's cell: every column counts there.
+    let mut cells = if fit.narrow {
+        vec![Cell::from(Line::from(vec![
+            mark,
+            Span::raw(j.job_id.clone()),
+        ]))]
+    } else {
+        vec![Cell::from(mark), Cell::from(j.job_id.clone())]
+    };
+    if fit.full {
+        cells.push(Cell::from(j.tenant_id.clone()));
+        cells.push(Cell::from(j.service.as_str()));
+    }
+    cells.push(Cell::from(status(app, j, fit.narrow)));
+    cells.push(Cell::from(Line::from(progress_bar(
+        t,
+        j.completed_chunks,
+        j.failed_chunks,
+        j.total_chunks,
+        fit.bar,
+    ))));
+    cells.push(Cell::from(Line::from(fmt_count(j.records)).right_aligned()));
+    if !fit.narrow {
+        cells.push(Cell::from(Line::from(fmt_rate(rps)).right_aligned()));
+        cells.push(Cell::from(Line::from(fmt_rate(rpm)).right_aligned()));
+    }
+    cells.push(Cell::from(Line::from(eta).right_aligned()));
+    cells.push(Cell::from(Line::from(failures(app, j)).right_aligned()));
+    cells
+}
+
+/// ✓ marked, ● running in this console.
+fn mark(app: &App, j: &Job) -> Span<'static> {
+    let t = &app.theme;
+    let marked = app.marks.contains(&j.job_id);
+    let here = app.running_here(&j.job_id);
+    match (marked, here) {
+        (true, _) => Span::styled("✓", t.fg(t.mark).add_modifier(Modifier::BOLD)),
+        (false, true) => Span::styled("●", t.fg(t.running)),
+        _ => Span::raw(" "),
+    }
+}
+
+/// A job the console's scheduler holds back reads "waiting"; the detail view and the status
+/// bar say why.
+fn status(app: &App, j: &Job, narrow: bool) -> Span<'static> {
+    let t = &app.theme;
+    let waiting = j.status == JobStatus::Pending && app.waiting(&j.job_id).is_some();
+    if waiting {
+        Span::styled("waiting", t.fg(t.info))
+    } else {
+        Span::styled(
+            if narrow {
+                job_status_short(j.status)
             } else {
-                Span::styled("0", t.fg(t.muted))
-            };
-            // Narrow screens keep the mark in the id's cell: every column counts there.
-            let mut cells = if narrow {
-                vec![Cell::from(Line::from(vec![
-                    mark,
-                    Span::raw(j.job_id.clone()),
-                ]))]
-            } else {
-                vec![Cell::from(mark), Cell::from(j.job_id.clone())]
-            };
-            if full {
-                cells.push(Cell::from(j.tenant_id.clone()));
-                cells.push(Cell::from(j.service.as_str()));
-            }
-            // A job the console's scheduler holds back reads "waiting"; the detail view and
-            // the status bar say why.
-            let waiting = j.status == JobStatus::Pending && app.waiting(&j.job_id).is_some();
-            cells.push(Cell::from(if waiting {
-                Span::styled("waiting", t.fg(t.info))
-            } else {
-                Span::styled(
-                    if narrow {
-                        job_status_short(j.status)
-                    } else {
-                        job_status_label(j.status)
-                    },
-                    job_status_style(t, j.status),
-                )
-            }));
-            cells.push(Cell::from(Line::from(progress_bar(
-                t,
-                j.completed_chunks,
-                j.failed_chunks,
-                j.total_chunks,
-                bar,
-            ))));
-            cells.push(Cell::from(Line::from(fmt_count(j.records)).right_aligned()));
-            if !narrow {
-                cells.push(Cell::from(Line::from(fmt_rate(rps)).right_aligned()));
-                cells.push(Cell::from(Line::from(fmt_rate(rpm)).right_aligned()));
-            }
-            cells.push(Cell::from(Line::from(eta).right_aligned()));
-            cells.push(Cell::from(Line::from(fail).right_aligned()));
-            let row = Row::new(cells);
-            if i == app.jobs.selected {
-                row.style(t.selection())
-            } else {
-                row
-            }
-        });
+                job_status_label(j.status)
+            },
+            job_status_style(t, j.status),
+        )
+    }
+}
+
+/// Failed chunks, or the retries under way while none has failed for good.
+fn failures(app: &App, j: &Job) -> Span<'static> {
+    let t = &app.theme;
+    let active = j.status == JobStatus::Running;
+    let retrying = app.rates.get(&j.job_id).map_or(0, |m| m.retrying);
+    if j.failed_chunks > 0 {
+        Span::styled(
+            j.failed_chunks.to_string(),
+            t.fg(t.error).add_modifier(Modifier::BOLD),
+        )
+    } else if retrying > 0 && active {
+        Span::styled(format!("↻{retrying}"), t.fg(t.warn))
+    } else {
+        Span::styled("0", t.fg(t.muted))
+    }
+}
+
+/// Column titles and widths for what fits.
+fn columns(fit: Fit) -> (Vec<&'static str>, Vec<Constraint>) {
+    let narrow = fit.narrow;
     let (mut header, mut widths) = if narrow {
         (vec![" JOB"], vec![Constraint::Fill(1)])
     } else {
@@ -139,7 +188,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             vec![Constraint::Length(1), Constraint::Fill(1)],
         )
     };
-    if full {
+    if fit.full {
         header.extend(["TENANT", "SERVICE"]);
         widths.extend([Constraint::Length(10), Constraint::Length(11)]);
     }
@@ -150,7 +199,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     ]);
     widths.extend([
         Constraint::Length(if narrow { 9 } else { 18 }),
-        Constraint::Length(bar as u16 + 8),
+        Constraint::Length(fit.bar as u16 + 8),
         Constraint::Length(if narrow { 6 } else { 7 }),
     ]);
     if !narrow {
@@ -159,12 +208,5 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     }
     header.extend(["ETA", "FAIL"]);
     widths.extend([Constraint::Length(5), Constraint::Length(4)]);
-    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block(t, title));
-    frame.render_widget(table, area);
-    if !app.job_rows.is_empty() {
-        super::highlight_row(frame, t, area, app.jobs.selected - app.jobs.offset);
-    }
+    (header, widths)
 }

@@ -9,7 +9,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::block;
 use crate::tui::app::App;
-use crate::tui::logs::{Level, LogRecord, match_ranges};
+use crate::tui::logs::{Level, LogPane, LogRecord, match_ranges};
 use crate::tui::theme::Theme;
 
 fn level_style(t: &Theme, l: Level) -> Style {
@@ -59,6 +59,37 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let pane = &app.logs;
     let height = usize::from(area.height.saturating_sub(2));
     let width = usize::from(area.width.saturating_sub(2));
+    let ids = visible_ids(pane, height, width);
+    let query = pane.search.as_deref();
+    let mut lines: Vec<Line> = ids
+        .iter()
+        .filter_map(|&id| {
+            pane.ring
+                .get(id)
+                .map(|r| line(t, r, query, pane.current_match == Some(id)))
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled(why_empty(pane), t.fg(t.muted))));
+    }
+    let mut p = Paragraph::new(lines).block(block(t, title(pane)));
+    if pane.wrap {
+        p = p.wrap(Wrap { trim: false });
+        // Following with wrap: keep the newest row at the bottom.
+        if pane.follow {
+            let rows: usize = ids
+                .iter()
+                .filter_map(|&id| pane.ring.get(id))
+                .map(|r| rows_of(r, width))
+                .sum();
+            p = p.scroll((rows.saturating_sub(height) as u16, 0));
+        }
+    }
+    frame.render_widget(p, area);
+}
+
+/// The source, then each filter, the search and the modes in effect.
+fn title(pane: &LogPane) -> String {
     let mut title = vec![format!(" Logs: {}", short(&pane.source_name))];
     if let Some(c) = &pane.chunk {
         title.push(format!("chunk {}", c.label()));
@@ -82,74 +113,53 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     if pane.wrap {
         title.push("wrap".into());
     }
-    let title = format!("{} ", title.join(" · "));
+    format!("{} ", title.join(" · "))
+}
 
-    // The lines to draw: from the bottom up when following, else from `top` down.
+/// The ids of the lines to draw in `height` rows: from the bottom up when following, else
+/// from `top` down.
+fn visible_ids(pane: &LogPane, height: usize, width: usize) -> Vec<u64> {
     let n = pane.shown_len();
+    let rows = |id: u64| {
+        if pane.wrap {
+            pane.ring.get(id).map_or(1, |r| rows_of(r, width))
+        } else {
+            1
+        }
+    };
     let mut ids = Vec::with_capacity(height);
+    let mut used = 0;
     if pane.follow {
-        let mut used = 0;
         let mut i = n;
         while i > 0 && used < height {
             i -= 1;
             let id = pane.shown_id(i).expect("index in range");
-            used += if pane.wrap {
-                pane.ring.get(id).map_or(1, |r| rows_of(r, width))
-            } else {
-                1
-            };
+            used += rows(id);
             ids.push(id);
         }
         ids.reverse();
     } else {
-        let mut used = 0;
         let mut i = pane.top.min(n.saturating_sub(1));
         while i < n && used < height {
             let id = pane.shown_id(i).expect("index in range");
-            used += if pane.wrap {
-                pane.ring.get(id).map_or(1, |r| rows_of(r, width))
-            } else {
-                1
-            };
+            used += rows(id);
             ids.push(id);
             i += 1;
         }
     }
-    let query = pane.search.as_deref();
-    let mut lines: Vec<Line> = ids
-        .iter()
-        .filter_map(|&id| {
-            pane.ring
-                .get(id)
-                .map(|r| line(t, r, query, pane.current_match == Some(id)))
-        })
-        .collect();
-    if lines.is_empty() {
-        let why = match &pane.source_error {
-            Some(e) => e.clone(),
-            None if pane.per_job && pane.chunk.is_none() => {
-                "cloud logs are read one job at a time: l on a job or a chunk shows its lines"
-                    .into()
-            }
-            None if pane.ring.is_empty() => "no log lines yet".into(),
-            None => "no line passes the filters (C clears the chunk filter, L the level)".into(),
-        };
-        lines.push(Line::from(Span::styled(why, t.fg(t.muted))));
-    }
-    let mut p = Paragraph::new(lines).block(block(t, title));
-    if pane.wrap {
-        p = p.wrap(Wrap { trim: false });
-        // Following with wrap: keep the newest row at the bottom.
-        if pane.follow {
-            let rows: usize = ids
-                .iter()
-                .filter_map(|&id| pane.ring.get(id))
-                .map(|r| rows_of(r, width))
-                .sum();
-            p = p.scroll((rows.saturating_sub(height) as u16, 0));
+    ids
+}
+
+/// Why no line is on screen.
+fn why_empty(pane: &LogPane) -> String {
+    match &pane.source_error {
+        Some(e) => e.clone(),
+        None if pane.per_job && pane.chunk.is_none() => {
+            "cloud logs are read one job at a time: l on a job or a chunk shows its lines".into()
         }
+        None if pane.ring.is_empty() => "no log lines yet".into(),
+        None => "no line passes the filters (C clears the chunk filter, L the level)".into(),
     }
-    frame.render_widget(p, area);
 }
 
 /// The file name of a path-like source name; a described one (`CloudWatch Logs group

@@ -7,12 +7,13 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use super::{block, centered, clip, fmt_duration};
+use super::{block, centered};
 use crate::engine::handle::Target;
 use crate::tui::action::help_for;
 use crate::tui::app::{App, Confirm};
 use crate::tui::form::{Field, TriggerForm};
-use crate::tui::update::view_name;
+use crate::tui::format::{clip, fmt_duration};
+use crate::tui::theme::Theme;
 
 pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
@@ -62,7 +63,7 @@ pub fn help(frame: &mut Frame, app: &App, area: Rect) {
         t.fg(t.muted),
     )));
     frame.render_widget(Clear, rect);
-    let title = format!(" Keys: {} view ", view_name(app.view()));
+    let title = format!(" Keys: {} view ", app.view().name());
     frame.render_widget(
         Paragraph::new(lines).block(block(t, title)).style(t.text()),
         rect,
@@ -95,56 +96,10 @@ pub fn confirm(frame: &mut Frame, app: &App, area: Rect, c: &Confirm) {
 
 pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
     let t = &app.theme;
-    let mut lines = Vec::new();
-    for field in Field::ALL {
-        let focused = f.focus == field;
-        let value = match field {
-            Field::Tenant => f.tenant_id().unwrap_or("—").to_string(),
-            Field::Service => f.service().map_or("—".into(), |s| s.to_string()),
-            Field::Tables => f.tables.clone(),
-            Field::Start => f.start.clone(),
-            Field::End => f.end.clone(),
-            Field::ChunkDays => f.chunk_days.clone(),
-            Field::Target => match f.target {
-                Target::Local => "local (in this console)".into(),
-                Target::Cloud => "cloud".into(),
-            },
-        };
-        let placeholder = match field {
-            Field::Tables => "every table, priority first",
-            Field::Start => "default: end minus the lookback",
-            Field::End => "default: now (frozen into the job)",
-            Field::ChunkDays => "default: tenant or service setting",
-            _ => "",
-        };
-        let shown = if value.is_empty() {
-            Span::styled(placeholder, t.fg(t.muted))
-        } else {
-            Span::styled(value, t.fg(t.fg))
-        };
-        let label_style = if focused {
-            t.fg(t.accent).add_modifier(Modifier::BOLD)
-        } else {
-            t.fg(t.muted)
-        };
-        let (open, close) = if field.is_choice() {
-            ("‹ ", " ›")
-        } else {
-            ("", "")
-        };
-        lines.push(Line::from(vec![
-            Span::styled(if focused { "▶ " } else { "  " }, t.fg(t.accent)),
-            Span::styled(format!("{:<18}", field.label()), label_style),
-            Span::styled(open, t.fg(t.muted)),
-            shown,
-            Span::styled(close, t.fg(t.muted)),
-            if focused && !field.is_choice() {
-                Span::styled("▏", t.fg(t.accent))
-            } else {
-                Span::raw("")
-            },
-        ]));
-    }
+    let mut lines: Vec<Line> = Field::ALL
+        .into_iter()
+        .map(|field| field_line(t, f, field))
+        .collect();
     if let Some(tables) = f.service().and_then(|s| app.snap.tables.get(&s)) {
         lines.push(Line::from(Span::styled(
             format!("  tables: {}", tables.join(", ")),
@@ -152,43 +107,7 @@ pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
         )));
     }
     lines.push(Line::default());
-    match &f.preview {
-        None => lines.push(Line::from(Span::styled("  planning…", t.fg(t.muted)))),
-        Some(Err(e)) => lines.push(Line::from(Span::styled(format!("  ✗ {e}"), t.fg(t.error)))),
-        Some(Ok(p)) => {
-            lines.push(Line::from(vec![
-                Span::styled("  plan  ", t.fg(t.accent).add_modifier(Modifier::BOLD)),
-                Span::raw(p.window.clone()),
-            ]));
-            let per_table = p
-                .tables
-                .iter()
-                .map(|(n, c)| format!("{n} {c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            lines.push(Line::from(format!(
-                "        {} chunk(s): {per_table}",
-                p.chunks
-            )));
-            let duration = match (p.duration_secs, p.rate_per_minute) {
-                (Some(s), Some(r)) => format!(
-                    "at least {} at {r} requests/min",
-                    fmt_duration(s.ceil() as i64)
-                ),
-                _ => "no rate limit configured".into(),
-            };
-            lines.push(Line::from(format!(
-                "        ≥ {} API calls · {duration}",
-                p.api_calls
-            )));
-            for w in &p.first_windows {
-                lines.push(Line::from(Span::styled(
-                    format!("        {w}"),
-                    t.fg(t.muted),
-                )));
-            }
-        }
-    }
+    lines.extend(preview_lines(t, f));
     lines.push(Line::default());
     lines.push(Line::from(Span::styled(
         "  Tab ↑↓ field · ←→ choose · type to edit · Enter confirm · Esc close",
@@ -200,4 +119,98 @@ pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
         .block(block(t, " Trigger a backfill "))
         .style(t.text());
     frame.render_widget(p, rect);
+}
+
+/// One field of the form: its label, its value (or what an empty one means), the cursor.
+fn field_line(t: &Theme, f: &TriggerForm, field: Field) -> Line<'static> {
+    let focused = f.focus == field;
+    let value = match field {
+        Field::Tenant => f.tenant_id().unwrap_or("—").to_string(),
+        Field::Service => f.service().map_or("—".into(), |s| s.to_string()),
+        Field::Tables => f.tables.clone(),
+        Field::Start => f.start.clone(),
+        Field::End => f.end.clone(),
+        Field::ChunkDays => f.chunk_days.clone(),
+        Field::Target => match f.target {
+            Target::Local => "local (in this console)".into(),
+            Target::Cloud => "cloud".into(),
+        },
+    };
+    let placeholder = match field {
+        Field::Tables => "every table, priority first",
+        Field::Start => "default: end minus the lookback",
+        Field::End => "default: now (frozen into the job)",
+        Field::ChunkDays => "default: tenant or service setting",
+        _ => "",
+    };
+    let shown = if value.is_empty() {
+        Span::styled(placeholder, t.fg(t.muted))
+    } else {
+        Span::styled(value, t.fg(t.fg))
+    };
+    let label_style = if focused {
+        t.fg(t.accent).add_modifier(Modifier::BOLD)
+    } else {
+        t.fg(t.muted)
+    };
+    let (open, close) = if field.is_choice() {
+        ("‹ ", " ›")
+    } else {
+        ("", "")
+    };
+    Line::from(vec![
+        Span::styled(if focused { "▶ " } else { "  " }, t.fg(t.accent)),
+        Span::styled(format!("{:<18}", field.label()), label_style),
+        Span::styled(open, t.fg(t.muted)),
+        shown,
+        Span::styled(close, t.fg(t.muted)),
+        if focused && !field.is_choice() {
+            Span::styled("▏", t.fg(t.accent))
+        } else {
+            Span::raw("")
+        },
+    ])
+}
+
+/// The plan preview: still planning, what is wrong, or the plan's size and cost.
+fn preview_lines(t: &Theme, f: &TriggerForm) -> Vec<Line<'static>> {
+    let p = match &f.preview {
+        None => return vec![Line::from(Span::styled("  planning…", t.fg(t.muted)))],
+        Some(Err(e)) => {
+            return vec![Line::from(Span::styled(format!("  ✗ {e}"), t.fg(t.error)))];
+        }
+        Some(Ok(p)) => p,
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::styled("  plan  ", t.fg(t.accent).add_modifier(Modifier::BOLD)),
+        Span::raw(p.window.clone()),
+    ])];
+    let per_table = p
+        .tables
+        .iter()
+        .map(|(n, c)| format!("{n} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    lines.push(Line::from(format!(
+        "        {} chunk(s): {per_table}",
+        p.chunks
+    )));
+    let duration = match (p.duration_secs, p.rate_per_minute) {
+        (Some(s), Some(r)) => format!(
+            "at least {} at {r} requests/min",
+            fmt_duration(s.ceil() as i64)
+        ),
+        _ => "no rate limit configured".into(),
+    };
+    lines.push(Line::from(format!(
+        "        ≥ {} API calls · {duration}",
+        p.api_calls
+    )));
+    for w in &p.first_windows {
+        lines.push(Line::from(Span::styled(
+            format!("        {w}"),
+            t.fg(t.muted),
+        )));
+    }
+    lines
 }

@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::{block, job_status_label, job_status_short, job_status_style, progress_bar};
+use crate::domain::{Job, JobStatus};
 use crate::engine::detect::Check;
 use crate::tui::app::{App, TenantRow};
 use crate::tui::theme::Theme;
@@ -65,55 +66,63 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         .enumerate()
         .skip(app.tenants.offset)
         .take(height)
-        .map(|(i, r)| {
-            let latest = r.latest.and_then(|i| app.snap.jobs.get(i));
-            let state = match latest {
-                Some(j) => Line::from(
-                    [{
-                        // As in the jobs table: held by the scheduler reads "waiting".
-                        let waiting = j.status == crate::domain::JobStatus::Pending
-                            && app.waiting(&j.job_id).is_some();
-                        let (label, style) = match waiting {
-                            true => ("waiting", t.fg(t.info)),
-                            false if wide => {
-                                (job_status_label(j.status), job_status_style(t, j.status))
-                            }
-                            false => (job_status_short(j.status), job_status_style(t, j.status)),
-                        };
-                        let w = if wide { 19 } else { 10 };
-                        Span::styled(format!("{label:<w$}"), style)
-                    }]
-                    .into_iter()
-                    .chain(progress_bar(
-                        t,
-                        j.completed_chunks,
-                        j.failed_chunks,
-                        j.total_chunks,
-                        if wide { 10 } else { 6 },
-                    ))
-                    .collect::<Vec<_>>(),
-                ),
-                None => Line::from(Span::styled("no backfill yet", t.fg(t.muted))),
-            };
-            let (label, style) = mark(app, t, r);
-            let needs = Span::styled(label, style);
-            let mut cells = vec![Cell::from(r.tenant_id.clone())];
-            if wide {
-                cells.push(Cell::from(r.display_name.clone()));
-            }
-            cells.extend([
-                Cell::from(r.service.as_str()),
-                Cell::from(state),
-                Cell::from(r.jobs.to_string()),
-                Cell::from(Line::from(needs)),
-            ]);
-            let row = Row::new(cells);
-            if i == app.tenants.selected {
-                row.style(t.selection())
-            } else {
-                row
-            }
-        });
+        .map(|(i, r)| super::table_row(t, tenant_cells(app, r, wide), i == app.tenants.selected));
+    let (header, widths) = columns(wide);
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD)))
+        .block(block(t, title));
+    frame.render_widget(table, area);
+    if !app.tenant_rows.is_empty() {
+        super::highlight_row(frame, t, area, app.tenants.selected - app.tenants.offset);
+    }
+}
+
+/// One tenant's service: its latest backfill's state and the detection's verdict.
+fn tenant_cells<'a>(app: &App, r: &'a TenantRow, wide: bool) -> Vec<Cell<'a>> {
+    let t = &app.theme;
+    let state = match r.latest.and_then(|i| app.snap.jobs.get(i)) {
+        Some(j) => backfill(app, j, wide),
+        None => Line::from(Span::styled("no backfill yet", t.fg(t.muted))),
+    };
+    let (label, style) = mark(app, t, r);
+    let needs = Span::styled(label, style);
+    let mut cells = vec![Cell::from(r.tenant_id.clone())];
+    if wide {
+        cells.push(Cell::from(r.display_name.clone()));
+    }
+    cells.extend([
+        Cell::from(r.service.as_str()),
+        Cell::from(state),
+        Cell::from(r.jobs.to_string()),
+        Cell::from(Line::from(needs)),
+    ]);
+    cells
+}
+
+/// The BACKFILL column: the latest job's status and progress bar.
+fn backfill(app: &App, j: &Job, wide: bool) -> Line<'static> {
+    let t = &app.theme;
+    // As in the jobs table: held by the scheduler reads "waiting".
+    let waiting = j.status == JobStatus::Pending && app.waiting(&j.job_id).is_some();
+    let (label, style) = match waiting {
+        true => ("waiting", t.fg(t.info)),
+        false if wide => (job_status_label(j.status), job_status_style(t, j.status)),
+        false => (job_status_short(j.status), job_status_style(t, j.status)),
+    };
+    let w = if wide { 19 } else { 10 };
+    let mut spans = vec![Span::styled(format!("{label:<w$}"), style)];
+    spans.extend(progress_bar(
+        t,
+        j.completed_chunks,
+        j.failed_chunks,
+        j.total_chunks,
+        if wide { 10 } else { 6 },
+    ));
+    Line::from(spans)
+}
+
+/// Column titles and widths: NAME only on wide screens.
+fn columns(wide: bool) -> (Vec<&'static str>, Vec<Constraint>) {
     let mut header = vec!["TENANT"];
     let mut widths = vec![Constraint::Length(10)];
     if wide {
@@ -127,13 +136,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(4),
         Constraint::Length(16),
     ]);
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD)))
-        .block(block(t, title));
-    frame.render_widget(table, area);
-    if !app.tenant_rows.is_empty() {
-        super::highlight_row(frame, t, area, app.tenants.selected - app.tenants.offset);
-    }
+    (header, widths)
 }
 
 /// The selected row's detection reason: why it was or was not selected.

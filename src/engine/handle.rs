@@ -344,8 +344,8 @@ impl EngineHandle {
         &self,
         request: &PlanRequest,
         now: DateTime<Utc>,
-    ) -> Result<PlanPreview, String> {
-        let plan = planner::plan(&self.config, request, now).map_err(|e| e.0)?;
+    ) -> Result<PlanPreview, planner::PlanError> {
+        let plan = planner::plan(&self.config, request, now)?;
         let estimate = planner::estimate(&plan, None, |_| 1000);
         Ok(PlanPreview { plan, estimate })
     }

@@ -12,12 +12,13 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{BreakerState, Deadline, Engine, EngineError, EngineEvent, breaker};
+use super::step::wait_before_retry;
+use super::{BreakerState, Deadline, Engine, EngineError, EngineEvent, Step, breaker};
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
 use crate::sink::ChunkMeta;
 use crate::sources::{Page, Source, SourceError};
-use crate::store::{Claim, StoreError};
+use crate::store::StoreError;
 
 /// Why a run of a job returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -108,11 +109,7 @@ impl Engine {
         job_id: &str,
         deadline: Option<Instant>,
     ) -> Result<RunOutcome, EngineError> {
-        let job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let job = self.load_job(job_id).await?;
         let runners = self
             .options()
             .chunk_concurrency
@@ -137,11 +134,7 @@ impl Engine {
                 stop = StopReason::ContinuationNeeded;
             }
         }
-        let job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let job = self.load_job(job_id).await?;
         match stop {
             StopReason::ContinuationNeeded => {
                 tracing::info!(
@@ -182,69 +175,21 @@ impl Engine {
         deadline: &Deadline,
         gate: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<StopReason, EngineError> {
-        let opts = self.options().clone();
-        let ordered = self.has_dependencies(&job);
         loop {
             if deadline.reached() {
                 return Ok(StopReason::ContinuationNeeded);
             }
-            let now = Utc::now();
-            let turn = match ordered {
-                true => Some(gate.clone().lock_owned().await),
-                false => None,
-            };
-            if ordered && self.only_blocked_work(&job, now).await? {
-                drop(turn);
-                // Everything claimable waits for other tables; claiming would only hand
-                // a blocked chunk back. A dead holder of the blocking chunk is replaced now.
-                if !self.break_dead_leases(&job.job_id).await? {
-                    let wake = Instant::now() + opts.poll_interval;
-                    tokio::time::sleep_until(deadline.cap(wake)).await;
+            match self.step(&job, deadline, Some(&gate)).await? {
+                Step::Ran {
+                    stop: StopReason::ContinuationNeeded,
+                    ..
+                } => return Ok(StopReason::ContinuationNeeded),
+                Step::Ran { .. } => {}
+                Step::Wait { until } => {
+                    let wait = wait_before_retry(until, self.options().poll_interval);
+                    tokio::time::sleep_until(deadline.cap(Instant::now() + wait)).await;
                 }
-                continue;
-            }
-            let lease_until = now + opts.lease;
-            let claim = self
-                .store()
-                .claim_next_chunk(&job.job_id, &opts.owner, lease_until, now)
-                .await?;
-            drop(turn);
-            match claim {
-                Claim::Chunk(chunk) => {
-                    if self.blocked_by_dependencies(&job, &chunk).await? {
-                        // Its table waits for others of the job (companies before tickets):
-                        // hand the chunk back untouched and look again shortly.
-                        match self
-                            .store()
-                            .release_chunk(&chunk.key, &opts.owner, &chunk.checkpoint)
-                            .await
-                        {
-                            Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                        let wake = Instant::now() + opts.poll_interval;
-                        tokio::time::sleep_until(deadline.cap(wake)).await;
-                        continue;
-                    }
-                    if self.run_chunk(&job, *chunk, deadline).await?
-                        == StopReason::ContinuationNeeded
-                    {
-                        return Ok(StopReason::ContinuationNeeded);
-                    }
-                }
-                Claim::Wait { until } => {
-                    // Something blocks the job; if its holder died on this host, take over now.
-                    if self.break_dead_leases(&job.job_id).await? {
-                        continue;
-                    }
-                    let mut wait = opts.poll_interval;
-                    if let Some(until) = until {
-                        wait = wait.min((until - Utc::now()).to_std().unwrap_or_default());
-                    }
-                    let wake = Instant::now() + wait.max(Duration::from_millis(10));
-                    tokio::time::sleep_until(deadline.cap(wake)).await;
-                }
-                Claim::Done(_) => return Ok(StopReason::Finished),
+                Step::Done(_) => return Ok(StopReason::Finished),
             }
         }
     }

@@ -61,9 +61,6 @@ pub enum EngineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Transform(#[from] TransformError),
-    /// The operation needs the lifecycle store (markers, alerts, hints) and none is wired.
-    #[error("this job store keeps no lifecycle state (markers, alerts, scheduling hints)")]
-    NoLifecycleStore,
     #[error("{0}")]
     Other(String),
 }
@@ -119,9 +116,8 @@ struct Inner {
     options: EngineOptions,
     budgets: Mutex<HashMap<(String, Service), Arc<RateBudget>>>,
     breakers: Mutex<HashMap<(String, Service), Arc<CircuitBreaker>>>,
-    lifecycle: OnceLock<Arc<dyn LifecycleStore>>,
+    lifecycle: Arc<dyn LifecycleStore>,
     metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
-    monitor: alerts::FailureCounter,
 }
 
 /// The request health of one tenant's service: its rate budget and circuit breaker.
@@ -140,9 +136,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine over `store` (jobs and chunks) and `lifecycle` (markers, hints, alerts,
+    /// verification results: the same SQLite file or DynamoDB tables as the jobs).
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn JobStore>,
+        lifecycle: Arc<dyn LifecycleStore>,
         sink: RawSink,
         sources: Arc<dyn SourceProvider>,
         options: EngineOptions,
@@ -158,18 +157,10 @@ impl Engine {
                 options,
                 budgets: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),
-                lifecycle: OnceLock::new(),
+                lifecycle,
                 metrics: OnceLock::new(),
-                monitor: alerts::FailureCounter::default(),
             }),
         }
-    }
-
-    /// Gives the engine its lifecycle store (markers, hints, alerts, verification results).
-    /// Without one, jobs still run; what needs the store is skipped or refused.
-    pub fn with_lifecycle(self, store: Arc<dyn LifecycleStore>) -> Self {
-        let _ = self.inner.lifecycle.set(store);
-        self
     }
 
     /// Sends metric records (CloudWatch Embedded Metric Format) here instead of the log.
@@ -178,18 +169,15 @@ impl Engine {
         self
     }
 
-    pub fn lifecycle(&self) -> Option<&Arc<dyn LifecycleStore>> {
-        self.inner.lifecycle.get()
+    /// The lifecycle store: markers, hints, alerts, verification results.
+    pub fn lifecycle(&self) -> &Arc<dyn LifecycleStore> {
+        &self.inner.lifecycle
     }
 
     /// Stores a job's scheduling hints (priority, trigger, off-peak wait).
     pub async fn set_job_meta(&self, meta: &crate::domain::JobMeta) -> Result<(), EngineError> {
-        self.require_lifecycle()?.put_job_meta(meta).await?;
+        self.lifecycle().put_job_meta(meta).await?;
         Ok(())
-    }
-
-    fn require_lifecycle(&self) -> Result<&Arc<dyn LifecycleStore>, EngineError> {
-        self.lifecycle().ok_or(EngineError::NoLifecycleStore)
     }
 
     fn metrics(&self) -> &dyn metrics::MetricsSink {

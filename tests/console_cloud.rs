@@ -120,12 +120,14 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
     let data = tempfile::tempdir().unwrap();
     block(async {
         let config = Arc::new(Config::load(&common::repo_mappings()).unwrap());
-        let store: Arc<dyn JobStore> = Arc::new(dep.store());
+        let dynamo = Arc::new(dep.store());
+        let store: Arc<dyn JobStore> = dynamo.clone();
         let dispatcher =
             Dispatcher::new(aws_sdk_sfn::Client::new(&dep.aws), &dep.state_machine_arn);
         let engine = Engine::new(
             config.clone(),
             store.clone(),
+            dynamo,
             RawSink::local(data.path()).unwrap(),
             Arc::new(NoSources),
             EngineOptions::default(),

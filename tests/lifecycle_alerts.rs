@@ -105,11 +105,11 @@ fn rig(failing: &[&str]) -> Rig {
     let engine = Engine::new(
         config,
         store.clone(),
+        store.clone(),
         sink,
         Arc::new(Provider(source)),
         options,
     )
-    .with_lifecycle(store.clone())
     .with_metrics(metrics.clone());
     Rig {
         _fx: fx,

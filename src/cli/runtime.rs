@@ -150,11 +150,11 @@ pub async fn cloud_engine(
     Ok(Engine::new(
         config,
         store,
+        lifecycle,
         RawSink::local(&ws.data_dir())?,
         Arc::new(NoLocalRuns),
         EngineOptions::default(),
-    )
-    .with_lifecycle(lifecycle))
+    ))
 }
 
 /// An engine over the cloud deployment's data: the DynamoDB stores, the raw parts in the S3
@@ -173,7 +173,7 @@ pub async fn cloud_data_engine(
     let sink = crate::cloud::s3::raw_sink(bucket, &aws)?;
     let (provider, sandbox) = provider(global, config.clone()).await?;
     Ok(Wired {
-        engine: Engine::new(config, store, sink, provider, options).with_lifecycle(lifecycle),
+        engine: Engine::new(config, store, lifecycle, sink, provider, options),
         _sandbox: sandbox,
     })
 }
@@ -295,8 +295,7 @@ pub async fn wire_engine(
     let metrics_file = ws.logs_dir().join("metrics.jsonl");
     let metrics = JsonLinesMetrics::open(&metrics_file)
         .wrap_err_with(|| format!("cannot open {}", metrics_file.display()))?;
-    let engine = Engine::new(config, store.clone(), sink, provider, options)
-        .with_lifecycle(store)
+    let engine = Engine::new(config, store.clone(), store, sink, provider, options)
         .with_metrics(Arc::new(metrics));
     Ok(Wired {
         engine,

@@ -187,13 +187,10 @@ impl Engine {
         let jobs = self.store().list_jobs(&JobFilter::default()).await?;
         for tenant in &self.config().tenants.tenants {
             for (service, conn) in &tenant.services {
-                let state = match self.lifecycle() {
-                    Some(lc) => Some(
-                        lc.observe_service(&tenant.tenant_id, *service, conn.enabled, now)
-                            .await?,
-                    ),
-                    None => None,
-                };
+                let state = self
+                    .lifecycle()
+                    .observe_service(&tenant.tenant_id, *service, conn.enabled, now)
+                    .await?;
                 let credentials = if conn.enabled {
                     self.source(&tenant.tenant_id, *service).map(|_| ())
                 } else {
@@ -210,7 +207,7 @@ impl Engine {
                         .cloned()
                         .collect(),
                     oldest_raw: self.oldest_raw(&tenant.tenant_id, *service).await?,
-                    state,
+                    state: Some(state),
                 };
                 out.push(decide(&facts, now));
             }

@@ -168,7 +168,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Option<CreateOutcome>, EngineError> {
         let markers = self
-            .require_lifecycle()?
+            .lifecycle()
             .markers(Some(tenant_id), Some(service))
             .await?;
         let plan = planner::plan_sync(self.config(), tenant_id, service, tables, &markers, now)?;
@@ -218,21 +218,20 @@ impl Engine {
     }
 
     /// After a job completes: its tables' markers move to its frozen end and the canonical
-    /// tables it feeds are rebuilt. Done once per job when a lifecycle store is wired (a
-    /// failed step is tried again by the next run of the job); every step is idempotent.
+    /// tables it feeds are rebuilt. Done once per job (a failed step is tried again by the
+    /// next run of the job); every step is idempotent.
     pub(super) async fn after_job(&self, job: &Job) -> Result<(), EngineError> {
         if job.status != JobStatus::Completed {
             return Ok(());
         }
-        if let Some(lc) = self.lifecycle() {
-            let done = lc.job_metas(std::slice::from_ref(&job.job_id)).await?;
-            if done.first().is_some_and(|m| m.finalized_at.is_some()) {
-                return Ok(());
-            }
-            self.advance_markers(job).await?;
-            if JobKind::of(&job.job_id) == JobKind::Backfill {
-                lc.clear_reenabled(&job.tenant_id, job.service).await?;
-            }
+        let lc = self.lifecycle();
+        let done = lc.job_metas(std::slice::from_ref(&job.job_id)).await?;
+        if done.first().is_some_and(|m| m.finalized_at.is_some()) {
+            return Ok(());
+        }
+        self.advance_markers(job).await?;
+        if JobKind::of(&job.job_id) == JobKind::Backfill {
+            lc.clear_reenabled(&job.tenant_id, job.service).await?;
         }
         if self.options().auto_transform {
             let tables: Vec<String> = job
@@ -251,14 +250,12 @@ impl Engine {
                 .await?;
             }
         }
-        if let Some(lc) = self.lifecycle() {
-            lc.finalize_job(&job.job_id, Utc::now()).await?;
-        }
+        lc.finalize_job(&job.job_id, Utc::now()).await?;
         Ok(())
     }
 
     async fn advance_markers(&self, job: &Job) -> Result<(), EngineError> {
-        let lc = self.require_lifecycle()?;
+        let lc = self.lifecycle();
         let kind = JobKind::of(&job.job_id);
         let mut starts: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for c in self.store().chunks(&job.job_id).await? {
@@ -296,7 +293,7 @@ impl Engine {
         &self,
         tenant_id: Option<&str>,
     ) -> Result<Vec<GapFinding>, EngineError> {
-        let lc = self.require_lifecycle()?;
+        let lc = self.lifecycle();
         let markers = lc.markers(tenant_id, None).await?;
         let jobs = self
             .store()

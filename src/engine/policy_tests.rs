@@ -31,11 +31,12 @@ fn engine(dir: &tempfile::TempDir, edit: impl FnOnce(&mut Config)) -> Engine {
     d.circuit_breaker_failures = 100;
     d.circuit_breaker_cooldown_seconds = 30.0;
     edit(&mut config);
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
     let sink = RawSink::local(&dir.path().join("data")).unwrap();
     Engine::new(
         Arc::new(config),
-        Arc::new(store),
+        store.clone(),
+        store,
         sink,
         Arc::new(NoSources),
         EngineOptions {

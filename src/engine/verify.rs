@@ -92,7 +92,7 @@ fn landed_keys(
 
 impl Engine {
     /// Counts what landed per chunk of `job_id` against the source's count, stores the
-    /// results (when a lifecycle store is wired) and returns them.
+    /// results and returns them.
     pub async fn verify(&self, job_id: &str) -> Result<VerifyReport, EngineError> {
         let job: Job = self
             .store()
@@ -150,9 +150,7 @@ impl Engine {
                 verified_at: Utc::now(),
             });
         }
-        if let Some(lc) = self.lifecycle() {
-            lc.save_verification(job_id, &results).await?;
-        }
+        self.lifecycle().save_verification(job_id, &results).await?;
         let missing = results.iter().map(ChunkVerification::missing).sum();
         let moved_since = results.iter().map(ChunkVerification::moved_since).sum();
         tracing::info!(

@@ -41,15 +41,14 @@ impl Owner {
         if self.running.contains(&job.job_id) {
             return Start::AlreadyRunning;
         }
-        let meta = match self.engine.lifecycle() {
-            Some(lc) => lc
-                .job_metas(std::slice::from_ref(&job.job_id))
-                .await
-                .ok()
-                .and_then(|m| m.into_iter().next()),
-            None => None,
-        }
-        .unwrap_or_else(|| JobMeta::default_for(&job.job_id));
+        let meta = self
+            .engine
+            .lifecycle()
+            .job_metas(std::slice::from_ref(&job.job_id))
+            .await
+            .ok()
+            .and_then(|m| m.into_iter().next())
+            .unwrap_or_else(|| JobMeta::default_for(&job.job_id));
         self.scheduler.push(job, &meta);
         self.dispatch();
         if self.running.contains(&job.job_id) {
@@ -149,7 +148,7 @@ impl Owner {
                     .map_err(|e| HandleError::Refused(e.to_string()))?;
                 let job = outcome.job().clone();
                 let created = matches!(outcome, crate::store::CreateOutcome::Created(_));
-                if created && self.engine.lifecycle().is_some() {
+                if created {
                     // Manual, as `trigger` makes them: priority 1, at once.
                     let meta = JobMeta {
                         priority: 1,

@@ -81,11 +81,11 @@ fn engine(dir: &Path) -> (Engine, Arc<Config>, Arc<SqliteStore>) {
     let engine = Engine::new(
         config.clone(),
         store.clone(),
+        store.clone(),
         sink,
         Arc::new(AcmeOnly),
         EngineOptions::default(),
-    )
-    .with_lifecycle(store.clone());
+    );
     (engine, config, store)
 }
 

@@ -29,6 +29,7 @@ fn engine(dir: &Path) -> (Engine, Arc<Config>) {
     let sink = RawSink::local(&dir.join("data")).unwrap();
     let engine = Engine::new(
         config.clone(),
+        store.clone(),
         store,
         sink,
         Arc::new(NoSources),

@@ -48,7 +48,29 @@ pub use step::{Deadline, Step};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).
 pub trait SourceProvider: Send + Sync {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String>;
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource>;
+}
+
+/// Why there is no client for a tenant's service (disabled, credentials not usable, run
+/// elsewhere): a chunk of it fails for good, and detection does not select it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct NoSource {
+    pub reason: String,
+}
+
+impl NoSource {
+    pub fn new(reason: impl std::fmt::Display) -> Self {
+        NoSource {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<String> for NoSource {
+    fn from(reason: String) -> Self {
+        NoSource { reason }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +229,7 @@ impl Engine {
         &self.inner.sink
     }
 
-    pub fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+    pub fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
         self.inner.sources.source(tenant_id, service)
     }
 

@@ -24,7 +24,7 @@ use avesa_console::config::Config;
 use avesa_console::domain::{JobStatus, Service};
 use avesa_console::engine::handle::{Command, EngineHandle, HandleError, RefreshPolicy, Target};
 use avesa_console::engine::planner::PlanRequest;
-use avesa_console::engine::{Engine, EngineOptions, SourceProvider};
+use avesa_console::engine::{Engine, EngineOptions, NoSource, SourceProvider};
 use avesa_console::sink::RawSink;
 use avesa_console::sources::Source;
 use avesa_console::store::JobStore;
@@ -36,8 +36,8 @@ use harness::*;
 struct NoSources;
 
 impl SourceProvider for NoSources {
-    fn source(&self, _: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!("{service}: the cloud console runs nothing itself"))
+    fn source(&self, _: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(format!("{service}: the cloud console runs nothing itself").into())
     }
 }
 

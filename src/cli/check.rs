@@ -87,7 +87,7 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
         let source = match provider.source(&args.tenant_id, service) {
             Ok(s) => s,
             Err(e) => {
-                report.error = Some(e);
+                report.error = Some(e.to_string());
                 reports.push(report);
                 continue;
             }

@@ -14,7 +14,7 @@ use super::GlobalArgs;
 use crate::config::Config;
 use crate::domain::Service;
 use crate::engine::metrics::JsonLinesMetrics;
-use crate::engine::{Engine, EngineOptions, SourceProvider};
+use crate::engine::{Engine, EngineOptions, NoSource, SourceProvider};
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxTenant, TableCounts};
 use crate::sink::RawSink;
 use crate::sources::{self, Source};
@@ -182,10 +182,11 @@ pub async fn cloud_data_engine(
 struct NoLocalRuns;
 
 impl SourceProvider for NoLocalRuns {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!(
-            "{service} for {tenant_id} runs on the cloud deployment's workers, not here"
-        ))
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(
+            format!("{service} for {tenant_id} runs on the cloud deployment's workers, not here")
+                .into(),
+        )
     }
 }
 
@@ -352,14 +353,17 @@ struct Provider {
 }
 
 impl SourceProvider for Provider {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(src) = cache.get(&(tenant_id.to_string(), service)) {
             return Ok(src.clone());
         }
-        let (_, conn) = self.config.connection(tenant_id, service)?;
+        let (_, conn) = self
+            .config
+            .connection(tenant_id, service)
+            .map_err(NoSource::new)?;
         if !conn.enabled {
-            return Err(format!("{service} is disabled for tenant '{tenant_id}'"));
+            return Err(format!("{service} is disabled for tenant '{tenant_id}'").into());
         }
         let base = if conn.base_url.contains(SANDBOX_PLACEHOLDER) {
             let url = self.sandbox_url.as_deref().ok_or_else(|| {
@@ -374,7 +378,8 @@ impl SourceProvider for Provider {
         let creds = self
             .config
             .tenants
-            .resolve_credentials(tenant_id, service, conn)?;
+            .resolve_credentials(tenant_id, service, conn)
+            .map_err(NoSource::new)?;
         let mut settings = sources::SourceSettings::default();
         if let Some(n) = self
             .config
@@ -386,7 +391,7 @@ impl SourceProvider for Provider {
             settings.bulk_query_threshold = n;
         }
         let src = sources::connect(service, &base, creds, self.http.clone(), &settings)
-            .map_err(|e| e.to_string())?;
+            .map_err(NoSource::new)?;
         cache.insert((tenant_id.to_string(), service), src.clone());
         Ok(src)
     }

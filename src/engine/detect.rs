@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use object_store::path::{Path, PathPart};
 use serde::Serialize;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, NoSource};
 use crate::domain::{Job, JobKind, JobStatus, Service, ServiceState};
 use crate::store::JobFilter;
 
@@ -25,7 +25,7 @@ pub struct ServiceFacts {
     pub service: Service,
     pub enabled: bool,
     /// Why a client cannot be built from the configured credentials, if it cannot.
-    pub credentials: Result<(), String>,
+    pub credentials: Result<(), NoSource>,
     /// This tenant's jobs for this service.
     pub jobs: Vec<Job>,
     /// When the oldest raw object of the service was written.
@@ -291,7 +291,9 @@ mod tests {
     #[test]
     fn credentials_must_be_configured() {
         let f = ServiceFacts {
-            credentials: Err("credential field 'private_key' is missing or empty".into()),
+            credentials: Err(NoSource::new(
+                "credential field 'private_key' is missing or empty",
+            )),
             ..facts()
         };
         let (selected, by, why) = check(&f);

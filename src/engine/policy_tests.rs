@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::executor::fetch_with_policy;
-use super::{BreakerState, Engine, EngineEvent, EngineOptions, SourceProvider};
+use super::{BreakerState, Engine, EngineEvent, EngineOptions, NoSource, SourceProvider};
 use crate::config::Config;
 use crate::domain::Service;
 use crate::sink::RawSink;
@@ -17,8 +17,8 @@ use crate::store::sqlite::SqliteStore;
 
 struct NoSources;
 impl SourceProvider for NoSources {
-    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, String> {
-        Err("not used".into())
+    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(NoSource::new("not used"))
     }
 }
 

@@ -13,7 +13,7 @@ use super::*;
 use crate::config::EndpointDef;
 use crate::domain::{AlertKind, JobKind, JobMeta, Trigger, Window};
 use crate::engine::detect::Check;
-use crate::engine::{EngineOptions, SourceProvider};
+use crate::engine::{EngineOptions, NoSource, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::{Page, Source, SourceError};
 use crate::store::{LifecycleStore, SqliteStore};
@@ -49,11 +49,11 @@ impl Source for Refusing {
 }
 
 impl SourceProvider for AcmeOnly {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
         if (tenant_id, service) == ("acme", Service::Connectwise) {
             return Ok(Arc::new(Refusing));
         }
-        Err(format!("no {service} source for {tenant_id} in this test"))
+        Err(format!("no {service} source for {tenant_id} in this test").into())
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::domain::ChunkStatus;
-use crate::engine::{EngineOptions, SourceProvider};
+use crate::engine::{EngineOptions, NoSource, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::Source;
 use crate::store::SqliteStore;
@@ -17,8 +17,8 @@ use crate::store::SqliteStore;
 struct NoSources;
 
 impl SourceProvider for NoSources {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!("no {service} source for {tenant_id} in this test"))
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(format!("no {service} source for {tenant_id} in this test").into())
     }
 }
 

@@ -44,7 +44,7 @@ pub use executor::{RunOutcome, StopReason};
 pub use handle::EngineHandle;
 pub use planner::{Plan, PlanError, PlanRequest};
 pub use schedule::ScheduledRun;
-pub use step::{Deadline, Step};
+pub use step::{Deadline, Step, wait_before_retry};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).
 pub trait SourceProvider: Send + Sync {

@@ -217,11 +217,7 @@ impl Engine {
     /// The post-completion steps for a job run elsewhere (a cloud worker's transform step):
     /// markers and canonical transform when it completed, nothing otherwise. Idempotent.
     pub async fn finish_job(&self, job_id: &str) -> Result<(), EngineError> {
-        let job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| crate::store::StoreError::JobNotFound(job_id.to_string()))?;
+        let job = self.load_job(job_id).await?;
         self.after_job(&job).await
     }
 

@@ -59,7 +59,7 @@ pub enum Step {
 
 /// How long to wait after `Step::Wait { until }` before looking again: until `until`, at
 /// most `poll`, at least 10 ms.
-pub(super) fn wait_before_retry(until: Option<DateTime<Utc>>, poll: Duration) -> Duration {
+pub fn wait_before_retry(until: Option<DateTime<Utc>>, poll: Duration) -> Duration {
     let wait = match until {
         Some(until) => poll.min((until - Utc::now()).to_std().unwrap_or_default()),
         None => poll,

@@ -18,7 +18,6 @@ use super::executor::fetch_with_policy;
 use super::{Engine, EngineError};
 use crate::config::EndpointDef;
 use crate::domain::{Chunk, ChunkVerification, Job, Service};
-use crate::store::StoreError;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -94,11 +93,7 @@ impl Engine {
     /// Counts what landed per chunk of `job_id` against the source's count, stores the
     /// results and returns them.
     pub async fn verify(&self, job_id: &str) -> Result<VerifyReport, EngineError> {
-        let job: Job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let job: Job = self.load_job(job_id).await?;
         let source = self.source(&job.tenant_id, job.service).map_err(|e| {
             EngineError::Other(format!("tenant '{}' {}: {e}", job.tenant_id, job.service))
         })?;

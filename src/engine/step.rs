@@ -1,6 +1,6 @@
-//! One step of a job at a time, for runners outside the claim loop (a cloud worker answering
-//! one queue message): claim the next chunk, run it with the same code as local runs, and say
-//! whether work remains. No AWS type crosses this boundary.
+//! One step of a job: claim the next chunk, run it, and say whether work remains. The local
+//! runners loop over it (`Engine::run_job`); a cloud worker takes one step per queue
+//! message (`Engine::step_job`). No AWS type crosses this boundary.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

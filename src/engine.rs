@@ -45,11 +45,33 @@ pub use executor::{RunOutcome, StopReason};
 pub use handle::EngineHandle;
 pub use ops::ScheduledRun;
 pub use planner::{Plan, PlanError, PlanRequest};
-pub use step::{Deadline, Step};
+pub use step::{Deadline, Step, wait_before_retry};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).
 pub trait SourceProvider: Send + Sync {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String>;
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource>;
+}
+
+/// Why there is no client for a tenant's service (disabled, credentials not usable, run
+/// elsewhere): a chunk of it fails for good, and detection does not select it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct NoSource {
+    pub reason: String,
+}
+
+impl NoSource {
+    pub fn new(reason: impl std::fmt::Display) -> Self {
+        NoSource {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<String> for NoSource {
+    fn from(reason: String) -> Self {
+        NoSource { reason }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +84,6 @@ pub enum EngineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Transform(#[from] TransformError),
-    /// The operation needs the lifecycle store (markers, alerts, hints) and none is wired.
-    #[error("this job store keeps no lifecycle state (markers, alerts, scheduling hints)")]
-    NoLifecycleStore,
     #[error("{0}")]
     Other(String),
 }
@@ -120,9 +139,8 @@ struct Inner {
     options: EngineOptions,
     budgets: Mutex<HashMap<(String, Service), Arc<RateBudget>>>,
     breakers: Mutex<HashMap<(String, Service), Arc<CircuitBreaker>>>,
-    lifecycle: OnceLock<Arc<dyn LifecycleStore>>,
+    lifecycle: Arc<dyn LifecycleStore>,
     metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
-    monitor: alerts::FailureCounter,
 }
 
 /// The request health of one tenant's service: its rate budget and circuit breaker.
@@ -141,9 +159,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine over `store` (jobs and chunks) and `lifecycle` (markers, hints, alerts,
+    /// verification results: the same SQLite file or DynamoDB tables as the jobs).
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn JobStore>,
+        lifecycle: Arc<dyn LifecycleStore>,
         sink: RawSink,
         sources: Arc<dyn SourceProvider>,
         options: EngineOptions,
@@ -159,18 +180,10 @@ impl Engine {
                 options,
                 budgets: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),
-                lifecycle: OnceLock::new(),
+                lifecycle,
                 metrics: OnceLock::new(),
-                monitor: alerts::FailureCounter::default(),
             }),
         }
-    }
-
-    /// Gives the engine its lifecycle store (markers, hints, alerts, verification results).
-    /// Without one, jobs still run; what needs the store is skipped or refused.
-    pub fn with_lifecycle(self, store: Arc<dyn LifecycleStore>) -> Self {
-        let _ = self.inner.lifecycle.set(store);
-        self
     }
 
     /// Sends metric records (CloudWatch Embedded Metric Format) here instead of the log.
@@ -179,18 +192,15 @@ impl Engine {
         self
     }
 
-    pub fn lifecycle(&self) -> Option<&Arc<dyn LifecycleStore>> {
-        self.inner.lifecycle.get()
+    /// The lifecycle store: markers, hints, alerts, verification results.
+    pub fn lifecycle(&self) -> &Arc<dyn LifecycleStore> {
+        &self.inner.lifecycle
     }
 
     /// Stores a job's scheduling hints (priority, trigger, off-peak wait).
     pub async fn set_job_meta(&self, meta: &crate::domain::JobMeta) -> Result<(), EngineError> {
-        self.require_lifecycle()?.put_job_meta(meta).await?;
+        self.lifecycle().put_job_meta(meta).await?;
         Ok(())
-    }
-
-    fn require_lifecycle(&self) -> Result<&Arc<dyn LifecycleStore>, EngineError> {
-        self.lifecycle().ok_or(EngineError::NoLifecycleStore)
     }
 
     fn metrics(&self) -> &dyn metrics::MetricsSink {
@@ -220,7 +230,7 @@ impl Engine {
         &self.inner.sink
     }
 
-    pub fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+    pub fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
         self.inner.sources.source(tenant_id, service)
     }
 

@@ -25,7 +25,7 @@ use avesa_console::domain::{JobStatus, Service};
 use avesa_console::engine::handle::{Command, EngineHandle, HandleError, RefreshPolicy, Target};
 use avesa_console::engine::ops::Refusal;
 use avesa_console::engine::planner::PlanRequest;
-use avesa_console::engine::{Engine, EngineOptions, SourceProvider};
+use avesa_console::engine::{Engine, EngineOptions, NoSource, SourceProvider};
 use avesa_console::sink::RawSink;
 use avesa_console::sources::Source;
 use avesa_console::store::JobStore;
@@ -37,8 +37,8 @@ use harness::*;
 struct NoSources;
 
 impl SourceProvider for NoSources {
-    fn source(&self, _: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!("{service}: the cloud console runs nothing itself"))
+    fn source(&self, _: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(format!("{service}: the cloud console runs nothing itself").into())
     }
 }
 
@@ -121,12 +121,14 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
     let data = tempfile::tempdir().unwrap();
     block(async {
         let config = Arc::new(Config::load(&common::repo_mappings()).unwrap());
-        let store: Arc<dyn JobStore> = Arc::new(dep.store());
+        let dynamo = Arc::new(dep.store());
+        let store: Arc<dyn JobStore> = dynamo.clone();
         let dispatcher =
             Dispatcher::new(aws_sdk_sfn::Client::new(&dep.aws), &dep.state_machine_arn);
         let engine = Engine::new(
             config.clone(),
             store.clone(),
+            dynamo,
             RawSink::local(data.path()).unwrap(),
             Arc::new(NoSources),
             EngineOptions::default(),

@@ -11,7 +11,7 @@ use avesa_console::config::{Config, EndpointDef};
 use avesa_console::domain::{AlertKind, JobStatus, RecordsAt, Service, Window};
 use avesa_console::engine::metrics::MetricsSink;
 use avesa_console::engine::planner::PlanRequest;
-use avesa_console::engine::{Engine, EngineEvent, EngineOptions, SourceProvider};
+use avesa_console::engine::{Engine, EngineEvent, EngineOptions, NoSource, SourceProvider};
 use avesa_console::sink::RawSink;
 use avesa_console::sources::{Page, Source, SourceError};
 use avesa_console::store::{AlertFilter, Claim, JobStore, LifecycleStore, SqliteStore};
@@ -59,7 +59,7 @@ impl Source for FakeSource {
 struct Provider(Arc<dyn Source>);
 
 impl SourceProvider for Provider {
-    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, String> {
+    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
         Ok(self.0.clone())
     }
 }
@@ -105,11 +105,11 @@ fn rig(failing: &[&str]) -> Rig {
     let engine = Engine::new(
         config,
         store.clone(),
+        store.clone(),
         sink,
         Arc::new(Provider(source)),
         options,
     )
-    .with_lifecycle(store.clone())
     .with_metrics(metrics.clone());
     Rig {
         _fx: fx,

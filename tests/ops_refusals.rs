@@ -9,7 +9,7 @@ use avesa_console::config::Config;
 use avesa_console::domain::Service;
 use avesa_console::engine::handle::{Command, EngineHandle, HandleError, RefreshPolicy};
 use avesa_console::engine::ops::Refusal;
-use avesa_console::engine::{Engine, EngineOptions, SourceProvider};
+use avesa_console::engine::{Engine, EngineOptions, NoSource, SourceProvider};
 use avesa_console::sink::RawSink;
 use avesa_console::sources::Source;
 use avesa_console::store::SqliteStore;
@@ -18,8 +18,10 @@ use common::{Fixture, assert_ok, text, trigger_args};
 struct NoSources;
 
 impl SourceProvider for NoSources {
-    fn source(&self, _: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!("{service}: nothing runs in this test"))
+    fn source(&self, _: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(NoSource::new(format!(
+            "{service}: nothing runs in this test"
+        )))
     }
 }
 
@@ -32,11 +34,11 @@ fn console_says(fx: &Fixture, command: Command) -> Result<String, HandleError> {
         let engine = Engine::new(
             config.clone(),
             store.clone(),
+            store,
             RawSink::local(&fx.data_dir()).unwrap(),
             Arc::new(NoSources),
             EngineOptions::default(),
-        )
-        .with_lifecycle(store);
+        );
         let h = EngineHandle::spawn(engine, config, RefreshPolicy::default());
         h.send(command).await
     })

@@ -5,15 +5,15 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use serde_json::json;
 
 use super::GlobalArgs;
 use super::runtime;
-use crate::domain::Service;
-use crate::engine::EngineOptions;
+use crate::domain::{Job, Service};
 use crate::engine::planner::{self, PlanRequest};
+use crate::engine::{Engine, EngineOptions};
 use crate::workspace::Workspace;
 
 #[derive(clap::Args, Debug)]
@@ -124,7 +124,7 @@ fn start_sandbox(
     Ok((child, url))
 }
 
-fn sandbox_tenant(config: &crate::config::Config) -> Result<String> {
+fn sandbox_tenant(config: &crate::config::Config) -> Result<&str> {
     config
         .tenants
         .tenants
@@ -134,7 +134,7 @@ fn sandbox_tenant(config: &crate::config::Config) -> Result<String> {
                 .get(&Service::Connectwise)
                 .is_some_and(|c| c.base_url.contains(runtime::SANDBOX_PLACEHOLDER))
         })
-        .map(|t| t.tenant_id.clone())
+        .map(|t| t.tenant_id.as_str())
         .ok_or_else(|| eyre!("no tenant in the registry uses the sandbox"))
 }
 
@@ -145,6 +145,26 @@ async fn sandbox_stats(url: &str) -> Result<serde_json::Value> {
             .bytes()
             .await?,
     )?)
+}
+
+/// The bench's ConnectWise job over `tables` of the sandbox tenant's last `history_days`.
+async fn create_job(
+    engine: &Engine,
+    tenant_id: &str,
+    tables: &[&str],
+    args: &BenchArgs,
+    anchor: DateTime<Utc>,
+) -> Result<Job> {
+    let req = PlanRequest {
+        tenant_id: tenant_id.to_string(),
+        service: Service::Connectwise,
+        tables: tables.iter().map(|t| t.to_string()).collect(),
+        start: Some(anchor - Duration::days(i64::from(args.history_days))),
+        end: Some(anchor),
+        chunk_size_days: Some(args.chunk_size_days),
+    };
+    let plan = planner::plan(engine.config(), &req, Utc::now())?;
+    Ok(engine.create_job(&plan, Utc::now()).await?.job().clone())
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
@@ -167,10 +187,9 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     ws.ensure()?;
     let config = runtime::load_config(global, &ws)?;
     let anchor = runtime::today();
-    let config_dir = config.dir.clone();
 
     let counts = [args.records.to_string(), "0".into(), "0".into(), "0".into()];
-    let (child, url) = start_sandbox(&config_dir, anchor, args.history_days, &counts, &[])?;
+    let (child, url) = start_sandbox(&config.dir, anchor, args.history_days, &counts, &[])?;
     let mut global = global.clone();
     global.sandbox_url = Some(url.clone());
     let options = EngineOptions {
@@ -181,88 +200,17 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     };
     let wired = runtime::wire_engine(&global, &ws, config.clone(), options).await?;
     let tenant_id = sandbox_tenant(&config)?;
-    let req = PlanRequest {
-        tenant_id: tenant_id.clone(),
-        service: Service::Connectwise,
-        tables: vec!["service/tickets".into()],
-        start: Some(anchor - Duration::days(i64::from(args.history_days))),
-        end: Some(anchor),
-        chunk_size_days: Some(args.chunk_size_days),
-    };
-    let plan = planner::plan(&config, &req, Utc::now())?;
-    let job = wired
-        .engine
-        .create_job(&plan, Utc::now())
-        .await?
-        .job()
-        .clone();
-
-    let started = std::time::Instant::now();
-    let outcome = wired.engine.run_job(&job.job_id, None).await?;
-    let secs = started.elapsed().as_secs_f64();
-
-    let stats = sandbox_stats(&url).await?;
-    let job = wired
-        .engine
-        .store()
-        .get_job(&job.job_id)
-        .await?
-        .ok_or_else(|| eyre!("bench job vanished"))?;
-    if job.records != args.records {
-        bail!(
-            "bench landed {} records of {} ({})",
-            job.records,
-            args.records,
-            outcome.status
-        );
-    }
-    let bytes = stats["bytes_sent"].as_u64().unwrap_or(0);
-    let requests = stats["requests"].as_u64().unwrap_or(0);
-    let peak = peak_rss_bytes().unwrap_or(0);
-    let parquet = dir_size(&ws.data_dir());
-    // The canonical transform of what landed: whole-history SCD Type 2 of the tickets.
-    let t0 = std::time::Instant::now();
-    let bucket_bytes = args
-        .transform_bucket_mb
-        .map_or(crate::transform::BUCKET_RAW_BYTES, |mb| {
-            mb.max(1) * 1024 * 1024
-        });
-    let transformed = crate::transform::run_with(
-        wired.engine.config(),
-        wired.engine.sink(),
-        &crate::transform::TransformRequest {
-            tenant_id,
-            tables: vec!["tickets".into()],
-            services: vec![Service::Connectwise],
-            mode: crate::transform::TransformMode::Backfill,
-        },
-        bucket_bytes,
+    let job = create_job(
+        &wired.engine,
+        tenant_id,
+        &["service/tickets"],
+        &args,
+        anchor,
     )
     .await?;
-    let t_secs = t0.elapsed().as_secs_f64();
-    let t_rows: u64 = transformed.iter().map(|r| r.stats.rows_in).sum();
-    let t_bytes: u64 = transformed.iter().map(|r| r.bytes).sum();
-    let t_buckets: usize = transformed.iter().map(|r| r.buckets).sum();
-    let t_peak = peak_rss_bytes().unwrap_or(0);
-    let report = json!({
-        "records": job.records,
-        "seconds": secs,
-        "records_per_sec": job.records as f64 / secs,
-        "json_mb_per_sec": bytes as f64 / 1e6 / secs,
-        "json_bytes": bytes,
-        "bytes_per_record": bytes as f64 / job.records as f64,
-        "api_calls": requests,
-        "chunks": job.total_chunks,
-        "history_days": args.history_days,
-        "peak_rss_mb": peak as f64 / 1048576.0,
-        "parquet_mb": parquet as f64 / 1048576.0,
-        "transform_rows": t_rows,
-        "transform_seconds": t_secs,
-        "transform_rows_per_sec": t_rows as f64 / t_secs,
-        "transform_buckets": t_buckets,
-        "canonical_mb": t_bytes as f64 / 1048576.0,
-        "transform_peak_rss_mb": t_peak as f64 / 1048576.0,
-    });
+    let backfill = measure_backfill(&wired.engine, &job, &url, &ws, args.records).await?;
+    let transform = measure_transform(&wired.engine, tenant_id, args.transform_bucket_mb).await?;
+    let report = backfill.report(&transform, args.history_days);
     drop(wired);
     drop(child);
     if args.keep.is_none() {
@@ -271,25 +219,143 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     if args.json {
         outln!("{report}");
     } else {
-        outln!(
-            "backfilled {} records in {:.2} s: {:.0} records/s, {:.1} MB/s of JSON ({:.0} B/record), {} API calls, peak RSS {:.1} MB, Parquet {:.1} MB",
-            job.records,
-            secs,
-            report["records_per_sec"].as_f64().unwrap_or(0.0),
-            report["json_mb_per_sec"].as_f64().unwrap_or(0.0),
-            report["bytes_per_record"].as_f64().unwrap_or(0.0),
-            requests,
-            report["peak_rss_mb"].as_f64().unwrap_or(0.0),
-            report["parquet_mb"].as_f64().unwrap_or(0.0),
-        );
-        outln!(
-            "canonical transform of {t_rows} rows in {t_buckets} bucket(s), {t_secs:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB",
-            report["transform_rows_per_sec"].as_f64().unwrap_or(0.0),
-            report["canonical_mb"].as_f64().unwrap_or(0.0),
-            report["transform_peak_rss_mb"].as_f64().unwrap_or(0.0),
-        );
+        print_backfill(&report, &backfill, &transform);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the backfill of the bench job did.
+struct Backfill {
+    job: Job,
+    secs: f64,
+    bytes: u64,
+    requests: u64,
+    peak: u64,
+    parquet: u64,
+}
+
+/// What the canonical transform of the landed tickets did.
+struct Transform {
+    rows: u64,
+    secs: f64,
+    bytes: u64,
+    buckets: usize,
+    peak: u64,
+}
+
+/// Runs the bench job to its end; every record must land.
+async fn measure_backfill(
+    engine: &Engine,
+    job: &Job,
+    url: &str,
+    ws: &Workspace,
+    records: u64,
+) -> Result<Backfill> {
+    let started = std::time::Instant::now();
+    let outcome = engine.run_job(&job.job_id, None).await?;
+    let secs = started.elapsed().as_secs_f64();
+
+    let stats = sandbox_stats(url).await?;
+    let job = engine
+        .store()
+        .get_job(&job.job_id)
+        .await?
+        .ok_or_else(|| eyre!("bench job vanished"))?;
+    if job.records != records {
+        bail!(
+            "bench landed {} records of {} ({})",
+            job.records,
+            records,
+            outcome.status
+        );
+    }
+    Ok(Backfill {
+        job,
+        secs,
+        bytes: stats["bytes_sent"].as_u64().unwrap_or(0),
+        requests: stats["requests"].as_u64().unwrap_or(0),
+        peak: peak_rss_bytes().unwrap_or(0),
+        parquet: dir_size(&ws.data_dir()),
+    })
+}
+
+/// The canonical transform of what landed: whole-history SCD Type 2 of the tickets.
+async fn measure_transform(
+    engine: &Engine,
+    tenant_id: &str,
+    bucket_mb: Option<u64>,
+) -> Result<Transform> {
+    let t0 = std::time::Instant::now();
+    let bucket_bytes = bucket_mb.map_or(crate::transform::BUCKET_RAW_BYTES, |mb| {
+        mb.max(1) * 1024 * 1024
+    });
+    let transformed = crate::transform::run_with(
+        engine.config(),
+        engine.sink(),
+        &crate::transform::TransformRequest {
+            tenant_id: tenant_id.to_string(),
+            tables: vec!["tickets".into()],
+            services: vec![Service::Connectwise],
+            mode: crate::transform::TransformMode::Backfill,
+        },
+        bucket_bytes,
+    )
+    .await?;
+    Ok(Transform {
+        secs: t0.elapsed().as_secs_f64(),
+        rows: transformed.iter().map(|r| r.stats.rows_in).sum(),
+        bytes: transformed.iter().map(|r| r.bytes).sum(),
+        buckets: transformed.iter().map(|r| r.buckets).sum(),
+        peak: peak_rss_bytes().unwrap_or(0),
+    })
+}
+
+impl Backfill {
+    fn report(&self, t: &Transform, history_days: u32) -> serde_json::Value {
+        let (job, secs) = (&self.job, self.secs);
+        json!({
+            "records": job.records,
+            "seconds": secs,
+            "records_per_sec": job.records as f64 / secs,
+            "json_mb_per_sec": self.bytes as f64 / 1e6 / secs,
+            "json_bytes": self.bytes,
+            "bytes_per_record": self.bytes as f64 / job.records as f64,
+            "api_calls": self.requests,
+            "chunks": job.total_chunks,
+            "history_days": history_days,
+            "peak_rss_mb": self.peak as f64 / 1048576.0,
+            "parquet_mb": self.parquet as f64 / 1048576.0,
+            "transform_rows": t.rows,
+            "transform_seconds": t.secs,
+            "transform_rows_per_sec": t.rows as f64 / t.secs,
+            "transform_buckets": t.buckets,
+            "canonical_mb": t.bytes as f64 / 1048576.0,
+            "transform_peak_rss_mb": t.peak as f64 / 1048576.0,
+        })
+    }
+}
+
+fn print_backfill(report: &serde_json::Value, b: &Backfill, t: &Transform) {
+    outln!(
+        "backfilled {} records in {:.2} s: {:.0} records/s, {:.1} MB/s of JSON ({:.0} B/record), {} API calls, peak RSS {:.1} MB, Parquet {:.1} MB",
+        b.job.records,
+        b.secs,
+        report["records_per_sec"].as_f64().unwrap_or(0.0),
+        report["json_mb_per_sec"].as_f64().unwrap_or(0.0),
+        report["bytes_per_record"].as_f64().unwrap_or(0.0),
+        b.requests,
+        report["peak_rss_mb"].as_f64().unwrap_or(0.0),
+        report["parquet_mb"].as_f64().unwrap_or(0.0),
+    );
+    outln!(
+        "canonical transform of {} rows in {} bucket(s), {:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB",
+        t.rows,
+        t.buckets,
+        t.secs,
+        report["transform_rows_per_sec"].as_f64().unwrap_or(0.0),
+        report["canonical_mb"].as_f64().unwrap_or(0.0),
+        report["transform_peak_rss_mb"].as_f64().unwrap_or(0.0),
+    );
 }
 
 /// Rate mode: both sides at `n` requests per minute; how close does the engine get, and
@@ -320,8 +386,38 @@ async fn run_rate(global: &GlobalArgs, args: &BenchArgs, n: u32) -> Result<ExitC
         &counts,
         &["--rate-limit".into(), n.to_string()],
     )?;
-    let mut config = (*loaded).clone();
-    let tenant_id = sandbox_tenant(&config)?;
+    let tenant_id = sandbox_tenant(&loaded)?.to_string();
+    let config = std::sync::Arc::new(rate_config(&loaded, &tenant_id, n, page_size));
+    let mut global = global.clone();
+    global.sandbox_url = Some(url.clone());
+    let options = EngineOptions {
+        chunk_concurrency: args.concurrency.max(1),
+        ..EngineOptions::default()
+    };
+    let wired = runtime::wire_engine(&global, &ws, config, options).await?;
+    let tables = ["service/tickets", "time/entries"];
+    let job = create_job(&wired.engine, &tenant_id, &tables, args, anchor).await?;
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + args.duration;
+    wired.engine.run_job(&job.job_id, Some(deadline)).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let stats = sandbox_stats(&url).await?;
+    drop(wired);
+    drop(child);
+    let _ = std::fs::remove_dir_all(&root);
+    report_rate(args, n, secs, &stats);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The registry with one request per page of `page_size` records and the sandbox tenant
+/// paced at `n` requests per minute.
+fn rate_config(
+    loaded: &crate::config::Config,
+    tenant_id: &str,
+    n: u32,
+    page_size: u32,
+) -> crate::config::Config {
+    let mut config = loaded.clone();
     if let Some(eps) = config
         .endpoints
         .iter_mut()
@@ -334,42 +430,15 @@ async fn run_rate(global: &GlobalArgs, args: &BenchArgs, n: u32) -> Result<ExitC
     config
         .backfill
         .tenant_overrides
-        .entry(tenant_id.clone())
+        .entry(tenant_id.to_string())
         .or_default()
         .entry(Service::Connectwise)
         .or_default()
         .rate_limit_requests_per_minute = Some(n);
-    let config = std::sync::Arc::new(config);
-    let mut global = global.clone();
-    global.sandbox_url = Some(url.clone());
-    let options = EngineOptions {
-        chunk_concurrency: args.concurrency.max(1),
-        ..EngineOptions::default()
-    };
-    let wired = runtime::wire_engine(&global, &ws, config.clone(), options).await?;
-    let req = PlanRequest {
-        tenant_id,
-        service: Service::Connectwise,
-        tables: vec!["service/tickets".into(), "time/entries".into()],
-        start: Some(anchor - Duration::days(i64::from(args.history_days))),
-        end: Some(anchor),
-        chunk_size_days: Some(args.chunk_size_days),
-    };
-    let plan = planner::plan(&config, &req, Utc::now())?;
-    let job = wired
-        .engine
-        .create_job(&plan, Utc::now())
-        .await?
-        .job()
-        .clone();
-    let started = std::time::Instant::now();
-    let deadline = tokio::time::Instant::now() + args.duration;
-    wired.engine.run_job(&job.job_id, Some(deadline)).await?;
-    let secs = started.elapsed().as_secs_f64();
-    let stats = sandbox_stats(&url).await?;
-    drop(wired);
-    drop(child);
-    let _ = std::fs::remove_dir_all(&root);
+    config
+}
+
+fn report_rate(args: &BenchArgs, n: u32, secs: f64, stats: &serde_json::Value) {
     let requests = stats["requests"].as_u64().unwrap_or(0);
     let refused = stats["rate_limited"].as_u64().unwrap_or(0);
     let accepted = requests - refused;
@@ -395,5 +464,4 @@ async fn run_rate(global: &GlobalArgs, args: &BenchArgs, n: u32) -> Result<ExitC
             share * 100.0
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

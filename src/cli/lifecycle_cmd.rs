@@ -131,7 +131,6 @@ pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result
     if args.dry_run {
         let markers = engine
             .lifecycle()
-            .ok_or_else(|| eyre!("no lifecycle store"))?
             .markers(Some(&args.tenant_id), Some(service))
             .await?;
         let plan = planner::plan_sync(
@@ -173,7 +172,6 @@ pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result
         .ok_or_else(|| eyre!("job {job_id} vanished"))?;
     let markers = engine
         .lifecycle()
-        .ok_or_else(|| eyre!("no lifecycle store"))?
         .markers(Some(&args.tenant_id), Some(service))
         .await?;
     out::print_sync(&job, &done, &markers, args.output)?;
@@ -254,7 +252,6 @@ pub async fn alerts(global: &GlobalArgs, ws: &Workspace, args: AlertsArgs) -> Re
     let list = w
         .engine
         .lifecycle()
-        .ok_or_else(|| eyre!("no lifecycle store"))?
         .alerts(&AlertFilter {
             tenant_id: args.tenant_id.clone(),
             job_id: args.job_id.clone(),

@@ -20,7 +20,7 @@ use super::GlobalArgs;
 use crate::config::Config;
 use crate::domain::Service;
 use crate::engine::metrics::JsonLinesMetrics;
-use crate::engine::{Engine, EngineOptions, SourceProvider};
+use crate::engine::{Engine, EngineOptions, NoSource, SourceProvider};
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxTenant, TableCounts};
 use crate::sink::RawSink;
 use crate::sources::{self, Source};
@@ -150,11 +150,11 @@ pub async fn cloud_engine(
     Ok(Engine::new(
         config,
         store,
+        lifecycle,
         RawSink::local(&ws.data_dir())?,
         Arc::new(NoLocalRuns),
         EngineOptions::default(),
-    )
-    .with_lifecycle(lifecycle))
+    ))
 }
 
 /// An engine over the cloud deployment's data: the DynamoDB stores, the raw parts in the S3
@@ -173,7 +173,7 @@ pub async fn cloud_data_engine(
     let sink = crate::cloud::s3::raw_sink(bucket, &aws)?;
     let (provider, sandbox) = provider(global, config.clone()).await?;
     Ok(Wired {
-        engine: Engine::new(config, store, sink, provider, options).with_lifecycle(lifecycle),
+        engine: Engine::new(config, store, lifecycle, sink, provider, options),
         _sandbox: sandbox,
     })
 }
@@ -182,10 +182,11 @@ pub async fn cloud_data_engine(
 struct NoLocalRuns;
 
 impl SourceProvider for NoLocalRuns {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!(
-            "{service} for {tenant_id} runs on the cloud deployment's workers, not here"
-        ))
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(
+            format!("{service} for {tenant_id} runs on the cloud deployment's workers, not here")
+                .into(),
+        )
     }
 }
 
@@ -291,11 +292,11 @@ pub fn store_engine(ws: &Workspace, config: Arc<Config>) -> Result<Engine> {
     Ok(Engine::new(
         config,
         store.clone(),
+        store,
         sink,
         Arc::new(NoLocalRuns),
         EngineOptions::default(),
-    )
-    .with_lifecycle(store))
+    ))
 }
 
 pub async fn wire_engine(
@@ -311,8 +312,7 @@ pub async fn wire_engine(
     let metrics_file = ws.logs_dir().join("metrics.jsonl");
     let metrics = JsonLinesMetrics::open(&metrics_file)
         .wrap_err_with(|| format!("cannot open {}", metrics_file.display()))?;
-    let engine = Engine::new(config, store.clone(), sink, provider, options)
-        .with_lifecycle(store)
+    let engine = Engine::new(config, store.clone(), store, sink, provider, options)
         .with_metrics(Arc::new(metrics));
     Ok(Wired {
         engine,
@@ -369,14 +369,17 @@ struct Provider {
 }
 
 impl SourceProvider for Provider {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(src) = cache.get(&(tenant_id.to_string(), service)) {
             return Ok(src.clone());
         }
-        let (_, conn) = self.config.connection(tenant_id, service)?;
+        let (_, conn) = self
+            .config
+            .connection(tenant_id, service)
+            .map_err(NoSource::new)?;
         if !conn.enabled {
-            return Err(format!("{service} is disabled for tenant '{tenant_id}'"));
+            return Err(format!("{service} is disabled for tenant '{tenant_id}'").into());
         }
         let base = if conn.base_url.contains(SANDBOX_PLACEHOLDER) {
             let url = self.sandbox_url.as_deref().ok_or_else(|| {
@@ -391,7 +394,8 @@ impl SourceProvider for Provider {
         let creds = self
             .config
             .tenants
-            .resolve_credentials(tenant_id, service, conn)?;
+            .resolve_credentials(tenant_id, service, conn)
+            .map_err(NoSource::new)?;
         let mut settings = sources::SourceSettings::default();
         if let Some(n) = self
             .config
@@ -403,7 +407,7 @@ impl SourceProvider for Provider {
             settings.bulk_query_threshold = n;
         }
         let src = sources::connect(service, &base, creds, self.http.clone(), &settings)
-            .map_err(|e| e.to_string())?;
+            .map_err(NoSource::new)?;
         cache.insert((tenant_id.to_string(), service), src.clone());
         Ok(src)
     }

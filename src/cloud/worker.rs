@@ -37,7 +37,7 @@ use super::message::{
 };
 use super::sfn::{ExecutionInput, execution_name, start_named};
 use crate::domain::JobStatus;
-use crate::engine::{Deadline, Engine, EngineError, Step};
+use crate::engine::{Deadline, Engine, EngineError, Step, wait_before_retry};
 use crate::store::StoreError;
 
 #[derive(Clone, Debug)]
@@ -483,11 +483,7 @@ impl Worker {
                         break;
                     }
                     let poll = self.engine.options().poll_interval;
-                    let wait = until
-                        .and_then(|u| (u - Utc::now()).to_std().ok())
-                        .map_or(poll, |w| w.min(poll))
-                        .max(Duration::from_millis(10));
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(wait_before_retry(until, poll)).await;
                 }
             }
         }

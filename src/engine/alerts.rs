@@ -11,38 +11,11 @@
 //! lifecycle store counts in memory. The completion rate is judged once the job has ended or
 //! `progress_update_frequency_chunks` chunks have finished.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
 
 use super::{Engine, EngineError, EngineEvent, metrics};
 use crate::config::Monitoring;
 use crate::domain::{Alert, AlertKind, Chunk, Job};
-
-/// Consecutive failed chunk attempts per job in this process, reset by a success.
-///
-/// Attempts that will be retried leave no trace in the store (the chunk is pending
-/// again), so the run of failures is counted where the attempts happen.
-#[derive(Debug, Default)]
-pub struct FailureCounter {
-    runs: Mutex<HashMap<String, u32>>,
-}
-
-impl FailureCounter {
-    /// Counts a failed attempt; returns the run length so far.
-    pub fn failed(&self, job_id: &str) -> u32 {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        let n = runs.entry(job_id.to_string()).or_default();
-        *n += 1;
-        *n
-    }
-
-    pub fn succeeded(&self, job_id: &str) {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.remove(job_id);
-    }
-}
 
 /// `> alert_consecutive_chunk_failures` failures in a row.
 pub fn consecutive_failures(
@@ -142,12 +115,9 @@ impl Engine {
     }
 
     /// Stores an alert (once per kind and subject) and, when new, tells watchers, the log
-    /// and the metrics. Without a lifecycle store it is only told, every time.
+    /// and the metrics.
     pub(super) async fn raise(&self, alert: Alert) -> Result<bool, EngineError> {
-        let new = match self.lifecycle() {
-            Some(lc) => lc.raise_alert(&alert).await?,
-            None => true,
-        };
+        let new = self.lifecycle().raise_alert(&alert).await?;
         if new {
             tracing::warn!(kind = %alert.kind, tenant_id = %alert.tenant_id, service = %alert.service,
                 job_id = alert.job_id.as_deref().unwrap_or(""), value = alert.value,
@@ -158,14 +128,14 @@ impl Engine {
         Ok(new)
     }
 
-    /// A chunk attempt failed: counts it and raises the consecutive-failures alert. With a
-    /// lifecycle store the run is counted there, so the attempts of every process working
-    /// the job (cloud workers, several `run`s) make one run; without one, in this process.
+    /// A chunk attempt failed: counts it and raises the consecutive-failures alert. The run
+    /// is counted in the lifecycle store, so the attempts of every process working the job
+    /// (cloud workers, several `run`s) make one run.
     pub(super) async fn on_chunk_failed(&self, job: &Job) -> Result<(), EngineError> {
-        let run = match self.lifecycle() {
-            Some(lc) => lc.chunk_attempt_ended(&job.job_id, true).await?,
-            None => self.inner.monitor.failed(&job.job_id),
-        };
+        let run = self
+            .lifecycle()
+            .chunk_attempt_ended(&job.job_id, true)
+            .await?;
         if let Some(a) = consecutive_failures(job, run, self.monitoring(), Utc::now()) {
             self.raise(a).await?;
         }
@@ -175,12 +145,9 @@ impl Engine {
     /// A chunk succeeded: the failure run ends; every `progress_update_frequency_chunks`
     /// finished chunks, progress metrics go out and the completion rate is judged.
     pub(super) async fn on_chunk_succeeded(&self, job: &Job) -> Result<(), EngineError> {
-        match self.lifecycle() {
-            Some(lc) => {
-                lc.chunk_attempt_ended(&job.job_id, false).await?;
-            }
-            None => self.inner.monitor.succeeded(&job.job_id),
-        }
+        self.lifecycle()
+            .chunk_attempt_ended(&job.job_id, false)
+            .await?;
         let every = self.monitoring().progress_update_frequency_chunks.max(1);
         let finished = job.completed_chunks + job.failed_chunks;
         if finished.is_multiple_of(every) || finished == job.total_chunks {

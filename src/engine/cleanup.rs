@@ -28,7 +28,7 @@ impl Engine {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Vec<Job>, EngineError> {
-        let lc = self.require_lifecycle()?;
+        let lc = self.lifecycle();
         let jobs = self.store().list_jobs(&JobFilter::default()).await?;
         let old = expired(&jobs, days, now);
         if !dry_run {
@@ -43,11 +43,8 @@ impl Engine {
 
     /// The automatic cleanup, after a scheduling pass or a job's end: completed jobs older
     /// than `cleanup_completed_jobs_after_days` leave the store. A failure is only logged;
-    /// the next pass tries again. Nothing happens without a lifecycle store.
+    /// the next pass tries again.
     pub async fn cleanup_expired(&self, now: DateTime<Utc>) {
-        if self.lifecycle().is_none() {
-            return;
-        }
         let days = self
             .config()
             .backfill

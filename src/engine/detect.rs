@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use object_store::path::{Path, PathPart};
 use serde::Serialize;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, NoSource};
 use crate::domain::{Job, JobKind, JobStatus, Service, ServiceState};
 use crate::store::JobFilter;
 
@@ -25,7 +25,7 @@ pub struct ServiceFacts {
     pub service: Service,
     pub enabled: bool,
     /// Why a client cannot be built from the configured credentials, if it cannot.
-    pub credentials: Result<(), String>,
+    pub credentials: Result<(), NoSource>,
     /// This tenant's jobs for this service.
     pub jobs: Vec<Job>,
     /// When the oldest raw object of the service was written.
@@ -60,77 +60,101 @@ fn iso(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Decides for one tenant's service at `now`.
+/// Decides for one tenant's service at `now`: the first check that has something to say.
 pub fn decide(f: &ServiceFacts, now: DateTime<Utc>) -> Decision {
-    let verdict = |selected: bool, check: Check, reason: String| Decision {
+    let (selected, check, reason) = configured(f)
+        .or_else(|| active_backfill(f))
+        .or_else(|| reenabled(f))
+        .or_else(|| completed_backfill(f))
+        .unwrap_or_else(|| freshness(f.oldest_raw, now));
+    Decision {
         tenant_id: f.tenant_id.clone(),
         service: f.service,
         selected,
         check,
         reason,
-    };
+    }
+}
+
+/// Whether the service is selected, which check said so, and why.
+type Verdict = (bool, Check, String);
+
+/// A disabled service or unusable credentials rule the service out.
+fn configured(f: &ServiceFacts) -> Option<Verdict> {
     if !f.enabled {
-        return verdict(
+        return Some((
             false,
             Check::Configured,
             "disabled in the tenants registry".into(),
-        );
+        ));
     }
-    if let Err(e) = &f.credentials {
-        return verdict(
-            false,
-            Check::Configured,
-            format!("credentials not usable: {e}"),
-        );
-    }
-    let backfills = f
-        .jobs
+    let e = f.credentials.as_ref().err()?;
+    Some((
+        false,
+        Check::Configured,
+        format!("credentials not usable: {e}"),
+    ))
+}
+
+fn backfills(f: &ServiceFacts) -> impl Iterator<Item = &Job> {
+    f.jobs
         .iter()
-        .filter(|j| JobKind::of(&j.job_id) == JobKind::Backfill);
-    if let Some(active) = backfills.clone().find(|j| j.status.is_active()) {
-        return verdict(
-            false,
-            Check::History,
-            format!("backfill {} is already {}", active.job_id, active.status),
-        );
-    }
-    if let Some(s) = &f.state
-        && let Some(at) = s.reenabled_at
-    {
-        let since = s.last_disabled_at.map_or(String::new(), |d| {
-            format!(" (last seen disabled {})", iso(d))
-        });
-        return verdict(
-            true,
-            Check::Reenabled,
-            format!(
-                "re-enabled {} after being disabled{since}: counts as new",
-                iso(at)
-            ),
-        );
-    }
-    if let Some(done) = backfills
+        .filter(|j| JobKind::of(&j.job_id) == JobKind::Backfill)
+}
+
+/// A backfill already under way rules out another.
+fn active_backfill(f: &ServiceFacts) -> Option<Verdict> {
+    let active = backfills(f).find(|j| j.status.is_active())?;
+    Some((
+        false,
+        Check::History,
+        format!("backfill {} is already {}", active.job_id, active.status),
+    ))
+}
+
+/// Re-enabled after being disabled: counts as new, whatever the history says.
+fn reenabled(f: &ServiceFacts) -> Option<Verdict> {
+    let s = f.state.as_ref()?;
+    let at = s.reenabled_at?;
+    let since = s.last_disabled_at.map_or(String::new(), |d| {
+        format!(" (last seen disabled {})", iso(d))
+    });
+    Some((
+        true,
+        Check::Reenabled,
+        format!(
+            "re-enabled {} after being disabled{since}: counts as new",
+            iso(at)
+        ),
+    ))
+}
+
+/// A backfill that completed (with or without errors) rules out another.
+fn completed_backfill(f: &ServiceFacts) -> Option<Verdict> {
+    let done = backfills(f)
         .filter(|j| {
             matches!(
                 j.status,
                 JobStatus::Completed | JobStatus::CompletedWithErrors
             )
         })
-        .max_by_key(|j| j.finished_at)
-    {
-        return verdict(
-            false,
-            Check::History,
-            format!(
-                "backfill {} {} {}",
-                done.job_id,
-                done.status,
-                done.finished_at.map_or("earlier".into(), iso)
-            ),
-        );
-    }
-    match f.oldest_raw {
-        Some(t) if now - t > Duration::days(FRESH_DAYS) => verdict(
+        .max_by_key(|j| j.finished_at)?;
+    Some((
+        false,
+        Check::History,
+        format!(
+            "backfill {} {} {}",
+            done.job_id,
+            done.status,
+            done.finished_at.map_or("earlier".into(), iso)
+        ),
+    ))
+}
+
+/// Raw data older than `FRESH_DAYS` means the service was connected before.
+fn freshness(oldest_raw: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Verdict {
+    match oldest_raw {
+        Some(t) if now - t > Duration::days(FRESH_DAYS) => (
             false,
             Check::Freshness,
             format!(
@@ -138,7 +162,7 @@ pub fn decide(f: &ServiceFacts, now: DateTime<Utc>) -> Decision {
                 iso(t)
             ),
         ),
-        Some(t) => verdict(
+        Some(t) => (
             true,
             Check::Freshness,
             format!(
@@ -146,7 +170,7 @@ pub fn decide(f: &ServiceFacts, now: DateTime<Utc>) -> Decision {
                 iso(t)
             ),
         ),
-        None => verdict(
+        None => (
             true,
             Check::Freshness,
             "no completed backfill and no raw data: newly connected".into(),
@@ -187,13 +211,10 @@ impl Engine {
         let jobs = self.store().list_jobs(&JobFilter::default()).await?;
         for tenant in &self.config().tenants.tenants {
             for (service, conn) in &tenant.services {
-                let state = match self.lifecycle() {
-                    Some(lc) => Some(
-                        lc.observe_service(&tenant.tenant_id, *service, conn.enabled, now)
-                            .await?,
-                    ),
-                    None => None,
-                };
+                let state = self
+                    .lifecycle()
+                    .observe_service(&tenant.tenant_id, *service, conn.enabled, now)
+                    .await?;
                 let credentials = if conn.enabled {
                     self.source(&tenant.tenant_id, *service).map(|_| ())
                 } else {
@@ -210,7 +231,7 @@ impl Engine {
                         .cloned()
                         .collect(),
                     oldest_raw: self.oldest_raw(&tenant.tenant_id, *service).await?,
-                    state,
+                    state: Some(state),
                 };
                 out.push(decide(&facts, now));
             }
@@ -270,7 +291,9 @@ mod tests {
     #[test]
     fn credentials_must_be_configured() {
         let f = ServiceFacts {
-            credentials: Err("credential field 'private_key' is missing or empty".into()),
+            credentials: Err(NoSource::new(
+                "credential field 'private_key' is missing or empty",
+            )),
             ..facts()
         };
         let (selected, by, why) = check(&f);

@@ -58,12 +58,16 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{BreakerState, Deadline, Engine, EngineError, EngineEvent, breaker};
+use super::step::wait_before_retry;
+use super::{
+    BreakerState, Deadline, Engine, EngineError, EngineEvent, EngineOptions, RateBudget, Step,
+    breaker,
+};
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Service, Window};
-use crate::sink::ChunkMeta;
+use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, Source, SourceError};
-use crate::store::{Claim, StoreError};
+use crate::store::StoreError;
 
 /// Why a run of a job returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -93,6 +97,17 @@ struct Failure {
     message: String,
     retryable: bool,
     lease_lost: bool,
+}
+
+impl Failure {
+    /// A failure that another attempt would only repeat.
+    fn permanent(message: String) -> Self {
+        Failure {
+            message,
+            retryable: false,
+            lease_lost: false,
+        }
+    }
 }
 
 impl From<StoreError> for Failure {
@@ -154,11 +169,7 @@ impl Engine {
         job_id: &str,
         deadline: Option<Instant>,
     ) -> Result<RunOutcome, EngineError> {
-        let job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let job = self.load_job(job_id).await?;
         let runners = self
             .options()
             .chunk_concurrency
@@ -183,11 +194,7 @@ impl Engine {
                 stop = StopReason::ContinuationNeeded;
             }
         }
-        let job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let job = self.load_job(job_id).await?;
         match stop {
             StopReason::ContinuationNeeded => {
                 tracing::info!(
@@ -228,69 +235,21 @@ impl Engine {
         deadline: &Deadline,
         gate: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<StopReason, EngineError> {
-        let opts = self.options().clone();
-        let ordered = self.has_dependencies(&job);
         loop {
             if deadline.reached() {
                 return Ok(StopReason::ContinuationNeeded);
             }
-            let now = Utc::now();
-            let turn = match ordered {
-                true => Some(gate.clone().lock_owned().await),
-                false => None,
-            };
-            if ordered && self.only_blocked_work(&job, now).await? {
-                drop(turn);
-                // Everything claimable waits for other tables; claiming would only hand
-                // a blocked chunk back. A dead holder of the blocking chunk is replaced now.
-                if !self.break_dead_leases(&job.job_id).await? {
-                    let wake = Instant::now() + opts.poll_interval;
-                    tokio::time::sleep_until(deadline.cap(wake)).await;
+            match self.step(&job, deadline, Some(&gate)).await? {
+                Step::Ran {
+                    stop: StopReason::ContinuationNeeded,
+                    ..
+                } => return Ok(StopReason::ContinuationNeeded),
+                Step::Ran { .. } => {}
+                Step::Wait { until } => {
+                    let wait = wait_before_retry(until, self.options().poll_interval);
+                    tokio::time::sleep_until(deadline.cap(Instant::now() + wait)).await;
                 }
-                continue;
-            }
-            let lease_until = now + opts.lease;
-            let claim = self
-                .store()
-                .claim_next_chunk(&job.job_id, &opts.owner, lease_until, now)
-                .await?;
-            drop(turn);
-            match claim {
-                Claim::Chunk(chunk) => {
-                    if self.blocked_by_dependencies(&job, &chunk).await? {
-                        // Its table waits for others of the job (companies before tickets):
-                        // hand the chunk back untouched and look again shortly.
-                        match self
-                            .store()
-                            .release_chunk(&chunk.key, &opts.owner, &chunk.checkpoint)
-                            .await
-                        {
-                            Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                        let wake = Instant::now() + opts.poll_interval;
-                        tokio::time::sleep_until(deadline.cap(wake)).await;
-                        continue;
-                    }
-                    if self.run_chunk(&job, *chunk, deadline).await?
-                        == StopReason::ContinuationNeeded
-                    {
-                        return Ok(StopReason::ContinuationNeeded);
-                    }
-                }
-                Claim::Wait { until } => {
-                    // Something blocks the job; if its holder died on this host, take over now.
-                    if self.break_dead_leases(&job.job_id).await? {
-                        continue;
-                    }
-                    let mut wait = opts.poll_interval;
-                    if let Some(until) = until {
-                        wait = wait.min((until - Utc::now()).to_std().unwrap_or_default());
-                    }
-                    let wake = Instant::now() + wait.max(Duration::from_millis(10));
-                    tokio::time::sleep_until(deadline.cap(wake)).await;
-                }
-                Claim::Done(_) => return Ok(StopReason::Finished),
+                Step::Done(_) => return Ok(StopReason::Finished),
             }
         }
     }
@@ -325,8 +284,7 @@ impl Engine {
         chunk: Chunk,
         deadline: &Deadline,
     ) -> Result<StopReason, EngineError> {
-        let key = chunk.key.clone();
-        let owner = self.options().owner.clone();
+        let key = &chunk.key;
         let started = Instant::now();
         tracing::info!(job_id = %key.job_id, table = %key.table, seq = key.seq, window = %chunk.window,
             attempt = chunk.attempts, cursor = ?chunk.checkpoint.cursor, "chunk started");
@@ -342,31 +300,18 @@ impl Engine {
         let result = self.execute_chunk(job, &chunk, deadline, &lost).await;
         heartbeat.abort();
 
-        let now = Utc::now();
         let elapsed = started.elapsed().as_millis() as u64;
         match result {
             Ok(ChunkEnd::Exhausted(cp)) => {
-                match self.store().complete_chunk(&key, &owner, &cp, now).await {
-                    Ok(updated) => self.on_chunk_succeeded(&updated).await?,
-                    Err(StoreError::LeaseLost { .. }) => {
-                        tracing::warn!(chunk = %key, "lease lost before completion; another runner owns the chunk");
-                        return Ok(StopReason::Finished);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                tracing::info!(job_id = %key.job_id, table = %key.table, seq = key.seq, records = cp.records,
-                    pages = cp.pages, parts = cp.parts, duration_ms = elapsed, "chunk succeeded");
-                self.emit(EngineEvent::ChunkFinished {
-                    key,
-                    status: ChunkStatus::Succeeded,
-                    records: cp.records,
-                    duration_ms: elapsed,
-                    error: None,
-                });
+                self.complete_chunk(key, &cp, elapsed).await?;
                 Ok(StopReason::Finished)
             }
             Ok(ChunkEnd::OutOfTime(cp)) => {
-                match self.store().release_chunk(&key, &owner, &cp).await {
+                match self
+                    .store()
+                    .release_chunk(key, &self.options().owner, &cp)
+                    .await
+                {
                     Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -378,46 +323,93 @@ impl Engine {
                 Ok(StopReason::Finished)
             }
             Err(f) => {
-                let retry_at = (f.retryable && chunk.attempts < job.max_attempts)
-                    .then(|| now + self.chunk_backoff(chunk.attempts));
-                let message = format!(
-                    "attempt {}/{}: {}",
-                    chunk.attempts, job.max_attempts, f.message
-                );
-                match self
-                    .store()
-                    .fail_chunk(&key, &owner, &message, retry_at, now)
-                    .await
-                {
-                    Ok(updated) => self.on_chunk_failed(&updated).await?,
-                    Err(StoreError::LeaseLost { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                match retry_at {
-                    Some(at) => {
-                        tracing::warn!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
-                            retry_at = %at.to_rfc3339(), "chunk attempt failed; will retry");
-                        self.emit(EngineEvent::ChunkRetrying {
-                            key,
-                            error: message,
-                            retry_at: at,
-                        });
-                    }
-                    None => {
-                        tracing::error!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
-                            "chunk failed");
-                        self.emit(EngineEvent::ChunkFinished {
-                            key,
-                            status: ChunkStatus::Failed,
-                            records: 0,
-                            duration_ms: elapsed,
-                            error: Some(message),
-                        });
-                    }
-                }
+                self.record_failed_attempt(job, &chunk, f, elapsed).await?;
                 Ok(StopReason::Finished)
             }
         }
+    }
+
+    /// Marks the chunk succeeded with its last checkpoint and reports it.
+    async fn complete_chunk(
+        &self,
+        key: &ChunkKey,
+        cp: &Checkpoint,
+        elapsed: u64,
+    ) -> Result<(), EngineError> {
+        let owner = &self.options().owner;
+        match self
+            .store()
+            .complete_chunk(key, owner, cp, Utc::now())
+            .await
+        {
+            Ok(updated) => self.on_chunk_succeeded(&updated).await?,
+            Err(StoreError::LeaseLost { .. }) => {
+                tracing::warn!(chunk = %key, "lease lost before completion; another runner owns the chunk");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(job_id = %key.job_id, table = %key.table, seq = key.seq, records = cp.records,
+            pages = cp.pages, parts = cp.parts, duration_ms = elapsed, "chunk succeeded");
+        self.emit(EngineEvent::ChunkFinished {
+            key: key.clone(),
+            status: ChunkStatus::Succeeded,
+            records: cp.records,
+            duration_ms: elapsed,
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// Stores a failed attempt: with a backoff when another attempt can help and is
+    /// allowed, as the chunk's failure otherwise.
+    async fn record_failed_attempt(
+        &self,
+        job: &Job,
+        chunk: &Chunk,
+        f: Failure,
+        elapsed: u64,
+    ) -> Result<(), EngineError> {
+        let key = chunk.key.clone();
+        let now = Utc::now();
+        let retry_at = (f.retryable && chunk.attempts < job.max_attempts)
+            .then(|| now + self.chunk_backoff(chunk.attempts));
+        let message = format!(
+            "attempt {}/{}: {}",
+            chunk.attempts, job.max_attempts, f.message
+        );
+        match self
+            .store()
+            .fail_chunk(&key, &self.options().owner, &message, retry_at, now)
+            .await
+        {
+            Ok(updated) => self.on_chunk_failed(&updated).await?,
+            Err(StoreError::LeaseLost { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match retry_at {
+            Some(at) => {
+                tracing::warn!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
+                    retry_at = %at.to_rfc3339(), "chunk attempt failed; will retry");
+                self.emit(EngineEvent::ChunkRetrying {
+                    key,
+                    error: message,
+                    retry_at: at,
+                });
+            }
+            None => {
+                tracing::error!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
+                    "chunk failed");
+                self.emit(EngineEvent::ChunkFinished {
+                    key,
+                    status: ChunkStatus::Failed,
+                    records: 0,
+                    duration_ms: elapsed,
+                    error: Some(message),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Exponential backoff between chunk attempts, with ±25 % jitter.
@@ -457,6 +449,8 @@ impl Engine {
         })
     }
 
+    /// Streams the chunk's pages into parts from its checkpoint on, reading the next page
+    /// while one is encoded, and saves a checkpoint whenever a part is due.
     async fn execute_chunk(
         &self,
         job: &Job,
@@ -464,92 +458,20 @@ impl Engine {
         deadline: &Deadline,
         lost: &AtomicBool,
     ) -> Result<ChunkEnd, Failure> {
-        let opts = self.options().clone();
+        let opts = self.options();
         let key = &chunk.key;
-        let permanent = |message: String| Failure {
-            message,
-            retryable: false,
-            lease_lost: false,
-        };
-        let endpoint = self
-            .config()
-            .endpoints(job.service)
-            .and_then(|e| e.find(&key.table))
-            .cloned()
-            .ok_or_else(|| {
-                permanent(format!(
-                    "table '{}' is no longer defined for {}",
-                    key.table, job.service
-                ))
-            })?;
-        let source = self
-            .source(&job.tenant_id, job.service)
-            .map_err(|e| permanent(format!("tenant '{}' {}: {e}", job.tenant_id, job.service)))?;
-        let meta = ChunkMeta {
-            tenant_id: job.tenant_id.clone(),
-            service: job.service,
-            table: key.table.clone(),
-            job_id: job.job_id.clone(),
-            chunk_seq: key.seq,
-            window: chunk.window,
-            ingested_at: Utc::now(),
-        };
-        let mut cp = chunk.checkpoint.clone();
-        // Parts written after the last checkpoint belong to pages that will be read again.
-        self.sink().remove_parts_from(&meta, cp.parts).await?;
-        let mut writer = self.sink().part_writer(meta, &endpoint)?;
-
-        let fetcher = Fetcher {
-            engine: self.clone(),
-            source,
-            endpoint: Arc::new(endpoint),
-            window: chunk.window,
-            tenant_id: job.tenant_id.clone(),
-        };
-        let describe = |e: SourceError| Failure {
-            retryable: e.is_retryable(),
-            message: format!("{} {} {}: {e}", job.tenant_id, job.service, key.table),
-            lease_lost: false,
-        };
+        let (fetcher, writer) = self.open_chunk(job, chunk).await?;
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
-        let mut inflight = Some(fetcher.spawn(cp.cursor.clone()));
-        let mut pending_pages = 0u32;
-        let mut pending_bytes = 0u64;
-        let mut last_checkpoint = Instant::now();
+        let mut progress = Progress::new(chunk.checkpoint.clone(), writer);
+        let mut inflight = Some(fetcher.spawn(progress.cp.cursor.clone()));
         loop {
-            let fetched = match inflight.take() {
-                Some(h) => h
-                    .await
-                    .map_err(|e| permanent(format!("page fetch task failed: {e}")))?,
-                None => unreachable!("a fetch is always in flight at the top of the loop"),
-            };
-            let page: Page = match fetched {
-                Ok(page) => page,
-                Err(SourceError::CursorExpired { message }) => {
-                    // Start the window over: nothing stored from it may stay, or rows
-                    // read again would be duplicated.
-                    self.sink().remove_parts_from(writer.meta(), 0).await?;
-                    self.store()
-                        .checkpoint(
-                            key,
-                            &opts.owner,
-                            &Checkpoint::default(),
-                            Utc::now() + opts.lease,
-                        )
-                        .await?;
-                    tracing::warn!(chunk = %key, %message, "cursor expired; the window starts over");
-                    return Err(Failure {
-                        message: format!(
-                            "{} {} {}: {message}; the window starts over",
-                            job.tenant_id, job.service, key.table
-                        ),
-                        retryable: true,
-                        lease_lost: false,
-                    });
-                }
-                Err(e) => return Err(describe(e)),
-            };
+            let fetch = inflight
+                .take()
+                .expect("a fetch is always in flight at the top of the loop");
+            let page = self
+                .await_page(job, key, fetch, progress.writer.meta())
+                .await?;
             let next = page.next.clone();
             let out_of_time = deadline.reached();
             // Read ahead while this page is encoded: the cursor is already known.
@@ -560,17 +482,9 @@ impl Engine {
                 // response is handled while this page is being flattened.
                 tokio::task::yield_now().await;
             }
-            writer.append_json(&page.body, page.records_at)?;
-            pending_pages += 1;
-            pending_bytes += page.bytes as u64;
+            progress.add(&page)?;
             let exhausted = next.is_none();
-            let due = exhausted
-                || out_of_time
-                || every_page
-                || writer.buffered_rows() >= opts.part_max_rows
-                || writer.buffered_bytes() >= opts.part_max_bytes
-                || last_checkpoint.elapsed() >= opts.checkpoint_interval;
-            if due {
+            if exhausted || out_of_time || every_page || progress.part_due(opts) {
                 if lost.load(Ordering::SeqCst) {
                     if let Some(h) = inflight.take() {
                         h.abort();
@@ -580,43 +494,172 @@ impl Engine {
                         owner: opts.owner.clone(),
                     }));
                 }
-                if let Some(part) = writer.finish_part(cp.parts)? {
-                    // Renew right before the put: a runner whose lease lapsed must not write.
-                    self.store()
-                        .renew_lease(key, &opts.owner, Utc::now() + opts.lease)
-                        .await?;
-                    let info = self.sink().put_part(part).await?;
-                    cp.parts += 1;
-                    cp.records += info.rows;
-                }
-                cp.pages += pending_pages;
-                cp.cursor = next.clone();
-                if !exhausted {
-                    self.store()
-                        .checkpoint(key, &opts.owner, &cp, Utc::now() + opts.lease)
-                        .await?;
-                }
-                self.emit(EngineEvent::ChunkProgress {
-                    key: key.clone(),
-                    records: cp.records,
-                    pages: cp.pages,
-                    parts: cp.parts,
-                    bytes: pending_bytes,
-                });
-                pending_pages = 0;
-                pending_bytes = 0;
-                last_checkpoint = Instant::now();
+                self.save_progress(key, &mut progress, next).await?;
             }
             if exhausted {
-                return Ok(ChunkEnd::Exhausted(cp));
+                return Ok(ChunkEnd::Exhausted(progress.cp));
             }
             if out_of_time {
                 if let Some(h) = inflight.take() {
                     h.abort();
                 }
-                return Ok(ChunkEnd::OutOfTime(cp));
+                return Ok(ChunkEnd::OutOfTime(progress.cp));
             }
         }
+    }
+
+    /// The fetcher of the chunk's pages and the writer of its parts. Parts written after
+    /// the last checkpoint belong to pages that will be read again, so they go first.
+    async fn open_chunk(&self, job: &Job, chunk: &Chunk) -> Result<(Fetcher, PartWriter), Failure> {
+        let key = &chunk.key;
+        let endpoint = self
+            .config()
+            .endpoints(job.service)
+            .and_then(|e| e.find(&key.table))
+            .cloned()
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "table '{}' is no longer defined for {}",
+                    key.table, job.service
+                ))
+            })?;
+        let source = self.source(&job.tenant_id, job.service).map_err(|e| {
+            Failure::permanent(format!("tenant '{}' {}: {e}", job.tenant_id, job.service))
+        })?;
+        let meta = ChunkMeta {
+            tenant_id: job.tenant_id.clone(),
+            service: job.service,
+            table: key.table.clone(),
+            job_id: job.job_id.clone(),
+            chunk_seq: key.seq,
+            window: chunk.window,
+            ingested_at: Utc::now(),
+        };
+        self.sink()
+            .remove_parts_from(&meta, chunk.checkpoint.parts)
+            .await?;
+        let writer = self.sink().part_writer(meta, &endpoint)?;
+        let fetcher = Fetcher {
+            engine: self.clone(),
+            source,
+            endpoint: Arc::new(endpoint),
+            window: chunk.window,
+            tenant_id: job.tenant_id.clone(),
+        };
+        Ok((fetcher, writer))
+    }
+
+    /// The page a fetch brought. An expired cursor starts the window over: nothing stored
+    /// from it may stay, or rows read again would be duplicated.
+    async fn await_page(
+        &self,
+        job: &Job,
+        key: &ChunkKey,
+        fetch: JoinHandle<Result<Page, SourceError>>,
+        meta: &ChunkMeta,
+    ) -> Result<Page, Failure> {
+        let fetched = fetch
+            .await
+            .map_err(|e| Failure::permanent(format!("page fetch task failed: {e}")))?;
+        let what = || format!("{} {} {}", job.tenant_id, job.service, key.table);
+        match fetched {
+            Ok(page) => Ok(page),
+            Err(SourceError::CursorExpired { message }) => {
+                let opts = self.options();
+                self.sink().remove_parts_from(meta, 0).await?;
+                let lease_until = Utc::now() + opts.lease;
+                self.store()
+                    .checkpoint(key, &opts.owner, &Checkpoint::default(), lease_until)
+                    .await?;
+                tracing::warn!(chunk = %key, %message, "cursor expired; the window starts over");
+                Err(Failure {
+                    message: format!("{}: {message}; the window starts over", what()),
+                    retryable: true,
+                    lease_lost: false,
+                })
+            }
+            Err(e) => Err(Failure {
+                retryable: e.is_retryable(),
+                message: format!("{}: {e}", what()),
+                lease_lost: false,
+            }),
+        }
+    }
+
+    /// Writes the buffered rows as the next part (renewing the lease right before, so a
+    /// runner whose lease lapsed writes nothing), moves the checkpoint to `next` (the last
+    /// page keeps it for the completion) and reports the progress.
+    async fn save_progress(
+        &self,
+        key: &ChunkKey,
+        progress: &mut Progress,
+        next: Option<String>,
+    ) -> Result<(), Failure> {
+        let opts = self.options();
+        let cp = &mut progress.cp;
+        if let Some(part) = progress.writer.finish_part(cp.parts)? {
+            self.store()
+                .renew_lease(key, &opts.owner, Utc::now() + opts.lease)
+                .await?;
+            let info = self.sink().put_part(part).await?;
+            cp.parts += 1;
+            cp.records += info.rows;
+        }
+        cp.pages += progress.pages;
+        let exhausted = next.is_none();
+        cp.cursor = next;
+        if !exhausted {
+            self.store()
+                .checkpoint(key, &opts.owner, cp, Utc::now() + opts.lease)
+                .await?;
+        }
+        self.emit(EngineEvent::ChunkProgress {
+            key: key.clone(),
+            records: cp.records,
+            pages: cp.pages,
+            parts: cp.parts,
+            bytes: progress.bytes,
+        });
+        progress.pages = 0;
+        progress.bytes = 0;
+        progress.since = Instant::now();
+        Ok(())
+    }
+}
+
+/// A chunk's run between checkpoints: the checkpoint so far, the writer of the next part,
+/// and the pages read since the last checkpoint.
+struct Progress {
+    cp: Checkpoint,
+    writer: PartWriter,
+    pages: u32,
+    bytes: u64,
+    since: Instant,
+}
+
+impl Progress {
+    fn new(cp: Checkpoint, writer: PartWriter) -> Self {
+        Progress {
+            cp,
+            writer,
+            pages: 0,
+            bytes: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, page: &Page) -> Result<(), Failure> {
+        self.writer.append_json(&page.body, page.records_at)?;
+        self.pages += 1;
+        self.bytes += page.bytes as u64;
+        Ok(())
+    }
+
+    /// Whether the buffered rows make a part, by size or by time since the last checkpoint.
+    fn part_due(&self, opts: &EngineOptions) -> bool {
+        self.writer.buffered_rows() >= opts.part_max_rows
+            || self.writer.buffered_bytes() >= opts.part_max_bytes
+            || self.since.elapsed() >= opts.checkpoint_interval
     }
 }
 
@@ -679,6 +722,11 @@ where
     T: HasUsage,
 {
     let settings = &engine.config().backfill.default_settings;
+    let pair = Pair {
+        engine,
+        tenant_id,
+        service,
+    };
     let budget = engine.budget(tenant_id, service);
     let breaker = engine.breaker(tenant_id, service);
     let mut backoff = ExponentialBuilder::default()
@@ -688,25 +736,7 @@ where
         .with_jitter()
         .build();
     let mut rate_limited_in_a_row = 0u32;
-    let report = |t: breaker::Transition| {
-        match t.state {
-            BreakerState::Open => {
-                tracing::error!(tenant_id, %service, failures = t.consecutive_failures,
-                reason = t.reason.as_deref().unwrap_or(""), "circuit breaker opened; requests wait for the cool-down")
-            }
-            BreakerState::HalfOpen => {
-                tracing::warn!(tenant_id, %service, "circuit breaker half-open; probing")
-            }
-            BreakerState::Closed => tracing::info!(tenant_id, %service, "circuit breaker closed"),
-        }
-        engine.emit(EngineEvent::BreakerChanged {
-            tenant_id: tenant_id.to_string(),
-            service,
-            state: t.state,
-            consecutive_failures: t.consecutive_failures,
-            reason: t.reason,
-        });
-    };
+    let report = |t| pair.breaker_changed(t);
     loop {
         let admission = breaker.admit(report).await;
         budget.acquire().await;
@@ -724,16 +754,7 @@ where
                 if let Some(usage) = value.usage()
                     && budget.observe(usage)
                 {
-                    tracing::info!(tenant_id, %service, used = ?usage.used, limit = usage.limit,
-                        period_secs = usage.period.as_secs(), pace_ms = budget.current_spacing().as_millis() as u64,
-                        "request pace adjusted to the server's quota");
-                    engine.emit(EngineEvent::ServerUsage {
-                        tenant_id: tenant_id.to_string(),
-                        service,
-                        used: usage.used,
-                        limit: usage.limit,
-                        period_secs: usage.period.as_secs(),
-                    });
+                    pair.pace_adjusted(usage, &budget);
                 }
                 return Ok(value);
             }
@@ -742,14 +763,7 @@ where
                 let fallback = Duration::from_secs(1 << rate_limited_in_a_row.min(6));
                 rate_limited_in_a_row += 1;
                 budget.rate_limited(e.retry_after(), fallback);
-                let wait = e.retry_after().unwrap_or(fallback);
-                engine.emit(EngineEvent::RateLimited {
-                    tenant_id: tenant_id.to_string(),
-                    service,
-                    retry_after_ms: wait.as_millis() as u64,
-                });
-                tracing::warn!(tenant_id, %service, table, error = %e, wait_ms = wait.as_millis() as u64,
-                    "rate limited by the server; the tenant's requests wait");
+                pair.rate_limited(table, &e, e.retry_after().unwrap_or(fallback));
             }
             Err(e) if e.is_retryable() => match backoff.next() {
                 Some(d) => {
@@ -762,6 +776,62 @@ where
             },
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// A tenant's service as `fetch_with_policy` reports on it: to the log and as events.
+#[derive(Clone, Copy)]
+struct Pair<'a> {
+    engine: &'a Engine,
+    tenant_id: &'a str,
+    service: Service,
+}
+
+impl Pair<'_> {
+    fn breaker_changed(&self, t: breaker::Transition) {
+        let (tenant_id, service) = (self.tenant_id, self.service);
+        match t.state {
+            BreakerState::Open => {
+                tracing::error!(tenant_id, %service, failures = t.consecutive_failures,
+                reason = t.reason.as_deref().unwrap_or(""), "circuit breaker opened; requests wait for the cool-down")
+            }
+            BreakerState::HalfOpen => {
+                tracing::warn!(tenant_id, %service, "circuit breaker half-open; probing")
+            }
+            BreakerState::Closed => tracing::info!(tenant_id, %service, "circuit breaker closed"),
+        }
+        self.engine.emit(EngineEvent::BreakerChanged {
+            tenant_id: tenant_id.to_string(),
+            service,
+            state: t.state,
+            consecutive_failures: t.consecutive_failures,
+            reason: t.reason,
+        });
+    }
+
+    fn pace_adjusted(&self, usage: &crate::sources::ApiUsage, budget: &RateBudget) {
+        let (tenant_id, service) = (self.tenant_id, self.service);
+        tracing::info!(tenant_id, %service, used = ?usage.used, limit = usage.limit,
+            period_secs = usage.period.as_secs(), pace_ms = budget.current_spacing().as_millis() as u64,
+            "request pace adjusted to the server's quota");
+        self.engine.emit(EngineEvent::ServerUsage {
+            tenant_id: tenant_id.to_string(),
+            service,
+            used: usage.used,
+            limit: usage.limit,
+            period_secs: usage.period.as_secs(),
+        });
+    }
+
+    fn rate_limited(&self, table: &str, e: &SourceError, wait: Duration) {
+        let (tenant_id, service) = (self.tenant_id, self.service);
+        self.engine.emit(EngineEvent::RateLimited {
+            tenant_id: tenant_id.to_string(),
+            service,
+            retry_after_ms: wait.as_millis() as u64,
+        });
+        tracing::warn!(tenant_id, %service, table, error = %e, wait_ms = wait.as_millis() as u64,
+            "rate limited by the server; the tenant's requests wait");
     }
 }
 

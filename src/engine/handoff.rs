@@ -38,13 +38,33 @@ pub struct GapFinding {
 /// end; a backfill that completed with errors (its failed chunks are gaps); and a chain of
 /// completed syncs from the backfill's end that leaves a hole before the marker.
 pub fn gap_check(markers: &[SyncMarker], jobs: &[Job]) -> Vec<GapFinding> {
+    let backfills: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| JobKind::of(&j.job_id) == JobKind::Backfill)
+        .collect();
     let mut out = Vec::new();
-    let marker_of = |j: &Job, table: &str| {
-        markers
-            .iter()
-            .find(|m| m.tenant_id == j.tenant_id && m.service == j.service && m.table == table)
-    };
-    let finding = |j: &Job, table: &str, gap: Option<Window>, reason: String| GapFinding {
+    for j in &backfills {
+        for table in &j.tables {
+            let marker = markers.iter().find(|m| {
+                m.tenant_id == j.tenant_id && m.service == j.service && m.table == *table
+            });
+            out.extend(backfill_gap(j, table, marker, &backfills));
+        }
+    }
+    for m in markers {
+        out.extend(chain_gaps(m, jobs));
+    }
+    out
+}
+
+/// What is wrong between one backfill's table and its marker, if anything.
+fn backfill_gap(
+    j: &Job,
+    table: &str,
+    marker: Option<&SyncMarker>,
+    backfills: &[&Job],
+) -> Option<GapFinding> {
+    let finding = |gap: Option<Window>, reason: String| GapFinding {
         tenant_id: j.tenant_id.clone(),
         service: j.service,
         table: table.to_string(),
@@ -52,114 +72,102 @@ pub fn gap_check(markers: &[SyncMarker], jobs: &[Job]) -> Vec<GapFinding> {
         gap,
         reason,
     };
-    let backfills: Vec<&Job> = jobs
-        .iter()
-        .filter(|j| JobKind::of(&j.job_id) == JobKind::Backfill)
-        .collect();
-    // A completed backfill of the same table covering at least the same range repairs one
-    // that completed with errors.
-    let repaired = |j: &Job, table: &String| {
-        backfills.iter().any(|o| {
-            o.status == JobStatus::Completed
-                && o.tenant_id == j.tenant_id
-                && o.service == j.service
-                && o.tables.contains(table)
-                && o.window.start <= j.window.start
-                && o.window.end >= j.window.end
-        })
-    };
-    for j in &backfills {
-        for table in &j.tables {
-            let marker = marker_of(j, table);
-            match (j.status, marker) {
-                (JobStatus::Completed, None) => out.push(finding(
-                    j,
-                    table,
+    let end = j.window.end;
+    match (j.status, marker) {
+        (JobStatus::Completed, None) => Some(finding(
+            None,
+            format!(
+                "backfill completed at its end {} but the table has no sync marker",
+                end.to_rfc3339()
+            ),
+        )),
+        (JobStatus::Completed, Some(m)) if m.backfill_job.as_deref() == Some(&j.job_id) => {
+            if m.backfill_end != Some(end) {
+                Some(finding(
                     None,
                     format!(
-                        "backfill completed at its end {} but the table has no sync marker",
-                        j.window.end.to_rfc3339()
+                        "marker names this backfill with end {} but the job's frozen end is {}",
+                        m.backfill_end.map_or("none".into(), |e| e.to_rfc3339()),
+                        end.to_rfc3339()
                     ),
-                )),
-                (JobStatus::Completed, Some(m)) if m.backfill_job.as_deref() == Some(&j.job_id) => {
-                    if m.backfill_end != Some(j.window.end) {
-                        out.push(finding(
-                            j,
-                            table,
-                            None,
-                            format!(
-                                "marker names this backfill with end {} but the job's frozen end is {}",
-                                m.backfill_end.map_or("none".into(), |e| e.to_rfc3339()),
-                                j.window.end.to_rfc3339()
-                            ),
-                        ));
-                    } else if m.last_updated < j.window.end {
-                        out.push(finding(
-                            j,
-                            table,
-                            Some(Window::new(m.last_updated, j.window.end)),
-                            format!(
-                                "marker {} is behind the backfill's end {}",
-                                m.last_updated.to_rfc3339(),
-                                j.window.end.to_rfc3339()
-                            ),
-                        ));
-                    }
-                }
-                (JobStatus::CompletedWithErrors, m)
-                    if m.is_none_or(|m| m.last_updated <= j.window.end)
-                        && !repaired(j, table) =>
-                {
-                    out.push(finding(
-                        j,
-                        table,
-                        None,
-                        format!(
-                            "backfill completed with {} failed chunk(s): their windows are gaps and the marker was not moved (resume {} --retry-failed)",
-                            j.failed_chunks, j.job_id
-                        ),
-                    ))
-                }
-                _ => {}
+                ))
+            } else if m.last_updated < end {
+                Some(finding(
+                    Some(Window::new(m.last_updated, end)),
+                    format!(
+                        "marker {} is behind the backfill's end {}",
+                        m.last_updated.to_rfc3339(),
+                        end.to_rfc3339()
+                    ),
+                ))
+            } else {
+                None
             }
         }
+        (JobStatus::CompletedWithErrors, m)
+            if m.is_none_or(|m| m.last_updated <= end) && !repaired(j, table, backfills) =>
+        {
+            Some(finding(
+                None,
+                format!(
+                    "backfill completed with {} failed chunk(s): their windows are gaps and the marker was not moved (resume {} --retry-failed)",
+                    j.failed_chunks, j.job_id
+                ),
+            ))
+        }
+        _ => None,
     }
-    // Each marker's chain: its backfill's end, then completed syncs, must reach the marker.
-    for m in markers {
-        let Some(bf_end) = m.backfill_end else {
-            continue;
-        };
-        let mut syncs: Vec<Window> = jobs
-            .iter()
-            .filter(|j| {
-                JobKind::of(&j.job_id) == JobKind::Sync
-                    && j.status == JobStatus::Completed
-                    && j.tenant_id == m.tenant_id
-                    && j.service == m.service
-                    && j.tables.contains(&m.table)
-                    && j.window.end > bf_end
-            })
-            .map(|j| j.window)
-            .collect();
-        syncs.sort_by_key(|w| (w.start, w.end));
-        let mut covered = bf_end;
-        for w in syncs {
-            if w.start > covered {
-                out.push(GapFinding {
-                    tenant_id: m.tenant_id.clone(),
-                    service: m.service,
-                    table: m.table.clone(),
-                    job_id: None,
-                    gap: Some(Window::new(covered, w.start)),
-                    reason: format!(
-                        "no completed backfill or sync covers [{}, {})",
-                        covered.to_rfc3339(),
-                        w.start.to_rfc3339()
-                    ),
-                });
-            }
-            covered = covered.max(w.end);
+}
+
+/// A completed backfill of the same table covering at least the same range repairs one
+/// that completed with errors.
+fn repaired(j: &Job, table: &str, backfills: &[&Job]) -> bool {
+    backfills.iter().any(|o| {
+        o.status == JobStatus::Completed
+            && o.tenant_id == j.tenant_id
+            && o.service == j.service
+            && o.tables.iter().any(|t| t == table)
+            && o.window.start <= j.window.start
+            && o.window.end >= j.window.end
+    })
+}
+
+/// A marker's chain: its backfill's end, then completed syncs, must reach the marker.
+fn chain_gaps(m: &SyncMarker, jobs: &[Job]) -> Vec<GapFinding> {
+    let Some(bf_end) = m.backfill_end else {
+        return Vec::new();
+    };
+    let mut syncs: Vec<Window> = jobs
+        .iter()
+        .filter(|j| {
+            JobKind::of(&j.job_id) == JobKind::Sync
+                && j.status == JobStatus::Completed
+                && j.tenant_id == m.tenant_id
+                && j.service == m.service
+                && j.tables.contains(&m.table)
+                && j.window.end > bf_end
+        })
+        .map(|j| j.window)
+        .collect();
+    syncs.sort_by_key(|w| (w.start, w.end));
+    let mut out = Vec::new();
+    let mut covered = bf_end;
+    for w in syncs {
+        if w.start > covered {
+            out.push(GapFinding {
+                tenant_id: m.tenant_id.clone(),
+                service: m.service,
+                table: m.table.clone(),
+                job_id: None,
+                gap: Some(Window::new(covered, w.start)),
+                reason: format!(
+                    "no completed backfill or sync covers [{}, {})",
+                    covered.to_rfc3339(),
+                    w.start.to_rfc3339()
+                ),
+            });
         }
+        covered = covered.max(w.end);
     }
     out
 }
@@ -175,7 +183,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Option<CreateOutcome>, EngineError> {
         let markers = self
-            .require_lifecycle()?
+            .lifecycle()
             .markers(Some(tenant_id), Some(service))
             .await?;
         let plan = planner::plan_sync(self.config(), tenant_id, service, tables, &markers, now)?;
@@ -216,30 +224,25 @@ impl Engine {
     /// The post-completion steps for a job run elsewhere (a cloud worker's transform step):
     /// markers and canonical transform when it completed, nothing otherwise. Idempotent.
     pub async fn finish_job(&self, job_id: &str) -> Result<(), EngineError> {
-        let job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| crate::store::StoreError::JobNotFound(job_id.to_string()))?;
+        let job = self.load_job(job_id).await?;
         self.after_job(&job).await
     }
 
     /// After a job completes: its tables' markers move to its frozen end and the canonical
-    /// tables it feeds are rebuilt. Done once per job when a lifecycle store is wired (a
-    /// failed step is tried again by the next run of the job); every step is idempotent.
+    /// tables it feeds are rebuilt. Done once per job (a failed step is tried again by the
+    /// next run of the job); every step is idempotent.
     pub(super) async fn after_job(&self, job: &Job) -> Result<(), EngineError> {
         if job.status != JobStatus::Completed {
             return Ok(());
         }
-        if let Some(lc) = self.lifecycle() {
-            let done = lc.job_metas(std::slice::from_ref(&job.job_id)).await?;
-            if done.first().is_some_and(|m| m.finalized_at.is_some()) {
-                return Ok(());
-            }
-            self.advance_markers(job).await?;
-            if JobKind::of(&job.job_id) == JobKind::Backfill {
-                lc.clear_reenabled(&job.tenant_id, job.service).await?;
-            }
+        let lc = self.lifecycle();
+        let done = lc.job_metas(std::slice::from_ref(&job.job_id)).await?;
+        if done.first().is_some_and(|m| m.finalized_at.is_some()) {
+            return Ok(());
+        }
+        self.advance_markers(job).await?;
+        if JobKind::of(&job.job_id) == JobKind::Backfill {
+            lc.clear_reenabled(&job.tenant_id, job.service).await?;
         }
         if self.options().auto_transform {
             let tables: Vec<String> = job
@@ -258,14 +261,12 @@ impl Engine {
                 .await?;
             }
         }
-        if let Some(lc) = self.lifecycle() {
-            lc.finalize_job(&job.job_id, Utc::now()).await?;
-        }
+        lc.finalize_job(&job.job_id, Utc::now()).await?;
         Ok(())
     }
 
     async fn advance_markers(&self, job: &Job) -> Result<(), EngineError> {
-        let lc = self.require_lifecycle()?;
+        let lc = self.lifecycle();
         let kind = JobKind::of(&job.job_id);
         let mut starts: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for c in self.store().chunks(&job.job_id).await? {
@@ -303,7 +304,7 @@ impl Engine {
         &self,
         tenant_id: Option<&str>,
     ) -> Result<Vec<GapFinding>, EngineError> {
-        let lc = self.require_lifecycle()?;
+        let lc = self.lifecycle();
         let markers = lc.markers(tenant_id, None).await?;
         let jobs = self
             .store()

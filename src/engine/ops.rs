@@ -375,7 +375,7 @@ impl Ops {
         let outcome = self.engine.create_job(plan, now).await?;
         let created = matches!(outcome, CreateOutcome::Created(_));
         let job = outcome.job().clone();
-        if created && self.engine.lifecycle().is_some() {
+        if created {
             self.engine.set_job_meta(&hints.meta(&job.job_id)).await?;
         }
         let meta = self.meta(&job.job_id).await;
@@ -466,14 +466,13 @@ impl Ops {
 
     /// The job's hints; a job created without them runs as a manual one, at once.
     async fn meta(&self, job_id: &str) -> JobMeta {
-        let stored = match self.engine.lifecycle() {
-            Some(lc) => lc
-                .job_metas(&[job_id.to_string()])
-                .await
-                .ok()
-                .and_then(|m| m.into_iter().next()),
-            None => None,
-        };
+        let stored = self
+            .engine
+            .lifecycle()
+            .job_metas(&[job_id.to_string()])
+            .await
+            .ok()
+            .and_then(|m| m.into_iter().next());
         stored.unwrap_or_else(|| JobMeta::default_for(job_id))
     }
 }

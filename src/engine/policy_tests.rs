@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::executor::fetch_with_policy;
-use super::{BreakerState, Engine, EngineEvent, EngineOptions, SourceProvider};
+use super::{BreakerState, Engine, EngineEvent, EngineOptions, NoSource, SourceProvider};
 use crate::config::Config;
 use crate::domain::Service;
 use crate::sink::RawSink;
@@ -17,8 +17,8 @@ use crate::store::sqlite::SqliteStore;
 
 struct NoSources;
 impl SourceProvider for NoSources {
-    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, String> {
-        Err("not used".into())
+    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(NoSource::new("not used"))
     }
 }
 
@@ -31,11 +31,12 @@ fn engine(dir: &tempfile::TempDir, edit: impl FnOnce(&mut Config)) -> Engine {
     d.circuit_breaker_failures = 100;
     d.circuit_breaker_cooldown_seconds = 30.0;
     edit(&mut config);
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
     let sink = RawSink::local(&dir.path().join("data")).unwrap();
     Engine::new(
         Arc::new(config),
-        Arc::new(store),
+        store.clone(),
+        store,
         sink,
         Arc::new(NoSources),
         EngineOptions {

@@ -1,15 +1,17 @@
-//! One step of a job at a time, for runners outside the claim loop (a cloud worker answering
-//! one queue message): claim the next chunk, run it with the same code as local runs, and say
-//! whether work remains. No AWS type crosses this boundary.
+//! One step of a job: claim the next chunk, run it, and say whether work remains. The local
+//! runners loop over it (`Engine::run_job`); a cloud worker takes one step per queue
+//! message (`Engine::step_job`). No AWS type crosses this boundary.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{Engine, EngineError, StopReason};
-use crate::domain::{ChunkKey, ChunkStatus, JobStatus};
+use crate::domain::{ChunkKey, ChunkStatus, Job, JobStatus};
 use crate::store::{Claim, StoreError};
 
 /// When a run must stop and save its state: at an instant, when a flag is raised (a cloud
@@ -55,67 +57,112 @@ pub enum Step {
     Done(JobStatus),
 }
 
+/// How long to wait after `Step::Wait { until }` before looking again: until `until`, at
+/// most `poll`, at least 10 ms.
+pub fn wait_before_retry(until: Option<DateTime<Utc>>, poll: Duration) -> Duration {
+    let wait = match until {
+        Some(until) => poll.min((until - Utc::now()).to_std().unwrap_or_default()),
+        None => poll,
+    };
+    wait.max(Duration::from_millis(10))
+}
+
 impl Engine {
     /// Claims the next claimable chunk of `job_id` and runs it.
     pub async fn step_job(&self, job_id: &str, deadline: &Deadline) -> Result<Step, EngineError> {
-        let job = self
+        let job = self.load_job(job_id).await?;
+        self.step(&job, deadline, None).await
+    }
+
+    /// The job as stored now.
+    pub(super) async fn load_job(&self, job_id: &str) -> Result<Job, EngineError> {
+        Ok(self
             .store()
             .get_job(job_id)
             .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
-        let now = Utc::now();
-        let owner = self.options().owner.clone();
-        let ordered = self.has_dependencies(&job);
-        // Tables waiting for others of the job (companies before tickets) are not claimed.
-        let later = || Step::Wait {
-            until: Some(Utc::now() + self.options().poll_interval),
+            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?)
+    }
+
+    /// One step of `job`: claim its next claimable chunk and run it, or say why not. When
+    /// the job's tables wait for one another, `gate` (shared by this process's runners of
+    /// the job) makes them look and claim one at a time, so two of them never both see the
+    /// last chunk of a dependency as free.
+    pub(super) async fn step(
+        &self,
+        job: &Job,
+        deadline: &Deadline,
+        gate: Option<&Mutex<()>>,
+    ) -> Result<Step, EngineError> {
+        let ordered = self.has_dependencies(job);
+        let turn = match gate {
+            Some(gate) if ordered => Some(gate.lock().await),
+            _ => None,
         };
-        if ordered && self.only_blocked_work(&job, now).await? {
-            return Ok(later());
+        let now = Utc::now();
+        // Everything claimable waits for other tables (companies before tickets): claiming
+        // would only hand a blocked chunk back.
+        if ordered && self.only_blocked_work(job, now).await? {
+            drop(turn);
+            return self.unless_dead_holders(job, self.after_poll()).await;
         }
-        match self
+        let claim = self
             .store()
-            .claim_next_chunk(job_id, &owner, now + self.options().lease, now)
-            .await?
-        {
-            Claim::Chunk(chunk)
-                if ordered && self.blocked_by_dependencies(&job, &chunk).await? =>
-            {
+            .claim_next_chunk(
+                &job.job_id,
+                &self.options().owner,
+                now + self.options().lease,
+                now,
+            )
+            .await?;
+        drop(turn);
+        match claim {
+            Claim::Chunk(chunk) if ordered && self.blocked_by_dependencies(job, &chunk).await? => {
+                // Its table waits for others of the job: hand the chunk back untouched.
                 match self
                     .store()
-                    .release_chunk(&chunk.key, &owner, &chunk.checkpoint)
+                    .release_chunk(&chunk.key, &self.options().owner, &chunk.checkpoint)
                     .await
                 {
-                    Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(later()),
+                    Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(Step::Wait {
+                        until: self.after_poll(),
+                    }),
                     Err(e) => Err(e.into()),
                 }
             }
             Claim::Chunk(chunk) => {
                 let key = chunk.key.clone();
-                let stop = self.run_chunk(&job, *chunk, deadline).await?;
+                let stop = self.run_chunk(job, *chunk, deadline).await?;
                 Ok(Step::Ran { key, stop })
             }
-            Claim::Wait { until } => {
-                // A holder that died on this host is taken over at once: ask again now.
-                if self.break_dead_leases(job_id).await? {
-                    return Ok(Step::Wait {
-                        until: Some(Utc::now()),
-                    });
-                }
-                Ok(Step::Wait { until })
-            }
+            Claim::Wait { until } => self.unless_dead_holders(job, until).await,
             Claim::Done(status) => Ok(Step::Done(status)),
         }
+    }
+
+    /// One poll interval from now.
+    fn after_poll(&self) -> Option<DateTime<Utc>> {
+        Some(Utc::now() + self.options().poll_interval)
+    }
+
+    /// `Wait { until }`, unless a holder that blocks the job died on this host: that one is
+    /// taken over at once, and the answer is to look again now.
+    async fn unless_dead_holders(
+        &self,
+        job: &Job,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Step, EngineError> {
+        if self.break_dead_leases(&job.job_id).await? {
+            return Ok(Step::Wait {
+                until: Some(Utc::now()),
+            });
+        }
+        Ok(Step::Wait { until })
     }
 
     /// Whether the job still has chunks to run: it is pending or running and some chunk is
     /// pending or running.
     pub async fn has_open_chunks(&self, job_id: &str) -> Result<bool, EngineError> {
-        let job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let job = self.load_job(job_id).await?;
         if !matches!(job.status, JobStatus::Pending | JobStatus::Running) {
             return Ok(false);
         }

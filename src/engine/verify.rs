@@ -18,7 +18,6 @@ use super::executor::fetch_with_policy;
 use super::{Engine, EngineError};
 use crate::config::EndpointDef;
 use crate::domain::{Chunk, ChunkVerification, Job, Service};
-use crate::store::StoreError;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -92,13 +91,9 @@ fn landed_keys(
 
 impl Engine {
     /// Counts what landed per chunk of `job_id` against the source's count, stores the
-    /// results (when a lifecycle store is wired) and returns them.
+    /// results and returns them.
     pub async fn verify(&self, job_id: &str) -> Result<VerifyReport, EngineError> {
-        let job: Job = self
-            .store()
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+        let job: Job = self.load_job(job_id).await?;
         let source = self.source(&job.tenant_id, job.service).map_err(|e| {
             EngineError::Other(format!("tenant '{}' {}: {e}", job.tenant_id, job.service))
         })?;
@@ -150,9 +145,7 @@ impl Engine {
                 verified_at: Utc::now(),
             });
         }
-        if let Some(lc) = self.lifecycle() {
-            lc.save_verification(job_id, &results).await?;
-        }
+        self.lifecycle().save_verification(job_id, &results).await?;
         let missing = results.iter().map(ChunkVerification::missing).sum();
         let moved_since = results.iter().map(ChunkVerification::moved_since).sum();
         tracing::info!(

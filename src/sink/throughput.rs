@@ -128,27 +128,27 @@ fn rss_kib(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+const PAGES: u64 = 200;
+const PAGE: u64 = 1000;
+
 #[test]
 #[ignore = "timing run, start by hand in release mode"]
 fn encode_throughput() {
-    const PAGES: u64 = 200;
-    const PAGE: u64 = 1000;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("mappings/endpoints/connectwise.json");
     let defs = ServiceEndpoints::load(&path, Service::Connectwise).unwrap();
     let ep = defs.find("tickets").unwrap();
-    let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-    let meta = ChunkMeta {
-        tenant_id: "acme".into(),
-        service: Service::Connectwise,
-        table: "tickets".into(),
-        job_id: "bench".into(),
-        chunk_seq: 0,
-        window: Window::new(start, start + chrono::Duration::days(31)),
-        ingested_at: Utc::now(),
-    };
-    // Pre-render a handful of distinct pages as JSON arrays; rendering is not timed.
-    let bodies: Vec<Vec<u8>> = (0..8)
+    let bodies = render_pages();
+    let json_bytes: usize = bodies.iter().map(Vec::len).sum();
+    println!("avg record: {} bytes", json_bytes as u64 / (8 * PAGE));
+    time_writer(ep, &bodies);
+    time_parse_and_drop(&bodies);
+    time_flatten(ep, &bodies);
+}
+
+/// A handful of distinct pages as JSON arrays, rendered before anything is timed.
+fn render_pages() -> Vec<Vec<u8>> {
+    (0..8)
         .map(|p| {
             let mut s = String::from("[");
             for i in 0..PAGE {
@@ -160,10 +160,21 @@ fn encode_throughput() {
             s.push(']');
             s.into_bytes()
         })
-        .collect();
-    let json_bytes: usize = bodies.iter().map(Vec::len).sum();
-    println!("avg record: {} bytes", json_bytes as u64 / (8 * PAGE));
+        .collect()
+}
 
+/// Parses `PAGES` pages and encodes them into parts on this thread, as a chunk's run does.
+fn time_writer(ep: &crate::config::EndpointDef, bodies: &[Vec<u8>]) {
+    let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+    let meta = ChunkMeta {
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        table: "tickets".into(),
+        job_id: "bench".into(),
+        chunk_seq: 0,
+        window: Window::new(start, start + chrono::Duration::days(31)),
+        ingested_at: Utc::now(),
+    };
     let mut w =
         RawSink::part_writer(&RawSink::local(&std::env::temp_dir()).unwrap(), meta, ep).unwrap();
     let (mut parse, mut encode) = (Duration::ZERO, Duration::ZERO);
@@ -209,8 +220,10 @@ fn encode_throughput() {
         max_buffered as f64 / 1e6,
         rss_kib("VmHWM:")
     );
+}
 
-    // The cost any consumer of Vec<Value> pays: parsing and dropping, with no sink at all.
+/// The cost any consumer of Vec<Value> pays: parsing and dropping, with no sink at all.
+fn time_parse_and_drop(bodies: &[Vec<u8>]) {
     let t = Instant::now();
     for p in 0..40 {
         let page = super::lite::parse_page(&bodies[p % 8], super::RecordsAt::Body).unwrap();
@@ -220,8 +233,10 @@ fn encode_throughput() {
         "parse + drop alone: {:.2} us/rec",
         t.elapsed().as_secs_f64() * 1e6 / (40 * PAGE) as f64
     );
+}
 
-    // Where the sink's time goes: flattening alone, and dropping the parsed records.
+/// Where the sink's time goes: flattening alone, and dropping the parsed records.
+fn time_flatten(ep: &crate::config::EndpointDef, bodies: &[Vec<u8>]) {
     let columns: Vec<(String, crate::config::ColumnType)> = ep
         .columns
         .iter()

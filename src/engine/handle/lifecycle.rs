@@ -43,13 +43,10 @@ pub(super) struct Loaded {
     pub error: Option<String>,
 }
 
-/// Reads alerts, markers and the watched job's hints and verification. An engine built
-/// without a lifecycle store has nothing to read.
+/// Reads alerts, markers and the watched job's hints and verification.
 pub(super) async fn load(engine: &Engine, watched: Option<&str>) -> Loaded {
     let mut out = Loaded::default();
-    let Some(lc) = engine.lifecycle() else {
-        return out;
-    };
+    let lc = engine.lifecycle();
     match lc.alerts(&AlertFilter::default()).await {
         Ok(mut a) => {
             a.truncate(ALERTS_SHOWN);

@@ -14,7 +14,7 @@ use crate::config::EndpointDef;
 use crate::domain::{AlertKind, JobKind, JobMeta, Trigger, Window};
 use crate::engine::detect::Check;
 use crate::engine::ops::Refusal;
-use crate::engine::{EngineOptions, SourceProvider};
+use crate::engine::{EngineOptions, NoSource, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::{Page, Source, SourceError};
 use crate::store::{LifecycleStore, SqliteStore};
@@ -50,11 +50,11 @@ impl Source for Refusing {
 }
 
 impl SourceProvider for AcmeOnly {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
         if (tenant_id, service) == ("acme", Service::Connectwise) {
             return Ok(Arc::new(Refusing));
         }
-        Err(format!("no {service} source for {tenant_id} in this test"))
+        Err(format!("no {service} source for {tenant_id} in this test").into())
     }
 }
 
@@ -82,11 +82,11 @@ fn engine(dir: &Path) -> (Engine, Arc<Config>, Arc<SqliteStore>) {
     let engine = Engine::new(
         config.clone(),
         store.clone(),
+        store.clone(),
         sink,
         Arc::new(AcmeOnly),
         EngineOptions::default(),
-    )
-    .with_lifecycle(store.clone());
+    );
     (engine, config, store)
 }
 

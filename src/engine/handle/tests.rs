@@ -10,7 +10,7 @@ use chrono::TimeZone;
 use super::*;
 use crate::domain::{ChunkStatus, JobMeta};
 use crate::engine::ops::{DispatchError, Halt, Halted, Placement, Start};
-use crate::engine::{EngineOptions, SourceProvider};
+use crate::engine::{EngineOptions, NoSource, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::Source;
 use crate::store::SqliteStore;
@@ -18,8 +18,8 @@ use crate::store::SqliteStore;
 struct NoSources;
 
 impl SourceProvider for NoSources {
-    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, String> {
-        Err(format!("no {service} source for {tenant_id} in this test"))
+    fn source(&self, tenant_id: &str, service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Err(format!("no {service} source for {tenant_id} in this test").into())
     }
 }
 
@@ -30,6 +30,7 @@ fn engine(dir: &Path) -> (Engine, Arc<Config>) {
     let sink = RawSink::local(&dir.join("data")).unwrap();
     let engine = Engine::new(
         config.clone(),
+        store.clone(),
         store,
         sink,
         Arc::new(NoSources),

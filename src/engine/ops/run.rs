@@ -72,10 +72,7 @@ impl Engine {
         jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
         jobs.reverse();
         let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
-        let metas = match self.lifecycle() {
-            Some(lc) => lc.job_metas(&ids).await?,
-            None => Vec::new(),
-        };
+        let metas = self.lifecycle().job_metas(&ids).await?;
         Ok(jobs
             .iter()
             .map(|j| {

@@ -15,7 +15,7 @@ use super::*;
 use crate::config::{Config, EndpointDef};
 use crate::domain::{Service, Window};
 use crate::engine::planner::{self, PlanRequest};
-use crate::engine::{EngineOptions, SourceProvider};
+use crate::engine::{EngineOptions, NoSource, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::{Page, Source, SourceError};
 use crate::store::SqliteStore;
@@ -51,7 +51,7 @@ impl Source for Counting {
 struct Provider(Arc<AtomicU32>);
 
 impl SourceProvider for Provider {
-    fn source(&self, _tenant_id: &str, _service: Service) -> Result<Arc<dyn Source>, String> {
+    fn source(&self, _tenant_id: &str, _service: Service) -> Result<Arc<dyn Source>, NoSource> {
         Ok(Arc::new(Counting(self.0.clone())))
     }
 }
@@ -69,11 +69,11 @@ fn engine(dir: &Path, requests: Arc<AtomicU32>) -> Engine {
     Engine::new(
         Arc::new(config),
         store.clone(),
+        store,
         RawSink::local(&dir.join("data")).unwrap(),
         Arc::new(Provider(requests)),
         EngineOptions::default(),
     )
-    .with_lifecycle(store)
 }
 
 fn plan(engine: &Engine) -> Plan {

@@ -128,13 +128,14 @@ pub async fn open_cloud_stores(
     settings: &crate::cloud::CloudSettings,
 ) -> Result<(Arc<dyn JobStore>, Arc<dyn LifecycleStore>)> {
     let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
-    let store = Arc::new(
-        crate::store::DynamoStore::connect(crate::store::DynamoOptions {
+    let config = crate::cloud::aws_config().await;
+    let store = Arc::new(crate::store::DynamoStore::from_config(
+        &config,
+        crate::store::DynamoOptions {
             table_prefix: prefix.to_string(),
             ..crate::store::DynamoOptions::default()
-        })
-        .await,
-    );
+        },
+    ));
     Ok((store.clone(), store))
 }
 

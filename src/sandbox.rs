@@ -37,32 +37,51 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::config::MissingCredential;
 use crate::domain::Window;
+use crate::secret::Secret;
 use data::{Generator, Table, TableData};
 pub use faults::{Fault, FaultKind, load_faults};
 pub(crate) use faults::{FaultAction, FaultPlan, RateLimits};
 use http::json_response;
 
 /// One ConnectWise company the sandbox accepts credentials for, with its dataset size.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SandboxTenant {
     pub company_id: String,
     pub public_key: String,
-    pub private_key: String,
+    pub private_key: Secret,
     pub client_id: String,
     pub counts: TableCounts,
 }
 
-impl fmt::Debug for SandboxTenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxTenant")
-            .field("company_id", &self.company_id)
-            .field("public_key", &self.public_key)
-            .field("private_key", &"***")
-            .field("client_id", &self.client_id)
-            .field("counts", &self.counts)
-            .finish()
+impl SandboxTenant {
+    /// The company the sandbox serves for a tenant whose registry entry points at it:
+    /// `company_id`, `public_key`, `private_key` and `client_id`.
+    pub fn from_credentials(
+        creds: &crate::config::Credentials,
+        counts: TableCounts,
+    ) -> Result<Self, MissingCredential> {
+        Ok(SandboxTenant {
+            company_id: creds.field("company_id")?,
+            public_key: creds.field("public_key")?,
+            private_key: Secret::new(creds.field("private_key")?),
+            client_id: creds.field("client_id")?,
+            counts,
+        })
     }
+}
+
+/// Why a tenant's credentials make no simulated account.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Missing(#[from] MissingCredential),
+    /// Salesforce: neither grant can be made.
+    #[error("credential field 'password' (or 'refresh_token') is missing or empty")]
+    NoGrant,
+    #[error("credential field 'sandbox_daily_api_limit' is not a whole number: '{0}'")]
+    DailyLimit(String),
 }
 
 /// How many records each table of a tenant holds.
@@ -198,24 +217,6 @@ impl Counters {
 /// Locks `m`, also when a panicking handler poisoned it (the state stays usable).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A tenant's credential fields, as the simulated accounts read them.
-pub(crate) struct CredFields<'a>(pub(crate) &'a crate::config::Credentials);
-
-impl CredFields<'_> {
-    /// A field that must be there and not empty; the error names it.
-    pub(crate) fn required(&self, field: &str) -> Result<String, String> {
-        self.0.require(field).map(|s| s.expose().to_string())
-    }
-
-    /// A field that may be missing; empty counts as missing.
-    pub(crate) fn optional(&self, field: &str) -> Option<String> {
-        self.0
-            .get(field)
-            .map(|s| s.expose().to_string())
-            .filter(|s| !s.is_empty())
-    }
 }
 
 /// A tenant and its lazily built table indexes.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::{Credentials, EndpointDef};
+use crate::config::{Credentials, EndpointDef, MissingCredential};
 use crate::domain::{RecordsAt, Service, Window};
 
 /// One page as the API sent it, and where the next page starts.
@@ -88,6 +88,12 @@ pub enum SourceError {
     /// window must be read again from its start, dropping what was stored from it.
     #[error("cursor expired: {message}")]
     CursorExpired { message: String },
+}
+
+impl From<MissingCredential> for SourceError {
+    fn from(e: MissingCredential) -> Self {
+        SourceError::Config(e.to_string())
+    }
 }
 
 impl SourceError {

@@ -227,30 +227,18 @@ pub fn sandbox_config(
                 }
             };
             let id = &tenant.tenant_id;
-            let wrap = |e: String| eyre!("tenant '{id}' {service}: {e}");
+            let wrap = |e: &dyn std::fmt::Display| eyre!("tenant '{id}' {service}: {e}");
             match service {
-                Service::Connectwise => {
-                    let field = |f: &str| {
-                        creds
-                            .require(f)
-                            .map(|s| s.expose().to_string())
-                            .map_err(&wrap)
-                    };
-                    cfg.tenants.push(SandboxTenant {
-                        company_id: field("company_id")?,
-                        public_key: field("public_key")?,
-                        private_key: field("private_key")?,
-                        client_id: field("client_id")?,
-                        counts,
-                    });
-                }
+                Service::Connectwise => cfg
+                    .tenants
+                    .push(SandboxTenant::from_credentials(&creds, counts).map_err(|e| wrap(&e))?),
                 Service::Servicenow => cfg.servicenow.push(
                     crate::sandbox::servicenow::SnAccount::from_credentials(id, &creds, counts)
-                        .map_err(&wrap)?,
+                        .map_err(|e| wrap(&e))?,
                 ),
                 Service::Salesforce => cfg.salesforce.push(
                     crate::sandbox::salesforce::SfAccount::from_credentials(id, &creds, counts)
-                        .map_err(&wrap)?,
+                        .map_err(|e| wrap(&e))?,
                 ),
             }
         }

@@ -51,6 +51,13 @@ pub enum CredentialSource {
     File(PathBuf),
 }
 
+/// A required credential field that is not there or empty; names the field, never a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("credential field '{field}' is missing or empty")]
+pub struct MissingCredential {
+    pub field: String,
+}
+
 /// Resolved credential fields. Values are secrets: they never print.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
@@ -68,11 +75,26 @@ impl Credentials {
     }
 
     /// A required field, or an error naming it (never its value).
-    pub fn require(&self, field: &str) -> Result<&Secret, String> {
+    pub fn require(&self, field: &str) -> Result<&Secret, MissingCredential> {
         self.fields
             .get(field)
             .filter(|s| !s.expose().is_empty())
-            .ok_or_else(|| format!("credential field '{field}' is missing or empty"))
+            .ok_or_else(|| MissingCredential {
+                field: field.to_string(),
+            })
+    }
+
+    /// The text of a required field, for a client that builds its requests from it.
+    pub fn field(&self, field: &str) -> Result<String, MissingCredential> {
+        self.require(field).map(|s| s.expose().to_string())
+    }
+
+    /// The text of a field that may be missing; empty counts as missing.
+    pub fn optional(&self, field: &str) -> Option<String> {
+        self.fields
+            .get(field)
+            .map(|s| s.expose().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     pub fn get(&self, field: &str) -> Option<&Secret> {

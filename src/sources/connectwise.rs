@@ -49,17 +49,11 @@ impl ConnectWise {
         creds: Credentials,
         http: reqwest::Client,
     ) -> Result<Self, SourceError> {
-        let field = |f: &str| {
-            creds
-                .require(f)
-                .map(|s| s.expose().to_string())
-                .map_err(SourceError::Config)
-        };
         let (company, public, private, client_id) = (
-            field("company_id")?,
-            field("public_key")?,
-            field("private_key")?,
-            field("client_id")?,
+            creds.field("company_id")?,
+            creds.field("public_key")?,
+            creds.field("private_key")?,
+            creds.field("client_id")?,
         );
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{company}+{public}:{private}"));

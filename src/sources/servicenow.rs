@@ -335,26 +335,14 @@ impl ServiceNow {
         creds: Credentials,
         http: reqwest::Client,
     ) -> Result<Self, SourceError> {
-        let field = |f: &str| {
-            creds
-                .require(f)
-                .map(|s| s.expose().to_string())
-                .map_err(SourceError::Config)
-        };
-        let optional = |f: &str| {
-            creds
-                .get(f)
-                .map(|s| s.expose().to_string())
-                .filter(|s| !s.is_empty())
-        };
-        let (username, password) = (field("username")?, field("password")?);
+        let (username, password) = (creds.field("username")?, creds.field("password")?);
         // Longest first: `user:pass` must go before `pass` alone.
         let mut secrets = vec![
             format!("{username}:{password}"),
             password.clone(),
             encode(&password),
         ];
-        let auth = match (optional("client_id"), optional("client_secret")) {
+        let auth = match (creds.optional("client_id"), creds.optional("client_secret")) {
             (None, None) => {
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{password}"));
@@ -376,8 +364,8 @@ impl ServiceNow {
                     token: tokio::sync::Mutex::new(None),
                 })
             }
-            (Some(_), None) => return Err(field("client_secret").unwrap_err()),
-            (None, Some(_)) => return Err(field("client_id").unwrap_err()),
+            (Some(_), None) => return Err(creds.field("client_secret").unwrap_err().into()),
+            (None, Some(_)) => return Err(creds.field("client_id").unwrap_err().into()),
         };
         let base_url = base_url.trim_end_matches('/').to_string();
         url::Url::parse(&base_url)

@@ -97,10 +97,16 @@ impl From<MissingCredential> for SourceError {
 }
 
 impl SourceError {
-    /// An error status as the API answered it: a 429 is a rate limit, anything else an
-    /// HTTP error (which `is_retryable` judges).
-    pub fn from_status(status: u16, message: String, retry_after: Option<Duration>) -> Self {
-        if status == 429 {
+    /// An error status as the API answered it, with the API's error code if it sent one:
+    /// a 429, or a 403 `REQUEST_LIMIT_EXCEEDED` (Salesforce's request limits), is the server
+    /// asking to wait; anything else an HTTP error (which `is_retryable` judges).
+    pub fn from_status(
+        status: u16,
+        code: Option<&str>,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        if status == 429 || (status == 403 && code == Some("REQUEST_LIMIT_EXCEEDED")) {
             SourceError::RateLimited {
                 status,
                 message,

@@ -123,6 +123,7 @@ impl ConnectWise {
             );
             return Err(SourceError::from_status(
                 status.as_u16(),
+                None,
                 message,
                 retry_after(&headers),
             ));

@@ -442,6 +442,7 @@ impl ServiceNow {
             );
             return Err(SourceError::from_status(
                 status.as_u16(),
+                None,
                 message,
                 retry_after(&headers),
             ));
@@ -534,7 +535,7 @@ impl ServiceNow {
         token: Option<&str>,
     ) -> SourceError {
         let message = self.scrub(&error_message(body), token);
-        SourceError::from_status(status.as_u16(), message, retry_after(headers))
+        SourceError::from_status(status.as_u16(), None, message, retry_after(headers))
     }
 
     fn table_url(&self, endpoint: &EndpointDef, query: &str) -> String {

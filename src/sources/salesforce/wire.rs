@@ -93,24 +93,10 @@ impl ApiError {
         self.code.as_deref() == Some(code)
     }
 
-    /// 429 and 403 `REQUEST_LIMIT_EXCEEDED` are the server asking to wait; the rest are
-    /// errors with the API's own words.
+    /// The error in the API's own words (scrubbed), classified by `SourceError::from_status`.
     pub fn into_source(self, scrub: impl Fn(&str) -> String) -> SourceError {
         let message = scrub(&self.message);
-        let (status, retry_after) = (self.status, self.retry_after);
-        if status == 429 || (status == 403 && self.has_code("REQUEST_LIMIT_EXCEEDED")) {
-            SourceError::RateLimited {
-                status,
-                message,
-                retry_after,
-            }
-        } else {
-            SourceError::Http {
-                status,
-                message,
-                retry_after,
-            }
-        }
+        SourceError::from_status(self.status, self.code.as_deref(), message, self.retry_after)
     }
 }
 

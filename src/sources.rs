@@ -197,6 +197,28 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .map(Duration::from_secs_f64)
 }
 
+/// An answer read whole: its status, headers and body. A body cut short is a truncated
+/// decode error (worth another try); `context` prefixes its message.
+pub(crate) async fn read_answer(
+    resp: reqwest::Response,
+    context: &str,
+) -> Result<
+    (
+        reqwest::StatusCode,
+        reqwest::header::HeaderMap,
+        bytes::Bytes,
+    ),
+    SourceError,
+> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map_err(|e| SourceError::Decode {
+        message: format!("{context}body cut short: {}", e.without_url()),
+        truncated: true,
+    })?;
+    Ok((status, headers, body))
+}
+
 /// A shared HTTP client: rustls, connection pooling, bounded timeouts.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()

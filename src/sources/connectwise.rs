@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue};
 
-use super::{Page, Source, SourceError, retry_after};
+use super::{Page, Source, SourceError, read_answer, retry_after};
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
@@ -110,12 +110,7 @@ impl ConnectWise {
                     self.secrets.iter().map(String::as_str),
                 ))
             })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| SourceError::Decode {
-            message: format!("body cut short: {}", e.without_url()),
-            truncated: true,
-        })?;
+        let (status, headers, body) = read_answer(resp, "").await?;
         if !status.is_success() {
             let message = scrub(
                 &error_message(&body),

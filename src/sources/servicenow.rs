@@ -24,7 +24,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::{ApiUsage, Page, Source, SourceError, retry_after};
+use super::{ApiUsage, Page, Source, SourceError, read_answer, retry_after};
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
@@ -413,12 +413,7 @@ impl ServiceNow {
             .send()
             .await
             .map_err(|e| SourceError::Transport(self.scrub(&e.without_url().to_string(), None)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| SourceError::Decode {
-            message: format!("oauth_token.do: body cut short: {}", e.without_url()),
-            truncated: true,
-        })?;
+        let (status, headers, body) = read_answer(resp, "oauth_token.do: ").await?;
         if !status.is_success() {
             #[derive(Deserialize)]
             struct OAuthError {
@@ -486,13 +481,7 @@ impl ServiceNow {
             .send()
             .await
             .map_err(|e| SourceError::Transport(self.scrub(&e.without_url().to_string(), token)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| SourceError::Decode {
-            message: format!("body cut short: {}", e.without_url()),
-            truncated: true,
-        })?;
-        Ok((status, headers, body))
+        read_answer(resp, "").await
     }
 
     /// A GET under the configured auth. With OAuth, a 401 gets one new token and one

@@ -33,8 +33,8 @@ use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
 pub use cursor::{After, Cursor};
-pub use soql::{Spec, bound_literal, soql_field};
-pub use wire::{ApiError, csv_to_json, parse_limit_info};
+pub use soql::{NotAField, Spec, bound_literal, soql_field};
+pub use wire::{ApiError, CsvError, csv_to_json, parse_limit_info};
 
 /// The REST API version every request uses.
 pub const API_VERSION: &str = "v60.0";

@@ -41,7 +41,7 @@ use crate::config::MissingCredential;
 use crate::domain::Window;
 use crate::secret::Secret;
 use data::{Generator, Table, TableData};
-pub use faults::{Fault, FaultKind, load_faults};
+pub use faults::{Fault, FaultError, FaultKind, FaultPlanError, load_faults};
 pub(crate) use faults::{FaultAction, FaultPlan, RateLimits};
 use http::json_response;
 
@@ -297,17 +297,26 @@ impl Shared {
         table: &str,
         n: u32,
         at: DateTime<Utc>,
-    ) -> Result<Vec<MovedRecord>, String> {
+    ) -> Result<Vec<MovedRecord>, EditError> {
         let tenant = self
             .tenants
             .iter()
             .find(|t| t.tenant.company_id == company_id)
-            .ok_or_else(|| format!("no ConnectWise company '{company_id}'"))?;
-        let table = Table::from_table_name(table)
-            .ok_or_else(|| format!("no ConnectWise table '{table}'"))?;
+            .ok_or_else(|| EditError::NoCompany(company_id.to_string()))?;
+        let table =
+            Table::from_table_name(table).ok_or_else(|| EditError::NoTable(table.to_string()))?;
         let moved = self.table(tenant, table).edit(n, at.timestamp());
         Ok(self.log_moved(tenant, table, moved))
     }
+}
+
+/// What an edit of ConnectWise records names that the sandbox does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("no ConnectWise company '{0}'")]
+    NoCompany(String),
+    #[error("no ConnectWise table '{0}'")]
+    NoTable(String),
 }
 
 /// Query of `POST /_sandbox/connectwise/edit`.
@@ -325,7 +334,7 @@ async fn edit_handler(
 ) -> Response {
     match shared.edit_records(&q.company_id, &q.table, q.records, q.at) {
         Ok(moved) => json_response(SANDBOX_JSON, serde_json::to_vec(&moved).unwrap_or_default()),
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
 
@@ -456,7 +465,7 @@ impl Sandbox {
         table: &str,
         n: u32,
         at: DateTime<Utc>,
-    ) -> Result<Vec<MovedRecord>, String> {
+    ) -> Result<Vec<MovedRecord>, EditError> {
         self.shared.edit_records(company_id, table, n, at)
     }
 

@@ -364,7 +364,8 @@ impl SourceProvider for Provider {
         let creds = self
             .config
             .tenants
-            .resolve_credentials(tenant_id, service, conn)?;
+            .resolve_credentials(tenant_id, service, conn)
+            .map_err(|e| e.to_string())?;
         let mut settings = sources::SourceSettings::default();
         if let Some(n) = self
             .config

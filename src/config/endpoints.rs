@@ -92,7 +92,7 @@ impl ServiceEndpoints {
         for (i, ep) in self.endpoints.iter().enumerate() {
             let at = |field: &str| format!("$.endpoints[{i}].{field}");
             validate_identifier("table_name", &ep.table_name)
-                .map_err(|r| ConfigError::invalid(file, at("table_name"), r))?;
+                .map_err(|r| ConfigError::invalid(file, at("table_name"), r.to_string()))?;
             if !tables.insert(ep.table_name.as_str()) {
                 return Err(ConfigError::invalid(
                     file,

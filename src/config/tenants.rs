@@ -119,8 +119,9 @@ impl TenantsRegistry {
         let file = &self.file;
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
-            validate_identifier("tenant_id", &t.tenant_id)
-                .map_err(|r| ConfigError::invalid(file, format!("$.tenants[{i}].tenant_id"), r))?;
+            validate_identifier("tenant_id", &t.tenant_id).map_err(|r| {
+                ConfigError::invalid(file, format!("$.tenants[{i}].tenant_id"), r.to_string())
+            })?;
             if !seen.insert(t.tenant_id.as_str()) {
                 return Err(ConfigError::invalid(
                     file,
@@ -167,13 +168,17 @@ impl TenantsRegistry {
         tenant_id: &str,
         service: Service,
         conn: &ServiceConnection,
-    ) -> Result<Credentials, String> {
+    ) -> Result<Credentials, CredentialError> {
+        let (tenant, service) = (tenant_id.to_string(), service);
         match &conn.credentials {
             CredentialSource::Env(map) => {
                 let mut pairs = Vec::new();
                 for (field, var) in map {
-                    let value = std::env::var(var).map_err(|_| {
-                        format!("tenant '{tenant_id}' {service}: credential field '{field}' expects environment variable {var}, which is not set")
+                    let value = std::env::var(var).map_err(|_| CredentialError::NoVariable {
+                        tenant: tenant.clone(),
+                        service,
+                        field: field.clone(),
+                        var: var.clone(),
                     })?;
                     pairs.push((field.clone(), value));
                 }
@@ -185,24 +190,68 @@ impl TenantsRegistry {
                 } else {
                     self.file.parent().unwrap_or(Path::new(".")).join(path)
                 };
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!(
-                        "tenant '{tenant_id}' {service}: cannot read credentials file {}: {e}",
-                        path.display()
-                    )
-                })?;
-                let map: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-                    // serde_json's message quotes no input values for type errors on maps of strings,
-                    // but a syntax error may; keep only the position.
-                    format!(
-                        "tenant '{tenant_id}' {service}: credentials file {} is not a JSON object of strings (line {}, column {})",
-                        path.display(),
-                        e.line(),
-                        e.column()
-                    )
-                })?;
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let reason = e.to_string();
+                        return Err(CredentialError::Unreadable {
+                            tenant,
+                            service,
+                            path,
+                            reason,
+                        });
+                    }
+                };
+                // serde_json's message quotes no input values for type errors on maps of
+                // strings, but a syntax error may; keep only the position.
+                let map: BTreeMap<String, String> = match serde_json::from_str(&text) {
+                    Ok(map) => map,
+                    Err(e) => {
+                        let (line, column) = (e.line(), e.column());
+                        return Err(CredentialError::NotAnObject {
+                            tenant,
+                            service,
+                            path,
+                            line,
+                            column,
+                        });
+                    }
+                };
                 Ok(Credentials::from_pairs(map))
             }
         }
     }
+}
+
+/// Why a connection's credentials cannot be resolved; names the tenant and service, never
+/// a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(
+        "tenant '{tenant}' {service}: credential field '{field}' expects environment variable {var}, which is not set"
+    )]
+    NoVariable {
+        tenant: String,
+        service: Service,
+        field: String,
+        var: String,
+    },
+    #[error("tenant '{tenant}' {service}: cannot read credentials file {}: {reason}", path.display())]
+    Unreadable {
+        tenant: String,
+        service: Service,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "tenant '{tenant}' {service}: credentials file {} is not a JSON object of strings (line {line}, column {column})",
+        path.display()
+    )]
+    NotAnObject {
+        tenant: String,
+        service: Service,
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
 }

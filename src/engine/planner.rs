@@ -79,7 +79,7 @@ fn checked_endpoints<'a>(
     tenant_id: &str,
     service: Service,
 ) -> Result<&'a crate::config::ServiceEndpoints, PlanError> {
-    validate_identifier("tenant id", tenant_id).map_err(PlanError)?;
+    validate_identifier("tenant id", tenant_id).map_err(|e| PlanError(e.to_string()))?;
     let (_, conn) = config.connection(tenant_id, service).map_err(PlanError)?;
     if !conn.enabled {
         return Err(PlanError(format!(

@@ -245,7 +245,7 @@ fn incident(w: &mut W<'_>, d: &Draw<'_>) {
     w.user(d.g, "caller_id", d.user(F_CALLER));
     let assigned = d
         .user(F_ASSIGNED)
-        .filter(|_| !(state == 1 && d.h(F_ASSIGNED) % 3 == 0));
+        .filter(|_| !(state == 1 && d.h(F_ASSIGNED).is_multiple_of(3)));
     w.user(d.g, "assigned_to", assigned);
     w.group(d.g, d.h(F_GROUP) % GROUPS.len() as u64);
     w.user(d.g, "opened_by", d.user(F_OPENED_BY));
@@ -264,7 +264,11 @@ fn incident(w: &mut W<'_>, d: &Draw<'_>) {
     w.s("reassignment_count", &(d.h(F_REASSIGN) % 5).to_string());
     w.s(
         "made_sla",
-        if d.h(F_SLA) % 5 == 0 { "false" } else { "true" },
+        if d.h(F_SLA).is_multiple_of(5) {
+            "false"
+        } else {
+            "true"
+        },
     );
     w.s("sys_class_name", "incident");
 }
@@ -309,7 +313,7 @@ fn change_request(w: &mut W<'_>, d: &Draw<'_>) {
     );
     w.s(
         "on_hold",
-        if d.h(F_STATE) % 13 == 0 {
+        if d.h(F_STATE).is_multiple_of(13) {
             "true"
         } else {
             "false"
@@ -335,14 +339,14 @@ fn problem(w: &mut W<'_>, d: &Draw<'_>) {
     w.s("opened_at", &sn_time(d.created));
     w.s(
         "known_error",
-        if d.h(F_KNOWN) % 4 == 0 {
+        if d.h(F_KNOWN).is_multiple_of(4) {
             "true"
         } else {
             "false"
         },
     );
     let incidents = d.g.counts[SnTable::Incident.index()];
-    let first = (incidents > 0 && d.h(F_INCIDENT) % 3 != 0).then(|| {
+    let first = (incidents > 0 && !d.h(F_INCIDENT).is_multiple_of(3)).then(|| {
         d.g.sys_id_of(SnTable::Incident, d.h(F_INCIDENT) % incidents.max(1))
     });
     w.r("first_reported_by_task", "incident", first, || {
@@ -365,11 +369,11 @@ fn sys_user(w: &mut W<'_>, d: &Draw<'_>) {
         "phone",
         &format!("+1 555 {:03} {:04}", phone % 1000, (phone / 1000) % 10_000),
     );
-    let active = d.h(F_ACTIVE) % 10 != 0;
+    let active = !d.h(F_ACTIVE).is_multiple_of(10);
     w.s("active", if active { "true" } else { "false" });
     w.s(
         "locked_out",
-        if !active && d.h(F_ACTIVE) % 3 == 0 {
+        if !active && d.h(F_ACTIVE).is_multiple_of(3) {
             "true"
         } else {
             "false"
@@ -377,15 +381,15 @@ fn sys_user(w: &mut W<'_>, d: &Draw<'_>) {
     );
     w.s(
         "vip",
-        if d.h(F_VIP) % 15 == 0 {
+        if d.h(F_VIP).is_multiple_of(15) {
             "true"
         } else {
             "false"
         },
     );
     w.s("failed_attempts", &(d.h(F_FAILED) % 4).to_string());
-    let login =
-        (d.h(F_LOGIN) % 5 != 0).then(|| d.created + (d.rec.updated.max(d.created) - d.created) / 2);
+    let login = (!d.h(F_LOGIN).is_multiple_of(5))
+        .then(|| d.created + (d.rec.updated.max(d.created) - d.created) / 2);
     w.s("last_login_time", &login.map(sn_time).unwrap_or_default());
     w.user(
         d.g,

@@ -166,9 +166,7 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     raw(out, "\",");
     ticket_custom_fields(h(F_CUSTOM), out);
     raw(out, ",");
-    info(out, lu, h(F_UPDATED_BY), de);
-    raw(out, ",\"enteredBy\":");
-    string(out, member(h(F_ENTERED_BY)));
+    info(out, lu, h(F_UPDATED_BY), de, Some(h(F_ENTERED_BY)));
     raw(out, ",\"activities_href\":\"");
     raw(out, HREF_BASE);
     raw(out, "/sales/activities?conditions=ticket/id=");
@@ -180,14 +178,19 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     raw(out, "/notes\"}}");
 }
 
-/// `"_info":{"lastUpdated":…,"updatedBy":…,"dateEntered":…`, the object left open.
-fn info(out: &mut Vec<u8>, lu: i64, updated_by: u64, de: i64) {
+/// `"_info":{"lastUpdated":…,"updatedBy":…,"dateEntered":…[,"enteredBy":…]`, the object
+/// left open. `updated_by` and `entered_by` are draws for `member`.
+fn info(out: &mut Vec<u8>, lu: i64, updated_by: u64, de: i64, entered_by: Option<u64>) {
     raw(out, "\"_info\":{\"lastUpdated\":");
     timestamp(out, lu);
     raw(out, ",\"updatedBy\":");
     string(out, member(updated_by));
     raw(out, ",\"dateEntered\":");
     timestamp(out, de);
+    if let Some(by) = entered_by {
+        raw(out, ",\"enteredBy\":");
+        string(out, member(by));
+    }
 }
 
 /// A ticket's summary, record type and board.
@@ -352,7 +355,7 @@ fn time_entry(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     raw(out, ",\"notes\":\"");
     prose(out, h(F_TEXT_START), 60 + (h(F_TEXT_LEN) % 160) as usize);
     raw(out, "\",");
-    info(out, lu, h(F_UPDATED_BY), de);
+    info(out, lu, h(F_UPDATED_BY), de, None);
     raw(out, ",\"chargeToMovedFlag\":false}}");
 }
 
@@ -405,9 +408,7 @@ fn company(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     timestamp(out, de - DAY * (h(F_ACQUIRED) % 3650) as i64);
     raw(out, ",\"types\":[{\"id\":1,\"name\":\"Client\"}]");
     raw(out, ",");
-    info(out, lu, h(F_UPDATED_BY), de);
-    raw(out, ",\"enteredBy\":");
-    string(out, member(h(F_ENTERED_BY)));
+    info(out, lu, h(F_UPDATED_BY), de, Some(h(F_ENTERED_BY)));
     raw(out, ",\"contacts_href\":\"");
     raw(out, HREF_BASE);
     raw(out, "/company/contacts?conditions=company/id=");

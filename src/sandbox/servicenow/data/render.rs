@@ -225,6 +225,19 @@ impl Draw<'_> {
     }
 }
 
+/// `"true"` or `"false"`, as the Table API sends booleans.
+fn flag(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// Impact and urgency (1 high to 3 low) and the priority they make.
+fn triage(w: &mut W<'_>, d: &Draw<'_>) {
+    let (impact, urgency) = (1 + d.h(F_IMPACT) % 3, 1 + d.h(F_URGENCY) % 3);
+    w.s("impact", &impact.to_string());
+    w.s("urgency", &urgency.to_string());
+    w.s("priority", &(impact + urgency - 1).to_string());
+}
+
 fn incident(w: &mut W<'_>, d: &Draw<'_>) {
     w.s("number", &d.number("INC", 10_000));
     w.s("short_description", pick(SUMMARIES, d.h(F_SUMMARY)));
@@ -236,11 +249,8 @@ fn incident(w: &mut W<'_>, d: &Draw<'_>) {
     let open = state <= 3;
     w.s("state", &state.to_string());
     w.s("incident_state", &state.to_string());
-    w.s("active", if open { "true" } else { "false" });
-    let (impact, urgency) = (1 + d.h(F_IMPACT) % 3, 1 + d.h(F_URGENCY) % 3);
-    w.s("impact", &impact.to_string());
-    w.s("urgency", &urgency.to_string());
-    w.s("priority", &(impact + urgency - 1).to_string());
+    w.s("active", flag(open));
+    triage(w, d);
     w.s("category", pick(CATEGORIES, d.h(F_CATEGORY)));
     w.user(d.g, "caller_id", d.user(F_CALLER));
     let assigned = d
@@ -262,14 +272,7 @@ fn incident(w: &mut W<'_>, d: &Draw<'_>) {
             .unwrap_or_default(),
     );
     w.s("reassignment_count", &(d.h(F_REASSIGN) % 5).to_string());
-    w.s(
-        "made_sla",
-        if d.h(F_SLA).is_multiple_of(5) {
-            "false"
-        } else {
-            "true"
-        },
-    );
+    w.s("made_sla", flag(!d.h(F_SLA).is_multiple_of(5)));
     w.s("sys_class_name", "incident");
 }
 
@@ -283,7 +286,7 @@ fn change_request(w: &mut W<'_>, d: &Draw<'_>) {
     // -5 New, -4 Assess, -3 Authorize, -2 Scheduled, -1 Implement, 0 Review, 3 Closed, 4 Canceled.
     let state = [-5, -4, -3, -2, -1, 0, 3, 3, 3, 4][(d.h(F_STATE) % 10) as usize];
     w.s("state", &state.to_string());
-    w.s("active", if state < 3 { "true" } else { "false" });
+    w.s("active", flag(state < 3));
     w.s("risk", &(2 + d.h(F_RISK) % 3).to_string());
     w.s("impact", &(1 + d.h(F_IMPACT) % 3).to_string());
     w.s("priority", &(1 + d.h(F_PRIORITY) % 4).to_string());
@@ -311,14 +314,7 @@ fn change_request(w: &mut W<'_>, d: &Draw<'_>) {
         "u_estimated_cost",
         &format!("{}.{:02}", cents / 100, cents % 100),
     );
-    w.s(
-        "on_hold",
-        if d.h(F_STATE).is_multiple_of(13) {
-            "true"
-        } else {
-            "false"
-        },
-    );
+    w.s("on_hold", flag(d.h(F_STATE).is_multiple_of(13)));
     w.s("sys_class_name", "change_request");
 }
 
@@ -328,23 +324,13 @@ fn problem(w: &mut W<'_>, d: &Draw<'_>) {
     // 101 New, 102 Assess, 103 Root Cause Analysis, 104 Fix in Progress, 106 Resolved, 107 Closed.
     let state = [101, 102, 103, 104, 106, 107, 107][(d.h(F_STATE) % 7) as usize];
     w.s("state", &state.to_string());
-    w.s("active", if state < 106 { "true" } else { "false" });
-    let (impact, urgency) = (1 + d.h(F_IMPACT) % 3, 1 + d.h(F_URGENCY) % 3);
-    w.s("impact", &impact.to_string());
-    w.s("urgency", &urgency.to_string());
-    w.s("priority", &(impact + urgency - 1).to_string());
+    w.s("active", flag(state < 106));
+    triage(w, d);
     w.user(d.g, "assigned_to", d.user(F_ASSIGNED));
     w.group(d.g, d.h(F_GROUP) % GROUPS.len() as u64);
     w.user(d.g, "opened_by", d.user(F_OPENED_BY));
     w.s("opened_at", &sn_time(d.created));
-    w.s(
-        "known_error",
-        if d.h(F_KNOWN).is_multiple_of(4) {
-            "true"
-        } else {
-            "false"
-        },
-    );
+    w.s("known_error", flag(d.h(F_KNOWN).is_multiple_of(4)));
     let incidents = d.g.counts[SnTable::Incident.index()];
     let first = (incidents > 0 && !d.h(F_INCIDENT).is_multiple_of(3)).then(|| {
         d.g.sys_id_of(SnTable::Incident, d.h(F_INCIDENT) % incidents.max(1))
@@ -370,23 +356,12 @@ fn sys_user(w: &mut W<'_>, d: &Draw<'_>) {
         &format!("+1 555 {:03} {:04}", phone % 1000, (phone / 1000) % 10_000),
     );
     let active = !d.h(F_ACTIVE).is_multiple_of(10);
-    w.s("active", if active { "true" } else { "false" });
+    w.s("active", flag(active));
     w.s(
         "locked_out",
-        if !active && d.h(F_ACTIVE).is_multiple_of(3) {
-            "true"
-        } else {
-            "false"
-        },
+        flag(!active && d.h(F_ACTIVE).is_multiple_of(3)),
     );
-    w.s(
-        "vip",
-        if d.h(F_VIP).is_multiple_of(15) {
-            "true"
-        } else {
-            "false"
-        },
-    );
+    w.s("vip", flag(d.h(F_VIP).is_multiple_of(15)));
     w.s("failed_attempts", &(d.h(F_FAILED) % 4).to_string());
     let login = (!d.h(F_LOGIN).is_multiple_of(5))
         .then(|| d.created + (d.rec.updated.max(d.created) - d.created) / 2);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
@@ -12,7 +12,8 @@ use super::codec::{
     decode_job, frontier_key, job_key, n, s, t,
 };
 use super::io::{
-    Txn, backend, backoff, is_condition_failed, names, query_all, transact, update_if, values,
+    Txn, backend, backoff, is_condition_failed, names, query_all, transact, update_if, update_item,
+    values,
 };
 use super::{DynamoStore, JobView};
 use crate::domain::{Chunk, ChunkStatus, Job, JobStatus};
@@ -367,21 +368,13 @@ impl DynamoStore {
             table: table.to_string(),
             seq,
         };
-        let u = Update::builder()
-            .table_name(&self.chunks)
-            .set_key(Some(chunk_key(&key)))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(names(&[update, cond]))
-            .set_expression_attribute_values(values([
-                (":pending", s("pending")),
-                (":failed", s("failed")),
-                (":zero", n(0)),
-                (":one", n(1)),
-            ]))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(u).build())
+        let vals = values([
+            (":pending", s("pending")),
+            (":failed", s("failed")),
+            (":zero", n(0)),
+            (":one", n(1)),
+        ]);
+        update_item(&self.chunks, chunk_key(&key), update, cond, vals)
     }
 
     /// Moves a table's frontier back to `lowest` (if lower) and takes `reopened` off its
@@ -395,20 +388,18 @@ impl DynamoStore {
     ) -> Result<TransactWriteItem, StoreError> {
         let update = "SET #next = :next ADD #v :one, #failed :minus";
         let cond = "#v = :v";
-        let u = Update::builder()
-            .table_name(&self.chunks)
-            .set_key(Some(frontier_key(job_id, &frontier.table)))
-            .update_expression(update)
-            .condition_expression(cond)
-            .set_expression_attribute_names(names(&[update, cond]))
-            .set_expression_attribute_values(values([
-                (":next", n(frontier.next.min(lowest))),
-                (":one", n(1)),
-                (":minus", n(-(reopened as i64))),
-                (":v", n(frontier.v)),
-            ]))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(u).build())
+        let vals = values([
+            (":next", n(frontier.next.min(lowest))),
+            (":one", n(1)),
+            (":minus", n(-(reopened as i64))),
+            (":v", n(frontier.v)),
+        ]);
+        update_item(
+            &self.chunks,
+            frontier_key(job_id, &frontier.table),
+            update,
+            cond,
+            vals,
+        )
     }
 }

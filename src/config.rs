@@ -18,7 +18,10 @@ pub use backfill::{
 pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMapping, castable};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;
-pub use tenants::{CredentialSource, Credentials, ServiceConnection, Tenant, TenantsRegistry};
+pub use tenants::{
+    CredentialError, CredentialSource, Credentials, MissingCredential, ServiceConnection, Tenant,
+    TenantsRegistry,
+};
 
 use crate::domain::Service;
 

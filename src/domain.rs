@@ -57,26 +57,42 @@ impl FromStr for Service {
     }
 }
 
+/// An identifier `validate_identifier` refuses; `kind` says what it was meant to be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadIdentifier {
+    #[error("{kind} must not be empty")]
+    Empty { kind: String },
+    #[error("{kind} '{value}' is longer than 64 characters")]
+    TooLong { kind: String, value: String },
+    #[error(
+        "{kind} '{}' contains '{}': only letters, digits, '-' and '_' are allowed",
+        value.escape_default(),
+        bad.escape_default()
+    )]
+    BadCharacter {
+        kind: String,
+        value: String,
+        bad: char,
+    },
+}
+
 /// Checks an identifier that becomes part of object paths and job ids.
 ///
 /// Tenant ids end up in `{tenant_id}/raw/...` keys, so anything that could escape the
 /// tenant's prefix (`/`, `..`, control characters) is refused here, once, for every caller.
-pub fn validate_identifier(kind: &str, value: &str) -> Result<(), String> {
+pub fn validate_identifier(kind: &str, value: &str) -> Result<(), BadIdentifier> {
+    let (kind, value) = (kind.to_string(), value.to_string());
     if value.is_empty() {
-        return Err(format!("{kind} must not be empty"));
+        return Err(BadIdentifier::Empty { kind });
     }
     if value.len() > 64 {
-        return Err(format!("{kind} '{value}' is longer than 64 characters"));
+        return Err(BadIdentifier::TooLong { kind, value });
     }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
     {
-        return Err(format!(
-            "{kind} '{}' contains '{}': only letters, digits, '-' and '_' are allowed",
-            value.escape_default(),
-            bad.escape_default()
-        ));
+        return Err(BadIdentifier::BadCharacter { kind, value, bad });
     }
     Ok(())
 }
@@ -285,7 +301,9 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
-        let err = validate_identifier("tenant id", "../etc").unwrap_err();
+        let err = validate_identifier("tenant id", "../etc")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'.'"), "{err}");
     }
 

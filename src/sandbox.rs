@@ -37,32 +37,51 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::config::MissingCredential;
 use crate::domain::Window;
+use crate::secret::Secret;
 use data::{Generator, Table, TableData};
-pub use faults::{Fault, FaultKind, load_faults};
+pub use faults::{Fault, FaultError, FaultKind, FaultPlanError, load_faults};
 pub(crate) use faults::{FaultAction, FaultPlan, RateLimits};
 use http::json_response;
 
 /// One ConnectWise company the sandbox accepts credentials for, with its dataset size.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SandboxTenant {
     pub company_id: String,
     pub public_key: String,
-    pub private_key: String,
+    pub private_key: Secret,
     pub client_id: String,
     pub counts: TableCounts,
 }
 
-impl fmt::Debug for SandboxTenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxTenant")
-            .field("company_id", &self.company_id)
-            .field("public_key", &self.public_key)
-            .field("private_key", &"***")
-            .field("client_id", &self.client_id)
-            .field("counts", &self.counts)
-            .finish()
+impl SandboxTenant {
+    /// The company the sandbox serves for a tenant whose registry entry points at it:
+    /// `company_id`, `public_key`, `private_key` and `client_id`.
+    pub fn from_credentials(
+        creds: &crate::config::Credentials,
+        counts: TableCounts,
+    ) -> Result<Self, MissingCredential> {
+        Ok(SandboxTenant {
+            company_id: creds.field("company_id")?,
+            public_key: creds.field("public_key")?,
+            private_key: Secret::new(creds.field("private_key")?),
+            client_id: creds.field("client_id")?,
+            counts,
+        })
     }
+}
+
+/// Why a tenant's credentials make no simulated account.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Missing(#[from] MissingCredential),
+    /// Salesforce: neither grant can be made.
+    #[error("credential field 'password' (or 'refresh_token') is missing or empty")]
+    NoGrant,
+    #[error("credential field 'sandbox_daily_api_limit' is not a whole number: '{0}'")]
+    DailyLimit(String),
 }
 
 /// How many records each table of a tenant holds.
@@ -200,24 +219,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A tenant's credential fields, as the simulated accounts read them.
-pub(crate) struct CredFields<'a>(pub(crate) &'a crate::config::Credentials);
-
-impl CredFields<'_> {
-    /// A field that must be there and not empty; the error names it.
-    pub(crate) fn required(&self, field: &str) -> Result<String, String> {
-        self.0.require(field).map(|s| s.expose().to_string())
-    }
-
-    /// A field that may be missing; empty counts as missing.
-    pub(crate) fn optional(&self, field: &str) -> Option<String> {
-        self.0
-            .get(field)
-            .map(|s| s.expose().to_string())
-            .filter(|s| !s.is_empty())
-    }
-}
-
 /// A tenant and its lazily built table indexes.
 struct TenantData {
     tenant: SandboxTenant,
@@ -296,17 +297,26 @@ impl Shared {
         table: &str,
         n: u32,
         at: DateTime<Utc>,
-    ) -> Result<Vec<MovedRecord>, String> {
+    ) -> Result<Vec<MovedRecord>, EditError> {
         let tenant = self
             .tenants
             .iter()
             .find(|t| t.tenant.company_id == company_id)
-            .ok_or_else(|| format!("no ConnectWise company '{company_id}'"))?;
-        let table = Table::from_table_name(table)
-            .ok_or_else(|| format!("no ConnectWise table '{table}'"))?;
+            .ok_or_else(|| EditError::NoCompany(company_id.to_string()))?;
+        let table =
+            Table::from_table_name(table).ok_or_else(|| EditError::NoTable(table.to_string()))?;
         let moved = self.table(tenant, table).edit(n, at.timestamp());
         Ok(self.log_moved(tenant, table, moved))
     }
+}
+
+/// What an edit of ConnectWise records names that the sandbox does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("no ConnectWise company '{0}'")]
+    NoCompany(String),
+    #[error("no ConnectWise table '{0}'")]
+    NoTable(String),
 }
 
 /// Query of `POST /_sandbox/connectwise/edit`.
@@ -324,7 +334,7 @@ async fn edit_handler(
 ) -> Response {
     match shared.edit_records(&q.company_id, &q.table, q.records, q.at) {
         Ok(moved) => json_response(SANDBOX_JSON, serde_json::to_vec(&moved).unwrap_or_default()),
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
 
@@ -455,7 +465,7 @@ impl Sandbox {
         table: &str,
         n: u32,
         at: DateTime<Utc>,
-    ) -> Result<Vec<MovedRecord>, String> {
+    ) -> Result<Vec<MovedRecord>, EditError> {
         self.shared.edit_records(company_id, table, n, at)
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::{Credentials, EndpointDef};
+use crate::config::{Credentials, EndpointDef, MissingCredential};
 use crate::domain::{RecordsAt, Service, Window};
 
 /// One page as the API sent it, and where the next page starts.
@@ -90,11 +90,23 @@ pub enum SourceError {
     CursorExpired { message: String },
 }
 
+impl From<MissingCredential> for SourceError {
+    fn from(e: MissingCredential) -> Self {
+        SourceError::Config(e.to_string())
+    }
+}
+
 impl SourceError {
-    /// An error status as the API answered it: a 429 is a rate limit, anything else an
-    /// HTTP error (which `is_retryable` judges).
-    pub fn from_status(status: u16, message: String, retry_after: Option<Duration>) -> Self {
-        if status == 429 {
+    /// An error status as the API answered it, with the API's error code if it sent one:
+    /// a 429, or a 403 `REQUEST_LIMIT_EXCEEDED` (Salesforce's request limits), is the server
+    /// asking to wait; anything else an HTTP error (which `is_retryable` judges).
+    pub fn from_status(
+        status: u16,
+        code: Option<&str>,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        if status == 429 || (status == 403 && code == Some("REQUEST_LIMIT_EXCEEDED")) {
             SourceError::RateLimited {
                 status,
                 message,
@@ -183,6 +195,28 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
+}
+
+/// An answer read whole: its status, headers and body. A body cut short is a truncated
+/// decode error (worth another try); `context` prefixes its message.
+pub(crate) async fn read_answer(
+    resp: reqwest::Response,
+    context: &str,
+) -> Result<
+    (
+        reqwest::StatusCode,
+        reqwest::header::HeaderMap,
+        bytes::Bytes,
+    ),
+    SourceError,
+> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map_err(|e| SourceError::Decode {
+        message: format!("{context}body cut short: {}", e.without_url()),
+        truncated: true,
+    })?;
+    Ok((status, headers, body))
 }
 
 /// A shared HTTP client: rustls, connection pooling, bounded timeouts.

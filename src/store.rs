@@ -48,6 +48,27 @@ impl CreateOutcome {
     }
 }
 
+/// How a create that found an active job for the same tenant, service, tables and start
+/// ends: that job answers the request when the ends agree (or the caller let the end
+/// default); a different end is a conflict the caller must settle.
+pub(crate) fn existing_or_conflict(
+    found: Job,
+    new: &Job,
+    end_is_default: bool,
+) -> Result<CreateOutcome, StoreError> {
+    if end_is_default || found.window.end == new.window.end {
+        return Ok(CreateOutcome::Existing(found));
+    }
+    Err(StoreError::Conflict(format!(
+        "active job {} already backfills {} {} from {} (until {}); cancel it or wait for it before asking for a different end",
+        found.job_id,
+        found.tenant_id,
+        found.service,
+        found.window.start.to_rfc3339(),
+        found.window.end.to_rfc3339()
+    )))
+}
+
 /// The answer to "give me the next chunk of this job".
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {

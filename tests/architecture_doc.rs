@@ -41,7 +41,7 @@ fn manifest() -> toml::Table {
 /// The phrases that carry every number the page states, each built from the code.
 fn checked_phrases() -> Vec<(&'static str, String)> {
     let rate_limit_status = (100..600)
-        .find(|s| SourceError::from_status(*s, String::new(), None).is_rate_limited())
+        .find(|s| SourceError::from_status(*s, None, String::new(), None).is_rate_limited())
         .expect("some HTTP status is a rate limit");
     let progress_every = DynamoOptions::default().progress_every_chunks;
     let rust_version = manifest()["package"]["rust-version"]

@@ -128,13 +128,14 @@ pub async fn open_cloud_stores(
     settings: &crate::cloud::CloudSettings,
 ) -> Result<(Arc<dyn JobStore>, Arc<dyn LifecycleStore>)> {
     let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
-    let store = Arc::new(
-        crate::store::DynamoStore::connect(crate::store::DynamoOptions {
+    let config = crate::cloud::aws_config().await;
+    let store = Arc::new(crate::store::DynamoStore::from_config(
+        &config,
+        crate::store::DynamoOptions {
             table_prefix: prefix.to_string(),
             ..crate::store::DynamoOptions::default()
-        })
-        .await,
-    );
+        },
+    ));
     Ok((store.clone(), store))
 }
 
@@ -227,30 +228,18 @@ pub fn sandbox_config(
                 }
             };
             let id = &tenant.tenant_id;
-            let wrap = |e: String| eyre!("tenant '{id}' {service}: {e}");
+            let wrap = |e: &dyn std::fmt::Display| eyre!("tenant '{id}' {service}: {e}");
             match service {
-                Service::Connectwise => {
-                    let field = |f: &str| {
-                        creds
-                            .require(f)
-                            .map(|s| s.expose().to_string())
-                            .map_err(&wrap)
-                    };
-                    cfg.tenants.push(SandboxTenant {
-                        company_id: field("company_id")?,
-                        public_key: field("public_key")?,
-                        private_key: field("private_key")?,
-                        client_id: field("client_id")?,
-                        counts,
-                    });
-                }
+                Service::Connectwise => cfg
+                    .tenants
+                    .push(SandboxTenant::from_credentials(&creds, counts).map_err(|e| wrap(&e))?),
                 Service::Servicenow => cfg.servicenow.push(
                     crate::sandbox::servicenow::SnAccount::from_credentials(id, &creds, counts)
-                        .map_err(&wrap)?,
+                        .map_err(|e| wrap(&e))?,
                 ),
                 Service::Salesforce => cfg.salesforce.push(
                     crate::sandbox::salesforce::SfAccount::from_credentials(id, &creds, counts)
-                        .map_err(&wrap)?,
+                        .map_err(|e| wrap(&e))?,
                 ),
             }
         }

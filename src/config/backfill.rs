@@ -142,6 +142,14 @@ pub struct Monitoring {
     pub cleanup_completed_jobs_after_days: u32,
 }
 
+/// A JSON path in the file and what is wrong there.
+type Problem = (String, String);
+
+/// The problem at `path`, for the `check_*` steps of `validate`.
+fn err(path: String, reason: &str) -> Result<(), Problem> {
+    Err((path, reason.to_string()))
+}
+
 impl BackfillConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let cfg: BackfillConfig = decode(file, read_json(file)?)?;
@@ -150,7 +158,13 @@ impl BackfillConfig {
     }
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let err = |path: String, reason: &str| Err(ConfigError::invalid(file, path, reason));
+        self.check_defaults()
+            .and_then(|()| self.check_per_service())
+            .and_then(|()| self.check_schedule_and_monitoring())
+            .map_err(|(path, reason)| ConfigError::invalid(file, path, reason))
+    }
+
+    fn check_defaults(&self) -> Result<(), Problem> {
         let d = &self.default_settings;
         if d.chunk_size_days == 0 {
             return err(
@@ -184,6 +198,11 @@ impl BackfillConfig {
                 "must be a non-negative number",
             );
         }
+        Ok(())
+    }
+
+    /// Service settings and per-tenant overrides.
+    fn check_per_service(&self) -> Result<(), Problem> {
         for (svc, s) in &self.service_settings {
             let at = |field: &str| format!("$.service_settings.{svc}.{field}");
             if s.chunk_size_days == 0 {
@@ -210,6 +229,10 @@ impl BackfillConfig {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check_schedule_and_monitoring(&self) -> Result<(), Problem> {
         for (field, value) in [
             ("off_peak_start", &self.scheduling.off_peak_start),
             ("off_peak_end", &self.scheduling.off_peak_end),

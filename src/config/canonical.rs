@@ -66,7 +66,7 @@ impl CanonicalTable {
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         validate_identifier("table", &self.table)
-            .map_err(|r| ConfigError::invalid(file, "$.table", r))?;
+            .map_err(|r| ConfigError::invalid(file, "$.table", r.to_string()))?;
         if let Some(stem) = file.file_stem().and_then(|s| s.to_str())
             && stem != self.table
         {
@@ -87,7 +87,7 @@ impl CanonicalTable {
         for (i, c) in self.columns.iter().enumerate() {
             let at = format!("$.columns[{i}].name");
             validate_identifier("column", &c.name)
-                .map_err(|r| ConfigError::invalid(file, &at, r))?;
+                .map_err(|r| ConfigError::invalid(file, &at, r.to_string()))?;
             if RESERVED_COLUMNS.contains(&c.name.as_str()) {
                 return Err(ConfigError::invalid(
                     file,

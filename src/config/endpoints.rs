@@ -48,7 +48,65 @@ pub struct EndpointDef {
     pub columns: Vec<ColumnDef>,
 }
 
+/// A field of one endpoint definition (relative to it) and what is wrong with it.
+type Problem = (String, String);
+
 impl EndpointDef {
+    /// The API path and the page size.
+    fn check_request(&self) -> Result<(), Problem> {
+        if self.path.is_empty() || self.path.starts_with('/') || self.path.contains("..") {
+            let reason = format!("'{}' must be a relative API path", self.path);
+            return Err(("path".into(), reason));
+        }
+        if self.page_size == 0 || self.page_size > 10_000 {
+            let reason = format!("{} is outside 1..=10000", self.page_size);
+            return Err(("page_size".into(), reason));
+        }
+        Ok(())
+    }
+
+    /// Column names: not empty, not reserved, each declared once.
+    fn check_columns(&self) -> Result<(), Problem> {
+        let mut names = HashSet::new();
+        for (j, c) in self.columns.iter().enumerate() {
+            let field = || format!("columns[{j}].name");
+            if c.name.is_empty() || c.name.starts_with("_avesa") {
+                let reason = format!("'{}' is empty or uses the reserved prefix _avesa", c.name);
+                return Err((field(), reason));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err((field(), format!("column '{}' is declared twice", c.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The id is a declared int64 or string column; the incremental field a timestamp one.
+    fn check_key_fields(&self) -> Result<(), Problem> {
+        let id = &self.id_field;
+        match self.column(id).map(|c| c.kind) {
+            Some(ColumnType::Int64 | ColumnType::String) => {}
+            Some(other) => {
+                let reason = format!("'{id}' is declared {other:?}; an id must be int64 or string");
+                return Err(("id_field".into(), reason));
+            }
+            None => {
+                return Err((
+                    "id_field".into(),
+                    format!("'{id}' is not a declared column"),
+                ));
+            }
+        }
+        if self.column(&self.incremental_field).map(|c| c.kind) != Some(ColumnType::Timestamp) {
+            let reason = format!(
+                "'{}' must be a declared column of type timestamp",
+                self.incremental_field
+            );
+            return Err(("incremental_field".into(), reason));
+        }
+        Ok(())
+    }
+
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -90,77 +148,19 @@ impl ServiceEndpoints {
         }
         let mut tables = HashSet::new();
         for (i, ep) in self.endpoints.iter().enumerate() {
-            let at = |field: &str| format!("$.endpoints[{i}].{field}");
+            let invalid = |(field, reason): Problem| {
+                ConfigError::invalid(file, format!("$.endpoints[{i}].{field}"), reason)
+            };
             validate_identifier("table_name", &ep.table_name)
-                .map_err(|r| ConfigError::invalid(file, at("table_name"), r))?;
+                .map_err(|r| invalid(("table_name".into(), r.to_string())))?;
             if !tables.insert(ep.table_name.as_str()) {
-                return Err(ConfigError::invalid(
-                    file,
-                    at("table_name"),
-                    format!("'{}' is defined twice", ep.table_name),
-                ));
+                let reason = format!("'{}' is defined twice", ep.table_name);
+                return Err(invalid(("table_name".into(), reason)));
             }
-            if ep.path.is_empty() || ep.path.starts_with('/') || ep.path.contains("..") {
-                return Err(ConfigError::invalid(
-                    file,
-                    at("path"),
-                    format!("'{}' must be a relative API path", ep.path),
-                ));
-            }
-            if ep.page_size == 0 || ep.page_size > 10_000 {
-                return Err(ConfigError::invalid(
-                    file,
-                    at("page_size"),
-                    format!("{} is outside 1..=10000", ep.page_size),
-                ));
-            }
-            let mut names = HashSet::new();
-            for (j, c) in ep.columns.iter().enumerate() {
-                if c.name.is_empty() || c.name.starts_with("_avesa") {
-                    return Err(ConfigError::invalid(
-                        file,
-                        format!("$.endpoints[{i}].columns[{j}].name"),
-                        format!("'{}' is empty or uses the reserved prefix _avesa", c.name),
-                    ));
-                }
-                if !names.insert(c.name.as_str()) {
-                    return Err(ConfigError::invalid(
-                        file,
-                        format!("$.endpoints[{i}].columns[{j}].name"),
-                        format!("column '{}' is declared twice", c.name),
-                    ));
-                }
-            }
-            match ep.column(&ep.id_field).map(|c| c.kind) {
-                Some(ColumnType::Int64 | ColumnType::String) => {}
-                Some(other) => {
-                    return Err(ConfigError::invalid(
-                        file,
-                        at("id_field"),
-                        format!(
-                            "'{}' is declared {other:?}; an id must be int64 or string",
-                            ep.id_field
-                        ),
-                    ));
-                }
-                None => {
-                    return Err(ConfigError::invalid(
-                        file,
-                        at("id_field"),
-                        format!("'{}' is not a declared column", ep.id_field),
-                    ));
-                }
-            }
-            if ep.column(&ep.incremental_field).map(|c| c.kind) != Some(ColumnType::Timestamp) {
-                return Err(ConfigError::invalid(
-                    file,
-                    at("incremental_field"),
-                    format!(
-                        "'{}' must be a declared column of type timestamp",
-                        ep.incremental_field
-                    ),
-                ));
-            }
+            ep.check_request()
+                .and_then(|()| ep.check_columns())
+                .and_then(|()| ep.check_key_fields())
+                .map_err(invalid)?;
         }
         Ok(())
     }

@@ -51,6 +51,13 @@ pub enum CredentialSource {
     File(PathBuf),
 }
 
+/// A required credential field that is not there or empty; names the field, never a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("credential field '{field}' is missing or empty")]
+pub struct MissingCredential {
+    pub field: String,
+}
+
 /// Resolved credential fields. Values are secrets: they never print.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
@@ -68,11 +75,26 @@ impl Credentials {
     }
 
     /// A required field, or an error naming it (never its value).
-    pub fn require(&self, field: &str) -> Result<&Secret, String> {
+    pub fn require(&self, field: &str) -> Result<&Secret, MissingCredential> {
         self.fields
             .get(field)
             .filter(|s| !s.expose().is_empty())
-            .ok_or_else(|| format!("credential field '{field}' is missing or empty"))
+            .ok_or_else(|| MissingCredential {
+                field: field.to_string(),
+            })
+    }
+
+    /// The text of a required field, for a client that builds its requests from it.
+    pub fn field(&self, field: &str) -> Result<String, MissingCredential> {
+        self.require(field).map(|s| s.expose().to_string())
+    }
+
+    /// The text of a field that may be missing; empty counts as missing.
+    pub fn optional(&self, field: &str) -> Option<String> {
+        self.fields
+            .get(field)
+            .map(|s| s.expose().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     pub fn get(&self, field: &str) -> Option<&Secret> {
@@ -97,8 +119,9 @@ impl TenantsRegistry {
         let file = &self.file;
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
-            validate_identifier("tenant_id", &t.tenant_id)
-                .map_err(|r| ConfigError::invalid(file, format!("$.tenants[{i}].tenant_id"), r))?;
+            validate_identifier("tenant_id", &t.tenant_id).map_err(|r| {
+                ConfigError::invalid(file, format!("$.tenants[{i}].tenant_id"), r.to_string())
+            })?;
             if !seen.insert(t.tenant_id.as_str()) {
                 return Err(ConfigError::invalid(
                     file,
@@ -145,13 +168,17 @@ impl TenantsRegistry {
         tenant_id: &str,
         service: Service,
         conn: &ServiceConnection,
-    ) -> Result<Credentials, String> {
+    ) -> Result<Credentials, CredentialError> {
+        let (tenant, service) = (tenant_id.to_string(), service);
         match &conn.credentials {
             CredentialSource::Env(map) => {
                 let mut pairs = Vec::new();
                 for (field, var) in map {
-                    let value = std::env::var(var).map_err(|_| {
-                        format!("tenant '{tenant_id}' {service}: credential field '{field}' expects environment variable {var}, which is not set")
+                    let value = std::env::var(var).map_err(|_| CredentialError::NoVariable {
+                        tenant: tenant.clone(),
+                        service,
+                        field: field.clone(),
+                        var: var.clone(),
                     })?;
                     pairs.push((field.clone(), value));
                 }
@@ -163,24 +190,68 @@ impl TenantsRegistry {
                 } else {
                     self.file.parent().unwrap_or(Path::new(".")).join(path)
                 };
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!(
-                        "tenant '{tenant_id}' {service}: cannot read credentials file {}: {e}",
-                        path.display()
-                    )
-                })?;
-                let map: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-                    // serde_json's message quotes no input values for type errors on maps of strings,
-                    // but a syntax error may; keep only the position.
-                    format!(
-                        "tenant '{tenant_id}' {service}: credentials file {} is not a JSON object of strings (line {}, column {})",
-                        path.display(),
-                        e.line(),
-                        e.column()
-                    )
-                })?;
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let reason = e.to_string();
+                        return Err(CredentialError::Unreadable {
+                            tenant,
+                            service,
+                            path,
+                            reason,
+                        });
+                    }
+                };
+                // serde_json's message quotes no input values for type errors on maps of
+                // strings, but a syntax error may; keep only the position.
+                let map: BTreeMap<String, String> = match serde_json::from_str(&text) {
+                    Ok(map) => map,
+                    Err(e) => {
+                        let (line, column) = (e.line(), e.column());
+                        return Err(CredentialError::NotAnObject {
+                            tenant,
+                            service,
+                            path,
+                            line,
+                            column,
+                        });
+                    }
+                };
                 Ok(Credentials::from_pairs(map))
             }
         }
     }
+}
+
+/// Why a connection's credentials cannot be resolved; names the tenant and service, never
+/// a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(
+        "tenant '{tenant}' {service}: credential field '{field}' expects environment variable {var}, which is not set"
+    )]
+    NoVariable {
+        tenant: String,
+        service: Service,
+        field: String,
+        var: String,
+    },
+    #[error("tenant '{tenant}' {service}: cannot read credentials file {}: {reason}", path.display())]
+    Unreadable {
+        tenant: String,
+        service: Service,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "tenant '{tenant}' {service}: credentials file {} is not a JSON object of strings (line {line}, column {column})",
+        path.display()
+    )]
+    NotAnObject {
+        tenant: String,
+        service: Service,
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
 }

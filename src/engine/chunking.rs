@@ -13,11 +13,21 @@ use super::planner::Plan;
 use super::{Engine, EngineError};
 use crate::config::SmartChunking;
 use crate::domain::Window;
+use crate::sources::SourceError;
 
 /// Counts the records of a window (the source, or a test's table).
 #[async_trait]
 pub trait WindowCounter: Send + Sync {
-    async fn count(&self, window: &Window) -> Result<u64, String>;
+    async fn count(&self, window: &Window) -> Result<u64, CountError>;
+}
+
+/// A window whose records could not be counted, and the source's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("count of {table} {window}: {error}")]
+pub struct CountError {
+    pub table: String,
+    pub window: Window,
+    pub error: SourceError,
 }
 
 /// Refined windows with their counts, covering exactly what `windows` covered.
@@ -25,7 +35,7 @@ pub async fn refine(
     windows: &[Window],
     rules: &SmartChunking,
     counter: &dyn WindowCounter,
-) -> Result<Vec<(Window, u64)>, String> {
+) -> Result<Vec<(Window, u64)>, CountError> {
     let min_len = Duration::hours(i64::from(rules.min_window_hours.max(1)));
     let mut split: Vec<(Window, u64)> = Vec::new();
     for w in windows {
@@ -69,7 +79,7 @@ struct SourceCounter<'a> {
 
 #[async_trait]
 impl WindowCounter for SourceCounter<'_> {
-    async fn count(&self, window: &Window) -> Result<u64, String> {
+    async fn count(&self, window: &Window) -> Result<u64, CountError> {
         fetch_with_policy(
             self.engine,
             self.tenant_id,
@@ -78,7 +88,11 @@ impl WindowCounter for SourceCounter<'_> {
             || self.source.count(&self.endpoint, window),
         )
         .await
-        .map_err(|e| format!("count of {} {window}: {e}", self.table))
+        .map_err(|error| CountError {
+            table: self.table.to_string(),
+            window: *window,
+            error,
+        })
     }
 }
 
@@ -125,7 +139,7 @@ mod tests {
 
     #[async_trait]
     impl WindowCounter for Table {
-        async fn count(&self, w: &Window) -> Result<u64, String> {
+        async fn count(&self, w: &Window) -> Result<u64, CountError> {
             Ok(self.0.iter().filter(|t| w.contains(**t)).count() as u64)
         }
     }

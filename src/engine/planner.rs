@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{BackfillConfig, Config, EndpointDef, ServiceEndpoints};
 use crate::domain::{
     Chunk, ChunkKey, Job, JobKind, JobStatus, Service, SyncMarker, Window, validate_identifier,
 };
@@ -78,8 +78,8 @@ fn checked_endpoints<'a>(
     config: &'a Config,
     tenant_id: &str,
     service: Service,
-) -> Result<&'a crate::config::ServiceEndpoints, PlanError> {
-    validate_identifier("tenant id", tenant_id).map_err(PlanError)?;
+) -> Result<&'a ServiceEndpoints, PlanError> {
+    validate_identifier("tenant id", tenant_id).map_err(|e| PlanError(e.to_string()))?;
     let (_, conn) = config.connection(tenant_id, service).map_err(PlanError)?;
     if !conn.enabled {
         return Err(PlanError(format!(
@@ -119,14 +119,7 @@ pub fn plan_sync(
     } else {
         tables
             .iter()
-            .map(|name| {
-                endpoints.find(name).ok_or_else(|| {
-                    PlanError(format!(
-                        "unknown table '{name}' for {service} (known: {})",
-                        endpoints.names().join(", ")
-                    ))
-                })
-            })
+            .map(|name| find_table(endpoints, service, name))
             .collect::<Result<_, _>>()?
     };
     if defs.is_empty() {
@@ -135,8 +128,7 @@ pub fn plan_sync(
              (avesa-console trigger --tenant-id {tenant_id} --service {service} --run)"
         )));
     }
-    let prio = bf.priority_endpoints(service);
-    defs.sort_by_key(|d| prio.iter().position(|p| *p == d.path).unwrap_or(usize::MAX));
+    sort_by_priority(&mut defs, bf, service);
     let defs = order_by_dependencies(
         defs,
         |d| bf.table_dependencies(service, &d.table_name),
@@ -152,14 +144,12 @@ pub fn plan_sync(
             ))
         })?;
         let start = trunc_second(marker.last_updated);
-        if start >= end {
-            continue;
+        if start < end {
+            table_plans.push(table_plan(
+                d,
+                chunk_windows(Window::new(start, end), chunk_size_days),
+            ));
         }
-        table_plans.push(TablePlan {
-            table: d.table_name.clone(),
-            path: d.path.clone(),
-            windows: chunk_windows(Window::new(start, end), chunk_size_days),
-        });
     }
     let start = table_plans
         .iter()
@@ -222,6 +212,37 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
         Some(d) => d,
         None => bf.chunk_size_days(&req.tenant_id, req.service),
     };
+    let window = requested_window(bf, req, now)?;
+    let defs = requested_tables(endpoints, bf, req)?;
+    let defs = order_by_dependencies(
+        defs,
+        |d| bf.table_dependencies(req.service, &d.table_name),
+        |d| &d.table_name,
+    );
+    let windows = chunk_windows(window, chunk_size_days);
+    Ok(Plan {
+        kind: JobKind::Backfill,
+        tenant_id: req.tenant_id.clone(),
+        service: req.service,
+        window,
+        end_is_default: req.end.is_none(),
+        chunk_size_days,
+        rate_limit_per_minute: bf.rate_limit_per_minute(&req.tenant_id, req.service),
+        max_attempts: bf.default_settings.retry_attempts,
+        tables: defs
+            .into_iter()
+            .map(|d| table_plan(d, windows.clone()))
+            .collect(),
+    })
+}
+
+/// The window a backfill asks for: `[start, end)` to the second, `end` defaulting to now and
+/// `start` to the lookback before it. Refuses an empty window and one still open.
+fn requested_window(
+    bf: &BackfillConfig,
+    req: &PlanRequest,
+    now: DateTime<Utc>,
+) -> Result<Window, PlanError> {
     let trunc = trunc_second;
     let end = trunc(req.end.unwrap_or(now));
     let start = match req.start {
@@ -242,56 +263,58 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
             trunc(now).to_rfc3339()
         )));
     }
-    let defs: Vec<_> = if req.tables.is_empty() {
+    Ok(Window::new(start, end))
+}
+
+/// The tables a backfill asks for, in the order asked; every table (priority first) when
+/// none is named. Refuses unknown and repeated names.
+fn requested_tables<'a>(
+    endpoints: &'a ServiceEndpoints,
+    bf: &BackfillConfig,
+    req: &PlanRequest,
+) -> Result<Vec<&'a EndpointDef>, PlanError> {
+    if req.tables.is_empty() {
         let mut defs: Vec<_> = endpoints.endpoints.iter().collect();
-        let prio = bf.priority_endpoints(req.service);
-        defs.sort_by_key(|d| prio.iter().position(|p| *p == d.path).unwrap_or(usize::MAX));
-        defs
-    } else {
-        let mut defs = Vec::new();
-        for name in &req.tables {
-            let def = endpoints.find(name).ok_or_else(|| {
-                PlanError(format!(
-                    "unknown table '{name}' for {} (known: {})",
-                    req.service,
-                    endpoints.names().join(", ")
-                ))
-            })?;
-            if defs
-                .iter()
-                .any(|d: &&crate::config::EndpointDef| d.table_name == def.table_name)
-            {
-                return Err(PlanError(format!("table '{name}' is listed twice")));
-            }
-            defs.push(def);
+        sort_by_priority(&mut defs, bf, req.service);
+        return Ok(defs);
+    }
+    let mut defs: Vec<&EndpointDef> = Vec::new();
+    for name in &req.tables {
+        let def = find_table(endpoints, req.service, name)?;
+        if defs.iter().any(|d| d.table_name == def.table_name) {
+            return Err(PlanError(format!("table '{name}' is listed twice")));
         }
-        defs
-    };
-    let defs = order_by_dependencies(
-        defs,
-        |d| bf.table_dependencies(req.service, &d.table_name),
-        |d| &d.table_name,
-    );
-    let window = Window::new(start, end);
-    let windows = chunk_windows(window, chunk_size_days);
-    Ok(Plan {
-        kind: JobKind::Backfill,
-        tenant_id: req.tenant_id.clone(),
-        service: req.service,
-        window,
-        end_is_default: req.end.is_none(),
-        chunk_size_days,
-        rate_limit_per_minute: bf.rate_limit_per_minute(&req.tenant_id, req.service),
-        max_attempts: bf.default_settings.retry_attempts,
-        tables: defs
-            .into_iter()
-            .map(|d| TablePlan {
-                table: d.table_name.clone(),
-                path: d.path.clone(),
-                windows: windows.clone(),
-            })
-            .collect(),
+        defs.push(def);
+    }
+    Ok(defs)
+}
+
+/// The endpoint of table `name`, or an error listing the known ones.
+fn find_table<'a>(
+    endpoints: &'a ServiceEndpoints,
+    service: Service,
+    name: &str,
+) -> Result<&'a EndpointDef, PlanError> {
+    endpoints.find(name).ok_or_else(|| {
+        PlanError(format!(
+            "unknown table '{name}' for {service} (known: {})",
+            endpoints.names().join(", ")
+        ))
     })
+}
+
+/// The service's priority endpoints first, in their configured order; the rest after.
+fn sort_by_priority(defs: &mut [&EndpointDef], bf: &BackfillConfig, service: Service) {
+    let prio = bf.priority_endpoints(service);
+    defs.sort_by_key(|d| prio.iter().position(|p| *p == d.path).unwrap_or(usize::MAX));
+}
+
+fn table_plan(d: &EndpointDef, windows: Vec<Window>) -> TablePlan {
+    TablePlan {
+        table: d.table_name.clone(),
+        path: d.path.clone(),
+        windows,
+    }
 }
 
 impl Plan {

@@ -73,41 +73,17 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
         return error(StatusCode::NOT_FOUND, "NotFound", &message);
     };
     let rest = path[API_PREFIX.len()..].trim_end_matches('/');
-    if method != Method::GET {
-        let message = format!("Method {method} is not supported by the sandbox");
-        return error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
-    }
-    let tenant = match authenticate(shared, headers) {
+    let tenant = match admit(shared, method, headers) {
         Ok(tenant) => tenant,
-        Err(message) => {
-            return error(StatusCode::UNAUTHORIZED, "Unauthorized", message)
-                .with_outcome(Outcome::Unauthorized);
-        }
+        Err(reply) => return reply,
     };
-    let company = tenant.tenant.company_id.as_str();
-    if let Err(secs) = shared.limits.check(company) {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            "Rate limit exceeded",
-        )
-        .with_outcome(Outcome::RateLimited)
-        .header(header::RETRY_AFTER, secs);
-    }
     let raw_query = uri.query().unwrap_or("");
     let query = match Query::parse(raw_query) {
         Ok(q) => q,
         Err(err) => return err.reply(),
     };
     let answers = FaultAnswers {
-        status: |action: &FaultAction| {
-            if action.status == 429 {
-                error(action.status_code(), "TooManyRequests", &action.message)
-                    .header(header::RETRY_AFTER, action.retry_after_secs)
-            } else {
-                error(action.status_code(), "ConnectWiseApi", &action.message)
-            }
-        },
+        status: injected_status,
         // ConnectWise keys do not expire; a revoked key looks like this.
         expire_token: || {
             error(
@@ -134,54 +110,131 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
             let body = format!("{{\"count\":{}}}", data.count(query.bounds));
             ok(body.into_bytes())
         }
-        Route::One(id) => match data.last_updated_of(id) {
-            Some(lu) => {
-                let mut body = Vec::with_capacity(table.approx_record_bytes());
-                render(
-                    &data.generator,
-                    (id - super::data::ID_BASE) as u64,
-                    lu,
-                    &mut body,
-                );
-                ok(body)
-            }
-            None => {
-                let message = format!("{} with id {id} was not found", table.table_name());
-                error(StatusCode::NOT_FOUND, "NotFound", &message)
-            }
-        },
+        Route::One(id) => one_record(data, table, id),
         Route::List => {
-            let forward_only = headers
-                .get("pagination-type")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("forward-only"));
-            let base = format!("{}{path}", shared.base_url(headers));
-            let reply = if forward_only {
-                forward_only_page(data, &query, &base, raw_query)
-            } else {
-                match navigable_page(data, &query, &base, raw_query) {
-                    Ok(reply) => reply,
-                    Err(err) => return err.reply(),
-                }
+            let list = List {
+                query: &query,
+                raw_query,
+                path,
+                rest,
             };
-            let page_key = if forward_only {
-                format!("fo:{:?}", query.page_id)
-            } else {
-                format!("nav:{}", query.page.as_deref().unwrap_or("1").trim())
-            };
-            let key = format!(
-                "{company}\n{rest}\n{}\n{page_key}\n{}",
-                query.conditions,
-                query.page_size()
-            );
-            shared.note_page(key);
-            reply
+            match list.page(shared, tenant, data, headers) {
+                Ok(reply) => reply,
+                Err(reply) => return reply,
+            }
         }
     };
     if reply.status == StatusCode::OK {
         reply.spoiled_by(spoil)
     } else {
         reply
+    }
+}
+
+/// The tenant a GET request is from, unless it is refused: another method, credentials
+/// that are not a tenant's, or the tenant over its rate limit.
+fn admit<'a>(
+    shared: &'a Shared,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<&'a TenantData, Reply> {
+    if method != Method::GET {
+        let message = format!("Method {method} is not supported by the sandbox");
+        return Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &message,
+        ));
+    }
+    let tenant = authenticate(shared, headers).map_err(|message| {
+        error(StatusCode::UNAUTHORIZED, "Unauthorized", message).with_outcome(Outcome::Unauthorized)
+    })?;
+    if let Err(secs) = shared.limits.check(&tenant.tenant.company_id) {
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Rate limit exceeded",
+        )
+        .with_outcome(Outcome::RateLimited)
+        .header(header::RETRY_AFTER, secs));
+    }
+    Ok(tenant)
+}
+
+/// A fault plan's error status, as ConnectWise words it; a 429 also says when to come back.
+fn injected_status(action: &FaultAction) -> Reply {
+    if action.status == 429 {
+        error(action.status_code(), "TooManyRequests", &action.message)
+            .header(header::RETRY_AFTER, action.retry_after_secs)
+    } else {
+        error(action.status_code(), "ConnectWiseApi", &action.message)
+    }
+}
+
+/// `GET {table}/{id}`.
+fn one_record(data: &TableData, table: Table, id: i64) -> Reply {
+    match data.last_updated_of(id) {
+        Some(lu) => {
+            let mut body = Vec::with_capacity(table.approx_record_bytes());
+            render(
+                &data.generator,
+                (id - super::data::ID_BASE) as u64,
+                lu,
+                &mut body,
+            );
+            ok(body)
+        }
+        None => {
+            let message = format!("{} with id {id} was not found", table.table_name());
+            error(StatusCode::NOT_FOUND, "NotFound", &message)
+        }
+    }
+}
+
+/// A list request: its query and where it was sent.
+struct List<'q> {
+    query: &'q Query,
+    raw_query: &'q str,
+    path: &'q str,
+    /// The path below the API prefix.
+    rest: &'q str,
+}
+
+impl List<'_> {
+    /// One page, forward-only or navigable as the request asks; notes the page as answered.
+    /// `Err` is a refusal of the page parameters, sent as it is.
+    fn page(
+        &self,
+        shared: &Shared,
+        tenant: &TenantData,
+        data: &TableData,
+        headers: &HeaderMap,
+    ) -> Result<Reply, Reply> {
+        let query = self.query;
+        let forward_only = headers
+            .get("pagination-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("forward-only"));
+        let base = format!("{}{}", shared.base_url(headers), self.path);
+        let reply = if forward_only {
+            forward_only_page(data, query, &base, self.raw_query)
+        } else {
+            navigable_page(data, query, &base, self.raw_query).map_err(|e| e.reply())?
+        };
+        let page_key = if forward_only {
+            format!("fo:{:?}", query.page_id)
+        } else {
+            format!("nav:{}", query.page.as_deref().unwrap_or("1").trim())
+        };
+        let key = format!(
+            "{}\n{}\n{}\n{page_key}\n{}",
+            tenant.tenant.company_id,
+            self.rest,
+            query.conditions,
+            query.page_size()
+        );
+        shared.note_page(key);
+        Ok(reply)
     }
 }
 
@@ -217,7 +270,7 @@ fn authenticate<'a>(
             let t = &t.tenant;
             t.company_id == company_id
                 && t.public_key == public_key
-                && t.private_key == private_key
+                && t.private_key.expose() == private_key
                 && t.client_id == client_id
         })
         .ok_or("The provided credentials or clientId are not valid for this server")

@@ -109,6 +109,33 @@ pub(crate) fn hash(seed: u64, i: u64, field: u64) -> u64 {
 pub(crate) const F_JITTER: u64 = 1;
 pub(crate) const F_LAG: u64 = 2;
 
+/// The seconds a dataset's history covers: `[start, start + span)`, ending at the anchor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct History {
+    pub(crate) start: i64,
+    pub(crate) span: i64,
+    /// The last second a record may carry: `anchor - 1s` (or the floor of a fractional anchor).
+    pub(crate) last: i64,
+}
+
+impl History {
+    /// `history_days` before `anchor`; 0 is treated as 1.
+    pub(crate) fn new(anchor: chrono::DateTime<chrono::Utc>, history_days: u32) -> History {
+        let anchor_secs = anchor.timestamp();
+        let last = if anchor.timestamp_subsec_nanos() > 0 {
+            anchor_secs
+        } else {
+            anchor_secs - 1
+        };
+        let span = i64::from(history_days.max(1)) * DAY;
+        History {
+            start: anchor_secs - span,
+            span,
+            last,
+        }
+    }
+}
+
 /// Everything needed to derive any record of one (tenant, table).
 #[derive(Clone, Debug)]
 pub(crate) struct Generator {
@@ -133,21 +160,15 @@ impl Generator {
     ) -> Generator {
         let company = fnv1a(tenant.company_id.as_bytes());
         let seeds = Table::ALL.map(|t| mix(company ^ t.salt()));
-        let anchor_secs = anchor.timestamp();
-        let last_second = if anchor.timestamp_subsec_nanos() > 0 {
-            anchor_secs
-        } else {
-            anchor_secs - 1
-        };
-        let span = i64::from(history_days.max(1)) * DAY;
+        let history = History::new(anchor, history_days);
         Generator {
             table,
             seeds,
             counts: tenant.counts,
             count: tenant.counts.get(table.table_name()).unwrap_or(0),
-            hist_start: anchor_secs - span,
-            span,
-            last_second,
+            hist_start: history.start,
+            span: history.span,
+            last_second: history.last,
         }
     }
 

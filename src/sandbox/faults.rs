@@ -100,32 +100,62 @@ impl Fault {
     }
 
     /// Checks the fields `kind` needs; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FaultError> {
         if self.path.trim_matches('/').is_empty() {
-            return Err("path is empty".into());
+            return Err(FaultError::EmptyPath);
         }
         if let Some(p) = self.probability
             && !(p.is_finite() && (0.0..=1.0).contains(&p))
         {
-            return Err(format!("probability {p} is not between 0 and 1"));
+            return Err(FaultError::Probability(p));
         }
         match self.kind {
             FaultKind::Status => match self.status {
-                None => Err("status is required for kind \"status\"".into()),
-                Some(s) if !(400..=599).contains(&s) => {
-                    Err(format!("status {s} is not an HTTP error status (400-599)"))
-                }
+                None => Err(FaultError::NoStatus),
+                Some(s) if !(400..=599).contains(&s) => Err(FaultError::NotAnErrorStatus(s)),
                 Some(_) => Ok(()),
             },
-            FaultKind::Slow if self.delay_ms.is_none() => {
-                Err("delay_ms is required for kind \"slow\"".into())
-            }
-            FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => {
-                Err("records (at least 1) is required for kind \"touch_records\"".into())
-            }
+            FaultKind::Slow if self.delay_ms.is_none() => Err(FaultError::NoDelay),
+            FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => Err(FaultError::NoRecords),
             _ => Ok(()),
         }
     }
+}
+
+/// What is wrong with one fault; the text starts with the field it names.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FaultError {
+    #[error("path is empty")]
+    EmptyPath,
+    #[error("probability {0} is not between 0 and 1")]
+    Probability(f64),
+    #[error("status is required for kind \"status\"")]
+    NoStatus,
+    #[error("status {0} is not an HTTP error status (400-599)")]
+    NotAnErrorStatus(u16),
+    #[error("delay_ms is required for kind \"slow\"")]
+    NoDelay,
+    #[error("records (at least 1) is required for kind \"touch_records\"")]
+    NoRecords,
+}
+
+/// Why a fault plan file cannot be used; names the file.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum FaultPlanError {
+    #[error("cannot read fault plan {file}: {reason}")]
+    Read { file: String, reason: String },
+    #[error("invalid fault plan {file}: at {at}: {reason}")]
+    Malformed {
+        file: String,
+        at: String,
+        reason: String,
+    },
+    #[error("invalid fault plan {file}: faults[{index}].{fault}")]
+    Fault {
+        file: String,
+        index: usize,
+        fault: FaultError,
+    },
 }
 
 /// What one request must suffer, as decided by the fault plan.
@@ -330,22 +360,25 @@ struct FaultFile {
 }
 
 /// Loads a fault plan from a JSON file `{"faults":[Fault,...]}`.
-pub fn load_faults(path: &std::path::Path) -> Result<Vec<Fault>, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read fault plan {shown}: {e}"))?;
+pub fn load_faults(path: &std::path::Path) -> Result<Vec<Fault>, FaultPlanError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| FaultPlanError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
     let de = &mut serde_json::Deserializer::from_str(&text);
-    let file: FaultFile = serde_path_to_error::deserialize(de)
-        .map_err(|e| format!("invalid fault plan {shown}: at {}: {}", e.path(), e.inner()))?;
-    for (i, fault) in file.faults.iter().enumerate() {
-        if fault.path.trim_matches('/').is_empty() {
-            return Err(format!(
-                "invalid fault plan {shown}: faults[{i}].path is empty"
-            ));
-        }
-        if let Err(reason) = fault.validate() {
-            return Err(format!("invalid fault plan {shown}: faults[{i}].{reason}"));
-        }
+    let plan: FaultFile =
+        serde_path_to_error::deserialize(de).map_err(|e| FaultPlanError::Malformed {
+            file: file.clone(),
+            at: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })?;
+    for (index, fault) in plan.faults.iter().enumerate() {
+        fault.validate().map_err(|fault| FaultPlanError::Fault {
+            file: file.clone(),
+            index,
+            fault,
+        })?;
     }
-    Ok(file.faults)
+    Ok(plan.faults)
 }

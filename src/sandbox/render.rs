@@ -151,12 +151,51 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     let id = ID_BASE + i as i64;
     let de = g.date_entered(i);
     let h = |f| g.h(i, f);
-    let refs = Refs(g);
     let summary = pick(SUMMARIES, h(F_SUMMARY));
     let closed = h(F_CLOSED) % 10 < 6;
 
     raw(out, "{\"id\":");
     int(out, id);
+    ticket_heading(g, i, lu, summary, out);
+    ticket_parties(g, i, closed, out);
+    ticket_schedule(g, i, lu, closed, out);
+    raw(out, ",\"initialDescription\":\"");
+    escaped(out, summary);
+    raw(out, ".\\n\\n");
+    prose(out, h(F_TEXT_START), 480 + (h(F_TEXT_LEN) % 600) as usize);
+    raw(out, "\",");
+    ticket_custom_fields(h(F_CUSTOM), out);
+    raw(out, ",");
+    info(out, lu, h(F_UPDATED_BY), de, Some(h(F_ENTERED_BY)));
+    raw(out, ",\"activities_href\":\"");
+    raw(out, HREF_BASE);
+    raw(out, "/sales/activities?conditions=ticket/id=");
+    int(out, id);
+    raw(out, "\",\"notes_href\":\"");
+    raw(out, HREF_BASE);
+    raw(out, "/service/tickets/");
+    int(out, id);
+    raw(out, "/notes\"}}");
+}
+
+/// `"_info":{"lastUpdated":…,"updatedBy":…,"dateEntered":…[,"enteredBy":…]`, the object
+/// left open. `updated_by` and `entered_by` are draws for `member`.
+fn info(out: &mut Vec<u8>, lu: i64, updated_by: u64, de: i64, entered_by: Option<u64>) {
+    raw(out, "\"_info\":{\"lastUpdated\":");
+    timestamp(out, lu);
+    raw(out, ",\"updatedBy\":");
+    string(out, member(updated_by));
+    raw(out, ",\"dateEntered\":");
+    timestamp(out, de);
+    if let Some(by) = entered_by {
+        raw(out, ",\"enteredBy\":");
+        string(out, member(by));
+    }
+}
+
+/// A ticket's summary, record type and board.
+fn ticket_heading(g: &Generator, i: u64, lu: i64, summary: &str, out: &mut Vec<u8>) {
+    let h = |f| g.h(i, f);
     raw(out, ",\"summary\":");
     // A version edited after the history's end (a touched or edited record) reads
     // differently from every earlier one, as a real edit would.
@@ -190,6 +229,12 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     raw(out, "/service/boards/");
     int(out, board_id);
     raw(out, "\"}}");
+}
+
+/// A ticket's status, company, site and contact, its classification and who works on it.
+fn ticket_parties(g: &Generator, i: u64, closed: bool, out: &mut Vec<u8>) {
+    let h = |f| g.h(i, f);
+    let refs = Refs(g);
     let statuses = if closed {
         CLOSED_STATUSES
     } else {
@@ -221,6 +266,12 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     raw(out, ",\"identifier\":");
     string(out, MEMBERS[owner as usize]);
     raw(out, "}");
+}
+
+/// When a ticket closed and is due, and its budgeted and actual hours.
+fn ticket_schedule(g: &Generator, i: u64, lu: i64, closed: bool, out: &mut Vec<u8>) {
+    let h = |f| g.h(i, f);
+    let de = g.date_entered(i);
     raw(out, ",\"closedFlag\":");
     if closed {
         raw(out, "true,\"closedDate\":");
@@ -236,15 +287,14 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     quarters(out, budget);
     raw(out, ",\"actualHours\":");
     quarters(out, h(F_ACTUAL) % (budget + budget / 2 + 1));
-    raw(out, ",\"initialDescription\":\"");
-    escaped(out, summary);
-    raw(out, ".\\n\\n");
-    prose(out, h(F_TEXT_START), 480 + (h(F_TEXT_LEN) % 600) as usize);
+}
+
+/// `"customFields":[…]`: asset tag, billable, and an escalation level that may be unset.
+fn ticket_custom_fields(custom: u64, out: &mut Vec<u8>) {
     raw(
         out,
-        "\",\"customFields\":[{\"id\":1,\"caption\":\"Asset Tag\",\"type\":\"Text\",\"entryMethod\":\"EntryField\",\"numberOfDecimals\":0,\"value\":\"AT-",
+        "\"customFields\":[{\"id\":1,\"caption\":\"Asset Tag\",\"type\":\"Text\",\"entryMethod\":\"EntryField\",\"numberOfDecimals\":0,\"value\":\"AT-",
     );
-    let custom = h(F_CUSTOM);
     int(out, (custom % 90_000) as i64 + 10_000);
     raw(
         out,
@@ -266,23 +316,7 @@ fn ticket(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
         raw(out, ",\"value\":");
         int(out, ((custom >> 42) % 4) as i64);
     }
-    raw(out, "}],\"_info\":{\"lastUpdated\":");
-    timestamp(out, lu);
-    raw(out, ",\"updatedBy\":");
-    string(out, member(h(F_UPDATED_BY)));
-    raw(out, ",\"dateEntered\":");
-    timestamp(out, de);
-    raw(out, ",\"enteredBy\":");
-    string(out, member(h(F_ENTERED_BY)));
-    raw(out, ",\"activities_href\":\"");
-    raw(out, HREF_BASE);
-    raw(out, "/sales/activities?conditions=ticket/id=");
-    int(out, id);
-    raw(out, "\",\"notes_href\":\"");
-    raw(out, HREF_BASE);
-    raw(out, "/service/tickets/");
-    int(out, id);
-    raw(out, "/notes\"}}");
+    raw(out, "}]");
 }
 
 fn time_entry(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
@@ -320,12 +354,8 @@ fn time_entry(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     id_name(out, "workType", pick(WORK_TYPES, h(F_WORK_TYPE)));
     raw(out, ",\"notes\":\"");
     prose(out, h(F_TEXT_START), 60 + (h(F_TEXT_LEN) % 160) as usize);
-    raw(out, "\",\"_info\":{\"lastUpdated\":");
-    timestamp(out, lu);
-    raw(out, ",\"updatedBy\":");
-    string(out, member(h(F_UPDATED_BY)));
-    raw(out, ",\"dateEntered\":");
-    timestamp(out, de);
+    raw(out, "\",");
+    info(out, lu, h(F_UPDATED_BY), de, None);
     raw(out, ",\"chargeToMovedFlag\":false}}");
 }
 
@@ -377,14 +407,8 @@ fn company(g: &Generator, i: u64, lu: i64, out: &mut Vec<u8>) {
     raw(out, ",\"dateAcquired\":");
     timestamp(out, de - DAY * (h(F_ACQUIRED) % 3650) as i64);
     raw(out, ",\"types\":[{\"id\":1,\"name\":\"Client\"}]");
-    raw(out, ",\"_info\":{\"lastUpdated\":");
-    timestamp(out, lu);
-    raw(out, ",\"updatedBy\":");
-    string(out, member(h(F_UPDATED_BY)));
-    raw(out, ",\"dateEntered\":");
-    timestamp(out, de);
-    raw(out, ",\"enteredBy\":");
-    string(out, member(h(F_ENTERED_BY)));
+    raw(out, ",");
+    info(out, lu, h(F_UPDATED_BY), de, Some(h(F_ENTERED_BY)));
     raw(out, ",\"contacts_href\":\"");
     raw(out, HREF_BASE);
     raw(out, "/company/contacts?conditions=company/id=");

@@ -37,7 +37,6 @@ mod soql;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -50,7 +49,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::http::{Reply, json_response};
-use super::{CredFields, FaultAction, Outcome, RateLimits, SandboxConfig, Shared, lock};
+use super::{AccountError, FaultAction, Outcome, RateLimits, SandboxConfig, Shared, lock};
+use crate::secret::Secret;
 use auth::token;
 use bulk::BulkJob;
 pub use data::SfCounts;
@@ -66,35 +66,20 @@ const MAX_LOCATORS: usize = 10;
 const MAX_BODY: usize = 1 << 20;
 
 /// One Salesforce org (and its integration user) the sandbox accepts.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SfAccount {
     pub tenant_id: String,
     /// The connected app's consumer key and secret.
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     pub username: String,
     /// Password grant: the password (with the security token appended, if any).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Refresh-token grant.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
     pub counts: SfCounts,
     /// API requests per 24 h before 403 `REQUEST_LIMIT_EXCEEDED`.
     pub daily_api_limit: u64,
-}
-
-impl fmt::Debug for SfAccount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SfAccount")
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
-            .field("counts", &self.counts)
-            .field("daily_api_limit", &self.daily_api_limit)
-            .finish()
-    }
 }
 
 impl SfAccount {
@@ -108,33 +93,27 @@ impl SfAccount {
         tenant_id: &str,
         creds: &crate::config::Credentials,
         counts: super::TableCounts,
-    ) -> Result<Self, String> {
-        let fields = CredFields(creds);
-        let password = fields.optional("password").map(|p| {
-            format!(
-                "{p}{}",
-                fields.optional("security_token").unwrap_or_default()
-            )
+    ) -> Result<Self, AccountError> {
+        let password = creds.optional("password").map(|p| {
+            let token = creds.optional("security_token").unwrap_or_default();
+            Secret::new(format!("{p}{token}"))
         });
-        let refresh_token = fields.optional("refresh_token");
+        let refresh_token = creds.optional("refresh_token").map(Secret::new);
         if password.is_none() && refresh_token.is_none() {
-            return Err(
-                "credential field 'password' (or 'refresh_token') is missing or empty".into(),
-            );
+            return Err(AccountError::NoGrant);
         }
-        let daily_api_limit = match fields.optional("sandbox_daily_api_limit") {
+        let daily_api_limit = match creds.optional("sandbox_daily_api_limit") {
             None => DEFAULT_DAILY_API_LIMIT,
-            Some(text) => text.trim().parse::<u64>().map_err(|_| {
-                format!(
-                    "credential field 'sandbox_daily_api_limit' is not a whole number: '{text}'"
-                )
-            })?,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| AccountError::DailyLimit(text))?,
         };
         Ok(SfAccount {
             tenant_id: tenant_id.to_string(),
-            client_id: fields.required("client_id")?,
-            client_secret: fields.required("client_secret")?,
-            username: fields.required("username")?,
+            client_id: creds.field("client_id")?,
+            client_secret: Secret::new(creds.field("client_secret")?),
+            username: creds.field("username")?,
             password,
             refresh_token,
             counts: SfCounts::from_table_counts(counts),

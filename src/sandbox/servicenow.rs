@@ -26,7 +26,6 @@ mod table_api;
 mod tests;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
@@ -39,7 +38,9 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 
 use super::http::Reply;
-use super::{CredFields, Outcome, RateLimits, SandboxConfig, Shared, lock};
+use super::{Outcome, RateLimits, SandboxConfig, Shared, lock};
+use crate::config::MissingCredential;
+use crate::secret::Secret;
 use auth::oauth_token;
 pub use data::SnCounts;
 use data::{Gen, Rec};
@@ -56,31 +57,17 @@ const RATE_RULE: &str = "5f3a9c1e1b2d4e0f8a7b6c5d4e3f2a1b";
 /// One ServiceNow user the sandbox accepts, with the size of its instance's tables.
 ///
 /// The username identifies the account: each one sees its own deterministic records.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SnAccount {
     pub tenant_id: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     /// OAuth client for `oauth_token.do`; `None`: Basic auth only.
     pub client_id: Option<String>,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     pub counts: SnCounts,
     /// Lifetime of issued access tokens.
     pub token_ttl_secs: u64,
-}
-
-impl fmt::Debug for SnAccount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SnAccount")
-            .field("tenant_id", &self.tenant_id)
-            .field("username", &self.username)
-            .field("password", &"***")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("counts", &self.counts)
-            .field("token_ttl_secs", &self.token_ttl_secs)
-            .finish()
-    }
 }
 
 impl SnCounts {
@@ -102,7 +89,7 @@ impl SnAccount {
         SnAccount {
             tenant_id: tenant_id.to_string(),
             username: username.to_string(),
-            password: password.to_string(),
+            password: Secret::new(password),
             client_id: None,
             client_secret: None,
             counts,
@@ -113,7 +100,7 @@ impl SnAccount {
     /// The same account, also reachable through an OAuth client.
     pub fn with_oauth(mut self, client_id: &str, client_secret: &str) -> Self {
         self.client_id = Some(client_id.to_string());
-        self.client_secret = Some(client_secret.to_string());
+        self.client_secret = Some(Secret::new(client_secret));
         self
     }
 
@@ -123,22 +110,18 @@ impl SnAccount {
         tenant_id: &str,
         creds: &crate::config::Credentials,
         counts: super::TableCounts,
-    ) -> Result<Self, String> {
-        let fields = CredFields(creds);
+    ) -> Result<Self, MissingCredential> {
         let account = SnAccount::new(
             tenant_id,
-            &fields.required("username")?,
-            &fields.required("password")?,
+            &creds.field("username")?,
+            &creds.field("password")?,
             SnCounts::from_table_counts(counts),
         );
-        match (
-            fields.optional("client_id"),
-            fields.optional("client_secret"),
-        ) {
+        match (creds.optional("client_id"), creds.optional("client_secret")) {
             (None, None) => Ok(account),
             (Some(id), Some(secret)) => Ok(account.with_oauth(&id, &secret)),
-            (Some(_), None) => Err("credential field 'client_secret' is missing or empty".into()),
-            (None, Some(_)) => Err("credential field 'client_id' is missing or empty".into()),
+            (Some(_), None) => Err(creds.field("client_secret").unwrap_err()),
+            (None, Some(_)) => Err(creds.field("client_id").unwrap_err()),
         }
     }
 }

@@ -28,7 +28,7 @@ fn tenant(company: &str, n: u64) -> SandboxTenant {
     SandboxTenant {
         company_id: company.to_string(),
         public_key: format!("{company}-public"),
-        private_key: format!("{company}-private-key-secret"),
+        private_key: Secret::new(format!("{company}-private-key-secret")),
         client_id: format!("client-{company}"),
         counts: TableCounts {
             tickets: 3000,
@@ -132,7 +132,7 @@ async fn call_with(
         .get(url)
         .header(
             "Authorization",
-            basic(&t.company_id, &t.public_key, &t.private_key),
+            basic(&t.company_id, &t.public_key, t.private_key.expose()),
         )
         .header("clientId", &t.client_id);
     if forward_only {

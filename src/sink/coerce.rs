@@ -1,7 +1,7 @@
 //! Value coercions from the loosely typed JSON the APIs send to the declared column types.
 //!
 //! Every function returns `Ok(None)` for JSON null and for `""` in a non-string column, and
-//! `Err(reason)` (the JSON type found and the type expected) for anything it cannot read.
+//! `Err(Mismatch)` (the JSON type found and the type expected) for anything it cannot read.
 
 use super::lite::Json;
 use chrono::{Datelike, NaiveDate};
@@ -31,12 +31,25 @@ pub(crate) fn snippet(v: &Json<'_>) -> String {
     }
 }
 
-/// The reason text for a value that does not fit the expected type.
-pub(crate) fn mismatch(expected: &str, v: &Json<'_>) -> String {
-    format!("expected {expected}, found {} {}", json_type(v), snippet(v))
+/// A value that does not fit the expected type: the type expected, the JSON type found and
+/// (the start of) the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}, found {found} {snippet}")]
+pub(crate) struct Mismatch {
+    expected: &'static str,
+    found: &'static str,
+    snippet: String,
 }
 
-pub(crate) fn to_i64(v: &Json<'_>) -> Result<Option<i64>, String> {
+pub(crate) fn mismatch(expected: &'static str, v: &Json<'_>) -> Mismatch {
+    Mismatch {
+        expected,
+        found: json_type(v),
+        snippet: snippet(v),
+    }
+}
+
+pub(crate) fn to_i64(v: &Json<'_>) -> Result<Option<i64>, Mismatch> {
     match v {
         Json::Null => Ok(None),
         Json::I64(n) => Ok(Some(*n)),
@@ -46,7 +59,7 @@ pub(crate) fn to_i64(v: &Json<'_>) -> Result<Option<i64>, String> {
     }
 }
 
-pub(crate) fn to_f64(v: &Json<'_>) -> Result<Option<f64>, String> {
+pub(crate) fn to_f64(v: &Json<'_>) -> Result<Option<f64>, Mismatch> {
     match v {
         Json::Null => Ok(None),
         Json::I64(n) => Ok(Some(*n as f64)),
@@ -61,7 +74,7 @@ pub(crate) fn to_f64(v: &Json<'_>) -> Result<Option<f64>, String> {
     }
 }
 
-pub(crate) fn to_bool(v: &Json<'_>) -> Result<Option<bool>, String> {
+pub(crate) fn to_bool(v: &Json<'_>) -> Result<Option<bool>, Mismatch> {
     match v {
         Json::Null => Ok(None),
         Json::Bool(b) => Ok(Some(*b)),
@@ -72,7 +85,7 @@ pub(crate) fn to_bool(v: &Json<'_>) -> Result<Option<bool>, String> {
     }
 }
 
-pub(crate) fn to_timestamp(v: &Json<'_>) -> Result<Option<i64>, String> {
+pub(crate) fn to_timestamp(v: &Json<'_>) -> Result<Option<i64>, Mismatch> {
     match v {
         Json::Null => Ok(None),
         Json::Str(s) if s.is_empty() => Ok(None),
@@ -229,6 +242,7 @@ mod tests {
         assert!(
             to_i64(&json!(1.5))
                 .unwrap_err()
+                .to_string()
                 .contains("found number 1.5")
         );
         assert_eq!(to_f64(&json!("2.5")), Ok(Some(2.5)));
@@ -239,12 +253,14 @@ mod tests {
         assert!(
             to_bool(&json!("yes"))
                 .unwrap_err()
+                .to_string()
                 .contains("expected bool")
         );
         assert_eq!(to_timestamp(&json!("")), Ok(None));
         assert!(
             to_timestamp(&json!(12))
                 .unwrap_err()
+                .to_string()
                 .contains("found number")
         );
     }

@@ -22,7 +22,22 @@ const OUTPUT_RESERVE: usize = 32 << 20;
 enum Msg {
     Batch(RecordBatch),
     /// Close the current file and send back its bytes (empty when nothing was written).
-    Finish(SyncSender<Result<Vec<u8>, String>>),
+    Finish(SyncSender<Result<Vec<u8>, EncodeError>>),
+}
+
+/// Why a part could not be encoded.
+#[derive(Clone, Debug, thiserror::Error)]
+pub(crate) enum EncodeError {
+    #[error("starting the encoder thread: {0}")]
+    Start(String),
+    #[error("encoder not started")]
+    NotStarted,
+    /// The thread is gone (it panicked), with its panic message.
+    #[error("the encoder thread stopped: {0}")]
+    Stopped(String),
+    /// Parquet refused a batch or the file's footer.
+    #[error("{0}")]
+    Parquet(String),
 }
 
 #[derive(Default)]
@@ -54,7 +69,7 @@ impl Encoder {
         }
     }
 
-    fn sender(&mut self) -> Result<&SyncSender<Msg>, String> {
+    fn sender(&mut self) -> Result<&SyncSender<Msg>, EncodeError> {
         if self.tx.is_none() {
             let (tx, rx) = sync_channel(0);
             let (schema, props, stats) =
@@ -62,17 +77,15 @@ impl Encoder {
             let thread = std::thread::Builder::new()
                 .name("parquet-encoder".into())
                 .spawn(move || run(rx, &schema, &props, &stats))
-                .map_err(|e| format!("starting the encoder thread: {e}"))?;
+                .map_err(|e| EncodeError::Start(e.to_string()))?;
             self.tx = Some(tx);
             self.thread = Some(thread);
         }
-        self.tx
-            .as_ref()
-            .ok_or_else(|| "encoder not started".to_owned())
+        self.tx.as_ref().ok_or(EncodeError::NotStarted)
     }
 
     /// Hands a batch to the thread; blocks while it is still encoding the previous one.
-    pub(crate) fn write(&mut self, batch: RecordBatch) -> Result<(), String> {
+    pub(crate) fn write(&mut self, batch: RecordBatch) -> Result<(), EncodeError> {
         let size = batch.get_array_memory_size();
         self.stats.queued.fetch_add(size, Ordering::Relaxed);
         let sent = self.sender()?.send(Msg::Batch(batch));
@@ -84,7 +97,7 @@ impl Encoder {
     }
 
     /// Waits for every queued batch, closes the file and returns its bytes.
-    pub(crate) fn finish(&mut self) -> Result<Vec<u8>, String> {
+    pub(crate) fn finish(&mut self) -> Result<Vec<u8>, EncodeError> {
         let (reply_tx, reply_rx) = sync_channel(1);
         if self.sender()?.send(Msg::Finish(reply_tx)).is_err() {
             return Err(self.stopped());
@@ -101,7 +114,7 @@ impl Encoder {
     }
 
     /// The thread is gone (it panicked): reset so the next part starts a fresh one.
-    fn stopped(&mut self) -> String {
+    fn stopped(&mut self) -> EncodeError {
         self.tx = None;
         let why = match self.thread.take().map(JoinHandle::join) {
             Some(Err(panic)) => panic
@@ -113,13 +126,13 @@ impl Encoder {
         };
         self.stats.encoded.store(0, Ordering::Relaxed);
         self.stats.queued.store(0, Ordering::Relaxed);
-        format!("the encoder thread stopped: {why}")
+        EncodeError::Stopped(why)
     }
 }
 
 fn run(rx: Receiver<Msg>, schema: &SchemaRef, props: &WriterProperties, stats: &Stats) {
     let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
-    let mut error: Option<String> = None;
+    let mut error: Option<EncodeError> = None;
     for msg in rx {
         match msg {
             Msg::Batch(batch) => {
@@ -128,7 +141,7 @@ fn run(rx: Receiver<Msg>, schema: &SchemaRef, props: &WriterProperties, stats: &
                     let out = Vec::with_capacity(OUTPUT_RESERVE);
                     match ArrowWriter::try_new(out, schema.clone(), Some(props.clone())) {
                         Ok(w) => writer = Some(w),
-                        Err(e) => error = Some(e.to_string()),
+                        Err(e) => error = Some(EncodeError::Parquet(e.to_string())),
                     }
                 }
                 if let Some(w) = writer.as_mut() {
@@ -138,7 +151,7 @@ fn run(rx: Receiver<Msg>, schema: &SchemaRef, props: &WriterProperties, stats: &
                             stats.encoded.store(held, Ordering::Relaxed);
                         }
                         Err(e) => {
-                            error = Some(e.to_string());
+                            error = Some(EncodeError::Parquet(e.to_string()));
                             writer = None;
                             stats.encoded.store(0, Ordering::Relaxed);
                         }
@@ -150,7 +163,9 @@ fn run(rx: Receiver<Msg>, schema: &SchemaRef, props: &WriterProperties, stats: &
             Msg::Finish(reply) => {
                 let result = match (error.take(), writer.take()) {
                     (Some(e), _) => Err(e),
-                    (None, Some(w)) => w.into_inner().map_err(|e| e.to_string()),
+                    (None, Some(w)) => w
+                        .into_inner()
+                        .map_err(|e| EncodeError::Parquet(e.to_string())),
                     (None, None) => Ok(Vec::new()),
                 };
                 stats.encoded.store(0, Ordering::Relaxed);
@@ -202,6 +217,6 @@ mod tests {
         .unwrap();
         enc.write(wrong).unwrap();
         let err = enc.finish().unwrap_err();
-        assert!(!err.is_empty());
+        assert!(!err.to_string().is_empty());
     }
 }

@@ -14,7 +14,7 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 
-use super::coerce::{mismatch, to_bool, to_f64, to_i64, to_timestamp};
+use super::coerce::{Mismatch, mismatch, to_bool, to_f64, to_i64, to_timestamp};
 use super::json::{write_escaped, write_json};
 use super::lookup::Lookup;
 use crate::config::ColumnType;
@@ -180,9 +180,9 @@ impl Columns {
         if v.is_null() {
             return Ok(());
         }
-        let fail = |reason: String| ColumnError {
+        let fail = |reason: Mismatch| ColumnError {
             column: self.names[c].to_string(),
-            reason,
+            reason: reason.to_string(),
         };
         let builder = &mut self.builders[c];
         match builder {

@@ -211,14 +211,17 @@ impl PartWriter {
                 None | Some(Json::Null) => None,
                 Some(v) => Some(match (self.id_kind, v) {
                     (ColumnType::Int64, _) => to_i64(v)
-                        .map_err(|r| self.invalid(pos, None, id_col, r))?
+                        .map_err(|r| self.invalid(pos, None, id_col, r.to_string()))?
                         .map(IdKey::Int),
                     (_, Json::Str(s)) if s.is_empty() => None,
                     (_, Json::Str(s)) => Some(IdKey::Str(Cow::Borrowed(s.as_ref()))),
                     (_, Json::I64(_) | Json::U64(_) | Json::F64(_) | Json::Bool(_)) => {
                         Some(IdKey::Str(Cow::Owned(v.to_string())))
                     }
-                    _ => return Err(self.invalid(pos, None, id_col, mismatch("string", v))),
+                    _ => {
+                        let reason = mismatch("string", v).to_string();
+                        return Err(self.invalid(pos, None, id_col, reason));
+                    }
                 }),
             };
             let Some(Some(id)) = id else {
@@ -229,6 +232,7 @@ impl PartWriter {
             let updated = match self.incremental_path.find(obj).map(to_timestamp) {
                 Some(Ok(Some(t))) => t,
                 Some(Err(reason)) => {
+                    let reason = reason.to_string();
                     return Err(self.invalid(pos, Some(id.text()), inc_col, reason));
                 }
                 None | Some(Ok(None)) => {
@@ -300,11 +304,11 @@ impl PartWriter {
         Ok(rows)
     }
 
-    fn encode_error(&self, e: String) -> SinkError {
+    fn encode_error(&self, e: impl std::fmt::Display) -> SinkError {
         SinkError::Encode(format!("table '{}': {e}", self.meta.table))
     }
 
-    fn poison(&mut self, e: String) -> SinkError {
+    fn poison(&mut self, e: impl std::fmt::Display) -> SinkError {
         let err = self.encode_error(e);
         self.poisoned = Some(err.to_string());
         err

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue};
 
-use super::{Page, Source, SourceError, retry_after};
+use super::{Page, Source, SourceError, read_answer, retry_after};
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
@@ -49,17 +49,11 @@ impl ConnectWise {
         creds: Credentials,
         http: reqwest::Client,
     ) -> Result<Self, SourceError> {
-        let field = |f: &str| {
-            creds
-                .require(f)
-                .map(|s| s.expose().to_string())
-                .map_err(SourceError::Config)
-        };
         let (company, public, private, client_id) = (
-            field("company_id")?,
-            field("public_key")?,
-            field("private_key")?,
-            field("client_id")?,
+            creds.field("company_id")?,
+            creds.field("public_key")?,
+            creds.field("private_key")?,
+            creds.field("client_id")?,
         );
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{company}+{public}:{private}"));
@@ -116,12 +110,7 @@ impl ConnectWise {
                     self.secrets.iter().map(String::as_str),
                 ))
             })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| SourceError::Decode {
-            message: format!("body cut short: {}", e.without_url()),
-            truncated: true,
-        })?;
+        let (status, headers, body) = read_answer(resp, "").await?;
         if !status.is_success() {
             let message = scrub(
                 &error_message(&body),
@@ -129,6 +118,7 @@ impl ConnectWise {
             );
             return Err(SourceError::from_status(
                 status.as_u16(),
+                None,
                 message,
                 retry_after(&headers),
             ));

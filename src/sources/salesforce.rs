@@ -33,8 +33,8 @@ use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
 pub use cursor::{After, Cursor};
-pub use soql::{Spec, bound_literal, soql_field};
-pub use wire::{ApiError, csv_to_json, parse_limit_info};
+pub use soql::{NotAField, Spec, bound_literal, soql_field};
+pub use wire::{ApiError, CsvError, csv_to_json, parse_limit_info};
 
 /// The REST API version every request uses.
 pub const API_VERSION: &str = "v60.0";
@@ -108,22 +108,10 @@ impl Salesforce {
         http: reqwest::Client,
         settings: &SourceSettings,
     ) -> Result<Self, SourceError> {
-        let field = |f: &str| {
-            creds
-                .require(f)
-                .map(|s| s.expose().to_string())
-                .map_err(SourceError::Config)
-        };
-        let optional = |f: &str| {
-            creds
-                .get(f)
-                .map(|s| s.expose().to_string())
-                .filter(|s| !s.is_empty())
-        };
-        let client_id = field("client_id")?;
-        let client_secret = field("client_secret")?;
+        let client_id = creds.field("client_id")?;
+        let client_secret = creds.field("client_secret")?;
         let mut secrets = vec![client_secret.clone()];
-        let grant = if let Some(refresh) = optional("refresh_token") {
+        let grant = if let Some(refresh) = creds.optional("refresh_token") {
             secrets.push(refresh.clone());
             vec![
                 ("grant_type", Secret::new("refresh_token")),
@@ -132,13 +120,13 @@ impl Salesforce {
                 ("refresh_token", Secret::new(refresh)),
             ]
         } else {
-            let username = field("username").map_err(|_| {
+            let username = creds.field("username").map_err(|_| {
                 SourceError::Config(
                     "credential field 'username' (or 'refresh_token') is missing or empty".into(),
                 )
             })?;
-            let password = field("password")?;
-            let security_token = optional("security_token").unwrap_or_default();
+            let password = creds.field("password")?;
+            let security_token = creds.optional("security_token").unwrap_or_default();
             secrets.push(password.clone());
             if !security_token.is_empty() {
                 secrets.push(security_token.clone());

@@ -24,7 +24,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::{ApiUsage, Page, Source, SourceError, retry_after};
+use super::{ApiUsage, Page, Source, SourceError, read_answer, retry_after};
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
@@ -335,26 +335,14 @@ impl ServiceNow {
         creds: Credentials,
         http: reqwest::Client,
     ) -> Result<Self, SourceError> {
-        let field = |f: &str| {
-            creds
-                .require(f)
-                .map(|s| s.expose().to_string())
-                .map_err(SourceError::Config)
-        };
-        let optional = |f: &str| {
-            creds
-                .get(f)
-                .map(|s| s.expose().to_string())
-                .filter(|s| !s.is_empty())
-        };
-        let (username, password) = (field("username")?, field("password")?);
+        let (username, password) = (creds.field("username")?, creds.field("password")?);
         // Longest first: `user:pass` must go before `pass` alone.
         let mut secrets = vec![
             format!("{username}:{password}"),
             password.clone(),
             encode(&password),
         ];
-        let auth = match (optional("client_id"), optional("client_secret")) {
+        let auth = match (creds.optional("client_id"), creds.optional("client_secret")) {
             (None, None) => {
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{password}"));
@@ -376,8 +364,8 @@ impl ServiceNow {
                     token: tokio::sync::Mutex::new(None),
                 })
             }
-            (Some(_), None) => return Err(field("client_secret").unwrap_err()),
-            (None, Some(_)) => return Err(field("client_id").unwrap_err()),
+            (Some(_), None) => return Err(creds.field("client_secret").unwrap_err().into()),
+            (None, Some(_)) => return Err(creds.field("client_id").unwrap_err().into()),
         };
         let base_url = base_url.trim_end_matches('/').to_string();
         url::Url::parse(&base_url)
@@ -425,12 +413,7 @@ impl ServiceNow {
             .send()
             .await
             .map_err(|e| SourceError::Transport(self.scrub(&e.without_url().to_string(), None)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| SourceError::Decode {
-            message: format!("oauth_token.do: body cut short: {}", e.without_url()),
-            truncated: true,
-        })?;
+        let (status, headers, body) = read_answer(resp, "oauth_token.do: ").await?;
         if !status.is_success() {
             #[derive(Deserialize)]
             struct OAuthError {
@@ -454,6 +437,7 @@ impl ServiceNow {
             );
             return Err(SourceError::from_status(
                 status.as_u16(),
+                None,
                 message,
                 retry_after(&headers),
             ));
@@ -497,13 +481,7 @@ impl ServiceNow {
             .send()
             .await
             .map_err(|e| SourceError::Transport(self.scrub(&e.without_url().to_string(), token)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| SourceError::Decode {
-            message: format!("body cut short: {}", e.without_url()),
-            truncated: true,
-        })?;
-        Ok((status, headers, body))
+        read_answer(resp, "").await
     }
 
     /// A GET under the configured auth. With OAuth, a 401 gets one new token and one
@@ -546,7 +524,7 @@ impl ServiceNow {
         token: Option<&str>,
     ) -> SourceError {
         let message = self.scrub(&error_message(body), token);
-        SourceError::from_status(status.as_u16(), message, retry_after(headers))
+        SourceError::from_status(status.as_u16(), None, message, retry_after(headers))
     }
 
     fn table_url(&self, endpoint: &EndpointDef, query: &str) -> String {

@@ -114,10 +114,10 @@ impl JobView {
 }
 
 impl DynamoStore {
-    /// A store on the account and region of the default AWS configuration chain.
-    pub async fn connect(options: DynamoOptions) -> Self {
-        let config = crate::cloud::aws_config().await;
-        Self::new(Client::new(&config), options)
+    /// A store on the account and region of an already loaded AWS configuration (the
+    /// caller builds it, e.g. from the default chain).
+    pub fn from_config(config: &aws_config::SdkConfig, options: DynamoOptions) -> Self {
+        Self::new(Client::new(config), options)
     }
 
     pub fn new(client: Client, options: DynamoOptions) -> Self {

@@ -306,17 +306,7 @@ impl JobStore for SqliteStore {
                 .optional()
                 .map_err(backend)?;
             if let Some(found) = existing {
-                if end_is_default || found.window.end == job.window.end {
-                    return Ok(CreateOutcome::Existing(found));
-                }
-                return Err(StoreError::Conflict(format!(
-                    "active job {} already backfills {} {} from {} (until {}); cancel it or wait for it before asking for a different end",
-                    found.job_id,
-                    found.tenant_id,
-                    found.service,
-                    found.window.start.to_rfc3339(),
-                    found.window.end.to_rfc3339()
-                )));
+                return super::existing_or_conflict(found, &job, end_is_default);
             }
             let mut job_id = job.job_id.clone();
             let mut n = 1;

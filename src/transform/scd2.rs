@@ -148,109 +148,142 @@ fn typed<'a, T: 'static>(
         .ok_or_else(|| data_err(format!("{what} has the wrong type")))
 }
 
-/// Decides the history of one service's records: which versions stay and until when.
-pub fn plan(mapped: &[RecordBatch], ctx: &Scd2Context<'_>) -> Result<Scd2Plan, TransformError> {
-    let hashed: Vec<usize> = ctx
-        .table
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !ctx.unhashed.contains(&c.name))
-        .map(|(i, _)| MAPPED_FIRST_VALUE + i)
-        .collect();
-    struct Cols<'a> {
-        ids: &'a StringArray,
-        nums: &'a Int64Array,
-        starts: &'a TimestampMicrosecondArray,
-        ingested: &'a TimestampMicrosecondArray,
-        jobs: &'a StringArray,
+/// The mapped columns `plan` reads from one batch.
+struct Cols<'a> {
+    ids: &'a StringArray,
+    nums: &'a Int64Array,
+    starts: &'a TimestampMicrosecondArray,
+    ingested: &'a TimestampMicrosecondArray,
+    jobs: &'a StringArray,
+}
+
+/// Every mapped row, numbered across batches, with its content hash.
+struct Rows<'a> {
+    cols: Vec<Cols<'a>>,
+    /// (batch, row) of each number.
+    at: Vec<(usize, usize)>,
+    hashes: Vec<u128>,
+}
+
+impl<'a> Rows<'a> {
+    fn read(mapped: &'a [RecordBatch], ctx: &Scd2Context<'_>) -> Result<Self, TransformError> {
+        let hashed: Vec<usize> = ctx
+            .table
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !ctx.unhashed.contains(&c.name))
+            .map(|(i, _)| MAPPED_FIRST_VALUE + i)
+            .collect();
+        let mut rows = Rows {
+            cols: Vec::with_capacity(mapped.len()),
+            at: Vec::new(),
+            hashes: Vec::new(),
+        };
+        for (b, batch) in mapped.iter().enumerate() {
+            rows.cols.push(Cols {
+                ids: typed(batch, MAPPED_ID, "record_id")?,
+                nums: typed(batch, MAPPED_ID_NUM, "record_num")?,
+                starts: typed(batch, MAPPED_START, "effective_start")?,
+                ingested: typed(batch, MAPPED_INGESTED, "ingested_at")?,
+                jobs: typed(batch, MAPPED_JOB, "source_job_id")?,
+            });
+            rows.at.extend((0..batch.num_rows()).map(|r| (b, r)));
+            row_hashes(batch, &hashed, &mut rows.hashes);
+        }
+        Ok(rows)
     }
-    let mut cols = Vec::with_capacity(mapped.len());
-    let mut rows: Vec<(usize, usize)> = Vec::new();
-    let mut hashes: Vec<u128> = Vec::new();
-    for (b, batch) in mapped.iter().enumerate() {
-        cols.push(Cols {
-            ids: typed(batch, MAPPED_ID, "record_id")?,
-            nums: typed(batch, MAPPED_ID_NUM, "record_num")?,
-            starts: typed(batch, MAPPED_START, "effective_start")?,
-            ingested: typed(batch, MAPPED_INGESTED, "ingested_at")?,
-            jobs: typed(batch, MAPPED_JOB, "source_job_id")?,
-        });
-        rows.extend((0..batch.num_rows()).map(|r| (b, r)));
-        row_hashes(batch, &hashed, &mut hashes);
-    }
-    let n = rows.len();
-    let at = |i: usize| rows[i];
-    let id_cmp = |a: usize, b: usize| -> Ordering {
-        let ((ba, ra), (bb, rb)) = (at(a), at(b));
-        let (ca, cb) = (&cols[ba], &cols[bb]);
+
+    fn id_cmp(&self, a: usize, b: usize) -> Ordering {
+        let ((ba, ra), (bb, rb)) = (self.at[a], self.at[b]);
+        let (ca, cb) = (&self.cols[ba], &self.cols[bb]);
         match (ca.nums.is_null(ra), cb.nums.is_null(rb)) {
             (false, false) => ca.nums.value(ra).cmp(&cb.nums.value(rb)),
             _ => ca.ids.value(ra).cmp(cb.ids.value(rb)),
         }
-    };
-    let start = |i: usize| {
-        let (b, r) = at(i);
-        cols[b].starts.value(r)
-    };
-    let ingested_at = |i: usize| {
-        let (b, r) = at(i);
-        (!cols[b].ingested.is_null(r)).then(|| cols[b].ingested.value(r))
-    };
-    let job = |i: usize| {
-        let (b, r) = at(i);
-        (!cols[b].jobs.is_null(r)).then(|| cols[b].jobs.value(r))
-    };
-    let mut order: Vec<usize> = (0..n).collect();
-    // Id, then time; among copies of one version the latest ingested first; the rest only
-    // makes the order total, so input order never shows through.
-    order.sort_unstable_by(|&a, &b| {
-        id_cmp(a, b)
-            .then_with(|| start(a).cmp(&start(b)))
-            .then_with(|| ingested_at(b).cmp(&ingested_at(a)))
-            .then_with(|| hashes[a].cmp(&hashes[b]))
-            .then_with(|| job(a).cmp(&job(b)))
-    });
+    }
 
+    fn start(&self, i: usize) -> i64 {
+        let (b, r) = self.at[i];
+        self.cols[b].starts.value(r)
+    }
+
+    fn ingested_at(&self, i: usize) -> Option<i64> {
+        let (b, r) = self.at[i];
+        let c = &self.cols[b].ingested;
+        (!c.is_null(r)).then(|| c.value(r))
+    }
+
+    fn job(&self, i: usize) -> Option<&str> {
+        let (b, r) = self.at[i];
+        let c = self.cols[b].jobs;
+        (!c.is_null(r)).then(|| c.value(r))
+    }
+
+    /// Id, then time; among copies of one version the latest ingested first; the rest only
+    /// makes the order total, so input order never shows through.
+    fn sorted(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.at.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            self.id_cmp(a, b)
+                .then_with(|| self.start(a).cmp(&self.start(b)))
+                .then_with(|| self.ingested_at(b).cmp(&self.ingested_at(a)))
+                .then_with(|| self.hashes[a].cmp(&self.hashes[b]))
+                .then_with(|| self.job(a).cmp(&self.job(b)))
+        });
+        order
+    }
+
+    /// The versions that stay, in `order`: a second copy of a version (same id and start) is
+    /// a duplicate, a version whose content equals the one before it is unchanged.
+    fn versions(&self, order: &[usize], stats: &mut Scd2Stats) -> Vec<usize> {
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        let mut last: Option<usize> = None;
+        for &r in order {
+            if let Some(l) = last
+                && self.id_cmp(l, r) == Ordering::Equal
+                && self.start(l) == self.start(r)
+            {
+                stats.duplicates += 1;
+                continue;
+            }
+            last = Some(r);
+            if let Some(&k) = kept.last()
+                && self.id_cmp(k, r) == Ordering::Equal
+                && self.hashes[k] == self.hashes[r]
+            {
+                stats.unchanged += 1;
+                continue;
+            }
+            kept.push(r);
+        }
+        kept
+    }
+}
+
+/// Decides the history of one service's records: which versions stay and until when.
+pub fn plan(mapped: &[RecordBatch], ctx: &Scd2Context<'_>) -> Result<Scd2Plan, TransformError> {
+    let rows = Rows::read(mapped, ctx)?;
     let mut stats = Scd2Stats {
-        rows_in: n as u64,
+        rows_in: rows.at.len() as u64,
         ..Scd2Stats::default()
     };
-    let mut kept: Vec<usize> = Vec::with_capacity(n);
-    let mut last: Option<usize> = None;
-    for &r in &order {
-        if let Some(l) = last
-            && id_cmp(l, r) == Ordering::Equal
-            && start(l) == start(r)
-        {
-            stats.duplicates += 1;
-            continue;
-        }
-        last = Some(r);
-        if let Some(&k) = kept.last()
-            && id_cmp(k, r) == Ordering::Equal
-            && hashes[k] == hashes[r]
-        {
-            stats.unchanged += 1;
-            continue;
-        }
-        kept.push(r);
-    }
-    drop(order);
+    let kept = rows.versions(&rows.sorted(), &mut stats);
+    // A version ends where the next version of the same record starts.
     let ends: Vec<Option<i64>> = kept
         .iter()
         .enumerate()
         .map(|(i, &r)| {
             kept.get(i + 1)
-                .filter(|&&nx| id_cmp(r, nx) == Ordering::Equal)
-                .map(|&nx| start(nx))
+                .filter(|&&nx| rows.id_cmp(r, nx) == Ordering::Equal)
+                .map(|&nx| rows.start(nx))
         })
         .collect();
     stats.versions = kept.len() as u64;
     stats.records = ends.iter().filter(|e| e.is_none()).count() as u64;
     Ok(Scd2Plan {
-        hashes: kept.iter().map(|&i| hashes[i]).collect(),
-        kept: kept.into_iter().map(at).collect(),
+        hashes: kept.iter().map(|&i| rows.hashes[i]).collect(),
+        kept: kept.into_iter().map(|i| rows.at[i]).collect(),
         ends,
         stats,
     })

@@ -18,7 +18,7 @@ use super::{job, t0};
 
 const CHILD: &str = "dynamodb_only::child_connects_through_the_default_chain";
 
-/// `DynamoStore::connect` uses `cloud::aws_config()`, so `AWS_ENDPOINT_URL_DYNAMODB` and
+/// Production builds the store from `cloud::aws_config()`, so `AWS_ENDPOINT_URL_DYNAMODB` and
 /// dummy credentials in the environment must be enough to reach DynamoDB Local. The
 /// environment is process-wide, so the check runs in a child process of this test binary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,11 +64,14 @@ async fn endpoint_and_credentials_come_from_the_environment() {
 #[ignore = "runs in a child process of endpoint_and_credentials_come_from_the_environment"]
 async fn child_connects_through_the_default_chain() {
     let prefix = std::env::var("AVESA_CHILD_TABLE_PREFIX").expect("run by the parent test");
-    let store = DynamoStore::connect(DynamoOptions {
-        table_prefix: prefix,
-        ..Default::default()
-    })
-    .await;
+    let config = avesa_console::cloud::aws_config().await;
+    let store = DynamoStore::from_config(
+        &config,
+        DynamoOptions {
+            table_prefix: prefix,
+            ..Default::default()
+        },
+    );
     store.ensure_tables().await.unwrap();
     let (j, c) = job(&["tickets"], 3);
     store.create_job(j, c, true).await.unwrap();

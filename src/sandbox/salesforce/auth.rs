@@ -50,7 +50,7 @@ fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
         return fail("invalid_client_id", "client identifier invalid");
     };
     let account = &sf.orgs[org].account;
-    if account.client_secret != get("client_secret") {
+    if account.client_secret.expose() != get("client_secret") {
         return fail("invalid_client", "invalid client credentials");
     }
     let ok = match grant {
@@ -58,13 +58,13 @@ fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
             account.username == get("username")
                 && account
                     .password
-                    .as_deref()
-                    .is_some_and(|p| p == get("password"))
+                    .as_ref()
+                    .is_some_and(|p| p.expose() == get("password"))
         }
         _ => account
             .refresh_token
-            .as_deref()
-            .is_some_and(|t| t == get("refresh_token")),
+            .as_ref()
+            .is_some_and(|t| t.expose() == get("refresh_token")),
     };
     if !ok {
         let description = if grant == "password" {

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::sandbox::data::{DAY, hash, mix};
+use crate::sandbox::data::{DAY, History, hash, mix};
 use crate::sandbox::words;
 
 mod values;
@@ -358,14 +358,11 @@ pub(crate) fn audit_times(
     anchor: DateTime<Utc>,
     history_days: u32,
 ) -> Audit {
-    let anchor_secs = anchor.timestamp();
-    let last = if anchor.timestamp_subsec_nanos() > 0 {
-        anchor_secs
-    } else {
-        anchor_secs - 1
-    };
-    let span = i64::from(history_days.max(1)) * DAY;
-    let lo = anchor_secs - span;
+    let History {
+        start: lo,
+        span,
+        last,
+    } = History::new(anchor, history_days);
     let n = count.max(1) as i128;
     let slot = (i128::from(span) / n).max(1) as u64;
     let mut audit = Audit {

@@ -166,52 +166,73 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
     };
     let columns = match &q.select {
         Select::Count => None,
-        Select::Fields(fields) => {
-            let mut cols: Vec<Column> = Vec::with_capacity(fields.len());
-            for f in fields {
-                let col = match &f.relationship {
-                    None => Column::Field(
-                        sobject
-                            .field(&f.name)
-                            .ok_or_else(|| invalid_field(sobject, &f.name))?
-                            .0,
-                    ),
-                    Some(rel) if rel.eq_ignore_ascii_case("Owner") => Column::Owner(
-                        data::OWNER_FIELDS
-                            .iter()
-                            .find(|n| n.eq_ignore_ascii_case(&f.name))
-                            .copied()
-                            .ok_or_else(|| invalid_field(sobject, &f.to_string()))?,
-                    ),
-                    Some(rel) => {
-                        return Err(bad_request(
-                            "INVALID_FIELD",
-                            &format!(
-                                "Didn't understand relationship '{rel}' in field path. If you are attempting \
-                                 to use a custom relationship, be sure to append the '__r' after the custom \
-                                 relationship name."
-                            ),
-                        ));
-                    }
-                };
-                if cols.contains(&col) {
-                    return Err(bad_request(
-                        "MALFORMED_QUERY",
-                        &format!("duplicate field selected: {}", col.header()),
-                    ));
-                }
-                cols.push(col);
-            }
-            Some(cols)
-        }
+        Select::Fields(fields) => Some(compile_columns(sobject, fields)?),
     };
     let filter = q
         .filter
         .as_ref()
         .map(|e| compile_filter(sobject, e))
         .transpose()?;
-    let mut order = Vec::new();
-    for (f, desc) in &q.order {
+    let order = compile_order(sobject, &q.order)?;
+    let (bounds, window_start) = modstamp_bounds(&q);
+    Ok(Plan {
+        sobject,
+        columns,
+        filter,
+        order,
+        limit: q.limit,
+        window_start,
+        bounds,
+    })
+}
+
+/// The selected fields as output columns: the sObject's own fields and `Owner.*`.
+fn compile_columns(sobject: SObject, fields: &[soql::FieldPath]) -> Result<Vec<Column>, Reply> {
+    let mut cols: Vec<Column> = Vec::with_capacity(fields.len());
+    for f in fields {
+        let col = match &f.relationship {
+            None => Column::Field(
+                sobject
+                    .field(&f.name)
+                    .ok_or_else(|| invalid_field(sobject, &f.name))?
+                    .0,
+            ),
+            Some(rel) if rel.eq_ignore_ascii_case("Owner") => Column::Owner(
+                data::OWNER_FIELDS
+                    .iter()
+                    .find(|n| n.eq_ignore_ascii_case(&f.name))
+                    .copied()
+                    .ok_or_else(|| invalid_field(sobject, &f.to_string()))?,
+            ),
+            Some(rel) => {
+                return Err(bad_request(
+                    "INVALID_FIELD",
+                    &format!(
+                        "Didn't understand relationship '{rel}' in field path. If you are attempting \
+                         to use a custom relationship, be sure to append the '__r' after the custom \
+                         relationship name."
+                    ),
+                ));
+            }
+        };
+        if cols.contains(&col) {
+            return Err(bad_request(
+                "MALFORMED_QUERY",
+                &format!("duplicate field selected: {}", col.header()),
+            ));
+        }
+        cols.push(col);
+    }
+    Ok(cols)
+}
+
+/// `ORDER BY` keys: Id or one of the audit times.
+fn compile_order(
+    sobject: SObject,
+    order: &[(soql::FieldPath, bool)],
+) -> Result<Vec<(OrderKey, bool)>, Reply> {
+    let mut keys = Vec::with_capacity(order.len());
+    for (f, desc) in order {
         let key = match (f.relationship.as_ref(), sobject.field(&f.name)) {
             (None, Some(("Id", _))) => OrderKey::Id,
             (None, Some((name, Kind::DateTime))) if time_field(sobject, name).is_some() => {
@@ -227,8 +248,14 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
                 ));
             }
         };
-        order.push((key, *desc));
+        keys.push((key, *desc));
     }
+    Ok(keys)
+}
+
+/// The `SystemModstamp` range the top-level conditions allow, in ms `[lo, hi)`, and the
+/// window start (s) a `>=` names, which fault plans match on.
+fn modstamp_bounds(q: &soql::Query) -> ((i64, i64), Option<i64>) {
     let mut bounds = (i64::MIN, i64::MAX);
     let mut window_start = None;
     for (op, lit) in q.top_level("SystemModstamp") {
@@ -248,15 +275,7 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
             Op::Ne => {}
         }
     }
-    Ok(Plan {
-        sobject,
-        columns,
-        filter,
-        order,
-        limit: q.limit,
-        window_start,
-        bounds,
-    })
+    (bounds, window_start)
 }
 
 pub(super) fn parse_plan(text: &str) -> Result<Plan, Reply> {

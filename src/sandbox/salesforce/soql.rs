@@ -165,117 +165,86 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, SoqlError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        let at = i + 1;
-        if c.is_ascii_whitespace() {
+        if b[i].is_ascii_whitespace() {
             i += 1;
             continue;
         }
-        let tok = match c {
-            b'(' => {
-                i += 1;
-                Tok::LParen
-            }
-            b')' => {
-                i += 1;
-                Tok::RParen
-            }
-            b',' => {
-                i += 1;
-                Tok::Comma
-            }
-            b'=' => {
-                i += 1;
-                Tok::Op(Op::Eq)
-            }
-            b'!' if b.get(i + 1) == Some(&b'=') => {
-                i += 2;
-                Tok::Op(Op::Ne)
-            }
-            b'<' => match b.get(i + 1) {
-                Some(b'=') => {
-                    i += 2;
-                    Tok::Op(Op::Le)
-                }
-                Some(b'>') => {
-                    i += 2;
-                    Tok::Op(Op::Ne)
-                }
-                _ => {
-                    i += 1;
-                    Tok::Op(Op::Lt)
-                }
-            },
-            b'>' => {
-                if b.get(i + 1) == Some(&b'=') {
-                    i += 2;
-                    Tok::Op(Op::Ge)
-                } else {
-                    i += 1;
-                    Tok::Op(Op::Gt)
-                }
-            }
-            b'\'' => {
-                let mut s = String::new();
-                let mut j = i + 1;
-                let mut chars = text[j..].char_indices();
-                loop {
-                    match chars.next() {
-                        None => {
-                            return Err(SoqlError(format!(
-                                "unterminated string literal starting at column {at}"
-                            )));
-                        }
-                        Some((k, '\'')) => {
-                            j += k + 1;
-                            break;
-                        }
-                        Some((_, '\\')) => match chars.next() {
-                            Some((_, e @ ('\'' | '\\' | '"'))) => s.push(e),
-                            Some((_, 'n')) => s.push('\n'),
-                            Some((_, 't')) => s.push('\t'),
-                            Some((_, 'r')) => s.push('\r'),
-                            other => {
-                                let shown = other.map(|(_, c)| c.to_string()).unwrap_or_default();
-                                return Err(SoqlError(format!(
-                                    "Invalid string literal: invalid escape \\{shown} at column {at}"
-                                )));
-                            }
-                        },
-                        Some((_, ch)) => s.push(ch),
-                    }
-                }
-                i = j;
-                Tok::Str(s)
-            }
-            b'0'..=b'9' | b'-' | b'+' | b'.' => {
-                let start = i;
-                i += 1;
-                while i < b.len()
-                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'-' | b'+' | b':' | b'.'))
-                {
-                    i += 1;
-                }
-                Tok::Lit(text[start..i].to_string())
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
-                {
-                    i += 1;
-                }
-                Tok::Word(text[start..i].to_string())
-            }
-            _ => {
-                let ch = text[i..].chars().next().unwrap_or('?');
-                return Err(SoqlError(format!(
-                    "unexpected character '{ch}' at column {at}"
-                )));
-            }
-        };
-        out.push((tok, at));
+        let (tok, len) = next_token(text, i)?;
+        out.push((tok, i + 1));
+        i += len;
     }
     Ok(out)
+}
+
+/// The token that starts at byte `i` (not white space) and its length in bytes.
+fn next_token(text: &str, i: usize) -> Result<(Tok, usize), SoqlError> {
+    let b = text.as_bytes();
+    let next = b.get(i + 1).copied();
+    let run =
+        |from: usize, more: fn(u8) -> bool| b[from..].iter().take_while(|&&c| more(c)).count();
+    Ok(match b[i] {
+        b'(' => (Tok::LParen, 1),
+        b')' => (Tok::RParen, 1),
+        b',' => (Tok::Comma, 1),
+        b'=' => (Tok::Op(Op::Eq), 1),
+        b'!' if next == Some(b'=') => (Tok::Op(Op::Ne), 2),
+        b'<' => match next {
+            Some(b'=') => (Tok::Op(Op::Le), 2),
+            Some(b'>') => (Tok::Op(Op::Ne), 2),
+            _ => (Tok::Op(Op::Lt), 1),
+        },
+        b'>' if next == Some(b'=') => (Tok::Op(Op::Ge), 2),
+        b'>' => (Tok::Op(Op::Gt), 1),
+        b'\'' => string_literal(text, i)?,
+        b'0'..=b'9' | b'-' | b'+' | b'.' => {
+            let len = 1 + run(i + 1, |c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b':' | b'.')
+            });
+            (Tok::Lit(text[i..i + len].to_string()), len)
+        }
+        c if c.is_ascii_alphabetic() || c == b'_' => {
+            let len = run(i, |c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
+            (Tok::Word(text[i..i + len].to_string()), len)
+        }
+        _ => {
+            let ch = text[i..].chars().next().unwrap_or('?');
+            return Err(SoqlError(format!(
+                "unexpected character '{ch}' at column {}",
+                i + 1
+            )));
+        }
+    })
+}
+
+/// The quoted string literal whose opening quote is at byte `i`, unescaped, and its length
+/// with both quotes.
+fn string_literal(text: &str, i: usize) -> Result<(Tok, usize), SoqlError> {
+    let at = i + 1;
+    let mut s = String::new();
+    let mut chars = text[i + 1..].char_indices();
+    loop {
+        match chars.next() {
+            None => {
+                return Err(SoqlError(format!(
+                    "unterminated string literal starting at column {at}"
+                )));
+            }
+            Some((k, '\'')) => return Ok((Tok::Str(s), k + 2)),
+            Some((_, '\\')) => match chars.next() {
+                Some((_, e @ ('\'' | '\\' | '"'))) => s.push(e),
+                Some((_, 'n')) => s.push('\n'),
+                Some((_, 't')) => s.push('\t'),
+                Some((_, 'r')) => s.push('\r'),
+                other => {
+                    let shown = other.map(|(_, c)| c.to_string()).unwrap_or_default();
+                    return Err(SoqlError(format!(
+                        "Invalid string literal: invalid escape \\{shown} at column {at}"
+                    )));
+                }
+            },
+            Some((_, ch)) => s.push(ch),
+        }
+    }
 }
 
 /// Parses a dateTime literal: `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm|±hhmm)`, to epoch millis.

@@ -76,7 +76,7 @@ impl Api {
             &[
                 ("grant_type", "password"),
                 ("client_id", &a.client_id),
-                ("client_secret", &a.client_secret),
+                ("client_secret", a.client_secret.expose()),
                 ("username", USER),
                 ("password", PASSWORD),
             ],

@@ -15,6 +15,7 @@ use chrono::Utc;
 use super::{CONTENT_TYPE, RATE_RULE, SnAccount, SnState, Token, error, ok, unauthenticated};
 use crate::sandbox::http::{Reply, decode_basic};
 use crate::sandbox::{Outcome, Shared, lock};
+use crate::secret::Secret;
 
 impl SnState {
     /// The account a request's `Authorization` header signs in as, and its bearer token.
@@ -31,7 +32,7 @@ impl SnState {
             let idx = self
                 .accounts
                 .iter()
-                .position(|a| a.account.username == user && a.account.password == pass)
+                .position(|a| a.account.username == user && a.account.password.expose() == pass)
                 .ok_or(())?;
             Ok((idx, None))
         } else if scheme.eq_ignore_ascii_case("bearer") {
@@ -132,12 +133,12 @@ pub(super) async fn oauth_token(State(shared): State<Arc<Shared>>, body: Bytes) 
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let client_ok = |a: &SnAccount| {
         a.client_id.as_deref() == Some(get("client_id"))
-            && a.client_secret.as_deref() == Some(get("client_secret"))
+            && a.client_secret.as_ref().map(Secret::expose) == Some(get("client_secret"))
     };
     let account = match get("grant_type") {
         "password" => sn.accounts.iter().position(|a| {
             let a = &a.account;
-            client_ok(a) && a.username == get("username") && a.password == get("password")
+            client_ok(a) && a.username == get("username") && a.password.expose() == get("password")
         }),
         "client_credentials" => sn.accounts.iter().position(|a| client_ok(&a.account)),
         "refresh_token" => lock(&sn.refresh_tokens)

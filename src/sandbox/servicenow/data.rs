@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::sandbox::data::{hash, mix};
+use crate::sandbox::data::{History, hash, mix};
 use crate::sandbox::json::string;
 use crate::sandbox::words::{FIRST_NAMES, LAST_NAMES, SUMMARIES, TITLES, pick, prose};
 
@@ -226,13 +226,7 @@ impl Gen {
     ) -> Gen {
         let account_seed = mix(fnv1a(username.as_bytes()) ^ 0x5345_5256_4943_454e);
         let seeds = SnTable::ALL.map(|t| mix(account_seed ^ t.salt()));
-        let anchor_secs = anchor.timestamp();
-        let last_second = if anchor.timestamp_subsec_nanos() > 0 {
-            anchor_secs
-        } else {
-            anchor_secs - 1
-        };
-        let span = i64::from(history_days.max(1)) * DAY;
+        let history = History::new(anchor, history_days);
         let org = username
             .split(['.', '@', '_'])
             .next()
@@ -249,9 +243,9 @@ impl Gen {
             seeds,
             counts: SnTable::ALL.map(|t| counts.get(t)),
             domain: format!("{org}.example.com"),
-            hist_start: anchor_secs - span,
-            span,
-            last_second,
+            hist_start: history.start,
+            span: history.span,
+            last_second: history.last,
         }
     }
 

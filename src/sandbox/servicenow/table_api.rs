@@ -11,7 +11,7 @@ use chrono::Utc;
 use super::auth::admit;
 use super::data::{Display, RenderOpts, SnTable, hex32, render};
 use super::query::EncodedQuery;
-use super::{DEFAULT_LIMIT, error, ok, unauthenticated};
+use super::{DEFAULT_LIMIT, SnState, error, ok, unauthenticated};
 use crate::domain::Service;
 use crate::sandbox::http::{FaultAnswers, Reply, link_with, planned_fault};
 use crate::sandbox::{FaultAction, Outcome, Shared};
@@ -162,22 +162,7 @@ fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri
     let params = Params::parse(raw_query, &instance);
     let q = EncodedQuery::parse(&params.query);
     let answers = FaultAnswers {
-        status: |action: &FaultAction| {
-            let reply = error(
-                action.status_code(),
-                Outcome::Fault,
-                &action.message,
-                Some("Injected by the sandbox"),
-            );
-            if action.status == 429 {
-                let reset = Utc::now().timestamp() + action.retry_after_secs as i64;
-                reply
-                    .header(header::RETRY_AFTER, action.retry_after_secs)
-                    .headers(sn.rate_headers(reset))
-            } else {
-                reply
-            }
-        },
+        status: |action: &FaultAction| injected_status(sn, action),
         expire_token: || {
             if let Some(token) = &token {
                 sn.revoke(token);
@@ -198,21 +183,7 @@ fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri
         Ok(spoil) => spoil,
         Err(reply) => return reply,
     };
-    let data = sn
-        .table(account, table)
-        .read()
-        .unwrap_or_else(|e| e.into_inner());
-    let (rows, total) = sn.select(&data, &q, params.offset, params.limit);
-    let mut body = Vec::with_capacity(rows.len() * table.approx_record_bytes() + 16);
-    body.extend_from_slice(b"{\"result\":[");
-    for (n, rec) in rows.iter().enumerate() {
-        if n > 0 {
-            body.push(b',');
-        }
-        render(&data.generator, rec, &params.render, &mut body);
-    }
-    body.extend_from_slice(b"]}");
-    drop(data);
+    let (body, total) = result_page(sn, account, table, &q, &params);
     let username = &sn.accounts[account].account.username;
     let key = format!(
         "sn\n{username}\n{}\n{}\n{}\n{}\n{:?}",
@@ -235,6 +206,49 @@ fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri
     reply
         .headers(sn.rate_headers(hour_reset()))
         .spoiled_by(spoil)
+}
+
+/// A fault plan's error status, as ServiceNow words it; a 429 also says when to come back.
+fn injected_status(sn: &SnState, action: &FaultAction) -> Reply {
+    let reply = error(
+        action.status_code(),
+        Outcome::Fault,
+        &action.message,
+        Some("Injected by the sandbox"),
+    );
+    if action.status == 429 {
+        let reset = Utc::now().timestamp() + action.retry_after_secs as i64;
+        reply
+            .header(header::RETRY_AFTER, action.retry_after_secs)
+            .headers(sn.rate_headers(reset))
+    } else {
+        reply
+    }
+}
+
+/// The `{"result":[...]}` body of one page of the query, and how many records match.
+fn result_page(
+    sn: &SnState,
+    account: usize,
+    table: SnTable,
+    q: &EncodedQuery,
+    params: &Params,
+) -> (Vec<u8>, usize) {
+    let data = sn
+        .table(account, table)
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
+    let (rows, total) = sn.select(&data, q, params.offset, params.limit);
+    let mut body = Vec::with_capacity(rows.len() * table.approx_record_bytes() + 16);
+    body.extend_from_slice(b"{\"result\":[");
+    for (n, rec) in rows.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        render(&data.generator, rec, &params.render, &mut body);
+    }
+    body.extend_from_slice(b"]}");
+    (body, total)
 }
 
 pub(super) async fn one(

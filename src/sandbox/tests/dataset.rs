@@ -215,7 +215,7 @@ fn fault_plans_load_and_errors_name_the_file() {
         r#"{"faults":[{"path":"service/tickets","status":"x"}]}"#,
     )
     .unwrap();
-    let err = load_faults(&bad).unwrap_err();
+    let err = load_faults(&bad).unwrap_err().to_string();
     assert!(
         err.contains("bad.json") && err.contains("faults[0].status"),
         "{err}"
@@ -225,9 +225,11 @@ fn fault_plans_load_and_errors_name_the_file() {
         r#"{"faults":[{"path":"service/tickets","status":42}]}"#,
     )
     .unwrap();
-    let err = load_faults(&bad).unwrap_err();
+    let err = load_faults(&bad).unwrap_err().to_string();
     assert!(err.contains("bad.json") && err.contains("42"), "{err}");
-    let err = load_faults(&dir.path().join("missing.json")).unwrap_err();
+    let err = load_faults(&dir.path().join("missing.json"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.json"), "{err}");
 }
 

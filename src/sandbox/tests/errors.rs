@@ -19,13 +19,13 @@ async fn bad_credentials_get_401_without_echoing_keys() {
         .header("clientId", &t.client_id);
     let no_client_id = client.get(&u).header(
         "Authorization",
-        basic(&t.company_id, &t.public_key, &t.private_key),
+        basic(&t.company_id, &t.public_key, t.private_key.expose()),
     );
     let other_tenants_client = client
         .get(&u)
         .header(
             "Authorization",
-            basic(&t.company_id, &t.public_key, &t.private_key),
+            basic(&t.company_id, &t.public_key, t.private_key.expose()),
         )
         .header("clientId", &cfg.tenants[1].client_id);
     let no_auth = client.get(&u).header("clientId", &t.client_id);
@@ -36,7 +36,7 @@ async fn bad_credentials_get_401_without_echoing_keys() {
         assert_eq!(r.json()["code"], "Unauthorized");
         assert!(r.json()["message"].as_str().unwrap().len() > 5);
         for secret in [
-            t.private_key.as_str(),
+            t.private_key.expose(),
             t.public_key.as_str(),
             "not-the-private-key",
         ] {

@@ -19,9 +19,14 @@ fn is_name(s: &str) -> bool {
         && !s.ends_with('_')
 }
 
+/// A column whose name makes no Salesforce field path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("column '{0}' is not a Salesforce field name")]
+pub struct NotAField(pub String);
+
 /// The SOQL path of a flattened column: `Owner__Name` → `Owner.Name`, while custom names
 /// keep their suffix: `Region__c` → `Region__c`, `Parent__r__Name` → `Parent__r.Name`.
-pub fn soql_field(column: &str) -> Result<String, String> {
+pub fn soql_field(column: &str) -> Result<String, NotAField> {
     let mut parts: Vec<String> = Vec::new();
     for seg in column.split("__") {
         match parts.last_mut() {
@@ -35,7 +40,7 @@ pub fn soql_field(column: &str) -> Result<String, String> {
     if parts.iter().all(|p| is_name(p.replace("__", "_").as_str())) && !parts.is_empty() {
         Ok(parts.join("."))
     } else {
-        Err(format!("column '{column}' is not a Salesforce field name"))
+        Err(NotAField(column.to_string()))
     }
 }
 
@@ -65,8 +70,8 @@ impl Spec {
             .iter()
             .map(|c| soql_field(&c.name))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        let id = soql_field(&endpoint.id_field).map_err(bad)?;
+            .map_err(|e| bad(e.to_string()))?;
+        let id = soql_field(&endpoint.id_field).map_err(|e| bad(e.to_string()))?;
         let stamp = endpoint.query_field().to_string();
         if id.contains('.') || !is_name(&stamp) {
             return Err(bad(format!(

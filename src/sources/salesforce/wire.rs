@@ -93,24 +93,10 @@ impl ApiError {
         self.code.as_deref() == Some(code)
     }
 
-    /// 429 and 403 `REQUEST_LIMIT_EXCEEDED` are the server asking to wait; the rest are
-    /// errors with the API's own words.
+    /// The error in the API's own words (scrubbed), classified by `SourceError::from_status`.
     pub fn into_source(self, scrub: impl Fn(&str) -> String) -> SourceError {
         let message = scrub(&self.message);
-        let (status, retry_after) = (self.status, self.retry_after);
-        if status == 429 || (status == 403 && self.has_code("REQUEST_LIMIT_EXCEEDED")) {
-            SourceError::RateLimited {
-                status,
-                message,
-                retry_after,
-            }
-        } else {
-            SourceError::Http {
-                status,
-                message,
-                retry_after,
-            }
-        }
+        SourceError::from_status(self.status, self.code.as_deref(), message, self.retry_after)
     }
 }
 
@@ -291,18 +277,32 @@ pub fn parse_query_page(body: &[u8], id: &str, stamp: &str) -> Result<QueryPage,
     result.map_err(|e| decode_error("query result", e))
 }
 
+/// Why a Bulk API CSV result cannot be read as records.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    #[error("CSV header '{0}' is not a field path")]
+    NotAPath(String),
+    #[error("CSV header '{0}' appears twice")]
+    Twice(String),
+    #[error("CSV header: {0}")]
+    Header(String),
+    /// Record `n` (from 1) is malformed.
+    #[error("CSV record {n}: {reason}")]
+    Record { n: usize, reason: String },
+}
+
 enum Node {
     Leaf(usize),
     Object(Vec<(String, Node)>),
 }
 
 /// Nests dotted header names: `Owner.Name` becomes member `Name` of object `Owner`.
-fn header_tree(headers: &csv::StringRecord) -> Result<Vec<(String, Node)>, String> {
+fn header_tree(headers: &csv::StringRecord) -> Result<Vec<(String, Node)>, CsvError> {
     let mut root: Vec<(String, Node)> = Vec::new();
     for (col, name) in headers.iter().enumerate() {
         let parts: Vec<&str> = name.split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(format!("CSV header '{name}' is not a field path"));
+            return Err(CsvError::NotAPath(name.to_string()));
         }
         let mut level = &mut root;
         for (depth, part) in parts.iter().enumerate() {
@@ -325,7 +325,7 @@ fn header_tree(headers: &csv::StringRecord) -> Result<Vec<(String, Node)>, Strin
                     };
                     level = children;
                 }
-                (Some(_), _) => return Err(format!("CSV header '{name}' appears twice")),
+                (Some(_), _) => return Err(CsvError::Twice(name.to_string())),
             }
         }
     }
@@ -357,7 +357,7 @@ fn write_object(out: &mut Vec<u8>, nodes: &[(String, Node)], row: &csv::StringRe
 /// records: values stay strings, an empty field is null, `Owner.Name` nests as
 /// `{"Owner":{"Name":..}}` so flattening names it `Owner__Name`. Returns the JSON and the
 /// number of records.
-pub fn csv_to_json(body: &[u8]) -> Result<(Vec<u8>, usize), String> {
+pub fn csv_to_json(body: &[u8]) -> Result<(Vec<u8>, usize), CsvError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -366,7 +366,7 @@ pub fn csv_to_json(body: &[u8]) -> Result<(Vec<u8>, usize), String> {
     out.push(b'[');
     let headers = reader
         .headers()
-        .map_err(|e| format!("CSV header: {e}"))?
+        .map_err(|e| CsvError::Header(e.to_string()))?
         .clone();
     if headers.is_empty() {
         out.push(b']');
@@ -375,10 +375,10 @@ pub fn csv_to_json(body: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let tree = header_tree(&headers)?;
     let mut row = csv::StringRecord::new();
     let mut n = 0;
-    while reader
-        .read_record(&mut row)
-        .map_err(|e| format!("CSV record {}: {e}", n + 1))?
-    {
+    while reader.read_record(&mut row).map_err(|e| CsvError::Record {
+        n: n + 1,
+        reason: e.to_string(),
+    })? {
         if n > 0 {
             out.push(b',');
         }

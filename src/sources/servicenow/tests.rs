@@ -271,11 +271,11 @@ fn sn_fault(kind: FaultKind, status: Option<u16>, times: Option<u32>) -> Fault {
 fn creds(a: &SnAccount) -> Credentials {
     let mut pairs = vec![
         ("username".to_string(), a.username.clone()),
-        ("password".to_string(), a.password.clone()),
+        ("password".to_string(), a.password.expose().to_string()),
     ];
     if let (Some(id), Some(secret)) = (&a.client_id, &a.client_secret) {
         pairs.push(("client_id".to_string(), id.clone()));
-        pairs.push(("client_secret".to_string(), secret.clone()));
+        pairs.push(("client_secret".to_string(), secret.expose().to_string()));
     }
     Credentials::from_pairs(pairs)
 }

@@ -3,16 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use super::codec::{
-    BY_CREATED, BY_TENANT, LIST_PK_VALUE, StoredChunk, chunk_key, chunk_sk, decode_chunk,
+    BY_CREATED, BY_TENANT, Frontier, LIST_PK_VALUE, StoredChunk, chunk_key, chunk_sk, decode_chunk,
     decode_job, frontier_key, job_key, n, s, t,
 };
 use super::io::{
-    Txn, backend, backoff, is_condition_failed, names, query_all, transact, update_if, values,
+    Txn, backend, backoff, is_condition_failed, names, query_all, transact, update_if, update_item,
+    values,
 };
 use super::{DynamoStore, JobView};
 use crate::domain::{Chunk, ChunkStatus, Job, JobStatus};
@@ -324,46 +325,9 @@ impl DynamoStore {
             let lowest = seqs.iter().copied().min().unwrap_or(frontier.next);
             let mut items = Vec::with_capacity(seqs.len() + 1);
             for seq in &seqs {
-                let update = "SET #status = :pending, #attempts = :zero REMOVE #not_before, #finished_at ADD #v :one";
-                let cond = "#status = :failed";
-                let key = crate::domain::ChunkKey {
-                    job_id: job_id.clone(),
-                    table: table.to_string(),
-                    seq: *seq,
-                };
-                let u = Update::builder()
-                    .table_name(&self.chunks)
-                    .set_key(Some(chunk_key(&key)))
-                    .update_expression(update)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(names(&[update, cond]))
-                    .set_expression_attribute_values(values([
-                        (":pending", s("pending")),
-                        (":failed", s("failed")),
-                        (":zero", n(0)),
-                        (":one", n(1)),
-                    ]))
-                    .build()
-                    .map_err(|e| StoreError::Backend(e.to_string()))?;
-                items.push(TransactWriteItem::builder().update(u).build());
+                items.push(self.reopen_item(job_id, table, *seq)?);
             }
-            let update = "SET #next = :next ADD #v :one, #failed :minus";
-            let cond = "#v = :v";
-            let u = Update::builder()
-                .table_name(&self.chunks)
-                .set_key(Some(frontier_key(job_id, table)))
-                .update_expression(update)
-                .condition_expression(cond)
-                .set_expression_attribute_names(names(&[update, cond]))
-                .set_expression_attribute_values(values([
-                    (":next", n(frontier.next.min(lowest))),
-                    (":one", n(1)),
-                    (":minus", n(-(seqs.len() as i64))),
-                    (":v", n(frontier.v)),
-                ]))
-                .build()
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(u).build());
+            items.push(self.lower_frontier_item(job_id, &frontier, lowest, seqs.len())?);
             match transact(&self.client, items, "TransactWriteItems reopen chunks").await? {
                 Txn::Committed => return Ok(seqs.len() as u32),
                 Txn::Refused(codes) => {
@@ -388,5 +352,54 @@ impl DynamoStore {
         Err(StoreError::Backend(format!(
             "reopening failed chunks of {job_id}/{table} kept racing other writers"
         )))
+    }
+
+    /// Makes failed chunk `seq` pending again with fresh attempts, if it is still failed.
+    fn reopen_item(
+        &self,
+        job_id: &str,
+        table: &str,
+        seq: u32,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = "SET #status = :pending, #attempts = :zero REMOVE #not_before, #finished_at ADD #v :one";
+        let cond = "#status = :failed";
+        let key = crate::domain::ChunkKey {
+            job_id: job_id.to_string(),
+            table: table.to_string(),
+            seq,
+        };
+        let vals = values([
+            (":pending", s("pending")),
+            (":failed", s("failed")),
+            (":zero", n(0)),
+            (":one", n(1)),
+        ]);
+        update_item(&self.chunks, chunk_key(&key), update, cond, vals)
+    }
+
+    /// Moves a table's frontier back to `lowest` (if lower) and takes `reopened` off its
+    /// failed count, if no one changed the frontier since it was read.
+    fn lower_frontier_item(
+        &self,
+        job_id: &str,
+        frontier: &Frontier,
+        lowest: u32,
+        reopened: usize,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = "SET #next = :next ADD #v :one, #failed :minus";
+        let cond = "#v = :v";
+        let vals = values([
+            (":next", n(frontier.next.min(lowest))),
+            (":one", n(1)),
+            (":minus", n(-(reopened as i64))),
+            (":v", n(frontier.v)),
+        ]);
+        update_item(
+            &self.chunks,
+            frontier_key(job_id, &frontier.table),
+            update,
+            cond,
+            vals,
+        )
     }
 }

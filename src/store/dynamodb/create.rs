@@ -140,18 +140,7 @@ impl DynamoStore {
                 && view.job.status.is_active()
                 && !self.abandon_if_stalled(&view).await?
             {
-                let found = view.job;
-                if end_is_default || found.window.end == job.window.end {
-                    return Ok(CreateOutcome::Existing(found));
-                }
-                return Err(StoreError::Conflict(format!(
-                    "active job {} already backfills {} {} from {} (until {}); cancel it or wait for it before asking for a different end",
-                    found.job_id,
-                    found.tenant_id,
-                    found.service,
-                    found.window.start.to_rfc3339(),
-                    found.window.end.to_rfc3339()
-                )));
+                return crate::store::existing_or_conflict(view.job, &job, end_is_default);
             }
             let id = self.free_id(&job.job_id).await?;
             let lease = Utc::now() + Duration::seconds(CREATION_LEASE_SECS);

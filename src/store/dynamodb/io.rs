@@ -9,7 +9,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, TransactWriteItem, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, TransactWriteItem, Update,
+    WriteRequest,
 };
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
@@ -66,6 +67,27 @@ pub(super) async fn update_if(
         Err(e) if is_condition_failed(&e) => Ok(false),
         Err(e) => Err(backend(what, e)),
     }
+}
+
+/// The transaction item that applies `update` to the item at `key` if `cond` holds: what
+/// `update_if` does alone, as one write of a transaction.
+pub(super) fn update_item(
+    table: &str,
+    key: Item,
+    update: &str,
+    cond: &str,
+    vals: Option<HashMap<String, AttributeValue>>,
+) -> Result<TransactWriteItem, StoreError> {
+    let u = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression(update)
+        .condition_expression(cond)
+        .set_expression_attribute_names(names(&[update, cond]))
+        .set_expression_attribute_values(vals)
+        .build()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(TransactWriteItem::builder().update(u).build())
 }
 
 /// Sleeps before retry round `round`: exponential from 20 ms, capped at 2 s, with full

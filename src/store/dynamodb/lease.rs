@@ -1,12 +1,12 @@
 //! Writes by the lease holder: checkpoint, renew, release, complete, fail, and breaking a
 //! dead holder's lease. Each is conditional on `status = running AND lease_owner = owner`.
 
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::DynamoStore;
 use super::codec::{chunk_key, frontier_key, n, s, t};
-use super::io::{Txn, backend, names, transact, update_if, values};
+use super::io::{Txn, backend, transact, update_if, update_item, values};
 use crate::domain::{Checkpoint, ChunkKey, Job};
 use crate::store::StoreError;
 
@@ -89,16 +89,7 @@ impl<'a> Change<'a> {
     /// The same change as one item of a transaction.
     fn transact_item(&self, table: &str, key: &ChunkKey) -> Result<TransactWriteItem, StoreError> {
         let expr = self.expression();
-        let update = Update::builder()
-            .table_name(table)
-            .set_key(Some(chunk_key(key)))
-            .update_expression(&expr)
-            .condition_expression(HELD)
-            .set_expression_attribute_names(names(&[&expr, HELD]))
-            .set_expression_attribute_values(values(self.values()))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        update_item(table, chunk_key(key), &expr, HELD, values(self.values()))
     }
 }
 
@@ -262,19 +253,14 @@ impl DynamoStore {
     ) -> Result<(), StoreError> {
         let count = format!("ADD {counter} :one, #records :records");
         let exists = "attribute_exists(#sk)";
-        let frontier = Update::builder()
-            .table_name(&self.chunks)
-            .set_key(Some(frontier_key(&key.job_id, &key.table)))
-            .update_expression(&count)
-            .condition_expression(exists)
-            .set_expression_attribute_names(names(&[&count, exists]))
-            .set_expression_attribute_values(values([(":one", n(1)), (":records", n(records))]))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let items = vec![
-            change.transact_item(&self.chunks, key)?,
-            TransactWriteItem::builder().update(frontier).build(),
-        ];
+        let frontier = update_item(
+            &self.chunks,
+            frontier_key(&key.job_id, &key.table),
+            &count,
+            exists,
+            values([(":one", n(1)), (":records", n(records))]),
+        )?;
+        let items = vec![change.transact_item(&self.chunks, key)?, frontier];
         match transact(&self.client, items, "TransactWriteItems finish chunk").await? {
             Txn::Committed => Ok(()),
             r if r.refused(0) => Err(self.refused(key, owner).await),

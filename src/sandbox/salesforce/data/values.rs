@@ -217,20 +217,10 @@ impl Renderer<'_> {
 
     /// The value of direct field `field` (canonical name) of record `i`.
     pub(crate) fn value(&self, i: u64, field: &str, t: Times) -> Val {
-        let h = self.h(i, fnv1a(field.as_bytes()));
-        match field {
-            "Id" => return Val::Str(self.keys.record_id(self.sobject, i)),
-            "IsDeleted" => return Val::Bool(false),
-            "OwnerId" => return Val::Str(self.keys.user_id(self.owner(i))),
-            "CreatedById" => return Val::Str(self.keys.user_id(self.h(i, 41) % OrgKeys::USERS)),
-            "LastModifiedById" => {
-                return Val::Str(self.keys.user_id(self.h(i, 42) % OrgKeys::USERS));
-            }
-            "CreatedDate" => return Val::DateTime(t.created),
-            "LastModifiedDate" => return Val::DateTime(t.modified),
-            "SystemModstamp" => return Val::DateTime(t.modstamp),
-            _ => {}
+        if let Some(v) = self.system_value(i, field, t) {
+            return v;
         }
+        let h = self.h(i, fnv1a(field.as_bytes()));
         let person = self.person(self.h(i, 50));
         match (self.sobject, field) {
             (SObject::Account, "Name") => Val::Str(self.company(self.h(i, 51))),
@@ -295,66 +285,90 @@ impl Renderer<'_> {
                 self.company(self.h(i, 51)),
                 words::pick(OPP_TYPES, h)
             )),
-            (SObject::Opportunity, _) => {
-                let (stage, prob, closed, won, forecast) = words::pick(STAGES, self.h(i, 60));
-                match field {
-                    "StageName" => Val::Str(stage.into()),
-                    "Probability" => Val::Num(prob),
-                    "IsClosed" => Val::Bool(closed),
-                    "IsWon" => Val::Bool(won),
-                    "ForecastCategory" => Val::Str(forecast.into()),
-                    "Amount" => Val::Num(((h >> 3) % 2_000) as f64 * 250.0 + 0.5 * (h % 2) as f64),
-                    "CloseDate" => Val::Date(t.created.div_euclid(DAY) + (h % 120) as i64),
-                    "Type" => Val::Str(words::pick(OPP_TYPES, h).into()),
-                    _ => Val::Null,
+            (SObject::Opportunity, _) => self.opportunity_value(i, field, h, t),
+            (SObject::Case, _) => self.case_value(i, field, h, t),
+            (SObject::Lead, _) => self.lead_value(i, field, h, t),
+            _ => Val::Null,
+        }
+    }
+
+    /// The fields every sObject has: id, deletion flag, owner and the audit fields.
+    fn system_value(&self, i: u64, field: &str, t: Times) -> Option<Val> {
+        Some(match field {
+            "Id" => Val::Str(self.keys.record_id(self.sobject, i)),
+            "IsDeleted" => Val::Bool(false),
+            "OwnerId" => Val::Str(self.keys.user_id(self.owner(i))),
+            "CreatedById" => Val::Str(self.keys.user_id(self.h(i, 41) % OrgKeys::USERS)),
+            "LastModifiedById" => Val::Str(self.keys.user_id(self.h(i, 42) % OrgKeys::USERS)),
+            "CreatedDate" => Val::DateTime(t.created),
+            "LastModifiedDate" => Val::DateTime(t.modified),
+            "SystemModstamp" => Val::DateTime(t.modstamp),
+            _ => return None,
+        })
+    }
+
+    /// An Opportunity's own fields, `h` drawn for `field`: its stage decides the rest.
+    fn opportunity_value(&self, i: u64, field: &str, h: u64, t: Times) -> Val {
+        let (stage, prob, closed, won, forecast) = words::pick(STAGES, self.h(i, 60));
+        match field {
+            "StageName" => Val::Str(stage.into()),
+            "Probability" => Val::Num(prob),
+            "IsClosed" => Val::Bool(closed),
+            "IsWon" => Val::Bool(won),
+            "ForecastCategory" => Val::Str(forecast.into()),
+            "Amount" => Val::Num(((h >> 3) % 2_000) as f64 * 250.0 + 0.5 * (h % 2) as f64),
+            "CloseDate" => Val::Date(t.created.div_euclid(DAY) + (h % 120) as i64),
+            "Type" => Val::Str(words::pick(OPP_TYPES, h).into()),
+            _ => Val::Null,
+        }
+    }
+
+    /// A Case's own fields, `h` drawn for `field`: its status decides whether it is closed.
+    fn case_value(&self, i: u64, field: &str, h: u64, t: Times) -> Val {
+        let (status, closed) = words::pick(CASE_STATUSES, self.h(i, 61));
+        match field {
+            "CaseNumber" => Val::Str(format!("{:08}", 1_000 + i)),
+            "Subject" => Val::Str(words::pick(words::SUMMARIES, h).into()),
+            "Description" => {
+                let steps = words::pick(CASE_STEPS, h >> 5);
+                if steps.is_empty() {
+                    Val::Null
+                } else {
+                    Val::Str(format!("{}\n{steps}", words::pick(words::SUMMARIES, h)))
                 }
             }
-            (SObject::Case, _) => {
-                let (status, closed) = words::pick(CASE_STATUSES, self.h(i, 61));
-                match field {
-                    "CaseNumber" => Val::Str(format!("{:08}", 1_000 + i)),
-                    "Subject" => Val::Str(words::pick(words::SUMMARIES, h).into()),
-                    "Description" => {
-                        let steps = words::pick(CASE_STEPS, h >> 5);
-                        if steps.is_empty() {
-                            Val::Null
-                        } else {
-                            Val::Str(format!("{}\n{steps}", words::pick(words::SUMMARIES, h)))
-                        }
-                    }
-                    "Status" => Val::Str(status.into()),
-                    "IsClosed" => Val::Bool(closed),
-                    "ClosedDate" => {
-                        if closed {
-                            Val::DateTime(t.modified)
-                        } else {
-                            Val::Null
-                        }
-                    }
-                    "IsEscalated" => Val::Bool(status == "Escalated"),
-                    "Priority" => Val::Str(words::pick(CASE_PRIORITIES, h).into()),
-                    "Origin" => Val::Str(words::pick(CASE_ORIGINS, h).into()),
-                    "Type" => Val::Str(words::pick(CASE_TYPES, h).into()),
-                    "ContactId" => self.reference(SObject::Contact, h),
-                    _ => Val::Null,
+            "Status" => Val::Str(status.into()),
+            "IsClosed" => Val::Bool(closed),
+            "ClosedDate" => {
+                if closed {
+                    Val::DateTime(t.modified)
+                } else {
+                    Val::Null
                 }
             }
-            (SObject::Lead, _) => {
-                let status = words::pick(LEAD_STATUSES, self.h(i, 62));
-                let converted = status == "Closed - Converted";
-                match field {
-                    "Company" => Val::Str(self.company(self.h(i, 51))),
-                    "Status" => Val::Str(status.into()),
-                    "Rating" => Val::Str(words::pick(RATINGS, h).into()),
-                    "IsConverted" => Val::Bool(converted),
-                    "ConvertedDate" => {
-                        if converted {
-                            Val::Date(t.modified.div_euclid(DAY))
-                        } else {
-                            Val::Null
-                        }
-                    }
-                    _ => Val::Null,
+            "IsEscalated" => Val::Bool(status == "Escalated"),
+            "Priority" => Val::Str(words::pick(CASE_PRIORITIES, h).into()),
+            "Origin" => Val::Str(words::pick(CASE_ORIGINS, h).into()),
+            "Type" => Val::Str(words::pick(CASE_TYPES, h).into()),
+            "ContactId" => self.reference(SObject::Contact, h),
+            _ => Val::Null,
+        }
+    }
+
+    /// A Lead's own fields, `h` drawn for `field`: its status decides conversion.
+    fn lead_value(&self, i: u64, field: &str, h: u64, t: Times) -> Val {
+        let status = words::pick(LEAD_STATUSES, self.h(i, 62));
+        let converted = status == "Closed - Converted";
+        match field {
+            "Company" => Val::Str(self.company(self.h(i, 51))),
+            "Status" => Val::Str(status.into()),
+            "Rating" => Val::Str(words::pick(RATINGS, h).into()),
+            "IsConverted" => Val::Bool(converted),
+            "ConvertedDate" => {
+                if converted {
+                    Val::Date(t.modified.div_euclid(DAY))
+                } else {
+                    Val::Null
                 }
             }
             _ => Val::Null,

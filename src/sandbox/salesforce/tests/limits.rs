@@ -32,7 +32,7 @@ async fn logins_tokens_and_limits_behave_like_an_org() {
             vec![
                 ("grant_type", "password"),
                 ("client_id", a.client_id.as_str()),
-                ("client_secret", a.client_secret.as_str()),
+                ("client_secret", a.client_secret.expose()),
                 ("username", USER),
                 ("password", "wrong"),
             ],
@@ -56,7 +56,7 @@ async fn logins_tokens_and_limits_behave_like_an_org() {
         &[
             ("grant_type", "refresh_token"),
             ("client_id", &a.client_id),
-            ("client_secret", &a.client_secret),
+            ("client_secret", a.client_secret.expose()),
             ("refresh_token", "5Aep-refresh-token"),
         ],
     )

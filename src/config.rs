@@ -91,6 +91,23 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
 ];
 
+/// A tenant or a tenant's service the registry does not have, naming the registry file.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("unknown tenant '{tenant_id}' (known: {known}; registry {})", registry.display())]
+    UnknownTenant {
+        tenant_id: String,
+        known: String,
+        registry: PathBuf,
+    },
+    #[error("tenant '{tenant_id}' has no {service} connection in {}", registry.display())]
+    NoConnection {
+        tenant_id: String,
+        service: Service,
+        registry: PathBuf,
+    },
+}
+
 /// All configuration, loaded from one directory laid out like `mappings/`.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -174,20 +191,20 @@ impl Config {
         self.endpoints.iter().find(|e| e.service == service)
     }
 
-    pub fn tenant(&self, tenant_id: &str) -> Result<&Tenant, String> {
-        self.tenants.get(tenant_id).ok_or_else(|| {
-            let known: Vec<&str> = self
-                .tenants
-                .tenants
-                .iter()
-                .map(|t| t.tenant_id.as_str())
-                .collect();
-            format!(
-                "unknown tenant '{tenant_id}' (known: {}; registry {})",
-                known.join(", "),
-                self.dir.join("tenants.json").display()
-            )
-        })
+    pub fn tenant(&self, tenant_id: &str) -> Result<&Tenant, LookupError> {
+        self.tenants
+            .get(tenant_id)
+            .ok_or_else(|| LookupError::UnknownTenant {
+                tenant_id: tenant_id.to_string(),
+                known: self
+                    .tenants
+                    .tenants
+                    .iter()
+                    .map(|t| t.tenant_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                registry: self.dir.join("tenants.json"),
+            })
     }
 
     /// The tenant's connection to `service`, or why there is none.
@@ -195,14 +212,16 @@ impl Config {
         &self,
         tenant_id: &str,
         service: Service,
-    ) -> Result<(&Tenant, &ServiceConnection), String> {
+    ) -> Result<(&Tenant, &ServiceConnection), LookupError> {
         let tenant = self.tenant(tenant_id)?;
-        let conn = tenant.services.get(&service).ok_or_else(|| {
-            format!(
-                "tenant '{tenant_id}' has no {service} connection in {}",
-                self.dir.join("tenants.json").display()
-            )
-        })?;
+        let conn = tenant
+            .services
+            .get(&service)
+            .ok_or_else(|| LookupError::NoConnection {
+                tenant_id: tenant_id.to_string(),
+                service,
+                registry: self.dir.join("tenants.json"),
+            })?;
         Ok((tenant, conn))
     }
 }

@@ -80,7 +80,9 @@ fn checked_endpoints<'a>(
     service: Service,
 ) -> Result<&'a ServiceEndpoints, PlanError> {
     validate_identifier("tenant id", tenant_id).map_err(|e| PlanError(e.to_string()))?;
-    let (_, conn) = config.connection(tenant_id, service).map_err(PlanError)?;
+    let (_, conn) = config
+        .connection(tenant_id, service)
+        .map_err(|e| PlanError(e.to_string()))?;
     if !conn.enabled {
         return Err(PlanError(format!(
             "tenant '{tenant_id}' has {service} disabled in the tenants registry"

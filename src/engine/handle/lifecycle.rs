@@ -140,7 +140,10 @@ pub(super) fn transform(
     service: Service,
 ) -> Result<(String, BoxFuture<'static, Result<String, HandleError>>), HandleError> {
     let refused = |m: String| HandleError::Refused(Refusal::Invalid(m));
-    let tenant = engine.config().tenant(tenant_id).map_err(refused)?;
+    let tenant = engine
+        .config()
+        .tenant(tenant_id)
+        .map_err(|e| refused(e.to_string()))?;
     if !tenant.services.contains_key(&service) {
         return Err(refused(format!(
             "tenant {tenant_id} has no {service} service"

@@ -366,11 +366,25 @@ pub enum Output {
     Json,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration like 90s, 10m or 1h30m: {e}"))?;
+/// Why a `--time-budget` (or `--lease`) value is refused.
+#[derive(Debug, thiserror::Error)]
+enum DurationError {
+    #[error("'{value}' is not a duration like 90s, 10m or 1h30m: {source}")]
+    Unreadable {
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("the time budget must be more than zero")]
+    Zero,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(s).map_err(|source| DurationError::Unreadable {
+        value: s.to_string(),
+        source,
+    })?;
     if d.is_zero() {
-        return Err("the time budget must be more than zero".into());
+        return Err(DurationError::Zero);
     }
     Ok(d)
 }

@@ -169,9 +169,7 @@ impl EffectRunner {
             } => {
                 let (handle, tx) = (self.handle.clone(), self.tx.clone());
                 tokio::spawn(async move {
-                    let result = handle
-                        .preview(&request, Utc::now())
-                        .map_err(|e| e.to_string());
+                    let result = handle.preview(&request, Utc::now());
                     let _ = tx.send(Msg::Preview { generation, result }).await;
                 });
             }

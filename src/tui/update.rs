@@ -24,7 +24,7 @@ use super::theme::Theme;
 use crate::domain::ChunkStatus;
 use crate::engine::EngineEvent;
 use crate::engine::handle::{Command, PlanPreview, Snapshot, Target};
-use crate::engine::planner::PlanRequest;
+use crate::engine::planner::{PlanError, PlanRequest};
 
 /// Everything that can happen to the console.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub enum Msg {
     },
     Preview {
         generation: u64,
-        result: Result<PlanPreview, String>,
+        result: Result<PlanPreview, PlanError>,
     },
     Theme(Result<Theme, String>),
 }
@@ -158,7 +158,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             if let Mode::Form(form) = &mut app.mode
                 && form.generation == generation
             {
-                form.preview = Some(result.map(|p| PreviewSummary::from_preview(&p)));
+                form.preview = Some(
+                    result
+                        .map(|p| PreviewSummary::from_preview(&p))
+                        .map_err(|e| e.to_string()),
+                );
                 app.dirty = true;
             }
             Vec::new()

@@ -571,7 +571,7 @@ fn t_opens_the_form_previews_the_plan_and_confirms() {
     assert!(g2 > g1);
     assert_eq!(request.tables, vec!["tickets".to_string()]);
     let plan_for =
-        |req: &PlanRequest| Err::<PlanPreview, String>(format!("stale {}", req.tenant_id));
+        |req: &PlanRequest| Err::<PlanPreview, _>(PlanError(format!("stale {}", req.tenant_id)));
     update(
         &mut a,
         Msg::Preview {

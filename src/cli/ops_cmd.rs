@@ -214,11 +214,9 @@ pub async fn resume(global: &GlobalArgs, ws: &Workspace, args: &ResumeArgs) -> R
     act(
         global,
         ws,
-        &args.job_id,
-        &args.cloud,
+        (&args.job_id, &args.cloud, Output::Text),
         action,
         port,
-        Output::Text,
     )
     .await
 }
@@ -239,23 +237,22 @@ pub async fn job_action(
     act(
         global,
         ws,
-        &args.job_id,
-        &args.cloud,
+        (&args.job_id, &args.cloud, args.output),
         action,
         port,
-        args.output,
     )
     .await
 }
 
+/// The job a command names, where (`--cloud`) and how it prints.
+type Target<'a> = (&'a str, &'a CloudArgs, Output);
+
 async fn act(
     global: &GlobalArgs,
     ws: &Workspace,
-    job_id: &str,
-    cloud: &CloudArgs,
+    (job_id, cloud, out): Target<'_>,
     action: JobAction,
     port: Port,
-    out: Output,
 ) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
     if !cloud.cloud && !ws.store_path().exists() {

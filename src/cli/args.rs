@@ -67,9 +67,13 @@ pub fn page_size(config: &Config, service: Service, table: &str) -> u32 {
 }
 
 pub fn deadline(exec: &ExecArgs) -> Option<Instant> {
-    // Keep a margin to save state and exit: a tenth of the budget, at most 30 s.
-    exec.time_budget
-        .map(|b| Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30)))
+    budget_deadline(exec.time_budget)
+}
+
+/// When work must stop to fit a `--time-budget`: a margin to save state and exit is kept, a
+/// tenth of the budget, at most 30 s.
+pub fn budget_deadline(budget: Option<std::time::Duration>) -> Option<Instant> {
+    budget.map(|b| Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30)))
 }
 
 pub fn exit_for(outcomes: &[RunOutcome]) -> ExitCode {

@@ -8,7 +8,7 @@ use chrono::Utc;
 use clap::Args;
 use color_eyre::eyre::{Result, bail, eyre};
 
-use super::args::{exit_for, parse_service};
+use super::args::{budget_deadline, exit_for, parse_service};
 use super::runtime::{self, Wired};
 use super::{
     CloudArgs, EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out,
@@ -16,7 +16,7 @@ use super::{
 use crate::config::Config;
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
-use crate::engine::ops::{Hints, Hold, Ops, Outcome};
+use crate::engine::ops::{Hints, Hold, LocalRunner, Ops, Outcome, RunnerOptions};
 use crate::engine::planner::{self, PlanRequest};
 use crate::store::{AlertFilter, CreateOutcome};
 use crate::transform::{TransformMode, TransformRequest};
@@ -160,11 +160,19 @@ pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result
             })
             .await?;
     }
-    let deadline = args.time_budget.map(|b| {
-        tokio::time::Instant::now() + b - (b / 10).min(std::time::Duration::from_secs(30))
-    });
+    // Through the local runner, as every run of this process: the scheduling rules apply.
+    let runner = LocalRunner::new(
+        engine.clone(),
+        RunnerOptions {
+            deadline: budget_deadline(args.time_budget),
+            ..RunnerOptions::default()
+        },
+    );
     let job_id = outcome.job().job_id.clone();
-    let done = engine.run_job(&job_id, deadline).await?;
+    Ops::new(engine.clone(), Arc::new(runner.clone()))
+        .start(&job_id)
+        .await?;
+    let done = runner.wait_for(&job_id).await?;
     let job = engine
         .store()
         .get_job(&job_id)

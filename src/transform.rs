@@ -225,48 +225,21 @@ async fn transform_one(
     let mut mapped = Vec::new();
     for object in &objects {
         let bytes = get_bytes(&store, &object.location).await?;
-        let (t, s, e) = (table_arc.clone(), src_arc.clone(), ep_arc.clone());
-        let origin = object.location.to_string();
-        let mut sp = spill.take();
-        let (batches, sp) = tokio::task::spawn_blocking(move || {
-            let batches = read_mapped(bytes, &t, &s, &e, &origin)?;
-            match sp.as_mut() {
-                Some(spill) => spill.add(&batches).map(|()| (Vec::new(), sp)),
-                None => Ok((batches, sp)),
-            }
-        })
-        .await
-        .map_err(|e| TransformError::Parquet(e.to_string()))??;
+        let maps = (table_arc.clone(), src_arc.clone(), ep_arc.clone());
+        let (batches, sp) = map_object(bytes, maps, object.location.to_string(), spill).await?;
         spill = sp;
         mapped.extend(batches);
     }
-    let (tenant, svc, source_table) = (req.tenant_id.clone(), service, src.table.clone());
-    let skip = unhashed(src, endpoint);
-    let (file, stats) = tokio::task::spawn_blocking(move || {
-        let ctx = Scd2Context {
-            tenant_id: &tenant,
-            service: svc.as_str(),
-            source_table: &source_table,
-            table: &table_arc,
-            unhashed: skip,
-        };
-        let out = tempfile::tempfile()
-            .map_err(|e| TransformError::Store(format!("cannot create a local file: {e}")))?;
-        let mut writer = Writer::new(output_schema(&table_arc), out)?;
-        let mut stats = Scd2Stats::default();
-        match spill {
-            None => write_history(&mapped, &ctx, &mut writer, &mut stats)?,
-            Some(spill) => {
-                let spilled = spill.finish()?;
-                for b in 0..spilled.buckets() {
-                    write_history(&spilled.read(b)?, &ctx, &mut writer, &mut stats)?;
-                }
-            }
-        }
-        Ok::<_, TransformError>((writer.finish()?, stats))
-    })
-    .await
-    .map_err(|e| TransformError::Parquet(e.to_string()))??;
+    let ctx = OwnedContext {
+        tenant_id: req.tenant_id.clone(),
+        service,
+        source_table: src.table.clone(),
+        table: table_arc,
+        unhashed: unhashed(src, endpoint),
+    };
+    let (file, stats) = tokio::task::spawn_blocking(move || write_table(&ctx, mapped, spill))
+        .await
+        .map_err(|e| TransformError::Parquet(e.to_string()))??;
     let path = canonical_path(&req.tenant_id, &table.table, service);
     report.bytes = upload(&store, &path, file, UPLOAD_PART_BYTES).await?;
     report.stats = stats;
@@ -277,6 +250,63 @@ async fn transform_one(
         records = report.stats.records, duplicates = report.stats.duplicates,
         unchanged = report.stats.unchanged, duration_ms = report.duration_ms, "canonical transform done");
     Ok(report)
+}
+
+/// What the history planner needs of a table, owned so it can move to a blocking task.
+struct OwnedContext {
+    tenant_id: String,
+    service: Service,
+    source_table: String,
+    table: Arc<CanonicalTable>,
+    unhashed: Vec<String>,
+}
+
+/// One raw part read and mapped to the canonical columns (off the async threads): its
+/// batches, or, when the table spills, added to the buckets' spill files.
+async fn map_object(
+    bytes: bytes::Bytes,
+    (table, src, endpoint): (Arc<CanonicalTable>, Arc<SourceMapping>, Arc<EndpointDef>),
+    origin: String,
+    mut spill: Option<spill::Spill>,
+) -> Result<(Vec<arrow_array::RecordBatch>, Option<spill::Spill>), TransformError> {
+    tokio::task::spawn_blocking(move || {
+        let batches = read_mapped(bytes, &table, &src, &endpoint, &origin)?;
+        match spill.as_mut() {
+            Some(s) => s.add(&batches).map(|()| (Vec::new(), spill)),
+            None => Ok((batches, spill)),
+        }
+    })
+    .await
+    .map_err(|e| TransformError::Parquet(e.to_string()))?
+}
+
+/// The table's whole history into a local Parquet file, a bucket at a time when it spilled.
+fn write_table(
+    owned: &OwnedContext,
+    mapped: Vec<arrow_array::RecordBatch>,
+    spill: Option<spill::Spill>,
+) -> Result<(std::fs::File, Scd2Stats), TransformError> {
+    let ctx = Scd2Context {
+        tenant_id: &owned.tenant_id,
+        service: owned.service.as_str(),
+        source_table: &owned.source_table,
+        table: &owned.table,
+        unhashed: owned.unhashed.clone(),
+    };
+    let out = tempfile::tempfile()
+        .map_err(|e| TransformError::Store(format!("cannot create a local file: {e}")))?;
+    let mut writer = Writer::new(output_schema(&owned.table), out)?;
+    let mut stats = Scd2Stats::default();
+    match spill {
+        None => write_history(&mapped, &ctx, &mut writer, &mut stats)?,
+        Some(spill) => {
+            let spilled = spill.finish()?;
+            for b in 0..spilled.buckets() {
+                write_history(&spilled.read(b)?, &ctx, &mut writer, &mut stats)?;
+            }
+        }
+    }
+    Ok((writer.finish()?, stats))
 }
 
 /// Plans one set of records' history and writes it a row group at a time, so only one

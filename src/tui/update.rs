@@ -72,45 +72,9 @@ const STATUS_SECS: i64 = 8;
 
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
-        Msg::Key(key) => on_key(app, key),
-        Msg::Resize { width, height } => {
-            app.width = width;
-            app.height = height;
-            let h = app.body_rows();
-            app.jobs.settle(app.job_rows.len(), h);
-            app.tenants
-                .settle(app.tenant_rows.len(), app.tenant_body_rows());
-            app.dirty = true;
-            Vec::new()
-        }
-        Msg::Tick(now) => {
-            app.now = now;
-            for m in app.rates.values_mut() {
-                m.prune(now);
-            }
-            if app
-                .status
-                .as_ref()
-                .is_some_and(|s| now - s.at >= Duration::seconds(STATUS_SECS))
-            {
-                app.status = None;
-                app.dirty = true;
-            }
-            if app.view() == View::Health {
-                app.rebuild_alerts();
-                app.dirty = true;
-            }
-            // Rates and ETAs move only while something runs.
-            if app
-                .snap
-                .jobs
-                .iter()
-                .any(|j| j.status == crate::domain::JobStatus::Running)
-            {
-                app.dirty = true;
-            }
-            Vec::new()
-        }
+        Msg::Key(key) => return on_key(app, key),
+        Msg::Resize { width, height } => on_resize(app, width, height),
+        Msg::Tick(now) => on_tick(app, now),
         Msg::Snapshot(snap) => {
             app.life.settle(&snap.waiting, snap.taken_at);
             app.snap = snap;
@@ -119,41 +83,16 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.rebuild_alerts();
             actions::settle_detail(app);
             app.dirty = true;
-            Vec::new()
         }
-        Msg::Engine { event, at } => {
-            on_event(app, event, at);
-            Vec::new()
-        }
-        Msg::Logs(records) => {
-            if records.is_empty() {
-                return Vec::new();
-            }
-            app.logs.push(records);
-            app.logs.source_error = None;
-            if app.view() == View::Logs {
-                app.dirty = true;
-            }
-            Vec::new()
-        }
+        Msg::Engine { event, at } => on_event(app, event, at),
+        Msg::Logs(records) => on_logs(app, records),
         Msg::LogError(e) => {
             if app.logs.source_error.as_deref() != Some(e.as_str()) {
                 app.logs.source_error = Some(e);
                 app.dirty = true;
             }
-            Vec::new()
         }
-        Msg::Done { command, result } => {
-            if matches!(command, Command::Watch { .. }) {
-                return Vec::new();
-            }
-            lifecycle::answered(app, &command);
-            match result {
-                Ok(text) => app.set_status(StatusKind::Info, text),
-                Err(e) => app.set_status(StatusKind::Error, format!("{}: {e}", verb(&command))),
-            }
-            Vec::new()
-        }
+        Msg::Done { command, result } => on_done(app, &command, result),
         Msg::Preview { generation, result } => {
             if let Mode::Form(form) = &mut app.mode
                 && form.generation == generation
@@ -165,23 +104,86 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 );
                 app.dirty = true;
             }
-            Vec::new()
         }
-        Msg::Theme(result) => {
-            match result {
-                Ok(theme) => {
-                    let name = theme.name.clone();
-                    app.theme = if app.theme.color {
-                        theme
-                    } else {
-                        theme.no_color()
-                    };
-                    app.set_status(StatusKind::Info, format!("theme {name}"));
-                }
-                Err(e) => app.set_status(StatusKind::Error, format!(":theme: {e}")),
-            }
-            Vec::new()
+        Msg::Theme(result) => on_theme(app, result),
+    }
+    Vec::new()
+}
+
+fn on_resize(app: &mut App, width: u16, height: u16) {
+    app.width = width;
+    app.height = height;
+    let h = app.body_rows();
+    app.jobs.settle(app.job_rows.len(), h);
+    app.tenants
+        .settle(app.tenant_rows.len(), app.tenant_body_rows());
+    app.dirty = true;
+}
+
+/// The clock: rates age, the status message fades, health alerts are judged again.
+fn on_tick(app: &mut App, now: DateTime<Utc>) {
+    app.now = now;
+    for m in app.rates.values_mut() {
+        m.prune(now);
+    }
+    if app
+        .status
+        .as_ref()
+        .is_some_and(|s| now - s.at >= Duration::seconds(STATUS_SECS))
+    {
+        app.status = None;
+        app.dirty = true;
+    }
+    if app.view() == View::Health {
+        app.rebuild_alerts();
+        app.dirty = true;
+    }
+    // Rates and ETAs move only while something runs.
+    if app
+        .snap
+        .jobs
+        .iter()
+        .any(|j| j.status == crate::domain::JobStatus::Running)
+    {
+        app.dirty = true;
+    }
+}
+
+fn on_logs(app: &mut App, records: Vec<LogRecord>) {
+    if records.is_empty() {
+        return;
+    }
+    app.logs.push(records);
+    app.logs.source_error = None;
+    if app.view() == View::Logs {
+        app.dirty = true;
+    }
+}
+
+/// The engine's answer to a command: its line in the status bar.
+fn on_done(app: &mut App, command: &Command, result: Result<String, String>) {
+    if matches!(command, Command::Watch { .. }) {
+        return;
+    }
+    lifecycle::answered(app, command);
+    match result {
+        Ok(text) => app.set_status(StatusKind::Info, text),
+        Err(e) => app.set_status(StatusKind::Error, format!("{}: {e}", verb(command))),
+    }
+}
+
+fn on_theme(app: &mut App, result: Result<Theme, String>) {
+    match result {
+        Ok(theme) => {
+            let name = theme.name.clone();
+            app.theme = if app.theme.color {
+                theme
+            } else {
+                theme.no_color()
+            };
+            app.set_status(StatusKind::Info, format!("theme {name}"));
         }
+        Err(e) => app.set_status(StatusKind::Error, format!(":theme: {e}")),
     }
 }
 

@@ -55,23 +55,26 @@ fn creds(pairs: &[(&str, &str)]) -> Credentials {
     Credentials::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
 }
 
-const CW: &[(&str, &str)] = &[
+/// A service's credential fields and values.
+type Fields = &'static [(&'static str, &'static str)];
+
+const CW: Fields = &[
     ("company_id", "acmecorp-company"),
     ("public_key", "cw-public-key-0001"),
     ("private_key", "cw-private-key-0123456789"),
     ("client_id", "cw-client-id-7f3e9a2b"),
 ];
-const SN_BASIC: &[(&str, &str)] = &[
+const SN_BASIC: Fields = &[
     ("username", "sn.integration.user"),
     ("password", "sn-password-0123456789"),
 ];
-const SN_OAUTH: &[(&str, &str)] = &[
+const SN_OAUTH: Fields = &[
     ("username", "sn.integration.user"),
     ("password", "sn-password-0123456789"),
     ("client_id", "sn-client-id-4c1d8e"),
     ("client_secret", "sn-client-secret-9a8b7c"),
 ];
-const SF: &[(&str, &str)] = &[
+const SF: Fields = &[
     ("client_id", "sf-consumer-key-3MVG9abcdef"),
     ("client_secret", "sf-consumer-secret-5566"),
     ("username", "sf.integration@example.com"),
@@ -154,7 +157,7 @@ fn assert_no_credential(service: Service, message: &str, credentials: &[(&str, &
 
 #[tokio::test]
 async fn an_api_echoing_the_request_into_its_error_leaks_no_credential() {
-    let cases: [(Service, &[(&str, &str)]); 4] = [
+    let cases: [(Service, Fields); 4] = [
         (Service::Connectwise, CW),
         (Service::Servicenow, SN_BASIC),
         (Service::Servicenow, SN_OAUTH),
@@ -186,7 +189,7 @@ async fn an_api_echoing_the_request_into_its_error_leaks_no_credential() {
 
 #[tokio::test]
 async fn a_credential_straddling_the_cut_of_a_raw_error_body_is_fully_redacted() {
-    let cases: [(Service, &[(&str, &str)], &str); 4] = [
+    let cases: [(Service, Fields, &str); 4] = [
         (Service::Connectwise, CW, "cw-client-id-7f3e9a2b"),
         (Service::Connectwise, CW, "cw-private-key-0123456789"),
         (Service::Servicenow, SN_BASIC, "sn-password-0123456789"),
@@ -211,7 +214,7 @@ async fn a_credential_straddling_the_cut_of_a_raw_error_body_is_fully_redacted()
 
 #[tokio::test]
 async fn a_redirect_to_another_host_fails_naming_both_and_sends_nothing_there() {
-    let cases: [(Service, &[(&str, &str)]); 4] = [
+    let cases: [(Service, Fields); 4] = [
         (Service::Connectwise, CW),
         (Service::Servicenow, SN_BASIC),
         (Service::Servicenow, SN_OAUTH),

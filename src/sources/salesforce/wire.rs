@@ -445,7 +445,12 @@ mod tests {
             ApiError::from_body(403, body, None, str::to_string).into_source(str::to_string),
             SourceError::Http { status: 403, .. }
         ));
-        let e = ApiError::from_body(429, b"slow down", Some(Duration::from_secs(3)), str::to_string);
+        let e = ApiError::from_body(
+            429,
+            b"slow down",
+            Some(Duration::from_secs(3)),
+            str::to_string,
+        );
         assert!(matches!(
             e.into_source(str::to_string),
             SourceError::RateLimited { status: 429, retry_after: Some(d), .. } if d == Duration::from_secs(3)

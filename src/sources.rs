@@ -219,9 +219,89 @@ pub(crate) async fn read_answer(
     Ok((status, headers, body))
 }
 
-/// A shared HTTP client: rustls, connection pooling, bounded timeouts.
+/// How much of an error body that is not in the API's error format a message shows.
+const BODY_EXCERPT_BYTES: usize = 300;
+
+/// The start of an error body that is not in the API's error format, for a message. The
+/// whole body is scrubbed before it is cut, so a secret straddling the cut is not half shown.
+pub(crate) fn body_excerpt(body: &[u8], scrub: impl Fn(&str) -> String) -> String {
+    crate::secret::cut(scrub(&String::from_utf8_lossy(body)), BODY_EXCERPT_BYTES)
+}
+
+/// Every value of `credentials` as it may come back in an error body: as given, and
+/// form-encoded (as it was sent in a form or query). Each source adds what it builds from
+/// them (Basic auth tokens, `user:pass`).
+pub(crate) fn credential_secrets(credentials: &Credentials) -> Vec<String> {
+    let mut out = Vec::new();
+    for value in credentials.secret_values() {
+        out.push(value.to_string());
+        let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        if encoded != value {
+            out.push(encoded);
+        }
+    }
+    out
+}
+
+/// A redirect to another host (or port). The clients never follow one: the request's
+/// credentials would go to the other host, or the answer would come without them.
+#[derive(Debug, thiserror::Error)]
+#[error("{from} redirected to another host, {to}: cross-host redirects are not followed")]
+pub struct CrossHostRedirect {
+    pub from: String,
+    pub to: String,
+}
+
+/// `host` or `host:port`, as the URL gives it.
+fn host_of(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// Same-host redirects are followed (at most 10, as reqwest's default); a redirect to
+/// another host or port is an error naming both.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |u: &url::Url| (u.host_str().map(str::to_string), u.port_or_known_default());
+        let Some(from) = attempt.previous().last() else {
+            return attempt.follow();
+        };
+        if origin(from) != origin(attempt.url()) {
+            let e = CrossHostRedirect {
+                from: host_of(from),
+                to: host_of(attempt.url()),
+            };
+            attempt.error(e)
+        } else if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The error for a request that got no answer: a refused cross-host redirect is a
+/// configuration problem (the chunk fails, no retry); anything else a transport error.
+/// `scrub` cleans the text of the source's secrets.
+pub(crate) fn request_error(e: reqwest::Error, scrub: impl Fn(&str) -> String) -> SourceError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<CrossHostRedirect>() {
+            return SourceError::Config(scrub(&r.to_string()));
+        }
+        cause = c.source();
+    }
+    SourceError::Transport(scrub(&e.without_url().to_string()))
+}
+
+/// A shared HTTP client: rustls, connection pooling, bounded timeouts, no redirect to
+/// another host.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(redirect_policy())
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(8)

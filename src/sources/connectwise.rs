@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue};
 
-use super::{Page, Source, SourceError, read_answer, retry_after};
+use super::{
+    Page, Source, SourceError, body_excerpt, credential_secrets, read_answer, request_error,
+    retry_after,
+};
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
@@ -57,11 +60,9 @@ impl ConnectWise {
         );
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{company}+{public}:{private}"));
-        let secrets = vec![
-            private.clone(),
-            token.clone(),
-            format!("{public}:{private}"),
-        ];
+        // Every credential field (the `clientId` header too), and what is built from them.
+        let mut secrets = credential_secrets(&creds);
+        secrets.extend([token.clone(), format!("{public}:{private}")]);
         Ok(ConnectWise {
             base_url: base_url.trim_end_matches('/').to_string(),
             http,
@@ -104,18 +105,10 @@ impl ConnectWise {
             .headers(self.headers(forward_only)?)
             .send()
             .await
-            .map_err(|e| {
-                SourceError::Transport(scrub(
-                    &e.without_url().to_string(),
-                    self.secrets.iter().map(String::as_str),
-                ))
-            })?;
+            .map_err(|e| request_error(e, |t| self.scrub(t)))?;
         let (status, headers, body) = read_answer(resp, "").await?;
         if !status.is_success() {
-            let message = scrub(
-                &error_message(&body),
-                self.secrets.iter().map(String::as_str),
-            );
+            let message = self.scrub(&error_message(&body, |t| self.scrub(t)));
             return Err(SourceError::from_status(
                 status.as_u16(),
                 None,
@@ -126,14 +119,19 @@ impl ConnectWise {
         Ok((headers, body))
     }
 
+    fn scrub(&self, text: &str) -> String {
+        scrub(text, self.secrets.iter().map(String::as_str))
+    }
+
     fn url(&self, endpoint: &EndpointDef, suffix: &str) -> Result<url::Url, SourceError> {
         url::Url::parse(&format!("{}/{}{suffix}", self.base_url, endpoint.path))
             .map_err(|e| SourceError::Config(format!("base URL {}: {e}", self.base_url)))
     }
 }
 
-/// The API's own words from a CW error body (`{"code":..,"message":..}`), else the raw text.
-fn error_message(body: &[u8]) -> String {
+/// The API's own words from a CW error body (`{"code":..,"message":..}`), else the start
+/// of the raw text, scrubbed by `scrub` before it is cut.
+fn error_message(body: &[u8], scrub: impl Fn(&str) -> String) -> String {
     #[derive(serde::Deserialize)]
     struct CwError {
         code: Option<String>,
@@ -147,7 +145,7 @@ fn error_message(body: &[u8]) -> String {
                 message.unwrap_or_default()
             )
         }
-        _ => String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+        _ => body_excerpt(body, scrub),
     }
 }
 
@@ -263,9 +261,12 @@ mod tests {
     #[test]
     fn error_bodies_give_the_api_message() {
         let body = br#"{"code":"Unauthorized","message":"UserNotAuthenticated"}"#;
-        assert_eq!(error_message(body), "Unauthorized: UserNotAuthenticated");
         assert_eq!(
-            error_message(b"<html>bad gateway</html>"),
+            error_message(body, str::to_string),
+            "Unauthorized: UserNotAuthenticated"
+        );
+        assert_eq!(
+            error_message(b"<html>bad gateway</html>", str::to_string),
             "<html>bad gateway</html>"
         );
     }

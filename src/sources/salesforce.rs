@@ -28,7 +28,10 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 
-use super::{ApiUsage, Page, Source, SourceError, SourceSettings, retry_after};
+use super::{
+    ApiUsage, Page, Source, SourceError, SourceSettings, credential_secrets, request_error,
+    retry_after,
+};
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
@@ -110,9 +113,9 @@ impl Salesforce {
     ) -> Result<Self, SourceError> {
         let client_id = creds.field("client_id")?;
         let client_secret = creds.field("client_secret")?;
-        let mut secrets = vec![client_secret.clone()];
+        // Every credential field (client_id and username too): the grant sends them all.
+        let secrets = credential_secrets(&creds);
         let grant = if let Some(refresh) = creds.optional("refresh_token") {
-            secrets.push(refresh.clone());
             vec![
                 ("grant_type", Secret::new("refresh_token")),
                 ("client_id", Secret::new(client_id)),
@@ -127,10 +130,6 @@ impl Salesforce {
             })?;
             let password = creds.field("password")?;
             let security_token = creds.optional("security_token").unwrap_or_default();
-            secrets.push(password.clone());
-            if !security_token.is_empty() {
-                secrets.push(security_token.clone());
-            }
             vec![
                 ("grant_type", Secret::new("password")),
                 ("client_id", Secret::new(client_id)),
@@ -183,7 +182,7 @@ impl Salesforce {
     }
 
     fn transport(&self, e: reqwest::Error) -> SourceError {
-        SourceError::Transport(self.scrub(&e.without_url().to_string()))
+        request_error(e, |t| self.scrub(t))
     }
 
     async fn read_body(&self, resp: reqwest::Response) -> Result<bytes::Bytes, SourceError> {
@@ -214,7 +213,7 @@ impl Salesforce {
         let after = retry_after(resp.headers());
         let body = self.read_body(resp).await?;
         if !(200..300).contains(&status) {
-            let mut e = ApiError::from_body(status, &body, after);
+            let mut e = ApiError::from_body(status, &body, after, |t| self.scrub(t));
             e.message = format!("login failed: {}", e.message);
             return Err(e.into_source(|m| self.scrub(m)));
         }
@@ -309,6 +308,7 @@ impl Salesforce {
                 status,
                 &body,
                 retry_after(&headers),
+                |t| self.scrub(t),
             )));
         }
         Ok(Reply {

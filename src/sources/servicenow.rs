@@ -24,7 +24,10 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::{ApiUsage, Page, Source, SourceError, read_answer, retry_after};
+use super::{
+    ApiUsage, Page, Source, SourceError, body_excerpt, credential_secrets, read_answer,
+    request_error, retry_after,
+};
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
@@ -174,8 +177,9 @@ pub fn page_query_string(
     )
 }
 
-/// The API's own words from `{"error":{"message","detail"}}`, else the start of the body.
-pub(crate) fn error_message(body: &[u8]) -> String {
+/// The API's own words from `{"error":{"message","detail"}}`, else the start of the body,
+/// scrubbed by `scrub` before it is cut.
+pub(crate) fn error_message(body: &[u8], scrub: impl Fn(&str) -> String) -> String {
     #[derive(Deserialize)]
     struct Envelope {
         error: Option<ErrorBody>,
@@ -185,7 +189,7 @@ pub(crate) fn error_message(body: &[u8]) -> String {
         message: Option<String>,
         detail: Option<String>,
     }
-    let raw = || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    let raw = || body_excerpt(body, &scrub);
     match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope {
             error: Some(ErrorBody { message, detail }),
@@ -336,12 +340,9 @@ impl ServiceNow {
         http: reqwest::Client,
     ) -> Result<Self, SourceError> {
         let (username, password) = (creds.field("username")?, creds.field("password")?);
-        // Longest first: `user:pass` must go before `pass` alone.
-        let mut secrets = vec![
-            format!("{username}:{password}"),
-            password.clone(),
-            encode(&password),
-        ];
+        // Every credential field (username and client_id too), and what is built from them.
+        let mut secrets = credential_secrets(&creds);
+        secrets.extend([format!("{username}:{password}"), encode(&password)]);
         let auth = match (creds.optional("client_id"), creds.optional("client_secret")) {
             (None, None) => {
                 let token = base64::engine::general_purpose::STANDARD
@@ -350,7 +351,6 @@ impl ServiceNow {
                 Auth::Basic(Secret::new(format!("Basic {token}")))
             }
             (Some(client_id), Some(client_secret)) => {
-                secrets.push(client_secret.clone());
                 secrets.push(encode(&client_secret));
                 let form = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("grant_type", "password")
@@ -412,7 +412,7 @@ impl ServiceNow {
             .body(oauth.form.expose().to_string())
             .send()
             .await
-            .map_err(|e| SourceError::Transport(self.scrub(&e.without_url().to_string(), None)))?;
+            .map_err(|e| request_error(e, |t| self.scrub(t, None)))?;
         let (status, headers, body) = read_answer(resp, "oauth_token.do: ").await?;
         if !status.is_success() {
             #[derive(Deserialize)]
@@ -429,7 +429,7 @@ impl ServiceNow {
                     error_description.unwrap_or_default(),
                     error.unwrap_or_default()
                 ),
-                _ => error_message(&body),
+                _ => error_message(&body, |t| self.scrub(t, None)),
             };
             let message = self.scrub(
                 &format!("OAuth sign-in at oauth_token.do refused: {what}"),
@@ -480,7 +480,7 @@ impl ServiceNow {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| SourceError::Transport(self.scrub(&e.without_url().to_string(), token)))?;
+            .map_err(|e| request_error(e, |t| self.scrub(t, token)))?;
         read_answer(resp, "").await
     }
 
@@ -523,7 +523,7 @@ impl ServiceNow {
         body: &[u8],
         token: Option<&str>,
     ) -> SourceError {
-        let message = self.scrub(&error_message(body), token);
+        let message = self.scrub(&error_message(body, |t| self.scrub(t, token)), token);
         SourceError::from_status(status.as_u16(), None, message, retry_after(headers))
     }
 

@@ -38,7 +38,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn from_body(status: u16, body: &[u8], retry_after: Option<Duration>) -> ApiError {
+    /// `scrub` cleans a body that is not in an error format before it is cut short.
+    pub fn from_body(
+        status: u16,
+        body: &[u8],
+        retry_after: Option<Duration>,
+        scrub: impl Fn(&str) -> String,
+    ) -> ApiError {
         #[derive(serde::Deserialize)]
         struct Item {
             message: Option<String>,
@@ -71,7 +77,7 @@ impl ApiError {
             };
             (Some(o.error), message)
         } else {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            let text = crate::sources::body_excerpt(body, scrub);
             (
                 None,
                 if text.trim().is_empty() {
@@ -420,7 +426,7 @@ mod tests {
     #[test]
     fn error_arrays_give_code_and_message() {
         let body = br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
-        let e = ApiError::from_body(403, body, None);
+        let e = ApiError::from_body(403, body, None, str::to_string);
         assert!(e.has_code("REQUEST_LIMIT_EXCEEDED"));
         match e.into_source(str::to_string) {
             SourceError::RateLimited {
@@ -436,31 +442,37 @@ mod tests {
         // A 403 for anything else is a plain error.
         let body = br#"[{"message":"The REST API is not enabled for this Organization.","errorCode":"API_DISABLED_FOR_ORG"}]"#;
         assert!(matches!(
-            ApiError::from_body(403, body, None).into_source(str::to_string),
+            ApiError::from_body(403, body, None, str::to_string).into_source(str::to_string),
             SourceError::Http { status: 403, .. }
         ));
-        let e = ApiError::from_body(429, b"slow down", Some(Duration::from_secs(3)));
+        let e = ApiError::from_body(
+            429,
+            b"slow down",
+            Some(Duration::from_secs(3)),
+            str::to_string,
+        );
         assert!(matches!(
             e.into_source(str::to_string),
             SourceError::RateLimited { status: 429, retry_after: Some(d), .. } if d == Duration::from_secs(3)
         ));
         let body =
             br#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#;
-        let e = ApiError::from_body(401, body, None).into_source(str::to_string);
+        let e = ApiError::from_body(401, body, None, str::to_string).into_source(str::to_string);
         assert_eq!(
             e.to_string(),
             "HTTP 401: INVALID_SESSION_ID: Session expired or invalid"
         );
         let body = br#"{"error":"invalid_grant","error_description":"authentication failure"}"#;
-        let e = ApiError::from_body(400, body, None);
+        let e = ApiError::from_body(400, body, None, str::to_string);
         assert_eq!(e.code.as_deref(), Some("invalid_grant"));
         assert_eq!(e.message, "invalid_grant: authentication failure");
-        let e = ApiError::from_body(503, b"<html>down</html>", None);
+        let e = ApiError::from_body(503, b"<html>down</html>", None, str::to_string);
         assert_eq!((e.code, e.message.as_str()), (None, "<html>down</html>"));
         let e = ApiError::from_body(
             500,
             br#"[{"message":"x secret-value y","errorCode":"E"}]"#,
             None,
+            str::to_string,
         )
         .into_source(|m| m.replace("secret-value", "***"));
         assert_eq!(e.to_string(), "HTTP 500: E: x *** y");

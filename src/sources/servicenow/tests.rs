@@ -118,18 +118,20 @@ fn cursors_round_trip_and_bad_ones_name_themselves() {
 fn error_envelopes_give_the_api_message() {
     assert_eq!(
         error_message(
-            br#"{"error":{"message":"User is not authenticated","detail":"Required to provide Auth information"},"status":"failure"}"#
+            br#"{"error":{"message":"User is not authenticated","detail":"Required to provide Auth information"},"status":"failure"}"#,
+            str::to_string
         ),
         "User is not authenticated: Required to provide Auth information"
     );
     assert_eq!(
         error_message(
-            br#"{"error":{"message":"Invalid table foo","detail":null},"status":"failure"}"#
+            br#"{"error":{"message":"Invalid table foo","detail":null},"status":"failure"}"#,
+            str::to_string
         ),
         "Invalid table foo"
     );
     assert_eq!(
-        error_message(b"<html>bad gateway</html>"),
+        error_message(b"<html>bad gateway</html>", str::to_string),
         "<html>bad gateway</html>"
     );
     assert!(is_envelope(

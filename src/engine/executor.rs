@@ -23,6 +23,12 @@
 //!    attempt is stored with its backoff (`retry_backoff_seconds`, doubling, ±25 % jitter) while
 //!    attempts remain and the failure is retryable; otherwise the chunk fails for good.
 //!
+//! The time budget (the run's `Deadline`) bounds every wait of a chunk, not only the gaps
+//! between pages: when it comes while a page is awaited (a rate-limit pause, a retry backoff,
+//! an open breaker, a slow answer) the fetch is dropped, the pages already read are saved and
+//! the chunk is released at its checkpoint, without using up an attempt. A server's
+//! `Retry-After` is obeyed up to `max_retry_after_seconds`.
+//!
 //! A heartbeat task renews the lease every quarter of its length; a runner that loses its lease
 //! stops before writing. A lease whose holder is a dead process on this host (`host:pid:nonce`,
 //! checked in `/proc`) is broken at once (`break_dead_leases`), so `resume` after a crash does not

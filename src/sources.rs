@@ -184,17 +184,27 @@ pub fn connect(
     })
 }
 
-/// Parses `Retry-After` given in seconds (the form these APIs use).
+/// Parses `Retry-After`: delay seconds (the form these APIs use; fractions accepted) or an
+/// HTTP date. Never panics: a malformed, negative or NaN value is ignored (`None`), a date in
+/// the past is no wait, and a huge or infinite one is cut to a year (the engine then clamps
+/// it to `max_retry_after_seconds`).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
+    const CEILING: f64 = 365.0 * 86_400.0;
+    let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .trim();
+    let secs = match value.parse::<f64>() {
+        Ok(secs) => secs,
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            let ms = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
+            ms.max(0) as f64 / 1000.0
+        }
+    };
+    // `+ 0.0` turns a `-0` into zero.
+    (secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(CEILING) + 0.0))
 }
 
 /// An answer read whole: its status, headers and body. A body cut short is a truncated

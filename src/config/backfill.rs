@@ -72,6 +72,13 @@ pub struct DefaultSettings {
     /// How long an open breaker waits before letting one probe request through.
     #[serde(default = "default_breaker_cooldown")]
     pub circuit_breaker_cooldown_seconds: f64,
+    /// The longest a server's `Retry-After` is obeyed; a longer one is cut to this.
+    #[serde(default = "default_max_retry_after")]
+    pub max_retry_after_seconds: u64,
+}
+
+fn default_max_retry_after() -> u64 {
+    900
 }
 
 fn default_breaker_failures() -> u32 {
@@ -190,6 +197,12 @@ impl BackfillConfig {
             return err(
                 "$.default_settings.circuit_breaker_cooldown_seconds".into(),
                 "must be a number of seconds between 0 and 86400",
+            );
+        }
+        if d.max_retry_after_seconds == 0 {
+            return err(
+                "$.default_settings.max_retry_after_seconds".into(),
+                "must be at least 1",
             );
         }
         if !(d.retry_backoff_seconds.is_finite() && d.retry_backoff_seconds >= 0.0) {

@@ -71,6 +71,8 @@ struct State {
     last_rate_limited_at: Option<DateTime<Utc>>,
     last_retry_after: Option<Duration>,
     rate_limited_total: u64,
+    /// Whether a `Retry-After` beyond the maximum was already reported.
+    clamp_reported: bool,
 }
 
 pub struct RateBudget {
@@ -126,6 +128,7 @@ impl RateBudget {
                 last_rate_limited_at: None,
                 last_retry_after: None,
                 rate_limited_total: 0,
+                clamp_reported: false,
             }),
         }
     }
@@ -185,6 +188,18 @@ impl RateBudget {
         s.last_rate_limited_at = Some(Utc::now());
         s.last_retry_after = Some(wait);
         s.rate_limited_total += 1;
+    }
+
+    /// `retry_after` cut to `max`. Returns true the first time this pair's server asked
+    /// for longer than `max`, so the caller reports it once.
+    pub fn clamp_retry_after(&self, retry_after: Duration, max: Duration) -> (Duration, bool) {
+        if retry_after <= max {
+            return (retry_after, false);
+        }
+        let mut s = self.lock();
+        let first = !s.clamp_reported;
+        s.clamp_reported = true;
+        (max, first)
     }
 
     /// Adjusts the pace to what the server said about its quota. Returns true when the

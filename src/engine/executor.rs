@@ -23,6 +23,12 @@
 //!    attempt is stored with its backoff (`retry_backoff_seconds`, doubling, ±25 % jitter) while
 //!    attempts remain and the failure is retryable; otherwise the chunk fails for good.
 //!
+//! The time budget (the run's `Deadline`) bounds every wait of a chunk, not only the gaps
+//! between pages: when it comes while a page is awaited (a rate-limit pause, a retry backoff,
+//! an open breaker, a slow answer) the fetch is dropped, the pages already read are saved and
+//! the chunk is released at its checkpoint, without using up an attempt. A server's
+//! `Retry-After` is obeyed up to `max_retry_after_seconds`.
+//!
 //! A heartbeat task renews the lease every quarter of its length; a runner that loses its lease
 //! stops before writing. A lease whose holder is a dead process on this host (`host:pid:nonce`,
 //! checked in `/proc`) is broken at once (`break_dead_leases`), so `resume` after a crash does not
@@ -464,19 +470,36 @@ impl Engine {
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
         let mut progress = Progress::new(chunk.checkpoint.clone(), writer);
-        let mut inflight = Some(fetcher.spawn(progress.cp.cursor.clone()));
+        let mut asked = progress.cp.cursor.clone();
+        let mut inflight = Some(fetcher.spawn(asked.clone()));
         loop {
-            let fetch = inflight
+            let mut fetch = inflight
                 .take()
                 .expect("a fetch is always in flight at the top of the loop");
+            // The deadline also ends the wait for a page: a rate-limit pause, a backoff, an
+            // open breaker or a slow answer never keeps the run past it.
+            let fetched = tokio::select! {
+                biased;
+                fetched = &mut fetch => fetched,
+                () = deadline.wait() => {
+                    fetch.abort();
+                    if progress.pages > 0 {
+                        self.check_lease(key, lost)?;
+                        self.save_progress(key, &mut progress, asked).await?;
+                    }
+                    tracing::info!(chunk = %key, "time budget reached while waiting for a page");
+                    return Ok(ChunkEnd::OutOfTime(progress.cp));
+                }
+            };
             let page = self
-                .await_page(job, key, fetch, progress.writer.meta())
+                .await_page(job, key, fetched, progress.writer.meta())
                 .await?;
             let next = page.next.clone();
             let out_of_time = deadline.reached();
             // Read ahead while this page is encoded: the cursor is already known.
             if let (Some(c), false) = (&next, out_of_time) {
                 inflight = Some(fetcher.spawn(Some(c.clone())));
+                asked = Some(c.clone());
                 // A task spawned from a worker waits in that worker's LIFO slot, where no
                 // other worker can steal it: yield once so the request goes out now and the
                 // response is handled while this page is being flattened.
@@ -485,14 +508,11 @@ impl Engine {
             progress.add(&page)?;
             let exhausted = next.is_none();
             if exhausted || out_of_time || every_page || progress.part_due(opts) {
-                if lost.load(Ordering::SeqCst) {
+                if let Err(f) = self.check_lease(key, lost) {
                     if let Some(h) = inflight.take() {
                         h.abort();
                     }
-                    return Err(Failure::from(StoreError::LeaseLost {
-                        key: key.clone(),
-                        owner: opts.owner.clone(),
-                    }));
+                    return Err(f);
                 }
                 self.save_progress(key, &mut progress, next).await?;
             }
@@ -506,6 +526,18 @@ impl Engine {
                 return Ok(ChunkEnd::OutOfTime(progress.cp));
             }
         }
+    }
+
+    /// A lost lease (the heartbeat saw another runner take the chunk) as the failure that
+    /// stops the run before it writes anything more.
+    fn check_lease(&self, key: &ChunkKey, lost: &AtomicBool) -> Result<(), Failure> {
+        if lost.load(Ordering::SeqCst) {
+            return Err(Failure::from(StoreError::LeaseLost {
+                key: key.clone(),
+                owner: self.options().owner.clone(),
+            }));
+        }
+        Ok(())
     }
 
     /// The fetcher of the chunk's pages and the writer of its parts. Parts written after
@@ -555,12 +587,11 @@ impl Engine {
         &self,
         job: &Job,
         key: &ChunkKey,
-        fetch: JoinHandle<Result<Page, SourceError>>,
+        fetched: Result<Result<Page, SourceError>, tokio::task::JoinError>,
         meta: &ChunkMeta,
     ) -> Result<Page, Failure> {
-        let fetched = fetch
-            .await
-            .map_err(|e| Failure::permanent(format!("page fetch task failed: {e}")))?;
+        let fetched =
+            fetched.map_err(|e| Failure::permanent(format!("page fetch task failed: {e}")))?;
         let what = || format!("{} {} {}", job.tenant_id, job.service, key.table);
         match fetched {
             Ok(page) => Ok(page),
@@ -762,12 +793,13 @@ where
                 // Without a Retry-After, wait 1 s, 2 s, 4 s ... up to a minute.
                 let fallback = Duration::from_secs(1 << rate_limited_in_a_row.min(6));
                 rate_limited_in_a_row += 1;
-                budget.rate_limited(e.retry_after(), fallback);
-                pair.rate_limited(table, &e, e.retry_after().unwrap_or(fallback));
+                let retry_after = pair.bounded_retry_after(&e, &budget);
+                budget.rate_limited(retry_after, fallback);
+                pair.rate_limited(table, &e, retry_after.unwrap_or(fallback));
             }
             Err(e) if e.is_retryable() => match backoff.next() {
                 Some(d) => {
-                    let d = e.retry_after().unwrap_or(d);
+                    let d = pair.bounded_retry_after(&e, &budget).unwrap_or(d);
                     tracing::warn!(tenant_id, %service, table, error = %e, wait_ms = d.as_millis() as u64,
                         "request failed; retrying");
                     tokio::time::sleep(d).await;
@@ -788,6 +820,24 @@ struct Pair<'a> {
 }
 
 impl Pair<'_> {
+    /// The error's `Retry-After`, cut to `max_retry_after_seconds` (reported once per pair).
+    fn bounded_retry_after(&self, e: &SourceError, budget: &RateBudget) -> Option<Duration> {
+        let asked = e.retry_after()?;
+        let max_secs = self
+            .engine
+            .config()
+            .backfill
+            .default_settings
+            .max_retry_after_seconds;
+        let (wait, first) = budget.clamp_retry_after(asked, Duration::from_secs(max_secs));
+        if first {
+            let (tenant_id, service) = (self.tenant_id, self.service);
+            tracing::warn!(tenant_id, %service, asked_secs = asked.as_secs(), max_secs,
+                "the server asked to wait longer than max_retry_after_seconds; waiting the maximum");
+        }
+        Some(wait)
+    }
+
     fn breaker_changed(&self, t: breaker::Transition) {
         let (tenant_id, service) = (self.tenant_id, self.service);
         match t.state {
@@ -869,5 +919,54 @@ mod tests {
             "other hosts are judged by lease expiry"
         );
         assert!(!is_dead_local_owner("garbage"));
+    }
+
+    /// `Retry-After` as the policy gets it from the sources' parser.
+    fn retry_after(value: &str) -> Option<Duration> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+        crate::sources::retry_after(&headers)
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_is_cut_to_a_year() {
+        let year = Duration::from_secs(365 * 86_400);
+        assert_eq!(retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_after("0"), Some(Duration::ZERO));
+        assert_eq!(retry_after("-0"), Some(Duration::ZERO));
+        assert_eq!(retry_after("1e300"), Some(year));
+        assert_eq!(retry_after("999999999999"), Some(year));
+        assert_eq!(retry_after("inf"), Some(year));
+        assert_eq!(retry_after("-5"), None);
+        assert_eq!(retry_after("NaN"), None);
+        assert_eq!(retry_after("abc"), None);
+        assert_eq!(retry_after(""), None);
+        // HTTP dates: one in the past is no wait, one ahead is the time until then.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let ahead = (Utc::now() + chrono::Duration::seconds(120))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let wait = retry_after(&ahead).unwrap();
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after("Fri, 31 Dec 9999 23:59:59 GMT"), Some(year));
+        assert_eq!(retry_after("Wed, 32 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_maximum_is_cut_and_reported_once() {
+        let budget = RateBudget::new(None);
+        let max = Duration::from_secs(900);
+        let d = Duration::from_secs;
+        assert_eq!(budget.clamp_retry_after(d(5), max), (d(5), false));
+        assert_eq!(budget.clamp_retry_after(d(900), max), (d(900), false));
+        assert_eq!(budget.clamp_retry_after(d(3600), max), (max, true));
+        assert_eq!(budget.clamp_retry_after(d(7200), max), (max, false));
     }
 }

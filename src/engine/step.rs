@@ -39,6 +39,25 @@ impl Deadline {
             || self.flag.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
+    /// Resolves when the deadline is reached (never, for a deadline that never comes). A
+    /// flag is looked at every 100 ms.
+    pub(super) async fn wait(&self) {
+        const FLAG_POLL: Duration = Duration::from_millis(100);
+        loop {
+            if self.reached() {
+                return;
+            }
+            match (self.at, &self.flag) {
+                (None, None) => std::future::pending::<()>().await,
+                (Some(at), None) => tokio::time::sleep_until(at).await,
+                (at, Some(_)) => {
+                    let next = Instant::now() + FLAG_POLL;
+                    tokio::time::sleep_until(at.map_or(next, |d| d.min(next))).await
+                }
+            }
+        }
+    }
+
     /// `wake`, or the deadline when it comes first.
     pub(super) fn cap(&self, wake: Instant) -> Instant {
         self.at.map_or(wake, |d| wake.min(d))

@@ -86,11 +86,15 @@ struct Inner {
     changed: watch::Sender<u64>,
 }
 
+/// Ended runs a runner keeps for `wait_for` to collect.
+const KEPT_OUTCOMES: usize = 256;
+
 struct State {
     scheduler: Scheduler,
     running: BTreeSet<String>,
-    /// Jobs someone waits for (`wait_for`, `run_all`), and their ended runs.
+    /// Jobs someone waits for (`wait_for`, `run_all`).
     awaited: BTreeSet<String>,
+    /// Ended runs not collected yet.
     ended: BTreeMap<String, Result<RunOutcome, EngineError>>,
 }
 
@@ -188,9 +192,14 @@ impl LocalRunner {
                 let mut state = runner.state();
                 state.running.remove(&job_id);
                 state.scheduler.finished(&job_id);
-                if state.awaited.remove(&job_id) {
-                    state.ended.insert(job_id.clone(), result);
+                // Kept even when nobody waits yet: a run can end before `wait_for` starts
+                // waiting for it (a job that fails at once). A long-lived runner keeps the
+                // newest few.
+                state.awaited.remove(&job_id);
+                if state.ended.len() >= KEPT_OUTCOMES {
+                    state.ended.pop_first();
                 }
+                state.ended.insert(job_id.clone(), result);
             }
             runner.inner.changed.send_modify(|n| *n += 1);
             if let Some(on_end) = &runner.inner.options.on_end {

@@ -15,7 +15,7 @@ use super::*;
 use crate::config::{Config, EndpointDef};
 use crate::domain::{Service, Window};
 use crate::engine::planner::{self, PlanRequest};
-use crate::engine::{EngineOptions, NoSource, SourceProvider};
+use crate::engine::{EngineOptions, NoSource, RunOutcome, SourceProvider};
 use crate::sink::RawSink;
 use crate::sources::{Page, Source, SourceError};
 use crate::store::SqliteStore;
@@ -237,4 +237,33 @@ fn judge_refuses_a_resume_of_a_job_that_runs_or_waits() {
     // Cancel and pause do not care where it runs: the runners read the status.
     assert!(judge(JobAction::Cancel, &job, &running).is_ok());
     assert!(judge(JobAction::Pause, &job, &waiting).is_ok());
+}
+
+#[tokio::test]
+async fn a_run_that_ends_before_anyone_waits_is_still_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), Arc::default());
+    let (job, _) = plan(&engine).to_job(noon());
+    let finished = RunOutcome {
+        job_id: job.job_id.clone(),
+        status: JobStatus::Failed,
+        stop: crate::engine::StopReason::Finished,
+    };
+    let answer = finished.clone();
+    let run: RunJob = Arc::new(move |_, _| {
+        let answer = answer.clone();
+        Box::pin(async move { Ok(answer) })
+    });
+    let limits = crate::engine::schedule::Limits::from_config(&engine.config().backfill);
+    let runner = LocalRunner::with_run(limits, run, RunnerOptions::default());
+    let meta = crate::domain::JobMeta::default_for(&job.job_id);
+    assert_eq!(
+        runner.start(&job, &meta).await.unwrap(),
+        Start::Started { by: None }
+    );
+    // The run ends (at once) before anyone waits for it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(runner.running().is_empty());
+    let got = runner.wait_for(&job.job_id).await.unwrap();
+    assert_eq!((got.job_id, got.status), (finished.job_id, finished.status));
 }

@@ -112,3 +112,39 @@ fn disabled_services_are_refused() {
     let err = plan(&fx.config(), &req("acme"), Utc::now()).unwrap_err();
     assert!(err.to_string().contains("disabled"), "{err}");
 }
+
+#[test]
+fn chunk_size_flag_outside_its_range_is_refused() {
+    let fx = Fixture::new();
+    let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 15).unwrap();
+    let cfg = fx.config();
+    for days in [0, 3651, u32::MAX] {
+        let mut r = req("acme");
+        r.chunk_size_days = Some(days);
+        let e = plan(&cfg, &r, now).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("--chunk-size-days must be at least 1 and at most 3650 (got {days})")
+        );
+    }
+    let mut r = req("acme");
+    r.chunk_size_days = Some(3650);
+    assert_eq!(plan(&cfg, &r, now).unwrap().chunk_size_days, 3650);
+}
+
+#[test]
+fn override_values_outside_their_range_name_the_path() {
+    let fx = Fixture::new();
+    fx.edit("backfill_config.json", |v| {
+        v["tenant_overrides"]["globex"]["connectwise"]["lookback_days"] = 36_501.into()
+    });
+    let e = avesa_console::config::Config::load(&fx.config_dir())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("backfill_config.json")
+            && e.contains("$.tenant_overrides.globex.connectwise.lookback_days")
+            && e.contains("at most 36500 (got 36501)"),
+        "{e}"
+    );
+}

@@ -2,9 +2,10 @@
 //! and monitoring thresholds.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{ConfigError, ServiceEndpoints, TenantsRegistry, decode, read_json};
 use crate::domain::Service;
@@ -13,13 +14,49 @@ use crate::domain::Service;
 #[serde(deny_unknown_fields)]
 pub struct BackfillConfig {
     pub default_settings: DefaultSettings,
+    #[serde(deserialize_with = "by_service")]
     pub service_settings: BTreeMap<Service, ServiceSettings>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tenant_overrides_by_service")]
     pub tenant_overrides: BTreeMap<String, BTreeMap<Service, TenantOverride>>,
     pub scheduling: Scheduling,
     pub monitoring: Monitoring,
     #[serde(default)]
     pub smart_chunking: SmartChunking,
+}
+
+/// Chunk sizes in days, wherever set (a default, a service, an override, `--chunk-size-days`).
+pub const CHUNK_SIZE_DAYS: RangeInclusive<u64> = 1..=3650;
+/// Lookbacks in days: a hundred years at most.
+pub const LOOKBACK_DAYS: RangeInclusive<u64> = 1..=36_500;
+/// Requests per minute of a rate limit.
+pub const RATE_PER_MINUTE: RangeInclusive<u64> = 1..=1_000_000;
+
+/// A map keyed by service, read through string keys so that an error inside it names the
+/// service in its JSON path (an enum key would show as `?`).
+fn by_service<'de, D, V>(d: D) -> Result<BTreeMap<Service, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    BTreeMap::<String, V>::deserialize(d)?
+        .into_iter()
+        .map(|(key, v)| Ok((key.parse().map_err(serde::de::Error::custom)?, v)))
+        .collect()
+}
+
+/// `tenant_overrides`: tenant → service → override, services read as `by_service` does.
+fn tenant_overrides_by_service<'de, D>(
+    d: D,
+) -> Result<BTreeMap<String, BTreeMap<Service, TenantOverride>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Services(#[serde(deserialize_with = "by_service")] BTreeMap<Service, TenantOverride>);
+    Ok(BTreeMap::<String, Services>::deserialize(d)?
+        .into_iter()
+        .map(|(tenant, Services(services))| (tenant, services))
+        .collect())
 }
 
 /// Windows sized by how many records they hold instead of by days alone: a window holding
@@ -157,6 +194,19 @@ fn err(path: String, reason: &str) -> Result<(), Problem> {
     Err((path, reason.to_string()))
 }
 
+/// The problem at `path` when `value` is outside `range`, naming the range.
+fn check_range(path: String, value: u64, range: RangeInclusive<u64>) -> Result<(), Problem> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let reason = format!(
+        "must be at least {} and at most {} (got {value})",
+        range.start(),
+        range.end()
+    );
+    Err((path, reason))
+}
+
 impl BackfillConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let cfg: BackfillConfig = decode(file, read_json(file)?)?;
@@ -165,44 +215,20 @@ impl BackfillConfig {
     }
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        self.check_defaults()
-            .and_then(|()| self.check_per_service())
+        self.check_integers()
+            .and_then(|()| self.check_defaults())
             .and_then(|()| self.check_schedule_and_monitoring())
             .map_err(|(path, reason)| ConfigError::invalid(file, path, reason))
     }
 
     fn check_defaults(&self) -> Result<(), Problem> {
         let d = &self.default_settings;
-        if d.chunk_size_days == 0 {
-            return err(
-                "$.default_settings.chunk_size_days".into(),
-                "must be at least 1",
-            );
-        }
-        if d.retry_attempts == 0 {
-            return err(
-                "$.default_settings.retry_attempts".into(),
-                "must be at least 1 (the first attempt counts)",
-            );
-        }
-        if d.max_concurrent_jobs == 0 {
-            return err(
-                "$.default_settings.max_concurrent_jobs".into(),
-                "must be at least 1",
-            );
-        }
         if !(d.circuit_breaker_cooldown_seconds.is_finite()
             && (0.0..=86_400.0).contains(&d.circuit_breaker_cooldown_seconds))
         {
             return err(
                 "$.default_settings.circuit_breaker_cooldown_seconds".into(),
                 "must be a number of seconds between 0 and 86400",
-            );
-        }
-        if d.max_retry_after_seconds == 0 {
-            return err(
-                "$.default_settings.max_retry_after_seconds".into(),
-                "must be at least 1",
             );
         }
         if !(d.retry_backoff_seconds.is_finite() && d.retry_backoff_seconds >= 0.0) {
@@ -214,35 +240,134 @@ impl BackfillConfig {
         Ok(())
     }
 
-    /// Service settings and per-tenant overrides.
-    fn check_per_service(&self) -> Result<(), Problem> {
+    /// Every integer setting within its range.
+    fn check_integers(&self) -> Result<(), Problem> {
+        for (path, value, range) in self.integer_settings() {
+            check_range(path, value, range)?;
+        }
+        Ok(())
+    }
+
+    /// Every integer setting of the file: its JSON path, value and allowed range.
+    fn integer_settings(&self) -> Vec<(String, u64, RangeInclusive<u64>)> {
+        let d = &self.default_settings;
+        let at = |field: &str| format!("$.default_settings.{field}");
+        let mut all = vec![
+            (
+                at("chunk_size_days"),
+                d.chunk_size_days.into(),
+                CHUNK_SIZE_DAYS,
+            ),
+            (
+                at("max_concurrent_jobs"),
+                d.max_concurrent_jobs.into(),
+                1..=1000,
+            ),
+            (at("retry_attempts"), d.retry_attempts.into(), 1..=100),
+            (at("timeout_hours"), d.timeout_hours.into(), 0..=8760),
+            (at("lookback_days"), d.lookback_days.into(), LOOKBACK_DAYS),
+            (at("request_retries"), d.request_retries.into(), 0..=100),
+            (
+                at("request_retry_min_delay_ms"),
+                d.request_retry_min_delay_ms,
+                0..=3_600_000,
+            ),
+            (
+                at("circuit_breaker_failures"),
+                d.circuit_breaker_failures.into(),
+                0..=1_000_000,
+            ),
+            (
+                at("max_retry_after_seconds"),
+                d.max_retry_after_seconds,
+                1..=86_400,
+            ),
+        ];
         for (svc, s) in &self.service_settings {
             let at = |field: &str| format!("$.service_settings.{svc}.{field}");
-            if s.chunk_size_days == 0 {
-                return err(at("chunk_size_days"), "must be at least 1");
-            }
-            if s.default_lookback_days == 0 {
-                return err(at("default_lookback_days"), "must be at least 1");
-            }
-            if s.rate_limit_requests_per_minute == 0 {
-                return err(at("rate_limit_requests_per_minute"), "must be at least 1");
+            all.extend([
+                (
+                    at("default_lookback_days"),
+                    s.default_lookback_days.into(),
+                    LOOKBACK_DAYS,
+                ),
+                (
+                    at("chunk_size_days"),
+                    s.chunk_size_days.into(),
+                    CHUNK_SIZE_DAYS,
+                ),
+                (
+                    at("rate_limit_requests_per_minute"),
+                    s.rate_limit_requests_per_minute.into(),
+                    RATE_PER_MINUTE,
+                ),
+            ]);
+            if let Some(t) = s.bulk_query_threshold {
+                all.push((at("bulk_query_threshold"), t, 0..=1_000_000_000));
             }
         }
         for (tenant, services) in &self.tenant_overrides {
             for (svc, o) in services {
                 let at = |field: &str| format!("$.tenant_overrides.{tenant}.{svc}.{field}");
-                if o.chunk_size_days == Some(0) {
-                    return err(at("chunk_size_days"), "must be at least 1");
-                }
-                if o.lookback_days == Some(0) {
-                    return err(at("lookback_days"), "must be at least 1");
-                }
-                if o.rate_limit_requests_per_minute == Some(0) {
-                    return err(at("rate_limit_requests_per_minute"), "must be at least 1");
+                for (field, value, range) in [
+                    ("lookback_days", o.lookback_days, LOOKBACK_DAYS),
+                    ("chunk_size_days", o.chunk_size_days, CHUNK_SIZE_DAYS),
+                    (
+                        "rate_limit_requests_per_minute",
+                        o.rate_limit_requests_per_minute,
+                        RATE_PER_MINUTE,
+                    ),
+                ] {
+                    if let Some(v) = value {
+                        all.push((at(field), v.into(), range));
+                    }
                 }
             }
         }
-        Ok(())
+        let (m, sc) = (&self.monitoring, &self.smart_chunking);
+        all.extend([
+            (
+                "$.scheduling.max_parallel_tenants".into(),
+                self.scheduling.max_parallel_tenants.into(),
+                0..=10_000,
+            ),
+            (
+                "$.monitoring.progress_update_frequency_chunks".into(),
+                m.progress_update_frequency_chunks.into(),
+                1..=1_000_000,
+            ),
+            (
+                "$.monitoring.alert_consecutive_chunk_failures".into(),
+                m.alert_consecutive_chunk_failures.into(),
+                0..=1_000_000,
+            ),
+            (
+                "$.monitoring.alert_job_duration_hours".into(),
+                m.alert_job_duration_hours.into(),
+                0..=87_600,
+            ),
+            (
+                "$.monitoring.cleanup_completed_jobs_after_days".into(),
+                m.cleanup_completed_jobs_after_days.into(),
+                0..=36_500,
+            ),
+            (
+                "$.smart_chunking.max_records_per_chunk".into(),
+                sc.max_records_per_chunk,
+                1..=1_000_000_000,
+            ),
+            (
+                "$.smart_chunking.min_records_per_chunk".into(),
+                sc.min_records_per_chunk,
+                0..=1_000_000_000,
+            ),
+            (
+                "$.smart_chunking.min_window_hours".into(),
+                sc.min_window_hours.into(),
+                1..=87_600,
+            ),
+        ]);
+        all
     }
 
     fn check_schedule_and_monitoring(&self) -> Result<(), Problem> {
@@ -265,22 +390,10 @@ impl BackfillConfig {
             );
         }
         let sc = &self.smart_chunking;
-        if sc.max_records_per_chunk == 0 || sc.min_records_per_chunk >= sc.max_records_per_chunk {
+        if sc.min_records_per_chunk >= sc.max_records_per_chunk {
             return err(
                 "$.smart_chunking.min_records_per_chunk".into(),
                 "must be below max_records_per_chunk, which must be at least 1",
-            );
-        }
-        if sc.min_window_hours == 0 {
-            return err(
-                "$.smart_chunking.min_window_hours".into(),
-                "must be at least 1",
-            );
-        }
-        if self.monitoring.progress_update_frequency_chunks == 0 {
-            return err(
-                "$.monitoring.progress_update_frequency_chunks".into(),
-                "must be at least 1",
             );
         }
         Ok(())

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Serialize;
 
-use crate::config::{BackfillConfig, Config, EndpointDef, ServiceEndpoints};
+use crate::config::{BackfillConfig, CHUNK_SIZE_DAYS, Config, EndpointDef, ServiceEndpoints};
 use crate::domain::{
     Chunk, ChunkKey, Job, JobKind, JobStatus, Service, SyncMarker, Window, validate_identifier,
 };
@@ -51,7 +51,9 @@ pub fn chunk_windows(window: Window, days: u32) -> Vec<Window> {
     let mut out = Vec::new();
     let mut start = window.start;
     while start < window.end {
-        let end = (start + step).min(window.end);
+        let end = start
+            .checked_add_signed(step)
+            .map_or(window.end, |e| e.min(window.end));
         out.push(Window::new(start, end));
         start = end;
     }
@@ -206,10 +208,12 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
     let endpoints = checked_endpoints(config, &req.tenant_id, req.service)?;
     let bf = &config.backfill;
     let chunk_size_days = match req.chunk_size_days {
-        Some(0) => {
-            return Err(PlanError(
-                "--chunk-size-days must be at least 1 (got 0)".into(),
-            ));
+        Some(d) if !CHUNK_SIZE_DAYS.contains(&u64::from(d)) => {
+            return Err(PlanError(format!(
+                "--chunk-size-days must be at least {} and at most {} (got {d})",
+                CHUNK_SIZE_DAYS.start(),
+                CHUNK_SIZE_DAYS.end()
+            )));
         }
         Some(d) => d,
         None => bf.chunk_size_days(&req.tenant_id, req.service),
@@ -249,7 +253,13 @@ fn requested_window(
     let end = trunc(req.end.unwrap_or(now));
     let start = match req.start {
         Some(s) => trunc(s),
-        None => end - Duration::days(i64::from(bf.lookback_days(&req.tenant_id, req.service))),
+        None => {
+            let days = bf.lookback_days(&req.tenant_id, req.service);
+            end.checked_sub_signed(Duration::days(i64::from(days)))
+                .ok_or_else(|| {
+                    PlanError(format!("a lookback of {days} days reaches before any date"))
+                })?
+        }
     };
     if start >= end {
         return Err(PlanError(format!(
@@ -435,6 +445,16 @@ mod tests {
             );
         }
         assert!(windows.iter().all(|w| w.start < w.end));
+    }
+
+    #[test]
+    fn a_step_past_the_last_date_ends_at_the_window_end() {
+        let outer = Window::new(
+            DateTime::<Utc>::MAX_UTC - Duration::days(10),
+            DateTime::<Utc>::MAX_UTC,
+        );
+        let w = chunk_windows(outer, u32::MAX);
+        assert_eq!(w, vec![outer]);
     }
 
     #[test]

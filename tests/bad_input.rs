@@ -245,3 +245,149 @@ fn resume_of_an_unknown_job_fails() {
         text(&out)
     );
 }
+
+#[test]
+fn huge_chunk_size_is_refused_with_its_range() {
+    refused_args(
+        &[("--chunk-size-days", "4294967295")],
+        &["--chunk-size-days", "at most 3650", "4294967295"],
+    );
+}
+
+/// Every integer setting is range-checked: a huge one names its file, JSON path and range
+/// instead of overflowing later in the planner.
+#[test]
+fn huge_config_integers_name_file_path_and_range() {
+    for (edit, path, range) in [
+        (
+            &(|v: &mut serde_json::Value| {
+                v["service_settings"]["connectwise"]["default_lookback_days"] = 4294967295u32.into()
+            }) as &dyn Fn(&mut serde_json::Value),
+            "$.service_settings.connectwise.default_lookback_days",
+            "at most 36500",
+        ),
+        (
+            &|v: &mut serde_json::Value| {
+                v["service_settings"]["connectwise"]["chunk_size_days"] = 4294967295u32.into()
+            },
+            "$.service_settings.connectwise.chunk_size_days",
+            "at most 3650",
+        ),
+        (
+            &|v: &mut serde_json::Value| {
+                v["default_settings"]["lookback_days"] = 4294967295u32.into()
+            },
+            "$.default_settings.lookback_days",
+            "at most 36500",
+        ),
+        (
+            &|v: &mut serde_json::Value| {
+                v["service_settings"]["connectwise"]["rate_limit_requests_per_minute"] =
+                    4294967295u32.into()
+            },
+            "$.service_settings.connectwise.rate_limit_requests_per_minute",
+            "at most 1000000",
+        ),
+    ] {
+        let fx = Fixture::new();
+        fx.edit("backfill_config.json", |v| edit(v));
+        let out = fx.cli(None, &[&["trigger"][..], &OK[..]].concat());
+        let shown = text(&out);
+        assert!(
+            matches!(out.status.code(), Some(1) | Some(2)),
+            "not a clean refusal: {shown}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for n in ["backfill_config.json", path, range] {
+            assert!(stderr.contains(n), "error lacks {n:?}: {shown}");
+        }
+        assert!(
+            !fx.workspace().exists(),
+            "wrote for a refused request: {shown}"
+        );
+    }
+}
+
+#[test]
+fn bad_value_under_a_service_key_names_the_service() {
+    refused(
+        |fx| {
+            fx.edit("backfill_config.json", |v| {
+                v["service_settings"]["connectwise"]["chunk_size_days"] = "thirty".into()
+            });
+        },
+        &OK,
+        &[
+            "$.service_settings.connectwise.chunk_size_days",
+            "invalid type",
+        ],
+    );
+    refused(
+        |fx| {
+            fx.edit(
+                "backfill_config.json",
+                |v| {
+                    v["tenant_overrides"] =
+                        serde_json::json!({"acme": {"connectwise": {"chunk_size_days": "x"}}})
+                },
+            );
+        },
+        &OK,
+        &[
+            "$.tenant_overrides.acme.connectwise.chunk_size_days",
+            "invalid type",
+        ],
+    );
+}
+
+#[test]
+fn run_with_zero_concurrency_touches_nothing() {
+    for args in [
+        &["run", "--concurrency", "0"][..],
+        &[
+            "run",
+            "--job-id",
+            "backfill_acme_connectwise_20250101",
+            "--concurrency",
+            "0",
+        ][..],
+    ] {
+        let fx = Fixture::new();
+        let out = fx.cli(None, args);
+        let shown = text(&out);
+        assert!(!out.status.success(), "accepted: {shown}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--concurrency must be at least 1"),
+            "{shown}"
+        );
+        assert!(
+            !fx.workspace().exists(),
+            "wrote for a refused request: {shown}"
+        );
+    }
+}
+
+#[test]
+fn job_commands_on_an_empty_workspace_create_no_store() {
+    for args in [
+        &["resume", "no_such_job"][..],
+        &["resume", "--retry-failed", "no_such_job"][..],
+        &["cancel", "no_such_job"][..],
+        &["pause", "no_such_job"][..],
+        &["unpause", "no_such_job"][..],
+        &["run", "--job-id", "no_such_job"][..],
+    ] {
+        let fx = Fixture::new();
+        let out = fx.cli(None, args);
+        let shown = text(&out);
+        assert!(!out.status.success(), "{args:?} accepted: {shown}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("job 'no_such_job' not found"),
+            "{args:?}: {shown}"
+        );
+        assert!(
+            !fx.workspace().join("state.db").exists(),
+            "{args:?} created a job store: {shown}"
+        );
+    }
+}

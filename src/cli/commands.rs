@@ -124,12 +124,12 @@ async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<Exit
     if let Some(job_id) = &args.job_id {
         return ops_cmd::run_one(global, ws, job_id, &args.exec).await;
     }
-    let config = runtime::load_config(global, ws)?;
-    ws.ensure()?;
-    runtime::init_logging(&global.log_level, Some(ws))?;
     if args.exec.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
+    let config = runtime::load_config(global, ws)?;
+    ws.ensure()?;
+    runtime::init_logging(&global.log_level, Some(ws))?;
     let options = EngineOptions {
         chunk_concurrency: args.exec.concurrency,
         ..EngineOptions::default()

@@ -189,6 +189,9 @@ pub struct Monitoring {
 /// A JSON path in the file and what is wrong there.
 type Problem = (String, String);
 
+/// An integer setting: its JSON path, value and allowed range.
+type Setting = (String, u64, RangeInclusive<u64>);
+
 /// The problem at `path`, for the `check_*` steps of `validate`.
 fn err(path: String, reason: &str) -> Result<(), Problem> {
     Err((path, reason.to_string()))
@@ -242,73 +245,80 @@ impl BackfillConfig {
 
     /// Every integer setting within its range.
     fn check_integers(&self) -> Result<(), Problem> {
-        for (path, value, range) in self.integer_settings() {
+        let all = (self.default_integers().into_iter())
+            .chain(self.service_integers())
+            .chain(self.override_integers())
+            .chain(self.schedule_and_monitoring_integers());
+        for (path, value, range) in all {
             check_range(path, value, range)?;
         }
         Ok(())
     }
 
-    /// Every integer setting of the file: its JSON path, value and allowed range.
-    fn integer_settings(&self) -> Vec<(String, u64, RangeInclusive<u64>)> {
+    fn default_integers(&self) -> Vec<Setting> {
         let d = &self.default_settings;
-        let at = |field: &str| format!("$.default_settings.{field}");
-        let mut all = vec![
-            (
-                at("chunk_size_days"),
-                d.chunk_size_days.into(),
-                CHUNK_SIZE_DAYS,
-            ),
-            (
-                at("max_concurrent_jobs"),
+        let at =
+            |field: &str, value: u64, range| (format!("$.default_settings.{field}"), value, range);
+        vec![
+            at("chunk_size_days", d.chunk_size_days.into(), CHUNK_SIZE_DAYS),
+            at(
+                "max_concurrent_jobs",
                 d.max_concurrent_jobs.into(),
                 1..=1000,
             ),
-            (at("retry_attempts"), d.retry_attempts.into(), 1..=100),
-            (at("timeout_hours"), d.timeout_hours.into(), 0..=8760),
-            (at("lookback_days"), d.lookback_days.into(), LOOKBACK_DAYS),
-            (at("request_retries"), d.request_retries.into(), 0..=100),
-            (
-                at("request_retry_min_delay_ms"),
+            at("retry_attempts", d.retry_attempts.into(), 1..=100),
+            at("timeout_hours", d.timeout_hours.into(), 0..=8760),
+            at("lookback_days", d.lookback_days.into(), LOOKBACK_DAYS),
+            at("request_retries", d.request_retries.into(), 0..=100),
+            at(
+                "request_retry_min_delay_ms",
                 d.request_retry_min_delay_ms,
                 0..=3_600_000,
             ),
-            (
-                at("circuit_breaker_failures"),
+            at(
+                "circuit_breaker_failures",
                 d.circuit_breaker_failures.into(),
                 0..=1_000_000,
             ),
-            (
-                at("max_retry_after_seconds"),
+            at(
+                "max_retry_after_seconds",
                 d.max_retry_after_seconds,
                 1..=86_400,
             ),
-        ];
+        ]
+    }
+
+    fn service_integers(&self) -> Vec<Setting> {
+        let mut all = Vec::new();
         for (svc, s) in &self.service_settings {
-            let at = |field: &str| format!("$.service_settings.{svc}.{field}");
+            let at = |field: &str, value: u64, range| {
+                (format!("$.service_settings.{svc}.{field}"), value, range)
+            };
             all.extend([
-                (
-                    at("default_lookback_days"),
+                at(
+                    "default_lookback_days",
                     s.default_lookback_days.into(),
                     LOOKBACK_DAYS,
                 ),
-                (
-                    at("chunk_size_days"),
-                    s.chunk_size_days.into(),
-                    CHUNK_SIZE_DAYS,
-                ),
-                (
-                    at("rate_limit_requests_per_minute"),
+                at("chunk_size_days", s.chunk_size_days.into(), CHUNK_SIZE_DAYS),
+                at(
+                    "rate_limit_requests_per_minute",
                     s.rate_limit_requests_per_minute.into(),
                     RATE_PER_MINUTE,
                 ),
             ]);
             if let Some(t) = s.bulk_query_threshold {
-                all.push((at("bulk_query_threshold"), t, 0..=1_000_000_000));
+                all.push(at("bulk_query_threshold", t, 0..=1_000_000_000));
             }
         }
+        all
+    }
+
+    /// The values a tenant override sets (an unset one takes the service's).
+    fn override_integers(&self) -> Vec<Setting> {
+        let mut all = Vec::new();
         for (tenant, services) in &self.tenant_overrides {
             for (svc, o) in services {
-                let at = |field: &str| format!("$.tenant_overrides.{tenant}.{svc}.{field}");
                 for (field, value, range) in [
                     ("lookback_days", o.lookback_days, LOOKBACK_DAYS),
                     ("chunk_size_days", o.chunk_size_days, CHUNK_SIZE_DAYS),
@@ -319,55 +329,60 @@ impl BackfillConfig {
                     ),
                 ] {
                     if let Some(v) = value {
-                        all.push((at(field), v.into(), range));
+                        let path = format!("$.tenant_overrides.{tenant}.{svc}.{field}");
+                        all.push((path, v.into(), range));
                     }
                 }
             }
         }
+        all
+    }
+
+    fn schedule_and_monitoring_integers(&self) -> Vec<Setting> {
         let (m, sc) = (&self.monitoring, &self.smart_chunking);
-        all.extend([
-            (
-                "$.scheduling.max_parallel_tenants".into(),
+        let at = |path: &str, value: u64, range| (path.to_string(), value, range);
+        vec![
+            at(
+                "$.scheduling.max_parallel_tenants",
                 self.scheduling.max_parallel_tenants.into(),
                 0..=10_000,
             ),
-            (
-                "$.monitoring.progress_update_frequency_chunks".into(),
+            at(
+                "$.monitoring.progress_update_frequency_chunks",
                 m.progress_update_frequency_chunks.into(),
                 1..=1_000_000,
             ),
-            (
-                "$.monitoring.alert_consecutive_chunk_failures".into(),
+            at(
+                "$.monitoring.alert_consecutive_chunk_failures",
                 m.alert_consecutive_chunk_failures.into(),
                 0..=1_000_000,
             ),
-            (
-                "$.monitoring.alert_job_duration_hours".into(),
+            at(
+                "$.monitoring.alert_job_duration_hours",
                 m.alert_job_duration_hours.into(),
                 0..=87_600,
             ),
-            (
-                "$.monitoring.cleanup_completed_jobs_after_days".into(),
+            at(
+                "$.monitoring.cleanup_completed_jobs_after_days",
                 m.cleanup_completed_jobs_after_days.into(),
                 0..=36_500,
             ),
-            (
-                "$.smart_chunking.max_records_per_chunk".into(),
+            at(
+                "$.smart_chunking.max_records_per_chunk",
                 sc.max_records_per_chunk,
                 1..=1_000_000_000,
             ),
-            (
-                "$.smart_chunking.min_records_per_chunk".into(),
+            at(
+                "$.smart_chunking.min_records_per_chunk",
                 sc.min_records_per_chunk,
                 0..=1_000_000_000,
             ),
-            (
-                "$.smart_chunking.min_window_hours".into(),
+            at(
+                "$.smart_chunking.min_window_hours",
                 sc.min_window_hours.into(),
                 1..=87_600,
             ),
-        ]);
-        all
+        ]
     }
 
     fn check_schedule_and_monitoring(&self) -> Result<(), Problem> {

@@ -18,6 +18,7 @@ pub mod handoff;
 pub mod metrics;
 pub mod ops;
 pub mod planner;
+mod policy;
 #[cfg(test)]
 mod policy_tests;
 pub mod schedule;

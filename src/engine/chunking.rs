@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use chrono::{Duration, DurationRound};
 
-use super::executor::fetch_with_policy;
 use super::planner::Plan;
+use super::policy::fetch_with_policy;
 use super::{Engine, EngineError};
 use crate::config::SmartChunking;
 use crate::domain::Window;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::executor::fetch_with_policy;
+use super::policy::fetch_with_policy;
 use super::{BreakerState, Engine, EngineEvent, EngineOptions, NoSource, SourceProvider};
 use crate::config::Config;
 use crate::domain::Service;

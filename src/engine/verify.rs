@@ -14,7 +14,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use super::executor::fetch_with_policy;
+use super::policy::fetch_with_policy;
 use super::{Engine, EngineError};
 use crate::config::EndpointDef;
 use crate::domain::{Chunk, ChunkVerification, Job, Service};

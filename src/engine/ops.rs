@@ -375,10 +375,14 @@ impl Ops {
         let outcome = self.engine.create_job(plan, now).await?;
         let created = matches!(outcome, CreateOutcome::Created(_));
         let job = outcome.job().clone();
-        if created {
-            self.engine.set_job_meta(&hints.meta(&job.job_id)).await?;
-        }
-        let meta = self.meta(&job.job_id).await;
+        // A new job's hints are the ones just stored; an existing job keeps its own.
+        let meta = if created {
+            let meta = hints.meta(&job.job_id);
+            self.engine.set_job_meta(&meta).await?;
+            meta
+        } else {
+            self.meta(&job.job_id).await
+        };
         let start = self.dispatch.start(&job, &meta).await?;
         Ok(Outcome::Triggered {
             job,

@@ -237,9 +237,7 @@ impl LocalRunner {
                     .then(|| state.scheduler.next_opening(self.now()))
                     .flatten()
             };
-            if self.deadline_reached() && !self.state().running.contains(job_id) {
-                self.state().scheduler.remove(job_id);
-                self.state().awaited.remove(job_id);
+            if self.deadline_reached() && self.give_up_waiting(job_id) {
                 return self.untouched(job_id).await;
             }
             self.sleep_for_change(&mut changed, next_opening).await;
@@ -289,6 +287,17 @@ impl LocalRunner {
             let opening = if wait_off_peak { next_opening } else { None };
             self.sleep_for_change(&mut changed, opening).await;
         }
+    }
+
+    /// Takes a job that has not started off the queue, and says so; a running one stays.
+    fn give_up_waiting(&self, job_id: &str) -> bool {
+        let mut state = self.state();
+        if state.running.contains(job_id) {
+            return false;
+        }
+        state.scheduler.remove(job_id);
+        state.awaited.remove(job_id);
+        true
     }
 
     fn deadline_reached(&self) -> bool {

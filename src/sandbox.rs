@@ -12,6 +12,7 @@ mod data;
 mod faults;
 mod http;
 mod json;
+mod limits;
 mod render;
 pub mod salesforce;
 pub mod servicenow;
@@ -42,8 +43,10 @@ use crate::domain::Window;
 use crate::secret::Secret;
 use data::{Generator, Table, TableData};
 pub use faults::{Fault, FaultError, FaultKind, FaultPlanError, load_faults};
-pub(crate) use faults::{FaultAction, FaultPlan, RateLimits};
+pub(crate) use faults::{FaultAction, FaultPlan};
 use http::json_response;
+pub(crate) use limits::{Gate, Refusal, Slot};
+pub use limits::{Latency, MAX_ARRIVALS, RateMode, TenantLoad, window_extremes};
 
 /// One ConnectWise company the sandbox accepts credentials for, with its dataset size.
 #[derive(Clone, Debug)]
@@ -124,8 +127,14 @@ pub struct SandboxConfig {
     /// History spans `[anchor - history_days, anchor)`; 0 is treated as 1.
     pub history_days: u32,
     pub tenants: Vec<SandboxTenant>,
-    /// Requests per minute per tenant (burst of the same size); `None` = unlimited.
+    /// Requests per minute per tenant; `None` = unlimited.
     pub rate_limit_per_minute: Option<u32>,
+    /// How strictly `rate_limit_per_minute` is enforced (see `limits`).
+    pub rate_mode: RateMode,
+    /// A tenant's requests served at once; one more is refused as over the rate limit.
+    pub max_concurrent_per_tenant: Option<u32>,
+    /// How long every API answer is held back; `None` = at once.
+    pub latency: Option<Latency>,
     pub faults: Vec<Fault>,
     /// ServiceNow instances' users the sandbox accepts (Table API under `/api/now/`).
     pub servicenow: Vec<servicenow::SnAccount>,
@@ -134,13 +143,16 @@ pub struct SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// 730 days of history, no rate limit, no faults.
+    /// 730 days of history, no rate limit, no latency, no faults.
     pub fn new(anchor: DateTime<Utc>, tenants: Vec<SandboxTenant>) -> Self {
         SandboxConfig {
             anchor,
             history_days: 730,
             tenants,
             rate_limit_per_minute: None,
+            rate_mode: RateMode::Burst,
+            max_concurrent_per_tenant: None,
+            latency: None,
             faults: Vec::new(),
             servicenow: Vec::new(),
             salesforce: Vec::new(),
@@ -153,12 +165,19 @@ impl SandboxConfig {
 pub struct SandboxStats {
     pub requests: u64,
     pub ok: u64,
+    /// Refused by the sandbox's own rate limiter (a fault plan's 429 is a fault, not this).
     pub rate_limited: u64,
+    /// Refused because `max_concurrent_per_tenant` requests of the tenant were being served.
+    pub concurrency_refused: u64,
+    /// The most requests of one tenant served at once.
+    pub max_in_flight: u64,
     pub unauthorized: u64,
     pub faults_injected: u64,
     /// 200 responses to a (company, path, conditions, pageId/page, pageSize) answered 200 before.
     pub repeated_pages: u64,
     pub bytes_sent: u64,
+    /// Per tenant (`service:company` or `service:username`): its load and arrival times.
+    pub tenants: std::collections::BTreeMap<String, TenantLoad>,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +185,7 @@ struct Counters {
     requests: AtomicU64,
     ok: AtomicU64,
     rate_limited: AtomicU64,
+    concurrency_refused: AtomicU64,
     unauthorized: AtomicU64,
     faults_injected: AtomicU64,
     repeated_pages: AtomicU64,
@@ -177,6 +197,7 @@ struct Counters {
 pub(crate) enum Outcome {
     Ok,
     RateLimited,
+    ConcurrencyRefused,
     Unauthorized,
     Fault,
     Other,
@@ -191,6 +212,7 @@ impl Counters {
         let counter = match outcome {
             Outcome::Ok => Some(&self.ok),
             Outcome::RateLimited => Some(&self.rate_limited),
+            Outcome::ConcurrencyRefused => Some(&self.concurrency_refused),
             Outcome::Unauthorized => Some(&self.unauthorized),
             Outcome::Fault => Some(&self.faults_injected),
             Outcome::Other => None,
@@ -200,12 +222,16 @@ impl Counters {
         }
     }
 
-    fn snapshot(&self) -> SandboxStats {
+    fn snapshot(&self, gate: &Gate) -> SandboxStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let tenants = gate.snapshot();
         SandboxStats {
             requests: get(&self.requests),
             ok: get(&self.ok),
             rate_limited: get(&self.rate_limited),
+            concurrency_refused: get(&self.concurrency_refused),
+            max_in_flight: tenants.values().map(|t| t.max_in_flight).max().unwrap_or(0),
+            tenants,
             unauthorized: get(&self.unauthorized),
             faults_injected: get(&self.faults_injected),
             repeated_pages: get(&self.repeated_pages),
@@ -230,7 +256,9 @@ pub(crate) struct Shared {
     anchor: DateTime<Utc>,
     history_days: u32,
     tenants: Vec<TenantData>,
-    limits: RateLimits,
+    /// Admission of every API's requests: rate limit, concurrency cap, load measures.
+    gate: Gate,
+    latency: Option<Latency>,
     faults: FaultPlan,
     counters: Counters,
     seen_pages: Mutex<HashSet<String>>,
@@ -388,9 +416,10 @@ impl fmt::Debug for Sandbox {
 impl Sandbox {
     /// Binds `bind` (use `127.0.0.1:0` for an ephemeral port) and serves on a tokio task.
     pub async fn start(config: SandboxConfig, bind: SocketAddr) -> std::io::Result<Sandbox> {
-        let limits = RateLimits::new(
+        let gate = Gate::new(
             config.rate_limit_per_minute,
-            config.tenants.iter().map(|t| t.company_id.as_str()),
+            config.rate_mode,
+            config.max_concurrent_per_tenant,
         )?;
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
@@ -407,7 +436,8 @@ impl Sandbox {
                     tables: Default::default(),
                 })
                 .collect(),
-            limits,
+            gate,
+            latency: config.latency,
             faults: FaultPlan::new(&config.faults),
             counters: Counters::default(),
             seen_pages: Mutex::new(HashSet::new()),
@@ -454,7 +484,7 @@ impl Sandbox {
     }
 
     pub fn stats(&self) -> SandboxStats {
-        self.shared.counters.snapshot()
+        self.shared.counters.snapshot(&self.shared.gate)
     }
 
     /// Edits `n` records of a ConnectWise table (spread over it) to update times `at`,
@@ -509,7 +539,7 @@ async fn moved_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response
 }
 
 async fn stats_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
-    let body = serde_json::to_vec(&shared.counters.snapshot()).unwrap_or_default();
+    let body = serde_json::to_vec(&shared.counters.snapshot(&shared.gate)).unwrap_or_default();
     json_response(SANDBOX_JSON, body)
 }
 

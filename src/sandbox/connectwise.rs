@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use super::data::{Bounds, Table, TableData};
 use super::http::{FaultAnswers, Reply, decode_basic, link_with, planned_fault};
 use super::render::render;
-use super::{FaultAction, Outcome, Shared, TenantData};
+use super::{FaultAction, Outcome, Shared, Slot, TenantData};
 use crate::domain::Service;
 
 pub(crate) const API_PREFIX: &str = "/v4_6_release/apis/3.0/";
@@ -33,9 +33,9 @@ fn error(status: StatusCode, code: &str, message: &str) -> Reply {
 
 /// Axum fallback handler for every path other than `/_sandbox/stats`.
 pub(crate) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    handle(&shared, req.method(), req.uri(), req.headers())
-        .finish(&shared)
-        .await
+    let mut held = None;
+    let reply = handle(&shared, req.method(), req.uri(), req.headers(), &mut held);
+    reply.holding(held).finish(&shared).await
 }
 
 enum Route {
@@ -62,7 +62,13 @@ fn route(rest: &str) -> Option<(Table, Route)> {
     })
 }
 
-fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Reply {
+fn handle(
+    shared: &Shared,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    held: &mut Option<Slot>,
+) -> Reply {
     let path = uri.path();
     let Some((table, route)) = path
         .strip_prefix(API_PREFIX)
@@ -73,7 +79,7 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
         return error(StatusCode::NOT_FOUND, "NotFound", &message);
     };
     let rest = path[API_PREFIX.len()..].trim_end_matches('/');
-    let tenant = match admit(shared, method, headers) {
+    let tenant = match admit(shared, method, headers, held) {
         Ok(tenant) => tenant,
         Err(reply) => return reply,
     };
@@ -132,11 +138,13 @@ fn handle(shared: &Shared, method: &Method, uri: &axum::http::Uri, headers: &Hea
 }
 
 /// The tenant a GET request is from, unless it is refused: another method, credentials
-/// that are not a tenant's, or the tenant over its rate limit.
+/// that are not a tenant's, or the tenant over its rate limit or concurrency cap (429, as
+/// ConnectWise answers both).
 fn admit<'a>(
     shared: &'a Shared,
     method: &Method,
     headers: &HeaderMap,
+    held: &mut Option<Slot>,
 ) -> Result<&'a TenantData, Reply> {
     if method != Method::GET {
         let message = format!("Method {method} is not supported by the sandbox");
@@ -149,14 +157,14 @@ fn admit<'a>(
     let tenant = authenticate(shared, headers).map_err(|message| {
         error(StatusCode::UNAUTHORIZED, "Unauthorized", message).with_outcome(Outcome::Unauthorized)
     })?;
-    if let Err(secs) = shared.limits.check(&tenant.tenant.company_id) {
+    if let Err(refusal) = shared.admit(Service::Connectwise, &tenant.tenant.company_id, held) {
         return Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",
             "Rate limit exceeded",
         )
-        .with_outcome(Outcome::RateLimited)
-        .header(header::RETRY_AFTER, secs));
+        .with_outcome(refusal.outcome())
+        .header(header::RETRY_AFTER, refusal.retry_after_secs()));
     }
     Ok(tenant)
 }

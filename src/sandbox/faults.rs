@@ -1,15 +1,10 @@
-//! Injected failures and rate limiting: the fault plan's format (`Fault`, fault-plan files),
-//! armed plans with thread-safe budgets, and one governor limiter per tenant.
+//! Injected failures: the fault plan's format (`Fault`, fault-plan files) and armed plans
+//! with thread-safe budgets. (Rate limiting is the sandbox's own: `limits.rs`.)
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use governor::clock::{Clock, DefaultClock};
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Service;
@@ -243,54 +238,6 @@ impl FaultPlan {
     }
 }
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
-
-/// Per-tenant request limiters (`per_minute(n)` with a burst of `n`).
-#[derive(Debug, Default)]
-pub(crate) struct RateLimits {
-    limiters: HashMap<String, Limiter>,
-}
-
-impl RateLimits {
-    pub(crate) fn new<'a>(
-        per_minute: Option<u32>,
-        company_ids: impl IntoIterator<Item = &'a str>,
-    ) -> std::io::Result<RateLimits> {
-        let Some(n) = per_minute else {
-            return Ok(RateLimits::default());
-        };
-        let n = NonZeroU32::new(n).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "rate_limit_per_minute must be at least 1",
-            )
-        })?;
-        let quota = Quota::per_minute(n).allow_burst(n);
-        Ok(RateLimits {
-            limiters: company_ids
-                .into_iter()
-                .map(|c| (c.to_string(), RateLimiter::direct(quota)))
-                .collect(),
-        })
-    }
-
-    /// `Ok` when `company_id` may make a request now, else the whole seconds to wait (≥ 1).
-    pub(crate) fn check(&self, company_id: &str) -> Result<(), u64> {
-        let Some(limiter) = self.limiters.get(company_id) else {
-            return Ok(());
-        };
-        limiter.check().map_err(|not_until| {
-            let wait = not_until.wait_time_from(limiter.clock().now());
-            retry_after_secs(wait)
-        })
-    }
-}
-
-fn retry_after_secs(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    secs.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,14 +289,6 @@ mod tests {
             })
             .count();
         assert!((2_500..3_500).contains(&hits), "{hits} of 10000 at p=0.3");
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_at_least_one_second() {
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(29_001)), 30);
-        assert_eq!(retry_after_secs(Duration::from_secs(30)), 30);
     }
 }
 

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
-use super::{FaultAction, FaultKind, Outcome, Shared, spoiled_body};
+use super::{FaultAction, FaultKind, Outcome, Refusal, Shared, Slot, spoiled_body};
 use crate::domain::Service;
 
 /// One answer of a simulated API, before it is sent.
@@ -24,6 +24,8 @@ pub(crate) struct Reply {
     /// A fault that spoils an otherwise good answer (slow, truncated, malformed); boxed to
     /// keep `Result<_, Reply>` small.
     spoil: Option<Box<FaultAction>>,
+    /// The tenant's admission, held until the answer is sent (latency included).
+    slot: Option<Slot>,
 }
 
 impl Reply {
@@ -36,6 +38,7 @@ impl Reply {
             headers: Vec::new(),
             body,
             spoil: None,
+            slot: None,
         }
     }
 
@@ -91,8 +94,18 @@ impl Reply {
         self
     }
 
-    /// Holds a `slow` answer back, counts it in the sandbox stats, and sends it.
+    /// The same answer, counted in flight for its tenant until it is sent.
+    pub(crate) fn holding(mut self, slot: Option<Slot>) -> Reply {
+        self.slot = slot;
+        self
+    }
+
+    /// Holds the answer back for the sandbox's latency and a `slow` fault, counts it in the
+    /// sandbox stats, and sends it.
     pub(crate) async fn finish(self, shared: &Shared) -> Response {
+        if let Some(latency) = &shared.latency {
+            tokio::time::sleep(latency.draw()).await;
+        }
         if let Some(action) = &self.spoil
             && action.kind == FaultKind::Slow
         {
@@ -118,6 +131,38 @@ impl Reply {
             }
         }
         response
+    }
+}
+
+impl Refusal {
+    /// How the stats count this refusal.
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            Refusal::Rate { .. } => Outcome::RateLimited,
+            Refusal::Concurrency => Outcome::ConcurrencyRefused,
+        }
+    }
+
+    /// The `Retry-After` seconds that go with it (a concurrency refusal: 1).
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        match self {
+            Refusal::Rate { retry_after_secs } => *retry_after_secs,
+            Refusal::Concurrency => 1,
+        }
+    }
+}
+
+impl Shared {
+    /// Admits a request of `key` of `service` (see `limits::Gate`); on success its slot
+    /// goes into `held`, for the handler to attach to its answer with `Reply::holding`.
+    pub(crate) fn admit(
+        &self,
+        service: Service,
+        key: &str,
+        held: &mut Option<Slot>,
+    ) -> Result<(), Refusal> {
+        *held = Some(self.gate.admit(service, key)?);
+        Ok(())
     }
 }
 

@@ -49,7 +49,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::http::{Reply, json_response};
-use super::{AccountError, FaultAction, Outcome, RateLimits, SandboxConfig, Shared, lock};
+use super::{AccountError, FaultAction, Outcome, SandboxConfig, Shared, lock};
 use crate::secret::Secret;
 use auth::token;
 use bulk::BulkJob;
@@ -182,21 +182,17 @@ pub(crate) struct SfState {
     anchor: DateTime<Utc>,
     history_days: u32,
     orgs: Vec<Org>,
-    limits: RateLimits,
     inner: Mutex<Inner>,
     stats: SfStats,
 }
 
 impl SfState {
-    /// The orgs of `config.salesforce`, each rate-limited per username.
+    /// The orgs of `config.salesforce` (the sandbox's gate limits each per username).
     pub(crate) fn new(config: &SandboxConfig) -> std::io::Result<Self> {
         let accounts = &config.salesforce;
-        let rate_limit_per_minute = config.rate_limit_per_minute;
-        let users = accounts.iter().map(|a| a.username.as_str());
         Ok(SfState {
             anchor: config.anchor,
             history_days: config.history_days,
-            limits: RateLimits::new(rate_limit_per_minute, users)?,
             orgs: accounts
                 .iter()
                 .map(|a| Org {

@@ -38,7 +38,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 
 use super::http::Reply;
-use super::{Outcome, RateLimits, SandboxConfig, Shared, lock};
+use super::{Outcome, SandboxConfig, Shared, lock};
 use crate::config::MissingCredential;
 use crate::secret::Secret;
 use auth::oauth_token;
@@ -158,7 +158,6 @@ pub(crate) struct SnState {
     anchor: DateTime<Utc>,
     history_days: u32,
     accounts: Vec<AccountData>,
-    limits: RateLimits,
     per_hour: Option<u64>,
     tokens: Mutex<HashMap<String, Token>>,
     refresh_tokens: Mutex<HashMap<String, usize>>,
@@ -168,15 +167,13 @@ pub(crate) struct SnState {
 }
 
 impl SnState {
-    /// The instances of `config.servicenow`, each rate-limited per username.
+    /// The instances of `config.servicenow` (the sandbox's gate limits each per username).
     pub(crate) fn new(config: &SandboxConfig) -> std::io::Result<Self> {
         let accounts = &config.servicenow;
         let rate_limit_per_minute = config.rate_limit_per_minute;
-        let users = accounts.iter().map(|a| a.username.as_str());
         Ok(SnState {
             anchor: config.anchor,
             history_days: config.history_days,
-            limits: RateLimits::new(rate_limit_per_minute, users)?,
             accounts: accounts
                 .iter()
                 .map(|a| AccountData {

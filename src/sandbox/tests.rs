@@ -3,6 +3,7 @@
 
 mod dataset;
 mod errors;
+mod load;
 mod paging;
 
 use std::collections::BTreeSet;

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::domain::Service;
 use crate::sandbox::http::{FaultAnswers, Reply, planned_fault};
-use crate::sandbox::{FaultAction, Outcome, Shared};
+use crate::sandbox::{FaultAction, Outcome, Shared, Slot};
 
 /// Everything under `/services/data/`.
 pub(super) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -26,8 +26,9 @@ pub(super) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Resp
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .unwrap_or_default();
-    let reply = handle(&shared, &parts.method, &parts.uri, &parts.headers, &body);
-    reply.finish(&shared).await
+    let mut held = None;
+    let reply = handle(&shared, &parts, &body, &mut held);
+    reply.holding(held).finish(&shared).await
 }
 
 fn valid_version(v: &str) -> bool {
@@ -43,11 +44,11 @@ fn valid_version(v: &str) -> bool {
 
 fn handle(
     shared: &Shared,
-    method: &Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
     body: &[u8],
+    held: &mut Option<Slot>,
 ) -> Reply {
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
     let sf = &shared.salesforce;
     let Some(rest) = uri.path().strip_prefix("/services/data/") else {
         return not_found();
@@ -62,15 +63,15 @@ fn handle(
     };
     let o = &sf.orgs[org];
     let limit = o.account.daily_api_limit;
-    if let Err(secs) = sf.limits.check(&o.account.username) {
+    if let Err(refusal) = shared.admit(Service::Salesforce, &o.account.username, held) {
         let used = o.used.load(Ordering::Relaxed);
         return error(
             StatusCode::FORBIDDEN,
             "REQUEST_LIMIT_EXCEEDED",
             "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
         )
-        .with_outcome(Outcome::RateLimited)
-        .header(header::RETRY_AFTER, secs)
+        .with_outcome(refusal.outcome())
+        .header(header::RETRY_AFTER, refusal.retry_after_secs())
         .header(LIMIT_INFO, format!("api-usage={used}/{limit}"));
     }
     let used = match o

@@ -13,8 +13,9 @@ use axum::response::Response;
 use chrono::Utc;
 
 use super::{CONTENT_TYPE, RATE_RULE, SnAccount, SnState, Token, error, ok, unauthenticated};
+use crate::domain::Service;
 use crate::sandbox::http::{Reply, decode_basic};
-use crate::sandbox::{Outcome, Shared, lock};
+use crate::sandbox::{Outcome, Shared, Slot, lock};
 use crate::secret::Secret;
 
 impl SnState {
@@ -107,16 +108,19 @@ fn random_hex() -> String {
 pub(super) fn admit(
     shared: &Shared,
     headers: &HeaderMap,
+    held: &mut Option<Slot>,
 ) -> Result<(usize, Option<String>), Reply> {
     let sn = &shared.servicenow;
     let (account, token) = sn
         .authenticate(headers)
         .map_err(|()| unauthenticated(Outcome::Unauthorized))?;
-    if let Err(secs) = sn.limits.check(&sn.accounts[account].account.username) {
+    let user = &sn.accounts[account].account.username;
+    if let Err(refusal) = shared.admit(Service::Servicenow, user, held) {
+        let secs = refusal.retry_after_secs();
         let reset = Utc::now().timestamp() + secs as i64;
         return Err(error(
             StatusCode::TOO_MANY_REQUESTS,
-            Outcome::RateLimited,
+            refusal.outcome(),
             "Rate limit exceeded",
             Some("Too many requests: the rate limit rule for this user was exceeded"),
         )

@@ -14,7 +14,7 @@ use super::query::EncodedQuery;
 use super::{DEFAULT_LIMIT, SnState, error, ok, unauthenticated};
 use crate::domain::Service;
 use crate::sandbox::http::{FaultAnswers, Reply, link_with, planned_fault};
-use crate::sandbox::{FaultAction, Outcome, Shared};
+use crate::sandbox::{FaultAction, Outcome, Shared, Slot};
 
 /// The query parameters of a table request.
 struct Params {
@@ -144,13 +144,20 @@ pub(super) async fn list(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let reply = handle_list(&shared, &table, &headers, &uri);
-    reply.finish(&shared).await
+    let mut held = None;
+    let reply = handle_list(&shared, &table, &headers, &uri, &mut held);
+    reply.holding(held).finish(&shared).await
 }
 
-fn handle_list(shared: &Shared, table_name: &str, headers: &HeaderMap, uri: &Uri) -> Reply {
+fn handle_list(
+    shared: &Shared,
+    table_name: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+    held: &mut Option<Slot>,
+) -> Reply {
     let sn = &shared.servicenow;
-    let (account, token) = match admit(shared, headers) {
+    let (account, token) = match admit(shared, headers, held) {
         Ok(a) => a,
         Err(reply) => return reply,
     };
@@ -257,9 +264,10 @@ pub(super) async fn one(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    let mut held = None;
     let reply = (|| {
         let sn = &shared.servicenow;
-        let (account, _) = match admit(&shared, &headers) {
+        let (account, _) = match admit(&shared, &headers, &mut held) {
             Ok(a) => a,
             Err(reply) => return reply,
         };
@@ -284,5 +292,5 @@ pub(super) async fn one(
         body.push(b'}');
         ok(body).headers(sn.rate_headers(hour_reset()))
     })();
-    reply.finish(&shared).await
+    reply.holding(held).finish(&shared).await
 }

@@ -1,5 +1,8 @@
 //! `avesa-console bench`: backfills N ticket records from a sandbox in a child process,
-//! with pacing off, and prints throughput and this process's peak memory.
+//! with pacing off, and prints throughput and this process's peak memory. Rate mode
+//! (`--rate-limit`, `--matrix`) is in `rate.rs`.
+
+mod rate;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -32,12 +35,26 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Rate mode: the sandbox enforces this many requests per minute per tenant and the
-    /// engine is configured at the same rate; prints the achieved share and the 429s the
-    /// engine caused.
-    #[arg(long)]
+    /// Rate mode: the sandbox enforces this many requests per minute per tenant strictly
+    /// (burst 1) and the engine is configured at the same rate; prints the achieved share
+    /// of the limit, requests in flight, API calls, records and the 429s the engine caused.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit: Option<u32>,
-    /// Rate mode: how long to run.
+    /// Rate mode: every sandbox answer is held back this many ms.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub latency_ms: u64,
+    /// Rate mode: the latency varies by up to this many ms either way (uniform).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub jitter_ms: u64,
+    /// Rate mode: run the engine as this many `run` processes on the bench's workspace,
+    /// sharing one job (default: in this process).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub processes: Option<usize>,
+    /// Rate mode for every limit of 60, 200, 1000, 6000/min × latency 0, 300, 1500, 3000 ms,
+    /// `--duration` each; prints a table of the shares of the limit.
+    #[arg(long, conflicts_with = "rate_limit")]
+    pub matrix: bool,
+    /// Rate mode: how long to run (each cell of the matrix).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: std::time::Duration,
     /// Rate mode: tables read at once (they share the tenant's budget).
@@ -168,8 +185,8 @@ async fn create_job(
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
-    if let Some(n) = args.rate_limit {
-        return run_rate(global, &args, n).await;
+    if args.rate_limit.is_some() || args.matrix {
+        return rate::run(global, &args).await;
     }
     if args.records == 0 || args.history_days == 0 {
         bail!("--records and --history-days must be at least 1");
@@ -356,112 +373,4 @@ fn print_backfill(report: &serde_json::Value, b: &Backfill, t: &Transform) {
         report["canonical_mb"].as_f64().unwrap_or(0.0),
         report["transform_peak_rss_mb"].as_f64().unwrap_or(0.0),
     );
-}
-
-/// Rate mode: both sides at `n` requests per minute; how close does the engine get, and
-/// does it ever overrun the server?
-async fn run_rate(global: &GlobalArgs, args: &BenchArgs, n: u32) -> Result<ExitCode> {
-    if n == 0 {
-        bail!("--rate-limit must be at least 1");
-    }
-    let root = std::env::temp_dir().join(format!("avesa-bench-rate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let ws = Workspace { root: root.clone() };
-    ws.ensure()?;
-    let loaded = runtime::load_config(global, &ws)?;
-    let anchor = runtime::today();
-    // Enough records that the run never runs out of pages: one page per request.
-    let page_size = 50u32;
-    let per_table = u64::from(n) * (args.duration.as_secs() / 60 + 2) * u64::from(page_size);
-    let counts = [
-        per_table.to_string(),
-        per_table.to_string(),
-        "0".into(),
-        "0".into(),
-    ];
-    let (child, url) = start_sandbox(
-        &loaded.dir,
-        anchor,
-        args.history_days,
-        &counts,
-        &["--rate-limit".into(), n.to_string()],
-    )?;
-    let tenant_id = sandbox_tenant(&loaded)?.to_string();
-    let config = std::sync::Arc::new(rate_config(&loaded, &tenant_id, n, page_size));
-    let mut global = global.clone();
-    global.sandbox_url = Some(url.clone());
-    let options = EngineOptions {
-        chunk_concurrency: args.concurrency.max(1),
-        ..EngineOptions::default()
-    };
-    let wired = runtime::wire_engine(&global, &ws, config, options).await?;
-    let tables = ["service/tickets", "time/entries"];
-    let job = create_job(&wired.engine, &tenant_id, &tables, args, anchor).await?;
-    let started = std::time::Instant::now();
-    let deadline = tokio::time::Instant::now() + args.duration;
-    wired.engine.run_job(&job.job_id, Some(deadline)).await?;
-    let secs = started.elapsed().as_secs_f64();
-    let stats = sandbox_stats(&url).await?;
-    drop(wired);
-    drop(child);
-    let _ = std::fs::remove_dir_all(&root);
-    report_rate(args, n, secs, &stats);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The registry with one request per page of `page_size` records and the sandbox tenant
-/// paced at `n` requests per minute.
-fn rate_config(
-    loaded: &crate::config::Config,
-    tenant_id: &str,
-    n: u32,
-    page_size: u32,
-) -> crate::config::Config {
-    let mut config = loaded.clone();
-    if let Some(eps) = config
-        .endpoints
-        .iter_mut()
-        .find(|e| e.service == Service::Connectwise)
-    {
-        for ep in &mut eps.endpoints {
-            ep.page_size = page_size;
-        }
-    }
-    config
-        .backfill
-        .tenant_overrides
-        .entry(tenant_id.to_string())
-        .or_default()
-        .entry(Service::Connectwise)
-        .or_default()
-        .rate_limit_requests_per_minute = Some(n);
-    config
-}
-
-fn report_rate(args: &BenchArgs, n: u32, secs: f64, stats: &serde_json::Value) {
-    let requests = stats["requests"].as_u64().unwrap_or(0);
-    let refused = stats["rate_limited"].as_u64().unwrap_or(0);
-    let accepted = requests - refused;
-    // The first request is free at t=0; after that one per 60/n seconds.
-    let allowed = 1.0 + secs * f64::from(n) / 60.0;
-    let share = accepted as f64 / allowed;
-    let report = json!({
-        "limit_per_minute": n,
-        "seconds": secs,
-        "requests": requests,
-        "accepted": accepted,
-        "achieved_per_minute": accepted as f64 * 60.0 / secs,
-        "share_of_limit": share,
-        "self_caused_429": refused,
-        "tables_in_parallel": args.concurrency.max(1),
-    });
-    if args.json {
-        outln!("{report}");
-    } else {
-        outln!(
-            "limit {n}/min for {secs:.1} s: {accepted} requests accepted ({:.1}/min, {:.1} % of the limit), {refused} refused with 429 (caused by the engine)",
-            accepted as f64 * 60.0 / secs,
-            share * 100.0
-        );
-    }
 }

@@ -10,7 +10,7 @@ use color_eyre::eyre::{Result, WrapErr, eyre};
 use super::GlobalArgs;
 use super::args::parse_instant;
 use super::runtime;
-use crate::sandbox::{Sandbox, TableCounts, load_faults};
+use crate::sandbox::{Latency, RateMode, Sandbox, TableCounts, load_faults};
 use crate::workspace::Workspace;
 
 #[derive(clap::Args, Debug)]
@@ -27,6 +27,17 @@ pub struct SandboxArgs {
     /// ServiceNow) or 403 REQUEST_LIMIT_EXCEEDED (Salesforce). Default: unlimited.
     #[arg(long)]
     pub rate_limit: Option<u32>,
+    /// Enforce --rate-limit strictly: burst 1, requests at least 60/N s apart (half of that
+    /// tolerated as network jitter), as strict servers do. Default: a burst of N.
+    #[arg(long, requires = "rate_limit")]
+    pub strict_rate_limit: bool,
+    /// Requests of one tenant served at once; one more is refused with the API's rate-limit
+    /// answer. Default: no cap.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent: Option<u32>,
+    /// Hold every API answer back N ms, or N ± J ms (uniform, never below 0): `300` or `1500,500`.
+    #[arg(long, value_name = "MS[,JITTER]", value_parser = parse_latency)]
+    pub latency_ms: Option<Latency>,
     /// JSON file of injected faults: {"faults":[{"path":..,"window_start":..,"status":..,"times":..,"message":..}]}.
     #[arg(long)]
     pub faults: Option<std::path::PathBuf>,
@@ -61,6 +72,29 @@ impl SandboxArgs {
     }
 }
 
+/// The longest latency `--latency-ms` takes (base or jitter), in ms: ten minutes.
+pub const MAX_LATENCY_MS: u64 = 600_000;
+
+/// `N` or `N,J` milliseconds, each at most `MAX_LATENCY_MS`.
+pub fn parse_latency(text: &str) -> std::result::Result<Latency, String> {
+    let ms = |part: &str, what: &str| {
+        let n: u64 = part.trim().parse().map_err(|_| {
+            format!("the {what} '{part}' is not a whole number of milliseconds (want N or N,J)")
+        })?;
+        if n > MAX_LATENCY_MS {
+            return Err(format!(
+                "the {what} {n} ms is over the maximum {MAX_LATENCY_MS} ms"
+            ));
+        }
+        Ok(std::time::Duration::from_millis(n))
+    };
+    let (base, jitter) = match text.split_once(',') {
+        Some((b, j)) => (ms(b, "latency")?, ms(j, "jitter")?),
+        None => (ms(text, "latency")?, std::time::Duration::ZERO),
+    };
+    Ok(Latency { base, jitter })
+}
+
 /// The first line `sandbox` prints: what follows it is the address it serves.
 const LISTENING: &str = "sandbox listening on ";
 
@@ -80,6 +114,11 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Resu
         ));
     }
     cfg.rate_limit_per_minute = args.rate_limit;
+    if args.strict_rate_limit {
+        cfg.rate_mode = RateMode::Strict;
+    }
+    cfg.max_concurrent_per_tenant = args.max_concurrent;
+    cfg.latency = args.latency_ms;
     if let Some(path) = &args.faults {
         cfg.faults = load_faults(path).map_err(|e| eyre!(e))?;
     }
@@ -106,5 +145,36 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latency_is_ms_or_ms_comma_jitter_and_bad_values_are_named() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            parse_latency("1500,250"),
+            Ok(Latency {
+                base: ms(1500),
+                jitter: ms(250)
+            })
+        );
+        assert_eq!(
+            parse_latency("300"),
+            Ok(Latency {
+                base: ms(300),
+                jitter: Duration::ZERO
+            })
+        );
+        let err = parse_latency("fast").unwrap_err();
+        assert!(err.contains("'fast'"), "{err}");
+        let err = parse_latency("100,-5").unwrap_err();
+        assert!(err.contains("jitter '-5'"), "{err}");
+        let err = parse_latency("600001").unwrap_err();
+        assert!(err.contains("600001") && err.contains("600000"), "{err}");
     }
 }

@@ -24,8 +24,9 @@ pub(crate) struct Reply {
     /// A fault that spoils an otherwise good answer (slow, truncated, malformed); boxed to
     /// keep `Result<_, Reply>` small.
     spoil: Option<Box<FaultAction>>,
-    /// The tenant's admission, held until the answer is sent (latency included).
-    slot: Option<Slot>,
+    /// The tenant's admission, held until the answer is sent (latency included); boxed to
+    /// keep `Result<_, Reply>` small.
+    slot: Option<Box<Slot>>,
 }
 
 impl Reply {
@@ -96,7 +97,7 @@ impl Reply {
 
     /// The same answer, counted in flight for its tenant until it is sent.
     pub(crate) fn holding(mut self, slot: Option<Slot>) -> Reply {
-        self.slot = slot;
+        self.slot = slot.map(Box::new);
         self
     }
 

@@ -15,7 +15,8 @@ const TABLES: [&str; 4] = ["tickets", "time_entries", "companies", "contacts"];
 fn backfill_lands_every_record_once_with_typed_columns_and_no_wasted_calls() {
     let fx = Fixture::new();
     fx.tune(1200, 100);
-    let sandbox = fx.start_sandbox(&["--rate-limit", "1200"]);
+    // Strict (burst 1): a request sooner than the paced interval allows is refused.
+    let sandbox = fx.start_sandbox(&["--rate-limit", "1200", "--strict-rate-limit"]);
     let out = fx.cli(
         Some(&sandbox),
         &trigger_args(

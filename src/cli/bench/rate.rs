@@ -276,6 +276,8 @@ fn report(
         serde_json::from_value(load["arrivals_ms"].clone()).unwrap_or_default();
     let windows = window_extremes(&arrivals, 60_000);
     let self_caused = get(stats, "rate_limited") + get(stats, "concurrency_refused");
+    // What reached the sandbox's gate: answered or not yet (a request cut by the deadline).
+    let api_calls = accepted + get(&load, "rate_limited") + get(&load, "concurrency_refused");
     json!({
         "limit_per_minute": cell.limit,
         "latency_ms": cell.latency_ms,
@@ -283,7 +285,7 @@ fn report(
         "processes": args.processes,
         "tables_in_parallel": args.concurrency.max(1),
         "seconds": secs,
-        "api_calls": get(stats, "requests"),
+        "api_calls": api_calls,
         "accepted": accepted,
         "achieved_per_minute": accepted as f64 * 60.0 / secs,
         "share_of_limit": accepted as f64 / (f64::from(cell.limit) * secs / 60.0),

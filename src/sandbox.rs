@@ -1,5 +1,7 @@
 //! A local stand-in for the third-party APIs: an in-process ConnectWise PSA REST 3.0
-//! simulator on loopback, with deterministic synthetic data, rate limiting and fault injection.
+//! simulator on loopback, with deterministic synthetic data, rate limiting (burst or strict),
+//! a per-tenant concurrent-request cap, response latency (`limits.rs` decides all three and
+//! measures each tenant's load) and fault injection.
 //!
 //! The wire format follows `SOURCE_APIS.md` §1: Basic auth plus `clientId`, `conditions` on
 //! `lastUpdated`, navigable (`page`) and forward-only (`pageId`) paging with `Link` headers,

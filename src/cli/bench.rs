@@ -188,6 +188,9 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     if args.rate_limit.is_some() || args.matrix {
         return rate::run(global, &args).await;
     }
+    if args.processes.is_some() || args.latency_ms > 0 || args.jitter_ms > 0 {
+        bail!("--processes, --latency-ms and --jitter-ms need --rate-limit N or --matrix");
+    }
     if args.records == 0 || args.history_days == 0 {
         bail!("--records and --history-days must be at least 1");
     }

@@ -49,8 +49,8 @@ pub struct Cell {
 
 /// `bench --rate-limit N` or `bench --matrix`.
 pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<ExitCode> {
-    if args.processes == Some(0) {
-        bail!("--processes must be at least 1");
+    if args.duration < std::time::Duration::from_secs(1) {
+        bail!("--duration must be at least 1s");
     }
     if !args.matrix {
         let limit = args.rate_limit.unwrap_or(0);

@@ -412,7 +412,14 @@ fn rate_limits_server_errors_bad_bodies_and_lost_sessions_still_land_the_exact_d
             {"service":"salesforce","path":"*","status":503,"probability":0.3,"message":"Service temporarily unavailable"}
         ]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    // Strict at the configured rate (burst 1): a request sooner than the pace is refused.
+    let sandbox = fx.start_sandbox(&[
+        "--faults",
+        &faults,
+        "--rate-limit",
+        "6000",
+        "--strict-rate-limit",
+    ]);
     let (start, end) = ("2025-06-01T00:00:00Z", "2025-07-01T00:00:00Z");
     let job = job_id(&fx.cli(Some(&sandbox), &sf_trigger("acme", &[], start, end, "15")));
     let out = fx.cli(Some(&sandbox), &["run", "--job-id", &job]);

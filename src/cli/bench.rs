@@ -172,12 +172,24 @@ async fn create_job(
     args: &BenchArgs,
     anchor: DateTime<Utc>,
 ) -> Result<Job> {
+    let start = anchor - Duration::days(i64::from(args.history_days));
+    create_job_over(engine, tenant_id, tables, args, (start, anchor)).await
+}
+
+/// A ConnectWise job over `tables` of the sandbox tenant in `[range.0, range.1)`.
+async fn create_job_over(
+    engine: &Engine,
+    tenant_id: &str,
+    tables: &[&str],
+    args: &BenchArgs,
+    range: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Job> {
     let req = PlanRequest {
         tenant_id: tenant_id.to_string(),
         service: Service::Connectwise,
         tables: tables.iter().map(|t| t.to_string()).collect(),
-        start: Some(anchor - Duration::days(i64::from(args.history_days))),
-        end: Some(anchor),
+        start: Some(range.0),
+        end: Some(range.1),
         chunk_size_days: Some(args.chunk_size_days),
     };
     let plan = planner::plan(engine.config(), &req, Utc::now())?;

@@ -5,18 +5,20 @@
 //! `N × minutes`, the fewest and most in any 60 s window, requests in flight (average and
 //! peak), and the 429s the engine caused (rate limit or concurrency cap).
 //!
-//! The engine runs in this process, or with `--processes P` as P `avesa-console run`
-//! processes on the bench's one workspace, sharing one job's chunks. `--matrix` runs every
+//! The engine runs one job over the whole history in this process, or with `--processes P`
+//! P jobs over disjoint ranges of it, each in its own `avesa-console run` process on the
+//! bench's one workspace: P processes sharing one tenant's budget. `--matrix` runs every
 //! cell of `MATRIX_LIMITS × MATRIX_LATENCIES_MS` for `--duration` each and prints a table.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use serde_json::json;
 
-use super::{BenchArgs, Child, create_job, sandbox_stats, sandbox_tenant, start_sandbox};
+use super::{BenchArgs, Child, create_job_over, sandbox_stats, sandbox_tenant, start_sandbox};
 use crate::cli::GlobalArgs;
 use crate::cli::runtime;
 use crate::config::Config;
@@ -137,25 +139,44 @@ async fn run_in(
         ..EngineOptions::default()
     };
     let wired = runtime::wire_engine(&global, ws, config, options).await?;
-    let job = create_job(&wired.engine, &tenant_id, &TABLES, args, anchor).await?;
+    let mut jobs = Vec::new();
+    for range in ranges(anchor, args) {
+        jobs.push(create_job_over(&wired.engine, &tenant_id, &TABLES, args, range).await?);
+    }
     let started = std::time::Instant::now();
     match args.processes {
         None => {
             let deadline = tokio::time::Instant::now() + args.duration;
-            wired.engine.run_job(&job.job_id, Some(deadline)).await?;
+            wired
+                .engine
+                .run_job(&jobs[0].job_id, Some(deadline))
+                .await?;
         }
-        Some(p) => run_processes(&global, ws, &job.job_id, args, p).await?,
+        Some(_) => run_processes(&global, ws, &jobs, args).await?,
     }
     let secs = started.elapsed().as_secs_f64();
     let stats = sandbox_stats(&url).await?;
     drop(sandbox);
-    let records = wired
-        .engine
-        .store()
-        .get_job(&job.job_id)
-        .await?
-        .map_or(0, |j| j.records);
+    let mut records = 0;
+    for job in &jobs {
+        let job = wired.engine.store().get_job(&job.job_id).await?;
+        records += job.map_or(0, |j| j.records);
+    }
     Ok(report(args, cell, secs, &stats, records))
+}
+
+/// The history split into one range per process (one range in this process).
+fn ranges(anchor: DateTime<Utc>, args: &BenchArgs) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let p = args.processes.unwrap_or(1).max(1) as i64;
+    let start = anchor - chrono::Duration::days(i64::from(args.history_days));
+    let span = (anchor - start) / p as i32;
+    (0..p)
+        .map(|i| {
+            let from = start + span * i as i32;
+            let to = if i + 1 == p { anchor } else { from + span };
+            (from, to)
+        })
+        .collect()
 }
 
 /// The sandbox's flags for `cell`: strict limit, latency.
@@ -210,24 +231,23 @@ fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) -> Result<()> 
         .wrap_err_with(|| format!("cannot write {}", path.display()))
 }
 
-/// `p` × `avesa-console run --job-id JOB` on the bench's workspace, each stopped by the
-/// bench's duration; waits for all of them.
+/// One `avesa-console run --job-id JOB` per job on the bench's workspace, each stopped by
+/// the bench's duration; waits for all of them.
 async fn run_processes(
     global: &GlobalArgs,
     ws: &Workspace,
-    job_id: &str,
+    jobs: &[crate::domain::Job],
     args: &BenchArgs,
-    p: usize,
 ) -> Result<()> {
     let exe = std::env::current_exe().wrap_err("cannot find this program's path")?;
     let config_dir = global.config_dir.clone().unwrap_or_default();
     let url = global.sandbox_url.clone().unwrap_or_default();
     let budget = format!("{}ms", args.duration.as_millis());
     let concurrency = args.concurrency.max(1).to_string();
-    let mut children = Vec::with_capacity(p);
-    for _ in 0..p {
+    let mut children = Vec::with_capacity(jobs.len());
+    for job in jobs {
         let child = std::process::Command::new(&exe)
-            .args(["run", "--job-id", job_id, "--log-level", "warn"])
+            .args(["run", "--job-id", &job.job_id, "--log-level", "warn"])
             .args(["--time-budget", &budget, "--concurrency", &concurrency])
             .arg("--workspace")
             .arg(&ws.root)
@@ -326,7 +346,7 @@ fn describe(r: &serde_json::Value) -> String {
 fn print_table(rows: &[serde_json::Value]) {
     let mut header = format!("{:>10}", "limit/min");
     for l in MATRIX_LATENCIES_MS {
-        header.push_str(&format!(" {:>14}", format!("{l} ms")));
+        header.push_str(&format!(" {:>17}", format!("{l} ms")));
     }
     outln!("{header}");
     for limit in MATRIX_LIMITS {
@@ -343,7 +363,7 @@ fn print_table(rows: &[serde_json::Value]) {
                     n => format!("{share:.1} % ({n}x429)"),
                 }
             });
-            line.push_str(&format!(" {text:>14}"));
+            line.push_str(&format!(" {text:>17}"));
         }
         outln!("{line}");
     }

@@ -9,9 +9,10 @@
 //!   (whole seconds, at least 1). Two modes:
 //!   - `RateMode::Burst` (the default): `τ = (n − 1)·T`, a burst of `n` and then `n` per
 //!     minute (what a lenient server does);
-//!   - `RateMode::Strict`: `τ = T/2`, burst 1. A strict server's allowance for network
-//!     jitter: two requests closer than `T/2` are refused, a request may come up to `T/2`
-//!     early, and over any run there are never more than `n` per minute on average.
+//!   - `RateMode::Strict`: burst 1, `τ = max(T/2, min(0.9·T, 20 ms))`. A strict server's
+//!     allowance for network jitter, which is absolute time: half an interval, but at least
+//!     20 ms while that stays under one interval (so still burst 1: two requests at once are
+//!     always refused). Over any run there are never more than `n` per minute on average.
 //! - **the concurrent-request cap** (`max_concurrent_per_tenant`): a request arriving while
 //!   that many of its tenant's requests are being served (the latency delay included) is
 //!   refused and counted; a refused request holds no slot and takes no rate token;
@@ -42,7 +43,8 @@ pub enum RateMode {
     /// A burst of `n`, then `n` per minute.
     #[default]
     Burst,
-    /// Burst 1: requests at least `60/n` s apart, with a tolerance of half that.
+    /// Burst 1: requests `60/n` s apart, with a jitter tolerance of half that (at least
+    /// 20 ms while under one interval).
     Strict,
 }
 
@@ -182,12 +184,15 @@ impl Gate {
     }
 }
 
+/// The least jitter a strict limiter tolerates, while it stays under one interval.
+const JITTER_ALLOWANCE: Duration = Duration::from_millis(20);
+
 /// `(T, τ)` for `n` per minute in `mode`.
 fn gcra(n: u32, mode: RateMode) -> (Duration, Duration) {
     let t = Duration::from_secs(60) / n;
     let tau = match mode {
         RateMode::Burst => t * (n - 1),
-        RateMode::Strict => t / 2,
+        RateMode::Strict => (t / 2).max(JITTER_ALLOWANCE.min(t * 9 / 10)),
     };
     (t, tau)
 }
@@ -274,6 +279,24 @@ mod tests {
         }
         let load = &g.snapshot()["connectwise:acme"];
         assert_eq!((load.accepted, load.rate_limited), (102, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn strict_at_a_high_rate_tolerates_jitter_but_never_two_at_once() {
+        // 6000/min: T = 10 ms, τ = 9 ms (20 ms would allow a burst of three).
+        assert_eq!(
+            gcra(6000, RateMode::Strict),
+            (Duration::from_millis(10), Duration::from_millis(9))
+        );
+        let g = gate(6000, RateMode::Strict, None);
+        assert!(admit(&g).is_ok());
+        assert!(admit(&g).is_err(), "two at once");
+        // One arrives 8 ms late, the next on time: 2 ms apart, within the jitter allowance.
+        tokio::time::advance(Duration::from_millis(18)).await;
+        assert!(admit(&g).is_ok());
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(admit(&g).is_ok());
+        assert!(admit(&g).is_err(), "two at once");
     }
 
     #[tokio::test(start_paused = true)]

@@ -98,7 +98,7 @@ async fn commands_run_jobs_and_the_snapshot_follows() {
         "cloud dispatch is not configured: start the console with --cloud"
     );
 
-    let preview = h.preview(&request(), Utc::now()).unwrap();
+    let preview = h.preview(&request(), Utc::now()).await.unwrap();
     assert_eq!(preview.plan.total_chunks(), 2);
     assert_eq!(preview.estimate.api_calls, 2);
 

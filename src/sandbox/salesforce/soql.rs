@@ -285,6 +285,26 @@ pub(crate) fn parse_datetime(s: &str) -> Option<i64> {
     s.contains('T').then(|| t.timestamp_millis())
 }
 
+/// Plain fields without GROUP BY are an ordinary query, not an aggregate one.
+fn plain_fields(select: Select, group_by: &[Item]) -> Select {
+    match select {
+        Select::Aggregate(items)
+            if group_by.is_empty() && items.iter().all(|i| matches!(i, Item::Field(_))) =>
+        {
+            Select::Fields(
+                items
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        Item::Field(f) => Some(f),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+        other => other,
+    }
+}
+
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
@@ -415,6 +435,20 @@ impl Parser {
         Ok(wrap(field))
     }
 
+    /// `GROUP BY item [, item ...]`, if there.
+    fn group_by(&mut self) -> Result<Vec<Item>, SoqlError> {
+        let mut group_by = Vec::new();
+        if self.keyword("GROUP") {
+            self.expect_keyword("BY")?;
+            group_by.push(self.item()?);
+            while self.peek() == Some(&Tok::Comma) {
+                self.pos += 1;
+                group_by.push(self.item()?);
+            }
+        }
+        Ok(group_by)
+    }
+
     fn query(&mut self) -> Result<Query, SoqlError> {
         self.expect_keyword("SELECT")?;
         let select = self.select()?;
@@ -425,32 +459,8 @@ impl Parser {
         } else {
             None
         };
-        let mut group_by = Vec::new();
-        if self.keyword("GROUP") {
-            self.expect_keyword("BY")?;
-            group_by.push(self.item()?);
-            while self.peek() == Some(&Tok::Comma) {
-                self.pos += 1;
-                group_by.push(self.item()?);
-            }
-        }
-        // Plain fields without GROUP BY are an ordinary query.
-        let select = match select {
-            Select::Aggregate(items)
-                if group_by.is_empty() && items.iter().all(|i| matches!(i, Item::Field(_))) =>
-            {
-                Select::Fields(
-                    items
-                        .into_iter()
-                        .filter_map(|i| match i {
-                            Item::Field(f) => Some(f),
-                            _ => None,
-                        })
-                        .collect(),
-                )
-            }
-            other => other,
-        };
+        let group_by = self.group_by()?;
+        let select = plain_fields(select, &group_by);
         let mut order = Vec::new();
         if self.keyword("ORDER") {
             self.expect_keyword("BY")?;

@@ -400,7 +400,7 @@ pub struct Estimate {
     /// Calls when record counts are known (given, or the plan's own from sizing windows by
     /// counts), else the floor of one call per window; count calls included.
     pub api_calls: u64,
-    /// Count requests among `api_calls`: made while planning, or asked for by `counts`.
+    /// Count requests among `api_calls`: those that size the windows (made again by a trigger).
     pub count_calls: u64,
     pub counted: bool,
     pub records: Option<u64>,
@@ -416,7 +416,7 @@ pub fn calls_for(records: u64, page_size: u32) -> u64 {
 
 /// The plan's cost: with `counts` (one per window, asked for separately) or the plan's own
 /// counts (every table's windows sized by counts), the pages those records take plus the
-/// count requests; otherwise one call per window.
+/// count requests that sized the windows; otherwise one call per window.
 pub fn estimate(
     plan: &Plan,
     counts: Option<&[(String, Vec<u64>)]>,
@@ -427,14 +427,10 @@ pub fn estimate(
         .iter()
         .map(|t| t.records.clone().map(|r| (t.table.clone(), r)))
         .collect();
-    let (counts, count_calls) = match (counts, &own) {
-        (Some(c), _) => (
-            Some(c),
-            plan.count_calls + c.iter().map(|(_, w)| w.len() as u64).sum::<u64>(),
-        ),
-        (None, Some(own)) => (Some(own.as_slice()), plan.count_calls),
-        (None, None) => (None, plan.count_calls),
-    };
+    let counts = counts.or(own.as_deref());
+    // The job's own count calls (a trigger sizes its windows the same way); counts asked
+    // for only to estimate (`plan --count`) are not the job's.
+    let count_calls = plan.count_calls;
     let (page_calls, records) = match counts {
         Some(counts) => {
             let mut calls = 0;

@@ -24,6 +24,10 @@ impl SourceProvider for NoSources {
 }
 
 fn engine(dir: &Path) -> (Engine, Arc<Config>) {
+    engine_with(dir, Arc::new(NoSources))
+}
+
+fn engine_with(dir: &Path, sources: Arc<dyn SourceProvider>) -> (Engine, Arc<Config>) {
     let config =
         Arc::new(Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap());
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
@@ -33,7 +37,7 @@ fn engine(dir: &Path) -> (Engine, Arc<Config>) {
         store.clone(),
         store,
         sink,
-        Arc::new(NoSources),
+        sources,
         EngineOptions::default(),
     );
     (engine, config)
@@ -294,4 +298,59 @@ async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
         ]
     );
     assert!(h.snapshot().borrow().running_here.is_empty());
+}
+
+/// Counts ten records in any window; never asked for a page here.
+struct TenRecords;
+
+#[async_trait::async_trait]
+impl Source for TenRecords {
+    fn service(&self) -> Service {
+        Service::Connectwise
+    }
+    async fn fetch_page(
+        &self,
+        _: &crate::config::EndpointDef,
+        _: &crate::domain::Window,
+        _: Option<&str>,
+    ) -> Result<crate::sources::Page, crate::sources::SourceError> {
+        Err(crate::sources::SourceError::Config(
+            "no pages in this test".into(),
+        ))
+    }
+    async fn count(
+        &self,
+        _: &crate::config::EndpointDef,
+        _: &crate::domain::Window,
+    ) -> Result<u64, crate::sources::SourceError> {
+        Ok(10)
+    }
+}
+
+struct Counted;
+
+impl SourceProvider for Counted {
+    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Ok(Arc::new(TenRecords))
+    }
+}
+
+#[tokio::test]
+async fn the_preview_sizes_windows_by_counts_unless_a_chunk_size_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, config) = engine_with(dir.path(), Arc::new(Counted));
+    let h = EngineHandle::spawn(engine, config, POLICY);
+    let counted = PlanRequest {
+        chunk_size_days: None,
+        ..request()
+    };
+    let preview = h.preview(&counted, Utc::now()).await.unwrap();
+    // Ten records over two months: one window, one count call, one page.
+    assert_eq!(preview.plan.total_chunks(), 1);
+    assert_eq!(preview.plan.tables[0].records, Some(vec![10]));
+    assert_eq!(preview.estimate.count_calls, 1);
+    assert_eq!(preview.estimate.api_calls, 2);
+    let fixed = h.preview(&request(), Utc::now()).await.unwrap();
+    assert_eq!(fixed.plan.total_chunks(), 2, "30-day windows, as asked");
+    assert_eq!(fixed.plan.tables[0].records, None);
 }

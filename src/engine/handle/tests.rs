@@ -300,8 +300,10 @@ async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
     assert!(h.snapshot().borrow().running_here.is_empty());
 }
 
-/// Counts ten records in any window; never asked for a page here.
-struct TenRecords;
+/// Counts ten records in any window (or refuses to count); never asked for a page here.
+struct TenRecords {
+    refuse: bool,
+}
 
 #[async_trait::async_trait]
 impl Source for TenRecords {
@@ -323,22 +325,34 @@ impl Source for TenRecords {
         _: &crate::config::EndpointDef,
         _: &crate::domain::Window,
     ) -> Result<u64, crate::sources::SourceError> {
+        if self.refuse {
+            return Err(crate::sources::SourceError::from_status(
+                400,
+                None,
+                "no counts here".into(),
+                None,
+            ));
+        }
         Ok(10)
     }
 }
 
-struct Counted;
+struct Counted {
+    refuse: bool,
+}
 
 impl SourceProvider for Counted {
     fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
-        Ok(Arc::new(TenRecords))
+        Ok(Arc::new(TenRecords {
+            refuse: self.refuse,
+        }))
     }
 }
 
 #[tokio::test]
 async fn the_preview_sizes_windows_by_counts_unless_a_chunk_size_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, config) = engine_with(dir.path(), Arc::new(Counted));
+    let (engine, config) = engine_with(dir.path(), Arc::new(Counted { refuse: false }));
     let h = EngineHandle::spawn(engine, config, POLICY);
     let counted = PlanRequest {
         chunk_size_days: None,
@@ -353,4 +367,20 @@ async fn the_preview_sizes_windows_by_counts_unless_a_chunk_size_is_asked_for() 
     let fixed = h.preview(&request(), Utc::now()).await.unwrap();
     assert_eq!(fixed.plan.total_chunks(), 2, "30-day windows, as asked");
     assert_eq!(fixed.plan.tables[0].records, None);
+}
+
+#[tokio::test]
+async fn a_table_that_cannot_be_counted_keeps_the_configured_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, config) = engine_with(dir.path(), Arc::new(Counted { refuse: true }));
+    let h = EngineHandle::spawn(engine, config, POLICY);
+    let request = PlanRequest {
+        chunk_size_days: None,
+        ..request()
+    };
+    let preview = h.preview(&request, Utc::now()).await.unwrap();
+    // ConnectWise's configured 30 days over Jan 1 - Mar 1: two windows, no counts.
+    assert_eq!(preview.plan.total_chunks(), 2);
+    assert_eq!(preview.plan.tables[0].records, None);
+    assert_eq!(preview.estimate.count_calls, 0);
 }

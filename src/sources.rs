@@ -160,6 +160,16 @@ pub trait Source: Send + Sync {
     ) -> Result<Page, SourceError>;
     /// The source's own count of records in `window`.
     async fn count(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError>;
+    /// Counts of `window` per UTC calendar month in one request, where the API has a grouped
+    /// count (Salesforce SOQL `GROUP BY`): consecutive pieces covering `window` exactly, empty
+    /// months included. `None` where it has not; the planner then uses `count`.
+    async fn monthly_counts(
+        &self,
+        _endpoint: &EndpointDef,
+        _window: &Window,
+    ) -> Result<Option<Vec<(Window, u64)>>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// Builds the client for `service` at `base_url`.

@@ -116,7 +116,8 @@ fn time_budget_stops_cleanly_and_resume_finishes_exactly() {
             Some("tickets"),
             "2024-01-01",
             Some("2026-01-01"),
-            &[],
+            // Fixed windows: several chunks, so some finish within the budget.
+            &["--chunk-size-days", "30"],
         ),
     );
     assert_ok(&out);

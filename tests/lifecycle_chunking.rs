@@ -1,4 +1,4 @@
-//! Smart chunking (crowded windows split, sparse ones merged, by the source's counts) and
+//! Windows sized by counts (crowded stretches split, sparse ones merged up to the target) and
 //! table dependencies (companies before contacts before tickets before time entries), end
 //! to end against the sandbox.
 
@@ -44,7 +44,7 @@ fn smart_chunking_splits_crowded_windows_and_merges_sparse_ones() {
     fx.tune(6000, 100);
     fx.edit("backfill_config.json", |v| {
         v["smart_chunking"] = serde_json::json!({
-            "enabled": false, "max_records_per_chunk": 100, "min_records_per_chunk": 20, "min_window_hours": 1
+            "enabled": false, "target_records_per_window": 100, "min_window_hours": 1
         });
     });
     let sandbox = fx.start_sandbox(&[]);
@@ -96,13 +96,27 @@ fn smart_chunking_splits_crowded_windows_and_merges_sparse_ones() {
         "sparse windows were merged: {}",
         companies.len()
     );
-    assert!(
-        companies
-            .iter()
-            .filter(|w| count("companies", w) > 20)
-            .all(|w| w.end - w.start <= chrono::Duration::days(30)),
-        "only windows that were sparse together were merged"
-    );
+    for pair in companies.windows(2) {
+        assert!(
+            count("companies", &pair[0]) + count("companies", &pair[1]) > 100,
+            "neighbours {} and {} fit the target together: they are merged",
+            pair[0],
+            pair[1]
+        );
+    }
+    let records: Vec<usize> = plan["plan"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "companies")
+        .unwrap()["records"]
+        .as_array()
+        .expect("records per window in the plan")
+        .iter()
+        .map(|n| n.as_u64().unwrap() as usize)
+        .collect();
+    let expected: Vec<usize> = companies.iter().map(|w| count("companies", w)).collect();
+    assert_eq!(records, expected, "the plan shows each window's records");
     assert_eq!(
         plan["plan"]["tables"][0]["table"], "companies",
         "tickets depend on companies"

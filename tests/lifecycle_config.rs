@@ -105,9 +105,12 @@ fn dependencies_and_smart_chunking_are_validated() {
     );
     let fx = Fixture::new();
     fx.edit("backfill_config.json", |v| {
-        v["smart_chunking"]["min_records_per_chunk"] = 60000.into();
+        v["smart_chunking"]["target_records_per_window"] = 0.into();
     });
-    assert_names(&load_err(&fx), &["$.smart_chunking.min_records_per_chunk"]);
+    assert_names(
+        &load_err(&fx),
+        &["$.smart_chunking.target_records_per_window"],
+    );
 }
 
 #[test]

@@ -60,10 +60,7 @@ pub fn make_plan(config: &Config, range: &RangeArgs) -> Result<Plan> {
 }
 
 pub fn page_size(config: &Config, service: Service, table: &str) -> u32 {
-    config
-        .endpoints(service)
-        .and_then(|e| e.find(table))
-        .map_or(1000, |e| e.page_size)
+    planner::page_size(config, service, table)
 }
 
 pub fn deadline(exec: &ExecArgs) -> Option<Instant> {

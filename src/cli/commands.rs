@@ -14,6 +14,7 @@ use super::{
     ops_cmd, output, status,
 };
 use crate::config::Config;
+use crate::engine::chunking;
 use crate::engine::ops::JobAction;
 use crate::engine::planner::{self, Plan};
 use crate::engine::{EngineOptions, RateBudget};
@@ -102,7 +103,8 @@ fn console_args(args: ConsoleArgs, before: ConsoleArgs) -> ConsoleArgs {
 async fn plan(global: &GlobalArgs, ws: &Workspace, args: &PlanArgs) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
     let mut plan = make_plan(&config, &args.range)?;
-    if args.smart_chunking || config.backfill.smart_chunking.enabled {
+    let rules = &config.backfill.smart_chunking;
+    if chunking::sized_by_counts(rules, args.range.chunk_size_days, args.smart_chunking) {
         let wired =
             runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
         wired.engine.refine_plan(&mut plan).await?;

@@ -298,7 +298,7 @@ pub async fn auto_detect(
             .auto_triggered_wait_for_off_peak
             || args.wait_off_peak;
         for d in decisions.iter().filter(|d| d.selected) {
-            let plan = planner::plan(
+            let mut plan = planner::plan(
                 engine.config(),
                 &PlanRequest {
                     tenant_id: d.tenant_id.clone(),
@@ -310,6 +310,9 @@ pub async fn auto_detect(
                 },
                 now,
             )?;
+            engine
+                .size_plan(&mut plan, args.range.chunk_size_days)
+                .await;
             let hints = Hints {
                 priority: args.priority.unwrap_or(0),
                 trigger: Trigger::Auto,

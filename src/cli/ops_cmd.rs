@@ -19,6 +19,7 @@ use super::{
 use crate::cloud::ops::{LaneOptions, StepFunctions};
 use crate::config::Config;
 use crate::domain::Trigger;
+use crate::engine::chunking;
 use crate::engine::ops::{Hints, Hold, JobAction, LocalRunner, Ops, Outcome, RunnerOptions, Start};
 use crate::engine::planner::{self, Plan};
 use crate::engine::{EngineOptions, RunOutcome};
@@ -182,7 +183,7 @@ pub async fn trigger(global: &GlobalArgs, ws: &Workspace, args: &TriggerArgs) ->
     finish(wiring.runner, &outcome).await
 }
 
-/// The range's plan, refined by the sources' counts with smart chunking.
+/// The range's plan, its windows sized by the source's counts unless fixed ones were asked for.
 async fn plan_for(
     global: &GlobalArgs,
     ws: &Workspace,
@@ -190,7 +191,8 @@ async fn plan_for(
     args: &TriggerArgs,
 ) -> Result<Plan> {
     let mut plan = make_plan(config, &args.range)?;
-    if args.smart_chunking || config.backfill.smart_chunking.enabled {
+    let rules = &config.backfill.smart_chunking;
+    if chunking::sized_by_counts(rules, args.range.chunk_size_days, args.smart_chunking) {
         ws.ensure()?;
         runtime::init_logging(&global.log_level, Some(ws))?;
         let wired =

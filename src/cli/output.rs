@@ -35,7 +35,14 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
     for t in &plan.tables {
         outln!("\n  {} ({})", t.table, t.path);
         for (i, w) in t.windows.iter().enumerate() {
-            outln!("    #{i:<4} {} .. {}", iso(w.start), iso(w.end));
+            match t.records.as_ref().and_then(|r| r.get(i)) {
+                Some(n) => outln!(
+                    "    #{i:<4} {} .. {}  {n} records",
+                    iso(w.start),
+                    iso(w.end)
+                ),
+                None => outln!("    #{i:<4} {} .. {}", iso(w.start), iso(w.end)),
+            }
         }
     }
     let kind = if est.counted {
@@ -43,7 +50,11 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
     } else {
         "at least (one per window; --count for exact)"
     };
-    outln!("\nAPI calls: {} {kind}", est.api_calls);
+    let counts = match est.count_calls {
+        0 => String::new(),
+        n => format!(" (of which {n} count call(s) while planning)"),
+    };
+    outln!("\nAPI calls: {} {kind}{counts}", est.api_calls);
     if let Some(r) = est.records {
         outln!("records:   {r}");
     }

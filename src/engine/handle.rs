@@ -27,8 +27,9 @@
 //! own every `detect` and after a job of this console starts or ends, never in the console's
 //! `update` or a view.
 //!
-//! Plan previews are pure (`EngineHandle::preview`: planner plus estimate), so the trigger form
-//! shows chunk count, calls and duration before anything is created.
+//! Plan previews (`EngineHandle::preview`: planner, windows sized by counts as a trigger sizes
+//! them, estimate) run on the caller's task, so the trigger form shows windows, records per
+//! window, calls and duration before anything is created.
 //!
 //! In cloud mode (`spawn_cloud`) the engine's store is the deployment's and the operations
 //! API's port is the cloud's dispatch (Step Functions executions), so nothing runs in this
@@ -275,6 +276,8 @@ pub struct EngineHandle {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     events: broadcast::Sender<EngineEvent>,
     config: Arc<Config>,
+    /// For plan previews only (counting records); commands go to the owner.
+    engine: Engine,
 }
 
 impl EngineHandle {
@@ -311,6 +314,7 @@ impl EngineHandle {
         };
         let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
         let events = engine.inner.events.clone();
+        let previews = engine.clone();
         let owner = Owner::new(engine, config.clone(), snap_tx, policy, cloud);
         tokio::spawn(owner.run(rx));
         EngineHandle {
@@ -318,6 +322,7 @@ impl EngineHandle {
             snapshot: snap_rx,
             events,
             config,
+            engine: previews,
         }
     }
 
@@ -339,14 +344,21 @@ impl EngineHandle {
         self.snapshot.clone()
     }
 
-    /// The plan of a request and its estimated calls and duration; creates nothing.
-    pub fn preview(
+    /// The plan of a request, its windows sized by the source's counts as a trigger will
+    /// size them, and its estimated calls (count calls included) and duration; creates
+    /// nothing.
+    pub async fn preview(
         &self,
         request: &PlanRequest,
         now: DateTime<Utc>,
     ) -> Result<PlanPreview, planner::PlanError> {
-        let plan = planner::plan(&self.config, request, now)?;
-        let estimate = planner::estimate(&plan, None, |_| 1000);
+        let mut plan = planner::plan(&self.config, request, now)?;
+        self.engine
+            .size_plan(&mut plan, request.chunk_size_days)
+            .await;
+        let estimate = planner::estimate(&plan, None, |t| {
+            planner::page_size(&self.config, plan.service, t)
+        });
         Ok(PlanPreview { plan, estimate })
     }
 }

@@ -25,6 +25,9 @@ pub struct TablePlan {
     pub table: String,
     pub path: String,
     pub windows: Vec<Window>,
+    /// The source's count of each window, when windows were sized by counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<u64>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -39,6 +42,8 @@ pub struct Plan {
     pub rate_limit_per_minute: Option<u32>,
     pub max_attempts: u32,
     pub tables: Vec<TablePlan>,
+    /// Count requests made while planning (windows sized by counts).
+    pub count_calls: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -170,6 +175,7 @@ pub fn plan_sync(
         rate_limit_per_minute: bf.rate_limit_per_minute(tenant_id, service),
         max_attempts: bf.default_settings.retry_attempts,
         tables: table_plans,
+        count_calls: 0,
     })
 }
 
@@ -239,6 +245,7 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
             .into_iter()
             .map(|d| table_plan(d, windows.clone()))
             .collect(),
+        count_calls: 0,
     })
 }
 
@@ -321,11 +328,20 @@ fn sort_by_priority(defs: &mut [&EndpointDef], bf: &BackfillConfig, service: Ser
     defs.sort_by_key(|d| prio.iter().position(|p| *p == d.path).unwrap_or(usize::MAX));
 }
 
+/// The page size of `table` of `service` (1,000 when unknown), for estimates.
+pub fn page_size(config: &Config, service: Service, table: &str) -> u32 {
+    config
+        .endpoints(service)
+        .and_then(|e| e.find(table))
+        .map_or(1000, |e| e.page_size)
+}
+
 fn table_plan(d: &EndpointDef, windows: Vec<Window>) -> TablePlan {
     TablePlan {
         table: d.table_name.clone(),
         path: d.path.clone(),
         windows,
+        records: None,
     }
 }
 
@@ -381,8 +397,11 @@ impl Plan {
 /// API calls and time a plan needs under its rate limit.
 #[derive(Clone, Debug, Serialize)]
 pub struct Estimate {
-    /// Calls when record counts are known (`counts`), else the floor of one call per window.
+    /// Calls when record counts are known (given, or the plan's own from sizing windows by
+    /// counts), else the floor of one call per window; count calls included.
     pub api_calls: u64,
+    /// Count requests among `api_calls`: those that size the windows (made again by a trigger).
+    pub count_calls: u64,
     pub counted: bool,
     pub records: Option<u64>,
     /// Seconds at the configured rate, `None` without a limit.
@@ -395,12 +414,24 @@ pub fn calls_for(records: u64, page_size: u32) -> u64 {
     records / u64::from(page_size.max(1)) + 1
 }
 
+/// The plan's cost: with `counts` (one per window, asked for separately) or the plan's own
+/// counts (every table's windows sized by counts), the pages those records take plus the
+/// count requests that sized the windows; otherwise one call per window.
 pub fn estimate(
     plan: &Plan,
     counts: Option<&[(String, Vec<u64>)]>,
     page_size_of: impl Fn(&str) -> u32,
 ) -> Estimate {
-    let (api_calls, records) = match counts {
+    let own: Option<Vec<(String, Vec<u64>)>> = plan
+        .tables
+        .iter()
+        .map(|t| t.records.clone().map(|r| (t.table.clone(), r)))
+        .collect();
+    let counts = counts.or(own.as_deref());
+    // The job's own count calls (a trigger sizes its windows the same way); counts asked
+    // for only to estimate (`plan --count`) are not the job's.
+    let count_calls = plan.count_calls;
+    let (page_calls, records) = match counts {
         Some(counts) => {
             let mut calls = 0;
             let mut records = 0;
@@ -415,8 +446,10 @@ pub fn estimate(
         }
         None => (plan.total_chunks() as u64, None),
     };
+    let api_calls = page_calls + count_calls;
     Estimate {
         api_calls,
+        count_calls,
         counted: counts.is_some(),
         records,
         duration_secs: plan

@@ -5,7 +5,8 @@
 //!   `sysparm_display_value`, `sysparm_exclude_reference_link`,
 //!   `sysparm_suppress_pagination_header`, `sysparm_no_count`; answers `{"result":[...]}`
 //!   with `X-Total-Count` and a `Link` header (`<url>;rel="next"`, no space after `;`).
-//!   `GET /api/now/table/{table}/{sys_id}` answers one record.
+//!   `GET /api/now/table/{table}/{sys_id}` answers one record. `GET /api/now/stats/{table}`
+//!   with `sysparm_count=true` counts what `sysparm_query` selects (the Aggregate API).
 //! - Auth: Basic `username:password`, or `Bearer` tokens from `POST /oauth_token.do`
 //!   (`grant_type` `password`, `refresh_token` or `client_credentials`). Tokens are random,
 //!   expire after the account's `token_ttl_secs` (default 1800 s).
@@ -197,6 +198,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/now/v2/table/{table}", get(list))
         .route("/api/now/table/{table}/{sys_id}", get(one))
         .route("/api/now/v2/table/{table}/{sys_id}", get(one))
+        .route("/api/now/stats/{table}", get(table_api::stats))
         .route("/oauth_token.do", post(oauth_token))
         .route("/_sandbox/servicenow/moved", get(moved_handler))
         .route("/_sandbox/servicenow/stats", get(stats_handler))

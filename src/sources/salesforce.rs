@@ -745,6 +745,54 @@ impl Source for Salesforce {
             .map_err(|e| self.fail(e))?;
         Ok(wire::parse_query_page(&reply.body, &spec.id, &spec.stamp)?.total_size)
     }
+
+    async fn monthly_counts(
+        &self,
+        endpoint: &EndpointDef,
+        window: &Window,
+    ) -> Result<Option<Vec<(Window, u64)>>, SourceError> {
+        let spec = Spec::new(endpoint)?;
+        let reply = self
+            .query(&spec.monthly_count_query(window), batch_size(endpoint))
+            .await
+            .map_err(|e| self.fail(e))?;
+        let rows = wire::parse_monthly_counts(&reply.body)?;
+        month_pieces(window, &rows).map(Some)
+    }
+}
+
+/// `window` cut at UTC month starts, each piece with its month's count from `rows` (0 for a
+/// month without a row). A row for a month outside the window is an error.
+fn month_pieces(
+    window: &Window,
+    rows: &[(i32, u32, u64)],
+) -> Result<Vec<(Window, u64)>, SourceError> {
+    use chrono::{Datelike, TimeZone};
+    let month_start = |y: i32, m: u32| Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single();
+    let next = |y: i32, m: u32| if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let mut pieces = Vec::new();
+    let mut used = 0;
+    let (mut y, mut m) = (window.start.year(), window.start.month());
+    let mut at = window.start;
+    while at < window.end {
+        let (ny, nm) = next(y, m);
+        let end = month_start(ny, nm).map_or(window.end, |e| e.min(window.end));
+        let n: Vec<u64> = rows
+            .iter()
+            .filter(|r| (r.0, r.1) == (y, m))
+            .map(|r| r.2)
+            .collect();
+        used += n.len();
+        pieces.push((Window::new(at, end), n.iter().sum()));
+        (y, m, at) = (ny, nm, end);
+    }
+    if used != rows.len() {
+        return Err(SourceError::Decode {
+            message: format!("grouped count of {window}: a row names a month outside the window"),
+            truncated: false,
+        });
+    }
+    Ok(pieces)
 }
 
 #[cfg(test)]

@@ -610,27 +610,42 @@ impl Source for ServiceNow {
         })
     }
 
+    /// The Aggregate API's count (`/api/now/stats/{table}?sysparm_count=true`): one request
+    /// that reads no record.
     async fn count(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError> {
         Self::check_endpoint(endpoint)?;
-        let query = format!(
-            "sysparm_query={}&sysparm_fields=sys_id&sysparm_limit=1",
+        let url = format!(
+            "{}/api/now/stats/{}?sysparm_count=true&sysparm_query={}",
+            self.base_url,
+            endpoint.path.trim_matches('/'),
             encode(&window_query(endpoint.query_field(), window))
         );
-        let (status, headers, body, token) = self.get(&self.table_url(endpoint, &query)).await?;
-        if status == StatusCode::NOT_FOUND && is_envelope(&body) {
-            return Ok(0);
-        }
+        let (status, headers, body, token) = self.get(&url).await?;
         if !status.is_success() {
             return Err(self.status_error(status, &headers, &body, token.as_deref()));
         }
-        headers
-            .get("x-total-count")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| SourceError::Decode {
-                message: format!("{}: the answer has no X-Total-Count header", endpoint.path),
-                truncated: false,
-            })
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            result: Stats,
+        }
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            stats: Count,
+        }
+        #[derive(serde::Deserialize)]
+        struct Count {
+            count: String,
+        }
+        let bad = |message: String, truncated| SourceError::Decode { message, truncated };
+        let answer: Answer = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("{} stats: {e}", endpoint.path), e.is_eof()))?;
+        let n = answer.result.stats.count;
+        n.trim().parse().map_err(|_| {
+            bad(
+                format!("{} stats: count '{n}' is not a number", endpoint.path),
+                false,
+            )
+        })
     }
 }
 

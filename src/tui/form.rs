@@ -93,7 +93,15 @@ impl PreviewSummary {
             duration_secs: p.estimate.duration_secs,
             rate_per_minute: p.plan.rate_limit_per_minute,
             first_windows: first
-                .map(|t| t.windows.iter().take(3).map(|w| w.to_string()).collect())
+                .map(|t| {
+                    let records = |i: usize| t.records.as_ref().and_then(|r| r.get(i));
+                    (t.windows.iter().enumerate().take(3))
+                        .map(|(i, w)| match records(i) {
+                            Some(n) => format!("{w}  {n} records"),
+                            None => w.to_string(),
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }

@@ -169,7 +169,7 @@ impl EffectRunner {
             } => {
                 let (handle, tx) = (self.handle.clone(), self.tx.clone());
                 tokio::spawn(async move {
-                    let result = handle.preview(&request, Utc::now());
+                    let result = handle.preview(&request, Utc::now()).await;
                     let _ = tx.send(Msg::Preview { generation, result }).await;
                 });
             }

@@ -86,10 +86,14 @@ impl Owner {
                 .into())
             }
             Command::Trigger { request, .. } => {
-                let plan = planner::plan(&self.config, &request, now).map_err(Refusal::from)?;
+                let mut plan = planner::plan(&self.config, &request, now).map_err(Refusal::from)?;
                 self.detection.mark_stale();
-                self.op(|ops| async move { ops.trigger(&plan, Hints::default(), now).await })
-                    .await
+                let engine = self.engine.clone();
+                self.op(|ops| async move {
+                    engine.size_plan(&mut plan, request.chunk_size_days).await;
+                    ops.trigger(&plan, Hints::default(), now).await
+                })
+                .await
             }
             Command::Transform { .. } if cloud => Err(Refusal::NotHere(CLOUD_TRANSFORMS).into()),
             Command::Transform { tenant_id, service } => {

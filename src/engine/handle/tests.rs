@@ -24,6 +24,10 @@ impl SourceProvider for NoSources {
 }
 
 fn engine(dir: &Path) -> (Engine, Arc<Config>) {
+    engine_with(dir, Arc::new(NoSources))
+}
+
+fn engine_with(dir: &Path, sources: Arc<dyn SourceProvider>) -> (Engine, Arc<Config>) {
     let config =
         Arc::new(Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap());
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
@@ -33,7 +37,7 @@ fn engine(dir: &Path) -> (Engine, Arc<Config>) {
         store.clone(),
         store,
         sink,
-        Arc::new(NoSources),
+        sources,
         EngineOptions::default(),
     );
     (engine, config)
@@ -98,7 +102,7 @@ async fn commands_run_jobs_and_the_snapshot_follows() {
         "cloud dispatch is not configured: start the console with --cloud"
     );
 
-    let preview = h.preview(&request(), Utc::now()).unwrap();
+    let preview = h.preview(&request(), Utc::now()).await.unwrap();
     assert_eq!(preview.plan.total_chunks(), 2);
     assert_eq!(preview.estimate.api_calls, 2);
 
@@ -294,4 +298,89 @@ async fn in_cloud_mode_job_commands_go_to_the_cloud_and_nothing_runs_here() {
         ]
     );
     assert!(h.snapshot().borrow().running_here.is_empty());
+}
+
+/// Counts ten records in any window (or refuses to count); never asked for a page here.
+struct TenRecords {
+    refuse: bool,
+}
+
+#[async_trait::async_trait]
+impl Source for TenRecords {
+    fn service(&self) -> Service {
+        Service::Connectwise
+    }
+    async fn fetch_page(
+        &self,
+        _: &crate::config::EndpointDef,
+        _: &crate::domain::Window,
+        _: Option<&str>,
+    ) -> Result<crate::sources::Page, crate::sources::SourceError> {
+        Err(crate::sources::SourceError::Config(
+            "no pages in this test".into(),
+        ))
+    }
+    async fn count(
+        &self,
+        _: &crate::config::EndpointDef,
+        _: &crate::domain::Window,
+    ) -> Result<u64, crate::sources::SourceError> {
+        if self.refuse {
+            return Err(crate::sources::SourceError::from_status(
+                400,
+                None,
+                "no counts here".into(),
+                None,
+            ));
+        }
+        Ok(10)
+    }
+}
+
+struct Counted {
+    refuse: bool,
+}
+
+impl SourceProvider for Counted {
+    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Ok(Arc::new(TenRecords {
+            refuse: self.refuse,
+        }))
+    }
+}
+
+#[tokio::test]
+async fn the_preview_sizes_windows_by_counts_unless_a_chunk_size_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, config) = engine_with(dir.path(), Arc::new(Counted { refuse: false }));
+    let h = EngineHandle::spawn(engine, config, POLICY);
+    let counted = PlanRequest {
+        chunk_size_days: None,
+        ..request()
+    };
+    let preview = h.preview(&counted, Utc::now()).await.unwrap();
+    // Ten records over two months: one window, one count call, one page.
+    assert_eq!(preview.plan.total_chunks(), 1);
+    assert_eq!(preview.plan.tables[0].records, Some(vec![10]));
+    assert_eq!(preview.estimate.count_calls, 1);
+    assert_eq!(preview.estimate.api_calls, 2);
+    let fixed = h.preview(&request(), Utc::now()).await.unwrap();
+    assert_eq!(fixed.plan.total_chunks(), 2, "30-day windows, as asked");
+    assert_eq!(fixed.plan.tables[0].records, None);
+}
+
+#[tokio::test]
+async fn a_table_that_cannot_be_counted_keeps_the_configured_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, config) = engine_with(dir.path(), Arc::new(Counted { refuse: true }));
+    let h = EngineHandle::spawn(engine, config, POLICY);
+    let request = PlanRequest {
+        chunk_size_days: None,
+        ..request()
+    };
+    let preview = h.preview(&request, Utc::now()).await.unwrap();
+    // ConnectWise's configured 30 days over Jan 1 - Mar 1: two windows, no counts.
+    assert_eq!(preview.plan.total_chunks(), 2);
+    assert_eq!(preview.plan.tables[0].records, None);
+    assert_eq!(preview.estimate.count_calls, 0);
 }

@@ -1,8 +1,12 @@
-//! Queries checked against an sObject: the selected columns, the WHERE clause, the order,
-//! and the window bounds fault plans and record edits go by.
+//! Queries checked against an sObject: the selected columns (or an aggregate query's groups
+//! and counts), the WHERE clause, the order, and the window bounds fault plans and record
+//! edits go by. Aggregate queries are refused as Salesforce refuses them: an item neither
+//! grouped nor aggregated, `COUNT()` with `GROUP BY`, an aggregate in `GROUP BY`, an order on
+//! an ungrouped field; the sandbox groups only by `CALENDAR_YEAR` / `CALENDAR_MONTH` of an
+//! audit time.
 
 use super::data::{self, Kind, SObject, Times};
-use super::soql::{self, Expr, Lit, Op, Select};
+use super::soql::{self, Expr, Item, Lit, Op, Select};
 use super::{Reply, bad_request};
 
 /// A selected column: a direct field, or a field of the `Owner` relationship.
@@ -43,12 +47,48 @@ pub(super) enum OrderKey {
     Time(TimeField),
 }
 
+/// A part of an audit time an aggregate query groups by (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DatePart {
+    Year(TimeField),
+    Month(TimeField),
+}
+
+impl DatePart {
+    /// The year or month (1-12) of `t` in UTC.
+    pub(super) fn of(self, t: &Times) -> i64 {
+        use chrono::Datelike;
+        let at = |f: TimeField| chrono::DateTime::from_timestamp(f.of(t), 0).unwrap_or_default();
+        match self {
+            DatePart::Year(f) => i64::from(at(f).year()),
+            DatePart::Month(f) => i64::from(at(f).month()),
+        }
+    }
+}
+
+/// A column of an aggregate result: a grouped part (index into `group`) or the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AggColumn {
+    Group(usize),
+    Count,
+}
+
+/// An aggregate query: rows grouped by `group`, one result row per group with `select`.
+#[derive(Clone, Debug)]
+pub(super) struct Aggregate {
+    pub(super) group: Vec<DatePart>,
+    pub(super) select: Vec<AggColumn>,
+    /// `LIMIT` applies to result rows.
+    pub(super) limit: Option<u64>,
+}
+
 /// A query the sandbox can run.
 #[derive(Clone, Debug)]
 pub(super) struct Plan {
     pub(super) sobject: SObject,
-    /// `None`: `SELECT COUNT()`.
+    /// `None`: `SELECT COUNT()` or an aggregate query.
     pub(super) columns: Option<Vec<Column>>,
+    pub(super) aggregate: Option<Aggregate>,
     pub(super) filter: Option<Pred>,
     pub(super) order: Vec<(OrderKey, bool)>,
     pub(super) limit: Option<u64>,
@@ -164,9 +204,16 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
             ),
         ));
     };
-    let columns = match &q.select {
-        Select::Count => None,
-        Select::Fields(fields) => Some(compile_columns(sobject, fields)?),
+    let (columns, aggregate) = match &q.select {
+        Select::Count if !q.group_by.is_empty() => {
+            return Err(bad_request(
+                "MALFORMED_QUERY",
+                "COUNT() cannot be used with GROUP BY: use COUNT(fieldName)",
+            ));
+        }
+        Select::Count => (None, None),
+        Select::Fields(fields) => (Some(compile_columns(sobject, fields)?), None),
+        Select::Aggregate(items) => (None, Some(compile_aggregate(sobject, items, &q)?)),
     };
     let filter = q
         .filter
@@ -180,9 +227,89 @@ pub(super) fn compile(q: soql::Query) -> Result<Plan, Reply> {
         columns,
         filter,
         order,
-        limit: q.limit,
+        limit: if aggregate.is_some() { None } else { q.limit },
+        aggregate,
         window_start,
         bounds,
+    })
+}
+
+/// An aggregate query's groups and result columns, refused as Salesforce refuses them.
+fn compile_aggregate(
+    sobject: SObject,
+    items: &[Item],
+    q: &soql::Query,
+) -> Result<Aggregate, Reply> {
+    let malformed = |m: String| bad_request("MALFORMED_QUERY", &m);
+    let part = |item: &Item| -> Result<Option<DatePart>, Reply> {
+        let (f, year) = match item {
+            Item::Year(f) => (f, true),
+            Item::Month(f) => (f, false),
+            Item::Field(_) | Item::CountOf(_) => return Ok(None),
+        };
+        let name = match (&f.relationship, sobject.field(&f.name)) {
+            (None, Some((name, _))) => name,
+            _ => return Err(invalid_field(sobject, &f.to_string())),
+        };
+        let Some(tf) = time_field(sobject, name) else {
+            return Err(malformed(format!(
+                "{item}: the sandbox's date functions take CreatedDate, LastModifiedDate or SystemModstamp"
+            )));
+        };
+        Ok(Some(if year {
+            DatePart::Year(tf)
+        } else {
+            DatePart::Month(tf)
+        }))
+    };
+    let mut group = Vec::new();
+    for item in &q.group_by {
+        match (item, part(item)?) {
+            (Item::CountOf(_), _) => {
+                return Err(malformed(format!(
+                    "Grouped field should not be aggregated: {item}"
+                )));
+            }
+            (_, Some(p)) => group.push(p),
+            (_, None) => {
+                return Err(malformed(format!(
+                    "the sandbox groups only by CALENDAR_YEAR or CALENDAR_MONTH, not {item}"
+                )));
+            }
+        }
+    }
+    let mut select = Vec::new();
+    for item in items {
+        let column = match (item, part(item)?) {
+            (Item::CountOf(f), _) => {
+                if f.relationship.is_some() || sobject.field(&f.name).is_none() {
+                    return Err(invalid_field(sobject, &f.to_string()));
+                }
+                AggColumn::Count
+            }
+            (_, Some(p)) if group.contains(&p) => {
+                AggColumn::Group(group.iter().position(|g| *g == p).expect("contained"))
+            }
+            (Item::Field(f), _) if f.relationship.is_none() && sobject.field(&f.name).is_none() => {
+                return Err(invalid_field(sobject, &f.name));
+            }
+            _ => {
+                return Err(malformed(format!(
+                    "Field must be grouped or aggregated: {item}"
+                )));
+            }
+        };
+        select.push(column);
+    }
+    if let Some((f, _)) = q.order.first() {
+        return Err(malformed(format!(
+            "Ordered field must be grouped or aggregated: {f}"
+        )));
+    }
+    Ok(Aggregate {
+        group,
+        select,
+        limit: q.limit,
     })
 }
 

@@ -11,7 +11,7 @@ use axum::response::Response;
 
 use super::auth::bearer;
 use super::data::{self, Renderer, Times};
-use super::plan::{Column, Plan, parse_plan};
+use super::plan::{AggColumn, Aggregate, Column, Plan, parse_plan};
 use super::{
     Inner, LIMIT_INFO, Locator, MAX_BODY, MAX_LOCATORS, SfState, bad_request, error, fault_reply,
     invalid_session, json, not_found,
@@ -190,6 +190,11 @@ impl Ctx<'_> {
         let mut inner = sf.lock();
         let rows = sf.evaluate(&inner, self.org, &plan);
         let total = rows.len();
+        if let Some(agg) = &plan.aggregate {
+            let body = self.render_aggregate(&inner, &plan, agg, &rows);
+            drop(inner);
+            return json(body).spoiled_by(spoil);
+        }
         if plan.columns.is_none() {
             let body = format!("{{\"totalSize\":{total},\"done\":true,\"records\":[]}}");
             return json(body.into_bytes());
@@ -257,6 +262,53 @@ impl Ctx<'_> {
         };
         self.page_seen(format!("more\n{id}\n{offset}"));
         json(body).spoiled_by(spoil)
+    }
+
+    /// An aggregate result: one `AggregateResult` record per group (in group order; Salesforce
+    /// promises no order without ORDER BY), unaliased items named `expr0`, `expr1`, ... in
+    /// SELECT order, all on one page (aggregate queries have no query locator). Without
+    /// GROUP BY there is one row, even over no records.
+    fn render_aggregate(
+        &self,
+        inner: &Inner,
+        plan: &Plan,
+        agg: &Aggregate,
+        rows: &[u32],
+    ) -> Vec<u8> {
+        let mut groups: std::collections::BTreeMap<Vec<i64>, u64> = Default::default();
+        if agg.group.is_empty() {
+            groups.insert(Vec::new(), 0);
+        }
+        for &i in rows {
+            let t = self.sf().times(inner, self.org, plan.sobject, i);
+            let key: Vec<i64> = agg.group.iter().map(|p| p.of(&t)).collect();
+            *groups.entry(key).or_default() += 1;
+        }
+        let limit = agg
+            .limit
+            .map_or(usize::MAX, |l| l.min(usize::MAX as u64) as usize);
+        let records: Vec<serde_json::Value> = groups
+            .iter()
+            .take(limit)
+            .map(|(key, n)| {
+                let mut rec = serde_json::Map::new();
+                rec.insert(
+                    "attributes".into(),
+                    serde_json::json!({"type": "AggregateResult"}),
+                );
+                for (k, col) in agg.select.iter().enumerate() {
+                    let v = match col {
+                        AggColumn::Group(g) => key[*g].into(),
+                        AggColumn::Count => (*n).into(),
+                    };
+                    rec.insert(format!("expr{k}"), v);
+                }
+                serde_json::Value::Object(rec)
+            })
+            .collect();
+        let body =
+            serde_json::json!({"totalSize": records.len(), "done": true, "records": records});
+        serde_json::to_vec(&body).unwrap_or_default()
     }
 
     /// `{"totalSize":..,"done":..,"nextRecordsUrl":..,"records":[..]}` with current values.

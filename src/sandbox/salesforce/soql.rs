@@ -1,13 +1,20 @@
 //! The SOQL subset the sandbox understands:
 //!
 //! ```text
-//! SELECT COUNT() | field [, field ...]   field: Name or Relationship.Name
+//! SELECT COUNT() | item [, item ...]     item: field (Name or Relationship.Name),
+//!                                        CALENDAR_YEAR(field), CALENDAR_MONTH(field),
+//!                                        COUNT(field)
 //! FROM sObject
 //! [WHERE condition]                      comparisons joined by AND / OR, with parentheses;
 //!                                        AND and OR never mix at one level (as in SOQL)
+//! [GROUP BY item [, item ...]]           fields and date functions
 //! [ORDER BY field [ASC|DESC] [NULLS FIRST|LAST] [, ...]]
 //! [LIMIT n]
 //! ```
+//!
+//! A SELECT with a function or a GROUP BY is an aggregate query (`Select::Aggregate`);
+//! whether its items are grouped or aggregated, as Salesforce demands, is checked with the
+//! sObject (`plan.rs`).
 //!
 //! A comparison is `field op value` with `op` one of `= != <> < <= > >=`; values are unquoted
 //! dateTime literals (`2023-01-01T00:00:00Z`, `...+05:00`, optional fraction), quoted strings
@@ -30,6 +37,27 @@ impl fmt::Display for SoqlError {
 pub(crate) enum Select {
     Count,
     Fields(Vec<FieldPath>),
+    Aggregate(Vec<Item>),
+}
+
+/// An item of an aggregate query's SELECT or GROUP BY.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Item {
+    Field(FieldPath),
+    Year(FieldPath),
+    Month(FieldPath),
+    CountOf(FieldPath),
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Field(p) => write!(f, "{p}"),
+            Item::Year(p) => write!(f, "CALENDAR_YEAR({p})"),
+            Item::Month(p) => write!(f, "CALENDAR_MONTH({p})"),
+            Item::CountOf(p) => write!(f, "COUNT({p})"),
+        }
+    }
 }
 
 /// `Name` or `Relationship.Name`, as written.
@@ -98,6 +126,7 @@ pub(crate) struct Query {
     pub(crate) select: Select,
     pub(crate) from: String,
     pub(crate) filter: Option<Expr>,
+    pub(crate) group_by: Vec<Item>,
     /// Field and descending?
     pub(crate) order: Vec<(FieldPath, bool)>,
     pub(crate) limit: Option<u64>,
@@ -256,6 +285,26 @@ pub(crate) fn parse_datetime(s: &str) -> Option<i64> {
     s.contains('T').then(|| t.timestamp_millis())
 }
 
+/// Plain fields without GROUP BY are an ordinary query, not an aggregate one.
+fn plain_fields(select: Select, group_by: &[Item]) -> Select {
+    match select {
+        Select::Aggregate(items)
+            if group_by.is_empty() && items.iter().all(|i| matches!(i, Item::Field(_))) =>
+        {
+            Select::Fields(
+                items
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        Item::Field(f) => Some(f),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+        other => other,
+    }
+}
+
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
@@ -345,23 +394,64 @@ impl Parser {
         }
     }
 
-    fn query(&mut self) -> Result<Query, SoqlError> {
-        self.expect_keyword("SELECT")?;
-        let select = if matches!(self.peek(), Some(Tok::Word(w)) if is_keyword(w, "COUNT")) {
+    /// `COUNT()` alone, or a list of items.
+    fn select(&mut self) -> Result<Select, SoqlError> {
+        let count_empty = matches!(self.peek(), Some(Tok::Word(w)) if is_keyword(w, "COUNT"))
+            && self.toks.get(self.pos + 2).map(|(t, _)| t) == Some(&Tok::RParen);
+        if count_empty {
             self.pos += 1;
             if self.next() != Some(Tok::LParen) || self.next() != Some(Tok::RParen) {
                 self.pos -= 1;
                 return Err(self.unexpected());
             }
-            Select::Count
-        } else {
-            let mut fields = vec![self.field()?];
+            return Ok(Select::Count);
+        }
+        let mut items = vec![self.item()?];
+        while self.peek() == Some(&Tok::Comma) {
+            self.pos += 1;
+            items.push(self.item()?);
+        }
+        Ok(Select::Aggregate(items))
+    }
+
+    /// A field, `CALENDAR_YEAR(field)`, `CALENDAR_MONTH(field)` or `COUNT(field)`.
+    fn item(&mut self) -> Result<Item, SoqlError> {
+        let function = match (self.peek(), self.toks.get(self.pos + 1).map(|(t, _)| t)) {
+            (Some(Tok::Word(w)), Some(Tok::LParen)) => w.to_ascii_uppercase(),
+            _ => return Ok(Item::Field(self.field()?)),
+        };
+        let wrap: fn(FieldPath) -> Item = match function.as_str() {
+            "CALENDAR_YEAR" => Item::Year,
+            "CALENDAR_MONTH" => Item::Month,
+            "COUNT" => Item::CountOf,
+            _ => return Err(self.unexpected()),
+        };
+        self.pos += 2;
+        let field = self.field()?;
+        if self.next() != Some(Tok::RParen) {
+            self.pos -= 1;
+            return Err(self.unexpected());
+        }
+        Ok(wrap(field))
+    }
+
+    /// `GROUP BY item [, item ...]`, if there.
+    fn group_by(&mut self) -> Result<Vec<Item>, SoqlError> {
+        let mut group_by = Vec::new();
+        if self.keyword("GROUP") {
+            self.expect_keyword("BY")?;
+            group_by.push(self.item()?);
             while self.peek() == Some(&Tok::Comma) {
                 self.pos += 1;
-                fields.push(self.field()?);
+                group_by.push(self.item()?);
             }
-            Select::Fields(fields)
-        };
+        }
+        Ok(group_by)
+    }
+
+    fn query(&mut self) -> Result<Query, SoqlError> {
+        self.expect_keyword("SELECT")?;
+        let select = self.select()?;
         self.expect_keyword("FROM")?;
         let from = self.name()?;
         let filter = if self.keyword("WHERE") {
@@ -369,6 +459,8 @@ impl Parser {
         } else {
             None
         };
+        let group_by = self.group_by()?;
+        let select = plain_fields(select, &group_by);
         let mut order = Vec::new();
         if self.keyword("ORDER") {
             self.expect_keyword("BY")?;
@@ -412,6 +504,7 @@ impl Parser {
             select,
             from,
             filter,
+            group_by,
             order,
             limit,
         })

@@ -1,5 +1,7 @@
 //! The Table API routes: `GET /api/now/table/{table}` (offset pages with `Link` and
-//! `X-Total-Count`) and `GET /api/now/table/{table}/{sys_id}`.
+//! `X-Total-Count`) and `GET /api/now/table/{table}/{sys_id}`; and the Aggregate API's count,
+//! `GET /api/now/stats/{table}?sysparm_count=true&sysparm_query=..`, answered
+//! `{"result":{"stats":{"count":"N"}}}` (the count is a string, as ServiceNow sends it).
 
 use std::sync::Arc;
 
@@ -293,4 +295,42 @@ pub(super) async fn one(
         ok(body).headers(sn.rate_headers(hour_reset()))
     })();
     reply.holding(held).finish(&shared).await
+}
+
+pub(super) async fn stats(
+    State(shared): State<Arc<Shared>>,
+    Path(table_name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let reply = (|| {
+        let sn = &shared.servicenow;
+        let (account, _) = match admit(&shared, &headers) {
+            Ok(a) => a,
+            Err(reply) => return reply,
+        };
+        let Some(table) = SnTable::ALL.into_iter().find(|t| t.name() == table_name) else {
+            return unknown_table(&table_name);
+        };
+        let raw = uri.query().unwrap_or("");
+        let param = |key: &str| {
+            url::form_urlencoded::parse(raw.as_bytes())
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        let q = EncodedQuery::parse(&param("sysparm_query").unwrap_or_default());
+        let stats = if param("sysparm_count").is_some_and(|v| v.trim() == "true") {
+            let data = sn
+                .table(account, table)
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let (_, total) = sn.select(&data, &q, 0, 1);
+            serde_json::json!({ "count": total.to_string() })
+        } else {
+            serde_json::json!({})
+        };
+        let body = serde_json::json!({ "result": { "stats": stats } });
+        ok(serde_json::to_vec(&body).unwrap_or_default()).headers(sn.rate_headers(hour_reset()))
+    })();
+    reply.finish(&shared).await
 }

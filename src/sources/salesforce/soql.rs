@@ -133,6 +133,18 @@ impl Spec {
         )
     }
 
+    /// The window's records per UTC calendar month (date functions read UTC unless
+    /// `convertTimezone()` is asked for): rows of `expr0` year, `expr1` month, `expr2` count.
+    pub fn monthly_count_query(&self, window: &Window) -> String {
+        let (f, id) = (&self.stamp, &self.id);
+        format!(
+            "SELECT CALENDAR_YEAR({f}), CALENDAR_MONTH({f}), COUNT({id}) FROM {} WHERE {} \
+             GROUP BY CALENDAR_YEAR({f}), CALENDAR_MONTH({f})",
+            self.sobject,
+            self.window_filter(window)
+        )
+    }
+
     pub fn count_query(&self, window: &Window) -> String {
         format!(
             "SELECT COUNT() FROM {} WHERE {}",

@@ -515,3 +515,34 @@ async fn bad_cursors_and_bad_logins_fail_clearly_without_secrets() {
     assert!(matches!(e, SourceError::Transport(_)), "{e:?}");
     assert!(!format!("{e:?}").contains(PASSWORD) && !format!("{e:?}").contains(SECRET));
 }
+
+#[test]
+fn monthly_counts_become_pieces_of_the_window_with_empty_months() {
+    let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let w = Window::new(t("2023-11-15T00:00:00Z"), t("2024-02-10T12:00:00Z"));
+    let pieces = month_pieces(&w, &[(2024, 2, 7), (2023, 11, 3)]).unwrap();
+    assert_eq!(
+        pieces,
+        vec![
+            (Window::new(w.start, t("2023-12-01T00:00:00Z")), 3),
+            (
+                Window::new(t("2023-12-01T00:00:00Z"), t("2024-01-01T00:00:00Z")),
+                0
+            ),
+            (
+                Window::new(t("2024-01-01T00:00:00Z"), t("2024-02-01T00:00:00Z")),
+                0
+            ),
+            (Window::new(t("2024-02-01T00:00:00Z"), w.end), 7),
+        ]
+    );
+    assert!(
+        month_pieces(&w, &[(2024, 3, 1)]).is_err(),
+        "a month outside"
+    );
+    let body = br#"{"totalSize":1,"done":true,"records":[{"attributes":{"type":"AggregateResult"},"expr0":2024,"expr1":2,"expr2":7}]}"#;
+    assert_eq!(
+        wire::parse_monthly_counts(body).unwrap(),
+        vec![(2024, 2, 7)]
+    );
+}

@@ -274,6 +274,41 @@ pub fn decode_error(context: &str, e: serde_json::Error) -> SourceError {
     }
 }
 
+/// The rows of a `GROUP BY CALENDAR_YEAR(f), CALENDAR_MONTH(f)` count: `(year, month,
+/// count)` from an aggregate result (`{"totalSize":N,"done":true,"records":[{"attributes":
+/// {"type":"AggregateResult"},"expr0":2024,"expr1":3,"expr2":12}, ...]}`; unaliased items are
+/// named `expr0`, `expr1`, ... in SELECT order). Aggregate queries have no more pages.
+pub fn parse_monthly_counts(body: &[u8]) -> Result<Vec<(i32, u32, u64)>, SourceError> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        expr0: i32,
+        expr1: u32,
+        expr2: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Result {
+        done: bool,
+        records: Vec<Row>,
+    }
+    let r: Result = serde_json::from_slice(body).map_err(|e| decode_error("grouped count", e))?;
+    if !r.done {
+        return Err(SourceError::Decode {
+            message: "grouped count: done is false, aggregate results have no further pages".into(),
+            truncated: false,
+        });
+    }
+    if let Some(bad) = r.records.iter().find(|x| !(1..=12).contains(&x.expr1)) {
+        return Err(SourceError::Decode {
+            message: format!("grouped count: month {} of {}", bad.expr1, bad.expr0),
+            truncated: false,
+        });
+    }
+    Ok(r.records
+        .into_iter()
+        .map(|x| (x.expr0, x.expr1, x.expr2))
+        .collect())
+}
+
 /// Reads the totals, paging fields and record keys of a REST query page.
 pub fn parse_query_page(body: &[u8], id: &str, stamp: &str) -> Result<QueryPage, SourceError> {
     let mut de = serde_json::Deserializer::from_slice(body);

@@ -95,8 +95,10 @@ fn what_soql_refuses_is_refused() {
         "SELECT Id FROM Account ORDER Id",
         "SELECT Id FROM Account LIMIT ten",
         "SELECT Id FROM Account OFFSET 5",
-        "SELECT Id FROM Account GROUP BY Name",
-        "SELECT COUNT(Id) FROM Account",
+        "SELECT Id FROM Account GROUP Name",
+        "SELECT COUNT(Id FROM Account",
+        "SELECT SUM(Id) FROM Account",
+        "SELECT CALENDAR_YEAR() FROM Account",
         "SELECT Id FROM Account WHERE SystemModstamp >= 2023-13-01T00:00:00Z",
         "SELECT a.b.c FROM Account",
         "SELECT Id FROM Account; DELETE",
@@ -105,4 +107,38 @@ fn what_soql_refuses_is_refused() {
     }
     let err = parse("SELECT Id FROM Account WHERE Id > 'a' AND Id < 'b' OR Id = 'c'").unwrap_err();
     assert!(err.0.contains("unexpected token: 'OR'"), "{err}");
+}
+
+#[test]
+fn aggregate_items_and_group_by_parse_in_order() {
+    let q = parse(
+        "SELECT CALENDAR_YEAR(SystemModstamp), calendar_month(SystemModstamp), COUNT(Id) \
+         FROM Case WHERE SystemModstamp >= 2024-01-01T00:00:00Z \
+         GROUP BY CALENDAR_YEAR(SystemModstamp), CALENDAR_MONTH(SystemModstamp)",
+    )
+    .unwrap();
+    let f = |n: &str| FieldPath {
+        relationship: None,
+        name: n.into(),
+    };
+    assert_eq!(
+        q.select,
+        Select::Aggregate(vec![
+            Item::Year(f("SystemModstamp")),
+            Item::Month(f("SystemModstamp")),
+            Item::CountOf(f("Id")),
+        ])
+    );
+    assert_eq!(
+        q.group_by,
+        vec![
+            Item::Year(f("SystemModstamp")),
+            Item::Month(f("SystemModstamp"))
+        ]
+    );
+    // Plain fields without GROUP BY stay an ordinary query.
+    assert_eq!(
+        parse("SELECT Id, Name FROM Account").unwrap().select,
+        Select::Fields(vec![f("Id"), f("Name")])
+    );
 }

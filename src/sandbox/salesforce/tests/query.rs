@@ -201,3 +201,103 @@ async fn a_query_locator_is_a_snapshot_showing_current_values() {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error_code(&body), "INVALID_QUERY_LOCATOR");
 }
+
+#[tokio::test]
+async fn grouped_counts_answer_per_month_as_aggregate_results() {
+    let cfg = config(Vec::new());
+    let sb = start(cfg.clone()).await;
+    let api = Api::login(&sb).await;
+    let w = window("2024-05-15T00:00:00Z", "2024-09-10T00:00:00Z");
+    let soql = "SELECT CALENDAR_YEAR(SystemModstamp), CALENDAR_MONTH(SystemModstamp), COUNT(Id) \
+         FROM Case WHERE SystemModstamp >= 2024-05-15T00:00:00Z AND SystemModstamp < 2024-09-10T00:00:00Z \
+         GROUP BY CALENDAR_YEAR(SystemModstamp), CALENDAR_MONTH(SystemModstamp)";
+    let (status, body) = api.query(soql, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["done"], true);
+    let records = body["records"].as_array().unwrap();
+    assert_eq!(body["totalSize"], records.len());
+    assert_eq!(records.len(), 5, "May to September: {body}");
+    for r in records {
+        assert_eq!(
+            r["attributes"],
+            serde_json::json!({"type": "AggregateResult"})
+        );
+        let (y, m) = (r["expr0"].as_i64().unwrap(), r["expr1"].as_i64().unwrap());
+        let start =
+            chrono::TimeZone::with_ymd_and_hms(&Utc, y as i32, m as u32, 1, 0, 0, 0).unwrap();
+        let end = if m == 12 {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, y as i32 + 1, 1, 1, 0, 0, 0).unwrap()
+        } else {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, y as i32, m as u32 + 1, 1, 0, 0, 0).unwrap()
+        };
+        let month = Window::new(start.max(w.start), end.min(w.end));
+        let expected = expected_salesforce(&cfg, USER, "Case", &month).len();
+        assert_eq!(r["expr2"].as_u64().unwrap() as usize, expected, "{y}-{m}");
+    }
+    let total: u64 = records.iter().map(|r| r["expr2"].as_u64().unwrap()).sum();
+    assert_eq!(
+        total as usize,
+        expected_salesforce(&cfg, USER, "Case", &w).len()
+    );
+}
+
+#[tokio::test]
+async fn aggregate_queries_are_refused_as_salesforce_refuses_them() {
+    let cfg = config(Vec::new());
+    let sb = start(cfg).await;
+    let api = Api::login(&sb).await;
+    for (soql, code, words) in [
+        (
+            "SELECT CALENDAR_YEAR(SystemModstamp), COUNT(Id) FROM Case",
+            "MALFORMED_QUERY",
+            "Field must be grouped or aggregated: CALENDAR_YEAR(SystemModstamp)",
+        ),
+        (
+            "SELECT Id, COUNT(Id) FROM Case GROUP BY CALENDAR_YEAR(SystemModstamp)",
+            "MALFORMED_QUERY",
+            "Field must be grouped or aggregated: Id",
+        ),
+        (
+            "SELECT COUNT() FROM Case GROUP BY CALENDAR_YEAR(SystemModstamp)",
+            "MALFORMED_QUERY",
+            "COUNT() cannot be used with GROUP BY",
+        ),
+        (
+            "SELECT COUNT(Id) FROM Case GROUP BY COUNT(Id)",
+            "MALFORMED_QUERY",
+            "Grouped field should not be aggregated",
+        ),
+        (
+            "SELECT COUNT(Nope) FROM Case",
+            "INVALID_FIELD",
+            "No such column 'Nope'",
+        ),
+        (
+            "SELECT CALENDAR_MONTH(SystemModstamp), COUNT(Id) FROM Case GROUP BY CALENDAR_MONTH(SystemModstamp) ORDER BY Id",
+            "MALFORMED_QUERY",
+            "Ordered field must be grouped or aggregated: Id",
+        ),
+    ] {
+        let (status, body) = api.query(soql, None).await;
+        assert_eq!(status, 400, "{soql}: {body}");
+        assert_eq!(error_code(&body), code, "{soql}: {body}");
+        assert!(body.to_string().contains(words), "{soql}: {body}");
+    }
+    // Without GROUP BY, one row, even over nothing.
+    let (status, body) = api
+        .query(
+            "SELECT COUNT(Id) FROM Case WHERE SystemModstamp < 1990-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["records"][0]["expr0"], 0);
+    // Bulk API 2.0 refuses aggregates.
+    let (status, body) = api
+        .post_job(serde_json::json!({
+            "operation": "query",
+            "query": "SELECT CALENDAR_YEAR(SystemModstamp), COUNT(Id) FROM Case GROUP BY CALENDAR_YEAR(SystemModstamp)"
+        }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

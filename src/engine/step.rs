@@ -112,6 +112,10 @@ impl Engine {
         deadline: &Deadline,
         gate: Option<&Mutex<()>>,
     ) -> Result<Step, EngineError> {
+        // The job's share of its API allocation is used up: nothing is claimed until then.
+        if let Some(until) = self.quota_wait(job).await {
+            return Ok(Step::Wait { until: Some(until) });
+        }
         let ordered = self.has_dependencies(job);
         let turn = match gate {
             Some(gate) if ordered => Some(gate.lock().await),

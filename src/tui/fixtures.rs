@@ -500,6 +500,7 @@ pub fn handed_off_snapshot() -> Snapshot {
                 trigger: Trigger::Manual,
                 wait_off_peak: false,
                 finalized_at: job.finished_at.map(|f| f + Duration::seconds(4)),
+                quota_wait_until: None,
             }),
             verification,
         },

@@ -83,6 +83,12 @@ pub fn wait_for(usage: Option<&ApiUsage>, now: DateTime<Utc>, rechecks: u32) -> 
         .min(MAX_RECHECK)
 }
 
+/// `t` rounded up to a whole second, as it is shown and stored.
+fn whole_second_after(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
+    DateTime::from_timestamp(secs, 0).unwrap_or(t)
+}
+
 /// What the server last said, with how many of the counted calls were the job's.
 #[derive(Clone, Debug)]
 struct Seen {
@@ -184,7 +190,7 @@ impl JobQuota {
         }
         let d = wait_for(self.seen.as_ref().map(|s| &s.usage), wall, self.rechecks);
         self.rechecks = self.rechecks.saturating_add(1);
-        let at = wall + chrono::Duration::from_std(d).unwrap_or_default();
+        let at = whole_second_after(wall + chrono::Duration::from_std(d).unwrap_or_default());
         self.closed = Some((now + d, at));
         Gate::Closed { until: now + d, at }
     }

@@ -1,0 +1,190 @@
+//! The org quota reserve end to end, on paused tokio time: a Salesforce org with a daily
+//! allocation of 15,000 calls, 12,000 of them used by other integrations. The job spends its
+//! share (half of the 3,000 left: 1,500 calls), stops at a page boundary, shows
+//! `waiting_for_quota` with the time it looks again, and completes by itself once the
+//! sandbox's rolling window frees the other integrations' calls; the data is exact.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use avesa_console::config::{Config, Credentials};
+use avesa_console::domain::{JobStatus, Service, Window};
+use avesa_console::engine::planner::PlanRequest;
+use avesa_console::engine::{Engine, EngineEvent, EngineOptions, NoSource, SourceProvider};
+use avesa_console::sandbox::salesforce::{SfAccount, SfCounts, expected_salesforce};
+use avesa_console::sandbox::{Sandbox, SandboxConfig, TableCounts};
+use avesa_console::sink::RawSink;
+use avesa_console::sources::{self, Source, SourceSettings};
+use avesa_console::store::{CreateOutcome, LifecycleStore, SqliteStore};
+use chrono::Utc;
+use common::{anchor, landed_keys, repo_mappings};
+
+const USER: &str = "integration@acme.example";
+/// Days of history, one window (and so at least one call) each: more calls than the share.
+const DAYS: i64 = 1_700;
+
+fn credentials() -> Credentials {
+    Credentials::from_pairs(
+        [
+            ("client_id", "3MVG9acmeSandboxConsumerKey"),
+            ("client_secret", "sandbox-only-sf-consumer-secret-acme"),
+            ("username", USER),
+            ("password", "sandbox-only-sf-password-acme"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+fn sandbox_config() -> SandboxConfig {
+    let mut account =
+        SfAccount::from_credentials("acme", &credentials(), TableCounts::demo()).unwrap();
+    account.counts = SfCounts {
+        accounts: 3_000,
+        contacts: 0,
+        opportunities: 0,
+        cases: 0,
+        leads: 0,
+    };
+    account.daily_api_limit = 15_000;
+    account.api_used_elsewhere = 12_000;
+    account.elsewhere_frees_after = Duration::from_secs(2 * 3600);
+    let mut cfg = SandboxConfig::new(anchor(), Vec::new());
+    cfg.history_days = DAYS as u32;
+    cfg.salesforce = vec![account];
+    cfg
+}
+
+struct Provider(Arc<dyn Source>);
+
+impl SourceProvider for Provider {
+    fn source(&self, _tenant_id: &str, _service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Ok(self.0.clone())
+    }
+}
+
+fn engine(dir: &Path, sandbox_url: &str) -> (Engine, Arc<SqliteStore>) {
+    let config = Config::load(&repo_mappings()).unwrap();
+    let source = sources::connect(
+        Service::Salesforce,
+        sandbox_url,
+        credentials(),
+        sources::http_client(),
+        &SourceSettings::default(),
+    )
+    .unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let options = EngineOptions {
+        poll_interval: Duration::from_secs(30),
+        auto_transform: false,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(
+        Arc::new(config),
+        store.clone(),
+        store.clone(),
+        RawSink::local(&dir.join("data")).unwrap(),
+        Arc::new(Provider(source)),
+        options,
+    );
+    (engine, store)
+}
+
+async fn api_usage(url: &str) -> u64 {
+    let body = reqwest::get(format!("{url}/_sandbox/salesforce/stats"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["api_usage"][USER].as_u64().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_stops_at_its_share_of_the_org_quota_and_completes_when_calls_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sandbox_config();
+    let sandbox = Sandbox::start(cfg.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (engine, store) = engine(dir.path(), &sandbox.url());
+    let window = Window::new(anchor() - chrono::Duration::days(DAYS), anchor());
+    let plan = engine
+        .plan(
+            &PlanRequest {
+                tenant_id: "acme".into(),
+                service: Service::Salesforce,
+                tables: vec!["accounts".into()],
+                start: Some(window.start),
+                end: Some(window.end),
+                chunk_size_days: Some(1),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    let CreateOutcome::Created(job) = engine.create_job(&plan, Utc::now()).await.unwrap() else {
+        panic!("a new job");
+    };
+    let mut events = engine.subscribe();
+    let run = {
+        let (engine, id) = (engine.clone(), job.job_id.clone());
+        tokio::spawn(async move { engine.run_job(&id, None).await })
+    };
+    let until = loop {
+        match events.recv().await.unwrap() {
+            EngineEvent::WaitingForQuota { until, .. } => break until,
+            EngineEvent::JobFinished { status, .. } => panic!("finished without waiting: {status}"),
+            _ => {}
+        }
+    };
+    // Stopped at its share: 1,500 of its own calls on top of the 12,000 used elsewhere.
+    assert_eq!(api_usage(&sandbox.url()).await, 13_500);
+    let waiting = store.get_job_meta(&job.job_id).await;
+    assert_eq!(waiting, Some(until), "the wait is stored with its time");
+    let stored = avesa_console::store::JobStore::get_job(store.as_ref(), &job.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.status.is_active(), "{}", stored.status);
+    assert_eq!(stored.failed_chunks, 0);
+
+    let outcome = run.await.unwrap().unwrap();
+    assert_eq!(outcome.status, JobStatus::Completed);
+    let done = avesa_console::store::JobStore::get_job(store.as_ref(), &job.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.completed_chunks, done.total_chunks);
+    assert_eq!(store.get_job_meta(&job.job_id).await, None, "note cleared");
+    let (mut got, _) = landed_keys(
+        &dir.path().join("data"),
+        "acme",
+        "salesforce",
+        "accounts",
+        "Id",
+        "SystemModstamp",
+    );
+    got.sort();
+    let mut want = expected_salesforce(&cfg, USER, "Account", &window);
+    want.sort();
+    assert_eq!(got.len(), 3_000);
+    assert!(got == want, "landed records differ from the org's");
+}
+
+/// The stored wait note of a job.
+trait WaitNote {
+    async fn get_job_meta(&self, job_id: &str) -> Option<chrono::DateTime<Utc>>;
+}
+
+impl WaitNote for SqliteStore {
+    async fn get_job_meta(&self, job_id: &str) -> Option<chrono::DateTime<Utc>> {
+        self.job_metas(&[job_id.to_string()])
+            .await
+            .unwrap()
+            .pop()
+            .and_then(|m| m.quota_wait_until)
+    }
+}

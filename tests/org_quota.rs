@@ -188,3 +188,57 @@ impl WaitNote for SqliteStore {
             .and_then(|m| m.quota_wait_until)
     }
 }
+
+/// `status`, `status --output json` and `status --job-id` show a job with a wait note ahead of
+/// now as `waiting_for_quota` with the time; once the time has passed, its own status again.
+#[tokio::test]
+async fn status_shows_a_job_waiting_for_its_quota_with_the_time() {
+    let fx = common::Fixture::new();
+    let out = fx.cli(
+        None,
+        &[
+            "trigger",
+            "--tenant-id",
+            "acme",
+            "--service",
+            "connectwise",
+            "--start-date",
+            "2025-01-01",
+            "--end-date",
+            "2025-02-01",
+        ],
+    );
+    common::assert_ok(&out);
+    let store = SqliteStore::open(&fx.workspace().join("state.db")).unwrap();
+    let job = avesa_console::store::JobStore::list_jobs(&store, &Default::default())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let until = chrono::DateTime::from_timestamp(Utc::now().timestamp() + 3600, 0).unwrap();
+    let until_text = until.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    store
+        .set_quota_wait(&job.job_id, Some(until))
+        .await
+        .unwrap();
+
+    let text = common::text(&fx.cli(None, &["status"]));
+    let row = text.lines().find(|l| l.starts_with(&job.job_id)).unwrap();
+    assert!(row.contains("waiting_for_quota"), "{text}");
+    assert!(text.contains(&until_text), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&fx.cli(None, &["status", "--output", "json"]).stdout).unwrap();
+    let shown = &json["jobs"][0];
+    assert_eq!(shown["status"], "waiting_for_quota", "{json}");
+    assert_eq!(shown["quota_wait_until"], until_text.as_str());
+    assert_eq!(shown["stored_status"], "pending");
+    let detail = common::text(&fx.cli(None, &["status", "--job-id", &job.job_id]));
+    assert!(detail.contains("waiting_for_quota"), "{detail}");
+
+    // A note whose time has passed (its process died) says nothing any more.
+    let past = Utc::now() - chrono::Duration::seconds(5);
+    store.set_quota_wait(&job.job_id, Some(past)).await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&fx.cli(None, &["status", "--output", "json"]).stdout).unwrap();
+    assert_eq!(json["jobs"][0]["status"], "pending", "{json}");
+}

@@ -165,7 +165,9 @@ async fn local_status(ws: &Workspace, args: &StatusArgs) -> Result<ExitCode> {
                 .await?
                 .ok_or_else(|| eyre!("job '{id}' not found"))?;
             let chunks = store.chunks(id).await?;
-            output::print_job_detail(&job, &chunks, args.output)?;
+            let lc = runtime::open_lifecycle(ws)?;
+            let waits = status::quota_waits(lc.as_ref(), std::slice::from_ref(&job)).await?;
+            output::print_job_detail(&job, &waits, &chunks, args.output)?;
         }
         None => {
             let lc = runtime::open_lifecycle(ws)?;

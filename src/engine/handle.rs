@@ -230,6 +230,8 @@ pub struct Snapshot {
     pub lifecycle: Arc<BTreeMap<String, JobLifecycle>>,
     /// Jobs the console queued that the scheduling rules hold back, with why.
     pub waiting: Arc<BTreeMap<String, String>>,
+    /// Jobs waiting for their API quota (`Job::quota_wait`), and until when.
+    pub quota_waits: Arc<BTreeMap<String, DateTime<Utc>>>,
     /// Canonical tables per service: what a transform of the service rebuilds.
     pub canonical: Arc<BTreeMap<Service, Vec<String>>>,
 }
@@ -559,7 +561,7 @@ impl Owner {
                 Err(e) => error = Some(e.to_string()),
             }
         }
-        let loaded = lifecycle::load(&self.engine, self.watched.as_deref()).await;
+        let loaded = lifecycle::load(&self.engine, self.watched.as_deref(), &self.jobs).await;
         let prev = self.snapshot.borrow().clone();
         let now = Utc::now();
         let snap = Snapshot {
@@ -582,6 +584,7 @@ impl Owner {
             alerts: Arc::new(loaded.alerts),
             markers: Arc::new(loaded.markers),
             lifecycle: Arc::new(loaded.jobs),
+            quota_waits: Arc::new(loaded.quota_waits),
             waiting: Arc::new(
                 self.local
                     .as_ref()

@@ -330,6 +330,7 @@ pub fn snapshot(jobs: Vec<Job>, watched: Option<&Job>) -> Snapshot {
         alerts: Arc::new(alerts()),
         markers: Arc::new(markers()),
         lifecycle: Arc::new(BTreeMap::new()),
+        quota_waits: Arc::new(BTreeMap::new()),
         waiting: Arc::new(waiting),
         canonical: Arc::new(canonical),
     }

@@ -242,3 +242,40 @@ async fn status_shows_a_job_waiting_for_its_quota_with_the_time() {
         serde_json::from_slice(&fx.cli(None, &["status", "--output", "json"]).stdout).unwrap();
     assert_eq!(json["jobs"][0]["status"], "pending", "{json}");
 }
+
+/// `plan` asks the org for its allocation and shows the calls the job needs as a share of
+/// what is left (the in-process sandbox's org: 15,000 a day, none used yet).
+#[test]
+fn plan_shows_the_calls_as_a_share_of_the_allocation_left() {
+    let fx = common::Fixture::new();
+    let args = [
+        "plan",
+        "--tenant-id",
+        "acme",
+        "--service",
+        "salesforce",
+        "--start-date",
+        "2025-01-01",
+        "--end-date",
+        "2025-03-01",
+    ];
+    let out = fx.cli(None, &args);
+    common::assert_ok(&out);
+    let text = common::text(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("quota:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("API calls =")
+            && line.contains("of the 15,000 left today (share limit 50 %)"),
+        "{line}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &fx.cli(None, &[&args[..], &["--output", "json"]].concat())
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["allocation"]["left"], 15_000, "{json}");
+    assert_eq!(json["allocation"]["share_limit"], 0.5);
+}

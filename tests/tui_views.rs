@@ -153,6 +153,9 @@ fn trigger_form_with_its_plan_preview() {
                     "[2025-01-01T00:00:00Z, 2025-01-31T00:00:00Z)".into(),
                     "[2025-01-31T00:00:00Z, 2025-03-01T00:00:00Z)".into(),
                 ],
+                quota: Some(
+                    "≈ 1,240 API calls = 41 % of the 3,000 left today (share limit 50 %)".into(),
+                ),
             }));
         }
         insta::assert_snapshot!(format!("form_{w}x{h}"), text(&draw(&app, w, h)));

@@ -12,12 +12,24 @@ use crate::config::Config;
 use crate::domain::{Chunk, Job, JobStatus, SyncMarker, WAITING_FOR_QUOTA};
 use crate::engine::handoff::GapFinding;
 use crate::engine::planner::{Estimate, Plan};
+use crate::engine::quota::AllocationShare;
 use crate::engine::{RunOutcome, StopReason};
 use crate::workspace::Workspace;
 
-pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
+pub fn print_plan(
+    plan: &Plan,
+    est: &Estimate,
+    allocation: &Result<Option<AllocationShare>, String>,
+    out: Output,
+) -> Result<()> {
     if out == Output::Json {
-        return print_json(&json!({ "plan": plan, "estimate": est }));
+        let (share, error) = match allocation {
+            Ok(share) => (json!(share), json!(null)),
+            Err(e) => (json!(null), json!(e)),
+        };
+        return print_json(&json!({
+            "plan": plan, "estimate": est, "allocation": share, "allocation_error": error
+        }));
     }
     outln!(
         "{} {}  window {}  chunk {} d  {} chunk(s) over {} table(s){}",
@@ -54,6 +66,11 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
             humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64))
         ),
         _ => outln!("duration:  no rate limit configured"),
+    }
+    match allocation {
+        Ok(Some(share)) => outln!("quota:     {share}"),
+        Ok(None) => {}
+        Err(e) => outln!("quota:     the API allocation could not be read: {e}"),
     }
     Ok(())
 }

@@ -43,6 +43,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::detect::Decision;
 use super::planner::{self, Estimate, Plan, PlanRequest};
+use super::quota::AllocationShare;
 use super::{Engine, EngineEvent};
 use crate::config::Config;
 use crate::domain::{Alert, Chunk, Job, Service, SyncMarker};
@@ -241,6 +242,9 @@ pub struct Snapshot {
 pub struct PlanPreview {
     pub plan: Plan,
     pub estimate: Estimate,
+    /// The calls as a share of the allocation left (`EngineHandle::with_allocation`), or why
+    /// it could not be read; `None` when the API states no allocation.
+    pub allocation: Option<Result<AllocationShare, String>>,
 }
 
 struct Envelope {
@@ -277,6 +281,8 @@ pub struct EngineHandle {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     events: broadcast::Sender<EngineEvent>,
     config: Arc<Config>,
+    /// For asking a source about its allocation in a preview (the store is not touched).
+    engine: Engine,
 }
 
 impl EngineHandle {
@@ -313,13 +319,14 @@ impl EngineHandle {
         };
         let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
         let events = engine.inner.events.clone();
-        let owner = Owner::new(engine, config.clone(), snap_tx, policy, cloud);
+        let owner = Owner::new(engine.clone(), config.clone(), snap_tx, policy, cloud);
         tokio::spawn(owner.run(rx));
         EngineHandle {
             commands: tx,
             snapshot: snap_rx,
             events,
             config,
+            engine,
         }
     }
 
@@ -349,7 +356,23 @@ impl EngineHandle {
     ) -> Result<PlanPreview, planner::PlanError> {
         let plan = planner::plan(&self.config, request, now)?;
         let estimate = planner::estimate(&plan, None, |_| 1000);
-        Ok(PlanPreview { plan, estimate })
+        Ok(PlanPreview {
+            plan,
+            estimate,
+            allocation: None,
+        })
+    }
+
+    /// The preview with its calls as a share of the allocation its tenant's service has left,
+    /// asked of the API now (`engine::quota`).
+    pub async fn with_allocation(&self, mut preview: PlanPreview) -> PlanPreview {
+        let (p, calls) = (&preview.plan, preview.estimate.api_calls);
+        preview.allocation = self
+            .engine
+            .allocation_share(&p.tenant_id, p.service, calls)
+            .await
+            .transpose();
+        preview
     }
 }
 

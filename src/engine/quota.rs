@@ -83,6 +83,82 @@ pub fn wait_for(usage: Option<&ApiUsage>, now: DateTime<Utc>, rechecks: u32) -> 
         .min(MAX_RECHECK)
 }
 
+/// The calls a job needs as a share of the allocation left to it, for the plan preview
+/// (CLI `plan`, the console's trigger form).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AllocationShare {
+    /// The estimated calls of the job.
+    pub calls: u64,
+    /// Calls left in the period now.
+    pub left: u64,
+    pub limit: u64,
+    pub period_secs: u64,
+    /// `max_daily_api_share`.
+    pub share_limit: f64,
+}
+
+impl AllocationShare {
+    /// `None` when the server does not say how much is used.
+    pub fn new(calls: u64, usage: &ApiUsage, share_limit: f64) -> Option<Self> {
+        Some(AllocationShare {
+            calls,
+            left: usage.limit.saturating_sub(usage.used?),
+            limit: usage.limit,
+            period_secs: usage.period.as_secs(),
+            share_limit,
+        })
+    }
+
+    /// The calls as a whole percentage of what is left (rounded; 100 when nothing is left).
+    pub fn percent(&self) -> u64 {
+        match self.left {
+            0 => 100,
+            left => (self.calls.saturating_mul(100) + left / 2) / left,
+        }
+    }
+
+    /// Whether the job will pause at its share before it is done.
+    pub fn pauses(&self) -> bool {
+        self.calls as f64 > self.share_limit * self.left as f64
+    }
+}
+
+/// `1240` as `1,240`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl std::fmt::Display for AllocationShare {
+    /// `≈ 1,240 API calls = 41 % of the 3,000 left today (share limit 50 %)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let when = if self.period_secs <= 3600 {
+            "this hour"
+        } else {
+            "today"
+        };
+        write!(
+            f,
+            "≈ {} API calls = {} % of the {} left {when} (share limit {} %)",
+            thousands(self.calls),
+            self.percent(),
+            thousands(self.left),
+            (self.share_limit * 100.0).round()
+        )?;
+        if self.pauses() {
+            f.write_str("; the job waits for calls to free at its share")?;
+        }
+        Ok(())
+    }
+}
+
 /// `t` rounded up to a whole second, as it is shown and stored.
 fn whole_second_after(t: DateTime<Utc>) -> DateTime<Utc> {
     let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
@@ -264,6 +340,28 @@ mod tests {
             .map(|n| wait_for(Some(&daily(1, 2)), now, n).as_secs() / 60)
             .collect();
         assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+    }
+
+    #[test]
+    fn the_preview_states_the_share_of_what_is_left() {
+        let s = AllocationShare::new(1_240, &daily(12_000, 15_000), 0.5).unwrap();
+        assert_eq!(
+            s.to_string(),
+            "≈ 1,240 API calls = 41 % of the 3,000 left today (share limit 50 %)"
+        );
+        let big = AllocationShare::new(1_700, &daily(12_000, 15_000), 0.5).unwrap();
+        assert!(big.pauses());
+        assert!(
+            big.to_string()
+                .ends_with("the job waits for calls to free at its share")
+        );
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        let unknown = ApiUsage {
+            used: None,
+            ..daily(0, 1)
+        };
+        assert_eq!(AllocationShare::new(1, &unknown, 0.5), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -135,6 +135,20 @@ impl Engine {
         waited
     }
 
+    /// For the plan preview: `calls` as a share of the allocation `tenant_id`'s `service`
+    /// has left, asked of the source now. `Ok(None)` when the API states none.
+    pub async fn allocation_share(
+        &self,
+        tenant_id: &str,
+        service: crate::domain::Service,
+        calls: u64,
+    ) -> Result<Option<super::AllocationShare>, String> {
+        let source = self.source(tenant_id, service).map_err(|e| e.to_string())?;
+        let usage = source.allocation().await.map_err(|e| e.to_string())?;
+        let share = self.config().backfill.max_api_share(service);
+        Ok(usage.and_then(|u| super::AllocationShare::new(calls, &u, share)))
+    }
+
     /// Stores (or clears) the job's wait note and tells watchers.
     pub(crate) async fn note_quota_wait(&self, job: &Job, until: Option<DateTime<Utc>>) {
         if let Err(e) = self.lifecycle().set_quota_wait(&job.job_id, until).await {

@@ -279,3 +279,127 @@ fn plan_shows_the_calls_as_a_share_of_the_allocation_left() {
     assert_eq!(json["allocation"]["left"], 15_000, "{json}");
     assert_eq!(json["allocation"]["share_limit"], 0.5);
 }
+
+/// Answers a page after the window's start, then refuses once for the org's daily total
+/// (403 `REQUEST_LIMIT_EXCEEDED` "TotalRequests"), then the last page; records each cursor.
+struct RefusesOnce {
+    asked: std::sync::Mutex<Vec<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl Source for RefusesOnce {
+    fn service(&self) -> Service {
+        Service::Connectwise
+    }
+
+    async fn fetch_page(
+        &self,
+        _: &avesa_console::config::EndpointDef,
+        _: &Window,
+        cursor: Option<&str>,
+    ) -> Result<avesa_console::sources::Page, avesa_console::sources::SourceError> {
+        let n = {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(cursor.map(str::to_string));
+            asked.len()
+        };
+        if n == 2 {
+            return Err(avesa_console::sources::SourceError::from_status(
+                403,
+                Some("REQUEST_LIMIT_EXCEEDED"),
+                "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.".into(),
+                None,
+            ));
+        }
+        Ok(avesa_console::sources::Page {
+            body: bytes::Bytes::from_static(b"[]"),
+            records_at: avesa_console::domain::RecordsAt::Body,
+            next: (n == 1).then(|| "page-2".to_string()),
+            bytes: 2,
+            usage: None,
+        })
+    }
+
+    async fn count(
+        &self,
+        _: &avesa_console::config::EndpointDef,
+        _: &Window,
+    ) -> Result<u64, avesa_console::sources::SourceError> {
+        Ok(0)
+    }
+}
+
+/// Issue 15: a refusal for the daily total is not retried into errors while the job shows
+/// `running`: the chunk is released at its page, the job waits (noted, with the time) and
+/// goes on by itself from the same cursor, with no attempt used up and no error kept.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_for_the_daily_total_waits_instead_of_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Arc::new(RefusesOnce {
+        asked: Default::default(),
+    });
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+    let engine = Engine::new(
+        Arc::new(Config::load(&repo_mappings()).unwrap()),
+        store.clone(),
+        store.clone(),
+        RawSink::local(&dir.path().join("data")).unwrap(),
+        Arc::new(Provider(source.clone())),
+        EngineOptions {
+            pace_requests: false,
+            auto_transform: false,
+            ..EngineOptions::default()
+        },
+    );
+    let start = anchor() - chrono::Duration::days(10);
+    let plan = engine
+        .plan(
+            &PlanRequest {
+                tenant_id: "acme".into(),
+                service: Service::Connectwise,
+                tables: vec!["tickets".into()],
+                start: Some(start),
+                end: Some(anchor()),
+                chunk_size_days: Some(10),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    let job_id = engine
+        .create_job(&plan, Utc::now())
+        .await
+        .unwrap()
+        .job()
+        .job_id
+        .clone();
+    let mut events = engine.subscribe();
+    let run = {
+        let (engine, id) = (engine.clone(), job_id.clone());
+        tokio::spawn(async move { engine.run_job(&id, None).await })
+    };
+    let until = loop {
+        match events.recv().await.unwrap() {
+            EngineEvent::WaitingForQuota { until, .. } => break until,
+            EngineEvent::JobFinished { status, .. } => panic!("finished without waiting: {status}"),
+            _ => {}
+        }
+    };
+    assert_eq!(store.get_job_meta(&job_id).await, Some(until));
+    let t0 = tokio::time::Instant::now();
+    let outcome = run.await.unwrap().unwrap();
+    assert_eq!(outcome.status, JobStatus::Completed);
+    assert!(t0.elapsed() >= avesa_console::engine::quota::FIRST_RECHECK);
+    let chunks = avesa_console::store::JobStore::chunks(store.as_ref(), &job_id)
+        .await
+        .unwrap();
+    assert_eq!(chunks[0].attempts, 1, "no attempt used up");
+    assert_eq!(chunks[0].last_error, None);
+    let asked = source.asked.lock().unwrap().clone();
+    let page_2 = Some("page-2".to_string());
+    assert_eq!(
+        asked,
+        [None, page_2.clone(), page_2],
+        "the refused page is asked again"
+    );
+    assert_eq!(store.get_job_meta(&job_id).await, None, "note cleared");
+}

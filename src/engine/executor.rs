@@ -483,20 +483,15 @@ impl Engine {
                 fetched = &mut fetch => fetched,
                 () = deadline.wait() => {
                     fetch.abort();
-                    if progress.pages > 0 {
-                        self.check_lease(key, lost)?;
-                        self.save_progress(key, &mut progress, asked).await?;
-                    }
+                    self.save_before_stop(key, lost, &mut progress, asked).await?;
                     tracing::info!(chunk = %key, "time budget reached while waiting for a page");
                     return Ok(ChunkEnd::OutOfTime(progress.cp));
                 }
             };
             if let Ok(Err(SourceError::QuotaExhausted { .. })) = &fetched {
                 let until = self.quota_refused(job);
-                if progress.pages > 0 {
-                    self.check_lease(key, lost)?;
-                    self.save_progress(key, &mut progress, asked).await?;
-                }
+                self.save_before_stop(key, lost, &mut progress, asked)
+                    .await?;
                 return Ok(ChunkEnd::QuotaWait(progress.cp, until));
             }
             let page = self
@@ -538,6 +533,22 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Saves the pages read since the last checkpoint (the next page is `asked`) before the
+    /// chunk stops while waiting for a page.
+    async fn save_before_stop(
+        &self,
+        key: &ChunkKey,
+        lost: &AtomicBool,
+        progress: &mut Progress,
+        asked: Option<String>,
+    ) -> Result<(), Failure> {
+        if progress.pages > 0 {
+            self.check_lease(key, lost)?;
+            self.save_progress(key, progress, asked).await?;
+        }
+        Ok(())
     }
 
     /// A lost lease (the heartbeat saw another runner take the chunk) as the failure that

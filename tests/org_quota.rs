@@ -329,11 +329,16 @@ impl Source for RefusesOnce {
     }
 }
 
-/// Issue 15: a refusal for the daily total is not retried into errors while the job shows
-/// `running`: the chunk is released at its page, the job waits (noted, with the time) and
-/// goes on by itself from the same cursor, with no attempt used up and no error kept.
-#[tokio::test(start_paused = true)]
-async fn a_refusal_for_the_daily_total_waits_instead_of_retrying() {
+/// An engine whose only source is `RefusesOnce`, and a one-chunk job of tickets.
+struct Rig {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    store: Arc<SqliteStore>,
+    source: Arc<RefusesOnce>,
+    job_id: String,
+}
+
+async fn refusing_rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let source = Arc::new(RefusesOnce {
         asked: Default::default(),
@@ -372,6 +377,27 @@ async fn a_refusal_for_the_daily_total_waits_instead_of_retrying() {
         .job()
         .job_id
         .clone();
+    Rig {
+        _dir: dir,
+        engine,
+        store,
+        source,
+        job_id,
+    }
+}
+
+/// Issue 15: a refusal for the daily total is not retried into errors while the job shows
+/// `running`: the chunk is released at its page, the job waits (noted, with the time) and
+/// goes on by itself from the same cursor, with no attempt used up and no error kept.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_for_the_daily_total_waits_instead_of_retrying() {
+    let Rig {
+        _dir,
+        engine,
+        store,
+        source,
+        job_id,
+    } = refusing_rig().await;
     let mut events = engine.subscribe();
     let run = {
         let (engine, id) = (engine.clone(), job_id.clone());
@@ -402,4 +428,46 @@ async fn a_refusal_for_the_daily_total_waits_instead_of_retrying() {
         "the refused page is asked again"
     );
     assert_eq!(store.get_job_meta(&job_id).await, None, "note cleared");
+}
+
+/// A job waiting for its quota can be paused: its runner stops at the next look instead of
+/// waiting out the quota (tokio's paused clock: well before the first re-check).
+#[tokio::test(start_paused = true)]
+async fn a_job_waiting_for_its_quota_can_be_paused() {
+    let Rig {
+        _dir,
+        engine,
+        store,
+        source,
+        job_id,
+    } = refusing_rig().await;
+    let mut events = engine.subscribe();
+    let run = {
+        let (engine, id) = (engine.clone(), job_id.clone());
+        tokio::spawn(async move { engine.run_job(&id, None).await })
+    };
+    while !matches!(
+        events.recv().await.unwrap(),
+        EngineEvent::WaitingForQuota { .. }
+    ) {}
+    let t0 = tokio::time::Instant::now();
+    avesa_console::store::JobStore::set_job_status(
+        store.as_ref(),
+        &job_id,
+        JobStatus::Paused,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let outcome = run.await.unwrap().unwrap();
+    assert_eq!(outcome.status, JobStatus::Paused);
+    assert!(
+        t0.elapsed() < avesa_console::engine::quota::FIRST_RECHECK,
+        "waited out the quota"
+    );
+    assert_eq!(
+        source.asked.lock().unwrap().len(),
+        2,
+        "nothing asked after the pause"
+    );
 }

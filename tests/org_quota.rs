@@ -411,6 +411,23 @@ async fn a_refusal_for_the_daily_total_waits_instead_of_retrying() {
         }
     };
     assert_eq!(store.get_job_meta(&job_id).await, Some(until));
+    // Another process (a cloud worker, a second `run`) holds the job by the stored note.
+    let other = Engine::new(
+        Arc::new(Config::load(&repo_mappings()).unwrap()),
+        store.clone(),
+        store.clone(),
+        RawSink::local(&_dir.path().join("data")).unwrap(),
+        Arc::new(Provider(source.clone())),
+        EngineOptions::default(),
+    );
+    let step = other
+        .step_job(&job_id, &avesa_console::engine::Deadline::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        step,
+        avesa_console::engine::Step::Wait { until: Some(until) }
+    );
     let t0 = tokio::time::Instant::now();
     let outcome = run.await.unwrap().unwrap();
     assert_eq!(outcome.status, JobStatus::Completed);

@@ -271,6 +271,11 @@ impl JobQuota {
         Gate::Closed { until: now + d, at }
     }
 
+    /// Closes the gate until `until` (a wait noted by another process: `at` on the wall clock).
+    pub fn hold(&mut self, until: Instant, at: DateTime<Utc>) {
+        self.closed = Some((until, at));
+    }
+
     /// Whether the gate was closed and its time has come: the allocation must be looked at
     /// again before the next call.
     pub fn due_for_recheck(&self, now: Instant) -> bool {

@@ -1,7 +1,8 @@
 //! The engine's side of the quota reserve: one `JobQuota` per job in this process, fed by
 //! every page's usage and by the source's `allocation()` (looked at when a chunk starts with
 //! no fresh word, and again when a wait's time has come), and the stored wait note
-//! (`LifecycleStore::set_quota_wait`) that shows the job as `waiting_for_quota`.
+//! (`LifecycleStore::set_quota_wait`) that shows the job as `waiting_for_quota` and holds it
+//! in other processes too (read once per job and process).
 //!
 //! The rule itself is `super::verdict`; the executor stops a chunk at a page boundary when
 //! `quota_after_page` or a refusal closes the gate, and `step` holds the job while it is closed.
@@ -115,9 +116,10 @@ impl Engine {
     /// come the allocation is looked at again: still used up, the wait is longer (and
     /// noted); free again, the note is cleared and the job goes on.
     pub(crate) async fn quota_wait(&self, job: &Job) -> Option<DateTime<Utc>> {
-        let quota = {
-            let quotas = lock(&self.inner.quotas);
-            quotas.get(&job.job_id).cloned()?
+        let known = lock(&self.inner.quotas).get(&job.job_id).cloned();
+        let quota = match known {
+            Some(q) => q,
+            None => self.quota_from_note(job).await?,
         };
         let now = Instant::now();
         {
@@ -147,6 +149,24 @@ impl Engine {
         let usage = source.allocation().await.map_err(|e| e.to_string())?;
         let share = self.config().backfill.max_api_share(service);
         Ok(usage.and_then(|u| super::AllocationShare::new(calls, &u, share)))
+    }
+
+    /// The first look at a job in this process: a wait noted by another process (a cloud
+    /// worker, an earlier `run`) that is still ahead holds the job here too. One read per job.
+    async fn quota_from_note(&self, job: &Job) -> Option<Arc<Mutex<JobQuota>>> {
+        let quota = self.job_quota(job);
+        let ids = [job.job_id.clone()];
+        let note = match self.lifecycle().job_metas(&ids).await {
+            Ok(metas) => metas.into_iter().next().and_then(|m| m.quota_wait_until),
+            Err(e) => {
+                tracing::warn!(job_id = %job.job_id, error = %e, "could not read the quota wait note");
+                None
+            }
+        };
+        let ahead = note.and_then(|at| Some((at, (at - Utc::now()).to_std().ok()?)));
+        let (at, left) = ahead?;
+        lock(&quota).hold(Instant::now() + left, at);
+        Some(quota)
     }
 
     /// Stores (or clears) the job's wait note and tells watchers.

@@ -218,6 +218,24 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// What `status` and the console show instead of a job's stored status while it waits for
+/// its API quota (`JobMeta::quota_wait_until`).
+pub const WAITING_FOR_QUOTA: &str = "waiting_for_quota";
+
+impl Job {
+    /// Until when the job waits for its API quota, given its stored wait note: only while
+    /// it is pending or running and the time is still ahead (a note left by a process that
+    /// died says nothing once its time has passed).
+    pub fn quota_wait(
+        &self,
+        note: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let active = matches!(self.status, JobStatus::Pending | JobStatus::Running);
+        note.filter(|until| active && *until > now)
+    }
+}
+
 /// Identifies one chunk: a table's window inside a job.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChunkKey {

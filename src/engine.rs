@@ -21,6 +21,7 @@ pub mod planner;
 mod policy;
 #[cfg(test)]
 mod policy_tests;
+pub mod quota;
 pub mod schedule;
 pub mod step;
 pub mod verify;
@@ -142,6 +143,8 @@ struct Inner {
     breakers: Mutex<HashMap<(String, Service), Arc<CircuitBreaker>>>,
     lifecycle: Arc<dyn LifecycleStore>,
     metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
+    /// Each job's quota state in this process (`quota`).
+    quotas: quota::gate::Quotas,
 }
 
 /// The request health of one tenant's service: its rate budget and circuit breaker.
@@ -183,6 +186,7 @@ impl Engine {
                 breakers: Mutex::new(HashMap::new()),
                 lifecycle,
                 metrics: OnceLock::new(),
+                quotas: Default::default(),
             }),
         }
     }

@@ -31,7 +31,8 @@ pub struct Page {
 }
 
 /// A server's statement about its request quota (ServiceNow `X-RateLimit-*`, Salesforce
-/// `Sforce-Limit-Info`). The engine slows down as `used` nears `limit`.
+/// `Sforce-Limit-Info` and `/limits`). The engine slows down as `used` nears `limit`, and a
+/// job spends at most its share of what others leave (`engine::quota`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiUsage {
     /// Requests counted so far in the current period, when the server says.
@@ -84,6 +85,11 @@ pub enum SourceError {
     Decode { message: String, truncated: bool },
     #[error("{0}")]
     Config(String),
+    /// The org's shared allocation is spent (Salesforce 403 `REQUEST_LIMIT_EXCEEDED`
+    /// "TotalRequests"): no retry helps before calls free up; the engine's quota gate
+    /// (`engine::quota`) releases the job until then.
+    #[error("API allocation used up (HTTP {status}): {message}")]
+    QuotaExhausted { status: u16, message: String },
     /// The cursor points at server-side state that is gone (an expired Bulk API job): the
     /// window must be read again from its start, dropping what was stored from it.
     #[error("cursor expired: {message}")]
@@ -106,7 +112,10 @@ impl SourceError {
         message: String,
         retry_after: Option<Duration>,
     ) -> Self {
-        if status == 429 || (status == 403 && code == Some("REQUEST_LIMIT_EXCEEDED")) {
+        let request_limit = status == 403 && code == Some("REQUEST_LIMIT_EXCEEDED");
+        if request_limit && message.contains("TotalRequests") {
+            SourceError::QuotaExhausted { status, message }
+        } else if status == 429 || request_limit {
             SourceError::RateLimited {
                 status,
                 message,
@@ -128,7 +137,9 @@ impl SourceError {
             SourceError::RateLimited { .. } => true,
             SourceError::Transport(_) => true,
             SourceError::Decode { truncated, .. } => *truncated,
-            SourceError::Config(_) | SourceError::CursorExpired { .. } => false,
+            SourceError::Config(_)
+            | SourceError::CursorExpired { .. }
+            | SourceError::QuotaExhausted { .. } => false,
         }
     }
 
@@ -168,6 +179,12 @@ pub trait Source: Send + Sync {
         _endpoint: &EndpointDef,
         _window: &Window,
     ) -> Result<Option<Vec<(Window, u64)>>, SourceError> {
+        Ok(None)
+    }
+    /// The shared API allocation as the server states it now (Salesforce `/limits`
+    /// `DailyApiRequests`), for the quota reserve (`engine::quota`); `None` when the API has
+    /// no such statement to ask for (its answers' headers may still carry one: `Page::usage`).
+    async fn allocation(&self) -> Result<Option<ApiUsage>, SourceError> {
         Ok(None)
     }
 }

@@ -308,6 +308,41 @@ fn huge_config_integers_name_file_path_and_range() {
     }
 }
 
+/// `max_daily_api_share` is a share: above 0, at most 1; anything else names the file, the
+/// JSON path and the range.
+#[test]
+fn an_api_share_out_of_range_names_file_path_and_range() {
+    for bad in [0.0, 1.5, -0.2] {
+        let fx = Fixture::new();
+        fx.edit("backfill_config.json", |v| {
+            v["service_settings"]["salesforce"]["max_daily_api_share"] = bad.into()
+        });
+        let out = fx.cli(None, &[&["trigger"][..], &OK[..]].concat());
+        let shown = text(&out);
+        assert!(
+            matches!(out.status.code(), Some(1) | Some(2)),
+            "not a clean refusal: {shown}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for n in [
+            "backfill_config.json",
+            "$.service_settings.salesforce.max_daily_api_share",
+            "above 0 and at most 1",
+        ] {
+            assert!(stderr.contains(n), "{bad}: error lacks {n:?}: {shown}");
+        }
+    }
+    let fx = Fixture::new();
+    fx.edit("backfill_config.json", |v| {
+        v["service_settings"]["salesforce"]["max_daily_api_share"] = 1.into()
+    });
+    assert!(
+        fx.cli(None, &[&["trigger"][..], &OK[..]].concat())
+            .status
+            .success()
+    );
+}
+
 #[test]
 fn bad_value_under_a_service_key_names_the_service() {
     refused(

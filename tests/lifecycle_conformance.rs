@@ -249,6 +249,43 @@ async fn hints_are_kept_and_a_job_is_finalised_once(b: Backend) {
     );
 }
 
+async fn a_quota_wait_is_noted_beside_the_hints_and_cleared(b: Backend) {
+    let s = &b.life;
+    let meta = JobMeta {
+        priority: 3,
+        wait_off_peak: true,
+        ..JobMeta::default_for("bf1")
+    };
+    s.put_job_meta(&meta).await.unwrap();
+    s.set_quota_wait("bf1", Some(t(4))).await.unwrap();
+    let got = s.job_metas(&["bf1".into()]).await.unwrap();
+    assert_eq!(got[0].quota_wait_until, Some(t(4)));
+    assert_eq!(
+        (got[0].priority, got[0].wait_off_peak),
+        (3, true),
+        "hints kept"
+    );
+    // Hints written again keep the note; a later note replaces it.
+    s.put_job_meta(&meta).await.unwrap();
+    s.set_quota_wait("bf1", Some(t(5))).await.unwrap();
+    assert_eq!(
+        s.job_metas(&["bf1".into()]).await.unwrap()[0].quota_wait_until,
+        Some(t(5))
+    );
+    s.set_quota_wait("bf1", None).await.unwrap();
+    assert_eq!(s.job_metas(&["bf1".into()]).await.unwrap(), vec![meta]);
+    // A job without hints gets the defaults with its note.
+    s.set_quota_wait("bf2", Some(t(6))).await.unwrap();
+    let got = s.job_metas(&["bf2".into()]).await.unwrap();
+    assert_eq!(
+        got,
+        vec![JobMeta {
+            quota_wait_until: Some(t(6)),
+            ..JobMeta::default_for("bf2")
+        }]
+    );
+}
+
 fn alert(kind: AlertKind, subject: &str, tenant: &str, at: DateTime<Utc>) -> Alert {
     Alert {
         kind,
@@ -495,6 +532,7 @@ suite!(sqlite:
     markers_move_forward_and_refuse_gaps,
     enablement_history_remembers_a_re_enabling,
     hints_are_kept_and_a_job_is_finalised_once,
+    a_quota_wait_is_noted_beside_the_hints_and_cleared,
     alerts_are_raised_once_per_kind_and_subject,
     verification_results_are_replaced_as_a_whole,
     deleting_a_job_removes_its_rows_and_keeps_markers,
@@ -507,6 +545,7 @@ suite!(dynamodb:
     markers_move_forward_and_refuse_gaps,
     enablement_history_remembers_a_re_enabling,
     hints_are_kept_and_a_job_is_finalised_once,
+    a_quota_wait_is_noted_beside_the_hints_and_cleared,
     alerts_are_raised_once_per_kind_and_subject,
     verification_results_are_replaced_as_a_whole,
     deleting_a_job_removes_its_rows_and_keeps_markers,

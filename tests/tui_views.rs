@@ -153,6 +153,9 @@ fn trigger_form_with_its_plan_preview() {
                     "[2025-01-01T00:00:00Z, 2025-01-31T00:00:00Z)".into(),
                     "[2025-01-31T00:00:00Z, 2025-03-01T00:00:00Z)".into(),
                 ],
+                quota: Some(
+                    "≈ 1,240 API calls = 41 % of the 3,000 left today (share limit 50 %)".into(),
+                ),
             }));
         }
         insta::assert_snapshot!(format!("form_{w}x{h}"), text(&draw(&app, w, h)));
@@ -343,4 +346,50 @@ fn the_route_stack_is_the_breadcrumb_trail() {
         ),
         "{header}"
     );
+}
+
+/// A job whose share of the API allocation is used up reads `waiting_for_quota` in the jobs
+/// table (in the warning colour) and, in its detail, until when.
+#[test]
+fn a_job_waiting_for_its_quota_shows_it_with_the_time() {
+    use avesa_console::domain::JobStatus;
+    let theme = Theme::default();
+    let mut app = console(theme.clone(), 120, 40, ":jobs\n");
+    let running = app
+        .snap
+        .jobs
+        .iter()
+        .find(|j| j.status == JobStatus::Running)
+        .unwrap()
+        .job_id
+        .clone();
+    let until = chrono::DateTime::parse_from_rfc3339("2026-01-15T14:35:00Z")
+        .unwrap()
+        .to_utc();
+    let mut snap = (*app.snap).clone();
+    snap.quota_waits = Arc::new([(running.clone(), until)].into_iter().collect());
+    app.snap = Arc::new(snap);
+    let buf = draw(&app, 120, 40);
+    let (x, y) = find(&buf, "waiting_for_quota").unwrap_or_else(|| panic!("{}", text(&buf)));
+    assert!(
+        text(&buf)
+            .lines()
+            .nth(y as usize)
+            .unwrap()
+            .contains(&running[..20])
+    );
+    // Its colour, seen with the selection (whose style hides it) on another row.
+    let selected = buf[(x, y)].fg != theme.warn;
+    if selected {
+        keys(&mut app, "j");
+    }
+    let buf = draw(&app, 120, 40);
+    let (x, y) = find(&buf, "waiting_for_quota").unwrap();
+    assert_eq!(buf[(x, y)].fg, theme.warn, "{}", text(&buf));
+    if selected {
+        keys(&mut app, "k");
+    }
+    keys(&mut app, "\n");
+    let t = text(&draw(&app, 120, 40));
+    assert!(t.contains("waiting_for_quota until 14:35 UTC"), "{t}");
 }

@@ -49,7 +49,9 @@ pub async fn status(args: &StatusArgs) -> Result<ExitCode> {
         Some(_) => dispatcher(&settings).await?.latest(id).await?,
         None => None,
     };
+    let waits = super::status::quota_waits(lifecycle.as_ref(), std::slice::from_ref(&job)).await?;
     if args.output == Output::Json {
+        let job = output::job_json(&job, waits.get(id).copied());
         outln!(
             "{}",
             serde_json::to_string_pretty(
@@ -58,7 +60,7 @@ pub async fn status(args: &StatusArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    output::print_job_detail(&job, &chunks, Output::Text)?;
+    output::print_job_detail(&job, &waits, &chunks, Output::Text)?;
     match &execution {
         Some(e) => print_execution_status(e),
         None => outln!("\nexecution: none found"),

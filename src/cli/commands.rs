@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::engine::chunking;
 use crate::engine::ops::JobAction;
 use crate::engine::planner::{self, Plan};
+use crate::engine::quota::AllocationShare;
 use crate::engine::{EngineOptions, RateBudget};
 use crate::store::JobFilter;
 use crate::workspace::Workspace;
@@ -117,8 +118,28 @@ async fn plan(global: &GlobalArgs, ws: &Workspace, args: &PlanArgs) -> Result<Ex
     let est = planner::estimate(&plan, counts.as_deref(), |t| {
         page_size(&config, plan.service, t)
     });
-    output::print_plan(&plan, &est, args.output)?;
+    let allocation = plan_allocation(global, config.clone(), &plan, est.api_calls).await;
+    output::print_plan(&plan, &est, &allocation, args.output)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan's calls as a share of the allocation its tenant's service has left (asked of
+/// the API now); `Ok(None)` when the API states none.
+async fn plan_allocation(
+    global: &super::GlobalArgs,
+    config: Arc<Config>,
+    plan: &Plan,
+    calls: u64,
+) -> Result<Option<AllocationShare>, String> {
+    let share = config.backfill.max_api_share(plan.service);
+    let (provider, _sandbox) = runtime::provider(global, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let source = provider
+        .source(&plan.tenant_id, plan.service)
+        .map_err(|e| e.to_string())?;
+    let usage = source.allocation().await.map_err(|e| e.to_string())?;
+    Ok(usage.and_then(|u| AllocationShare::new(calls, &u, share)))
 }
 
 /// `run`: pending jobs (or one) through the local runner until done or out of time.
@@ -167,7 +188,9 @@ async fn local_status(ws: &Workspace, args: &StatusArgs) -> Result<ExitCode> {
                 .await?
                 .ok_or_else(|| eyre!("job '{id}' not found"))?;
             let chunks = store.chunks(id).await?;
-            output::print_job_detail(&job, &chunks, args.output)?;
+            let lc = runtime::open_lifecycle(ws)?;
+            let waits = status::quota_waits(lc.as_ref(), std::slice::from_ref(&job)).await?;
+            output::print_job_detail(&job, &waits, &chunks, args.output)?;
         }
         None => {
             let lc = runtime::open_lifecycle(ws)?;

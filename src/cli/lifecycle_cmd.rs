@@ -142,7 +142,7 @@ pub async fn sync(global: &GlobalArgs, ws: &Workspace, args: SyncArgs) -> Result
             now,
         )?;
         let est = planner::estimate(&plan, None, |_| 1000);
-        super::output::print_plan(&plan, &est, args.output)?;
+        super::output::print_plan(&plan, &est, &Ok(None), args.output)?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(outcome) = engine

@@ -156,7 +156,7 @@ pub async fn trigger(global: &GlobalArgs, ws: &Workspace, args: &TriggerArgs) ->
     if args.dry_run {
         runtime::init_logging(&global.log_level, None)?;
         let est = planner::estimate(&plan, None, |t| page_size(&config, plan.service, t));
-        output::print_plan(&plan, &est, args.output)?;
+        output::print_plan(&plan, &est, &Ok(None), args.output)?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.lanes == 0 {

@@ -7,16 +7,29 @@ use serde_json::json;
 
 use super::Output;
 use super::print::{iso, print_json};
+use super::status::QuotaWaits;
 use crate::config::Config;
-use crate::domain::{Chunk, Job, JobStatus, SyncMarker};
+use crate::domain::{Chunk, Job, JobStatus, SyncMarker, WAITING_FOR_QUOTA};
 use crate::engine::handoff::GapFinding;
 use crate::engine::planner::{Estimate, Plan};
+use crate::engine::quota::AllocationShare;
 use crate::engine::{RunOutcome, StopReason};
 use crate::workspace::Workspace;
 
-pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
+pub fn print_plan(
+    plan: &Plan,
+    est: &Estimate,
+    allocation: &Result<Option<AllocationShare>, String>,
+    out: Output,
+) -> Result<()> {
     if out == Output::Json {
-        return print_json(&json!({ "plan": plan, "estimate": est }));
+        let (share, error) = match allocation {
+            Ok(share) => (json!(share), json!(null)),
+            Err(e) => (json!(null), json!(e)),
+        };
+        return print_json(&json!({
+            "plan": plan, "estimate": est, "allocation": share, "allocation_error": error
+        }));
     }
     outln!(
         "{} {}  window {}  chunk {} d  {} chunk(s) over {} table(s){}",
@@ -65,6 +78,11 @@ pub fn print_plan(plan: &Plan, est: &Estimate, out: Output) -> Result<()> {
         ),
         _ => outln!("duration:  no rate limit configured"),
     }
+    match allocation {
+        Ok(Some(share)) => outln!("quota:     {share}"),
+        Ok(None) => {}
+        Err(e) => outln!("quota:     the API allocation could not be read: {e}"),
+    }
     Ok(())
 }
 
@@ -96,19 +114,39 @@ pub fn print_no_jobs(ws: &Workspace, out: Output) -> Result<ExitCode> {
 /// Jobs, then the sync markers and any gap the gap check found.
 pub fn print_jobs_with_handoff(
     jobs: &[Job],
+    waits: &QuotaWaits,
     out: Output,
     markers: &[SyncMarker],
     gaps: &[GapFinding],
 ) -> Result<()> {
     if out == Output::Json {
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|j| job_json(j, waits.get(&j.job_id).copied()))
+            .collect();
         return print_json(&json!({ "jobs": jobs, "markers": markers, "gaps": gaps }));
     }
-    print_job_rows(jobs);
+    print_job_rows(jobs, waits);
     super::lifecycle_output::print_markers(markers, gaps);
     Ok(())
 }
 
-fn print_job_rows(jobs: &[Job]) {
+/// A job as JSON; one waiting for its API quota shows `waiting_for_quota` as its status, with
+/// `quota_wait_until` and its stored status as `stored_status`.
+pub(crate) fn job_json(
+    job: &Job,
+    wait: Option<chrono::DateTime<chrono::Utc>>,
+) -> serde_json::Value {
+    let mut v = json!(job);
+    if let Some(until) = wait {
+        v["stored_status"] = json!(job.status);
+        v["status"] = json!(WAITING_FOR_QUOTA);
+        v["quota_wait_until"] = json!(iso(until));
+    }
+    v
+}
+
+fn print_job_rows(jobs: &[Job], waits: &QuotaWaits) {
     outln!(
         "{:<46} {:<10} {:<12} {:<22} {:>11} {:>6} {:>10}",
         "JOB",
@@ -125,20 +163,38 @@ fn print_job_rows(jobs: &[Job]) {
             j.job_id,
             j.tenant_id,
             j.service.as_str(),
-            j.status.as_str(),
+            match waits.contains_key(&j.job_id) {
+                true => WAITING_FOR_QUOTA,
+                false => j.status.as_str(),
+            },
             j.completed_chunks,
             j.total_chunks,
             j.failed_chunks,
             j.records
         );
     }
+    for j in jobs {
+        if let Some(until) = waits.get(&j.job_id) {
+            outln!(
+                "{}: its share of the API allocation is used up; it goes on by itself after {}",
+                j.job_id,
+                iso(*until)
+            );
+        }
+    }
 }
 
-pub fn print_job_detail(job: &Job, chunks: &[Chunk], out: Output) -> Result<()> {
+pub fn print_job_detail(
+    job: &Job,
+    waits: &QuotaWaits,
+    chunks: &[Chunk],
+    out: Output,
+) -> Result<()> {
     if out == Output::Json {
+        let job = job_json(job, waits.get(&job.job_id).copied());
         return print_json(&json!({ "job": job, "chunks": chunks }));
     }
-    print_job_rows(std::slice::from_ref(job));
+    print_job_rows(std::slice::from_ref(job), waits);
     outln!("window {}  created {}", job.window, iso(job.created_at));
     outln!(
         "\n{:<14} {:>4} {:<42} {:<10} {:>8} {:>9}  LAST ERROR",

@@ -119,6 +119,9 @@ pub struct DefaultSettings {
     pub max_retry_after_seconds: u64,
 }
 
+/// `max_daily_api_share` when a service's settings leave it out.
+pub const DEFAULT_MAX_API_SHARE: f64 = 0.5;
+
 fn default_max_retry_after() -> u64 {
     900
 }
@@ -156,6 +159,11 @@ pub struct ServiceSettings {
     /// query job.
     #[serde(default)]
     pub bulk_query_threshold: Option<u64>,
+    /// The most of the API allocation left to it (the org's daily requests, ServiceNow's
+    /// hourly budget) that one job may spend: its own calls ≤ share × (limit − calls used by
+    /// others). Default 0.5; range (0, 1].
+    #[serde(default)]
+    pub max_daily_api_share: Option<f64>,
     /// Table name → tables of the same service whose chunks must all finish first (the
     /// tickets of a company refer to it: `"tickets": ["companies"]`).
     #[serde(default)]
@@ -244,6 +252,16 @@ impl BackfillConfig {
                 "$.default_settings.retry_backoff_seconds".into(),
                 "must be a non-negative number",
             );
+        }
+        for (svc, s) in &self.service_settings {
+            if let Some(share) = s.max_daily_api_share
+                && !(share.is_finite() && share > 0.0 && share <= 1.0)
+            {
+                return err(
+                    format!("$.service_settings.{svc}.max_daily_api_share"),
+                    &format!("{share} is out of range: must be above 0 and at most 1"),
+                );
+            }
         }
         Ok(())
     }
@@ -525,6 +543,15 @@ impl BackfillConfig {
     }
 
     /// Tables of `service` that must finish before `table` starts within a job.
+    /// The share of the API allocation left to it that one job of `service` may spend
+    /// (`max_daily_api_share`, default 0.5).
+    pub fn max_api_share(&self, service: Service) -> f64 {
+        self.service_settings
+            .get(&service)
+            .and_then(|s| s.max_daily_api_share)
+            .unwrap_or(DEFAULT_MAX_API_SHARE)
+    }
+
     pub fn table_dependencies(&self, service: Service, table: &str) -> &[String] {
         self.service_settings
             .get(&service)

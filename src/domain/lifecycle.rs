@@ -62,6 +62,10 @@ pub struct JobMeta {
     pub wait_off_peak: bool,
     /// When the post-completion steps (marker, canonical transform) were done.
     pub finalized_at: Option<DateTime<Utc>>,
+    /// The job's share of its API allocation is used up: it waits until then, and is shown
+    /// as `waiting_for_quota` meanwhile (`engine::quota`).
+    #[serde(default)]
+    pub quota_wait_until: Option<DateTime<Utc>>,
 }
 
 impl JobMeta {
@@ -73,6 +77,7 @@ impl JobMeta {
             trigger: Trigger::Manual,
             wait_off_peak: false,
             finalized_at: None,
+            quota_wait_until: None,
         }
     }
 }

@@ -58,6 +58,12 @@ pub enum EngineEvent {
         limit: u64,
         period_secs: u64,
     },
+    /// The job's share of its API allocation is used up (`engine::quota`): its chunks are
+    /// released at their checkpoints and it goes on by itself after `until`.
+    WaitingForQuota {
+        job_id: String,
+        until: DateTime<Utc>,
+    },
     /// The time budget ran out; the job's state is saved and a continuation can pick it up.
     ContinuationNeeded {
         job_id: String,

@@ -76,6 +76,8 @@ pub struct RunOutcome {
 enum ChunkEnd {
     Exhausted(Checkpoint),
     OutOfTime(Checkpoint),
+    /// The job's share of its API allocation is used up until then (`engine::quota`).
+    QuotaWait(Checkpoint, chrono::DateTime<Utc>),
 }
 
 /// A failed attempt: the message to store and whether another attempt can help.
@@ -293,16 +295,15 @@ impl Engine {
                 Ok(StopReason::Finished)
             }
             Ok(ChunkEnd::OutOfTime(cp)) => {
-                match self
-                    .store()
-                    .release_chunk(key, &self.options().owner, &cp)
-                    .await
-                {
-                    Ok(()) | Err(StoreError::LeaseLost { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                self.release_at_checkpoint(key, &cp).await?;
                 tracing::info!(chunk = %key, cursor = ?cp.cursor, records = cp.records, "chunk paused at the time budget");
                 Ok(StopReason::ContinuationNeeded)
+            }
+            Ok(ChunkEnd::QuotaWait(cp, until)) => {
+                // Released without using an attempt; `step` holds the job until then.
+                self.release_at_checkpoint(key, &cp).await?;
+                self.note_quota_wait(job, Some(until)).await;
+                Ok(StopReason::Finished)
             }
             Err(f) if f.lease_lost => {
                 tracing::warn!(chunk = %key, "{}", f.message);
@@ -312,6 +313,22 @@ impl Engine {
                 self.record_failed_attempt(job, &chunk, f, elapsed).await?;
                 Ok(StopReason::Finished)
             }
+        }
+    }
+
+    /// Gives the chunk back at its checkpoint, pending, without using up an attempt.
+    async fn release_at_checkpoint(
+        &self,
+        key: &ChunkKey,
+        cp: &Checkpoint,
+    ) -> Result<(), EngineError> {
+        match self
+            .store()
+            .release_chunk(key, &self.options().owner, cp)
+            .await
+        {
+            Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -450,6 +467,9 @@ impl Engine {
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
         let mut progress = Progress::new(chunk.checkpoint.clone(), writer);
+        if let Some(until) = self.quota_before_chunk(job, fetcher.source.as_ref()).await {
+            return Ok(ChunkEnd::QuotaWait(progress.cp, until));
+        }
         let mut asked = progress.cp.cursor.clone();
         let mut inflight = Some(fetcher.spawn(asked.clone()));
         loop {
@@ -463,19 +483,23 @@ impl Engine {
                 fetched = &mut fetch => fetched,
                 () = deadline.wait() => {
                     fetch.abort();
-                    if progress.pages > 0 {
-                        self.check_lease(key, lost)?;
-                        self.save_progress(key, &mut progress, asked).await?;
-                    }
+                    self.save_before_stop(key, lost, &mut progress, asked).await?;
                     tracing::info!(chunk = %key, "time budget reached while waiting for a page");
                     return Ok(ChunkEnd::OutOfTime(progress.cp));
                 }
             };
+            if let Ok(Err(SourceError::QuotaExhausted { .. })) = &fetched {
+                let until = self.quota_refused(job);
+                self.save_before_stop(key, lost, &mut progress, asked)
+                    .await?;
+                return Ok(ChunkEnd::QuotaWait(progress.cp, until));
+            }
             let page = self
                 .await_page(job, key, fetched, progress.writer.meta())
                 .await?;
             let next = page.next.clone();
-            let out_of_time = deadline.reached();
+            let quota_wait = self.quota_after_page(job, page.usage.as_ref());
+            let out_of_time = deadline.reached() || quota_wait.is_some();
             // Read ahead while this page is encoded: the cursor is already known.
             if let (Some(c), false) = (&next, out_of_time) {
                 inflight = Some(fetcher.spawn(Some(c.clone())));
@@ -503,9 +527,28 @@ impl Engine {
                 if let Some(h) = inflight.take() {
                     h.abort();
                 }
-                return Ok(ChunkEnd::OutOfTime(progress.cp));
+                return Ok(match quota_wait {
+                    Some(until) => ChunkEnd::QuotaWait(progress.cp, until),
+                    None => ChunkEnd::OutOfTime(progress.cp),
+                });
             }
         }
+    }
+
+    /// Saves the pages read since the last checkpoint (the next page is `asked`) before the
+    /// chunk stops while waiting for a page.
+    async fn save_before_stop(
+        &self,
+        key: &ChunkKey,
+        lost: &AtomicBool,
+        progress: &mut Progress,
+        asked: Option<String>,
+    ) -> Result<(), Failure> {
+        if progress.pages > 0 {
+            self.check_lease(key, lost)?;
+            self.save_progress(key, progress, asked).await?;
+        }
+        Ok(())
     }
 
     /// A lost lease (the heartbeat saw another runner take the chunk) as the failure that

@@ -44,6 +44,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::detect::Decision;
 use super::planner::{self, Estimate, Plan, PlanRequest};
+use super::quota::AllocationShare;
 use super::{Engine, EngineEvent};
 use crate::config::Config;
 use crate::domain::{Alert, Chunk, Job, Service, SyncMarker};
@@ -231,6 +232,8 @@ pub struct Snapshot {
     pub lifecycle: Arc<BTreeMap<String, JobLifecycle>>,
     /// Jobs the console queued that the scheduling rules hold back, with why.
     pub waiting: Arc<BTreeMap<String, String>>,
+    /// Jobs waiting for their API quota (`Job::quota_wait`), and until when.
+    pub quota_waits: Arc<BTreeMap<String, DateTime<Utc>>>,
     /// Canonical tables per service: what a transform of the service rebuilds.
     pub canonical: Arc<BTreeMap<Service, Vec<String>>>,
 }
@@ -240,6 +243,9 @@ pub struct Snapshot {
 pub struct PlanPreview {
     pub plan: Plan,
     pub estimate: Estimate,
+    /// The calls as a share of the allocation left (`EngineHandle::with_allocation`), or why
+    /// it could not be read; `None` when the API states no allocation.
+    pub allocation: Option<Result<AllocationShare, String>>,
 }
 
 struct Envelope {
@@ -276,7 +282,8 @@ pub struct EngineHandle {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     events: broadcast::Sender<EngineEvent>,
     config: Arc<Config>,
-    /// For plan previews only (counting records); commands go to the owner.
+    /// For plan previews only (counting records, asking a source about its allocation);
+    /// commands go to the owner.
     engine: Engine,
 }
 
@@ -359,7 +366,23 @@ impl EngineHandle {
         let estimate = planner::estimate(&plan, None, |t| {
             planner::page_size(&self.config, plan.service, t)
         });
-        Ok(PlanPreview { plan, estimate })
+        Ok(PlanPreview {
+            plan,
+            estimate,
+            allocation: None,
+        })
+    }
+
+    /// The preview with its calls as a share of the allocation its tenant's service has left,
+    /// asked of the API now (`engine::quota`).
+    pub async fn with_allocation(&self, mut preview: PlanPreview) -> PlanPreview {
+        let (p, calls) = (&preview.plan, preview.estimate.api_calls);
+        preview.allocation = self
+            .engine
+            .allocation_share(&p.tenant_id, p.service, calls)
+            .await
+            .transpose();
+        preview
     }
 }
 
@@ -571,7 +594,7 @@ impl Owner {
                 Err(e) => error = Some(e.to_string()),
             }
         }
-        let loaded = lifecycle::load(&self.engine, self.watched.as_deref()).await;
+        let loaded = lifecycle::load(&self.engine, self.watched.as_deref(), &self.jobs).await;
         let prev = self.snapshot.borrow().clone();
         let now = Utc::now();
         let snap = Snapshot {
@@ -594,6 +617,7 @@ impl Owner {
             alerts: Arc::new(loaded.alerts),
             markers: Arc::new(loaded.markers),
             lifecycle: Arc::new(loaded.jobs),
+            quota_waits: Arc::new(loaded.quota_waits),
             waiting: Arc::new(
                 self.local
                     .as_ref()

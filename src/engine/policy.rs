@@ -32,6 +32,7 @@ fn counts_as_failure(e: &SourceError) -> bool {
         SourceError::Transport(_) | SourceError::Decode { .. } => true,
         SourceError::RateLimited { .. }
         | SourceError::Config(_)
+        | SourceError::QuotaExhausted { .. }
         | SourceError::CursorExpired { .. } => false,
     }
 }

@@ -112,6 +112,15 @@ impl Engine {
         deadline: &Deadline,
         gate: Option<&Mutex<()>>,
     ) -> Result<Step, EngineError> {
+        // The job's share of its API allocation is used up: nothing is claimed until then,
+        // unless it was paused or cancelled meanwhile.
+        if let Some(until) = self.quota_wait(job).await {
+            let status = self.load_job(&job.job_id).await?.status;
+            if !matches!(status, JobStatus::Pending | JobStatus::Running) {
+                return Ok(Step::Done(status));
+            }
+            return Ok(Step::Wait { until: Some(until) });
+        }
         let ordered = self.has_dependencies(job);
         let turn = match gate {
             Some(gate) if ordered => Some(gate.lock().await),

@@ -7,12 +7,16 @@
 //!   `REQUEST_LIMIT_EXCEEDED`** "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
 //!   like a real org under concurrency pressure, plus a `Retry-After` header (real orgs send
 //!   none; clients must cope without it);
-//! - the daily limit (`SfAccount::daily_api_limit`, default 15000) answers 403
+//! - the daily limit (`SfAccount::daily_api_limit`, default 15000) counts requests in a
+//!   rolling 24 h window on tokio's clock, plus `api_used_elsewhere` (other integrations of
+//!   the org), which leave the window `elsewhere_frees_after` the start; past it, 403
 //!   `REQUEST_LIMIT_EXCEEDED` "TotalRequests Limit exceeded." without `Retry-After`, as real
 //!   orgs do; refused requests do not count;
+//! - `GET /services/data/vXX.X/limits` answers `DailyApiRequests` `Max` and `Remaining` (and a
+//!   few other limits); it is not counted and answers past the daily limit too (our choice);
 //! - fault-plan statuses answer with Salesforce error arrays: 401 `INVALID_SESSION_ID`,
-//!   403 `REQUEST_LIMIT_EXCEEDED` (with `Retry-After: retry_after_seconds`, default 1, so a
-//!   burst is waited out at the plan's pace), 429 (with `Retry-After`), 5xx
+//!   403 `REQUEST_LIMIT_EXCEEDED` "ConcurrentRequests" (with `Retry-After:
+//!   retry_after_seconds`, default 1, so a burst is waited out at the plan's pace), 429 (with `Retry-After`), 5xx
 //!   `SERVER_UNAVAILABLE`, 500 `UNKNOWN_EXCEPTION`;
 //! - a REST query is a snapshot: the matching Ids are fixed when the query runs, and pages
 //!   fetched later through its locator show the records' values at that later time (so a
@@ -37,7 +41,7 @@ mod soql;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
@@ -80,6 +84,11 @@ pub struct SfAccount {
     pub counts: SfCounts,
     /// API requests per 24 h before 403 `REQUEST_LIMIT_EXCEEDED`.
     pub daily_api_limit: u64,
+    /// Requests other integrations of the org made in the last 24 h when the sandbox starts.
+    pub api_used_elsewhere: u64,
+    /// When those leave the rolling window, counted from the sandbox's start (tokio's clock,
+    /// so paused-time tests can let them free up).
+    pub elsewhere_frees_after: std::time::Duration,
 }
 
 impl SfAccount {
@@ -118,6 +127,8 @@ impl SfAccount {
             refresh_token,
             counts: SfCounts::from_table_counts(counts),
             daily_api_limit,
+            api_used_elsewhere: 0,
+            elsewhere_frees_after: DAY,
         })
     }
 }
@@ -132,7 +143,57 @@ struct Org {
     account: SfAccount,
     keys: OrgKeys,
     tables: [OnceLock<SfTable>; 5],
-    used: AtomicU64,
+    usage: Mutex<DailyUsage>,
+}
+
+/// The length of the daily limit's rolling window.
+pub const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// An org's API requests in the rolling 24 h window, on tokio's clock: the sandbox's own
+/// answers, and the calls used elsewhere, which leave the window all at once.
+struct DailyUsage {
+    calls: VecDeque<tokio::time::Instant>,
+    elsewhere: u64,
+    elsewhere_until: tokio::time::Instant,
+}
+
+impl DailyUsage {
+    fn new(account: &SfAccount) -> Self {
+        DailyUsage {
+            calls: VecDeque::new(),
+            elsewhere: account.api_used_elsewhere,
+            elsewhere_until: tokio::time::Instant::now() + account.elsewhere_frees_after,
+        }
+    }
+
+    /// Requests counted in the window now.
+    fn used(&mut self) -> u64 {
+        let now = tokio::time::Instant::now();
+        while self
+            .calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= DAY)
+        {
+            self.calls.pop_front();
+        }
+        let elsewhere = if now < self.elsewhere_until {
+            self.elsewhere
+        } else {
+            0
+        };
+        self.calls.len() as u64 + elsewhere
+    }
+
+    /// Counts one more request if the limit allows: the count after it, or the count that
+    /// refuses it.
+    fn take(&mut self, limit: u64) -> Result<u64, u64> {
+        let used = self.used();
+        if used >= limit {
+            return Err(used);
+        }
+        self.calls.push_back(tokio::time::Instant::now());
+        Ok(used + 1)
+    }
 }
 
 struct Locator {
@@ -199,7 +260,7 @@ impl SfState {
                     keys: OrgKeys::new(&a.username, a.counts),
                     account: a.clone(),
                     tables: Default::default(),
-                    used: AtomicU64::new(0),
+                    usage: Mutex::new(DailyUsage::new(a)),
                 })
                 .collect(),
             inner: Mutex::new(Inner::default()),
@@ -273,7 +334,7 @@ fn fault_reply(action: &FaultAction) -> Reply {
         403 => error(
             status,
             "REQUEST_LIMIT_EXCEEDED",
-            "TotalRequests Limit exceeded.",
+            "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
         )
         .header(header::RETRY_AFTER, action.retry_after_secs),
         429 => error(status, "REQUEST_LIMIT_EXCEEDED", &action.message)
@@ -296,12 +357,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     let usage: serde_json::Map<String, serde_json::Value> = sf
         .orgs
         .iter()
-        .map(|o| {
-            (
-                o.account.username.clone(),
-                o.used.load(Ordering::Relaxed).into(),
-            )
-        })
+        .map(|o| (o.account.username.clone(), lock(&o.usage).used().into()))
         .collect();
     v["api_usage"] = usage.into();
     v["open_locators"] = sf.lock().locators.len().into();

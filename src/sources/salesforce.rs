@@ -37,7 +37,7 @@ use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
 pub use cursor::{After, Cursor};
 pub use soql::{NotAField, Spec, bound_literal, soql_field};
-pub use wire::{ApiError, CsvError, csv_to_json, parse_limit_info};
+pub use wire::{ApiError, CsvError, csv_to_json, parse_limit_info, parse_limits};
 
 /// The REST API version every request uses.
 pub const API_VERSION: &str = "v60.0";
@@ -758,6 +758,16 @@ impl Source for Salesforce {
             .map_err(|e| self.fail(e))?;
         let rows = wire::parse_monthly_counts(&reply.body)?;
         month_pieces(window, &rows).map(Some)
+    }
+
+    /// `GET /limits`: the org's `DailyApiRequests`.
+    async fn allocation(&self) -> Result<Option<ApiUsage>, SourceError> {
+        let path = format!("/services/data/{API_VERSION}/limits");
+        let reply = self
+            .call(Method::GET, &path, "application/json", None, None)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(Some(parse_limits(&reply.body)?))
     }
 }
 

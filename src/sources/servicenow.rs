@@ -213,15 +213,19 @@ fn is_envelope(body: &[u8]) -> bool {
         .is_ok_and(|members| members.contains_key("error"))
 }
 
-/// `X-RateLimit-Limit` (requests per hour) and `X-RateLimit-Reset` (UNIX seconds).
+/// `X-RateLimit-Limit` (requests per hour), `X-RateLimit-Remaining` when sent (the hour's
+/// budget left: used = limit − remaining) and `X-RateLimit-Reset` (UNIX seconds).
 pub(crate) fn usage_from(headers: &HeaderMap) -> Option<ApiUsage> {
     let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
     let limit = text("x-ratelimit-limit")?.parse::<u64>().ok()?;
+    let used = text("x-ratelimit-remaining")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|left| limit.saturating_sub(left));
     let resets_at = text("x-ratelimit-reset")
         .and_then(|s| s.parse::<i64>().ok())
         .and_then(|s| DateTime::from_timestamp(s, 0));
     Some(ApiUsage {
-        used: None,
+        used,
         limit,
         period: Duration::from_secs(3600),
         resets_at,

@@ -179,6 +179,13 @@ pub trait LifecycleStore: Send + Sync {
     async fn put_job_meta(&self, meta: &JobMeta) -> Result<(), StoreError>;
     /// Hints of the given jobs; jobs without stored hints are left out.
     async fn job_metas(&self, job_ids: &[String]) -> Result<Vec<JobMeta>, StoreError>;
+    /// Notes that the job waits for its API quota until `until`, or clears the note (`None`);
+    /// other hints stay as they are (defaults when the job has none).
+    async fn set_quota_wait(
+        &self,
+        job_id: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
     /// Marks a job's post-completion steps done; false if they already were.
     async fn finalize_job(&self, job_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 

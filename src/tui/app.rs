@@ -465,6 +465,11 @@ impl App {
     }
 
     /// Why a job the console started waits to run (scheduling limits, off-peak), if it does.
+    /// Until when a job waits for its API quota (`waiting_for_quota`), if it does.
+    pub fn quota_wait(&self, job_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.snap.quota_waits.get(job_id).copied()
+    }
+
     pub fn waiting(&self, job_id: &str) -> Option<String> {
         if let Some(why) = self.snap.waiting.get(job_id) {
             return Some(why.clone());

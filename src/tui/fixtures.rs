@@ -330,6 +330,7 @@ pub fn snapshot(jobs: Vec<Job>, watched: Option<&Job>) -> Snapshot {
         alerts: Arc::new(alerts()),
         markers: Arc::new(markers()),
         lifecycle: Arc::new(BTreeMap::new()),
+        quota_waits: Arc::new(BTreeMap::new()),
         waiting: Arc::new(waiting),
         canonical: Arc::new(canonical),
     }
@@ -500,6 +501,7 @@ pub fn handed_off_snapshot() -> Snapshot {
                 trigger: Trigger::Manual,
                 wait_off_peak: false,
                 finalized_at: job.finished_at.map(|f| f + Duration::seconds(4)),
+                quota_wait_until: None,
             }),
             verification,
         },

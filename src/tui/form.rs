@@ -75,6 +75,8 @@ pub struct PreviewSummary {
     pub rate_per_minute: Option<u32>,
     /// The first few windows, as a taste of the chunk list.
     pub first_windows: Vec<String>,
+    /// The calls as a share of the API allocation left, when the API states one.
+    pub quota: Option<String>,
 }
 
 impl PreviewSummary {
@@ -103,6 +105,10 @@ impl PreviewSummary {
                         .collect()
                 })
                 .unwrap_or_default(),
+            quota: p.allocation.as_ref().map(|a| match a {
+                Ok(share) => share.to_string(),
+                Err(e) => format!("API allocation not read: {e}"),
+            }),
         }
     }
 }

@@ -169,7 +169,10 @@ impl EffectRunner {
             } => {
                 let (handle, tx) = (self.handle.clone(), self.tx.clone());
                 tokio::spawn(async move {
-                    let result = handle.preview(&request, Utc::now()).await;
+                    let result = match handle.preview(&request, Utc::now()).await {
+                        Ok(p) => Ok(handle.with_allocation(p).await),
+                        Err(e) => Err(e),
+                    };
                     let _ = tx.send(Msg::Preview { generation, result }).await;
                 });
             }

@@ -220,6 +220,15 @@ pub(crate) fn chunk_glyph(s: ChunkStatus, retrying: bool) -> &'static str {
     }
 }
 
+/// A job waiting for its API quota: `waiting_for_quota`, `quota` on narrow screens.
+pub(crate) fn quota_label(narrow: bool) -> &'static str {
+    if narrow {
+        "quota"
+    } else {
+        crate::domain::WAITING_FOR_QUOTA
+    }
+}
+
 /// A status short enough for narrow screens (at most 9 characters).
 pub(crate) fn job_status_short(s: JobStatus) -> &'static str {
     match s {

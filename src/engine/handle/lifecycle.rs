@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::HandleError;
 use crate::config::Config;
-use crate::domain::{Alert, ChunkVerification, JobMeta, Service, SyncMarker};
+use crate::domain::{Alert, ChunkVerification, Job, JobMeta, Service, SyncMarker};
 use crate::engine::detect::Decision;
 use crate::engine::ops::Refusal;
 use crate::engine::{Engine, EngineError};
@@ -40,13 +40,19 @@ pub(super) struct Loaded {
     pub alerts: Vec<Alert>,
     pub markers: Vec<SyncMarker>,
     pub jobs: BTreeMap<String, JobLifecycle>,
+    pub quota_waits: BTreeMap<String, DateTime<Utc>>,
     pub error: Option<String>,
 }
 
-/// Reads alerts, markers and the watched job's hints and verification.
-pub(super) async fn load(engine: &Engine, watched: Option<&str>) -> Loaded {
+/// Reads alerts, markers, the watched job's hints and verification, and which of `jobs` wait
+/// for their API quota.
+pub(super) async fn load(engine: &Engine, watched: Option<&str>, jobs: &[Job]) -> Loaded {
     let mut out = Loaded::default();
     let lc = engine.lifecycle();
+    match quota_waits(lc.as_ref(), jobs).await {
+        Ok(w) => out.quota_waits = w,
+        Err(e) => out.error = Some(e.to_string()),
+    }
     match lc.alerts(&AlertFilter::default()).await {
         Ok(mut a) => {
             a.truncate(ALERTS_SHOWN);
@@ -76,6 +82,37 @@ pub(super) async fn load(engine: &Engine, watched: Option<&str>) -> Loaded {
         }
     }
     out
+}
+
+/// The active jobs among `jobs` that wait for their API quota now, and until when.
+async fn quota_waits(
+    lc: &dyn crate::store::LifecycleStore,
+    jobs: &[Job],
+) -> Result<BTreeMap<String, DateTime<Utc>>, crate::store::StoreError> {
+    let active: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.status.is_active())
+        .map(|j| j.job_id.clone())
+        .collect();
+    if active.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let notes: BTreeMap<String, DateTime<Utc>> = lc
+        .job_metas(&active)
+        .await?
+        .into_iter()
+        .filter_map(|m| Some((m.job_id, m.quota_wait_until?)))
+        .collect();
+    let now = Utc::now();
+    Ok(jobs
+        .iter()
+        .filter_map(|j| {
+            Some((
+                j.job_id.clone(),
+                j.quota_wait(notes.get(&j.job_id).copied(), now)?,
+            ))
+        })
+        .collect())
 }
 
 /// The latest auto-detection and when the next is due.

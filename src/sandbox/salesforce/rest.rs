@@ -18,7 +18,7 @@ use super::{
 };
 use crate::domain::Service;
 use crate::sandbox::http::{FaultAnswers, Reply, planned_fault};
-use crate::sandbox::{FaultAction, Outcome, Shared, Slot};
+use crate::sandbox::{FaultAction, Outcome, Shared, Slot, lock};
 
 /// Everything under `/services/data/`.
 pub(super) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -63,8 +63,11 @@ fn handle(
     };
     let o = &sf.orgs[org];
     let limit = o.account.daily_api_limit;
+    if method == Method::GET && rest.trim_end_matches('/') == "limits" {
+        return limits(limit, lock(&o.usage).used());
+    }
     if let Err(refusal) = shared.admit(Service::Salesforce, &o.account.username, held) {
-        let used = o.used.load(Ordering::Relaxed);
+        let used = lock(&o.usage).used();
         return error(
             StatusCode::FORBIDDEN,
             "REQUEST_LIMIT_EXCEEDED",
@@ -74,12 +77,9 @@ fn handle(
         .header(header::RETRY_AFTER, refusal.retry_after_secs())
         .header(LIMIT_INFO, format!("api-usage={used}/{limit}"));
     }
-    let used = match o
-        .used
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-            (u < limit).then_some(u + 1)
-        }) {
-        Ok(before) => before + 1,
+    let taken = lock(&o.usage).take(limit);
+    let used = match taken {
+        Ok(used) => used,
         Err(used) => {
             return error(
                 StatusCode::FORBIDDEN,
@@ -111,6 +111,18 @@ fn handle(
         _ => not_found(),
     };
     reply.header(LIMIT_INFO, format!("api-usage={used}/{limit}"))
+}
+
+/// `/limits`: the org's daily allocation as `DailyApiRequests` `Max` and `Remaining`, beside
+/// two limits a real org also lists.
+fn limits(max: u64, used: u64) -> Reply {
+    let body = serde_json::json!({
+        "ConcurrentAsyncGetReportInstances": { "Max": 200, "Remaining": 200 },
+        "DailyApiRequests": { "Max": max, "Remaining": max.saturating_sub(used) },
+        "DailyBulkV2QueryJobs": { "Max": 10000, "Remaining": 10000 },
+    });
+    json(serde_json::to_vec(&body).unwrap_or_default())
+        .header(LIMIT_INFO, format!("api-usage={used}/{max}"))
 }
 
 /// One authenticated request.

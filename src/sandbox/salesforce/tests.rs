@@ -28,6 +28,8 @@ pub(crate) fn account(username: &str) -> SfAccount {
         refresh_token: Some("5Aep-refresh-token".into()),
         counts: SfCounts::from_table_counts(TableCounts::demo()),
         daily_api_limit: DEFAULT_DAILY_API_LIMIT,
+        api_used_elsewhere: 0,
+        elsewhere_frees_after: DAY,
     }
 }
 

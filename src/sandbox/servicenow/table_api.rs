@@ -303,9 +303,10 @@ pub(super) async fn stats(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    let mut held = None;
     let reply = (|| {
         let sn = &shared.servicenow;
-        let (account, _) = match admit(&shared, &headers) {
+        let (account, _) = match admit(&shared, &headers, &mut held) {
             Ok(a) => a,
             Err(reply) => return reply,
         };
@@ -332,5 +333,5 @@ pub(super) async fn stats(
         let body = serde_json::json!({ "result": { "stats": stats } });
         ok(serde_json::to_vec(&body).unwrap_or_default()).headers(sn.rate_headers(hour_reset()))
     })();
-    reply.finish(&shared).await
+    reply.holding(held).finish(&shared).await
 }

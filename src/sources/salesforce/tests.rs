@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::ServiceEndpoints;
 use crate::sandbox::salesforce::{
-    DEFAULT_DAILY_API_LIMIT, SfAccount, SfCounts, expected_salesforce,
+    DAY, DEFAULT_DAILY_API_LIMIT, SfAccount, SfCounts, expected_salesforce,
 };
 use crate::sandbox::{Fault, FaultKind, Sandbox, SandboxConfig, TableCounts};
 
@@ -22,6 +22,8 @@ fn account() -> SfAccount {
         refresh_token: None,
         counts: SfCounts::from_table_counts(TableCounts::demo()),
         daily_api_limit: DEFAULT_DAILY_API_LIMIT,
+        api_used_elsewhere: 0,
+        elsewhere_frees_after: DAY,
     }
 }
 

@@ -28,6 +28,33 @@ pub fn parse_limit_info(value: &str) -> Option<ApiUsage> {
     })
 }
 
+/// The org's daily allocation from a `/limits` answer: `DailyApiRequests` `Max` and
+/// `Remaining` (a rolling 24 h window; no reset time is given).
+pub fn parse_limits(body: &[u8]) -> Result<ApiUsage, SourceError> {
+    #[derive(serde::Deserialize)]
+    struct Daily {
+        #[serde(rename = "Max")]
+        max: u64,
+        #[serde(rename = "Remaining")]
+        remaining: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Limits {
+        #[serde(rename = "DailyApiRequests")]
+        daily: Daily,
+    }
+    let limits: Limits = serde_json::from_slice(body).map_err(|e| SourceError::Decode {
+        message: format!("/limits: no DailyApiRequests Max and Remaining: {e}"),
+        truncated: false,
+    })?;
+    Ok(ApiUsage {
+        used: Some(limits.daily.max.saturating_sub(limits.daily.remaining)),
+        limit: limits.daily.max,
+        period: Duration::from_secs(24 * 3600),
+        resets_at: None,
+    })
+}
+
 /// An error answer: its status and the API's own `errorCode` and `message`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
@@ -459,21 +486,36 @@ mod tests {
     }
 
     #[test]
+    fn limits_give_the_daily_allocation() {
+        let body = br#"{"ConcurrentAsyncGetReportInstances":{"Max":200,"Remaining":200},
+            "DailyApiRequests":{"Max":15000,"Remaining":3000,"Ant Migration Tool":{"Max":0,"Remaining":0}}}"#;
+        let u = parse_limits(body).unwrap();
+        assert_eq!((u.used, u.limit), (Some(12_000), 15_000));
+        assert_eq!(u.period, Duration::from_secs(24 * 3600));
+        let e = parse_limits(br#"{"DailyBulkApiBatches":{"Max":1,"Remaining":1}}"#).unwrap_err();
+        assert!(e.to_string().contains("DailyApiRequests"), "{e}");
+    }
+
+    #[test]
     fn error_arrays_give_code_and_message() {
         let body = br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
         let e = ApiError::from_body(403, body, None, str::to_string);
         assert!(e.has_code("REQUEST_LIMIT_EXCEEDED"));
         match e.into_source(str::to_string) {
-            SourceError::RateLimited {
+            SourceError::QuotaExhausted {
                 status: 403,
                 message,
-                ..
             } => assert_eq!(
                 message,
                 "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."
             ),
-            other => panic!("{other:?}"),
+            other => panic!("the daily total is the quota, not a rate: {other:?}"),
         }
+        let body = br#"[{"message":"ConcurrentRequests (Concurrent API Requests) Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
+        assert!(matches!(
+            ApiError::from_body(403, body, None, str::to_string).into_source(str::to_string),
+            SourceError::RateLimited { status: 403, .. }
+        ));
         // A 403 for anything else is a plain error.
         let body = br#"[{"message":"The REST API is not enabled for this Organization.","errorCode":"API_DISABLED_FOR_ORG"}]"#;
         assert!(matches!(

@@ -191,6 +191,9 @@ fn rate_limit_headers_become_usage() {
             resets_at: Some(utc(2024, 1, 1, 0, 0, 0)),
         })
     );
+    // What is left of the hour tells how much is used.
+    h.insert("x-ratelimit-remaining", HeaderValue::from_static("250"));
+    assert_eq!(usage_from(&h).unwrap().used, Some(5750));
 }
 
 #[test]

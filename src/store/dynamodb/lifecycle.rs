@@ -325,6 +325,14 @@ impl LifecycleStore for DynamoStore {
         self.metas(job_ids).await
     }
 
+    async fn set_quota_wait(
+        &self,
+        job_id: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.quota_wait(job_id, until).await
+    }
+
     async fn finalize_job(&self, job_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.finalize(job_id, now).await
     }

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS job_meta (
     wait_off_peak INTEGER NOT NULL,
     finalized_at TEXT
 );
+CREATE TABLE IF NOT EXISTS quota_waits (
+    job_id TEXT PRIMARY KEY,
+    until TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alerts (
     kind TEXT NOT NULL,
     subject TEXT NOT NULL,
@@ -134,6 +138,7 @@ fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<JobMeta> {
         },
         wait_off_peak: r.get(3)?,
         finalized_at: opt_ts(r.get(4)?)?,
+        quota_wait_until: opt_ts(r.get(5)?)?,
     })
 }
 
@@ -297,7 +302,8 @@ impl LifecycleStore for SqliteStore {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT job_id, priority, trigger, wait_off_peak, finalized_at FROM job_meta WHERE job_id = ?1",
+                    "SELECT m.job_id, m.priority, m.trigger, m.wait_off_peak, m.finalized_at, q.until \
+                     FROM job_meta m LEFT JOIN quota_waits q ON q.job_id = m.job_id WHERE m.job_id = ?1",
                 )
                 .map_err(backend)?;
             let mut out = Vec::new();
@@ -307,6 +313,33 @@ impl LifecycleStore for SqliteStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn set_quota_wait(
+        &self,
+        job_id: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let id = job_id.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO job_meta (job_id, priority, trigger, wait_off_peak, finalized_at) \
+                 VALUES (?1, 0, 'manual', 0, NULL) ON CONFLICT(job_id) DO NOTHING",
+                [&id],
+            )
+            .map_err(backend)?;
+            match until {
+                Some(t) => tx.execute(
+                    "INSERT INTO quota_waits (job_id, until) VALUES (?1, ?2) \
+                     ON CONFLICT(job_id) DO UPDATE SET until = ?2",
+                    params![id, ts(t)],
+                ),
+                None => tx.execute("DELETE FROM quota_waits WHERE job_id = ?1", [&id]),
+            }
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -472,6 +505,7 @@ impl LifecycleStore for SqliteStore {
             for sql in [
                 "DELETE FROM chunks WHERE job_id = ?1",
                 "DELETE FROM job_meta WHERE job_id = ?1",
+                "DELETE FROM quota_waits WHERE job_id = ?1",
                 "DELETE FROM verifications WHERE job_id = ?1",
                 "DELETE FROM alerts WHERE job_id = ?1",
                 "DELETE FROM failure_runs WHERE job_id = ?1",

@@ -71,6 +71,7 @@ fn form_with(app: &mut App, target: Target) {
         duration_secs: None,
         rate_per_minute: None,
         first_windows: vec![],
+        quota: None,
     }));
 }
 

@@ -592,6 +592,7 @@ fn t_opens_the_form_previews_the_plan_and_confirms() {
         duration_secs: Some(0.6),
         rate_per_minute: Some(200),
         first_windows: vec![],
+        quota: None,
     };
     if let Mode::Form(form) = &mut a.mode {
         form.preview = Some(Ok(preview));

@@ -10,7 +10,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::handoff;
-use super::{block, chunk_glyph, chunk_style, job_status_label, job_status_style, progress_bar};
+use super::{
+    block, chunk_glyph, chunk_style, job_status_label, job_status_style, progress_bar, quota_label,
+};
 use crate::domain::{Chunk, ChunkStatus, Job};
 use crate::tui::app::{App, Route};
 use crate::tui::format::{clip, fmt_count, fmt_duration, fmt_window};
@@ -68,15 +70,22 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
 /// Summary: who, what, the plan, the hand-off and verification.
 fn render_summary(frame: &mut Frame, app: &App, job: &Job, area: Rect) {
     let t = &app.theme;
+    let status = match app.quota_wait(&job.job_id) {
+        Some(until) => Span::styled(
+            format!("{} until {} UTC", quota_label(false), until.format("%H:%M")),
+            t.fg(t.warn),
+        ),
+        None => Span::styled(
+            job_status_label(job.status),
+            job_status_style(t, job.status),
+        ),
+    };
     let mut head = vec![
         Span::styled(
             format!("{} {} ", job.tenant_id, job.service),
             t.fg(t.accent).add_modifier(Modifier::BOLD),
         ),
-        Span::styled(
-            job_status_label(job.status),
-            job_status_style(t, job.status),
-        ),
+        status,
         Span::raw("  "),
     ];
     head.extend(progress_bar(

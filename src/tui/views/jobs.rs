@@ -8,7 +8,9 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
-use super::{block, job_status_label, job_status_short, job_status_style, progress_bar};
+use super::{
+    block, job_status_label, job_status_short, job_status_style, progress_bar, quota_label,
+};
 use crate::domain::{Job, JobStatus};
 use crate::tui::app::{App, Route};
 use crate::tui::format::{fmt_count, fmt_duration, fmt_rate};
@@ -146,7 +148,9 @@ fn mark(app: &App, j: &Job) -> Span<'static> {
 fn status(app: &App, j: &Job, narrow: bool) -> Span<'static> {
     let t = &app.theme;
     let waiting = j.status == JobStatus::Pending && app.waiting(&j.job_id).is_some();
-    if waiting {
+    if app.quota_wait(&j.job_id).is_some() {
+        Span::styled(quota_label(narrow), t.fg(t.warn))
+    } else if waiting {
         Span::styled("waiting", t.fg(t.info))
     } else {
         Span::styled(

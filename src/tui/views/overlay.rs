@@ -206,6 +206,9 @@ fn preview_lines(t: &Theme, f: &TriggerForm) -> Vec<Line<'static>> {
         "        ≥ {} API calls · {duration}",
         p.api_calls
     )));
+    if let Some(quota) = &p.quota {
+        lines.push(Line::from(format!("        {quota}")));
+    }
     for w in &p.first_windows {
         lines.push(Line::from(Span::styled(
             format!("        {w}"),

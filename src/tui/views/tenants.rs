@@ -7,7 +7,9 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
-use super::{block, job_status_label, job_status_short, job_status_style, progress_bar};
+use super::{
+    block, job_status_label, job_status_short, job_status_style, progress_bar, quota_label,
+};
 use crate::domain::{Job, JobStatus};
 use crate::engine::detect::Check;
 use crate::tui::app::{App, TenantRow};
@@ -105,6 +107,7 @@ fn backfill(app: &App, j: &Job, wide: bool) -> Line<'static> {
     // As in the jobs table: held by the scheduler reads "waiting".
     let waiting = j.status == JobStatus::Pending && app.waiting(&j.job_id).is_some();
     let (label, style) = match waiting {
+        _ if app.quota_wait(&j.job_id).is_some() => (quota_label(!wide), t.fg(t.warn)),
         true => ("waiting", t.fg(t.info)),
         false if wide => (job_status_label(j.status), job_status_style(t, j.status)),
         false => (job_status_short(j.status), job_status_style(t, j.status)),

@@ -160,3 +160,47 @@ async fn status_faults_answer_with_salesforce_error_arrays() {
     // Spoiled good answers count as good ones, as for ConnectWise.
     assert_eq!(sb.stats().faults_injected, 4);
 }
+
+/// `/limits` states the daily allocation; calls used elsewhere leave the rolling window at
+/// their offset, the sandbox's own after 24 h (tokio's clock: paused here).
+#[tokio::test(start_paused = true)]
+async fn limits_state_the_rolling_daily_window_with_calls_used_elsewhere() {
+    let mut cfg = config(Vec::new());
+    cfg.salesforce[0].daily_api_limit = 10;
+    cfg.salesforce[0].api_used_elsewhere = 8;
+    cfg.salesforce[0].elsewhere_frees_after = std::time::Duration::from_secs(3600);
+    let sb = start(cfg).await;
+    let api = Api::login(&sb).await;
+    let daily = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let d = &v["DailyApiRequests"];
+        (d["Max"].as_u64().unwrap(), d["Remaining"].as_u64().unwrap())
+    };
+    let limits = "/services/data/v60.0/limits";
+    let (status, _, body) = api.get(limits, None).await;
+    assert_eq!((status, daily(&body)), (200, (10, 2)));
+    let q = "/services/data/v60.0/query?q=SELECT+Id+FROM+Lead+LIMIT+1";
+    for _ in 0..2 {
+        assert_eq!(api.get(q, None).await.0, 200);
+    }
+    let (status, _, body) = api.get(q, None).await;
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, body[0]["message"].as_str()),
+        (403, Some("TotalRequests Limit exceeded."))
+    );
+    // `/limits` is not counted and answers past the limit.
+    assert_eq!(daily(&api.get(limits, None).await.2), (10, 0));
+    tokio::time::advance(std::time::Duration::from_secs(3600)).await;
+    assert_eq!(
+        daily(&api.get(limits, None).await.2),
+        (10, 8),
+        "elsewhere calls freed"
+    );
+    tokio::time::advance(std::time::Duration::from_secs(23 * 3600)).await;
+    assert_eq!(
+        daily(&api.get(limits, None).await.2),
+        (10, 10),
+        "own calls left the window"
+    );
+}

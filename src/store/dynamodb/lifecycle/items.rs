@@ -8,7 +8,7 @@
 //!     `job_id` is the partition key here);
 //! - what belongs to a job lives in the job's own partition beside its chunks, so removing a
 //!   job is one query of its partition:
-//!   - `sk = meta`: scheduling hints and `finalized_at`;
+//!   - `sk = meta`: scheduling hints, `finalized_at` and `quota_wait_until`;
 //!   - `sk = verify`: which generation of verification results is current, its size and its
 //!     time (`gen_at`);
 //!   - `sk = verify#{gen}#{table}#{seq:06}`: one chunk's verification result. A generation's
@@ -210,6 +210,7 @@ pub(super) fn decode_meta(item: &Item) -> Result<JobMeta, StoreError> {
         },
         wait_off_peak: bool_field(item, "job hints", "wait_off_peak")?,
         finalized_at: f.opt_ts("finalized_at")?,
+        quota_wait_until: f.opt_ts("quota_wait_until")?,
     })
 }
 

@@ -134,6 +134,44 @@ impl DynamoStore {
         .await
     }
 
+    /// Sets or removes `quota_wait_until` on the job's hints item in one write; a job without
+    /// hints gets the defaults, as `JobMeta::default_for` has them.
+    pub(super) async fn quota_wait(
+        &self,
+        job_id: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let defaults = JobMeta::default_for(job_id);
+        let mut update = "SET #priority = if_not_exists(#priority, :zero), \
+                          #trigger = if_not_exists(#trigger, :manual), \
+                          #wait_off_peak = if_not_exists(#wait_off_peak, :no)"
+            .to_string();
+        let mut vals = vec![
+            (":zero", n(defaults.priority)),
+            (":manual", s(trigger_text(defaults.trigger))),
+            (":no", AttributeValue::Bool(defaults.wait_off_peak)),
+        ];
+        match until {
+            Some(at) => {
+                update.push_str(", #quota_wait_until = :until");
+                vals.push((":until", t(at)));
+            }
+            None => update.push_str(" REMOVE #quota_wait_until"),
+        }
+        self.client
+            .update_item()
+            .table_name(&self.chunks)
+            .set_key(Some(meta_key(key_part("job id", job_id)?)))
+            .update_expression(&update)
+            .set_expression_attribute_names(names(&[&update]))
+            .set_expression_attribute_values(values(vals))
+            .send()
+            .await
+            .map_err(|e| backend("UpdateItem job quota wait", e))?;
+        Ok(())
+    }
+
     /// Counts a chunk attempt into the job's failure run (one item, one write): a failure
     /// adds one atomically and returns the new length, a success sets it back to zero.
     pub(super) async fn count_attempt(

@@ -36,7 +36,9 @@ use crate::config::Config;
 use crate::domain::Service;
 use crate::sink::{RawSink, SinkError};
 use crate::sources::Source;
-use crate::store::{CreateOutcome, JobStore, LifecycleStore, StoreError};
+use crate::store::{
+    CreateOutcome, JobStore, LifecycleStore, MemoryRateStore, RateClock, RateStore, StoreError,
+};
 use crate::transform::TransformError;
 
 pub use breaker::{BreakerSnapshot, CircuitBreaker};
@@ -142,6 +144,9 @@ struct Inner {
     breakers: Mutex<HashMap<(String, Service), Arc<CircuitBreaker>>>,
     lifecycle: Arc<dyn LifecycleStore>,
     metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
+    /// Where budgets and breakers keep their shared rows (in memory unless set).
+    rates: OnceLock<Arc<dyn RateStore>>,
+    rate_clock: OnceLock<RateClock>,
 }
 
 /// The request health of one tenant's service: its rate budget and circuit breaker.
@@ -183,6 +188,8 @@ impl Engine {
                 breakers: Mutex::new(HashMap::new()),
                 lifecycle,
                 metrics: OnceLock::new(),
+                rates: OnceLock::new(),
+                rate_clock: OnceLock::new(),
             }),
         }
     }
@@ -191,6 +198,26 @@ impl Engine {
     pub fn with_metrics(self, sink: Arc<dyn metrics::MetricsSink>) -> Self {
         let _ = self.inner.metrics.set(sink);
         self
+    }
+
+    /// Shares rate budgets and breakers through `rates` (the workspace's SQLite file, the
+    /// deployment's DynamoDB table) with every other process using it. Set before the first
+    /// request; without it they are this process's alone.
+    pub fn with_rate_store(self, rates: Arc<dyn RateStore>) -> Self {
+        let _ = self.inner.rates.set(rates);
+        self
+    }
+
+    /// The store of the shared rate rows.
+    pub fn rate_store(&self) -> &Arc<dyn RateStore> {
+        self.inner
+            .rates
+            .get_or_init(|| Arc::new(MemoryRateStore::new()))
+    }
+
+    /// "Now" for rate rows, anchored when first asked (inside the runtime that runs requests).
+    fn rate_clock(&self) -> RateClock {
+        *self.inner.rate_clock.get_or_init(RateClock::now)
     }
 
     /// The lifecycle store: markers, hints, alerts, verification results.
@@ -280,7 +307,13 @@ impl Engine {
                 } else {
                     None
                 };
-                Arc::new(RateBudget::new(rate))
+                Arc::new(RateBudget::shared(
+                    rate,
+                    self.rate_store().clone(),
+                    tenant_id,
+                    service,
+                    self.rate_clock(),
+                ))
             })
             .clone()
     }
@@ -296,9 +329,13 @@ impl Engine {
             .entry((tenant_id.to_string(), service))
             .or_insert_with(|| {
                 let d = &self.inner.config.backfill.default_settings;
-                Arc::new(CircuitBreaker::new(
+                Arc::new(CircuitBreaker::shared(
                     d.circuit_breaker_failures,
                     Duration::from_secs_f64(d.circuit_breaker_cooldown_seconds),
+                    self.rate_store().clone(),
+                    tenant_id,
+                    service,
+                    self.rate_clock(),
                 ))
             })
             .clone()

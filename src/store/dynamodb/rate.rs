@@ -25,7 +25,10 @@ fn rate_key(tenant_id: &str, service: Service) -> Result<Item, StoreError> {
             "cannot store the rate row of tenant id '{tenant_id}' in DynamoDB: it must be non-empty without '#'"
         )));
     }
-    Ok(chunks_key(&format!("rate#{tenant_id}#{service}"), "rate".into()))
+    Ok(chunks_key(
+        &format!("rate#{tenant_id}#{service}"),
+        "rate".into(),
+    ))
 }
 
 fn decode(item: &Item) -> Result<(RateRow, u64), StoreError> {
@@ -101,7 +104,11 @@ impl DynamoStore {
 impl RateStore for DynamoStore {
     async fn read_rate(&self, tenant_id: &str, service: Service) -> Result<RateRow, StoreError> {
         let key = rate_key(tenant_id, service)?;
-        Ok(self.get_rate(key).await?.map(|(r, _)| r).unwrap_or_default())
+        Ok(self
+            .get_rate(key)
+            .await?
+            .map(|(r, _)| r)
+            .unwrap_or_default())
     }
 
     async fn update_rate(

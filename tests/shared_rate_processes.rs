@@ -41,7 +41,10 @@ fn three_run_processes_on_one_workspace_keep_one_rate() {
                 &["--chunk-size-days", "60"],
             ),
         ));
-        jobs.push(format!("backfill_globex_connectwise_{}", start.replace('-', "")));
+        jobs.push(format!(
+            "backfill_globex_connectwise_{}",
+            start.replace('-', "")
+        ));
     }
     let before = sandbox.stats()["requests"].as_u64().unwrap();
     let started = Instant::now();
@@ -60,7 +63,10 @@ fn three_run_processes_on_one_workspace_keep_one_rate() {
     let stats = sandbox.stats();
     let requests = stats["requests"].as_u64().unwrap() - before;
     println!("{requests} requests in {elapsed:.1} s by three processes: {stats}");
-    assert_eq!(stats["rate_limited"], 0, "the limiter refused requests: {stats}");
+    assert_eq!(
+        stats["rate_limited"], 0,
+        "the limiter refused requests: {stats}"
+    );
     // The processes sent for at most `elapsed` seconds, so at the configured rate (one
     // every 100 ms, the first at once) they could send no more than this.
     let allowed = (elapsed * f64::from(RATE) / 60.0).floor() as u64 + 1;
@@ -70,6 +76,10 @@ fn three_run_processes_on_one_workspace_keep_one_rate() {
     );
     assert!(requests >= 40, "too few requests to tell: {requests}");
     for job_id in &jobs {
-        assert_eq!(job_status(&fx, job_id)["job"]["status"], "completed", "{job_id}");
+        assert_eq!(
+            job_status(&fx, job_id)["job"]["status"],
+            "completed",
+            "{job_id}"
+        );
     }
 }

@@ -313,8 +313,15 @@ pub async fn wire_engine(
     let metrics = JsonLinesMetrics::open(&metrics_file)
         .wrap_err_with(|| format!("cannot open {}", metrics_file.display()))?;
     let paced = options.pace_requests;
-    let engine = Engine::new(config, store.clone(), store.clone(), sink, provider, options)
-        .with_metrics(Arc::new(metrics));
+    let engine = Engine::new(
+        config,
+        store.clone(),
+        store.clone(),
+        sink,
+        provider,
+        options,
+    )
+    .with_metrics(Arc::new(metrics));
     // Every process on this workspace paces each tenant's service on one shared rate row.
     let engine = if paced {
         engine.with_rate_store(store)

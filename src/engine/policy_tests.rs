@@ -286,7 +286,11 @@ async fn rate_limits_that_outlast_their_retry_after_open_the_breaker() {
     let script = Script::new((0..3).map(|_| Err(limited(Some(5)))).collect());
     script.run(&engine, Instant::now()).await.unwrap();
     let secs: Vec<u64> = script.times().iter().map(|d| d.as_secs()).collect();
-    assert_eq!(secs, vec![0, 5, 10, 40], "the fourth request waited the cool-down");
+    assert_eq!(
+        secs,
+        vec![0, 5, 10, 40],
+        "the fourth request waited the cool-down"
+    );
     let opened: Vec<String> = std::iter::from_fn(|| events.try_recv().ok())
         .filter_map(|e| match e {
             EngineEvent::BreakerChanged {

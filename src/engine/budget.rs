@@ -267,6 +267,11 @@ impl RateBudget {
                 (block_size(s.waiting, sp), sp)
             };
             let now = self.clock.now_ms();
+            if sp == 0 {
+                // Unpaced: no slots to order, only the shared pause to respect (a read).
+                waiter.set(false);
+                return self.shared_pause().await.max(now);
+            }
             let change = Box::new(move |r: &mut RateRow| {
                 reserve(r, now, n, sp);
             });
@@ -472,6 +477,23 @@ mod tests {
         let start = Instant::now();
         budget.acquire().await;
         assert_eq!(start.elapsed().as_secs(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_requests_write_nothing_but_respect_a_shared_pause() {
+        let store: Arc<dyn RateStore> = Arc::new(MemoryRateStore::new());
+        let clock = RateClock::now();
+        let budget = RateBudget::shared(None, store.clone(), "acme", Service::Servicenow, clock);
+        let t = times_of(&budget, 3).await;
+        assert_eq!(t, vec![Duration::ZERO; 3]);
+        assert_eq!(store.rate_writes(), 0);
+        let other = RateBudget::shared(None, store.clone(), "acme", Service::Servicenow, clock);
+        other
+            .rate_limited(Some(Duration::from_secs(4)), Duration::ZERO)
+            .await;
+        let start = Instant::now();
+        budget.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
     }
 
     #[test]

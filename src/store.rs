@@ -16,7 +16,7 @@ use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus, Service};
 
 pub use dynamodb::{DynamoOptions, DynamoStore};
 pub use lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance};
-pub use rate::{MemoryRateStore, RateChange, RateClock, RateRow, RateStore};
+pub use rate::{MemoryRateStore, RateChange, RateClock, RateRow, RateStore, reserve};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@
 //!
 //! The slots come from the pair's shared rate row (`RateStore`, one row per pair in the
 //! workspace's SQLite file or the deployment's DynamoDB table; in memory without one). A
-//! process reserves a block of `n` slots in one write (`reserve`): `first = max(now, next_slot,
+//! process reserves a block of `n` slots in one write (`reserve` in `store::rate`): `first = max(now, next_slot,
 //! paused_until)`, `next_slot = first + n·T`, and sends at `first, first + T, ...`. `n` is the
 //! number of this process's requests waiting for the pair now, capped so a block covers at most
 //! `BLOCK` (1 at rates of one a second or slower): one write per request at most, fewer under
@@ -97,14 +97,6 @@ fn spacing_of(per_minute: Option<u32>) -> Duration {
 /// A spacing in whole milliseconds, rounded up: never faster than asked.
 fn spacing_ms(spacing: Duration) -> i64 {
     spacing.as_micros().div_ceil(1000) as i64
-}
-
-/// The slot reservation on the pair's row: `n` slots `spacing_ms` apart, the first at the first
-/// free slot, never before now nor before the pause ends. Returns the first slot.
-pub fn reserve(row: &mut RateRow, now_ms: i64, n: u32, spacing_ms: i64) -> i64 {
-    let first = now_ms.max(row.next_slot_ms).max(row.paused_until_ms);
-    row.next_slot_ms = first + i64::from(n) * spacing_ms;
-    first
 }
 
 /// How many slots one reservation takes when `waiting` callers want one.
@@ -272,16 +264,12 @@ impl RateBudget {
                 waiter.set(false);
                 return self.shared_pause().await.max(now);
             }
-            let change = Box::new(move |r: &mut RateRow| {
-                reserve(r, now, n, sp);
-            });
             match self
                 .store
-                .update_rate(&self.tenant_id, self.service, change)
+                .reserve_slots(&self.tenant_id, self.service, now, n, sp)
                 .await
             {
-                Ok((_, after)) => {
-                    let first = after.next_slot_ms - i64::from(n) * sp;
+                Ok((first, after)) => {
                     let mut s = self.lock();
                     s.paused_until_ms = after.paused_until_ms;
                     s.slots.extend((0..i64::from(n)).map(|i| first + i * sp));

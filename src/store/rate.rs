@@ -2,10 +2,11 @@
 //! shares, holding the request schedule (`next_slot_ms`), the shared pause (`paused_until_ms`)
 //! and the circuit breaker's state.
 //!
-//! The store decides nothing: it applies a caller's pure change to the row atomically (SQLite:
-//! one `BEGIN IMMEDIATE` transaction; DynamoDB: a read, then a write conditional on the version
-//! read, retried on conflict; in memory: under a lock). What the change is (a slot reservation,
-//! a pause, a breaker transition) is decided in `engine::budget` and `engine::breaker`.
+//! The store applies a caller's pure change to the row atomically (SQLite: one `BEGIN IMMEDIATE`
+//! transaction; DynamoDB: a read, then a write conditional on the version read, retried on
+//! conflict; in memory: under a lock). The slot reservation rule is `reserve`, here, because a
+//! store may apply it more cheaply (DynamoDB's busy-pair path); the pause and the breaker's
+//! transitions are decided in `engine::budget` and `engine::breaker`.
 //!
 //! Times in the row are milliseconds since the Unix epoch, from `RateClock`: a wall-clock anchor
 //! plus tokio's elapsed time, so several processes on one host (or hosts with synchronised
@@ -42,6 +43,14 @@ pub struct RateRow {
 /// A pure change of a row; it may run more than once (a DynamoDB write lost a race).
 pub type RateChange = Box<dyn FnMut(&mut RateRow) + Send>;
 
+/// The slot reservation rule: `n` slots `spacing_ms` apart, the first at the first free slot,
+/// never before now nor before the pause ends. Returns the first slot.
+pub fn reserve(row: &mut RateRow, now_ms: i64, n: u32, spacing_ms: i64) -> i64 {
+    let first = now_ms.max(row.next_slot_ms).max(row.paused_until_ms);
+    row.next_slot_ms = first + i64::from(n) * spacing_ms;
+    first
+}
+
 #[async_trait]
 pub trait RateStore: Send + Sync {
     /// The pair's row as stored now.
@@ -54,6 +63,22 @@ pub trait RateStore: Send + Sync {
         service: Service,
         change: RateChange,
     ) -> Result<(RateRow, RateRow), StoreError>;
+    /// Reserves a block of `n` request slots (`reserve`) in one atomic change; returns the
+    /// first slot and the row after.
+    async fn reserve_slots(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        now_ms: i64,
+        n: u32,
+        spacing_ms: i64,
+    ) -> Result<(i64, RateRow), StoreError> {
+        let change = Box::new(move |r: &mut RateRow| {
+            reserve(r, now_ms, n, spacing_ms);
+        });
+        let (_, after) = self.update_rate(tenant_id, service, change).await?;
+        Ok((after.next_slot_ms - i64::from(n) * spacing_ms, after))
+    }
     /// Rows written so far by this handle (writes per request, for benches and tests).
     fn rate_writes(&self) -> u64;
 }

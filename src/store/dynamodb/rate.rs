@@ -4,17 +4,23 @@
 //! on the write counter `v` read (or on there being no item), read again and retried when
 //! another process wrote in between. One partition per pair keeps a busy pair's writes (at most
 //! one per request, fewer under load) away from every other pair's.
+//!
+//! A busy pair's reservation skips the read and cannot conflict: when the schedule runs ahead of
+//! now and of any pause, `reserve` starts the block at `next_slot`, which one `UpdateItem` adds
+//! to atomically under exactly that condition. It is tried when the schedule this handle last
+//! saw ran past now; refused (the pair went idle, or paused), the read-and-put path follows.
 
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::DynamoStore;
 use super::codec::{Fields, Item, chunks_key, n, s};
 use super::io::{backend, backoff, is_condition_failed, names, values};
 use crate::domain::Service;
 use crate::store::StoreError;
-use crate::store::rate::{RateChange, RateRow, RateStore};
+use crate::store::rate::{RateChange, RateRow, RateStore, reserve};
 
 /// Rounds of "another process wrote the row since we read it" before giving up.
 const MAX_ROUNDS: u32 = 24;
@@ -62,6 +68,53 @@ fn encode(mut item: Item, r: &RateRow, v: u64) -> Item {
 }
 
 impl DynamoStore {
+    /// The busy-pair reservation: `next_slot += n·T` if `next_slot` is past now and the pause.
+    /// `None` when the condition did not hold.
+    async fn reserve_busy(
+        &self,
+        key: Item,
+        now_ms: i64,
+        add_ms: i64,
+    ) -> Result<Option<RateRow>, StoreError> {
+        self.rate_writes.fetch_add(1, Ordering::Relaxed);
+        let update = "SET #next_slot_ms = #next_slot_ms + :d, #v = #v + :one";
+        let cond = "#next_slot_ms >= :now AND #paused_until_ms <= #next_slot_ms";
+        match self
+            .client
+            .update_item()
+            .table_name(&self.chunks)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(cond)
+            .set_expression_attribute_names(names(&[update, cond]))
+            .set_expression_attribute_values(values([
+                (":d", n(add_ms)),
+                (":one", n(1)),
+                (":now", n(now_ms)),
+            ]))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+        {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(Some(decode(&item)?.0)),
+                None => Ok(None),
+            },
+            Err(e) if is_condition_failed(&e) => Ok(None),
+            Err(e) => Err(backend("UpdateItem rate row", e)),
+        }
+    }
+
+    fn schedule_seen(&self, pair: &str) -> Option<i64> {
+        let seen = self.rate_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(pair).copied()
+    }
+
+    fn see_schedule(&self, pair: &str, next_slot_ms: i64) {
+        let mut seen = self.rate_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(pair.to_string(), next_slot_ms);
+    }
+
     async fn get_rate(&self, key: Item) -> Result<Option<(RateRow, u64)>, StoreError> {
         let out = self
             .client
@@ -137,6 +190,31 @@ impl RateStore for DynamoStore {
         Err(StoreError::Backend(format!(
             "the rate row of {tenant_id} {service} kept racing other writers"
         )))
+    }
+
+    async fn reserve_slots(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        now_ms: i64,
+        n: u32,
+        spacing_ms: i64,
+    ) -> Result<(i64, RateRow), StoreError> {
+        let key = rate_key(tenant_id, service)?;
+        let pair = format!("{tenant_id}#{service}");
+        let add = i64::from(n) * spacing_ms;
+        if self.schedule_seen(&pair).is_some_and(|end| end > now_ms)
+            && let Some(after) = self.reserve_busy(key, now_ms, add).await?
+        {
+            self.see_schedule(&pair, after.next_slot_ms);
+            return Ok((after.next_slot_ms - add, after));
+        }
+        let change = Box::new(move |r: &mut RateRow| {
+            reserve(r, now_ms, n, spacing_ms);
+        });
+        let (_, after) = self.update_rate(tenant_id, service, change).await?;
+        self.see_schedule(&pair, after.next_slot_ms);
+        Ok((after.next_slot_ms - add, after))
     }
 
     fn rate_writes(&self) -> u64 {

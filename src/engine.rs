@@ -37,7 +37,9 @@ use crate::config::Config;
 use crate::domain::Service;
 use crate::sink::{RawSink, SinkError};
 use crate::sources::Source;
-use crate::store::{CreateOutcome, JobStore, LifecycleStore, StoreError};
+use crate::store::{
+    CreateOutcome, JobStore, LifecycleStore, MemoryRateStore, RateClock, RateStore, StoreError,
+};
 use crate::transform::TransformError;
 
 pub use breaker::{BreakerSnapshot, CircuitBreaker};
@@ -145,6 +147,9 @@ struct Inner {
     metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
     /// Each job's quota state in this process (`quota`).
     quotas: quota::gate::Quotas,
+    /// Where budgets and breakers keep their shared rows (in memory unless set).
+    rates: OnceLock<Arc<dyn RateStore>>,
+    rate_clock: OnceLock<RateClock>,
 }
 
 /// The request health of one tenant's service: its rate budget and circuit breaker.
@@ -187,6 +192,8 @@ impl Engine {
                 lifecycle,
                 metrics: OnceLock::new(),
                 quotas: Default::default(),
+                rates: OnceLock::new(),
+                rate_clock: OnceLock::new(),
             }),
         }
     }
@@ -195,6 +202,26 @@ impl Engine {
     pub fn with_metrics(self, sink: Arc<dyn metrics::MetricsSink>) -> Self {
         let _ = self.inner.metrics.set(sink);
         self
+    }
+
+    /// Shares rate budgets and breakers through `rates` (the workspace's SQLite file, the
+    /// deployment's DynamoDB table) with every other process using it. Set before the first
+    /// request; without it they are this process's alone.
+    pub fn with_rate_store(self, rates: Arc<dyn RateStore>) -> Self {
+        let _ = self.inner.rates.set(rates);
+        self
+    }
+
+    /// The store of the shared rate rows.
+    pub fn rate_store(&self) -> &Arc<dyn RateStore> {
+        self.inner
+            .rates
+            .get_or_init(|| Arc::new(MemoryRateStore::new()))
+    }
+
+    /// "Now" for rate rows, anchored when first asked (inside the runtime that runs requests).
+    fn rate_clock(&self) -> RateClock {
+        *self.inner.rate_clock.get_or_init(RateClock::now)
     }
 
     /// The lifecycle store: markers, hints, alerts, verification results.
@@ -284,7 +311,13 @@ impl Engine {
                 } else {
                     None
                 };
-                Arc::new(RateBudget::new(rate))
+                Arc::new(RateBudget::shared(
+                    rate,
+                    self.rate_store().clone(),
+                    tenant_id,
+                    service,
+                    self.rate_clock(),
+                ))
             })
             .clone()
     }
@@ -300,9 +333,13 @@ impl Engine {
             .entry((tenant_id.to_string(), service))
             .or_insert_with(|| {
                 let d = &self.inner.config.backfill.default_settings;
-                Arc::new(CircuitBreaker::new(
+                Arc::new(CircuitBreaker::shared(
                     d.circuit_breaker_failures,
                     Duration::from_secs_f64(d.circuit_breaker_cooldown_seconds),
+                    self.rate_store().clone(),
+                    tenant_id,
+                    service,
+                    self.rate_clock(),
                 ))
             })
             .clone()

@@ -6,6 +6,7 @@
 
 pub mod dynamodb;
 pub mod lifecycle;
+pub mod rate;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus, Service};
 
 pub use dynamodb::{DynamoOptions, DynamoStore};
 pub use lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance};
+pub use rate::{MemoryRateStore, RateChange, RateClock, RateRow, RateStore, reserve};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

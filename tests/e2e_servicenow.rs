@@ -33,6 +33,9 @@ fn tune(fx: &Fixture, rate_per_minute: u32, page_size: u32, request_retries: u32
         v["default_settings"]["retry_backoff_seconds"] = 0.05.into();
         v["default_settings"]["request_retries"] = request_retries.into();
         v["default_settings"]["request_retry_min_delay_ms"] = 10.into();
+        // 429s that come again after their Retry-After open the breaker: keep its cool-down
+        // short, as the other end-to-end tests do.
+        v["default_settings"]["circuit_breaker_cooldown_seconds"] = 0.2.into();
     })
     .edit("endpoints/servicenow.json", |v| {
         for ep in v["endpoints"].as_array_mut().unwrap() {

@@ -173,8 +173,19 @@ pub async fn cloud_data_engine(
     let (store, lifecycle) = open_cloud_stores(settings).await?;
     let sink = crate::cloud::s3::raw_sink(bucket, &aws)?;
     let (provider, sandbox) = provider(global, config.clone()).await?;
+    // Every worker paces each tenant's service on one rate item of the chunks table.
+    let rates = Arc::new(crate::store::DynamoStore::from_config(
+        &aws,
+        crate::store::DynamoOptions {
+            table_prefix: settings
+                .require(crate::cloud::Setting::TablePrefix)?
+                .to_string(),
+            ..crate::store::DynamoOptions::default()
+        },
+    ));
     Ok(Wired {
-        engine: Engine::new(config, store, lifecycle, sink, provider, options),
+        engine: Engine::new(config, store, lifecycle, sink, provider, options)
+            .with_rate_store(rates),
         _sandbox: sandbox,
     })
 }
@@ -301,8 +312,22 @@ pub async fn wire_engine(
     let metrics_file = ws.logs_dir().join("metrics.jsonl");
     let metrics = JsonLinesMetrics::open(&metrics_file)
         .wrap_err_with(|| format!("cannot open {}", metrics_file.display()))?;
-    let engine = Engine::new(config, store.clone(), store, sink, provider, options)
-        .with_metrics(Arc::new(metrics));
+    let paced = options.pace_requests;
+    let engine = Engine::new(
+        config,
+        store.clone(),
+        store.clone(),
+        sink,
+        provider,
+        options,
+    )
+    .with_metrics(Arc::new(metrics));
+    // Every process on this workspace paces each tenant's service on one shared rate row.
+    let engine = if paced {
+        engine.with_rate_store(store)
+    } else {
+        engine
+    };
     Ok(Wired {
         engine,
         _sandbox: sandbox,

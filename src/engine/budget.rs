@@ -1,50 +1,47 @@
-//! Request pacing per tenant + service, shared by every job and table of that pair.
+//! Request pacing per tenant + service, shared by every job and table of that pair, and by
+//! every process and worker that works on it.
 //!
 //! Three inputs decide when the next request may go:
-//! - the configured rate: a GCRA limiter (governor) with a burst of one spaces requests
-//!   `60/n` seconds apart, so a server that allows `n` per minute, in any window alignment,
-//!   never sees more than it allows;
+//! - the configured rate: requests go at reserved slots `T = 60/n` seconds apart (a GCRA with a
+//!   burst of one), so a server that allows `n` per minute, in any window alignment, never sees
+//!   more than it allows;
 //! - what the server says about its quota (`ApiUsage`): a lower server limit wins, and as the
 //!   used share of the quota nears the limit the pace slows down, so the quota is not burnt
-//!   to the last request;
-//! - a rate-limit answer: its `Retry-After` pauses the whole pair, not only the request that
-//!   got it, because every other request of the pair would be refused too.
+//!   to the last request. This changes `T` in this process only; the shared row stores times;
+//! - a rate-limit answer: its `Retry-After` pauses the whole pair, in every process, not only
+//!   the request that got it, because every other request of the pair would be refused too.
 //!
-//! Time is tokio's, so the pacing can be tested on paused time.
+//! The slots come from the pair's shared rate row (`RateStore`, one row per pair in the
+//! workspace's SQLite file or the deployment's DynamoDB table; in memory without one). A
+//! process reserves a block of `n` slots in one write (`reserve` in `store::rate`): `first = max(now, next_slot,
+//! paused_until)`, `next_slot = first + n·T`, and sends at `first, first + T, ...`. `n` is the
+//! number of this process's requests waiting for the pair now, capped so a block covers at most
+//! `BLOCK` (1 at rates of one a second or slower): one write per request at most, fewer under
+//! load, and a process that dies loses at most one block, with nothing to give back. A slot
+//! waited for is used only after a look at the row's pause, so no process sends during a pause
+//! another one wrote after the block was reserved.
+//!
+//! Time is tokio's (`RateClock`), so the pacing can be tested on paused time.
 
-use std::num::NonZeroU32;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use governor::clock::Clock;
-use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
+use crate::domain::Service;
 use crate::sources::ApiUsage;
-
-/// governor's clock on tokio's time: paused in tests, the real monotonic clock otherwise.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TokioClock;
-
-impl Clock for TokioClock {
-    type Instant = std::time::Instant;
-    fn now(&self) -> Self::Instant {
-        Instant::now().into_std()
-    }
-}
-
-type Limiter = RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    TokioClock,
-    governor::middleware::NoOpMiddleware<std::time::Instant>,
->;
+use crate::store::{MemoryRateStore, RateClock, RateRow, RateStore};
 
 /// The used share of a server quota above which the pace slows down.
 pub const SLOWDOWN_FROM: f64 = 0.8;
 /// The slowest pace, as a multiple of the normal spacing, reached at a fully used quota.
 pub const MAX_SLOWDOWN: f64 = 20.0;
+/// The longest stretch of slots one reservation takes.
+pub const BLOCK: Duration = Duration::from_secs(1);
+/// How long to wait before trying the shared row again after it could not be reached.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// What the budget of one pair looks like now (for the console's health view).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -63,10 +60,14 @@ pub struct BudgetSnapshot {
 }
 
 struct State {
-    limiter: Option<Arc<Limiter>>,
     /// Current spacing (after slow-downs); zero when unpaced.
     spacing: Duration,
-    paused_until: Option<Instant>,
+    /// Slots of this process's last block not handed out yet (ms since the epoch).
+    slots: VecDeque<i64>,
+    /// Callers waiting for a slot.
+    waiting: u32,
+    /// The pair's pause as last seen in the row (ms since the epoch).
+    paused_until_ms: i64,
     server_usage: Option<ApiUsage>,
     last_rate_limited_at: Option<DateTime<Utc>>,
     last_retry_after: Option<Duration>,
@@ -78,24 +79,30 @@ struct State {
 pub struct RateBudget {
     configured: Option<u32>,
     base_spacing: Duration,
+    tenant_id: String,
+    service: Service,
+    store: Arc<dyn RateStore>,
+    clock: RateClock,
     state: Mutex<State>,
-}
-
-fn limiter(spacing: Duration) -> Option<Arc<Limiter>> {
-    Quota::with_period(spacing).map(|q| {
-        Arc::new(RateLimiter::direct_with_clock(
-            q.allow_burst(NonZeroU32::MIN),
-            TokioClock,
-        ))
-    })
+    /// One reservation at a time per process: the others take slots from its block.
+    reserving: tokio::sync::Mutex<()>,
 }
 
 fn spacing_of(per_minute: Option<u32>) -> Duration {
-    per_minute
-        .and_then(NonZeroU32::new)
-        .map_or(Duration::ZERO, |n| {
-            Duration::from_secs_f64(60.0 / f64::from(n.get()))
-        })
+    per_minute.filter(|n| *n > 0).map_or(Duration::ZERO, |n| {
+        Duration::from_secs_f64(60.0 / f64::from(n))
+    })
+}
+
+/// A spacing in whole milliseconds, rounded up: never faster than asked.
+fn spacing_ms(spacing: Duration) -> i64 {
+    spacing.as_micros().div_ceil(1000) as i64
+}
+
+/// How many slots one reservation takes when `waiting` callers want one.
+fn block_size(waiting: u32, spacing_ms: i64) -> u32 {
+    let cap = (BLOCK.as_millis() as i64 / spacing_ms.max(1)).clamp(1, 1000) as u32;
+    waiting.clamp(1, cap)
 }
 
 /// How much slower than normal to go when the server reports `usage`: 1 below
@@ -113,23 +120,80 @@ pub fn slowdown_for(usage: &ApiUsage) -> f64 {
     1.0 + over * (MAX_SLOWDOWN - 1.0)
 }
 
+/// Counts a caller as waiting for a slot until it has one (or gives up: a dropped future).
+struct Waiter<'a> {
+    budget: &'a RateBudget,
+    counted: bool,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(budget: &'a RateBudget) -> Self {
+        budget.lock().waiting += 1;
+        Waiter {
+            budget,
+            counted: true,
+        }
+    }
+
+    fn set(&mut self, waiting: bool) {
+        if waiting != self.counted {
+            let mut s = self.budget.lock();
+            if waiting {
+                s.waiting += 1;
+            } else {
+                s.waiting = s.waiting.saturating_sub(1);
+            }
+            self.counted = waiting;
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
 impl RateBudget {
-    /// `None` paces nothing (benchmarks, sources without a limit).
+    /// A budget of this process alone (tests, tools): `None` paces nothing.
     pub fn new(per_minute: Option<u32>) -> Self {
+        Self::shared(
+            per_minute,
+            Arc::new(MemoryRateStore::new()),
+            "local",
+            Service::Connectwise,
+            RateClock::now(),
+        )
+    }
+
+    /// The budget of `tenant_id`'s `service` on the shared rate row in `store`.
+    pub fn shared(
+        per_minute: Option<u32>,
+        store: Arc<dyn RateStore>,
+        tenant_id: &str,
+        service: Service,
+        clock: RateClock,
+    ) -> Self {
         let spacing = spacing_of(per_minute);
         RateBudget {
             configured: per_minute,
             base_spacing: spacing,
+            tenant_id: tenant_id.to_string(),
+            service,
+            store,
+            clock,
             state: Mutex::new(State {
-                limiter: limiter(spacing),
                 spacing,
-                paused_until: None,
+                slots: VecDeque::new(),
+                waiting: 0,
+                paused_until_ms: 0,
                 server_usage: None,
                 last_rate_limited_at: None,
                 last_retry_after: None,
                 rate_limited_total: 0,
                 clamp_reported: false,
             }),
+            reserving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -147,47 +211,119 @@ impl RateBudget {
         self.lock().spacing
     }
 
-    /// Waits until one more request fits the budget.
+    /// Waits until one more request fits the pair's budget, shared with every process.
     pub async fn acquire(&self) {
+        self.acquire_slot().await;
+    }
+
+    /// `acquire`, answering the slot used (ms since the epoch on the budget's `RateClock`).
+    pub async fn acquire_slot(&self) -> i64 {
+        let mut waiter = Waiter::new(self);
         loop {
-            let (limiter, paused_until) = {
-                let s = self.lock();
-                (s.limiter.clone(), s.paused_until)
+            let slot = self.take_slot(&mut waiter).await;
+            let at = self.clock.instant_at(slot);
+            let waited = at > Instant::now();
+            if waited {
+                tokio::time::sleep_until(at).await;
+            }
+            // A pause written while this slot waited (here or by another process) wins.
+            let paused_until = if waited {
+                self.shared_pause().await
+            } else {
+                self.lock().paused_until_ms
             };
-            if let Some(until) = paused_until
-                && until > Instant::now()
-            {
-                tokio::time::sleep_until(until).await;
+            if paused_until > self.clock.now_ms() {
+                self.lock().slots.clear();
+                waiter.set(true);
                 continue;
             }
-            let Some(limiter) = limiter else { return };
-            match limiter.check() {
-                Ok(()) => {
-                    // A pause set while this caller waited for its slot still applies.
-                    let s = self.lock();
-                    if s.paused_until.is_some_and(|u| u > Instant::now()) {
-                        continue;
-                    }
-                    return;
+            return slot;
+        }
+    }
+
+    /// A slot of this process's block, reserving a new block when none is left.
+    async fn take_slot(&self, waiter: &mut Waiter<'_>) -> i64 {
+        loop {
+            let slot = self.lock().slots.pop_front();
+            if let Some(slot) = slot {
+                waiter.set(false);
+                return slot;
+            }
+            let _one = self.reserving.lock().await;
+            if !self.lock().slots.is_empty() {
+                continue;
+            }
+            let (n, sp) = {
+                let s = self.lock();
+                let sp = spacing_ms(s.spacing);
+                (block_size(s.waiting, sp), sp)
+            };
+            let now = self.clock.now_ms();
+            if sp == 0 {
+                // Unpaced: no slots to order, only the shared pause to respect (a read).
+                waiter.set(false);
+                return self.shared_pause().await.max(now);
+            }
+            match self
+                .store
+                .reserve_slots(&self.tenant_id, self.service, now, n, sp)
+                .await
+            {
+                Ok((first, after)) => {
+                    let mut s = self.lock();
+                    s.paused_until_ms = after.paused_until_ms;
+                    s.slots.extend((0..i64::from(n)).map(|i| first + i * sp));
                 }
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(TokioClock.now());
-                    tokio::time::sleep(wait).await
+                Err(e) => {
+                    tracing::warn!(tenant_id = %self.tenant_id, service = %self.service, error = %e,
+                        "cannot reserve request slots on the shared rate row; waiting");
+                    tokio::time::sleep(STORE_RETRY).await;
                 }
             }
         }
     }
 
-    /// The server refused a request for its limits: every request of the pair waits
-    /// `retry_after` (or `fallback` when the server did not say).
-    pub fn rate_limited(&self, retry_after: Option<Duration>, fallback: Duration) {
+    /// The pair's pause as the shared row says now (what this process last saw if the row
+    /// cannot be read).
+    async fn shared_pause(&self) -> i64 {
+        match self.store.read_rate(&self.tenant_id, self.service).await {
+            Ok(row) => {
+                let mut s = self.lock();
+                s.paused_until_ms = s.paused_until_ms.max(row.paused_until_ms);
+                s.paused_until_ms
+            }
+            Err(e) => {
+                tracing::warn!(tenant_id = %self.tenant_id, service = %self.service, error = %e,
+                    "cannot read the shared rate row; using the pause last seen");
+                self.lock().paused_until_ms
+            }
+        }
+    }
+
+    /// The server refused a request for its limits: every request of the pair, in every
+    /// process, waits `retry_after` (or `fallback` when the server did not say).
+    pub async fn rate_limited(&self, retry_after: Option<Duration>, fallback: Duration) {
         let wait = retry_after.unwrap_or(fallback);
-        let mut s = self.lock();
-        let until = Instant::now() + wait;
-        s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
-        s.last_rate_limited_at = Some(Utc::now());
-        s.last_retry_after = Some(wait);
-        s.rate_limited_total += 1;
+        let until = self.clock.now_ms() + wait.as_millis() as i64;
+        {
+            let mut s = self.lock();
+            s.paused_until_ms = s.paused_until_ms.max(until);
+            s.slots.clear();
+            s.last_rate_limited_at = Some(Utc::now());
+            s.last_retry_after = Some(wait);
+            s.rate_limited_total += 1;
+        }
+        let change = Box::new(move |r: &mut RateRow| {
+            r.paused_until_ms = r.paused_until_ms.max(until);
+        });
+        if let Err(e) = self
+            .store
+            .update_rate(&self.tenant_id, self.service, change)
+            .await
+        {
+            tracing::warn!(tenant_id = %self.tenant_id, service = %self.service, error = %e,
+                "cannot share a rate-limit pause; this process waits it alone");
+        }
     }
 
     /// `retry_after` cut to `max`. Returns true the first time this pair's server asked
@@ -217,7 +353,7 @@ impl RateBudget {
         };
         let base = self.base_spacing.max(server_spacing);
         let wanted = base.mul_f64(slowdown_for(usage));
-        // Rebuild the limiter only on a real change (> 5 %): a new limiter forgets its state.
+        // Only a real change (> 5 %) counts, so the pace does not flutter with each answer.
         let current = s.spacing.as_secs_f64();
         let changed = if current == 0.0 {
             !wanted.is_zero()
@@ -226,24 +362,20 @@ impl RateBudget {
         };
         if changed {
             s.spacing = wanted;
-            s.limiter = limiter(wanted);
         }
         changed
     }
 
     pub fn snapshot(&self) -> BudgetSnapshot {
         let s = self.lock();
-        let now = Instant::now();
+        let ahead = s.paused_until_ms - self.clock.now_ms();
         BudgetSnapshot {
             configured_per_minute: self.configured,
             effective_per_minute: (!s.spacing.is_zero()).then(|| 60.0 / s.spacing.as_secs_f64()),
             server_usage: s.server_usage.clone(),
             last_rate_limited_at: s.last_rate_limited_at,
             last_retry_after: s.last_retry_after,
-            paused_for: s
-                .paused_until
-                .filter(|u| *u > now)
-                .map(|u| u.duration_since(now)),
+            paused_for: (ahead > 0).then(|| Duration::from_millis(ahead as u64)),
             rate_limited_total: s.rate_limited_total,
         }
     }
@@ -295,7 +427,9 @@ mod tests {
     async fn retry_after_pauses_the_whole_pair() {
         let budget = Arc::new(RateBudget::new(Some(600))); // 100 ms spacing
         budget.acquire().await;
-        budget.rate_limited(Some(Duration::from_secs(7)), Duration::from_secs(1));
+        budget
+            .rate_limited(Some(Duration::from_secs(7)), Duration::from_secs(1))
+            .await;
         let start = Instant::now();
         let other = {
             let b = budget.clone();
@@ -313,8 +447,12 @@ mod tests {
         assert_eq!(snap.rate_limited_total, 1);
         assert_eq!(snap.last_retry_after, Some(Duration::from_secs(7)));
         // A shorter Retry-After never shortens a pause already running.
-        budget.rate_limited(Some(Duration::from_secs(10)), Duration::ZERO);
-        budget.rate_limited(Some(Duration::from_secs(2)), Duration::ZERO);
+        budget
+            .rate_limited(Some(Duration::from_secs(10)), Duration::ZERO)
+            .await;
+        budget
+            .rate_limited(Some(Duration::from_secs(2)), Duration::ZERO)
+            .await;
         let before = Instant::now();
         budget.acquire().await;
         assert!(before.elapsed() >= Duration::from_secs(10));
@@ -323,10 +461,27 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_missing_retry_after_uses_the_fallback() {
         let budget = RateBudget::new(None);
-        budget.rate_limited(None, Duration::from_secs(3));
+        budget.rate_limited(None, Duration::from_secs(3)).await;
         let start = Instant::now();
         budget.acquire().await;
         assert_eq!(start.elapsed().as_secs(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_requests_write_nothing_but_respect_a_shared_pause() {
+        let store: Arc<dyn RateStore> = Arc::new(MemoryRateStore::new());
+        let clock = RateClock::now();
+        let budget = RateBudget::shared(None, store.clone(), "acme", Service::Servicenow, clock);
+        let t = times_of(&budget, 3).await;
+        assert_eq!(t, vec![Duration::ZERO; 3]);
+        assert_eq!(store.rate_writes(), 0);
+        let other = RateBudget::shared(None, store.clone(), "acme", Service::Servicenow, clock);
+        other
+            .rate_limited(Some(Duration::from_secs(4)), Duration::ZERO)
+            .await;
+        let start = Instant::now();
+        budget.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
     }
 
     #[test]

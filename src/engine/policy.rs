@@ -2,11 +2,13 @@
 //! job or table in the process, goes through
 //! - the circuit breaker (`breaker`): after `circuit_breaker_failures` consecutive failed requests
 //!   the pair's requests wait `circuit_breaker_cooldown_seconds`, then one probe goes through.
-//!   Rate-limit answers and requests the caller got wrong (400, 404) are not failures
-//!   (`counts_as_failure`);
-//! - the rate budget (`budget`): GCRA pacing at the configured rate, adjusted by the server's
-//!   quota signals; a rate-limit answer pauses the whole pair for its `Retry-After` (1, 2, 4 … 60 s
-//!   without one) and never uses up a retry or fails a chunk;
+//!   Requests the caller got wrong (400, 404) are not failures, nor is a rate-limit answer,
+//!   unless it comes again on the request that waited out the previous one's `Retry-After`
+//!   (`counts_as_failure`). The breaker's state is shared by every process of the pair;
+//! - the rate budget (`budget`): slots reserved on the pair's shared rate row at the configured
+//!   rate, adjusted by the server's quota signals; a rate-limit answer pauses the whole pair, in
+//!   every process, for its `Retry-After` (1, 2, 4 … 60 s without one) and never uses up a retry
+//!   or fails a chunk;
 //! - the classification (`SourceError`; sources classify, the engine decides): 5xx, 408,
 //!   connection errors, timeouts and cut bodies are retried `request_retries` times with
 //!   exponential backoff and jitter from `request_retry_min_delay_ms`, then the chunk attempt fails
@@ -26,14 +28,35 @@ use crate::domain::Service;
 use crate::sources::{Page, SourceError};
 
 /// Whether a failed request says something about the service's health (for the breaker).
-fn counts_as_failure(e: &SourceError) -> bool {
+/// `waited_out_a_limit`: this request follows a rate-limit answer whose wait it sat out, so
+/// another rate limit means the server's `Retry-After` did not hold: that counts too.
+fn counts_as_failure(e: &SourceError, waited_out_a_limit: bool) -> bool {
     match e {
         SourceError::Http { status, .. } => *status >= 500 || matches!(*status, 401 | 403 | 408),
         SourceError::Transport(_) | SourceError::Decode { .. } => true,
-        SourceError::RateLimited { .. }
-        | SourceError::Config(_)
+        SourceError::RateLimited { .. } => waited_out_a_limit,
+        SourceError::Config(_)
         | SourceError::QuotaExhausted { .. }
         | SourceError::CursorExpired { .. } => false,
+    }
+}
+
+/// How a request's result counts for the breaker (`counts_as_failure`).
+fn breaker_outcome<T>(
+    result: &Result<T, SourceError>,
+    waited_out_a_limit: bool,
+) -> breaker::Outcome {
+    match result {
+        Ok(_) => breaker::Outcome::Success,
+        Err(e) if counts_as_failure(e, waited_out_a_limit) => {
+            let why = if e.is_rate_limited() {
+                format!("{e} (again after waiting its Retry-After)")
+            } else {
+                e.to_string()
+            };
+            breaker::Outcome::Failure(why)
+        }
+        Err(_) => breaker::Outcome::Neutral,
     }
 }
 
@@ -73,12 +96,8 @@ where
         let admission = breaker.admit(report).await;
         budget.acquire().await;
         let result = request().await;
-        let outcome = match &result {
-            Ok(_) => breaker::Outcome::Success,
-            Err(e) if counts_as_failure(e) => breaker::Outcome::Failure(e.to_string()),
-            Err(_) => breaker::Outcome::Neutral,
-        };
-        if let Some(t) = breaker.record(admission, outcome) {
+        let outcome = breaker_outcome(&result, rate_limited_in_a_row > 0);
+        if let Some(t) = breaker.record(admission, outcome).await {
             report(t);
         }
         match result {
@@ -95,7 +114,7 @@ where
                 let fallback = Duration::from_secs(1 << rate_limited_in_a_row.min(6));
                 rate_limited_in_a_row += 1;
                 let retry_after = pair.bounded_retry_after(&e, &budget);
-                budget.rate_limited(retry_after, fallback);
+                budget.rate_limited(retry_after, fallback).await;
                 pair.rate_limited(table, &e, retry_after.unwrap_or(fallback));
             }
             Err(e) if e.is_retryable() => match backoff.next() {

@@ -271,3 +271,38 @@ async fn server_quota_reports_slow_the_pair_down() {
     script.run(&engine, Instant::now()).await.unwrap();
     assert_eq!(budget.current_spacing(), Duration::from_secs(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn rate_limits_that_outlast_their_retry_after_open_the_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir, |c| {
+        let d = &mut c.backfill.default_settings;
+        d.circuit_breaker_failures = 2;
+        d.circuit_breaker_cooldown_seconds = 30.0;
+    });
+    let mut events = engine.subscribe();
+    // The first 429 is the server's word: wait 5 s. The next two come on requests that waited
+    // it out: the limit did not hold, and the second of those opens the breaker.
+    let script = Script::new((0..3).map(|_| Err(limited(Some(5)))).collect());
+    script.run(&engine, Instant::now()).await.unwrap();
+    let secs: Vec<u64> = script.times().iter().map(|d| d.as_secs()).collect();
+    assert_eq!(
+        secs,
+        vec![0, 5, 10, 40],
+        "the fourth request waited the cool-down"
+    );
+    let opened: Vec<String> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|e| match e {
+            EngineEvent::BreakerChanged {
+                state: BreakerState::Open,
+                reason,
+                ..
+            } => reason,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert!(opened[0].contains("again after waiting"), "{opened:?}");
+    let snap = engine.breaker("acme", Service::Connectwise).snapshot();
+    assert_eq!((snap.state, snap.opened_total), (BreakerState::Closed, 1));
+}

@@ -47,6 +47,7 @@ mod create;
 mod io;
 mod lease;
 mod lifecycle;
+mod rate;
 mod schema;
 
 use std::sync::Arc;
@@ -87,6 +88,10 @@ pub struct DynamoStore {
     chunks: String,
     progress_every: u32,
     chunk_reads: Arc<AtomicU64>,
+    /// Rate item writes sent (conditional ones refused included) by this handle (`rate`).
+    rate_writes: Arc<AtomicU64>,
+    /// Per pair, the end of the schedule as this handle last saw it (`rate`).
+    rate_seen: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 /// A job as read for a decision: the stored job with its counters made exact from the
@@ -127,6 +132,8 @@ impl DynamoStore {
             chunks: format!("{}_chunks", options.table_prefix),
             progress_every: options.progress_every_chunks.max(1),
             chunk_reads: Arc::new(AtomicU64::new(0)),
+            rate_writes: Arc::new(AtomicU64::new(0)),
+            rate_seen: Arc::default(),
         }
     }
 

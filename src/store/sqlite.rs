@@ -4,6 +4,7 @@
 //! the same job are serialised by SQLite's write lock and never both win.
 
 mod lifecycle;
+mod rate;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -66,6 +67,8 @@ const CHUNK_COLUMNS: &str = "job_id, table_name, seq, window_start, window_end, 
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Rate rows written by this handle (`rate`).
+    rate_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -241,8 +244,10 @@ impl SqliteStore {
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         conn.execute_batch(lifecycle::SCHEMA).map_err(backend)?;
+        conn.execute_batch(rate::SCHEMA).map_err(backend)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            rate_writes: Arc::default(),
         })
     }
 

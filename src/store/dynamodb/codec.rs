@@ -13,7 +13,8 @@
 //!
 //! The lifecycle store's items share the chunks table (`lifecycle/items.rs`): in partitions
 //! named `lifecycle#…`, and in a job's partition under `meta` and `verify…`, apart from the
-//! `chunk#` and `table#` prefixes every query here selects by.
+//! `chunk#` and `table#` prefixes every query here selects by. A tenant's service's shared rate
+//! row is an item in a partition of its own, `rate#{tenant}#{service}` (`rate.rs`).
 
 use std::collections::HashMap;
 use std::fmt::Display;

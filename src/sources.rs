@@ -94,6 +94,11 @@ pub enum SourceError {
     /// window must be read again from its start, dropping what was stored from it.
     #[error("cursor expired: {message}")]
     CursorExpired { message: String },
+    /// The API refused the session (401) and the source obtained a new one: ask again. The
+    /// request is not repeated behind the caller's back, so the repeat takes a rate slot like
+    /// any request; a second refusal in a row stands as the `Http` error it is.
+    #[error("session renewed after HTTP {status}: {message}")]
+    SessionRenewed { status: u16, message: String },
 }
 
 impl From<MissingCredential> for SourceError {
@@ -135,7 +140,7 @@ impl SourceError {
         match self {
             SourceError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
             SourceError::RateLimited { .. } => true,
-            SourceError::Transport(_) => true,
+            SourceError::Transport(_) | SourceError::SessionRenewed { .. } => true,
             SourceError::Decode { truncated, .. } => *truncated,
             SourceError::Config(_)
             | SourceError::CursorExpired { .. }

@@ -16,8 +16,8 @@
 //!   JSON of the wrong shape and invalid records fail the chunk at once, naming tenant, service,
 //!   table, HTTP status and the API's own message.
 //!
-//! Sources refresh OAuth tokens themselves on a 401 (once per request): that is part of talking to
-//! the API, not a retry decision.
+//! Sources refresh OAuth tokens themselves on a 401 and answer `SessionRenewed`; the repeat
+//! goes through here (breaker, budget) like any request, once per call.
 
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ fn counts_as_failure(e: &SourceError, waited_out_a_limit: bool) -> bool {
         SourceError::RateLimited { .. } => waited_out_a_limit,
         SourceError::Config(_)
         | SourceError::QuotaExhausted { .. }
+        | SourceError::SessionRenewed { .. }
         | SourceError::CursorExpired { .. } => false,
     }
 }
@@ -91,6 +92,7 @@ where
         .with_jitter()
         .build();
     let mut rate_limited_in_a_row = 0u32;
+    let mut renewed = false;
     let report = |t| pair.breaker_changed(t);
     loop {
         let admission = breaker.admit(report).await;
@@ -108,6 +110,18 @@ where
                     pair.pace_adjusted(usage, &budget);
                 }
                 return Ok(value);
+            }
+            // A new session: ask again at once, through the breaker and the budget; a
+            // second refusal of a fresh session is the API's answer.
+            Err(SourceError::SessionRenewed { status, message }) => {
+                if renewed {
+                    return Err(SourceError::Http {
+                        status,
+                        message,
+                        retry_after: None,
+                    });
+                }
+                renewed = true;
             }
             Err(e) if e.is_rate_limited() => {
                 // Without a Retry-After, wait 1 s, 2 s, 4 s ... up to a minute.

@@ -306,3 +306,43 @@ async fn rate_limits_that_outlast_their_retry_after_open_the_breaker() {
     let snap = engine.breaker("acme", Service::Connectwise).snapshot();
     assert_eq!((snap.state, snap.opened_total), (BreakerState::Closed, 1));
 }
+
+fn renewed() -> SourceError {
+    SourceError::SessionRenewed {
+        status: 401,
+        message: "INVALID_SESSION_ID: Session expired or invalid".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewed_session_is_asked_again_once_through_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+    config
+        .backfill
+        .service_settings
+        .get_mut(&Service::Connectwise)
+        .unwrap()
+        .rate_limit_requests_per_minute = 60;
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+    let engine = Engine::new(
+        Arc::new(config),
+        store.clone(),
+        store,
+        RawSink::local(&dir.path().join("data")).unwrap(),
+        Arc::new(NoSources),
+        EngineOptions::default(),
+    );
+    // The repeat after a new session takes its own rate slot: 1 s after the first at 60/min.
+    let script = Script::new(vec![Err(renewed()), Ok(Page::default())]);
+    script.run(&engine, Instant::now()).await.unwrap();
+    let t = script.times();
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t[1] - t[0] >= Duration::from_secs(1), "{t:?}");
+    // A fresh session refused again: the 401 stands, no third request, no breaker failure.
+    let script = Script::new(vec![Err(renewed()), Err(renewed()), Ok(Page::default())]);
+    let err = script.run(&engine, Instant::now()).await.unwrap_err();
+    assert!(matches!(err, SourceError::Http { status: 401, .. }), "{err:?}");
+    assert_eq!(script.times().len(), 2);
+}

@@ -318,7 +318,8 @@ impl Salesforce {
         })
     }
 
-    /// One API call with the session, logging in again once on 401.
+    /// One API call with the session. On 401 it logs in again and answers `SessionRenewed`:
+    /// the caller asks again through the rate budget.
     async fn call(
         &self,
         method: Method,
@@ -334,8 +335,11 @@ impl Salesforce {
         {
             Err(CallError::Api(e)) if e.status == 401 => {
                 tracing::info!(code = ?e.code, "salesforce session rejected; logging in again");
-                let fresh = self.relogin(session.generation).await?;
-                self.send(&fresh, &method, path, accept, batch, json).await
+                self.relogin(session.generation).await?;
+                Err(CallError::Source(SourceError::SessionRenewed {
+                    status: e.status,
+                    message: self.scrub(&e.message),
+                }))
             }
             other => other,
         }

@@ -488,8 +488,9 @@ impl ServiceNow {
         read_answer(resp, "").await
     }
 
-    /// A GET under the configured auth. With OAuth, a 401 gets one new token and one
-    /// repeat (the token expired or was revoked); the repeat's answer stands.
+    /// A GET under the configured auth. With OAuth, a 401 gets a new token and answers
+    /// `SessionRenewed` (the token expired or was revoked): the caller asks again through the
+    /// rate budget, and a second 401 stands.
     async fn get(
         &self,
         url: &str,
@@ -508,12 +509,12 @@ impl ServiceNow {
                 if s != StatusCode::UNAUTHORIZED {
                     return Ok((s, h, b, Some(value.to_string())));
                 }
-                let token = self.token(oauth, Some(token.generation)).await?;
-                let value = token.value.expose();
-                let (s, h, b) = self
-                    .get_once(url, &format!("Bearer {value}"), Some(value))
-                    .await?;
-                Ok((s, h, b, Some(value.to_string())))
+                let refused = self.status_error(s, &h, &b, Some(value)).to_string();
+                self.token(oauth, Some(token.generation)).await?;
+                Err(SourceError::SessionRenewed {
+                    status: s.as_u16(),
+                    message: refused,
+                })
             }
         }
     }

@@ -146,6 +146,7 @@ impl Engine {
         calls: u64,
     ) -> Result<Option<super::AllocationShare>, String> {
         let source = self.source(tenant_id, service).map_err(|e| e.to_string())?;
+        self.budget(tenant_id, service).acquire().await;
         let usage = source.allocation().await.map_err(|e| e.to_string())?;
         let share = self.config().backfill.max_api_share(service);
         Ok(usage.and_then(|u| super::AllocationShare::new(calls, &u, share)))

@@ -405,7 +405,7 @@ async fn a_retried_first_page_reuses_its_bulk_job() {
 }
 
 #[tokio::test]
-async fn a_rejected_session_logs_in_again_once() {
+async fn a_rejected_session_logs_in_again_and_leaves_the_repeat_to_the_caller() {
     let cfg = config(vec![
         fault("Case", FaultKind::ExpireToken, None, Some(1)),
         fault("Lead", FaultKind::Status, Some(401), None),
@@ -413,32 +413,35 @@ async fn a_rejected_session_logs_in_again_once() {
     let sb = start(cfg.clone()).await;
     let src = source(&sb, 50_000);
     let w = window("2024-02-01T00:00:00Z", "2024-02-08T00:00:00Z");
-    let page = src
-        .fetch_page(&endpoint("Case", 2000), &w, None)
-        .await
-        .unwrap();
+    let case = endpoint("Case", 2000);
+    // The refused request is not repeated behind the caller's back (the repeat must take a
+    // rate slot): the source logs in again and says so.
+    match src.fetch_page(&case, &w, None).await {
+        Err(SourceError::SessionRenewed { status: 401, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sf_stats(&sb).await["logins"], 2);
+    let page = src.fetch_page(&case, &w, None).await.unwrap();
     assert_eq!(
         sorted(keys(&page)),
         expected_salesforce(&cfg, USER, "Case", &w)
     );
-    assert_eq!(sf_stats(&sb).await["logins"], 2);
+    assert_eq!(sf_stats(&sb).await["logins"], 2, "the new session is kept");
     let err = src
         .fetch_page(&endpoint("Lead", 2000), &w, None)
         .await
         .unwrap_err();
     match &err {
-        SourceError::Http {
+        SourceError::SessionRenewed {
             status: 401,
             message,
-            ..
         } => assert!(message.contains("INVALID_SESSION_ID"), "{message}"),
         other => panic!("{other:?}"),
     }
-    assert!(!err.is_retryable());
     assert_eq!(
         sf_stats(&sb).await["logins"],
         3,
-        "one new login, not a loop"
+        "one new login per refusal, not a loop"
     );
 }
 

@@ -408,6 +408,11 @@ async fn an_expired_token_is_replaced_once_and_a_refused_one_fails_with_401() {
     let cfg = config(vec![sn_fault(FaultKind::ExpireToken, None, Some(1))]);
     let sb = start(cfg.clone()).await;
     let sn = client(&sb, &oauth_account());
+    // The source does not repeat the request behind the caller's back: it says so.
+    match sn.fetch_page(&ep, &w, None).await {
+        Err(SourceError::SessionRenewed { status: 401, .. }) => {}
+        other => panic!("{other:?}"),
+    }
     let page = sn.fetch_page(&ep, &w, None).await.unwrap();
     let expected = expected_servicenow(&cfg, "acme.integration", "incident", &w);
     assert!(!expected.is_empty());
@@ -424,11 +429,16 @@ async fn an_expired_token_is_replaced_once_and_a_refused_one_fails_with_401() {
     assert_eq!(sn_stats(&sb).await["tokens_issued"], 2);
     sb.shutdown().await;
 
-    // A permanent 401: one new token, one repeat, then the 401 stands.
+    // A permanent 401: one new token, and the caller's repeat is refused again (the request
+    // policy lets that one stand as the 401 it is).
     let sb = start(config(vec![sn_fault(FaultKind::Status, Some(401), None)])).await;
     let sn = client(&sb, &oauth_account());
     match sn.fetch_page(&ep, &w, None).await {
-        Err(SourceError::Http {
+        Err(SourceError::SessionRenewed { status: 401, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    match sn.fetch_page(&ep, &w, None).await {
+        Err(SourceError::SessionRenewed {
             status: 401,
             message,
             ..
@@ -437,7 +447,7 @@ async fn an_expired_token_is_replaced_once_and_a_refused_one_fails_with_401() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(sn_stats(&sb).await["tokens_issued"], 2);
+    assert_eq!(sn_stats(&sb).await["tokens_issued"], 3);
     assert_eq!(sb.stats().faults_injected, 2);
     sb.shutdown().await;
 }

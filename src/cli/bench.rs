@@ -40,9 +40,10 @@ pub struct BenchArgs {
     /// Rate mode: how long to run.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: std::time::Duration,
-    /// Rate mode: tables read at once (they share the tenant's budget).
-    #[arg(long, default_value_t = 2)]
-    pub concurrency: usize,
+    /// Rate mode: windows in flight at most (they share the tenant's budget); default: the
+    /// service's `max_in_flight`.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Raw Parquet MB per record-id bucket of the canonical transform (default: the shipped
     /// bucket size).
     #[arg(long)]
@@ -391,7 +392,7 @@ async fn run_rate(global: &GlobalArgs, args: &BenchArgs, n: u32) -> Result<ExitC
     let mut global = global.clone();
     global.sandbox_url = Some(url.clone());
     let options = EngineOptions {
-        chunk_concurrency: args.concurrency.max(1),
+        chunk_concurrency: args.concurrency.map(|n| n.max(1)),
         ..EngineOptions::default()
     };
     let wired = runtime::wire_engine(&global, &ws, config, options).await?;
@@ -400,12 +401,16 @@ async fn run_rate(global: &GlobalArgs, args: &BenchArgs, n: u32) -> Result<ExitC
     let started = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + args.duration;
     wired.engine.run_job(&job.job_id, Some(deadline)).await?;
+    let in_flight = wired
+        .engine
+        .inflight(&tenant_id, Service::Connectwise)
+        .snapshot();
     let secs = started.elapsed().as_secs_f64();
     let stats = sandbox_stats(&url).await?;
     drop(wired);
     drop(child);
     let _ = std::fs::remove_dir_all(&root);
-    report_rate(args, n, secs, &stats);
+    report_rate(args, n, secs, &stats, &in_flight);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -438,7 +443,13 @@ fn rate_config(
     config
 }
 
-fn report_rate(args: &BenchArgs, n: u32, secs: f64, stats: &serde_json::Value) {
+fn report_rate(
+    args: &BenchArgs,
+    n: u32,
+    secs: f64,
+    stats: &serde_json::Value,
+    in_flight: &crate::engine::InFlightSnapshot,
+) {
     let requests = stats["requests"].as_u64().unwrap_or(0);
     let refused = stats["rate_limited"].as_u64().unwrap_or(0);
     let accepted = requests - refused;
@@ -453,7 +464,8 @@ fn report_rate(args: &BenchArgs, n: u32, secs: f64, stats: &serde_json::Value) {
         "achieved_per_minute": accepted as f64 * 60.0 / secs,
         "share_of_limit": share,
         "self_caused_429": refused,
-        "tables_in_parallel": args.concurrency.max(1),
+        "max_in_flight": in_flight.max,
+        "average_in_flight": in_flight.average_in_flight,
     });
     if args.json {
         outln!("{report}");

@@ -156,14 +156,11 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<RunOutcome, EngineError> {
         let job = self.load_job(job_id).await?;
-        let runners = self
-            .options()
-            .chunk_concurrency
-            .clamp(1, job.tables.len().max(1));
+        let runners = self.runners_for(&job).await?;
         let deadline = Deadline::at(deadline);
         let mut handles = Vec::new();
-        // This process's runners of the job look and claim one at a time, so two of them
-        // never both see the last chunk of a dependency as free.
+        // With strict table order, this process's runners of the job look and claim one at a
+        // time, so two of them never both see the last chunk of a dependency as free.
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         for _ in 0..runners {
             let (engine, job, deadline, gate) =
@@ -214,18 +211,41 @@ impl Engine {
         })
     }
 
+    /// Runners for a job: as many as its service may have windows in flight (`max_in_flight`
+    /// or `--concurrency`), not more than its open chunks. The pair's in-flight controller
+    /// decides how many of them work at once.
+    async fn runners_for(&self, job: &Job) -> Result<usize, EngineError> {
+        let open = self
+            .store()
+            .chunks(&job.job_id)
+            .await?
+            .iter()
+            .filter(|c| !c.status.is_terminal())
+            .count();
+        Ok((self.max_in_flight(job.service) as usize).min(open).max(1))
+    }
+
     /// One claim loop: several may share a job; the store keeps them off each other's chunks.
+    /// Each claim waits for a permit of the pair's in-flight controller, held until the
+    /// chunk's run ends.
     async fn runner(
         &self,
         job: Job,
         deadline: &Deadline,
         gate: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<StopReason, EngineError> {
+        let inflight = self.inflight(&job.tenant_id, job.service);
         loop {
             if deadline.reached() {
                 return Ok(StopReason::ContinuationNeeded);
             }
-            match self.step(&job, deadline, Some(&gate)).await? {
+            let permit = tokio::select! {
+                permit = inflight.acquire() => permit,
+                () = deadline.wait() => return Ok(StopReason::ContinuationNeeded),
+            };
+            let step = self.step(&job, deadline, Some(&gate)).await;
+            drop(permit);
+            match step? {
                 Step::Ran {
                     stop: StopReason::ContinuationNeeded,
                     ..
@@ -449,7 +469,8 @@ impl Engine {
         let (fetcher, writer) = self.open_chunk(job, chunk).await?;
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
-        let mut progress = Progress::new(chunk.checkpoint.clone(), writer);
+        let share = self.max_in_flight(job.service) as usize;
+        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share);
         let mut asked = progress.cp.cursor.clone();
         let mut inflight = Some(fetcher.spawn(asked.clone()));
         loop {
@@ -639,20 +660,23 @@ impl Engine {
 }
 
 /// A chunk's run between checkpoints: the checkpoint so far, the writer of the next part,
-/// and the pages read since the last checkpoint.
+/// and the pages read since the last checkpoint. Up to `max_in_flight` windows buffer parts at
+/// once, so each writes its part at its share of `part_max_bytes`.
 struct Progress {
     cp: Checkpoint,
     writer: PartWriter,
+    max_bytes_divisor: usize,
     pages: u32,
     bytes: u64,
     since: Instant,
 }
 
 impl Progress {
-    fn new(cp: Checkpoint, writer: PartWriter) -> Self {
+    fn new(cp: Checkpoint, writer: PartWriter, windows_in_flight: usize) -> Self {
         Progress {
             cp,
             writer,
+            max_bytes_divisor: windows_in_flight.max(1),
             pages: 0,
             bytes: 0,
             since: Instant::now(),
@@ -669,7 +693,7 @@ impl Progress {
     /// Whether the buffered rows make a part, by size or by time since the last checkpoint.
     fn part_due(&self, opts: &EngineOptions) -> bool {
         self.writer.buffered_rows() >= opts.part_max_rows
-            || self.writer.buffered_bytes() >= opts.part_max_bytes
+            || self.writer.buffered_bytes() >= opts.part_max_bytes / self.max_bytes_divisor
             || self.since.elapsed() >= opts.checkpoint_interval
     }
 }

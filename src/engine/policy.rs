@@ -71,7 +71,11 @@ where
     loop {
         let admission = breaker.admit(report).await;
         budget.acquire().await;
+        let sent = tokio::time::Instant::now(); // the answer's latency sizes the windows in flight
         let result = request().await;
+        if result.is_ok() {
+            engine.inflight(tenant_id, service).observe(sent.elapsed());
+        }
         let outcome = match &result {
             Ok(_) => breaker::Outcome::Success,
             Err(e) if counts_as_failure(e) => breaker::Outcome::Failure(e.to_string()),

@@ -25,6 +25,8 @@ mod policy_tests;
 pub mod schedule;
 pub mod step;
 pub mod verify;
+#[cfg(test)]
+mod windows_tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -40,7 +40,7 @@ pub struct BenchArgs {
     /// Rate mode: how long to run.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: std::time::Duration,
-    /// Rate mode: windows in flight at most (they share the tenant's budget); default: the
+    /// Windows in flight at most (in rate mode they share the tenant's budget); default: the
     /// service's `max_in_flight`.
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -197,6 +197,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         pace_requests: false,
         // Measured on its own below, after the backfill's memory peak is read.
         auto_transform: false,
+        chunk_concurrency: args.concurrency,
         ..EngineOptions::default()
     };
     let wired = runtime::wire_engine(&global, &ws, config.clone(), options).await?;

@@ -89,8 +89,10 @@ async fn wire(
             _wired: None,
         });
     };
-    let mut options = EngineOptions::default();
-    options.chunk_concurrency = exec.concurrency;
+    let options = EngineOptions {
+        chunk_concurrency: exec.concurrency,
+        ..EngineOptions::default()
+    };
     let wired = runtime::wire_engine(global, ws, config, options).await?;
     let runner = LocalRunner::new(
         wired.engine.clone(),

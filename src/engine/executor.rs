@@ -2,9 +2,13 @@
 //! every durable part, retries with backoff, and stops cleanly when its time budget ends.
 //!
 //! The data path of one chunk:
+//! 0. `run_job` starts up to `max_in_flight` runners (not more than the job's open chunks); each
+//!    takes a permit of the pair's in-flight controller (`inflight`) before it claims, and gives
+//!    it back when the chunk's run ends.
 //! 1. `claim_next_chunk` (one atomic write) picks, per table in priority order, the
 //!    lowest-numbered unfinished chunk that is pending and past its backoff, or running with an
-//!    expired lease; it sets the lease and counts the attempt (a taken-over expired lease
+//!    expired lease, whatever the chunks before it are doing (windows of a table run in
+//!    parallel); it sets the lease and counts the attempt (a taken-over expired lease
 //!    continues the same attempt from its checkpoint).
 //! 2. Parts beyond the checkpoint's part count are deleted (they were written after the last
 //!    checkpoint and their pages will be read again), and so are the local store's staging files
@@ -13,7 +17,8 @@
 //!    (the keyset cursor is known from page n; the runner yields once after spawning the fetch so
 //!    it leaves the worker's LIFO slot and really overlaps). Sources hand over the raw body; the
 //!    sink parses it into a tree that borrows its strings from the body (`sink::lite`).
-//! 4. When a part is due (`EngineOptions`: rows, bytes, time since the last checkpoint, every page
+//! 4. When a part is due (`EngineOptions`: rows, bytes (each window's share of `part_max_bytes`
+//!    when `max_in_flight` windows buffer at once), time since the last checkpoint, every page
 //!    when requests are paced slower than `checkpoint_every_page_below`, or the end of the window)
 //!    the lease is renewed, the part is put atomically under its deterministic name, and then the
 //!    checkpoint (cursor, parts, records, pages) is saved under the lease. A crash between the two

@@ -17,8 +17,9 @@
 //!    (the keyset cursor is known from page n; the runner yields once after spawning the fetch so
 //!    it leaves the worker's LIFO slot and really overlaps). Sources hand over the raw body; the
 //!    sink parses it into a tree that borrows its strings from the body (`sink::lite`).
-//! 4. When a part is due (`EngineOptions`: rows, bytes (each window's share of `part_max_bytes`
-//!    when `max_in_flight` windows buffer at once), time since the last checkpoint, every page
+//! 4. When a part is due (`EngineOptions`: rows, bytes (each window's share of `part_max_rows`
+//!    and `part_max_bytes` when `max_in_flight` windows buffer at once), time since the last
+//!    checkpoint, every page
 //!    when requests are paced slower than `checkpoint_every_page_below`, or the end of the window)
 //!    the lease is renewed, the part is put atomically under its deterministic name, and then the
 //!    checkpoint (cursor, parts, records, pages) is saved under the lease. A crash between the two
@@ -666,11 +667,12 @@ impl Engine {
 
 /// A chunk's run between checkpoints: the checkpoint so far, the writer of the next part,
 /// and the pages read since the last checkpoint. Up to `max_in_flight` windows buffer parts at
-/// once, so each writes its part at its share of `part_max_bytes`.
+/// once, so each writes its part at its share (`1/share`) of `part_max_rows` and
+/// `part_max_bytes`.
 struct Progress {
     cp: Checkpoint,
     writer: PartWriter,
-    max_bytes_divisor: usize,
+    share: usize,
     pages: u32,
     bytes: u64,
     since: Instant,
@@ -681,7 +683,7 @@ impl Progress {
         Progress {
             cp,
             writer,
-            max_bytes_divisor: windows_in_flight.max(1),
+            share: windows_in_flight.max(1),
             pages: 0,
             bytes: 0,
             since: Instant::now(),
@@ -697,8 +699,8 @@ impl Progress {
 
     /// Whether the buffered rows make a part, by size or by time since the last checkpoint.
     fn part_due(&self, opts: &EngineOptions) -> bool {
-        self.writer.buffered_rows() >= opts.part_max_rows
-            || self.writer.buffered_bytes() >= opts.part_max_bytes / self.max_bytes_divisor
+        self.writer.buffered_rows() >= opts.part_max_rows / self.share
+            || self.writer.buffered_bytes() >= opts.part_max_bytes / self.share
             || self.since.elapsed() >= opts.checkpoint_interval
     }
 }

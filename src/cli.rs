@@ -318,9 +318,24 @@ pub struct ExecArgs {
     /// Stop cleanly before this much time has passed (e.g. 90s, 10m, 1h30m); state is saved.
     #[arg(long, value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
-    /// Tables of one job worked on at once.
-    #[arg(long, default_value_t = 1)]
-    pub concurrency: usize,
+    /// Windows of one tenant's service in flight at most (1 to 64), overriding the
+    /// service's `max_in_flight` (default 8; Salesforce at most 25). Below that cap, as many
+    /// as the rate limit needs at the observed latency run at once, across the job's tables.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+impl ExecArgs {
+    /// `--concurrency`, refused outside 1..=64.
+    pub fn checked_concurrency(&self) -> color_eyre::Result<Option<usize>> {
+        match self.concurrency {
+            Some(0) => color_eyre::eyre::bail!("--concurrency must be at least 1"),
+            Some(n) if n > 64 => {
+                color_eyre::eyre::bail!("--concurrency must be at most 64 (got {n})")
+            }
+            n => Ok(n),
+        }
+    }
 }
 
 #[derive(Args, Debug)]

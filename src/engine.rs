@@ -15,6 +15,7 @@ pub mod events;
 pub mod executor;
 pub mod handle;
 pub mod handoff;
+pub mod inflight;
 pub mod metrics;
 pub mod ops;
 pub mod planner;
@@ -25,6 +26,8 @@ pub mod quota;
 pub mod schedule;
 pub mod step;
 pub mod verify;
+#[cfg(test)]
+mod windows_tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -47,6 +50,7 @@ pub use budget::{BudgetSnapshot, RateBudget};
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use handle::EngineHandle;
+pub use inflight::{InFlight, InFlightSnapshot};
 pub use ops::ScheduledRun;
 pub use planner::{Plan, PlanError, PlanRequest};
 pub use step::{Deadline, Step, wait_before_retry};
@@ -109,8 +113,9 @@ pub struct EngineOptions {
     pub checkpoint_every_page_below: Duration,
     /// Pace requests at the configured rate limits (off only for benchmarks).
     pub pace_requests: bool,
-    /// Chunks of one job run at once (different tables; a table's chunks stay in order).
-    pub chunk_concurrency: usize,
+    /// Overrides every service's `max_in_flight`: at most this many windows of a tenant's
+    /// service in flight at once (`run --concurrency N`); `None` keeps the configured caps.
+    pub chunk_concurrency: Option<usize>,
     /// How often a waiting runner looks again (backoffs, others' leases).
     pub poll_interval: Duration,
     /// Rebuild the canonical tables a job feeds when it completes (off for benchmarks).
@@ -127,7 +132,7 @@ impl Default for EngineOptions {
             checkpoint_interval: Duration::from_secs(2),
             checkpoint_every_page_below: Duration::from_millis(50),
             pace_requests: true,
-            chunk_concurrency: 1,
+            chunk_concurrency: None,
             poll_interval: Duration::from_millis(500),
             auto_transform: true,
         }
@@ -143,6 +148,7 @@ struct Inner {
     options: EngineOptions,
     budgets: Mutex<HashMap<(String, Service), Arc<RateBudget>>>,
     breakers: Mutex<HashMap<(String, Service), Arc<CircuitBreaker>>>,
+    inflight: Mutex<HashMap<(String, Service), Arc<InFlight>>>,
     lifecycle: Arc<dyn LifecycleStore>,
     metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
     /// Each job's quota state in this process (`quota`).
@@ -159,6 +165,7 @@ pub struct PairHealth {
     pub service: Service,
     pub budget: BudgetSnapshot,
     pub breaker: BreakerSnapshot,
+    pub in_flight: InFlightSnapshot,
 }
 
 /// A cheap, cloneable handle on one engine.
@@ -189,6 +196,7 @@ impl Engine {
                 options,
                 budgets: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),
+                inflight: Mutex::new(HashMap::new()),
                 lifecycle,
                 metrics: OnceLock::new(),
                 quotas: Default::default(),
@@ -322,6 +330,37 @@ impl Engine {
             .clone()
     }
 
+    /// The cap on a tenant's service's windows in flight: `--concurrency`, else the
+    /// service's `max_in_flight`.
+    pub fn max_in_flight(&self, service: Service) -> u32 {
+        match self.inner.options.chunk_concurrency {
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX).max(1),
+            None => self.inner.config.backfill.max_in_flight(service),
+        }
+    }
+
+    /// The in-flight controller of a tenant's service (shared by all its jobs here).
+    pub fn inflight(&self, tenant_id: &str, service: Service) -> Arc<InFlight> {
+        let mut all = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        all.entry((tenant_id.to_string(), service))
+            .or_insert_with(|| {
+                let rate = if self.inner.options.pace_requests {
+                    self.inner
+                        .config
+                        .backfill
+                        .rate_limit_per_minute(tenant_id, service)
+                } else {
+                    None
+                };
+                Arc::new(InFlight::new(rate, self.max_in_flight(service)))
+            })
+            .clone()
+    }
+
     /// The circuit breaker of a tenant's service.
     pub fn breaker(&self, tenant_id: &str, service: Service) -> Arc<CircuitBreaker> {
         let mut breakers = self
@@ -355,6 +394,7 @@ impl Engine {
             .into_iter()
             .map(|((tenant_id, service), budget)| PairHealth {
                 breaker: self.breaker(&tenant_id, service).snapshot(),
+                in_flight: self.inflight(&tenant_id, service).snapshot(),
                 budget: budget.snapshot(),
                 tenant_id,
                 service,

@@ -105,8 +105,11 @@ pub trait JobStore: Send + Sync {
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
     async fn chunks(&self, job_id: &str) -> Result<Vec<Chunk>, StoreError>;
 
-    /// Leases the next runnable chunk: per table, chunks run in `seq` order; a pending chunk
-    /// is runnable once its backoff has passed, a running one once its lease has expired.
+    /// Leases the next runnable chunk: tables in the job's order, and in a table the first
+    /// runnable chunk in `seq` order, whatever the chunks before it are doing (windows are
+    /// independent, so several of one table may be leased at once). A pending chunk is
+    /// runnable once its backoff has passed, a running one once its lease has expired.
+    /// `Wait` names the earliest instant one of them becomes runnable.
     async fn claim_next_chunk(
         &self,
         job_id: &str,

@@ -403,6 +403,33 @@ fn run_with_zero_concurrency_touches_nothing() {
 }
 
 #[test]
+fn run_with_more_concurrency_than_max_in_flight_allows_is_refused() {
+    for args in [
+        &["run", "--concurrency", "65"][..],
+        &[
+            "resume",
+            "backfill_acme_connectwise_20250101",
+            "--concurrency",
+            "65",
+        ][..],
+    ] {
+        let fx = Fixture::new();
+        let out = fx.cli(None, args);
+        let shown = text(&out);
+        assert!(!out.status.success(), "accepted: {shown}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("--concurrency must be at most 64 (got 65)"),
+            "{shown}"
+        );
+        assert!(
+            !fx.workspace().exists(),
+            "wrote for a refused request: {shown}"
+        );
+    }
+}
+
+#[test]
 fn job_commands_on_an_empty_workspace_create_no_store() {
     for args in [
         &["resume", "no_such_job"][..],

@@ -138,10 +138,15 @@ fn smart_chunking_splits_crowded_windows_and_merges_sparse_ones() {
     }
 }
 
-#[test]
-fn dependent_tables_start_only_after_their_dependencies_finish() {
+/// Runs a two-month job of every ConnectWise table (`strict_table_order` as given), checks
+/// it landed exactly, and returns, per dependent table and dependency, when the dependent's
+/// first window started and the dependency's last window finished.
+fn dependency_run(strict: bool) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
     let fx = Fixture::new();
     fx.tune(6000, 50);
+    fx.edit("backfill_config.json", |v| {
+        v["service_settings"]["connectwise"]["strict_table_order"] = strict.into()
+    });
     let sandbox = fx.start_sandbox(&[]);
     let out = fx.cli(
         Some(&sandbox),
@@ -150,7 +155,7 @@ fn dependent_tables_start_only_after_their_dependencies_finish() {
             None,
             "2025-10-01T00:00:00Z",
             Some("2025-12-01T00:00:00Z"),
-            &["--chunk-size-days", "20", "--output", "json"],
+            &["--chunk-size-days", "10", "--output", "json"],
         ),
     );
     assert_ok(&out);
@@ -167,6 +172,7 @@ fn dependent_tables_start_only_after_their_dependencies_finish() {
     let at = |c: &Value, f: &str| c[f].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
     let of =
         |t: &str| -> Vec<&Value> { chunks.iter().filter(|c| c["key"]["table"] == t).collect() };
+    let mut pairs = Vec::new();
     for (dependent, deps) in [
         ("contacts", vec!["companies"]),
         ("tickets", vec!["companies", "contacts"]),
@@ -183,10 +189,7 @@ fn dependent_tables_start_only_after_their_dependencies_finish() {
                 .map(|c| at(c, "finished_at"))
                 .max()
                 .unwrap();
-            assert!(
-                last_end <= first_start,
-                "{dependent} started {first_start} before {dep} finished {last_end}"
-            );
+            pairs.push((format!("{dependent} after {dep}"), first_start, last_end));
         }
     }
     let cfg = fx.sandbox_config(TableCounts::demo());
@@ -201,4 +204,26 @@ fn dependent_tables_start_only_after_their_dependencies_finish() {
             &window,
         );
     }
+    pairs
+}
+
+#[test]
+fn with_strict_order_dependent_tables_start_only_after_their_dependencies_finish() {
+    for (pair, first_start, last_end) in dependency_run(true) {
+        assert!(
+            last_end <= first_start,
+            "{pair}: started {first_start} before the dependency finished {last_end}"
+        );
+    }
+}
+
+#[test]
+fn by_default_raw_pulls_of_dependent_tables_overlap() {
+    let pairs = dependency_run(false);
+    assert!(
+        pairs
+            .iter()
+            .any(|(_, first_start, last_end)| first_start < last_end),
+        "no dependent table started before its dependencies finished: {pairs:?}"
+    );
 }

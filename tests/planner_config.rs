@@ -148,3 +148,29 @@ fn override_values_outside_their_range_name_the_path() {
         "{e}"
     );
 }
+
+#[test]
+fn max_in_flight_is_range_checked_and_salesforce_capped_at_25() {
+    for (svc, value, said) in [
+        ("connectwise", 0, "at least 1 and at most 64 (got 0)"),
+        ("connectwise", 65, "at most 64 (got 65)"),
+        ("salesforce", 26, "at most 25 (got 26)"),
+    ] {
+        let fx = Fixture::new();
+        fx.edit("backfill_config.json", |v| {
+            v["service_settings"][svc]["max_in_flight"] = value.into()
+        });
+        let e = avesa_console::config::Config::load(&fx.config_dir())
+            .unwrap_err()
+            .to_string();
+        let path = format!("$.service_settings.{svc}.max_in_flight");
+        assert!(
+            e.contains("backfill_config.json") && e.contains(&path) && e.contains(said),
+            "{e}"
+        );
+    }
+    let fx = Fixture::new();
+    let cfg = avesa_console::config::Config::load(&fx.config_dir()).unwrap();
+    assert_eq!(cfg.backfill.max_in_flight(Service::Salesforce), 8);
+    assert!(!cfg.backfill.strict_table_order(Service::Connectwise));
+}

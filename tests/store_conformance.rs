@@ -121,7 +121,7 @@ async fn create_is_idempotent_for_active_ranges(fx: Arc<Fixture>) {
     assert_eq!(by_tenant.len(), 1);
 }
 
-async fn chunks_run_in_order_per_table_and_tables_in_parallel(fx: Arc<Fixture>) {
+async fn windows_of_a_table_run_in_parallel_first_ready_first(fx: Arc<Fixture>) {
     let store = fx.open();
     let (j, c) = job(&["tickets", "companies"], 2);
     store.create_job(j.clone(), c, true).await.unwrap();
@@ -130,10 +130,14 @@ async fn chunks_run_in_order_per_table_and_tables_in_parallel(fx: Arc<Fixture>) 
         (a.key.table.as_str(), a.key.seq, a.attempts),
         ("tickets", 0, 1)
     );
-    // tickets#1 must wait for tickets#0; companies#0 is free.
+    // tickets#1 does not wait for tickets#0: windows are independent.
     let b = claimed(claim(&*store, &j.job_id, "b", t0()).await);
-    assert_eq!((b.key.table.as_str(), b.key.seq), ("companies", 0));
-    match claim(&*store, &j.job_id, "c", t0()).await {
+    assert_eq!((b.key.table.as_str(), b.key.seq), ("tickets", 1));
+    let c = claimed(claim(&*store, &j.job_id, "c", t0()).await);
+    assert_eq!((c.key.table.as_str(), c.key.seq), ("companies", 0));
+    let d = claimed(claim(&*store, &j.job_id, "d", t0()).await);
+    assert_eq!((d.key.table.as_str(), d.key.seq), ("companies", 1));
+    match claim(&*store, &j.job_id, "e", t0()).await {
         Claim::Wait { until } => assert_eq!(
             until,
             Some(t0() + Duration::seconds(60)),
@@ -151,9 +155,20 @@ async fn chunks_run_in_order_per_table_and_tables_in_parallel(fx: Arc<Fixture>) 
         records: 10,
         pages: 1,
     };
-    store.complete_chunk(&a.key, "a", &cp, t0()).await.unwrap();
-    let next = claimed(claim(&*store, &j.job_id, "a", t0()).await);
-    assert_eq!((next.key.table.as_str(), next.key.seq), ("tickets", 1));
+    // A later window finishing first moves nothing for the others.
+    let job = store.complete_chunk(&b.key, "b", &cp, t0()).await.unwrap();
+    assert_eq!((job.completed_chunks, job.status), (1, JobStatus::Running));
+    assert!(matches!(
+        claim(&*store, &j.job_id, "e", t0()).await,
+        Claim::Wait { .. }
+    ));
+    // The first expired lease is taken over: tickets#0 before the companies.
+    let later = t0() + Duration::seconds(61);
+    let e = claimed(claim(&*store, &j.job_id, "e", later).await);
+    assert_eq!(
+        (e.key.table.as_str(), e.key.seq, e.attempts),
+        ("tickets", 0, 1)
+    );
 }
 
 async fn leases_guard_every_write(fx: Arc<Fixture>) {
@@ -208,9 +223,11 @@ async fn failures_back_off_then_fail_and_the_job_settles(fx: Arc<Fixture>) {
         .fail_chunk(&a.key, "a", "HTTP 503: busy", Some(retry_at), t0())
         .await
         .unwrap();
-    // Backing off: the table waits, nothing else is runnable.
+    // A backed-off window does not hold back the next one.
+    let second = claimed(claim(&*store, &j.job_id, "b", t0()).await);
+    assert_eq!(second.key.seq, 1, "the later window runs meanwhile");
     assert_eq!(
-        claim(&*store, &j.job_id, "a", t0()).await,
+        claim(&*store, &j.job_id, "c", t0()).await,
         Claim::Wait {
             until: Some(retry_at)
         }
@@ -223,8 +240,6 @@ async fn failures_back_off_then_fail_and_the_job_settles(fx: Arc<Fixture>) {
         .await
         .unwrap();
     assert_eq!((job.failed_chunks, job.status), (1, JobStatus::Running));
-    let second = claimed(claim(&*store, &j.job_id, "a", retry_at).await);
-    assert_eq!(second.key.seq, 1, "the job goes on after a failed chunk");
     let cp = Checkpoint {
         cursor: None,
         parts: 1,
@@ -232,7 +247,7 @@ async fn failures_back_off_then_fail_and_the_job_settles(fx: Arc<Fixture>) {
         pages: 1,
     };
     let job = store
-        .complete_chunk(&second.key, "a", &cp, retry_at)
+        .complete_chunk(&second.key, "b", &cp, retry_at)
         .await
         .unwrap();
     assert_eq!(job.status, JobStatus::CompletedWithErrors);
@@ -326,7 +341,7 @@ macro_rules! suite {
         mod $backend {
             use super::*;
             suite!(@test $setup, create_is_idempotent, create_is_idempotent_for_active_ranges);
-            suite!(@test $setup, ordering, chunks_run_in_order_per_table_and_tables_in_parallel);
+            suite!(@test $setup, ordering, windows_of_a_table_run_in_parallel_first_ready_first);
             suite!(@test $setup, leases, leases_guard_every_write);
             suite!(@test $setup, failures, failures_back_off_then_fail_and_the_job_settles);
             suite!(@test $setup, release, release_keeps_progress_without_counting_an_attempt);

@@ -57,9 +57,10 @@ pub struct BenchArgs {
     /// Rate mode: how long to run (each cell of the matrix).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: std::time::Duration,
-    /// Rate mode: tables read at once (they share the tenant's budget).
-    #[arg(long, default_value_t = 2)]
-    pub concurrency: usize,
+    /// Windows in flight at most (in rate mode they share the tenant's budget); default: the
+    /// service's `max_in_flight`.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Raw Parquet MB per record-id bucket of the canonical transform (default: the shipped
     /// bucket size).
     #[arg(long)]
@@ -228,6 +229,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         pace_requests: false,
         // Measured on its own below, after the backfill's memory peak is read.
         auto_transform: false,
+        chunk_concurrency: args.concurrency,
         ..EngineOptions::default()
     };
     let wired = runtime::wire_engine(&global, &ws, config.clone(), options).await?;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use color_eyre::eyre::{Result, bail, eyre};
+use color_eyre::eyre::{Result, eyre};
 
 use super::args::{deadline, exit_for, make_plan, page_size};
 use super::runtime;
@@ -147,14 +147,12 @@ async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<Exit
     if let Some(job_id) = &args.job_id {
         return ops_cmd::run_one(global, ws, job_id, &args.exec).await;
     }
-    if args.exec.concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
+    let concurrency = args.exec.checked_concurrency()?;
     let config = runtime::load_config(global, ws)?;
     ws.ensure()?;
     runtime::init_logging(&global.log_level, Some(ws))?;
     let options = EngineOptions {
-        chunk_concurrency: args.exec.concurrency,
+        chunk_concurrency: concurrency,
         ..EngineOptions::default()
     };
     let wired = runtime::wire_engine(global, ws, config, options).await?;

@@ -44,11 +44,8 @@ struct ExecOptions {
 
 impl ExecOptions {
     fn from_args(exec: &ExecArgs) -> Result<ExecOptions> {
-        if exec.concurrency == 0 {
-            bail!("--concurrency must be at least 1");
-        }
         Ok(ExecOptions {
-            concurrency: Some(exec.concurrency),
+            concurrency: exec.checked_concurrency()?,
             deadline: deadline(exec),
         })
     }
@@ -93,10 +90,10 @@ async fn wire(
             _wired: None,
         });
     };
-    let mut options = EngineOptions::default();
-    if let Some(n) = exec.concurrency {
-        options.chunk_concurrency = n;
-    }
+    let options = EngineOptions {
+        chunk_concurrency: exec.concurrency,
+        ..EngineOptions::default()
+    };
     let wired = runtime::wire_engine(global, ws, config, options).await?;
     let runner = LocalRunner::new(
         wired.engine.clone(),

@@ -168,7 +168,24 @@ pub struct ServiceSettings {
     /// tickets of a company refer to it: `"tickets": ["companies"]`).
     #[serde(default)]
     pub table_dependencies: BTreeMap<String, Vec<String>>,
+    /// Requests of this service in flight at once per tenant (windows of a table run in
+    /// parallel up to what the rate limit and the observed latency need). Salesforce allows
+    /// at most 25 concurrent long-running requests per org.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Raw pulls of a table wait until its `table_dependencies` have landed (otherwise the
+    /// dependencies order only the transform and the hand-off).
+    #[serde(default)]
+    pub strict_table_order: bool,
 }
+
+fn default_max_in_flight() -> u32 {
+    8
+}
+
+/// `max_in_flight`'s range, and Salesforce's cap (its concurrent long-running requests).
+pub const MAX_IN_FLIGHT: RangeInclusive<u64> = 1..=64;
+pub const SALESFORCE_MAX_IN_FLIGHT: u64 = 25;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -333,6 +350,11 @@ impl BackfillConfig {
             if let Some(t) = s.bulk_query_threshold {
                 all.push(at("bulk_query_threshold", t, 0..=1_000_000_000));
             }
+            let in_flight = match svc {
+                Service::Salesforce => 1..=SALESFORCE_MAX_IN_FLIGHT,
+                _ => MAX_IN_FLIGHT,
+            };
+            all.push(at("max_in_flight", s.max_in_flight.into(), in_flight));
         }
         all
     }
@@ -558,6 +580,20 @@ impl BackfillConfig {
             .and_then(|s| s.table_dependencies.get(table))
             .map(|v| v.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// Requests of `service` a tenant may have in flight at once (8 when unconfigured).
+    pub fn max_in_flight(&self, service: Service) -> u32 {
+        self.service_settings
+            .get(&service)
+            .map_or_else(default_max_in_flight, |s| s.max_in_flight)
+    }
+
+    /// Whether raw pulls of `service`'s tables wait for their dependencies.
+    pub fn strict_table_order(&self, service: Service) -> bool {
+        self.service_settings
+            .get(&service)
+            .is_some_and(|s| s.strict_table_order)
     }
 
     pub fn priority_endpoints(&self, service: Service) -> &[String] {

@@ -1,9 +1,13 @@
-//! Table dependencies inside a job (`service_settings.*.table_dependencies`): a table's
-//! chunks wait until every chunk of the tables it depends on has finished.
+//! Table dependencies inside a job (`service_settings.*.table_dependencies`) and what they
+//! order: the canonical transform and the hand-off always (both run after every window of the
+//! job has landed, tables in dependency order: `planner::order_by_dependencies`); the raw
+//! landing only with `strict_table_order: true`. By default raw pulls of dependent tables
+//! overlap: raw Parquet is per table and window, so landing order changes nothing downstream.
 //!
-//! A job's tables are ordered after their dependencies (`planner::order_by_dependencies`); its
-//! runners in one process take turns looking and claiming, and wait while only blocked work is
-//! left; a chunk claimed while blocked anyway (another process raced) is released untouched.
+//! With strict order a table's chunks wait until every chunk of the tables it depends on has
+//! finished: the job's runners in one process take turns looking and claiming, and wait while
+//! only blocked work is left; a chunk claimed while blocked anyway (another process raced) is
+//! released untouched.
 
 use chrono::{DateTime, Utc};
 
@@ -11,14 +15,16 @@ use super::{Engine, EngineError};
 use crate::domain::{Chunk, ChunkStatus, Job};
 
 impl Engine {
-    /// Whether some table of the job depends on another table of the job.
-    pub(super) fn has_dependencies(&self, job: &Job) -> bool {
+    /// Whether the job's raw pulls wait for one another: `strict_table_order` is set for its
+    /// service and some table of the job depends on another table of the job.
+    pub(super) fn waits_for_dependencies(&self, job: &Job) -> bool {
         let bf = &self.config().backfill;
-        job.tables.iter().any(|t| {
-            bf.table_dependencies(job.service, t)
-                .iter()
-                .any(|d| job.tables.contains(d))
-        })
+        bf.strict_table_order(job.service)
+            && job.tables.iter().any(|t| {
+                bf.table_dependencies(job.service, t)
+                    .iter()
+                    .any(|d| job.tables.contains(d))
+            })
     }
 
     /// True when the job has open chunks but every one that could be claimed now belongs
@@ -45,19 +51,19 @@ impl Engine {
         };
         let mut any_open = false;
         for table in &job.tables {
-            // A table's chunks run in order: only its lowest open chunk can be claimed.
-            let Some(next) = chunks
+            // Any open window of a table that is ready now can be claimed.
+            let mut open_here = chunks
                 .iter()
                 .filter(|c| c.key.table == *table && !c.status.is_terminal())
-                .min_by_key(|c| c.key.seq)
-            else {
+                .peekable();
+            if open_here.peek().is_none() {
                 continue;
-            };
+            }
             any_open = true;
-            let claimable = match next.status {
-                ChunkStatus::Pending => next.not_before.is_none_or(|t| t <= now),
-                _ => next.lease_expires_at.is_none_or(|t| t <= now),
-            };
+            let claimable = open_here.any(|c| match c.status {
+                ChunkStatus::Pending => c.not_before.is_none_or(|t| t <= now),
+                _ => c.lease_expires_at.is_none_or(|t| t <= now),
+            });
             if claimable && !deps_of(table).iter().any(|d| open(d)) {
                 return Ok(false);
             }

@@ -2,9 +2,13 @@
 //! every durable part, retries with backoff, and stops cleanly when its time budget ends.
 //!
 //! The data path of one chunk:
+//! 0. `run_job` starts up to `max_in_flight` runners (not more than the job's open chunks); each
+//!    takes a permit of the pair's in-flight controller (`inflight`) before it claims, and gives
+//!    it back when the chunk's run ends.
 //! 1. `claim_next_chunk` (one atomic write) picks, per table in priority order, the
 //!    lowest-numbered unfinished chunk that is pending and past its backoff, or running with an
-//!    expired lease; it sets the lease and counts the attempt (a taken-over expired lease
+//!    expired lease, whatever the chunks before it are doing (windows of a table run in
+//!    parallel); it sets the lease and counts the attempt (a taken-over expired lease
 //!    continues the same attempt from its checkpoint).
 //! 2. Parts beyond the checkpoint's part count are deleted (they were written after the last
 //!    checkpoint and their pages will be read again), and so are the local store's staging files
@@ -13,7 +17,9 @@
 //!    (the keyset cursor is known from page n; the runner yields once after spawning the fetch so
 //!    it leaves the worker's LIFO slot and really overlaps). Sources hand over the raw body; the
 //!    sink parses it into a tree that borrows its strings from the body (`sink::lite`).
-//! 4. When a part is due (`EngineOptions`: rows, bytes, time since the last checkpoint, every page
+//! 4. When a part is due (`EngineOptions`: rows, bytes (each window's share of `part_max_rows`
+//!    and `part_max_bytes` when `max_in_flight` windows buffer at once), time since the last
+//!    checkpoint, every page
 //!    when requests are paced slower than `checkpoint_every_page_below`, or the end of the window)
 //!    the lease is renewed, the part is put atomically under its deterministic name, and then the
 //!    checkpoint (cursor, parts, records, pages) is saved under the lease. A crash between the two
@@ -158,14 +164,11 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<RunOutcome, EngineError> {
         let job = self.load_job(job_id).await?;
-        let runners = self
-            .options()
-            .chunk_concurrency
-            .clamp(1, job.tables.len().max(1));
+        let runners = self.runners_for(&job).await?;
         let deadline = Deadline::at(deadline);
         let mut handles = Vec::new();
-        // This process's runners of the job look and claim one at a time, so two of them
-        // never both see the last chunk of a dependency as free.
+        // With strict table order, this process's runners of the job look and claim one at a
+        // time, so two of them never both see the last chunk of a dependency as free.
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         for _ in 0..runners {
             let (engine, job, deadline, gate) =
@@ -216,18 +219,41 @@ impl Engine {
         })
     }
 
+    /// Runners for a job: as many as its service may have windows in flight (`max_in_flight`
+    /// or `--concurrency`), not more than its open chunks. The pair's in-flight controller
+    /// decides how many of them work at once.
+    async fn runners_for(&self, job: &Job) -> Result<usize, EngineError> {
+        let open = self
+            .store()
+            .chunks(&job.job_id)
+            .await?
+            .iter()
+            .filter(|c| !c.status.is_terminal())
+            .count();
+        Ok((self.max_in_flight(job.service) as usize).min(open).max(1))
+    }
+
     /// One claim loop: several may share a job; the store keeps them off each other's chunks.
+    /// Each claim waits for a permit of the pair's in-flight controller, held until the
+    /// chunk's run ends.
     async fn runner(
         &self,
         job: Job,
         deadline: &Deadline,
         gate: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<StopReason, EngineError> {
+        let inflight = self.inflight(&job.tenant_id, job.service);
         loop {
             if deadline.reached() {
                 return Ok(StopReason::ContinuationNeeded);
             }
-            match self.step(&job, deadline, Some(&gate)).await? {
+            let permit = tokio::select! {
+                permit = inflight.acquire() => permit,
+                () = deadline.wait() => return Ok(StopReason::ContinuationNeeded),
+            };
+            let step = self.step(&job, deadline, Some(&gate)).await;
+            drop(permit);
+            match step? {
                 Step::Ran {
                     stop: StopReason::ContinuationNeeded,
                     ..
@@ -466,7 +492,8 @@ impl Engine {
         let (fetcher, writer) = self.open_chunk(job, chunk).await?;
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
-        let mut progress = Progress::new(chunk.checkpoint.clone(), writer);
+        let share = self.max_in_flight(job.service) as usize;
+        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share);
         if let Some(until) = self.quota_before_chunk(job, fetcher.source.as_ref()).await {
             return Ok(ChunkEnd::QuotaWait(progress.cp, until));
         }
@@ -682,20 +709,24 @@ impl Engine {
 }
 
 /// A chunk's run between checkpoints: the checkpoint so far, the writer of the next part,
-/// and the pages read since the last checkpoint.
+/// and the pages read since the last checkpoint. Up to `max_in_flight` windows buffer parts at
+/// once, so each writes its part at its share (`1/share`) of `part_max_rows` and
+/// `part_max_bytes`.
 struct Progress {
     cp: Checkpoint,
     writer: PartWriter,
+    share: usize,
     pages: u32,
     bytes: u64,
     since: Instant,
 }
 
 impl Progress {
-    fn new(cp: Checkpoint, writer: PartWriter) -> Self {
+    fn new(cp: Checkpoint, writer: PartWriter, windows_in_flight: usize) -> Self {
         Progress {
             cp,
             writer,
+            share: windows_in_flight.max(1),
             pages: 0,
             bytes: 0,
             since: Instant::now(),
@@ -711,8 +742,8 @@ impl Progress {
 
     /// Whether the buffered rows make a part, by size or by time since the last checkpoint.
     fn part_due(&self, opts: &EngineOptions) -> bool {
-        self.writer.buffered_rows() >= opts.part_max_rows
-            || self.writer.buffered_bytes() >= opts.part_max_bytes
+        self.writer.buffered_rows() >= opts.part_max_rows / self.share
+            || self.writer.buffered_bytes() >= opts.part_max_bytes / self.share
             || self.since.elapsed() >= opts.checkpoint_interval
     }
 }

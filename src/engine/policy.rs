@@ -97,7 +97,11 @@ where
     loop {
         let admission = breaker.admit(report).await;
         budget.acquire().await;
+        let sent = tokio::time::Instant::now(); // the answer's latency sizes the windows in flight
         let result = request().await;
+        if result.is_ok() {
+            engine.inflight(tenant_id, service).observe(sent.elapsed());
+        }
         let outcome = breaker_outcome(&result, rate_limited_in_a_row > 0);
         if let Some(t) = breaker.record(admission, outcome).await {
             report(t);

@@ -343,6 +343,9 @@ async fn a_renewed_session_is_asked_again_once_through_the_budget() {
     // A fresh session refused again: the 401 stands, no third request, no breaker failure.
     let script = Script::new(vec![Err(renewed()), Err(renewed()), Ok(Page::default())]);
     let err = script.run(&engine, Instant::now()).await.unwrap_err();
-    assert!(matches!(err, SourceError::Http { status: 401, .. }), "{err:?}");
+    assert!(
+        matches!(err, SourceError::Http { status: 401, .. }),
+        "{err:?}"
+    );
     assert_eq!(script.times().len(), 2);
 }

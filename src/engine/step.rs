@@ -103,7 +103,7 @@ impl Engine {
     }
 
     /// One step of `job`: claim its next claimable chunk and run it, or say why not. When
-    /// the job's tables wait for one another, `gate` (shared by this process's runners of
+    /// the job's tables wait for one another (`strict_table_order`), `gate` (shared by this process's runners of
     /// the job) makes them look and claim one at a time, so two of them never both see the
     /// last chunk of a dependency as free.
     pub(super) async fn step(
@@ -121,7 +121,7 @@ impl Engine {
             }
             return Ok(Step::Wait { until: Some(until) });
         }
-        let ordered = self.has_dependencies(job);
+        let ordered = self.waits_for_dependencies(job);
         let turn = match gate {
             Some(gate) if ordered => Some(gate.lock().await),
             _ => None,

@@ -226,6 +226,40 @@ fn settle_job(c: &Connection, job_id: &str, now: DateTime<Utc>) -> Result<Job, S
     Ok(job)
 }
 
+/// The first chunk of `table` in `seq` order that can be claimed at `now` (pending past its
+/// backoff, or running with an expired lease), and otherwise when the earliest open one will
+/// be. Windows of a table are independent: a running or backed-off chunk does not hold back
+/// the ones after it.
+fn first_ready(
+    tx: &rusqlite::Connection,
+    job_id: &str,
+    table: &str,
+    now: DateTime<Utc>,
+) -> Result<(Option<Chunk>, Option<DateTime<Utc>>), StoreError> {
+    let mut open = tx
+        .prepare_cached(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE job_id = ?1 AND table_name = ?2 \
+             AND status IN ('pending','running') ORDER BY seq"
+        ))
+        .map_err(backend)?;
+    let mut wake: Option<DateTime<Utc>> = None;
+    for chunk in open
+        .query_map(params![job_id, table], chunk_from_row)
+        .map_err(backend)?
+    {
+        let chunk = chunk.map_err(backend)?;
+        let ready_at = match chunk.status {
+            ChunkStatus::Pending => chunk.not_before,
+            _ => chunk.lease_expires_at,
+        };
+        match ready_at {
+            Some(t) if t > now => wake = Some(wake.map_or(t, |w| w.min(t))),
+            _ => return Ok((Some(chunk), wake)),
+        }
+    }
+    Ok((None, wake))
+}
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
@@ -419,32 +453,20 @@ impl JobStore for SqliteStore {
                 return Ok(Claim::Done(job.status));
             }
             let mut wake: Option<DateTime<Utc>> = None;
-            let mut next = tx
-                .prepare_cached(&format!(
-                    "SELECT {CHUNK_COLUMNS} FROM chunks WHERE job_id = ?1 AND table_name = ?2 \
-                     AND status IN ('pending','running') ORDER BY seq LIMIT 1"
-                ))
-                .map_err(backend)?;
+            let mut found = None;
             for table in &job.tables {
-                let Some(chunk) = next.query_row(params![id, table], chunk_from_row).optional().map_err(backend)? else {
-                    continue;
+                let (chunk, table_wake) = first_ready(tx, &id, table, now)?;
+                wake = match (wake, table_wake) {
+                    (Some(w), Some(t)) => Some(w.min(t)),
+                    (w, t) => w.or(t),
                 };
-                let ready_at = match chunk.status {
-                    ChunkStatus::Pending => chunk.not_before,
-                    _ => chunk.lease_expires_at,
-                };
-                let ready = match (chunk.status, ready_at) {
-                    (ChunkStatus::Pending, None) => true,
-                    (_, Some(t)) => t <= now,
-                    (_, None) => true,
-                };
-                if !ready {
-                    wake = match (wake, ready_at) {
-                        (Some(w), Some(t)) => Some(w.min(t)),
-                        (w, t) => w.or(t),
-                    };
-                    continue;
+                if chunk.is_some() {
+                    found = chunk;
+                    break;
                 }
+            }
+            if let Some(chunk) = found {
+                let table = &chunk.key.table;
                 // A reclaimed expired lease continues the same attempt from its checkpoint.
                 let bump = u32::from(chunk.status == ChunkStatus::Pending);
                 tx.execute(
@@ -464,7 +486,6 @@ impl JobStore for SqliteStore {
                 let claimed = load_chunk(tx, &chunk.key).map_err(backend)?.ok_or_else(|| StoreError::ChunkNotFound(chunk.key.clone()))?;
                 return Ok(Claim::Chunk(Box::new(claimed)));
             }
-            drop(next);
             let open: u32 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM chunks WHERE job_id = ?1 AND status IN ('pending','running')",

@@ -95,6 +95,21 @@ pub async fn a_three_year_daily_job_fits_and_claims_in_order(fx: Arc<Fixture>) {
         // One head per table plus one short page past a finished chunk.
         assert!(worst_reads <= 16, "a claim read {worst_reads} chunk items");
     }
+    // Eight windows in flight: each claim reads past the running ones, no further.
+    let mut worst_in_flight = 0;
+    for i in rounds..rounds + 8 {
+        let reads_before = dynamo.as_ref().map_or(0, |d| d.chunk_items_read());
+        let got = claimed(claim(&*store, &j.job_id, "b", t0()).await);
+        assert_eq!((got.key.table.as_str(), got.key.seq), ("tickets", i));
+        worst_in_flight =
+            worst_in_flight.max(dynamo.as_ref().map_or(0, |d| d.chunk_items_read()) - reads_before);
+    }
+    if dynamo.is_some() {
+        assert!(
+            worst_in_flight <= 5 + 16,
+            "a claim past 7 windows in flight read {worst_in_flight} chunk items"
+        );
+    }
     let job = store.get_job(&j.job_id).await.unwrap().unwrap();
     assert_eq!(
         (job.completed_chunks, job.records, job.status),

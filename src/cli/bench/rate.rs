@@ -135,7 +135,7 @@ async fn run_in(
     global.sandbox_url = Some(url.clone());
     global.config_dir = Some(config_dir.clone());
     let options = EngineOptions {
-        chunk_concurrency: args.concurrency.max(1),
+        chunk_concurrency: args.concurrency,
         ..EngineOptions::default()
     };
     let wired = runtime::wire_engine(&global, ws, config, options).await?;
@@ -243,12 +243,16 @@ async fn run_processes(
     let config_dir = global.config_dir.clone().unwrap_or_default();
     let url = global.sandbox_url.clone().unwrap_or_default();
     let budget = format!("{}ms", args.duration.as_millis());
-    let concurrency = args.concurrency.max(1).to_string();
+    let concurrency: Vec<String> = args
+        .concurrency
+        .map(|n| vec!["--concurrency".into(), n.to_string()])
+        .unwrap_or_default();
     let mut children = Vec::with_capacity(jobs.len());
     for job in jobs {
         let child = std::process::Command::new(&exe)
             .args(["run", "--job-id", &job.job_id, "--log-level", "warn"])
-            .args(["--time-budget", &budget, "--concurrency", &concurrency])
+            .args(["--time-budget", &budget])
+            .args(&concurrency)
             .arg("--workspace")
             .arg(&ws.root)
             .arg("--config-dir")
@@ -303,7 +307,7 @@ fn report(
         "latency_ms": cell.latency_ms,
         "jitter_ms": cell.jitter_ms,
         "processes": args.processes,
-        "tables_in_parallel": args.concurrency.max(1),
+        "max_in_flight_flag": args.concurrency,
         "seconds": secs,
         "api_calls": api_calls,
         "accepted": accepted,

@@ -1,10 +1,12 @@
-//! Claiming: per table, the chunk at the frontier is the only candidate, so a claim reads
-//! one chunk per table (plus the few finished ones a frontier skips) however large the job.
+//! Claiming: per table, the first ready chunk from the frontier on (windows of a table run in
+//! parallel), so a claim reads one chunk per table plus the few a frontier skips or the windows
+//! in flight, however large the job.
 //!
 //! A claim reads the job item and the frontier items (two requests in parallel), then the chunk
-//! at each open table's `next` (one BatchGetItem): with the per-table order, that chunk is the
-//! only candidate. If it has finished, a short query from `next` (pages of `SKIP_PAGE`) finds the
-//! next open chunk and moves `next` there, conditional on the frontier's `v`. `retry_failed` moves
+//! at each open table's `next` (one BatchGetItem). If it has finished, a short query from `next`
+//! (pages of `SKIP_PAGE`) finds the lowest open chunk and moves `next` there, conditional on the
+//! frontier's `v`. If that chunk is not ready (in flight, or backing off), a query past it finds
+//! the first ready one (`first_ready`; it stops after the table's open chunks). `retry_failed` moves
 //! `next` back to the lowest chunk it reopens, in the same transaction as the reopening, and bumps
 //! `v`, so a claimer's stale move fails and it looks again. Invariant: every chunk below `next`
 //! has finished. Claims wait while the job's `creating_until` is set, and abandon a creation
@@ -88,16 +90,13 @@ impl DynamoStore {
                         }
                     },
                 };
-                let c = &head.chunk;
-                let ready_at = match c.status {
-                    ChunkStatus::Pending => c.not_before,
-                    _ => c.lease_expires_at,
-                };
-                if let Some(at) = ready_at.filter(|at| *at > now) {
-                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                let Some(ready) = self
+                    .first_ready(job_id, frontier, head, now, &mut wake)
+                    .await?
+                else {
                     continue;
-                }
-                match self.try_claim(&head, owner, lease_until, now).await? {
+                };
+                match self.try_claim(&ready, owner, lease_until, now).await? {
                     Attempt::Won(chunk) => {
                         if status == JobStatus::Pending {
                             self.mark_running(job_id, now).await?;
@@ -121,6 +120,71 @@ impl DynamoStore {
         Err(StoreError::Backend(format!(
             "claiming a chunk of {job_id} lost {MAX_PASSES} races in a row"
         )))
+    }
+
+    /// The first chunk of the frontier's table, from its lowest open chunk `head` on, that can
+    /// be claimed at `now`: windows are independent, so a running or backed-off chunk does not
+    /// hold back the ones after it. Looks past `head` only when `head` is not ready, in pages
+    /// of `SKIP_PAGE`, and stops once it has seen the table's open chunks. Chunks not ready yet
+    /// move `wake` to when the first of them will be.
+    async fn first_ready(
+        &self,
+        job_id: &str,
+        frontier: &Frontier,
+        head: StoredChunk,
+        now: DateTime<Utc>,
+        wake: &mut Option<DateTime<Utc>>,
+    ) -> Result<Option<StoredChunk>, StoreError> {
+        let mut ready_now = |c: &StoredChunk| match ready_at(c, now) {
+            Some(at) => {
+                *wake = Some(wake.map_or(at, |w| w.min(at)));
+                false
+            }
+            None => true,
+        };
+        if ready_now(&head) {
+            return Ok(Some(head));
+        }
+        let key = "#job_id = :j AND #sk BETWEEN :from AND :to";
+        let (mut start, mut open_seen) = (None, 1u32);
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.chunks)
+                .consistent_read(true)
+                .key_condition_expression(key)
+                .set_expression_attribute_names(names(&[key]))
+                .set_expression_attribute_values(values([
+                    (":j", s(job_id)),
+                    (
+                        ":from",
+                        s(chunk_sk(&frontier.table, head.chunk.key.seq + 1)),
+                    ),
+                    (":to", s(chunk_sk(&frontier.table, MAX_SEQ))),
+                ]))
+                .limit(SKIP_PAGE)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("Query chunks", e))?;
+            let items = page.items.unwrap_or_default();
+            self.count_chunk_reads(items.len());
+            for item in &items {
+                let c = decode_chunk(item)?;
+                if c.chunk.status.is_terminal() {
+                    continue;
+                }
+                if ready_now(&c) {
+                    return Ok(Some(c));
+                }
+                open_seen += 1;
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() && open_seen < frontier.open() => start = Some(k),
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// The chunk at each open table's frontier, in the job's table order (one batch read).
@@ -295,4 +359,14 @@ impl DynamoStore {
         .await
         .map(|_| ())
     }
+}
+
+/// When an open chunk can be claimed, if not at `now`: a pending one after its backoff, a
+/// running one when its lease expires.
+fn ready_at(c: &StoredChunk, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let at = match c.chunk.status {
+        ChunkStatus::Pending => c.chunk.not_before,
+        _ => c.chunk.lease_expires_at,
+    };
+    at.filter(|at| *at > now)
 }

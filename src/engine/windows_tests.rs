@@ -1,0 +1,155 @@
+//! Windows of one table in flight at once, against a real engine and SQLite store: a later
+//! window that finishes first moves nothing that means "every window has landed" (the job's
+//! status, its sync markers, the hand-off).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use tokio::sync::Notify;
+
+use super::planner::{self, PlanRequest};
+use super::{Engine, EngineOptions, NoSource, SourceProvider};
+use crate::config::{Config, EndpointDef};
+use crate::domain::{ChunkStatus, JobStatus, Service, Window};
+use crate::sink::RawSink;
+use crate::sources::{Page, Source, SourceError};
+use crate::store::SqliteStore;
+
+/// A source whose window starting at `held` answers only once `gate` opens; every other
+/// window answers at once with an empty page.
+#[derive(Clone)]
+struct Gated {
+    held: DateTime<Utc>,
+    gate: Arc<Notify>,
+}
+
+#[async_trait]
+impl Source for Gated {
+    fn service(&self) -> Service {
+        Service::Connectwise
+    }
+
+    async fn fetch_page(
+        &self,
+        _endpoint: &EndpointDef,
+        window: &Window,
+        _cursor: Option<&str>,
+    ) -> Result<Page, SourceError> {
+        if window.start == self.held {
+            self.gate.notified().await;
+        }
+        Ok(Page {
+            body: "[]".into(),
+            bytes: 2,
+            ..Page::default()
+        })
+    }
+
+    async fn count(&self, _endpoint: &EndpointDef, _window: &Window) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+}
+
+impl SourceProvider for Gated {
+    fn source(&self, _tenant_id: &str, _service: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Ok(Arc::new(self.clone()))
+    }
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn engine(dir: &Path, source: Gated) -> Engine {
+    let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    Engine::new(
+        Arc::new(config),
+        store.clone(),
+        store,
+        RawSink::local(&dir.join("data")).unwrap(),
+        Arc::new(source),
+        EngineOptions {
+            pace_requests: false,
+            auto_transform: false,
+            poll_interval: Duration::from_millis(20),
+            ..EngineOptions::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_window_finishing_first_moves_no_marker_until_every_window_landed() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Notify::new());
+    let engine = engine(
+        dir.path(),
+        Gated {
+            held: start(),
+            gate: gate.clone(),
+        },
+    );
+    let request = PlanRequest {
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        tables: vec!["tickets".into()],
+        start: Some(start()),
+        end: Some(Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap()),
+        chunk_size_days: Some(30),
+    };
+    let plan = planner::plan(engine.config(), &request, Utc::now()).unwrap();
+    let job = engine
+        .create_job(&plan, Utc::now())
+        .await
+        .unwrap()
+        .job()
+        .clone();
+    assert_eq!(job.total_chunks, 2);
+    let run = tokio::spawn({
+        let (engine, id) = (engine.clone(), job.job_id.clone());
+        async move { engine.run_job(&id, None).await }
+    });
+
+    // The second window lands while the first is still in flight.
+    let mut later_done = false;
+    for _ in 0..500 {
+        let chunks = engine.store().chunks(&job.job_id).await.unwrap();
+        if chunks[1].status == ChunkStatus::Succeeded {
+            assert_eq!(chunks[0].status, ChunkStatus::Running);
+            later_done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        later_done,
+        "the second window never finished while the first was in flight"
+    );
+    let now = engine.store().get_job(&job.job_id).await.unwrap().unwrap();
+    assert_eq!((now.status, now.completed_chunks), (JobStatus::Running, 1));
+    let markers = || {
+        engine
+            .lifecycle()
+            .markers(Some("acme"), Some(Service::Connectwise))
+    };
+    assert!(markers().await.unwrap().is_empty(), "a marker moved early");
+    // The cloud's hand-off task, run now, moves nothing either.
+    engine.finish_job(&job.job_id).await.unwrap();
+    assert!(
+        markers().await.unwrap().is_empty(),
+        "the hand-off ran early"
+    );
+
+    gate.notify_one();
+    let outcome = run.await.unwrap().unwrap();
+    assert_eq!(outcome.status, JobStatus::Completed);
+    let moved = markers().await.unwrap();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(
+        (moved[0].table.as_str(), moved[0].last_updated),
+        ("tickets", job.window.end)
+    );
+}

@@ -540,9 +540,7 @@ impl Engine {
             let exhausted = next.is_none();
             if exhausted || out_of_time || every_page || progress.part_due(opts) {
                 if let Err(f) = self.check_lease(key, lost) {
-                    if let Some(h) = inflight.take() {
-                        h.abort();
-                    }
+                    stop_reading(&mut inflight);
                     return Err(f);
                 }
                 self.save_progress(key, &mut progress, next).await?;
@@ -551,9 +549,7 @@ impl Engine {
                 return Ok(ChunkEnd::Exhausted(progress.cp));
             }
             if out_of_time {
-                if let Some(h) = inflight.take() {
-                    h.abort();
-                }
+                stop_reading(&mut inflight);
                 return Ok(match quota_wait {
                     Some(until) => ChunkEnd::QuotaWait(progress.cp, until),
                     None => ChunkEnd::OutOfTime(progress.cp),
@@ -776,6 +772,13 @@ impl Fetcher {
             },
         )
         .await
+    }
+}
+
+/// Aborts the read-ahead request, if one is in flight.
+fn stop_reading(inflight: &mut Option<JoinHandle<Result<Page, SourceError>>>) {
+    if let Some(h) = inflight.take() {
+        h.abort();
     }
 }
 

@@ -93,19 +93,15 @@ where
         .build();
     let mut rate_limited_in_a_row = 0u32;
     let mut renewed = false;
-    let report = |t| pair.breaker_changed(t);
     loop {
-        let admission = breaker.admit(report).await;
-        budget.acquire().await;
-        let sent = tokio::time::Instant::now(); // the answer's latency sizes the windows in flight
-        let result = request().await;
-        if result.is_ok() {
-            engine.inflight(tenant_id, service).observe(sent.elapsed());
-        }
-        let outcome = breaker_outcome(&result, rate_limited_in_a_row > 0);
-        if let Some(t) = breaker.record(admission, outcome).await {
-            report(t);
-        }
+        let result = attempt(
+            pair,
+            &budget,
+            &breaker,
+            &mut request,
+            rate_limited_in_a_row > 0,
+        )
+        .await;
         match result {
             Ok(value) => {
                 if let Some(usage) = value.usage()
@@ -147,6 +143,35 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// One request: admitted by the breaker, paced by the budget, sent; its latency sizes the
+/// pair's windows in flight (`inflight`) and its outcome goes to the breaker.
+async fn attempt<T, F, Fut>(
+    pair: Pair<'_>,
+    budget: &RateBudget,
+    breaker: &breaker::CircuitBreaker,
+    request: &mut F,
+    waited_out_a_limit: bool,
+) -> Result<T, SourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+{
+    let report = |t| pair.breaker_changed(t);
+    let admission = breaker.admit(report).await;
+    budget.acquire().await;
+    let sent = tokio::time::Instant::now();
+    let result = request().await;
+    if result.is_ok() {
+        let inflight = pair.engine.inflight(pair.tenant_id, pair.service);
+        inflight.observe(sent.elapsed());
+    }
+    let outcome = breaker_outcome(&result, waited_out_a_limit);
+    if let Some(t) = breaker.record(admission, outcome).await {
+        report(t);
+    }
+    result
 }
 
 /// A tenant's service as `fetch_with_policy` reports on it: to the log and as events.

@@ -1,6 +1,7 @@
 //! The engine's side of the quota reserve: one `JobQuota` per job in this process, fed by
-//! every page's usage and by the source's `allocation()` (looked at when a chunk starts with
-//! no fresh word, and again when a wait's time has come), and the stored wait note
+//! every answer's usage (Salesforce's `Sforce-Limit-Info`, ServiceNow's `X-RateLimit-*`) and by
+//! the source's `allocation()` (looked at only when a wait's time has come: at a job's start
+//! the first answers tell, so a sparse job spends no call on it), and the stored wait note
 //! (`LifecycleStore::set_quota_wait`) that shows the job as `waiting_for_quota` and holds it
 //! in other processes too (read once per job and process).
 //!
@@ -34,8 +35,8 @@ impl Engine {
             .clone()
     }
 
-    /// Before a chunk's first call: looks at the allocation when the last word is stale or a
-    /// wait's time has come, then applies the rule. `Some(at)`: the job waits until `at`.
+    /// Before a chunk's first call: looks at the allocation when a wait's time has come, then
+    /// applies the rule to what is known. `Some(at)`: the job waits until `at`.
     pub(crate) async fn quota_before_chunk(
         &self,
         job: &Job,
@@ -48,7 +49,7 @@ impl Engine {
             if let Some((_, at)) = q.closed_until(now) {
                 return Some(at);
             }
-            q.stale(now) || q.due_for_recheck(now)
+            q.due_for_recheck(now)
         };
         let refused = look && self.look_at_allocation(job, source, &quota).await;
         let gate = lock(&quota).check(Instant::now(), Utc::now(), refused);

@@ -1,8 +1,6 @@
 //! `status` without a job, locally and with `--cloud`: the jobs, then the sync markers and
 //! what the gap check finds in them.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::Result;
 
@@ -11,7 +9,7 @@ use crate::domain::Job;
 use crate::store::{JobFilter, JobStore, LifecycleStore};
 
 /// Job id → until when it waits for its API quota.
-pub type QuotaWaits = HashMap<String, DateTime<Utc>>;
+pub type QuotaWaits = std::collections::BTreeMap<String, DateTime<Utc>>;
 
 /// `status` without a job, locally and with `--cloud`: the jobs, then the sync markers and
 /// what the gap check finds in them.
@@ -32,28 +30,7 @@ pub async fn print_status_list(
     output::print_jobs_with_handoff(&jobs, &waits, out, &markers, &gaps)
 }
 
-/// The jobs that wait for their API quota now, and until when (`Job::quota_wait`).
+/// The jobs that wait for their API quota now, and until when (`engine::quota::waits`).
 pub async fn quota_waits(lifecycle: &dyn LifecycleStore, jobs: &[Job]) -> Result<QuotaWaits> {
-    let active: Vec<String> = jobs
-        .iter()
-        .filter(|j| j.status.is_active())
-        .map(|j| j.job_id.clone())
-        .collect();
-    if active.is_empty() {
-        return Ok(QuotaWaits::new());
-    }
-    let notes: HashMap<String, DateTime<Utc>> = lifecycle
-        .job_metas(&active)
-        .await?
-        .into_iter()
-        .filter_map(|m| Some((m.job_id, m.quota_wait_until?)))
-        .collect();
-    let now = Utc::now();
-    Ok(jobs
-        .iter()
-        .filter_map(|j| {
-            let until = j.quota_wait(notes.get(&j.job_id).copied(), now)?;
-            Some((j.job_id.clone(), until))
-        })
-        .collect())
+    Ok(crate::engine::quota::waits(lifecycle, jobs).await?)
 }

@@ -283,6 +283,38 @@ impl JobQuota {
     }
 }
 
+/// The active jobs among `jobs` that wait for their API quota now, and until when (from the
+/// stored notes, `Job::quota_wait`): what `status` and the console show.
+pub async fn waits(
+    lc: &dyn crate::store::LifecycleStore,
+    jobs: &[crate::domain::Job],
+) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>, crate::store::StoreError> {
+    let active: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.status.is_active())
+        .map(|j| j.job_id.clone())
+        .collect();
+    if active.is_empty() {
+        return Ok(std::collections::BTreeMap::new());
+    }
+    let notes: std::collections::BTreeMap<String, DateTime<Utc>> = lc
+        .job_metas(&active)
+        .await?
+        .into_iter()
+        .filter_map(|m| Some((m.job_id, m.quota_wait_until?)))
+        .collect();
+    let now = Utc::now();
+    Ok(jobs
+        .iter()
+        .filter_map(|j| {
+            Some((
+                j.job_id.clone(),
+                j.quota_wait(notes.get(&j.job_id).copied(), now)?,
+            ))
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@ pub(super) struct Loaded {
 pub(super) async fn load(engine: &Engine, watched: Option<&str>, jobs: &[Job]) -> Loaded {
     let mut out = Loaded::default();
     let lc = engine.lifecycle();
-    match quota_waits(lc.as_ref(), jobs).await {
+    match crate::engine::quota::waits(lc.as_ref(), jobs).await {
         Ok(w) => out.quota_waits = w,
         Err(e) => out.error = Some(e.to_string()),
     }
@@ -82,37 +82,6 @@ pub(super) async fn load(engine: &Engine, watched: Option<&str>, jobs: &[Job]) -
         }
     }
     out
-}
-
-/// The active jobs among `jobs` that wait for their API quota now, and until when.
-async fn quota_waits(
-    lc: &dyn crate::store::LifecycleStore,
-    jobs: &[Job],
-) -> Result<BTreeMap<String, DateTime<Utc>>, crate::store::StoreError> {
-    let active: Vec<String> = jobs
-        .iter()
-        .filter(|j| j.status.is_active())
-        .map(|j| j.job_id.clone())
-        .collect();
-    if active.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let notes: BTreeMap<String, DateTime<Utc>> = lc
-        .job_metas(&active)
-        .await?
-        .into_iter()
-        .filter_map(|m| Some((m.job_id, m.quota_wait_until?)))
-        .collect();
-    let now = Utc::now();
-    Ok(jobs
-        .iter()
-        .filter_map(|j| {
-            Some((
-                j.job_id.clone(),
-                j.quota_wait(notes.get(&j.job_id).copied(), now)?,
-            ))
-        })
-        .collect())
 }
 
 /// The latest auto-detection and when the next is due.

@@ -94,9 +94,17 @@ fn spacing_of(per_minute: Option<u32>) -> Duration {
     })
 }
 
-/// A spacing in whole milliseconds, rounded up: never faster than asked.
+/// How much wider than the configured interval slots are spaced, where whole milliseconds
+/// allow it: at 99 % of the limit, a request sent a little late (and the next on time) never
+/// makes one more than the limit in any minute of the server's count.
+pub const PACE_MARGIN: f64 = 1.01;
+
+/// A spacing in whole milliseconds: the interval widened by `PACE_MARGIN` (rounded), and
+/// never less than the interval rounded up: never faster than asked.
 fn spacing_ms(spacing: Duration) -> i64 {
-    spacing.as_micros().div_ceil(1000) as i64
+    let exact = spacing.as_micros().div_ceil(1000) as i64;
+    let widened = (spacing.as_secs_f64() * 1000.0 * PACE_MARGIN).round() as i64;
+    exact.max(widened)
 }
 
 /// How many slots one reservation takes when `waiting` callers want one.
@@ -397,10 +405,21 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_are_spaced_evenly_at_the_configured_rate() {
-        let budget = RateBudget::new(Some(120)); // one per 500 ms
+        // 120/min: one per 500 ms, widened by the 1 % margin to 505 ms.
+        let budget = RateBudget::new(Some(120));
         let t = times_of(&budget, 5).await;
         let ms: Vec<u128> = t.iter().map(|d| d.as_millis()).collect();
-        assert_eq!(ms, vec![0, 500, 1000, 1500, 2000]);
+        assert_eq!(ms, vec![0, 505, 1010, 1515, 2020]);
+    }
+
+    #[test]
+    fn slots_are_widened_by_the_margin_where_milliseconds_allow_and_never_narrowed() {
+        let ms = |per_minute| spacing_ms(spacing_of(Some(per_minute)));
+        assert_eq!(ms(60), 1010);
+        assert_eq!(ms(200), 303);
+        assert_eq!(ms(1000), 61); // 60.6 rounds up: a little more margin
+        assert_eq!(ms(6000), 10); // 10.1 rounds to 10: the interval itself
+        assert_eq!(ms(7000), 9); // 8.57 ms: never faster than asked
     }
 
     #[tokio::test(start_paused = true)]
@@ -518,7 +537,7 @@ mod tests {
         assert!((budget.current_spacing().as_secs_f64() - expected.as_secs_f64()).abs() < 1e-6);
         let t = times_of(&budget, 2).await;
         assert!(
-            (t[1].as_secs_f64() - expected.as_secs_f64()).abs() < 0.01,
+            (t[1].as_secs_f64() - expected.as_secs_f64() * PACE_MARGIN).abs() < 0.01,
             "{t:?}"
         );
     }

@@ -239,6 +239,22 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
     (secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(CEILING) + 0.0))
 }
 
+/// Room reserved up front for a body from its `Content-Length`, at most.
+const BODY_RESERVE_MAX: u64 = 16 << 20;
+
+/// A body read whole into one buffer as its chunks arrive. `Response::bytes` keeps every
+/// chunk until the end and then copies them into one buffer: twice a page's size at its peak.
+pub(crate) async fn read_bytes(
+    mut resp: reqwest::Response,
+) -> Result<bytes::Bytes, reqwest::Error> {
+    let reserve = resp.content_length().unwrap_or(0).min(BODY_RESERVE_MAX) as usize;
+    let mut body = Vec::with_capacity(reserve);
+    while let Some(chunk) = resp.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(bytes::Bytes::from(body))
+}
+
 /// An answer read whole: its status, headers and body. A body cut short is a truncated
 /// decode error (worth another try); `context` prefixes its message.
 pub(crate) async fn read_answer(
@@ -254,7 +270,7 @@ pub(crate) async fn read_answer(
 > {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.map_err(|e| SourceError::Decode {
+    let body = read_bytes(resp).await.map_err(|e| SourceError::Decode {
         message: format!("{context}body cut short: {}", e.without_url()),
         truncated: true,
     })?;

@@ -497,12 +497,17 @@ impl Engine {
         if let Some(until) = self.quota_before_chunk(job, fetcher.source.as_ref()).await {
             return Ok(ChunkEnd::QuotaWait(progress.cp, until));
         }
+        // Alone, a window reads its next page while this one is encoded. Beside other windows
+        // it does not: they keep the API busy, and a page read ahead by every window would
+        // double the bodies held while the CPU is the limit.
+        let read_ahead = share == 1;
         let mut asked = progress.cp.cursor.clone();
-        let mut inflight = Some(fetcher.spawn(asked.clone()));
+        let mut inflight = None;
         loop {
-            let mut fetch = inflight
-                .take()
-                .expect("a fetch is always in flight at the top of the loop");
+            let mut fetch = match inflight.take() {
+                Some(fetch) => fetch,
+                None => fetcher.spawn(asked.clone()),
+            };
             // The deadline also ends the wait for a page: a rate-limit pause, a backoff, an
             // open breaker or a slow answer never keeps the run past it.
             let fetched = tokio::select! {
@@ -527,10 +532,12 @@ impl Engine {
             let next = page.next.clone();
             let quota_wait = self.quota_after_page(job, page.usage.as_ref());
             let out_of_time = deadline.reached() || quota_wait.is_some();
-            // Read ahead while this page is encoded: the cursor is already known.
             if let (Some(c), false) = (&next, out_of_time) {
-                inflight = Some(fetcher.spawn(Some(c.clone())));
                 asked = Some(c.clone());
+            }
+            // Read ahead while this page is encoded: the cursor is already known.
+            if let (Some(c), false, true) = (&next, out_of_time, read_ahead) {
+                inflight = Some(fetcher.spawn(Some(c.clone())));
                 // A task spawned from a worker waits in that worker's LIFO slot, where no
                 // other worker can steal it: yield once so the request goes out now and the
                 // response is handled while this page is being flattened.
@@ -719,10 +726,16 @@ struct Progress {
 
 impl Progress {
     fn new(cp: Checkpoint, writer: PartWriter, windows_in_flight: usize) -> Self {
+        let share = windows_in_flight.max(1);
         Progress {
             cp,
-            writer,
-            share: windows_in_flight.max(1),
+            // Beside other windows a part stays open while its window waits for the network:
+            // it keeps encoded bytes only.
+            writer: match share {
+                1 => writer,
+                _ => writer.row_group_per_page(),
+            },
+            share,
             pages: 0,
             bytes: 0,
             since: Instant::now(),

@@ -1,13 +1,18 @@
-//! Background Parquet encoder: one thread per PartWriter writes its RecordBatches into a
-//! streaming `ArrowWriter<Vec<u8>>`, so compressing one page overlaps flattening the next.
+//! Parquet encoding off the async threads: every PartWriter's RecordBatches are written into
+//! its streaming `ArrowWriter<Vec<u8>>` by the process's encoder pool, so compressing one page
+//! overlaps flattening the next.
 //!
-//! The queue is a rendezvous: a sender waits until the thread takes its batch, which bounds
-//! the memory in flight to the batch being encoded, the one being built, and the part.
+//! The pool has one thread per core, whatever the number of writers: an open row group holds
+//! a zstd compressor and decompressor per column (~0.3 MB each for a wide table), so the row
+//! groups being encoded at once, and the allocator arenas that keep their memory, are bounded
+//! by the cores, not by the windows in flight. A writer hands over one batch at a time (the
+//! next waits until the previous one is encoded), which bounds its memory in flight to the
+//! batch being encoded, the one being built, and the part.
 
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -19,21 +24,62 @@ use parquet::file::properties::WriterProperties;
 /// never copies it (and never leaves a retired copy in the heap).
 const OUTPUT_RESERVE: usize = 32 << 20;
 
-enum Msg {
-    Batch(RecordBatch),
-    /// Close the current file and send back its bytes (empty when nothing was written).
-    Finish(SyncSender<Result<Vec<u8>, EncodeError>>),
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The process's encoder threads, started on first use.
+struct Pool {
+    jobs: Mutex<Sender<Job>>,
+}
+
+fn pool() -> Result<&'static Pool, EncodeError> {
+    static POOL: OnceLock<Result<Pool, EncodeError>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("parquet-encoder-{i}"))
+                .spawn(move || work(&rx))
+                .map_err(|e| EncodeError::Start(e.to_string()))?;
+        }
+        Ok(Pool {
+            jobs: Mutex::new(tx),
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// One pool thread: runs jobs until the process ends. A job that panics is caught inside it.
+fn work(jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+fn submit(job: Job) -> Result<(), EncodeError> {
+    let pool = pool()?;
+    let jobs = pool.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    jobs.send(job)
+        .map_err(|_| EncodeError::Stopped("the encoder pool is gone".into()))
 }
 
 /// Why a part could not be encoded.
 #[derive(Clone, Debug, thiserror::Error)]
 pub(crate) enum EncodeError {
-    #[error("starting the encoder thread: {0}")]
+    #[error("starting the encoder threads: {0}")]
     Start(String),
-    #[error("encoder not started")]
-    NotStarted,
-    /// The thread is gone (it panicked), with its panic message.
-    #[error("the encoder thread stopped: {0}")]
+    /// Encoding panicked, with its panic message.
+    #[error("the encoder stopped: {0}")]
     Stopped(String),
     /// Parquet refused a batch or the file's footer.
     #[error("{0}")]
@@ -44,135 +90,166 @@ pub(crate) enum EncodeError {
 struct Stats {
     /// Encoded bytes held by the writer (output written + buffered pages and dictionaries).
     encoded: AtomicUsize,
-    /// Arrow memory of batches sent but not yet written.
+    /// Arrow memory of batches handed over but not yet written.
     queued: AtomicUsize,
 }
 
-/// Dropping it closes the channel (`tx` is dropped first), which ends the thread once it has
-/// finished its current batch; nothing waits for it.
-pub(crate) struct Encoder {
-    tx: Option<SyncSender<Msg>>,
-    thread: Option<JoinHandle<()>>,
-    stats: Arc<Stats>,
+/// The file being written and the first error that spoiled it.
+#[derive(Default)]
+struct File {
+    writer: Option<ArrowWriter<Vec<u8>>>,
+    error: Option<EncodeError>,
+}
+
+struct Shared {
+    file: Mutex<File>,
+    stats: Stats,
     schema: SchemaRef,
     props: WriterProperties,
+    /// Close the row group after every batch (see `Encoder::row_group_per_batch`).
+    row_group_per_batch: bool,
+}
+
+/// One part at a time, encoded by the pool. Dropping it drops the file being written.
+pub(crate) struct Encoder {
+    shared: Arc<Shared>,
+    /// Signalled when the batch handed over last is encoded.
+    pending: Option<Receiver<()>>,
 }
 
 impl Encoder {
     pub(crate) fn new(schema: SchemaRef, props: WriterProperties) -> Self {
         Encoder {
-            tx: None,
-            thread: None,
-            stats: Arc::default(),
-            schema,
-            props,
+            shared: Arc::new(Shared {
+                file: Mutex::default(),
+                stats: Stats::default(),
+                schema,
+                props,
+                row_group_per_batch: false,
+            }),
+            pending: None,
         }
     }
 
-    fn sender(&mut self) -> Result<&SyncSender<Msg>, EncodeError> {
-        if self.tx.is_none() {
-            let (tx, rx) = sync_channel(0);
-            let (schema, props, stats) =
-                (self.schema.clone(), self.props.clone(), self.stats.clone());
-            let thread = std::thread::Builder::new()
-                .name("parquet-encoder".into())
-                .spawn(move || run(rx, &schema, &props, &stats))
-                .map_err(|e| EncodeError::Start(e.to_string()))?;
-            self.tx = Some(tx);
-            self.thread = Some(thread);
+    /// Every batch becomes a row group of its own, closed before the next batch: between
+    /// batches the writer holds only encoded bytes, no column encoders. Used when several
+    /// windows write at once and each waits for its next page with its part open.
+    pub(crate) fn row_group_per_batch(mut self) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.row_group_per_batch = true;
         }
-        self.tx.as_ref().ok_or(EncodeError::NotStarted)
+        self
     }
 
-    /// Hands a batch to the thread; blocks while it is still encoding the previous one.
+    /// Waits until the batch handed over last is encoded.
+    fn settle(&mut self) -> Result<(), EncodeError> {
+        match self.pending.take() {
+            Some(done) => done
+                .recv()
+                .map_err(|_| EncodeError::Stopped("an encoder thread exited".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a batch to the pool; first waits while the previous one is still being encoded.
     pub(crate) fn write(&mut self, batch: RecordBatch) -> Result<(), EncodeError> {
+        self.settle()?;
         let size = batch.get_array_memory_size();
-        self.stats.queued.fetch_add(size, Ordering::Relaxed);
-        let sent = self.sender()?.send(Msg::Batch(batch));
-        if sent.is_err() {
-            self.stats.queued.fetch_sub(size, Ordering::Relaxed);
-            return Err(self.stopped());
-        }
+        self.shared.stats.queued.fetch_add(size, Ordering::Relaxed);
+        let (done_tx, done_rx) = sync_channel(1);
+        let shared = self.shared.clone();
+        submit(Box::new(move || {
+            encode(&shared, batch);
+            shared.stats.queued.fetch_sub(size, Ordering::Relaxed);
+            let _ = done_tx.send(());
+        }))?;
+        self.pending = Some(done_rx);
         Ok(())
     }
 
-    /// Waits for every queued batch, closes the file and returns its bytes.
+    /// Waits for the batch in progress, closes the file and returns its bytes (empty when
+    /// nothing was written). The footer is written by the pool too.
     pub(crate) fn finish(&mut self) -> Result<Vec<u8>, EncodeError> {
+        self.settle()?;
         let (reply_tx, reply_rx) = sync_channel(1);
-        if self.sender()?.send(Msg::Finish(reply_tx)).is_err() {
-            return Err(self.stopped());
-        }
-        match reply_rx.recv() {
-            Ok(result) => result,
-            Err(_) => Err(self.stopped()),
-        }
+        let shared = self.shared.clone();
+        submit(Box::new(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| close(&shared)))
+                .unwrap_or_else(|panic| Err(EncodeError::Stopped(panic_message(&*panic))));
+            shared.stats.encoded.store(0, Ordering::Relaxed);
+            let _ = reply_tx.send(result);
+        }))?;
+        reply_rx
+            .recv()
+            .unwrap_or_else(|_| Err(EncodeError::Stopped("an encoder thread exited".into())))
     }
 
     /// Approximate bytes held for the current file, queued batches included.
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.stats.encoded.load(Ordering::Relaxed) + self.stats.queued.load(Ordering::Relaxed)
-    }
-
-    /// The thread is gone (it panicked): reset so the next part starts a fresh one.
-    fn stopped(&mut self) -> EncodeError {
-        self.tx = None;
-        let why = match self.thread.take().map(JoinHandle::join) {
-            Some(Err(panic)) => panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned()),
-            _ => "it exited".to_owned(),
-        };
-        self.stats.encoded.store(0, Ordering::Relaxed);
-        self.stats.queued.store(0, Ordering::Relaxed);
-        EncodeError::Stopped(why)
+        let stats = &self.shared.stats;
+        stats.encoded.load(Ordering::Relaxed) + stats.queued.load(Ordering::Relaxed)
     }
 }
 
-fn run(rx: Receiver<Msg>, schema: &SchemaRef, props: &WriterProperties, stats: &Stats) {
-    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
-    let mut error: Option<EncodeError> = None;
-    for msg in rx {
-        match msg {
-            Msg::Batch(batch) => {
-                let size = batch.get_array_memory_size();
-                if error.is_none() && writer.is_none() {
-                    let out = Vec::with_capacity(OUTPUT_RESERVE);
-                    match ArrowWriter::try_new(out, schema.clone(), Some(props.clone())) {
-                        Ok(w) => writer = Some(w),
-                        Err(e) => error = Some(EncodeError::Parquet(e.to_string())),
-                    }
-                }
-                if let Some(w) = writer.as_mut() {
-                    match w.write(&batch) {
-                        Ok(()) => {
-                            let held = w.inner().len() + w.memory_size();
-                            stats.encoded.store(held, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            error = Some(EncodeError::Parquet(e.to_string()));
-                            writer = None;
-                            stats.encoded.store(0, Ordering::Relaxed);
-                        }
-                    }
-                }
-                drop(batch);
-                stats.queued.fetch_sub(size, Ordering::Relaxed);
-            }
-            Msg::Finish(reply) => {
-                let result = match (error.take(), writer.take()) {
-                    (Some(e), _) => Err(e),
-                    (None, Some(w)) => w
-                        .into_inner()
-                        .map_err(|e| EncodeError::Parquet(e.to_string())),
-                    (None, None) => Ok(Vec::new()),
-                };
-                stats.encoded.store(0, Ordering::Relaxed);
-                let _ = reply.send(result);
-            }
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, File> {
+    shared.file.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes one batch into the file (starting it when needed); an error or a panic spoils the
+/// file, which `finish` then reports.
+fn encode(shared: &Shared, batch: RecordBatch) {
+    let mut file = lock(shared);
+    if file.error.is_some() {
+        return;
+    }
+    let written = catch_unwind(AssertUnwindSafe(|| -> Result<usize, EncodeError> {
+        let parquet = |e: parquet::errors::ParquetError| EncodeError::Parquet(e.to_string());
+        if file.writer.is_none() {
+            let out = Vec::with_capacity(OUTPUT_RESERVE);
+            let w = ArrowWriter::try_new(out, shared.schema.clone(), Some(shared.props.clone()))
+                .map_err(parquet)?;
+            file.writer = Some(w);
+        }
+        let w = file
+            .writer
+            .as_mut()
+            .ok_or(EncodeError::Stopped("no writer".into()))?;
+        w.write(&batch).map_err(parquet)?;
+        if shared.row_group_per_batch {
+            w.flush().map_err(parquet)?;
+        }
+        Ok(w.inner().len() + w.memory_size())
+    }))
+    .unwrap_or_else(|panic| Err(EncodeError::Stopped(panic_message(&*panic))));
+    match written {
+        Ok(held) => shared.stats.encoded.store(held, Ordering::Relaxed),
+        Err(e) => {
+            file.error = Some(e);
+            file.writer = None;
+            shared.stats.encoded.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Closes the file: its bytes, or the error that spoiled it. Either way the next batch
+/// starts a new file.
+fn close(shared: &Shared) -> Result<Vec<u8>, EncodeError> {
+    let mut file = lock(shared);
+    match (file.error.take(), file.writer.take()) {
+        (Some(e), _) => Err(e),
+        (None, Some(w)) => w
+            .into_inner()
+            .map_err(|e| EncodeError::Parquet(e.to_string())),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 #[cfg(test)]
@@ -205,6 +282,72 @@ mod tests {
         assert_eq!(enc.buffered_bytes(), 0);
         enc.write(batch(vec![4])).unwrap();
         assert!(enc.finish().unwrap().starts_with(b"PAR1"));
+    }
+
+    fn ints(v: Vec<i64>) -> RecordBatch {
+        RecordBatch::try_new(schema(DataType::Int64), vec![Arc::new(Int64Array::from(v))]).unwrap()
+    }
+
+    fn row_groups(file: Vec<u8>) -> Vec<i64> {
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(file)).unwrap();
+        use parquet::file::reader::FileReader;
+        let meta = reader.metadata();
+        meta.row_groups().iter().map(|g| g.num_rows()).collect()
+    }
+
+    #[test]
+    fn a_row_group_per_batch_closes_each_batch_and_otherwise_batches_share_one() {
+        let mut one = Encoder::new(schema(DataType::Int64), WriterProperties::default());
+        let mut each = Encoder::new(schema(DataType::Int64), WriterProperties::default())
+            .row_group_per_batch();
+        for enc in [&mut one, &mut each] {
+            enc.write(ints(vec![1, 2, 3])).unwrap();
+            enc.write(ints(vec![4, 5])).unwrap();
+        }
+        assert_eq!(row_groups(one.finish().unwrap()), vec![5]);
+        assert_eq!(row_groups(each.finish().unwrap()), vec![3, 2]);
+    }
+
+    #[test]
+    fn many_writers_share_the_pool_and_each_gets_its_own_rows_in_order() {
+        let threads: Vec<_> = (0..16i64)
+            .map(|w| {
+                std::thread::spawn(move || {
+                    let mut enc =
+                        Encoder::new(schema(DataType::Int64), WriterProperties::default());
+                    for b in 0..20 {
+                        enc.write(ints((0..50).map(|i| w * 1_000_000 + b * 100 + i).collect()))
+                            .unwrap();
+                    }
+                    (w, enc.finish().unwrap())
+                })
+            })
+            .collect();
+        for t in threads {
+            let (w, file) = t.join().unwrap();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+                bytes::Bytes::from(file),
+                1024,
+            )
+            .unwrap();
+            let got: Vec<i64> = reader
+                .flat_map(|b| {
+                    let b = b.unwrap();
+                    let col = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .clone();
+                    col.values().to_vec()
+                })
+                .collect();
+            let want: Vec<i64> = (0..20)
+                .flat_map(|b| (0..50).map(move |i| w * 1_000_000 + b * 100 + i))
+                .collect();
+            assert_eq!(got, want, "writer {w}");
+        }
     }
 
     #[test]

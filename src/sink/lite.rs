@@ -187,48 +187,121 @@ pub(crate) fn lite(v: serde_json::Value) -> Json<'static> {
     }
 }
 
-/// Reads the records of one page body.
+/// Every record of a page, parsed whole (tests and the throughput bench).
+#[cfg(test)]
 pub(crate) fn parse_page(body: &[u8], at: RecordsAt) -> Result<Vec<Json<'_>>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let records = match at {
-        RecordsAt::Body => <Vec<Json<'_>> as de::Deserialize>::deserialize(&mut de)?,
-        RecordsAt::Member(name) => MemberSeed(name).deserialize(&mut de)?,
-    };
-    de.end()?;
+    let mut records = Vec::new();
+    for_each_record(body, at, &mut |rec| {
+        records.push(rec);
+        Ok(())
+    })?;
     Ok(records)
 }
 
-/// Finds the array member `name` of the top-level object, skipping the others.
-struct MemberSeed(&'static str);
+/// The error of a parse that `each` stopped.
+const STOPPED: &str = "stopped at a refused record";
 
-impl<'de> DeserializeSeed<'de> for MemberSeed {
-    type Value = Vec<Json<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+/// Calls `each` with the records of a page in order, each as soon as it is parsed: one
+/// record's tree is alive at a time, not the whole page's. `each` returning `Err` stops the
+/// parse. The records are the body (an array) or the array member `name` of the top-level
+/// object (`RecordsAt`); a second member of that name is refused.
+pub(crate) fn for_each_record<'de>(
+    body: &'de [u8],
+    at: RecordsAt,
+    each: &mut dyn FnMut(Json<'de>) -> Result<(), ()>,
+) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match at {
+        RecordsAt::Body => EachRecord(each).deserialize(&mut de)?,
+        RecordsAt::Member(name) => Member(name, EachRecord(each)).deserialize(&mut de)?,
+    }
+    de.end()
+}
+
+/// Hands each element of an array to a callback.
+struct EachRecord<'f, 'de>(&'f mut dyn FnMut(Json<'de>) -> Result<(), ()>);
+
+impl<'de> DeserializeSeed<'de> for EachRecord<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EachRecord<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(rec) = seq.next_element::<Json<'de>>()? {
+            (self.0)(rec).map_err(|()| de::Error::custom(STOPPED))?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds the member `name` of the top-level object and reads it with the seed, skipping the
+/// other members.
+struct Member<S>(&'static str, S);
+
+impl<'de, S: DeserializeSeed<'de, Value = ()>> DeserializeSeed<'de> for Member<S> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for MemberSeed {
-    type Value = Vec<Json<'de>>;
+impl<'de, S: DeserializeSeed<'de, Value = ()>> Visitor<'de> for Member<S> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "an object with a '{}' array", self.0)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Member(name, seed) = self;
+        let mut seed = Some(seed);
         while let Some(CowStr(k)) = map.next_key()? {
-            if k == self.0 {
-                found = Some(map.next_value()?);
-            } else {
+            if k != name {
                 map.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            match seed.take() {
+                Some(seed) => map.next_value_seed(seed)?,
+                None => return Err(de::Error::custom(format!("more than one '{name}' member"))),
             }
         }
-        found.ok_or_else(|| de::Error::custom(format!("no '{}' member", self.0)))
+        match seed {
+            Some(_) => Err(de::Error::custom(format!("no '{name}' member"))),
+            None => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_handed_over_one_at_a_time_and_a_refusal_stops_the_parse() {
+        let body = br#"{"x":1,"result":[{"n":1},{"n":2},{"n":3}],"y":[]}"#;
+        let mut seen = Vec::new();
+        let err = for_each_record(body, RecordsAt::Member("result"), &mut |rec| {
+            seen.push(rec.to_string());
+            if seen.len() == 2 { Err(()) } else { Ok(()) }
+        })
+        .unwrap_err();
+        assert_eq!(seen, vec![r#"{"n":1}"#, r#"{"n":2}"#]);
+        assert!(err.to_string().contains(STOPPED), "{err}");
+        let twice = br#"{"result":[{"n":1}],"result":[{"n":2}]}"#;
+        let err = parse_page(twice, RecordsAt::Member("result")).unwrap_err();
+        assert!(
+            err.to_string().contains("more than one 'result' member"),
+            "{err}"
+        );
+        let none = br#"{"records":[]}"#;
+        let err = parse_page(none, RecordsAt::Member("result")).unwrap_err();
+        assert!(err.to_string().contains("no 'result' member"), "{err}");
+    }
 
     #[test]
     fn strings_without_escapes_borrow_from_the_body() {

@@ -7,8 +7,9 @@ use std::collections::hash_map::Entry;
 use std::iter::repeat_n;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_select::filter::filter_record_batch;
 use bytes::Bytes;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -17,7 +18,7 @@ use parquet::schema::types::ColumnPath;
 use super::coerce::{json_type, mismatch, to_i64, to_timestamp};
 use super::encoder::Encoder;
 use super::flatten::Flattener;
-use super::lite::{Json, RecordsAt, parse_page};
+use super::lite::{Json, RecordsAt, for_each_record};
 use super::lookup::{FieldPath, KeyHash};
 use super::{ChunkMeta, EncodedPart, RawSink, SinkError};
 use crate::config::{ColumnType, EndpointDef};
@@ -31,6 +32,77 @@ const PAGE_ROWS: usize = 4_096;
 /// Target size of one uncompressed data page, and the dictionary size before falling back
 /// to plain encoding; also bounds each column's zstd window and workspace.
 const PAGE_BYTES: usize = 256 * 1024;
+
+/// How a table's records are keyed: the id and the incremental value, read and checked.
+struct RecordKeys {
+    table: String,
+    id_field: String,
+    id_path: FieldPath,
+    id_kind: ColumnType,
+    incremental_field: String,
+    incremental_path: FieldPath,
+}
+
+impl RecordKeys {
+    fn invalid(
+        &self,
+        position: usize,
+        id: Option<String>,
+        column: &str,
+        reason: String,
+    ) -> SinkError {
+        SinkError::InvalidRecord {
+            table: self.table.clone(),
+            position,
+            id,
+            column: column.to_owned(),
+            reason,
+        }
+    }
+
+    /// Reads and checks the id and incremental value of the record at `pos` of its page.
+    fn key(&self, pos: usize, rec: &Json<'_>) -> Result<(IdKey<'static>, i64), SinkError> {
+        let Json::Obj(obj) = rec else {
+            let reason = format!("expected a JSON object, found {}", json_type(rec));
+            return Err(self.invalid(pos, None, "(record)", reason));
+        };
+        let id_col = self.id_field.as_str();
+        let id = match self.id_path.find(obj) {
+            None | Some(Json::Null) => None,
+            Some(v) => Some(match (self.id_kind, v) {
+                (ColumnType::Int64, _) => to_i64(v)
+                    .map_err(|r| self.invalid(pos, None, id_col, r.to_string()))?
+                    .map(IdKey::Int),
+                (_, Json::Str(s)) if s.is_empty() => None,
+                (_, Json::Str(s)) => Some(IdKey::Str(Cow::Owned(s.to_string()))),
+                (_, Json::I64(_) | Json::U64(_) | Json::F64(_) | Json::Bool(_)) => {
+                    Some(IdKey::Str(Cow::Owned(v.to_string())))
+                }
+                _ => {
+                    let reason = mismatch("string", v).to_string();
+                    return Err(self.invalid(pos, None, id_col, reason));
+                }
+            }),
+        };
+        let Some(Some(id)) = id else {
+            let reason = "the id field is missing, null or empty".to_owned();
+            return Err(self.invalid(pos, None, id_col, reason));
+        };
+        let inc_col = self.incremental_field.as_str();
+        let updated = match self.incremental_path.find(obj).map(to_timestamp) {
+            Some(Ok(Some(t))) => t,
+            Some(Err(reason)) => {
+                let reason = reason.to_string();
+                return Err(self.invalid(pos, Some(id.text()), inc_col, reason));
+            }
+            None | Some(Ok(None)) => {
+                let reason = "the incremental field is missing, null or empty".to_owned();
+                return Err(self.invalid(pos, Some(id.text()), inc_col, reason));
+            }
+        };
+        Ok((id, updated))
+    }
+}
 
 /// Metadata columns appended after the declared ones, in this order.
 pub const META_COLUMNS: [&str; 8] = [
@@ -84,6 +156,21 @@ fn writer_properties(endpoint: &EndpointDef) -> Result<WriterProperties, SinkErr
         .set_data_page_size_limit(PAGE_BYTES)
         .set_dictionary_page_size_limit(PAGE_BYTES)
         .set_column_dictionary_enabled(ColumnPath::from(META_COLUMNS[7]), false);
+    // The metadata columns hold one value per part (a dictionary of one entry and run
+    // lengths) and numbers, times and flags are small beside the text: compressing them gains
+    // little, and every compressed column holds a zstd compressor and decompressor (~0.4 MB)
+    // while its row group is encoded.
+    for name in &META_COLUMNS[..7] {
+        props = props.set_column_compression(ColumnPath::from(*name), Compression::UNCOMPRESSED);
+    }
+    for c in endpoint
+        .columns
+        .iter()
+        .filter(|c| c.kind == ColumnType::Bool)
+    {
+        props = props
+            .set_column_compression(ColumnPath::from(c.name.as_str()), Compression::UNCOMPRESSED);
+    }
     // Free-form JSON rarely repeats: a dictionary would only cost time before falling back.
     for c in endpoint
         .columns
@@ -123,11 +210,9 @@ pub struct PartWriter {
     schema: SchemaRef,
     encoder: Encoder,
     flattener: Flattener,
-    id_field: String,
-    id_path: FieldPath,
-    id_kind: ColumnType,
-    incremental_field: String,
-    incremental_path: FieldPath,
+    keys: RecordKeys,
+    /// Rows of the last page: the builders' capacity for the next one.
+    last_page_rows: usize,
     part_rows: u64,
     constants: Constants,
     /// Set when encoding failed: the current part has lost data, so it must never be
@@ -164,85 +249,26 @@ impl PartWriter {
             .collect();
         let schema = Arc::new(raw_schema(endpoint));
         Ok(PartWriter {
-            meta,
             encoder: Encoder::new(schema.clone(), writer_properties(endpoint)?),
             schema,
             flattener: Flattener::new(&columns),
-            id_field: endpoint.id_field.clone(),
-            id_path: FieldPath::new(&endpoint.id_field),
-            id_kind,
-            incremental_field: endpoint.incremental_field.clone(),
-            incremental_path: FieldPath::new(&endpoint.incremental_field),
+            keys: RecordKeys {
+                table: meta.table.clone(),
+                id_field: endpoint.id_field.clone(),
+                id_path: FieldPath::new(&endpoint.id_field),
+                id_kind,
+                incremental_field: endpoint.incremental_field.clone(),
+                incremental_path: FieldPath::new(&endpoint.incremental_field),
+            },
+            last_page_rows: 0,
             part_rows: 0,
             constants: Constants {
                 len: 0,
                 arrays: Vec::new(),
             },
             poisoned: None,
+            meta,
         })
-    }
-
-    fn invalid(
-        &self,
-        position: usize,
-        id: Option<String>,
-        column: &str,
-        reason: String,
-    ) -> SinkError {
-        SinkError::InvalidRecord {
-            table: self.meta.table.clone(),
-            position,
-            id,
-            column: column.to_owned(),
-            reason,
-        }
-    }
-
-    /// Reads and checks the id and incremental value of every record, in page order.
-    fn keys<'a>(&self, records: &'a [Json<'_>]) -> Result<Vec<(IdKey<'a>, i64)>, SinkError> {
-        let mut keys = Vec::with_capacity(records.len());
-        for (pos, rec) in records.iter().enumerate() {
-            let Json::Obj(obj) = rec else {
-                let reason = format!("expected a JSON object, found {}", json_type(rec));
-                return Err(self.invalid(pos, None, "(record)", reason));
-            };
-            let id_col = self.id_field.as_str();
-            let id = match self.id_path.find(obj) {
-                None | Some(Json::Null) => None,
-                Some(v) => Some(match (self.id_kind, v) {
-                    (ColumnType::Int64, _) => to_i64(v)
-                        .map_err(|r| self.invalid(pos, None, id_col, r.to_string()))?
-                        .map(IdKey::Int),
-                    (_, Json::Str(s)) if s.is_empty() => None,
-                    (_, Json::Str(s)) => Some(IdKey::Str(Cow::Borrowed(s.as_ref()))),
-                    (_, Json::I64(_) | Json::U64(_) | Json::F64(_) | Json::Bool(_)) => {
-                        Some(IdKey::Str(Cow::Owned(v.to_string())))
-                    }
-                    _ => {
-                        let reason = mismatch("string", v).to_string();
-                        return Err(self.invalid(pos, None, id_col, reason));
-                    }
-                }),
-            };
-            let Some(Some(id)) = id else {
-                let reason = "the id field is missing, null or empty".to_owned();
-                return Err(self.invalid(pos, None, id_col, reason));
-            };
-            let inc_col = self.incremental_field.as_str();
-            let updated = match self.incremental_path.find(obj).map(to_timestamp) {
-                Some(Ok(Some(t))) => t,
-                Some(Err(reason)) => {
-                    let reason = reason.to_string();
-                    return Err(self.invalid(pos, Some(id.text()), inc_col, reason));
-                }
-                None | Some(Ok(None)) => {
-                    let reason = "the incremental field is missing, null or empty".to_owned();
-                    return Err(self.invalid(pos, Some(id.text()), inc_col, reason));
-                }
-            };
-            keys.push((id, updated));
-        }
-        Ok(keys)
     }
 
     /// Validates, de-duplicates (by id within this page, keeping the greatest incremental
@@ -255,48 +281,63 @@ impl PartWriter {
     }
 
     /// Like `append_page`, reading the records straight from a page body: strings are
-    /// borrowed from `body`, so no owned tree of the page is ever built.
+    /// borrowed from `body`, and each record is checked and flattened as soon as it is
+    /// parsed, so no tree of the whole page is ever built.
     pub fn append_json(&mut self, body: &[u8], at: RecordsAt) -> Result<usize, SinkError> {
         self.check_poisoned()?;
-        let records = parse_page(body, at).map_err(|e| SinkError::Malformed {
-            table: self.meta.table.clone(),
-            reason: e.to_string(),
-            truncated: e.is_eof(),
-        })?;
-        if records.is_empty() {
-            return Ok(0);
-        }
-        // Borrowing pass: ids and update times, then which records survive.
-        let keep = dedupe(&self.keys(&records)?);
-        let rows = keep
-            .as_ref()
-            .map_or(records.len(), |k| k.iter().filter(|x| **x).count());
-
-        // Each record is dropped right after it is flattened, while it is still in cache.
-        self.flattener.begin_page(rows);
-        for (pos, rec) in records.into_iter().enumerate() {
-            if keep.as_ref().is_some_and(|k| !k[pos]) {
-                continue;
-            }
-            let Json::Obj(obj) = &rec else {
-                unreachable!("checked in keys()")
+        let mut keys: Vec<(IdKey<'static>, i64)> = Vec::with_capacity(self.last_page_rows);
+        let mut refused: Option<SinkError> = None;
+        self.flattener.begin_page(self.last_page_rows);
+        let (flattener, check) = (&mut self.flattener, &self.keys);
+        let parsed = for_each_record(body, at, &mut |rec| {
+            let pos = keys.len();
+            let key = match check.key(pos, &rec) {
+                Ok(key) => key,
+                Err(e) => {
+                    refused = Some(e);
+                    return Err(());
+                }
             };
-            if let Err(e) = self.flattener.append(obj) {
-                self.flattener.begin_page(0);
-                let id = self.id_path.find(obj).map(|v| match v {
-                    Json::Str(s) => s.to_string(),
-                    other => other.to_string(),
-                });
-                return Err(self.invalid(pos, id, &e.column, e.reason));
+            let Json::Obj(obj) = &rec else {
+                unreachable!("checked by key()")
+            };
+            if let Err(e) = flattener.append(obj) {
+                refused = Some(check.invalid(pos, Some(key.0.text()), &e.column, e.reason));
+                return Err(());
             }
+            keys.push(key);
+            Ok(())
+        });
+        if let Some(e) = refused {
+            self.flattener.begin_page(0);
+            return Err(e);
+        }
+        if let Err(e) = parsed {
+            self.flattener.begin_page(0);
+            return Err(SinkError::Malformed {
+                table: self.meta.table.clone(),
+                reason: e.to_string(),
+                truncated: e.is_eof(),
+            });
+        }
+        let parsed_rows = keys.len();
+        self.last_page_rows = parsed_rows;
+        if parsed_rows == 0 {
+            return Ok(0);
         }
         let (mut arrays, extra) = self.flattener.finish_page();
         arrays.reserve(META_COLUMNS.len());
 
-        arrays.extend(self.constants(rows));
+        arrays.extend(self.constants(parsed_rows));
         arrays.push(extra);
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+        let mut batch = RecordBatch::try_new(self.schema.clone(), arrays)
             .map_err(|e| self.encode_error(format!("building a batch: {e}")))?;
+        // A record repeated in the page: only its newest version stays.
+        if let Some(keep) = dedupe(&keys) {
+            batch = filter_record_batch(&batch, &BooleanArray::from(keep))
+                .map_err(|e| self.encode_error(format!("dropping repeated records: {e}")))?;
+        }
+        let rows = batch.num_rows();
         if let Err(e) = self.encoder.write(batch) {
             return Err(self.poison(e));
         }
@@ -349,6 +390,14 @@ impl PartWriter {
             .iter()
             .map(|a| a.slice(0, rows))
             .collect()
+    }
+
+    /// Every page becomes a row group of its own: between pages the writer holds only
+    /// encoded bytes, not a row group's column encoders (a zstd context per column). For a
+    /// window that waits for its next page beside other windows with parts open.
+    pub fn row_group_per_page(mut self) -> Self {
+        self.encoder = self.encoder.row_group_per_batch();
+        self
     }
 
     /// Rows appended to the current part.

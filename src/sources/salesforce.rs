@@ -186,13 +186,15 @@ impl Salesforce {
     }
 
     async fn read_body(&self, resp: reqwest::Response) -> Result<bytes::Bytes, SourceError> {
-        resp.bytes().await.map_err(|e| SourceError::Decode {
-            message: format!(
-                "body cut short: {}",
-                self.scrub(&e.without_url().to_string())
-            ),
-            truncated: true,
-        })
+        super::read_bytes(resp)
+            .await
+            .map_err(|e| SourceError::Decode {
+                message: format!(
+                    "body cut short: {}",
+                    self.scrub(&e.without_url().to_string())
+                ),
+                truncated: true,
+            })
     }
 
     /// `POST /services/oauth2/token` → a new session.

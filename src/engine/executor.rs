@@ -504,10 +504,9 @@ impl Engine {
         let mut asked = progress.cp.cursor.clone();
         let mut inflight = None;
         loop {
-            let mut fetch = match inflight.take() {
-                Some(fetch) => fetch,
-                None => fetcher.spawn(asked.clone()),
-            };
+            let mut fetch = inflight
+                .take()
+                .unwrap_or_else(|| fetcher.spawn(asked.clone()));
             // The deadline also ends the wait for a page: a rate-limit pause, a backoff, an
             // open breaker or a slow answer never keeps the run past it.
             let fetched = tokio::select! {
@@ -534,14 +533,9 @@ impl Engine {
             let out_of_time = deadline.reached() || quota_wait.is_some();
             if let (Some(c), false) = (&next, out_of_time) {
                 asked = Some(c.clone());
-            }
-            // Read ahead while this page is encoded: the cursor is already known.
-            if let (Some(c), false, true) = (&next, out_of_time, read_ahead) {
-                inflight = Some(fetcher.spawn(Some(c.clone())));
-                // A task spawned from a worker waits in that worker's LIFO slot, where no
-                // other worker can steal it: yield once so the request goes out now and the
-                // response is handled while this page is being flattened.
-                tokio::task::yield_now().await;
+                if read_ahead {
+                    inflight = Some(fetcher.read_ahead(asked.clone()).await);
+                }
             }
             progress.add(&page)?;
             let exhausted = next.is_none();
@@ -768,6 +762,16 @@ struct Fetcher {
 }
 
 impl Fetcher {
+    /// Starts reading the page at `cursor` while the caller encodes the current one (the
+    /// cursor is already known). A task spawned from a worker waits in that worker's LIFO
+    /// slot, where no other worker can steal it: yield once so the request goes out now and
+    /// the response is handled while the page is being flattened.
+    async fn read_ahead(&self, cursor: Option<String>) -> JoinHandle<Result<Page, SourceError>> {
+        let fetch = self.spawn(cursor);
+        tokio::task::yield_now().await;
+        fetch
+    }
+
     fn spawn(&self, cursor: Option<String>) -> JoinHandle<Result<Page, SourceError>> {
         let f = self.clone();
         tokio::spawn(async move { f.fetch(cursor).await })

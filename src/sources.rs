@@ -19,7 +19,7 @@ use crate::domain::{RecordsAt, Service, Window};
 /// never turned into an owned tree of values.
 #[derive(Debug, Default)]
 pub struct Page {
-    pub body: bytes::Bytes,
+    pub body: Body,
     /// Where the records are inside `body`.
     pub records_at: RecordsAt,
     /// Cursor of the next page; `None` once the window is exhausted.
@@ -242,17 +242,69 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 /// Room reserved up front for a body from its `Content-Length`, at most.
 const BODY_RESERVE_MAX: u64 = 16 << 20;
 
-/// A body read whole into one buffer as its chunks arrive. `Response::bytes` keeps every
-/// chunk until the end and then copies them into one buffer: twice a page's size at its peak.
-pub(crate) async fn read_bytes(
-    mut resp: reqwest::Response,
-) -> Result<bytes::Bytes, reqwest::Error> {
+/// Response bodies the process holds at once: two per core. A body takes its place before it
+/// is read and keeps it while it lives (a page's until the sink has flattened it), so when
+/// the CPU is the limit, windows waiting for it leave their answers in the socket instead
+/// of holding a page each. When the network is the limit, places are free.
+fn body_places() -> &'static Arc<tokio::sync::Semaphore> {
+    static PLACES: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    PLACES.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(tokio::sync::Semaphore::new(2 * cores))
+    })
+}
+
+/// A response body, holding its place among the bodies the process holds (`body_places`)
+/// until it is dropped. Reads as bytes.
+#[derive(Debug, Default)]
+pub struct Body {
+    bytes: bytes::Bytes,
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Body {
+    pub fn bytes(&self) -> &bytes::Bytes {
+        &self.bytes
+    }
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A body made here (a test's, a converted one): it holds no place.
+impl From<bytes::Bytes> for Body {
+    fn from(bytes: bytes::Bytes) -> Self {
+        Body {
+            bytes,
+            _place: None,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        bytes::Bytes::from(bytes).into()
+    }
+}
+
+/// A body read whole into one buffer as its chunks arrive, once it has a place.
+/// (`Response::bytes` keeps every chunk until the end and then copies them into one buffer:
+/// twice a page's size at its peak.)
+pub(crate) async fn read_bytes(mut resp: reqwest::Response) -> Result<Body, reqwest::Error> {
+    let place = body_places().clone().acquire_owned().await.ok();
     let reserve = resp.content_length().unwrap_or(0).min(BODY_RESERVE_MAX) as usize;
     let mut body = Vec::with_capacity(reserve);
     while let Some(chunk) = resp.chunk().await? {
         body.extend_from_slice(&chunk);
     }
-    Ok(bytes::Bytes::from(body))
+    Ok(Body {
+        bytes: bytes::Bytes::from(body),
+        _place: place,
+    })
 }
 
 /// An answer read whole: its status, headers and body. A body cut short is a truncated
@@ -260,14 +312,7 @@ pub(crate) async fn read_bytes(
 pub(crate) async fn read_answer(
     resp: reqwest::Response,
     context: &str,
-) -> Result<
-    (
-        reqwest::StatusCode,
-        reqwest::header::HeaderMap,
-        bytes::Bytes,
-    ),
-    SourceError,
-> {
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Body), SourceError> {
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = read_bytes(resp).await.map_err(|e| SourceError::Decode {
@@ -366,4 +411,39 @@ pub fn http_client() -> reqwest::Client {
         .user_agent(concat!("avesa-console/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client's fixed settings are valid")
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One HTTP answer with `body` on a loopback port; its URL.
+    async fn answer_once(body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).await;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            conn.write_all(head.as_bytes()).await.unwrap();
+            conn.write_all(body.as_bytes()).await.unwrap();
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_body_read_from_an_answer_holds_a_place_until_it_is_dropped() {
+        let url = answer_once("[1,2,3]").await;
+        let answer = reqwest::get(&url).await.unwrap();
+        let body = read_bytes(answer).await.unwrap();
+        assert_eq!(&body[..], b"[1,2,3]");
+        assert!(
+            body._place.is_some(),
+            "a body read from the network holds a place"
+        );
+        let made: Body = bytes::Bytes::from_static(b"[]").into();
+        assert!(made._place.is_none(), "a body made here holds none");
+    }
 }

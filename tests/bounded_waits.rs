@@ -60,7 +60,7 @@ impl Source for Scripted {
             Answer::RateLimited { .. } => {}
         }
         Ok(Page {
-            body: bytes::Bytes::from_static(b"[]"),
+            body: bytes::Bytes::from_static(b"[]").into(),
             records_at: RecordsAt::Body,
             next: None,
             bytes: 2,

@@ -43,7 +43,7 @@ impl Source for FakeSource {
             });
         }
         Ok(Page {
-            body: bytes::Bytes::from_static(b"[]"),
+            body: bytes::Bytes::from_static(b"[]").into(),
             records_at: RecordsAt::Body,
             next: None,
             bytes: 2,

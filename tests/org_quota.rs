@@ -312,7 +312,7 @@ impl Source for RefusesOnce {
             ));
         }
         Ok(avesa_console::sources::Page {
-            body: bytes::Bytes::from_static(b"[]"),
+            body: bytes::Bytes::from_static(b"[]").into(),
             records_at: avesa_console::domain::RecordsAt::Body,
             next: (n == 1).then(|| "page-2".to_string()),
             bytes: 2,

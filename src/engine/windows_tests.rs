@@ -42,7 +42,7 @@ impl Source for Gated {
             self.gate.notified().await;
         }
         Ok(Page {
-            body: "[]".into(),
+            body: bytes::Bytes::from_static(b"[]").into(),
             bytes: 2,
             ..Page::default()
         })

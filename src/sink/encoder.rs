@@ -2,7 +2,8 @@
 //! its streaming `ArrowWriter<Vec<u8>>` by the process's encoder pool, so compressing one page
 //! overlaps flattening the next.
 //!
-//! The pool has one thread per core, whatever the number of writers: an open row group holds
+//! The pool has one thread per core, whatever the number of writers (each writer keeps to one
+//! thread, so its row groups live in one allocator arena): an open row group holds
 //! a zstd compressor and decompressor per column (~0.3 MB each for a wide table), so the row
 //! groups being encoded at once, and the allocator arenas that keep their memory, are bounded
 //! by the cores, not by the windows in flight. A writer hands over one batch at a time (the
@@ -26,49 +27,49 @@ const OUTPUT_RESERVE: usize = 32 << 20;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The process's encoder threads, started on first use.
+/// The process's encoder threads, started on first use, each with its own queue. A writer
+/// keeps to one thread (round robin as writers start), so one window's row groups are
+/// allocated by one thread and live in one allocator arena.
 struct Pool {
-    jobs: Mutex<Sender<Job>>,
+    queues: Vec<Mutex<Sender<Job>>>,
+    next: AtomicUsize,
 }
 
 fn pool() -> Result<&'static Pool, EncodeError> {
     static POOL: OnceLock<Result<Pool, EncodeError>> = OnceLock::new();
     POOL.get_or_init(|| {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (tx, rx) = channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        let mut queues = Vec::with_capacity(threads);
         for i in 0..threads {
-            let rx = rx.clone();
+            let (tx, rx) = channel::<Job>();
             std::thread::Builder::new()
                 .name(format!("parquet-encoder-{i}"))
-                .spawn(move || work(&rx))
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })
                 .map_err(|e| EncodeError::Start(e.to_string()))?;
+            queues.push(Mutex::new(tx));
         }
         Ok(Pool {
-            jobs: Mutex::new(tx),
+            queues,
+            next: AtomicUsize::new(0),
         })
     })
     .as_ref()
     .map_err(Clone::clone)
 }
 
-/// One pool thread: runs jobs until the process ends. A job that panics is caught inside it.
-fn work(jobs: &Mutex<Receiver<Job>>) {
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        match job {
-            Ok(job) => job(),
-            Err(_) => return,
-        }
-    }
+/// The queue of the next writer: round robin over the threads.
+fn assign() -> Result<usize, EncodeError> {
+    let pool = pool()?;
+    Ok(pool.next.fetch_add(1, Ordering::Relaxed) % pool.queues.len())
 }
 
-fn submit(job: Job) -> Result<(), EncodeError> {
+fn submit(queue: usize, job: Job) -> Result<(), EncodeError> {
     let pool = pool()?;
-    let jobs = pool.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    let jobs = pool.queues[queue].lock().unwrap_or_else(|p| p.into_inner());
     jobs.send(job)
         .map_err(|_| EncodeError::Stopped("the encoder pool is gone".into()))
 }
@@ -115,6 +116,8 @@ pub(crate) struct Encoder {
     shared: Arc<Shared>,
     /// Signalled when the batch handed over last is encoded.
     pending: Option<Receiver<()>>,
+    /// The pool thread this writer keeps to (chosen at its first batch).
+    queue: Option<usize>,
 }
 
 impl Encoder {
@@ -128,6 +131,14 @@ impl Encoder {
                 row_group_per_batch: false,
             }),
             pending: None,
+            queue: None,
+        }
+    }
+
+    fn queue(&mut self) -> Result<usize, EncodeError> {
+        match self.queue {
+            Some(q) => Ok(q),
+            None => Ok(*self.queue.insert(assign()?)),
         }
     }
 
@@ -158,11 +169,14 @@ impl Encoder {
         self.shared.stats.queued.fetch_add(size, Ordering::Relaxed);
         let (done_tx, done_rx) = sync_channel(1);
         let shared = self.shared.clone();
-        submit(Box::new(move || {
-            encode(&shared, batch);
-            shared.stats.queued.fetch_sub(size, Ordering::Relaxed);
-            let _ = done_tx.send(());
-        }))?;
+        submit(
+            self.queue()?,
+            Box::new(move || {
+                encode(&shared, batch);
+                shared.stats.queued.fetch_sub(size, Ordering::Relaxed);
+                let _ = done_tx.send(());
+            }),
+        )?;
         self.pending = Some(done_rx);
         Ok(())
     }
@@ -173,12 +187,15 @@ impl Encoder {
         self.settle()?;
         let (reply_tx, reply_rx) = sync_channel(1);
         let shared = self.shared.clone();
-        submit(Box::new(move || {
-            let result = catch_unwind(AssertUnwindSafe(|| close(&shared)))
-                .unwrap_or_else(|panic| Err(EncodeError::Stopped(panic_message(&*panic))));
-            shared.stats.encoded.store(0, Ordering::Relaxed);
-            let _ = reply_tx.send(result);
-        }))?;
+        submit(
+            self.queue()?,
+            Box::new(move || {
+                let result = catch_unwind(AssertUnwindSafe(|| close(&shared)))
+                    .unwrap_or_else(|panic| Err(EncodeError::Stopped(panic_message(&*panic))));
+                shared.stats.encoded.store(0, Ordering::Relaxed);
+                let _ = reply_tx.send(result);
+            }),
+        )?;
         reply_rx
             .recv()
             .unwrap_or_else(|_| Err(EncodeError::Stopped("an encoder thread exited".into())))

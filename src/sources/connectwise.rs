@@ -98,7 +98,7 @@ impl ConnectWise {
         &self,
         url: url::Url,
         forward_only: bool,
-    ) -> Result<(HeaderMap, bytes::Bytes), SourceError> {
+    ) -> Result<(HeaderMap, super::Body), SourceError> {
         let resp = self
             .http
             .get(url)

@@ -88,7 +88,7 @@ pub struct Salesforce {
 /// A good answer.
 struct Reply {
     headers: HeaderMap,
-    body: bytes::Bytes,
+    body: super::Body,
     usage: Option<ApiUsage>,
 }
 
@@ -185,7 +185,7 @@ impl Salesforce {
         request_error(e, |t| self.scrub(t))
     }
 
-    async fn read_body(&self, resp: reqwest::Response) -> Result<bytes::Bytes, SourceError> {
+    async fn read_body(&self, resp: reqwest::Response) -> Result<super::Body, SourceError> {
         super::read_bytes(resp)
             .await
             .map_err(|e| SourceError::Decode {
@@ -681,7 +681,7 @@ impl Salesforce {
         };
         Ok(Page {
             bytes: reply.body.len(),
-            body: bytes::Bytes::from(json),
+            body: bytes::Bytes::from(json).into(),
             records_at: RecordsAt::Body,
             next,
             usage: reply.usage,

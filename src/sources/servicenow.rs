@@ -472,7 +472,7 @@ impl ServiceNow {
         url: &str,
         authorization: &str,
         token: Option<&str>,
-    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), SourceError> {
+    ) -> Result<(StatusCode, HeaderMap, super::Body), SourceError> {
         let mut auth = HeaderValue::from_str(authorization).map_err(|_| {
             SourceError::Config("credentials contain characters not allowed in a header".into())
         })?;
@@ -494,7 +494,7 @@ impl ServiceNow {
     async fn get(
         &self,
         url: &str,
-    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes, Option<String>), SourceError> {
+    ) -> Result<(StatusCode, HeaderMap, super::Body, Option<String>), SourceError> {
         match &self.auth {
             Auth::Basic(header) => {
                 let (s, h, b) = self.get_once(url, header.expose(), None).await?;
@@ -578,7 +578,7 @@ impl Source for ServiceNow {
         if status == StatusCode::NOT_FOUND && is_envelope(&body) {
             // Older releases answer an empty list with 404 "No Record found".
             return Ok(Page {
-                body: bytes::Bytes::from_static(EMPTY_PAGE),
+                body: bytes::Bytes::from_static(EMPTY_PAGE).into(),
                 records_at: RecordsAt::Member("result"),
                 next: None,
                 bytes: body.len(),

@@ -241,11 +241,18 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 
 /// Room reserved up front for a body from its `Content-Length`, at most.
 const BODY_RESERVE_MAX: u64 = 16 << 20;
+/// Bodies announced smaller than this take no place (`body_places`).
+const PLACE_MIN_BYTES: u64 = 64 << 10;
+/// The longest a body waits for a place before it is read without one.
+const PLACE_WAIT_MAX: Duration = Duration::from_secs(2);
 
-/// Response bodies the process holds at once: two per core. A body takes its place before it
-/// is read and keeps it while it lives (a page's until the sink has flattened it), so when
-/// the CPU is the limit, windows waiting for it leave their answers in the socket instead
-/// of holding a page each. When the network is the limit, places are free.
+/// Large response bodies the process holds at once: two per core. A body of a page's size
+/// takes its place before it is read and keeps it while it lives (a page's until the sink has
+/// flattened it), so when the CPU is the limit, windows waiting for it leave their answers in
+/// the socket instead of holding a page each. When the network is the limit, places are free.
+/// Small bodies (errors, logins, counts) take none, and no body waits for a place longer than
+/// `PLACE_WAIT_MAX`: a task that holds a body and reads another (a test collecting pages,
+/// a 401 answer kept while signing in again) can never wait for ever on its own place.
 fn body_places() -> &'static Arc<tokio::sync::Semaphore> {
     static PLACES: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
     PLACES.get_or_init(|| {
@@ -295,8 +302,15 @@ impl From<Vec<u8>> for Body {
 /// (`Response::bytes` keeps every chunk until the end and then copies them into one buffer:
 /// twice a page's size at its peak.)
 pub(crate) async fn read_bytes(mut resp: reqwest::Response) -> Result<Body, reqwest::Error> {
-    let place = body_places().clone().acquire_owned().await.ok();
-    let reserve = resp.content_length().unwrap_or(0).min(BODY_RESERVE_MAX) as usize;
+    let announced = resp.content_length();
+    let place = match announced {
+        Some(n) if n < PLACE_MIN_BYTES => None,
+        _ => tokio::time::timeout(PLACE_WAIT_MAX, body_places().clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    let reserve = announced.unwrap_or(0).min(BODY_RESERVE_MAX) as usize;
     let mut body = Vec::with_capacity(reserve);
     while let Some(chunk) = resp.chunk().await? {
         body.extend_from_slice(&chunk);
@@ -435,14 +449,15 @@ mod body_tests {
 
     #[tokio::test]
     async fn a_body_read_from_an_answer_holds_a_place_until_it_is_dropped() {
-        let url = answer_once("[1,2,3]").await;
-        let answer = reqwest::get(&url).await.unwrap();
+        let page: &'static str = Box::leak(format!("[{}0]", "1,".repeat(40_000)).into_boxed_str());
+        let answer = reqwest::get(&answer_once(page).await).await.unwrap();
         let body = read_bytes(answer).await.unwrap();
-        assert_eq!(&body[..], b"[1,2,3]");
-        assert!(
-            body._place.is_some(),
-            "a body read from the network holds a place"
-        );
+        assert_eq!(&body[..], page.as_bytes());
+        assert!(body._place.is_some(), "a page-sized body holds a place");
+        let answer = reqwest::get(&answer_once("[1,2,3]").await).await.unwrap();
+        let small = read_bytes(answer).await.unwrap();
+        assert_eq!(&small[..], b"[1,2,3]");
+        assert!(small._place.is_none(), "a small body holds none");
         let made: Body = bytes::Bytes::from_static(b"[]").into();
         assert!(made._place.is_none(), "a body made here holds none");
     }

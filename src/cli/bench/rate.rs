@@ -157,10 +157,12 @@ async fn run_in(
     let secs = started.elapsed().as_secs_f64();
     let stats = sandbox_stats(&url).await?;
     drop(sandbox);
+    // Records landed, windows still running included (a job counts a window's records
+    // when it completes).
     let mut records = 0;
     for job in &jobs {
-        let job = wired.engine.store().get_job(&job.job_id).await?;
-        records += job.map_or(0, |j| j.records);
+        let chunks = wired.engine.store().chunks(&job.job_id).await?;
+        records += chunks.iter().map(|c| c.checkpoint.records).sum::<u64>();
     }
     Ok(report(args, cell, secs, &stats, records))
 }

@@ -519,6 +519,13 @@ impl Worker {
         Ok(json!({"execution_arn": started.arn, "existing": started.existing}))
     }
 
+    /// Sends the log lines this worker holds to CloudWatch Logs now.
+    async fn ship_logs(&self) {
+        if let Some(logs) = &self.logs {
+            logs.ship_now().await;
+        }
+    }
+
     /// The canonical transform step, after every chunk has settled.
     async fn transform(&self, t: &JobTask) -> Result<Value, Failure> {
         let job = self
@@ -544,6 +551,9 @@ impl Worker {
             .await
             .map_err(Failure::retryable)?;
         tracing::info!(job_id = %job.job_id, records = job.records, transformed, "transform step done");
+        // The final step may run on another worker: ship this step's lines before answering,
+        // so the job's logs are whole once its execution has ended.
+        self.ship_logs().await;
         Ok(json!({"transformed": transformed, "skipped": false, "status": job.status}))
     }
 
@@ -564,9 +574,7 @@ impl Worker {
             // As `run` does after its passes: old completed jobs leave DynamoDB.
             self.engine.cleanup_expired(Utc::now()).await;
         }
-        if let Some(logs) = &self.logs {
-            logs.ship_now().await;
-        }
+        self.ship_logs().await;
         Ok(json!({
             "status": job.status,
             "records": job.records,

@@ -42,6 +42,10 @@ pub const MAX_SLOWDOWN: f64 = 20.0;
 pub const BLOCK: Duration = Duration::from_secs(1);
 /// How long to wait before trying the shared row again after it could not be reached.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Late slots given up in a row before one is used anyway (`acquire_slot`).
+const MAX_LATE_SLOTS: u32 = 2;
+/// The most a block starts ahead of now to cover the reservation's own time (ms).
+const MAX_LEAD_MS: i64 = 1_000;
 
 /// What the budget of one pair looks like now (for the console's health view).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -74,6 +78,9 @@ struct State {
     rate_limited_total: u64,
     /// Whether a `Retry-After` beyond the maximum was already reported.
     clamp_reported: bool,
+    /// How long the last block reservation took (ms): blocks start this far ahead of now,
+    /// so their first slot is not already past when the write returns.
+    reserve_ms: i64,
 }
 
 pub struct RateBudget {
@@ -200,6 +207,7 @@ impl RateBudget {
                 last_retry_after: None,
                 rate_limited_total: 0,
                 clamp_reported: false,
+                reserve_ms: 0,
             }),
             reserving: tokio::sync::Mutex::new(()),
         }
@@ -227,6 +235,7 @@ impl RateBudget {
     /// `acquire`, answering the slot used (ms since the epoch on the budget's `RateClock`).
     pub async fn acquire_slot(&self) -> i64 {
         let mut waiter = Waiter::new(self);
+        let mut given_up = 0;
         loop {
             let slot = self.take_slot(&mut waiter).await;
             let at = self.clock.instant_at(slot);
@@ -242,6 +251,16 @@ impl RateBudget {
             };
             if paused_until > self.clock.now_ms() {
                 self.lock().slots.clear();
+                waiter.set(true);
+                continue;
+            }
+            // A slot used more than half an interval late would reach the server closer than
+            // that to the next one, sent on time here or by another process: a strict server
+            // refuses it. Give it up for a later one, a bounded number of times, so a slow
+            // machine or store still sends.
+            let sp = spacing_ms(self.lock().spacing);
+            if sp > 0 && self.clock.now_ms() - slot > sp / 2 && given_up < MAX_LATE_SLOTS {
+                given_up += 1;
                 waiter.set(true);
                 continue;
             }
@@ -261,10 +280,10 @@ impl RateBudget {
             if !self.lock().slots.is_empty() {
                 continue;
             }
-            let (n, sp) = {
+            let (n, sp, lead) = {
                 let s = self.lock();
                 let sp = spacing_ms(s.spacing);
-                (block_size(s.waiting, sp), sp)
+                (block_size(s.waiting, sp), sp, s.reserve_ms)
             };
             let now = self.clock.now_ms();
             if sp == 0 {
@@ -274,11 +293,12 @@ impl RateBudget {
             }
             match self
                 .store
-                .reserve_slots(&self.tenant_id, self.service, now, n, sp)
+                .reserve_slots(&self.tenant_id, self.service, now + lead, n, sp)
                 .await
             {
                 Ok((first, after)) => {
                     let mut s = self.lock();
+                    s.reserve_ms = (self.clock.now_ms() - now).clamp(0, MAX_LEAD_MS);
                     s.paused_until_ms = after.paused_until_ms;
                     s.slots.extend((0..i64::from(n)).map(|i| first + i * sp));
                 }
@@ -392,6 +412,61 @@ impl RateBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
+    use crate::store::rate::{RateChange, RateRow};
+
+    /// A rate store whose every write takes `delay` (on tokio's clock).
+    struct SlowStore {
+        inner: MemoryRateStore,
+        delay: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl RateStore for SlowStore {
+        async fn read_rate(
+            &self,
+            tenant_id: &str,
+            service: Service,
+        ) -> Result<RateRow, StoreError> {
+            self.inner.read_rate(tenant_id, service).await
+        }
+        async fn update_rate(
+            &self,
+            tenant_id: &str,
+            service: Service,
+            change: RateChange,
+        ) -> Result<(RateRow, RateRow), StoreError> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.update_rate(tenant_id, service, change).await
+        }
+        fn rate_writes(&self) -> u64 {
+            self.inner.rate_writes()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_is_never_used_more_than_half_an_interval_late() {
+        // 6,000/min: 10 ms apart; every reservation takes 30 ms.
+        let store = Arc::new(SlowStore {
+            inner: MemoryRateStore::new(),
+            delay: Duration::from_millis(30),
+        });
+        let budget = RateBudget::shared(
+            Some(6000),
+            store,
+            "t",
+            Service::Connectwise,
+            RateClock::now(),
+        );
+        let mut slots = Vec::new();
+        for _ in 0..6 {
+            let slot = budget.acquire_slot().await;
+            let late = budget.clock.now_ms() - slot;
+            assert!(late <= 5, "slot {slot} used {late} ms late");
+            slots.push(slot);
+        }
+        assert!(slots.windows(2).all(|w| w[1] - w[0] >= 10), "{slots:?}");
+    }
 
     async fn times_of(budget: &RateBudget, n: usize) -> Vec<Duration> {
         let start = Instant::now();

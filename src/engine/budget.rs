@@ -19,7 +19,10 @@
 //! `BLOCK` (1 at rates of one a second or slower): one write per request at most, fewer under
 //! load, and a process that dies loses at most one block, with nothing to give back. A slot
 //! waited for is used only after a look at the row's pause, so no process sends during a pause
-//! another one wrote after the block was reserved.
+//! another one wrote after the block was reserved. A block starts ahead of now by the last
+//! reservation's duration, and a slot more than half an interval late is given up for a later
+//! one (at most `MAX_LATE_SLOTS` in a row): requests reach the server within half an interval
+//! of their slots, which a strict server (a GCRA tolerating half an interval) accepts.
 //!
 //! Time is tokio's (`RateClock`), so the pacing can be tested on paused time.
 

@@ -50,6 +50,7 @@ pub use budget::{BudgetSnapshot, RateBudget};
 pub use events::{BreakerState, EngineEvent};
 pub use executor::{RunOutcome, StopReason};
 pub use handle::EngineHandle;
+pub use handoff::Handoff;
 pub use inflight::{InFlight, InFlightSnapshot};
 pub use ops::ScheduledRun;
 pub use planner::{Plan, PlanError, PlanRequest};

@@ -22,12 +22,15 @@ use avesa_console::domain::{
     JobStatus, Service, Trigger, Window,
 };
 use avesa_console::store::{
-    AlertFilter, DynamoOptions, DynamoStore, JobStore, LifecycleStore, MarkerAdvance, SqliteStore,
-    StoreError,
+    AlertFilter, DynamoOptions, DynamoStore, HandoffClaim, JobStore, LifecycleStore, MarkerAdvance,
+    SqliteStore, StoreError,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::FutureExt;
-use racing::{racing_finishers_finalise_once, racing_writers_never_move_a_marker_back};
+use racing::{
+    racing_finishers_finalise_once, racing_runners_take_a_handoff_once,
+    racing_writers_never_move_a_marker_back,
+};
 
 /// Both halves of a backend, and a way to open another handle on the same data (another
 /// connection or client), as a second process would.
@@ -222,6 +225,40 @@ async fn enablement_history_remembers_a_re_enabling(b: Backend) {
         .await
         .unwrap();
     assert_eq!((st.enabled, st.last_disabled_at), (false, Some(t(7))));
+}
+
+async fn a_handoff_claim_lapses_is_renewed_released_and_ends_when_done(b: Backend) {
+    let s = &b.life;
+    let held = |owner: &str, until| HandoffClaim::Held {
+        owner: owner.into(),
+        until,
+    };
+    let claim = |owner: &'static str, now, until, breaking| {
+        let s = s.clone();
+        async move {
+            s.claim_handoff("bf1", owner, now, until, breaking)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(claim("a", t(1), t(3), None).await, HandoffClaim::Taken);
+    assert_eq!(claim("b", t(2), t(4), None).await, held("a", t(3)));
+    // Its holder renews it; another runner takes it once it has lapsed.
+    assert_eq!(claim("a", t(2), t(5), None).await, HandoffClaim::Taken);
+    assert_eq!(claim("b", t(4), t(6), None).await, held("a", t(5)));
+    assert_eq!(claim("b", t(6), t(8), None).await, HandoffClaim::Taken);
+    // A holder known dead is broken at once; a live one is not.
+    assert_eq!(claim("a", t(7), t(9), Some("c")).await, held("b", t(8)));
+    assert_eq!(claim("a", t(7), t(9), Some("b")).await, HandoffClaim::Taken);
+    // A release by another owner does nothing; the holder's frees it at once.
+    s.release_handoff("bf1", "b").await.unwrap();
+    assert_eq!(claim("c", t(7), t(9), None).await, held("a", t(9)));
+    s.release_handoff("bf1", "a").await.unwrap();
+    assert_eq!(claim("c", t(7), t(9), None).await, HandoffClaim::Taken);
+    // Once the hand-off is done, nobody takes it again.
+    assert!(s.finalize_job("bf1", t(8)).await.unwrap());
+    assert_eq!(claim("c", t(8), t(9), None).await, HandoffClaim::Done);
+    assert_eq!(claim("d", t(20), t(21), None).await, HandoffClaim::Done);
 }
 
 async fn hints_are_kept_and_a_job_is_finalised_once(b: Backend) {
@@ -539,6 +576,8 @@ suite!(sqlite:
     failure_runs_are_counted_across_processes,
     racing_writers_never_move_a_marker_back,
     racing_finishers_finalise_once,
+    racing_runners_take_a_handoff_once,
+    a_handoff_claim_lapses_is_renewed_released_and_ends_when_done,
 );
 
 suite!(dynamodb:
@@ -552,4 +591,6 @@ suite!(dynamodb:
     failure_runs_are_counted_across_processes,
     racing_writers_never_move_a_marker_back,
     racing_finishers_finalise_once,
+    racing_runners_take_a_handoff_once,
+    a_handoff_claim_lapses_is_renewed_released_and_ends_when_done,
 );

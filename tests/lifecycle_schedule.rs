@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use avesa_console::domain::JobStatus;
 use avesa_console::engine::ops::{LocalRunner, RanAll, RunJob, RunnerOptions};
 use avesa_console::engine::schedule::{Candidate, Limits, OffPeak};
-use avesa_console::engine::{RunOutcome, StopReason};
+use avesa_console::engine::{Handoff, RunOutcome, StopReason};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use tokio::time::Instant;
 
@@ -51,6 +51,7 @@ fn finished(job_id: String) -> RunOutcome {
         job_id,
         status: JobStatus::Completed,
         stop: StopReason::Finished,
+        handoff: Handoff::NotDue,
     }
 }
 

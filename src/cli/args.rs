@@ -11,7 +11,7 @@ use super::{EXIT_CONTINUATION, EXIT_JOB_ERRORS, ExecArgs, RangeArgs, UsageError}
 use crate::config::Config;
 use crate::domain::{JobStatus, Service};
 use crate::engine::planner::{self, Plan, PlanRequest};
-use crate::engine::{RunOutcome, StopReason};
+use crate::engine::{Handoff, RunOutcome, StopReason};
 
 /// Reads `--start-date` / `--end-date`: an RFC 3339 instant or a plain UTC date.
 pub fn parse_instant(flag: &str, value: &str) -> Result<DateTime<Utc>> {
@@ -79,10 +79,10 @@ pub fn exit_for(outcomes: &[RunOutcome]) -> ExitCode {
         .any(|o| o.stop == StopReason::ContinuationNeeded)
     {
         ExitCode::from(EXIT_CONTINUATION)
-    } else if outcomes
-        .iter()
-        .any(|o| matches!(o.status, JobStatus::CompletedWithErrors | JobStatus::Failed))
-    {
+    } else if outcomes.iter().any(|o| {
+        matches!(o.status, JobStatus::CompletedWithErrors | JobStatus::Failed)
+            || matches!(o.handoff, Handoff::Failed { .. })
+    }) {
         ExitCode::from(EXIT_JOB_ERRORS)
     } else {
         ExitCode::SUCCESS

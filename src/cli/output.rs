@@ -1,5 +1,6 @@
 //! How commands print: aligned text for people, JSON for scripts.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use color_eyre::eyre::Result;
@@ -13,7 +14,7 @@ use crate::domain::{Chunk, Job, JobStatus, SyncMarker, WAITING_FOR_QUOTA};
 use crate::engine::handoff::GapFinding;
 use crate::engine::planner::{Estimate, Plan};
 use crate::engine::quota::AllocationShare;
-use crate::engine::{RunOutcome, StopReason};
+use crate::engine::{Handoff, RunOutcome, StopReason};
 use crate::workspace::Workspace;
 
 pub fn print_plan(
@@ -99,6 +100,28 @@ pub fn print_outcomes(outcomes: &[RunOutcome]) {
             ),
             StopReason::Finished => outln!("{}: {}", o.job_id, o.status),
         }
+        if let Some(line) = handoff_line(&o.job_id, &o.handoff) {
+            outln!("{line}");
+        }
+    }
+}
+
+/// What a run says about a job's hand-off, when there is something to say.
+pub fn handoff_line(job_id: &str, handoff: &Handoff) -> Option<String> {
+    match handoff {
+        Handoff::NotDue | Handoff::Done => None,
+        Handoff::Finished => Some(format!(
+            "{job_id}: hand-off done (sync markers moved, canonical tables rebuilt)"
+        )),
+        Handoff::Held { owner, until } => Some(format!(
+            "{job_id}: hand-off is being done by {owner} (its claim lapses at {}; a later run \
+             or resume takes it over then)",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        Handoff::Failed { error } => Some(format!(
+            "{job_id}: hand-off FAILED: {error}\n  the data landed; markers or canonical tables \
+             lag until `avesa-console resume {job_id}` (or the next `run`) does it again"
+        )),
     }
 }
 
@@ -111,10 +134,12 @@ pub fn print_no_jobs(ws: &Workspace, out: Output) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Jobs, then the sync markers and any gap the gap check found.
+/// Jobs (with the completed ones whose hand-off is still due), then the sync markers and any
+/// gap the gap check found.
 pub fn print_jobs_with_handoff(
     jobs: &[Job],
     waits: &QuotaWaits,
+    due: &BTreeSet<String>,
     out: Output,
     markers: &[SyncMarker],
     gaps: &[GapFinding],
@@ -122,11 +147,21 @@ pub fn print_jobs_with_handoff(
     if out == Output::Json {
         let jobs: Vec<_> = jobs
             .iter()
-            .map(|j| job_json(j, waits.get(&j.job_id).copied()))
+            .map(|j| {
+                let mut v = job_json(j, waits.get(&j.job_id).copied());
+                v["handoff_due"] = json!(due.contains(&j.job_id));
+                v
+            })
             .collect();
         return print_json(&json!({ "jobs": jobs, "markers": markers, "gaps": gaps }));
     }
     print_job_rows(jobs, waits);
+    for id in due {
+        outln!(
+            "{id}: completed, but its hand-off (sync markers, canonical tables) is still due; \
+             `avesa-console resume {id}` or the next `run` does it"
+        );
+    }
     super::lifecycle_output::print_markers(markers, gaps);
     Ok(())
 }

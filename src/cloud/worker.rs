@@ -37,7 +37,7 @@ use super::message::{
 };
 use super::sfn::{ExecutionInput, execution_name, start_named};
 use crate::domain::JobStatus;
-use crate::engine::{Deadline, Engine, EngineError, Step, wait_before_retry};
+use crate::engine::{Deadline, Engine, EngineError, Handoff, Step, wait_before_retry};
 use crate::store::StoreError;
 
 #[derive(Clone, Debug)]
@@ -546,10 +546,20 @@ impl Worker {
         // and the canonical tables fed by the job's tables are rebuilt from the raw parts in
         // the bucket. Every step is idempotent, so a retried task is safe.
         let transformed = job.status == JobStatus::Completed;
-        self.engine
+        let handoff = self
+            .engine
             .finish_job(&job.job_id)
             .await
             .map_err(Failure::retryable)?;
+        // Another worker holds the hand-off (a retried step whose first try still runs, or
+        // died): the state machine's Retry asks again, after its claim lapses at the latest.
+        if let Handoff::Held { owner, until } = handoff {
+            return Err(Failure::retryable(format!(
+                "the hand-off of {} is held by {owner} until {}",
+                job.job_id,
+                until.to_rfc3339()
+            )));
+        }
         tracing::info!(job_id = %job.job_id, records = job.records, transformed, "transform step done");
         // The final step may run on another worker: ship this step's lines before answering,
         // so the job's logs are whole once its execution has ended.

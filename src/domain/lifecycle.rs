@@ -123,6 +123,9 @@ pub enum AlertKind {
     LowCompletionRate,
     /// A sync marker and the backfill it continues disagree.
     SyncGap,
+    /// A completed job's hand-off (markers, canonical transform) failed; the next `run` or
+    /// `resume` of the job does it again.
+    HandoffFailed,
 }
 
 impl AlertKind {
@@ -132,6 +135,7 @@ impl AlertKind {
             AlertKind::LongRunningJob => "long_running_job",
             AlertKind::LowCompletionRate => "low_completion_rate",
             AlertKind::SyncGap => "sync_gap",
+            AlertKind::HandoffFailed => "handoff_failed",
         }
     }
 }
@@ -150,6 +154,7 @@ impl std::str::FromStr for AlertKind {
             AlertKind::LongRunningJob,
             AlertKind::LowCompletionRate,
             AlertKind::SyncGap,
+            AlertKind::HandoffFailed,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

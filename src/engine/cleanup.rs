@@ -1,9 +1,10 @@
 //! Cleanup: completed jobs older than `cleanup_completed_jobs_after_days` leave the store
-//! (with their chunks, hints, verification results and alerts). Their data stays, and so do
+//! (with their chunks, hints, verification results and alerts) once their hand-off is done. Their data stays, and so do
 //! the sync markers, which describe the data rather than the jobs.
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::ops::handoff_due;
 use super::{Engine, EngineError};
 use crate::domain::{Job, JobStatus};
 use crate::store::JobFilter;
@@ -30,7 +31,12 @@ impl Engine {
     ) -> Result<Vec<Job>, EngineError> {
         let lc = self.lifecycle();
         let jobs = self.store().list_jobs(&JobFilter::default()).await?;
-        let old = expired(&jobs, days, now);
+        let mut old = expired(&jobs, days, now);
+        // A job whose hand-off is still due stays until it is done: removing it would leave
+        // its markers unmoved and its canonical tables unbuilt for good.
+        let ids: Vec<String> = old.iter().map(|j| j.job_id.clone()).collect();
+        let metas = lc.job_metas(&ids).await?;
+        old.retain(|j| !handoff_due(j, metas.iter().find(|m| m.job_id == j.job_id)));
         if !dry_run {
             for j in &old {
                 if lc.delete_job(&j.job_id).await? {

@@ -54,7 +54,7 @@ use tokio::time::Instant;
 
 use super::policy::fetch_with_policy;
 use super::step::wait_before_retry;
-use super::{Deadline, Engine, EngineError, EngineEvent, EngineOptions, Step};
+use super::{Deadline, Engine, EngineError, EngineEvent, EngineOptions, Handoff, Step};
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Window};
 use crate::sink::{ChunkMeta, PartWriter};
@@ -76,6 +76,8 @@ pub struct RunOutcome {
     pub job_id: String,
     pub status: JobStatus,
     pub stop: StopReason,
+    /// What the job's hand-off came to, once it completed.
+    pub handoff: Handoff,
 }
 
 /// How a chunk's run ended, short of an error.
@@ -143,7 +145,7 @@ pub fn local_owner_id() -> String {
 }
 
 /// True when `owner` names a process of this host that no longer exists.
-fn is_dead_local_owner(owner: &str) -> bool {
+pub(super) fn is_dead_local_owner(owner: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
     let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
     let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
@@ -178,6 +180,7 @@ impl Engine {
             }));
         }
         let mut stop = StopReason::Finished;
+        let mut handoff = Handoff::NotDue;
         for h in handles {
             if h.await.map_err(|e| EngineError::Other(e.to_string()))??
                 == StopReason::ContinuationNeeded
@@ -203,10 +206,12 @@ impl Engine {
                     job_id: job_id.to_string(),
                     status: job.status,
                 });
-                // The data landed either way; what follows is reported, not fatal to the run.
-                if let Err(e) = self.after_job(&job).await {
-                    tracing::error!(job_id, error = %e, "post-completion step failed; the next run of the job tries again");
-                }
+                // The data landed either way; a failed hand-off is reported, and the next run
+                // or resume of the job does it again.
+                handoff = self.after_job(&job).await.unwrap_or_else(|e| {
+                    tracing::error!(job_id, error = %e, "hand-off failed; the next run or resume of the job does it again");
+                    Handoff::Failed { error: e.to_string() }
+                });
                 if let Err(e) = self.evaluate_alerts(job_id, Utc::now()).await {
                     tracing::warn!(job_id, error = %e, "alert evaluation failed");
                 }
@@ -216,6 +221,7 @@ impl Engine {
             job_id: job_id.to_string(),
             status: job.status,
             stop,
+            handoff,
         })
     }
 

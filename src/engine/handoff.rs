@@ -2,22 +2,59 @@
 //! frozen end, the canonical tables it feeds are rebuilt), sync jobs from the markers, and
 //! the gap check between markers and the backfills they continue.
 //!
-//! When a job completes (`run_job` → `after_job` locally, `finish_job` on a cloud worker), once
-//! per job through `LifecycleStore::finalize_job`, every step idempotent so a retry after a crash
-//! is safe: markers advance to the job's frozen end (`advance_marker` refuses a sync that would
-//! leave a gap), a completed backfill clears the service's "re-enabled" flag, and the canonical
-//! tables fed by the job's tables are rebuilt (`transform`). A failed step is logged and tried
-//! again by the next run of the job; the data landed either way.
+//! When a job completes (`run_job` → `after_job` locally, `finish_job` on a cloud worker), one
+//! runner of the job takes the hand-off claim (`LifecycleStore::claim_handoff`, renewed while
+//! the steps run, lapsing after `HANDOFF_CLAIM` when its holder dies, at once when the holder
+//! was a process of this host that is gone) and runs the steps, each idempotent: markers
+//! advance to the job's frozen end (`advance_marker` refuses a sync that would leave a gap), a
+//! completed backfill clears the service's "re-enabled" flag, and the canonical tables fed by
+//! the job's tables are rebuilt (`transform`). Only then is the job finalised
+//! (`finalize_job`). A failure gives the claim back, raises a `handoff_failed` alert and is
+//! reported in the run's outcome; until the job is finalised its hand-off is due
+//! (`ops::handoff_due`): `run` and `resume` pick it up and `cleanup` keeps the job.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::executor::is_dead_local_owner;
 use super::{Engine, EngineError, EngineEvent, planner};
 use crate::domain::{Alert, AlertKind, Job, JobKind, JobStatus, Service, SyncMarker, Window};
-use crate::store::{CreateOutcome, JobFilter, MarkerAdvance};
+use crate::store::{CreateOutcome, HandoffClaim, JobFilter, MarkerAdvance};
 use crate::transform::{self, TransformMode, TransformReport, TransformRequest};
+
+/// How long a hand-off claim holds without renewal: a crashed holder's claim lapses after
+/// this (at once when it was a process of this host that is gone).
+const HANDOFF_CLAIM: chrono::Duration = chrono::Duration::minutes(2);
+
+/// What a job's hand-off came to in this call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "handoff", rename_all = "snake_case")]
+pub enum Handoff {
+    /// The job did not complete: nothing to hand off.
+    NotDue,
+    /// Done now.
+    Finished,
+    /// It was done before.
+    Done,
+    /// Another runner of the job is doing it; its claim lapses at `until`.
+    Held { owner: String, until: DateTime<Utc> },
+    /// It failed (the `handoff_failed` alert says so too); the next `run` or `resume` of
+    /// the job does it again.
+    Failed { error: String },
+}
+
+impl Handoff {
+    /// What a claim that was not taken means for the caller; `None` when it was taken.
+    fn unless_taken(claim: HandoffClaim) -> Option<Handoff> {
+        match claim {
+            HandoffClaim::Taken => None,
+            HandoffClaim::Done => Some(Handoff::Done),
+            HandoffClaim::Held { owner, until } => Some(Handoff::Held { owner, until }),
+        }
+    }
+}
 
 /// A disagreement between a table's marker and the jobs that should have set it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -223,46 +260,124 @@ impl Engine {
 
     /// The post-completion steps for a job run elsewhere (a cloud worker's transform step):
     /// markers and canonical transform when it completed, nothing otherwise. Idempotent.
-    pub async fn finish_job(&self, job_id: &str) -> Result<(), EngineError> {
+    pub async fn finish_job(&self, job_id: &str) -> Result<Handoff, EngineError> {
         let job = self.load_job(job_id).await?;
         self.after_job(&job).await
     }
 
     /// After a job completes: its tables' markers move to its frozen end and the canonical
-    /// tables it feeds are rebuilt. Done once per job (a failed step is tried again by the
-    /// next run of the job); every step is idempotent.
-    pub(super) async fn after_job(&self, job: &Job) -> Result<(), EngineError> {
+    /// tables it feeds are rebuilt, by one runner of the job at a time (a hand-off claim,
+    /// renewed while the steps run, lapsing when its holder dies). Every step is idempotent;
+    /// a failure gives the claim back and raises a `handoff_failed` alert, and the next `run`
+    /// or `resume` of the job does it again.
+    pub(super) async fn after_job(&self, job: &Job) -> Result<Handoff, EngineError> {
         if job.status != JobStatus::Completed {
-            return Ok(());
+            return Ok(Handoff::NotDue);
         }
+        let mut claim = self.claim_handoff(&job.job_id, None).await?;
+        if let HandoffClaim::Held { owner, .. } = &claim
+            && is_dead_local_owner(owner)
+        {
+            let dead = owner.clone();
+            tracing::info!(job_id = %job.job_id, owner = %dead, "taking over the hand-off claim of a process that is gone");
+            claim = self.claim_handoff(&job.job_id, Some(&dead)).await?;
+        }
+        if let Some(not_mine) = Handoff::unless_taken(claim) {
+            return Ok(not_mine);
+        }
+        let renewal = self.renew_handoff(&job.job_id);
+        let steps = self.handoff_steps(job).await;
+        renewal.abort();
         let lc = self.lifecycle();
-        let done = lc.job_metas(std::slice::from_ref(&job.job_id)).await?;
-        if done.first().is_some_and(|m| m.finalized_at.is_some()) {
-            return Ok(());
+        match steps {
+            Ok(()) => {
+                lc.finalize_job(&job.job_id, Utc::now()).await?;
+                Ok(Handoff::Finished)
+            }
+            Err(e) => {
+                lc.release_handoff(&job.job_id, &self.options().owner)
+                    .await?;
+                self.raise_handoff_failed(job, &e).await;
+                Err(e)
+            }
         }
+    }
+
+    /// Takes the job's hand-off for this engine for `HANDOFF_CLAIM` from now.
+    async fn claim_handoff(
+        &self,
+        job_id: &str,
+        breaking: Option<&str>,
+    ) -> Result<HandoffClaim, EngineError> {
+        let now = Utc::now();
+        let until = now + HANDOFF_CLAIM;
+        Ok(self
+            .lifecycle()
+            .claim_handoff(job_id, &self.options().owner, now, until, breaking)
+            .await?)
+    }
+
+    /// Renews this engine's hand-off claim every third of `HANDOFF_CLAIM` until aborted.
+    fn renew_handoff(&self, job_id: &str) -> tokio::task::JoinHandle<()> {
+        let (engine, job_id) = (self.clone(), job_id.to_string());
+        tokio::spawn(async move {
+            let every = (HANDOFF_CLAIM / 3).to_std().unwrap_or_default();
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = engine.claim_handoff(&job_id, None).await {
+                    tracing::warn!(job_id = %job_id, error = %e, "hand-off claim not renewed");
+                }
+            }
+        })
+    }
+
+    /// The hand-off's steps: markers, the re-enabled flag, the canonical transform.
+    async fn handoff_steps(&self, job: &Job) -> Result<(), EngineError> {
         self.advance_markers(job).await?;
+        let lc = self.lifecycle();
         if JobKind::of(&job.job_id) == JobKind::Backfill {
             lc.clear_reenabled(&job.tenant_id, job.service).await?;
         }
-        if self.options().auto_transform {
-            let tables: Vec<String> = job
-                .tables
-                .iter()
-                .flat_map(|t| self.config().canonical_fed_by(job.service, t))
-                .map(|c| c.table.clone())
-                .collect();
-            if !tables.is_empty() {
-                self.transform(&TransformRequest {
-                    tenant_id: job.tenant_id.clone(),
-                    tables,
-                    services: vec![job.service],
-                    mode: TransformMode::Backfill,
-                })
-                .await?;
-            }
+        if !self.options().auto_transform {
+            return Ok(());
         }
-        lc.finalize_job(&job.job_id, Utc::now()).await?;
+        let tables: Vec<String> = job
+            .tables
+            .iter()
+            .flat_map(|t| self.config().canonical_fed_by(job.service, t))
+            .map(|c| c.table.clone())
+            .collect();
+        if !tables.is_empty() {
+            self.transform(&TransformRequest {
+                tenant_id: job.tenant_id.clone(),
+                tables,
+                services: vec![job.service],
+                mode: TransformMode::Backfill,
+            })
+            .await?;
+        }
         Ok(())
+    }
+
+    /// A failed hand-off is an alert: the data landed, but markers or canonical tables lag.
+    async fn raise_handoff_failed(&self, job: &Job, e: &EngineError) {
+        let alert = Alert {
+            kind: AlertKind::HandoffFailed,
+            subject: job.job_id.clone(),
+            tenant_id: job.tenant_id.clone(),
+            service: job.service,
+            job_id: Some(job.job_id.clone()),
+            message: format!(
+                "hand-off of {} failed: {e}; `resume {}` or the next `run` does it again",
+                job.job_id, job.job_id
+            ),
+            value: 1.0,
+            threshold: 0.0,
+            raised_at: Utc::now(),
+        };
+        if let Err(e) = self.raise(alert).await {
+            tracing::warn!(job_id = %job.job_id, error = %e, "hand-off alert not stored");
+        }
     }
 
     async fn advance_markers(&self, job: &Job) -> Result<(), EngineError> {

@@ -267,16 +267,32 @@ impl DispatchError {
     }
 }
 
+/// Whether a job's hand-off (markers, canonical transform) is still to do: it completed and
+/// its hints do not say the hand-off is done. Unknown hints (`None`) count as not done; the
+/// hand-off itself finds out (a claim on a done job does nothing).
+pub fn handoff_due(job: &Job, meta: Option<&JobMeta>) -> bool {
+    job.status == JobStatus::Completed && meta.is_none_or(|m| m.finalized_at.is_none())
+}
+
 /// Whether `action` may be done to `job` where `placement` says it is: the one rule the
-/// store-backed API and the console's key checks share.
-pub fn judge(action: JobAction, job: &Job, placement: &Placement) -> Result<(), Refusal> {
+/// store-backed API and the console's key checks share. A completed job whose hand-off is
+/// still due (`handoff_due`: a crash or a failure after its last chunk) may be resumed: the
+/// resume does the hand-off.
+pub fn judge(
+    action: JobAction,
+    job: &Job,
+    handoff_due: bool,
+    placement: &Placement,
+) -> Result<(), Refusal> {
     let job_id = || job.job_id.clone();
     let status = job.status;
     match action {
-        JobAction::Resume if status.is_terminal() => Err(Refusal::NothingToResume {
-            job_id: job_id(),
-            status,
-        }),
+        JobAction::Resume if status.is_terminal() && !handoff_due => {
+            Err(Refusal::NothingToResume {
+                job_id: job_id(),
+                status,
+            })
+        }
         JobAction::Resume => match placement {
             Placement::Idle => Ok(()),
             Placement::Running { by } => Err(Refusal::AlreadyRunning {
@@ -403,7 +419,8 @@ impl Ops {
             JobAction::Resume => self.dispatch.placement(&job).await?,
             _ => Placement::Idle,
         };
-        judge(action, &job, &placement)?;
+        let due = handoff_due(&job, Some(&self.meta(&job.job_id).await));
+        judge(action, &job, due, &placement)?;
         let store = self.engine.store();
         let job_id = job.job_id.clone();
         match action {

@@ -147,6 +147,17 @@ pub struct AlertFilter {
     pub kind: Option<AlertKind>,
 }
 
+/// What a hand-off claim found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandoffClaim {
+    /// The caller holds it now.
+    Taken,
+    /// The job's hand-off is done.
+    Done,
+    /// Another owner holds it until then.
+    Held { owner: String, until: DateTime<Utc> },
+}
+
 #[async_trait]
 pub trait LifecycleStore: Send + Sync {
     /// Moves a marker forward, never back.
@@ -188,6 +199,21 @@ pub trait LifecycleStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Marks a job's post-completion steps done; false if they already were.
     async fn finalize_job(&self, job_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Takes a completed job's hand-off (markers, canonical transform) for `owner` until
+    /// `until`, unless it is done (`finalized_at` set) or another owner holds a claim that
+    /// has not lapsed. Of many runners of a job one does the hand-off; a crashed holder's
+    /// claim lapses at `until`, or at once when the caller knows it dead (`breaking`).
+    async fn claim_handoff(
+        &self,
+        job_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        breaking: Option<&str>,
+    ) -> Result<HandoffClaim, StoreError>;
+    /// Gives up `owner`'s hand-off claim (its hand-off failed), so the next run may take it
+    /// at once. Another owner's claim is left alone.
+    async fn release_handoff(&self, job_id: &str, owner: &str) -> Result<(), StoreError>;
 
     /// Stores an alert unless one of the same kind and subject exists; true when stored.
     async fn raise_alert(&self, alert: &Alert) -> Result<bool, StoreError>;

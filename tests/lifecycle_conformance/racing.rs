@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use avesa_console::domain::{JobKind, Service};
-use avesa_console::store::{LifecycleStore, MarkerAdvance};
+use avesa_console::store::{HandoffClaim, LifecycleStore, MarkerAdvance};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Backend, adv, t};
@@ -119,5 +119,37 @@ pub async fn racing_finishers_finalise_once(b: Backend) {
         assert_eq!(won, 1, "{id}: exactly one finisher finalises");
         let meta = b.life.job_metas(std::slice::from_ref(&id)).await.unwrap();
         assert!(meta[0].finalized_at.is_some());
+    }
+}
+
+/// Of runners racing for a completed job's hand-off exactly one takes it; the others are
+/// told who holds it and until when.
+pub async fn racing_runners_take_a_handoff_once(b: Backend) {
+    for job in 0..5 {
+        let id = format!("backfill_handoff_race_{job}");
+        let racers: Vec<_> = (0..WRITERS * 3)
+            .map(|r| {
+                let (store, id) = (b.another(), id.clone());
+                tokio::spawn(async move {
+                    let owner = format!("runner-{r}");
+                    store
+                        .claim_handoff(&id, &owner, t(1), t(5), None)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut taken = 0;
+        for r in racers {
+            match r.await.unwrap() {
+                HandoffClaim::Taken => taken += 1,
+                HandoffClaim::Held { owner, until } => {
+                    assert!(owner.starts_with("runner-"), "{owner}");
+                    assert_eq!(until, t(5));
+                }
+                HandoffClaim::Done => panic!("{id}: not finalised yet"),
+            }
+        }
+        assert_eq!(taken, 1, "{id}: exactly one runner takes the hand-off");
     }
 }

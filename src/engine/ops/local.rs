@@ -22,7 +22,7 @@ use super::queue::Scheduler;
 use super::{Dispatch, DispatchError, Halt, Halted, Placement, Start};
 use crate::domain::{Job, JobMeta, JobStatus};
 use crate::engine::schedule::{Candidate, Limits};
-use crate::engine::{Engine, EngineError, EngineEvent, RunOutcome, StopReason};
+use crate::engine::{Engine, EngineError, EngineEvent, Handoff, RunOutcome, StopReason};
 
 /// How the runner runs one job until it ends or the deadline comes: `Engine::run_job`, or
 /// what a test puts in its place.
@@ -344,6 +344,7 @@ impl LocalRunner {
             job_id: job_id.to_string(),
             status,
             stop: StopReason::ContinuationNeeded,
+            handoff: Handoff::NotDue,
         })
     }
 

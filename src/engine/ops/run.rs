@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{LocalRunner, RunnerOptions};
+use super::{LocalRunner, RunnerOptions, handoff_due};
 use crate::domain::{JobMeta, JobStatus};
 use crate::engine::schedule::Candidate;
 use crate::engine::{Engine, EngineError, EngineEvent, RunOutcome};
@@ -66,22 +66,31 @@ impl Engine {
         })
     }
 
-    /// The store's pending and running jobs, oldest first, with their hints.
+    /// The store's pending and running jobs, and completed jobs whose hand-off is still due
+    /// (`handoff_due`: a crash or a failure after the last chunk), oldest first, with their
+    /// hints.
     async fn active_candidates(&self) -> Result<Vec<Candidate>, EngineError> {
         let mut jobs = self.store().list_jobs(&JobFilter::default()).await?;
-        jobs.retain(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running));
+        jobs.retain(|j| {
+            matches!(
+                j.status,
+                JobStatus::Pending | JobStatus::Running | JobStatus::Completed
+            )
+        });
         jobs.reverse();
         let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
         let metas = self.lifecycle().job_metas(&ids).await?;
         Ok(jobs
             .iter()
-            .map(|j| {
-                let meta = metas
-                    .iter()
-                    .find(|m| m.job_id == j.job_id)
+            .filter_map(|j| {
+                let meta = metas.iter().find(|m| m.job_id == j.job_id);
+                if j.status == JobStatus::Completed && !handoff_due(j, meta) {
+                    return None;
+                }
+                let meta = meta
                     .cloned()
                     .unwrap_or_else(|| JobMeta::default_for(&j.job_id));
-                Candidate::of(j, &meta)
+                Some(Candidate::of(j, &meta))
             })
             .collect())
     }

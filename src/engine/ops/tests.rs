@@ -221,22 +221,22 @@ fn judge_refuses_a_resume_of_a_job_that_runs_or_waits() {
         why: "waits for its turn".into(),
     };
     let id = &job.job_id;
-    assert!(judge(JobAction::Resume, &job, &Placement::Idle).is_ok());
+    assert!(judge(JobAction::Resume, &job, false, &Placement::Idle).is_ok());
     assert_eq!(
-        judge(JobAction::Resume, &job, &running)
+        judge(JobAction::Resume, &job, false, &running)
             .unwrap_err()
             .to_string(),
         format!("job {id} is already running in this console")
     );
     assert_eq!(
-        judge(JobAction::Resume, &job, &waiting)
+        judge(JobAction::Resume, &job, false, &waiting)
             .unwrap_err()
             .to_string(),
         format!("job {id} already waits for its turn")
     );
     // Cancel and pause do not care where it runs: the runners read the status.
-    assert!(judge(JobAction::Cancel, &job, &running).is_ok());
-    assert!(judge(JobAction::Pause, &job, &waiting).is_ok());
+    assert!(judge(JobAction::Cancel, &job, false, &running).is_ok());
+    assert!(judge(JobAction::Pause, &job, false, &waiting).is_ok());
 }
 
 #[tokio::test]
@@ -248,6 +248,7 @@ async fn a_run_that_ends_before_anyone_waits_is_still_collected() {
         job_id: job.job_id.clone(),
         status: JobStatus::Failed,
         stop: crate::engine::StopReason::Finished,
+        handoff: crate::engine::Handoff::NotDue,
     };
     let answer = finished.clone();
     let run: RunJob = Arc::new(move |_, _| {

@@ -24,7 +24,9 @@ use super::codec::{Item, n, s};
 use super::io::{backend, backoff, is_condition_failed, names, query_all, update_if, values};
 use crate::domain::{Alert, ChunkVerification, JobMeta, Service, ServiceState, SyncMarker};
 use crate::store::StoreError;
-use crate::store::lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance, next_marker, observed};
+use crate::store::lifecycle::{
+    AlertFilter, HandoffClaim, LifecycleStore, MarkerAdvance, next_marker, observed,
+};
 
 /// Rounds of "someone else wrote it since we read it" before giving up: with the jittered
 /// backoff that is seconds of constant contention on one marker, which no workload has.
@@ -335,6 +337,22 @@ impl LifecycleStore for DynamoStore {
 
     async fn finalize_job(&self, job_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.finalize(job_id, now).await
+    }
+
+    async fn claim_handoff(
+        &self,
+        job_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        breaking: Option<&str>,
+    ) -> Result<HandoffClaim, StoreError> {
+        self.handoff_claim(job_id, owner, now, until, breaking)
+            .await
+    }
+
+    async fn release_handoff(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.handoff_release(job_id, owner).await
     }
 
     async fn raise_alert(&self, alert: &Alert) -> Result<bool, StoreError> {

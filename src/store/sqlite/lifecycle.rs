@@ -10,7 +10,9 @@ use crate::domain::{
     Alert, ChunkKey, ChunkVerification, JobMeta, Service, ServiceState, SyncMarker, Trigger, Window,
 };
 use crate::store::StoreError;
-use crate::store::lifecycle::{AlertFilter, LifecycleStore, MarkerAdvance, next_marker, observed};
+use crate::store::lifecycle::{
+    AlertFilter, HandoffClaim, LifecycleStore, MarkerAdvance, next_marker, observed,
+};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sync_markers (
@@ -39,6 +41,11 @@ CREATE TABLE IF NOT EXISTS job_meta (
     trigger TEXT NOT NULL,
     wait_off_peak INTEGER NOT NULL,
     finalized_at TEXT
+);
+CREATE TABLE IF NOT EXISTS handoff_claims (
+    job_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quota_waits (
     job_id TEXT PRIMARY KEY,
@@ -364,6 +371,70 @@ impl LifecycleStore for SqliteStore {
         .await
     }
 
+    async fn claim_handoff(
+        &self,
+        job_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        breaking: Option<&str>,
+    ) -> Result<HandoffClaim, StoreError> {
+        let (id, owner) = (job_id.to_string(), owner.to_string());
+        let breaking = breaking.map(str::to_string);
+        self.write(move |tx| {
+            let done: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT finalized_at FROM job_meta WHERE job_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if done.flatten().is_some() {
+                return Ok(HandoffClaim::Done);
+            }
+            let held: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT owner, until FROM handoff_claims WHERE job_id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some((holder, lapses)) = held {
+                let lapses = parse_ts(&lapses).map_err(backend)?;
+                if holder != owner && lapses >= now && breaking.as_deref() != Some(holder.as_str())
+                {
+                    return Ok(HandoffClaim::Held {
+                        owner: holder,
+                        until: lapses,
+                    });
+                }
+            }
+            tx.execute(
+                "INSERT INTO handoff_claims (job_id, owner, until) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(job_id) DO UPDATE SET owner = ?2, until = ?3",
+                params![id, owner, ts(until)],
+            )
+            .map_err(backend)?;
+            Ok(HandoffClaim::Taken)
+        })
+        .await
+    }
+
+    async fn release_handoff(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        let (id, owner) = (job_id.to_string(), owner.to_string());
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM handoff_claims WHERE job_id = ?1 AND owner = ?2",
+                params![id, owner],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn raise_alert(&self, alert: &Alert) -> Result<bool, StoreError> {
         let a = alert.clone();
         self.write(move |tx| {
@@ -506,6 +577,7 @@ impl LifecycleStore for SqliteStore {
                 "DELETE FROM chunks WHERE job_id = ?1",
                 "DELETE FROM job_meta WHERE job_id = ?1",
                 "DELETE FROM quota_waits WHERE job_id = ?1",
+                "DELETE FROM handoff_claims WHERE job_id = ?1",
                 "DELETE FROM verifications WHERE job_id = ?1",
                 "DELETE FROM alerts WHERE job_id = ?1",
                 "DELETE FROM failure_runs WHERE job_id = ?1",

@@ -153,11 +153,13 @@ impl Lifecycle {
     }
 }
 
-/// How loud an alert is: gaps in the data and chunks given up on are errors; runs of
-/// failures and long runs are warnings (they may still end well).
+/// How loud an alert is: gaps in the data, chunks given up on and a failed hand-off are
+/// errors; runs of failures and long runs are warnings (they may still end well).
 pub fn severity(kind: AlertKind) -> StatusKind {
     match kind {
-        AlertKind::SyncGap | AlertKind::LowCompletionRate => StatusKind::Error,
+        AlertKind::SyncGap | AlertKind::LowCompletionRate | AlertKind::HandoffFailed => {
+            StatusKind::Error
+        }
         AlertKind::ConsecutiveChunkFailures | AlertKind::LongRunningJob => StatusKind::Warn,
     }
 }

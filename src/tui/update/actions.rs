@@ -4,7 +4,7 @@
 use super::{Effect, preview};
 use crate::domain::{Chunk, ChunkStatus, Job, JobStatus};
 use crate::engine::handle::{Command, IN_THIS_CONSOLE};
-use crate::engine::ops::{JobAction, Placement, judge};
+use crate::engine::ops::{JobAction, Placement, handoff_due, judge};
 use crate::tui::action::Action;
 use crate::tui::app::{App, Confirm, Mode, Route, StatusKind, View};
 use crate::tui::form::TriggerForm;
@@ -443,7 +443,8 @@ fn refusal(app: &App, action: Action, job: &Job) -> Option<String> {
     } else {
         Placement::Idle
     };
-    judge(op, job, &placement)
+    let meta = app.snap.lifecycle.get(id).and_then(|l| l.meta.as_ref());
+    judge(op, job, handoff_due(job, meta), &placement)
         .err()
         .map(|r| format!("{key}: {r}"))
 }

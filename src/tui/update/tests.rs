@@ -47,6 +47,24 @@ fn jobs_at(app: &mut App, job_id: &str) {
     app.jobs.selected = pos;
 }
 
+/// Notes in the snapshot whether `job_id`'s hand-off is done (as the engine's watch of a job
+/// reads its hints).
+fn handed_off(app: &mut App, job_id: &str, done: bool) {
+    let mut snap = (*app.snap).clone();
+    let mut lifecycle = (*snap.lifecycle).clone();
+    let mut meta = crate::domain::JobMeta::default_for(job_id);
+    meta.finalized_at = done.then_some(app.now);
+    lifecycle.insert(
+        job_id.to_string(),
+        crate::engine::handle::JobLifecycle {
+            meta: Some(meta),
+            verification: Vec::new(),
+        },
+    );
+    snap.lifecycle = Arc::new(lifecycle);
+    update(app, Msg::Snapshot(Arc::new(snap)));
+}
+
 const RUNNING: &str = "backfill_acme_connectwise_20240101";
 const PENDING: &str = "backfill_globex_servicenow_20250301";
 const PAUSED: &str = "backfill_acme_servicenow_20250101";
@@ -252,6 +270,7 @@ fn s_sorts_by_the_next_column_and_shift_s_reverses() {
 #[test]
 fn r_resumes_and_refuses_the_wrong_state() {
     let mut a = app();
+    handed_off(&mut a, COMPLETED, true);
     jobs_at(&mut a, COMPLETED);
     assert!(ch(&mut a, 'r').is_empty());
     assert_eq!(
@@ -355,8 +374,22 @@ fn p_pauses_and_unpauses() {
 }
 
 #[test]
+fn r_on_a_completed_job_whose_hand_off_is_due_resumes_it() {
+    let mut a = app();
+    handed_off(&mut a, COMPLETED, false);
+    jobs_at(&mut a, COMPLETED);
+    assert_eq!(
+        job_cmd(&ch(&mut a, 'r')),
+        vec![Command::Resume {
+            job_id: COMPLETED.into()
+        }]
+    );
+}
+
+#[test]
 fn marks_make_bulk_actions_with_a_confirm_showing_the_count() {
     let mut a = app();
+    handed_off(&mut a, COMPLETED, true);
     jobs_at(&mut a, PENDING);
     ch(&mut a, ' ');
     assert!(a.marks.contains(PENDING));

@@ -33,6 +33,7 @@ use super::items::{
 };
 use crate::domain::{ChunkVerification, JobMeta};
 use crate::store::StoreError;
+use crate::store::lifecycle::HandoffClaim;
 
 /// Reads of a job's results that found a save switching generations under them, before
 /// giving up.
@@ -132,6 +133,83 @@ impl DynamoStore {
             "UpdateItem finalize job",
         )
         .await
+    }
+
+    /// Sets `handoff_owner` and `handoff_until` on the hints item unless the job is finalised
+    /// or another owner's claim has not lapsed (timestamps compare as fixed-width text). A
+    /// refused claim reads the item to say why.
+    pub(super) async fn handoff_claim(
+        &self,
+        job_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        breaking: Option<&str>,
+    ) -> Result<HandoffClaim, StoreError> {
+        let update = "SET #handoff_owner = :owner, #handoff_until = :until, \
+                      #priority = if_not_exists(#priority, :zero), \
+                      #trigger = if_not_exists(#trigger, :manual), \
+                      #wait_off_peak = if_not_exists(#wait_off_peak, :no)";
+        let cond = "attribute_not_exists(#finalized_at) AND (attribute_not_exists(#handoff_until) \
+                    OR #handoff_owner = :owner OR #handoff_owner = :breaking OR #handoff_until < :now)";
+        let defaults = JobMeta::default_for(job_id);
+        let key = meta_key(key_part("job id", job_id)?);
+        let vals = values([
+            (":owner", s(owner)),
+            (":breaking", s(breaking.unwrap_or(owner))),
+            (":until", t(until)),
+            (":now", t(now)),
+            (":zero", n(defaults.priority)),
+            (":manual", s(trigger_text(defaults.trigger))),
+            (
+                ":no",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(defaults.wait_off_peak),
+            ),
+        ]);
+        if update_if(
+            &self.client,
+            &self.chunks,
+            key.clone(),
+            update,
+            cond,
+            vals,
+            "UpdateItem claim hand-off",
+        )
+        .await?
+        {
+            return Ok(HandoffClaim::Taken);
+        }
+        let item = self
+            .get_chunks_item(key, "GetItem hand-off claim")
+            .await?
+            .unwrap_or_default();
+        let f = Fields::new(&item, "job hints");
+        if f.opt_ts("finalized_at")?.is_some() {
+            return Ok(HandoffClaim::Done);
+        }
+        Ok(HandoffClaim::Held {
+            owner: f.s("handoff_owner").unwrap_or("another runner").to_string(),
+            until: f.opt_ts("handoff_until")?.unwrap_or(now),
+        })
+    }
+
+    /// Removes `owner`'s hand-off claim from the hints item; another owner's stays.
+    pub(super) async fn handoff_release(
+        &self,
+        job_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        update_if(
+            &self.client,
+            &self.chunks,
+            meta_key(key_part("job id", job_id)?),
+            "REMOVE #handoff_owner, #handoff_until",
+            "#handoff_owner = :owner",
+            values([(":owner", s(owner))]),
+            "UpdateItem release hand-off",
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Sets or removes `quota_wait_until` on the job's hints item in one write; a job without

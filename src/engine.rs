@@ -93,6 +93,9 @@ pub enum EngineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Transform(#[from] TransformError),
+    /// The data's device is full: the run stopped, no chunk was marked failed for it.
+    #[error("{0}; the run stopped and no chunk was marked failed: free space, then resume the job")]
+    DiskFull(String),
     #[error("{0}")]
     Other(String),
 }

@@ -96,6 +96,37 @@ pub enum SinkError {
     Encode(String),
     #[error("object store: {0}")]
     Store(String),
+    /// The device holding the data is full (or over its quota): no attempt can help until
+    /// space is freed, and it is no fault of the chunk.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+}
+
+/// Whether an error, or any error under it, is the operating system saying the device is full
+/// (`ENOSPC`) or the user's quota is used up (`EDQUOT`).
+pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull
+                || matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT)))
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// A failed write of `what` as a `SinkError`: `DiskFull` when the device is full.
+fn write_error(what: String, e: object_store::Error) -> SinkError {
+    if is_disk_full(&e) {
+        SinkError::DiskFull(format!("{what}: {e}"))
+    } else {
+        SinkError::Store(format!("{what}: {e}"))
+    }
 }
 
 fn describe_record(position: usize, id: Option<&str>) -> String {
@@ -229,7 +260,7 @@ impl RawSink {
         self.store
             .put(&part.path, PutPayload::from_bytes(part.bytes))
             .await
-            .map_err(|e| SinkError::Store(format!("put {}: {e}", part.path)))?;
+            .map_err(|e| write_error(format!("put {}", part.path), e))?;
         tracing::debug!(path = %part.path, rows = part.rows, bytes, "stored raw part");
         Ok(PartInfo {
             path: part.path.to_string(),

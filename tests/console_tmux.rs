@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -96,11 +95,9 @@ fn tmux_available() -> bool {
 #[test]
 fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
     if !tmux_available() {
-        // Written past the test harness's capture, so the skip and its reason are seen;
-        // scripts/test counts these lines as skipped, not passed.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: console_triggers_a_backfill_and_shows_a_failed_chunks_logs: tmux is not installed"
+        skip::skip(
+            "console_triggers_a_backfill_and_shows_a_failed_chunks_logs",
+            "tmux is not installed",
         );
         return;
     }

@@ -93,6 +93,8 @@ struct Failure {
     message: String,
     retryable: bool,
     lease_lost: bool,
+    /// The data's device is full: the run stops and the chunk is released, no attempt used.
+    disk_full: bool,
 }
 
 impl Failure {
@@ -102,6 +104,7 @@ impl Failure {
             message,
             retryable: false,
             lease_lost: false,
+            disk_full: false,
         }
     }
 }
@@ -112,6 +115,7 @@ impl From<StoreError> for Failure {
             lease_lost: matches!(e, StoreError::LeaseLost { .. }),
             retryable: true,
             message: e.to_string(),
+            disk_full: false,
         }
     }
 }
@@ -122,6 +126,7 @@ impl From<crate::sink::SinkError> for Failure {
         // (a proxy's error page, a reset mid-transfer) is worth another attempt.
         let retryable = !matches!(e, crate::sink::SinkError::InvalidRecord { .. });
         Failure {
+            disk_full: matches!(e, crate::sink::SinkError::DiskFull(_)),
             message: e.to_string(),
             retryable,
             lease_lost: false,
@@ -166,28 +171,8 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<RunOutcome, EngineError> {
         let job = self.load_job(job_id).await?;
-        let runners = self.runners_for(&job).await?;
-        let deadline = Deadline::at(deadline);
-        let mut handles = Vec::new();
-        // With strict table order, this process's runners of the job look and claim one at a
-        // time, so two of them never both see the last chunk of a dependency as free.
-        let gate = Arc::new(tokio::sync::Mutex::new(()));
-        for _ in 0..runners {
-            let (engine, job, deadline, gate) =
-                (self.clone(), job.clone(), deadline.clone(), gate.clone());
-            handles.push(tokio::spawn(async move {
-                engine.runner(job, &deadline, gate).await
-            }));
-        }
-        let mut stop = StopReason::Finished;
+        let stop = self.run_runners(&job, deadline).await?;
         let mut handoff = Handoff::NotDue;
-        for h in handles {
-            if h.await.map_err(|e| EngineError::Other(e.to_string()))??
-                == StopReason::ContinuationNeeded
-            {
-                stop = StopReason::ContinuationNeeded;
-            }
-        }
         let job = self.load_job(job_id).await?;
         match stop {
             StopReason::ContinuationNeeded => {
@@ -223,6 +208,51 @@ impl Engine {
             stop,
             handoff,
         })
+    }
+
+    /// Runs the job's runners until they stop. A runner's error (a full disk, a store that
+    /// fails) raises a flag that stops the others at their checkpoints; the first error is
+    /// the run's.
+    async fn run_runners(
+        &self,
+        job: &Job,
+        deadline: Option<Instant>,
+    ) -> Result<StopReason, EngineError> {
+        let runners = self.runners_for(job).await?;
+        let halt = Arc::new(AtomicBool::new(false));
+        let deadline = Deadline::at(deadline).with_flag(halt.clone());
+        // With strict table order, this process's runners of the job look and claim one at a
+        // time, so two of them never both see the last chunk of a dependency as free.
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let mut handles = Vec::new();
+        for _ in 0..runners {
+            let (engine, job, deadline, gate, halt) = (
+                self.clone(),
+                job.clone(),
+                deadline.clone(),
+                gate.clone(),
+                halt.clone(),
+            );
+            handles.push(tokio::spawn(async move {
+                let ran = engine.runner(job, &deadline, gate).await;
+                if ran.is_err() {
+                    halt.store(true, Ordering::SeqCst);
+                }
+                ran
+            }));
+        }
+        let mut stop = StopReason::Finished;
+        let mut first_error = None;
+        for h in handles {
+            match h.await.map_err(|e| EngineError::Other(e.to_string()))? {
+                Ok(StopReason::ContinuationNeeded) => stop = StopReason::ContinuationNeeded,
+                Ok(StopReason::Finished) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(stop), Err)
     }
 
     /// Runners for a job: as many as its service may have windows in flight (`max_in_flight`
@@ -340,6 +370,20 @@ impl Engine {
             Err(f) if f.lease_lost => {
                 tracing::warn!(chunk = %key, "{}", f.message);
                 Ok(StopReason::Finished)
+            }
+            Err(f) if f.disk_full => {
+                // No fault of the chunk: released where its last checkpoint left it, and the
+                // run stops (`run_job` stops its other runners at their checkpoints).
+                let cp = self
+                    .store()
+                    .chunks(&key.job_id)
+                    .await?
+                    .into_iter()
+                    .find(|c| c.key == *key)
+                    .map_or(chunk.checkpoint.clone(), |c| c.checkpoint);
+                self.release_at_checkpoint(key, &cp).await?;
+                tracing::error!(chunk = %key, "{}; the chunk is released at its checkpoint", f.message);
+                Err(EngineError::DiskFull(f.message))
             }
             Err(f) => {
                 self.record_failed_attempt(job, &chunk, f, elapsed).await?;
@@ -660,12 +704,14 @@ impl Engine {
                     message: format!("{}: {message}; the window starts over", what()),
                     retryable: true,
                     lease_lost: false,
+                    disk_full: false,
                 })
             }
             Err(e) => Err(Failure {
                 retryable: e.is_retryable(),
                 message: format!("{}: {e}", what()),
                 lease_lost: false,
+                disk_full: false,
             }),
         }
     }

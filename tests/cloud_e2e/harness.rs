@@ -4,6 +4,8 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+
+use crate::common::skip;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -44,7 +46,7 @@ pub fn emulators(test: &str) -> Option<Emulators> {
     match (moto, dynamodb) {
         (Some(moto), Some(dynamodb)) => Some(Emulators { moto, dynamodb }),
         _ if std::env::var("AVESA_SKIP_EMULATORS").as_deref() == Ok("1") => {
-            eprintln!("skipped: {test} needs AVESA_TEST_MOTO_URL and AVESA_TEST_DYNAMODB_URL");
+            skip::skip(test, "AVESA_SKIP_EMULATORS=1: no moto or DynamoDB Local");
             None
         }
         _ => panic!(

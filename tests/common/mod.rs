@@ -15,6 +15,8 @@ use avesa_console::sandbox::{SandboxConfig, TableCounts};
 use chrono::{DateTime, TimeZone, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+pub mod skip;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_avesa-console");
 
 /// The fixed end of the sandbox's history in tests.

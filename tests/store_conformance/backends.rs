@@ -1,6 +1,9 @@
 //! The backends the suite runs on: SQLite on a temp file, DynamoDB Local at
 //! `AVESA_TEST_DYNAMODB_URL` with tables of its own per test.
 
+#[path = "../common/skip.rs"]
+mod skip;
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -64,7 +67,11 @@ pub fn dynamodb_url() -> Option<String> {
         return Some(url);
     }
     if std::env::var("AVESA_SKIP_EMULATORS").as_deref() == Ok("1") {
-        eprintln!("skipped: AVESA_TEST_DYNAMODB_URL is not set and AVESA_SKIP_EMULATORS=1");
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a DynamoDB test")
+            .to_string();
+        skip::skip(&test, "AVESA_SKIP_EMULATORS=1: no DynamoDB Local");
         return None;
     }
     panic!(

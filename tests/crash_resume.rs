@@ -14,18 +14,8 @@ fn sigkill_at_several_points_then_resume_lands_exact_data() {
     // 50 records a page at 1200 requests/min: ~105 calls, long enough to kill mid-chunk.
     fx.tune(1200, 50);
     let sandbox = fx.start_sandbox(&[]);
-    let trigger = fx.cli(
-        Some(&sandbox),
-        &trigger_args(
-            "acme",
-            Some("tickets"),
-            "2024-01-01",
-            Some("2026-01-01"),
-            &["--chunk-size-days", "30"],
-        ),
-    );
-    assert_ok(&trigger);
-    let job_id = "backfill_acme_connectwise_20240101";
+    trigger_two_years_of_tickets(&fx, &sandbox);
+    let job_id = TWO_YEARS_OF_TICKETS;
 
     let mut kills = 0;
     for (i, at_requests) in [12u64, 37, 64, 85].into_iter().enumerate() {

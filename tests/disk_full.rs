@@ -10,7 +10,7 @@ use std::process::Command;
 use avesa_console::sandbox::TableCounts;
 use common::*;
 
-const JOB: &str = "backfill_acme_connectwise_20240101";
+const JOB: &str = TWO_YEARS_OF_TICKETS;
 
 /// A tmpfs mounted at a directory, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -54,17 +54,7 @@ fn a_full_disk_stops_the_run_fails_no_chunk_and_resume_lands_exact_data() {
         return;
     };
     let sandbox = fx.start_sandbox(&[]);
-    let trigger = fx.cli(
-        Some(&sandbox),
-        &trigger_args(
-            "acme",
-            Some("tickets"),
-            "2024-01-01",
-            Some("2026-01-01"),
-            &["--chunk-size-days", "30"],
-        ),
-    );
-    assert_ok(&trigger);
+    trigger_two_years_of_tickets(&fx, &sandbox);
     let out = fx.cli(Some(&sandbox), &["run"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -157,6 +157,25 @@ pub fn trigger_args<'a>(
     args
 }
 
+/// The job most exactness tests run: two years of acme's tickets in 30-day windows
+/// (`backfill_acme_connectwise_20240101`), stored and not run.
+pub const TWO_YEARS_OF_TICKETS: &str = "backfill_acme_connectwise_20240101";
+
+/// Triggers `TWO_YEARS_OF_TICKETS` (without running it) and asserts it was stored.
+pub fn trigger_two_years_of_tickets(fx: &Fixture, sandbox: &SandboxProc) {
+    let out = fx.cli(
+        Some(sandbox),
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2024-01-01",
+            Some("2026-01-01"),
+            &["--chunk-size-days", "30"],
+        ),
+    );
+    assert_ok(&out);
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",

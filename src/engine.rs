@@ -54,6 +54,7 @@ pub use handoff::Handoff;
 pub use inflight::{InFlight, InFlightSnapshot};
 pub use ops::ScheduledRun;
 pub use planner::{Plan, PlanError, PlanRequest};
+pub use policy::request_backoff;
 pub use step::{Deadline, Step, wait_before_retry};
 
 /// Hands the engine a client for a tenant's service (the composition root decides how).

@@ -239,3 +239,61 @@ fn cleanup_removes_old_completed_jobs_and_keeps_their_data() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--older-than-days"));
 }
+
+/// A verification that meets a passing error (a 502, a cut body) on one window's count
+/// retries it as the backfill would, and one that still cannot count a window reports that
+/// window and verifies the others.
+#[test]
+fn verify_retries_a_passing_error_and_reports_a_window_it_cannot_count() {
+    let fx = Fixture::new();
+    fx.tune(6000, 100);
+    let sandbox = fx.start_sandbox(&[]);
+    let out = fx.cli(
+        Some(&sandbox),
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2025-10-01",
+            Some("2025-12-01"),
+            &["--chunk-size-days", "20", "--run"],
+        ),
+    );
+    assert_ok(&out);
+    let faults = fx.dir.path().join("faults.json");
+    std::fs::write(
+        &faults,
+        r#"{"faults":[
+            {"path":"service/tickets/count","window_start":"2025-10-21T00:00:00Z","status":502,"times":1},
+            {"path":"service/tickets/count","window_start":"2025-10-01T00:00:00Z","kind":"truncate","times":1},
+            {"path":"service/tickets/count","window_start":"2025-11-30T00:00:00Z","status":403,"message":"no count for you"}
+        ]}"#,
+    )
+    .unwrap();
+    let flaky = fx.start_sandbox(&["--faults", faults.to_str().unwrap()]);
+    let (code, v, txt) = verify(&fx, &flaky);
+    let chunks = v["verification"]["chunks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        chunks.len(),
+        3,
+        "the 502 and the cut body were retried: {v}"
+    );
+    for c in chunks {
+        assert!(c["source_count"].as_u64().unwrap() > 0, "{c}");
+        assert_eq!(c["landed"], c["source_count"], "{c}");
+    }
+    let uncounted = v["verification"]["uncounted"].as_array().unwrap();
+    assert_eq!(uncounted.len(), 1, "{v}");
+    assert_eq!(uncounted[0]["key"]["seq"], 3, "{v}");
+    let error = uncounted[0]["error"].as_str().unwrap();
+    assert!(error.contains("no count for you"), "{error}");
+    assert_eq!(v["verification"]["ok"], false, "{v}");
+    assert_eq!(
+        code,
+        Some(1),
+        "a window left uncounted is not verified: {v}"
+    );
+    assert!(txt.contains("NOT COUNTED"), "{txt}");
+    assert!(txt.contains("NOT VERIFIED"), "{txt}");
+}

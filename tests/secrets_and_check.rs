@@ -266,3 +266,43 @@ fn check_refuses_an_unknown_tenant_or_unconnected_service() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("workday"), "{}", text(&out));
 }
+
+/// A cut body and a 502 on one table's count are tried again, as the backfill's requests are:
+/// the table is reported ok, with the tries it took.
+#[test]
+fn check_tries_a_passing_error_again() {
+    let fx = Fixture::new();
+    let faults = fx.dir.path().join("faults.json");
+    std::fs::write(
+        &faults,
+        r#"{"faults":[
+            {"path":"service/tickets/count","kind":"truncate","times":1},
+            {"path":"service/tickets/count","status":502,"times":1}
+        ]}"#,
+    )
+    .unwrap();
+    let sandbox = fx.start_sandbox(&["--faults", faults.to_str().unwrap()]);
+    let out = fx.cli(
+        Some(&sandbox),
+        &[
+            "check",
+            "--tenant-id",
+            "acme",
+            "--service",
+            "connectwise",
+            "--output",
+            "json",
+        ],
+    );
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tickets = report[0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "tickets")
+        .unwrap()
+        .clone();
+    assert_eq!(tickets["ok"], true, "{report}");
+    assert_eq!(tickets["tries"], 3, "{report}");
+}

@@ -13,6 +13,7 @@ use super::{GlobalArgs, Output, runtime};
 use crate::config::{Config, EndpointDef};
 use crate::domain::{Service, Window};
 use crate::engine::SourceProvider;
+use crate::engine::request_backoff;
 use crate::sources::Source;
 use crate::workspace::Workspace;
 
@@ -48,6 +49,9 @@ struct TableReport {
     /// Records the source counts in the last 24 hours.
     records_last_day: Option<u64>,
     millis: u64,
+    /// Requests sent: errors that can pass (5xx, cut bodies, resets, rate limits, no
+    /// answer in time) are tried again as the backfill's requests are (`request_backoff`).
+    tries: u32,
     error: Option<String>,
 }
 
@@ -78,7 +82,9 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
             Err(e) => report.error = Some(e.to_string()),
             Ok((source, endpoints)) => {
                 for ep in endpoints {
-                    let table = check_table(source.as_ref(), ep, &window, args.timeout).await;
+                    let settings = &config.backfill.default_settings;
+                    let table =
+                        check_table(source.as_ref(), ep, &window, args.timeout, settings).await;
                     report.tables.push(table);
                 }
                 report.ok = report.tables.iter().all(|t| t.ok);
@@ -138,35 +144,43 @@ fn ready_to_count<'c>(
     Ok((source, &endpoints.endpoints))
 }
 
-/// One count request over the window, within the timeout.
+/// The count over the window, each request within the timeout, an error that can pass tried
+/// again as the backfill's requests are.
 async fn check_table(
     source: &dyn Source,
     ep: &EndpointDef,
     window: &Window,
     timeout: Duration,
+    settings: &crate::config::DefaultSettings,
 ) -> TableReport {
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, source.count(ep, window)).await;
-    let millis = started.elapsed().as_millis() as u64;
-    let (ok, records, error) = match result {
-        Ok(Ok(n)) => (true, Some(n), None),
-        Ok(Err(e)) => (false, None, Some(e.to_string())),
-        Err(_) => (
-            false,
-            None,
-            Some(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            )),
-        ),
+    let mut backoff = request_backoff(settings);
+    let mut tries = 0;
+    let result = loop {
+        tries += 1;
+        let error = match tokio::time::timeout(timeout, source.count(ep, window)).await {
+            Ok(Ok(n)) => break Ok(n),
+            Ok(Err(e)) if e.is_retryable() => e.to_string(),
+            Ok(Err(e)) => break Err(e.to_string()),
+            Err(_) => format!("no answer within {}", humantime::format_duration(timeout)),
+        };
+        match backoff.next() {
+            Some(wait) => {
+                tracing::warn!(table = %ep.table_name, %error, tries, "count failed; trying again");
+                tokio::time::sleep(wait).await;
+            }
+            None => break Err(error),
+        }
     };
+    let millis = started.elapsed().as_millis() as u64;
     TableReport {
         table: ep.table_name.clone(),
         path: ep.path.clone(),
-        ok,
-        records_last_day: records,
+        ok: result.is_ok(),
+        records_last_day: result.as_ref().ok().copied(),
         millis,
-        error,
+        tries,
+        error: result.err(),
     }
 }
 

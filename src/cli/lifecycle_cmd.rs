@@ -203,7 +203,10 @@ pub async fn verify(global: &GlobalArgs, ws: &Workspace, args: VerifyArgs) -> Re
         .filter(|g| g.service == report.service)
         .collect();
     out::print_verify(&report, &gaps, args.output)?;
-    Ok(if report.ok && gaps.is_empty() {
+    Ok(if !report.uncounted.is_empty() {
+        // Not a finding about the data: the verification itself could not finish.
+        ExitCode::FAILURE
+    } else if report.ok && gaps.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_VERIFY_FAILED)

@@ -106,13 +106,24 @@ pub fn print_verify(report: &VerifyReport, gaps: &[GapFinding], out: Output) -> 
             verdict
         );
     }
+    for u in &report.uncounted {
+        outln!(
+            "{:<14} {:>4} {:<42} {:>8} {:>8}  NOT COUNTED: {}",
+            u.key.table,
+            u.key.seq,
+            u.window.to_string(),
+            "-",
+            "-",
+            u.error
+        );
+    }
     for g in gaps {
         outln!("GAP {} {}: {}", g.service, g.table, g.reason);
     }
     outln!(
         "\n{}: {} chunk(s), {} missing, {} updated since they were read{}",
         report.job_id,
-        report.chunks.len(),
+        report.chunks.len() + report.uncounted.len(),
         report.missing,
         report.moved_since,
         if report.ok && gaps.is_empty() {

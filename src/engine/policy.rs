@@ -61,6 +61,20 @@ fn breaker_outcome<T>(
     }
 }
 
+/// The waits between tries of a request that failed with an error that can pass: exponential
+/// from `request_retry_min_delay_ms` up to a minute, with jitter, `request_retries` of them.
+/// The backfill's requests (`fetch_with_policy`) and `check`'s count requests use it.
+pub fn request_backoff(
+    settings: &crate::config::DefaultSettings,
+) -> impl Iterator<Item = Duration> + use<> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(settings.request_retry_min_delay_ms))
+        .with_max_delay(Duration::from_secs(60))
+        .with_max_times(settings.request_retries as usize)
+        .with_jitter()
+        .build()
+}
+
 /// One request under the pair's policies: the circuit breaker admits it, the rate budget
 /// paces it, a rate-limit answer pauses the pair for the server's `Retry-After` (without
 /// using up a retry: the server asked to wait, not to give up), other retryable errors are
@@ -85,12 +99,7 @@ where
     };
     let budget = engine.budget(tenant_id, service);
     let breaker = engine.breaker(tenant_id, service);
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(settings.request_retry_min_delay_ms))
-        .with_max_delay(Duration::from_secs(60))
-        .with_max_times(settings.request_retries as usize)
-        .with_jitter()
-        .build();
+    let mut backoff = request_backoff(settings);
     let mut rate_limited_in_a_row = 0u32;
     let mut renewed = false;
     loop {

@@ -25,12 +25,23 @@ pub struct VerifyReport {
     pub tenant_id: String,
     pub service: Service,
     pub chunks: Vec<ChunkVerification>,
+    /// Chunks whose window the source could not count (after the retries the backfill's
+    /// requests get), with why: they are not verified, the others are.
+    pub uncounted: Vec<Uncounted>,
     /// Records the source holds that did not land, over all chunks.
     pub missing: u64,
     /// Records landed that the source has since moved to later windows.
     pub moved_since: u64,
-    /// Every chunk landed at least what the source holds.
+    /// Every chunk was counted and landed at least what the source holds.
     pub ok: bool,
+}
+
+/// A chunk whose window the source could not count.
+#[derive(Clone, Debug, Serialize)]
+pub struct Uncounted {
+    pub key: crate::domain::ChunkKey,
+    pub window: crate::domain::Window,
+    pub error: String,
 }
 
 /// Distinct `(id, update time)` rows of `bytes` (one raw part) inside the chunk's window.
@@ -99,6 +110,7 @@ impl Engine {
         })?;
         let store = self.sink().store();
         let mut results = Vec::new();
+        let mut uncounted = Vec::new();
         for chunk in self.store().chunks(job_id).await? {
             let endpoint = self
                 .config()
@@ -126,17 +138,27 @@ impl Engine {
                     .map_err(|e| EngineError::Other(format!("read {path}: {e}")))?;
                 landed_keys(bytes, &endpoint, &chunk, &mut keys, path.as_ref())?;
             }
-            let source_count =
+            let counted =
                 fetch_with_policy(self, &job.tenant_id, job.service, &chunk.key.table, || {
                     source.count(&endpoint, &chunk.window)
                 })
-                .await
-                .map_err(|e| {
-                    EngineError::Other(format!(
+                .await;
+            let source_count = match counted {
+                Ok(n) => n,
+                Err(e) => {
+                    let error = format!(
                         "{} {} count of {} {}: {e}",
                         job.tenant_id, job.service, chunk.key.table, chunk.window
-                    ))
-                })?;
+                    );
+                    tracing::warn!(job_id, chunk = %chunk.key, %error, "window not counted; the others are verified");
+                    uncounted.push(Uncounted {
+                        key: chunk.key.clone(),
+                        window: chunk.window,
+                        error,
+                    });
+                    continue;
+                }
+            };
             results.push(ChunkVerification {
                 key: chunk.key.clone(),
                 window: chunk.window,
@@ -151,6 +173,7 @@ impl Engine {
         tracing::info!(
             job_id,
             chunks = results.len(),
+            uncounted = uncounted.len(),
             missing,
             moved_since,
             "verification done"
@@ -160,9 +183,10 @@ impl Engine {
             tenant_id: job.tenant_id,
             service: job.service,
             chunks: results,
+            ok: missing == 0 && uncounted.is_empty(),
+            uncounted,
             missing,
             moved_since,
-            ok: missing == 0,
         })
     }
 }

@@ -101,6 +101,32 @@ fn landed_keys(
 }
 
 impl Engine {
+    /// Distinct `(id, update time)` rows in the chunk's raw parts, inside its window.
+    async fn landed(
+        &self,
+        job: &Job,
+        chunk: &Chunk,
+        endpoint: &EndpointDef,
+    ) -> Result<u64, EngineError> {
+        let store = self.sink().store();
+        let mut keys = HashSet::new();
+        for path in self
+            .sink()
+            .chunk_parts(&job.tenant_id, job.service, &chunk.key.table, &chunk.window)
+            .await?
+        {
+            let bytes = store
+                .get(&path)
+                .await
+                .map_err(|e| EngineError::Other(format!("get {path}: {e}")))?
+                .bytes()
+                .await
+                .map_err(|e| EngineError::Other(format!("read {path}: {e}")))?;
+            landed_keys(bytes, endpoint, chunk, &mut keys, path.as_ref())?;
+        }
+        Ok(keys.len() as u64)
+    }
+
     /// Counts what landed per chunk of `job_id` against the source's count, stores the
     /// results and returns them.
     pub async fn verify(&self, job_id: &str) -> Result<VerifyReport, EngineError> {
@@ -108,7 +134,6 @@ impl Engine {
         let source = self.source(&job.tenant_id, job.service).map_err(|e| {
             EngineError::Other(format!("tenant '{}' {}: {e}", job.tenant_id, job.service))
         })?;
-        let store = self.sink().store();
         let mut results = Vec::new();
         let mut uncounted = Vec::new();
         for chunk in self.store().chunks(job_id).await? {
@@ -123,21 +148,7 @@ impl Engine {
                         chunk.key.table, job.service
                     ))
                 })?;
-            let mut keys = HashSet::new();
-            for path in self
-                .sink()
-                .chunk_parts(&job.tenant_id, job.service, &chunk.key.table, &chunk.window)
-                .await?
-            {
-                let bytes = store
-                    .get(&path)
-                    .await
-                    .map_err(|e| EngineError::Other(format!("get {path}: {e}")))?
-                    .bytes()
-                    .await
-                    .map_err(|e| EngineError::Other(format!("read {path}: {e}")))?;
-                landed_keys(bytes, &endpoint, &chunk, &mut keys, path.as_ref())?;
-            }
+            let landed = self.landed(&job, &chunk, &endpoint).await?;
             let counted =
                 fetch_with_policy(self, &job.tenant_id, job.service, &chunk.key.table, || {
                     source.count(&endpoint, &chunk.window)
@@ -163,7 +174,7 @@ impl Engine {
                 key: chunk.key.clone(),
                 window: chunk.window,
                 source_count,
-                landed: keys.len() as u64,
+                landed,
                 verified_at: Utc::now(),
             });
         }

@@ -41,3 +41,19 @@ fn a_closed_stdout_ends_the_command_quietly() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `bench` proves its count by reading the Parquet back: the distinct ids in the files.
+#[test]
+fn bench_reads_back_the_ids_it_landed() {
+    let fx = Fixture::new();
+    let out = fx.cli(None, &["bench", "--records", "2500", "--json"]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(report["landed_distinct_ids"], 2500, "{report}");
+    assert_eq!(report["records"], 2500, "{report}");
+}

@@ -244,7 +244,20 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     .await?;
     let backfill = measure_backfill(&wired.engine, &job, &url, &ws, args.records).await?;
     let transform = measure_transform(&wired.engine, tenant_id, args.transform_bucket_mb).await?;
-    let report = backfill.report(&transform, args.history_days);
+    // Read back after both peaks were taken: the engine's counter is not the proof.
+    let landed = landed_distinct_ids(
+        &ws.data_dir()
+            .join(tenant_id)
+            .join("raw/connectwise/tickets"),
+    )?;
+    if landed != args.records {
+        bail!(
+            "bench read back {landed} distinct ticket ids from the Parquet, not {}",
+            args.records
+        );
+    }
+    let mut report = backfill.report(&transform, args.history_days);
+    report["landed_distinct_ids"] = json!(landed);
     drop(wired);
     drop(child);
     if args.keep.is_none() {
@@ -313,6 +326,41 @@ async fn measure_backfill(
     })
 }
 
+/// Distinct values of the `id` column over every Parquet part under `dir`, read back from
+/// the files (only that column).
+fn landed_distinct_ids(dir: &std::path::Path) -> Result<u64> {
+    use arrow_array::{Array, Int64Array};
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut ids = std::collections::HashSet::new();
+    let entries = std::fs::read_dir(dir).wrap_err_with(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let column = builder
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.name() == "id")
+            .ok_or_else(|| eyre!("{}: no id column", path.display()))?;
+        let mask = ProjectionMask::leaves(builder.parquet_schema(), [column]);
+        for batch in builder.with_projection(mask).build()? {
+            let batch = batch?;
+            let col = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| eyre!("{}: id is not a 64-bit integer", path.display()))?;
+            ids.extend(col.iter().flatten());
+        }
+    }
+    Ok(ids.len() as u64)
+}
+
 /// The canonical transform of what landed: whole-history SCD Type 2 of the tickets.
 async fn measure_transform(
     engine: &Engine,
@@ -370,6 +418,10 @@ impl Backfill {
 }
 
 fn print_backfill(report: &serde_json::Value, b: &Backfill, t: &Transform) {
+    outln!(
+        "read back {} distinct ticket ids from the Parquet parts",
+        report["landed_distinct_ids"]
+    );
     outln!(
         "backfilled {} records in {:.2} s: {:.0} records/s, {:.1} MB/s of JSON ({:.0} B/record), {} API calls, peak RSS {:.1} MB, Parquet {:.1} MB",
         b.job.records,

@@ -104,7 +104,7 @@ fn malformed_dates() {
 fn zero_chunk_size() {
     refused_args(
         &[("--chunk-size-days", "0")],
-        &["--chunk-size-days must be at least 1"],
+        &["'--chunk-size-days", "0 is not in 1..=3650"],
     );
 }
 
@@ -250,7 +250,7 @@ fn resume_of_an_unknown_job_fails() {
 fn huge_chunk_size_is_refused_with_its_range() {
     refused_args(
         &[("--chunk-size-days", "4294967295")],
-        &["--chunk-size-days", "at most 3650", "4294967295"],
+        &["'--chunk-size-days", "4294967295 is not in 1..=3650"],
     );
 }
 
@@ -375,56 +375,159 @@ fn bad_value_under_a_service_key_names_the_service() {
     );
 }
 
+/// Every whole-number flag has a range that argument parsing enforces: out of it, the
+/// command exits 2 with clap's message naming the flag, the value and the range, and writes
+/// nothing (not even a log).
 #[test]
-fn run_with_zero_concurrency_touches_nothing() {
-    for args in [
-        &["run", "--concurrency", "0"][..],
-        &[
-            "run",
-            "--job-id",
-            "backfill_acme_connectwise_20250101",
+fn integer_flags_out_of_range_are_refused_before_anything_is_written() {
+    let trigger = |flag: &'static str, value: &'static str| {
+        let mut args = vec!["trigger"];
+        args.extend_from_slice(&OK);
+        args.extend([flag, value]);
+        args
+    };
+    for (args, flag, value, range) in [
+        (
+            vec!["run", "--concurrency", "0"],
             "--concurrency",
             "0",
-        ][..],
-    ] {
-        let fx = Fixture::new();
-        let out = fx.cli(None, args);
-        let shown = text(&out);
-        assert!(!out.status.success(), "accepted: {shown}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("--concurrency must be at least 1"),
-            "{shown}"
-        );
-        assert!(
-            !fx.workspace().exists(),
-            "wrote for a refused request: {shown}"
-        );
-    }
-}
-
-#[test]
-fn run_with_more_concurrency_than_max_in_flight_allows_is_refused() {
-    for args in [
-        &["run", "--concurrency", "65"][..],
-        &[
-            "resume",
-            "backfill_acme_connectwise_20250101",
+            "1..=64",
+        ),
+        (
+            vec!["run", "--concurrency", "65"],
             "--concurrency",
             "65",
-        ][..],
+            "1..=64",
+        ),
+        (
+            vec![
+                "run",
+                "--job-id",
+                "backfill_acme_connectwise_20250101",
+                "--concurrency",
+                "0",
+            ],
+            "--concurrency",
+            "0",
+            "1..=64",
+        ),
+        (
+            vec![
+                "resume",
+                "backfill_acme_connectwise_20250101",
+                "--concurrency",
+                "65",
+            ],
+            "--concurrency",
+            "65",
+            "1..=64",
+        ),
+        (
+            trigger("--chunk-size-days", "0"),
+            "--chunk-size-days",
+            "0",
+            "1..=3650",
+        ),
+        (trigger("--lanes", "0"), "--lanes", "0", "1..=64"),
+        (
+            trigger("--heartbeat-seconds", "0"),
+            "--heartbeat-seconds",
+            "0",
+            "1..=86400",
+        ),
+        (
+            trigger("--max-iterations", "0"),
+            "--max-iterations",
+            "0",
+            "1..=25000",
+        ),
+        (
+            vec![
+                "plan",
+                "--tenant-id",
+                "acme",
+                "--service",
+                "connectwise",
+                "--chunk-size-days",
+                "4294967295",
+            ],
+            "--chunk-size-days",
+            "4294967295",
+            "1..=3650",
+        ),
+        (
+            vec!["cleanup", "--older-than-days", "4294967295"],
+            "--older-than-days",
+            "4294967295",
+            "0..=36500",
+        ),
+        (
+            vec!["sandbox", "--history-days", "0"],
+            "--history-days",
+            "0",
+            "1..=36500",
+        ),
+        (
+            vec!["sandbox", "--rate-limit", "0"],
+            "--rate-limit",
+            "0",
+            "1..=1000000",
+        ),
+        (
+            vec!["sandbox", "--tickets", "18446744073709551615"],
+            "--tickets",
+            "18446744073709551615",
+            "0..=1000000000",
+        ),
+        (
+            vec!["bench", "--records", "0"],
+            "--records",
+            "0",
+            "1..=1000000000",
+        ),
+        (
+            vec!["bench", "--concurrency", "0"],
+            "--concurrency",
+            "0",
+            "1..=64",
+        ),
+        (
+            vec!["bench", "--transform-bucket-mb", "0"],
+            "--transform-bucket-mb",
+            "0",
+            "1..=1048576",
+        ),
+        (
+            vec!["worker", "--wait-seconds", "21"],
+            "--wait-seconds",
+            "21",
+            "0..=20",
+        ),
+        (
+            vec!["worker", "--visibility-seconds", "0"],
+            "--visibility-seconds",
+            "0",
+            "1..=43200",
+        ),
+        (
+            vec!["worker", "--concurrency", "0"],
+            "--concurrency",
+            "0",
+            "1..=64",
+        ),
     ] {
         let fx = Fixture::new();
-        let out = fx.cli(None, args);
+        let out = fx.cli(None, &args);
         let shown = text(&out);
-        assert!(!out.status.success(), "accepted: {shown}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr)
-                .contains("--concurrency must be at most 64 (got 65)"),
-            "{shown}"
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("invalid value '{value}' for '{flag}");
+        assert!(stderr.contains(&expected), "{args:?}: {shown}");
+        let expected = format!("{value} is not in {range}");
+        assert!(stderr.contains(&expected), "{args:?}: {shown}");
         assert!(
             !fx.workspace().exists(),
-            "wrote for a refused request: {shown}"
+            "{args:?} wrote for a refused request: {shown}"
         );
     }
 }

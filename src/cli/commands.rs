@@ -147,7 +147,7 @@ async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<Exit
     if let Some(job_id) = &args.job_id {
         return ops_cmd::run_one(global, ws, job_id, &args.exec).await;
     }
-    let concurrency = args.exec.checked_concurrency()?;
+    let concurrency = args.exec.concurrency;
     let config = runtime::load_config(global, ws)?;
     ws.ensure()?;
     runtime::init_logging(&global.log_level, Some(ws))?;

@@ -13,7 +13,7 @@ use super::runtime::{self, Wired};
 use super::{
     CloudArgs, EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out,
 };
-use crate::config::Config;
+use crate::config::{Config, LOOKBACK_DAYS};
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
 use crate::engine::ops::{Hints, Hold, LocalRunner, Ops, Outcome, RunnerOptions};
@@ -71,7 +71,7 @@ pub struct TransformArgs {
 pub struct CleanupArgs {
     /// Remove completed jobs that finished more than this many days ago (default:
     /// `monitoring.cleanup_completed_jobs_after_days`).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::ranged::<u32>(0..=*LOOKBACK_DAYS.end()))]
     pub older_than_days: Option<u32>,
     /// List what would be removed; remove nothing.
     #[arg(long)]

@@ -45,7 +45,7 @@ struct ExecOptions {
 impl ExecOptions {
     fn from_args(exec: &ExecArgs) -> Result<ExecOptions> {
         Ok(ExecOptions {
-            concurrency: exec.checked_concurrency()?,
+            concurrency: exec.concurrency,
             deadline: deadline(exec),
         })
     }
@@ -155,9 +155,6 @@ pub async fn trigger(global: &GlobalArgs, ws: &Workspace, args: &TriggerArgs) ->
         let est = planner::estimate(&plan, None, |t| page_size(&config, plan.service, t));
         output::print_plan(&plan, &est, &Ok(None), args.output)?;
         return Ok(ExitCode::SUCCESS);
-    }
-    if args.lanes == 0 {
-        bail!("--lanes must be at least 1");
     }
     let port = match (args.cloud.cloud, args.run) {
         (true, false) => Port::Cloud(LaneOptions {

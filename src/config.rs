@@ -134,12 +134,12 @@ impl Config {
         }
         let tenants_file = dir.join("tenants.json");
         let tenants = TenantsRegistry::load(&tenants_file)?;
-        for tenant in &tenants.tenants {
+        for (i, tenant) in tenants.tenants.iter().enumerate() {
             for service in tenant.services.keys() {
                 if !endpoints.iter().any(|e| e.service == *service) {
                     return Err(ConfigError::invalid(
                         &tenants_file,
-                        format!("$.tenants[{}].services.{}", tenant.tenant_id, service),
+                        format!("$.tenants[{i}].services.{service}"),
                         format!(
                             "no endpoint definitions for {service}: expected {}",
                             dir.join("endpoints")

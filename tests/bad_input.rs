@@ -373,6 +373,50 @@ fn bad_value_under_a_service_key_names_the_service() {
             "invalid type",
         ],
     );
+    refused(
+        |fx| {
+            fx.edit("tenants.json", |v| {
+                v["tenants"][0]["services"]["connectwise"]["base_url"] = 5.into()
+            });
+        },
+        &OK,
+        &[
+            "tenants.json",
+            "$.tenants[0].services.connectwise.base_url",
+            "invalid type",
+        ],
+    );
+    refused(
+        |fx| {
+            fx.edit("canonical/tickets.json", |v| {
+                v["sources"]["connectwise"]["table"] = 5.into()
+            });
+        },
+        &OK,
+        &[
+            "tickets.json",
+            "$.sources.connectwise.table",
+            "invalid type",
+        ],
+    );
+}
+
+/// A first retry delay so long that the retry's date would overflow is refused on load.
+#[test]
+fn a_retry_backoff_past_any_date_names_its_path_and_range() {
+    refused(
+        |fx| {
+            fx.edit("backfill_config.json", |v| {
+                v["default_settings"]["retry_backoff_seconds"] = 1e300.into()
+            });
+        },
+        &OK,
+        &[
+            "backfill_config.json",
+            "$.default_settings.retry_backoff_seconds",
+            "between 0 and 86400",
+        ],
+    );
 }
 
 /// Every whole-number flag has a range that argument parsing enforces: out of it, the

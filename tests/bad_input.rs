@@ -585,6 +585,10 @@ fn job_commands_on_an_empty_workspace_create_no_store() {
         &["pause", "no_such_job"][..],
         &["unpause", "no_such_job"][..],
         &["run", "--job-id", "no_such_job"][..],
+        &["status", "--job-id", "no_such_job"][..],
+        &["logs", "no_such_job"][..],
+        &["verify", "no_such_job"][..],
+        &["alerts", "--job-id", "no_such_job"][..],
     ] {
         let fx = Fixture::new();
         let out = fx.cli(None, args);
@@ -597,6 +601,29 @@ fn job_commands_on_an_empty_workspace_create_no_store() {
         assert!(
             !fx.workspace().join("state.db").exists(),
             "{args:?} created a job store: {shown}"
+        );
+    }
+}
+
+/// In a workspace that has a store, a job it does not know is named as not found, with a
+/// non-zero exit, by the commands that read one job.
+#[test]
+fn job_commands_on_a_missing_job_say_so() {
+    let fx = Fixture::new();
+    assert_ok(&fx.cli(None, &[&["trigger"][..], &OK[..]].concat()));
+    for args in [
+        &["logs", "no_such_job"][..],
+        &["status", "--job-id", "no_such_job"][..],
+        &["verify", "no_such_job"][..],
+        &["resume", "no_such_job"][..],
+        &["cancel", "no_such_job"][..],
+    ] {
+        let out = fx.cli(None, args);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {shown}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("job 'no_such_job' not found"),
+            "{args:?}: {shown}"
         );
     }
 }

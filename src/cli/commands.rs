@@ -175,7 +175,9 @@ async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<Exit
 
 /// Local `status`: the jobs with the sync markers and gaps, or one job with its chunks.
 async fn local_status(ws: &Workspace, args: &StatusArgs) -> Result<ExitCode> {
-    if !ws.store_path().exists() {
+    if let Some(id) = &args.job_id {
+        runtime::require_store(ws, id)?;
+    } else if !ws.store_path().exists() {
         return output::print_no_jobs(ws, args.output);
     }
     let store = runtime::open_store(ws)?;

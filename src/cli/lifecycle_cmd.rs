@@ -192,6 +192,7 @@ pub async fn verify(global: &GlobalArgs, ws: &Workspace, args: VerifyArgs) -> Re
         let settings = args.cloud.settings.settings();
         runtime::cloud_data_engine(global, config, &settings, EngineOptions::default()).await?
     } else {
+        runtime::require_store(ws, &args.job_id)?;
         wired(global, ws).await?
     };
     let report = w.engine.verify(&args.job_id).await?;
@@ -253,6 +254,14 @@ pub async fn cleanup(global: &GlobalArgs, ws: &Workspace, args: CleanupArgs) -> 
 }
 
 pub async fn alerts(global: &GlobalArgs, ws: &Workspace, args: AlertsArgs) -> Result<ExitCode> {
+    if !args.cloud.cloud && !ws.store_path().exists() {
+        // Nothing ran here yet: no alerts, and no store created to say so.
+        if let Some(job_id) = &args.job_id {
+            runtime::require_store(ws, job_id)?;
+        }
+        out::print_alerts(&[], args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let w = wired_or_cloud(global, ws, &args.cloud).await?;
     // Judge what can be judged from the store right now before listing.
     w.engine.sweep_alerts(Utc::now()).await?;

@@ -627,3 +627,50 @@ fn job_commands_on_a_missing_job_say_so() {
         );
     }
 }
+
+/// A credentials path that is not a regular file (a device that never ends, a FIFO nobody
+/// writes) or is too large is refused with its path instead of hanging or filling memory.
+#[test]
+fn credentials_that_are_not_a_small_regular_file_are_refused_with_their_path() {
+    let fx = Fixture::new();
+    let fifo = fx.dir.path().join("creds.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let big = fx.dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; 2 * 1024 * 1024]).unwrap();
+    for (path, reason) in [
+        (std::path::PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo, "not a regular file"),
+        (big, "larger than the 1048576 bytes allowed"),
+    ] {
+        fx.edit("tenants.json", |v| {
+            v["tenants"][0]["services"]["connectwise"]["credentials"] =
+                serde_json::json!({ "file": path });
+        });
+        let mut child = fx
+            .command(
+                None,
+                &["check", "--tenant-id", "acme", "--service", "connectwise"],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("check still reading {} after 30 s", path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        let expected = format!("cannot read credentials file {}: {reason}", path.display());
+        assert!(shown.contains(&expected), "{shown}");
+    }
+}

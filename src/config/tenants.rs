@@ -192,7 +192,7 @@ impl TenantsRegistry {
                 } else {
                     self.file.parent().unwrap_or(Path::new(".")).join(path)
                 };
-                let text = match std::fs::read_to_string(&path) {
+                let text = match super::read_small_file(&path, super::MAX_CREDENTIALS_FILE_BYTES) {
                     Ok(text) => text,
                     Err(e) => {
                         let reason = e.to_string();

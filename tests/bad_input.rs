@@ -674,3 +674,30 @@ fn credentials_that_are_not_a_small_regular_file_are_refused_with_their_path() {
         assert!(shown.contains(&expected), "{shown}");
     }
 }
+
+/// A job store that is not a database (garbage bytes, a folder in its place) is an error
+/// naming the file, from every command that opens it.
+#[test]
+fn a_broken_job_store_is_named_by_its_path() {
+    let trigger = [&["trigger"][..], &OK[..]].concat();
+    for garbage in [true, false] {
+        let fx = Fixture::new();
+        let db = fx.workspace().join("state.db");
+        if garbage {
+            std::fs::create_dir_all(fx.workspace()).unwrap();
+            std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+        } else {
+            std::fs::create_dir_all(&db).unwrap();
+        }
+        for args in [&["status"][..], &trigger, &["resume", "no_such_job"][..]] {
+            let out = fx.cli(None, args);
+            let shown = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {shown}");
+            let expected = format!("job store: {}: ", db.display());
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains(&expected),
+                "{args:?}: {shown}"
+            );
+        }
+    }
+}

@@ -270,20 +270,22 @@ impl Engine {
 
     /// Leases held by processes of this host that have died are broken at once, so a
     /// `resume` after a crash does not wait out the lease. Returns whether any was broken.
+    /// A lease already expired is left alone: it is claimable as it is, and breaking it
+    /// again would answer "look again now" to a claimer that cannot take the chunk yet (its
+    /// table waits for others), which would spin, breaking and logging in a tight loop.
     pub(super) async fn break_dead_leases(&self, job_id: &str) -> Result<bool, EngineError> {
         let mut broken = false;
+        let now = Utc::now();
         for chunk in self.store().chunks(job_id).await? {
-            if chunk.status != ChunkStatus::Running {
+            let expired = chunk.lease_expires_at.is_none_or(|t| t <= now);
+            if chunk.status != ChunkStatus::Running || expired {
                 continue;
             }
             if let Some(owner) = chunk
                 .lease_owner
                 .as_deref()
                 .filter(|o| is_dead_local_owner(o))
-                && self
-                    .store()
-                    .break_lease(&chunk.key, owner, Utc::now())
-                    .await?
+                && self.store().break_lease(&chunk.key, owner, now).await?
             {
                 tracing::warn!(chunk = %chunk.key, owner, "lease holder is gone; chunk will resume from its checkpoint");
                 broken = true;

@@ -153,3 +153,55 @@ async fn a_later_window_finishing_first_moves_no_marker_until_every_window_lande
         ("tickets", job.window.end)
     );
 }
+
+/// A lease of a dead process of this host is broken once: asked again (as a claimer that
+/// cannot take the chunk yet keeps asking), the expired lease is left as it is, so nothing
+/// spins breaking it and logging. The chunk is then claimable by a live owner.
+#[tokio::test]
+async fn a_dead_lease_is_broken_once_however_often_claimers_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Notify::new());
+    let engine = engine(
+        dir.path(),
+        Gated {
+            held: start(),
+            gate,
+        },
+    );
+    let request = PlanRequest {
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        tables: vec!["tickets".into()],
+        start: Some(start()),
+        end: Some(Utc.with_ymd_and_hms(2025, 1, 20, 0, 0, 0).unwrap()),
+        chunk_size_days: Some(30),
+    };
+    let plan = planner::plan(engine.config(), &request, Utc::now()).unwrap();
+    let job = engine.create_job(&plan, Utc::now()).await.unwrap();
+    let job_id = job.job().job_id.clone();
+    // A pid beyond Linux's pid_max on this host: a holder that is surely gone.
+    let me = super::executor::local_owner_id();
+    let host = me.rsplitn(3, ':').nth(2).unwrap();
+    let dead = format!("{host}:4294967290:abcd");
+    let now = Utc::now();
+    let lease_until = now + chrono::Duration::hours(1);
+    let claim = engine
+        .store()
+        .claim_next_chunk(&job_id, &dead, lease_until, now);
+    assert!(matches!(
+        claim.await.unwrap(),
+        crate::store::Claim::Chunk(_)
+    ));
+    let mut broken = 0;
+    for _ in 0..30 {
+        broken += u32::from(engine.break_dead_leases(&job_id).await.unwrap());
+    }
+    assert_eq!(broken, 1, "the dead lease was broken {broken} times");
+    let claim = engine
+        .store()
+        .claim_next_chunk(&job_id, &me, lease_until, Utc::now());
+    match claim.await.unwrap() {
+        crate::store::Claim::Chunk(c) => assert_eq!(c.lease_owner.as_deref(), Some(me.as_str())),
+        other => panic!("the broken lease is not claimable: {other:?}"),
+    }
+}

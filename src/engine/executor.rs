@@ -57,6 +57,7 @@ use super::step::wait_before_retry;
 use super::{Deadline, Engine, EngineError, EngineEvent, EngineOptions, Step};
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Window};
+use crate::process::local_host;
 use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, Source, SourceError};
 use crate::store::StoreError;
@@ -127,15 +128,6 @@ impl From<crate::sink::SinkError> for Failure {
     }
 }
 
-/// This host's name as it appears in lease owner ids (no `:`).
-fn local_host() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-        .replace(':', "_")
-}
-
 /// `host:pid:nonce`: enough to tell, on this host, whether a lease holder still lives.
 pub fn local_owner_id() -> String {
     let nonce: u32 = rand::rng().random();
@@ -149,11 +141,7 @@ fn is_dead_local_owner(owner: &str) -> bool {
     let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
-    if host != Some(local_host().as_str()) || pid == std::process::id() {
-        return false;
-    }
-    let proc = std::path::Path::new("/proc");
-    proc.is_dir() && !proc.join(pid.to_string()).exists()
+    host == Some(local_host().as_str()) && crate::process::is_gone(pid)
 }
 
 impl Engine {

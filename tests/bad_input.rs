@@ -46,6 +46,11 @@ fn with(overrides: &[(&str, &str)]) -> Vec<String> {
     args
 }
 
+/// `trigger` refused after `edit` changed configuration `file`.
+fn refused_config(file: &str, edit: impl FnOnce(&mut serde_json::Value), needles: &[&str]) {
+    refused(|fx| drop(fx.edit(file, edit)), &OK, needles);
+}
+
 fn refused_args(overrides: &[(&str, &str)], needles: &[&str]) {
     let args = with(overrides);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -139,62 +144,41 @@ fn malformed_json_config_names_file_and_line() {
 
 #[test]
 fn invalid_config_values_name_the_json_path() {
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["service_settings"]["connectwise"]["chunk_size_days"] = 0.into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["service_settings"]["connectwise"]["chunk_size_days"] = 0.into(),
         &[
             "backfill_config.json",
             "$.service_settings.connectwise.chunk_size_days",
             "at least 1",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["default_settings"]["retry_attempts"] = "three".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["default_settings"]["retry_attempts"] = "three".into(),
         &[
             "backfill_config.json",
             "$.default_settings.retry_attempts",
             "invalid type",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("tenants.json", |v| {
-                v["tenants"][1]["tenant_id"] = "glo/bex".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "tenants.json",
+        |v| v["tenants"][1]["tenant_id"] = "glo/bex".into(),
         &["tenants.json", "$.tenants[1].tenant_id", "contains '/'"],
     );
-    refused(
-        |fx| {
-            fx.edit("endpoints/connectwise.json", |v| {
-                v["endpoints"][0]["incremental_field"] = "summary".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "endpoints/connectwise.json",
+        |v| v["endpoints"][0]["incremental_field"] = "summary".into(),
         &[
             "connectwise.json",
             "$.endpoints[0].incremental_field",
             "timestamp",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["service_settings"]["connectwise"]["priority_endpoints"][1] =
-                    "time/nothing".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["service_settings"]["connectwise"]["priority_endpoints"][1] = "time/nothing".into(),
         &[
             "$.service_settings.connectwise.priority_endpoints[1]",
             "'time/nothing'",
@@ -345,54 +329,37 @@ fn an_api_share_out_of_range_names_file_path_and_range() {
 
 #[test]
 fn bad_value_under_a_service_key_names_the_service() {
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["service_settings"]["connectwise"]["chunk_size_days"] = "thirty".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["service_settings"]["connectwise"]["chunk_size_days"] = "thirty".into(),
         &[
             "$.service_settings.connectwise.chunk_size_days",
             "invalid type",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit(
-                "backfill_config.json",
-                |v| {
-                    v["tenant_overrides"] =
-                        serde_json::json!({"acme": {"connectwise": {"chunk_size_days": "x"}}})
-                },
-            );
+    refused_config(
+        "backfill_config.json",
+        |v| {
+            v["tenant_overrides"] =
+                serde_json::json!({"acme": {"connectwise": {"chunk_size_days": "x"}}})
         },
-        &OK,
         &[
             "$.tenant_overrides.acme.connectwise.chunk_size_days",
             "invalid type",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("tenants.json", |v| {
-                v["tenants"][0]["services"]["connectwise"]["base_url"] = 5.into()
-            });
-        },
-        &OK,
+    refused_config(
+        "tenants.json",
+        |v| v["tenants"][0]["services"]["connectwise"]["base_url"] = 5.into(),
         &[
             "tenants.json",
             "$.tenants[0].services.connectwise.base_url",
             "invalid type",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("canonical/tickets.json", |v| {
-                v["sources"]["connectwise"]["table"] = 5.into()
-            });
-        },
-        &OK,
+    refused_config(
+        "canonical/tickets.json",
+        |v| v["sources"]["connectwise"]["table"] = 5.into(),
         &[
             "tickets.json",
             "$.sources.connectwise.table",
@@ -404,13 +371,9 @@ fn bad_value_under_a_service_key_names_the_service() {
 /// A first retry delay so long that the retry's date would overflow is refused on load.
 #[test]
 fn a_retry_backoff_past_any_date_names_its_path_and_range() {
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["default_settings"]["retry_backoff_seconds"] = 1e300.into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["default_settings"]["retry_backoff_seconds"] = 1e300.into(),
         &[
             "backfill_config.json",
             "$.default_settings.retry_backoff_seconds",
@@ -576,28 +539,39 @@ fn integer_flags_out_of_range_are_refused_before_anything_is_written() {
     }
 }
 
+/// Commands on one job, each naming `no_such_job`.
+const ONE_JOB: [&[&str]; 9] = [
+    &["resume", "no_such_job"],
+    &["resume", "--retry-failed", "no_such_job"],
+    &["cancel", "no_such_job"],
+    &["pause", "no_such_job"],
+    &["unpause", "no_such_job"],
+    &["run", "--job-id", "no_such_job"],
+    &["status", "--job-id", "no_such_job"],
+    &["logs", "no_such_job"],
+    &["verify", "no_such_job"],
+];
+
+/// Runs `args` and checks it exits 1 saying `no_such_job` is not found; returns the output.
+fn says_not_found(fx: &Fixture, args: &[&str]) -> String {
+    let out = fx.cli(None, args);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("job 'no_such_job' not found"),
+        "{args:?}: {shown}"
+    );
+    shown
+}
+
 #[test]
 fn job_commands_on_an_empty_workspace_create_no_store() {
-    for args in [
-        &["resume", "no_such_job"][..],
-        &["resume", "--retry-failed", "no_such_job"][..],
-        &["cancel", "no_such_job"][..],
-        &["pause", "no_such_job"][..],
-        &["unpause", "no_such_job"][..],
-        &["run", "--job-id", "no_such_job"][..],
-        &["status", "--job-id", "no_such_job"][..],
-        &["logs", "no_such_job"][..],
-        &["verify", "no_such_job"][..],
-        &["alerts", "--job-id", "no_such_job"][..],
-    ] {
+    for args in ONE_JOB
+        .iter()
+        .chain([&&["alerts", "--job-id", "no_such_job"][..]])
+    {
         let fx = Fixture::new();
-        let out = fx.cli(None, args);
-        let shown = text(&out);
-        assert!(!out.status.success(), "{args:?} accepted: {shown}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("job 'no_such_job' not found"),
-            "{args:?}: {shown}"
-        );
+        let shown = says_not_found(&fx, args);
         assert!(
             !fx.workspace().join("state.db").exists(),
             "{args:?} created a job store: {shown}"
@@ -606,25 +580,13 @@ fn job_commands_on_an_empty_workspace_create_no_store() {
 }
 
 /// In a workspace that has a store, a job it does not know is named as not found, with a
-/// non-zero exit, by the commands that read one job.
+/// non-zero exit, by the commands on one job.
 #[test]
 fn job_commands_on_a_missing_job_say_so() {
     let fx = Fixture::new();
     assert_ok(&fx.cli(None, &[&["trigger"][..], &OK[..]].concat()));
-    for args in [
-        &["logs", "no_such_job"][..],
-        &["status", "--job-id", "no_such_job"][..],
-        &["verify", "no_such_job"][..],
-        &["resume", "no_such_job"][..],
-        &["cancel", "no_such_job"][..],
-    ] {
-        let out = fx.cli(None, args);
-        let shown = text(&out);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {shown}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("job 'no_such_job' not found"),
-            "{args:?}: {shown}"
-        );
+    for args in ONE_JOB {
+        says_not_found(&fx, args);
     }
 }
 

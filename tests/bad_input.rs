@@ -48,7 +48,13 @@ fn with(overrides: &[(&str, &str)]) -> Vec<String> {
 
 /// `trigger` refused after `edit` changed configuration `file`.
 fn refused_config(file: &str, edit: impl FnOnce(&mut serde_json::Value), needles: &[&str]) {
-    refused(|fx| drop(fx.edit(file, edit)), &OK, needles);
+    refused(
+        |fx| {
+            fx.edit(file, edit);
+        },
+        &OK,
+        needles,
+    );
 }
 
 fn refused_args(overrides: &[(&str, &str)], needles: &[&str]) {

@@ -135,7 +135,7 @@ pub fn local_owner_id() -> String {
 }
 
 /// True when `owner` names a process of this host that no longer exists.
-fn is_dead_local_owner(owner: &str) -> bool {
+pub(super) fn is_dead_local_owner(owner: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
     let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
     let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {

@@ -34,6 +34,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::{CHUNK_SIZE_DAYS, MAX_IN_FLIGHT};
+
 pub use runtime::sandbox_config;
 pub use sandbox_cmd::listening_url;
 
@@ -221,13 +223,13 @@ pub struct WorkerArgs {
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub lease: Duration,
     /// Long-poll wait of one receive (0 to 20 seconds).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
     pub wait_seconds: i32,
     /// Seconds a received message stays hidden from other workers; renewed with each heartbeat.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(i32).range(1..=43_200))]
     pub visibility_seconds: i32,
-    /// Messages worked on at once.
-    #[arg(long, default_value_t = 1)]
+    /// Messages worked on at once (1 to 64).
+    #[arg(long, default_value_t = 1, value_parser = args::ranged::<usize>(1..=64))]
     pub concurrency: usize,
     /// How long a lane waits for a claimable chunk before letting the state machine loop.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
@@ -255,7 +257,7 @@ pub struct RangeArgs {
     #[arg(long)]
     pub end_date: Option<String>,
     /// Days per chunk (default: tenant override, else service setting, else default).
-    #[arg(long)]
+    #[arg(long, value_parser = args::ranged::<u32>(CHUNK_SIZE_DAYS))]
     pub chunk_size_days: Option<u32>,
 }
 
@@ -288,14 +290,14 @@ pub struct TriggerArgs {
     #[command(flatten)]
     pub cloud: CloudArgs,
     /// With --cloud: chunk lanes the state machine runs at once (different tables in parallel).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = args::ranged::<u32>(1..=64))]
     pub lanes: u32,
     /// With --cloud: seconds a worker task may go without a heartbeat before it is retried.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = args::ranged::<u64>(1..=86_400))]
     pub heartbeat_seconds: u64,
     /// With --cloud: loops per lane before the execution continues as a new one (default:
     /// what keeps its history under 20,000 events).
-    #[arg(long)]
+    #[arg(long, value_parser = args::ranged::<u32>(1..=25_000))]
     pub max_iterations: Option<u32>,
 }
 
@@ -321,21 +323,8 @@ pub struct ExecArgs {
     /// Windows of one tenant's service in flight at most (1 to 64), overriding the
     /// service's `max_in_flight` (default 8; Salesforce at most 25). Below that cap, as many
     /// as the rate limit needs at the observed latency run at once, across the job's tables.
-    #[arg(long)]
+    #[arg(long, value_parser = args::ranged::<usize>(MAX_IN_FLIGHT))]
     pub concurrency: Option<usize>,
-}
-
-impl ExecArgs {
-    /// `--concurrency`, refused outside 1..=64.
-    pub fn checked_concurrency(&self) -> color_eyre::Result<Option<usize>> {
-        match self.concurrency {
-            Some(0) => color_eyre::eyre::bail!("--concurrency must be at least 1"),
-            Some(n) if n > 64 => {
-                color_eyre::eyre::bail!("--concurrency must be at most 64 (got {n})")
-            }
-            n => Ok(n),
-        }
-    }
 }
 
 #[derive(Args, Debug)]

@@ -12,8 +12,8 @@ mod tenants;
 use std::path::{Path, PathBuf};
 
 pub use backfill::{
-    BackfillConfig, CHUNK_SIZE_DAYS, DefaultSettings, LOOKBACK_DAYS, Monitoring, RATE_PER_MINUTE,
-    Scheduling, ServiceSettings, SmartChunking, TenantOverride,
+    BackfillConfig, CHUNK_SIZE_DAYS, DefaultSettings, LOOKBACK_DAYS, MAX_IN_FLIGHT, Monitoring,
+    RATE_PER_MINUTE, Scheduling, ServiceSettings, SmartChunking, TenantOverride,
 };
 pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMapping, castable};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
@@ -134,12 +134,12 @@ impl Config {
         }
         let tenants_file = dir.join("tenants.json");
         let tenants = TenantsRegistry::load(&tenants_file)?;
-        for tenant in &tenants.tenants {
+        for (i, tenant) in tenants.tenants.iter().enumerate() {
             for service in tenant.services.keys() {
                 if !endpoints.iter().any(|e| e.service == *service) {
                     return Err(ConfigError::invalid(
                         &tenants_file,
-                        format!("$.tenants[{}].services.{}", tenant.tenant_id, service),
+                        format!("$.tenants[{i}].services.{service}"),
                         format!(
                             "no endpoint definitions for {service}: expected {}",
                             dir.join("endpoints")
@@ -226,8 +226,39 @@ impl Config {
     }
 }
 
+/// The most a configuration file (settings, endpoints, mappings, a theme, a fault plan) may
+/// hold.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// The most a credentials file may hold.
+pub const MAX_CREDENTIALS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The text of a small file the operator points at. Anything but a regular file is refused
+/// before it is opened (a FIFO would block the read, a device such as `/dev/zero` never
+/// ends), and so is a file of more than `max_bytes`; the error says which.
+pub fn read_small_file(path: &Path, max_bytes: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let not_regular = || Error::new(ErrorKind::InvalidInput, "not a regular file");
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path)?;
+    // Checked again on the open file, in case the path changed in between.
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut text = String::new();
+    file.take(max_bytes + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max_bytes {
+        return Err(Error::new(
+            ErrorKind::FileTooLarge,
+            format!("larger than the {max_bytes} bytes allowed"),
+        ));
+    }
+    Ok(text)
+}
+
 pub(crate) fn read_json(file: &Path) -> Result<serde_json::Value, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Io {
+    let text = read_small_file(file, MAX_CONFIG_FILE_BYTES).map_err(|e| ConfigError::Io {
         file: file.to_path_buf(),
         reason: e.to_string(),
     })?;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod logs;
+pub mod process;
 pub mod sandbox;
 pub mod secret;
 pub mod sink;

@@ -139,6 +139,8 @@ pub async fn run_with(
     req: &TransformRequest,
     bucket_raw_bytes: u64,
 ) -> Result<Vec<TransformReport>, TransformError> {
+    // Spill files of transforms killed on this host, before this one adds its own.
+    let _ = tokio::task::spawn_blocking(|| spill::remove_left_over(&std::env::temp_dir())).await;
     let tables: Vec<&CanonicalTable> = if req.tables.is_empty() {
         config.canonical.iter().collect()
     } else {

@@ -46,6 +46,17 @@ fn with(overrides: &[(&str, &str)]) -> Vec<String> {
     args
 }
 
+/// `trigger` refused after `edit` changed configuration `file`.
+fn refused_config(file: &str, edit: impl FnOnce(&mut serde_json::Value), needles: &[&str]) {
+    refused(
+        |fx| {
+            fx.edit(file, edit);
+        },
+        &OK,
+        needles,
+    );
+}
+
 fn refused_args(overrides: &[(&str, &str)], needles: &[&str]) {
     let args = with(overrides);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -104,7 +115,7 @@ fn malformed_dates() {
 fn zero_chunk_size() {
     refused_args(
         &[("--chunk-size-days", "0")],
-        &["--chunk-size-days must be at least 1"],
+        &["'--chunk-size-days", "0 is not in 1..=3650"],
     );
 }
 
@@ -139,62 +150,41 @@ fn malformed_json_config_names_file_and_line() {
 
 #[test]
 fn invalid_config_values_name_the_json_path() {
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["service_settings"]["connectwise"]["chunk_size_days"] = 0.into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["service_settings"]["connectwise"]["chunk_size_days"] = 0.into(),
         &[
             "backfill_config.json",
             "$.service_settings.connectwise.chunk_size_days",
             "at least 1",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["default_settings"]["retry_attempts"] = "three".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["default_settings"]["retry_attempts"] = "three".into(),
         &[
             "backfill_config.json",
             "$.default_settings.retry_attempts",
             "invalid type",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("tenants.json", |v| {
-                v["tenants"][1]["tenant_id"] = "glo/bex".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "tenants.json",
+        |v| v["tenants"][1]["tenant_id"] = "glo/bex".into(),
         &["tenants.json", "$.tenants[1].tenant_id", "contains '/'"],
     );
-    refused(
-        |fx| {
-            fx.edit("endpoints/connectwise.json", |v| {
-                v["endpoints"][0]["incremental_field"] = "summary".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "endpoints/connectwise.json",
+        |v| v["endpoints"][0]["incremental_field"] = "summary".into(),
         &[
             "connectwise.json",
             "$.endpoints[0].incremental_field",
             "timestamp",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["service_settings"]["connectwise"]["priority_endpoints"][1] =
-                    "time/nothing".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["service_settings"]["connectwise"]["priority_endpoints"][1] = "time/nothing".into(),
         &[
             "$.service_settings.connectwise.priority_endpoints[1]",
             "'time/nothing'",
@@ -250,7 +240,7 @@ fn resume_of_an_unknown_job_fails() {
 fn huge_chunk_size_is_refused_with_its_range() {
     refused_args(
         &[("--chunk-size-days", "4294967295")],
-        &["--chunk-size-days", "at most 3650", "4294967295"],
+        &["'--chunk-size-days", "4294967295 is not in 1..=3650"],
     );
 }
 
@@ -345,111 +335,337 @@ fn an_api_share_out_of_range_names_file_path_and_range() {
 
 #[test]
 fn bad_value_under_a_service_key_names_the_service() {
-    refused(
-        |fx| {
-            fx.edit("backfill_config.json", |v| {
-                v["service_settings"]["connectwise"]["chunk_size_days"] = "thirty".into()
-            });
-        },
-        &OK,
+    refused_config(
+        "backfill_config.json",
+        |v| v["service_settings"]["connectwise"]["chunk_size_days"] = "thirty".into(),
         &[
             "$.service_settings.connectwise.chunk_size_days",
             "invalid type",
         ],
     );
-    refused(
-        |fx| {
-            fx.edit(
-                "backfill_config.json",
-                |v| {
-                    v["tenant_overrides"] =
-                        serde_json::json!({"acme": {"connectwise": {"chunk_size_days": "x"}}})
-                },
-            );
+    refused_config(
+        "backfill_config.json",
+        |v| {
+            v["tenant_overrides"] =
+                serde_json::json!({"acme": {"connectwise": {"chunk_size_days": "x"}}})
         },
-        &OK,
         &[
             "$.tenant_overrides.acme.connectwise.chunk_size_days",
             "invalid type",
         ],
     );
+    refused_config(
+        "tenants.json",
+        |v| v["tenants"][0]["services"]["connectwise"]["base_url"] = 5.into(),
+        &[
+            "tenants.json",
+            "$.tenants[0].services.connectwise.base_url",
+            "invalid type",
+        ],
+    );
+    refused_config(
+        "canonical/tickets.json",
+        |v| v["sources"]["connectwise"]["table"] = 5.into(),
+        &[
+            "tickets.json",
+            "$.sources.connectwise.table",
+            "invalid type",
+        ],
+    );
 }
 
+/// A first retry delay so long that the retry's date would overflow is refused on load.
 #[test]
-fn run_with_zero_concurrency_touches_nothing() {
-    for args in [
-        &["run", "--concurrency", "0"][..],
+fn a_retry_backoff_past_any_date_names_its_path_and_range() {
+    refused_config(
+        "backfill_config.json",
+        |v| v["default_settings"]["retry_backoff_seconds"] = 1e300.into(),
         &[
-            "run",
-            "--job-id",
-            "backfill_acme_connectwise_20250101",
+            "backfill_config.json",
+            "$.default_settings.retry_backoff_seconds",
+            "between 0 and 86400",
+        ],
+    );
+}
+
+/// Every whole-number flag has a range that argument parsing enforces: out of it, the
+/// command exits 2 with clap's message naming the flag, the value and the range, and writes
+/// nothing (not even a log).
+#[test]
+fn integer_flags_out_of_range_are_refused_before_anything_is_written() {
+    let trigger = |flag: &'static str, value: &'static str| {
+        let mut args = vec!["trigger"];
+        args.extend_from_slice(&OK);
+        args.extend([flag, value]);
+        args
+    };
+    for (args, flag, value, range) in [
+        (
+            vec!["run", "--concurrency", "0"],
             "--concurrency",
             "0",
-        ][..],
+            "1..=64",
+        ),
+        (
+            vec!["run", "--concurrency", "65"],
+            "--concurrency",
+            "65",
+            "1..=64",
+        ),
+        (
+            vec![
+                "run",
+                "--job-id",
+                "backfill_acme_connectwise_20250101",
+                "--concurrency",
+                "0",
+            ],
+            "--concurrency",
+            "0",
+            "1..=64",
+        ),
+        (
+            vec![
+                "resume",
+                "backfill_acme_connectwise_20250101",
+                "--concurrency",
+                "65",
+            ],
+            "--concurrency",
+            "65",
+            "1..=64",
+        ),
+        (
+            trigger("--chunk-size-days", "0"),
+            "--chunk-size-days",
+            "0",
+            "1..=3650",
+        ),
+        (trigger("--lanes", "0"), "--lanes", "0", "1..=64"),
+        (
+            trigger("--heartbeat-seconds", "0"),
+            "--heartbeat-seconds",
+            "0",
+            "1..=86400",
+        ),
+        (
+            trigger("--max-iterations", "0"),
+            "--max-iterations",
+            "0",
+            "1..=25000",
+        ),
+        (
+            vec![
+                "plan",
+                "--tenant-id",
+                "acme",
+                "--service",
+                "connectwise",
+                "--chunk-size-days",
+                "4294967295",
+            ],
+            "--chunk-size-days",
+            "4294967295",
+            "1..=3650",
+        ),
+        (
+            vec!["cleanup", "--older-than-days", "4294967295"],
+            "--older-than-days",
+            "4294967295",
+            "0..=36500",
+        ),
+        (
+            vec!["sandbox", "--history-days", "0"],
+            "--history-days",
+            "0",
+            "1..=36500",
+        ),
+        (
+            vec!["sandbox", "--rate-limit", "0"],
+            "--rate-limit",
+            "0",
+            "1..=1000000",
+        ),
+        (
+            vec!["sandbox", "--tickets", "18446744073709551615"],
+            "--tickets",
+            "18446744073709551615",
+            "0..=1000000000",
+        ),
+        (
+            vec!["bench", "--records", "0"],
+            "--records",
+            "0",
+            "1..=1000000000",
+        ),
+        (
+            vec!["bench", "--concurrency", "0"],
+            "--concurrency",
+            "0",
+            "1..=64",
+        ),
+        (
+            vec!["bench", "--transform-bucket-mb", "0"],
+            "--transform-bucket-mb",
+            "0",
+            "1..=1048576",
+        ),
+        (
+            vec!["worker", "--wait-seconds", "21"],
+            "--wait-seconds",
+            "21",
+            "0..=20",
+        ),
+        (
+            vec!["worker", "--visibility-seconds", "0"],
+            "--visibility-seconds",
+            "0",
+            "1..=43200",
+        ),
+        (
+            vec!["worker", "--concurrency", "0"],
+            "--concurrency",
+            "0",
+            "1..=64",
+        ),
     ] {
         let fx = Fixture::new();
-        let out = fx.cli(None, args);
+        let out = fx.cli(None, &args);
         let shown = text(&out);
-        assert!(!out.status.success(), "accepted: {shown}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("--concurrency must be at least 1"),
-            "{shown}"
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("invalid value '{value}' for '{flag}");
+        assert!(stderr.contains(&expected), "{args:?}: {shown}");
+        let expected = format!("{value} is not in {range}");
+        assert!(stderr.contains(&expected), "{args:?}: {shown}");
         assert!(
             !fx.workspace().exists(),
-            "wrote for a refused request: {shown}"
+            "{args:?} wrote for a refused request: {shown}"
         );
     }
 }
 
-#[test]
-fn run_with_more_concurrency_than_max_in_flight_allows_is_refused() {
-    for args in [
-        &["run", "--concurrency", "65"][..],
-        &[
-            "resume",
-            "backfill_acme_connectwise_20250101",
-            "--concurrency",
-            "65",
-        ][..],
-    ] {
-        let fx = Fixture::new();
-        let out = fx.cli(None, args);
-        let shown = text(&out);
-        assert!(!out.status.success(), "accepted: {shown}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr)
-                .contains("--concurrency must be at most 64 (got 65)"),
-            "{shown}"
-        );
-        assert!(
-            !fx.workspace().exists(),
-            "wrote for a refused request: {shown}"
-        );
-    }
+/// Commands on one job, each naming `no_such_job`.
+const ONE_JOB: [&[&str]; 9] = [
+    &["resume", "no_such_job"],
+    &["resume", "--retry-failed", "no_such_job"],
+    &["cancel", "no_such_job"],
+    &["pause", "no_such_job"],
+    &["unpause", "no_such_job"],
+    &["run", "--job-id", "no_such_job"],
+    &["status", "--job-id", "no_such_job"],
+    &["logs", "no_such_job"],
+    &["verify", "no_such_job"],
+];
+
+/// Runs `args` and checks it exits 1 saying `no_such_job` is not found; returns the output.
+fn says_not_found(fx: &Fixture, args: &[&str]) -> String {
+    let out = fx.cli(None, args);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("job 'no_such_job' not found"),
+        "{args:?}: {shown}"
+    );
+    shown
 }
 
 #[test]
 fn job_commands_on_an_empty_workspace_create_no_store() {
-    for args in [
-        &["resume", "no_such_job"][..],
-        &["resume", "--retry-failed", "no_such_job"][..],
-        &["cancel", "no_such_job"][..],
-        &["pause", "no_such_job"][..],
-        &["unpause", "no_such_job"][..],
-        &["run", "--job-id", "no_such_job"][..],
-    ] {
+    for args in ONE_JOB
+        .iter()
+        .chain([&&["alerts", "--job-id", "no_such_job"][..]])
+    {
         let fx = Fixture::new();
-        let out = fx.cli(None, args);
-        let shown = text(&out);
-        assert!(!out.status.success(), "{args:?} accepted: {shown}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("job 'no_such_job' not found"),
-            "{args:?}: {shown}"
-        );
+        let shown = says_not_found(&fx, args);
         assert!(
             !fx.workspace().join("state.db").exists(),
             "{args:?} created a job store: {shown}"
         );
+    }
+}
+
+/// In a workspace that has a store, a job it does not know is named as not found, with a
+/// non-zero exit, by the commands on one job.
+#[test]
+fn job_commands_on_a_missing_job_say_so() {
+    let fx = Fixture::new();
+    assert_ok(&fx.cli(None, &[&["trigger"][..], &OK[..]].concat()));
+    for args in ONE_JOB {
+        says_not_found(&fx, args);
+    }
+}
+
+/// A credentials path that is not a regular file (a device that never ends, a FIFO nobody
+/// writes) or is too large is refused with its path instead of hanging or filling memory.
+#[test]
+fn credentials_that_are_not_a_small_regular_file_are_refused_with_their_path() {
+    let fx = Fixture::new();
+    let fifo = fx.dir.path().join("creds.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let big = fx.dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; 2 * 1024 * 1024]).unwrap();
+    for (path, reason) in [
+        (std::path::PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo, "not a regular file"),
+        (big, "larger than the 1048576 bytes allowed"),
+    ] {
+        fx.edit("tenants.json", |v| {
+            v["tenants"][0]["services"]["connectwise"]["credentials"] =
+                serde_json::json!({ "file": path });
+        });
+        let mut child = fx
+            .command(
+                None,
+                &["check", "--tenant-id", "acme", "--service", "connectwise"],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("check still reading {} after 30 s", path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        let expected = format!("cannot read credentials file {}: {reason}", path.display());
+        assert!(shown.contains(&expected), "{shown}");
+    }
+}
+
+/// A job store that is not a database (garbage bytes, a folder in its place) is an error
+/// naming the file, from every command that opens it.
+#[test]
+fn a_broken_job_store_is_named_by_its_path() {
+    let trigger = [&["trigger"][..], &OK[..]].concat();
+    for garbage in [true, false] {
+        let fx = Fixture::new();
+        let db = fx.workspace().join("state.db");
+        if garbage {
+            std::fs::create_dir_all(fx.workspace()).unwrap();
+            std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+        } else {
+            std::fs::create_dir_all(&db).unwrap();
+        }
+        for args in [&["status"][..], &trigger, &["resume", "no_such_job"][..]] {
+            let out = fx.cli(None, args);
+            let shown = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {shown}");
+            let expected = format!("job store: {}: ", db.display());
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains(&expected),
+                "{args:?}: {shown}"
+            );
+        }
     }
 }

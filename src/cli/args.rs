@@ -1,7 +1,10 @@
 //! Reading the command line's values: dates, services, ranges into plans, time budgets, and
 //! the exit code of finished runs. A leaf: the command modules use it, it uses none of them.
 
+use std::ops::RangeInclusive;
 use std::process::ExitCode;
+
+use clap::builder::RangedU64ValueParser;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use color_eyre::eyre::{Result, bail, eyre};
@@ -12,6 +15,15 @@ use crate::config::Config;
 use crate::domain::{JobStatus, Service};
 use crate::engine::planner::{self, Plan, PlanRequest};
 use crate::engine::{Handoff, RunOutcome, StopReason};
+
+/// The parser of a whole-number flag allowed only in `range`: clap refuses anything else
+/// (exit 2, naming the flag, the value and the range) before the command writes anything.
+pub fn ranged<T>(range: RangeInclusive<u64>) -> RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    RangedU64ValueParser::new().range(range)
+}
 
 /// Reads `--start-date` / `--end-date`: an RFC 3339 instant or a plain UTC date.
 pub fn parse_instant(flag: &str, value: &str) -> Result<DateTime<Utc>> {

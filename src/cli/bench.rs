@@ -13,7 +13,10 @@ use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use serde_json::json;
 
 use super::GlobalArgs;
+use super::args::ranged;
 use super::runtime;
+use super::sandbox_cmd::MAX_RECORDS;
+use crate::config::{CHUNK_SIZE_DAYS, LOOKBACK_DAYS, MAX_IN_FLIGHT, RATE_PER_MINUTE};
 use crate::domain::{Job, Service};
 use crate::engine::planner::{self, PlanRequest};
 use crate::engine::{Engine, EngineOptions};
@@ -22,12 +25,12 @@ use crate::workspace::Workspace;
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Ticket records to backfill.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = ranged::<u64>(1..=MAX_RECORDS))]
     pub records: u64,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = ranged::<u32>(CHUNK_SIZE_DAYS))]
     pub chunk_size_days: u32,
     /// Days of history the records are spread over (more days: more chunks of the same size).
-    #[arg(long, default_value_t = 730)]
+    #[arg(long, default_value_t = 730, value_parser = ranged::<u32>(LOOKBACK_DAYS))]
     pub history_days: u32,
     /// Keep the bench workspace (store and Parquet files) in this folder instead of a temporary one.
     #[arg(long)]
@@ -38,7 +41,7 @@ pub struct BenchArgs {
     /// Rate mode: the sandbox enforces this many requests per minute per tenant strictly
     /// (burst 1) and the engine is configured at the same rate; prints the achieved share
     /// of the limit, requests in flight, API calls, records and the 429s the engine caused.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_parser = ranged::<u32>(RATE_PER_MINUTE))]
     pub rate_limit: Option<u32>,
     /// Rate mode: every sandbox answer is held back this many ms.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -59,11 +62,11 @@ pub struct BenchArgs {
     pub duration: std::time::Duration,
     /// Windows in flight at most (in rate mode they share the tenant's budget); default: the
     /// service's `max_in_flight`.
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<usize>(MAX_IN_FLIGHT))]
     pub concurrency: Option<usize>,
     /// Raw Parquet MB per record-id bucket of the canonical transform (default: the shipped
     /// bucket size).
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<u64>(1..=1_048_576))]
     pub transform_bucket_mb: Option<u64>,
 }
 

@@ -142,6 +142,9 @@ pub async fn logs(ws: &Workspace, args: &LogsArgs) -> Result<ExitCode> {
         }
     }
     if shown == 0 && !args.follow {
+        if !args.cloud.cloud {
+            runtime::require_job(ws, &args.job_id).await?;
+        }
         eprintln!(
             "no log lines for job {} in {}",
             args.job_id,

@@ -147,7 +147,7 @@ async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<Exit
     if let Some(job_id) = &args.job_id {
         return ops_cmd::run_one(global, ws, job_id, &args.exec).await;
     }
-    let concurrency = args.exec.checked_concurrency()?;
+    let concurrency = args.exec.concurrency;
     let config = runtime::load_config(global, ws)?;
     ws.ensure()?;
     runtime::init_logging(&global.log_level, Some(ws))?;
@@ -175,7 +175,9 @@ async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<Exit
 
 /// Local `status`: the jobs with the sync markers and gaps, or one job with its chunks.
 async fn local_status(ws: &Workspace, args: &StatusArgs) -> Result<ExitCode> {
-    if !ws.store_path().exists() {
+    if let Some(id) = &args.job_id {
+        runtime::require_store(ws, id)?;
+    } else if !ws.store_path().exists() {
         return output::print_no_jobs(ws, args.output);
     }
     let store = runtime::open_store(ws)?;

@@ -13,7 +13,7 @@ use super::runtime::{self, Wired};
 use super::{
     CloudArgs, EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out,
 };
-use crate::config::Config;
+use crate::config::{Config, LOOKBACK_DAYS};
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
 use crate::engine::ops::{Hints, Hold, LocalRunner, Ops, Outcome, RunnerOptions};
@@ -71,7 +71,7 @@ pub struct TransformArgs {
 pub struct CleanupArgs {
     /// Remove completed jobs that finished more than this many days ago (default:
     /// `monitoring.cleanup_completed_jobs_after_days`).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::ranged::<u32>(0..=*LOOKBACK_DAYS.end()))]
     pub older_than_days: Option<u32>,
     /// List what would be removed; remove nothing.
     #[arg(long)]
@@ -192,6 +192,7 @@ pub async fn verify(global: &GlobalArgs, ws: &Workspace, args: VerifyArgs) -> Re
         let settings = args.cloud.settings.settings();
         runtime::cloud_data_engine(global, config, &settings, EngineOptions::default()).await?
     } else {
+        runtime::require_store(ws, &args.job_id)?;
         wired(global, ws).await?
     };
     let report = w.engine.verify(&args.job_id).await?;
@@ -256,6 +257,14 @@ pub async fn cleanup(global: &GlobalArgs, ws: &Workspace, args: CleanupArgs) -> 
 }
 
 pub async fn alerts(global: &GlobalArgs, ws: &Workspace, args: AlertsArgs) -> Result<ExitCode> {
+    if !args.cloud.cloud && !ws.store_path().exists() {
+        // Nothing ran here yet: no alerts, and no store created to say so.
+        if let Some(job_id) = &args.job_id {
+            runtime::require_store(ws, job_id)?;
+        }
+        out::print_alerts(&[], args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let w = wired_or_cloud(global, ws, &args.cloud).await?;
     // Judge what can be judged from the store right now before listing.
     w.engine.sweep_alerts(Utc::now()).await?;

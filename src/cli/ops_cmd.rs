@@ -45,7 +45,7 @@ struct ExecOptions {
 impl ExecOptions {
     fn from_args(exec: &ExecArgs) -> Result<ExecOptions> {
         Ok(ExecOptions {
-            concurrency: exec.checked_concurrency()?,
+            concurrency: exec.concurrency,
             deadline: deadline(exec),
         })
     }
@@ -156,9 +156,6 @@ pub async fn trigger(global: &GlobalArgs, ws: &Workspace, args: &TriggerArgs) ->
         output::print_plan(&plan, &est, &Ok(None), args.output)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if args.lanes == 0 {
-        bail!("--lanes must be at least 1");
-    }
     let port = match (args.cloud.cloud, args.run) {
         (true, false) => Port::Cloud(LaneOptions {
             lanes: args.lanes,
@@ -255,25 +252,13 @@ async fn act(
 ) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
     if !cloud.cloud {
-        require_store(ws, job_id)?;
+        runtime::require_store(ws, job_id)?;
     }
     init_logging(global, ws, cloud)?;
     let wiring = wire(global, ws, config, cloud, port).await?;
     let outcome = wiring.ops.act(action, job_id, Utc::now()).await?;
     print_outcome(&outcome, out)?;
     finish(wiring.runner, &outcome).await
-}
-
-/// Refuses a command on `job_id` where the workspace has no job store yet, before anything
-/// (a log, the store itself) is created there.
-fn require_store(ws: &Workspace, job_id: &str) -> Result<()> {
-    if !ws.store_path().exists() {
-        bail!(
-            "job '{job_id}' not found: no job store at {}",
-            ws.store_path().display()
-        );
-    }
-    Ok(())
 }
 
 /// `run --job-id J`: the job as it is, through the local runner (its off-peak hint and the
@@ -286,7 +271,7 @@ pub async fn run_one(
 ) -> Result<ExitCode> {
     let port = Port::Run(ExecOptions::from_args(exec)?);
     let config = runtime::load_config(global, ws)?;
-    require_store(ws, job_id)?;
+    runtime::require_store(ws, job_id)?;
     let local = CloudArgs::default();
     init_logging(global, ws, &local)?;
     let wiring = wire(global, ws, config, &local, port).await?;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use color_eyre::eyre::{Result, WrapErr, eyre};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -200,6 +200,28 @@ impl SourceProvider for NoLocalRuns {
                 .into(),
         )
     }
+}
+
+/// Refuses a command on `job_id` where the workspace has no job store yet, before anything
+/// (a log, the store itself) is created there.
+pub fn require_store(ws: &Workspace, job_id: &str) -> Result<()> {
+    if !ws.store_path().exists() {
+        bail!(
+            "job '{job_id}' not found: no job store at {}",
+            ws.store_path().display()
+        );
+    }
+    Ok(())
+}
+
+/// A local job that must exist: an error naming it when the workspace has no job store
+/// (which is not created) or the store does not know it.
+pub async fn require_job(ws: &Workspace, job_id: &str) -> Result<()> {
+    require_store(ws, job_id)?;
+    if open_store(ws)?.get_job(job_id).await?.is_none() {
+        bail!("job '{job_id}' not found");
+    }
+    Ok(())
 }
 
 pub fn open_store(ws: &Workspace) -> Result<Arc<dyn JobStore>> {

@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use super::GlobalArgs;
-use super::args::parse_instant;
+use super::args::{parse_instant, ranged};
 use super::runtime;
+use crate::config::{LOOKBACK_DAYS, RATE_PER_MINUTE};
 use crate::sandbox::{Latency, RateMode, Sandbox, TableCounts, load_faults};
 use crate::workspace::Workspace;
 
@@ -21,11 +22,11 @@ pub struct SandboxArgs {
     /// End of the synthetic history (exclusive), RFC 3339 or YYYY-MM-DD; default today 00:00 UTC.
     #[arg(long)]
     pub anchor: Option<String>,
-    #[arg(long, default_value_t = 730)]
+    #[arg(long, default_value_t = 730, value_parser = ranged::<u32>(LOOKBACK_DAYS))]
     pub history_days: u32,
     /// Requests per minute per tenant before refusing with Retry-After: 429 (ConnectWise,
     /// ServiceNow) or 403 REQUEST_LIMIT_EXCEEDED (Salesforce). Default: unlimited.
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<u32>(RATE_PER_MINUTE))]
     pub rate_limit: Option<u32>,
     /// Enforce --rate-limit strictly: burst 1, requests at least 60/N s apart (half of that
     /// tolerated as network jitter), as strict servers do. Default: a burst of N.
@@ -42,13 +43,13 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub faults: Option<std::path::PathBuf>,
     /// Records per tenant (defaults: the demo sizes).
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<u64>(0..=MAX_RECORDS))]
     pub tickets: Option<u64>,
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<u64>(0..=MAX_RECORDS))]
     pub time_entries: Option<u64>,
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<u64>(0..=MAX_RECORDS))]
     pub companies: Option<u64>,
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<u64>(0..=MAX_RECORDS))]
     pub contacts: Option<u64>,
 }
 
@@ -71,6 +72,9 @@ impl SandboxArgs {
             .map(|a| a.unwrap_or_else(runtime::today))
     }
 }
+
+/// The most records per tenant and table a sandbox (or a bench) generates.
+pub const MAX_RECORDS: u64 = 1_000_000_000;
 
 /// The longest latency `--latency-ms` takes (base or jitter), in ms: ten minutes.
 pub const MAX_LATENCY_MS: u64 = 600_000;

@@ -33,7 +33,7 @@ pub const RATE_PER_MINUTE: RangeInclusive<u64> = 1..=1_000_000;
 
 /// A map keyed by service, read through string keys so that an error inside it names the
 /// service in its JSON path (an enum key would show as `?`).
-fn by_service<'de, D, V>(d: D) -> Result<BTreeMap<Service, V>, D::Error>
+pub(super) fn by_service<'de, D, V>(d: D) -> Result<BTreeMap<Service, V>, D::Error>
 where
     D: Deserializer<'de>,
     V: Deserialize<'de>,
@@ -118,6 +118,10 @@ pub struct DefaultSettings {
     #[serde(default = "default_max_retry_after")]
     pub max_retry_after_seconds: u64,
 }
+
+/// The longest first retry delay of a failed chunk (it doubles from there), one day: a longer
+/// one would push the retry past any date the clock can hold.
+pub const MAX_RETRY_BACKOFF_SECONDS: f64 = 86_400.0;
 
 /// `max_daily_api_share` when a service's settings leave it out.
 pub const DEFAULT_MAX_API_SHARE: f64 = 0.5;
@@ -264,10 +268,13 @@ impl BackfillConfig {
                 "must be a number of seconds between 0 and 86400",
             );
         }
-        if !(d.retry_backoff_seconds.is_finite() && d.retry_backoff_seconds >= 0.0) {
+        let backoff = d.retry_backoff_seconds;
+        if !(backoff.is_finite() && (0.0..=MAX_RETRY_BACKOFF_SECONDS).contains(&backoff)) {
             return err(
                 "$.default_settings.retry_backoff_seconds".into(),
-                "must be a non-negative number",
+                &format!(
+                    "must be a number of seconds between 0 and {MAX_RETRY_BACKOFF_SECONDS} (got {backoff})"
+                ),
             );
         }
         for (svc, s) in &self.service_settings {

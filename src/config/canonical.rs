@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::backfill::by_service;
 use super::{ColumnType, ConfigError, ServiceEndpoints, decode, read_json};
 use crate::domain::{Service, validate_identifier};
 
@@ -54,6 +55,7 @@ pub struct CanonicalTable {
     #[serde(default)]
     pub description: Option<String>,
     pub columns: Vec<CanonicalColumn>,
+    #[serde(deserialize_with = "by_service")]
     pub sources: BTreeMap<Service, SourceMapping>,
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::backfill::by_service;
 use super::{ConfigError, decode, read_json};
 use crate::domain::{Service, validate_identifier};
 use crate::secret::Secret;
@@ -24,6 +25,7 @@ pub struct TenantsRegistry {
 pub struct Tenant {
     pub tenant_id: String,
     pub display_name: String,
+    #[serde(deserialize_with = "by_service")]
     pub services: BTreeMap<Service, ServiceConnection>,
 }
 
@@ -190,7 +192,7 @@ impl TenantsRegistry {
                 } else {
                     self.file.parent().unwrap_or(Path::new(".")).join(path)
                 };
-                let text = match std::fs::read_to_string(&path) {
+                let text = match super::read_small_file(&path, super::MAX_CREDENTIALS_FILE_BYTES) {
                     Ok(text) => text,
                     Err(e) => {
                         let reason = e.to_string();

@@ -92,7 +92,10 @@ fn merge(windows: Vec<(Window, u64)>, target: u64) -> Vec<(Window, u64)> {
     let mut merged: Vec<(Window, u64)> = Vec::new();
     for (w, n) in windows {
         match merged.last_mut() {
-            Some((last, m)) if last.end == w.start && *m + n <= target => {
+            // Counts come from the source: checked, so no answer overflows the sum.
+            Some((last, m))
+                if last.end == w.start && m.checked_add(n).is_some_and(|sum| sum <= target) =>
+            {
                 last.end = w.end;
                 *m += n;
             }
@@ -263,6 +266,14 @@ mod tests {
     use super::*;
     use chrono::{DateTime, TimeZone, Utc};
     use std::sync::Mutex;
+
+    #[test]
+    fn neighbours_whose_counts_overflow_are_not_merged() {
+        let day = |d| Utc.with_ymd_and_hms(2024, 1, d, 0, 0, 0).unwrap();
+        let (a, b) = (Window::new(day(1), day(2)), Window::new(day(2), day(3)));
+        let out = merge(vec![(a, u64::MAX), (b, 1)], u64::MAX);
+        assert_eq!(out, vec![(a, u64::MAX), (b, 1)]);
+    }
 
     /// Records at fixed instants; remembers every request.
     struct Table {

@@ -9,9 +9,13 @@ use super::{Engine, EngineError};
 use crate::domain::{Job, JobStatus};
 use crate::store::JobFilter;
 
-/// Completed jobs that finished before `now - days`, oldest first.
+/// Completed jobs that finished before `now - days`, oldest first (none when `days` reaches
+/// before any date).
 pub fn expired(jobs: &[Job], days: u32, now: DateTime<Utc>) -> Vec<Job> {
-    let cutoff = now - Duration::days(i64::from(days));
+    let Some(cutoff) = Duration::try_days(i64::from(days)).and_then(|d| now.checked_sub_signed(d))
+    else {
+        return Vec::new();
+    };
     let mut out: Vec<Job> = jobs
         .iter()
         .filter(|j| j.status == JobStatus::Completed && j.finished_at.is_some_and(|f| f < cutoff))
@@ -109,5 +113,12 @@ mod tests {
             ["older", "old"],
             "jobs with errors stay for their analysis"
         );
+    }
+
+    #[test]
+    fn an_age_before_any_date_expires_nothing_instead_of_overflowing() {
+        let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let jobs = vec![job("older", JobStatus::Completed, Some(90), now)];
+        assert!(expired(&jobs, u32::MAX, now).is_empty());
     }
 }

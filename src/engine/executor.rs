@@ -57,6 +57,7 @@ use super::step::wait_before_retry;
 use super::{Deadline, Engine, EngineError, EngineEvent, EngineOptions, Handoff, Step};
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Window};
+use crate::process::local_host;
 use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, Source, SourceError};
 use crate::store::StoreError;
@@ -134,15 +135,6 @@ impl From<crate::sink::SinkError> for Failure {
     }
 }
 
-/// This host's name as it appears in lease owner ids (no `:`).
-fn local_host() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-        .replace(':', "_")
-}
-
 /// `host:pid:nonce`: enough to tell, on this host, whether a lease holder still lives.
 pub fn local_owner_id() -> String {
     let nonce: u32 = rand::rng().random();
@@ -156,11 +148,7 @@ pub(super) fn is_dead_local_owner(owner: &str) -> bool {
     let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
-    if host != Some(local_host().as_str()) || pid == std::process::id() {
-        return false;
-    }
-    let proc = std::path::Path::new("/proc");
-    proc.is_dir() && !proc.join(pid.to_string()).exists()
+    host == Some(local_host().as_str()) && crate::process::is_gone(pid)
 }
 
 impl Engine {
@@ -306,20 +294,22 @@ impl Engine {
 
     /// Leases held by processes of this host that have died are broken at once, so a
     /// `resume` after a crash does not wait out the lease. Returns whether any was broken.
+    /// A lease already expired is left alone: it is claimable as it is, and breaking it
+    /// again would answer "look again now" to a claimer that cannot take the chunk yet (its
+    /// table waits for others), which would spin, breaking and logging in a tight loop.
     pub(super) async fn break_dead_leases(&self, job_id: &str) -> Result<bool, EngineError> {
         let mut broken = false;
+        let now = Utc::now();
         for chunk in self.store().chunks(job_id).await? {
-            if chunk.status != ChunkStatus::Running {
+            let expired = chunk.lease_expires_at.is_none_or(|t| t <= now);
+            if chunk.status != ChunkStatus::Running || expired {
                 continue;
             }
             if let Some(owner) = chunk
                 .lease_owner
                 .as_deref()
                 .filter(|o| is_dead_local_owner(o))
-                && self
-                    .store()
-                    .break_lease(&chunk.key, owner, Utc::now())
-                    .await?
+                && self.store().break_lease(&chunk.key, owner, now).await?
             {
                 tracing::warn!(chunk = %chunk.key, owner, "lease holder is gone; chunk will resume from its checkpoint");
                 broken = true;

@@ -411,7 +411,7 @@ pub struct Estimate {
 /// The fewest calls that read `records` with forward-only pages of `page_size`: every full
 /// page, plus the short (possibly empty) page that proves the window is exhausted.
 pub fn calls_for(records: u64, page_size: u32) -> u64 {
-    records / u64::from(page_size.max(1)) + 1
+    (records / u64::from(page_size.max(1))).saturating_add(1)
 }
 
 /// The plan's cost: with `counts` (one per window, asked for separately) or the plan's own
@@ -437,16 +437,17 @@ pub fn estimate(
             let mut records = 0;
             for (table, per_window) in counts {
                 let ps = page_size_of(table);
+                // Counts come from the source: saturating, so no answer overflows the sums.
                 for n in per_window {
-                    calls += calls_for(*n, ps);
-                    records += n;
+                    calls = calls_for(*n, ps).saturating_add(calls);
+                    records = n.saturating_add(records);
                 }
             }
             (calls, Some(records))
         }
         None => (plan.total_chunks() as u64, None),
     };
-    let api_calls = page_calls + count_calls;
+    let api_calls = page_calls.saturating_add(count_calls);
     Estimate {
         api_calls,
         count_calls,
@@ -538,6 +539,33 @@ mod tests {
                     .all(|x| x.end - x.start <= Duration::days(days as i64))
             );
         }
+    }
+
+    #[test]
+    fn counts_at_the_top_of_the_range_saturate_instead_of_overflowing() {
+        let outer = Window::new(t(2024, 1, 1), t(2024, 3, 1));
+        let mut plan = Plan {
+            kind: JobKind::Backfill,
+            tenant_id: "acme".into(),
+            service: Service::Connectwise,
+            window: outer,
+            end_is_default: false,
+            chunk_size_days: 30,
+            rate_limit_per_minute: Some(60),
+            max_attempts: 3,
+            tables: vec![],
+            count_calls: u64::MAX,
+        };
+        let windows = chunk_windows(outer, 30);
+        let records = Some(vec![u64::MAX; windows.len()]);
+        plan.tables.push(TablePlan {
+            table: "tickets".into(),
+            path: "service/tickets".into(),
+            windows,
+            records,
+        });
+        let est = estimate(&plan, None, |_| 1);
+        assert_eq!((est.api_calls, est.records), (u64::MAX, Some(u64::MAX)));
     }
 
     #[test]

@@ -64,7 +64,13 @@ fn start() -> DateTime<Utc> {
 }
 
 fn engine(dir: &Path, source: Gated) -> Engine {
-    let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+    engine_with(dir, source, |_| {})
+}
+
+/// `engine` with the shipped configuration changed by `change`.
+fn engine_with(dir: &Path, source: Gated, change: impl FnOnce(&mut Config)) -> Engine {
+    let mut config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+    change(&mut config);
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     Engine::new(
         Arc::new(config),
@@ -152,4 +158,64 @@ async fn a_later_window_finishing_first_moves_no_marker_until_every_window_lande
         (moved[0].table.as_str(), moved[0].last_updated),
         ("tickets", job.window.end)
     );
+}
+
+/// A lease of a dead process of this host is broken once. Here its chunk (tickets) must
+/// wait for companies, whose chunk a live process on another host holds: a claimer cannot
+/// take it, and each step used to break the lease again and answer "look again now", a
+/// tight loop of breaks and log lines. Now the expired lease is left alone and the claimer
+/// waits a poll interval.
+#[tokio::test]
+async fn a_dead_lease_the_claimer_cannot_take_yet_is_broken_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Gated {
+        held: start(),
+        gate: Arc::new(Notify::new()),
+    };
+    let engine = engine_with(dir.path(), source, |c| {
+        let cw = c.backfill.service_settings.get_mut(&Service::Connectwise);
+        cw.unwrap().strict_table_order = true;
+    });
+    let request = PlanRequest {
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        tables: vec!["companies".into(), "tickets".into()],
+        start: Some(start()),
+        end: Some(Utc.with_ymd_and_hms(2025, 1, 20, 0, 0, 0).unwrap()),
+        chunk_size_days: Some(30),
+    };
+    let plan = planner::plan(engine.config(), &request, Utc::now()).unwrap();
+    let job = engine.create_job(&plan, Utc::now()).await.unwrap();
+    let job_id = job.job().job_id.clone();
+    // A pid beyond Linux's pid_max on this host: a holder that is surely gone.
+    let me = super::executor::local_owner_id();
+    let host = me.rsplitn(3, ':').nth(2).unwrap();
+    let dead = format!("{host}:4294967290:abcd");
+    let until = Utc::now() + chrono::Duration::hours(1);
+    for (owner, table) in [
+        ("elsewhere:1:live", "companies"),
+        (dead.as_str(), "tickets"),
+    ] {
+        let claim = engine
+            .store()
+            .claim_next_chunk(&job_id, owner, until, Utc::now());
+        match claim.await.unwrap() {
+            crate::store::Claim::Chunk(c) => assert_eq!(c.key.table, table),
+            other => panic!("{owner} claimed nothing: {other:?}"),
+        }
+    }
+    let deadline = super::Deadline::at(None);
+    let mut at_once = 0;
+    for _ in 0..30 {
+        let step = engine.step_job(&job_id, &deadline).await.unwrap();
+        match step {
+            super::Step::Wait { until: Some(t) } if t <= Utc::now() => at_once += 1,
+            super::Step::Wait { .. } => {}
+            other => panic!("the claimer should wait: {other:?}"),
+        }
+    }
+    assert_eq!(at_once, 1, "the dead lease was broken {at_once} times");
+    let chunks = engine.store().chunks(&job_id).await.unwrap();
+    let tickets = chunks.iter().find(|c| c.key.table == "tickets").unwrap();
+    assert!(tickets.lease_expires_at.is_some_and(|t| t <= Utc::now()));
 }

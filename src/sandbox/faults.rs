@@ -301,10 +301,12 @@ struct FaultFile {
 /// Loads a fault plan from a JSON file `{"faults":[Fault,...]}`.
 pub fn load_faults(path: &std::path::Path) -> Result<Vec<Fault>, FaultPlanError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| FaultPlanError::Read {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
+    let text = crate::config::read_small_file(path, crate::config::MAX_CONFIG_FILE_BYTES).map_err(
+        |e| FaultPlanError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        },
+    )?;
     let de = &mut serde_json::Deserializer::from_str(&text);
     let plan: FaultFile =
         serde_path_to_error::deserialize(de).map_err(|e| FaultPlanError::Malformed {

@@ -67,12 +67,23 @@ const CHUNK_COLUMNS: &str = "job_id, table_name, seq, window_start, window_end, 
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// The database file, named in every backend error.
+    path: Arc<Path>,
     /// Rate rows written by this handle (`rate`).
     rate_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// A backend error naming the database file it happened in (a corrupt file, a folder in its
+/// place, a file that cannot be read); other errors are about jobs, not the file.
+fn in_file(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Backend(reason) => StoreError::Backend(format!("{}: {reason}", path.display())),
+        other => other,
+    }
 }
 
 /// Fixed-width UTC text, so SQL string comparison orders instants correctly.
@@ -262,12 +273,23 @@ fn first_ready(
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let at = |e: StoreError| in_file(path, e);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Backend(format!("{}: {e}", parent.display())))?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let conn = Connection::open(path).map_err(backend).map_err(at)?;
+        Self::prepare(&conn).map_err(at)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.into(),
+            rate_writes: Arc::default(),
+        })
+    }
+
+    /// Settings and schema of a newly opened connection (the first reads of the file: a file
+    /// that is not a database fails here).
+    fn prepare(conn: &Connection) -> Result<(), StoreError> {
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -278,11 +300,7 @@ impl SqliteStore {
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         conn.execute_batch(lifecycle::SCHEMA).map_err(backend)?;
-        conn.execute_batch(rate::SCHEMA).map_err(backend)?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-            rate_writes: Arc::default(),
-        })
+        conn.execute_batch(rate::SCHEMA).map_err(backend)
     }
 
     /// Runs `f` in a write transaction on a blocking thread.
@@ -304,7 +322,9 @@ impl SqliteStore {
             Ok(out)
         })
         .await
-        .map_err(backend)?
+        .map_err(backend)
+        .flatten()
+        .map_err(|e| in_file(&self.path, e))
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -320,7 +340,9 @@ impl SqliteStore {
             f(&guard)
         })
         .await
-        .map_err(backend)?
+        .map_err(backend)
+        .flatten()
+        .map_err(|e| in_file(&self.path, e))
     }
 }
 

@@ -5,9 +5,14 @@
 //!
 //! The bucket count follows from the raw data's size, and the bucket of a record from its
 //! id, so the same raw data always gives the same buckets and the same output bytes.
+//!
+//! A process keeps its spill folders in one folder of the system's temporary directory,
+//! `avesa-spill-{host}-{pid}`. A spill folder is removed when its bucket files have been read;
+//! one left by a killed process is removed by the next transform on the host, which removes
+//! the folders of this host's processes that are gone (and only folders named so).
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::SchemaRef;
@@ -70,6 +75,41 @@ fn buckets_of_rows(batch: &RecordBatch, buckets: usize) -> Result<Vec<u32>, Tran
         .collect())
 }
 
+/// The start of the name of every process's spill folder: `{SPILL_FOLDER_PREFIX}{host}-{pid}`.
+pub const SPILL_FOLDER_PREFIX: &str = "avesa-spill-";
+
+/// This process's spill folder under `temp`.
+pub fn process_folder(temp: &Path) -> PathBuf {
+    let (host, pid) = (crate::process::local_host(), std::process::id());
+    temp.join(format!("{SPILL_FOLDER_PREFIX}{host}-{pid}"))
+}
+
+/// Removes the spill folders under `temp` of this host's processes that are gone (killed
+/// before they could remove their own); returns the folders removed. Anything not named
+/// like a spill folder, another host's and a live process's are left alone.
+pub fn remove_left_over(temp: &Path) -> Vec<PathBuf> {
+    let host = crate::process::local_host();
+    let pid_of = |name: &str| {
+        let (h, pid) = name.strip_prefix(SPILL_FOLDER_PREFIX)?.rsplit_once('-')?;
+        (h == host).then(|| pid.parse::<u32>().ok()).flatten()
+    };
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(pid_of) else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && crate::process::is_gone(pid) && std::fs::remove_dir_all(entry.path()).is_ok() {
+            tracing::info!(folder = %entry.path().display(), pid, "removed the spill files of a transform that was killed");
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// Mapped versions being spread over bucket files.
 pub struct Spill {
     dir: tempfile::TempDir,
@@ -77,12 +117,21 @@ pub struct Spill {
 }
 
 impl Spill {
-    /// `buckets` empty spill files for batches of `schema`, in a new temporary directory.
+    /// `buckets` empty spill files for batches of `schema`, in a new folder of this
+    /// process's spill folder under the system's temporary directory.
     pub fn new(buckets: usize, schema: SchemaRef) -> Result<Spill, TransformError> {
-        let dir = tempfile::Builder::new()
-            .prefix("avesa-transform-")
-            .tempdir()
-            .map_err(|e| spill_err(format!("cannot create a spill directory: {e}")))?;
+        Spill::new_in(&std::env::temp_dir(), buckets, schema)
+    }
+
+    /// `new` with `temp` for the temporary directory.
+    pub fn new_in(temp: &Path, buckets: usize, schema: SchemaRef) -> Result<Spill, TransformError> {
+        let mine = process_folder(temp);
+        let dir = std::fs::create_dir_all(&mine)
+            .and_then(|()| tempfile::Builder::new().prefix("spill-").tempdir_in(&mine))
+            .map_err(|e| {
+                let at = mine.display();
+                spill_err(format!("cannot create a spill directory in {at}: {e}"))
+            })?;
         // Read back once, soon: fast to write beats small. A writer holds its row group in
         // progress, so the buckets share `SPILL_BUFFER_ROWS` between them; and it keeps
         // every row group's metadata until it closes, so no statistics.
@@ -159,5 +208,73 @@ impl Spilled {
             .map_err(spill_err)?
             .map(|b| b.map_err(spill_err))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// A pid beyond Linux's pid_max: surely not a live process.
+    const DEAD_PID: u32 = 4_294_967_290;
+
+    #[test]
+    fn left_over_folders_of_dead_processes_of_this_host_are_removed_and_no_others() {
+        let temp = tempfile::tempdir().unwrap();
+        let host = crate::process::local_host();
+        let folder = |name: String| {
+            let path = temp.path().join(name);
+            std::fs::create_dir_all(path.join("spill-x")).unwrap();
+            std::fs::write(path.join("spill-x").join("0000.parquet"), b"rows").unwrap();
+            path
+        };
+        let dead = folder(format!("{SPILL_FOLDER_PREFIX}{host}-{DEAD_PID}"));
+        let live = process_folder(temp.path());
+        std::fs::create_dir_all(&live).unwrap();
+        let kept = [
+            live,
+            folder(format!("{SPILL_FOLDER_PREFIX}elsewhere-{DEAD_PID}")),
+            folder(format!("other-{host}-{DEAD_PID}")),
+            folder(format!("{SPILL_FOLDER_PREFIX}{host}-notapid")),
+        ];
+        let file = temp
+            .path()
+            .join(format!("{SPILL_FOLDER_PREFIX}{host}-{}", DEAD_PID - 1));
+        std::fs::write(&file, b"not a folder").unwrap();
+
+        let removed = remove_left_over(temp.path());
+        if !Path::new("/proc").is_dir() {
+            assert!(
+                removed.is_empty(),
+                "without /proc no process is known to be gone"
+            );
+            return;
+        }
+        assert_eq!(removed, vec![dead.clone()]);
+        assert!(!dead.exists());
+        for k in kept.iter().chain([&file]) {
+            assert!(k.exists(), "{} was removed", k.display());
+        }
+    }
+
+    #[test]
+    fn a_spill_lives_in_this_process_folder_and_leaves_with_its_files() {
+        let temp = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let spill = Spill::new_in(temp.path(), 2, schema).unwrap();
+        let mine = process_folder(temp.path());
+        assert!(
+            spill.dir.path().starts_with(&mine),
+            "{}",
+            spill.dir.path().display()
+        );
+        let spilled = spill.finish().unwrap();
+        assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+        drop(spilled);
+        assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 0);
     }
 }

@@ -462,3 +462,24 @@ async fn a_file_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_else() {
         assert_eq!(names, vec!["connectwise.parquet"], "part size {part}");
     }
 }
+
+/// A transform starts by removing the spill folders that transforms killed on this host left
+/// in the temporary directory.
+#[tokio::test]
+async fn a_transform_removes_the_spill_folder_a_killed_one_left() {
+    let host = crate::process::local_host();
+    let left = std::env::temp_dir().join(format!("avesa-spill-{host}-4294967290"));
+    std::fs::create_dir_all(left.join("spill-killed")).unwrap();
+    std::fs::write(left.join("spill-killed").join("0000.parquet"), b"rows").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let req = TransformRequest {
+        tenant_id: "acme".into(),
+        tables: vec![],
+        services: vec![],
+        mode: TransformMode::Backfill,
+    };
+    run(&test_config(), &RawSink::local(data.path()).unwrap(), &req)
+        .await
+        .unwrap();
+    assert_eq!(left.exists(), !std::path::Path::new("/proc").is_dir());
+}

@@ -190,10 +190,11 @@ impl Theme {
 
     pub fn load_file(path: &Path) -> Result<Theme, ThemeError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ThemeError::Read {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
+        let text = crate::config::read_small_file(path, crate::config::MAX_CONFIG_FILE_BYTES)
+            .map_err(|e| ThemeError::Read {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
         Theme::parse(&file, &text, Theme::default())
     }
 

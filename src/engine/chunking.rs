@@ -446,4 +446,53 @@ mod tests {
         assert!(checked_cover(&outer, &gap).is_err());
         assert!(checked_cover(&outer, &[(Window::new(day(1), day(9)), 1)]).is_err());
     }
+
+    /// Windows sized by counts cover `[start, end)` exactly, in order, with no overlap and no
+    /// empty window, and keep every record, for arbitrary ranges, record times, targets,
+    /// minimum lengths and grouped pieces.
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn at(secs: i64) -> DateTime<Utc> {
+            DateTime::from_timestamp(1_600_000_000 + secs, 0).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            #[test]
+            fn sized_windows_cover_the_range_exactly(
+                start in 0i64..1_000_000,
+                len in 1i64..200_000_000,
+                offsets in proptest::collection::vec(0.0f64..1.0, 0..400),
+                target in 1u64..200,
+                min_hours in 1u32..72,
+                cuts in proptest::collection::btree_set(0u32..1000, 0..6),
+                grouped in any::<bool>(),
+            ) {
+                let outer = Window::new(at(start), at(start + len));
+                let times = offsets.iter().map(|f| at(start + (f * len as f64) as i64)).collect();
+                let mut table = Table::new(times);
+                if grouped {
+                    let mut edges = vec![outer.start];
+                    edges.extend(cuts.iter().map(|p| at(start + len * i64::from(*p) / 1000)));
+                    edges.push(outer.end);
+                    edges.dedup();
+                    table.months = Some(edges.windows(2).map(|e| Window::new(e[0], e[1])).collect());
+                }
+                let rules = SmartChunking { enabled: true, target_records_per_window: target, min_window_hours: min_hours };
+                let out = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(size_windows(outer, &rules, &table))
+                    .unwrap();
+                prop_assert!(checked_cover(&outer, &out).is_ok(), "{:?}", out);
+                for (w, n) in &out {
+                    prop_assert_eq!(*n, table.n(w), "{:?}", w);
+                }
+                prop_assert_eq!(out.iter().map(|(_, n)| n).sum::<u64>(), offsets.len() as u64);
+            }
+        }
+    }
 }

@@ -617,4 +617,34 @@ mod tests {
             "backfill_tenant123_connectwise_20240101"
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Fixed windows cover `[start, end)` exactly, in order, none empty or longer than
+            /// the chunk size, for arbitrary instants (to the second) and chunk sizes.
+            #[test]
+            fn fixed_windows_cover_the_range_exactly(
+                start in -2_000_000_000i64..4_000_000_000,
+                len in 1i64..2_000_000_000,
+                days in 0u32..=u32::MAX,
+            ) {
+                let s = DateTime::from_timestamp(start, 0).unwrap();
+                let w = Window::new(s, DateTime::from_timestamp(start + len, 0).unwrap());
+                let out = chunk_windows(w, days);
+                prop_assert_eq!(out.first().unwrap().start, w.start);
+                prop_assert_eq!(out.last().unwrap().end, w.end);
+                for pair in out.windows(2) {
+                    prop_assert_eq!(pair[0].end, pair[1].start);
+                }
+                let step = Duration::days(i64::from(days.max(1)));
+                for c in &out {
+                    prop_assert!(c.start < c.end && c.end - c.start <= step, "{}", c);
+                }
+            }
+        }
+    }
 }

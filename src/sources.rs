@@ -69,7 +69,7 @@ impl Default for SourceSettings {
 /// What one API request may cost (`request_timeout_seconds`, `max_response_mb`): a request
 /// still unanswered, or whose body is still arriving, after `timeout` fails as timed out
 /// (worth another try); a body larger than `max_bytes` is not read further and fails the
-/// request (not worth one: the server would send it again).
+/// request (not worth another: the server would send it again, so the chunk fails at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseLimits {
     pub timeout: Duration,

@@ -11,13 +11,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use avesa_console::config::{ColumnDef, ColumnType, Config, Credentials, EndpointDef};
+use avesa_console::config::{ColumnDef, ColumnType, Credentials, EndpointDef};
 use avesa_console::domain::{ChunkStatus, Service, Window};
-use avesa_console::engine::planner::PlanRequest;
-use avesa_console::engine::{Engine, EngineOptions, NoSource, SourceProvider};
-use avesa_console::sink::RawSink;
 use avesa_console::sources::{self, Page, ResponseLimits, Source, SourceError, SourceSettings};
-use avesa_console::store::{JobStore, SqliteStore};
+use avesa_console::store::JobStore;
 use chrono::{TimeZone, Utc};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -110,30 +107,46 @@ const PREFIX: &str = "/v4_6_release/apis/3.0";
 const PATH: &str = "/v4_6_release/apis/3.0/service/tickets";
 const PRIVATE_KEY: &str = "cw-private-key-0123456789";
 
-/// A ConnectWise client of the server at `host`, held to `limits`.
-fn connectwise(host: &str, limits: ResponseLimits) -> Arc<dyn Source> {
-    let creds = Credentials::from_pairs(
-        [
-            ("company_id", "acmecorp"),
-            ("public_key", "cw-public-key-0001"),
-            ("private_key", PRIVATE_KEY),
-            ("client_id", "cw-client-id-7f3e9a2b"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+/// Each service's credential fields, and the base URL's path below the host.
+fn setup(service: Service) -> (&'static [(&'static str, &'static str)], &'static str) {
+    match service {
+        Service::Connectwise => (
+            &[
+                ("company_id", "acmecorp"),
+                ("public_key", "cw-public-key-0001"),
+                ("private_key", PRIVATE_KEY),
+                ("client_id", "cw-client-id-7f3e9a2b"),
+            ],
+            PREFIX,
+        ),
+        Service::Servicenow => (&[("username", "sn.user"), ("password", PRIVATE_KEY)], ""),
+        Service::Salesforce => (
+            &[
+                ("client_id", "sf-consumer-key"),
+                ("client_secret", PRIVATE_KEY),
+                ("username", "sf@example.com"),
+                ("password", "sf-password"),
+            ],
+            "",
+        ),
+    }
+}
+
+/// A client of `service` for the server at `host`, held to `limits`.
+fn client(service: Service, host: &str, limits: ResponseLimits) -> Arc<dyn Source> {
+    let (fields, prefix) = setup(service);
+    let creds = Credentials::from_pairs(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = SourceSettings {
         limits,
         ..SourceSettings::default()
     };
-    let base = format!("http://{host}{PREFIX}");
-    sources::connect(
-        Service::Connectwise,
-        &base,
-        creds,
-        sources::http_client(),
-        &settings,
-    )
-    .unwrap()
+    let base = format!("http://{host}{prefix}");
+    sources::connect(service, &base, creds, sources::http_client(), &settings).unwrap()
+}
+
+/// A ConnectWise client of the server at `host`, held to `limits`.
+fn connectwise(host: &str, limits: ResponseLimits) -> Arc<dyn Source> {
+    client(Service::Connectwise, host, limits)
 }
 
 /// A 1 MB cap and a total time of `timeout_secs`.
@@ -165,13 +178,18 @@ fn tickets() -> EndpointDef {
 
 /// The first page of tickets from `source`, within 20 s whatever the server does.
 async fn first_page(source: &dyn Source) -> Result<Page, SourceError> {
+    first_page_of(source, &tickets()).await
+}
+
+/// The first page of `endpoint` from `source`, within 20 s whatever the server does.
+async fn first_page_of(source: &dyn Source, endpoint: &EndpointDef) -> Result<Page, SourceError> {
     let w = Window::new(
         Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
         Utc.with_ymd_and_hms(2025, 1, 11, 0, 0, 0).unwrap(),
     );
     tokio::time::timeout(
         Duration::from_secs(20),
-        source.fetch_page(&tickets(), &w, None),
+        source.fetch_page(endpoint, &w, None),
     )
     .await
     .expect("the request outlived every limit")
@@ -201,6 +219,40 @@ fn assert_over_the_cap(e: &SourceError) {
 async fn an_endless_body_stops_at_the_cap_naming_it_and_the_path() {
     let e = first_page_error(Hostile::Endless, limits(10)).await;
     assert_over_the_cap(&e);
+}
+
+/// Servicenow and Salesforce (whose sign-in answer comes first): the endless answer stops at
+/// the cap and silence times out, each naming the path it came on.
+#[tokio::test]
+async fn every_source_caps_an_endless_answer_and_times_out_a_silent_one() {
+    for (service, path) in [
+        (Service::Servicenow, "/api/now/table/incident"),
+        (Service::Salesforce, "/services/oauth2/token"),
+    ] {
+        let endpoint = EndpointDef {
+            path: "incident".into(),
+            id_field: "sys_id".into(),
+            query_field: Some("sys_updated_on".into()),
+            ..tickets()
+        };
+        for (how, timeout_secs, what) in [
+            (Hostile::Endless, 10, "max_response_mb (1 MB)"),
+            (Hostile::Silent, 1, "timed out after 1 s"),
+        ] {
+            let host = serve(how).await;
+            let source = client(service, &host, limits(timeout_secs));
+            let e = match first_page_of(source.as_ref(), &endpoint).await {
+                Err(e) => e,
+                Ok(page) => panic!("{service:?}: the page 'succeeded' ({} bytes)", page.bytes),
+            };
+            let message = e.to_string();
+            assert!(
+                message.contains(what) && message.contains(path),
+                "{service:?}: {message}"
+            );
+            assert!(!message.contains(PRIVATE_KEY), "{message}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -274,55 +326,19 @@ async fn a_link_to_another_host_is_refused_naming_both_hosts() {
     }
 }
 
-struct Provider(Arc<dyn Source>);
-
-impl SourceProvider for Provider {
-    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
-        Ok(self.0.clone())
-    }
-}
-
 /// Runs a one-chunk job of tickets against a server answering `how`, with
 /// `max_response_mb` 1, one attempt and no request retries; the chunk as it ends.
 async fn run_one_chunk(how: Hostile) -> avesa_console::domain::Chunk {
     let fx = Fixture::new();
-    fx.edit("backfill_config.json", |v| {
-        let d = &mut v["default_settings"];
-        d["max_response_mb"] = 1.into();
-        d["request_timeout_seconds"] = 10.into();
-        d["retry_attempts"] = 1.into();
-        d["request_retries"] = 0.into();
-    });
-    let config = Arc::new(Config::load(&fx.config_dir()).unwrap());
-    let limits = ResponseLimits::from_settings(&config.backfill.default_settings);
-    let source = connectwise(&serve(how).await, limits);
-    let store = Arc::new(SqliteStore::open(&fx.dir.path().join("state.db")).unwrap());
-    let options = EngineOptions {
-        pace_requests: false,
-        poll_interval: Duration::from_millis(10),
-        auto_transform: false,
-        ..EngineOptions::default()
-    };
-    let engine = Engine::new(
-        config,
-        store.clone(),
-        store.clone(),
-        RawSink::local(&fx.data_dir()).unwrap(),
-        Arc::new(Provider(source)),
-        options,
-    );
-    let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-    let request = PlanRequest {
-        tenant_id: "acme".into(),
-        service: Service::Connectwise,
-        tables: vec!["tickets".into()],
-        start: Some(start),
-        end: Some(start + chrono::Duration::days(10)),
-        chunk_size_days: Some(10),
-    };
-    let plan = engine.plan(&request, Utc::now()).unwrap();
-    let created = engine.create_job(&plan, Utc::now()).await.unwrap();
-    let job_id = created.job().job_id.clone();
+    fx.defaults(&[
+        ("max_response_mb", 1.into()),
+        ("request_timeout_seconds", 10.into()),
+        ("retry_attempts", 1.into()),
+        ("request_retries", 0.into()),
+    ]);
+    let limits = ResponseLimits::from_settings(&fx.config().backfill.default_settings);
+    let (engine, store) = fx.engine_over(connectwise(&serve(how).await, limits));
+    let job_id = one_chunk_job(&engine).await;
     tokio::time::timeout(Duration::from_secs(30), engine.run_job(&job_id, None))
         .await
         .expect("the run outlived every limit")
@@ -374,4 +390,62 @@ async fn invalid_utf8_in_a_body_fails_the_chunk_with_a_decode_error() {
     };
     let chunk = run_one_chunk(how).await;
     assert_failed_saying(&chunk, "unicode");
+}
+
+#[test]
+fn run_against_the_sandbox_s_endless_answer_fails_the_chunk_naming_the_cap() {
+    let fx = Fixture::new();
+    fx.defaults(&[
+        ("max_response_mb", 2.into()),
+        ("retry_attempts", 1.into()),
+        ("request_retries", 0.into()),
+    ]);
+    let faults = fx.dir.path().join("faults.json");
+    let fault = r#"{"faults":[{"path":"service/tickets","kind":"endless"}]}"#;
+    std::fs::write(&faults, fault).unwrap();
+    let sandbox = fx.start_sandbox(&["--faults", faults.to_str().unwrap()]);
+    let range = ("2025-01-01", Some("2025-01-20"));
+    let args = trigger_args("acme", Some("tickets"), range.0, range.1, &[]);
+    assert_ok(&fx.cli(Some(&sandbox), &args));
+    let job_id = "backfill_acme_connectwise_20250101";
+    let out = fx.cli(Some(&sandbox), &["run", "--job-id", job_id]);
+    let detail = job_status(&fx, job_id);
+    let chunks = detail["chunks"].as_array().unwrap();
+    assert!(!chunks.is_empty(), "{}", text(&out));
+    for chunk in chunks {
+        assert_eq!(chunk["status"], "failed", "{detail}");
+        let error = chunk["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("max_response_mb (2 MB)") && error.contains(PATH),
+            "{error}"
+        );
+    }
+}
+
+/// The error loading the configuration with `default_settings.{field}` set to `value`.
+fn refused(field: &str, value: u64) -> String {
+    Fixture::new()
+        .defaults(&[(field, value.into())])
+        .config_error()
+}
+
+#[test]
+fn max_response_mb_and_request_timeout_seconds_are_range_checked() {
+    let cases = [
+        ("max_response_mb", 0, "at least 1 and at most 4096 (got 0)"),
+        ("max_response_mb", 5000, "at most 4096 (got 5000)"),
+        (
+            "request_timeout_seconds",
+            0,
+            "at least 1 and at most 3600 (got 0)",
+        ),
+    ];
+    for (field, value, said) in cases {
+        let err = refused(field, value);
+        let path = format!("$.default_settings.{field}");
+        assert!(
+            err.contains("backfill_config.json") && err.contains(&path) && err.contains(said),
+            "{err}"
+        );
+    }
 }

@@ -12,10 +12,10 @@ mod tenants;
 use std::path::{Path, PathBuf};
 
 pub use backfill::{
-    BackfillConfig, CHUNK_SIZE_DAYS, DEFAULT_MAX_RESPONSE_MB, DEFAULT_REQUEST_TIMEOUT_SECONDS,
-    DefaultSettings, LOOKBACK_DAYS, MAX_RESPONSE_MB, Monitoring, RATE_PER_MINUTE,
-    REQUEST_TIMEOUT_SECONDS, Scheduling, ServiceSettings, SmartChunking, TenantOverride,
+    BackfillConfig, CHUNK_SIZE_DAYS, DefaultSettings, LOOKBACK_DAYS, Monitoring, RATE_PER_MINUTE,
+    Scheduling, ServiceSettings, SmartChunking, TenantOverride,
 };
+pub use backfill::{DEFAULT_MAX_RESPONSE_MB, DEFAULT_REQUEST_TIMEOUT_SECONDS};
 pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMapping, castable};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;

@@ -15,6 +15,7 @@ pub use backfill::{
     BackfillConfig, CHUNK_SIZE_DAYS, DefaultSettings, LOOKBACK_DAYS, MAX_IN_FLIGHT, Monitoring,
     RATE_PER_MINUTE, Scheduling, ServiceSettings, SmartChunking, TenantOverride,
 };
+pub use backfill::{DEFAULT_MAX_RESPONSE_MB, DEFAULT_REQUEST_TIMEOUT_SECONDS};
 pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMapping, castable};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;

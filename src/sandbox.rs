@@ -391,6 +391,17 @@ pub(crate) fn spoiled_body(body: Vec<u8>, spoil: Option<FaultKind>) -> (axum::bo
             let n = text.len();
             (axum::body::Body::from(text), n)
         }
+        Some(FaultKind::Endless) => {
+            // 64 KB of records at a time, for as long as the client reads.
+            let records = bytes::Bytes::from(r#"{"id":1,"summary":"endless"},"#.repeat(2048));
+            let chunks = std::iter::once(bytes::Bytes::from_static(b"["))
+                .chain(std::iter::repeat(records))
+                .map(Ok::<_, std::io::Error>);
+            (
+                axum::body::Body::from_stream(futures::stream::iter(chunks)),
+                0,
+            )
+        }
         _ => {
             let n = body.len();
             (axum::body::Body::from(body), n)

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::{Credentials, EndpointDef, MissingCredential};
+use crate::config::{
+    Credentials, DEFAULT_MAX_RESPONSE_MB, DEFAULT_REQUEST_TIMEOUT_SECONDS, DefaultSettings,
+    EndpointDef, MissingCredential,
+};
 use crate::domain::{RecordsAt, Service, Window};
 
 /// One page as the API sent it, and where the next page starts.
@@ -50,12 +53,63 @@ pub struct SourceSettings {
     /// Salesforce: a window whose `totalSize` exceeds this is read through a Bulk API 2.0
     /// query job instead of REST query paging.
     pub bulk_query_threshold: u64,
+    /// How long a request may take and how large its answer may be.
+    pub limits: ResponseLimits,
 }
 
 impl Default for SourceSettings {
     fn default() -> Self {
         SourceSettings {
             bulk_query_threshold: 50_000,
+            limits: ResponseLimits::default(),
+        }
+    }
+}
+
+/// What one API request may cost (`request_timeout_seconds`, `max_response_mb`): a request
+/// still unanswered, or whose body is still arriving, after `timeout` fails as timed out
+/// (worth another try); a body larger than `max_bytes` is not read further and fails the
+/// request (not worth another: the server would send it again, so the chunk fails at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseLimits {
+    pub timeout: Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for ResponseLimits {
+    fn default() -> Self {
+        ResponseLimits {
+            timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECONDS),
+            max_bytes: DEFAULT_MAX_RESPONSE_MB << 20,
+        }
+    }
+}
+
+impl ResponseLimits {
+    /// The limits `default_settings` of `backfill_config.json` set.
+    pub fn from_settings(d: &DefaultSettings) -> Self {
+        ResponseLimits {
+            timeout: Duration::from_secs(d.request_timeout_seconds),
+            max_bytes: d.max_response_mb.saturating_mul(1 << 20),
+        }
+    }
+
+    /// "timed out after 120 s": what a request that ran out of time reports.
+    fn timed_out(&self, what: &str) -> SourceError {
+        SourceError::Transport(format!(
+            "{what} timed out after {} s (request_timeout_seconds)",
+            self.timeout.as_secs_f64()
+        ))
+    }
+
+    /// What a body larger than `max_bytes` reports.
+    fn too_large(&self, what: &str) -> SourceError {
+        SourceError::Decode {
+            message: format!(
+                "{what} is larger than max_response_mb ({} MB): not read further",
+                self.max_bytes as f64 / f64::from(1u32 << 20)
+            ),
+            truncated: false,
         }
     }
 }
@@ -203,10 +257,13 @@ pub fn connect(
     settings: &SourceSettings,
 ) -> Result<Arc<dyn Source>, SourceError> {
     Ok(match service {
-        Service::Connectwise => {
-            Arc::new(connectwise::ConnectWise::new(base_url, credentials, http)?)
-        }
-        Service::Servicenow => Arc::new(servicenow::ServiceNow::new(base_url, credentials, http)?),
+        Service::Connectwise => Arc::new(
+            connectwise::ConnectWise::new(base_url, credentials, http)?
+                .with_limits(settings.limits),
+        ),
+        Service::Servicenow => Arc::new(
+            servicenow::ServiceNow::new(base_url, credentials, http)?.with_limits(settings.limits),
+        ),
         Service::Salesforce => Arc::new(salesforce::Salesforce::new(
             base_url,
             credentials,
@@ -298,11 +355,34 @@ impl From<Vec<u8>> for Body {
     }
 }
 
-/// A body read whole into one buffer as its chunks arrive, once it has a place.
-/// (`Response::bytes` keeps every chunk until the end and then copies them into one buffer:
-/// twice a page's size at its peak.)
-pub(crate) async fn read_bytes(mut resp: reqwest::Response) -> Result<Body, reqwest::Error> {
+/// Why a body was not read whole.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// It is (or was announced) larger than the limit.
+    TooLarge,
+    /// The connection broke or the request ran out of time.
+    Read(reqwest::Error),
+}
+
+impl From<reqwest::Error> for BodyError {
+    fn from(e: reqwest::Error) -> Self {
+        BodyError::Read(e)
+    }
+}
+
+/// A body read whole into one buffer as its chunks arrive, once it has a place, and never
+/// beyond `max_bytes`: an answer announcing more is not read at all, and one that grows past
+/// it (an endless body) is dropped at the limit. The buffer grows by doubling but never past
+/// the limit. (`Response::bytes` keeps every chunk until the end and then copies them into
+/// one buffer: twice a page's size at its peak.)
+pub(crate) async fn read_bytes(
+    mut resp: reqwest::Response,
+    max_bytes: u64,
+) -> Result<Body, BodyError> {
     let announced = resp.content_length();
+    if announced.is_some_and(|n| n > max_bytes) {
+        return Err(BodyError::TooLarge);
+    }
     let place = match announced {
         Some(n) if n < PLACE_MIN_BYTES => None,
         _ => tokio::time::timeout(PLACE_WAIT_MAX, body_places().clone().acquire_owned())
@@ -310,9 +390,17 @@ pub(crate) async fn read_bytes(mut resp: reqwest::Response) -> Result<Body, reqw
             .ok()
             .and_then(Result::ok),
     };
+    let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
     let reserve = announced.unwrap_or(0).min(BODY_RESERVE_MAX) as usize;
     let mut body = Vec::with_capacity(reserve);
     while let Some(chunk) = resp.chunk().await? {
+        let len = body.len() + chunk.len();
+        if len > max {
+            return Err(BodyError::TooLarge);
+        }
+        if len > body.capacity() {
+            body.reserve_exact(len.max(2 * body.capacity()).min(max) - body.len());
+        }
         body.extend_from_slice(&chunk);
     }
     Ok(Body {
@@ -321,18 +409,44 @@ pub(crate) async fn read_bytes(mut resp: reqwest::Response) -> Result<Body, reqw
     })
 }
 
-/// An answer read whole: its status, headers and body. A body cut short is a truncated
-/// decode error (worth another try); `context` prefixes its message.
+/// The path of a request's URL, for messages: no host, no query (which may carry a
+/// session's parameters).
+fn path_of(url: Option<&url::Url>) -> &str {
+    url.map_or("the API", url::Url::path)
+}
+
+/// The body of `resp` read whole within `limits`. A body cut short is a truncated decode
+/// error (worth another try), one that runs out of time a timeout (worth one too), one larger
+/// than the limit an error naming it (not worth one); `context` prefixes the message.
+pub(crate) async fn read_body(
+    resp: reqwest::Response,
+    context: &str,
+    limits: &ResponseLimits,
+) -> Result<Body, SourceError> {
+    let path = path_of(Some(resp.url())).to_string();
+    read_bytes(resp, limits.max_bytes)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => limits.too_large(&format!("{context}the answer to {path}")),
+            BodyError::Read(e) if e.is_timeout() => {
+                limits.timed_out(&format!("{context}the request to {path}"))
+            }
+            BodyError::Read(e) => SourceError::Decode {
+                message: format!("{context}body cut short: {}", e.without_url()),
+                truncated: true,
+            },
+        })
+}
+
+/// An answer read whole: its status, headers and body (`read_body`).
 pub(crate) async fn read_answer(
     resp: reqwest::Response,
     context: &str,
+    limits: &ResponseLimits,
 ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Body), SourceError> {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = read_bytes(resp).await.map_err(|e| SourceError::Decode {
-        message: format!("{context}body cut short: {}", e.without_url()),
-        truncated: true,
-    })?;
+    let body = read_body(resp, context, limits).await?;
     Ok((status, headers, body))
 }
 
@@ -370,7 +484,7 @@ pub struct CrossHostRedirect {
 }
 
 /// `host` or `host:port`, as the URL gives it.
-fn host_of(url: &url::Url) -> String {
+pub(crate) fn host_of(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or_default();
     match url.port() {
         Some(port) => format!("{host}:{port}"),
@@ -378,15 +492,20 @@ fn host_of(url: &url::Url) -> String {
     }
 }
 
+/// Whether two URLs name the same host and port.
+pub(crate) fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    let origin = |u: &url::Url| (u.host_str().map(str::to_string), u.port_or_known_default());
+    origin(a) == origin(b)
+}
+
 /// Same-host redirects are followed (at most 10, as reqwest's default); a redirect to
 /// another host or port is an error naming both.
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        let origin = |u: &url::Url| (u.host_str().map(str::to_string), u.port_or_known_default());
         let Some(from) = attempt.previous().last() else {
             return attempt.follow();
         };
-        if origin(from) != origin(attempt.url()) {
+        if !same_origin(from, attempt.url()) {
             let e = CrossHostRedirect {
                 from: host_of(from),
                 to: host_of(attempt.url()),
@@ -401,9 +520,22 @@ fn redirect_policy() -> reqwest::redirect::Policy {
 }
 
 /// The error for a request that got no answer: a refused cross-host redirect is a
-/// configuration problem (the chunk fails, no retry); anything else a transport error.
-/// `scrub` cleans the text of the source's secrets.
-pub(crate) fn request_error(e: reqwest::Error, scrub: impl Fn(&str) -> String) -> SourceError {
+/// configuration problem (the chunk fails, no retry); one that ran out of time says after how
+/// long; anything else a transport error. `scrub` cleans the text of the source's secrets.
+pub(crate) fn request_error(
+    e: reqwest::Error,
+    limits: &ResponseLimits,
+    scrub: impl Fn(&str) -> String,
+) -> SourceError {
+    if e.is_timeout() && e.is_connect() {
+        let limits = ResponseLimits {
+            timeout: limits.timeout.min(CONNECT_TIMEOUT),
+            ..*limits
+        };
+        return limits.timed_out(&format!("connecting for {}", path_of(e.url())));
+    } else if e.is_timeout() {
+        return limits.timed_out(&format!("the request to {}", path_of(e.url())));
+    }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {
         if let Some(r) = c.downcast_ref::<CrossHostRedirect>() {
@@ -414,13 +546,17 @@ pub(crate) fn request_error(e: reqwest::Error, scrub: impl Fn(&str) -> String) -
     SourceError::Transport(scrub(&e.without_url().to_string()))
 }
 
+/// The longest a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A shared HTTP client: rustls, connection pooling, bounded timeouts, no redirect to
-/// another host.
+/// another host. Each request sets its own total timeout (`ResponseLimits`); the client's
+/// is the default's, for a request that sets none.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(redirect_policy())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(ResponseLimits::default().timeout)
         .pool_max_idle_per_host(8)
         .user_agent(concat!("avesa-console/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -451,11 +587,11 @@ mod body_tests {
     async fn a_body_read_from_an_answer_holds_a_place_until_it_is_dropped() {
         let page: &'static str = Box::leak(format!("[{}0]", "1,".repeat(40_000)).into_boxed_str());
         let answer = reqwest::get(&answer_once(page).await).await.unwrap();
-        let body = read_bytes(answer).await.unwrap();
+        let body = read_bytes(answer, 1 << 20).await.unwrap();
         assert_eq!(&body[..], page.as_bytes());
         assert!(body._place.is_some(), "a page-sized body holds a place");
         let answer = reqwest::get(&answer_once("[1,2,3]").await).await.unwrap();
-        let small = read_bytes(answer).await.unwrap();
+        let small = read_bytes(answer, 1 << 20).await.unwrap();
         assert_eq!(&small[..], b"[1,2,3]");
         assert!(small._place.is_none(), "a small body holds none");
         let made: Body = bytes::Bytes::from_static(b"[]").into();

@@ -13,12 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use avesa_console::config::{Config, EndpointDef};
 use avesa_console::domain::{ChunkStatus, RecordsAt, Service, Window};
-use avesa_console::engine::planner::PlanRequest;
-use avesa_console::engine::{Engine, EngineOptions, NoSource, SourceProvider, StopReason};
-use avesa_console::sink::RawSink;
+use avesa_console::engine::{Engine, StopReason};
 use avesa_console::sources::{Page, Source, SourceError};
 use avesa_console::store::{JobStore, SqliteStore};
-use chrono::{TimeZone, Utc};
 use common::*;
 
 /// How the scripted source answers every page request.
@@ -73,14 +70,6 @@ impl Source for Scripted {
     }
 }
 
-struct Provider(Arc<dyn Source>);
-
-impl SourceProvider for Provider {
-    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
-        Ok(self.0.clone())
-    }
-}
-
 struct Rig {
     _fx: Fixture,
     engine: Engine,
@@ -91,53 +80,16 @@ struct Rig {
 /// An engine whose only source answers `answer`, and a one-chunk job of tickets.
 async fn rig(answer: Answer, max_retry_after_seconds: u64) -> Rig {
     let fx = Fixture::new();
-    fx.edit("backfill_config.json", |v| {
-        let d = &mut v["default_settings"];
-        d["max_retry_after_seconds"] = max_retry_after_seconds.into();
-        d["circuit_breaker_failures"] = 1000.into();
-    });
-    let config = Arc::new(Config::load(&fx.config_dir()).unwrap());
-    let store = Arc::new(SqliteStore::open(&fx.dir.path().join("state.db")).unwrap());
-    let sink = RawSink::local(&fx.data_dir()).unwrap();
+    fx.defaults(&[
+        ("max_retry_after_seconds", max_retry_after_seconds.into()),
+        ("circuit_breaker_failures", 1000.into()),
+    ]);
     let source: Arc<dyn Source> = Arc::new(Scripted {
         answer,
         requests: AtomicU32::new(0),
     });
-    let options = EngineOptions {
-        pace_requests: false,
-        poll_interval: Duration::from_millis(10),
-        auto_transform: false,
-        ..EngineOptions::default()
-    };
-    let engine = Engine::new(
-        config,
-        store.clone(),
-        store.clone(),
-        sink,
-        Arc::new(Provider(source)),
-        options,
-    );
-    let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-    let plan = engine
-        .plan(
-            &PlanRequest {
-                tenant_id: "acme".into(),
-                service: Service::Connectwise,
-                tables: vec!["tickets".into()],
-                start: Some(start),
-                end: Some(start + chrono::Duration::days(10)),
-                chunk_size_days: Some(10),
-            },
-            Utc::now(),
-        )
-        .unwrap();
-    let job_id = engine
-        .create_job(&plan, Utc::now())
-        .await
-        .unwrap()
-        .job()
-        .job_id
-        .clone();
+    let (engine, store) = fx.engine_over(source);
+    let job_id = one_chunk_job(&engine).await;
     Rig {
         _fx: fx,
         engine,

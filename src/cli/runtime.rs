@@ -432,7 +432,10 @@ impl SourceProvider for Provider {
             .tenants
             .resolve_credentials(tenant_id, service, conn)
             .map_err(NoSource::new)?;
-        let mut settings = sources::SourceSettings::default();
+        let mut settings = sources::SourceSettings {
+            limits: sources::ResponseLimits::from_settings(&self.config.backfill.default_settings),
+            ..sources::SourceSettings::default()
+        };
         if let Some(n) = self
             .config
             .backfill

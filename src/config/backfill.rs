@@ -117,6 +117,13 @@ pub struct DefaultSettings {
     /// The longest a server's `Retry-After` is obeyed; a longer one is cut to this.
     #[serde(default = "default_max_retry_after")]
     pub max_retry_after_seconds: u64,
+    /// The largest API answer read, in MB: a body announced or grown beyond it is not read
+    /// further and fails the request (an endless or absurd answer never grows the process).
+    #[serde(default = "default_max_response_mb")]
+    pub max_response_mb: u64,
+    /// The longest one API request may take, from sending it to the last byte of its body.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
 }
 
 /// The longest first retry delay of a failed chunk (it doubles from there), one day: a longer
@@ -128,6 +135,23 @@ pub const DEFAULT_MAX_API_SHARE: f64 = 0.5;
 
 fn default_max_retry_after() -> u64 {
     900
+}
+
+/// `max_response_mb` when the file leaves it out: well above the largest page the APIs serve
+/// (a thousand wide records), far below what would strain the host.
+pub const DEFAULT_MAX_RESPONSE_MB: u64 = 64;
+/// `max_response_mb`'s range.
+pub const MAX_RESPONSE_MB: RangeInclusive<u64> = 1..=4096;
+/// `request_timeout_seconds` when the file leaves it out.
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 120;
+/// `request_timeout_seconds`' range.
+pub const REQUEST_TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3600;
+
+fn default_max_response_mb() -> u64 {
+    DEFAULT_MAX_RESPONSE_MB
+}
+fn default_request_timeout() -> u64 {
+    DEFAULT_REQUEST_TIMEOUT_SECONDS
 }
 
 fn default_breaker_failures() -> u32 {
@@ -331,6 +355,12 @@ impl BackfillConfig {
                 "max_retry_after_seconds",
                 d.max_retry_after_seconds,
                 1..=86_400,
+            ),
+            at("max_response_mb", d.max_response_mb, MAX_RESPONSE_MB),
+            at(
+                "request_timeout_seconds",
+                d.request_timeout_seconds,
+                REQUEST_TIMEOUT_SECONDS,
             ),
         ]
     }

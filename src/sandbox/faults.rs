@@ -62,6 +62,8 @@ pub enum FaultKind {
     Truncate,
     /// Answer 200 with a body that is not valid JSON.
     Malformed,
+    /// Answer 200 with a body that never ends: an array whose records keep coming.
+    Endless,
     /// The caller's token is expired: 401 until it signs in again (Salesforce, ServiceNow OAuth).
     ExpireToken,
     /// Move `records` records of the requested window past its end, then answer normally.

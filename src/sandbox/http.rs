@@ -202,7 +202,9 @@ where
             (answers.touch)(action.records);
             Ok(None)
         }
-        FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed => Ok(Some(action)),
+        FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed | FaultKind::Endless => {
+            Ok(Some(action))
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 use super::{
-    Page, Source, SourceError, body_excerpt, credential_secrets, read_answer, request_error,
-    retry_after,
+    Page, ResponseLimits, Source, SourceError, body_excerpt, credential_secrets, host_of,
+    read_answer, request_error, retry_after, same_origin,
 };
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
@@ -19,6 +19,7 @@ pub struct ConnectWise {
     auth: Secret,
     client_id: Secret,
     secrets: Vec<String>,
+    limits: ResponseLimits,
 }
 
 /// `lastUpdated >= [start] and lastUpdated < [end]`: the half-open window in CW syntax.
@@ -30,15 +31,20 @@ pub fn window_conditions(field: &str, window: &Window) -> String {
     )
 }
 
+/// The URL a `Link` header points at (its first entry), as written.
+fn link_target(link: &str) -> Option<&str> {
+    Some(
+        link.split(';')
+            .next()?
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>'),
+    )
+}
+
 /// The next `pageId` from a forward-only `Link` header; `None` when the header is empty.
 pub fn next_page_id(link: &str) -> Option<String> {
-    let target = link
-        .split(';')
-        .next()?
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>');
-    let query = target.split_once('?')?.1;
+    let query = link_target(link)?.split_once('?')?.1;
     query
         .split('&')
         .find_map(|kv| kv.strip_prefix("pageId="))
@@ -69,7 +75,14 @@ impl ConnectWise {
             auth: Secret::new(format!("Basic {token}")),
             client_id: Secret::new(client_id),
             secrets,
+            limits: ResponseLimits::default(),
         })
+    }
+
+    /// The same client, held to `limits` (the defaults otherwise).
+    pub fn with_limits(mut self, limits: ResponseLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn headers(&self, forward_only: bool) -> Result<HeaderMap, SourceError> {
@@ -103,10 +116,11 @@ impl ConnectWise {
             .http
             .get(url)
             .headers(self.headers(forward_only)?)
+            .timeout(self.limits.timeout)
             .send()
             .await
-            .map_err(|e| request_error(e, |t| self.scrub(t)))?;
-        let (status, headers, body) = read_answer(resp, "").await?;
+            .map_err(|e| request_error(e, &self.limits, |t| self.scrub(t)))?;
+        let (status, headers, body) = read_answer(resp, "", &self.limits).await?;
         if !status.is_success() {
             let message = self.scrub(&error_message(&body, |t| self.scrub(t)));
             return Err(SourceError::from_status(
@@ -121,6 +135,24 @@ impl ConnectWise {
 
     fn scrub(&self, text: &str) -> String {
         scrub(text, self.secrets.iter().map(String::as_str))
+    }
+
+    /// A `Link` to another host or port is refused, naming both, like a redirect there
+    /// (`sources::CrossHostRedirect`): only its `pageId` is used, but an API pointing its
+    /// next page elsewhere is not the API configured. A relative link is the API's own.
+    fn check_link_host(&self, page: &url::Url, link: &str) -> Result<(), SourceError> {
+        let Some(Ok(target)) = link_target(link).map(url::Url::parse) else {
+            return Ok(());
+        };
+        if same_origin(page, &target) {
+            return Ok(());
+        }
+        Err(SourceError::Config(self.scrub(&format!(
+            "{} answered with a Link header pointing at another host, {}: \
+             its next page is not followed",
+            host_of(page),
+            host_of(&target)
+        ))))
     }
 
     fn url(&self, endpoint: &EndpointDef, suffix: &str) -> Result<url::Url, SourceError> {
@@ -173,17 +205,20 @@ impl Source for ConnectWise {
                 q.append_pair("pageId", c);
             }
         }
-        let (headers, body) = self.get(url, true).await?;
+        let (headers, body) = self.get(url.clone(), true).await?;
         let link = headers
             .get(reqwest::header::LINK)
             .map(|v| v.to_str().unwrap_or_default().to_string());
         let next = match link {
             // Forward-only: an empty Link header marks the last page.
             Some(l) if l.trim().is_empty() => None,
-            Some(l) => Some(next_page_id(&l).ok_or_else(|| SourceError::Decode {
-                message: format!("Link header without a pageId: {l}"),
-                truncated: false,
-            })?),
+            Some(l) => {
+                self.check_link_host(&url, &l)?;
+                Some(next_page_id(&l).ok_or_else(|| SourceError::Decode {
+                    message: format!("Link header without a pageId: {l}"),
+                    truncated: false,
+                })?)
+            }
             None => {
                 return Err(SourceError::Decode {
                     message: format!(

@@ -29,8 +29,8 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 
 use super::{
-    ApiUsage, Page, Source, SourceError, SourceSettings, credential_secrets, request_error,
-    retry_after,
+    ApiUsage, Page, ResponseLimits, Source, SourceError, SourceSettings, credential_secrets,
+    request_error, retry_after,
 };
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
@@ -83,6 +83,7 @@ pub struct Salesforce {
     bulk_threshold: u64,
     bulk_jobs: std::sync::Mutex<HashMap<BulkKey, String>>,
     poll: PollSettings,
+    limits: ResponseLimits,
 }
 
 /// A good answer.
@@ -157,6 +158,7 @@ impl Salesforce {
             bulk_threshold: settings.bulk_query_threshold,
             bulk_jobs: std::sync::Mutex::new(HashMap::new()),
             poll: PollSettings::default(),
+            limits: settings.limits,
         })
     }
 
@@ -182,18 +184,18 @@ impl Salesforce {
     }
 
     fn transport(&self, e: reqwest::Error) -> SourceError {
-        request_error(e, |t| self.scrub(t))
+        request_error(e, &self.limits, |t| self.scrub(t))
     }
 
     async fn read_body(&self, resp: reqwest::Response) -> Result<super::Body, SourceError> {
-        super::read_bytes(resp)
+        super::read_body(resp, "", &self.limits)
             .await
-            .map_err(|e| SourceError::Decode {
-                message: format!(
-                    "body cut short: {}",
-                    self.scrub(&e.without_url().to_string())
-                ),
-                truncated: true,
+            .map_err(|e| match e {
+                SourceError::Decode { message, truncated } => SourceError::Decode {
+                    message: self.scrub(&message),
+                    truncated,
+                },
+                other => other,
             })
     }
 
@@ -208,6 +210,7 @@ impl Salesforce {
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .body(form)
+            .timeout(self.limits.timeout)
             .send()
             .await
             .map_err(|e| self.transport(e))?;
@@ -288,7 +291,8 @@ impl Salesforce {
             .http
             .request(method.clone(), format!("{}{path}", session.instance_url))
             .header(AUTHORIZATION, auth)
-            .header(ACCEPT, accept);
+            .header(ACCEPT, accept)
+            .timeout(self.limits.timeout);
         if let Some(n) = batch {
             req = req.header("Sforce-Query-Options", format!("batchSize={n}"));
         }

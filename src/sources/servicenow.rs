@@ -25,8 +25,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use super::{
-    ApiUsage, Page, Source, SourceError, body_excerpt, credential_secrets, read_answer,
-    request_error, retry_after,
+    ApiUsage, Page, ResponseLimits, Source, SourceError, body_excerpt, credential_secrets,
+    read_answer, request_error, retry_after,
 };
 use crate::config::{Credentials, EndpointDef};
 use crate::domain::{RecordsAt, Service, Window};
@@ -43,6 +43,7 @@ pub struct ServiceNow {
     http: reqwest::Client,
     auth: Auth,
     secrets: Vec<String>,
+    limits: ResponseLimits,
 }
 
 enum Auth {
@@ -379,7 +380,14 @@ impl ServiceNow {
             http,
             auth,
             secrets,
+            limits: ResponseLimits::default(),
         })
+    }
+
+    /// The same client, held to `limits` (the defaults otherwise).
+    pub fn with_limits(mut self, limits: ResponseLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn scrub(&self, text: &str, extra: Option<&str>) -> String {
@@ -414,10 +422,11 @@ impl ServiceNow {
             )
             .header(reqwest::header::ACCEPT, "application/json")
             .body(oauth.form.expose().to_string())
+            .timeout(self.limits.timeout)
             .send()
             .await
-            .map_err(|e| request_error(e, |t| self.scrub(t, None)))?;
-        let (status, headers, body) = read_answer(resp, "oauth_token.do: ").await?;
+            .map_err(|e| request_error(e, &self.limits, |t| self.scrub(t, None)))?;
+        let (status, headers, body) = read_answer(resp, "oauth_token.do: ", &self.limits).await?;
         if !status.is_success() {
             #[derive(Deserialize)]
             struct OAuthError {
@@ -482,10 +491,11 @@ impl ServiceNow {
             .get(url)
             .header(reqwest::header::AUTHORIZATION, auth)
             .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(self.limits.timeout)
             .send()
             .await
-            .map_err(|e| request_error(e, |t| self.scrub(t, token)))?;
-        read_answer(resp, "").await
+            .map_err(|e| request_error(e, &self.limits, |t| self.scrub(t, token)))?;
+        read_answer(resp, "", &self.limits).await
     }
 
     /// A GET under the configured auth. With OAuth, a 401 gets a new token and answers

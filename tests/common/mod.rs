@@ -9,9 +9,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use std::sync::Arc;
+
 use avesa_console::config::Config;
-use avesa_console::domain::Window;
+use avesa_console::domain::{Service, Window};
+use avesa_console::engine::planner::PlanRequest;
+use avesa_console::engine::{Engine, EngineOptions, NoSource, SourceProvider};
 use avesa_console::sandbox::{SandboxConfig, TableCounts};
+use avesa_console::sink::RawSink;
+use avesa_console::sources::Source;
+use avesa_console::store::SqliteStore;
 use chrono::{DateTime, TimeZone, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -102,6 +109,69 @@ impl Fixture {
         Config::load(&self.config_dir()).unwrap()
     }
 
+    /// Sets these fields of `default_settings` in `backfill_config.json`.
+    pub fn defaults(&self, fields: &[(&str, serde_json::Value)]) -> &Self {
+        self.edit("backfill_config.json", |v| {
+            for (field, value) in fields {
+                v["default_settings"][*field] = value.clone();
+            }
+        })
+    }
+
+    /// Why the configuration does not load.
+    pub fn config_error(&self) -> String {
+        Config::load(&self.config_dir()).unwrap_err().to_string()
+    }
+
+    /// An engine over this configuration, a SQLite store and a local sink in this folder,
+    /// reading every tenant's service from `source`; requests unpaced, no automatic
+    /// transform.
+    pub fn engine_over(&self, source: Arc<dyn Source>) -> (Engine, Arc<SqliteStore>) {
+        let store = Arc::new(SqliteStore::open(&self.dir.path().join("state.db")).unwrap());
+        let options = EngineOptions {
+            pace_requests: false,
+            poll_interval: Duration::from_millis(10),
+            auto_transform: false,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::new(
+            Arc::new(self.config()),
+            store.clone(),
+            store.clone(),
+            RawSink::local(&self.data_dir()).unwrap(),
+            Arc::new(OneSource(source)),
+            options,
+        );
+        (engine, store)
+    }
+}
+
+/// Every tenant's every service reads from this one source.
+pub struct OneSource(pub Arc<dyn Source>);
+
+impl SourceProvider for OneSource {
+    fn source(&self, _: &str, _: Service) -> Result<Arc<dyn Source>, NoSource> {
+        Ok(self.0.clone())
+    }
+}
+
+/// A job of acme's ConnectWise tickets: one chunk of 10 days from 2025-01-01; its id.
+pub async fn one_chunk_job(engine: &Engine) -> String {
+    let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let request = PlanRequest {
+        tenant_id: "acme".into(),
+        service: Service::Connectwise,
+        tables: vec!["tickets".into()],
+        start: Some(start),
+        end: Some(start + chrono::Duration::days(10)),
+        chunk_size_days: Some(10),
+    };
+    let plan = engine.plan(&request, Utc::now()).unwrap();
+    let created = engine.create_job(&plan, Utc::now()).await.unwrap();
+    created.job().job_id.clone()
+}
+
+impl Fixture {
     /// Runs the binary against this fixture's workspace and configuration.
     pub fn cli(&self, sandbox: Option<&SandboxProc>, args: &[&str]) -> Output {
         self.command(sandbox, args).output().unwrap()

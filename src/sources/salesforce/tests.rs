@@ -71,6 +71,7 @@ fn source(sb: &Sandbox, threshold: u64) -> Salesforce {
         reqwest::Client::new(),
         &SourceSettings {
             bulk_query_threshold: threshold,
+            ..SourceSettings::default()
         },
     )
     .unwrap()

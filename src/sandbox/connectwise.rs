@@ -534,3 +534,49 @@ fn parse_clause(clause: &str) -> Result<(&'static str, i64), QueryError> {
         .timestamp();
     Ok((op, at))
 }
+
+#[cfg(test)]
+mod fuzz {
+    use chrono::DateTime;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::Window;
+
+    proptest! {
+        /// Any query string is parsed or refused with an error, never a panic.
+        #[test]
+        fn any_query_string_is_parsed_or_refused(raw in "\\PC{0,200}") {
+            let _ = Query::parse(&raw);
+        }
+
+        /// Near-misses of the conditions syntax are parsed or refused, never a panic.
+        #[test]
+        fn near_miss_conditions_are_parsed_or_refused(
+            text in "(lastUpdated|_info/lastUpdated|id| and | or |>=|<=|<|>|=|\\[|\\]|[0-9]|T|Z|-|:| |é){0,40}",
+        ) {
+            let _ = parse_conditions(&text);
+        }
+
+        /// The client's window conditions read back as exactly its half-open window.
+        #[test]
+        fn the_clients_conditions_read_back_as_the_window(
+            start in -2_000_000_000i64..4_000_000_000,
+            len in 1i64..400_000_000,
+        ) {
+            let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+            let w = Window::new(at(start), at(start + len));
+            let text = crate::sources::connectwise::window_conditions("lastUpdated", &w);
+            let (bounds, lower) = parse_conditions(&text).unwrap();
+            prop_assert_eq!((bounds.lo, bounds.hi, lower), (start, start + len, Some(start)));
+        }
+
+        /// Any `Link` header gives a page id or none, never a panic; a real one gives its id.
+        #[test]
+        fn link_headers_give_their_page_id(link in "\\PC{0,120}", id in 1u64..u64::MAX) {
+            let _ = crate::sources::connectwise::next_page_id(&link);
+            let real = format!("<https://x.test/v4_6_release/apis/3.0/service/tickets?pageSize=50&pageId={id}>; rel=\"next\"");
+            prop_assert_eq!(crate::sources::connectwise::next_page_id(&real), Some(id.to_string()));
+        }
+    }
+}

@@ -17,7 +17,7 @@
 //!   array for the sink.
 
 mod cursor;
-mod soql;
+pub(crate) mod soql;
 mod wire;
 
 use std::collections::HashMap;

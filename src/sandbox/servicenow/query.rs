@@ -300,4 +300,35 @@ mod tests {
             assert_eq!(EncodedQuery::parse(text).matches(&r), want, "{text}");
         }
     }
+
+    mod fuzz {
+        use chrono::DateTime;
+        use proptest::prelude::*;
+
+        use super::super::EncodedQuery;
+        use crate::domain::Window;
+        use crate::sources::servicenow::Cursor;
+
+        proptest! {
+            /// Any encoded query, including near-misses of the real syntax, is read without
+            /// a panic.
+            #[test]
+            fn any_encoded_query_is_read(
+                text in "(sys_updated_on|sys_id|>=|<|>|=|\\^|\\^NQ|\\^OR|ORDERBY|ORDERBYDESC|javascript:gs.dateGenerate\\(|'|,|\\)|[0-9]|-|:| |é){0,50}",
+            ) {
+                let _ = EncodedQuery::parse(&text);
+            }
+
+            /// Any stored cursor text is accepted or refused with an error that names it,
+            /// never a panic.
+            #[test]
+            fn any_cursor_text_is_accepted_or_named(text in "\\PC{0,80}") {
+                let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+                let w = Window::new(at(1_600_000_000), at(1_700_000_000));
+                if let Err(e) = Cursor::parse(&text, &w) {
+                    prop_assert!(e.to_string().contains(&text.escape_default().to_string()), "{}", e);
+                }
+            }
+        }
+    }
 }

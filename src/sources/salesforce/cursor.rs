@@ -83,6 +83,18 @@ impl Cursor {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any stored cursor text is accepted or refused with an error that shows it, never a
+        /// panic.
+        #[test]
+        fn any_cursor_text_is_accepted_or_named(text in "\\PC{0,120}") {
+            if let Err(e) = Cursor::decode(&text) {
+                let shown: String = text.chars().take(200).collect();
+                proptest::prop_assert!(e.to_string().contains(&format!("{shown:?}")), "{}", e);
+            }
+        }
+    }
+
     #[test]
     fn cursors_round_trip() {
         for c in [

@@ -142,3 +142,45 @@ fn aggregate_items_and_group_by_parse_in_order() {
         Select::Fields(vec![f("Id"), f("Name")])
     );
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text, and near-misses of the subset's grammar, are parsed or refused with an
+        /// error, never a panic.
+        #[test]
+        fn any_text_is_parsed_or_refused(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn near_miss_queries_are_parsed_or_refused(
+            text in "(SELECT |FROM |WHERE |AND |OR |ORDER BY |GROUP BY |LIMIT |COUNT\\(\\)|Id|Name|SystemModstamp|CALENDAR_MONTH\\(|CALENDAR_YEAR\\(|>=|<=|<|>|=|'|\\(|\\)|,|[0-9]|T|Z|-|:| |é){0,60}",
+        ) {
+            let _ = parse(&text);
+        }
+
+        /// The client's keyset query parses for any instant and record id.
+        #[test]
+        fn the_clients_keyset_queries_parse(
+            start in 0i64..4_000_000_000,
+            len in 1i64..400_000_000,
+            id in "[A-Za-z0-9]{15,18}",
+        ) {
+            let at = |s| chrono::DateTime::from_timestamp(s, 0).unwrap();
+            let text = format!(
+                "SELECT Id, SystemModstamp FROM Account WHERE SystemModstamp >= {} AND SystemModstamp < {} \
+                 AND (SystemModstamp > {} OR (SystemModstamp = {} AND Id > {})) ORDER BY SystemModstamp, Id",
+                crate::sources::salesforce::soql::bound_literal(at(start)),
+                crate::sources::salesforce::soql::bound_literal(at(start + len)),
+                crate::sources::salesforce::soql::exact_literal(at(start)),
+                crate::sources::salesforce::soql::exact_literal(at(start)),
+                crate::sources::salesforce::soql::quote(&id),
+            );
+            prop_assert!(parse(&text).is_ok(), "{}", text);
+        }
+    }
+}

@@ -143,3 +143,73 @@ fn sigkill_during_the_hand_off_then_run_finishes_it() {
         assert!(canonical.is_file(), "{}", canonical.display());
     }
 }
+
+#[test]
+fn sigkill_during_a_sync_then_resume_lands_every_edit_once() {
+    use avesa_console::sandbox::MovedRecord;
+    let fx = Fixture::new();
+    fx.tune(6000, 10);
+    let sandbox = fx.start_sandbox(&["--latency-ms", "100"]);
+    let out = fx.cli(
+        Some(&sandbox),
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2025-12-01",
+            Some("2026-01-01"),
+            &["--run"],
+        ),
+    );
+    assert_ok(&out);
+    // 600 tickets edited after the backfill's end: 60 pages of the sync at 100 ms each.
+    let url = format!(
+        "{}/_sandbox/connectwise/edit?company_id={}&table=tickets&records=600&at=2026-02-01T00:00:00Z",
+        sandbox.url,
+        company_of(&fx, "acme")
+    );
+    let edited: Vec<MovedRecord> =
+        serde_json::from_str(&common::reqwest::blocking_post(&url)).unwrap();
+    assert_eq!(edited.len(), 600);
+
+    let sync = ["sync", "--tenant-id", "acme", "--service", "connectwise"];
+    let mut child = fx.command(Some(&sandbox), &sync).spawn().unwrap();
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap(); // SIGKILL
+    assert!(
+        !child.wait().unwrap().success(),
+        "the sync finished before the kill"
+    );
+    let status: Value =
+        serde_json::from_slice(&fx.cli(None, &["status", "--output", "json"]).stdout).unwrap();
+    let sync_job = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|j| j["job_id"].as_str().filter(|id| id.starts_with("sync_")))
+        .unwrap_or_else(|| panic!("no sync job: {status}"))
+        .to_string();
+    let (held, _) = held_by(&job_status(&fx, &sync_job), pid);
+    assert!(held > 0, "the kill landed between chunks of the sync");
+
+    let out = fx.cli(Some(&sandbox), &["resume", &sync_job]);
+    assert_ok(&out);
+    assert_eq!(job_status(&fx, &sync_job)["job"]["status"], "completed");
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    let mut versions = std::collections::BTreeMap::new();
+    for row in &landed.rows {
+        *versions.entry(*row).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = versions.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "versions landed twice: {twice:?}");
+    let missing: Vec<_> = edited
+        .iter()
+        .filter(|e| !versions.contains_key(&(e.id, e.to)))
+        .take(5)
+        .map(|e| (e.id, e.to))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "edits the sync did not land: {missing:?}"
+    );
+}

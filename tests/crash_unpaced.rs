@@ -35,8 +35,9 @@ fn held_by(detail: &Value, pid: u32) -> (usize, bool) {
 fn sigkill_at_random_moments_of_an_unpaced_backfill_then_resume_lands_exact_data() {
     let fx = Fixture::new();
     // 6,000/min: 10 ms between requests, below the every-page checkpoint threshold; 200 ms
-    // answers of 10 records make each 30-day window take seconds, so parts are cut by time.
-    fx.tune(6000, 10);
+    // answers of 5 records make each 30-day window take seconds, so parts are cut by time,
+    // and the job about 20 s of work: four kills at most 3.2 s apart stay inside it.
+    fx.tune(6000, 5);
     let sandbox = fx.start_sandbox(&["--latency-ms", "200"]);
     trigger_two_years_of_tickets(&fx, &sandbox);
     let job_id = TWO_YEARS_OF_TICKETS;
@@ -51,7 +52,7 @@ fn sigkill_at_random_moments_of_an_unpaced_backfill_then_resume_lands_exact_data
         };
         let mut child = fx.command(Some(&sandbox), &args).spawn().unwrap();
         let pid = child.id();
-        std::thread::sleep(Duration::from_millis(rng.random_range(1500..4000)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(1200..3200)));
         child.kill().unwrap(); // SIGKILL
         assert!(
             !child.wait().unwrap().success(),

@@ -118,6 +118,9 @@ pub struct Config {
     pub tenants: TenantsRegistry,
     /// Canonical tables (`canonical/*.json`), sorted by file name.
     pub canonical: Vec<CanonicalTable>,
+    /// What loaded but looks wrong (an override of a tenant the registry does not have), each
+    /// naming its file and JSON path; the CLI prints them once.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -151,7 +154,8 @@ impl Config {
                 }
             }
         }
-        backfill.check_against(&dir.join("backfill_config.json"), &endpoints, &tenants)?;
+        let warnings =
+            backfill.check_against(&dir.join("backfill_config.json"), &endpoints, &tenants)?;
         let canonical = canonical::load_dir(&dir.join("canonical"), &endpoints)?;
         Ok(Config {
             dir: dir.to_path_buf(),
@@ -159,6 +163,7 @@ impl Config {
             endpoints,
             tenants,
             canonical,
+            warnings,
         })
     }
 

@@ -669,3 +669,33 @@ fn a_broken_job_store_is_named_by_its_path() {
         }
     }
 }
+
+/// Removing a tenant from the registry needs no other edit: its overrides in
+/// `backfill_config.json` are ignored with a warning naming the file and path.
+#[test]
+fn overrides_of_a_removed_tenant_are_a_warning_not_a_load_failure() {
+    let fx = Fixture::new();
+    fx.edit("tenants.json", |v| {
+        v["tenants"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|t| t["tenant_id"] != "globex");
+    });
+    let out = fx.cli(
+        None,
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2025-01-01",
+            Some("2025-02-01"),
+            &["--dry-run"],
+        ),
+    );
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("backfill_config.json: $.tenant_overrides.globex: tenant 'globex' is not in the tenants registry"),
+        "{stderr}"
+    );
+}

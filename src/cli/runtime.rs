@@ -44,7 +44,11 @@ pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
             dir
         }
     };
-    Ok(Arc::new(Config::load(&dir)?))
+    let config = Config::load(&dir)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Arc::new(config))
 }
 
 /// Terminal logs at `level`; with a workspace, JSON lines in `logs/engine.jsonl` as well.

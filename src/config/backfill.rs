@@ -484,13 +484,15 @@ impl BackfillConfig {
         Ok(())
     }
 
-    /// Checks names that refer to other files: priority endpoints and overridden tenants.
+    /// Checks names that refer to other files: priority endpoints (an unknown one is an
+    /// error) and overridden tenants (an unknown one is a warning, returned: removing a tenant
+    /// from the registry must not need an edit here too; its overrides apply to nothing).
     pub(super) fn check_against(
         &self,
         file: &Path,
         endpoints: &[ServiceEndpoints],
         tenants: &TenantsRegistry,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<Vec<String>, ConfigError> {
         for (svc, s) in &self.service_settings {
             let Some(defs) = endpoints.iter().find(|e| e.service == *svc) else {
                 continue;
@@ -549,16 +551,18 @@ impl BackfillConfig {
                 }
             }
         }
-        for tenant in self.tenant_overrides.keys() {
-            if tenants.get(tenant).is_none() {
-                return Err(ConfigError::invalid(
-                    file,
-                    format!("$.tenant_overrides.{tenant}"),
-                    format!("tenant '{tenant}' is not in the tenants registry"),
-                ));
-            }
-        }
-        Ok(())
+        Ok(self
+            .tenant_overrides
+            .keys()
+            .filter(|tenant| tenants.get(tenant).is_none())
+            .map(|tenant| {
+                format!(
+                    "{}: $.tenant_overrides.{tenant}: tenant '{tenant}' is not in the tenants \
+                     registry; its overrides are ignored",
+                    file.display()
+                )
+            })
+            .collect())
     }
 
     fn override_for(&self, tenant: &str, service: Service) -> Option<&TenantOverride> {

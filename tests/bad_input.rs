@@ -699,3 +699,33 @@ fn overrides_of_a_removed_tenant_are_a_warning_not_a_load_failure() {
         "{stderr}"
     );
 }
+
+/// `status` works with a configuration `trigger` refuses, and says what `trigger` would say.
+#[test]
+fn status_warns_of_a_configuration_trigger_refuses() {
+    let fx = Fixture::new();
+    fx.edit("canonical/tickets.json", |v| {
+        v["sources"]["connectwise"]["columns"]["summary"] = "no_such_column".into();
+    });
+    let trigger = fx.cli(
+        None,
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2025-01-01",
+            Some("2025-02-01"),
+            &["--dry-run"],
+        ),
+    );
+    assert_eq!(trigger.status.code(), Some(1), "{}", text(&trigger));
+    let refusal =
+        "$.sources.connectwise.columns.summary: 'no_such_column' is not a declared column";
+    assert!(text(&trigger).contains(refusal), "{}", text(&trigger));
+    let status = fx.cli(None, &["status"]);
+    assert_ok(&status);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        stderr.contains("warning: ") && stderr.contains(refusal),
+        "{stderr}"
+    );
+}

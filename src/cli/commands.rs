@@ -61,6 +61,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Status(args)) => {
             quiet(&global)?;
+            // Status reads the store and works with any configuration (it is what an incident
+            // needs); a configuration `trigger` would refuse is said, not hidden.
+            // Nothing is written for it: a workspace without configuration has none to check.
+            let dir = global.config_dir.clone().unwrap_or_else(|| ws.config_dir());
+            if dir.exists()
+                && let Err(e) = Config::load(&dir)
+            {
+                eprintln!("warning: the configuration would be refused by trigger and run: {e}");
+            }
             local_status(&ws, &args).await
         }
         Some(Command::Sync(args)) => lifecycle_cmd::sync(&global, &ws, args).await,

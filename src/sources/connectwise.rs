@@ -170,13 +170,13 @@ fn error_message(body: &[u8], scrub: impl Fn(&str) -> String) -> String {
         message: Option<String>,
     }
     match serde_json::from_slice::<CwError>(body) {
-        Ok(CwError { code, message }) if code.is_some() || message.is_some() => {
-            format!(
-                "{}: {}",
-                code.unwrap_or_default(),
-                message.unwrap_or_default()
-            )
-        }
+        // Empty parts are left out: `{"code":"","message":"not found"}` reads "not found".
+        Ok(CwError { code, message }) if code.is_some() || message.is_some() => [code, message]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(": "),
         _ => body_excerpt(body, scrub),
     }
 }
@@ -295,6 +295,8 @@ mod tests {
 
     #[test]
     fn error_bodies_give_the_api_message() {
+        let empty_code = br#"{"code":"","message":"not found"}"#;
+        assert_eq!(error_message(empty_code, |s| s.to_string()), "not found");
         let body = br#"{"code":"Unauthorized","message":"UserNotAuthenticated"}"#;
         assert_eq!(
             error_message(body, str::to_string),

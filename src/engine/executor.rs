@@ -52,15 +52,16 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::policy::fetch_with_policy;
 use super::step::wait_before_retry;
-use super::{Deadline, Engine, EngineError, EngineEvent, EngineOptions, Handoff, Step};
-use crate::config::EndpointDef;
-use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Window};
+use super::{Deadline, Engine, EngineError, EngineEvent, Handoff, Step};
+use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus};
 use crate::process::local_host;
 use crate::sink::{ChunkMeta, PartWriter};
-use crate::sources::{Page, Source, SourceError};
+use crate::sources::{Page, SourceError};
 use crate::store::StoreError;
+
+mod pages;
+use pages::{Fetcher, Progress, stop_reading};
 
 /// Why a run of a job returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -744,100 +745,6 @@ impl Engine {
         progress.bytes = 0;
         progress.since = Instant::now();
         Ok(())
-    }
-}
-
-/// A chunk's run between checkpoints: the checkpoint so far, the writer of the next part,
-/// and the pages read since the last checkpoint. Up to `max_in_flight` windows buffer parts at
-/// once, so each writes its part at its share (`1/share`) of `part_max_rows` and
-/// `part_max_bytes`.
-struct Progress {
-    cp: Checkpoint,
-    writer: PartWriter,
-    share: usize,
-    pages: u32,
-    bytes: u64,
-    since: Instant,
-}
-
-impl Progress {
-    fn new(cp: Checkpoint, writer: PartWriter, windows_in_flight: usize) -> Self {
-        let share = windows_in_flight.max(1);
-        Progress {
-            cp,
-            // Beside other windows a part stays open while its window waits for the network:
-            // it keeps encoded bytes only.
-            writer: match share {
-                1 => writer,
-                _ => writer.row_group_per_page(),
-            },
-            share,
-            pages: 0,
-            bytes: 0,
-            since: Instant::now(),
-        }
-    }
-
-    fn add(&mut self, page: &Page) -> Result<(), Failure> {
-        self.writer.append_json(&page.body, page.records_at)?;
-        self.pages += 1;
-        self.bytes += page.bytes as u64;
-        Ok(())
-    }
-
-    /// Whether the buffered rows make a part, by size or by time since the last checkpoint.
-    fn part_due(&self, opts: &EngineOptions) -> bool {
-        self.writer.buffered_rows() >= opts.part_max_rows / self.share
-            || self.writer.buffered_bytes() >= opts.part_max_bytes / self.share
-            || self.since.elapsed() >= opts.checkpoint_interval
-    }
-}
-
-/// Fetches pages of one chunk, each under the tenant's rate budget, retrying what can be retried.
-#[derive(Clone)]
-struct Fetcher {
-    engine: Engine,
-    source: Arc<dyn Source>,
-    endpoint: Arc<EndpointDef>,
-    window: Window,
-    tenant_id: String,
-}
-
-impl Fetcher {
-    /// Starts reading the page at `cursor` while the caller encodes the current one (the
-    /// cursor is already known). A task spawned from a worker waits in that worker's LIFO
-    /// slot, where no other worker can steal it: yield once so the request goes out now and
-    /// the response is handled while the page is being flattened.
-    async fn read_ahead(&self, cursor: Option<String>) -> JoinHandle<Result<Page, SourceError>> {
-        let fetch = self.spawn(cursor);
-        tokio::task::yield_now().await;
-        fetch
-    }
-
-    fn spawn(&self, cursor: Option<String>) -> JoinHandle<Result<Page, SourceError>> {
-        let f = self.clone();
-        tokio::spawn(async move { f.fetch(cursor).await })
-    }
-
-    async fn fetch(&self, cursor: Option<String>) -> Result<Page, SourceError> {
-        fetch_with_policy(
-            &self.engine,
-            &self.tenant_id,
-            self.source.service(),
-            &self.endpoint.table_name,
-            || {
-                self.source
-                    .fetch_page(&self.endpoint, &self.window, cursor.as_deref())
-            },
-        )
-        .await
-    }
-}
-
-/// Aborts the read-ahead request, if one is in flight.
-fn stop_reading(inflight: &mut Option<JoinHandle<Result<Page, SourceError>>>) {
-    if let Some(h) = inflight.take() {
-        h.abort();
     }
 }
 

@@ -23,6 +23,20 @@ fn verify(fx: &Fixture, sandbox: &SandboxProc) -> (Option<i32>, Value, String) {
     )
 }
 
+/// Backfills `JOB`: two months of acme's tickets in four 20-day windows.
+fn backfill_two_months(fx: &Fixture, sandbox: &SandboxProc) -> std::process::Output {
+    fx.cli(
+        Some(sandbox),
+        &trigger_args(
+            "acme",
+            Some("tickets"),
+            "2025-10-01",
+            Some("2025-12-01"),
+            &["--chunk-size-days", "20", "--run"],
+        ),
+    )
+}
+
 /// Rewrites `file` without its first row.
 fn drop_first_row(file: &std::path::Path) {
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
@@ -47,16 +61,7 @@ fn verify_matches_the_source_and_catches_a_dropped_record() {
     let fx = Fixture::new();
     fx.tune(6000, 100);
     let sandbox = fx.start_sandbox(&[]);
-    let out = fx.cli(
-        Some(&sandbox),
-        &trigger_args(
-            "acme",
-            Some("tickets"),
-            "2025-10-01",
-            Some("2025-12-01"),
-            &["--chunk-size-days", "20", "--run"],
-        ),
-    );
+    let out = backfill_two_months(&fx, &sandbox);
     assert_ok(&out);
     let (code, v, txt) = verify(&fx, &sandbox);
     assert_eq!(code, Some(0), "{v}");
@@ -111,16 +116,7 @@ fn a_failed_chunk_is_a_gap_in_status_and_alerts() {
     )
     .unwrap();
     let sandbox = fx.start_sandbox(&["--faults", faults.to_str().unwrap()]);
-    let out = fx.cli(
-        Some(&sandbox),
-        &trigger_args(
-            "acme",
-            Some("tickets"),
-            "2025-10-01",
-            Some("2025-12-01"),
-            &["--chunk-size-days", "20", "--run"],
-        ),
-    );
+    let out = backfill_two_months(&fx, &sandbox);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let status = fx.cli(None, &["status", "--output", "json"]);
     assert_ok(&status);
@@ -248,16 +244,7 @@ fn verify_retries_a_passing_error_and_reports_a_window_it_cannot_count() {
     let fx = Fixture::new();
     fx.tune(6000, 100);
     let sandbox = fx.start_sandbox(&[]);
-    let out = fx.cli(
-        Some(&sandbox),
-        &trigger_args(
-            "acme",
-            Some("tickets"),
-            "2025-10-01",
-            Some("2025-12-01"),
-            &["--chunk-size-days", "20", "--run"],
-        ),
-    );
+    let out = backfill_two_months(&fx, &sandbox);
     assert_ok(&out);
     let faults = fx.dir.path().join("faults.json");
     std::fs::write(

@@ -1,6 +1,8 @@
 //! Dispatch and monitoring on Step Functions: a job's executions are named
 //! `backfill-{job_id}` and then `…-c1`, `…-c2` for each continuation or resume, so starting is
-//! idempotent (a second start finds the first) and the newest execution is found by name.
+//! idempotent (a second start finds the first) and the newest execution is found by name. A
+//! start skips names held by executions that have ended (an earlier run of a job with the same
+//! id, re-triggered after `cleanup`: names stay reserved for 90 days).
 //!
 //! Continuation is a `continue` task: a worker starts `{name}-c{n+1}` with the same input
 //! (idempotent by name) and the old execution ends. It is not the `states:startExecution`
@@ -21,6 +23,10 @@ use super::message::max_iterations_per_lane;
 
 /// Execution names are at most 80 characters; continuations append `-c{n}`.
 const MAX_BASE_NAME: usize = 68;
+
+/// How far a start walks past names taken by ended executions before it gives up and reports
+/// the last one.
+const MAX_NAME_TRIES: u32 = 1000;
 
 /// The execution's input: what every lane loop and continuation carries along.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,10 +142,26 @@ impl Dispatcher {
         &self.state_machine_arn
     }
 
-    /// Starts the execution `input` names; when it exists already, returns it instead.
+    /// Starts the execution `input` names; when it exists and runs, returns it instead. A
+    /// name held by an execution that has ended belongs to an earlier run of a job with the
+    /// same id (names stay reserved for 90 days; `cleanup` removes jobs sooner, and a
+    /// re-trigger makes the same id): the next name of the sequence is taken, so a start never
+    /// answers "already started" for an execution that is over.
     pub async fn start(&self, input: &ExecutionInput) -> Result<Started, CloudError> {
-        let name = execution_name(&input.execution_name, input.continuation);
-        start_named(&self.client, &self.state_machine_arn, &name, input).await
+        let mut input = input.clone();
+        loop {
+            let name = execution_name(&input.execution_name, input.continuation);
+            // Looked up first: AWS refuses an ended execution's name (ExecutionAlreadyExists),
+            // and an emulator may answer with the ended execution itself.
+            match self.describe(&name).await? {
+                Some(e) if !e.is_running() && input.continuation < MAX_NAME_TRIES => {
+                    input.continuation += 1;
+                }
+                _ => {
+                    return start_named(&self.client, &self.state_machine_arn, &name, &input).await;
+                }
+            }
+        }
     }
 
     /// One execution by name, or `None` when there is none.

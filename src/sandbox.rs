@@ -43,6 +43,7 @@ use tokio::task::JoinHandle;
 use crate::config::MissingCredential;
 use crate::domain::Window;
 use crate::secret::Secret;
+pub use connectwise::CwLink;
 use data::{Generator, Table, TableData};
 pub use faults::{Fault, FaultError, FaultKind, FaultPlanError, load_faults};
 pub(crate) use faults::{FaultAction, FaultPlan};
@@ -142,6 +143,8 @@ pub struct SandboxConfig {
     pub servicenow: Vec<servicenow::SnAccount>,
     /// Salesforce orgs the sandbox accepts (`/services/oauth2/token`, `/services/data/`).
     pub salesforce: Vec<salesforce::SfAccount>,
+    /// What ConnectWise's forward-only pages say in `Link` once nothing follows.
+    pub connectwise_link: CwLink,
 }
 
 impl SandboxConfig {
@@ -158,6 +161,7 @@ impl SandboxConfig {
             faults: Vec::new(),
             servicenow: Vec::new(),
             salesforce: Vec::new(),
+            connectwise_link: CwLink::default(),
         }
     }
 }
@@ -261,6 +265,7 @@ pub(crate) struct Shared {
     /// Admission of every API's requests: rate limit, concurrency cap, load measures.
     gate: Gate,
     latency: Option<Latency>,
+    connectwise_link: CwLink,
     faults: FaultPlan,
     counters: Counters,
     seen_pages: Mutex<HashSet<String>>,
@@ -451,6 +456,7 @@ impl Sandbox {
                 .collect(),
             gate,
             latency: config.latency,
+            connectwise_link: config.connectwise_link,
             faults: FaultPlan::new(&config.faults),
             counters: Counters::default(),
             seen_pages: Mutex::new(HashSet::new()),

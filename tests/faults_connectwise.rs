@@ -157,3 +157,27 @@ fn a_permanent_401_fails_the_chunk_after_one_attempt_naming_tenant_service_and_s
         chunks.len() - 1
     );
 }
+
+#[test]
+fn pages_without_a_link_header_end_or_go_on_by_the_last_id_and_land_the_exact_dataset() {
+    // `last-omitted`: the last (short) page has no Link; `omitted`: no page has one, so every
+    // full page goes on from its last id and the window ends on a short or empty page.
+    for mode in ["last-omitted", "omitted"] {
+        let fx = Fixture::new();
+        fx.tune(6000, 25);
+        let sandbox = fx.start_sandbox(&["--connectwise-link", mode]);
+        let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-03-01");
+        assert_ok(&out);
+        let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+        let window = parse_window("2025-01-01T00:00:00Z", "2025-03-01T00:00:00Z");
+        assert_exact(
+            &landed,
+            &fx.sandbox_config(TableCounts::demo()),
+            &company_of(&fx, "acme"),
+            "tickets",
+            &window,
+        );
+        let detail = job_status(&fx, "backfill_acme_connectwise_20250101");
+        assert_eq!(detail["job"]["status"], "completed", "{mode}: {detail}");
+    }
+}

@@ -41,7 +41,7 @@ pub(super) struct BulkJob {
 impl Ctx<'_> {
     pub(super) fn job_json(&self, id: &str, job: &BulkJob) -> Vec<u8> {
         let keys = &self.sf().orgs[self.org].keys;
-        let created = data::rest_datetime(job.created.timestamp());
+        let created = data::rest_datetime(job.created.timestamp_millis());
         let body = serde_json::json!({
             "id": id,
             "operation": job.operation,

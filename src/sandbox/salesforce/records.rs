@@ -77,7 +77,7 @@ impl SfState {
         let (lo, hi) = plan.bounds;
         let mut inside: Vec<(i64, u32)> = (0..table.ids.len() as u32)
             .map(|i| (self.times(&inner, org, plan.sobject, i).modstamp, i))
-            .filter(|(s, _)| (lo..hi).contains(&s.saturating_mul(1000)))
+            .filter(|(s, _)| (lo..hi).contains(s))
             .collect();
         inside.sort_by(|a, b| {
             a.0.cmp(&b.0)
@@ -88,18 +88,20 @@ impl SfState {
         }
         let n = (n as usize).min(inside.len());
         let after = if hi == i64::MAX {
-            self.anchor.timestamp()
+            self.anchor.timestamp_millis()
         } else {
-            self.anchor.timestamp().max(hi.div_euclid(1000) + 1)
+            self.anchor
+                .timestamp_millis()
+                .max(hi.div_euclid(1000) * 1000 + 1000)
         };
         for k in 0..n {
             let (from, i) = inside[(2 * k + 1) * inside.len() / (2 * n)];
             inner.touches += 1;
-            let to = after + 60 * inner.touches;
+            let to = after + 60_000 * inner.touches;
             inner.touched.insert((org, plan.sobject, i), to);
-            let fmt = |s: i64| {
-                DateTime::from_timestamp(s, 0)
-                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            let fmt = |ms: i64| {
+                DateTime::from_timestamp_millis(ms)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
                     .unwrap_or_default()
             };
             inner.moved.push(Moved {
@@ -148,7 +150,7 @@ pub fn expected_salesforce(
         .iter()
         .zip(table.ids)
         .filter_map(|(&stamp, id)| {
-            let t = DateTime::from_timestamp(stamp, 0)?;
+            let t = DateTime::from_timestamp_millis(stamp)?;
             window.contains(t).then_some((id, t))
         })
         .collect();

@@ -227,6 +227,61 @@ async fn a_lost_locator_continues_by_keyset_without_gaps_or_repeats() {
     );
 }
 
+/// A window of Leads whose 200th and 201st records in `(SystemModstamp, Id)` order share one
+/// stamp with milliseconds, and its expected records.
+fn window_splitting_a_tie(cfg: &SandboxConfig) -> (Window, Vec<(String, DateTime<Utc>)>) {
+    let from: DateTime<Utc> = "2024-03-01T00:00:00Z".parse().unwrap();
+    (0..2000)
+        .find_map(|h| {
+            let start = from + chrono::Duration::hours(h);
+            let w = Window::new(start, start + chrono::Duration::days(60));
+            let expected = expected_salesforce(cfg, USER, "Lead", &w);
+            let mut by_time: Vec<_> = expected.iter().map(|(id, t)| (*t, id)).collect();
+            by_time.sort();
+            let split = by_time.len() > 450
+                && by_time[199].0 == by_time[200].0
+                && by_time[200].0.timestamp_subsec_millis() != 0;
+            split.then_some((w, expected))
+        })
+        .expect("no window splits a millisecond tie at the page boundary")
+}
+
+#[tokio::test]
+async fn millisecond_stamps_shared_across_a_page_boundary_are_neither_skipped_nor_repeated() {
+    let cfg = config(Vec::new());
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let (w, expected) = window_splitting_a_tie(&cfg);
+    // Through nextRecordsUrl.
+    let (all, pages) = drain(&source(&sb, 50_000), &ep, &w, None).await;
+    assert!(pages.len() >= 3);
+    assert_eq!(all.len(), expected.len(), "nothing fetched twice");
+    assert_eq!(sorted(all), expected, "nothing skipped");
+    // Through the keyset query: the locator is lost right after the tie is split.
+    let src = source(&sb, 50_000);
+    let p1 = src.fetch_page(&ep, &w, None).await.unwrap();
+    let Cursor::Rest { after, .. } = Cursor::decode(p1.next.as_deref().unwrap()).unwrap() else {
+        panic!("rest cursor expected")
+    };
+    assert_ne!(after.unwrap().ts.timestamp_subsec_millis(), 0);
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/salesforce/expire_locators", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    let before = sf_stats(&sb).await["queries"].as_u64().unwrap();
+    let (rest, _) = drain(&src, &ep, &w, p1.next.clone()).await;
+    assert_eq!(
+        sf_stats(&sb).await["queries"].as_u64().unwrap(),
+        before + 1,
+        "one keyset query"
+    );
+    let mut all = keys(&p1);
+    all.extend(rest);
+    assert_eq!(all.len(), expected.len(), "nothing fetched twice");
+    assert_eq!(sorted(all), expected, "nothing skipped");
+}
+
 #[tokio::test]
 async fn records_edited_mid_read_do_not_move_the_keyset_position() {
     // The first fault (harmless) takes the window query; the second edits most of the

@@ -68,6 +68,18 @@ pub enum FaultKind {
     ExpireToken,
     /// Move `records` records of the requested window past its end, then answer normally.
     TouchRecords,
+    /// Salesforce: a Bulk API 2.0 query job of the window ends `Failed` (errorMessage:
+    /// `message`) at its next status poll. Fires on job polls only.
+    JobFailed,
+    /// Salesforce: the same, ending `Aborted`.
+    JobAborted,
+}
+
+impl FaultKind {
+    /// Whether the kind ends a Bulk API 2.0 job instead of answering a request.
+    pub fn ends_a_job(self) -> bool {
+        matches!(self, FaultKind::JobFailed | FaultKind::JobAborted)
+    }
 }
 
 fn default_fault_service() -> Service {
@@ -114,6 +126,9 @@ impl Fault {
             },
             FaultKind::Slow if self.delay_ms.is_none() => Err(FaultError::NoDelay),
             FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => Err(FaultError::NoRecords),
+            kind if kind.ends_a_job() && self.service != Service::Salesforce => {
+                Err(FaultError::JobEndNotSalesforce)
+            }
             _ => Ok(()),
         }
     }
@@ -134,6 +149,8 @@ pub enum FaultError {
     NoDelay,
     #[error("records (at least 1) is required for kind \"touch_records\"")]
     NoRecords,
+    #[error("kinds \"job_failed\" and \"job_aborted\" need service \"salesforce\"")]
+    JobEndNotSalesforce,
 }
 
 /// Why a fault plan file cannot be used; names the file.
@@ -202,16 +219,37 @@ impl FaultPlan {
     ///
     /// `path` is the API path, table or sObject the request reads; `lower_bound` is the
     /// start of the request's window (unix seconds), if it has one.
+    /// Faults that end Bulk API 2.0 jobs are left for `take_job_end`.
     pub(crate) fn take(
         &self,
         service: Service,
         path: &str,
         lower_bound: Option<i64>,
     ) -> Option<FaultAction> {
+        self.take_where(service, path, lower_bound, |k| !k.ends_a_job())
+    }
+
+    /// Like `take`, for the status poll of a Bulk API 2.0 job: only faults ending a job.
+    pub(crate) fn take_job_end(
+        &self,
+        service: Service,
+        path: &str,
+        lower_bound: Option<i64>,
+    ) -> Option<FaultAction> {
+        self.take_where(service, path, lower_bound, FaultKind::ends_a_job)
+    }
+
+    fn take_where(
+        &self,
+        service: Service,
+        path: &str,
+        lower_bound: Option<i64>,
+        kinds: impl Fn(FaultKind) -> bool,
+    ) -> Option<FaultAction> {
         self.faults.iter().find_map(|armed| {
             let f = &armed.fault;
             let wanted = f.path.trim_matches('/');
-            if f.service != service || (wanted != "*" && wanted != path) {
+            if f.service != service || (wanted != "*" && wanted != path) || !kinds(f.kind) {
                 return None;
             }
             if armed.window_start.is_some() && armed.window_start != lower_bound {
@@ -275,6 +313,35 @@ mod tests {
         for _ in 0..5 {
             assert!(permanent.take(cw, "service/tickets", None).is_some());
         }
+    }
+
+    #[test]
+    fn job_ending_faults_are_salesforce_only_and_taken_by_job_polls_only() {
+        let ends = Fault {
+            service: Service::Salesforce,
+            kind: FaultKind::JobAborted,
+            ..fault(None, None)
+        };
+        assert!(ends.validate().is_ok());
+        let elsewhere = Fault {
+            service: Service::Connectwise,
+            ..ends.clone()
+        };
+        assert!(matches!(
+            elsewhere.validate(),
+            Err(FaultError::JobEndNotSalesforce)
+        ));
+        let plan = FaultPlan::new(&[Fault {
+            path: "Account".into(),
+            ..ends
+        }]);
+        let sf = Service::Salesforce;
+        assert!(
+            plan.take(sf, "Account", None).is_none(),
+            "a query is left alone"
+        );
+        let taken = plan.take_job_end(sf, "Account", None).map(|a| a.kind);
+        assert_eq!(taken, Some(FaultKind::JobAborted));
     }
 
     #[test]

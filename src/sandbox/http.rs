@@ -205,6 +205,8 @@ where
         FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed | FaultKind::Endless => {
             Ok(Some(action))
         }
+        // Taken only by a job's status poll (`FaultPlan::take_job_end`).
+        FaultKind::JobFailed | FaultKind::JobAborted => Ok(None),
     }
 }
 

@@ -399,6 +399,52 @@ async fn big_windows_go_through_bulk_jobs_whose_pages_can_be_read_again() {
 }
 
 #[tokio::test]
+async fn a_bulk_job_ending_failed_or_aborted_is_an_error_naming_it_and_a_new_job_reads_the_window()
+{
+    let cfg = config(vec![
+        Fault {
+            message: "InternalServerError: query timed out".into(),
+            ..fault("Account", FaultKind::JobFailed, None, Some(1))
+        },
+        Fault {
+            message: "Aborted by an administrator".into(),
+            ..fault("Contact", FaultKind::JobAborted, None, None)
+        },
+    ]);
+    let sb = start(cfg.clone()).await;
+    let src = source(&sb, 100);
+    let w = window("2024-01-01T00:00:00Z", "2024-04-01T00:00:00Z");
+    let ep = endpoint("Account", 50);
+    let err = src.fetch_page(&ep, &w, None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("failed") && err.contains("query timed out"),
+        "{err}"
+    );
+    // The next attempt starts a new job, which completes: the window lands exactly.
+    let (got, _) = drain(&src, &ep, &w, None).await;
+    let expected = expected_salesforce(&cfg, USER, "Account", &w);
+    assert!(expected.len() > 150, "{}", expected.len());
+    assert_eq!(got.len(), expected.len(), "nothing twice");
+    assert_eq!(sorted(got), expected, "nothing skipped");
+    assert_eq!(sf_stats(&sb).await["bulk_jobs"], 2);
+    // Every job of the Contacts is aborted: every attempt is an error, no page comes back.
+    let ep = endpoint("Contact", 50);
+    for _ in 0..3 {
+        let err = src.fetch_page(&ep, &w, None).await.unwrap_err().to_string();
+        assert!(
+            err.contains("aborted") && err.contains("Aborted by an administrator"),
+            "{err}"
+        );
+    }
+    let stats = sf_stats(&sb).await;
+    assert_eq!(stats["bulk_jobs"], 5, "a new job each attempt: {stats}");
+    assert_eq!(
+        stats["bulk_result_pages"].as_u64(),
+        Some(expected.len().div_ceil(50) as u64)
+    );
+}
+
+#[tokio::test]
 async fn a_retried_first_page_reuses_its_bulk_job() {
     let cfg = config(vec![fault(
         "Opportunity",

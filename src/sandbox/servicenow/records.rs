@@ -117,7 +117,31 @@ fn in_range(recs: &[Rec], lo: i64, hi: i64) -> &[Rec] {
 }
 
 /// Every record matching `q`, in the order it asks for (creation order when it asks none).
+/// Blocks joined by `^NQ` are answered block by block, each in that order, as a ServiceNow
+/// instance may (SOURCE_APIS.md leaves the order across blocks unconfirmed): a client paging
+/// on such a query's last row skips the later blocks' rows.
 fn matching(data: &TableData, q: &EncodedQuery) -> Vec<Rec> {
+    if q.blocks.len() < 2 {
+        return matching_sorted(data, q);
+    }
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for block in &q.blocks {
+        let one = EncodedQuery {
+            blocks: vec![block.clone()],
+            order: q.order.clone(),
+        };
+        rows.extend(
+            matching_sorted(data, &one)
+                .into_iter()
+                .filter(|r| seen.insert(r.i)),
+        );
+    }
+    rows
+}
+
+/// `matching` for a query of one block (or as if its blocks were one): sorted as a whole.
+fn matching_sorted(data: &TableData, q: &EncodedQuery) -> Vec<Rec> {
     let (lo, hi) = q.updated_range();
     let g = &data.generator;
     let mut rows: Vec<Rec> = in_range(&data.recs, lo, hi)

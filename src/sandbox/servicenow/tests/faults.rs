@@ -125,7 +125,15 @@ async fn walk_with_a_touch(
         )
         .await;
         let keys = r.keys();
-        got.extend(keys.iter().cloned());
+        let last = got
+            .last()
+            .filter(|_| keyset)
+            .map(|(id, t)| (*t, id.clone()));
+        got.extend(
+            keys.iter()
+                .filter(|(id, t)| last.as_ref().is_none_or(|l| (*t, id.clone()) > *l))
+                .cloned(),
+        );
         if keys.len() < 10 {
             break;
         }

@@ -32,6 +32,21 @@ fn run_tickets(
     )
 }
 
+/// acme's tickets from 2025-01-01 to `end` landed exactly, and the job completed.
+fn assert_exact_tickets_and_completed(fx: &Fixture, end: &str) {
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    let window = parse_window("2025-01-01T00:00:00Z", end);
+    assert_exact(
+        &landed,
+        &fx.sandbox_config(TableCounts::demo()),
+        &company_of(fx, "acme"),
+        "tickets",
+        &window,
+    );
+    let detail = job_status(fx, "backfill_acme_connectwise_20250101");
+    assert_eq!(detail["job"]["status"], "completed", "{detail}");
+}
+
 #[test]
 fn a_429_storm_5xx_slow_and_truncated_answers_still_land_the_exact_dataset() {
     let fx = Fixture::new();
@@ -61,17 +76,7 @@ fn a_429_storm_5xx_slow_and_truncated_answers_still_land_the_exact_dataset() {
     );
     // Each cut body was asked for again.
     assert!(stats["repeated_pages"].as_u64().unwrap() >= 3, "{stats}");
-    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
-    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
-    assert_exact(
-        &landed,
-        &fx.sandbox_config(TableCounts::demo()),
-        &company_of(&fx, "acme"),
-        "tickets",
-        &window,
-    );
-    let detail = job_status(&fx, "backfill_acme_connectwise_20250101");
-    assert_eq!(detail["job"]["status"], "completed", "{detail}");
+    assert_exact_tickets_and_completed(&fx, "2025-04-01T00:00:00Z");
 }
 
 #[test]
@@ -168,16 +173,6 @@ fn pages_without_a_link_header_end_or_go_on_by_the_last_id_and_land_the_exact_da
         let sandbox = fx.start_sandbox(&["--connectwise-link", mode]);
         let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-03-01");
         assert_ok(&out);
-        let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
-        let window = parse_window("2025-01-01T00:00:00Z", "2025-03-01T00:00:00Z");
-        assert_exact(
-            &landed,
-            &fx.sandbox_config(TableCounts::demo()),
-            &company_of(&fx, "acme"),
-            "tickets",
-            &window,
-        );
-        let detail = job_status(&fx, "backfill_acme_connectwise_20250101");
-        assert_eq!(detail["job"]["status"], "completed", "{mode}: {detail}");
+        assert_exact_tickets_and_completed(&fx, "2025-03-01T00:00:00Z");
     }
 }

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// The incidents `q` selects for globex, at most `limit`.
+async fn globex_query(sb: &Sandbox, q: &str, limit: &str) -> Resp {
+    get(
+        sb,
+        TABLE,
+        &[("sysparm_query", q), ("sysparm_limit", limit)],
+        Some(&globex()),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn keyset_queries_resume_inside_a_tie_and_windows_are_half_open() {
     let cfg = config();
@@ -14,13 +25,7 @@ async fn keyset_queries_resume_inside_a_tie_and_windows_are_half_open() {
         .find(|&i| expected[i].1 == expected[i + 2].1)
         .expect("a tie of three");
     let q = keyset_query(&w, Some(&expected[at]));
-    let r = get(
-        &sb,
-        TABLE,
-        &[("sysparm_query", &q), ("sysparm_limit", "5")],
-        Some(&globex()),
-    )
-    .await;
+    let r = globex_query(&sb, &q, "5").await;
     assert_eq!(r.status, 200);
     let from = expected.partition_point(|e| e.1 < expected[at].1);
     assert_eq!(r.keys(), expected[from..from + 5].to_vec());
@@ -34,21 +39,9 @@ async fn keyset_queries_resume_inside_a_tie_and_windows_are_half_open() {
     let mut block_order = expected[ties_end..].to_vec();
     block_order.extend_from_slice(&expected[at + 1..ties_end]);
     let q = nq_query(&w, &expected[at]);
-    let all = get(
-        &sb,
-        TABLE,
-        &[("sysparm_query", &q), ("sysparm_limit", "10000")],
-        Some(&globex()),
-    )
-    .await;
+    let all = globex_query(&sb, &q, "10000").await;
     assert_eq!(all.keys(), block_order);
-    let r = get(
-        &sb,
-        TABLE,
-        &[("sysparm_query", &q), ("sysparm_limit", "5")],
-        Some(&globex()),
-    )
-    .await;
+    let r = globex_query(&sb, &q, "5").await;
     assert_eq!(r.keys(), expected[ties_end..ties_end + 5].to_vec());
 
     // A window from a midnight holds the records of that exact second; the previous one

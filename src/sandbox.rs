@@ -271,6 +271,8 @@ pub(crate) struct Shared {
     seen_pages: Mutex<HashSet<String>>,
     /// ConnectWise records moved by `touch_records` faults.
     moved: Mutex<Vec<MovedRecord>>,
+    /// ConnectWise records deleted by `delete_records` faults.
+    deleted: Mutex<Vec<DeletedRecord>>,
     addr: SocketAddr,
     servicenow: servicenow::SnState,
     salesforce: salesforce::SfState,
@@ -301,6 +303,16 @@ impl Shared {
     fn touch_records(&self, tenant: &TenantData, table: Table, bounds: data::Bounds, n: u32) {
         let moved = self.table(tenant, table).touch(bounds, n);
         self.log_moved(tenant, table, moved);
+    }
+
+    fn delete_records(&self, tenant: &TenantData, table: Table, bounds: data::Bounds, n: u32) {
+        let deleted = self.table(tenant, table).delete(bounds, n);
+        lock(&self.deleted).extend(deleted.into_iter().map(|(id, lu)| DeletedRecord {
+            company_id: tenant.tenant.company_id.clone(),
+            table: table.table_name().to_string(),
+            id,
+            last_updated: DateTime::from_timestamp(lu, 0).unwrap_or_default(),
+        }));
     }
 
     fn log_moved(
@@ -461,6 +473,7 @@ impl Sandbox {
             counters: Counters::default(),
             seen_pages: Mutex::new(HashSet::new()),
             moved: Mutex::new(Vec::new()),
+            deleted: Mutex::new(Vec::new()),
             addr,
             servicenow,
             salesforce,
@@ -468,6 +481,7 @@ impl Sandbox {
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
             .route("/_sandbox/connectwise/moved", get(moved_handler))
+            .route("/_sandbox/connectwise/deleted", get(deleted_handler))
             .route(
                 "/_sandbox/connectwise/edit",
                 axum::routing::post(edit_handler),
@@ -549,6 +563,21 @@ pub struct MovedRecord {
     pub id: i64,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+}
+
+/// A ConnectWise record a `delete_records` fault deleted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeletedRecord {
+    pub company_id: String,
+    pub table: String,
+    pub id: i64,
+    pub last_updated: DateTime<Utc>,
+}
+
+async fn deleted_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
+    let deleted = lock(&shared.deleted).clone();
+    let body = serde_json::to_vec(&deleted).unwrap_or_default();
+    json_response(SANDBOX_JSON, body)
 }
 
 async fn moved_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use avesa_console::sandbox::{MovedRecord, TableCounts, expected_records};
+use avesa_console::sandbox::{DeletedRecord, MovedRecord, TableCounts, expected_records};
 use common::*;
 
 fn write_faults(fx: &Fixture, json: &str) -> String {
@@ -175,4 +175,51 @@ fn pages_without_a_link_header_end_or_go_on_by_the_last_id_and_land_the_exact_da
         assert_ok(&out);
         assert_exact_tickets_and_completed(&fx, "2025-03-01T00:00:00Z");
     }
+}
+
+#[test]
+fn records_deleted_while_their_window_is_read_neither_fail_the_run_nor_hide_the_others() {
+    let fx = Fixture::new();
+    fx.tune(6000, 20);
+    // Deletions before the first page of a window and between its pages.
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[{"path":"service/tickets","kind":"delete_records","records":3,"times":8}]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
+    assert_ok(&out);
+    let deleted: Vec<DeletedRecord> = serde_json::from_str(&common::reqwest::blocking_get(
+        &format!("{}/_sandbox/connectwise/deleted", sandbox.url),
+    ))
+    .unwrap();
+    assert!(deleted.len() >= 20, "only {} deleted", deleted.len());
+    let deleted_ids: BTreeSet<i64> = deleted.iter().map(|d| d.id).collect();
+    assert_eq!(deleted_ids.len(), deleted.len(), "a record deleted twice");
+    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
+    // The source's records as they are now.
+    let now: BTreeSet<i64> = expected_records(
+        &fx.sandbox_config(TableCounts::demo()),
+        &company_of(&fx, "acme"),
+        "tickets",
+        &window,
+    )
+    .into_iter()
+    .map(|(id, _)| id)
+    .filter(|id| !deleted_ids.contains(id))
+    .collect();
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    assert_eq!(landed.duplicates(), Vec::<i64>::new());
+    let landed_ids: BTreeSet<i64> = landed.rows.iter().map(|(id, _)| *id).collect();
+    let skipped: Vec<_> = now.difference(&landed_ids).collect();
+    assert!(skipped.is_empty(), "skipped: {skipped:?}");
+    // Anything else landed was read before it was deleted.
+    let extra: Vec<_> = landed_ids.difference(&now).collect();
+    assert!(extra.iter().all(|id| deleted_ids.contains(id)), "{extra:?}");
+    assert!(
+        !extra.is_empty() && extra.len() < deleted.len(),
+        "deletions both before and after their records were read: {} of {}",
+        extra.len(),
+        deleted.len()
+    );
 }

@@ -14,7 +14,7 @@ use axum::response::Response;
 use chrono::NaiveDateTime;
 
 use super::data::{Bounds, Table, TableData};
-use super::http::{FaultAnswers, Reply, decode_basic, link_with, planned_fault};
+use super::http::{Edit, FaultAnswers, Reply, decode_basic, link_with, planned_fault};
 use super::render::render;
 use super::{FaultAction, Outcome, Shared, Slot, TenantData};
 use crate::domain::Service;
@@ -103,7 +103,10 @@ fn handle(
                 "UserNotAuthenticated",
             )
         },
-        touch: |n| shared.touch_records(tenant, table, query.bounds, n),
+        touch: |n, edit| match edit {
+            Edit::Move => shared.touch_records(tenant, table, query.bounds, n),
+            Edit::Delete => shared.delete_records(tenant, table, query.bounds, n),
+        },
     };
     let spoil = match planned_fault(
         shared,

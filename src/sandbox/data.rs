@@ -264,6 +264,9 @@ impl Bounds {
 
 /// One table of one tenant: its generator, its `(id, lastUpdated)` index, and the records
 /// edited since start (`touch_records` faults), whose new `lastUpdated` overrides the index.
+/// The `lastUpdated` a deleted record is kept at: it matches no query and is not found.
+const DELETED: i64 = i64::MIN;
+
 #[derive(Debug)]
 pub(crate) struct TableData {
     pub(crate) generator: Generator,
@@ -311,6 +314,22 @@ impl TableData {
             .collect()
     }
 
+    /// Deletes up to `n` records inside `bounds`, spread over the window like `touch`.
+    /// Returns `(id, lastUpdated)` per deleted record.
+    pub(crate) fn delete(&self, bounds: Bounds, n: u32) -> Vec<(i64, i64)> {
+        let rows: Vec<(i64, i64)> = self.matching(bounds, None).collect();
+        if rows.is_empty() || n == 0 {
+            return Vec::new();
+        }
+        let step = (rows.len() / n as usize).max(1);
+        let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
+        let picked: Vec<(i64, i64)> = rows.into_iter().step_by(step).take(n as usize).collect();
+        for &(id, _) in &picked {
+            moved.insert(id, DELETED);
+        }
+        picked
+    }
+
     /// Edits `n` records spread over the whole table: each gets the update time `at + k`
     /// seconds (`k` = 0, 1, ...), as if users changed them then. Returns `(id, old, new)`.
     pub(crate) fn edit(&self, n: u32, at: i64) -> Vec<(i64, i64, i64)> {
@@ -345,6 +364,7 @@ impl TableData {
             .filter(|&(&id, &lu)| {
                 let pos = (id - ID_BASE) as u64;
                 (pos < from || pos >= to)
+                    && lu != DELETED
                     && bounds.lo <= lu
                     && lu < bounds.hi
                     && after_id.is_none_or(|a| id > a)
@@ -364,7 +384,7 @@ impl TableData {
         let inside = self.index[from..to]
             .iter()
             .map(move |&(id, lu)| (id, moved.get(&id).copied().unwrap_or(lu)))
-            .filter(move |&(_, lu)| bounds.lo <= lu && lu < bounds.hi);
+            .filter(move |&(_, lu)| lu != DELETED && bounds.lo <= lu && lu < bounds.hi);
         merge_by_id(inside, outside.into_iter())
     }
 
@@ -392,7 +412,7 @@ impl TableData {
     pub(crate) fn last_updated_of(&self, id: i64) -> Option<i64> {
         let pos = usize::try_from(id.checked_sub(ID_BASE)?).ok()?;
         let lu = self.index.get(pos).map(|&(_, lu)| lu)?;
-        Some(self.moved().get(&id).copied().unwrap_or(lu))
+        Some(self.moved().get(&id).copied().unwrap_or(lu)).filter(|&lu| lu != DELETED)
     }
 }
 

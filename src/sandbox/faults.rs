@@ -42,7 +42,8 @@ pub struct Fault {
     #[serde(default)]
     pub delay_ms: Option<u64>,
     /// `touch_records`: how many records of the requested window get a new update time
-    /// (after the window's end: they leave it while it is being read).
+    /// (after the window's end: they leave it while it is being read); `delete_records`:
+    /// how many are deleted.
     #[serde(default)]
     pub records: Option<u32>,
     #[serde(default = "default_fault_message")]
@@ -68,6 +69,9 @@ pub enum FaultKind {
     ExpireToken,
     /// Move `records` records of the requested window past its end, then answer normally.
     TouchRecords,
+    /// ConnectWise: delete `records` records of the requested window (spread over it, so
+    /// some are already read and some not), then answer normally.
+    DeleteRecords,
     /// Salesforce: a Bulk API 2.0 query job of the window ends `Failed` (errorMessage:
     /// `message`) at its next status poll. Fires on job polls only.
     JobFailed,
@@ -125,7 +129,14 @@ impl Fault {
                 Some(_) => Ok(()),
             },
             FaultKind::Slow if self.delay_ms.is_none() => Err(FaultError::NoDelay),
-            FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => Err(FaultError::NoRecords),
+            FaultKind::TouchRecords | FaultKind::DeleteRecords
+                if self.records.unwrap_or(0) == 0 =>
+            {
+                Err(FaultError::NoRecords)
+            }
+            FaultKind::DeleteRecords if self.service != Service::Connectwise => {
+                Err(FaultError::DeleteNotConnectwise)
+            }
             kind if kind.ends_a_job() && self.service != Service::Salesforce => {
                 Err(FaultError::JobEndNotSalesforce)
             }
@@ -147,8 +158,10 @@ pub enum FaultError {
     NotAnErrorStatus(u16),
     #[error("delay_ms is required for kind \"slow\"")]
     NoDelay,
-    #[error("records (at least 1) is required for kind \"touch_records\"")]
+    #[error("records (at least 1) is required for kinds \"touch_records\" and \"delete_records\"")]
     NoRecords,
+    #[error("kind \"delete_records\" needs service \"connectwise\"")]
+    DeleteNotConnectwise,
     #[error("kinds \"job_failed\" and \"job_aborted\" need service \"salesforce\"")]
     JobEndNotSalesforce,
 }

@@ -167,13 +167,22 @@ impl Shared {
     }
 }
 
+/// What a `touch` does to the records it picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Edit {
+    Move,
+    /// Only ConnectWise deletes (`Fault::validate` refuses it elsewhere).
+    Delete,
+}
+
 /// What a simulator makes of the fault its request draws from the plan.
 pub(crate) struct FaultAnswers<S, E, T> {
     /// The API's own error answer to a `status` fault.
     pub(crate) status: S,
     /// Forgets the caller's credentials and answers as to an expired one.
     pub(crate) expire_token: E,
-    /// Moves this many records of the window being read past its end.
+    /// Moves this many records of the window being read past its end (`Edit::Move`) or
+    /// deletes them (`Edit::Delete`).
     pub(crate) touch: T,
 }
 
@@ -190,7 +199,7 @@ pub(crate) fn planned_fault<S, E, T>(
 where
     S: FnOnce(&FaultAction) -> Reply,
     E: FnOnce() -> Reply,
-    T: FnOnce(u32),
+    T: FnOnce(u32, Edit),
 {
     let Some(action) = shared.faults.take(service, path, window_start) else {
         return Ok(None);
@@ -199,7 +208,11 @@ where
         FaultKind::Status => Err((answers.status)(&action).with_outcome(Outcome::Fault)),
         FaultKind::ExpireToken => Err((answers.expire_token)().with_outcome(Outcome::Fault)),
         FaultKind::TouchRecords => {
-            (answers.touch)(action.records);
+            (answers.touch)(action.records, Edit::Move);
+            Ok(None)
+        }
+        FaultKind::DeleteRecords => {
+            (answers.touch)(action.records, Edit::Delete);
             Ok(None)
         }
         FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed | FaultKind::Endless => {

@@ -168,7 +168,7 @@ impl Ctx<'_> {
                 self.sf().lock().tokens.remove(self.token);
                 invalid_session()
             },
-            touch: |n| self.sf().touch(self.org, plan, n),
+            touch: |n, _| self.sf().touch(self.org, plan, n),
         };
         planned_fault(
             self.shared,

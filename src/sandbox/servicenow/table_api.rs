@@ -178,7 +178,7 @@ fn handle_list(
             }
             unauthenticated(Outcome::Fault)
         },
-        touch: |n| {
+        touch: |n, _| {
             sn.touch(account, table, &q, params.offset, n);
         },
     };

@@ -462,3 +462,49 @@ fn a_permanent_401_fails_its_chunk_after_one_attempt_and_says_why() {
         "a secret was printed or stored"
     );
 }
+
+#[test]
+fn records_deleted_during_the_backfill_neither_fail_it_nor_hide_the_others() {
+    let fx = Fixture::new();
+    tune(&fx, 6000, 20, 2);
+    // Deletions before a window's first page and between its pages, the cursor's own
+    // record among the candidates.
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[{"service":"servicenow","path":"incident","kind":"delete_records","records":4,"times":6}]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-12T00:00:00Z");
+    let window = parse_window(start, end);
+    trigger(&fx, "acme", Some("incident"), start, end, "14");
+    assert_ok(&fx.cli(Some(&sandbox), &["run"]));
+    let deleted: BTreeSet<String> = moved(&sandbox)
+        .into_iter()
+        .filter(|m| m.deleted)
+        .map(|m| m.sys_id)
+        .collect();
+    assert!(deleted.len() >= 20, "only {} deleted", deleted.len());
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let user = username(&fx, "acme");
+    let initial = expected_servicenow(&cfg, &user, "incident", &window);
+    let got = landed(&fx, "acme", "incidents");
+    assert_eq!(duplicates(&got), Vec::<String>::new());
+    // The source's records as they are now: every one landed.
+    let missing: Vec<_> = initial
+        .iter()
+        .filter(|r| !deleted.contains(&r.0) && got.binary_search(r).is_err())
+        .collect();
+    assert!(missing.is_empty(), "skipped: {missing:?}");
+    // Anything else landed was read before it was deleted; some deletions came first.
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|g| deleted.contains(&g.0) || initial.binary_search(g).is_err())
+        .collect();
+    assert!(extra.iter().all(|g| deleted.contains(&g.0)), "{extra:?}");
+    assert!(
+        extra.len() < deleted.len(),
+        "{} of {}",
+        extra.len(),
+        deleted.len()
+    );
+}

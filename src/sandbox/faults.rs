@@ -69,7 +69,7 @@ pub enum FaultKind {
     ExpireToken,
     /// Move `records` records of the requested window past its end, then answer normally.
     TouchRecords,
-    /// ConnectWise: delete `records` records of the requested window (spread over it, so
+    /// ConnectWise, ServiceNow: delete `records` records of the requested window (spread over it, so
     /// some are already read and some not), then answer normally.
     DeleteRecords,
     /// Salesforce: a Bulk API 2.0 query job of the window ends `Failed` (errorMessage:
@@ -134,8 +134,8 @@ impl Fault {
             {
                 Err(FaultError::NoRecords)
             }
-            FaultKind::DeleteRecords if self.service != Service::Connectwise => {
-                Err(FaultError::DeleteNotConnectwise)
+            FaultKind::DeleteRecords if self.service == Service::Salesforce => {
+                Err(FaultError::DeleteOnSalesforce)
             }
             kind if kind.ends_a_job() && self.service != Service::Salesforce => {
                 Err(FaultError::JobEndNotSalesforce)
@@ -160,8 +160,8 @@ pub enum FaultError {
     NoDelay,
     #[error("records (at least 1) is required for kinds \"touch_records\" and \"delete_records\"")]
     NoRecords,
-    #[error("kind \"delete_records\" needs service \"connectwise\"")]
-    DeleteNotConnectwise,
+    #[error("kind \"delete_records\" needs service \"connectwise\" or \"servicenow\"")]
+    DeleteOnSalesforce,
     #[error("kinds \"job_failed\" and \"job_aborted\" need service \"salesforce\"")]
     JobEndNotSalesforce,
 }

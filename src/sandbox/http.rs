@@ -171,7 +171,7 @@ impl Shared {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Edit {
     Move,
-    /// Only ConnectWise deletes (`Fault::validate` refuses it elsewhere).
+    /// Salesforce does not delete (`Fault::validate` refuses it there).
     Delete,
 }
 

@@ -11,6 +11,7 @@ use super::data::{Gen, Rec, SnTable, hex32};
 use super::query::{EncodedQuery, SortKey};
 use super::{Moved, SnState, TableData};
 use crate::domain::Window;
+use crate::sandbox::http::Edit;
 use crate::sandbox::{SandboxConfig, lock};
 
 impl SnState {
@@ -43,16 +44,16 @@ impl SnState {
         (page, total)
     }
 
-    /// Moves `n` records of the window `q` reads to new update times after the anchor: about
-    /// two thirds from the part not yet read (from the keyset position or `offset` on),
-    /// the rest from what was already read.
+    /// Moves `n` records of the window `q` reads to new update times after the anchor (or
+    /// deletes them, as `edit` says): about two thirds from the part not yet read (from the
+    /// keyset position or `offset` on), the rest from what was already read.
     pub(crate) fn touch(
         &self,
         account: usize,
         table: SnTable,
         q: &EncodedQuery,
         offset: usize,
-        n: u32,
+        (n, edit): (u32, Edit),
     ) -> Vec<Moved> {
         let mut data = self
             .table(account, table)
@@ -80,6 +81,18 @@ impl SnState {
                 continue;
             };
             let mut r = data.recs.remove(pos);
+            if edit == Edit::Delete {
+                let at = DateTime::from_timestamp(r.updated, 0).unwrap_or_default();
+                moved.push(Moved {
+                    username: username.clone(),
+                    table: table.name().to_string(),
+                    sys_id: hex32(r.sys_id),
+                    from: at,
+                    to: at,
+                    deleted: true,
+                });
+                continue;
+            }
             let seq = self.move_seq.fetch_add(1, Ordering::Relaxed);
             let from = r.updated;
             r.updated = self.anchor.timestamp() + 3600 + seq;
@@ -92,6 +105,7 @@ impl SnState {
                 sys_id: hex32(r.sys_id),
                 from: DateTime::from_timestamp(from, 0).unwrap_or_default(),
                 to: DateTime::from_timestamp(r.updated, 0).unwrap_or_default(),
+                deleted: false,
             });
         }
         lock(&self.moved).extend(moved.iter().cloned());

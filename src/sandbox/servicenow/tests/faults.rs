@@ -108,10 +108,13 @@ async fn walk_with_a_touch(
         };
         if page == 1 {
             let parsed = EncodedQuery::parse(&q);
-            moved = sb
-                .shared
-                .servicenow
-                .touch(0, SnTable::Incident, &parsed, offset, 3);
+            moved = sb.shared.servicenow.touch(
+                0,
+                SnTable::Incident,
+                &parsed,
+                offset,
+                (3, crate::sandbox::http::Edit::Move),
+            );
         }
         let r = get(
             &sb,

@@ -300,8 +300,14 @@ impl Shared {
 impl Shared {
     /// Gives `n` records of `table` inside `bounds` a new update time past the window's end
     /// (as if someone edited them while the backfill reads the window).
-    fn touch_records(&self, tenant: &TenantData, table: Table, bounds: data::Bounds, n: u32) {
-        let moved = self.table(tenant, table).touch(bounds, n);
+    fn touch_records(
+        &self,
+        tenant: &TenantData,
+        table: Table,
+        bounds: data::Bounds,
+        (n, inside): (u32, bool),
+    ) {
+        let moved = self.table(tenant, table).touch(bounds, n, inside);
         self.log_moved(tenant, table, moved);
     }
 

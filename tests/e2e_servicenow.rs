@@ -508,3 +508,37 @@ fn records_deleted_during_the_backfill_neither_fail_it_nor_hide_the_others() {
         deleted.len()
     );
 }
+
+#[test]
+fn records_moved_later_inside_the_window_being_read_are_all_landed_none_skipped() {
+    let fx = Fixture::new();
+    tune(&fx, 6000, 20, 2);
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[{"service":"servicenow","path":"incident","kind":"touch_records","inside_window":true,"records":5,"times":6}]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-12T00:00:00Z");
+    let window = parse_window(start, end);
+    trigger(&fx, "acme", Some("incident"), start, end, "14");
+    assert_ok(&fx.cli(Some(&sandbox), &["run"]));
+    let moves = moved(&sandbox);
+    assert!(moves.len() >= 20, "only {} moved", moves.len());
+    assert!(moves.iter().all(|m| m.to > m.from && window.contains(m.to)));
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let initial = expected_servicenow(&cfg, &username(&fx, "acme"), "incident", &window);
+    let got = landed(&fx, "acme", "incidents");
+    // Every record there at the end landed, in one version or another; nothing else did.
+    let want: BTreeSet<&str> = initial.iter().map(|r| r.0.as_str()).collect();
+    let have: BTreeSet<&str> = got.iter().map(|r| r.0.as_str()).collect();
+    let skipped: Vec<_> = want.difference(&have).collect();
+    assert!(skipped.is_empty(), "skipped: {skipped:?}");
+    assert_eq!(have, want);
+    // A record read twice is one that moved after it was read.
+    let moved_ids: BTreeSet<&str> = moves.iter().map(|m| m.sys_id.as_str()).collect();
+    let twice = duplicates(&got);
+    assert!(
+        twice.iter().all(|id| moved_ids.contains(id.as_str())),
+        "{twice:?}"
+    );
+}

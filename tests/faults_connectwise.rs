@@ -223,3 +223,39 @@ fn records_deleted_while_their_window_is_read_neither_fail_the_run_nor_hide_the_
         deleted.len()
     );
 }
+
+#[test]
+fn records_moved_later_inside_the_window_being_read_are_all_landed_once() {
+    let fx = Fixture::new();
+    fx.tune(6000, 20);
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[{"path":"service/tickets","kind":"touch_records","inside_window":true,"records":4,"times":6}]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
+    assert_ok(&out);
+    let moved: Vec<MovedRecord> = serde_json::from_str(&common::reqwest::blocking_get(&format!(
+        "{}/_sandbox/connectwise/moved",
+        sandbox.url
+    )))
+    .unwrap();
+    assert!(moved.len() >= 12, "only {} moved", moved.len());
+    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
+    assert!(moved.iter().all(|m| m.to > m.from && window.contains(m.to)));
+    // Paged by id, a record moving inside its window keeps its place: the ids land exactly
+    // once each, whichever version was read.
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    assert_eq!(landed.duplicates(), Vec::<i64>::new());
+    let landed_ids: BTreeSet<i64> = landed.rows.iter().map(|(id, _)| *id).collect();
+    let want: BTreeSet<i64> = expected_records(
+        &fx.sandbox_config(TableCounts::demo()),
+        &company_of(&fx, "acme"),
+        "tickets",
+        &window,
+    )
+    .into_iter()
+    .map(|(id, _)| id)
+    .collect();
+    assert_eq!(landed_ids, want);
+}

@@ -104,7 +104,8 @@ fn handle(
             )
         },
         touch: |n, edit| match edit {
-            Edit::Move => shared.touch_records(tenant, table, query.bounds, n),
+            Edit::Move => shared.touch_records(tenant, table, query.bounds, (n, false)),
+            Edit::MoveInside => shared.touch_records(tenant, table, query.bounds, (n, true)),
             Edit::Delete => shared.delete_records(tenant, table, query.bounds, n),
         },
     };

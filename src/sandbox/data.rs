@@ -293,8 +293,9 @@ impl TableData {
     /// and some not yet. Returns `(id, old, new)` per moved record.
     ///
     /// Moved records are found by any window that contains their new time, so an
-    /// incremental sync after the history's end reads them.
-    pub(crate) fn touch(&self, bounds: Bounds, n: u32) -> Vec<(i64, i64, i64)> {
+    /// incremental sync after the history's end reads them. With `inside`, the new time is
+    /// later but still inside `bounds` (near its end); a record already at the end stays.
+    pub(crate) fn touch(&self, bounds: Bounds, n: u32, inside: bool) -> Vec<(i64, i64, i64)> {
         let rows: Vec<(i64, i64)> = self.matching(bounds, None).collect();
         if rows.is_empty() || n == 0 {
             return Vec::new();
@@ -302,14 +303,21 @@ impl TableData {
         let step = (rows.len() / n as usize).max(1);
         let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
         let base = self.generator.last_second() + 1 + moved.len() as i64;
+        let end = bounds.hi.min(self.generator.last_second() + 1);
         rows.iter()
             .step_by(step)
             .take(n as usize)
             .enumerate()
-            .map(|(k, &(id, old))| {
-                let new = base + k as i64;
-                moved.insert(id, new);
-                (id, old, new)
+            .filter_map(|(k, &(id, old))| {
+                let new = if inside {
+                    (end - 1 - k as i64).max(old + 1)
+                } else {
+                    base + k as i64
+                };
+                (!inside || new < end).then(|| {
+                    moved.insert(id, new);
+                    (id, old, new)
+                })
             })
             .collect()
     }

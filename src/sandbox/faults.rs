@@ -46,6 +46,10 @@ pub struct Fault {
     /// how many are deleted.
     #[serde(default)]
     pub records: Option<u32>,
+    /// `touch_records` (ConnectWise, ServiceNow): the new update times stay inside the window
+    /// being read, later than the old ones, instead of past its end.
+    #[serde(default)]
+    pub inside_window: bool,
     #[serde(default = "default_fault_message")]
     pub message: String,
 }
@@ -108,6 +112,7 @@ impl Fault {
             retry_after_seconds: None,
             delay_ms: None,
             records: None,
+            inside_window: false,
             message: default_fault_message(),
         }
     }
@@ -137,6 +142,12 @@ impl Fault {
             FaultKind::DeleteRecords if self.service == Service::Salesforce => {
                 Err(FaultError::DeleteOnSalesforce)
             }
+            _ if self.inside_window
+                && (self.kind != FaultKind::TouchRecords
+                    || self.service == Service::Salesforce) =>
+            {
+                Err(FaultError::InsideWindow)
+            }
             kind if kind.ends_a_job() && self.service != Service::Salesforce => {
                 Err(FaultError::JobEndNotSalesforce)
             }
@@ -162,6 +173,8 @@ pub enum FaultError {
     NoRecords,
     #[error("kind \"delete_records\" needs service \"connectwise\" or \"servicenow\"")]
     DeleteOnSalesforce,
+    #[error("inside_window needs kind \"touch_records\" on connectwise or servicenow")]
+    InsideWindow,
     #[error("kinds \"job_failed\" and \"job_aborted\" need service \"salesforce\"")]
     JobEndNotSalesforce,
 }
@@ -198,6 +211,8 @@ pub(crate) struct FaultAction {
     pub(crate) delay: Duration,
     /// For `TouchRecords`: how many records to move.
     pub(crate) records: u32,
+    /// For `TouchRecords`: to later times inside the window.
+    pub(crate) inside_window: bool,
 }
 
 /// A fault plus what is left of its budget (`None` = permanent).
@@ -286,6 +301,7 @@ impl FaultPlan {
                 retry_after_secs: f.retry_after_seconds.unwrap_or(1),
                 delay: Duration::from_millis(f.delay_ms.unwrap_or(0)),
                 records: f.records.unwrap_or(0),
+                inside_window: f.inside_window,
             })
         })
     }

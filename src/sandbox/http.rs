@@ -170,7 +170,10 @@ impl Shared {
 /// What a `touch` does to the records it picks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Edit {
+    /// To new update times past the window's end.
     Move,
+    /// To later update times inside the window (not on Salesforce: `Fault::validate`).
+    MoveInside,
     /// Salesforce does not delete (`Fault::validate` refuses it there).
     Delete,
 }
@@ -208,7 +211,12 @@ where
         FaultKind::Status => Err((answers.status)(&action).with_outcome(Outcome::Fault)),
         FaultKind::ExpireToken => Err((answers.expire_token)().with_outcome(Outcome::Fault)),
         FaultKind::TouchRecords => {
-            (answers.touch)(action.records, Edit::Move);
+            let edit = if action.inside_window {
+                Edit::MoveInside
+            } else {
+                Edit::Move
+            };
+            (answers.touch)(action.records, edit);
             Ok(None)
         }
         FaultKind::DeleteRecords => {

@@ -45,7 +45,7 @@ impl SnState {
     }
 
     /// Moves `n` records of the window `q` reads to new update times after the anchor (or
-    /// deletes them, as `edit` says): about two thirds from the part not yet read (from the
+    /// to later ones inside the window, or deletes them, as `edit` says): about two thirds from the part not yet read (from the
     /// keyset position or `offset` on), the rest from what was already read.
     pub(crate) fn touch(
         &self,
@@ -80,6 +80,10 @@ impl SnState {
             let Ok(pos) = data.recs.binary_search_by_key(&rec.key(), Rec::key) else {
                 continue;
             };
+            let end = hi.min(self.anchor.timestamp());
+            if edit == Edit::MoveInside && rec.updated + 1 >= end {
+                continue;
+            }
             let mut r = data.recs.remove(pos);
             if edit == Edit::Delete {
                 let at = DateTime::from_timestamp(r.updated, 0).unwrap_or_default();
@@ -95,7 +99,11 @@ impl SnState {
             }
             let seq = self.move_seq.fetch_add(1, Ordering::Relaxed);
             let from = r.updated;
-            r.updated = self.anchor.timestamp() + 3600 + seq;
+            r.updated = if edit == Edit::MoveInside {
+                (end - 1 - (seq as i64 % 60)).max(from + 1)
+            } else {
+                self.anchor.timestamp() + 3600 + seq
+            };
             r.mod_count += 1;
             let at = data.recs.partition_point(|x| x.key() < r.key());
             data.recs.insert(at, r);

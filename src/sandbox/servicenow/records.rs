@@ -100,7 +100,7 @@ impl SnState {
             let seq = self.move_seq.fetch_add(1, Ordering::Relaxed);
             let from = r.updated;
             r.updated = if edit == Edit::MoveInside {
-                (end - 1 - (seq as i64 % 60)).max(from + 1)
+                (end - 1 - seq % 60).max(from + 1)
             } else {
                 self.anchor.timestamp() + 3600 + seq
             };

@@ -463,21 +463,27 @@ fn a_permanent_401_fails_its_chunk_after_one_attempt_and_says_why() {
     );
 }
 
+/// Backfills acme's incidents from 2025-10-01 to 2025-11-12 in 14-day chunks of 20-record
+/// pages under `faults` (JSON); the sandbox and the window.
+fn acme_incidents_under(fx: &Fixture, faults: &str) -> (SandboxProc, Window) {
+    tune(fx, 6000, 20, 2);
+    let faults = write_faults(fx, faults);
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-12T00:00:00Z");
+    trigger(fx, "acme", Some("incident"), start, end, "14");
+    assert_ok(&fx.cli(Some(&sandbox), &["run"]));
+    (sandbox, parse_window(start, end))
+}
+
 #[test]
 fn records_deleted_during_the_backfill_neither_fail_it_nor_hide_the_others() {
     let fx = Fixture::new();
-    tune(&fx, 6000, 20, 2);
     // Deletions before a window's first page and between its pages, the cursor's own
     // record among the candidates.
-    let faults = write_faults(
+    let (sandbox, window) = acme_incidents_under(
         &fx,
         r#"{"faults":[{"service":"servicenow","path":"incident","kind":"delete_records","records":4,"times":6}]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
-    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-12T00:00:00Z");
-    let window = parse_window(start, end);
-    trigger(&fx, "acme", Some("incident"), start, end, "14");
-    assert_ok(&fx.cli(Some(&sandbox), &["run"]));
     let deleted: BTreeSet<String> = moved(&sandbox)
         .into_iter()
         .filter(|m| m.deleted)
@@ -512,16 +518,10 @@ fn records_deleted_during_the_backfill_neither_fail_it_nor_hide_the_others() {
 #[test]
 fn records_moved_later_inside_the_window_being_read_are_all_landed_none_skipped() {
     let fx = Fixture::new();
-    tune(&fx, 6000, 20, 2);
-    let faults = write_faults(
+    let (sandbox, window) = acme_incidents_under(
         &fx,
         r#"{"faults":[{"service":"servicenow","path":"incident","kind":"touch_records","inside_window":true,"records":5,"times":6}]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
-    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-12T00:00:00Z");
-    let window = parse_window(start, end);
-    trigger(&fx, "acme", Some("incident"), start, end, "14");
-    assert_ok(&fx.cli(Some(&sandbox), &["run"]));
     let moves = moved(&sandbox);
     assert!(moves.len() >= 20, "only {} moved", moves.len());
     assert!(moves.iter().all(|m| m.to > m.from && window.contains(m.to)));

@@ -32,6 +32,35 @@ fn run_tickets(
     )
 }
 
+/// acme's tickets of the first quarter of 2025 read with pages of 20 under `faults` (JSON).
+fn run_first_quarter_under(fx: &Fixture, faults: &str) -> SandboxProc {
+    fx.tune(6000, 20);
+    let faults = write_faults(fx, faults);
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let out = run_tickets(fx, &sandbox, "2025-01-01", "2025-04-01");
+    assert_ok(&out);
+    sandbox
+}
+
+/// `GET /_sandbox/connectwise/{what}` as a list.
+fn sandbox_list<T: serde::de::DeserializeOwned>(sandbox: &SandboxProc, what: &str) -> Vec<T> {
+    let url = format!("{}/_sandbox/connectwise/{what}", sandbox.url);
+    serde_json::from_str(&common::reqwest::blocking_get(&url)).unwrap()
+}
+
+fn first_quarter() -> avesa_console::domain::Window {
+    parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z")
+}
+
+/// The ids of acme's tickets of the first quarter of 2025 as generated.
+fn first_quarter_ids(fx: &Fixture) -> BTreeSet<i64> {
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    expected_records(&cfg, &company_of(fx, "acme"), "tickets", &first_quarter())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// acme's tickets from 2025-01-01 to `end` landed exactly, and the job completed.
 fn assert_exact_tickets_and_completed(fx: &Fixture, end: &str) {
     let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
@@ -82,19 +111,11 @@ fn a_429_storm_5xx_slow_and_truncated_answers_still_land_the_exact_dataset() {
 #[test]
 fn records_edited_while_their_window_is_read_are_never_skipped_when_they_stay() {
     let fx = Fixture::new();
-    fx.tune(6000, 20);
-    let faults = write_faults(
+    let sandbox = run_first_quarter_under(
         &fx,
         r#"{"faults":[{"path":"service/tickets","kind":"touch_records","records":4,"times":6}]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
-    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
-    assert_ok(&out);
-    let moved: Vec<MovedRecord> = serde_json::from_str(&common::reqwest::blocking_get(&format!(
-        "{}/_sandbox/connectwise/moved",
-        sandbox.url
-    )))
-    .unwrap();
+    let moved: Vec<MovedRecord> = sandbox_list(&sandbox, "moved");
     assert!(
         moved.len() >= 12,
         "only {} records moved: the test proves little",
@@ -180,34 +201,20 @@ fn pages_without_a_link_header_end_or_go_on_by_the_last_id_and_land_the_exact_da
 #[test]
 fn records_deleted_while_their_window_is_read_neither_fail_the_run_nor_hide_the_others() {
     let fx = Fixture::new();
-    fx.tune(6000, 20);
     // Deletions before the first page of a window and between its pages.
-    let faults = write_faults(
+    let sandbox = run_first_quarter_under(
         &fx,
         r#"{"faults":[{"path":"service/tickets","kind":"delete_records","records":3,"times":8}]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
-    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
-    assert_ok(&out);
-    let deleted: Vec<DeletedRecord> = serde_json::from_str(&common::reqwest::blocking_get(
-        &format!("{}/_sandbox/connectwise/deleted", sandbox.url),
-    ))
-    .unwrap();
+    let deleted: Vec<DeletedRecord> = sandbox_list(&sandbox, "deleted");
     assert!(deleted.len() >= 20, "only {} deleted", deleted.len());
     let deleted_ids: BTreeSet<i64> = deleted.iter().map(|d| d.id).collect();
     assert_eq!(deleted_ids.len(), deleted.len(), "a record deleted twice");
-    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
     // The source's records as they are now.
-    let now: BTreeSet<i64> = expected_records(
-        &fx.sandbox_config(TableCounts::demo()),
-        &company_of(&fx, "acme"),
-        "tickets",
-        &window,
-    )
-    .into_iter()
-    .map(|(id, _)| id)
-    .filter(|id| !deleted_ids.contains(id))
-    .collect();
+    let now: BTreeSet<i64> = first_quarter_ids(&fx)
+        .difference(&deleted_ids)
+        .copied()
+        .collect();
     let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
     assert_eq!(landed.duplicates(), Vec::<i64>::new());
     let landed_ids: BTreeSet<i64> = landed.rows.iter().map(|(id, _)| *id).collect();
@@ -227,35 +234,18 @@ fn records_deleted_while_their_window_is_read_neither_fail_the_run_nor_hide_the_
 #[test]
 fn records_moved_later_inside_the_window_being_read_are_all_landed_once() {
     let fx = Fixture::new();
-    fx.tune(6000, 20);
-    let faults = write_faults(
+    let sandbox = run_first_quarter_under(
         &fx,
         r#"{"faults":[{"path":"service/tickets","kind":"touch_records","inside_window":true,"records":4,"times":6}]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
-    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
-    assert_ok(&out);
-    let moved: Vec<MovedRecord> = serde_json::from_str(&common::reqwest::blocking_get(&format!(
-        "{}/_sandbox/connectwise/moved",
-        sandbox.url
-    )))
-    .unwrap();
+    let moved: Vec<MovedRecord> = sandbox_list(&sandbox, "moved");
     assert!(moved.len() >= 12, "only {} moved", moved.len());
-    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
+    let window = first_quarter();
     assert!(moved.iter().all(|m| m.to > m.from && window.contains(m.to)));
     // Paged by id, a record moving inside its window keeps its place: the ids land exactly
     // once each, whichever version was read.
     let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
     assert_eq!(landed.duplicates(), Vec::<i64>::new());
     let landed_ids: BTreeSet<i64> = landed.rows.iter().map(|(id, _)| *id).collect();
-    let want: BTreeSet<i64> = expected_records(
-        &fx.sandbox_config(TableCounts::demo()),
-        &company_of(&fx, "acme"),
-        "tickets",
-        &window,
-    )
-    .into_iter()
-    .map(|(id, _)| id)
-    .collect();
-    assert_eq!(landed_ids, want);
+    assert_eq!(landed_ids, first_quarter_ids(&fx));
 }

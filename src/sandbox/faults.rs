@@ -73,7 +73,7 @@ pub enum FaultKind {
     ExpireToken,
     /// Move `records` records of the requested window past its end, then answer normally.
     TouchRecords,
-    /// ConnectWise, ServiceNow: delete `records` records of the requested window (spread over it, so
+    /// Delete `records` records of the requested window (spread over it, so
     /// some are already read and some not), then answer normally.
     DeleteRecords,
     /// Salesforce: a Bulk API 2.0 query job of the window ends `Failed` (errorMessage:
@@ -139,9 +139,6 @@ impl Fault {
             {
                 Err(FaultError::NoRecords)
             }
-            FaultKind::DeleteRecords if self.service == Service::Salesforce => {
-                Err(FaultError::DeleteOnSalesforce)
-            }
             _ if self.inside_window
                 && (self.kind != FaultKind::TouchRecords
                     || self.service == Service::Salesforce) =>
@@ -171,8 +168,6 @@ pub enum FaultError {
     NoDelay,
     #[error("records (at least 1) is required for kinds \"touch_records\" and \"delete_records\"")]
     NoRecords,
-    #[error("kind \"delete_records\" needs service \"connectwise\" or \"servicenow\"")]
-    DeleteOnSalesforce,
     #[error("inside_window needs kind \"touch_records\" on connectwise or servicenow")]
     InsideWindow,
     #[error("kinds \"job_failed\" and \"job_aborted\" need service \"salesforce\"")]

@@ -174,7 +174,6 @@ pub(crate) enum Edit {
     Move,
     /// To later update times inside the window (not on Salesforce: `Fault::validate`).
     MoveInside,
-    /// Salesforce does not delete (`Fault::validate` refuses it there).
     Delete,
 }
 

@@ -8,6 +8,7 @@ use super::plan::{OrderKey, Plan};
 use super::{Inner, Moved, SfState, SfTable};
 use crate::domain::Window;
 use crate::sandbox::SandboxConfig;
+use crate::sandbox::http::Edit;
 
 impl SfState {
     pub(super) fn table(&self, org: usize, s: SObject) -> &SfTable {
@@ -42,6 +43,7 @@ impl SfState {
         let table = self.table(org, plan.sobject);
         let n = table.ids.len() as u32;
         let mut rows: Vec<(u32, Times)> = (0..n)
+            .filter(|i| !inner.deleted.contains(&(org, plan.sobject, *i)))
             .map(|i| (i, self.times(inner, org, plan.sobject, i)))
             .filter(|(i, t)| {
                 plan.filter
@@ -70,12 +72,14 @@ impl SfState {
         rows.into_iter().map(|(i, _)| i).collect()
     }
 
-    /// Moves `n` records now inside `plan`'s `SystemModstamp` bounds past the window's end.
-    pub(super) fn touch(&self, org: usize, plan: &Plan, n: u32) {
+    /// Moves `n` records now inside `plan`'s `SystemModstamp` bounds past the window's end,
+    /// or deletes them (`Edit::Delete`).
+    pub(super) fn touch(&self, org: usize, plan: &Plan, (n, edit): (u32, Edit)) {
         let mut inner = self.lock();
         let table = self.table(org, plan.sobject);
         let (lo, hi) = plan.bounds;
         let mut inside: Vec<(i64, u32)> = (0..table.ids.len() as u32)
+            .filter(|i| !inner.deleted.contains(&(org, plan.sobject, *i)))
             .map(|i| (self.times(&inner, org, plan.sobject, i).modstamp, i))
             .filter(|(s, _)| (lo..hi).contains(s))
             .collect();
@@ -96,23 +100,32 @@ impl SfState {
         };
         for k in 0..n {
             let (from, i) = inside[(2 * k + 1) * inside.len() / (2 * n)];
-            inner.touches += 1;
-            let to = after + 60_000 * inner.touches;
-            inner.touched.insert((org, plan.sobject, i), to);
-            let fmt = |ms: i64| {
-                DateTime::from_timestamp_millis(ms)
-                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-                    .unwrap_or_default()
+            let deleted = edit == Edit::Delete;
+            let to = if deleted {
+                inner.deleted.insert((org, plan.sobject, i));
+                from
+            } else {
+                inner.touches += 1;
+                let to = after + 60_000 * inner.touches;
+                inner.touched.insert((org, plan.sobject, i), to);
+                to
             };
             inner.moved.push(Moved {
                 username: self.orgs[org].account.username.clone(),
                 sobject: plan.sobject.name(),
                 id: table.ids[i as usize].clone(),
-                from: fmt(from),
-                to: fmt(to),
+                from: fmt_ms(from),
+                to: fmt_ms(to),
+                deleted,
             });
         }
     }
+}
+
+fn fmt_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
 }
 
 pub(super) fn build_table(

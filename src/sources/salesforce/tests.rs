@@ -137,7 +137,12 @@ async fn drain(
 }
 
 async fn sf_stats(sb: &Sandbox) -> serde_json::Value {
-    let body = reqwest::get(format!("{}/_sandbox/salesforce/stats", sb.url()))
+    sandbox_json(sb, "stats").await
+}
+
+/// `GET /_sandbox/salesforce/{what}` as JSON.
+async fn sandbox_json(sb: &Sandbox, what: &str) -> serde_json::Value {
+    let body = reqwest::get(format!("{}/_sandbox/salesforce/{what}", sb.url()))
         .await
         .unwrap()
         .bytes()
@@ -283,6 +288,49 @@ async fn millisecond_stamps_shared_across_a_page_boundary_are_neither_skipped_no
 }
 
 #[tokio::test]
+async fn records_deleted_mid_read_neither_fail_the_read_nor_hide_the_others() {
+    // Deletions before the query is answered and between its pages (from the snapshot of
+    // the query: gone from the pages not yet read).
+    let cfg = config(vec![Fault {
+        records: Some(30),
+        ..fault("Lead", FaultKind::DeleteRecords, None, Some(3))
+    }]);
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let w = window("2024-05-01T00:00:00Z", "2024-07-01T00:00:00Z");
+    let initial = expected_salesforce(&cfg, USER, "Lead", &w);
+    let (got, pages) = drain(&source(&sb, 50_000), &ep, &w, None).await;
+    assert!(pages.len() >= 3);
+    let moved: serde_json::Value = sandbox_json(&sb, "moved").await;
+    let deleted: std::collections::BTreeSet<&str> = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["deleted"] == true)
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted.len(), 90, "{moved}");
+    let ids: std::collections::BTreeSet<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), got.len(), "an id came twice");
+    let now: Vec<_> = initial
+        .iter()
+        .filter(|(id, _)| !deleted.contains(id.as_str()))
+        .collect();
+    let skipped: Vec<_> = now
+        .iter()
+        .filter(|(id, _)| !ids.contains(id.as_str()))
+        .collect();
+    assert!(skipped.is_empty(), "skipped: {skipped:?}");
+    // Anything else was read before its deletion; the first 30 went before the query.
+    let extra = got.len() - now.len();
+    assert!(
+        got.iter().all(|g| initial.binary_search(g).is_ok()),
+        "foreign records"
+    );
+    assert!(extra > 0 && extra < 60, "{extra} deleted records read");
+}
+
+#[tokio::test]
 async fn records_edited_mid_read_do_not_move_the_keyset_position() {
     // The first fault (harmless) takes the window query; the second edits most of the
     // window just before page 2 is served, so page 2 shows them past the window's end.
@@ -324,15 +372,7 @@ async fn records_edited_mid_read_do_not_move_the_keyset_position() {
     all.extend(rest);
     let ids: std::collections::BTreeSet<&String> = all.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), all.len(), "an id came twice");
-    let moved: serde_json::Value = serde_json::from_slice(
-        &reqwest::get(format!("{}/_sandbox/salesforce/moved", sb.url()))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let moved: serde_json::Value = sandbox_json(&sb, "moved").await;
     let moved: std::collections::BTreeSet<&str> = moved
         .as_array()
         .unwrap()

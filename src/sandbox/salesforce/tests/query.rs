@@ -154,7 +154,9 @@ async fn a_query_locator_is_a_snapshot_showing_current_values() {
     assert_eq!(total, expected.len());
     // Edit 5 records of the window while it is being read.
     let plan = parse_plan(&soql).ok().unwrap();
-    sb.shared.salesforce.touch(0, &plan, 5);
+    sb.shared
+        .salesforce
+        .touch(0, &plan, (5, crate::sandbox::http::Edit::Move));
     let moved: Vec<Moved> = sb.shared.salesforce.lock().moved.clone();
     assert_eq!(moved.len(), 5);
     let mut got = keys_of(&first["records"]);

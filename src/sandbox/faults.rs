@@ -46,7 +46,7 @@ pub struct Fault {
     /// how many are deleted.
     #[serde(default)]
     pub records: Option<u32>,
-    /// `touch_records` (ConnectWise, ServiceNow): the new update times stay inside the window
+    /// `touch_records`: the new update times stay inside the window
     /// being read, later than the old ones, instead of past its end.
     #[serde(default)]
     pub inside_window: bool,
@@ -139,10 +139,7 @@ impl Fault {
             {
                 Err(FaultError::NoRecords)
             }
-            _ if self.inside_window
-                && (self.kind != FaultKind::TouchRecords
-                    || self.service == Service::Salesforce) =>
-            {
+            _ if self.inside_window && self.kind != FaultKind::TouchRecords => {
                 Err(FaultError::InsideWindow)
             }
             kind if kind.ends_a_job() && self.service != Service::Salesforce => {
@@ -168,7 +165,7 @@ pub enum FaultError {
     NoDelay,
     #[error("records (at least 1) is required for kinds \"touch_records\" and \"delete_records\"")]
     NoRecords,
-    #[error("inside_window needs kind \"touch_records\" on connectwise or servicenow")]
+    #[error("inside_window needs kind \"touch_records\"")]
     InsideWindow,
     #[error("kinds \"job_failed\" and \"job_aborted\" need service \"salesforce\"")]
     JobEndNotSalesforce,

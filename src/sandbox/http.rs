@@ -172,7 +172,7 @@ impl Shared {
 pub(crate) enum Edit {
     /// To new update times past the window's end.
     Move,
-    /// To later update times inside the window (not on Salesforce: `Fault::validate`).
+    /// To later update times inside the window.
     MoveInside,
     Delete,
 }

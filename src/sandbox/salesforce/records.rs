@@ -73,7 +73,7 @@ impl SfState {
     }
 
     /// Moves `n` records now inside `plan`'s `SystemModstamp` bounds past the window's end,
-    /// or deletes them (`Edit::Delete`).
+    /// to later times inside it (`Edit::MoveInside`), or deletes them (`Edit::Delete`).
     pub(super) fn touch(&self, org: usize, plan: &Plan, (n, edit): (u32, Edit)) {
         let mut inner = self.lock();
         let table = self.table(org, plan.sobject);
@@ -104,6 +104,15 @@ impl SfState {
             let to = if deleted {
                 inner.deleted.insert((org, plan.sobject, i));
                 from
+            } else if edit == Edit::MoveInside {
+                // Later, still inside the window (its last second); a record there stays.
+                let end = hi.min(self.anchor.timestamp_millis());
+                let to = (end - 1 - k as i64 * 7).max(from + 1);
+                if to >= end {
+                    continue;
+                }
+                inner.touched.insert((org, plan.sobject, i), to);
+                to
             } else {
                 inner.touches += 1;
                 let to = after + 60_000 * inner.touches;

@@ -331,6 +331,47 @@ async fn records_deleted_mid_read_neither_fail_the_read_nor_hide_the_others() {
 }
 
 #[tokio::test]
+async fn records_moved_later_inside_the_window_are_all_read_none_skipped() {
+    // Moves before the query and between its pages; the query locator's snapshot holds
+    // every record, each shown with its time as it is now.
+    let cfg = config(vec![Fault {
+        records: Some(20),
+        inside_window: true,
+        ..fault("Lead", FaultKind::TouchRecords, None, Some(2))
+    }]);
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let w = window("2024-05-01T00:00:00Z", "2024-07-01T00:00:00Z");
+    let initial = expected_salesforce(&cfg, USER, "Lead", &w);
+    let (all, _) = drain(&source(&sb, 50_000), &ep, &w, None).await;
+    let moved = sandbox_json(&sb, "moved").await;
+    let moved: Vec<&str> = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let to: DateTime<Utc> = m["to"].as_str().unwrap().parse().unwrap();
+            let from: DateTime<Utc> = m["from"].as_str().unwrap().parse().unwrap();
+            assert!(to > from && w.contains(to), "{m}");
+            m["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(moved.len(), 40);
+    let got: Vec<String> = all.into_iter().map(|(id, _)| id).collect();
+    let have: std::collections::BTreeSet<&str> = got.iter().map(String::as_str).collect();
+    let want: std::collections::BTreeSet<&str> =
+        initial.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(have, want, "every record there at the end, nothing else");
+    // A record read twice is one that moved after it was read.
+    let mut seen = std::collections::BTreeSet::new();
+    let twice: Vec<&String> = got.iter().filter(|id| !seen.insert(*id)).collect();
+    assert!(
+        twice.iter().all(|id| moved.contains(&id.as_str())),
+        "{twice:?}"
+    );
+}
+
+#[tokio::test]
 async fn records_edited_mid_read_do_not_move_the_keyset_position() {
     // The first fault (harmless) takes the window query; the second edits most of the
     // window just before page 2 is served, so page 2 shows them past the window's end.

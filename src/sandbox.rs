@@ -43,6 +43,7 @@ use tokio::task::JoinHandle;
 use crate::config::MissingCredential;
 use crate::domain::Window;
 use crate::secret::Secret;
+pub use connectwise::CwLink;
 use data::{Generator, Table, TableData};
 pub use faults::{Fault, FaultError, FaultKind, FaultPlanError, load_faults};
 pub(crate) use faults::{FaultAction, FaultPlan};
@@ -142,6 +143,8 @@ pub struct SandboxConfig {
     pub servicenow: Vec<servicenow::SnAccount>,
     /// Salesforce orgs the sandbox accepts (`/services/oauth2/token`, `/services/data/`).
     pub salesforce: Vec<salesforce::SfAccount>,
+    /// What ConnectWise's forward-only pages say in `Link` once nothing follows.
+    pub connectwise_link: CwLink,
 }
 
 impl SandboxConfig {
@@ -158,6 +161,7 @@ impl SandboxConfig {
             faults: Vec::new(),
             servicenow: Vec::new(),
             salesforce: Vec::new(),
+            connectwise_link: CwLink::default(),
         }
     }
 }
@@ -261,11 +265,14 @@ pub(crate) struct Shared {
     /// Admission of every API's requests: rate limit, concurrency cap, load measures.
     gate: Gate,
     latency: Option<Latency>,
+    connectwise_link: CwLink,
     faults: FaultPlan,
     counters: Counters,
     seen_pages: Mutex<HashSet<String>>,
     /// ConnectWise records moved by `touch_records` faults.
     moved: Mutex<Vec<MovedRecord>>,
+    /// ConnectWise records deleted by `delete_records` faults.
+    deleted: Mutex<Vec<DeletedRecord>>,
     addr: SocketAddr,
     servicenow: servicenow::SnState,
     salesforce: salesforce::SfState,
@@ -293,9 +300,25 @@ impl Shared {
 impl Shared {
     /// Gives `n` records of `table` inside `bounds` a new update time past the window's end
     /// (as if someone edited them while the backfill reads the window).
-    fn touch_records(&self, tenant: &TenantData, table: Table, bounds: data::Bounds, n: u32) {
-        let moved = self.table(tenant, table).touch(bounds, n);
+    fn touch_records(
+        &self,
+        tenant: &TenantData,
+        table: Table,
+        bounds: data::Bounds,
+        (n, inside): (u32, bool),
+    ) {
+        let moved = self.table(tenant, table).touch(bounds, n, inside);
         self.log_moved(tenant, table, moved);
+    }
+
+    fn delete_records(&self, tenant: &TenantData, table: Table, bounds: data::Bounds, n: u32) {
+        let deleted = self.table(tenant, table).delete(bounds, n);
+        lock(&self.deleted).extend(deleted.into_iter().map(|(id, lu)| DeletedRecord {
+            company_id: tenant.tenant.company_id.clone(),
+            table: table.table_name().to_string(),
+            id,
+            last_updated: DateTime::from_timestamp(lu, 0).unwrap_or_default(),
+        }));
     }
 
     fn log_moved(
@@ -451,10 +474,12 @@ impl Sandbox {
                 .collect(),
             gate,
             latency: config.latency,
+            connectwise_link: config.connectwise_link,
             faults: FaultPlan::new(&config.faults),
             counters: Counters::default(),
             seen_pages: Mutex::new(HashSet::new()),
             moved: Mutex::new(Vec::new()),
+            deleted: Mutex::new(Vec::new()),
             addr,
             servicenow,
             salesforce,
@@ -462,6 +487,7 @@ impl Sandbox {
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
             .route("/_sandbox/connectwise/moved", get(moved_handler))
+            .route("/_sandbox/connectwise/deleted", get(deleted_handler))
             .route(
                 "/_sandbox/connectwise/edit",
                 axum::routing::post(edit_handler),
@@ -543,6 +569,21 @@ pub struct MovedRecord {
     pub id: i64,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+}
+
+/// A ConnectWise record a `delete_records` fault deleted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeletedRecord {
+    pub company_id: String,
+    pub table: String,
+    pub id: i64,
+    pub last_updated: DateTime<Utc>,
+}
+
+async fn deleted_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {
+    let deleted = lock(&shared.deleted).clone();
+    let body = serde_json::to_vec(&deleted).unwrap_or_default();
+    json_response(SANDBOX_JSON, body)
 }
 
 async fn moved_handler(State(shared): State<std::sync::Arc<Shared>>) -> Response {

@@ -462,3 +462,83 @@ fn a_permanent_401_fails_its_chunk_after_one_attempt_and_says_why() {
         "a secret was printed or stored"
     );
 }
+
+/// Backfills acme's incidents from 2025-10-01 to 2025-11-12 in 14-day chunks of 20-record
+/// pages under `faults` (JSON); the sandbox and the window.
+fn acme_incidents_under(fx: &Fixture, faults: &str) -> (SandboxProc, Window) {
+    tune(fx, 6000, 20, 2);
+    let faults = write_faults(fx, faults);
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-12T00:00:00Z");
+    trigger(fx, "acme", Some("incident"), start, end, "14");
+    assert_ok(&fx.cli(Some(&sandbox), &["run"]));
+    (sandbox, parse_window(start, end))
+}
+
+#[test]
+fn records_deleted_during_the_backfill_neither_fail_it_nor_hide_the_others() {
+    let fx = Fixture::new();
+    // Deletions before a window's first page and between its pages, the cursor's own
+    // record among the candidates.
+    let (sandbox, window) = acme_incidents_under(
+        &fx,
+        r#"{"faults":[{"service":"servicenow","path":"incident","kind":"delete_records","records":4,"times":6}]}"#,
+    );
+    let deleted: BTreeSet<String> = moved(&sandbox)
+        .into_iter()
+        .filter(|m| m.deleted)
+        .map(|m| m.sys_id)
+        .collect();
+    assert!(deleted.len() >= 20, "only {} deleted", deleted.len());
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let user = username(&fx, "acme");
+    let initial = expected_servicenow(&cfg, &user, "incident", &window);
+    let got = landed(&fx, "acme", "incidents");
+    assert_eq!(duplicates(&got), Vec::<String>::new());
+    // The source's records as they are now: every one landed.
+    let missing: Vec<_> = initial
+        .iter()
+        .filter(|r| !deleted.contains(&r.0) && got.binary_search(r).is_err())
+        .collect();
+    assert!(missing.is_empty(), "skipped: {missing:?}");
+    // Anything else landed was read before it was deleted; some deletions came first.
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|g| deleted.contains(&g.0) || initial.binary_search(g).is_err())
+        .collect();
+    assert!(extra.iter().all(|g| deleted.contains(&g.0)), "{extra:?}");
+    assert!(
+        extra.len() < deleted.len(),
+        "{} of {}",
+        extra.len(),
+        deleted.len()
+    );
+}
+
+#[test]
+fn records_moved_later_inside_the_window_being_read_are_all_landed_none_skipped() {
+    let fx = Fixture::new();
+    let (sandbox, window) = acme_incidents_under(
+        &fx,
+        r#"{"faults":[{"service":"servicenow","path":"incident","kind":"touch_records","inside_window":true,"records":5,"times":6}]}"#,
+    );
+    let moves = moved(&sandbox);
+    assert!(moves.len() >= 20, "only {} moved", moves.len());
+    assert!(moves.iter().all(|m| m.to > m.from && window.contains(m.to)));
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let initial = expected_servicenow(&cfg, &username(&fx, "acme"), "incident", &window);
+    let got = landed(&fx, "acme", "incidents");
+    // Every record there at the end landed, in one version or another; nothing else did.
+    let want: BTreeSet<&str> = initial.iter().map(|r| r.0.as_str()).collect();
+    let have: BTreeSet<&str> = got.iter().map(|r| r.0.as_str()).collect();
+    let skipped: Vec<_> = want.difference(&have).collect();
+    assert!(skipped.is_empty(), "skipped: {skipped:?}");
+    assert_eq!(have, want);
+    // A record read twice is one that moved after it was read.
+    let moved_ids: BTreeSet<&str> = moves.iter().map(|m| m.sys_id.as_str()).collect();
+    let twice = duplicates(&got);
+    assert!(
+        twice.iter().all(|id| moved_ids.contains(id.as_str())),
+        "{twice:?}"
+    );
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use avesa_console::sandbox::{MovedRecord, TableCounts, expected_records};
+use avesa_console::sandbox::{DeletedRecord, MovedRecord, TableCounts, expected_records};
 use common::*;
 
 fn write_faults(fx: &Fixture, json: &str) -> String {
@@ -30,6 +30,50 @@ fn run_tickets(
             &["--chunk-size-days", "15", "--run"],
         ),
     )
+}
+
+/// acme's tickets of the first quarter of 2025 read with pages of 20 under `faults` (JSON).
+fn run_first_quarter_under(fx: &Fixture, faults: &str) -> SandboxProc {
+    fx.tune(6000, 20);
+    let faults = write_faults(fx, faults);
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let out = run_tickets(fx, &sandbox, "2025-01-01", "2025-04-01");
+    assert_ok(&out);
+    sandbox
+}
+
+/// `GET /_sandbox/connectwise/{what}` as a list.
+fn sandbox_list<T: serde::de::DeserializeOwned>(sandbox: &SandboxProc, what: &str) -> Vec<T> {
+    let url = format!("{}/_sandbox/connectwise/{what}", sandbox.url);
+    serde_json::from_str(&common::reqwest::blocking_get(&url)).unwrap()
+}
+
+fn first_quarter() -> avesa_console::domain::Window {
+    parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z")
+}
+
+/// The ids of acme's tickets of the first quarter of 2025 as generated.
+fn first_quarter_ids(fx: &Fixture) -> BTreeSet<i64> {
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    expected_records(&cfg, &company_of(fx, "acme"), "tickets", &first_quarter())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// acme's tickets from 2025-01-01 to `end` landed exactly, and the job completed.
+fn assert_exact_tickets_and_completed(fx: &Fixture, end: &str) {
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    let window = parse_window("2025-01-01T00:00:00Z", end);
+    assert_exact(
+        &landed,
+        &fx.sandbox_config(TableCounts::demo()),
+        &company_of(fx, "acme"),
+        "tickets",
+        &window,
+    );
+    let detail = job_status(fx, "backfill_acme_connectwise_20250101");
+    assert_eq!(detail["job"]["status"], "completed", "{detail}");
 }
 
 #[test]
@@ -61,35 +105,17 @@ fn a_429_storm_5xx_slow_and_truncated_answers_still_land_the_exact_dataset() {
     );
     // Each cut body was asked for again.
     assert!(stats["repeated_pages"].as_u64().unwrap() >= 3, "{stats}");
-    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
-    let window = parse_window("2025-01-01T00:00:00Z", "2025-04-01T00:00:00Z");
-    assert_exact(
-        &landed,
-        &fx.sandbox_config(TableCounts::demo()),
-        &company_of(&fx, "acme"),
-        "tickets",
-        &window,
-    );
-    let detail = job_status(&fx, "backfill_acme_connectwise_20250101");
-    assert_eq!(detail["job"]["status"], "completed", "{detail}");
+    assert_exact_tickets_and_completed(&fx, "2025-04-01T00:00:00Z");
 }
 
 #[test]
 fn records_edited_while_their_window_is_read_are_never_skipped_when_they_stay() {
     let fx = Fixture::new();
-    fx.tune(6000, 20);
-    let faults = write_faults(
+    let sandbox = run_first_quarter_under(
         &fx,
         r#"{"faults":[{"path":"service/tickets","kind":"touch_records","records":4,"times":6}]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
-    let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-04-01");
-    assert_ok(&out);
-    let moved: Vec<MovedRecord> = serde_json::from_str(&common::reqwest::blocking_get(&format!(
-        "{}/_sandbox/connectwise/moved",
-        sandbox.url
-    )))
-    .unwrap();
+    let moved: Vec<MovedRecord> = sandbox_list(&sandbox, "moved");
     assert!(
         moved.len() >= 12,
         "only {} records moved: the test proves little",
@@ -156,4 +182,70 @@ fn a_permanent_401_fails_the_chunk_after_one_attempt_naming_tenant_service_and_s
         chunks.iter().filter(|c| c["status"] == "succeeded").count(),
         chunks.len() - 1
     );
+}
+
+#[test]
+fn pages_without_a_link_header_end_or_go_on_by_the_last_id_and_land_the_exact_dataset() {
+    // `last-omitted`: the last (short) page has no Link; `omitted`: no page has one, so every
+    // full page goes on from its last id and the window ends on a short or empty page.
+    for mode in ["last-omitted", "omitted"] {
+        let fx = Fixture::new();
+        fx.tune(6000, 25);
+        let sandbox = fx.start_sandbox(&["--connectwise-link", mode]);
+        let out = run_tickets(&fx, &sandbox, "2025-01-01", "2025-03-01");
+        assert_ok(&out);
+        assert_exact_tickets_and_completed(&fx, "2025-03-01T00:00:00Z");
+    }
+}
+
+#[test]
+fn records_deleted_while_their_window_is_read_neither_fail_the_run_nor_hide_the_others() {
+    let fx = Fixture::new();
+    // Deletions before the first page of a window and between its pages.
+    let sandbox = run_first_quarter_under(
+        &fx,
+        r#"{"faults":[{"path":"service/tickets","kind":"delete_records","records":3,"times":8}]}"#,
+    );
+    let deleted: Vec<DeletedRecord> = sandbox_list(&sandbox, "deleted");
+    assert!(deleted.len() >= 20, "only {} deleted", deleted.len());
+    let deleted_ids: BTreeSet<i64> = deleted.iter().map(|d| d.id).collect();
+    assert_eq!(deleted_ids.len(), deleted.len(), "a record deleted twice");
+    // The source's records as they are now.
+    let now: BTreeSet<i64> = first_quarter_ids(&fx)
+        .difference(&deleted_ids)
+        .copied()
+        .collect();
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    assert_eq!(landed.duplicates(), Vec::<i64>::new());
+    let landed_ids: BTreeSet<i64> = landed.rows.iter().map(|(id, _)| *id).collect();
+    let skipped: Vec<_> = now.difference(&landed_ids).collect();
+    assert!(skipped.is_empty(), "skipped: {skipped:?}");
+    // Anything else landed was read before it was deleted.
+    let extra: Vec<_> = landed_ids.difference(&now).collect();
+    assert!(extra.iter().all(|id| deleted_ids.contains(id)), "{extra:?}");
+    assert!(
+        !extra.is_empty() && extra.len() < deleted.len(),
+        "deletions both before and after their records were read: {} of {}",
+        extra.len(),
+        deleted.len()
+    );
+}
+
+#[test]
+fn records_moved_later_inside_the_window_being_read_are_all_landed_once() {
+    let fx = Fixture::new();
+    let sandbox = run_first_quarter_under(
+        &fx,
+        r#"{"faults":[{"path":"service/tickets","kind":"touch_records","inside_window":true,"records":4,"times":6}]}"#,
+    );
+    let moved: Vec<MovedRecord> = sandbox_list(&sandbox, "moved");
+    assert!(moved.len() >= 12, "only {} moved", moved.len());
+    let window = first_quarter();
+    assert!(moved.iter().all(|m| m.to > m.from && window.contains(m.to)));
+    // Paged by id, a record moving inside its window keeps its place: the ids land exactly
+    // once each, whichever version was read.
+    let landed = Landed::read(&fx.data_dir(), "acme", "tickets");
+    assert_eq!(landed.duplicates(), Vec::<i64>::new());
+    let landed_ids: BTreeSet<i64> = landed.rows.iter().map(|(id, _)| *id).collect();
+    assert_eq!(landed_ids, first_quarter_ids(&fx));
 }

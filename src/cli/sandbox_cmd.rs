@@ -11,7 +11,7 @@ use super::GlobalArgs;
 use super::args::{parse_instant, ranged};
 use super::runtime;
 use crate::config::{LOOKBACK_DAYS, RATE_PER_MINUTE};
-use crate::sandbox::{Latency, RateMode, Sandbox, TableCounts, load_faults};
+use crate::sandbox::{CwLink, Latency, RateMode, Sandbox, TableCounts, load_faults};
 use crate::workspace::Workspace;
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +39,11 @@ pub struct SandboxArgs {
     /// Hold every API answer back N ms, or N ± J ms (uniform, never below 0): `300` or `1500,500`.
     #[arg(long, value_name = "MS[,JITTER]", value_parser = parse_latency)]
     pub latency_ms: Option<Latency>,
+    /// What ConnectWise forward-only pages carry in `Link` when nothing follows:
+    /// `last-omitted` (no header on the last page), `last-empty` (an empty header there) or
+    /// `omitted` (no `Link` on any page).
+    #[arg(long, value_enum, default_value_t = CwLink::LastOmitted)]
+    pub connectwise_link: CwLink,
     /// JSON file of injected faults: {"faults":[{"path":..,"window_start":..,"status":..,"times":..,"message":..}]}.
     #[arg(long)]
     pub faults: Option<std::path::PathBuf>,
@@ -123,6 +128,7 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Resu
     }
     cfg.max_concurrent_per_tenant = args.max_concurrent;
     cfg.latency = args.latency_ms;
+    cfg.connectwise_link = args.connectwise_link;
     if let Some(path) = &args.faults {
         cfg.faults = load_faults(path).map_err(|e| eyre!(e))?;
     }

@@ -1,5 +1,10 @@
 //! The ConnectWise PSA REST 3.0 surface: routing, auth, `conditions` parsing, both paging
 //! modes with their `Link` headers, `/count`, and ConnectWise-shaped error bodies.
+//!
+//! What a forward-only page says in `Link` when nothing follows is not in ConnectWise's
+//! documentation: clients written against it stop on an empty header, others on a short
+//! page. The sandbox leaves the header out on the last page unless told otherwise
+//! (`CwLink`), so a client relying on the empty header is caught here, not in production.
 
 use std::sync::Arc;
 
@@ -9,7 +14,7 @@ use axum::response::Response;
 use chrono::NaiveDateTime;
 
 use super::data::{Bounds, Table, TableData};
-use super::http::{FaultAnswers, Reply, decode_basic, link_with, planned_fault};
+use super::http::{Edit, FaultAnswers, Reply, decode_basic, link_with, planned_fault};
 use super::render::render;
 use super::{FaultAction, Outcome, Shared, Slot, TenantData};
 use crate::domain::Service;
@@ -98,7 +103,11 @@ fn handle(
                 "UserNotAuthenticated",
             )
         },
-        touch: |n| shared.touch_records(tenant, table, query.bounds, n),
+        touch: |n, edit| match edit {
+            Edit::Move => shared.touch_records(tenant, table, query.bounds, (n, false)),
+            Edit::MoveInside => shared.touch_records(tenant, table, query.bounds, (n, true)),
+            Edit::Delete => shared.delete_records(tenant, table, query.bounds, n),
+        },
     };
     let spoil = match planned_fault(
         shared,
@@ -225,7 +234,12 @@ impl List<'_> {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("forward-only"));
         let base = format!("{}{}", shared.base_url(headers), self.path);
         let reply = if forward_only {
-            forward_only_page(data, query, &base, self.raw_query)
+            forward_only_page(
+                data,
+                query,
+                (&base, self.raw_query),
+                shared.connectwise_link,
+            )
         } else {
             navigable_page(data, query, &base, self.raw_query).map_err(|e| e.reply())?
         };
@@ -308,19 +322,40 @@ fn render_page(data: &TableData, rows: &[(i64, i64)]) -> Vec<u8> {
     body
 }
 
-fn forward_only_page(data: &TableData, query: &Query, base: &str, raw_query: &str) -> Reply {
+/// What forward-only pages carry in `Link` (`sandbox --connectwise-link`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CwLink {
+    /// A next link on every full page; no `Link` header on the last (short) page.
+    #[default]
+    LastOmitted,
+    /// A next link on every full page; an empty `Link` on the last page (as some clients expect).
+    LastEmpty,
+    /// No `Link` header on any page: the client must page on by the last id it got.
+    Omitted,
+}
+
+fn forward_only_page(
+    data: &TableData,
+    query: &Query,
+    (base, raw_query): (&str, &str),
+    mode: CwLink,
+) -> Reply {
     let size = query.page_size();
     let rows = data.page_after(query.bounds, query.page_id, size as usize);
     let link = match rows.last() {
-        Some(&(last_id, _)) if rows.len() as u64 == size => {
-            format!(
-                "<{}>; rel=\"next\"",
-                link_to(base, raw_query, "pageId", last_id)
-            )
-        }
-        _ => String::new(),
+        _ if mode == CwLink::Omitted => None,
+        Some(&(last_id, _)) if rows.len() as u64 == size => Some(format!(
+            "<{}>; rel=\"next\"",
+            link_to(base, raw_query, "pageId", last_id)
+        )),
+        _ if mode == CwLink::LastEmpty => Some(String::new()),
+        _ => None,
     };
-    ok(render_page(data, &rows)).header(header::LINK, link)
+    let reply = ok(render_page(data, &rows));
+    match link {
+        Some(link) => reply.header(header::LINK, link),
+        None => reply,
+    }
 }
 
 fn navigable_page(

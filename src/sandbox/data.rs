@@ -264,6 +264,9 @@ impl Bounds {
 
 /// One table of one tenant: its generator, its `(id, lastUpdated)` index, and the records
 /// edited since start (`touch_records` faults), whose new `lastUpdated` overrides the index.
+/// The `lastUpdated` a deleted record is kept at: it matches no query and is not found.
+const DELETED: i64 = i64::MIN;
+
 #[derive(Debug)]
 pub(crate) struct TableData {
     pub(crate) generator: Generator,
@@ -290,8 +293,9 @@ impl TableData {
     /// and some not yet. Returns `(id, old, new)` per moved record.
     ///
     /// Moved records are found by any window that contains their new time, so an
-    /// incremental sync after the history's end reads them.
-    pub(crate) fn touch(&self, bounds: Bounds, n: u32) -> Vec<(i64, i64, i64)> {
+    /// incremental sync after the history's end reads them. With `inside`, the new time is
+    /// later but still inside `bounds` (near its end); a record already at the end stays.
+    pub(crate) fn touch(&self, bounds: Bounds, n: u32, inside: bool) -> Vec<(i64, i64, i64)> {
         let rows: Vec<(i64, i64)> = self.matching(bounds, None).collect();
         if rows.is_empty() || n == 0 {
             return Vec::new();
@@ -299,16 +303,39 @@ impl TableData {
         let step = (rows.len() / n as usize).max(1);
         let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
         let base = self.generator.last_second() + 1 + moved.len() as i64;
+        let end = bounds.hi.min(self.generator.last_second() + 1);
         rows.iter()
             .step_by(step)
             .take(n as usize)
             .enumerate()
-            .map(|(k, &(id, old))| {
-                let new = base + k as i64;
-                moved.insert(id, new);
-                (id, old, new)
+            .filter_map(|(k, &(id, old))| {
+                let new = if inside {
+                    (end - 1 - k as i64).max(old + 1)
+                } else {
+                    base + k as i64
+                };
+                (!inside || new < end).then(|| {
+                    moved.insert(id, new);
+                    (id, old, new)
+                })
             })
             .collect()
+    }
+
+    /// Deletes up to `n` records inside `bounds`, spread over the window like `touch`.
+    /// Returns `(id, lastUpdated)` per deleted record.
+    pub(crate) fn delete(&self, bounds: Bounds, n: u32) -> Vec<(i64, i64)> {
+        let rows: Vec<(i64, i64)> = self.matching(bounds, None).collect();
+        if rows.is_empty() || n == 0 {
+            return Vec::new();
+        }
+        let step = (rows.len() / n as usize).max(1);
+        let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
+        let picked: Vec<(i64, i64)> = rows.into_iter().step_by(step).take(n as usize).collect();
+        for &(id, _) in &picked {
+            moved.insert(id, DELETED);
+        }
+        picked
     }
 
     /// Edits `n` records spread over the whole table: each gets the update time `at + k`
@@ -345,6 +372,7 @@ impl TableData {
             .filter(|&(&id, &lu)| {
                 let pos = (id - ID_BASE) as u64;
                 (pos < from || pos >= to)
+                    && lu != DELETED
                     && bounds.lo <= lu
                     && lu < bounds.hi
                     && after_id.is_none_or(|a| id > a)
@@ -364,7 +392,7 @@ impl TableData {
         let inside = self.index[from..to]
             .iter()
             .map(move |&(id, lu)| (id, moved.get(&id).copied().unwrap_or(lu)))
-            .filter(move |&(_, lu)| bounds.lo <= lu && lu < bounds.hi);
+            .filter(move |&(_, lu)| lu != DELETED && bounds.lo <= lu && lu < bounds.hi);
         merge_by_id(inside, outside.into_iter())
     }
 
@@ -392,7 +420,7 @@ impl TableData {
     pub(crate) fn last_updated_of(&self, id: i64) -> Option<i64> {
         let pos = usize::try_from(id.checked_sub(ID_BASE)?).ok()?;
         let lu = self.index.get(pos).map(|&(_, lu)| lu)?;
-        Some(self.moved().get(&id).copied().unwrap_or(lu))
+        Some(self.moved().get(&id).copied().unwrap_or(lu)).filter(|&lu| lu != DELETED)
     }
 }
 

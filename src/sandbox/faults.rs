@@ -42,9 +42,14 @@ pub struct Fault {
     #[serde(default)]
     pub delay_ms: Option<u64>,
     /// `touch_records`: how many records of the requested window get a new update time
-    /// (after the window's end: they leave it while it is being read).
+    /// (after the window's end: they leave it while it is being read); `delete_records`:
+    /// how many are deleted.
     #[serde(default)]
     pub records: Option<u32>,
+    /// `touch_records`: the new update times stay inside the window
+    /// being read, later than the old ones, instead of past its end.
+    #[serde(default)]
+    pub inside_window: bool,
     #[serde(default = "default_fault_message")]
     pub message: String,
 }
@@ -68,6 +73,21 @@ pub enum FaultKind {
     ExpireToken,
     /// Move `records` records of the requested window past its end, then answer normally.
     TouchRecords,
+    /// Delete `records` records of the requested window (spread over it, so
+    /// some are already read and some not), then answer normally.
+    DeleteRecords,
+    /// Salesforce: a Bulk API 2.0 query job of the window ends `Failed` (errorMessage:
+    /// `message`) at its next status poll. Fires on job polls only.
+    JobFailed,
+    /// Salesforce: the same, ending `Aborted`.
+    JobAborted,
+}
+
+impl FaultKind {
+    /// Whether the kind ends a Bulk API 2.0 job instead of answering a request.
+    pub fn ends_a_job(self) -> bool {
+        matches!(self, FaultKind::JobFailed | FaultKind::JobAborted)
+    }
 }
 
 fn default_fault_service() -> Service {
@@ -92,6 +112,7 @@ impl Fault {
             retry_after_seconds: None,
             delay_ms: None,
             records: None,
+            inside_window: false,
             message: default_fault_message(),
         }
     }
@@ -113,7 +134,17 @@ impl Fault {
                 Some(_) => Ok(()),
             },
             FaultKind::Slow if self.delay_ms.is_none() => Err(FaultError::NoDelay),
-            FaultKind::TouchRecords if self.records.unwrap_or(0) == 0 => Err(FaultError::NoRecords),
+            FaultKind::TouchRecords | FaultKind::DeleteRecords
+                if self.records.unwrap_or(0) == 0 =>
+            {
+                Err(FaultError::NoRecords)
+            }
+            _ if self.inside_window && self.kind != FaultKind::TouchRecords => {
+                Err(FaultError::InsideWindow)
+            }
+            kind if kind.ends_a_job() && self.service != Service::Salesforce => {
+                Err(FaultError::JobEndNotSalesforce)
+            }
             _ => Ok(()),
         }
     }
@@ -132,8 +163,12 @@ pub enum FaultError {
     NotAnErrorStatus(u16),
     #[error("delay_ms is required for kind \"slow\"")]
     NoDelay,
-    #[error("records (at least 1) is required for kind \"touch_records\"")]
+    #[error("records (at least 1) is required for kinds \"touch_records\" and \"delete_records\"")]
     NoRecords,
+    #[error("inside_window needs kind \"touch_records\"")]
+    InsideWindow,
+    #[error("kinds \"job_failed\" and \"job_aborted\" need service \"salesforce\"")]
+    JobEndNotSalesforce,
 }
 
 /// Why a fault plan file cannot be used; names the file.
@@ -168,6 +203,8 @@ pub(crate) struct FaultAction {
     pub(crate) delay: Duration,
     /// For `TouchRecords`: how many records to move.
     pub(crate) records: u32,
+    /// For `TouchRecords`: to later times inside the window.
+    pub(crate) inside_window: bool,
 }
 
 /// A fault plus what is left of its budget (`None` = permanent).
@@ -202,16 +239,37 @@ impl FaultPlan {
     ///
     /// `path` is the API path, table or sObject the request reads; `lower_bound` is the
     /// start of the request's window (unix seconds), if it has one.
+    /// Faults that end Bulk API 2.0 jobs are left for `take_job_end`.
     pub(crate) fn take(
         &self,
         service: Service,
         path: &str,
         lower_bound: Option<i64>,
     ) -> Option<FaultAction> {
+        self.take_where(service, path, lower_bound, |k| !k.ends_a_job())
+    }
+
+    /// Like `take`, for the status poll of a Bulk API 2.0 job: only faults ending a job.
+    pub(crate) fn take_job_end(
+        &self,
+        service: Service,
+        path: &str,
+        lower_bound: Option<i64>,
+    ) -> Option<FaultAction> {
+        self.take_where(service, path, lower_bound, FaultKind::ends_a_job)
+    }
+
+    fn take_where(
+        &self,
+        service: Service,
+        path: &str,
+        lower_bound: Option<i64>,
+        kinds: impl Fn(FaultKind) -> bool,
+    ) -> Option<FaultAction> {
         self.faults.iter().find_map(|armed| {
             let f = &armed.fault;
             let wanted = f.path.trim_matches('/');
-            if f.service != service || (wanted != "*" && wanted != path) {
+            if f.service != service || (wanted != "*" && wanted != path) || !kinds(f.kind) {
                 return None;
             }
             if armed.window_start.is_some() && armed.window_start != lower_bound {
@@ -235,6 +293,7 @@ impl FaultPlan {
                 retry_after_secs: f.retry_after_seconds.unwrap_or(1),
                 delay: Duration::from_millis(f.delay_ms.unwrap_or(0)),
                 records: f.records.unwrap_or(0),
+                inside_window: f.inside_window,
             })
         })
     }
@@ -275,6 +334,35 @@ mod tests {
         for _ in 0..5 {
             assert!(permanent.take(cw, "service/tickets", None).is_some());
         }
+    }
+
+    #[test]
+    fn job_ending_faults_are_salesforce_only_and_taken_by_job_polls_only() {
+        let ends = Fault {
+            service: Service::Salesforce,
+            kind: FaultKind::JobAborted,
+            ..fault(None, None)
+        };
+        assert!(ends.validate().is_ok());
+        let elsewhere = Fault {
+            service: Service::Connectwise,
+            ..ends.clone()
+        };
+        assert!(matches!(
+            elsewhere.validate(),
+            Err(FaultError::JobEndNotSalesforce)
+        ));
+        let plan = FaultPlan::new(&[Fault {
+            path: "Account".into(),
+            ..ends
+        }]);
+        let sf = Service::Salesforce;
+        assert!(
+            plan.take(sf, "Account", None).is_none(),
+            "a query is left alone"
+        );
+        let taken = plan.take_job_end(sf, "Account", None).map(|a| a.kind);
+        assert_eq!(taken, Some(FaultKind::JobAborted));
     }
 
     #[test]

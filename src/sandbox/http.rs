@@ -167,13 +167,24 @@ impl Shared {
     }
 }
 
+/// What a `touch` does to the records it picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// To new update times past the window's end.
+    Move,
+    /// To later update times inside the window.
+    MoveInside,
+    Delete,
+}
+
 /// What a simulator makes of the fault its request draws from the plan.
 pub(crate) struct FaultAnswers<S, E, T> {
     /// The API's own error answer to a `status` fault.
     pub(crate) status: S,
     /// Forgets the caller's credentials and answers as to an expired one.
     pub(crate) expire_token: E,
-    /// Moves this many records of the window being read past its end.
+    /// Moves this many records of the window being read past its end (`Edit::Move`) or
+    /// deletes them (`Edit::Delete`).
     pub(crate) touch: T,
 }
 
@@ -190,7 +201,7 @@ pub(crate) fn planned_fault<S, E, T>(
 where
     S: FnOnce(&FaultAction) -> Reply,
     E: FnOnce() -> Reply,
-    T: FnOnce(u32),
+    T: FnOnce(u32, Edit),
 {
     let Some(action) = shared.faults.take(service, path, window_start) else {
         return Ok(None);
@@ -199,12 +210,23 @@ where
         FaultKind::Status => Err((answers.status)(&action).with_outcome(Outcome::Fault)),
         FaultKind::ExpireToken => Err((answers.expire_token)().with_outcome(Outcome::Fault)),
         FaultKind::TouchRecords => {
-            (answers.touch)(action.records);
+            let edit = if action.inside_window {
+                Edit::MoveInside
+            } else {
+                Edit::Move
+            };
+            (answers.touch)(action.records, edit);
+            Ok(None)
+        }
+        FaultKind::DeleteRecords => {
+            (answers.touch)(action.records, Edit::Delete);
             Ok(None)
         }
         FaultKind::Slow | FaultKind::Truncate | FaultKind::Malformed | FaultKind::Endless => {
             Ok(Some(action))
         }
+        // Taken only by a job's status poll (`FaultPlan::take_job_end`).
+        FaultKind::JobFailed | FaultKind::JobAborted => Ok(None),
     }
 }
 

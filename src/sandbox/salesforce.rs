@@ -211,6 +211,9 @@ struct Moved {
     id: String,
     from: String,
     to: String,
+    /// Deleted by `delete_records` (`to` is then `from`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
 }
 
 #[derive(Default)]
@@ -220,8 +223,10 @@ struct Inner {
     locators: HashMap<String, Locator>,
     locator_order: VecDeque<String>,
     jobs: HashMap<String, BulkJob>,
-    /// Current `SystemModstamp` of touched records: (org, sObject, index) → seconds.
+    /// Current `SystemModstamp` of touched records: (org, sObject, index) → epoch ms.
     touched: HashMap<(usize, SObject, u32), i64>,
+    /// Records a `delete_records` fault deleted: (org, sObject, index).
+    deleted: std::collections::HashSet<(usize, SObject, u32)>,
     moved: Vec<Moved>,
     seq: u64,
     touches: i64,

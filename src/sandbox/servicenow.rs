@@ -144,7 +144,8 @@ struct Token {
     expires: Instant,
 }
 
-/// A record a `touch_records` fault moved out of its window.
+/// A record a `touch_records` fault moved out of its window, or a `delete_records` fault
+/// deleted (`deleted`; `to` is then `from`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Moved {
     pub username: String,
@@ -152,6 +153,8 @@ pub struct Moved {
     pub sys_id: String,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// Per-sandbox ServiceNow state.

@@ -1,5 +1,15 @@
 //! ConnectWise PSA (Manage) REST 3.0: Basic auth `company+public:private` with a `clientId`
 //! header, `conditions` windows on `lastUpdated`, forward-only keyset paging by `pageId`.
+//!
+//! The end of a forward-only read: a `Link` header holding the next URL means more follows;
+//! an empty one means the last page (what clients written against ConnectWise see). A page
+//! without any `Link` is not documented (SOURCE_APIS.md marks it unconfirmed; one reading is
+//! "forward-only not supported", which a navigable answer would show by its `rel="next"`
+//! link without a `pageId`). It is read from the page itself: fewer records than the page
+//! size asked for (1,000 at most, ConnectWise's documented maximum, so never cut shorter by
+//! the server) is the last page; a full page goes on from its last `id`, since `pageId`
+//! means `id > pageId`. That costs at most one more request, which comes back empty, and a
+//! server ignoring `pageId` is caught by the check that paging advances.
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -161,6 +171,30 @@ impl ConnectWise {
     }
 }
 
+/// ConnectWise's largest `pageSize`; a larger one is served as this many.
+const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The next `pageId` of a forward-only page that came without a `Link` header (see the
+/// module doc): none after a short page, else the last `id` of this one.
+fn next_without_link(
+    body: &[u8],
+    page_size: u32,
+    path: &str,
+) -> Result<Option<String>, SourceError> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let ids = serde_json::from_slice::<Vec<Id>>(body).map_err(|e| SourceError::Decode {
+        message: format!("{path}: a page without a Link header: {e}"),
+        truncated: e.is_eof(),
+    })?;
+    Ok(match ids.last() {
+        Some(last) if ids.len() >= page_size as usize => Some(last.id.to_string()),
+        _ => None,
+    })
+}
+
 /// The API's own words from a CW error body (`{"code":..,"message":..}`), else the start
 /// of the raw text, scrubbed by `scrub` before it is cut.
 fn error_message(body: &[u8], scrub: impl Fn(&str) -> String) -> String {
@@ -194,13 +228,14 @@ impl Source for ConnectWise {
         cursor: Option<&str>,
     ) -> Result<Page, SourceError> {
         let mut url = self.url(endpoint, "")?;
+        let page_size = endpoint.page_size.min(MAX_PAGE_SIZE);
         {
             let mut q = url.query_pairs_mut();
             q.append_pair(
                 "conditions",
                 &window_conditions(endpoint.query_field(), window),
             );
-            q.append_pair("pageSize", &endpoint.page_size.min(1000).to_string());
+            q.append_pair("pageSize", &page_size.to_string());
             if let Some(c) = cursor {
                 q.append_pair("pageId", c);
             }
@@ -219,15 +254,7 @@ impl Source for ConnectWise {
                     truncated: false,
                 })?)
             }
-            None => {
-                return Err(SourceError::Decode {
-                    message: format!(
-                        "{} answered without a Link header: forward-only paging is not supported there",
-                        endpoint.path
-                    ),
-                    truncated: false,
-                });
-            }
+            None => next_without_link(&body, page_size, &endpoint.path)?,
         };
         if let (Some(n), Some(c)) = (&next, cursor)
             && n.parse::<i64>().ok() <= c.parse::<i64>().ok()
@@ -291,6 +318,19 @@ mod tests {
             next_page_id("<https://x/a?pageSize=10>; rel=\"next\""),
             None
         );
+    }
+
+    #[test]
+    fn a_page_without_link_ends_when_short_and_goes_on_from_its_last_id_when_full() {
+        let page = br#"[{"id":7,"summary":"a"},{"id":9,"_info":{}}]"#;
+        assert_eq!(next_without_link(page, 3, "t").unwrap(), None);
+        assert_eq!(
+            next_without_link(page, 2, "t").unwrap().as_deref(),
+            Some("9")
+        );
+        assert_eq!(next_without_link(b"[]", 2, "t").unwrap(), None);
+        let err = next_without_link(b"{\"oops\":1}", 2, "service/tickets").unwrap_err();
+        assert!(err.to_string().contains("service/tickets"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! - The cursor (see `cursor.rs`) carries the `nextRecordsUrl` and the greatest
 //!   `(SystemModstamp, Id)` delivered inside the window, so a lost locator
 //!   (`INVALID_QUERY_LOCATOR`, e.g. after a crash and 15 idle minutes) is replaced by a
-//!   keyset query that neither refetches nor skips.
+//!   keyset query that neither refetches nor skips. Known limit: a locator's pages show
+//!   each record's time as it is now, so a record edited to a later time inside the window
+//!   after the query raises that greatest pair; if the locator is then lost, the records
+//!   between its old and new time not yet delivered are skipped (the sandbox shows it with
+//!   `touch_records` and `inside_window`; the locator itself reads them all).
 //! - Bulk: on a window's first page, when `totalSize` exceeds the threshold, a query job is
 //!   created (remembered per window, so a retried first page reuses it), polled until
 //!   `JobComplete`, and its CSV results are paged by locator; each CSV page becomes a JSON

@@ -3,12 +3,20 @@
 //!
 //! Windows are `sysparm_query` bounds on `sys_updated_on` (UTC `YYYY-MM-DD HH:MM:SS`),
 //! ordered by (`sys_updated_on`, `sys_id`). Paging is by keyset, never by offset: the cursor
-//! is the last record's pair, and the next page asks for records after it with two blocks
-//! joined by `^NQ` (`^OR` binds tighter than `^`, so one block cannot say "after the pair"):
+//! is the last record's pair. "After the pair" would take two blocks joined by `^NQ` (`^OR`
+//! binds tighter than `^`), but how an instance orders rows across `^NQ` blocks is not
+//! documented: one answering block by block puts the later times first and a page cut there
+//! skips the ties. So every query is one block, which `ORDERBY` sorts as a whole:
 //!
 //! ```text
-//! WINDOW^sys_updated_on>LAST^NQWINDOW^sys_updated_on=LAST^sys_id>LASTID^ORDERBYsys_updated_on^ORDERBYsys_id
+//! WINDOW^sys_updated_on>=LAST^ORDERBYsys_updated_on^ORDERBYsys_id
 //! ```
+//!
+//! and the page's leading rows at or before the pair (the cursor's own record, ties already
+//! read) are cut from the body before it is handed on. A full page of nothing but such rows
+//! (more ties in one second than a page holds) is replaced by the ties alone,
+//! `WINDOW^sys_updated_on=LAST^sys_id>LASTID^ORDERBYsys_id`; once they are read the cursor
+//! says so (`sys_id` `PAST_TIES`) and the next query is `sys_updated_on>LAST`.
 //!
 //! A record edited while its window is read moves out of the window without shifting the
 //! rows after it, so none is skipped (offset paging would skip one per edit).
@@ -37,6 +45,8 @@ const SN_TIME: &str = "%Y-%m-%d %H:%M:%S";
 /// A token this close to its expiry (at most a quarter of its lifetime) is replaced before use.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 const EMPTY_PAGE: &[u8] = b"{\"result\":[]}";
+/// A cursor's `sys_id` once every record of its second has been read (none is greater).
+const PAST_TIES: &str = "ffffffffffffffffffffffffffffffff";
 
 pub struct ServiceNow {
     base_url: String,
@@ -140,21 +150,28 @@ pub fn window_query(field: &str, window: &Window) -> String {
     )
 }
 
-/// The `sysparm_query` of a page: the window ordered by (`field`, `sys_id`), and after
-/// `cursor` when given (two blocks joined by `^NQ`).
+/// The `sysparm_query` of a page: the window ordered by (`field`, `sys_id`), from
+/// `cursor`'s time on when given (one block; see the module doc).
 pub fn page_query(field: &str, window: &Window, cursor: Option<&Cursor>) -> String {
     let w = window_query(field, window);
     let order = format!("^ORDERBY{field}^ORDERBYsys_id");
     match cursor {
         None => format!("{w}{order}"),
-        Some(c) => {
-            let last = c.updated.format(SN_TIME);
-            format!(
-                "{w}^{field}>{last}^NQ{w}^{field}={last}^sys_id>{}{order}",
-                c.sys_id
-            )
+        Some(c) if c.sys_id == PAST_TIES => {
+            format!("{w}^{field}>{}{order}", c.updated.format(SN_TIME))
         }
+        Some(c) => format!("{w}^{field}>={}{order}", c.updated.format(SN_TIME)),
     }
+}
+
+/// The `sysparm_query` of the records sharing `cursor`'s time after its `sys_id`.
+pub fn ties_query(field: &str, window: &Window, cursor: &Cursor) -> String {
+    format!(
+        "{}^{field}={}^sys_id>{}^ORDERBYsys_id",
+        window_query(field, window),
+        cursor.updated.format(SN_TIME),
+        cursor.sys_id
+    )
 }
 
 /// Percent-encodes a query value; spaces become `%20`, which every server reads as a space.
@@ -171,11 +188,67 @@ pub fn page_query_string(
     cursor: Option<&Cursor>,
     limit: u32,
 ) -> String {
+    query_string(&page_query(field, window, cursor), limit)
+}
+
+fn query_string(query: &str, limit: u32) -> String {
     format!(
         "sysparm_query={}&sysparm_display_value=false&sysparm_exclude_reference_link=true\
          &sysparm_suppress_pagination_header=true&sysparm_limit={limit}",
-        encode(&page_query(field, window, cursor))
+        encode(query)
     )
+}
+
+/// `body` (`{"result":[...]}`) without the first `n` records of `result`: cut out of the
+/// bytes when the body starts as ServiceNow writes it, else rebuilt.
+fn drop_leading_records(body: &[u8], n: usize) -> Result<Vec<u8>, serde_json::Error> {
+    if n == 0 {
+        return Ok(body.to_vec());
+    }
+    if let Some(cut) = leading_records_end(body, n) {
+        let mut out = Vec::with_capacity(body.len());
+        out.extend_from_slice(&body[..cut.0]);
+        out.extend_from_slice(&body[cut.1..]);
+        return Ok(out);
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(rows) = v.get_mut("result").and_then(|r| r.as_array_mut()) {
+        rows.drain(..n.min(rows.len()));
+    }
+    serde_json::to_vec(&v)
+}
+
+/// Where the `result` array's records start and where its `n + 1`-th starts (or `]`), for
+/// a body beginning `{"result":[`.
+fn leading_records_end(body: &[u8], n: usize) -> Option<(usize, usize)> {
+    let skip_ws = |at: &mut usize| {
+        while body.get(*at).is_some_and(u8::is_ascii_whitespace) {
+            *at += 1;
+        }
+    };
+    let mut at = 0;
+    for token in [&b"{"[..], b"\"result\"", b":", b"["] {
+        skip_ws(&mut at);
+        if !body.get(at..)?.starts_with(token) {
+            return None;
+        }
+        at += token.len();
+    }
+    let start = at;
+    for _ in 0..n {
+        let mut one = serde_json::Deserializer::from_slice(body.get(at..)?)
+            .into_iter::<serde::de::IgnoredAny>();
+        one.next()?.ok()?;
+        at += one.byte_offset();
+        skip_ws(&mut at);
+        match body.get(at) {
+            Some(b',') => at += 1,
+            Some(b']') => {}
+            _ => return None,
+        }
+    }
+    skip_ws(&mut at);
+    Some((start, at))
 }
 
 /// The API's own words from `{"error":{"message","detail"}}`, else the start of the body,
@@ -244,10 +317,9 @@ struct Keys<'a> {
     sys_created_on: Option<Cow<'a, str>>,
 }
 
-/// How many records a `result` array holds, and the keys of its last one.
+/// The keys of every record of a `result` array, in order.
 struct Tail<'a> {
-    count: usize,
-    last: Option<Keys<'a>>,
+    keys: Vec<Keys<'a>>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Tail<'a> {
@@ -262,13 +334,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Tail<'a> {
                 self,
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
-                let mut tail = Tail {
-                    count: 0,
-                    last: None,
-                };
+                let mut tail = Tail { keys: Vec::new() };
                 while let Some(keys) = seq.next_element::<Keys<'a>>()? {
-                    tail.count += 1;
-                    tail.last = Some(keys);
+                    tail.keys.push(keys);
                 }
                 Ok(tail)
             }
@@ -283,57 +351,127 @@ struct ListBody<'a> {
     result: Tail<'a>,
 }
 
-/// Reads a list body: the number of records and the cursor after the last one.
+/// What a list body says about paging.
+#[derive(Debug)]
+struct PageKeys {
+    count: usize,
+    /// The pair of the last record.
+    last: Option<Cursor>,
+    /// How many leading records are at or before the request's cursor (already read).
+    repeated: usize,
+}
+
+/// Reads a list body: the number of records, the cursor after the last one, and how many
+/// leading records `cursor` already covers.
 fn read_page(
     body: &[u8],
     endpoint: &EndpointDef,
     window: &Window,
-) -> Result<(usize, Option<Cursor>), SourceError> {
+    cursor: Option<&Cursor>,
+) -> Result<PageKeys, SourceError> {
     let parsed: ListBody<'_> = serde_json::from_slice(body).map_err(|e| SourceError::Decode {
         message: format!("{}: not a {{\"result\":[...]}} body: {e}", endpoint.path),
         truncated: e.is_eof(),
     })?;
-    let Some(last) = parsed.result.last else {
-        return Ok((0, None));
+    let keys = parsed.result.keys;
+    let repeated = match cursor {
+        Some(c) => keys
+            .iter()
+            .take_while(|k| record_pair(k, endpoint).is_ok_and(|p| p <= *c))
+            .count(),
+        None => 0,
     };
+    let Some(last) = keys.last() else {
+        return Ok(PageKeys {
+            count: 0,
+            last: None,
+            repeated,
+        });
+    };
+    let last = record_pair(last, endpoint)?;
+    if !window.contains(last.updated.and_utc()) {
+        return Err(SourceError::Decode {
+            message: format!(
+                "{}: a record updated at {} is outside the window {window}: the query was not applied",
+                endpoint.path,
+                last.updated.format(SN_TIME)
+            ),
+            truncated: false,
+        });
+    }
+    Ok(PageKeys {
+        count: keys.len(),
+        last: Some(last),
+        repeated,
+    })
+}
+
+/// A record's (time, `sys_id`) pair, checked.
+fn record_pair(keys: &Keys<'_>, endpoint: &EndpointDef) -> Result<Cursor, SourceError> {
     let decode = |message: String| SourceError::Decode {
         message: format!("{}: {message}", endpoint.path),
         truncated: false,
     };
     let time = match endpoint.query_field() {
-        "sys_created_on" => last.sys_created_on,
-        _ => last.sys_updated_on,
+        "sys_created_on" => keys.sys_created_on.as_deref(),
+        _ => keys.sys_updated_on.as_deref(),
     };
     let time =
         time.ok_or_else(|| decode(format!("the last record has no {}", endpoint.query_field())))?;
-    let updated = parse_time(&time).ok_or_else(|| {
+    let updated = parse_time(time).ok_or_else(|| {
         decode(format!(
             "{} '{}' is not 'YYYY-MM-DD HH:MM:SS'",
             endpoint.query_field(),
             time.escape_default()
         ))
     })?;
-    if !window.contains(updated.and_utc()) {
-        return Err(decode(format!(
-            "a record updated at {time} is outside the window {window}: the query was not applied"
-        )));
-    }
-    let id = last
+    let id = keys
         .sys_id
+        .as_deref()
         .ok_or_else(|| decode("the last record has no sys_id".into()))?;
-    if !is_sys_id(&id) {
+    if !is_sys_id(id) {
         return Err(decode(format!(
             "sys_id '{}' is not 32 hexadecimal characters",
             id.escape_default()
         )));
     }
-    Ok((
-        parsed.result.count,
-        Some(Cursor {
-            updated,
-            sys_id: id.into_owned(),
-        }),
-    ))
+    Ok(Cursor {
+        updated,
+        sys_id: id.to_string(),
+    })
+}
+
+/// A list answer and what it says about paging.
+struct List {
+    body: super::Body,
+    keys: PageKeys,
+    usage: Option<ApiUsage>,
+    /// The size of the answer as it came.
+    bytes: usize,
+}
+
+impl List {
+    /// The page handed on: without the leading records already read.
+    fn page(self, next: Option<String>, endpoint: &EndpointDef) -> Result<Page, SourceError> {
+        let body = if self.keys.repeated == 0 {
+            self.body
+        } else {
+            let kept = drop_leading_records(&self.body, self.keys.repeated).map_err(|e| {
+                SourceError::Decode {
+                    message: format!("{}: {e}", endpoint.path),
+                    truncated: false,
+                }
+            })?;
+            bytes::Bytes::from(kept).into()
+        };
+        Ok(Page {
+            bytes: self.bytes,
+            body,
+            records_at: RecordsAt::Member("result"),
+            next,
+            usage: self.usage,
+        })
+    }
 }
 
 impl ServiceNow {
@@ -542,6 +680,46 @@ impl ServiceNow {
         SourceError::from_status(status.as_u16(), None, message, retry_after(headers))
     }
 
+    /// One list request of `query`; a 404 "No Record found" is an empty list, as older
+    /// releases answer one.
+    async fn list(
+        &self,
+        endpoint: &EndpointDef,
+        window: &Window,
+        query: &str,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<List, SourceError> {
+        let url = self.table_url(endpoint, &query_string(query, limit));
+        let (status, headers, body, token) = self.get(&url).await?;
+        let usage = usage_from(&headers);
+        let bytes = body.len();
+        if status == StatusCode::NOT_FOUND && is_envelope(&body) {
+            let keys = PageKeys {
+                count: 0,
+                last: None,
+                repeated: 0,
+            };
+            let body = bytes::Bytes::from_static(EMPTY_PAGE).into();
+            return Ok(List {
+                body,
+                keys,
+                usage,
+                bytes,
+            });
+        }
+        if !status.is_success() {
+            return Err(self.status_error(status, &headers, &body, token.as_deref()));
+        }
+        let keys = read_page(&body, endpoint, window, cursor)?;
+        Ok(List {
+            body,
+            keys,
+            usage,
+            bytes,
+        })
+    }
+
     fn table_url(&self, endpoint: &EndpointDef, query: &str) -> String {
         format!(
             "{}/api/now/table/{}?{query}",
@@ -579,30 +757,33 @@ impl Source for ServiceNow {
         Self::check_endpoint(endpoint)?;
         let cursor = cursor.map(|c| Cursor::parse(c, window)).transpose()?;
         let limit = endpoint.page_size.clamp(1, 10_000);
-        let url = self.table_url(
-            endpoint,
-            &page_query_string(endpoint.query_field(), window, cursor.as_ref(), limit),
-        );
-        let (status, headers, body, token) = self.get(&url).await?;
-        let usage = usage_from(&headers);
-        if status == StatusCode::NOT_FOUND && is_envelope(&body) {
-            // Older releases answer an empty list with 404 "No Record found".
-            return Ok(Page {
-                body: bytes::Bytes::from_static(EMPTY_PAGE).into(),
-                records_at: RecordsAt::Member("result"),
-                next: None,
-                bytes: body.len(),
-                usage,
-            });
+        let field = endpoint.query_field();
+        let query = page_query(field, window, cursor.as_ref());
+        let list = self
+            .list(endpoint, window, &query, limit, cursor.as_ref())
+            .await?;
+        let full = list.keys.count >= limit as usize;
+        if let Some(c) = &cursor
+            && full
+            && list.keys.repeated == list.keys.count
+        {
+            // Nothing but records already read: more ties in one second than a page holds.
+            let ties = ties_query(field, window, c);
+            let list = self.list(endpoint, window, &ties, limit, None).await?;
+            let next = match &list.keys.last {
+                Some(last) if list.keys.count >= limit as usize => last.to_string(),
+                _ => Cursor {
+                    updated: c.updated,
+                    sys_id: PAST_TIES.to_string(),
+                }
+                .to_string(),
+            };
+            return list.page(Some(next), endpoint);
         }
-        if !status.is_success() {
-            return Err(self.status_error(status, &headers, &body, token.as_deref()));
-        }
-        let (count, last) = read_page(&body, endpoint, window)?;
-        let next = match last {
-            Some(last) if count >= limit as usize => {
+        let next = match &list.keys.last {
+            Some(last) if full => {
                 if let Some(c) = &cursor
-                    && last <= *c
+                    && last <= c
                 {
                     return Err(SourceError::Decode {
                         message: format!(
@@ -616,13 +797,8 @@ impl Source for ServiceNow {
             }
             _ => None,
         };
-        Ok(Page {
-            bytes: body.len(),
-            body,
-            records_at: RecordsAt::Member("result"),
-            next,
-            usage,
-        })
+        let page = list.page(next, endpoint)?;
+        Ok(page)
     }
 
     /// The Aggregate API's count (`/api/now/stats/{table}?sysparm_count=true`): one request

@@ -13,6 +13,7 @@ use super::data::{self, Renderer, Times};
 use super::plan::{Column, Plan, parse_plan};
 use super::rest::{Ctx, query_param};
 use super::{CSV, Reply, SfState, bad_request, error, json, not_found};
+use crate::sandbox::FaultKind;
 
 /// Rows in a results page.
 const NUMBER_OF_RECORDS: HeaderName = HeaderName::from_static("sforce-numberofrecords");
@@ -24,6 +25,10 @@ pub(super) enum JobState {
     UploadComplete,
     InProgress,
     JobComplete,
+    /// Ended by a `job_failed` fault.
+    Failed,
+    /// Ended by a `job_aborted` fault.
+    Aborted,
 }
 
 pub(super) struct BulkJob {
@@ -34,6 +39,8 @@ pub(super) struct BulkJob {
     pub(super) crlf: bool,
     pub(super) created: DateTime<Utc>,
     pub(super) state: JobState,
+    /// Why a job ended `Failed` or `Aborted`.
+    pub(super) error_message: Option<String>,
     /// Fixed at completion: record index and its times then.
     pub(super) rows: Arc<Vec<(u32, Times)>>,
 }
@@ -41,7 +48,7 @@ pub(super) struct BulkJob {
 impl Ctx<'_> {
     pub(super) fn job_json(&self, id: &str, job: &BulkJob) -> Vec<u8> {
         let keys = &self.sf().orgs[self.org].keys;
-        let created = data::rest_datetime(job.created.timestamp());
+        let created = data::rest_datetime(job.created.timestamp_millis());
         let body = serde_json::json!({
             "id": id,
             "operation": job.operation,
@@ -60,6 +67,10 @@ impl Ctx<'_> {
             "retries": 0,
             "totalProcessingTime": if job.state == JobState::JobComplete { 250 } else { 0 },
         });
+        let mut body = body;
+        if let Some(why) = &job.error_message {
+            body["errorMessage"] = why.as_str().into();
+        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
@@ -124,6 +135,7 @@ impl Ctx<'_> {
             crlf,
             created: Utc::now(),
             state: JobState::UploadComplete,
+            error_message: None,
             rows: Arc::new(Vec::new()),
         };
         let body = self.job_json(&id, &job);
@@ -144,10 +156,16 @@ impl Ctx<'_> {
         else {
             return not_found();
         };
+        if matches!(state, JobState::UploadComplete | JobState::InProgress)
+            && let Some(reply) = self.end_job(&mut inner, id)
+        {
+            return reply;
+        }
         // One step per poll; the rows are fixed when the job completes.
         let next = match state {
             JobState::UploadComplete => JobState::InProgress,
             JobState::InProgress | JobState::JobComplete => JobState::JobComplete,
+            ended => ended,
         };
         let rows = (state == JobState::InProgress).then(|| {
             let plan = &inner.jobs[id].plan;
@@ -163,6 +181,24 @@ impl Ctx<'_> {
         }
         let job = &inner.jobs[id];
         json(self.job_json(id, job))
+    }
+
+    /// Ends a running job as a `job_failed` / `job_aborted` fault says: its status then.
+    fn end_job(&self, inner: &mut super::Inner, id: &str) -> Option<Reply> {
+        let job = inner.jobs.get_mut(id)?;
+        let action = self.shared.faults.take_job_end(
+            crate::domain::Service::Salesforce,
+            job.plan.sobject.name(),
+            job.plan.window_start,
+        )?;
+        job.state = if action.kind == FaultKind::JobFailed {
+            JobState::Failed
+        } else {
+            JobState::Aborted
+        };
+        job.error_message = Some(action.message);
+        let job = &inner.jobs[id];
+        Some(json(self.job_json(id, job)).with_outcome(super::Outcome::Fault))
     }
 
     pub(super) fn results(&self, id: &str, uri: &axum::http::Uri) -> Reply {

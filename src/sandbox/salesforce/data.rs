@@ -8,7 +8,11 @@
 //! Shape of the data (what the tests lean on):
 //! - `SystemModstamp` lies in `[anchor - history_days, anchor)` and is never before `CreatedDate`;
 //! - about one record in twelve sits exactly on a midnight (a chunk boundary);
-//! - about one in twenty shares its `SystemModstamp` second with the record before it;
+//! - times are kept in epoch milliseconds, as Salesforce stamps them: a `SystemModstamp` has
+//!   a millisecond part (`.000` on a midnight), `CreatedDate` and an older `LastModifiedDate`
+//!   do not;
+//! - about one in twenty shares its exact `SystemModstamp` (milliseconds included) with the
+//!   record before it, and a run of several records every 97 does so where it can;
 //! - Ids grow with `CreatedDate`, so `SystemModstamp` order and `Id` order differ.
 
 use chrono::{DateTime, Utc};
@@ -342,8 +346,9 @@ const F_LAG: u64 = 13;
 const F_MIDNIGHT: u64 = 14;
 const F_SAME: u64 = 15;
 const F_LMD: u64 = 16;
+const F_MILLI: u64 = 17;
 
-/// The audit times of every record of one (org, sObject), as first generated.
+/// The audit times of every record of one (org, sObject), as first generated, in epoch ms.
 #[derive(Clone, Debug)]
 pub(crate) struct Audit {
     pub(crate) created: Vec<i64>,
@@ -370,6 +375,7 @@ pub(crate) fn audit_times(
         modified: Vec::with_capacity(count as usize),
         modstamp: Vec::with_capacity(count as usize),
     };
+    let (mut prev, mut prev_ms) = (i64::MIN, 0);
     for i in 0..count {
         let h = |f: u64| hash(seed, i, f);
         let base = (i128::from(i) * i128::from(span) / n) as i64;
@@ -390,20 +396,24 @@ pub(crate) fn audit_times(
                 stamp = ceil;
             }
         }
-        if i > 0 && h(F_SAME).is_multiple_of(20) {
-            let prev = audit.modstamp[i as usize - 1];
-            if prev >= created {
-                stamp = prev;
-            }
+        let mut stamp_ms = if stamp.rem_euclid(DAY) == 0 {
+            stamp * 1000
+        } else {
+            stamp * 1000 + (h(F_MILLI) % 1000) as i64
+        };
+        let tie = h(F_SAME).is_multiple_of(20) || (1..=4).contains(&(i % 97));
+        if i > 0 && tie && prev >= created {
+            (stamp, stamp_ms) = (prev, prev_ms);
         }
         let modified = if stamp > created && h(F_LMD).is_multiple_of(3) {
-            created + (h(F_LMD) >> 8) as i64 % (stamp - created)
+            (created + (h(F_LMD) >> 8) as i64 % (stamp - created)) * 1000
         } else {
-            stamp
+            stamp_ms
         };
-        audit.created.push(created);
+        (prev, prev_ms) = (stamp, stamp_ms);
+        audit.created.push(created * 1000);
         audit.modified.push(modified);
-        audit.modstamp.push(stamp);
+        audit.modstamp.push(stamp_ms);
     }
     audit
 }
@@ -437,31 +447,41 @@ mod tests {
     fn audit_times_cover_boundaries_and_ties() {
         let anchor: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         let a = audit_times(42, 8000, anchor, 730);
-        let lo = anchor.timestamp() - 730 * DAY;
+        let lo = (anchor.timestamp() - 730 * DAY) * 1000;
         let mut midnights = 0;
-        let mut ties = 0;
+        let (mut ties, mut fractions) = (0, 0);
         for i in 0..8000 {
             let (c, m, s) = (a.created[i], a.modified[i], a.modstamp[i]);
             assert!(c <= m && m <= s, "record {i}: {c} {m} {s}");
             assert!(
-                lo <= s && s < anchor.timestamp(),
+                lo <= s && s < anchor.timestamp_millis(),
                 "record {i} outside history"
             );
-            midnights += usize::from(s % DAY == 0);
+            midnights += usize::from(s % (DAY * 1000) == 0);
+            fractions += usize::from(s % 1000 != 0);
             ties += usize::from(i > 0 && s == a.modstamp[i - 1]);
         }
         assert!(midnights > 300, "{midnights} records on a midnight");
         assert!(
             ties > 200,
-            "{ties} records share their second with the previous one"
+            "{ties} records share their stamp with the previous one"
         );
+        assert!(fractions > 6000, "{fractions} stamps with milliseconds");
         assert_eq!(audit_times(42, 8000, anchor, 730).modstamp, a.modstamp);
     }
 
     #[test]
     fn values_render_as_rest_json_and_bulk_csv() {
-        assert_eq!(rest_datetime(1_369_082_972), "2013-05-20T20:49:32.000+0000");
-        assert_eq!(bulk_datetime(1_672_531_200), "2023-01-01T00:00:00.000Z");
+        assert_eq!(
+            rest_datetime(1_369_082_972_000),
+            "2013-05-20T20:49:32.000+0000"
+        );
+        assert_eq!(
+            rest_datetime(1_369_082_972_047),
+            "2013-05-20T20:49:32.047+0000"
+        );
+        assert_eq!(bulk_datetime(1_672_531_200_000), "2023-01-01T00:00:00.000Z");
+        assert_eq!(bulk_datetime(1_672_531_200_999), "2023-01-01T00:00:00.999Z");
         let mut out = Vec::new();
         Val::Num(350_000.0).write_json(&mut out);
         assert_eq!(out, b"350000.0");

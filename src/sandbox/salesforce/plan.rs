@@ -58,7 +58,8 @@ impl DatePart {
     /// The year or month (1-12) of `t` in UTC.
     pub(super) fn of(self, t: &Times) -> i64 {
         use chrono::Datelike;
-        let at = |f: TimeField| chrono::DateTime::from_timestamp(f.of(t), 0).unwrap_or_default();
+        let at =
+            |f: TimeField| chrono::DateTime::from_timestamp_millis(f.of(t)).unwrap_or_default();
         match self {
             DatePart::Year(f) => i64::from(at(f).year()),
             DatePart::Month(f) => i64::from(at(f).month()),
@@ -113,7 +114,7 @@ impl Pred {
         match self {
             Pred::And(p) => p.iter().all(|p| p.holds(id, t)),
             Pred::Or(p) => p.iter().any(|p| p.holds(id, t)),
-            Pred::Time(f, op, ms) => op.holds(f.of(t).saturating_mul(1000).cmp(ms)),
+            Pred::Time(f, op, ms) => op.holds(f.of(t).cmp(ms)),
             Pred::Id(op, v) => op.holds(id.cmp(v.as_str())),
         }
     }

@@ -8,6 +8,7 @@ use super::plan::{OrderKey, Plan};
 use super::{Inner, Moved, SfState, SfTable};
 use crate::domain::Window;
 use crate::sandbox::SandboxConfig;
+use crate::sandbox::http::Edit;
 
 impl SfState {
     pub(super) fn table(&self, org: usize, s: SObject) -> &SfTable {
@@ -42,6 +43,7 @@ impl SfState {
         let table = self.table(org, plan.sobject);
         let n = table.ids.len() as u32;
         let mut rows: Vec<(u32, Times)> = (0..n)
+            .filter(|i| !inner.deleted.contains(&(org, plan.sobject, *i)))
             .map(|i| (i, self.times(inner, org, plan.sobject, i)))
             .filter(|(i, t)| {
                 plan.filter
@@ -70,14 +72,16 @@ impl SfState {
         rows.into_iter().map(|(i, _)| i).collect()
     }
 
-    /// Moves `n` records now inside `plan`'s `SystemModstamp` bounds past the window's end.
-    pub(super) fn touch(&self, org: usize, plan: &Plan, n: u32) {
+    /// Moves `n` records now inside `plan`'s `SystemModstamp` bounds past the window's end,
+    /// to later times inside it (`Edit::MoveInside`), or deletes them (`Edit::Delete`).
+    pub(super) fn touch(&self, org: usize, plan: &Plan, (n, edit): (u32, Edit)) {
         let mut inner = self.lock();
         let table = self.table(org, plan.sobject);
         let (lo, hi) = plan.bounds;
         let mut inside: Vec<(i64, u32)> = (0..table.ids.len() as u32)
+            .filter(|i| !inner.deleted.contains(&(org, plan.sobject, *i)))
             .map(|i| (self.times(&inner, org, plan.sobject, i).modstamp, i))
-            .filter(|(s, _)| (lo..hi).contains(&s.saturating_mul(1000)))
+            .filter(|(s, _)| (lo..hi).contains(s))
             .collect();
         inside.sort_by(|a, b| {
             a.0.cmp(&b.0)
@@ -88,29 +92,49 @@ impl SfState {
         }
         let n = (n as usize).min(inside.len());
         let after = if hi == i64::MAX {
-            self.anchor.timestamp()
+            self.anchor.timestamp_millis()
         } else {
-            self.anchor.timestamp().max(hi.div_euclid(1000) + 1)
+            self.anchor
+                .timestamp_millis()
+                .max(hi.div_euclid(1000) * 1000 + 1000)
         };
         for k in 0..n {
             let (from, i) = inside[(2 * k + 1) * inside.len() / (2 * n)];
-            inner.touches += 1;
-            let to = after + 60 * inner.touches;
-            inner.touched.insert((org, plan.sobject, i), to);
-            let fmt = |s: i64| {
-                DateTime::from_timestamp(s, 0)
-                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                    .unwrap_or_default()
+            let deleted = edit == Edit::Delete;
+            let to = if deleted {
+                inner.deleted.insert((org, plan.sobject, i));
+                from
+            } else if edit == Edit::MoveInside {
+                // Later, still inside the window (its last second); a record there stays.
+                let end = hi.min(self.anchor.timestamp_millis());
+                let to = (end - 1 - k as i64 * 7).max(from + 1);
+                if to >= end {
+                    continue;
+                }
+                inner.touched.insert((org, plan.sobject, i), to);
+                to
+            } else {
+                inner.touches += 1;
+                let to = after + 60_000 * inner.touches;
+                inner.touched.insert((org, plan.sobject, i), to);
+                to
             };
             inner.moved.push(Moved {
                 username: self.orgs[org].account.username.clone(),
                 sobject: plan.sobject.name(),
                 id: table.ids[i as usize].clone(),
-                from: fmt(from),
-                to: fmt(to),
+                from: fmt_ms(from),
+                to: fmt_ms(to),
+                deleted,
             });
         }
     }
+}
+
+fn fmt_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
 }
 
 pub(super) fn build_table(
@@ -148,7 +172,7 @@ pub fn expected_salesforce(
         .iter()
         .zip(table.ids)
         .filter_map(|(&stamp, id)| {
-            let t = DateTime::from_timestamp(stamp, 0)?;
+            let t = DateTime::from_timestamp_millis(stamp)?;
             window.contains(t).then_some((id, t))
         })
         .collect();

@@ -168,7 +168,7 @@ impl Ctx<'_> {
                 self.sf().lock().tokens.remove(self.token);
                 invalid_session()
             },
-            touch: |n| self.sf().touch(self.org, plan, n),
+            touch: |n, edit| self.sf().touch(self.org, plan, (n, edit)),
         };
         planned_fault(
             self.shared,
@@ -347,7 +347,11 @@ impl Ctx<'_> {
             keys: &sf.orgs[self.org].keys,
             sobject: plan.sobject,
         };
-        for (n, &i) in rows.iter().enumerate() {
+        // A record deleted since the query is left out of its page, as it is gone.
+        let live = rows
+            .iter()
+            .filter(|&&i| !inner.deleted.contains(&(self.org, plan.sobject, i)));
+        for (n, &i) in live.enumerate() {
             if n > 0 {
                 out.push(b',');
             }

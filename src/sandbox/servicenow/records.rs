@@ -11,6 +11,7 @@ use super::data::{Gen, Rec, SnTable, hex32};
 use super::query::{EncodedQuery, SortKey};
 use super::{Moved, SnState, TableData};
 use crate::domain::Window;
+use crate::sandbox::http::Edit;
 use crate::sandbox::{SandboxConfig, lock};
 
 impl SnState {
@@ -43,16 +44,16 @@ impl SnState {
         (page, total)
     }
 
-    /// Moves `n` records of the window `q` reads to new update times after the anchor: about
-    /// two thirds from the part not yet read (from the keyset position or `offset` on),
-    /// the rest from what was already read.
+    /// Moves `n` records of the window `q` reads to new update times after the anchor (or
+    /// to later ones inside the window, or deletes them, as `edit` says): about two thirds from the part not yet read (from the
+    /// keyset position or `offset` on), the rest from what was already read.
     pub(crate) fn touch(
         &self,
         account: usize,
         table: SnTable,
         q: &EncodedQuery,
         offset: usize,
-        n: u32,
+        (n, edit): (u32, Edit),
     ) -> Vec<Moved> {
         let mut data = self
             .table(account, table)
@@ -79,10 +80,30 @@ impl SnState {
             let Ok(pos) = data.recs.binary_search_by_key(&rec.key(), Rec::key) else {
                 continue;
             };
+            let end = hi.min(self.anchor.timestamp());
+            if edit == Edit::MoveInside && rec.updated + 1 >= end {
+                continue;
+            }
             let mut r = data.recs.remove(pos);
+            if edit == Edit::Delete {
+                let at = DateTime::from_timestamp(r.updated, 0).unwrap_or_default();
+                moved.push(Moved {
+                    username: username.clone(),
+                    table: table.name().to_string(),
+                    sys_id: hex32(r.sys_id),
+                    from: at,
+                    to: at,
+                    deleted: true,
+                });
+                continue;
+            }
             let seq = self.move_seq.fetch_add(1, Ordering::Relaxed);
             let from = r.updated;
-            r.updated = self.anchor.timestamp() + 3600 + seq;
+            r.updated = if edit == Edit::MoveInside {
+                (end - 1 - seq % 60).max(from + 1)
+            } else {
+                self.anchor.timestamp() + 3600 + seq
+            };
             r.mod_count += 1;
             let at = data.recs.partition_point(|x| x.key() < r.key());
             data.recs.insert(at, r);
@@ -92,6 +113,7 @@ impl SnState {
                 sys_id: hex32(r.sys_id),
                 from: DateTime::from_timestamp(from, 0).unwrap_or_default(),
                 to: DateTime::from_timestamp(r.updated, 0).unwrap_or_default(),
+                deleted: false,
             });
         }
         lock(&self.moved).extend(moved.iter().cloned());
@@ -117,7 +139,31 @@ fn in_range(recs: &[Rec], lo: i64, hi: i64) -> &[Rec] {
 }
 
 /// Every record matching `q`, in the order it asks for (creation order when it asks none).
+/// Blocks joined by `^NQ` are answered block by block, each in that order, as a ServiceNow
+/// instance may (SOURCE_APIS.md leaves the order across blocks unconfirmed): a client paging
+/// on such a query's last row skips the later blocks' rows.
 fn matching(data: &TableData, q: &EncodedQuery) -> Vec<Rec> {
+    if q.blocks.len() < 2 {
+        return matching_sorted(data, q);
+    }
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for block in &q.blocks {
+        let one = EncodedQuery {
+            blocks: vec![block.clone()],
+            order: q.order.clone(),
+        };
+        rows.extend(
+            matching_sorted(data, &one)
+                .into_iter()
+                .filter(|r| seen.insert(r.i)),
+        );
+    }
+    rows
+}
+
+/// `matching` for a query of one block (or as if its blocks were one): sorted as a whole.
+fn matching_sorted(data: &TableData, q: &EncodedQuery) -> Vec<Rec> {
     let (lo, hi) = q.updated_range();
     let g = &data.generator;
     let mut rows: Vec<Rec> = in_range(&data.recs, lo, hi)

@@ -178,8 +178,8 @@ fn handle_list(
             }
             unauthenticated(Outcome::Fault)
         },
-        touch: |n| {
-            sn.touch(account, table, &q, params.offset, n);
+        touch: |n, edit| {
+            sn.touch(account, table, &q, params.offset, (n, edit));
         },
     };
     let spoil = match planned_fault(

@@ -165,16 +165,25 @@ fn window_query(w: &Window) -> String {
     )
 }
 
+/// The window from `last`'s second on (one block, sorted as a whole); the caller drops the
+/// rows up to `last`.
 fn keyset_query(w: &Window, last: Option<&(String, DateTime<Utc>)>) -> String {
     let win = window_query(w);
     let order = "^ORDERBYsys_updated_on^ORDERBYsys_id";
     match last {
         None => format!("{win}{order}"),
-        Some((id, t)) => {
-            let t = sn_time(t.timestamp());
-            format!("{win}^sys_updated_on>{t}^NQ{win}^sys_updated_on={t}^sys_id>{id}{order}")
-        }
+        Some((_, t)) => format!("{win}^sys_updated_on>={}{order}", sn_time(t.timestamp())),
     }
+}
+
+/// After the pair `last` in two blocks joined by `^NQ`.
+fn nq_query(w: &Window, (id, t): &(String, DateTime<Utc>)) -> String {
+    let win = window_query(w);
+    let t = sn_time(t.timestamp());
+    format!(
+        "{win}^sys_updated_on>{t}^NQ{win}^sys_updated_on={t}^sys_id>{id}\
+         ^ORDERBYsys_updated_on^ORDERBYsys_id"
+    )
 }
 
 fn by_time(rows: &mut [(String, DateTime<Utc>)]) {

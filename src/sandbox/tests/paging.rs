@@ -17,7 +17,7 @@ async fn forward_only_paging_walks_a_window_exactly() {
     let ids: BTreeSet<i64> = got.iter().map(|r| r.0).collect();
     assert_eq!(ids.len(), got.len(), "duplicates");
     let last = pages.last().unwrap();
-    assert_eq!(last.link.as_deref(), Some(""));
+    assert_eq!(last.link, None, "the last page carries no Link by default");
     assert!(last.records().len() < 100);
     for page in &pages[..pages.len() - 1] {
         assert_eq!(page.records().len(), 100);
@@ -28,13 +28,13 @@ async fn forward_only_paging_walks_a_window_exactly() {
         assert!(link.contains(&format!("pageId={last_id}>")), "{link}");
     }
 
-    // A full page that is exactly the last one: next link, then an empty page with empty Link.
+    // A full page that is exactly the last one: next link, then an empty page without Link.
     let exact = expected.len().to_string();
     let pages = walk_forward_only(&sb, t, &w, &exact).await;
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[0].records(), expected);
     assert!(pages[1].records().is_empty());
-    assert_eq!(pages[1].link.as_deref(), Some(""));
+    assert_eq!(pages[1].link, None);
 
     // `page` is ignored in forward-only mode, and pageSize is clamped to 1000.
     let conditions = window_conditions(&w);
@@ -50,6 +50,37 @@ async fn forward_only_paging_walks_a_window_exactly() {
     let all = call(&u, t, true).await;
     assert_eq!(all.records(), expected);
     sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_last_forward_only_page_says_what_the_link_mode_asks() {
+    let w = Window::new(ts("2024-03-01T00:00:00Z"), ts("2024-05-01T00:00:00Z"));
+    for (mode, full, last) in [
+        (CwLink::LastEmpty, true, Some("")),
+        (CwLink::Omitted, false, None),
+    ] {
+        let mut cfg = config();
+        cfg.connectwise_link = mode;
+        let sb = start(cfg.clone()).await;
+        let t = &cfg.tenants[0];
+        let conditions = window_conditions(&w);
+        let first = url(
+            &sb,
+            "service/tickets",
+            &[("conditions", &conditions), ("pageSize", "100")],
+        );
+        let page = call(&first, t, true).await;
+        assert_eq!(page.records().len(), 100);
+        assert_eq!(page.link.is_some(), full, "{mode:?}: {:?}", page.link);
+        let rest = url(
+            &sb,
+            "service/tickets",
+            &[("conditions", &conditions), ("pageSize", "5000")],
+        );
+        let page = call(&rest, t, true).await;
+        assert_eq!(page.link.as_deref(), last, "{mode:?}");
+        sb.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -137,7 +137,12 @@ async fn drain(
 }
 
 async fn sf_stats(sb: &Sandbox) -> serde_json::Value {
-    let body = reqwest::get(format!("{}/_sandbox/salesforce/stats", sb.url()))
+    sandbox_json(sb, "stats").await
+}
+
+/// `GET /_sandbox/salesforce/{what}` as JSON.
+async fn sandbox_json(sb: &Sandbox, what: &str) -> serde_json::Value {
+    let body = reqwest::get(format!("{}/_sandbox/salesforce/{what}", sb.url()))
         .await
         .unwrap()
         .bytes()
@@ -227,6 +232,145 @@ async fn a_lost_locator_continues_by_keyset_without_gaps_or_repeats() {
     );
 }
 
+/// A window of Leads whose 200th and 201st records in `(SystemModstamp, Id)` order share one
+/// stamp with milliseconds, and its expected records.
+fn window_splitting_a_tie(cfg: &SandboxConfig) -> (Window, Vec<(String, DateTime<Utc>)>) {
+    let from: DateTime<Utc> = "2024-03-01T00:00:00Z".parse().unwrap();
+    (0..2000)
+        .find_map(|h| {
+            let start = from + chrono::Duration::hours(h);
+            let w = Window::new(start, start + chrono::Duration::days(60));
+            let expected = expected_salesforce(cfg, USER, "Lead", &w);
+            let mut by_time: Vec<_> = expected.iter().map(|(id, t)| (*t, id)).collect();
+            by_time.sort();
+            let split = by_time.len() > 450
+                && by_time[199].0 == by_time[200].0
+                && by_time[200].0.timestamp_subsec_millis() != 0;
+            split.then_some((w, expected))
+        })
+        .expect("no window splits a millisecond tie at the page boundary")
+}
+
+#[tokio::test]
+async fn millisecond_stamps_shared_across_a_page_boundary_are_neither_skipped_nor_repeated() {
+    let cfg = config(Vec::new());
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let (w, expected) = window_splitting_a_tie(&cfg);
+    // Through nextRecordsUrl.
+    let (all, pages) = drain(&source(&sb, 50_000), &ep, &w, None).await;
+    assert!(pages.len() >= 3);
+    assert_eq!(all.len(), expected.len(), "nothing fetched twice");
+    assert_eq!(sorted(all), expected, "nothing skipped");
+    // Through the keyset query: the locator is lost right after the tie is split.
+    let src = source(&sb, 50_000);
+    let p1 = src.fetch_page(&ep, &w, None).await.unwrap();
+    let Cursor::Rest { after, .. } = Cursor::decode(p1.next.as_deref().unwrap()).unwrap() else {
+        panic!("rest cursor expected")
+    };
+    assert_ne!(after.unwrap().ts.timestamp_subsec_millis(), 0);
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/salesforce/expire_locators", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    let before = sf_stats(&sb).await["queries"].as_u64().unwrap();
+    let (rest, _) = drain(&src, &ep, &w, p1.next.clone()).await;
+    assert_eq!(
+        sf_stats(&sb).await["queries"].as_u64().unwrap(),
+        before + 1,
+        "one keyset query"
+    );
+    let mut all = keys(&p1);
+    all.extend(rest);
+    assert_eq!(all.len(), expected.len(), "nothing fetched twice");
+    assert_eq!(sorted(all), expected, "nothing skipped");
+}
+
+#[tokio::test]
+async fn records_deleted_mid_read_neither_fail_the_read_nor_hide_the_others() {
+    // Deletions before the query is answered and between its pages (from the snapshot of
+    // the query: gone from the pages not yet read).
+    let cfg = config(vec![Fault {
+        records: Some(30),
+        ..fault("Lead", FaultKind::DeleteRecords, None, Some(3))
+    }]);
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let w = window("2024-05-01T00:00:00Z", "2024-07-01T00:00:00Z");
+    let initial = expected_salesforce(&cfg, USER, "Lead", &w);
+    let (got, pages) = drain(&source(&sb, 50_000), &ep, &w, None).await;
+    assert!(pages.len() >= 3);
+    let moved: serde_json::Value = sandbox_json(&sb, "moved").await;
+    let deleted: std::collections::BTreeSet<&str> = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["deleted"] == true)
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted.len(), 90, "{moved}");
+    let ids: std::collections::BTreeSet<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), got.len(), "an id came twice");
+    let now: Vec<_> = initial
+        .iter()
+        .filter(|(id, _)| !deleted.contains(id.as_str()))
+        .collect();
+    let skipped: Vec<_> = now
+        .iter()
+        .filter(|(id, _)| !ids.contains(id.as_str()))
+        .collect();
+    assert!(skipped.is_empty(), "skipped: {skipped:?}");
+    // Anything else was read before its deletion; the first 30 went before the query.
+    let extra = got.len() - now.len();
+    assert!(
+        got.iter().all(|g| initial.binary_search(g).is_ok()),
+        "foreign records"
+    );
+    assert!(extra > 0 && extra < 60, "{extra} deleted records read");
+}
+
+#[tokio::test]
+async fn records_moved_later_inside_the_window_are_all_read_none_skipped() {
+    // Moves before the query and between its pages; the query locator's snapshot holds
+    // every record, each shown with its time as it is now.
+    let cfg = config(vec![Fault {
+        records: Some(20),
+        inside_window: true,
+        ..fault("Lead", FaultKind::TouchRecords, None, Some(2))
+    }]);
+    let sb = start(cfg.clone()).await;
+    let ep = endpoint("Lead", 200);
+    let w = window("2024-05-01T00:00:00Z", "2024-07-01T00:00:00Z");
+    let initial = expected_salesforce(&cfg, USER, "Lead", &w);
+    let (all, _) = drain(&source(&sb, 50_000), &ep, &w, None).await;
+    let moved = sandbox_json(&sb, "moved").await;
+    let moved: Vec<&str> = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let to: DateTime<Utc> = m["to"].as_str().unwrap().parse().unwrap();
+            let from: DateTime<Utc> = m["from"].as_str().unwrap().parse().unwrap();
+            assert!(to > from && w.contains(to), "{m}");
+            m["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(moved.len(), 40);
+    let got: Vec<String> = all.into_iter().map(|(id, _)| id).collect();
+    let have: std::collections::BTreeSet<&str> = got.iter().map(String::as_str).collect();
+    let want: std::collections::BTreeSet<&str> =
+        initial.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(have, want, "every record there at the end, nothing else");
+    // A record read twice is one that moved after it was read.
+    let mut seen = std::collections::BTreeSet::new();
+    let twice: Vec<&String> = got.iter().filter(|id| !seen.insert(*id)).collect();
+    assert!(
+        twice.iter().all(|id| moved.contains(&id.as_str())),
+        "{twice:?}"
+    );
+}
+
 #[tokio::test]
 async fn records_edited_mid_read_do_not_move_the_keyset_position() {
     // The first fault (harmless) takes the window query; the second edits most of the
@@ -269,15 +413,7 @@ async fn records_edited_mid_read_do_not_move_the_keyset_position() {
     all.extend(rest);
     let ids: std::collections::BTreeSet<&String> = all.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), all.len(), "an id came twice");
-    let moved: serde_json::Value = serde_json::from_slice(
-        &reqwest::get(format!("{}/_sandbox/salesforce/moved", sb.url()))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let moved: serde_json::Value = sandbox_json(&sb, "moved").await;
     let moved: std::collections::BTreeSet<&str> = moved
         .as_array()
         .unwrap()
@@ -340,6 +476,52 @@ async fn big_windows_go_through_bulk_jobs_whose_pages_can_be_read_again() {
     assert_eq!(
         stats["queries"], 1,
         "only the first REST page, to learn totalSize"
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_job_ending_failed_or_aborted_is_an_error_naming_it_and_a_new_job_reads_the_window()
+{
+    let cfg = config(vec![
+        Fault {
+            message: "InternalServerError: query timed out".into(),
+            ..fault("Account", FaultKind::JobFailed, None, Some(1))
+        },
+        Fault {
+            message: "Aborted by an administrator".into(),
+            ..fault("Contact", FaultKind::JobAborted, None, None)
+        },
+    ]);
+    let sb = start(cfg.clone()).await;
+    let src = source(&sb, 100);
+    let w = window("2024-01-01T00:00:00Z", "2024-04-01T00:00:00Z");
+    let ep = endpoint("Account", 50);
+    let err = src.fetch_page(&ep, &w, None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("failed") && err.contains("query timed out"),
+        "{err}"
+    );
+    // The next attempt starts a new job, which completes: the window lands exactly.
+    let (got, _) = drain(&src, &ep, &w, None).await;
+    let expected = expected_salesforce(&cfg, USER, "Account", &w);
+    assert!(expected.len() > 150, "{}", expected.len());
+    assert_eq!(got.len(), expected.len(), "nothing twice");
+    assert_eq!(sorted(got), expected, "nothing skipped");
+    assert_eq!(sf_stats(&sb).await["bulk_jobs"], 2);
+    // Every job of the Contacts is aborted: every attempt is an error, no page comes back.
+    let ep = endpoint("Contact", 50);
+    for _ in 0..3 {
+        let err = src.fetch_page(&ep, &w, None).await.unwrap_err().to_string();
+        assert!(
+            err.contains("aborted") && err.contains("Aborted by an administrator"),
+            "{err}"
+        );
+    }
+    let stats = sf_stats(&sb).await;
+    assert_eq!(stats["bulk_jobs"], 5, "a new job each attempt: {stats}");
+    assert_eq!(
+        stats["bulk_result_pages"].as_u64(),
+        Some(expected.len().div_ceil(50) as u64)
     );
 }
 

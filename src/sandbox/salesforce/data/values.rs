@@ -68,16 +68,16 @@ fn date(days: i64) -> String {
 }
 
 /// `2013-05-20T20:49:32.000+0000`, as REST JSON shows datetimes.
-pub(crate) fn rest_datetime(secs: i64) -> String {
-    DateTime::from_timestamp(secs, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S.000+0000").to_string())
+pub(crate) fn rest_datetime(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
         .unwrap_or_default()
 }
 
 /// `2023-01-01T00:00:00.000Z`, as Bulk API 2.0 CSV shows datetimes.
-pub(crate) fn bulk_datetime(secs: i64) -> String {
-    DateTime::from_timestamp(secs, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S.000Z").to_string())
+pub(crate) fn bulk_datetime(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default()
 }
 
@@ -149,7 +149,7 @@ pub(crate) struct Renderer<'a> {
     pub(crate) sobject: SObject,
 }
 
-/// The audit times of one record as it is now.
+/// The audit times of one record as it is now, in epoch milliseconds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Times {
     pub(crate) created: i64,
@@ -260,7 +260,7 @@ impl Renderer<'_> {
                         "{}, {}; account since {}",
                         words::pick(words::SUMMARIES, h >> 2),
                         words::pick(words::TOPICS, h >> 9),
-                        date(t.created.div_euclid(DAY))
+                        date(t.created.div_euclid(DAY * 1000))
                     ))
                 }
             }
@@ -317,7 +317,7 @@ impl Renderer<'_> {
             "IsWon" => Val::Bool(won),
             "ForecastCategory" => Val::Str(forecast.into()),
             "Amount" => Val::Num(((h >> 3) % 2_000) as f64 * 250.0 + 0.5 * (h % 2) as f64),
-            "CloseDate" => Val::Date(t.created.div_euclid(DAY) + (h % 120) as i64),
+            "CloseDate" => Val::Date(t.created.div_euclid(DAY * 1000) + (h % 120) as i64),
             "Type" => Val::Str(words::pick(OPP_TYPES, h).into()),
             _ => Val::Null,
         }
@@ -366,7 +366,7 @@ impl Renderer<'_> {
             "IsConverted" => Val::Bool(converted),
             "ConvertedDate" => {
                 if converted {
-                    Val::Date(t.modified.div_euclid(DAY))
+                    Val::Date(t.modified.div_euclid(DAY * 1000))
                 } else {
                     Val::Null
                 }

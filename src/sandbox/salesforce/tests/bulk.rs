@@ -67,7 +67,7 @@ async fn bulk_jobs_move_through_their_states_and_page_csv_by_locator() {
         for row in rd.records() {
             let row = row.unwrap();
             let ts = &row[5];
-            assert!(ts.ends_with(".000Z"), "{ts}");
+            assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
             got.push((row[0].to_string(), ts.parse::<DateTime<Utc>>().unwrap()));
             n += 1;
         }

@@ -108,10 +108,13 @@ async fn walk_with_a_touch(
         };
         if page == 1 {
             let parsed = EncodedQuery::parse(&q);
-            moved = sb
-                .shared
-                .servicenow
-                .touch(0, SnTable::Incident, &parsed, offset, 3);
+            moved = sb.shared.servicenow.touch(
+                0,
+                SnTable::Incident,
+                &parsed,
+                offset,
+                (3, crate::sandbox::http::Edit::Move),
+            );
         }
         let r = get(
             &sb,
@@ -125,7 +128,15 @@ async fn walk_with_a_touch(
         )
         .await;
         let keys = r.keys();
-        got.extend(keys.iter().cloned());
+        let last = got
+            .last()
+            .filter(|_| keyset)
+            .map(|(id, t)| (*t, id.clone()));
+        got.extend(
+            keys.iter()
+                .filter(|(id, t)| last.as_ref().is_none_or(|l| (*t, id.clone()) > *l))
+                .cloned(),
+        );
         if keys.len() < 10 {
             break;
         }

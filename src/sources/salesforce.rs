@@ -10,11 +10,14 @@
 //! - The cursor (see `cursor.rs`) carries the `nextRecordsUrl` and the greatest
 //!   `(SystemModstamp, Id)` delivered inside the window, so a lost locator
 //!   (`INVALID_QUERY_LOCATOR`, e.g. after a crash and 15 idle minutes) is replaced by a
-//!   keyset query that neither refetches nor skips. Known limit: a locator's pages show
-//!   each record's time as it is now, so a record edited to a later time inside the window
-//!   after the query raises that greatest pair; if the locator is then lost, the records
-//!   between its old and new time not yet delivered are skipped (the sandbox shows it with
-//!   `touch_records` and `inside_window`; the locator itself reads them all).
+//!   keyset query that neither refetches nor skips. A locator's pages show each record's
+//!   time as it is now, and Salesforce stamps an edit with the edit's time: a record edited
+//!   while the window is read shows a time past its place in the query's order. So only
+//!   records stamped before the query was sent (`since`, less `CLOCK_MARGIN`) move the
+//!   position; the others may be read again after a lost locator, never skipped. Still a
+//!   limit: an edit to a time inside a past window (the sandbox's `inside_window`, which
+//!   Salesforce cannot produce) raises the position, and a lost locator then skips the
+//!   records between.
 //! - Bulk: on a window's first page, when `totalSize` exceeds the threshold, a query job is
 //!   created (remembered per window, so a retried first page reuses it), polled until
 //!   `JobComplete`, and its CSV results are paged by locator; each CSV page becomes a JSON
@@ -369,13 +372,15 @@ impl Salesforce {
             .await
     }
 
-    /// A REST page: the body for the sink, the next cursor from the page's keys.
+    /// A REST page: the body for the sink, the next cursor from the page's keys (`since`: when
+    /// its query was sent, `query_sent`).
     fn rest_page(
         &self,
         spec: &Spec,
         window: &Window,
         reply: Reply,
         mut after: Option<After>,
+        since: Option<DateTime<Utc>>,
     ) -> Result<Page, SourceError> {
         let page = wire::parse_query_page(&reply.body, &spec.id, &spec.stamp)?;
         for (id, stamp) in &page.keys {
@@ -388,9 +393,10 @@ impl Salesforce {
                     truncated: false,
                 });
             };
-            // A record edited after the query shows its new time, outside the window: it
-            // says nothing about how far the window has been read.
-            if window.contains(ts) {
+            // A record edited after the query shows its new time, past its place in the
+            // query's order (outside the window, or at or after `since`): it says nothing
+            // about how far the window has been read.
+            if window.contains(ts) && since.is_none_or(|s| ts < s) {
                 let here = After { ts, id: id.clone() };
                 if after.as_ref().is_none_or(|a| here > *a) {
                     after = Some(here);
@@ -410,7 +416,7 @@ impl Salesforce {
                     truncated: false,
                 });
             }
-            Some(Cursor::Rest { next, after }.encode())
+            Some(Cursor::Rest { next, after, since }.encode())
         };
         Ok(Page {
             bytes: reply.body.len(),
@@ -440,6 +446,7 @@ impl Salesforce {
                 .bulk_first_page(spec, window, key, Some(job), max_records)
                 .await;
         }
+        let sent = Utc::now();
         let reply = self
             .query(&spec.window_query(window), batch)
             .await
@@ -452,7 +459,7 @@ impl Salesforce {
                 .bulk_first_page(spec, window, key, None, max_records)
                 .await;
         }
-        self.rest_page(spec, window, reply, None)
+        self.rest_page(spec, window, reply, None, Some(query_sent(sent)))
     }
 
     async fn rest_more(
@@ -461,13 +468,14 @@ impl Salesforce {
         window: &Window,
         next: &str,
         after: Option<After>,
+        since: Option<DateTime<Utc>>,
         batch: u32,
     ) -> Result<Page, SourceError> {
         match self
             .call(Method::GET, next, "application/json", Some(batch), None)
             .await
         {
-            Ok(reply) => self.rest_page(spec, window, reply, after),
+            Ok(reply) => self.rest_page(spec, window, reply, after, since),
             Err(CallError::Api(e))
                 if matches!(e.status, 400 | 404) && e.has_code("INVALID_QUERY_LOCATOR") =>
             {
@@ -477,8 +485,9 @@ impl Salesforce {
                     Some(a) => spec.keyset_query(window, a.ts, &a.id),
                     None => spec.window_query(window),
                 };
+                let sent = Utc::now();
                 let reply = self.query(&soql, batch).await.map_err(|e| self.fail(e))?;
-                self.rest_page(spec, window, reply, after)
+                self.rest_page(spec, window, reply, after, Some(query_sent(sent)))
             }
             Err(e) => Err(self.fail(e)),
         }
@@ -710,6 +719,15 @@ fn parse_sf_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// How far before a query's sending its `since` is put: the org's clock and ours may differ
+/// by this much. Records stamped within it only re-read, never skip, after a lost locator.
+const CLOCK_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The `since` of a query sent at `sent` (`Cursor::Rest`).
+fn query_sent(sent: DateTime<Utc>) -> DateTime<Utc> {
+    sent - CLOCK_MARGIN
+}
+
 #[async_trait]
 impl Source for Salesforce {
     fn service(&self) -> Service {
@@ -728,8 +746,9 @@ impl Source for Salesforce {
         let max_records = endpoint.page_size.max(1);
         match cursor.map(Cursor::decode).transpose()? {
             None => self.first_page(&spec, window, batch, max_records).await,
-            Some(Cursor::Rest { next, after }) => {
-                self.rest_more(&spec, window, &next, after, batch).await
+            Some(Cursor::Rest { next, after, since }) => {
+                self.rest_more(&spec, window, &next, after, since, batch)
+                    .await
             }
             Some(Cursor::Bulk { job, locator }) => {
                 match self

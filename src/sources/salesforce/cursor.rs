@@ -27,6 +27,12 @@ pub enum Cursor {
         next: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<After>,
+        /// When the query being paged was sent, less a margin for clock skew: a record stamped
+        /// at or after it was edited while the query was read (Salesforce sets
+        /// `SystemModstamp` to the edit's time) and shows a time past its place in the
+        /// query's order, so it does not move `after`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<DateTime<Utc>>,
     },
     Bulk {
         job: String,
@@ -61,7 +67,7 @@ impl Cursor {
         };
         let cursor: Cursor = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         match &cursor {
-            Cursor::Rest { next, after } => {
+            Cursor::Rest { next, after, .. } => {
                 if !is_data_path(next) {
                     return Err(bad("next is not a /services/data/ path".into()));
                 }
@@ -104,10 +110,12 @@ mod tests {
                     ts: "2023-01-05T10:20:30Z".parse().unwrap(),
                     id: "001D000000IRFmaIAH".into(),
                 }),
+                since: Some("2023-01-06T00:00:00.123Z".parse().unwrap()),
             },
             Cursor::Rest {
                 next: "/services/data/v60.0/query/01gD000000ABCDE-200".into(),
                 after: None,
+                since: None,
             },
             Cursor::Bulk {
                 job: "750R0000000zlh9IAA".into(),

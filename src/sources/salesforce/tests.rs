@@ -141,9 +141,10 @@ async fn sf_stats(sb: &Sandbox) -> serde_json::Value {
 }
 
 /// `GET /_sandbox/salesforce/{what}` as JSON.
-async fn sandbox_post(sb: &Sandbox, what: &str) -> serde_json::Value {
+/// A call to the sandbox's own `/_sandbox/salesforce/{what}` endpoint, its JSON answer.
+async fn sandbox_call(sb: &Sandbox, method: reqwest::Method, what: &str) -> serde_json::Value {
     let body = reqwest::Client::new()
-        .post(format!("{}/_sandbox/salesforce/{what}", sb.url()))
+        .request(method, format!("{}/_sandbox/salesforce/{what}", sb.url()))
         .send()
         .await
         .unwrap()
@@ -153,14 +154,12 @@ async fn sandbox_post(sb: &Sandbox, what: &str) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+async fn sandbox_post(sb: &Sandbox, what: &str) -> serde_json::Value {
+    sandbox_call(sb, reqwest::Method::POST, what).await
+}
+
 async fn sandbox_json(sb: &Sandbox, what: &str) -> serde_json::Value {
-    let body = reqwest::get(format!("{}/_sandbox/salesforce/{what}", sb.url()))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    serde_json::from_slice(&body).unwrap()
+    sandbox_call(sb, reqwest::Method::GET, what).await
 }
 
 fn sorted(mut v: Vec<(String, DateTime<Utc>)>) -> Vec<(String, DateTime<Utc>)> {
@@ -271,11 +270,7 @@ async fn millisecond_stamps_shared_across_a_page_boundary_are_neither_skipped_no
         panic!("rest cursor expected")
     };
     assert_ne!(after.unwrap().ts.timestamp_subsec_millis(), 0);
-    reqwest::Client::new()
-        .post(format!("{}/_sandbox/salesforce/expire_locators", sb.url()))
-        .send()
-        .await
-        .unwrap();
+    sandbox_post(&sb, "expire_locators").await;
     let before = sf_stats(&sb).await["queries"].as_u64().unwrap();
     let (rest, _) = drain(&src, &ep, &w, p1.next.clone()).await;
     assert_eq!(
@@ -404,11 +399,7 @@ async fn records_edited_mid_read_do_not_move_the_keyset_position() {
     };
     assert!(w.contains(after.unwrap().ts));
     // The locator is lost; the keyset query goes on from the last record inside the window.
-    reqwest::Client::new()
-        .post(format!("{}/_sandbox/salesforce/expire_locators", sb.url()))
-        .send()
-        .await
-        .unwrap();
+    sandbox_post(&sb, "expire_locators").await;
     let (rest, _) = drain(&src, &ep, &w, p2.next.clone()).await;
     let mut all = keys(&p1);
     all.extend(keys(&p2));

@@ -216,6 +216,10 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Declared columns left out of the job's queries because the integration user cannot
+    /// read them (`table.column`); their canonical columns stay null.
+    #[serde(default)]
+    pub skipped_fields: Vec<String>,
 }
 
 /// What `status` and the console show instead of a job's stored status while it waits for

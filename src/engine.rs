@@ -13,6 +13,7 @@ mod dependencies;
 pub mod detect;
 pub mod events;
 pub mod executor;
+pub mod fields;
 pub mod handle;
 pub mod handoff;
 pub mod inflight;
@@ -294,6 +295,8 @@ impl Engine {
         plan: &Plan,
         now: DateTime<Utc>,
     ) -> Result<CreateOutcome, EngineError> {
+        let mut plan = plan.clone();
+        self.check_fields(&mut plan).await?;
         let (job, chunks) = plan.to_job(now);
         let outcome = self
             .inner

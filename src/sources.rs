@@ -246,6 +246,46 @@ pub trait Source: Send + Sync {
     async fn allocation(&self) -> Result<Option<ApiUsage>, SourceError> {
         Ok(None)
     }
+    /// The declared columns of `endpoint` the integration user cannot read, by the API's own
+    /// description of its schema (Salesforce `describe`), in declared order; `None` where the
+    /// API has no such description to ask for (the query then names every declared field).
+    async fn unreadable_columns(
+        &self,
+        _endpoint: &EndpointDef,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        Ok(None)
+    }
+    /// The first page of `window` with the backfill's own query of `endpoint` (every column it
+    /// declares), asking for one record: proof the backfill's reads are accepted. Records in
+    /// the answer.
+    async fn probe(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError> {
+        let one = EndpointDef {
+            page_size: 1,
+            ..endpoint.clone()
+        };
+        let page = self.fetch_page(&one, window, None).await?;
+        records_in(&page)
+    }
+}
+
+/// How many records a page holds (its `records_at` array).
+pub fn records_in(page: &Page) -> Result<u64, SourceError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(page.body.bytes()).map_err(|e| SourceError::Decode {
+            message: format!("page body: {e}"),
+            truncated: false,
+        })?;
+    let records = match page.records_at {
+        RecordsAt::Body => Some(&value),
+        RecordsAt::Member(name) => value.get(name),
+    };
+    records
+        .and_then(serde_json::Value::as_array)
+        .map(|a| a.len() as u64)
+        .ok_or_else(|| SourceError::Decode {
+            message: "page body holds no array of records".into(),
+            truncated: false,
+        })
 }
 
 /// Builds the client for `service` at `base_url`.

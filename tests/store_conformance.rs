@@ -61,6 +61,7 @@ pub fn job(tables: &[&str], chunks_per_table: u32) -> (Job, Vec<Chunk>) {
         created_at: t0(),
         updated_at: t0(),
         finished_at: None,
+            skipped_fields: Vec::new(),
     };
     (job, chunks)
 }

@@ -205,6 +205,11 @@ pub struct ServiceSettings {
     /// dependencies order only the transform and the hand-off).
     #[serde(default)]
     pub strict_table_order: bool,
+    /// A declared field the integration user cannot read (by the API's schema description)
+    /// fails the job's creation and `check`, instead of being left out of the query with a
+    /// warning (its canonical column then stays null).
+    #[serde(default)]
+    pub strict_fields: bool,
 }
 
 fn default_max_in_flight() -> u32 {
@@ -635,6 +640,14 @@ impl BackfillConfig {
         self.service_settings
             .get(&service)
             .is_some_and(|s| s.strict_table_order)
+    }
+
+    /// Whether a declared field the integration user cannot read is an error (else it is
+    /// left out of the query with a warning).
+    pub fn strict_fields(&self, service: Service) -> bool {
+        self.service_settings
+            .get(&service)
+            .is_some_and(|s| s.strict_fields)
     }
 
     pub fn priority_endpoints(&self, service: Service) -> &[String] {

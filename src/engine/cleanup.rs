@@ -90,6 +90,7 @@ mod tests {
             created_at: w.end,
             updated_at: w.end,
             finished_at: finished_days_ago.map(|d| now - Duration::days(d)),
+            skipped_fields: Vec::new(),
         }
     }
 

@@ -280,6 +280,7 @@ mod tests {
             created_at: now() - Duration::days(20),
             updated_at: now() - Duration::days(20),
             finished_at: Some(now() - Duration::days(19)),
+            skipped_fields: Vec::new(),
         }
     }
 

@@ -658,11 +658,14 @@ impl Engine {
         self.sink()
             .remove_parts_from(&meta, chunk.checkpoint.parts)
             .await?;
+        // Every declared column is written (a skipped one null); the query leaves the
+        // skipped ones out.
         let writer = self.sink().part_writer(meta, &endpoint)?;
+        let skipped = super::fields::skipped_of(&job.skipped_fields, &key.table);
         let fetcher = Fetcher {
             engine: self.clone(),
             source,
-            endpoint: Arc::new(endpoint),
+            endpoint: Arc::new(super::fields::without(&endpoint, &skipped)),
             window: chunk.window,
             tenant_id: job.tenant_id.clone(),
         };

@@ -28,6 +28,10 @@ pub struct TablePlan {
     /// The source's count of each window, when windows were sized by counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub records: Option<Vec<u64>>,
+    /// Declared columns the integration user cannot read, left out of the queries
+    /// (`Engine::check_fields`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -342,6 +346,7 @@ fn table_plan(d: &EndpointDef, windows: Vec<Window>) -> TablePlan {
         path: d.path.clone(),
         windows,
         records: None,
+        skipped: Vec::new(),
     }
 }
 
@@ -389,6 +394,11 @@ impl Plan {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            skipped_fields: self
+                .tables
+                .iter()
+                .flat_map(|t| t.skipped.iter().map(move |c| format!("{}.{c}", t.table)))
+                .collect(),
         };
         (job, chunks)
     }
@@ -563,6 +573,7 @@ mod tests {
             path: "service/tickets".into(),
             windows,
             records,
+            skipped: Vec::new(),
         });
         let est = estimate(&plan, None, |_| 1);
         assert_eq!((est.api_calls, est.records), (u64::MAX, Some(u64::MAX)));

@@ -33,6 +33,7 @@
 mod auth;
 mod bulk;
 mod data;
+mod describe;
 mod plan;
 mod records;
 mod rest;
@@ -89,6 +90,9 @@ pub struct SfAccount {
     /// When those leave the rolling window, counted from the sandbox's start (tokio's clock,
     /// so paused-time tests can let them free up).
     pub elsewhere_frees_after: std::time::Duration,
+    /// Fields the integration user cannot see (field-level security), as `Object.Field`
+    /// (`Account.Industry`, `User.Name`): left out of describes, refused in queries.
+    pub hidden_fields: Vec<String>,
 }
 
 impl SfAccount {
@@ -96,7 +100,8 @@ impl SfAccount {
     ///
     /// Reads `client_id`, `client_secret`, `username`, and `password` (plus an optional
     /// `security_token`) and/or `refresh_token`. The optional sandbox-only field
-    /// `sandbox_daily_api_limit` sets the org's daily request limit (default 15000).
+    /// `sandbox_daily_api_limit` sets the org's daily request limit (default 15000);
+    /// `sandbox_hidden_fields` (`Account.Industry, User.Name`) the fields the user cannot see.
     /// Dataset sizes come from `counts` (see `SfCounts::from_table_counts`).
     pub fn from_credentials(
         tenant_id: &str,
@@ -129,6 +134,14 @@ impl SfAccount {
             daily_api_limit,
             api_used_elsewhere: 0,
             elsewhere_frees_after: DAY,
+            hidden_fields: creds
+                .optional("sandbox_hidden_fields")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect(),
         })
     }
 }

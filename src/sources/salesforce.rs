@@ -24,6 +24,7 @@
 //!   array for the sink.
 
 mod cursor;
+mod describe;
 pub(crate) mod soql;
 mod wire;
 
@@ -91,6 +92,8 @@ pub struct Salesforce {
     bulk_jobs: std::sync::Mutex<HashMap<BulkKey, String>>,
     poll: PollSettings,
     limits: ResponseLimits,
+    /// Each object's describe, asked once (`describe.rs`).
+    describes: std::sync::Mutex<HashMap<String, std::sync::Arc<describe::Described>>>,
 }
 
 /// A good answer.
@@ -166,6 +169,7 @@ impl Salesforce {
             bulk_jobs: std::sync::Mutex::new(HashMap::new()),
             poll: PollSettings::default(),
             limits: settings.limits,
+            describes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -791,6 +795,27 @@ impl Source for Salesforce {
             .map_err(|e| self.fail(e))?;
         let rows = wire::parse_monthly_counts(&reply.body)?;
         month_pieces(window, &rows).map(Some)
+    }
+
+    /// `GET /sobjects/{Object}/describe` of the endpoint's object and of each relationship's
+    /// target (`describe.rs`).
+    async fn unreadable_columns(
+        &self,
+        endpoint: &EndpointDef,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        self.unreadable(endpoint).await.map(Some)
+    }
+
+    /// The window's REST query, as the backfill sends it, with `LIMIT 1`: never a Bulk job.
+    async fn probe(&self, endpoint: &EndpointDef, window: &Window) -> Result<u64, SourceError> {
+        let spec = Spec::new(endpoint)?;
+        let soql = format!("{} LIMIT 1", spec.window_query(window));
+        let reply = self
+            .query(&soql, batch_size(endpoint))
+            .await
+            .map_err(|e| self.fail(e))?;
+        let page = wire::parse_query_page(&reply.body, &spec.id, &spec.stamp)?;
+        Ok(page.keys.len() as u64)
     }
 
     /// `GET /limits`: the org's `DailyApiRequests`.

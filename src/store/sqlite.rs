@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     records INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    finished_at TEXT
+    finished_at TEXT,
+    skipped_fields TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_tenant_status ON jobs(tenant_id, status);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS chunks (
 ";
 
 const JOB_COLUMNS: &str = "job_id, tenant_id, service, tables, status, window_start, window_end, chunk_size_days, \
-     max_attempts, total_chunks, completed_chunks, failed_chunks, records, created_at, updated_at, finished_at";
+     max_attempts, total_chunks, completed_chunks, failed_chunks, records, created_at, updated_at, finished_at, \
+     skipped_fields";
 const CHUNK_COLUMNS: &str = "job_id, table_name, seq, window_start, window_end, status, attempts, cursor, parts, records, \
      pages, started_at, finished_at, last_error, lease_owner, lease_expires_at, not_before";
 
@@ -132,7 +134,29 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: parse_ts(&r.get::<_, String>(13)?)?,
         updated_at: parse_ts(&r.get::<_, String>(14)?)?,
         finished_at: opt_ts(r.get(15)?)?,
+        skipped_fields: serde_json::from_str(&r.get::<_, String>(16)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(16, rusqlite::types::Type::Text, Box::new(e))
+        })?,
     })
+}
+
+/// A file made before jobs listed their skipped fields gets the column (its jobs skipped none).
+fn add_skipped_fields(conn: &Connection) -> Result<(), StoreError> {
+    let has: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'skipped_fields'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(backend)?
+        > 0;
+    if !has {
+        conn.execute_batch(
+            "ALTER TABLE jobs ADD COLUMN skipped_fields TEXT NOT NULL DEFAULT '[]'",
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<Chunk> {
@@ -299,6 +323,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        add_skipped_fields(conn)?;
         conn.execute_batch(lifecycle::SCHEMA).map_err(backend)?;
         conn.execute_batch(rate::SCHEMA).map_err(backend)
     }
@@ -376,7 +401,7 @@ impl JobStore for SqliteStore {
                 job_id = format!("{}_r{n}", job.job_id);
             }
             tx.execute(
-                &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"),
+                &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"),
                 params![
                     job_id,
                     job.tenant_id,
@@ -394,6 +419,7 @@ impl JobStore for SqliteStore {
                     ts(job.created_at),
                     ts(job.updated_at),
                     Option::<String>::None,
+                    serde_json::to_string(&job.skipped_fields).map_err(backend)?,
                 ],
             )
             .map_err(backend)?;

@@ -89,6 +89,7 @@ fn job(
         finished_at: status
             .is_terminal()
             .then_some(created + Duration::minutes(9)),
+        skipped_fields: Vec::new(),
     }
 }
 

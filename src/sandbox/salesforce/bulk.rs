@@ -117,6 +117,9 @@ impl Ctx<'_> {
             Ok(p) => p,
             Err(reply) => return reply,
         };
+        if let Err(reply) = self.refuse_hidden(&plan) {
+            return reply;
+        }
         if plan.columns.is_none() {
             return bad_request(
                 "API_ERROR",

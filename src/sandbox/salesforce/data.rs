@@ -185,6 +185,11 @@ impl SObject {
         }
     }
 
+    /// Every direct field: the audit fields, then its own.
+    pub(crate) fn fields(self) -> impl Iterator<Item = (&'static str, Kind)> {
+        AUDIT.iter().chain(self.own_fields()).copied()
+    }
+
     /// The canonical name and kind of a direct field (case-insensitive lookup).
     pub(crate) fn field(self, name: &str) -> Option<(&'static str, Kind)> {
         AUDIT

@@ -101,6 +101,7 @@ fn handle(
         (&Method::GET, ["query" | "queryAll"]) => ctx.query(uri, headers),
         (&Method::GET, ["query" | "queryAll", locator]) => ctx.query_more(locator),
         (&Method::POST, ["jobs", "query"]) => ctx.create_job(body),
+        (&Method::GET, ["sobjects", object, "describe"]) => ctx.describe(object),
         (&Method::GET, ["jobs", "query", id]) => ctx.job_info(id),
         (&Method::GET, ["jobs", "query", id, "results"]) => ctx.results(id, uri),
         (_, ["query" | "queryAll"] | ["query" | "queryAll", _] | ["jobs", "query", ..]) => error(
@@ -194,6 +195,9 @@ impl Ctx<'_> {
             Ok(p) => Arc::new(p),
             Err(reply) => return reply,
         };
+        if let Err(reply) = self.refuse_hidden(&plan) {
+            return reply;
+        }
         let spoil = match self.fault(&plan) {
             Ok(s) => s,
             Err(reply) => return reply,

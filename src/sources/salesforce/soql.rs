@@ -13,7 +13,7 @@ const CUSTOM_SUFFIXES: &[&str] = &[
 ];
 
 /// Whether `s` is a SOQL name: a letter, then letters, digits and single underscores.
-fn is_name(s: &str) -> bool {
+pub(crate) fn is_name(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !s.ends_with('_')

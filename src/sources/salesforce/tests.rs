@@ -24,6 +24,7 @@ fn account() -> SfAccount {
         daily_api_limit: DEFAULT_DAILY_API_LIMIT,
         api_used_elsewhere: 0,
         elsewhere_frees_after: DAY,
+        hidden_fields: Vec::new(),
     }
 }
 

@@ -195,6 +195,10 @@ pub(super) fn job_item(job: &Job, creating_until: Option<DateTime<Utc>>) -> Item
     if let Some(at) = job.finished_at {
         item.insert("finished_at".into(), t(at));
     }
+    if !job.skipped_fields.is_empty() {
+        let list = job.skipped_fields.iter().map(s).collect();
+        item.insert("skipped_fields".into(), AttributeValue::L(list));
+    }
     if let Some(at) = creating_until {
         item.insert("creating_until".into(), t(at));
     }
@@ -220,6 +224,10 @@ pub(super) fn decode_job(item: &Item) -> Result<StoredJob, StoreError> {
             created_at: f.ts("created_at")?,
             updated_at: f.ts("updated_at")?,
             finished_at: f.opt_ts("finished_at")?,
+            skipped_fields: match item.get("skipped_fields") {
+                None => Vec::new(),
+                Some(_) => f.strings("skipped_fields")?,
+            },
         },
         creating_until: f.opt_ts("creating_until")?,
     })
@@ -378,6 +386,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             finished_at: None,
+            skipped_fields: Vec::new(),
         };
         let stored = decode_job(&job_item(&job, Some(at))).unwrap();
         assert_eq!((stored.job, stored.creating_until), (job.clone(), Some(at)));
@@ -427,6 +436,7 @@ mod tests {
                 created_at: Utc::now(),
                 updated_at: Utc::now(),
                 finished_at: None,
+            skipped_fields: Vec::new(),
             },
             None,
         );

@@ -425,6 +425,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             finished_at: None,
+            skipped_fields: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod inflight;
 pub mod metrics;
 pub mod ops;
 pub mod planner;
+pub mod probe;
 mod policy;
 #[cfg(test)]
 mod policy_tests;

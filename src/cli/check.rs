@@ -1,19 +1,26 @@
-//! `check`: before a backfill, ask each connected service of a tenant whether the
-//! credentials work and every configured table can be read, and say what is wrong.
+//! `check`: before a backfill, prove per table of each connected service of a tenant that the
+//! backfill will run: the fields the integration user can read (schema discovery; left out
+//! with a warning, or an error under `strict_fields`), one read with the exact query the
+//! backfill sends for the oldest window of the lookback, and the count over the whole
+//! lookback (`engine::probe`). Each failure shows the API's own error and what to change;
+//! the exit code is 1 when any table would fail.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use color_eyre::eyre::{Result, bail, eyre};
 use serde::Serialize;
 
+use super::print::iso;
 use super::{GlobalArgs, Output, runtime};
 use crate::config::{Config, EndpointDef};
 use crate::domain::{Service, Window};
 use crate::engine::SourceProvider;
-use crate::engine::request_backoff;
+use crate::engine::planner::{self, PlanRequest};
+use crate::engine::probe::{ProbeSettings, TableProbe, probe_table};
 use crate::sources::Source;
 use crate::workspace::Workspace;
 
@@ -43,25 +50,16 @@ struct ServiceReport {
 
 #[derive(Serialize, Debug)]
 struct TableReport {
-    table: String,
-    path: String,
     ok: bool,
-    /// Records the source counts in the last 24 hours.
-    records_last_day: Option<u64>,
-    millis: u64,
-    /// Requests sent: errors that can pass (5xx, cut bodies, resets, rate limits, no
-    /// answer in time) are tried again as the backfill's requests are (`request_backoff`).
-    tries: u32,
-    error: Option<String>,
+    #[serde(flatten)]
+    probe: TableProbe,
 }
-
 pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
     let tenant = config.tenant(&args.tenant_id).map_err(|e| eyre!(e))?;
     let services = services_to_check(&config, &args)?;
     let (provider, _sandbox) = runtime::provider(global, config.clone()).await?;
     let now = Utc::now();
-    let window = Window::new(now - chrono::Duration::hours(24), now);
     let mut reports = Vec::new();
     for service in services {
         let enabled = tenant.services.get(&service).is_some_and(|c| c.enabled);
@@ -81,13 +79,28 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
         ) {
             Err(e) => report.error = Some(e.to_string()),
             Ok((source, endpoints)) => {
-                for ep in endpoints {
-                    let settings = &config.backfill.default_settings;
-                    let table =
-                        check_table(source.as_ref(), ep, &window, args.timeout, settings).await;
-                    report.tables.push(table);
+                let settings = ProbeSettings {
+                    timeout: args.timeout,
+                    strict_fields: config.backfill.strict_fields(service),
+                    retries: &config.backfill.default_settings,
+                };
+                match lookback(&config, &args.tenant_id, service, now) {
+                    Err(e) => report.error = Some(e.to_string()),
+                    Ok(windows) => {
+                        for ep in endpoints {
+                            let Some((range, oldest)) = windows.get(&ep.table_name) else {
+                                continue;
+                            };
+                            let probe =
+                                probe_table(source.as_ref(), ep, *range, *oldest, &settings).await;
+                            report.tables.push(TableReport {
+                                ok: probe.ok(),
+                                probe,
+                            });
+                        }
+                        report.ok = report.tables.iter().all(|t| t.ok);
+                    }
                 }
-                report.ok = report.tables.iter().all(|t| t.ok);
             }
         }
         reports.push(report);
@@ -144,44 +157,31 @@ fn ready_to_count<'c>(
     Ok((source, &endpoints.endpoints))
 }
 
-/// The count over the window, each request within the timeout, an error that can pass tried
-/// again as the backfill's requests are.
-async fn check_table(
-    source: &dyn Source,
-    ep: &EndpointDef,
-    window: &Window,
-    timeout: Duration,
-    settings: &crate::config::DefaultSettings,
-) -> TableReport {
-    let started = Instant::now();
-    let mut backoff = request_backoff(settings);
-    let mut tries = 0;
-    let result = loop {
-        tries += 1;
-        let error = match tokio::time::timeout(timeout, source.count(ep, window)).await {
-            Ok(Ok(n)) => break Ok(n),
-            Ok(Err(e)) if e.is_retryable() => e.to_string(),
-            Ok(Err(e)) => break Err(e.to_string()),
-            Err(_) => format!("no answer within {}", humantime::format_duration(timeout)),
-        };
-        match backoff.next() {
-            Some(wait) => {
-                tracing::warn!(table = %ep.table_name, %error, tries, "count failed; trying again");
-                tokio::time::sleep(wait).await;
-            }
-            None => break Err(error),
-        }
+/// Each table's lookback (the backfill's default range) and its first window, as the planner
+/// cuts them.
+fn lookback(
+    config: &Config,
+    tenant_id: &str,
+    service: Service,
+    now: chrono::DateTime<Utc>,
+) -> Result<HashMap<String, (Window, Window)>> {
+    let req = PlanRequest {
+        tenant_id: tenant_id.to_string(),
+        service,
+        tables: Vec::new(),
+        start: None,
+        end: None,
+        chunk_size_days: None,
     };
-    let millis = started.elapsed().as_millis() as u64;
-    TableReport {
-        table: ep.table_name.clone(),
-        path: ep.path.clone(),
-        ok: result.is_ok(),
-        records_last_day: result.as_ref().ok().copied(),
-        millis,
-        tries,
-        error: result.err(),
-    }
+    let plan = planner::plan(config, &req, now)?;
+    Ok(plan
+        .tables
+        .into_iter()
+        .filter_map(|t| {
+            let (first, last) = (*t.windows.first()?, *t.windows.last()?);
+            Some((t.table, (Window::new(first.start, last.end), first)))
+        })
+        .collect())
 }
 
 fn print_text(tenant_id: &str, display_name: &str, reports: &[ServiceReport]) {
@@ -193,26 +193,61 @@ fn print_text(tenant_id: &str, display_name: &str, reports: &[ServiceReport]) {
             outln!("    {e}");
         }
         for t in &r.tables {
-            match (&t.error, t.records_last_day) {
-                (None, Some(n)) => outln!(
-                    "    {:<16} ok      {n} records updated in the last 24 h ({} ms)",
-                    t.table,
-                    t.millis
-                ),
-                (Some(e), _) => {
-                    outln!("    {:<16} FAILED  {} ({}): {e}", t.table, t.path, t.millis)
-                }
-                (None, None) => outln!("    {:<16} ?", t.table),
-            }
+            print_table(t);
         }
     }
     let failed = reports.iter().filter(|r| !r.ok).count();
     if failed == 0 {
         outln!(
-            "all {} service(s) reachable with working credentials",
+            "all {} service(s) ready: every table was read with the backfill's own query",
             reports.len()
         );
     } else {
-        outln!("{failed} of {} service(s) have problems", reports.len());
+        outln!(
+            "{failed} of {} service(s) would fail: fix what is shown above",
+            reports.len()
+        );
+    }
+}
+
+fn print_table(t: &TableReport) {
+    let p = &t.probe;
+    let verdict = if t.ok { "ok" } else { "FAILED" };
+    outln!(
+        "    {:<16} {verdict:<7} {} ({} ms, {} request(s))",
+        p.table,
+        p.path,
+        p.millis,
+        p.tries
+    );
+    if let Some(n) = p.records {
+        outln!(
+            "      {n} record(s) over the lookback {} .. {}",
+            iso(p.lookback.start),
+            iso(p.lookback.end)
+        );
+    }
+    if let Some(n) = p.read_records {
+        outln!(
+            "      the backfill's query read {n} record(s) of the oldest window {} .. {}",
+            iso(p.oldest_window.start),
+            iso(p.oldest_window.end)
+        );
+    }
+    match &p.unreadable_fields {
+        None => outln!("      fields: the API has no schema description; every declared field is asked for"),
+        Some(u) if u.is_empty() => outln!("      fields: the integration user can read every declared field"),
+        Some(_) if !p.skipped_fields.is_empty() => outln!(
+            "      warning: the integration user cannot read {}: the backfill leaves them out \
+             and their canonical columns stay null (strict_fields: true makes this an error)",
+            p.skipped_fields.join(", ")
+        ),
+        Some(_) => {}
+    }
+    for f in &p.failures {
+        outln!("      {} FAILED: {}", f.step, f.error);
+        if !f.advice.is_empty() {
+            outln!("        what to change: {}", f.advice);
+        }
     }
 }

@@ -118,6 +118,7 @@ async fn plan(global: &GlobalArgs, ws: &Workspace, args: &PlanArgs) -> Result<Ex
         let wired =
             runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
         wired.engine.refine_plan(&mut plan).await?;
+        wired.engine.check_fields(&mut plan).await?;
     }
     let counts = if args.count {
         Some(count_windows(global, config.clone(), &plan).await?)

@@ -48,6 +48,13 @@ pub fn print_plan(
     );
     for t in &plan.tables {
         outln!("\n  {} ({})", t.table, t.path);
+        if !t.skipped.is_empty() {
+            outln!(
+                "    warning: the integration user cannot read {}: left out of the queries, \
+                 their columns stay null",
+                t.skipped.join(", ")
+            );
+        }
         for (i, w) in t.windows.iter().enumerate() {
             match t.records.as_ref().and_then(|r| r.get(i)) {
                 Some(n) => outln!(
@@ -231,6 +238,12 @@ pub fn print_job_detail(
     }
     print_job_rows(std::slice::from_ref(job), waits);
     outln!("window {}  created {}", job.window, iso(job.created_at));
+    if !job.skipped_fields.is_empty() {
+        outln!(
+            "skipped fields (the integration user cannot read them; their columns stay null): {}",
+            job.skipped_fields.join(", ")
+        );
+    }
     outln!(
         "\n{:<14} {:>4} {:<42} {:<10} {:>8} {:>9}  LAST ERROR",
         "TABLE",

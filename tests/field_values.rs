@@ -528,9 +528,9 @@ fn backfill(fx: &Fixture, sandbox: &SandboxProc, service: &str) -> Run {
 /// Backfills `service`, fetches each table's window with `fetch` and compares every column.
 fn check_service(service: &str, prepare: impl Fn(&Fixture), fetch: Fetch) -> Checked {
     let fx = Fixture::new();
-    let sandbox = fx.start_sandbox(&[]);
     fx.tune(6000, PAGE_SIZE);
     prepare(&fx);
+    let sandbox = fx.start_sandbox(&[]);
     let run = backfill(&fx, &sandbox, service);
     let creds = credentials(&fx, service);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -584,12 +584,16 @@ fn check_service(service: &str, prepare: impl Fn(&Fixture), fetch: Fetch) -> Che
     Checked {
         sandbox,
         with_extra,
+        job_id: run.job_id,
+        fx,
     }
 }
 
 /// What `check_service` leaves for its caller to look at.
 struct Checked {
     sandbox: SandboxProc,
+    fx: Fixture,
+    job_id: String,
     /// Rows with a non-null `_avesa_extra`.
     with_extra: usize,
 }
@@ -829,4 +833,77 @@ fn salesforce_bulk_rows_hold_the_values_the_api_sent() {
     let checked = check_service("salesforce", bulk, salesforce_fields_only);
     let stats = sf_stats(&checked.sandbox);
     assert!(stats["bulk_jobs"].as_u64().unwrap() > 0, "{stats}");
+}
+
+/// Fields the integration user cannot see (`User.Name`, behind every `Owner.Name`, and
+/// `Lead.AnnualRevenue`), hidden by the sandbox's field-level security.
+const HIDDEN: &str = "User.Name, Lead.AnnualRevenue";
+
+/// The declared columns those hide, as the job lists them.
+const SKIPPED: [&str; 5] = [
+    "accounts.Owner__Name",
+    "opportunities.Owner__Name",
+    "cases.Owner__Name",
+    "leads.AnnualRevenue",
+    "leads.Owner__Name",
+];
+
+/// The Salesforce REST query of the columns the user can see.
+fn salesforce_visible(ask: &Ask) -> BoxFuture<'static, Vec<Value>> {
+    let ep = Endpoint {
+        path: ask.ep.path.clone(),
+        table: ask.ep.table.clone(),
+        id: ask.ep.id.clone(),
+        incremental: ask.ep.incremental.clone(),
+        query_field: ask.ep.query_field.clone(),
+        columns: ask
+            .ep
+            .columns
+            .iter()
+            .filter(|(c, _)| !SKIPPED.contains(&format!("{}.{c}", ask.ep.table).as_str()))
+            .cloned()
+            .collect(),
+    };
+    salesforce(&Ask { ep: &ep, ..*ask })
+}
+
+/// A user who cannot see two fields: the backfill leaves the columns that read them out of its
+/// queries (the sandbox refuses a query naming one), lists them in the job, lands them null
+/// and every other column exactly as the API sends it.
+#[test]
+fn salesforce_fields_the_user_cannot_see_land_null_and_the_job_lists_them() {
+    let hide = |fx: &Fixture| {
+        fx.edit("credentials/acme-salesforce.json", |v| {
+            v["sandbox_hidden_fields"] = HIDDEN.into();
+        });
+    };
+    let checked = check_service("salesforce", hide, salesforce_visible);
+    let status = job_status(&checked.fx, &checked.job_id);
+    let listed: Vec<&str> = status["job"]["skipped_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut want = SKIPPED.to_vec();
+    want.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got, want, "{status}");
+    for ep in endpoints(&checked.fx, "salesforce") {
+        let rows = landed_rows(&checked.fx, "salesforce", &ep);
+        for skipped in SKIPPED.iter().filter_map(|s| s.strip_prefix(&format!("{}.", ep.table))) {
+            assert!(!rows.is_empty(), "{}: nothing landed", ep.table);
+            let filled = rows.iter().filter(|r| r.cells[skipped] != Cell::Null).count();
+            assert_eq!(filled, 0, "{} {skipped}: values landed", ep.table);
+        }
+    }
+    let out = checked
+        .fx
+        .cli(Some(&checked.sandbox), &["status", "--job-id", &checked.job_id]);
+    assert!(
+        text(&out).contains("leads.AnnualRevenue"),
+        "status does not list the skipped fields: {}",
+        text(&out)
+    );
 }

@@ -189,7 +189,8 @@ fn check_reports_working_services_and_exits_zero() {
         assert_eq!(s["ok"], true, "{s}");
         let tables = s["tables"].as_array().unwrap();
         assert!(!tables.is_empty());
-        assert!(tables.iter().all(|t| t["records_last_day"].is_u64()), "{s}");
+        assert!(tables.iter().all(|t| t["records"].is_u64()), "{s}");
+        assert!(tables.iter().all(|t| t["read_records"].is_u64()), "{s}");
     }
 }
 
@@ -304,5 +305,74 @@ fn check_tries_a_passing_error_again() {
         .unwrap()
         .clone();
     assert_eq!(tickets["ok"], true, "{report}");
-    assert_eq!(tickets["tries"], 3, "{report}");
+    assert_eq!(tickets["tries"]["count"], 3, "{report}");
+}
+
+/// An integration user who cannot see two fields (`User.Name`, read by `Owner.Name`, and
+/// `Lead.AnnualRevenue`): `check` names the columns that read them and warns (exit 0, the
+/// backfill leaves them out); under `strict_fields` the same tables fail and it exits 1.
+#[test]
+fn check_names_fields_the_user_cannot_see_and_fails_under_strict_fields() {
+    let fx = Fixture::new();
+    fx.edit("credentials/acme-salesforce.json", |v| {
+        v["sandbox_hidden_fields"] = "User.Name, Lead.AnnualRevenue".into();
+    });
+    let sandbox = fx.start_sandbox(&[]);
+    let args = [
+        "check",
+        "--tenant-id",
+        "acme",
+        "--service",
+        "salesforce",
+        "--output",
+        "json",
+    ];
+    let out = fx.cli(Some(&sandbox), &args);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let table = |name: &str| {
+        report[0]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap()
+            .clone()
+    };
+    let leads = table("leads");
+    assert_eq!(leads["ok"], true, "{report}");
+    assert_eq!(
+        leads["skipped_fields"],
+        serde_json::json!(["AnnualRevenue", "Owner__Name"]),
+        "{report}"
+    );
+    assert_eq!(leads["read_records"], 1, "the backfill's query read nothing: {report}");
+    assert!(leads["records"].as_u64().unwrap() > 0, "{report}");
+    let accounts = table("accounts");
+    assert_eq!(accounts["skipped_fields"], serde_json::json!(["Owner__Name"]));
+    assert_eq!(table("contacts")["skipped_fields"], serde_json::json!([]));
+    let out = fx.cli(Some(&sandbox), &args[..5]);
+    assert_ok(&out);
+    let shown = text(&out);
+    assert!(
+        shown.contains("warning: the integration user cannot read AnnualRevenue, Owner__Name"),
+        "{shown}"
+    );
+
+    fx.edit("backfill_config.json", |v| {
+        v["service_settings"]["salesforce"]["strict_fields"] = true.into();
+    });
+    let out = fx.cli(Some(&sandbox), &args[..5]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("salesforce   FAILED"), "{shown}");
+    assert!(
+        shown.contains("cannot read AnnualRevenue, Owner__Name (strict_fields)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("table accounts: the integration user cannot read Owner__Name"),
+        "{shown}"
+    );
+    assert!(shown.contains("    contacts         ok"), "{shown}");
 }

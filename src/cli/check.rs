@@ -214,11 +214,10 @@ fn print_table(t: &TableReport) {
     let p = &t.probe;
     let verdict = if t.ok { "ok" } else { "FAILED" };
     outln!(
-        "    {:<16} {verdict:<7} {} ({} ms, {} request(s))",
+        "    {:<16} {verdict:<7} {} ({} ms)",
         p.table,
         p.path,
-        p.millis,
-        p.tries
+        p.millis
     );
     if let Some(n) = p.records {
         outln!(

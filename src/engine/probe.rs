@@ -42,8 +42,8 @@ pub struct TableProbe {
     /// The source's count over the lookback.
     pub records: Option<u64>,
     pub failures: Vec<ProbeFailure>,
-    /// Requests sent, tries again included.
-    pub tries: u32,
+    /// Requests sent per step, tries again included.
+    pub tries: Tries,
     pub millis: u64,
 }
 
@@ -51,6 +51,15 @@ impl TableProbe {
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
     }
+}
+
+/// Tries of each step (a step whose API has nothing to ask, such as fields without a schema
+/// description, still counts one).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Tries {
+    pub fields: u32,
+    pub read: u32,
+    pub count: u32,
 }
 
 /// How a table is probed.
@@ -79,10 +88,10 @@ pub async fn probe_table(
         read_records: None,
         records: None,
         failures: Vec::new(),
-        tries: 0,
+        tries: Tries::default(),
         millis: 0,
     };
-    let unreadable = patiently(&mut p.tries, settings, || source.unreadable_columns(endpoint)).await;
+    let unreadable = patiently(&mut p.tries.fields, settings, || source.unreadable_columns(endpoint)).await;
     match unreadable {
         Ok(u) => p.unreadable_fields = u,
         Err(e) => p.failures.push(failure("fields", &e)),
@@ -101,11 +110,11 @@ pub async fn probe_table(
     // The backfill's query: every declared column it reads (the skipped ones left out).
     let skipped: Vec<&str> = p.skipped_fields.iter().map(String::as_str).collect();
     let reading = fields::without(endpoint, &skipped);
-    match patiently(&mut p.tries, settings, || source.probe(&reading, &oldest)).await {
+    match patiently(&mut p.tries.read, settings, || source.probe(&reading, &oldest)).await {
         Ok(n) => p.read_records = Some(n),
         Err(e) => p.failures.push(failure("read", &e)),
     }
-    match patiently(&mut p.tries, settings, || source.count(endpoint, &lookback)).await {
+    match patiently(&mut p.tries.count, settings, || source.count(endpoint, &lookback)).await {
         Ok(n) => p.records = Some(n),
         Err(e) => p.failures.push(failure("count", &e)),
     }

@@ -130,7 +130,7 @@ impl Salesforce {
         Ok(Some(d))
     }
 
-    fn lock_describes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Described>>> {
+    pub(super) fn lock_describes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Described>>> {
         self.describes.lock().unwrap_or_else(|p| p.into_inner())
     }
 

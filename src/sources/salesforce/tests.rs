@@ -774,3 +774,28 @@ async fn records_edited_now_while_read_are_not_a_keyset_position_after_a_lost_lo
     );
     assert_eq!(have, want);
 }
+
+/// Field-level security: the sandbox leaves the user's hidden fields out of describes and
+/// refuses a query naming one as Salesforce does; `unreadable_columns` finds them (through the
+/// `Owner` relationship for `Owner.Name`, one describe per object), and the query without them
+/// (the backfill's, `probe`) is accepted.
+#[tokio::test]
+async fn hidden_fields_are_found_by_describe_and_refused_in_queries() {
+    let mut cfg = config(Vec::new());
+    cfg.salesforce[0].hidden_fields = vec!["Account.Industry".into(), "User.Name".into()];
+    let sb = start(cfg).await;
+    let sf = source(&sb, u64::MAX);
+    let ep = endpoint("Account", 200);
+    let hidden = sf.unreadable_columns(&ep).await.unwrap().unwrap();
+    assert_eq!(hidden, ["Industry", "Owner__Name"]);
+    assert_eq!(sf.lock_describes().len(), 2, "Account and User, each once");
+    let w = window("2024-06-01T00:00:00Z", "2024-09-01T00:00:00Z");
+    let refused = sf.fetch_page(&ep, &w, None).await.unwrap_err();
+    let text = refused.to_string();
+    assert!(text.contains("HTTP 400: INVALID_FIELD"), "{text}");
+    assert!(text.contains("No such column 'Industry' on entity 'Account'"), "{text}");
+    let reading = crate::engine::fields::without(&ep, &["Industry", "Owner__Name"]);
+    assert_eq!(sf.probe(&reading, &w).await.unwrap(), 1);
+    let open = sf.unreadable_columns(&endpoint("Contact", 200)).await.unwrap();
+    assert_eq!(open, Some(Vec::new()));
+}

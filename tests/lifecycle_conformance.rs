@@ -439,7 +439,7 @@ fn job(id: &str) -> (Job, Vec<Chunk>) {
         created_at: t(1),
         updated_at: t(1),
         finished_at: None,
-            skipped_fields: Vec::new(),
+        skipped_fields: Vec::new(),
     };
     (job, chunks)
 }

@@ -61,7 +61,7 @@ pub fn job(tables: &[&str], chunks_per_table: u32) -> (Job, Vec<Chunk>) {
         created_at: t0(),
         updated_at: t0(),
         finished_at: None,
-            skipped_fields: Vec::new(),
+        skipped_fields: vec!["tickets.summary".into()],
     };
     (job, chunks)
 }
@@ -85,6 +85,8 @@ async fn create_is_idempotent_for_active_ranges(fx: Arc<Fixture>) {
     let (j, c) = job(&["tickets"], 2);
     let first = store.create_job(j.clone(), c.clone(), true).await.unwrap();
     assert!(matches!(first, CreateOutcome::Created(_)));
+    let stored = store.get_job(&j.job_id).await.unwrap().unwrap();
+    assert_eq!(stored.skipped_fields, ["tickets.summary"], "the skipped fields are kept");
     let mut later = j.clone();
     later.window.end += Duration::hours(1); // a defaulted end moves with the clock
     let again = store

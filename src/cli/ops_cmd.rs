@@ -177,7 +177,8 @@ pub async fn trigger(global: &GlobalArgs, ws: &Workspace, args: &TriggerArgs) ->
     finish(wiring.runner, &outcome).await
 }
 
-/// The range's plan, its windows sized by the source's counts unless fixed ones were asked for.
+/// The range's plan, its windows sized by the source's counts unless fixed ones were asked for,
+/// with the declared fields the user cannot read (`Engine::check_fields`).
 async fn plan_for(
     global: &GlobalArgs,
     ws: &Workspace,
@@ -186,13 +187,15 @@ async fn plan_for(
 ) -> Result<Plan> {
     let mut plan = make_plan(config, &args.range)?;
     let rules = &config.backfill.smart_chunking;
+    ws.ensure()?;
+    runtime::init_logging(&global.log_level, Some(ws))?;
+    let wired = runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
     if chunking::sized_by_counts(rules, args.range.chunk_size_days, args.smart_chunking) {
-        ws.ensure()?;
-        runtime::init_logging(&global.log_level, Some(ws))?;
-        let wired =
-            runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
         wired.engine.refine_plan(&mut plan).await?;
     }
+    // The fields the user cannot read, asked here: an engine without sources (`trigger`
+    // without `--run`, `--cloud`) creates the job with the plan's list.
+    wired.engine.check_fields(&mut plan).await?;
     Ok(plan)
 }
 

@@ -61,7 +61,7 @@ impl Engine {
     /// records the ones to leave out (`verdict`); a table that cannot be read as declared is an
     /// error naming its columns. When the source cannot answer now, a warning says so and
     /// every declared column is asked for (a refused column then fails the chunks with the
-    /// API's own error).
+    /// API's own error). An engine without sources keeps the plan's list.
     pub async fn check_fields(&self, plan: &mut Plan) -> Result<(), crate::engine::EngineError> {
         let (tenant_id, service) = (plan.tenant_id.clone(), plan.service);
         let Ok(source) = self.source(&tenant_id, service) else {

@@ -767,3 +767,39 @@ impl JobStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written before jobs listed their skipped fields opens, gains the column and
+    /// reads its jobs as skipping none; a new job's list is kept.
+    #[tokio::test]
+    async fn a_file_without_skipped_fields_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        let old = SCHEMA.replace(",\n    skipped_fields TEXT NOT NULL DEFAULT '[]'", "");
+        assert!(!old.contains("skipped_fields"));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&old).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (job_id, tenant_id, service, tables, status, window_start, window_end, \
+             chunk_size_days, max_attempts, total_chunks, created_at, updated_at) VALUES \
+             ('old', 'acme', 'connectwise', '[\"tickets\"]', 'completed', '2025-01-01T00:00:00Z', \
+             '2025-02-01T00:00:00Z', 30, 3, 0, '2025-02-01T00:00:00Z', '2025-02-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let job = store.get_job("old").await.unwrap().unwrap();
+        assert!(job.skipped_fields.is_empty());
+        let mut new = job.clone();
+        new.job_id = "new".into();
+        new.window = Window::new(new.window.end, new.window.end + chrono::Duration::days(1));
+        new.skipped_fields = vec!["tickets.summary".into()];
+        store.create_job(new, Vec::new(), false).await.unwrap();
+        let stored = store.get_job("new").await.unwrap().unwrap();
+        assert_eq!(stored.skipped_fields, ["tickets.summary"]);
+    }
+}

@@ -386,10 +386,18 @@ mod tests {
             created_at: at,
             updated_at: at,
             finished_at: None,
-            skipped_fields: Vec::new(),
+            skipped_fields: vec!["tickets.summary".into()],
         };
         let stored = decode_job(&job_item(&job, Some(at))).unwrap();
         assert_eq!((stored.job, stored.creating_until), (job.clone(), Some(at)));
+        // A job that skips nothing (or was stored before jobs listed them) has no attribute.
+        let plain = Job {
+            skipped_fields: Vec::new(),
+            ..job.clone()
+        };
+        let item = job_item(&plain, None);
+        assert!(!item.contains_key("skipped_fields"));
+        assert_eq!(decode_job(&item).unwrap().job, plain);
 
         let mut chunk = Chunk::new(
             ChunkKey {
@@ -436,7 +444,7 @@ mod tests {
                 created_at: Utc::now(),
                 updated_at: Utc::now(),
                 finished_at: None,
-            skipped_fields: Vec::new(),
+                skipped_fields: Vec::new(),
             },
             None,
         );

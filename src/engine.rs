@@ -20,10 +20,10 @@ pub mod inflight;
 pub mod metrics;
 pub mod ops;
 pub mod planner;
-pub mod probe;
 mod policy;
 #[cfg(test)]
 mod policy_tests;
+pub mod probe;
 pub mod quota;
 pub mod schedule;
 pub mod step;

@@ -892,15 +892,22 @@ fn salesforce_fields_the_user_cannot_see_land_null_and_the_job_lists_them() {
     assert_eq!(got, want, "{status}");
     for ep in endpoints(&checked.fx, "salesforce") {
         let rows = landed_rows(&checked.fx, "salesforce", &ep);
-        for skipped in SKIPPED.iter().filter_map(|s| s.strip_prefix(&format!("{}.", ep.table))) {
+        for skipped in SKIPPED
+            .iter()
+            .filter_map(|s| s.strip_prefix(&format!("{}.", ep.table)))
+        {
             assert!(!rows.is_empty(), "{}: nothing landed", ep.table);
-            let filled = rows.iter().filter(|r| r.cells[skipped] != Cell::Null).count();
+            let filled = rows
+                .iter()
+                .filter(|r| r.cells[skipped] != Cell::Null)
+                .count();
             assert_eq!(filled, 0, "{} {skipped}: values landed", ep.table);
         }
     }
-    let out = checked
-        .fx
-        .cli(Some(&checked.sandbox), &["status", "--job-id", &checked.job_id]);
+    let out = checked.fx.cli(
+        Some(&checked.sandbox),
+        &["status", "--job-id", &checked.job_id],
+    );
     assert!(
         text(&out).contains("leads.AnnualRevenue"),
         "status does not list the skipped fields: {}",

@@ -350,7 +350,10 @@ fn check_names_fields_the_user_cannot_see_and_fails_under_strict_fields() {
     assert!(leads["read_records"].is_u64(), "{report}");
     assert!(leads["records"].as_u64().unwrap() > 0, "{report}");
     let accounts = table("accounts");
-    assert_eq!(accounts["skipped_fields"], serde_json::json!(["Owner__Name"]));
+    assert_eq!(
+        accounts["skipped_fields"],
+        serde_json::json!(["Owner__Name"])
+    );
     assert_eq!(table("contacts")["skipped_fields"], serde_json::json!([]));
     let out = fx.cli(Some(&sandbox), &args[..5]);
     assert_ok(&out);

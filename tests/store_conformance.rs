@@ -86,7 +86,11 @@ async fn create_is_idempotent_for_active_ranges(fx: Arc<Fixture>) {
     let first = store.create_job(j.clone(), c.clone(), true).await.unwrap();
     assert!(matches!(first, CreateOutcome::Created(_)));
     let stored = store.get_job(&j.job_id).await.unwrap().unwrap();
-    assert_eq!(stored.skipped_fields, ["tickets.summary"], "the skipped fields are kept");
+    assert_eq!(
+        stored.skipped_fields,
+        ["tickets.summary"],
+        "the skipped fields are kept"
+    );
     let mut later = j.clone();
     later.window.end += Duration::hours(1); // a defaulted end moves with the clock
     let again = store

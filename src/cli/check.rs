@@ -234,8 +234,12 @@ fn print_table(t: &TableReport) {
         );
     }
     match &p.unreadable_fields {
-        None => outln!("      fields: the API has no schema description; every declared field is asked for"),
-        Some(u) if u.is_empty() => outln!("      fields: the integration user can read every declared field"),
+        None => outln!(
+            "      fields: the API has no schema description; every declared field is asked for"
+        ),
+        Some(u) if u.is_empty() => {
+            outln!("      fields: the integration user can read every declared field")
+        }
         Some(_) if !p.skipped_fields.is_empty() => outln!(
             "      warning: the integration user cannot read {}: the backfill leaves them out \
              and their canonical columns stay null (strict_fields: true makes this an error)",

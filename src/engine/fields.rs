@@ -69,7 +69,10 @@ impl Engine {
         };
         let strict = self.config().backfill.strict_fields(service);
         for t in &mut plan.tables {
-            let Some(endpoint) = self.config().endpoints(service).and_then(|e| e.find(&t.table))
+            let Some(endpoint) = self
+                .config()
+                .endpoints(service)
+                .and_then(|e| e.find(&t.table))
             else {
                 continue;
             };

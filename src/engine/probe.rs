@@ -91,7 +91,10 @@ pub async fn probe_table(
         tries: Tries::default(),
         millis: 0,
     };
-    let unreadable = patiently(&mut p.tries.fields, settings, || source.unreadable_columns(endpoint)).await;
+    let unreadable = patiently(&mut p.tries.fields, settings, || {
+        source.unreadable_columns(endpoint)
+    })
+    .await;
     match unreadable {
         Ok(u) => p.unreadable_fields = u,
         Err(e) => p.failures.push(failure("fields", &e)),
@@ -110,11 +113,19 @@ pub async fn probe_table(
     // The backfill's query: every declared column it reads (the skipped ones left out).
     let skipped: Vec<&str> = p.skipped_fields.iter().map(String::as_str).collect();
     let reading = fields::without(endpoint, &skipped);
-    match patiently(&mut p.tries.read, settings, || source.probe(&reading, &oldest)).await {
+    match patiently(&mut p.tries.read, settings, || {
+        source.probe(&reading, &oldest)
+    })
+    .await
+    {
         Ok(n) => p.read_records = Some(n),
         Err(e) => p.failures.push(failure("read", &e)),
     }
-    match patiently(&mut p.tries.count, settings, || source.count(endpoint, &lookback)).await {
+    match patiently(&mut p.tries.count, settings, || {
+        source.count(endpoint, &lookback)
+    })
+    .await
+    {
         Ok(n) => p.records = Some(n),
         Err(e) => p.failures.push(failure("count", &e)),
     }

@@ -151,10 +151,8 @@ fn add_skipped_fields(conn: &Connection) -> Result<(), StoreError> {
         .map_err(backend)?
         > 0;
     if !has {
-        conn.execute_batch(
-            "ALTER TABLE jobs ADD COLUMN skipped_fields TEXT NOT NULL DEFAULT '[]'",
-        )
-        .map_err(backend)?;
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN skipped_fields TEXT NOT NULL DEFAULT '[]'")
+            .map_err(backend)?;
     }
     Ok(())
 }

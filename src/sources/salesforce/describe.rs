@@ -130,7 +130,9 @@ impl Salesforce {
         Ok(Some(d))
     }
 
-    pub(super) fn lock_describes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Described>>> {
+    pub(super) fn lock_describes(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Described>>> {
         self.describes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -189,6 +191,9 @@ mod tests {
         assert!(check("Owner.Name", user).await);
         assert!(!check("Owner.Name", no_name).await, "User.Name hidden");
         assert!(!check("Parent.Name", user).await, "no such relationship");
-        assert!(!check("OwnerId.Name", user).await, "a field is not a relationship");
+        assert!(
+            !check("OwnerId.Name", user).await,
+            "a field is not a relationship"
+        );
     }
 }

@@ -793,9 +793,15 @@ async fn hidden_fields_are_found_by_describe_and_refused_in_queries() {
     let refused = sf.fetch_page(&ep, &w, None).await.unwrap_err();
     let text = refused.to_string();
     assert!(text.contains("HTTP 400: INVALID_FIELD"), "{text}");
-    assert!(text.contains("No such column 'Industry' on entity 'Account'"), "{text}");
+    assert!(
+        text.contains("No such column 'Industry' on entity 'Account'"),
+        "{text}"
+    );
     let reading = crate::engine::fields::without(&ep, &["Industry", "Owner__Name"]);
     assert_eq!(sf.probe(&reading, &w).await.unwrap(), 1);
-    let open = sf.unreadable_columns(&endpoint("Contact", 200)).await.unwrap();
+    let open = sf
+        .unreadable_columns(&endpoint("Contact", 200))
+        .await
+        .unwrap();
     assert_eq!(open, Some(Vec::new()));
 }

@@ -249,9 +249,11 @@ pub trait Source: Send + Sync {
     /// The declared columns of `endpoint` the integration user cannot read, by the API's own
     /// description of its schema (Salesforce `describe`), in declared order; `None` where the
     /// API has no such description to ask for (the query then names every declared field).
+    /// `pace` is awaited before each request it sends (a schema may take several).
     async fn unreadable_columns(
         &self,
         _endpoint: &EndpointDef,
+        _pace: &dyn Pace,
     ) -> Result<Option<Vec<String>>, SourceError> {
         Ok(None)
     }
@@ -266,6 +268,21 @@ pub trait Source: Send + Sync {
         let page = self.fetch_page(&one, window, None).await?;
         records_in(&page)
     }
+}
+
+/// A request's turn under the tenant's rate budget, for a call of a source that sends several
+/// requests (`Source::unreadable_columns`).
+#[async_trait]
+pub trait Pace: Send + Sync {
+    async fn turn(&self);
+}
+
+/// No wait for a turn (`check`, tests).
+pub struct Unpaced;
+
+#[async_trait]
+impl Pace for Unpaced {
+    async fn turn(&self) {}
 }
 
 /// How many records a page holds (its `records_at` array).

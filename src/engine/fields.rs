@@ -11,7 +11,7 @@
 use crate::config::EndpointDef;
 use crate::engine::Engine;
 use crate::engine::planner::Plan;
-use crate::sources::Source;
+use crate::sources::{Pace, Source};
 
 /// The columns of `endpoint` to leave out, given those the user cannot read (`unreadable`), or
 /// why the table cannot be read as declared.
@@ -76,7 +76,8 @@ impl Engine {
             else {
                 continue;
             };
-            let unreadable = match unreadable(source.as_ref(), endpoint).await {
+            let pace = BudgetPace(self.budget(&tenant_id, service));
+            let unreadable = match unreadable(source.as_ref(), endpoint, &pace).await {
                 Ok(Some(u)) => u,
                 Ok(None) => continue,
                 Err(e) => {
@@ -96,14 +97,25 @@ impl Engine {
     }
 }
 
+/// Each describe request waits for its turn in the tenant's rate budget, as the backfill's do.
+struct BudgetPace(std::sync::Arc<crate::engine::budget::RateBudget>);
+
+#[async_trait::async_trait]
+impl Pace for BudgetPace {
+    async fn turn(&self) {
+        self.0.acquire().await;
+    }
+}
+
 /// `Source::unreadable_columns`, once more after a renewed session.
-pub async fn unreadable(
+async fn unreadable(
     source: &dyn Source,
     endpoint: &EndpointDef,
+    pace: &dyn Pace,
 ) -> Result<Option<Vec<String>>, crate::sources::SourceError> {
-    match source.unreadable_columns(endpoint).await {
+    match source.unreadable_columns(endpoint, pace).await {
         Err(crate::sources::SourceError::SessionRenewed { .. }) => {
-            source.unreadable_columns(endpoint).await
+            source.unreadable_columns(endpoint, pace).await
         }
         other => other,
     }

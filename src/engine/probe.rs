@@ -92,7 +92,7 @@ pub async fn probe_table(
         millis: 0,
     };
     let unreadable = patiently(&mut p.tries.fields, settings, || {
-        source.unreadable_columns(endpoint)
+        source.unreadable_columns(endpoint, &crate::sources::Unpaced)
     })
     .await;
     match unreadable {

@@ -802,8 +802,9 @@ impl Source for Salesforce {
     async fn unreadable_columns(
         &self,
         endpoint: &EndpointDef,
+        pace: &dyn super::Pace,
     ) -> Result<Option<Vec<String>>, SourceError> {
-        self.unreadable(endpoint).await.map(Some)
+        self.unreadable(endpoint, pace).await.map(Some)
     }
 
     /// The window's REST query, as the backfill sends it, with `LIMIT 1`: never a Bulk job.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use reqwest::Method;
 
 use super::{API_VERSION, Salesforce, soql};
-use crate::sources::SourceError;
+use crate::sources::{Pace, SourceError};
 
 /// The fields of one object the integration user can see.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -102,6 +102,7 @@ impl Salesforce {
         &self,
         object: String,
         root: bool,
+        pace: &dyn Pace,
     ) -> Result<Option<Arc<Described>>, SourceError> {
         if let Some(d) = self.lock_describes().get(&object.to_ascii_lowercase()) {
             return Ok(Some(d.clone()));
@@ -112,6 +113,7 @@ impl Salesforce {
         let path = format!("/services/data/{API_VERSION}/sobjects/{object}/describe");
         let mut renewed = false;
         let reply = loop {
+            pace.turn().await;
             match self
                 .call(Method::GET, &path, "application/json", None, None)
                 .await
@@ -140,6 +142,7 @@ impl Salesforce {
     pub(super) async fn unreadable(
         &self,
         endpoint: &crate::config::EndpointDef,
+        pace: &dyn Pace,
     ) -> Result<Vec<String>, SourceError> {
         let spec = soql::Spec::new(endpoint)?;
         let root = spec.sobject.to_ascii_lowercase();
@@ -148,7 +151,7 @@ impl Salesforce {
             let path = soql::soql_field(&c.name).map_err(|e| SourceError::Config(e.to_string()))?;
             let describe = |o: String| {
                 let is_root = o.to_ascii_lowercase() == root;
-                self.described(o, is_root)
+                self.described(o, is_root, pace)
             };
             if !readable(&spec.sobject, &path, describe).await? {
                 out.push(c.name.clone());

@@ -297,7 +297,9 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<CreateOutcome, EngineError> {
         let mut plan = plan.clone();
-        self.check_fields(&mut plan).await?;
+        if !plan.fields_checked {
+            self.check_fields(&mut plan).await?;
+        }
         let (job, chunks) = plan.to_job(now);
         let outcome = self
             .inner

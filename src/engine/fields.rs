@@ -93,6 +93,7 @@ impl Engine {
                     "the integration user cannot read these fields: left out of the queries, their canonical columns stay null");
             }
         }
+        plan.fields_checked = true;
         Ok(())
     }
 }

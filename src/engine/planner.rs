@@ -48,6 +48,10 @@ pub struct Plan {
     pub tables: Vec<TablePlan>,
     /// Count requests made while planning (windows sized by counts).
     pub count_calls: u64,
+    /// The tables' readable fields were asked for (`Engine::check_fields`): a job created
+    /// from the plan does not ask again.
+    #[serde(skip)]
+    pub fields_checked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -180,6 +184,7 @@ pub fn plan_sync(
         max_attempts: bf.default_settings.retry_attempts,
         tables: table_plans,
         count_calls: 0,
+        fields_checked: false,
     })
 }
 
@@ -250,6 +255,7 @@ pub fn plan(config: &Config, req: &PlanRequest, now: DateTime<Utc>) -> Result<Pl
             .map(|d| table_plan(d, windows.clone()))
             .collect(),
         count_calls: 0,
+        fields_checked: false,
     })
 }
 
@@ -565,6 +571,7 @@ mod tests {
             max_attempts: 3,
             tables: vec![],
             count_calls: u64::MAX,
+            fields_checked: false,
         };
         let windows = chunk_windows(outer, 30);
         let records = Some(vec![u64::MAX; windows.len()]);

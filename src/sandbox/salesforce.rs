@@ -254,6 +254,8 @@ struct SfStats {
     bulk_jobs: AtomicU64,
     bulk_polls: AtomicU64,
     bulk_result_pages: AtomicU64,
+    /// `sobjects/{Object}/describe` requests.
+    describes: AtomicU64,
 }
 
 /// Per-sandbox Salesforce state.

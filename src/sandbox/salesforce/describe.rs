@@ -71,6 +71,10 @@ impl Ctx<'_> {
     /// The fields of `object` the integration user can see; 404 `NOT_FOUND` for an object the
     /// sandbox does not serve.
     pub(super) fn describe(&self, object: &str) -> Reply {
+        let stats = &self.sf().stats;
+        stats
+            .describes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let account = &self.sf().orgs[self.org].account;
         let (name, fields): (&str, Vec<(&str, Kind)>) = if object.eq_ignore_ascii_case("User") {
             let kind = |f: &str| if f == "Id" { Kind::Id } else { Kind::Str };

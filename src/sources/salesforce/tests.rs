@@ -786,7 +786,11 @@ async fn hidden_fields_are_found_by_describe_and_refused_in_queries() {
     let sb = start(cfg).await;
     let sf = source(&sb, u64::MAX);
     let ep = endpoint("Account", 200);
-    let hidden = sf.unreadable_columns(&ep, &crate::sources::Unpaced).await.unwrap().unwrap();
+    let hidden = sf
+        .unreadable_columns(&ep, &crate::sources::Unpaced)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(hidden, ["Industry", "Owner__Name"]);
     assert_eq!(sf.lock_describes().len(), 2, "Account and User, each once");
     let w = window("2024-06-01T00:00:00Z", "2024-09-01T00:00:00Z");

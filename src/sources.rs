@@ -282,7 +282,9 @@ pub struct Unpaced;
 
 #[async_trait]
 impl Pace for Unpaced {
-    async fn turn(&self) {}
+    async fn turn(&self) {
+        // No budget to wait for: the request goes at once.
+    }
 }
 
 /// How many records a page holds (its `records_at` array).

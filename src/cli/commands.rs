@@ -114,11 +114,13 @@ async fn plan(global: &GlobalArgs, ws: &Workspace, args: &PlanArgs) -> Result<Ex
     let config = runtime::load_config(global, ws)?;
     let mut plan = make_plan(&config, &args.range)?;
     let rules = &config.backfill.smart_chunking;
-    let wired = runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
+    // Only an engine over the workspace asks the sources (fixed windows write nothing there).
     if chunking::sized_by_counts(rules, args.range.chunk_size_days, args.smart_chunking) {
+        let wired =
+            runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
         wired.engine.refine_plan(&mut plan).await?;
+        wired.engine.check_fields(&mut plan).await?;
     }
-    wired.engine.check_fields(&mut plan).await?;
     let counts = if args.count {
         Some(count_windows(global, config.clone(), &plan).await?)
     } else {

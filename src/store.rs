@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus, Service};
 
-pub use dynamodb::{DynamoOptions, DynamoStore};
+pub use dynamodb::{DynamoOptions, DynamoStore, RequestCounter, RequestCounts};
 pub use lifecycle::{AlertFilter, HandoffClaim, LifecycleStore, MarkerAdvance};
 pub use rate::{MemoryRateStore, RateChange, RateClock, RateRow, RateStore, reserve};
 pub use sqlite::SqliteStore;

@@ -21,9 +21,9 @@
 //!    and `part_max_bytes` when `max_in_flight` windows buffer at once), time since the last
 //!    checkpoint, every page
 //!    when requests are paced slower than `checkpoint_every_page_below`, or the end of the window)
-//!    the lease is renewed, the part is put atomically under its deterministic name, and then the
-//!    checkpoint (cursor, parts, records, pages) is saved under the lease. A crash between the two
-//!    leaves a part that step 2 removes.
+//!    the lease is renewed when less than half of it is left (`lease`), the part is put
+//!    atomically under its deterministic name, and then the checkpoint (cursor, parts, records,
+//!    pages) is saved under the lease. A crash between the two leaves a part that step 2 removes.
 //! 5. At the window's end the chunk is completed and the job's counters move in the same write;
 //!    the job settles to `completed` or `completed_with_errors` when no chunk is open. A failed
 //!    attempt is stored with its backoff (`retry_backoff_seconds`, doubling, ±25 % jitter) while
@@ -35,8 +35,9 @@
 //! the chunk is released at its checkpoint, without using up an attempt. A server's
 //! `Retry-After` is obeyed up to `max_retry_after_seconds`.
 //!
-//! A heartbeat task renews the lease every quarter of its length; a runner that loses its lease
-//! stops before writing. A lease whose holder is a dead process on this host (`host:pid:nonce`,
+//! A heartbeat task renews the lease every quarter of its length unless a checkpoint extended it
+//! meanwhile (`lease`), so a one-page chunk's only chunk writes are its claim and its completion;
+//! a runner that loses its lease stops before writing. A lease whose holder is a dead process on this host (`host:pid:nonce`,
 //! checked in `/proc`) is broken at once (`break_dead_leases`), so `resume` after a crash does not
 //! wait for expiry.
 //!
@@ -60,7 +61,9 @@ use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, SourceError};
 use crate::store::StoreError;
 
+mod lease;
 mod pages;
+use lease::{HeldLease, Renewal};
 use pages::{Fetcher, Progress, stop_reading};
 
 /// Why a run of a job returned.
@@ -336,9 +339,11 @@ impl Engine {
             resumed_from_cursor: chunk.checkpoint.cursor.is_some(),
         });
 
-        let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = self.spawn_heartbeat(key.clone(), lost.clone());
-        let result = self.execute_chunk(job, &chunk, deadline, &lost).await;
+        let held = Arc::new(HeldLease::new(
+            chunk.lease_expires_at.unwrap_or_else(Utc::now),
+        ));
+        let heartbeat = self.spawn_heartbeat(key.clone(), held.clone());
+        let result = self.execute_chunk(job, &chunk, deadline, &held).await;
         heartbeat.abort();
 
         let elapsed = started.elapsed().as_millis() as u64;
@@ -494,21 +499,23 @@ impl Engine {
         chrono::Duration::milliseconds((secs * jitter * 1000.0) as i64)
     }
 
-    fn spawn_heartbeat(&self, key: ChunkKey, lost: Arc<AtomicBool>) -> JoinHandle<()> {
+    /// Renews the lease every quarter of its length unless a write extended it meanwhile
+    /// (`lease`).
+    fn spawn_heartbeat(&self, key: ChunkKey, held: Arc<HeldLease>) -> JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
             let lease = engine.options().lease;
             let owner = engine.options().owner.clone();
             loop {
                 tokio::time::sleep(lease / 4).await;
-                match engine
-                    .store()
-                    .renew_lease(&key, &owner, Utc::now() + lease)
-                    .await
-                {
-                    Ok(()) => {}
+                if !held.due(Renewal::Heartbeat, lease, Utc::now()) {
+                    continue;
+                }
+                let until = Utc::now() + lease;
+                match engine.store().renew_lease(&key, &owner, until).await {
+                    Ok(()) => held.extended(until),
                     Err(StoreError::LeaseLost { .. }) => {
-                        lost.store(true, Ordering::SeqCst);
+                        held.mark_lost();
                         return;
                     }
                     Err(e) => {
@@ -526,7 +533,7 @@ impl Engine {
         job: &Job,
         chunk: &Chunk,
         deadline: &Deadline,
-        lost: &AtomicBool,
+        held: &HeldLease,
     ) -> Result<ChunkEnd, Failure> {
         let opts = self.options();
         let key = &chunk.key;
@@ -555,14 +562,14 @@ impl Engine {
                 fetched = &mut fetch => fetched,
                 () = deadline.wait() => {
                     fetch.abort();
-                    self.save_before_stop(key, lost, &mut progress, asked).await?;
+                    self.save_before_stop(key, held, &mut progress, asked).await?;
                     tracing::info!(chunk = %key, "time budget reached while waiting for a page");
                     return Ok(ChunkEnd::OutOfTime(progress.cp));
                 }
             };
             if let Ok(Err(SourceError::QuotaExhausted { .. })) = &fetched {
                 let until = self.quota_refused(job);
-                self.save_before_stop(key, lost, &mut progress, asked)
+                self.save_before_stop(key, held, &mut progress, asked)
                     .await?;
                 return Ok(ChunkEnd::QuotaWait(progress.cp, until));
             }
@@ -581,11 +588,11 @@ impl Engine {
             progress.add(&page)?;
             let exhausted = next.is_none();
             if exhausted || out_of_time || every_page || progress.part_due(opts) {
-                if let Err(f) = self.check_lease(key, lost) {
+                if let Err(f) = self.check_lease(key, held) {
                     stop_reading(&mut inflight);
                     return Err(f);
                 }
-                self.save_progress(key, &mut progress, next).await?;
+                self.save_progress(key, held, &mut progress, next).await?;
             }
             if exhausted {
                 return Ok(ChunkEnd::Exhausted(progress.cp));
@@ -605,21 +612,21 @@ impl Engine {
     async fn save_before_stop(
         &self,
         key: &ChunkKey,
-        lost: &AtomicBool,
+        held: &HeldLease,
         progress: &mut Progress,
         asked: Option<String>,
     ) -> Result<(), Failure> {
         if progress.pages > 0 {
-            self.check_lease(key, lost)?;
-            self.save_progress(key, progress, asked).await?;
+            self.check_lease(key, held)?;
+            self.save_progress(key, held, progress, asked).await?;
         }
         Ok(())
     }
 
     /// A lost lease (the heartbeat saw another runner take the chunk) as the failure that
     /// stops the run before it writes anything more.
-    fn check_lease(&self, key: &ChunkKey, lost: &AtomicBool) -> Result<(), Failure> {
-        if lost.load(Ordering::SeqCst) {
+    fn check_lease(&self, key: &ChunkKey, held: &HeldLease) -> Result<(), Failure> {
+        if held.is_lost() {
             return Err(Failure::from(StoreError::LeaseLost {
                 key: key.clone(),
                 owner: self.options().owner.clone(),
@@ -707,21 +714,25 @@ impl Engine {
         }
     }
 
-    /// Writes the buffered rows as the next part (renewing the lease right before, so a
-    /// runner whose lease lapsed writes nothing), moves the checkpoint to `next` (the last
-    /// page keeps it for the completion) and reports the progress.
+    /// Writes the buffered rows as the next part (renewing the lease right before when less
+    /// than half of it is left, so a runner whose lease lapsed writes nothing), moves the
+    /// checkpoint to `next` (the last page keeps it for the completion) and reports the
+    /// progress.
     async fn save_progress(
         &self,
         key: &ChunkKey,
+        held: &HeldLease,
         progress: &mut Progress,
         next: Option<String>,
     ) -> Result<(), Failure> {
         let opts = self.options();
         let cp = &mut progress.cp;
         if let Some(part) = progress.writer.finish_part(cp.parts)? {
-            self.store()
-                .renew_lease(key, &opts.owner, Utc::now() + opts.lease)
-                .await?;
+            if held.due(Renewal::BeforePart, opts.lease, Utc::now()) {
+                let until = Utc::now() + opts.lease;
+                self.store().renew_lease(key, &opts.owner, until).await?;
+                held.extended(until);
+            }
             let info = self.sink().put_part(part).await?;
             cp.parts += 1;
             cp.records += info.rows;
@@ -730,9 +741,9 @@ impl Engine {
         let exhausted = next.is_none();
         cp.cursor = next;
         if !exhausted {
-            self.store()
-                .checkpoint(key, &opts.owner, cp, Utc::now() + opts.lease)
-                .await?;
+            let until = Utc::now() + opts.lease;
+            self.store().checkpoint(key, &opts.owner, cp, until).await?;
+            held.extended(until);
         }
         self.emit(EngineEvent::ChunkProgress {
             key: key.clone(),

@@ -231,6 +231,10 @@ pub struct WorkerArgs {
     /// Messages worked on at once (1 to 64).
     #[arg(long, default_value_t = 1, value_parser = args::ranged::<usize>(1..=64))]
     pub concurrency: usize,
+    /// Messages held beyond those worked on, heartbeated while they wait for a free slot, so a
+    /// task waiting behind busy lanes does not time out (0 to 256).
+    #[arg(long, default_value_t = 16, value_parser = args::ranged::<usize>(0..=256))]
+    pub hold: usize,
     /// How long a lane waits for a claimable chunk before letting the state machine loop.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub claim_wait: Duration,

@@ -205,6 +205,7 @@ async fn build_worker(
             wait_seconds: args.wait_seconds,
             visibility_seconds: args.visibility_seconds.max(1),
             concurrency: args.concurrency.max(1),
+            hold: args.hold,
             execution_window: args.execution_window,
             claim_wait: args.claim_wait,
             ..WorkerOptions::new(&queue_url)

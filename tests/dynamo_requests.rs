@@ -17,7 +17,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use avesa_console::config::EndpointDef;
 use avesa_console::domain::{RecordsAt, Service, Window};
-use avesa_console::engine::planner::PlanRequest;
 use avesa_console::engine::{Deadline, Engine, EngineOptions, Step};
 use avesa_console::sink::RawSink;
 use avesa_console::sources::{Page, Source, SourceError};
@@ -25,7 +24,7 @@ use avesa_console::store::{DynamoOptions, DynamoStore, JobStore, RequestCounter,
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use chrono::{TimeZone, Utc};
-use common::{Fixture, OneSource, skip};
+use common::{Fixture, OneSource, skip, tickets_job};
 
 /// One ticket per window, in one page.
 struct OnePage;
@@ -113,23 +112,7 @@ struct Cost {
 async fn measure(url: &str, chunks: u32, loops: u32) -> Cost {
     let rig = rig(url, &chunks.to_string()).await;
     let start = Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap();
-    let request = PlanRequest {
-        tenant_id: "acme".into(),
-        service: Service::Connectwise,
-        tables: vec!["tickets".into()],
-        start: Some(start),
-        end: Some(start + chrono::Duration::days(i64::from(chunks))),
-        chunk_size_days: Some(1),
-    };
-    let plan = rig.engine.plan(&request, Utc::now()).unwrap();
-    let job_id = rig
-        .engine
-        .create_job(&plan, Utc::now())
-        .await
-        .unwrap()
-        .job()
-        .job_id
-        .clone();
+    let job_id = tickets_job(&rig.engine, start, chunks, 1).await;
     let counts = || rig.store.requests().unwrap();
     let first = counts();
     let (mut ran, mut done, mut max_items) = (0, 0, 0);

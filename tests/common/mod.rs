@@ -158,13 +158,24 @@ impl SourceProvider for OneSource {
 /// A job of acme's ConnectWise tickets: one chunk of 10 days from 2025-01-01; its id.
 pub async fn one_chunk_job(engine: &Engine) -> String {
     let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    tickets_job(engine, start, 10, 10).await
+}
+
+/// A job of acme's ConnectWise tickets: `days` days from `start` in chunks of `chunk_days`;
+/// its id.
+pub async fn tickets_job(
+    engine: &Engine,
+    start: DateTime<Utc>,
+    days: u32,
+    chunk_days: u32,
+) -> String {
     let request = PlanRequest {
         tenant_id: "acme".into(),
         service: Service::Connectwise,
         tables: vec!["tickets".into()],
         start: Some(start),
-        end: Some(start + chrono::Duration::days(10)),
-        chunk_size_days: Some(10),
+        end: Some(start + chrono::Duration::days(i64::from(days))),
+        chunk_size_days: Some(chunk_days),
     };
     let plan = engine.plan(&request, Utc::now()).unwrap();
     let created = engine.create_job(&plan, Utc::now()).await.unwrap();

@@ -542,3 +542,53 @@ fn records_moved_later_inside_the_window_being_read_are_all_landed_none_skipped(
         "{twice:?}"
     );
 }
+
+#[test]
+fn a_client_credentials_backfill_asks_again_only_when_its_token_expires_and_lands_exactly() {
+    let fx = Fixture::new();
+    tune(&fx, 6000, 50, 2);
+    // Acme's OAuth client signs in with client credentials: no user, no password.
+    fx.edit("credentials/acme-servicenow.json", |v| {
+        let fields = v.as_object_mut().unwrap();
+        fields.remove("username");
+        fields.remove("password");
+    });
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[
+            {"service":"servicenow","path":"change_request","kind":"expire_token","times":1},
+            {"service":"servicenow","path":"sys_user","kind":"expire_token","times":1}
+        ]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-01T00:00:00Z");
+    trigger(&fx, "acme", None, start, end, "7");
+    let out = fx.cli(Some(&sandbox), &["run", "--concurrency", "4"]);
+    assert_ok(&out);
+    let job = "backfill_acme_servicenow_20251001";
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{job}: completed")),
+        "{}",
+        text(&out)
+    );
+
+    // The sandbox names the client-credentials user by its client id.
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let window = parse_window(start, end);
+    let mut total = 0;
+    for (api, table) in TABLES {
+        let mut got = landed(&fx, "acme", table);
+        got.sort();
+        let expected = expected_servicenow(&cfg, "acme-sn-oauth-client", api, &window);
+        assert!(!expected.is_empty(), "{table}: nothing expected");
+        assert_eq!(got, expected, "{table}");
+        total += got.len();
+    }
+    let stats = sandbox.stats();
+    assert!(stats["requests"].as_u64().unwrap() > 30, "{stats}");
+    assert_eq!(stats["faults_injected"], 2, "{stats}");
+    // One token, then one per expired token: not one per page.
+    assert_eq!(sn_stats(&sandbox)["tokens_issued"], 3);
+    let status = job_status(&fx, job);
+    assert_eq!(status["job"]["records"].as_u64().unwrap(), total as u64);
+}

@@ -546,7 +546,7 @@ fn records_moved_later_inside_the_window_being_read_are_all_landed_none_skipped(
 #[test]
 fn a_client_credentials_backfill_asks_again_only_when_its_token_expires_and_lands_exactly() {
     let fx = Fixture::new();
-    tune(&fx, 6000, 50, 2);
+    tune(&fx, 6000, 20, 2);
     // Acme's OAuth client signs in with client credentials: no user, no password.
     fx.edit("credentials/acme-servicenow.json", |v| {
         let fields = v.as_object_mut().unwrap();

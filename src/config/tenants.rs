@@ -329,3 +329,41 @@ pub enum CredentialError {
         column: usize,
     },
 }
+
+#[cfg(test)]
+mod grant_tests {
+    use super::*;
+
+    fn creds(fields: &[&str]) -> Credentials {
+        Credentials::from_pairs(fields.iter().map(|f| (f.to_string(), format!("{f}-value"))))
+    }
+
+    #[test]
+    fn the_fields_present_choose_the_grant_and_a_missing_one_is_named() {
+        let sf = |f: &[&str]| Grant::salesforce(&creds(f)).map_err(|e| e.field);
+        let sn = |f: &[&str]| Grant::servicenow(&creds(f)).map_err(|e| e.field);
+        let pair = ["client_id", "client_secret"];
+        assert_eq!(sf(&pair), Ok(Grant::ClientCredentials));
+        assert_eq!(sn(&pair), Ok(Grant::ClientCredentials));
+        let all = ["client_id", "client_secret", "username", "password"];
+        assert_eq!(sf(&all), Ok(Grant::Password));
+        assert_eq!(sn(&all), Ok(Grant::Password));
+        assert_eq!(sn(&all[2..]), Ok(Grant::Basic));
+        let refresh = ["client_id", "client_secret", "refresh_token", "username"];
+        assert_eq!(sf(&refresh), Ok(Grant::RefreshToken));
+        // Half of a pair is an error naming the other half, not another grant.
+        assert_eq!(
+            sf(&["client_id", "client_secret", "password"]),
+            Err("username".into())
+        );
+        assert_eq!(sn(&["client_id"]), Err("client_secret".into()));
+        assert_eq!(sn(&["username", "client_secret"]), Err("client_id".into()));
+        assert_eq!(sf(&[]), Err("client_id".into()));
+        assert_eq!(sn(&[]), Err("username".into()));
+        assert_eq!(
+            Grant::ClientCredentials.grant_type(),
+            Some("client_credentials")
+        );
+        assert_eq!(Grant::Basic.grant_type(), None);
+    }
+}

@@ -623,11 +623,7 @@ fn a_client_credentials_backfill_logs_in_again_only_when_its_session_expires_and
     let fx = Fixture::new();
     tune_salesforce(&fx, 6000, 200);
     // Acme's connected app signs in with client credentials: no user, no password.
-    fx.edit("credentials/acme-salesforce.json", |v| {
-        let fields = v.as_object_mut().unwrap();
-        fields.remove("username");
-        fields.remove("password");
-    });
+    fx.client_credentials_only("acme", "salesforce");
     let faults = write_faults(
         &fx,
         r#"{"faults":[

@@ -785,6 +785,10 @@ fn client_credentials() -> Credentials {
     )
 }
 
+fn client_source(url: &str, http: reqwest::Client) -> Salesforce {
+    Salesforce::new(url, client_credentials(), http, &SourceSettings::default()).unwrap()
+}
+
 fn client_config(faults: Vec<Fault>) -> SandboxConfig {
     let mut cfg = config(faults);
     cfg.salesforce.push(SfAccount {
@@ -801,13 +805,7 @@ fn client_config(faults: Vec<Fault>) -> SandboxConfig {
 async fn client_credentials_log_in_at_my_domain_and_again_only_when_the_session_expires() {
     let cfg = client_config(vec![fault("Case", FaultKind::ExpireToken, None, Some(2))]);
     let sb = start(cfg.clone()).await;
-    let src = Salesforce::new(
-        &sb.url(),
-        client_credentials(),
-        reqwest::Client::new(),
-        &SourceSettings::default(),
-    )
-    .unwrap();
+    let src = client_source(&sb.url(), reqwest::Client::new());
     let w = window("2024-02-01T00:00:00Z", "2024-05-01T00:00:00Z");
     // One sObject read whole, then one whose first two requests meet expired sessions.
     let (accounts, pages) = drain(&src, &endpoint("Account", 200), &w, None).await;
@@ -844,13 +842,7 @@ async fn client_credentials_sent_to_the_shared_login_host_fail_naming_my_domain(
         .resolve("login.salesforce.com", "127.0.0.1:0".parse().unwrap())
         .build()
         .unwrap();
-    let src = Salesforce::new(
-        &format!("http://login.salesforce.com:{port}"),
-        client_credentials(),
-        http,
-        &SourceSettings::default(),
-    )
-    .unwrap();
+    let src = client_source(&format!("http://login.salesforce.com:{port}"), http);
     let w = window("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z");
     let e = src
         .fetch_page(&endpoint("Account", 200), &w, None)
@@ -866,13 +858,7 @@ async fn client_credentials_sent_to_the_shared_login_host_fail_naming_my_domain(
     assert!(!e.is_retryable(), "{e:?}");
     assert!(!message.contains(SECRET), "{message}");
     // The org's own host takes the same credentials.
-    let ok = Salesforce::new(
-        &sb.url(),
-        client_credentials(),
-        reqwest::Client::new(),
-        &SourceSettings::default(),
-    )
-    .unwrap();
+    let ok = client_source(&sb.url(), reqwest::Client::new());
     ok.fetch_page(&endpoint("Account", 200), &w, None)
         .await
         .unwrap();

@@ -20,8 +20,8 @@ pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMap
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;
 pub use tenants::{
-    CredentialError, CredentialSource, Credentials, MissingCredential, ServiceConnection, Tenant,
-    TenantsRegistry,
+    CredentialError, CredentialSource, Credentials, Grant, MissingCredential, ServiceConnection,
+    Tenant, TenantsRegistry,
 };
 
 use crate::domain::Service;

@@ -83,9 +83,6 @@ impl SandboxTenant {
 pub enum AccountError {
     #[error(transparent)]
     Missing(#[from] MissingCredential),
-    /// Salesforce: neither grant can be made.
-    #[error("credential field 'password' (or 'refresh_token') is missing or empty")]
-    NoGrant,
     #[error("credential field 'sandbox_daily_api_limit' is not a whole number: '{0}'")]
     DailyLimit(String),
 }

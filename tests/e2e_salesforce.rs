@@ -617,3 +617,48 @@ fn a_resumed_bulk_chunk_whose_job_is_gone_starts_its_window_over_without_duplica
         &expected(&cfg, &user, "Lead", &[parse_window(start, end)]),
     );
 }
+
+#[test]
+fn a_client_credentials_backfill_logs_in_again_only_when_its_session_expires_and_lands_exactly() {
+    let fx = Fixture::new();
+    tune_salesforce(&fx, 6000, 200);
+    // Acme's connected app signs in with client credentials: no user, no password.
+    fx.client_credentials_only("acme", "salesforce");
+    let faults = write_faults(
+        &fx,
+        r#"{"faults":[
+            {"service":"salesforce","path":"Contact","kind":"expire_token","times":1},
+            {"service":"salesforce","path":"Lead","kind":"expire_token","times":1}
+        ]}"#,
+    );
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let (start, end) = ("2025-06-01T00:00:00Z", "2025-07-01T00:00:00Z");
+    let job = job_id(&fx.cli(Some(&sandbox), &sf_trigger("acme", &[], start, end, "10")));
+    let out = fx.cli(Some(&sandbox), &["run", "--job-id", &job]);
+    assert_ok(&out);
+    let status = job_status(&fx, &job);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+
+    // The sandbox names a client-credentials org's run-as user by its client id.
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let user = "3MVG9acmeSandboxConsumerKey";
+    let chunks = chunk_windows(parse_window(start, end), 10);
+    for (sobject, table) in TABLES {
+        assert_same(
+            table,
+            &landed(&fx, "acme", table),
+            &expected(&cfg, user, sobject, &chunks),
+        );
+    }
+    let sf = sf_stats(&sandbox);
+    assert!(
+        sf["queries"].as_u64().unwrap() + sf["query_more"].as_u64().unwrap() > 15,
+        "{sf}"
+    );
+    assert_eq!(
+        sf["logins"], 3,
+        "one login, then one per expired session: {sf}"
+    );
+    assert_eq!(sf["login_failures"], 0, "{sf}");
+    assert_eq!(sandbox.stats()["faults_injected"], 2);
+}

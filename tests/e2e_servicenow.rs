@@ -352,7 +352,7 @@ fn records_edited_during_the_backfill_never_hide_the_ones_that_stayed() {
 fn storms_of_faults_are_absorbed_and_the_data_is_exact() {
     let fx = Fixture::new();
     tune(&fx, 6000, 50, 5);
-    let faults = write_faults(
+    let (sandbox, out, window) = acme_october_under(
         &fx,
         r#"{"faults":[
             {"service":"servicenow","path":"*","status":429,"times":20,"retry_after_seconds":1,"message":"Rate limit exceeded"},
@@ -361,18 +361,13 @@ fn storms_of_faults_are_absorbed_and_the_data_is_exact() {
             {"service":"servicenow","path":"*","status":503,"probability":0.3,"message":"Service Unavailable"}
         ]}"#,
     );
-    let sandbox = fx.start_sandbox(&["--faults", &faults]);
-    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-01T00:00:00Z");
-    trigger(&fx, "acme", None, start, end, "7");
-    let out = fx.cli(Some(&sandbox), &["run", "--concurrency", "4"]);
-    assert_ok(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("backfill_acme_servicenow_20251001: completed"),
         "{}",
         text(&out)
     );
-    assert_exact_tables(&fx, "acme", &parse_window(start, end));
+    assert_exact_tables(&fx, "acme", &window);
     let stats = sandbox.stats();
     let injected = stats["faults_injected"].as_u64().unwrap();
     assert!(injected >= 23, "{stats}");
@@ -463,6 +458,18 @@ fn a_permanent_401_fails_its_chunk_after_one_attempt_and_says_why() {
     );
 }
 
+/// Backfills every table of acme for October 2025 in 7-day chunks, four at once, under
+/// `faults` (JSON); the sandbox, the run's output and the window.
+fn acme_october_under(fx: &Fixture, faults: &str) -> (SandboxProc, std::process::Output, Window) {
+    let faults = write_faults(fx, faults);
+    let sandbox = fx.start_sandbox(&["--faults", &faults]);
+    let (start, end) = ("2025-10-01T00:00:00Z", "2025-11-01T00:00:00Z");
+    trigger(fx, "acme", None, start, end, "7");
+    let out = fx.cli(Some(&sandbox), &["run", "--concurrency", "4"]);
+    assert_ok(&out);
+    (sandbox, out, parse_window(start, end))
+}
+
 /// Backfills acme's incidents from 2025-10-01 to 2025-11-12 in 14-day chunks of 20-record
 /// pages under `faults` (JSON); the sandbox and the window.
 fn acme_incidents_under(fx: &Fixture, faults: &str) -> (SandboxProc, Window) {
@@ -541,4 +548,44 @@ fn records_moved_later_inside_the_window_being_read_are_all_landed_none_skipped(
         twice.iter().all(|id| moved_ids.contains(id.as_str())),
         "{twice:?}"
     );
+}
+
+#[test]
+fn a_client_credentials_backfill_asks_again_only_when_its_token_expires_and_lands_exactly() {
+    let fx = Fixture::new();
+    tune(&fx, 6000, 20, 2);
+    // Acme's OAuth client signs in with client credentials: no user, no password.
+    fx.client_credentials_only("acme", "servicenow");
+    let (sandbox, out, window) = acme_october_under(
+        &fx,
+        r#"{"faults":[
+            {"service":"servicenow","path":"change_request","kind":"expire_token","times":1},
+            {"service":"servicenow","path":"sys_user","kind":"expire_token","times":1}
+        ]}"#,
+    );
+    let job = "backfill_acme_servicenow_20251001";
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{job}: completed")),
+        "{}",
+        text(&out)
+    );
+
+    // The sandbox names the client-credentials user by its client id.
+    let cfg = fx.sandbox_config(TableCounts::demo());
+    let mut total = 0;
+    for (api, table) in TABLES {
+        let mut got = landed(&fx, "acme", table);
+        got.sort();
+        let expected = expected_servicenow(&cfg, "acme-sn-oauth-client", api, &window);
+        assert!(!expected.is_empty(), "{table}: nothing expected");
+        assert_eq!(got, expected, "{table}");
+        total += got.len();
+    }
+    let stats = sandbox.stats();
+    assert!(stats["requests"].as_u64().unwrap() > 30, "{stats}");
+    assert_eq!(stats["faults_injected"], 2, "{stats}");
+    // One token, then one per expired token: not one per page.
+    assert_eq!(sn_stats(&sandbox)["tokens_issued"], 3);
+    let status = job_status(&fx, job);
+    assert_eq!(status["job"]["records"].as_u64().unwrap(), total as u64);
 }

@@ -109,6 +109,78 @@ impl Credentials {
     }
 }
 
+/// How a Salesforce or ServiceNow connection signs in. The credential fields present
+/// choose it (`Grant::salesforce`, `Grant::servicenow`); `Grant::fields` lists what each
+/// one requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// ServiceNow only: Basic auth.
+    Basic,
+    /// OAuth password grant.
+    Password,
+    /// OAuth refresh-token grant (Salesforce).
+    RefreshToken,
+    /// OAuth client-credentials grant: no user, no refresh token.
+    ClientCredentials,
+}
+
+impl Grant {
+    /// The credential fields the grant requires (Salesforce's password grant also reads an
+    /// optional `security_token`).
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            Grant::Basic => &["username", "password"],
+            Grant::Password => &["client_id", "client_secret", "username", "password"],
+            Grant::RefreshToken => &["client_id", "client_secret", "refresh_token"],
+            Grant::ClientCredentials => &["client_id", "client_secret"],
+        }
+    }
+
+    /// The form's `grant_type` (`None` for Basic auth).
+    pub fn grant_type(self) -> Option<&'static str> {
+        match self {
+            Grant::Basic => None,
+            Grant::Password => Some("password"),
+            Grant::RefreshToken => Some("refresh_token"),
+            Grant::ClientCredentials => Some("client_credentials"),
+        }
+    }
+
+    /// Salesforce: `refresh_token` → refresh-token grant; else `username` or `password` →
+    /// password grant; else client credentials. The error names a required field missing.
+    pub fn salesforce(creds: &Credentials) -> Result<Grant, MissingCredential> {
+        let grant = if creds.optional("refresh_token").is_some() {
+            Grant::RefreshToken
+        } else if creds.optional("username").is_some() || creds.optional("password").is_some() {
+            Grant::Password
+        } else {
+            Grant::ClientCredentials
+        };
+        grant.check(creds)
+    }
+
+    /// ServiceNow: `username` or `password` → Basic auth, or the password grant when
+    /// `client_id` or `client_secret` is there too; `client_id` or `client_secret` alone →
+    /// client credentials; nothing → Basic auth (so the error names `username`).
+    pub fn servicenow(creds: &Credentials) -> Result<Grant, MissingCredential> {
+        let has = |f: &str| creds.optional(f).is_some();
+        let user = has("username") || has("password");
+        let grant = match (user, has("client_id") || has("client_secret")) {
+            (true, true) => Grant::Password,
+            (false, true) => Grant::ClientCredentials,
+            _ => Grant::Basic,
+        };
+        grant.check(creds)
+    }
+
+    fn check(self, creds: &Credentials) -> Result<Grant, MissingCredential> {
+        for field in self.fields() {
+            creds.require(field)?;
+        }
+        Ok(self)
+    }
+}
+
 impl TenantsRegistry {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let mut reg: TenantsRegistry = decode(file, read_json(file)?)?;
@@ -256,4 +328,42 @@ pub enum CredentialError {
         line: usize,
         column: usize,
     },
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use super::*;
+
+    fn creds(fields: &[&str]) -> Credentials {
+        Credentials::from_pairs(fields.iter().map(|f| (f.to_string(), format!("{f}-value"))))
+    }
+
+    #[test]
+    fn the_fields_present_choose_the_grant_and_a_missing_one_is_named() {
+        let sf = |f: &[&str]| Grant::salesforce(&creds(f)).map_err(|e| e.field);
+        let sn = |f: &[&str]| Grant::servicenow(&creds(f)).map_err(|e| e.field);
+        let pair = ["client_id", "client_secret"];
+        assert_eq!(sf(&pair), Ok(Grant::ClientCredentials));
+        assert_eq!(sn(&pair), Ok(Grant::ClientCredentials));
+        let all = ["client_id", "client_secret", "username", "password"];
+        assert_eq!(sf(&all), Ok(Grant::Password));
+        assert_eq!(sn(&all), Ok(Grant::Password));
+        assert_eq!(sn(&all[2..]), Ok(Grant::Basic));
+        let refresh = ["client_id", "client_secret", "refresh_token", "username"];
+        assert_eq!(sf(&refresh), Ok(Grant::RefreshToken));
+        // Half of a pair is an error naming the other half, not another grant.
+        assert_eq!(
+            sf(&["client_id", "client_secret", "password"]),
+            Err("username".into())
+        );
+        assert_eq!(sn(&["client_id"]), Err("client_secret".into()));
+        assert_eq!(sn(&["username", "client_secret"]), Err("client_id".into()));
+        assert_eq!(sf(&[]), Err("client_id".into()));
+        assert_eq!(sn(&[]), Err("username".into()));
+        assert_eq!(
+            Grant::ClientCredentials.grant_type(),
+            Some("client_credentials")
+        );
+        assert_eq!(Grant::Basic.grant_type(), None);
+    }
 }

@@ -81,6 +81,16 @@ impl Fixture {
         self
     }
 
+    /// Makes `tenant`'s `service` connection sign in with OAuth client credentials: its
+    /// credentials file keeps `client_id` and `client_secret`, without user or password.
+    pub fn client_credentials_only(&self, tenant: &str, service: &str) -> &Self {
+        self.edit(&format!("credentials/{tenant}-{service}.json"), |v| {
+            let fields = v.as_object_mut().unwrap();
+            fields.remove("username");
+            fields.remove("password");
+        })
+    }
+
     /// Sets every service's rate limit and every endpoint's page size, fast retries and a
     /// short circuit-breaker cool-down.
     pub fn tune(&self, rate_per_minute: u32, page_size: u32) -> &Self {

@@ -21,7 +21,7 @@ pub use backfill::{
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 };
 pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMapping, castable};
-pub use credentials::{CredentialResolver, RemoteError, SecretStore};
+pub use credentials::{CredentialResolver, Read, RemoteError, SecretStore};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;
 pub use tenants::{

@@ -17,7 +17,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::GlobalArgs;
-use crate::config::{Config, CredentialError, CredentialResolver, Credentials, ServiceConnection};
+use crate::config::{
+    Config, CredentialError, CredentialResolver, Credentials, Read, ServiceConnection,
+};
 use crate::domain::Service;
 use crate::engine::metrics::JsonLinesMetrics;
 use crate::engine::{Engine, EngineOptions, NoSource, SourceProvider};
@@ -270,9 +272,8 @@ pub async fn sandbox_config_resolved(
     for tenant in &config.tenants.tenants {
         for (service, conn) in &tenant.services {
             if conn.base_url.contains(SANDBOX_PLACEHOLDER) {
-                let creds = resolver
-                    .resolve(&config.tenants, &tenant.tenant_id, *service, conn)
-                    .await;
+                let at = (tenant.tenant_id.as_str(), *service);
+                let creds = resolver.read(&config.tenants, at, conn, Read::Cached).await;
                 read.insert((tenant.tenant_id.clone(), *service), creds);
             }
         }
@@ -546,17 +547,16 @@ struct ConnectionFeed {
 }
 
 impl ConnectionFeed {
-    async fn read(&self, again: bool) -> Result<Credentials, sources::SourceError> {
+    async fn read(&self, how: Read) -> Result<Credentials, sources::SourceError> {
         let (_, conn) = self
             .config
             .connection(&self.tenant_id, self.service)
             .map_err(|e| sources::SourceError::Config(e.to_string()))?;
-        let registry = &self.config.tenants;
-        let (tenant, service) = (self.tenant_id.as_str(), self.service);
-        let read = match again {
-            true => self.resolver.reread(registry, tenant, service, conn).await,
-            false => self.resolver.resolve(registry, tenant, service, conn).await,
-        };
+        let at = (self.tenant_id.as_str(), self.service);
+        let read = self
+            .resolver
+            .read(&self.config.tenants, at, conn, how)
+            .await;
         read.map_err(|e| match e.is_transient() {
             true => sources::SourceError::Transport(e.to_string()),
             false => sources::SourceError::Config(e.to_string()),
@@ -567,10 +567,10 @@ impl ConnectionFeed {
 #[async_trait::async_trait]
 impl sources::refreshing::CredentialFeed for ConnectionFeed {
     async fn current(&self) -> Result<Credentials, sources::SourceError> {
-        self.read(false).await
+        self.read(Read::Cached).await
     }
 
     async fn reread(&self) -> Result<Credentials, sources::SourceError> {
-        self.read(true).await
+        self.read(Read::Again).await
     }
 }

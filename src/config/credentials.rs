@@ -34,6 +34,15 @@ pub struct RemoteError {
     pub transient: bool,
 }
 
+/// Whether a cached value will do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// What was read within `credentials_cache_seconds`, else read now.
+    Cached,
+    /// Read now (the API refused what was cached).
+    Again,
+}
+
 /// Reads credentials, keeping what it read from the `SecretStore` for `ttl`.
 pub struct CredentialResolver {
     store: Option<Arc<dyn SecretStore>>,
@@ -54,36 +63,14 @@ impl CredentialResolver {
         }
     }
 
-    /// The credentials of `conn`; a secret or parameter read within the last `ttl` is not
-    /// read again.
-    pub async fn resolve(
+    /// The credentials of `conn`. `Read::Cached`: a secret or parameter read within the last
+    /// `ttl` is not read again; `Read::Again`: read now whatever the cache holds (and kept).
+    pub async fn read(
         &self,
         registry: &TenantsRegistry,
-        tenant_id: &str,
-        service: Service,
+        (tenant_id, service): (&str, Service),
         conn: &ServiceConnection,
-    ) -> Result<Credentials, CredentialError> {
-        self.read(registry, tenant_id, service, conn, false).await
-    }
-
-    /// The credentials of `conn` read again now, whatever the cache holds (and kept).
-    pub async fn reread(
-        &self,
-        registry: &TenantsRegistry,
-        tenant_id: &str,
-        service: Service,
-        conn: &ServiceConnection,
-    ) -> Result<Credentials, CredentialError> {
-        self.read(registry, tenant_id, service, conn, true).await
-    }
-
-    async fn read(
-        &self,
-        registry: &TenantsRegistry,
-        tenant_id: &str,
-        service: Service,
-        conn: &ServiceConnection,
-        fresh: bool,
+        how: Read,
     ) -> Result<Credentials, CredentialError> {
         let Some(at) = conn.credentials.remote() else {
             return registry.resolve_credentials(tenant_id, service, conn);
@@ -101,7 +88,9 @@ impl CredentialResolver {
         let text = {
             let mut cache = self.cache.lock().await;
             match cache.get(&at) {
-                Some((when, text)) if !fresh && when.elapsed() < self.ttl => text.clone(),
+                Some((when, text)) if how == Read::Cached && when.elapsed() < self.ttl => {
+                    text.clone()
+                }
                 _ => {
                     let text = store
                         .read(&at)
@@ -180,18 +169,30 @@ mod tests {
         let r = CredentialResolver::new(Some(s.clone()), Duration::from_secs(60));
         let (reg, conn) = registry(r#"{"secret_id":"avesa/acme"}"#);
         let sn = Service::Servicenow;
-        let c = r.resolve(&reg, "acme", sn, &conn).await.unwrap();
+        let c = r
+            .read(&reg, ("acme", sn), &conn, Read::Cached)
+            .await
+            .unwrap();
         assert_eq!(c.field("password").unwrap(), "old-pass");
         s.values
             .lock()
             .unwrap()
             .insert(at, r#"{"password":"new-pass"}"#.into());
-        let c = r.resolve(&reg, "acme", sn, &conn).await.unwrap();
+        let c = r
+            .read(&reg, ("acme", sn), &conn, Read::Cached)
+            .await
+            .unwrap();
         assert_eq!(c.field("password").unwrap(), "old-pass", "cached");
         assert_eq!(*s.reads.lock().unwrap(), 1);
-        let c = r.reread(&reg, "acme", sn, &conn).await.unwrap();
+        let c = r
+            .read(&reg, ("acme", sn), &conn, Read::Again)
+            .await
+            .unwrap();
         assert_eq!(c.field("password").unwrap(), "new-pass");
-        let c = r.resolve(&reg, "acme", sn, &conn).await.unwrap();
+        let c = r
+            .read(&reg, ("acme", sn), &conn, Read::Cached)
+            .await
+            .unwrap();
         assert_eq!(
             c.field("password").unwrap(),
             "new-pass",
@@ -212,7 +213,7 @@ mod tests {
         let r = CredentialResolver::new(Some(s.clone()), Duration::ZERO);
         let (reg, conn) = registry(r#"{"ssm_parameter":"/avesa/acme"}"#);
         for _ in 0..3 {
-            r.resolve(&reg, "acme", Service::Connectwise, &conn)
+            r.read(&reg, ("acme", Service::Connectwise), &conn, Read::Cached)
                 .await
                 .unwrap();
         }
@@ -226,7 +227,7 @@ mod tests {
         let r = CredentialResolver::new(Some(s), Duration::from_secs(60));
         let (reg, conn) = registry(r#"{"ssm_parameter":"/avesa/acme"}"#);
         let e = r
-            .resolve(&reg, "acme", Service::Connectwise, &conn)
+            .read(&reg, ("acme", Service::Connectwise), &conn, Read::Cached)
             .await
             .unwrap_err()
             .to_string();
@@ -235,7 +236,7 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
         let (reg, conn) = registry(r#"{"secret_id":"avesa/missing"}"#);
         let e = r
-            .resolve(&reg, "acme", Service::Connectwise, &conn)
+            .read(&reg, ("acme", Service::Connectwise), &conn, Read::Cached)
             .await
             .unwrap_err()
             .to_string();
@@ -247,7 +248,7 @@ mod tests {
         );
         let none = CredentialResolver::new(None, Duration::ZERO);
         let e = none
-            .resolve(&reg, "acme", Service::Connectwise, &conn)
+            .read(&reg, ("acme", Service::Connectwise), &conn, Read::Cached)
             .await
             .unwrap_err()
             .to_string();

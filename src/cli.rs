@@ -187,6 +187,29 @@ pub struct CloudArgs {
     pub settings: CloudSettingArgs,
 }
 
+impl CloudArgs {
+    /// With `--cloud`, every setting in `needs` must be given (by flag or environment
+    /// variable): otherwise one line naming each missing one, its flag and its variable. A
+    /// `--cloud` command never runs half-configured, nor falls back to the workspace.
+    pub fn check(&self, command: &str, needs: &[crate::cloud::Setting]) -> Result<(), UsageError> {
+        if !self.cloud {
+            return Ok(());
+        }
+        let settings = self.settings.settings();
+        let missing: Vec<String> = needs
+            .iter()
+            .filter_map(|s| settings.require(*s).err().map(|e| e.to_string()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(UsageError(format!(
+            "{command} --cloud needs {} (the stack's outputs give each)",
+            missing.join("; ")
+        )))
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct JobArgs {
     pub job_id: String,

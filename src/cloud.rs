@@ -51,6 +51,7 @@ pub mod logs;
 pub mod message;
 pub mod ops;
 pub mod s3;
+pub mod secrets;
 pub mod sfn;
 pub mod worker;
 

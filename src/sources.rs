@@ -2,6 +2,7 @@
 //! after an opaque cursor. Sources classify errors; the engine decides what to retry.
 
 pub mod connectwise;
+pub mod refreshing;
 pub mod salesforce;
 pub mod servicenow;
 

@@ -520,3 +520,43 @@ fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn auto_detect_with_cloud_creates_and_starts_its_jobs_in_the_deployment_not_the_workspace() {
+    let Some(emulators) = emulators("auto_detect_with_cloud") else {
+        return;
+    };
+    let fx = Fixture::new();
+    let sandbox = fx.start_sandbox(&[]);
+    let dep = Deployment::create(emulators, "ad");
+    let args = ["trigger", "--auto-detect", "--cloud", "--output", "json"];
+    let out = dep.cli(&fx, Some(&sandbox), &args);
+    assert_ok(&out);
+    let detected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let created = detected["created"].as_array().unwrap();
+    assert!(!created.is_empty(), "{detected}");
+    for job in created {
+        let id = job["job_id"].as_str().unwrap();
+        assert!(
+            block(dep.store().get_job(id)).unwrap().is_some(),
+            "{id} is in DynamoDB"
+        );
+        let out = dep.cli(
+            &fx,
+            None,
+            &["status", "--cloud", "--job-id", id, "--output", "json"],
+        );
+        assert_ok(&out);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            status["execution"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("backfill-{id}"))),
+            "{status}"
+        );
+    }
+    assert!(
+        !fx.workspace().join("state.db").exists(),
+        "nothing was created or run in the workspace"
+    );
+}

@@ -22,7 +22,33 @@ use crate::engine::{EngineOptions, RateBudget};
 use crate::store::JobFilter;
 use crate::workspace::Workspace;
 
+/// The cloud settings each `--cloud` command needs (the console and `worker` check their own).
+fn check_cloud(command: Option<&Command>) -> Result<(), super::UsageError> {
+    use crate::cloud::Setting::{Bucket, LogGroup, StateMachineArn, TablePrefix};
+    let jobs = &[TablePrefix, StateMachineArn][..];
+    let (name, cloud, needs) = match command {
+        Some(Command::Trigger(a)) if a.auto_detect => (
+            "trigger --auto-detect",
+            &a.cloud,
+            &[TablePrefix, Bucket, StateMachineArn][..],
+        ),
+        Some(Command::Trigger(a)) => ("trigger", &a.cloud, jobs),
+        Some(Command::Resume(a)) => ("resume", &a.cloud, jobs),
+        Some(Command::Cancel(a)) => ("cancel", &a.cloud, jobs),
+        Some(Command::Pause(a)) => ("pause", &a.cloud, jobs),
+        Some(Command::Unpause(a)) => ("unpause", &a.cloud, jobs),
+        Some(Command::Status(a)) => ("status", &a.cloud, &[TablePrefix][..]),
+        Some(Command::Logs(a)) => ("logs", &a.cloud, &[LogGroup][..]),
+        Some(Command::Verify(a)) => ("verify", &a.cloud, &[TablePrefix, Bucket][..]),
+        Some(Command::Cleanup(a)) => ("cleanup", &a.cloud, &[TablePrefix][..]),
+        Some(Command::Alerts(a)) => ("alerts", &a.cloud, &[TablePrefix][..]),
+        _ => return Ok(()),
+    };
+    cloud.check(name, needs)
+}
+
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    check_cloud(cli.command.as_ref())?;
     let ws = Workspace::resolve(cli.global.workspace.clone());
     let global = cli.global;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout())

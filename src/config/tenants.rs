@@ -1,5 +1,7 @@
 //! The tenants registry: who the tenants are, what they connected, and where each
-//! connection's credentials come from (environment variables or a file, never inline).
+//! connection's credentials come from (environment variables, a file, an AWS Secrets Manager
+//! secret or an SSM parameter; never inline). Values held in AWS are read through a
+//! `SecretStore` the composition root gives (`credentials`), so this module knows no SDK.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,25 +47,64 @@ fn enabled_default() -> bool {
 
 /// Where a connection's secret values come from.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CredentialSource {
     /// Field name → environment variable name.
     Env(BTreeMap<String, String>),
     /// A JSON file of field name → value; relative paths are read from the registry's folder.
     File(PathBuf),
+    /// An AWS Secrets Manager secret (name or ARN) whose value is a JSON object of field →
+    /// value.
+    SecretId(String),
+    /// An AWS SSM parameter (a SecureString, read decrypted) whose value is a JSON object of
+    /// field → value.
+    SsmParameter(String),
 }
 
-/// A required credential field that is not there or empty; names the field, never a value.
+impl CredentialSource {
+    /// The secret or parameter in AWS the credentials are read from, if they are.
+    pub fn remote(&self) -> Option<RemoteRef> {
+        match self {
+            CredentialSource::SecretId(id) => Some(RemoteRef::Secret(id.clone())),
+            CredentialSource::SsmParameter(name) => Some(RemoteRef::Parameter(name.clone())),
+            CredentialSource::Env(_) | CredentialSource::File(_) => None,
+        }
+    }
+}
+
+/// A secret value held in AWS: its name, never its value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RemoteRef {
+    /// A Secrets Manager secret, by name or ARN.
+    Secret(String),
+    /// An SSM Parameter Store parameter, by name.
+    Parameter(String),
+}
+
+impl std::fmt::Display for RemoteRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteRef::Secret(id) => write!(f, "Secrets Manager secret '{id}'"),
+            RemoteRef::Parameter(name) => write!(f, "SSM parameter '{name}'"),
+        }
+    }
+}
+
+/// A required credential field that is not there or empty; names the field (and the secret
+/// or parameter the credentials came from), never a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("credential field '{field}' is missing or empty")]
+#[error("credential field '{field}' is missing or empty{}", from.as_ref().map(|r| format!(" in {r}")).unwrap_or_default())]
 pub struct MissingCredential {
     pub field: String,
+    pub from: Option<RemoteRef>,
 }
 
 /// Resolved credential fields. Values are secrets: they never print.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Credentials {
     fields: BTreeMap<String, Secret>,
+    /// The secret or parameter they were read from, for messages.
+    from: Option<RemoteRef>,
 }
 
 impl Credentials {
@@ -73,7 +114,14 @@ impl Credentials {
                 .into_iter()
                 .map(|(k, v)| (k, Secret::new(v)))
                 .collect(),
+            from: None,
         }
+    }
+
+    /// These credentials, as read from `from` (which a missing field's error names).
+    pub fn read_from(mut self, from: RemoteRef) -> Self {
+        self.from = Some(from);
+        self
     }
 
     /// A required field, or an error naming it (never its value).
@@ -83,6 +131,7 @@ impl Credentials {
             .filter(|s| !s.expose().is_empty())
             .ok_or_else(|| MissingCredential {
                 field: field.to_string(),
+                from: self.from.clone(),
             })
     }
 
@@ -218,14 +267,20 @@ impl TenantsRegistry {
                         ));
                     }
                 }
-                if let CredentialSource::Env(map) = &conn.credentials
-                    && map.is_empty()
-                {
-                    return Err(ConfigError::invalid(
-                        file,
-                        at("credentials.env"),
-                        "names no variables",
-                    ));
+                let empty = match &conn.credentials {
+                    CredentialSource::Env(map) if map.is_empty() => {
+                        Some(("credentials.env", "names no variables"))
+                    }
+                    CredentialSource::SecretId(id) if id.trim().is_empty() => {
+                        Some(("credentials.secret_id", "is empty"))
+                    }
+                    CredentialSource::SsmParameter(name) if name.trim().is_empty() => {
+                        Some(("credentials.ssm_parameter", "is empty"))
+                    }
+                    _ => None,
+                };
+                if let Some((field, reason)) = empty {
+                    return Err(ConfigError::invalid(file, at(field), reason));
                 }
             }
         }
@@ -236,7 +291,8 @@ impl TenantsRegistry {
         self.tenants.iter().find(|t| t.tenant_id == tenant_id)
     }
 
-    /// Reads a connection's credentials from the environment or its file.
+    /// Reads a connection's credentials from the environment or its file. Credentials held
+    /// in AWS are read by a `CredentialResolver` (which calls this for the others).
     pub fn resolve_credentials(
         &self,
         tenant_id: &str,
@@ -293,6 +349,17 @@ impl TenantsRegistry {
                 };
                 Ok(Credentials::from_pairs(map))
             }
+            CredentialSource::SecretId(_) | CredentialSource::SsmParameter(_) => {
+                let from = conn.credentials.remote().expect("a reference to AWS");
+                Err(CredentialError::Remote {
+                    tenant,
+                    service,
+                    from,
+                    reason: "credentials held in AWS are read through the credential resolver"
+                        .into(),
+                    transient: false,
+                })
+            }
         }
     }
 }
@@ -328,6 +395,38 @@ pub enum CredentialError {
         line: usize,
         column: usize,
     },
+    #[error("tenant '{tenant}' {service}: cannot read {from}: {reason}")]
+    Remote {
+        tenant: String,
+        service: Service,
+        from: RemoteRef,
+        reason: String,
+        /// Asking again may help (throttling, a timeout).
+        transient: bool,
+    },
+    #[error(
+        "tenant '{tenant}' {service}: the value of {from} is not a JSON object of strings (line {line}, column {column})"
+    )]
+    RemoteNotAnObject {
+        tenant: String,
+        service: Service,
+        from: RemoteRef,
+        line: usize,
+        column: usize,
+    },
+}
+
+impl CredentialError {
+    /// Whether asking again may help: an AWS read that was throttled or timed out.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CredentialError::Remote {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 #[cfg(test)]

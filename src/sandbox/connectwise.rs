@@ -292,7 +292,7 @@ fn authenticate<'a>(
             let t = &t.tenant;
             t.company_id == company_id
                 && t.public_key == public_key
-                && t.private_key.expose() == private_key
+                && shared.private_key(t).expose() == private_key
                 && t.client_id == client_id
         })
         .ok_or("The provided credentials or clientId are not valid for this server")

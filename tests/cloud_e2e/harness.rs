@@ -172,7 +172,7 @@ impl Deployment {
     }
 
     /// The environment a process needs to reach this deployment (and nothing of the host's).
-    fn apply(&self, cmd: &mut Command) {
+    pub fn apply(&self, cmd: &mut Command) {
         for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
             cmd.env_remove(var);
         }

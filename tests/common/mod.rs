@@ -342,12 +342,22 @@ pub mod reqwest {
 
     /// POSTs with an empty body; panics unless the answer is 2xx.
     pub fn blocking_post(url: &str) -> String {
+        blocking_post_body(url, "")
+    }
+
+    /// POSTs `body`; panics unless the answer is 2xx.
+    pub fn blocking_post_body(url: &str, body: &str) -> String {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            let r = ::reqwest::Client::new().post(url).send().await.unwrap();
+            let r = ::reqwest::Client::new()
+                .post(url)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             let body = r.text().await.unwrap();
             assert!(status.is_success(), "POST {url}: {status} {body}");

@@ -155,6 +155,15 @@ pub enum SourceError {
     SessionRenewed { status: u16, message: String },
 }
 
+/// API error codes of a 400 that one window's size or data causes (Salesforce), not the
+/// table's configuration: a smaller or later window may pass.
+pub const WINDOW_400_CODES: [&str; 4] = [
+    "QUERY_TIMEOUT",
+    "OPERATION_TOO_LARGE",
+    "EXCEEDED_ID_LIMIT",
+    "QUERY_TOO_COMPLICATED",
+];
+
 impl From<MissingCredential> for SourceError {
     fn from(e: MissingCredential) -> Self {
         SourceError::Config(e.to_string())
@@ -199,6 +208,29 @@ impl SourceError {
             SourceError::Config(_)
             | SourceError::CursorExpired { .. }
             | SourceError::QuotaExhausted { .. } => false,
+        }
+    }
+
+    /// Whether every window of the table would get this answer, so the table fails once
+    /// (`JobStore::fail_table`) instead of each window spending its attempts on it: the
+    /// object refused (401 after the source renewed its session, which `SessionRenewed`
+    /// retries first; a 403 that is no rate limit), its path unknown (404 on a window's first
+    /// request), or the query refused before any record was read (400 on a window's first
+    /// request: a field, object or clause the API does not accept, the same text for every
+    /// window but its dates). A 400 on a later page, or one whose code blames the window's
+    /// size or data (`WINDOW_400_CODES`), stays the window's failure.
+    pub fn is_table_wide(&self, first_request: bool) -> bool {
+        match self {
+            SourceError::Http {
+                status: 401 | 403, ..
+            } => true,
+            SourceError::Http { status: 404, .. } => first_request,
+            SourceError::Http {
+                status: 400,
+                message,
+                ..
+            } => first_request && !WINDOW_400_CODES.iter().any(|c| message.starts_with(c)),
+            _ => false,
         }
     }
 

@@ -305,7 +305,10 @@ async fn a_failed_table_fails_its_pending_windows_once(fx: Arc<Fixture>) {
     let job = other.get_job(&j.job_id).await.unwrap().unwrap();
     assert_eq!((job.status, job.failed_chunks), (JobStatus::Pending, 0));
     let reopened = claimed(claim(&*other, &j.job_id, "d", t0()).await);
-    assert_eq!((reopened.key.table.as_str(), reopened.key.seq), ("tickets", 0));
+    assert_eq!(
+        (reopened.key.table.as_str(), reopened.key.seq),
+        ("tickets", 0)
+    );
 }
 
 async fn release_keeps_progress_without_counting_an_attempt(fx: Arc<Fixture>) {

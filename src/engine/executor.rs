@@ -663,7 +663,11 @@ impl Engine {
 
     /// Waits for the window's turn at its table's first request (`probe`); a table that
     /// failed for every window meanwhile fails this window too, without a request.
-    async fn first_request_turn(&self, job: &Job, key: &ChunkKey) -> Result<Option<Ticket>, Failure> {
+    async fn first_request_turn(
+        &self,
+        job: &Job,
+        key: &ChunkKey,
+    ) -> Result<Option<Ticket>, Failure> {
         self.probes()
             .enter(&job.job_id, &key.table)
             .await

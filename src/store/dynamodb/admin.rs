@@ -193,8 +193,12 @@ impl DynamoStore {
         let mut open = Vec::new();
         for f in &view.frontiers {
             open.extend(
-                self.chunks_past_frontier(&view.job.job_id, f, &[ChunkStatus::Pending, ChunkStatus::Running])
-                    .await?,
+                self.chunks_past_frontier(
+                    &view.job.job_id,
+                    f,
+                    &[ChunkStatus::Pending, ChunkStatus::Running],
+                )
+                .await?,
             );
         }
         futures::stream::iter(open)
@@ -274,7 +278,12 @@ impl DynamoStore {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Some(f) = self.frontiers(job_id).await?.into_iter().find(|f| f.table == table) else {
+        let Some(f) = self
+            .frontiers(job_id)
+            .await?
+            .into_iter()
+            .find(|f| f.table == table)
+        else {
             return Ok(());
         };
         let pending = self
@@ -303,9 +312,13 @@ impl DynamoStore {
                     values([(":one", n(1))]),
                 )?;
                 // Refused: claimed or finished meanwhile, and its holder decides.
-                transact(&self.client, vec![chunk, frontier], "TransactWriteItems fail table")
-                    .await
-                    .map(|_| ())
+                transact(
+                    &self.client,
+                    vec![chunk, frontier],
+                    "TransactWriteItems fail table",
+                )
+                .await
+                .map(|_| ())
             })
             .buffer_unordered(CANCELS_IN_FLIGHT)
             .try_collect::<()>()

@@ -630,3 +630,45 @@ mod body_tests {
         assert!(made._place.is_none(), "a body made here holds none");
     }
 }
+
+#[cfg(test)]
+mod classification_tests {
+    use super::*;
+
+    #[test]
+    fn table_wide_failures_are_the_object_refused_or_the_first_request_refused() {
+        let http = |status, message: &str| SourceError::Http {
+            status,
+            message: message.into(),
+            retry_after: None,
+        };
+        let field = http(400, "INVALID_FIELD: No such column 'Region__c'");
+        assert!(field.is_table_wide(true));
+        assert!(
+            !field.is_table_wide(false),
+            "a later page's 400 is the window's"
+        );
+        assert!(
+            !http(
+                400,
+                "QUERY_TIMEOUT: Your query request was running for too long"
+            )
+            .is_table_wide(true)
+        );
+        assert!(http(401, "INVALID_SESSION_ID").is_table_wide(false));
+        assert!(http(403, "INSUFFICIENT_ACCESS").is_table_wide(false));
+        assert!(http(404, "NotFound").is_table_wide(true));
+        assert!(!http(404, "NotFound").is_table_wide(false));
+        assert!(!http(500, "boom").is_table_wide(true));
+        let limited = SourceError::from_status(
+            403,
+            Some("REQUEST_LIMIT_EXCEEDED"),
+            "ConcurrentPerOrgLongTxn".into(),
+            None,
+        );
+        assert!(
+            !limited.is_table_wide(true),
+            "a rate limit is no table failure"
+        );
+    }
+}

@@ -41,7 +41,7 @@ pub struct TenantArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum TenantCommand {
     /// Connect a service of a tenant (new or existing), then run `check` on it.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Take a tenant out of the registry, with its overrides (jobs and data stay).
     Remove(RemoveArgs),
 }
@@ -141,7 +141,7 @@ pub fn fields_of(service: Service) -> &'static [Field] {
 
 pub async fn run(global: &GlobalArgs, ws: &Workspace, args: TenantArgs) -> Result<ExitCode> {
     match args.command {
-        TenantCommand::Add(add) => self::add(global, ws, add).await,
+        TenantCommand::Add(add) => self::add(global, ws, *add).await,
         TenantCommand::Remove(rm) => remove(global, ws, &rm),
     }
 }

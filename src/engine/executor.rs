@@ -733,12 +733,16 @@ impl Engine {
         let what = || format!("{} {} {}", job.tenant_id, job.service, key.table);
         match fetched {
             Ok(page) => {
-                turn.take().map(Ticket::proven);
+                if let Some(t) = turn.take() {
+                    t.proven();
+                }
                 Ok(page)
             }
             Err(e) if e.is_table_wide(first) => {
                 let message = format!("{}: {e}", what());
-                turn.take().map(|t| t.failed(message.clone()));
+                if let Some(t) = turn.take() {
+                    t.failed(message.clone());
+                }
                 Err(Failure::table_wide(message))
             }
             Err(SourceError::CursorExpired { message }) => {

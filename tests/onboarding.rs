@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,31 +28,12 @@ fn readme_onboarding_block() -> String {
         .to_string()
 }
 
-/// `avesa-console sandbox --bind 127.0.0.1:0` on this configuration, as README starts it
-/// (its history ends today).
-fn start_readme_sandbox(fx: &Fixture) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["sandbox", "--bind", "127.0.0.1:0", "--log-level", "warn"])
-        .arg("--config-dir")
-        .arg(fx.config_dir())
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = avesa_console::cli::listening_url(&line)
-        .unwrap_or_else(|| panic!("unexpected sandbox output {line:?}"))
-        .to_string();
-    (child, url)
-}
-
 #[test]
 fn readme_onboarding_commands_add_check_and_backfill_a_new_tenant_without_the_demo_ones() {
     let fx = Fixture::new();
-    let (mut sandbox, url) = start_readme_sandbox(&fx);
+    // As README starts it: its history ends today.
+    let sandbox = SandboxProc::serve(&fx.config_dir(), &[]);
+    let url = sandbox.url.clone();
     let block = readme_onboarding_block();
     assert!(block.contains(README_SITE), "{block}");
     let script = block.replace(README_SITE, &url);
@@ -73,8 +53,7 @@ fn readme_onboarding_commands_add_check_and_backfill_a_new_tenant_without_the_de
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let _ = sandbox.kill();
-    let _ = sandbox.wait();
+    drop(sandbox);
     assert!(
         out.status.success(),
         "the README block failed: {}",

@@ -597,8 +597,7 @@ impl Engine {
                     .await?;
                 return Ok(ChunkEnd::QuotaWait(progress.cp, until));
             }
-            let first = asked.is_none();
-            let meta = progress.writer.meta();
+            let (meta, first) = (progress.writer.meta(), asked.is_none());
             let page = self
                 .await_page(job, key, fetched, meta, (&mut turn, first))
                 .await?;

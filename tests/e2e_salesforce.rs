@@ -670,7 +670,10 @@ fn a_permanent_invalid_field_fails_its_table_once_and_retry_failed_reads_it_afte
         }
     }
     let status = text(&fx.cli(None, &["status", "--job-id", &job]));
-    assert!(status.contains("INVALID_FIELD"), "{status}");
+    assert!(
+        status.contains("table accounts failed (9 windows, the same for each): acme salesforce accounts: HTTP 400: INVALID_FIELD"),
+        "{status}"
+    );
     // Fixed, then retried: the table is read.
     fx.edit("endpoints/salesforce.json", columns(false));
     let out = fx.cli(Some(&sandbox), &["resume", &job, "--retry-failed"]);

@@ -463,7 +463,7 @@ impl Engine {
         let owner = &self.options().owner;
         let table_wide = f.table_wide;
         let stored = if table_wide {
-            let message = format!("table failed: {}", f.message);
+            let message = format!("{}{}", crate::domain::TABLE_FAILED, f.message);
             let stored = self.store().fail_table(&key, owner, &message, now).await;
             (message, stored)
         } else {

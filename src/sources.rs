@@ -155,13 +155,16 @@ pub enum SourceError {
     SessionRenewed { status: u16, message: String },
 }
 
-/// API error codes of a 400 that one window's size or data causes (Salesforce), not the
-/// table's configuration: a smaller or later window may pass.
-pub const WINDOW_400_CODES: [&str; 4] = [
-    "QUERY_TIMEOUT",
-    "OPERATION_TOO_LARGE",
-    "EXCEEDED_ID_LIMIT",
-    "QUERY_TOO_COMPLICATED",
+/// How a 400 that refuses the query itself begins (the API's code, or ServiceNow's message):
+/// a field, object or clause the API does not accept, the same for every window. Any other
+/// 400 may come from one window's data or size and stays that window's.
+pub const QUERY_REFUSED_400: [&str; 6] = [
+    "INVALID_FIELD",
+    "INVALID_TYPE",
+    "MALFORMED_QUERY",
+    "INVALID_QUERY_FILTER_OPERATOR",
+    "InvalidObject",
+    "Invalid table",
 ];
 
 impl From<MissingCredential> for SourceError {
@@ -215,10 +218,9 @@ impl SourceError {
     /// (`JobStore::fail_table`) instead of each window spending its attempts on it: the
     /// object refused (401 after the source renewed its session, which `SessionRenewed`
     /// retries first; a 403 that is no rate limit), its path unknown (404 on a window's first
-    /// request), or the query refused before any record was read (400 on a window's first
-    /// request: a field, object or clause the API does not accept, the same text for every
-    /// window but its dates). A 400 on a later page, or one whose code blames the window's
-    /// size or data (`WINDOW_400_CODES`), stays the window's failure.
+    /// request), or the query refused on a window's first request (a 400 whose code says so:
+    /// `QUERY_REFUSED_400`, e.g. Salesforce `INVALID_FIELD`). Any other 400, or one on a later
+    /// page, stays the window's failure: it may come from that window's data.
     pub fn is_table_wide(&self, first_request: bool) -> bool {
         match self {
             SourceError::Http {
@@ -229,7 +231,7 @@ impl SourceError {
                 status: 400,
                 message,
                 ..
-            } => first_request && !WINDOW_400_CODES.iter().any(|c| message.starts_with(c)),
+            } => first_request && QUERY_REFUSED_400.iter().any(|c| message.starts_with(c)),
             _ => false,
         }
     }
@@ -649,12 +651,16 @@ mod classification_tests {
             "a later page's 400 is the window's"
         );
         assert!(
-            !http(
+            !http(400, "ConnectWiseApi: tickets window 2025-01-31 is corrupt").is_table_wide(true)
+        );
+        assert!(
+            http(
                 400,
-                "QUERY_TIMEOUT: Your query request was running for too long"
+                "InvalidObject: conditions refer to a field tickets lack"
             )
             .is_table_wide(true)
         );
+        assert!(http(400, "Invalid table incidentz").is_table_wide(true));
         assert!(http(401, "INVALID_SESSION_ID").is_table_wide(false));
         assert!(http(403, "INSUFFICIENT_ACCESS").is_table_wide(false));
         assert!(http(404, "NotFound").is_table_wide(true));

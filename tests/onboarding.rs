@@ -78,7 +78,17 @@ fn readme_onboarding_commands_add_check_and_backfill_a_new_tenant_without_the_de
     let creds: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
     assert_eq!(creds["company_id"], "acme_demo");
-    // The overrides of a removed demo tenant went with it: no warning on loading.
+    // The overrides of a removed demo tenant went with it, the rest of the hand-written file
+    // as it was; no warning on loading.
+    let shipped = std::fs::read_to_string(repo_mappings().join("backfill_config.json")).unwrap();
+    let now = std::fs::read_to_string(fx.config_dir().join("backfill_config.json")).unwrap();
+    let (head, tail) = now
+        .split_once("  \"tenant_overrides\": {},\n")
+        .unwrap_or_else(|| panic!("{now}"));
+    assert!(
+        shipped.starts_with(head) && shipped.ends_with(tail),
+        "{now}"
+    );
     let all = text(&out);
     assert!(!all.contains("warning"), "{all}");
     let jobs = fx.cli(

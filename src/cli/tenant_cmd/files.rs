@@ -168,15 +168,105 @@ pub fn remove_overrides(file: &Path, tenant_id: &str) -> Result<bool> {
         .and_then(|o| o.remove(tenant_id))
         .is_some();
     if removed {
+        // The file is written by hand: take the entry's text out and keep the rest as it is,
+        // unless that would not read back as the document without the entry.
+        let reread = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
+        let text = match cut_member(&text, "tenant_overrides", tenant_id) {
+            Some(cut) if reread(&cut).as_ref() == Some(&doc) => cut,
+            _ => serde_json::to_string_pretty(&doc)? + "\n",
+        };
         let tmp = temp_path(file);
-        write_new(
-            &tmp,
-            (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
-            None,
-        )?;
+        write_new(&tmp, text.as_bytes(), None)?;
         rename(&tmp, file)?;
     }
     Ok(removed)
+}
+
+/// `text` without member `key` of the top-level member `parent` (an object), and the comma
+/// that separated it; `None` when it is not where expected.
+fn cut_member(text: &str, parent: &str, key: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let (mut in_parent, mut open, mut member, mut sep) = (false, None, None, None);
+    while i < b.len() {
+        let c = b[i];
+        if c == b'"' {
+            let end = string_end(b, i)?;
+            let is_key = text[end + 1..].trim_start().starts_with(':');
+            if is_key && depth == 1 && &text[i + 1..end] == parent {
+                in_parent = true;
+            } else if is_key && depth == 2 && open.is_some() && &text[i + 1..end] == key {
+                member = Some(i);
+            }
+            i = end + 1;
+            continue;
+        }
+        if depth == 2 && open.is_some() && (c == b',' || c == b'}') {
+            if let Some(start) = member {
+                let (from, to) = match (c, sep) {
+                    // Not the last: up to the next member's line.
+                    (b',', _) => (line_start(b, start), line_start(b, skip_ws(b, i + 1))),
+                    // The last after others: from the comma before it.
+                    (_, Some(comma)) => (comma, trim_end(b, i)),
+                    // The only one: the object becomes empty.
+                    _ => (open? + 1, i),
+                };
+                return Some(format!("{}{}", &text[..from], &text[to..]));
+            }
+            if c == b'}' {
+                return None;
+            }
+            sep = Some(i);
+        }
+        match c {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth == 2 && in_parent && open.is_none() {
+                    open = Some(i);
+                }
+            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn string_end(b: &[u8], open: usize) -> Option<usize> {
+    let mut j = open + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// `at` moved back over the blanks and line ends before it.
+fn trim_end(b: &[u8], mut at: usize) -> usize {
+    while at > 0 && b[at - 1].is_ascii_whitespace() {
+        at -= 1;
+    }
+    at
+}
+
+/// The start of `at`'s line when only blanks precede it there, else `at`.
+fn line_start(b: &[u8], at: usize) -> usize {
+    let mut i = at;
+    while i > 0 && (b[i - 1] == b' ' || b[i - 1] == b'\t') {
+        i -= 1;
+    }
+    if i == 0 || b[i - 1] == b'\n' { i } else { at }
 }
 
 /// ConnectWise's API base for a company: `GET {site}/login/companyinfo/{company}` answers
@@ -222,4 +312,29 @@ pub async fn discover_connectwise(site: &str, company: &str, timeout: Duration) 
     };
     let codebase = codebase.trim_matches('/');
     Ok(format!("{site}/{codebase}/apis/3.0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_member;
+
+    #[test]
+    fn an_override_is_cut_out_and_the_rest_of_the_text_stays() {
+        let only = "{\n  \"a\": 1,\n  \"tenant_overrides\": {\n    \"globex\": { \"x\": {\"y\": 1} }\n  },\n  \"z\": 2\n}\n";
+        assert_eq!(
+            cut_member(only, "tenant_overrides", "globex").unwrap(),
+            "{\n  \"a\": 1,\n  \"tenant_overrides\": {},\n  \"z\": 2\n}\n"
+        );
+        let three =
+            "{\"tenant_overrides\": {\n  \"a\": {\"k\": \"}\"},\n  \"b\": {},\n  \"c\": []\n}}";
+        assert_eq!(
+            cut_member(three, "tenant_overrides", "b").unwrap(),
+            "{\"tenant_overrides\": {\n  \"a\": {\"k\": \"}\"},\n  \"c\": []\n}}"
+        );
+        assert_eq!(
+            cut_member(three, "tenant_overrides", "c").unwrap(),
+            "{\"tenant_overrides\": {\n  \"a\": {\"k\": \"}\"},\n  \"b\": {}\n}}"
+        );
+        assert_eq!(cut_member(three, "tenant_overrides", "nobody"), None);
+    }
 }

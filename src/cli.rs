@@ -27,6 +27,7 @@ mod print;
 mod runtime;
 mod sandbox_cmd;
 mod status;
+mod tenant_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +121,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Check each connected service of a tenant: credentials, connectivity, every table.
     Check(check::CheckArgs),
+    /// Onboard a tenant's connection (`tenant add`) or take a tenant out (`tenant remove`).
+    Tenant(tenant_cmd::TenantArgs),
     /// Serve the simulated source APIs on loopback.
     Sandbox(sandbox_cmd::SandboxArgs),
     /// Measure end-to-end backfill throughput and memory against a local sandbox.

@@ -524,6 +524,10 @@ impl Sandbox {
         });
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
+            .route(
+                "/login/companyinfo/{company}",
+                get(connectwise::company_info),
+            )
             .route("/_sandbox/connectwise/moved", get(moved_handler))
             .route("/_sandbox/connectwise/deleted", get(deleted_handler))
             .route(

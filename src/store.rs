@@ -148,6 +148,17 @@ pub trait JobStore: Send + Sync {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
+    /// Fails the table of a chunk the caller holds, for a cause every window of the table
+    /// shares (a permanent configuration error, see `engine::executor`): the held chunk and
+    /// every pending chunk of its table fail for good with `error`, without an attempt.
+    /// Chunks other runners hold are left to them. Returns the job with its counters moved.
+    async fn fail_table(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
     /// Gives a chunk back unfinished (time budget, shutdown): pending, progress kept, and the
     /// attempt not counted.
     async fn release_chunk(

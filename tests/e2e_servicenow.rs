@@ -382,7 +382,7 @@ fn storms_of_faults_are_absorbed_and_the_data_is_exact() {
 }
 
 #[test]
-fn a_permanent_401_fails_its_chunk_after_one_attempt_and_says_why() {
+fn a_permanent_401_fails_the_table_once_and_says_why() {
     let fx = Fixture::new();
     tune(&fx, 6000, 50, 2);
     let faults = write_faults(
@@ -403,41 +403,48 @@ fn a_permanent_401_fails_its_chunk_after_one_attempt_and_says_why() {
     );
     let detail = job_status(&fx, "backfill_acme_servicenow_20251001");
     assert_eq!(detail["job"]["status"], "completed_with_errors");
-    assert_eq!(detail["job"]["failed_chunks"], 1);
+    // A 401 is the object refused, the same for every window: the table fails once. Windows
+    // that had read before it (or were reading) keep what they landed.
     let chunks = detail["chunks"].as_array().unwrap();
     let failed: Vec<_> = chunks.iter().filter(|c| c["status"] == "failed").collect();
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["key"]["seq"], 1);
-    assert_eq!(
-        failed[0]["attempts"], 1,
-        "a 401 is not retried: {}",
-        failed[0]
-    );
-    let err = failed[0]["last_error"].as_str().unwrap();
-    for needle in [
-        "acme",
-        "servicenow",
-        "incident",
-        "HTTP 401",
-        "User is not authenticated",
-    ] {
-        assert!(err.contains(needle), "last error {err:?} lacks {needle:?}");
+    assert!(failed.iter().any(|c| c["key"]["seq"] == 1), "{detail}");
+    let mut windows = Vec::new();
+    for c in chunks {
+        if c["status"] == "succeeded" {
+            windows.push(parse_window(
+                c["window"]["start"].as_str().unwrap(),
+                c["window"]["end"].as_str().unwrap(),
+            ));
+            continue;
+        }
+        assert_eq!(c["status"], "failed", "{c}");
+        assert!(
+            c["attempts"].as_u64().unwrap() <= 1,
+            "a 401 is not retried: {c}"
+        );
+        let err = c["last_error"].as_str().unwrap();
+        for needle in [
+            "table failed",
+            "acme",
+            "servicenow",
+            "incident",
+            "HTTP 401",
+            "User is not authenticated",
+        ] {
+            assert!(err.contains(needle), "last error {err:?} lacks {needle:?}");
+        }
     }
-    // One request, one new token, one repeat: then the 401 stands.
+    // One request, one new token, one repeat: then the 401 stands, and no other window asks.
     assert_eq!(sandbox.stats()["faults_injected"], 2);
 
-    // The other windows landed exactly.
+    // The windows that succeeded landed exactly.
     let cfg = fx.sandbox_config(TableCounts::demo());
     let user = username(&fx, "acme");
     let mut expected = Vec::new();
-    for w in [
-        parse_window("2025-10-01T00:00:00Z", "2025-10-08T00:00:00Z"),
-        parse_window("2025-10-15T00:00:00Z", "2025-10-22T00:00:00Z"),
-    ] {
-        expected.extend(expected_servicenow(&cfg, &user, "incident", &w));
+    for w in &windows {
+        expected.extend(expected_servicenow(&cfg, &user, "incident", w));
     }
     expected.sort();
-    assert!(!expected.is_empty());
     assert_eq!(landed(&fx, "acme", "incidents"), expected);
 
     // No credential reached the store's view of the job, the logs or the terminal.

@@ -64,6 +64,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Sandbox(args)) => super::sandbox_cmd::run(logged(&global)?, &ws, args).await,
         Some(Command::Check(args)) => super::check::run(logged(&global)?, &ws, args).await,
+        Some(Command::Tenant(args)) => super::tenant_cmd::run(logged(&global)?, &ws, args).await,
         Some(Command::Bench(args)) => super::bench::run(quiet(&global)?, args).await,
         Some(Command::Plan(args)) => plan(logged(&global)?, &ws, &args).await,
         Some(Command::Trigger(args)) if args.auto_detect => {

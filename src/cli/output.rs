@@ -231,6 +231,9 @@ pub fn print_job_detail(
     }
     print_job_rows(std::slice::from_ref(job), waits);
     outln!("window {}  created {}", job.window, iso(job.created_at));
+    for (table, cause, windows) in crate::domain::failed_tables(chunks) {
+        outln!("table {table} failed ({windows} windows, the same for each): {cause}");
+    }
     outln!(
         "\n{:<14} {:>4} {:<42} {:<10} {:>8} {:>9}  LAST ERROR",
         "TABLE",

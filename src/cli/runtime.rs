@@ -33,8 +33,17 @@ pub const SANDBOX_PLACEHOLDER: &str = "${SANDBOX_URL}";
 
 /// Reads the configuration: `--config-dir`, else the workspace's copy (seeded on first use).
 pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
-    let dir = match &global.config_dir {
-        Some(dir) => dir.clone(),
+    let config = Config::load(&config_dir(global, ws)?)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Arc::new(config))
+}
+
+/// The configuration's folder: `--config-dir`, else the workspace's copy (seeded on first use).
+pub fn config_dir(global: &GlobalArgs, ws: &Workspace) -> Result<std::path::PathBuf> {
+    match &global.config_dir {
+        Some(dir) => Ok(dir.clone()),
         None => {
             let dir = ws.config_dir();
             Config::seed(&dir).wrap_err_with(|| {
@@ -43,14 +52,9 @@ pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
                     dir.display()
                 )
             })?;
-            dir
+            Ok(dir)
         }
-    };
-    let config = Config::load(&dir)?;
-    for warning in &config.warnings {
-        eprintln!("warning: {warning}");
     }
-    Ok(Arc::new(config))
 }
 
 /// Terminal logs at `level`; with a workspace, JSON lines in `logs/engine.jsonl` as well.

@@ -64,7 +64,9 @@ use crate::store::StoreError;
 mod lease;
 mod pages;
 use lease::{HeldLease, Renewal};
+pub(crate) mod probe;
 use pages::{Fetcher, Progress, stop_reading};
+use probe::Ticket;
 
 /// Why a run of a job returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -100,6 +102,9 @@ struct Failure {
     lease_lost: bool,
     /// The data's device is full: the run stops and the chunk is released, no attempt used.
     disk_full: bool,
+    /// Every window of the table would fail the same way (`SourceError::is_table_wide`):
+    /// the table fails once (`JobStore::fail_table`) instead of each window in turn.
+    table_wide: bool,
 }
 
 impl Failure {
@@ -110,6 +115,15 @@ impl Failure {
             retryable: false,
             lease_lost: false,
             disk_full: false,
+            table_wide: false,
+        }
+    }
+
+    /// A failure every window of the table shares.
+    fn table_wide(message: String) -> Self {
+        Failure {
+            table_wide: true,
+            ..Failure::permanent(message)
         }
     }
 }
@@ -121,6 +135,7 @@ impl From<StoreError> for Failure {
             retryable: true,
             message: e.to_string(),
             disk_full: false,
+            table_wide: false,
         }
     }
 }
@@ -135,6 +150,7 @@ impl From<crate::sink::SinkError> for Failure {
             message: e.to_string(),
             retryable,
             lease_lost: false,
+            table_wide: false,
         }
     }
 }
@@ -447,17 +463,27 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let key = chunk.key.clone();
         let now = Utc::now();
-        let retry_at = (f.retryable && chunk.attempts < job.max_attempts)
+        let retry_at = (f.retryable && !f.table_wide && chunk.attempts < job.max_attempts)
             .then(|| now + self.chunk_backoff(chunk.attempts));
-        let message = format!(
-            "attempt {}/{}: {}",
-            chunk.attempts, job.max_attempts, f.message
-        );
-        match self
-            .store()
-            .fail_chunk(&key, &self.options().owner, &message, retry_at, now)
-            .await
-        {
+        let owner = &self.options().owner;
+        let table_wide = f.table_wide;
+        let stored = if table_wide {
+            let message = format!("{}{}", crate::domain::TABLE_FAILED, f.message);
+            let stored = self.store().fail_table(&key, owner, &message, now).await;
+            (message, stored)
+        } else {
+            let message = format!(
+                "attempt {}/{}: {}",
+                chunk.attempts, job.max_attempts, f.message
+            );
+            let stored = self
+                .store()
+                .fail_chunk(&key, owner, &message, retry_at, now)
+                .await;
+            (message, stored)
+        };
+        let (message, stored) = stored;
+        match stored {
             Ok(updated) => self.on_chunk_failed(&updated).await?,
             Err(StoreError::LeaseLost { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -473,8 +499,12 @@ impl Engine {
                 });
             }
             None => {
+                let what = match table_wide {
+                    true => "table failed; its other windows are not asked",
+                    false => "chunk failed",
+                };
                 tracing::error!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
-                    "chunk failed");
+                    "{what}");
                 self.emit(EngineEvent::ChunkFinished {
                     key,
                     status: ChunkStatus::Failed,
@@ -551,6 +581,7 @@ impl Engine {
         let read_ahead = share == 1;
         let mut asked = progress.cp.cursor.clone();
         let mut inflight = None;
+        let mut turn = self.first_request_turn(job, key).await?;
         loop {
             let mut fetch = inflight
                 .take()
@@ -573,8 +604,9 @@ impl Engine {
                     .await?;
                 return Ok(ChunkEnd::QuotaWait(progress.cp, until));
             }
+            let (meta, first) = (progress.writer.meta(), asked.is_none());
             let page = self
-                .await_page(job, key, fetched, progress.writer.meta())
+                .await_page(job, key, fetched, meta, (&mut turn, first))
                 .await?;
             let next = page.next.clone();
             let quota_wait = self.quota_after_page(job, page.usage.as_ref());
@@ -635,6 +667,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits for the window's turn at its table's first request (`probe`); a table that
+    /// failed for every window meanwhile fails this window too, without a request.
+    async fn first_request_turn(
+        &self,
+        job: &Job,
+        key: &ChunkKey,
+    ) -> Result<Option<Ticket>, Failure> {
+        self.probes()
+            .enter(&job.job_id, &key.table)
+            .await
+            .map_err(Failure::table_wide)
+    }
+
     /// The fetcher of the chunk's pages and the writer of its parts. Parts written after
     /// the last checkpoint belong to pages that will be read again, so they go first.
     async fn open_chunk(&self, job: &Job, chunk: &Chunk) -> Result<(Fetcher, PartWriter), Failure> {
@@ -645,7 +690,7 @@ impl Engine {
             .and_then(|e| e.find(&key.table))
             .cloned()
             .ok_or_else(|| {
-                Failure::permanent(format!(
+                Failure::table_wide(format!(
                     "table '{}' is no longer defined for {}",
                     key.table, job.service
                 ))
@@ -678,18 +723,34 @@ impl Engine {
 
     /// The page a fetch brought. An expired cursor starts the window over: nothing stored
     /// from it may stay, or rows read again would be duplicated.
+    ///
+    /// `turn` is the window's turn at the table's first request (`probe`), given its verdict
+    /// here; `first` says the page is the window's first (no cursor yet).
     async fn await_page(
         &self,
         job: &Job,
         key: &ChunkKey,
         fetched: Result<Result<Page, SourceError>, tokio::task::JoinError>,
         meta: &ChunkMeta,
+        (turn, first): (&mut Option<Ticket>, bool),
     ) -> Result<Page, Failure> {
         let fetched =
             fetched.map_err(|e| Failure::permanent(format!("page fetch task failed: {e}")))?;
         let what = || format!("{} {} {}", job.tenant_id, job.service, key.table);
         match fetched {
-            Ok(page) => Ok(page),
+            Ok(page) => {
+                if let Some(t) = turn.take() {
+                    t.proven();
+                }
+                Ok(page)
+            }
+            Err(e) if e.is_table_wide(first) => {
+                let message = format!("{}: {e}", what());
+                if let Some(t) = turn.take() {
+                    t.failed(message.clone());
+                }
+                Err(Failure::table_wide(message))
+            }
             Err(SourceError::CursorExpired { message }) => {
                 let opts = self.options();
                 self.sink().remove_parts_from(meta, 0).await?;
@@ -703,6 +764,7 @@ impl Engine {
                     retryable: true,
                     lease_lost: false,
                     disk_full: false,
+                    table_wide: false,
                 })
             }
             Err(e) => Err(Failure {
@@ -710,6 +772,7 @@ impl Engine {
                 message: format!("{}: {e}", what()),
                 lease_lost: false,
                 disk_full: false,
+                table_wide: false,
             }),
         }
     }

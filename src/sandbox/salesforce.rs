@@ -243,6 +243,8 @@ struct SfStats {
     logins: AtomicU64,
     login_failures: AtomicU64,
     queries: AtomicU64,
+    /// Queries refused as the org would (`MALFORMED_QUERY`, `INVALID_FIELD`, ...).
+    refused_queries: AtomicU64,
     query_more: AtomicU64,
     bulk_jobs: AtomicU64,
     bulk_polls: AtomicU64,

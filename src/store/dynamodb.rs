@@ -401,6 +401,16 @@ impl JobStore for DynamoStore {
         self.fail(key, owner, error, retry_at, now).await
     }
 
+    async fn fail_table(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        DynamoStore::fail_table(self, key, owner, error, now).await
+    }
+
     async fn release_chunk(
         &self,
         key: &ChunkKey,

@@ -288,21 +288,20 @@ pub struct SandboxProc {
 
 impl SandboxProc {
     pub fn start(config_dir: &Path, extra: &[&str]) -> SandboxProc {
+        let anchor = anchor().to_rfc3339();
+        let mut args = vec!["--history-days", "730", "--anchor", &anchor];
+        args.extend_from_slice(extra);
+        SandboxProc::serve(config_dir, &args)
+    }
+
+    /// `sandbox --bind 127.0.0.1:0` on this configuration with `args` (its history ending
+    /// today unless they say otherwise).
+    pub fn serve(config_dir: &Path, args: &[&str]) -> SandboxProc {
         let mut child = Command::new(BIN)
-            .args([
-                "sandbox",
-                "--bind",
-                "127.0.0.1:0",
-                "--log-level",
-                "warn",
-                "--history-days",
-                "730",
-            ])
+            .args(["sandbox", "--bind", "127.0.0.1:0", "--log-level", "warn"])
             .arg("--config-dir")
             .arg(config_dir)
-            .arg("--anchor")
-            .arg(anchor().to_rfc3339())
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()

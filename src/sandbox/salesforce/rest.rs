@@ -192,7 +192,10 @@ impl Ctx<'_> {
         };
         let plan = match parse_plan(&text) {
             Ok(p) => Arc::new(p),
-            Err(reply) => return reply,
+            Err(reply) => {
+                sf.stats.refused_queries.fetch_add(1, Ordering::Relaxed);
+                return reply;
+            }
         };
         let spoil = match self.fault(&plan) {
             Ok(s) => s,

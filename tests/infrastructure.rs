@@ -350,16 +350,24 @@ fn alarms_watch_the_workers_metrics_the_queue_and_the_executions() {
     ] {
         let body = resource_text(&text, alarm);
         assert!(body.contains("Type: AWS::CloudWatch::Alarm"), "{alarm}");
-        assert!(body.contains(&format!("MetricName: {metric}")), "{alarm}: {body}");
+        assert!(
+            body.contains(&format!("MetricName: {metric}")),
+            "{alarm}: {body}"
+        );
         let limit = if threshold == "0" {
             "Threshold: 0".to_string()
         } else {
             format!("Threshold: !Ref {threshold}")
         };
         assert!(body.contains(&limit), "{alarm}: {body}");
-        assert!(body.contains(&format!("ComparisonOperator: {comparison}")), "{alarm}");
         assert!(
-            body.contains("AlarmActions: !If [NotifyAlarms, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"),
+            body.contains(&format!("ComparisonOperator: {comparison}")),
+            "{alarm}"
+        );
+        assert!(
+            body.contains(
+                "AlarmActions: !If [NotifyAlarms, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"
+            ),
             "{alarm} notifies the optional topic"
         );
     }
@@ -371,7 +379,11 @@ fn alarms_watch_the_workers_metrics_the_queue_and_the_executions() {
     ] {
         let at = text.find(&format!("\n  {param}:\n")).expect(param);
         let default_line = text[at..].lines().find(|l| l.contains("Default:")).unwrap();
-        assert_eq!(default_line.trim(), format!("Default: {default}"), "{param}");
+        assert_eq!(
+            default_line.trim(),
+            format!("Default: {default}"),
+            "{param}"
+        );
     }
     let machine = resource_text(&text, "BackfillStateMachine");
     assert!(

@@ -8,6 +8,7 @@
 //! Needs `AVESA_TEST_MOTO_URL` and `AVESA_TEST_DYNAMODB_URL` (`scripts/test` starts both).
 
 mod common;
+#[allow(dead_code)]
 #[path = "cloud_e2e/harness.rs"]
 mod harness;
 
@@ -26,8 +27,8 @@ const JOB: &str = "backfill_acme_connectwise_20250101";
 
 /// The fenced `sh` block of the README's laptop section.
 fn readme_commands() -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let section = &readme[readme
         .find("### The cloud on your laptop")
         .expect("README has the laptop section")..];
@@ -112,10 +113,20 @@ fn the_readme_laptop_commands_take_a_backfill_to_completed() {
     // The same deployment again (idempotent), to read what the commands made.
     let dep = Deployment::create_named(emulators, &name);
     let store = dep.store();
-    let job = poll(Duration::from_secs(240), "the job to complete", || {
-        let job = block(store.get_job(JOB)).unwrap()?;
-        (job.status.is_terminal()).then_some(job)
-    });
+    let started = std::time::Instant::now();
+    let job = loop {
+        if let Some(job) = block(store.get_job(JOB)).unwrap()
+            && job.status.is_terminal()
+        {
+            break job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the job did not end within 240 s: {}",
+            said()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(job.status.as_str(), "completed", "{}", said());
     let fx = Fixture::new();
     let (landed, _) = dep.landed("acme", "tickets");
@@ -145,7 +156,10 @@ fn assert_metrics_in_the_log_group(dep: &Deployment) {
             .filter_map(|e| serde_json::from_str(e.message()?).ok())
             .filter(|r: &Value| r["JobId"] == JOB && r.get("_aws").is_some())
             .collect();
-        records.iter().any(|r| r["event"] == "job_ended").then_some(records)
+        records
+            .iter()
+            .any(|r| r["event"] == "job_ended")
+            .then_some(records)
     });
     let mut named = std::collections::BTreeSet::new();
     for r in &records {
@@ -175,17 +189,25 @@ fn assert_metrics_in_the_log_group(dep: &Deployment) {
         .iter()
         .filter_map(|r| r["ApiRequests"].as_f64())
         .sum();
-    assert!(requests >= 3.0, "one request per chunk at least: {requests}");
+    assert!(
+        requests >= 3.0,
+        "one request per chunk at least: {requests}"
+    );
 }
 
 /// `cloud status` finds every resource; after `cloud down --emulators` it names each missing
 /// one and fails.
 fn assert_cloud_status_and_down(dep: &Deployment, dir: &Path, name: &str) {
-    let status = "eval \"$(avesa-console cloud up --emulators)\" >/dev/null; avesa-console cloud status";
+    let status =
+        "eval \"$(avesa-console cloud up --emulators)\" >/dev/null; avesa-console cloud status";
     let out = shell(dir, name, 1, status).output().unwrap();
     assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), 6, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{text}"
+    );
 
     let script = "eval \"$(avesa-console cloud up --emulators)\" >/dev/null; \
                   avesa-console cloud down --emulators; avesa-console cloud status";

@@ -11,8 +11,7 @@ use super::args::{deadline, exit_for, make_plan, page_size};
 use super::runtime;
 use super::{
     Cli, Command, ConsoleArgs, GlobalArgs, PlanArgs, RunArgs, StatusArgs, cloud_cmd, deploy_cmd,
-    lifecycle_cmd,
-    ops_cmd, output, status,
+    lifecycle_cmd, ops_cmd, output, status,
 };
 use crate::config::Config;
 use crate::engine::chunking;

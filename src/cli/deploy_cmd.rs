@@ -167,7 +167,10 @@ async fn status(args: &CloudStatusArgs) -> Result<ExitCode> {
         }
     }
     if missing > 0 {
-        eprintln!("{missing} of {} resources missing or not allowed", checks.len());
+        eprintln!(
+            "{missing} of {} resources missing or not allowed",
+            checks.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -195,28 +198,62 @@ async fn check_all(config: &SdkConfig, s: &CloudSettings) -> Vec<Check> {
     };
     let sfn = aws_sdk_sfn::Client::new(config);
     match s.require(Setting::StateMachineArn) {
-        Err(_) => add("the state machine".into(), Setting::StateMachineArn, Some("not set".into())),
+        Err(_) => add(
+            "the state machine".into(),
+            Setting::StateMachineArn,
+            Some("not set".into()),
+        ),
         Ok(arn) => {
-            let r = sfn.describe_state_machine().state_machine_arn(arn).send().await;
-            add(format!("state machine {arn}"), Setting::StateMachineArn, r.err().map(|e| short(&e)));
+            let r = sfn
+                .describe_state_machine()
+                .state_machine_arn(arn)
+                .send()
+                .await;
+            add(
+                format!("state machine {arn}"),
+                Setting::StateMachineArn,
+                r.err().map(|e| short(&e)),
+            );
         }
     }
     let sqs = aws_sdk_sqs::Client::new(config);
     match s.require(Setting::QueueUrl) {
-        Err(_) => add("the worker queue".into(), Setting::QueueUrl, Some("not set".into())),
+        Err(_) => add(
+            "the worker queue".into(),
+            Setting::QueueUrl,
+            Some("not set".into()),
+        ),
         Ok(url) => {
             let r = sqs.get_queue_attributes().queue_url(url).send().await;
-            add(format!("queue {url}"), Setting::QueueUrl, r.err().map(|e| short(&e)));
+            add(
+                format!("queue {url}"),
+                Setting::QueueUrl,
+                r.err().map(|e| short(&e)),
+            );
         }
     }
     let logs = aws_sdk_cloudwatchlogs::Client::new(config);
     match s.require(Setting::LogGroup) {
-        Err(_) => add("the log group".into(), Setting::LogGroup, Some("not set".into())),
+        Err(_) => add(
+            "the log group".into(),
+            Setting::LogGroup,
+            Some("not set".into()),
+        ),
         Ok(group) => {
-            let r = logs.describe_log_groups().log_group_name_prefix(group).send().await;
+            let r = logs
+                .describe_log_groups()
+                .log_group_name_prefix(group)
+                .send()
+                .await;
             let problem = match r {
                 Err(e) => Some(short(&e)),
-                Ok(o) if o.log_groups().iter().any(|g| g.log_group_name() == Some(group)) => None,
+                Ok(o)
+                    if o.log_groups()
+                        .iter()
+                        .any(|g| g.log_group_name() == Some(group)) =>
+                {
+                    None
+                }
                 Ok(_) => Some("no such log group".into()),
             };
             add(format!("log group {group}"), Setting::LogGroup, problem);

@@ -247,13 +247,25 @@ pub async fn down(
     }
     let logs = aws_sdk_cloudwatchlogs::Client::new(aws);
     for group in [&names.log_group, &names.state_machine_log_group] {
-        if logs.delete_log_group().log_group_name(group).send().await.is_ok() {
+        if logs
+            .delete_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+            .is_ok()
+        {
             removed.push(group.clone());
         }
     }
     let tables = aws_sdk_dynamodb::Client::new(dynamo);
     for table in ["jobs", "chunks"].map(|t| format!("{}_{t}", names.table_prefix)) {
-        if tables.delete_table().table_name(&table).send().await.is_ok() {
+        if tables
+            .delete_table()
+            .table_name(&table)
+            .send()
+            .await
+            .is_ok()
+        {
             removed.push(table);
         }
     }

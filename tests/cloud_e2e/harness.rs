@@ -1,10 +1,8 @@
-//! A throwaway cloud deployment on the emulators: uniquely named queue (with its dead-letter
-//! queue), bucket, log group, state machine made from `infrastructure/backfill.asl.json`, and
-//! DynamoDB tables; worker processes of the real binary; readers for S3 and the history.
+//! A throwaway cloud deployment on the emulators, made by `cloud::deploy::up` (the code of
+//! `cloud up --emulators`) under a name unique to the test: queue and dead-letter queue, bucket,
+//! log groups, state machine and DynamoDB tables; worker processes of the real binary; readers
+//! for S3 and the history.
 
-#![allow(dead_code)]
-
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use crate::common::skip;
@@ -76,7 +74,7 @@ fn sdk(endpoint: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(Credentials::new("avesa", "avesa", None, None, "tests"))
             .load(),
     )
 }
@@ -120,13 +118,14 @@ impl Deployment {
         )
     }
 
-    /// The environment a process needs to reach this deployment (and nothing of the host's).
+    /// The environment a process needs to reach this deployment (and nothing of the host's): the
+    /// dummy credentials `cloud up --emulators` prints (DynamoDB Local keeps one database per key).
     fn apply(&self, cmd: &mut Command) {
         for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
             cmd.env_remove(var);
         }
-        cmd.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+        cmd.env("AWS_ACCESS_KEY_ID", "avesa")
+            .env("AWS_SECRET_ACCESS_KEY", "avesa")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL", &self.emulators.moto)
@@ -263,14 +262,6 @@ impl Deployment {
             }
         })
     }
-}
-
-/// The state machine definition, exactly as deployed.
-pub fn asl() -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("infrastructure/backfill.asl.json"),
-    )
-    .unwrap()
 }
 
 /// A worker child process; killed when dropped.

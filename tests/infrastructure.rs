@@ -243,21 +243,7 @@ fn store_actions() -> Vec<&'static str> {
 
 /// The DynamoDB actions of statement `sid` in the template's resource `resource`.
 fn policy_actions(text: &str, resource: &str, sid: &str) -> Vec<String> {
-    let start = text
-        .find(&format!("\n  {resource}:\n"))
-        .unwrap_or_else(|| panic!("no resource {resource}"));
-    let body = &text[start + resource.len() + 4..];
-    // The resource ends where the next one (two spaces, a name, a colon) starts.
-    let end = body
-        .lines()
-        .scan(0, |at, line| {
-            let here = *at;
-            *at += line.len() + 1;
-            Some((here, line))
-        })
-        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
-        .map_or(body.len(), |(at, _)| at);
-    let resource_text = &body[..end];
+    let resource_text = resource_text(text, resource);
     let at = resource_text
         .find(&format!("Sid: {sid}"))
         .unwrap_or_else(|| panic!("{resource} has no statement {sid}"));
@@ -302,7 +288,9 @@ fn resource_text(text: &str, resource: &str) -> String {
             *at += line.len() + 1;
             Some((here, line))
         })
-        .find(|(_, l)| !l.is_empty() && !l.starts_with("   ") && !l.trim_start().starts_with('#'))
+        // The resource ends where the next one (two spaces, a name, a colon) or a comment
+        // before it starts.
+        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
         .map_or(body.len(), |(at, _)| at);
     body[..end].to_string()
 }
@@ -414,17 +402,7 @@ fn the_dashboard_is_json_and_shows_every_metric_the_workers_write() {
     }
     let dashboard: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
     let shown = dashboard.to_string();
-    for metric in [
-        "ChunksCompleted",
-        "ChunksFailed",
-        "RecordsLanded",
-        "ApiRequests",
-        "RateLimited",
-        "JobDurationSeconds",
-        "ProgressPercent",
-        "CompletionPercent",
-        "ConsecutiveFailures",
-    ] {
+    for metric in avesa_console::engine::metrics::JOB_METRICS {
         assert!(shown.contains(metric), "the dashboard lacks {metric}");
     }
 }

@@ -95,15 +95,31 @@ pub async fn emulator_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-async fn up_emulators(args: &DeployArgs) -> Result<ExitCode> {
+/// The deployment the arguments name, on the emulators they lead to.
+struct Target {
+    names: Names,
+    emulators: Emulators,
+    aws: SdkConfig,
+    dynamo: SdkConfig,
+}
+
+async fn target(args: &DeployArgs) -> Result<Target> {
     let names = Names::of(&args.name)?;
     let emulators = emulators(args)?;
-    let aws = emulator_config(&emulators.moto).await;
-    let dynamo = emulator_config(&emulators.dynamodb).await;
-    let settings = deploy::up(&aws, &dynamo, &emulators, &names)
+    Ok(Target {
+        names,
+        aws: emulator_config(&emulators.moto).await,
+        dynamo: emulator_config(&emulators.dynamodb).await,
+        emulators,
+    })
+}
+
+async fn up_emulators(args: &DeployArgs) -> Result<ExitCode> {
+    let t = target(args).await?;
+    let settings = deploy::up(&t.aws, &t.dynamo, &t.emulators, &t.names)
         .await
-        .map_err(|e| eyre!("cloud up --emulators (moto {}): {e}", emulators.moto))?;
-    for line in deploy::export_lines(&emulators, &settings) {
+        .map_err(|e| eyre!("cloud up --emulators (moto {}): {e}", t.emulators.moto))?;
+    for line in deploy::export_lines(&t.emulators, &settings) {
         outln!("{line}");
     }
     eprintln!(
@@ -114,11 +130,8 @@ async fn up_emulators(args: &DeployArgs) -> Result<ExitCode> {
 }
 
 async fn down_emulators(args: &DeployArgs) -> Result<ExitCode> {
-    let names = Names::of(&args.name)?;
-    let emulators = emulators(args)?;
-    let aws = emulator_config(&emulators.moto).await;
-    let dynamo = emulator_config(&emulators.dynamodb).await;
-    let removed = deploy::down(&aws, &dynamo, &emulators, &names)
+    let t = target(args).await?;
+    let removed = deploy::down(&t.aws, &t.dynamo, &t.emulators, &t.names)
         .await
         .map_err(|e| eyre!("cloud down --emulators: {e}"))?;
     eprintln!("deployment '{}' removed: {}", args.name, removed.join(", "));
@@ -187,111 +200,99 @@ fn short<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Deb
     }
 }
 
-async fn check_all(config: &SdkConfig, s: &CloudSettings) -> Vec<Check> {
-    let mut out = Vec::new();
-    let mut add = |what: String, setting: Setting, problem: Option<String>| {
-        out.push(Check {
+impl Check {
+    fn of(what: String, setting: Setting, problem: Option<String>) -> Check {
+        Check {
             what,
             setting,
             problem,
-        });
-    };
-    let sfn = aws_sdk_sfn::Client::new(config);
-    match s.require(Setting::StateMachineArn) {
-        Err(_) => add(
-            "the state machine".into(),
-            Setting::StateMachineArn,
+        }
+    }
+
+    /// The setting is not given: the resource cannot be looked for.
+    fn unset(setting: Setting) -> Check {
+        Check::of(
+            setting.describe().0.to_string(),
+            setting,
             Some("not set".into()),
-        ),
+        )
+    }
+}
+
+async fn check_all(config: &SdkConfig, s: &CloudSettings) -> Vec<Check> {
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let machine = match s.require(Setting::StateMachineArn) {
+        Err(_) => Check::unset(Setting::StateMachineArn),
         Ok(arn) => {
-            let r = sfn
-                .describe_state_machine()
-                .state_machine_arn(arn)
-                .send()
-                .await;
-            add(
+            let r = sfn.describe_state_machine().state_machine_arn(arn).send();
+            let problem = r.await.err().map(|e| short(&e));
+            Check::of(
                 format!("state machine {arn}"),
                 Setting::StateMachineArn,
-                r.err().map(|e| short(&e)),
-            );
+                problem,
+            )
         }
-    }
+    };
     let sqs = aws_sdk_sqs::Client::new(config);
-    match s.require(Setting::QueueUrl) {
-        Err(_) => add(
-            "the worker queue".into(),
-            Setting::QueueUrl,
-            Some("not set".into()),
-        ),
+    let queue = match s.require(Setting::QueueUrl) {
+        Err(_) => Check::unset(Setting::QueueUrl),
         Ok(url) => {
-            let r = sqs.get_queue_attributes().queue_url(url).send().await;
-            add(
-                format!("queue {url}"),
-                Setting::QueueUrl,
-                r.err().map(|e| short(&e)),
-            );
+            let r = sqs.get_queue_attributes().queue_url(url).send();
+            let problem = r.await.err().map(|e| short(&e));
+            Check::of(format!("queue {url}"), Setting::QueueUrl, problem)
         }
-    }
-    let logs = aws_sdk_cloudwatchlogs::Client::new(config);
-    match s.require(Setting::LogGroup) {
-        Err(_) => add(
-            "the log group".into(),
-            Setting::LogGroup,
-            Some("not set".into()),
-        ),
-        Ok(group) => {
-            let r = logs
-                .describe_log_groups()
-                .log_group_name_prefix(group)
-                .send()
-                .await;
-            let problem = match r {
-                Err(e) => Some(short(&e)),
-                Ok(o)
-                    if o.log_groups()
-                        .iter()
-                        .any(|g| g.log_group_name() == Some(group)) =>
-                {
-                    None
-                }
-                Ok(_) => Some("no such log group".into()),
-            };
-            add(format!("log group {group}"), Setting::LogGroup, problem);
-        }
-    }
+    };
+    let mut out = vec![machine, queue, check_log_group(config, s).await];
     out.extend(check_tables(config, s).await);
     out.push(check_bucket(config, s).await);
     out
 }
 
+async fn check_log_group(config: &SdkConfig, s: &CloudSettings) -> Check {
+    let Ok(group) = s.require(Setting::LogGroup) else {
+        return Check::unset(Setting::LogGroup);
+    };
+    let logs = aws_sdk_cloudwatchlogs::Client::new(config);
+    let r = logs
+        .describe_log_groups()
+        .log_group_name_prefix(group)
+        .send()
+        .await;
+    let problem = match r {
+        Err(e) => Some(short(&e)),
+        Ok(o)
+            if o.log_groups()
+                .iter()
+                .any(|g| g.log_group_name() == Some(group)) =>
+        {
+            None
+        }
+        Ok(_) => Some("no such log group".into()),
+    };
+    Check::of(format!("log group {group}"), Setting::LogGroup, problem)
+}
+
 async fn check_tables(config: &SdkConfig, s: &CloudSettings) -> Vec<Check> {
     let Ok(prefix) = s.require(Setting::TablePrefix) else {
-        return vec![Check {
-            what: "the DynamoDB tables".into(),
-            setting: Setting::TablePrefix,
-            problem: Some("not set".into()),
-        }];
+        return vec![Check::unset(Setting::TablePrefix)];
     };
     let dynamo = aws_sdk_dynamodb::Client::new(config);
     let mut out = Vec::new();
     for table in [format!("{prefix}_jobs"), format!("{prefix}_chunks")] {
         let r = dynamo.describe_table().table_name(&table).send().await;
-        out.push(Check {
-            what: format!("DynamoDB table {table}"),
-            setting: Setting::TablePrefix,
-            problem: r.err().map(|e| short(&e)),
-        });
+        let problem = r.err().map(|e| short(&e));
+        out.push(Check::of(
+            format!("DynamoDB table {table}"),
+            Setting::TablePrefix,
+            problem,
+        ));
     }
     out
 }
 
 async fn check_bucket(config: &SdkConfig, s: &CloudSettings) -> Check {
     let Ok(bucket) = s.require(Setting::Bucket) else {
-        return Check {
-            what: "the data bucket".into(),
-            setting: Setting::Bucket,
-            problem: Some("not set".into()),
-        };
+        return Check::unset(Setting::Bucket);
     };
     let problem = match crate::cloud::s3::object_store(bucket, config) {
         Err(e) => Some(e.to_string()),
@@ -300,11 +301,7 @@ async fn check_bucket(config: &SdkConfig, s: &CloudSettings) -> Check {
             _ => None,
         },
     };
-    Check {
-        what: format!("S3 bucket {bucket}"),
-        setting: Setting::Bucket,
-        problem,
-    }
+    Check::of(format!("S3 bucket {bucket}"), Setting::Bucket, problem)
 }
 
 fn first_line(text: &str) -> String {

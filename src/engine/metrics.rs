@@ -10,6 +10,21 @@ use crate::domain::{Alert, Job, JobKind};
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "AvesaBackfill";
 
+/// Every metric of the job records (progress, failed attempt, job ended): what the stack's
+/// dashboard shows.
+pub const JOB_METRICS: [&str; 10] = [
+    "ChunksCompleted",
+    "ChunksFailed",
+    "ChunksTotal",
+    "RecordsLanded",
+    "ProgressPercent",
+    "JobDurationSeconds",
+    "ApiRequests",
+    "RateLimited",
+    "ConsecutiveFailures",
+    "CompletionPercent",
+];
+
 /// Where metric records go. Implementations must not block for long: they are called from
 /// the engine's tasks.
 pub trait MetricsSink: Send + Sync {

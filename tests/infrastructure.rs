@@ -392,11 +392,9 @@ fn the_dashboard_is_json_and_shows_every_metric_the_workers_write() {
         "${AWS::Region}",
         "${Machine}",
         "${DeadLetters}",
-        "${ConsecutiveFailuresAlarm.Arn}",
-        "${LongRunningJobAlarm.Arn}",
-        "${LowCompletionAlarm.Arn}",
-        "${DeadLetterQueueAlarm.Arn}",
-        "${FailedExecutionsAlarm.Arn}",
+        "${AWS::Partition}",
+        "${AWS::AccountId}",
+        "${AWS::StackName}",
     ] {
         json = json.replace(placeholder, "x");
     }

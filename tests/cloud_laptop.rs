@@ -226,3 +226,29 @@ fn assert_cloud_status_and_down(dep: &Deployment, dir: &Path, name: &str) {
 fn text_of(out: &std::process::Output) -> String {
     text(out)
 }
+
+#[test]
+fn a_missing_table_is_one_line_naming_it_and_the_fix() {
+    let Some(_) = emulators("a_missing_table_is_one_line_naming_it_and_the_fix") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = "eval \"$(avesa-console cloud up --emulators 2>/dev/null)\"; \
+                  export AVESA_CLOUD_TABLE_PREFIX=nosuch_prefix; \
+                  avesa-console --log-level warn trigger --cloud --tenant-id acme \
+                  --service connectwise --table tickets --start-date 2025-01-01 \
+                  --end-date 2025-02-01";
+    let name = format!("missing{}", std::process::id());
+    let out = shell(dir.path(), &name, free_port(), script)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("nosuch_prefix_jobs"))
+        .unwrap_or_else(|| panic!("the table is not named: {err}"));
+    assert!(line.contains("AVESA_CLOUD_TABLE_PREFIX"), "{line}");
+    assert!(line.contains("cloud up --emulators"), "{line}");
+    assert!(err.len() < 600, "one line, not the SDK's answer: {err}");
+}

@@ -305,6 +305,28 @@ async fn remove_bucket(aws: &SdkConfig, moto: &str, bucket: &str) -> Result<bool
     Ok(r.status().is_success())
 }
 
+/// Fails with one line naming the table, the setting and the fix when a job table of
+/// `prefix` does not exist (instead of the SDK's whole answer at the first item call). Any
+/// other answer (no permission to describe tables, say) is left to the calls that follow.
+pub async fn require_tables(dynamo: &SdkConfig, prefix: &str) -> Result<(), CloudError> {
+    let client = aws_sdk_dynamodb::Client::new(dynamo);
+    for table in [format!("{prefix}_jobs"), format!("{prefix}_chunks")] {
+        let r = client.describe_table().table_name(&table).send().await;
+        if let Err(e) = r
+            && e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception())
+        {
+            let (_, flag, env) = super::Setting::TablePrefix.describe();
+            return Err(CloudError::Invalid(format!(
+                "DynamoDB table {table} does not exist (table prefix '{prefix}' from {flag} or \
+                 {env}): deploy infrastructure/backfill.yaml, or `avesa-console cloud up \
+                 --emulators` on the emulators; `avesa-console cloud status` checks every resource"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The `export` lines a shell needs to use deployment `settings` on the emulators: the
 /// endpoints, a region and the emulators' dummy credentials, and the deployment's settings.
 pub fn export_lines(emulators: &Emulators, settings: &CloudSettings) -> Vec<String> {

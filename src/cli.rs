@@ -19,6 +19,7 @@ mod check;
 mod cloud_cmd;
 mod commands;
 mod console;
+mod deploy_cmd;
 mod lifecycle_cmd;
 mod lifecycle_output;
 mod ops_cmd;
@@ -147,6 +148,44 @@ pub enum Command {
     Logs(LogsArgs),
     /// Work on chunks the cloud state machine sends through the SQS queue.
     Worker(WorkerArgs),
+    /// Create, remove or check the cloud deployment (on the emulators, or how to on AWS).
+    #[command(subcommand)]
+    Cloud(CloudAction),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CloudAction {
+    /// Create what is missing of the deployment and print the `export` lines that use it
+    /// (without --emulators: the CloudFormation commands for AWS).
+    Up(DeployArgs),
+    /// Remove the deployment from the emulators (data, job state and logs included).
+    Down(DeployArgs),
+    /// Check every resource of the deployment the settings name; one line per missing one.
+    Status(CloudStatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// The local emulators (moto, DynamoDB Local) instead of AWS; started with
+    /// `scripts/emulators start` when no URL is given.
+    #[arg(long)]
+    pub emulators: bool,
+    /// The deployment's name (the stack name on AWS): it names the queue, bucket, log groups,
+    /// state machine and tables.
+    #[arg(long, env = "AVESA_DEPLOYMENT", default_value = "avesa")]
+    pub name: String,
+    /// moto's address (default: what `scripts/emulators env` prints).
+    #[arg(long, env = "AVESA_TEST_MOTO_URL")]
+    pub moto_url: Option<String>,
+    /// DynamoDB Local's address (default: what `scripts/emulators env` prints).
+    #[arg(long, env = "AVESA_TEST_DYNAMODB_URL")]
+    pub dynamodb_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CloudStatusArgs {
+    #[command(flatten)]
+    pub settings: CloudSettingArgs,
 }
 
 /// Where the cloud deployment is; the stack's outputs give each value (see README).

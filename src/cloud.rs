@@ -46,6 +46,7 @@
 //! StopExecution during a Map's callback ends the execution FAILED (`States.Runtime`) rather than
 //! ABORTED. None of these change the code path on AWS.
 
+pub mod deploy;
 pub mod lambda;
 pub mod logs;
 pub mod message;
@@ -84,6 +85,14 @@ pub enum Setting {
 }
 
 impl Setting {
+    pub const ALL: [Setting; 5] = [
+        Setting::StateMachineArn,
+        Setting::QueueUrl,
+        Setting::Bucket,
+        Setting::TablePrefix,
+        Setting::LogGroup,
+    ];
+
     pub fn describe(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Setting::StateMachineArn => (

@@ -10,8 +10,8 @@ use color_eyre::eyre::{Result, eyre};
 use super::args::{deadline, exit_for, make_plan, page_size};
 use super::runtime;
 use super::{
-    Cli, Command, ConsoleArgs, GlobalArgs, PlanArgs, RunArgs, StatusArgs, cloud_cmd, lifecycle_cmd,
-    ops_cmd, output, status,
+    Cli, Command, ConsoleArgs, GlobalArgs, PlanArgs, RunArgs, StatusArgs, cloud_cmd, deploy_cmd,
+    lifecycle_cmd, ops_cmd, output, status,
 };
 use crate::config::Config;
 use crate::engine::chunking;
@@ -109,6 +109,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             cloud_cmd::logs(&ws, &args).await
         }
         Some(Command::Worker(args)) => cloud_cmd::worker(&global, &ws, &args).await,
+        Some(Command::Cloud(action)) => {
+            runtime::init_logging(&global.log_level, None)?;
+            deploy_cmd::run(&action).await
+        }
     }
 }
 

@@ -139,6 +139,7 @@ pub async fn open_cloud_stores(
 ) -> Result<(Arc<dyn JobStore>, Arc<dyn LifecycleStore>)> {
     let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
     let config = crate::cloud::aws_config().await;
+    crate::cloud::deploy::require_tables(&config, prefix).await?;
     let store = Arc::new(crate::store::DynamoStore::from_config(
         &config,
         crate::store::DynamoOptions {

@@ -632,6 +632,9 @@ impl Worker {
         } else {
             tracing::info!(job_id = %job.job_id, status = %job.status, records = job.records,
                 completed = job.completed_chunks, failed = job.failed_chunks, "job finished");
+            if let Err(e) = self.engine.report_job_ended(&job.job_id, Utc::now()).await {
+                tracing::warn!(job_id = %job.job_id, error = %e, "end-of-job metrics and alerts failed");
+            }
             // As `run` does after its passes: old completed jobs leave DynamoDB.
             self.engine.cleanup_expired(Utc::now()).await;
         }

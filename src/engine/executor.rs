@@ -205,7 +205,7 @@ impl Engine {
                     tracing::error!(job_id, error = %e, "hand-off failed; the next run or resume of the job does it again");
                     Handoff::Failed { error: e.to_string() }
                 });
-                if let Err(e) = self.evaluate_alerts(job_id, Utc::now()).await {
+                if let Err(e) = self.report_job_ended(job_id, Utc::now()).await {
                     tracing::warn!(job_id, error = %e, "alert evaluation failed");
                 }
             }

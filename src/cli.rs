@@ -19,6 +19,7 @@ mod check;
 mod cloud_cmd;
 mod commands;
 mod console;
+mod deploy_cmd;
 mod lifecycle_cmd;
 mod lifecycle_output;
 mod ops_cmd;
@@ -27,6 +28,7 @@ mod print;
 mod runtime;
 mod sandbox_cmd;
 mod status;
+mod tenant_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +122,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Check each connected service of a tenant: credentials, connectivity, every table.
     Check(check::CheckArgs),
+    /// Onboard a tenant's connection (`tenant add`) or take a tenant out (`tenant remove`).
+    Tenant(tenant_cmd::TenantArgs),
     /// Serve the simulated source APIs on loopback.
     Sandbox(sandbox_cmd::SandboxArgs),
     /// Measure end-to-end backfill throughput and memory against a local sandbox.
@@ -144,6 +148,44 @@ pub enum Command {
     Logs(LogsArgs),
     /// Work on chunks the cloud state machine sends through the SQS queue.
     Worker(WorkerArgs),
+    /// Create, remove or check the cloud deployment (on the emulators, or how to on AWS).
+    #[command(subcommand)]
+    Cloud(CloudAction),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CloudAction {
+    /// Create what is missing of the deployment and print the `export` lines that use it
+    /// (without --emulators: the CloudFormation commands for AWS).
+    Up(DeployArgs),
+    /// Remove the deployment from the emulators (data, job state and logs included).
+    Down(DeployArgs),
+    /// Check every resource of the deployment the settings name; one line per missing one.
+    Status(CloudStatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// The local emulators (moto, DynamoDB Local) instead of AWS; started with
+    /// `scripts/emulators start` when no URL is given.
+    #[arg(long)]
+    pub emulators: bool,
+    /// The deployment's name (the stack name on AWS): it names the queue, bucket, log groups,
+    /// state machine and tables.
+    #[arg(long, env = "AVESA_DEPLOYMENT", default_value = "avesa")]
+    pub name: String,
+    /// moto's address (default: what `scripts/emulators env` prints).
+    #[arg(long, env = "AVESA_TEST_MOTO_URL")]
+    pub moto_url: Option<String>,
+    /// DynamoDB Local's address (default: what `scripts/emulators env` prints).
+    #[arg(long, env = "AVESA_TEST_DYNAMODB_URL")]
+    pub dynamodb_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CloudStatusArgs {
+    #[command(flatten)]
+    pub settings: CloudSettingArgs,
 }
 
 /// Where the cloud deployment is; the stack's outputs give each value (see README).
@@ -185,6 +227,29 @@ pub struct CloudArgs {
     pub cloud: bool,
     #[command(flatten)]
     pub settings: CloudSettingArgs,
+}
+
+impl CloudArgs {
+    /// With `--cloud`, every setting in `needs` must be given (by flag or environment
+    /// variable): otherwise one line naming each missing one, its flag and its variable. A
+    /// `--cloud` command never runs half-configured, nor falls back to the workspace.
+    pub fn check(&self, command: &str, needs: &[crate::cloud::Setting]) -> Result<(), UsageError> {
+        if !self.cloud {
+            return Ok(());
+        }
+        let settings = self.settings.settings();
+        let missing: Vec<String> = needs
+            .iter()
+            .filter_map(|s| settings.require(*s).err().map(|e| e.to_string()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(UsageError(format!(
+            "{command} --cloud needs {} (the stack's outputs give each)",
+            missing.join("; ")
+        )))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -231,6 +296,10 @@ pub struct WorkerArgs {
     /// Messages worked on at once (1 to 64).
     #[arg(long, default_value_t = 1, value_parser = args::ranged::<usize>(1..=64))]
     pub concurrency: usize,
+    /// Messages held beyond those worked on, heartbeated while they wait for a free slot, so a
+    /// task waiting behind busy lanes does not time out (0 to 256).
+    #[arg(long, default_value_t = 16, value_parser = args::ranged::<usize>(0..=256))]
+    pub hold: usize,
     /// How long a lane waits for a claimable chunk before letting the state machine loop.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub claim_wait: Duration,

@@ -46,11 +46,13 @@
 //! StopExecution during a Map's callback ends the execution FAILED (`States.Runtime`) rather than
 //! ABORTED. None of these change the code path on AWS.
 
+pub mod deploy;
 pub mod lambda;
 pub mod logs;
 pub mod message;
 pub mod ops;
 pub mod s3;
+pub mod secrets;
 pub mod sfn;
 pub mod worker;
 
@@ -83,6 +85,14 @@ pub enum Setting {
 }
 
 impl Setting {
+    pub const ALL: [Setting; 5] = [
+        Setting::StateMachineArn,
+        Setting::QueueUrl,
+        Setting::Bucket,
+        Setting::TablePrefix,
+        Setting::LogGroup,
+    ];
+
     pub fn describe(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Setting::StateMachineArn => (

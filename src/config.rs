@@ -5,6 +5,7 @@
 
 mod backfill;
 mod canonical;
+mod credentials;
 mod endpoints;
 mod error;
 mod tenants;
@@ -15,13 +16,17 @@ pub use backfill::{
     BackfillConfig, CHUNK_SIZE_DAYS, DefaultSettings, LOOKBACK_DAYS, MAX_IN_FLIGHT, Monitoring,
     RATE_PER_MINUTE, Scheduling, ServiceSettings, SmartChunking, TenantOverride,
 };
-pub use backfill::{DEFAULT_MAX_RESPONSE_MB, DEFAULT_REQUEST_TIMEOUT_SECONDS};
+pub use backfill::{
+    CREDENTIALS_CACHE_SECONDS, DEFAULT_CREDENTIALS_CACHE_SECONDS, DEFAULT_MAX_RESPONSE_MB,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+};
 pub use canonical::{CanonicalColumn, CanonicalTable, RESERVED_COLUMNS, SourceMapping, castable};
+pub use credentials::{CredentialResolver, Read, RemoteError, SecretStore};
 pub use endpoints::{ColumnDef, ColumnType, EndpointDef, ServiceEndpoints};
 pub use error::ConfigError;
 pub use tenants::{
-    CredentialError, CredentialSource, Credentials, MissingCredential, ServiceConnection, Tenant,
-    TenantsRegistry,
+    CredentialError, CredentialSource, Credentials, Grant, MissingCredential, RemoteRef,
+    ServiceConnection, Tenant, TenantsRegistry,
 };
 
 use crate::domain::Service;

@@ -226,6 +226,31 @@ pub struct Job {
 /// its API quota (`JobMeta::quota_wait_until`).
 pub const WAITING_FOR_QUOTA: &str = "waiting_for_quota";
 
+/// How the last error of every window of a table that failed once begins (`JobStore::fail_table`).
+pub const TABLE_FAILED: &str = "table failed: ";
+
+/// Tables whose windows failed together, with their cause and how many windows, in order.
+pub fn failed_tables(chunks: &[Chunk]) -> Vec<(&str, &str, usize)> {
+    let mut out: Vec<(&str, &str, usize)> = Vec::new();
+    for c in chunks {
+        let Some(cause) = c
+            .last_error
+            .as_deref()
+            .and_then(|e| e.strip_prefix(TABLE_FAILED))
+        else {
+            continue;
+        };
+        if c.status != ChunkStatus::Failed {
+            continue;
+        }
+        match out.iter_mut().find(|(t, _, _)| *t == c.key.table) {
+            Some(entry) => entry.2 += 1,
+            None => out.push((&c.key.table, cause, 1)),
+        }
+    }
+    out
+}
+
 impl Job {
     /// Until when the job waits for its API quota, given its stored wait note: only while
     /// it is pending or running and the time is still ahead (a note left by a process that

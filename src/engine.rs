@@ -160,6 +160,8 @@ struct Inner {
     metrics: OnceLock<Arc<dyn metrics::MetricsSink>>,
     /// Each job's quota state in this process (`quota`).
     quotas: quota::gate::Quotas,
+    /// Which job tables have had a request succeed in this process (`executor::probe`).
+    probes: executor::probe::TableProbes,
     /// Where budgets and breakers keep their shared rows (in memory unless set).
     rates: OnceLock<Arc<dyn RateStore>>,
     rate_clock: OnceLock<RateClock>,
@@ -207,6 +209,7 @@ impl Engine {
                 lifecycle,
                 metrics: OnceLock::new(),
                 quotas: Default::default(),
+                probes: Default::default(),
                 rates: OnceLock::new(),
                 rate_clock: OnceLock::new(),
             }),
@@ -259,6 +262,10 @@ impl Engine {
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.inner.events.subscribe()
+    }
+
+    pub(crate) fn probes(&self) -> &executor::probe::TableProbes {
+        &self.inner.probes
     }
 
     pub fn store(&self) -> &Arc<dyn JobStore> {

@@ -83,9 +83,6 @@ impl SandboxTenant {
 pub enum AccountError {
     #[error(transparent)]
     Missing(#[from] MissingCredential),
-    /// Salesforce: neither grant can be made.
-    #[error("credential field 'password' (or 'refresh_token') is missing or empty")]
-    NoGrant,
     #[error("credential field 'sandbox_daily_api_limit' is not a whole number: '{0}'")]
     DailyLimit(String),
 }
@@ -273,12 +270,29 @@ pub(crate) struct Shared {
     moved: Mutex<Vec<MovedRecord>>,
     /// ConnectWise records deleted by `delete_records` faults.
     deleted: Mutex<Vec<DeletedRecord>>,
+    /// ConnectWise private keys replaced by `/_sandbox/connectwise/rotate`, by company: the
+    /// key the company was configured with is refused from then on.
+    rotated: Mutex<std::collections::HashMap<String, Secret>>,
     addr: SocketAddr,
     servicenow: servicenow::SnState,
     salesforce: salesforce::SfState,
 }
 
 impl Shared {
+    /// The private key `tenant` is accepted with now.
+    pub(crate) fn private_key(&self, tenant: &SandboxTenant) -> Secret {
+        let rotated = self.rotated.lock().unwrap_or_else(|p| p.into_inner());
+        rotated
+            .get(&tenant.company_id)
+            .cloned()
+            .unwrap_or_else(|| tenant.private_key.clone())
+    }
+
+    fn rotate_key(&self, company_id: &str, key: Secret) {
+        let mut rotated = self.rotated.lock().unwrap_or_else(|p| p.into_inner());
+        rotated.insert(company_id.to_string(), key);
+    }
+
     fn table<'a>(&self, tenant: &'a TenantData, table: Table) -> &'a TableData {
         tenant.tables[table.index()].get_or_init(|| {
             TableData::new(Generator::new(
@@ -381,6 +395,29 @@ struct EditQuery {
     at: DateTime<Utc>,
 }
 
+/// `POST /_sandbox/connectwise/rotate?company_id=C` with the new private key as the body:
+/// what rotating a member's API key does (the old key is refused at once).
+async fn rotate_handler(
+    State(shared): State<std::sync::Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<RotateQuery>,
+    key: String,
+) -> Response {
+    if !shared
+        .tenants
+        .iter()
+        .any(|t| t.tenant.company_id == q.company_id)
+    {
+        return (StatusCode::NOT_FOUND, "no such company").into_response();
+    }
+    shared.rotate_key(&q.company_id, Secret::new(key.trim()));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct RotateQuery {
+    company_id: String,
+}
+
 async fn edit_handler(
     State(shared): State<std::sync::Arc<Shared>>,
     axum::extract::Query(q): axum::extract::Query<EditQuery>,
@@ -480,17 +517,26 @@ impl Sandbox {
             seen_pages: Mutex::new(HashSet::new()),
             moved: Mutex::new(Vec::new()),
             deleted: Mutex::new(Vec::new()),
+            rotated: Mutex::new(std::collections::HashMap::new()),
             addr,
             servicenow,
             salesforce,
         });
         let app = Router::new()
             .route("/_sandbox/stats", get(stats_handler))
+            .route(
+                "/login/companyinfo/{company}",
+                get(connectwise::company_info),
+            )
             .route("/_sandbox/connectwise/moved", get(moved_handler))
             .route("/_sandbox/connectwise/deleted", get(deleted_handler))
             .route(
                 "/_sandbox/connectwise/edit",
                 axum::routing::post(edit_handler),
+            )
+            .route(
+                "/_sandbox/connectwise/rotate",
+                axum::routing::post(rotate_handler),
             )
             .merge(servicenow::routes())
             .merge(salesforce::routes())

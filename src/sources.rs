@@ -2,6 +2,7 @@
 //! after an opaque cursor. Sources classify errors; the engine decides what to retry.
 
 pub mod connectwise;
+pub mod refreshing;
 pub mod salesforce;
 pub mod servicenow;
 
@@ -155,6 +156,18 @@ pub enum SourceError {
     SessionRenewed { status: u16, message: String },
 }
 
+/// How a 400 that refuses the query itself begins (the API's code, or ServiceNow's message):
+/// a field, object or clause the API does not accept, the same for every window. Any other
+/// 400 may come from one window's data or size and stays that window's.
+pub const QUERY_REFUSED_400: [&str; 6] = [
+    "INVALID_FIELD",
+    "INVALID_TYPE",
+    "MALFORMED_QUERY",
+    "INVALID_QUERY_FILTER_OPERATOR",
+    "InvalidObject",
+    "Invalid table",
+];
+
 impl From<MissingCredential> for SourceError {
     fn from(e: MissingCredential) -> Self {
         SourceError::Config(e.to_string())
@@ -199,6 +212,28 @@ impl SourceError {
             SourceError::Config(_)
             | SourceError::CursorExpired { .. }
             | SourceError::QuotaExhausted { .. } => false,
+        }
+    }
+
+    /// Whether every window of the table would get this answer, so the table fails once
+    /// (`JobStore::fail_table`) instead of each window spending its attempts on it: the
+    /// object refused (401 after the source renewed its session, which `SessionRenewed`
+    /// retries first; a 403 that is no rate limit), its path unknown (404 on a window's first
+    /// request), or the query refused on a window's first request (a 400 whose code says so:
+    /// `QUERY_REFUSED_400`, e.g. Salesforce `INVALID_FIELD`). Any other 400, or one on a later
+    /// page, stays the window's failure: it may come from that window's data.
+    pub fn is_table_wide(&self, first_request: bool) -> bool {
+        match self {
+            SourceError::Http {
+                status: 401 | 403, ..
+            } => true,
+            SourceError::Http { status: 404, .. } => first_request,
+            SourceError::Http {
+                status: 400,
+                message,
+                ..
+            } => first_request && QUERY_REFUSED_400.iter().any(|c| message.starts_with(c)),
+            _ => false,
         }
     }
 
@@ -655,5 +690,51 @@ mod body_tests {
         assert!(small._place.is_none(), "a small body holds none");
         let made: Body = bytes::Bytes::from_static(b"[]").into();
         assert!(made._place.is_none(), "a body made here holds none");
+    }
+}
+
+#[cfg(test)]
+mod classification_tests {
+    use super::*;
+
+    #[test]
+    fn table_wide_failures_are_the_object_refused_or_the_first_request_refused() {
+        let http = |status, message: &str| SourceError::Http {
+            status,
+            message: message.into(),
+            retry_after: None,
+        };
+        let field = http(400, "INVALID_FIELD: No such column 'Region__c'");
+        assert!(field.is_table_wide(true));
+        assert!(
+            !field.is_table_wide(false),
+            "a later page's 400 is the window's"
+        );
+        assert!(
+            !http(400, "ConnectWiseApi: tickets window 2025-01-31 is corrupt").is_table_wide(true)
+        );
+        assert!(
+            http(
+                400,
+                "InvalidObject: conditions refer to a field tickets lack"
+            )
+            .is_table_wide(true)
+        );
+        assert!(http(400, "Invalid table incidentz").is_table_wide(true));
+        assert!(http(401, "INVALID_SESSION_ID").is_table_wide(false));
+        assert!(http(403, "INSUFFICIENT_ACCESS").is_table_wide(false));
+        assert!(http(404, "NotFound").is_table_wide(true));
+        assert!(!http(404, "NotFound").is_table_wide(false));
+        assert!(!http(500, "boom").is_table_wide(true));
+        let limited = SourceError::from_status(
+            403,
+            Some("REQUEST_LIMIT_EXCEEDED"),
+            "ConcurrentPerOrgLongTxn".into(),
+            None,
+        );
+        assert!(
+            !limited.is_table_wide(true),
+            "a rate limit is no table failure"
+        );
     }
 }

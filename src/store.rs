@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus, Service};
 
-pub use dynamodb::{DynamoOptions, DynamoStore};
+pub use dynamodb::{DynamoOptions, DynamoStore, RequestCounter, RequestCounts};
 pub use lifecycle::{AlertFilter, HandoffClaim, LifecycleStore, MarkerAdvance};
 pub use rate::{MemoryRateStore, RateChange, RateClock, RateRow, RateStore, reserve};
 pub use sqlite::SqliteStore;
@@ -146,6 +146,17 @@ pub trait JobStore: Send + Sync {
         owner: &str,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError>;
+    /// Fails the table of a chunk the caller holds, for a cause every window of the table
+    /// shares (a permanent configuration error, see `engine::executor`): the held chunk and
+    /// every pending chunk of its table fail for good with `error`, without an attempt.
+    /// Chunks other runners hold are left to them. Returns the job with its counters moved.
+    async fn fail_table(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
     /// Gives a chunk back unfinished (time budget, shutdown): pending, progress kept, and the

@@ -729,3 +729,84 @@ fn status_warns_of_a_configuration_trigger_refuses() {
         "{stderr}"
     );
 }
+
+/// The settings of a cloud deployment, none of which these tests give.
+const CLOUD_VARIABLES: [&str; 5] = [
+    "AVESA_CLOUD_STATE_MACHINE_ARN",
+    "AVESA_CLOUD_QUEUE_URL",
+    "AVESA_CLOUD_BUCKET",
+    "AVESA_CLOUD_TABLE_PREFIX",
+    "AVESA_CLOUD_LOG_GROUP",
+];
+
+/// Runs `args` with no cloud setting in the environment; the refusal's stderr.
+fn refused_cloud(fx: &Fixture, args: &[&str], needles: &[&str]) -> String {
+    let mut cmd = fx.command(None, args);
+    for var in CLOUD_VARIABLES {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?} not refused: {shown}");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {shown}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: error lacks {n:?}: {shown}");
+    }
+    assert!(
+        !fx.workspace().exists(),
+        "{args:?} wrote to the workspace: {shown}"
+    );
+    stderr
+}
+
+#[test]
+fn cloud_commands_without_settings_say_what_to_set_and_never_run_locally() {
+    let fx = Fixture::new();
+    let jobs = [
+        "--table-prefix",
+        "AVESA_CLOUD_TABLE_PREFIX",
+        "--state-machine-arn",
+        "AVESA_CLOUD_STATE_MACHINE_ARN",
+    ];
+    let job = "backfill_acme_connectwise_20250101";
+    let mut trigger = vec!["trigger", "--cloud"];
+    trigger.extend_from_slice(&OK);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["trigger", "--auto-detect", "--cloud"],
+            [&jobs[..], &["--bucket", "AVESA_CLOUD_BUCKET"]].concat(),
+        ),
+        (
+            vec!["trigger", "--auto-detect", "--cloud", "--dry-run"],
+            jobs.to_vec(),
+        ),
+        (trigger, jobs.to_vec()),
+        (vec!["resume", job, "--cloud"], jobs.to_vec()),
+        (vec!["cancel", job, "--cloud"], jobs.to_vec()),
+        (vec!["pause", job, "--cloud"], jobs.to_vec()),
+        (vec!["unpause", job, "--cloud"], jobs.to_vec()),
+        (vec!["status", "--cloud"], vec!["AVESA_CLOUD_TABLE_PREFIX"]),
+        (vec!["logs", job, "--cloud"], vec!["AVESA_CLOUD_LOG_GROUP"]),
+        (
+            vec!["verify", job, "--cloud"],
+            vec!["--bucket", "--table-prefix"],
+        ),
+        (vec!["cleanup", "--cloud"], vec!["--table-prefix"]),
+        (vec!["alerts", "--cloud"], vec!["--table-prefix"]),
+    ];
+    for (args, needles) in &cases {
+        let e = refused_cloud(&fx, args, needles);
+        assert!(
+            e.contains(&format!("{} ", args[0])),
+            "names the command: {e}"
+        );
+    }
+    // Only what is missing is named.
+    let e = refused_cloud(
+        &fx,
+        &["trigger", "--auto-detect", "--cloud", "--table-prefix", "p"],
+        &["--state-machine-arn", "--bucket"],
+    );
+    assert!(!e.contains("--table-prefix"), "{e}");
+}

@@ -23,12 +23,23 @@ use serde_json::Value;
 const JOB: &str = "backfill_acme_connectwise_20250101";
 
 fn trigger(dep: &Deployment, fx: &Fixture, sandbox: &SandboxProc, extra: &[&str]) -> Value {
+    trigger_chunks_of(dep, fx, sandbox, "30", extra)
+}
+
+/// `trigger` with chunks of `days` days.
+fn trigger_chunks_of(
+    dep: &Deployment,
+    fx: &Fixture,
+    sandbox: &SandboxProc,
+    days: &str,
+    extra: &[&str],
+) -> Value {
     let mut args = trigger_args(
         "acme",
         Some("tickets"),
         "2025-01-01",
         Some("2026-01-01"),
-        &["--chunk-size-days", "30", "--cloud", "--output", "json"],
+        &["--chunk-size-days", days, "--cloud", "--output", "json"],
     );
     args.extend_from_slice(extra);
     let out = dep.cli(fx, Some(sandbox), &args);
@@ -319,7 +330,22 @@ fn a_worker_killed_mid_chunk_loses_nothing() {
     assert_eq!(chunk["attempts"], 1, "{chunk}");
 
     // The dead worker's task timed out and the state machine's Retry sent it again.
-    let timed_out = (0..=status["execution"]["continuation"].as_u64().unwrap())
+    let timed_out = timed_out_tasks(&dep, &status);
+    assert!(timed_out >= 1, "no task timed out: the kill proved nothing");
+    let survivor = workers.iter().flatten().next().unwrap();
+    let text = survivor.log_text();
+    assert!(
+        text.lines().any(|l| l.contains("chunk started")
+            && l.contains(&format!(" seq={seq} "))
+            && l.contains("cursor=Some")),
+        "the survivor went on with chunk {seq} from its checkpoint:\n{text}"
+    );
+    eprintln!("cloud kill e2e: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Tasks that timed out in the job's executions (the first and its continuations).
+fn timed_out_tasks(dep: &Deployment, status: &Value) -> usize {
+    (0..=status["execution"]["continuation"].as_u64().unwrap())
         .flat_map(|n| {
             let name = if n == 0 {
                 format!("backfill-{JOB}")
@@ -333,17 +359,47 @@ fn a_worker_killed_mid_chunk_loses_nothing() {
             ))
         })
         .filter(|e| e.r#type().as_str() == "TaskTimedOut")
-        .count();
-    assert!(timed_out >= 1, "no task timed out: the kill proved nothing");
-    let survivor = workers.iter().flatten().next().unwrap();
-    let text = survivor.log_text();
-    assert!(
-        text.lines().any(|l| l.contains("chunk started")
-            && l.contains(&format!(" seq={seq} "))
-            && l.contains("cursor=Some")),
-        "the survivor went on with chunk {seq} from its checkpoint:\n{text}"
+        .count()
+}
+
+/// More lanes than worker slots: one worker working one message at a time, four lanes, 20
+/// chunks of a couple of seconds each and a 3 s heartbeat. Three lanes' tasks always wait
+/// behind the running one, longer than their heartbeat; the worker holds and heartbeats them,
+/// so none times out and the job completes with every record once.
+#[test]
+fn tasks_waiting_for_a_busy_worker_do_not_time_out() {
+    let Some(emulators) = emulators("tasks_waiting_for_a_busy_worker_do_not_time_out") else {
+        return;
+    };
+    let started = Instant::now();
+    let fx = Fixture::new();
+    fx.tune(600, 50);
+    let sandbox = fx.start_sandbox(&["--latency-ms", "700"]);
+    let dep = Deployment::create(emulators, "q");
+    let _worker = dep.worker(&fx, &sandbox, "w1");
+    let first = trigger_chunks_of(
+        &dep,
+        &fx,
+        &sandbox,
+        "19",
+        &["--lanes", "4", "--heartbeat-seconds", "3"],
     );
-    eprintln!("cloud kill e2e: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(first["job"]["total_chunks"], 20, "{first}");
+
+    let status = wait_for_execution(&dep, &fx, Duration::from_secs(400));
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    assert_eq!(status["job"]["completed_chunks"], 20, "{status}");
+    assert_exact_in_s3(&dep, &fx, &status);
+    assert_eq!(
+        timed_out_tasks(&dep, &status),
+        0,
+        "tasks timed out while they waited for the worker"
+    );
+    eprintln!(
+        "cloud queue wait e2e: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -462,5 +518,45 @@ fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
     eprintln!(
         "cloud resume/cancel e2e: {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn auto_detect_with_cloud_creates_and_starts_its_jobs_in_the_deployment_not_the_workspace() {
+    let Some(emulators) = emulators("auto_detect_with_cloud") else {
+        return;
+    };
+    let fx = Fixture::new();
+    let sandbox = fx.start_sandbox(&[]);
+    let dep = Deployment::create(emulators, "ad");
+    let args = ["trigger", "--auto-detect", "--cloud", "--output", "json"];
+    let out = dep.cli(&fx, Some(&sandbox), &args);
+    assert_ok(&out);
+    let detected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let created = detected["created"].as_array().unwrap();
+    assert!(!created.is_empty(), "{detected}");
+    for job in created {
+        let id = job["job_id"].as_str().unwrap();
+        assert!(
+            block(dep.store().get_job(id)).unwrap().is_some(),
+            "{id} is in DynamoDB"
+        );
+        let out = dep.cli(
+            &fx,
+            None,
+            &["status", "--cloud", "--job-id", id, "--output", "json"],
+        );
+        assert_ok(&out);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            status["execution"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("backfill-{id}"))),
+            "{status}"
+        );
+    }
+    assert!(
+        !fx.workspace().join("state.db").exists(),
+        "nothing was created or run in the workspace"
     );
 }

@@ -243,21 +243,7 @@ fn store_actions() -> Vec<&'static str> {
 
 /// The DynamoDB actions of statement `sid` in the template's resource `resource`.
 fn policy_actions(text: &str, resource: &str, sid: &str) -> Vec<String> {
-    let start = text
-        .find(&format!("\n  {resource}:\n"))
-        .unwrap_or_else(|| panic!("no resource {resource}"));
-    let body = &text[start + resource.len() + 4..];
-    // The resource ends where the next one (two spaces, a name, a colon) starts.
-    let end = body
-        .lines()
-        .scan(0, |at, line| {
-            let here = *at;
-            *at += line.len() + 1;
-            Some((here, line))
-        })
-        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
-        .map_or(body.len(), |(at, _)| at);
-    let resource_text = &body[..end];
+    let resource_text = resource_text(text, resource);
     let at = resource_text
         .find(&format!("Sid: {sid}"))
         .unwrap_or_else(|| panic!("{resource} has no statement {sid}"));
@@ -286,5 +272,135 @@ fn the_operator_and_worker_may_make_every_dynamodb_call_of_the_store() {
                 "{resource} ({sid}) lacks {action}; it has {granted:?}"
             );
         }
+    }
+}
+
+/// The text of one top-level resource of the template (up to the next one).
+fn resource_text(text: &str, resource: &str) -> String {
+    let start = text
+        .find(&format!("\n  {resource}:\n"))
+        .unwrap_or_else(|| panic!("no resource {resource}"));
+    let body = &text[start + resource.len() + 4..];
+    let end = body
+        .lines()
+        .scan(0, |at, line| {
+            let here = *at;
+            *at += line.len() + 1;
+            Some((here, line))
+        })
+        // The resource ends where the next one (two spaces, a name, a colon) or a comment
+        // before it starts.
+        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
+        .map_or(body.len(), |(at, _)| at);
+    body[..end].to_string()
+}
+
+#[test]
+fn alarms_watch_the_workers_metrics_the_queue_and_the_executions() {
+    let text = template();
+    // moto's CloudFormation has no `Arn` attribute for a state machine; `Ref` is its ARN on
+    // AWS and on moto alike.
+    assert!(
+        !text.contains("BackfillStateMachine.Arn"),
+        "use !Ref BackfillStateMachine for the ARN"
+    );
+    for (alarm, metric, threshold, comparison) in [
+        (
+            "ConsecutiveFailuresAlarm",
+            "ConsecutiveFailures",
+            "AlarmConsecutiveFailures",
+            "GreaterThanThreshold",
+        ),
+        (
+            "LongRunningJobAlarm",
+            "JobDurationSeconds",
+            "AlarmJobDurationHours",
+            "GreaterThanThreshold",
+        ),
+        (
+            "LowCompletionAlarm",
+            "CompletionPercent",
+            "AlarmCompletionPercentBelow",
+            "LessThanThreshold",
+        ),
+        (
+            "DeadLetterQueueAlarm",
+            "ApproximateNumberOfMessagesVisible",
+            "0",
+            "GreaterThanThreshold",
+        ),
+        (
+            "FailedExecutionsAlarm",
+            "ExecutionsFailed",
+            "0",
+            "GreaterThanThreshold",
+        ),
+    ] {
+        let body = resource_text(&text, alarm);
+        assert!(body.contains("Type: AWS::CloudWatch::Alarm"), "{alarm}");
+        assert!(
+            body.contains(&format!("MetricName: {metric}")),
+            "{alarm}: {body}"
+        );
+        let limit = if threshold == "0" {
+            "Threshold: 0".to_string()
+        } else {
+            format!("Threshold: !Ref {threshold}")
+        };
+        assert!(body.contains(&limit), "{alarm}: {body}");
+        assert!(
+            body.contains(&format!("ComparisonOperator: {comparison}")),
+            "{alarm}"
+        );
+        assert!(
+            body.contains(
+                "AlarmActions: !If [NotifyAlarms, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"
+            ),
+            "{alarm} notifies the optional topic"
+        );
+    }
+    // The seed's thresholds are the parameters' defaults.
+    for (param, default) in [
+        ("AlarmConsecutiveFailures", "3"),
+        ("AlarmJobDurationHours", "20"),
+        ("AlarmCompletionPercentBelow", "90"),
+    ] {
+        let at = text.find(&format!("\n  {param}:\n")).expect(param);
+        let default_line = text[at..].lines().find(|l| l.contains("Default:")).unwrap();
+        assert_eq!(
+            default_line.trim(),
+            format!("Default: {default}"),
+            "{param}"
+        );
+    }
+    let machine = resource_text(&text, "BackfillStateMachine");
+    assert!(
+        machine.contains("LogGroupArn: !GetAtt StateMachineLogGroup.Arn"),
+        "the state machine logs its executions"
+    );
+}
+
+#[test]
+fn the_dashboard_is_json_and_shows_every_metric_the_workers_write() {
+    let text = template();
+    let body = resource_text(&text, "BackfillDashboard");
+    let json_start = body.find("- |\n").expect("a literal dashboard body") + 4;
+    let json_end = body.find("        - Machine:").expect("substitutions");
+    // Fill the `!Sub` placeholders as CloudFormation would.
+    let mut json = body[json_start..json_end].to_string();
+    for placeholder in [
+        "${AWS::Region}",
+        "${Machine}",
+        "${DeadLetters}",
+        "${AWS::Partition}",
+        "${AWS::AccountId}",
+        "${AWS::StackName}",
+    ] {
+        json = json.replace(placeholder, "x");
+    }
+    let dashboard: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let shown = dashboard.to_string();
+    for metric in avesa_console::engine::metrics::JOB_METRICS {
+        assert!(shown.contains(metric), "the dashboard lacks {metric}");
     }
 }

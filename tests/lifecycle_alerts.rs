@@ -232,7 +232,7 @@ async fn a_completion_rate_under_ninety_percent_raises_an_alert_and_progress_is_
     assert_eq!(last["ChunksCompleted"], 3.0);
     assert_eq!(
         last["_aws"]["CloudWatchMetrics"][0]["Namespace"],
-        "Avesa/Backfill"
+        "AvesaBackfill"
     );
 }
 

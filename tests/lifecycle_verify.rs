@@ -112,9 +112,11 @@ fn a_failed_chunk_is_a_gap_in_status_and_alerts() {
     let faults = fx.dir.path().join("faults.json");
     std::fs::write(
         &faults,
-        r#"{"faults":[{"path":"service/tickets","window_start":"2025-10-21T00:00:00Z","status":401,"message":"UserNotAuthenticated"}]}"#,
+        r#"{"faults":[{"path":"service/tickets","window_start":"2025-10-21T00:00:00Z","status":400,"message":"this window's data is refused"}]}"#,
     )
     .unwrap();
+    // A 400 without a code that refuses the query fails its window only (a 401 would fail
+    // the table).
     let sandbox = fx.start_sandbox(&["--faults", faults.to_str().unwrap()]);
     let out = backfill_two_months(&fx, &sandbox);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));

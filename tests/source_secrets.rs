@@ -74,6 +74,14 @@ const SN_OAUTH: Fields = &[
     ("client_id", "sn-client-id-4c1d8e"),
     ("client_secret", "sn-client-secret-9a8b7c"),
 ];
+const SN_CLIENT: Fields = &[
+    ("client_id", "sn-client-id-4c1d8e"),
+    ("client_secret", "sn-client-secret-9a8b7c"),
+];
+const SF_CLIENT: Fields = &[
+    ("client_id", "sf-consumer-key-3MVG9abcdef"),
+    ("client_secret", "sf-consumer-secret-5566"),
+];
 const SF: Fields = &[
     ("client_id", "sf-consumer-key-3MVG9abcdef"),
     ("client_secret", "sf-consumer-secret-5566"),
@@ -157,11 +165,13 @@ fn assert_no_credential(service: Service, message: &str, credentials: &[(&str, &
 
 #[tokio::test]
 async fn an_api_echoing_the_request_into_its_error_leaks_no_credential() {
-    let cases: [(Service, Fields); 4] = [
+    let cases: [(Service, Fields); 6] = [
         (Service::Connectwise, CW),
         (Service::Servicenow, SN_BASIC),
         (Service::Servicenow, SN_OAUTH),
+        (Service::Servicenow, SN_CLIENT),
         (Service::Salesforce, SF),
+        (Service::Salesforce, SF_CLIENT),
     ];
     for (service, credentials) in cases {
         // The API's own error format, so the message is shown whole.
@@ -189,11 +199,13 @@ async fn an_api_echoing_the_request_into_its_error_leaks_no_credential() {
 
 #[tokio::test]
 async fn a_credential_straddling_the_cut_of_a_raw_error_body_is_fully_redacted() {
-    let cases: [(Service, Fields, &str); 4] = [
+    let cases: [(Service, Fields, &str); 6] = [
         (Service::Connectwise, CW, "cw-client-id-7f3e9a2b"),
         (Service::Connectwise, CW, "cw-private-key-0123456789"),
         (Service::Servicenow, SN_BASIC, "sn-password-0123456789"),
+        (Service::Servicenow, SN_CLIENT, "sn-client-secret-9a8b7c"),
         (Service::Salesforce, SF, "sf-consumer-secret-5566"),
+        (Service::Salesforce, SF_CLIENT, "sf-consumer-secret-5566"),
     ];
     for (service, credentials, key) in cases {
         // Not the API's error format: only the first 300 bytes are shown, and the key
@@ -214,11 +226,13 @@ async fn a_credential_straddling_the_cut_of_a_raw_error_body_is_fully_redacted()
 
 #[tokio::test]
 async fn a_redirect_to_another_host_fails_naming_both_and_sends_nothing_there() {
-    let cases: [(Service, Fields); 4] = [
+    let cases: [(Service, Fields); 6] = [
         (Service::Connectwise, CW),
         (Service::Servicenow, SN_BASIC),
         (Service::Servicenow, SN_OAUTH),
+        (Service::Servicenow, SN_CLIENT),
         (Service::Salesforce, SF),
+        (Service::Salesforce, SF_CLIENT),
     ];
     for (service, credentials) in cases {
         // The other host answers an empty last page (or a token), as if all were well.

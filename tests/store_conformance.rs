@@ -272,6 +272,52 @@ async fn failures_back_off_then_fail_and_the_job_settles(fx: Arc<Fixture>) {
     assert_eq!((reopened.key.seq, reopened.attempts), (0, 1));
 }
 
+/// A cause every window of a table shares fails the table at once: the held chunk and the
+/// table's pending chunks, no attempt used; another holder's chunk and other tables run on,
+/// a second store (another process, a worker) sees it, and retry-failed reopens them all.
+async fn a_failed_table_fails_its_pending_windows_once(fx: Arc<Fixture>) {
+    let store = fx.open();
+    let (j, c) = job(&["tickets", "companies"], 3);
+    store.create_job(j.clone(), c, true).await.unwrap();
+    let first = claimed(claim(&*store, &j.job_id, "a", t0()).await);
+    let second = claimed(claim(&*store, &j.job_id, "b", t0()).await);
+    assert_eq!((first.key.table.as_str(), second.key.seq), ("tickets", 1));
+    let cause = "table tickets failed: HTTP 400: INVALID_FIELD: No such column";
+    let job = store
+        .fail_table(&first.key, "a", cause, t0())
+        .await
+        .unwrap();
+    assert_eq!((job.failed_chunks, job.status), (2, JobStatus::Running));
+    assert!(matches!(
+        store.fail_table(&first.key, "a", cause, t0()).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let other = fx.open();
+    let chunks = other.chunks(&j.job_id).await.unwrap();
+    let tickets: Vec<_> = chunks.iter().filter(|c| c.key.table == "tickets").collect();
+    let states: Vec<_> = tickets.iter().map(|c| (c.status, c.attempts)).collect();
+    assert_eq!(
+        states,
+        [
+            (ChunkStatus::Failed, 1),
+            (ChunkStatus::Running, 1),
+            (ChunkStatus::Failed, 0)
+        ]
+    );
+    assert_eq!(tickets[2].last_error.as_deref(), Some(cause));
+    // The next claim skips the failed table.
+    let next = claimed(claim(&*other, &j.job_id, "c", t0()).await);
+    assert_eq!((next.key.table.as_str(), next.key.seq), ("companies", 0));
+    assert_eq!(other.retry_failed(&j.job_id, t0()).await.unwrap(), 2);
+    let job = other.get_job(&j.job_id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.failed_chunks), (JobStatus::Pending, 0));
+    let reopened = claimed(claim(&*other, &j.job_id, "d", t0()).await);
+    assert_eq!(
+        (reopened.key.table.as_str(), reopened.key.seq),
+        ("tickets", 0)
+    );
+}
+
 async fn release_keeps_progress_without_counting_an_attempt(fx: Arc<Fixture>) {
     let store = fx.open();
     let (j, c) = job(&["tickets"], 1);
@@ -351,6 +397,7 @@ macro_rules! suite {
             suite!(@test $setup, ordering, windows_of_a_table_run_in_parallel_first_ready_first);
             suite!(@test $setup, leases, leases_guard_every_write);
             suite!(@test $setup, failures, failures_back_off_then_fail_and_the_job_settles);
+            suite!(@test $setup, failed_table, a_failed_table_fails_its_pending_windows_once);
             suite!(@test $setup, release, release_keeps_progress_without_counting_an_attempt);
             suite!(@test $setup, pause_cancel, pause_and_cancel);
             suite!(@test $setup, racing_claimers, racing::claimers_never_share_a_chunk);

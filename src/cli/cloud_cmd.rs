@@ -170,6 +170,7 @@ async fn build_worker(
         lease: args.lease,
         ..EngineOptions::default()
     };
+    let mut metrics = None;
     let shipper = match &settings.log_group {
         Some(group) => {
             let (writer, shipper) = crate::cloud::logs::start_writer(
@@ -178,6 +179,7 @@ async fn build_worker(
                 options.owner.clone(),
                 jobs.clone(),
             );
+            metrics = Some(writer.metrics());
             runtime::init_logging_with(&global.log_level, None, Some(writer))?;
             Some(shipper)
         }
@@ -196,7 +198,11 @@ async fn build_worker(
              deployment's sandbox with --sandbox-url (a worker never starts its own)"
         );
     }
-    let engine = wired.engine;
+    // Metrics records go to the log group as Embedded Metric Format events.
+    let engine = match metrics {
+        Some(m) => wired.engine.with_metrics(std::sync::Arc::new(m)),
+        None => wired.engine,
+    };
     let worker = Worker::new(
         engine,
         aws_sdk_sfn::Client::new(&config),
@@ -205,6 +211,7 @@ async fn build_worker(
             wait_seconds: args.wait_seconds,
             visibility_seconds: args.visibility_seconds.max(1),
             concurrency: args.concurrency.max(1),
+            hold: args.hold,
             execution_window: args.execution_window,
             claim_wait: args.claim_wait,
             ..WorkerOptions::new(&queue_url)

@@ -10,8 +10,8 @@ use color_eyre::eyre::{Result, eyre};
 use super::args::{deadline, exit_for, make_plan, page_size};
 use super::runtime;
 use super::{
-    Cli, Command, ConsoleArgs, GlobalArgs, PlanArgs, RunArgs, StatusArgs, cloud_cmd, lifecycle_cmd,
-    ops_cmd, output, status,
+    Cli, Command, ConsoleArgs, GlobalArgs, PlanArgs, RunArgs, StatusArgs, cloud_cmd, deploy_cmd,
+    lifecycle_cmd, ops_cmd, output, status,
 };
 use crate::config::Config;
 use crate::engine::chunking;
@@ -22,7 +22,33 @@ use crate::engine::{EngineOptions, RateBudget};
 use crate::store::JobFilter;
 use crate::workspace::Workspace;
 
+/// The cloud settings each `--cloud` command needs (the console and `worker` check their own).
+fn check_cloud(command: Option<&Command>) -> Result<(), super::UsageError> {
+    use crate::cloud::Setting::{Bucket, LogGroup, StateMachineArn, TablePrefix};
+    let jobs = &[TablePrefix, StateMachineArn][..];
+    let (name, cloud, needs) = match command {
+        Some(Command::Trigger(a)) if a.auto_detect => (
+            "trigger --auto-detect",
+            &a.cloud,
+            &[TablePrefix, Bucket, StateMachineArn][..],
+        ),
+        Some(Command::Trigger(a)) => ("trigger", &a.cloud, jobs),
+        Some(Command::Resume(a)) => ("resume", &a.cloud, jobs),
+        Some(Command::Cancel(a)) => ("cancel", &a.cloud, jobs),
+        Some(Command::Pause(a)) => ("pause", &a.cloud, jobs),
+        Some(Command::Unpause(a)) => ("unpause", &a.cloud, jobs),
+        Some(Command::Status(a)) => ("status", &a.cloud, &[TablePrefix][..]),
+        Some(Command::Logs(a)) => ("logs", &a.cloud, &[LogGroup][..]),
+        Some(Command::Verify(a)) => ("verify", &a.cloud, &[TablePrefix, Bucket][..]),
+        Some(Command::Cleanup(a)) => ("cleanup", &a.cloud, &[TablePrefix][..]),
+        Some(Command::Alerts(a)) => ("alerts", &a.cloud, &[TablePrefix][..]),
+        _ => return Ok(()),
+    };
+    cloud.check(name, needs)
+}
+
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    check_cloud(cli.command.as_ref())?;
     let ws = Workspace::resolve(cli.global.workspace.clone());
     let global = cli.global;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout())
@@ -38,6 +64,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Sandbox(args)) => super::sandbox_cmd::run(logged(&global)?, &ws, args).await,
         Some(Command::Check(args)) => super::check::run(logged(&global)?, &ws, args).await,
+        Some(Command::Tenant(args)) => super::tenant_cmd::run(logged(&global)?, &ws, args).await,
         Some(Command::Bench(args)) => super::bench::run(quiet(&global)?, args).await,
         Some(Command::Plan(args)) => plan(logged(&global)?, &ws, &args).await,
         Some(Command::Trigger(args)) if args.auto_detect => {
@@ -82,6 +109,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             cloud_cmd::logs(&ws, &args).await
         }
         Some(Command::Worker(args)) => cloud_cmd::worker(&global, &ws, &args).await,
+        Some(Command::Cloud(action)) => {
+            runtime::init_logging(&global.log_level, None)?;
+            deploy_cmd::run(&action).await
+        }
     }
 }
 

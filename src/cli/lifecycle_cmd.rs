@@ -13,6 +13,7 @@ use super::runtime::{self, Wired};
 use super::{
     CloudArgs, EXIT_VERIFY_FAILED, GlobalArgs, Output, TriggerArgs, lifecycle_output as out,
 };
+use crate::cloud::ops::StepFunctions;
 use crate::config::{Config, LOOKBACK_DAYS};
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
@@ -282,6 +283,31 @@ pub async fn alerts(global: &GlobalArgs, ws: &Workspace, args: AlertsArgs) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `trigger --auto-detect` decides and what starts the backfills it creates: locally
+/// the workspace's stores, the jobs left for `run` (or the console) to start under the
+/// scheduling rules; with `--cloud` the deployment's stores and bucket, each job started as
+/// a Step Functions execution.
+async fn detection_port(
+    global: &GlobalArgs,
+    ws: &Workspace,
+    cloud: &CloudArgs,
+) -> Result<(Wired, Ops)> {
+    if !cloud.cloud {
+        let w = wired(global, ws).await?;
+        let ops = Ops::new(w.engine.clone(), Arc::new(Hold));
+        return Ok((w, ops));
+    }
+    let config = cloud_config(global, ws)?;
+    let settings = cloud.settings.settings();
+    let w = runtime::cloud_data_engine(global, config, &settings, EngineOptions::default()).await?;
+    let sfn = StepFunctions::new(
+        super::cloud_cmd::dispatcher(&settings).await?,
+        "stopped with `avesa-console cancel`",
+    );
+    let ops = Ops::new(w.engine.clone(), Arc::new(sfn));
+    Ok((w, ops))
+}
+
 /// `trigger --auto-detect`: decide for every tenant's service, print each decision with its
 /// reason, and (unless `--dry-run`) create a backfill for each selected one.
 pub async fn auto_detect(
@@ -295,13 +321,11 @@ pub async fn auto_detect(
                 .into()
         ));
     }
-    let w = wired(global, ws).await?;
+    let (w, ops) = detection_port(global, ws, &args.cloud).await?;
     let engine = &w.engine;
     let now = Utc::now();
     let decisions = engine.detect(now).await?;
     let mut created = Vec::new();
-    // Created for `run` (or the console) to start under the scheduling rules.
-    let ops = Ops::new(engine.clone(), Arc::new(Hold));
     if !args.dry_run {
         let wait = engine
             .config()

@@ -244,6 +244,9 @@ pub fn print_job_detail(
             job.skipped_fields.join(", ")
         );
     }
+    for (table, cause, windows) in crate::domain::failed_tables(chunks) {
+        outln!("table {table} failed ({windows} windows, the same for each): {cause}");
+    }
     outln!(
         "\n{:<14} {:>4} {:<42} {:<10} {:>8} {:>9}  LAST ERROR",
         "TABLE",

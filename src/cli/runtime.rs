@@ -17,7 +17,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::GlobalArgs;
-use crate::config::Config;
+use crate::config::{
+    Config, CredentialError, CredentialResolver, Credentials, Read, ServiceConnection,
+};
 use crate::domain::Service;
 use crate::engine::metrics::JsonLinesMetrics;
 use crate::engine::{Engine, EngineOptions, NoSource, SourceProvider};
@@ -31,8 +33,17 @@ pub const SANDBOX_PLACEHOLDER: &str = "${SANDBOX_URL}";
 
 /// Reads the configuration: `--config-dir`, else the workspace's copy (seeded on first use).
 pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
-    let dir = match &global.config_dir {
-        Some(dir) => dir.clone(),
+    let config = Config::load(&config_dir(global, ws)?)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Arc::new(config))
+}
+
+/// The configuration's folder: `--config-dir`, else the workspace's copy (seeded on first use).
+pub fn config_dir(global: &GlobalArgs, ws: &Workspace) -> Result<std::path::PathBuf> {
+    match &global.config_dir {
+        Some(dir) => Ok(dir.clone()),
         None => {
             let dir = ws.config_dir();
             Config::seed(&dir).wrap_err_with(|| {
@@ -41,14 +52,9 @@ pub fn load_config(global: &GlobalArgs, ws: &Workspace) -> Result<Arc<Config>> {
                     dir.display()
                 )
             })?;
-            dir
+            Ok(dir)
         }
-    };
-    let config = Config::load(&dir)?;
-    for warning in &config.warnings {
-        eprintln!("warning: {warning}");
     }
-    Ok(Arc::new(config))
 }
 
 /// Terminal logs at `level`; with a workspace, JSON lines in `logs/engine.jsonl` as well.
@@ -133,6 +139,7 @@ pub async fn open_cloud_stores(
 ) -> Result<(Arc<dyn JobStore>, Arc<dyn LifecycleStore>)> {
     let prefix = settings.require(crate::cloud::Setting::TablePrefix)?;
     let config = crate::cloud::aws_config().await;
+    crate::cloud::deploy::require_tables(&config, prefix).await?;
     let store = Arc::new(crate::store::DynamoStore::from_config(
         &config,
         crate::store::DynamoOptions {
@@ -239,12 +246,65 @@ pub fn open_lifecycle(ws: &Workspace) -> Result<Arc<dyn LifecycleStore>> {
     Ok(Arc::new(SqliteStore::open(&ws.store_path())?))
 }
 
-/// The sandbox's dataset for every registry connection that points at `${SANDBOX_URL}`.
+/// The sandbox's dataset for every registry connection that points at `${SANDBOX_URL}`,
+/// with credentials from the environment or files (a connection whose credentials are held
+/// in AWS is skipped: `sandbox_config_resolved` reads those).
 pub fn sandbox_config(
     config: &Config,
     anchor: DateTime<Utc>,
     history_days: u32,
     counts: TableCounts,
+) -> Result<SandboxConfig> {
+    sandbox_accounts(
+        config,
+        anchor,
+        history_days,
+        counts,
+        |tenant, service, conn| config.tenants.resolve_credentials(tenant, service, conn),
+    )
+}
+
+/// As `sandbox_config`, reading every connection's credentials through `resolver` (AWS
+/// secrets and parameters too).
+pub async fn sandbox_config_resolved(
+    config: &Config,
+    resolver: &CredentialResolver,
+    anchor: DateTime<Utc>,
+    history_days: u32,
+    counts: TableCounts,
+) -> Result<SandboxConfig> {
+    let mut read = HashMap::new();
+    for tenant in &config.tenants.tenants {
+        for (service, conn) in &tenant.services {
+            if conn.base_url.contains(SANDBOX_PLACEHOLDER) {
+                let at = (tenant.tenant_id.as_str(), *service);
+                let creds = resolver.read(&config.tenants, at, conn, Read::Cached).await;
+                read.insert((tenant.tenant_id.clone(), *service), creds);
+            }
+        }
+    }
+    sandbox_accounts(
+        config,
+        anchor,
+        history_days,
+        counts,
+        |tenant, service, _| {
+            read.remove(&(tenant.to_string(), service))
+                .expect("every sandbox connection was read")
+        },
+    )
+}
+
+fn sandbox_accounts(
+    config: &Config,
+    anchor: DateTime<Utc>,
+    history_days: u32,
+    counts: TableCounts,
+    mut credentials: impl FnMut(
+        &str,
+        Service,
+        &ServiceConnection,
+    ) -> Result<Credentials, CredentialError>,
 ) -> Result<SandboxConfig> {
     let mut cfg = SandboxConfig::new(anchor, Vec::new());
     cfg.history_days = history_days;
@@ -254,10 +314,7 @@ pub fn sandbox_config(
                 continue;
             }
             // A tenant whose credentials cannot be read is not served; its runs will say why.
-            let creds = match config
-                .tenants
-                .resolve_credentials(&tenant.tenant_id, *service, conn)
-            {
+            let creds = match credentials(&tenant.tenant_id, *service, conn) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("sandbox skips tenant '{}': {e}", tenant.tenant_id);
@@ -365,20 +422,33 @@ pub async fn provider(
     global: &GlobalArgs,
     config: Arc<Config>,
 ) -> Result<(Arc<dyn SourceProvider>, Option<Sandbox>)> {
-    let (sandbox_url, sandbox) = resolve_sandbox(global, &config).await?;
+    let resolver = credential_resolver(&config);
+    let (sandbox_url, sandbox) = resolve_sandbox(global, &config, &resolver).await?;
     let provider = Arc::new(Provider {
         config,
         sandbox_url,
         http: sources::http_client(),
         cache: Mutex::new(HashMap::new()),
+        resolver,
     });
     Ok((provider, sandbox))
+}
+
+/// Reads credentials from the environment, files, and AWS (Secrets Manager and SSM, through
+/// the shared AWS configuration), keeping AWS values for `credentials_cache_seconds`.
+pub fn credential_resolver(config: &Config) -> Arc<CredentialResolver> {
+    let ttl = config.backfill.default_settings.credentials_cache_seconds;
+    Arc::new(CredentialResolver::new(
+        Some(Arc::new(crate::cloud::secrets::AwsSecretStore::default())),
+        std::time::Duration::from_secs(ttl),
+    ))
 }
 
 /// The sandbox address: given, or a sandbox started in this process when the registry needs one.
 pub async fn resolve_sandbox(
     global: &GlobalArgs,
     config: &Config,
+    resolver: &CredentialResolver,
 ) -> Result<(Option<String>, Option<Sandbox>)> {
     if let Some(url) = &global.sandbox_url {
         url::Url::parse(url).map_err(|e| eyre!("--sandbox-url '{url}': {e}"))?;
@@ -387,7 +457,8 @@ pub async fn resolve_sandbox(
     if !uses_sandbox(config) {
         return Ok((None, None));
     }
-    let mut cfg = sandbox_config(config, today(), 730, TableCounts::demo())?;
+    let mut cfg =
+        sandbox_config_resolved(config, resolver, today(), 730, TableCounts::demo()).await?;
     if let Some(path) = &global.sandbox_faults {
         cfg.faults = crate::sandbox::load_faults(path).map_err(|e| eyre!(e))?;
     }
@@ -406,6 +477,7 @@ struct Provider {
     sandbox_url: Option<String>,
     http: reqwest::Client,
     cache: Mutex<HashMap<(String, Service), Arc<dyn Source>>>,
+    resolver: Arc<CredentialResolver>,
 }
 
 impl SourceProvider for Provider {
@@ -431,11 +503,6 @@ impl SourceProvider for Provider {
         } else {
             conn.base_url.clone()
         };
-        let creds = self
-            .config
-            .tenants
-            .resolve_credentials(tenant_id, service, conn)
-            .map_err(NoSource::new)?;
         let mut settings = sources::SourceSettings {
             limits: sources::ResponseLimits::from_settings(&self.config.backfill.default_settings),
             ..sources::SourceSettings::default()
@@ -449,9 +516,66 @@ impl SourceProvider for Provider {
         {
             settings.bulk_query_threshold = n;
         }
-        let src = sources::connect(service, &base, creds, self.http.clone(), &settings)
-            .map_err(NoSource::new)?;
+        let src: Arc<dyn Source> = if conn.credentials.remote().is_some() {
+            // Read when first used and again as they age or are refused (`Refreshing`).
+            let feed = Arc::new(ConnectionFeed {
+                config: self.config.clone(),
+                resolver: self.resolver.clone(),
+                tenant_id: tenant_id.to_string(),
+                service,
+            });
+            let http = self.http.clone();
+            let connect = Box::new(move |creds: Credentials| {
+                sources::connect(service, &base, creds, http.clone(), &settings)
+            });
+            Arc::new(sources::refreshing::Refreshing::new(service, feed, connect))
+        } else {
+            let creds = self
+                .config
+                .tenants
+                .resolve_credentials(tenant_id, service, conn)
+                .map_err(NoSource::new)?;
+            sources::connect(service, &base, creds, self.http.clone(), &settings)
+                .map_err(NoSource::new)?
+        };
         cache.insert((tenant_id.to_string(), service), src.clone());
         Ok(src)
+    }
+}
+
+/// One connection's credentials through the resolver, for a `Refreshing` source.
+struct ConnectionFeed {
+    config: Arc<Config>,
+    resolver: Arc<CredentialResolver>,
+    tenant_id: String,
+    service: Service,
+}
+
+impl ConnectionFeed {
+    async fn read(&self, how: Read) -> Result<Credentials, sources::SourceError> {
+        let (_, conn) = self
+            .config
+            .connection(&self.tenant_id, self.service)
+            .map_err(|e| sources::SourceError::Config(e.to_string()))?;
+        let at = (self.tenant_id.as_str(), self.service);
+        let read = self
+            .resolver
+            .read(&self.config.tenants, at, conn, how)
+            .await;
+        read.map_err(|e| match e.is_transient() {
+            true => sources::SourceError::Transport(e.to_string()),
+            false => sources::SourceError::Config(e.to_string()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl sources::refreshing::CredentialFeed for ConnectionFeed {
+    async fn current(&self) -> Result<Credentials, sources::SourceError> {
+        self.read(Read::Cached).await
+    }
+
+    async fn reread(&self) -> Result<Credentials, sources::SourceError> {
+        self.read(Read::Again).await
     }
 }

@@ -114,8 +114,10 @@ pub fn listening_url(line: &str) -> Option<&str> {
 
 pub async fn run(global: &GlobalArgs, ws: &Workspace, args: SandboxArgs) -> Result<ExitCode> {
     let config = runtime::load_config(global, ws)?;
+    let resolver = runtime::credential_resolver(&config);
+    let (anchor, days, counts) = (args.anchor()?, args.history_days, args.counts());
     let mut cfg =
-        runtime::sandbox_config(&config, args.anchor()?, args.history_days, args.counts())?;
+        runtime::sandbox_config_resolved(&config, &resolver, anchor, days, counts).await?;
     if cfg.tenants.is_empty() && cfg.servicenow.is_empty() && cfg.salesforce.is_empty() {
         return Err(eyre!(
             "no tenant in {} points at ${{SANDBOX_URL}}: nothing to serve",

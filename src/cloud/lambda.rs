@@ -98,14 +98,22 @@ pub mod runtime {
                     .duration_since(std::time::SystemTime::now())
                     .unwrap_or_default();
                 let limit = Instant::now() + work_budget(remaining);
-                let mut undelivered = Vec::new();
-                for action in actions(&event.payload)? {
-                    if let Handled::Undelivered(_) =
-                        worker.handle_parsed(action.parsed, None, Some(limit)).await
-                    {
-                        undelivered.push(action.message_id);
-                    }
-                }
+                // Every message of the batch is taken (and heartbeated) at once; the worker's
+                // slots run them one at a time (`worker`: queue wait).
+                let handled =
+                    futures::future::join_all(actions(&event.payload)?.into_iter().map(|action| {
+                        let worker = worker.clone();
+                        async move {
+                            let h = worker.handle_parsed(action.parsed, None, Some(limit)).await;
+                            (action.message_id, h)
+                        }
+                    }))
+                    .await;
+                let undelivered: Vec<String> = handled
+                    .into_iter()
+                    .filter(|(_, h)| matches!(h, Handled::Undelivered(_)))
+                    .map(|(id, _)| id)
+                    .collect();
                 if let Some(shipper) = shipper.as_ref() {
                     shipper.flush().await;
                 }

@@ -67,16 +67,20 @@ impl CurrentJobs {
     }
 }
 
+/// One line for the shipping task: when written (ms), the text, and whether it is a metrics
+/// record (which goes, as it is, to the worker's `metrics/` stream).
+type Shipped = (i64, String, bool);
+
 /// tracing's writer: each formatted line goes to the shipping task.
 #[derive(Clone)]
 pub struct CloudWatchWriter {
-    tx: mpsc::Sender<(i64, String)>,
+    tx: mpsc::Sender<Shipped>,
     dropped: Arc<AtomicU64>,
 }
 
 pub struct LineBuf {
     buf: Vec<u8>,
-    tx: mpsc::Sender<(i64, String)>,
+    tx: mpsc::Sender<Shipped>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -98,7 +102,34 @@ impl Drop for LineBuf {
             return;
         }
         let now = chrono::Utc::now().timestamp_millis();
-        if self.tx.try_send((now, line)).is_err() {
+        if self.tx.try_send((now, line, false)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl CloudWatchWriter {
+    /// The engine's metrics sink beside this writer: each Embedded Metric Format record is
+    /// one event of the stream `metrics/{worker}`, exactly the record's JSON, so CloudWatch
+    /// extracts its metrics on ingestion (no PutMetricData call).
+    pub fn metrics(&self) -> CloudWatchMetrics {
+        CloudWatchMetrics {
+            tx: self.tx.clone(),
+            dropped: self.dropped.clone(),
+        }
+    }
+}
+
+/// Metrics records to the log group (see `CloudWatchWriter::metrics`).
+pub struct CloudWatchMetrics {
+    tx: mpsc::Sender<Shipped>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl crate::engine::metrics::MetricsSink for CloudWatchMetrics {
+    fn emit(&self, record: &Value) {
+        let now = chrono::Utc::now().timestamp_millis();
+        if self.tx.try_send((now, record.to_string(), true)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -143,8 +174,19 @@ impl Shipper {
 }
 
 /// The stream a line belongs to, and the line with its job named (so a job's lines can be
-/// found by its id even when the event itself did not carry one).
-fn route(line: &str, worker: &str, current: &CurrentJobs) -> (String, String) {
+/// found by its id even when the event itself did not carry one). Metrics records go as they
+/// are to `metrics/{worker}`: an added field would be one CloudWatch does not expect, and the
+/// job's log stream stays readable.
+fn route(shipped: Shipped, worker: &str, current: &CurrentJobs) -> (String, i64, String) {
+    let (ts, line, metric) = shipped;
+    if metric {
+        return (format!("metrics/{worker}"), ts, line);
+    }
+    let (stream, text) = route_line(&line, worker, current);
+    (stream, ts, text)
+}
+
+fn route_line(line: &str, worker: &str, current: &CurrentJobs) -> (String, String) {
     let mut parsed: Option<serde_json::Map<String, Value>> = serde_json::from_str::<Value>(line)
         .ok()
         .and_then(|v| match v {
@@ -178,7 +220,7 @@ pub fn start_writer(
     worker: String,
     current: CurrentJobs,
 ) -> (CloudWatchWriter, Shipper) {
-    let (tx, mut rx) = mpsc::channel::<(i64, String)>(QUEUE_LINES);
+    let (tx, mut rx) = mpsc::channel::<Shipped>(QUEUE_LINES);
     let (flush_tx, mut flush_rx) = mpsc::channel::<oneshot::Sender<()>>(4);
     let dropped = Arc::new(AtomicU64::new(0));
     let worker = worker.replace([':', '*'], "-");
@@ -194,8 +236,8 @@ pub fn start_writer(
         loop {
             tokio::select! {
                 line = rx.recv() => match line {
-                    Some((ts, line)) => {
-                        let (stream, text) = route(&line, &worker, &current);
+                    Some(shipped) => {
+                        let (stream, ts, text) = route(shipped, &worker, &current);
                         shipper.push(stream, ts, text);
                         if shipper.full() {
                             shipper.ship().await;
@@ -208,8 +250,8 @@ pub fn start_writer(
                 },
                 _ = tick.tick() => shipper.ship().await,
                 ack = flush_rx.recv() => {
-                    while let Ok((ts, line)) = rx.try_recv() {
-                        let (stream, text) = route(&line, &worker, &current);
+                    while let Ok(shipped) = rx.try_recv() {
+                        let (stream, ts, text) = route(shipped, &worker, &current);
                         shipper.push(stream, ts, text);
                     }
                     shipper.ship().await;
@@ -398,14 +440,14 @@ mod tests {
         let current = CurrentJobs::default();
         let line =
             r#"{"level":"INFO","message":"chunk succeeded","job_id":"j1","table":"t","seq":0}"#;
-        assert_eq!(route(line, "w1", &current).0, "j1/w1");
+        assert_eq!(route_line(line, "w1", &current).0, "j1/w1");
         let chunk = r#"{"level":"WARN","message":"lease lost","chunk":"j2/t#1"}"#;
-        assert_eq!(route(chunk, "w1", &current).0, "j2/w1");
+        assert_eq!(route_line(chunk, "w1", &current).0, "j2/w1");
 
         let anon = r#"{"level":"WARN","message":"request failed; retrying","table":"t"}"#;
-        assert_eq!(route(anon, "w1", &current).0, "worker/w1");
+        assert_eq!(route_line(anon, "w1", &current).0, "worker/w1");
         current.enter("j3");
-        let (stream, text) = route(anon, "w1", &current);
+        let (stream, text) = route_line(anon, "w1", &current);
         assert_eq!(stream, "j3/w1");
         let l = LogLine::parse(&text).unwrap();
         assert_eq!(
@@ -415,12 +457,32 @@ mod tests {
         );
         current.enter("j4");
         assert_eq!(
-            route(anon, "w1", &current).0,
+            route_line(anon, "w1", &current).0,
             "worker/w1",
             "two jobs: unknown"
         );
         current.leave("j4");
         current.leave("j3");
-        assert_eq!(route("plain text", "w1", &current).0, "worker/w1");
+        assert_eq!(route_line("plain text", "w1", &current).0, "worker/w1");
+    }
+
+    #[tokio::test]
+    async fn metrics_records_go_as_they_are_to_the_metrics_stream() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let writer = CloudWatchWriter {
+            tx,
+            dropped: Arc::default(),
+        };
+        let current = CurrentJobs::default();
+        current.enter("j1");
+        let record = serde_json::json!({"_aws": {"CloudWatchMetrics": []}, "JobId": "j1", "ApiRequests": 3.0});
+        crate::engine::metrics::MetricsSink::emit(&writer.metrics(), &record);
+        let (stream, _, text) = route(rx.recv().await.unwrap(), "w1", &current);
+        assert_eq!(stream, "metrics/w1");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            record,
+            "no field added"
+        );
     }
 }

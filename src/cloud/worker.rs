@@ -5,7 +5,23 @@
 //! One message: receive (long poll, visibility `--visibility-seconds`) → parse (no token: drop;
 //! unreadable: SendTaskFailure `Worker.BadMessage`) → a first SendTaskHeartbeat (a task that has
 //! already ended, because the worker that had the message died, is dropped: the state machine
-//! sent a fresh one) → work under the keep-alive → SendTaskSuccess / SendTaskFailure → delete.
+//! sent a fresh one) → keep-alive → wait for a free slot → work → SendTaskSuccess /
+//! SendTaskFailure → delete.
+//!
+//! Queue wait: a task's heartbeat clock starts when the state machine sends its message, not when
+//! a worker takes it, and only a holder of the token can heartbeat it. A message left in SQS
+//! behind busy workers (more lanes than worker slots) would use up its HeartbeatSeconds there and
+//! time out, again and again, until the lane gives up and the job ends unfinished. So a worker
+//! takes up to `hold` messages beyond the `concurrency` it works on, heartbeats them (and keeps
+//! them hidden) from the moment they arrive, and starts each as a slot frees, oldest first. That
+//! holds on AWS for any heartbeat: a held task is alive as long as its worker is, and a worker
+//! that dies stops heartbeating what it held, so those tasks time out and are retried like a
+//! crashed chunk. The alternatives do not hold: a longer HeartbeatSeconds covers a queue wait only
+//! up to a guess and delays noticing a dead worker by as much; capping lanes at the worker slots
+//! needs a fleet size the trigger does not know. The price: a held message waits for this worker
+//! even when another has a free slot, so `hold` is bounded (a fleet should have about as many
+//! slots as the jobs have lanes), and a Lambda batch is held the same way while its messages run
+//! one at a time.
 //! If a heartbeat says the task is gone (timed out, execution stopped), the work stops at the next
 //! page (the `Deadline` flag), the chunk is released at its checkpoint and nothing is answered.
 //! SIGTERM does the same for every running task and answers `Worker.Retryable`. The transform
@@ -26,6 +42,7 @@ use aws_sdk_sfn::error::SdkError;
 use aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatError;
 use chrono::Utc;
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -49,6 +66,8 @@ pub struct WorkerOptions {
     pub visibility_seconds: i32,
     /// Messages worked on at once.
     pub concurrency: usize,
+    /// Messages held beyond `concurrency`, heartbeated while they wait for a free slot.
+    pub hold: usize,
     /// An execution older than this hands over to a new one.
     pub execution_window: Duration,
     /// How long one lane loop waits for a claimable chunk (another lane's table order, a
@@ -63,6 +82,7 @@ impl WorkerOptions {
             wait_seconds: 20,
             visibility_seconds: 120,
             concurrency: 1,
+            hold: 16,
             execution_window: message::EXECUTION_WINDOW,
             claim_wait: Duration::from_secs(300),
         }
@@ -140,6 +160,8 @@ pub struct Worker {
     shutdown: Arc<AtomicBool>,
     /// Ships the worker's log lines to CloudWatch before it answers a job's final step.
     logs: Option<Shipper>,
+    /// One permit per message worked on at once (`concurrency`); held messages wait for one.
+    slots: Arc<Semaphore>,
 }
 
 impl Worker {
@@ -150,6 +172,7 @@ impl Worker {
         opts: WorkerOptions,
         jobs: CurrentJobs,
     ) -> Self {
+        let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
         Worker {
             engine,
             sfn,
@@ -158,6 +181,7 @@ impl Worker {
             jobs,
             shutdown: Arc::new(AtomicBool::new(false)),
             logs: None,
+            slots,
         }
     }
 
@@ -182,11 +206,13 @@ impl Worker {
     pub async fn run(&self) -> Result<(), CloudError> {
         tracing::info!(queue = %self.opts.queue_url, concurrency = self.opts.concurrency, "worker polling");
         let mut running = JoinSet::new();
+        // Messages in hand: those worked on and those held waiting for a slot.
+        let in_hand = self.opts.concurrency.max(1) + self.opts.hold;
         while !self.stopping() {
-            while running.len() >= self.opts.concurrency.max(1) {
+            while running.len() >= in_hand {
                 running.join_next().await;
             }
-            let room = (self.opts.concurrency.max(1) - running.len()).min(10) as i32;
+            let room = (in_hand - running.len()).min(10) as i32;
             let received = self
                 .sqs
                 .receive_message()
@@ -296,9 +322,19 @@ impl Worker {
             stop.clone(),
         ));
         let job_id = msg.task.job_id().to_string();
-        self.jobs.enter(&job_id);
-        let result = self.execute(&msg.task, limit, &stop).await;
-        self.jobs.leave(&job_id);
+        let result = match self.wait_for_slot(&stop).await {
+            Some(slot) => {
+                self.jobs.enter(&job_id);
+                let result = self.execute(&msg.task, limit, &stop).await;
+                self.jobs.leave(&job_id);
+                drop(slot);
+                result
+            }
+            // The task ended, or the worker stops, before a slot freed: nothing ran.
+            None => Err(Failure::retryable(
+                "worker stopping before the task started",
+            )),
+        };
         keepalive.abort();
         if gone.load(Ordering::SeqCst) {
             tracing::warn!(
@@ -316,6 +352,21 @@ impl Worker {
             other => other,
         };
         self.answer(&msg.task_token, result).await
+    }
+
+    /// A free slot, once one is (the keep-alive heartbeats the task meanwhile); `None` when
+    /// the task ended or the worker stops first.
+    async fn wait_for_slot(&self, stop: &AtomicBool) -> Option<OwnedSemaphorePermit> {
+        loop {
+            tokio::select! {
+                permit = self.slots.clone().acquire_owned() => return permit.ok(),
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if stop.load(Ordering::SeqCst) || self.stopping() {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// Ok(false) when the task has ended (timed out, execution stopped, unknown token).
@@ -581,6 +632,9 @@ impl Worker {
         } else {
             tracing::info!(job_id = %job.job_id, status = %job.status, records = job.records,
                 completed = job.completed_chunks, failed = job.failed_chunks, "job finished");
+            if let Err(e) = self.engine.report_job_ended(&job.job_id, Utc::now()).await {
+                tracing::warn!(job_id = %job.job_id, error = %e, "end-of-job metrics and alerts failed");
+            }
             // As `run` does after its passes: old completed jobs leave DynamoDB.
             self.engine.cleanup_expired(Utc::now()).await;
         }

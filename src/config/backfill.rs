@@ -124,6 +124,11 @@ pub struct DefaultSettings {
     /// The longest one API request may take, from sending it to the last byte of its body.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
+    /// How long credentials read from AWS Secrets Manager or SSM Parameter Store are used
+    /// before they are read again (a 401 reads them again at once); 0 reads them for every
+    /// connection.
+    #[serde(default = "default_credentials_cache")]
+    pub credentials_cache_seconds: u64,
 }
 
 /// The longest first retry delay of a failed chunk (it doubles from there), one day: a longer
@@ -146,6 +151,15 @@ pub const MAX_RESPONSE_MB: RangeInclusive<u64> = 1..=4096;
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 120;
 /// `request_timeout_seconds`' range.
 pub const REQUEST_TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3600;
+
+/// `credentials_cache_seconds` when the file leaves it out.
+pub const DEFAULT_CREDENTIALS_CACHE_SECONDS: u64 = 300;
+/// `credentials_cache_seconds`' range: at most a day.
+pub const CREDENTIALS_CACHE_SECONDS: RangeInclusive<u64> = 0..=86_400;
+
+fn default_credentials_cache() -> u64 {
+    DEFAULT_CREDENTIALS_CACHE_SECONDS
+}
 
 fn default_max_response_mb() -> u64 {
     DEFAULT_MAX_RESPONSE_MB
@@ -366,6 +380,11 @@ impl BackfillConfig {
                 "request_timeout_seconds",
                 d.request_timeout_seconds,
                 REQUEST_TIMEOUT_SECONDS,
+            ),
+            at(
+                "credentials_cache_seconds",
+                d.credentials_cache_seconds,
+                CREDENTIALS_CACHE_SECONDS,
             ),
         ]
     }

@@ -136,6 +136,8 @@ impl Engine {
             .lifecycle()
             .chunk_attempt_ended(&job.job_id, true)
             .await?;
+        self.metrics()
+            .emit(&metrics::failure_record(job, run, Utc::now()));
         if let Some(a) = consecutive_failures(job, run, self.monitoring(), Utc::now()) {
             self.raise(a).await?;
         }
@@ -151,8 +153,14 @@ impl Engine {
         let every = self.monitoring().progress_update_frequency_chunks.max(1);
         let finished = job.completed_chunks + job.failed_chunks;
         if finished.is_multiple_of(every) || finished == job.total_chunks {
+            let (requests, rate_limited) =
+                self.budget(&job.tenant_id, job.service).take_unreported();
+            let counts = metrics::RequestCounts {
+                requests,
+                rate_limited,
+            };
             self.metrics()
-                .emit(&metrics::progress_record(job, Utc::now()));
+                .emit(&metrics::progress_record(job, Utc::now(), counts));
             if let Some(a) = completion_rate(job, self.monitoring(), Utc::now()) {
                 self.raise(a).await?;
             }
@@ -185,6 +193,21 @@ impl Engine {
             }
         }
         Ok(raised)
+    }
+
+    /// A job has ended (run here, or finalized by a cloud worker): its final metrics record
+    /// (duration from its first claimed chunk, completion percent) and the end-of-job alerts.
+    pub async fn report_job_ended(
+        &self,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Alert>, EngineError> {
+        if let Some(job) = self.store().get_job(job_id).await? {
+            let chunks = self.store().chunks(job_id).await?;
+            self.metrics()
+                .emit(&metrics::ended_record(&job, started_at(&job, &chunks), now));
+        }
+        self.evaluate_alerts(job_id, now).await
     }
 
     /// Sweeps every active job for the duration threshold (run periodically while jobs run).

@@ -96,6 +96,9 @@ pub struct RateBudget {
     state: Mutex<State>,
     /// One reservation at a time per process: the others take slots from its block.
     reserving: tokio::sync::Mutex<()>,
+    /// Requests sent and refusals for limits since the last `take_unreported` (the metrics'
+    /// `ApiRequests` and `RateLimited`).
+    unreported: Mutex<(u64, u64)>,
 }
 
 fn spacing_of(per_minute: Option<u32>) -> Duration {
@@ -213,7 +216,21 @@ impl RateBudget {
                 reserve_ms: 0,
             }),
             reserving: tokio::sync::Mutex::new(()),
+            unreported: Mutex::new((0, 0)),
         }
+    }
+
+    /// Requests sent and refusals for limits counted since the last call, and zero again:
+    /// each metrics record carries what happened since the one before, so CloudWatch's sum
+    /// over records is the total.
+    pub fn take_unreported(&self) -> (u64, u64) {
+        std::mem::take(&mut *self.unreported.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn count_unreported(&self, requests: u64, rate_limited: u64) {
+        let mut u = self.unreported.lock().unwrap_or_else(|p| p.into_inner());
+        u.0 += requests;
+        u.1 += rate_limited;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -267,6 +284,7 @@ impl RateBudget {
                 waiter.set(true);
                 continue;
             }
+            self.count_unreported(1, 0);
             return slot;
         }
     }
@@ -344,6 +362,7 @@ impl RateBudget {
             s.last_retry_after = Some(wait);
             s.rate_limited_total += 1;
         }
+        self.count_unreported(0, 1);
         let change = Box::new(move |r: &mut RateRow| {
             r.paused_until_ms = r.paused_until_ms.max(until);
         });
@@ -518,6 +537,21 @@ mod tests {
         }
         secs.sort();
         assert_eq!(secs, vec![0, 1, 2, 3], "four callers, one slot per second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_and_refusals_are_counted_once_for_the_metrics() {
+        let budget = RateBudget::new(Some(600));
+        budget.acquire().await;
+        budget.acquire().await;
+        budget.rate_limited(None, Duration::from_millis(10)).await;
+        budget.acquire().await;
+        assert_eq!(budget.take_unreported(), (3, 1));
+        assert_eq!(
+            budget.take_unreported(),
+            (0, 0),
+            "each count is reported once"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,9 +21,9 @@
 //!    and `part_max_bytes` when `max_in_flight` windows buffer at once), time since the last
 //!    checkpoint, every page
 //!    when requests are paced slower than `checkpoint_every_page_below`, or the end of the window)
-//!    the lease is renewed, the part is put atomically under its deterministic name, and then the
-//!    checkpoint (cursor, parts, records, pages) is saved under the lease. A crash between the two
-//!    leaves a part that step 2 removes.
+//!    the lease is renewed when less than half of it is left (`lease`), the part is put
+//!    atomically under its deterministic name, and then the checkpoint (cursor, parts, records,
+//!    pages) is saved under the lease. A crash between the two leaves a part that step 2 removes.
 //! 5. At the window's end the chunk is completed and the job's counters move in the same write;
 //!    the job settles to `completed` or `completed_with_errors` when no chunk is open. A failed
 //!    attempt is stored with its backoff (`retry_backoff_seconds`, doubling, ±25 % jitter) while
@@ -35,8 +35,9 @@
 //! the chunk is released at its checkpoint, without using up an attempt. A server's
 //! `Retry-After` is obeyed up to `max_retry_after_seconds`.
 //!
-//! A heartbeat task renews the lease every quarter of its length; a runner that loses its lease
-//! stops before writing. A lease whose holder is a dead process on this host (`host:pid:nonce`,
+//! A heartbeat task renews the lease every quarter of its length unless a checkpoint extended it
+//! meanwhile (`lease`), so a one-page chunk's only chunk writes are its claim and its completion;
+//! a runner that loses its lease stops before writing. A lease whose holder is a dead process on this host (`host:pid:nonce`,
 //! checked in `/proc`) is broken at once (`break_dead_leases`), so `resume` after a crash does not
 //! wait for expiry.
 //!
@@ -60,8 +61,12 @@ use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, SourceError};
 use crate::store::StoreError;
 
+mod lease;
 mod pages;
+use lease::{HeldLease, Renewal};
+pub(crate) mod probe;
 use pages::{Fetcher, Progress, stop_reading};
+use probe::Ticket;
 
 /// Why a run of a job returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -97,6 +102,9 @@ struct Failure {
     lease_lost: bool,
     /// The data's device is full: the run stops and the chunk is released, no attempt used.
     disk_full: bool,
+    /// Every window of the table would fail the same way (`SourceError::is_table_wide`):
+    /// the table fails once (`JobStore::fail_table`) instead of each window in turn.
+    table_wide: bool,
 }
 
 impl Failure {
@@ -107,6 +115,15 @@ impl Failure {
             retryable: false,
             lease_lost: false,
             disk_full: false,
+            table_wide: false,
+        }
+    }
+
+    /// A failure every window of the table shares.
+    fn table_wide(message: String) -> Self {
+        Failure {
+            table_wide: true,
+            ..Failure::permanent(message)
         }
     }
 }
@@ -118,6 +135,7 @@ impl From<StoreError> for Failure {
             retryable: true,
             message: e.to_string(),
             disk_full: false,
+            table_wide: false,
         }
     }
 }
@@ -132,6 +150,7 @@ impl From<crate::sink::SinkError> for Failure {
             message: e.to_string(),
             retryable,
             lease_lost: false,
+            table_wide: false,
         }
     }
 }
@@ -186,7 +205,7 @@ impl Engine {
                     tracing::error!(job_id, error = %e, "hand-off failed; the next run or resume of the job does it again");
                     Handoff::Failed { error: e.to_string() }
                 });
-                if let Err(e) = self.evaluate_alerts(job_id, Utc::now()).await {
+                if let Err(e) = self.report_job_ended(job_id, Utc::now()).await {
                     tracing::warn!(job_id, error = %e, "alert evaluation failed");
                 }
             }
@@ -336,9 +355,11 @@ impl Engine {
             resumed_from_cursor: chunk.checkpoint.cursor.is_some(),
         });
 
-        let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = self.spawn_heartbeat(key.clone(), lost.clone());
-        let result = self.execute_chunk(job, &chunk, deadline, &lost).await;
+        let held = Arc::new(HeldLease::new(
+            chunk.lease_expires_at.unwrap_or_else(Utc::now),
+        ));
+        let heartbeat = self.spawn_heartbeat(key.clone(), held.clone());
+        let result = self.execute_chunk(job, &chunk, deadline, &held).await;
         heartbeat.abort();
 
         let elapsed = started.elapsed().as_millis() as u64;
@@ -442,17 +463,27 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let key = chunk.key.clone();
         let now = Utc::now();
-        let retry_at = (f.retryable && chunk.attempts < job.max_attempts)
+        let retry_at = (f.retryable && !f.table_wide && chunk.attempts < job.max_attempts)
             .then(|| now + self.chunk_backoff(chunk.attempts));
-        let message = format!(
-            "attempt {}/{}: {}",
-            chunk.attempts, job.max_attempts, f.message
-        );
-        match self
-            .store()
-            .fail_chunk(&key, &self.options().owner, &message, retry_at, now)
-            .await
-        {
+        let owner = &self.options().owner;
+        let table_wide = f.table_wide;
+        let stored = if table_wide {
+            let message = format!("{}{}", crate::domain::TABLE_FAILED, f.message);
+            let stored = self.store().fail_table(&key, owner, &message, now).await;
+            (message, stored)
+        } else {
+            let message = format!(
+                "attempt {}/{}: {}",
+                chunk.attempts, job.max_attempts, f.message
+            );
+            let stored = self
+                .store()
+                .fail_chunk(&key, owner, &message, retry_at, now)
+                .await;
+            (message, stored)
+        };
+        let (message, stored) = stored;
+        match stored {
             Ok(updated) => self.on_chunk_failed(&updated).await?,
             Err(StoreError::LeaseLost { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -468,8 +499,12 @@ impl Engine {
                 });
             }
             None => {
+                let what = match table_wide {
+                    true => "table failed; its other windows are not asked",
+                    false => "chunk failed",
+                };
                 tracing::error!(job_id = %key.job_id, table = %key.table, seq = key.seq, error = %message,
-                    "chunk failed");
+                    "{what}");
                 self.emit(EngineEvent::ChunkFinished {
                     key,
                     status: ChunkStatus::Failed,
@@ -494,21 +529,23 @@ impl Engine {
         chrono::Duration::milliseconds((secs * jitter * 1000.0) as i64)
     }
 
-    fn spawn_heartbeat(&self, key: ChunkKey, lost: Arc<AtomicBool>) -> JoinHandle<()> {
+    /// Renews the lease every quarter of its length unless a write extended it meanwhile
+    /// (`lease`).
+    fn spawn_heartbeat(&self, key: ChunkKey, held: Arc<HeldLease>) -> JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
             let lease = engine.options().lease;
             let owner = engine.options().owner.clone();
             loop {
                 tokio::time::sleep(lease / 4).await;
-                match engine
-                    .store()
-                    .renew_lease(&key, &owner, Utc::now() + lease)
-                    .await
-                {
-                    Ok(()) => {}
+                if !held.due(Renewal::Heartbeat, lease, Utc::now()) {
+                    continue;
+                }
+                let until = Utc::now() + lease;
+                match engine.store().renew_lease(&key, &owner, until).await {
+                    Ok(()) => held.extended(until),
                     Err(StoreError::LeaseLost { .. }) => {
-                        lost.store(true, Ordering::SeqCst);
+                        held.mark_lost();
                         return;
                     }
                     Err(e) => {
@@ -526,7 +563,7 @@ impl Engine {
         job: &Job,
         chunk: &Chunk,
         deadline: &Deadline,
-        lost: &AtomicBool,
+        held: &HeldLease,
     ) -> Result<ChunkEnd, Failure> {
         let opts = self.options();
         let key = &chunk.key;
@@ -544,6 +581,7 @@ impl Engine {
         let read_ahead = share == 1;
         let mut asked = progress.cp.cursor.clone();
         let mut inflight = None;
+        let mut turn = self.first_request_turn(job, key).await?;
         loop {
             let mut fetch = inflight
                 .take()
@@ -555,19 +593,20 @@ impl Engine {
                 fetched = &mut fetch => fetched,
                 () = deadline.wait() => {
                     fetch.abort();
-                    self.save_before_stop(key, lost, &mut progress, asked).await?;
+                    self.save_before_stop(key, held, &mut progress, asked).await?;
                     tracing::info!(chunk = %key, "time budget reached while waiting for a page");
                     return Ok(ChunkEnd::OutOfTime(progress.cp));
                 }
             };
             if let Ok(Err(SourceError::QuotaExhausted { .. })) = &fetched {
                 let until = self.quota_refused(job);
-                self.save_before_stop(key, lost, &mut progress, asked)
+                self.save_before_stop(key, held, &mut progress, asked)
                     .await?;
                 return Ok(ChunkEnd::QuotaWait(progress.cp, until));
             }
+            let (meta, first) = (progress.writer.meta(), asked.is_none());
             let page = self
-                .await_page(job, key, fetched, progress.writer.meta())
+                .await_page(job, key, fetched, meta, (&mut turn, first))
                 .await?;
             let next = page.next.clone();
             let quota_wait = self.quota_after_page(job, page.usage.as_ref());
@@ -581,11 +620,11 @@ impl Engine {
             progress.add(&page)?;
             let exhausted = next.is_none();
             if exhausted || out_of_time || every_page || progress.part_due(opts) {
-                if let Err(f) = self.check_lease(key, lost) {
+                if let Err(f) = self.check_lease(key, held) {
                     stop_reading(&mut inflight);
                     return Err(f);
                 }
-                self.save_progress(key, &mut progress, next).await?;
+                self.save_progress(key, held, &mut progress, next).await?;
             }
             if exhausted {
                 return Ok(ChunkEnd::Exhausted(progress.cp));
@@ -605,27 +644,40 @@ impl Engine {
     async fn save_before_stop(
         &self,
         key: &ChunkKey,
-        lost: &AtomicBool,
+        held: &HeldLease,
         progress: &mut Progress,
         asked: Option<String>,
     ) -> Result<(), Failure> {
         if progress.pages > 0 {
-            self.check_lease(key, lost)?;
-            self.save_progress(key, progress, asked).await?;
+            self.check_lease(key, held)?;
+            self.save_progress(key, held, progress, asked).await?;
         }
         Ok(())
     }
 
     /// A lost lease (the heartbeat saw another runner take the chunk) as the failure that
     /// stops the run before it writes anything more.
-    fn check_lease(&self, key: &ChunkKey, lost: &AtomicBool) -> Result<(), Failure> {
-        if lost.load(Ordering::SeqCst) {
+    fn check_lease(&self, key: &ChunkKey, held: &HeldLease) -> Result<(), Failure> {
+        if held.is_lost() {
             return Err(Failure::from(StoreError::LeaseLost {
                 key: key.clone(),
                 owner: self.options().owner.clone(),
             }));
         }
         Ok(())
+    }
+
+    /// Waits for the window's turn at its table's first request (`probe`); a table that
+    /// failed for every window meanwhile fails this window too, without a request.
+    async fn first_request_turn(
+        &self,
+        job: &Job,
+        key: &ChunkKey,
+    ) -> Result<Option<Ticket>, Failure> {
+        self.probes()
+            .enter(&job.job_id, &key.table)
+            .await
+            .map_err(Failure::table_wide)
     }
 
     /// The fetcher of the chunk's pages and the writer of its parts. Parts written after
@@ -638,7 +690,7 @@ impl Engine {
             .and_then(|e| e.find(&key.table))
             .cloned()
             .ok_or_else(|| {
-                Failure::permanent(format!(
+                Failure::table_wide(format!(
                     "table '{}' is no longer defined for {}",
                     key.table, job.service
                 ))
@@ -674,18 +726,34 @@ impl Engine {
 
     /// The page a fetch brought. An expired cursor starts the window over: nothing stored
     /// from it may stay, or rows read again would be duplicated.
+    ///
+    /// `turn` is the window's turn at the table's first request (`probe`), given its verdict
+    /// here; `first` says the page is the window's first (no cursor yet).
     async fn await_page(
         &self,
         job: &Job,
         key: &ChunkKey,
         fetched: Result<Result<Page, SourceError>, tokio::task::JoinError>,
         meta: &ChunkMeta,
+        (turn, first): (&mut Option<Ticket>, bool),
     ) -> Result<Page, Failure> {
         let fetched =
             fetched.map_err(|e| Failure::permanent(format!("page fetch task failed: {e}")))?;
         let what = || format!("{} {} {}", job.tenant_id, job.service, key.table);
         match fetched {
-            Ok(page) => Ok(page),
+            Ok(page) => {
+                if let Some(t) = turn.take() {
+                    t.proven();
+                }
+                Ok(page)
+            }
+            Err(e) if e.is_table_wide(first) => {
+                let message = format!("{}: {e}", what());
+                if let Some(t) = turn.take() {
+                    t.failed(message.clone());
+                }
+                Err(Failure::table_wide(message))
+            }
             Err(SourceError::CursorExpired { message }) => {
                 let opts = self.options();
                 self.sink().remove_parts_from(meta, 0).await?;
@@ -699,6 +767,7 @@ impl Engine {
                     retryable: true,
                     lease_lost: false,
                     disk_full: false,
+                    table_wide: false,
                 })
             }
             Err(e) => Err(Failure {
@@ -706,25 +775,30 @@ impl Engine {
                 message: format!("{}: {e}", what()),
                 lease_lost: false,
                 disk_full: false,
+                table_wide: false,
             }),
         }
     }
 
-    /// Writes the buffered rows as the next part (renewing the lease right before, so a
-    /// runner whose lease lapsed writes nothing), moves the checkpoint to `next` (the last
-    /// page keeps it for the completion) and reports the progress.
+    /// Writes the buffered rows as the next part (renewing the lease right before when less
+    /// than half of it is left, so a runner whose lease lapsed writes nothing), moves the
+    /// checkpoint to `next` (the last page keeps it for the completion) and reports the
+    /// progress.
     async fn save_progress(
         &self,
         key: &ChunkKey,
+        held: &HeldLease,
         progress: &mut Progress,
         next: Option<String>,
     ) -> Result<(), Failure> {
         let opts = self.options();
         let cp = &mut progress.cp;
         if let Some(part) = progress.writer.finish_part(cp.parts)? {
-            self.store()
-                .renew_lease(key, &opts.owner, Utc::now() + opts.lease)
-                .await?;
+            if held.due(Renewal::BeforePart, opts.lease, Utc::now()) {
+                let until = Utc::now() + opts.lease;
+                self.store().renew_lease(key, &opts.owner, until).await?;
+                held.extended(until);
+            }
             let info = self.sink().put_part(part).await?;
             cp.parts += 1;
             cp.records += info.rows;
@@ -733,9 +807,9 @@ impl Engine {
         let exhausted = next.is_none();
         cp.cursor = next;
         if !exhausted {
-            self.store()
-                .checkpoint(key, &opts.owner, cp, Utc::now() + opts.lease)
-                .await?;
+            let until = Utc::now() + opts.lease;
+            self.store().checkpoint(key, &opts.owner, cp, until).await?;
+            held.extended(until);
         }
         self.emit(EngineEvent::ChunkProgress {
             key: key.clone(),

@@ -8,7 +8,22 @@ use serde_json::{Value, json};
 use crate::domain::{Alert, Job, JobKind};
 
 /// The CloudWatch namespace of every metric.
-pub const NAMESPACE: &str = "Avesa/Backfill";
+pub const NAMESPACE: &str = "AvesaBackfill";
+
+/// Every metric of the job records (progress, failed attempt, job ended): what the stack's
+/// dashboard shows.
+pub const JOB_METRICS: [&str; 10] = [
+    "ChunksCompleted",
+    "ChunksFailed",
+    "ChunksTotal",
+    "RecordsLanded",
+    "ProgressPercent",
+    "JobDurationSeconds",
+    "ApiRequests",
+    "RateLimited",
+    "ConsecutiveFailures",
+    "CompletionPercent",
+];
 
 /// Where metric records go. Implementations must not block for long: they are called from
 /// the engine's tasks.
@@ -82,31 +97,88 @@ pub fn emf(
     Value::Object(record)
 }
 
-/// Progress of a job: chunks done, failed and total, records landed, percent complete.
-pub fn progress_record(job: &Job, at: DateTime<Utc>) -> Value {
+/// What the engine adds to a job's progress record: the source requests sent and the
+/// refusals for limits (HTTP 429) since the previous record of this process, for the pair.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestCounts {
+    pub requests: u64,
+    pub rate_limited: u64,
+}
+
+fn job_properties(job: &Job, event: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("TenantId", json!(job.tenant_id)),
+        ("Service", json!(job.service.as_str())),
+        ("Kind", json!(JobKind::of(&job.job_id).as_str())),
+        ("JobId", json!(job.job_id)),
+        ("event", json!(event)),
+    ]
+}
+
+/// The dimension sets of every job record: per tenant and service, per job kind, and one
+/// series for the whole deployment (what the stack's alarms and dashboard read).
+const JOB_DIMENSIONS: &[&[&str]] = &[&["TenantId", "Service"], &["Kind"], &[]];
+
+/// Progress of a job: chunks done, failed and total, records landed, percent complete, how
+/// long since the job was created, and the pair's requests and 429s since the last record.
+pub fn progress_record(job: &Job, at: DateTime<Utc>, counts: RequestCounts) -> Value {
     let done = job.completed_chunks + job.failed_chunks;
     let percent = if job.total_chunks == 0 {
         100.0
     } else {
         f64::from(done) * 100.0 / f64::from(job.total_chunks)
     };
+    let elapsed = (at - job.created_at).num_milliseconds().max(0) as f64 / 1000.0;
     emf(
         at,
-        &[&["TenantId", "Service"], &["Kind"]],
+        JOB_DIMENSIONS,
         &[
             ("ChunksCompleted", f64::from(job.completed_chunks), "Count"),
             ("ChunksFailed", f64::from(job.failed_chunks), "Count"),
             ("ChunksTotal", f64::from(job.total_chunks), "Count"),
             ("RecordsLanded", job.records as f64, "Count"),
             ("ProgressPercent", percent, "Percent"),
+            ("JobDurationSeconds", elapsed, "Seconds"),
+            ("ApiRequests", counts.requests as f64, "Count"),
+            ("RateLimited", counts.rate_limited as f64, "Count"),
         ],
+        &job_properties(job, "progress"),
+    )
+}
+
+/// A failed chunk attempt: how many attempts of the job failed in a row now.
+pub fn failure_record(job: &Job, run: u32, at: DateTime<Utc>) -> Value {
+    emf(
+        at,
+        JOB_DIMENSIONS,
+        &[("ConsecutiveFailures", f64::from(run), "Count")],
+        &job_properties(job, "chunk_failed"),
+    )
+}
+
+/// A job that ended: how long it worked (from its first claimed chunk) and the share of its
+/// finished chunks that succeeded.
+pub fn ended_record(job: &Job, started: DateTime<Utc>, at: DateTime<Utc>) -> Value {
+    let finished = job.completed_chunks + job.failed_chunks;
+    let completion = if finished == 0 {
+        100.0
+    } else {
+        f64::from(job.completed_chunks) * 100.0 / f64::from(finished)
+    };
+    let took = (at - started).num_milliseconds().max(0) as f64 / 1000.0;
+    let mut properties = job_properties(job, "job_ended");
+    properties.push(("Status", json!(job.status.as_str())));
+    emf(
+        at,
+        JOB_DIMENSIONS,
         &[
-            ("TenantId", json!(job.tenant_id)),
-            ("Service", json!(job.service.as_str())),
-            ("Kind", json!(JobKind::of(&job.job_id).as_str())),
-            ("JobId", json!(job.job_id)),
-            ("event", json!("progress")),
+            ("JobDurationSeconds", took, "Seconds"),
+            ("CompletionPercent", completion, "Percent"),
+            ("ChunksCompleted", f64::from(job.completed_chunks), "Count"),
+            ("ChunksFailed", f64::from(job.failed_chunks), "Count"),
+            ("RecordsLanded", job.records as f64, "Count"),
         ],
+        &properties,
     )
 }
 

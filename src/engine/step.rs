@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{Engine, EngineError, StopReason};
-use crate::domain::{ChunkKey, ChunkStatus, Job, JobStatus};
+use crate::domain::{ChunkKey, Job, JobStatus};
 use crate::store::{Claim, StoreError};
 
 /// When a run must stop and save its state: at an instant, when a flag is raised (a cloud
@@ -187,18 +187,15 @@ impl Engine {
         Ok(Step::Wait { until })
     }
 
-    /// Whether the job still has chunks to run: it is pending or running and some chunk is
-    /// pending or running.
+    /// Whether the job still has chunks to run: it is pending or running and fewer chunks
+    /// have ended (succeeded or failed) than it has. The job's counters are exact in every
+    /// store (DynamoDB sums them from the table frontiers), so this is one job read, however
+    /// many chunks the job has: a cloud lane asks it every loop.
     pub async fn has_open_chunks(&self, job_id: &str) -> Result<bool, EngineError> {
         let job = self.load_job(job_id).await?;
-        if !matches!(job.status, JobStatus::Pending | JobStatus::Running) {
-            return Ok(false);
-        }
-        Ok(self
-            .store()
-            .chunks(job_id)
-            .await?
-            .iter()
-            .any(|c| matches!(c.status, ChunkStatus::Pending | ChunkStatus::Running)))
+        Ok(
+            matches!(job.status, JobStatus::Pending | JobStatus::Running)
+                && job.completed_chunks + job.failed_chunks < job.total_chunks,
+        )
     }
 }

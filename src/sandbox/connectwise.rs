@@ -43,6 +43,44 @@ pub(crate) async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Resp
     reply.holding(held).finish(&shared).await
 }
 
+/// `GET /login/companyinfo/{company}`: where a company's API lives, as ConnectWise answers
+/// it without credentials (`Codebase` is the path segment before `apis/3.0`, with its
+/// slash). A company the sandbox does not serve is answered 404 in ConnectWise's error shape.
+pub(crate) async fn company_info(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(company): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let known = shared
+        .tenants
+        .iter()
+        .find(|t| t.tenant.company_id.eq_ignore_ascii_case(&company));
+    let reply = match known {
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Company {company} was not found"),
+        ),
+        Some(t) => {
+            let site = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            let body = serde_json::json!({
+                "CompanyName": t.tenant.company_id,
+                "Codebase": API_PREFIX.trim_start_matches('/').trim_end_matches("apis/3.0/"),
+                "VersionCode": "v2025.1",
+                "VersionNumber": "v4.6",
+                "CompanyID": t.tenant.company_id,
+                "IsCloud": false,
+                "SiteUrl": site,
+            });
+            ok(serde_json::to_vec(&body).unwrap_or_default())
+        }
+    };
+    reply.finish(&shared).await
+}
+
 enum Route {
     List,
     Count,
@@ -292,7 +330,7 @@ fn authenticate<'a>(
             let t = &t.tenant;
             t.company_id == company_id
                 && t.public_key == public_key
-                && t.private_key.expose() == private_key
+                && shared.private_key(t).expose() == private_key
                 && t.client_id == client_id
         })
         .ok_or("The provided credentials or clientId are not valid for this server")

@@ -1,4 +1,6 @@
-//! The Salesforce surface of the sandbox: OAuth password and refresh-token grants, REST
+//! The Salesforce surface of the sandbox: OAuth password, refresh-token and
+//! client-credentials grants (the last refused, as Salesforce does, when sent to
+//! `login.salesforce.com` or `test.salesforce.com` rather than a My Domain host), REST
 //! query with query locators, Bulk API 2.0 query jobs with CSV results, per-org API usage
 //! (`Sforce-Limit-Info`), Salesforce error arrays, and the shared fault plan.
 //!
@@ -99,8 +101,9 @@ impl SfAccount {
     /// The org the sandbox serves for a tenant whose registry entry points at it.
     ///
     /// Reads `client_id`, `client_secret`, `username`, and `password` (plus an optional
-    /// `security_token`) and/or `refresh_token`. The optional sandbox-only field
-    /// `sandbox_daily_api_limit` sets the org's daily request limit (default 15000);
+    /// `security_token`) and/or `refresh_token`; with none of the last three, the org takes
+    /// client credentials only and its client id stands for the user. The optional sandbox-only
+    /// field `sandbox_daily_api_limit` sets the org's daily request limit (default 15000);
     /// `sandbox_hidden_fields` (`Account.Industry, User.Name`) the fields the user cannot see.
     /// Dataset sizes come from `counts` (see `SfCounts::from_table_counts`).
     pub fn from_credentials(
@@ -113,9 +116,12 @@ impl SfAccount {
             Secret::new(format!("{p}{token}"))
         });
         let refresh_token = creds.optional("refresh_token").map(Secret::new);
-        if password.is_none() && refresh_token.is_none() {
-            return Err(AccountError::NoGrant);
-        }
+        let client_id = creds.field("client_id")?;
+        // Client credentials only: the connected app's run-as user is named by its client id.
+        let username = match creds.optional("username") {
+            None if password.is_none() && refresh_token.is_none() => client_id.clone(),
+            _ => creds.field("username")?,
+        };
         let daily_api_limit = match creds.optional("sandbox_daily_api_limit") {
             None => DEFAULT_DAILY_API_LIMIT,
             Some(text) => text
@@ -125,9 +131,9 @@ impl SfAccount {
         };
         Ok(SfAccount {
             tenant_id: tenant_id.to_string(),
-            client_id: creds.field("client_id")?,
+            client_id,
             client_secret: Secret::new(creds.field("client_secret")?),
-            username: creds.field("username")?,
+            username,
             password,
             refresh_token,
             counts: SfCounts::from_table_counts(counts),
@@ -250,6 +256,8 @@ struct SfStats {
     logins: AtomicU64,
     login_failures: AtomicU64,
     queries: AtomicU64,
+    /// Queries refused as the org would (`MALFORMED_QUERY`, `INVALID_FIELD`, ...).
+    refused_queries: AtomicU64,
     query_more: AtomicU64,
     bulk_jobs: AtomicU64,
     bulk_polls: AtomicU64,

@@ -8,8 +8,10 @@
 //!   `GET /api/now/table/{table}/{sys_id}` answers one record. `GET /api/now/stats/{table}`
 //!   with `sysparm_count=true` counts what `sysparm_query` selects (the Aggregate API).
 //! - Auth: Basic `username:password`, or `Bearer` tokens from `POST /oauth_token.do`
-//!   (`grant_type` `password`, `refresh_token` or `client_credentials`). Tokens are random,
-//!   expire after the account's `token_ttl_secs` (default 1800 s).
+//!   (`grant_type` `password`, `refresh_token` or `client_credentials`; the last answers no
+//!   refresh token). Tokens are random, expire after the account's `token_ttl_secs`
+//!   (default 1800 s). An account without a password takes neither Basic auth nor the
+//!   password grant.
 //! - Errors use `{"error":{"message","detail"},"status":"failure"}`; 429 comes with
 //!   `Retry-After` and `X-RateLimit-Limit` / `-Reset` / `-Rule` (these also come on every
 //!   answer to an account while a rate limit is configured).
@@ -40,7 +42,7 @@ use chrono::{DateTime, Utc};
 
 use super::http::Reply;
 use super::{Outcome, SandboxConfig, Shared, lock};
-use crate::config::MissingCredential;
+use crate::config::{Grant, MissingCredential};
 use crate::secret::Secret;
 use auth::oauth_token;
 pub use data::SnCounts;
@@ -106,23 +108,34 @@ impl SnAccount {
     }
 
     /// The account the sandbox serves for a tenant whose registry entry points at it:
-    /// `username` and `password`, plus `client_id` and `client_secret` for OAuth.
+    /// `username` and `password`, plus `client_id` and `client_secret` for OAuth; or only
+    /// `client_id` and `client_secret` (client credentials), when the client id names the
+    /// account (its records, its rate limit) and Basic auth and the password grant are off.
     pub fn from_credentials(
         tenant_id: &str,
         creds: &crate::config::Credentials,
         counts: super::TableCounts,
     ) -> Result<Self, MissingCredential> {
-        let account = SnAccount::new(
-            tenant_id,
-            &creds.field("username")?,
-            &creds.field("password")?,
-            SnCounts::from_table_counts(counts),
-        );
-        match (creds.optional("client_id"), creds.optional("client_secret")) {
-            (None, None) => Ok(account),
-            (Some(id), Some(secret)) => Ok(account.with_oauth(&id, &secret)),
-            (Some(_), None) => Err(creds.field("client_secret").unwrap_err()),
-            (None, Some(_)) => Err(creds.field("client_id").unwrap_err()),
+        let counts = SnCounts::from_table_counts(counts);
+        let grant = Grant::servicenow(creds)?;
+        let oauth = |a: SnAccount| -> Result<SnAccount, MissingCredential> {
+            Ok(a.with_oauth(&creds.field("client_id")?, &creds.field("client_secret")?))
+        };
+        match grant {
+            Grant::ClientCredentials => oauth(SnAccount::new(
+                tenant_id,
+                &creds.field("client_id")?,
+                "",
+                counts,
+            )),
+            _ => {
+                let (user, password) = (creds.field("username")?, creds.field("password")?);
+                let account = SnAccount::new(tenant_id, &user, &password, counts);
+                match grant {
+                    Grant::Basic => Ok(account),
+                    _ => oauth(account),
+                }
+            }
         }
     }
 }

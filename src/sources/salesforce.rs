@@ -1,4 +1,5 @@
-//! Salesforce: OAuth 2.0 login (password or refresh-token grant), SOQL windows on
+//! Salesforce: OAuth 2.0 login (password, refresh-token or client-credentials grant, chosen
+//! by the credential fields: `Grant::salesforce`), SOQL windows on
 //! `SystemModstamp` read through REST query locators, and Bulk API 2.0 query jobs for
 //! windows above `bulk_query_threshold` records. Wire format: `SOURCE_APIS.md` §3.
 //!
@@ -40,7 +41,7 @@ use super::{
     ApiUsage, Page, ResponseLimits, Source, SourceError, SourceSettings, credential_secrets,
     request_error, retry_after,
 };
-use crate::config::{Credentials, EndpointDef};
+use crate::config::{Credentials, EndpointDef, Grant};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
 pub use cursor::{After, Cursor};
@@ -84,6 +85,7 @@ pub struct Salesforce {
     http: reqwest::Client,
     /// The token request's form fields.
     grant: Vec<(&'static str, Secret)>,
+    kind: Grant,
     secrets: Vec<String>,
     session: tokio::sync::Mutex<Option<Session>>,
     /// The token of the current session, for scrubbing messages.
@@ -122,36 +124,25 @@ impl Salesforce {
         http: reqwest::Client,
         settings: &SourceSettings,
     ) -> Result<Self, SourceError> {
-        let client_id = creds.field("client_id")?;
-        let client_secret = creds.field("client_secret")?;
+        let kind = Grant::salesforce(&creds).map_err(|e| match e.field.as_str() {
+            "username" => SourceError::Config(format!(
+                "{e} (the password grant needs it; or give 'refresh_token', or only 'client_id' and 'client_secret' for client credentials)"
+            )),
+            _ => e.into(),
+        })?;
         // Every credential field (client_id and username too): the grant sends them all.
         let secrets = credential_secrets(&creds);
-        let grant = if let Some(refresh) = creds.optional("refresh_token") {
-            vec![
-                ("grant_type", Secret::new("refresh_token")),
-                ("client_id", Secret::new(client_id)),
-                ("client_secret", Secret::new(client_secret)),
-                ("refresh_token", Secret::new(refresh)),
-            ]
-        } else {
-            let username = creds.field("username").map_err(|_| {
-                SourceError::Config(
-                    "credential field 'username' (or 'refresh_token') is missing or empty".into(),
-                )
-            })?;
-            let password = creds.field("password")?;
-            let security_token = creds.optional("security_token").unwrap_or_default();
-            vec![
-                ("grant_type", Secret::new("password")),
-                ("client_id", Secret::new(client_id)),
-                ("client_secret", Secret::new(client_secret)),
-                ("username", Secret::new(username)),
-                (
-                    "password",
-                    Secret::new(format!("{password}{security_token}")),
-                ),
-            ]
-        };
+        let mut grant = vec![(
+            "grant_type",
+            Secret::new(kind.grant_type().unwrap_or_default()),
+        )];
+        for field in kind.fields() {
+            let mut value = creds.field(field)?;
+            if *field == "password" {
+                value.push_str(&creds.optional("security_token").unwrap_or_default());
+            }
+            grant.push((*field, Secret::new(value)));
+        }
         let login_url = base_url
             .trim_end_matches('/')
             .trim_end_matches("/services/oauth2/token")
@@ -162,6 +153,7 @@ impl Salesforce {
             login_url,
             http,
             grant,
+            kind,
             secrets,
             session: tokio::sync::Mutex::new(None),
             current_token: std::sync::Mutex::new(None),
@@ -231,6 +223,14 @@ impl Salesforce {
         if !(200..300).contains(&status) {
             let mut e = ApiError::from_body(status, &body, after, |t| self.scrub(t));
             e.message = format!("login failed: {}", e.message);
+            if self.kind == Grant::ClientCredentials
+                && e.message.contains("not supported on this domain")
+            {
+                e.message.push_str(&format!(
+                    " (the client-credentials grant is answered only at the org's My Domain: set base_url to https://<MyDomain>.my.salesforce.com, not {})",
+                    self.login_url
+                ));
+            }
             return Err(e.into_source(|m| self.scrub(m)));
         }
         #[derive(serde::Deserialize)]

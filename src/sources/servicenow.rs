@@ -1,5 +1,7 @@
 //! ServiceNow Table API (`SOURCE_APIS.md` §2): `GET {instance}/api/now/table/{table}` with
-//! Basic auth, or an OAuth password-grant token from `{instance}/oauth_token.do`.
+//! Basic auth, or an OAuth token from `{instance}/oauth_token.do` (password or
+//! client-credentials grant; neither has a refresh token here: an expired token, or one a
+//! 401 refuses, is replaced by asking again).
 //!
 //! Windows are `sysparm_query` bounds on `sys_updated_on` (UTC `YYYY-MM-DD HH:MM:SS`),
 //! ordered by (`sys_updated_on`, `sys_id`). Paging is by keyset, never by offset: the cursor
@@ -36,7 +38,7 @@ use super::{
     ApiUsage, Page, ResponseLimits, Source, SourceError, body_excerpt, credential_secrets,
     read_answer, request_error, retry_after,
 };
-use crate::config::{Credentials, EndpointDef};
+use crate::config::{Credentials, EndpointDef, Grant};
 use crate::domain::{RecordsAt, Service, Window};
 use crate::secret::{Secret, scrub};
 
@@ -63,7 +65,7 @@ enum Auth {
 }
 
 struct OAuth {
-    /// The form body of the password grant.
+    /// The form body of the grant.
     form: Secret,
     /// The current access token; fetched on first use, replaced on expiry or a 401.
     token: tokio::sync::Mutex<Option<Token>>,
@@ -475,40 +477,42 @@ impl List {
 }
 
 impl ServiceNow {
-    /// Basic auth from `username` + `password`; OAuth (password grant) when the credentials
-    /// also hold `client_id` and `client_secret`.
+    /// Basic auth from `username` + `password`; OAuth when the credentials also hold
+    /// `client_id` and `client_secret` (password grant), or hold only those (client
+    /// credentials): see `Grant::servicenow`.
     pub fn new(
         base_url: &str,
         creds: Credentials,
         http: reqwest::Client,
     ) -> Result<Self, SourceError> {
-        let (username, password) = (creds.field("username")?, creds.field("password")?);
+        let grant = Grant::servicenow(&creds)?;
         // Every credential field (username and client_id too), and what is built from them.
         let mut secrets = credential_secrets(&creds);
-        secrets.extend([format!("{username}:{password}"), encode(&password)]);
-        let auth = match (creds.optional("client_id"), creds.optional("client_secret")) {
-            (None, None) => {
+        let auth = match grant.grant_type() {
+            None => {
+                let (username, password) = (creds.field("username")?, creds.field("password")?);
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{password}"));
-                secrets.push(token.clone());
+                secrets.extend([
+                    format!("{username}:{password}"),
+                    encode(&password),
+                    token.clone(),
+                ]);
                 Auth::Basic(Secret::new(format!("Basic {token}")))
             }
-            (Some(client_id), Some(client_secret)) => {
-                secrets.push(encode(&client_secret));
-                let form = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("grant_type", "password")
-                    .append_pair("client_id", &client_id)
-                    .append_pair("client_secret", &client_secret)
-                    .append_pair("username", &username)
-                    .append_pair("password", &password)
-                    .finish();
+            Some(grant_type) => {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", grant_type);
+                for field in grant.fields() {
+                    let value = creds.field(field)?;
+                    secrets.push(encode(&value));
+                    form.append_pair(field, &value);
+                }
                 Auth::OAuth(OAuth {
-                    form: Secret::new(form),
+                    form: Secret::new(form.finish()),
                     token: tokio::sync::Mutex::new(None),
                 })
             }
-            (Some(_), None) => return Err(creds.field("client_secret").unwrap_err().into()),
-            (None, Some(_)) => return Err(creds.field("client_id").unwrap_err().into()),
         };
         let base_url = base_url.trim_end_matches('/').to_string();
         url::Url::parse(&base_url)
@@ -548,7 +552,7 @@ impl ServiceNow {
         Ok(token)
     }
 
-    /// `POST /oauth_token.do` with the password grant.
+    /// `POST /oauth_token.do` with the grant's form.
     async fn sign_in(&self, oauth: &OAuth, generation: u64) -> Result<Token, SourceError> {
         let url = format!("{}/oauth_token.do", self.base_url);
         let resp = self

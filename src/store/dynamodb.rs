@@ -48,7 +48,10 @@ mod io;
 mod lease;
 mod lifecycle;
 mod rate;
+mod requests;
 mod schema;
+
+pub use requests::{RequestCounter, RequestCounts};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +95,8 @@ pub struct DynamoStore {
     rate_writes: Arc<AtomicU64>,
     /// Per pair, the end of the schedule as this handle last saw it (`rate`).
     rate_seen: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// Counts the client's requests when it was built with one (`requests`).
+    requests: Option<RequestCounter>,
 }
 
 /// A job as read for a decision: the stored job with its counters made exact from the
@@ -120,9 +125,22 @@ impl JobView {
 
 impl DynamoStore {
     /// A store on the account and region of an already loaded AWS configuration (the
-    /// caller builds it, e.g. from the default chain).
+    /// caller builds it, e.g. from the default chain), counting its requests (`requests`).
     pub fn from_config(config: &aws_config::SdkConfig, options: DynamoOptions) -> Self {
-        Self::new(Client::new(config), options)
+        let counter = RequestCounter::default();
+        Self::new(counter.client(config), options).counted_by(counter)
+    }
+
+    /// Says that `counter` counts this store's client's requests (it must be the one the
+    /// client was built with: `RequestCounter::client`).
+    pub fn counted_by(mut self, counter: RequestCounter) -> Self {
+        self.requests = Some(counter);
+        self
+    }
+
+    /// The requests sent so far by this store's client, when it counts them.
+    pub fn requests(&self) -> Option<RequestCounts> {
+        self.requests.as_ref().map(RequestCounter::snapshot)
     }
 
     pub fn new(client: Client, options: DynamoOptions) -> Self {
@@ -134,6 +152,7 @@ impl DynamoStore {
             chunk_reads: Arc::new(AtomicU64::new(0)),
             rate_writes: Arc::new(AtomicU64::new(0)),
             rate_seen: Arc::default(),
+            requests: None,
         }
     }
 
@@ -380,6 +399,16 @@ impl JobStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError> {
         self.fail(key, owner, error, retry_at, now).await
+    }
+
+    async fn fail_table(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        DynamoStore::fail_table(self, key, owner, error, now).await
     }
 
     async fn release_chunk(

@@ -656,6 +656,34 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn fail_table(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let (key, owner, error) = (key.clone(), owner.to_string(), error.to_string());
+        self.write(move |tx| {
+            require_lease(tx, &key, &owner)?;
+            let failed = tx
+                .execute(
+                    "UPDATE chunks SET status = 'failed', finished_at = ?4, last_error = ?5, lease_owner = NULL, \
+                     lease_expires_at = NULL WHERE job_id = ?1 AND table_name = ?2 \
+                     AND (seq = ?3 OR status = 'pending')",
+                    params![key.job_id, key.table, key.seq, ts(now), error],
+                )
+                .map_err(backend)?;
+            tx.execute(
+                "UPDATE jobs SET failed_chunks = failed_chunks + ?2, updated_at = ?3 WHERE job_id = ?1",
+                params![key.job_id, failed as i64, ts(now)],
+            )
+            .map_err(backend)?;
+            settle_job(tx, &key.job_id, now)
+        })
+        .await
+    }
+
     async fn release_chunk(
         &self,
         key: &ChunkKey,

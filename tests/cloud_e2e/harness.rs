@@ -1,8 +1,8 @@
-//! A throwaway cloud deployment on the emulators: uniquely named queue (with its dead-letter
-//! queue), bucket, log group, state machine made from `infrastructure/backfill.asl.json`, and
-//! DynamoDB tables; worker processes of the real binary; readers for S3 and the history.
+//! A throwaway cloud deployment on the emulators, made by `cloud::deploy::up` (the code of
+//! `cloud up --emulators`) under a name unique to the test: queue and dead-letter queue, bucket,
+//! log groups, state machine and DynamoDB tables; worker processes of the real binary; readers
+//! for S3 and the history.
 
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use crate::common::skip;
@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use arrow_array::{Array, Int64Array, TimestampMicrosecondArray};
+use avesa_console::cloud::deploy;
 use avesa_console::store::{DynamoOptions, DynamoStore};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -73,89 +74,35 @@ fn sdk(endpoint: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(Credentials::new("avesa", "avesa", None, None, "tests"))
             .load(),
     )
 }
 
 impl Deployment {
-    /// Creates every resource under names unique to this test process and `tag`.
+    /// Creates every resource under names unique to this test process and `tag`, as
+    /// `cloud up --emulators --name …` does (the same code).
     pub fn create(emulators: Emulators, tag: &str) -> Deployment {
-        let name = format!("e2e{}{tag}", std::process::id());
+        Deployment::create_named(emulators, &format!("e2e{}{tag}", std::process::id()))
+    }
+
+    /// `cloud up --emulators --name NAME`: what is missing of that deployment is created.
+    pub fn create_named(emulators: Emulators, name: &str) -> Deployment {
         let aws = sdk(&emulators.moto);
         let dynamo = sdk(&emulators.dynamodb);
-        let sqs = aws_sdk_sqs::Client::new(&aws);
-        let sfn = aws_sdk_sfn::Client::new(&aws);
-        let logs = aws_sdk_cloudwatchlogs::Client::new(&aws);
-        let bucket = format!("data-{name}");
-        let log_group = format!("/avesa/{name}");
-        let (queue_url, state_machine_arn) = block(async {
-            let dlq = sqs
-                .create_queue()
-                .queue_name(format!("{name}-dlq"))
-                .send()
-                .await
-                .unwrap();
-            let dlq_arn = sqs
-                .get_queue_attributes()
-                .queue_url(dlq.queue_url().unwrap())
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .unwrap()
-                .attributes()
-                .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-                .clone();
-            let queue = sqs
-                .create_queue()
-                .queue_name(format!("{name}-work"))
-                .attributes(
-                    aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-                    format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#),
-                )
-                .send()
-                .await
-                .unwrap();
-            let queue_url = queue.queue_url().unwrap().to_string();
-            // The bucket: moto takes an unsigned PUT, which saves an S3 SDK dependency.
-            let put = reqwest::Client::new()
-                .put(format!("{}/{bucket}", emulators.moto))
-                .send()
-                .await
-                .unwrap();
-            assert!(put.status().is_success(), "create bucket: {}", put.status());
-            logs.create_log_group()
-                .log_group_name(&log_group)
-                .send()
-                .await
-                .unwrap();
-            let definition = asl().replace("${WorkerQueueUrl}", &queue_url);
-            let machine = sfn
-                .create_state_machine()
-                .name(format!("{name}-backfill"))
-                .definition(definition)
-                .role_arn("arn:aws:iam::123456789012:role/avesa-backfill-test")
-                .send()
-                .await
-                .unwrap();
-            (queue_url, machine.state_machine_arn().to_string())
-        });
-        let table_prefix = name.clone();
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&dynamo),
-            DynamoOptions {
-                table_prefix: table_prefix.clone(),
-                ..DynamoOptions::default()
-            },
-        );
-        block(store.ensure_tables()).unwrap();
+        let names = deploy::Names::of(name).unwrap();
+        let endpoints = deploy::Emulators {
+            moto: emulators.moto.clone(),
+            dynamodb: emulators.dynamodb.clone(),
+        };
+        let settings = block(deploy::up(&aws, &dynamo, &endpoints, &names)).unwrap();
         Deployment {
             emulators,
-            queue_url,
-            bucket,
-            log_group,
-            state_machine_arn,
-            table_prefix,
+            queue_url: settings.queue_url.unwrap(),
+            bucket: settings.bucket.unwrap(),
+            log_group: settings.log_group.unwrap(),
+            state_machine_arn: settings.state_machine_arn.unwrap(),
+            table_prefix: settings.table_prefix.unwrap(),
             aws,
             dynamo,
         }
@@ -171,13 +118,14 @@ impl Deployment {
         )
     }
 
-    /// The environment a process needs to reach this deployment (and nothing of the host's).
-    fn apply(&self, cmd: &mut Command) {
+    /// The environment a process needs to reach this deployment (and nothing of the host's): the
+    /// dummy credentials `cloud up --emulators` prints (DynamoDB Local keeps one database per key).
+    pub fn apply(&self, cmd: &mut Command) {
         for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"] {
             cmd.env_remove(var);
         }
-        cmd.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+        cmd.env("AWS_ACCESS_KEY_ID", "avesa")
+            .env("AWS_SECRET_ACCESS_KEY", "avesa")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL", &self.emulators.moto)
@@ -314,14 +262,6 @@ impl Deployment {
             }
         })
     }
-}
-
-/// The state machine definition, exactly as deployed.
-pub fn asl() -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("infrastructure/backfill.asl.json"),
-    )
-    .unwrap()
 }
 
 /// A worker child process; killed when dropped.

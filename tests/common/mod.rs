@@ -81,6 +81,16 @@ impl Fixture {
         self
     }
 
+    /// Makes `tenant`'s `service` connection sign in with OAuth client credentials: its
+    /// credentials file keeps `client_id` and `client_secret`, without user or password.
+    pub fn client_credentials_only(&self, tenant: &str, service: &str) -> &Self {
+        self.edit(&format!("credentials/{tenant}-{service}.json"), |v| {
+            let fields = v.as_object_mut().unwrap();
+            fields.remove("username");
+            fields.remove("password");
+        })
+    }
+
     /// Sets every service's rate limit and every endpoint's page size, fast retries and a
     /// short circuit-breaker cool-down.
     pub fn tune(&self, rate_per_minute: u32, page_size: u32) -> &Self {
@@ -158,13 +168,24 @@ impl SourceProvider for OneSource {
 /// A job of acme's ConnectWise tickets: one chunk of 10 days from 2025-01-01; its id.
 pub async fn one_chunk_job(engine: &Engine) -> String {
     let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    tickets_job(engine, start, 10, 10).await
+}
+
+/// A job of acme's ConnectWise tickets: `days` days from `start` in chunks of `chunk_days`;
+/// its id.
+pub async fn tickets_job(
+    engine: &Engine,
+    start: DateTime<Utc>,
+    days: u32,
+    chunk_days: u32,
+) -> String {
     let request = PlanRequest {
         tenant_id: "acme".into(),
         service: Service::Connectwise,
         tables: vec!["tickets".into()],
         start: Some(start),
-        end: Some(start + chrono::Duration::days(10)),
-        chunk_size_days: Some(10),
+        end: Some(start + chrono::Duration::days(i64::from(days))),
+        chunk_size_days: Some(chunk_days),
     };
     let plan = engine.plan(&request, Utc::now()).unwrap();
     let created = engine.create_job(&plan, Utc::now()).await.unwrap();
@@ -267,21 +288,20 @@ pub struct SandboxProc {
 
 impl SandboxProc {
     pub fn start(config_dir: &Path, extra: &[&str]) -> SandboxProc {
+        let anchor = anchor().to_rfc3339();
+        let mut args = vec!["--history-days", "730", "--anchor", &anchor];
+        args.extend_from_slice(extra);
+        SandboxProc::serve(config_dir, &args)
+    }
+
+    /// `sandbox --bind 127.0.0.1:0` on this configuration with `args` (its history ending
+    /// today unless they say otherwise).
+    pub fn serve(config_dir: &Path, args: &[&str]) -> SandboxProc {
         let mut child = Command::new(BIN)
-            .args([
-                "sandbox",
-                "--bind",
-                "127.0.0.1:0",
-                "--log-level",
-                "warn",
-                "--history-days",
-                "730",
-            ])
+            .args(["sandbox", "--bind", "127.0.0.1:0", "--log-level", "warn"])
             .arg("--config-dir")
             .arg(config_dir)
-            .arg("--anchor")
-            .arg(anchor().to_rfc3339())
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
@@ -321,12 +341,22 @@ pub mod reqwest {
 
     /// POSTs with an empty body; panics unless the answer is 2xx.
     pub fn blocking_post(url: &str) -> String {
+        blocking_post_body(url, "")
+    }
+
+    /// POSTs `body`; panics unless the answer is 2xx.
+    pub fn blocking_post_body(url: &str, body: &str) -> String {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            let r = ::reqwest::Client::new().post(url).send().await.unwrap();
+            let r = ::reqwest::Client::new()
+                .post(url)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             let body = r.text().await.unwrap();
             assert!(status.is_success(), "POST {url}: {status} {body}");

@@ -1,5 +1,5 @@
-//! `POST /services/oauth2/token`: the password and refresh-token grants, OAuth error
-//! bodies, and reading the bearer token of a REST request.
+//! `POST /services/oauth2/token`: the password, refresh-token and client-credentials
+//! grants, OAuth error bodies, and reading the bearer token of a REST request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
     Reply::refusal_json(status, JSON, &body).with_outcome(Outcome::Unauthorized)
 }
 
-/// `POST /services/oauth2/token`: password or refresh-token grant.
+/// `POST /services/oauth2/token`: password, refresh-token or client-credentials grant.
 pub(super) async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY)
@@ -39,8 +39,11 @@ fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
         oauth_error(StatusCode::BAD_REQUEST, error, description)
     };
     let grant = get("grant_type");
-    if grant != "password" && grant != "refresh_token" {
+    if !matches!(grant, "password" | "refresh_token" | "client_credentials") {
         return fail("unsupported_grant_type", "grant type not supported");
+    }
+    if grant == "client_credentials" && !my_domain(headers) {
+        return fail("invalid_grant", "request not supported on this domain");
     }
     let Some(org) = sf
         .orgs
@@ -61,6 +64,7 @@ fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
                     .as_ref()
                     .is_some_and(|p| p.expose() == get("password"))
         }
+        "client_credentials" => true,
         _ => account
             .refresh_token
             .as_ref()
@@ -96,6 +100,20 @@ fn login(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Reply {
         "signature": signature,
     });
     json(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Whether the request came to an org's own host: Salesforce answers the
+/// client-credentials grant only there, not at the shared login hosts.
+fn my_domain(headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    !matches!(
+        name.to_ascii_lowercase().as_str(),
+        "login.salesforce.com" | "test.salesforce.com"
+    )
 }
 
 pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {

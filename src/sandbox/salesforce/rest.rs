@@ -193,7 +193,10 @@ impl Ctx<'_> {
         };
         let plan = match parse_plan(&text) {
             Ok(p) => Arc::new(p),
-            Err(reply) => return reply,
+            Err(reply) => {
+                sf.stats.refused_queries.fetch_add(1, Ordering::Relaxed);
+                return reply;
+            }
         };
         if let Err(reply) = self.refuse_hidden(&plan) {
             return reply;

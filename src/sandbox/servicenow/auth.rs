@@ -33,7 +33,10 @@ impl SnState {
             let idx = self
                 .accounts
                 .iter()
-                .position(|a| a.account.username == user && a.account.password.expose() == pass)
+                .position(|a| {
+                    let a = &a.account;
+                    a.username == user && !pass.is_empty() && a.password.expose() == pass
+                })
                 .ok_or(())?;
             Ok((idx, None))
         } else if scheme.eq_ignore_ascii_case("bearer") {
@@ -52,9 +55,10 @@ impl SnState {
         }
     }
 
-    fn issue_token(&self, account: usize) -> serde_json::Value {
+    /// A new access token for `account`, with a refresh token unless the grant was
+    /// client credentials (ServiceNow issues none for it).
+    fn issue_token(&self, account: usize, refreshable: bool) -> serde_json::Value {
         let token = random_hex();
-        let refresh = random_hex();
         let ttl = self.accounts[account].account.token_ttl_secs;
         lock(&self.tokens).insert(
             token.clone(),
@@ -63,15 +67,19 @@ impl SnState {
                 expires: Instant::now() + Duration::from_secs(ttl),
             },
         );
-        lock(&self.refresh_tokens).insert(refresh.clone(), account);
         self.tokens_issued.fetch_add(1, Ordering::Relaxed);
-        serde_json::json!({
+        let mut answer = serde_json::json!({
             "access_token": token,
-            "refresh_token": refresh,
             "scope": "useraccount",
             "token_type": "Bearer",
             "expires_in": ttl,
-        })
+        });
+        if refreshable {
+            let refresh = random_hex();
+            lock(&self.refresh_tokens).insert(refresh.clone(), account);
+            answer["refresh_token"] = refresh.into();
+        }
+        answer
     }
 
     pub(super) fn revoke(&self, token: &str) {
@@ -142,7 +150,11 @@ pub(super) async fn oauth_token(State(shared): State<Arc<Shared>>, body: Bytes) 
     let account = match get("grant_type") {
         "password" => sn.accounts.iter().position(|a| {
             let a = &a.account;
-            client_ok(a) && a.username == get("username") && a.password.expose() == get("password")
+            let password = a.password.expose();
+            client_ok(a)
+                && a.username == get("username")
+                && !password.is_empty()
+                && password == get("password")
         }),
         "client_credentials" => sn.accounts.iter().position(|a| client_ok(&a.account)),
         "refresh_token" => lock(&sn.refresh_tokens)
@@ -159,7 +171,10 @@ pub(super) async fn oauth_token(State(shared): State<Arc<Shared>>, body: Bytes) 
         }
     };
     let reply = match account {
-        Some(i) => ok(serde_json::to_vec(&sn.issue_token(i)).unwrap_or_default()),
+        Some(i) => {
+            let refreshable = get("grant_type") != "client_credentials";
+            ok(serde_json::to_vec(&sn.issue_token(i, refreshable)).unwrap_or_default())
+        }
         // What an instance answers to wrong OAuth credentials.
         None => Reply::refusal(
             StatusCode::UNAUTHORIZED,

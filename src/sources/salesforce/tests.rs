@@ -809,3 +809,93 @@ async fn hidden_fields_are_found_by_describe_and_refused_in_queries() {
         .unwrap();
     assert_eq!(open, Some(Vec::new()));
 }
+
+/// An org whose connected app signs in with client credentials only (its run-as user is
+/// named by the client id in the sandbox).
+const CLIENT: &str = "3MVG9initechClientCredentials";
+
+fn client_credentials() -> Credentials {
+    Credentials::from_pairs(
+        [("client_id", CLIENT), ("client_secret", SECRET)]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+fn client_source(url: &str, http: reqwest::Client) -> Salesforce {
+    Salesforce::new(url, client_credentials(), http, &SourceSettings::default()).unwrap()
+}
+
+fn client_config(faults: Vec<Fault>) -> SandboxConfig {
+    let mut cfg = config(faults);
+    cfg.salesforce.push(SfAccount {
+        tenant_id: "initech".into(),
+        client_id: CLIENT.into(),
+        username: CLIENT.into(),
+        password: None,
+        ..account()
+    });
+    cfg
+}
+
+#[tokio::test]
+async fn client_credentials_log_in_at_my_domain_and_again_only_when_the_session_expires() {
+    let cfg = client_config(vec![fault("Case", FaultKind::ExpireToken, None, Some(2))]);
+    let sb = start(cfg.clone()).await;
+    let src = client_source(&sb.url(), reqwest::Client::new());
+    let w = window("2024-02-01T00:00:00Z", "2024-05-01T00:00:00Z");
+    // One sObject read whole, then one whose first two requests meet expired sessions.
+    let (accounts, pages) = drain(&src, &endpoint("Account", 200), &w, None).await;
+    assert!(pages.len() > 2, "{} pages", pages.len());
+    assert_eq!(
+        sorted(accounts),
+        expected_salesforce(&cfg, CLIENT, "Account", &w)
+    );
+    let case = endpoint("Case", 200);
+    let mut renewed = 0;
+    let first = loop {
+        match src.fetch_page(&case, &w, None).await {
+            Err(SourceError::SessionRenewed { status: 401, .. }) => renewed += 1,
+            Err(e) => panic!("{e:?}"),
+            Ok(page) => break page,
+        }
+    };
+    assert_eq!(renewed, 2);
+    let (mut cases, _) = drain(&src, &case, &w, first.next.clone()).await;
+    cases.extend(keys(&first));
+    assert_eq!(sorted(cases), expected_salesforce(&cfg, CLIENT, "Case", &w));
+    // One login, then one per expired session: not one per page.
+    let stats = sf_stats(&sb).await;
+    assert_eq!(stats["logins"], 3, "{stats}");
+    assert_eq!(stats["login_failures"], 0, "{stats}");
+}
+
+#[tokio::test]
+async fn client_credentials_sent_to_the_shared_login_host_fail_naming_my_domain() {
+    let sb = start(client_config(Vec::new())).await;
+    let port = url::Url::parse(&sb.url()).unwrap().port().unwrap();
+    // login.salesforce.com resolves to the sandbox, which answers as Salesforce does there.
+    let http = reqwest::Client::builder()
+        .resolve("login.salesforce.com", "127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    let src = client_source(&format!("http://login.salesforce.com:{port}"), http);
+    let w = window("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z");
+    let e = src
+        .fetch_page(&endpoint("Account", 200), &w, None)
+        .await
+        .unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message.contains("invalid_grant: request not supported on this domain")
+            && message.contains("org's My Domain")
+            && message.contains(&format!("not http://login.salesforce.com:{port}")),
+        "{message}"
+    );
+    assert!(!e.is_retryable(), "{e:?}");
+    assert!(!message.contains(SECRET), "{message}");
+    // The org's own host takes the same credentials.
+    let ok = client_source(&sb.url(), reqwest::Client::new());
+    ok.fetch_page(&endpoint("Account", 200), &w, None)
+        .await
+        .unwrap();
+}

@@ -667,3 +667,61 @@ async fn endpoints_that_cannot_be_keyset_paged_are_refused() {
         Err(SourceError::Config(m)) if m.contains("sys_id")
     ));
 }
+
+/// An instance user reached only through an OAuth client (client credentials): the
+/// sandbox names it by its client id.
+fn client_account() -> SnAccount {
+    SnAccount::new("initech", "initech-client", "", counts())
+        .with_oauth("initech-client", "initech-client-secret")
+}
+
+#[tokio::test]
+async fn client_credentials_sign_in_without_a_user_and_ask_again_only_when_a_token_expires() {
+    let mut cfg = config(vec![sn_fault(FaultKind::ExpireToken, None, Some(2))]);
+    cfg.servicenow.push(client_account());
+    let sb = start(cfg.clone()).await;
+    let creds = Credentials::from_pairs(
+        [
+            ("client_id", "initech-client"),
+            ("client_secret", "initech-client-secret"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let sn = ServiceNow::new(&sb.url(), creds, reqwest::Client::new()).unwrap();
+    let form = match &sn.auth {
+        Auth::OAuth(o) => o.form.expose().to_string(),
+        Auth::Basic(_) => panic!("client credentials made Basic auth"),
+    };
+    assert_eq!(
+        form,
+        "grant_type=client_credentials&client_id=initech-client&client_secret=initech-client-secret"
+    );
+    // A table read first, then one whose first two requests meet expired tokens.
+    let w = Window::new(utc(2024, 3, 1, 0, 0, 0), utc(2024, 6, 1, 0, 0, 0));
+    let (mut problems, _) = walk(&sn, &endpoint("problem", 10), &w).await;
+    problems.sort();
+    assert_eq!(
+        problems,
+        expected_servicenow(&cfg, "initech-client", "problem", &w)
+    );
+    let ep = endpoint("incident", 20);
+    let mut renewed = 0;
+    loop {
+        match sn.fetch_page(&ep, &w, None).await {
+            Err(SourceError::SessionRenewed { status: 401, .. }) => renewed += 1,
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => break,
+        }
+    }
+    assert_eq!(renewed, 2);
+    let (mut incidents, pages) = walk(&sn, &ep, &w).await;
+    incidents.sort();
+    assert_eq!(
+        incidents,
+        expected_servicenow(&cfg, "initech-client", "incident", &w)
+    );
+    assert!(pages > 10, "{pages} pages");
+    // One token, then one per expired token: not one per page.
+    assert_eq!(sn_stats(&sb).await["tokens_issued"], 3);
+    sb.shutdown().await;
+}

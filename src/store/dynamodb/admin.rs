@@ -190,29 +190,16 @@ impl DynamoStore {
     /// its next write. Open chunks sit at or after each table's frontier, so only that part
     /// of each table is read.
     pub(super) async fn cancel_open_chunks(&self, view: &JobView) -> Result<(), StoreError> {
-        let job_id = &view.job.job_id;
         let mut open = Vec::new();
         for f in &view.frontiers {
-            let key = "#job_id = :j AND #sk BETWEEN :from AND :to";
-            let filter = "#status IN (:pending, :running)";
-            let q = self
-                .client
-                .query()
-                .table_name(&self.chunks)
-                .consistent_read(true)
-                .key_condition_expression(key)
-                .filter_expression(filter)
-                .set_expression_attribute_names(names(&[key, filter]))
-                .set_expression_attribute_values(values([
-                    (":j", s(job_id)),
-                    (":from", s(chunk_sk(&f.table, f.next))),
-                    (":to", s(chunk_sk(&f.table, super::codec::MAX_SEQ))),
-                    (":pending", s("pending")),
-                    (":running", s("running")),
-                ]));
-            for item in query_all(q, "Query open chunks").await? {
-                open.push(decode_chunk(&item)?.chunk.key);
-            }
+            open.extend(
+                self.chunks_past_frontier(
+                    &view.job.job_id,
+                    f,
+                    &[ChunkStatus::Pending, ChunkStatus::Running],
+                )
+                .await?,
+            );
         }
         futures::stream::iter(open)
             .map(|key| async move {
@@ -241,6 +228,97 @@ impl DynamoStore {
                     Err(e) if is_condition_failed(&e) => Ok(()),
                     Err(e) => Err(backend("UpdateItem cancel chunk", e)),
                 }
+            })
+            .buffer_unordered(CANCELS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// The keys of a table's chunks at or after its frontier (where every open chunk sits)
+    /// whose status is one of `statuses`.
+    async fn chunks_past_frontier(
+        &self,
+        job_id: &str,
+        f: &Frontier,
+        statuses: &[ChunkStatus],
+    ) -> Result<Vec<crate::domain::ChunkKey>, StoreError> {
+        let key = "#job_id = :j AND #sk BETWEEN :from AND :to";
+        let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!(":st{i}")).collect();
+        let filter = format!("#status IN ({})", placeholders.join(", "));
+        let mut vals = vec![
+            (":j", s(job_id)),
+            (":from", s(chunk_sk(&f.table, f.next))),
+            (":to", s(chunk_sk(&f.table, super::codec::MAX_SEQ))),
+        ];
+        for (p, st) in placeholders.iter().zip(statuses) {
+            vals.push((p.as_str(), s(st.as_str())));
+        }
+        let q = self
+            .client
+            .query()
+            .table_name(&self.chunks)
+            .consistent_read(true)
+            .key_condition_expression(key)
+            .filter_expression(&filter)
+            .set_expression_attribute_names(names(&[key, &filter]))
+            .set_expression_attribute_values(values(vals));
+        query_all(q, "Query open chunks")
+            .await?
+            .iter()
+            .map(|item| decode_chunk(item).map(|c| c.chunk.key))
+            .collect()
+    }
+
+    /// Fails every pending chunk of `table` with `error`, each in one transaction with its
+    /// frontier's failed counter; a chunk claimed meanwhile is left to its holder.
+    pub(super) async fn fail_pending_of_table(
+        &self,
+        job_id: &str,
+        table: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(f) = self
+            .frontiers(job_id)
+            .await?
+            .into_iter()
+            .find(|f| f.table == table)
+        else {
+            return Ok(());
+        };
+        let pending = self
+            .chunks_past_frontier(job_id, &f, &[ChunkStatus::Pending])
+            .await?;
+        futures::stream::iter(pending)
+            .map(|key| async move {
+                let chunk = update_item(
+                    &self.chunks,
+                    chunk_key(&key),
+                    "SET #status = :failed, #finished_at = :now, #last_error = :err ADD #v :one",
+                    "#status = :pending",
+                    values([
+                        (":failed", s("failed")),
+                        (":pending", s("pending")),
+                        (":now", t(now)),
+                        (":err", s(error)),
+                        (":one", n(1)),
+                    ]),
+                )?;
+                let frontier = update_item(
+                    &self.chunks,
+                    frontier_key(job_id, table),
+                    "ADD #failed :one",
+                    "attribute_exists(#sk)",
+                    values([(":one", n(1))]),
+                )?;
+                // Refused: claimed or finished meanwhile, and its holder decides.
+                transact(
+                    &self.client,
+                    vec![chunk, frontier],
+                    "TransactWriteItems fail table",
+                )
+                .await
+                .map(|_| ())
             })
             .buffer_unordered(CANCELS_IN_FLIGHT)
             .try_collect::<()>()

@@ -4,8 +4,9 @@
 //!
 //! A claim reads the job item and the frontier items (two requests in parallel), then the chunk
 //! at each open table's `next` (one BatchGetItem). If it has finished, a short query from `next`
-//! (pages of `SKIP_PAGE`) finds the lowest open chunk and moves `next` there, conditional on the
-//! frontier's `v`. If that chunk is not ready (in flight, or backing off), a query past it finds
+//! (pages of `SKIP_PAGE`) finds the lowest open chunk; `next` is moved there (conditional on the
+//! frontier's `v`) only once it trails by a page, so the move is not a write per chunk and a
+//! claim still reads at most a page of finished chunks. If that chunk is not ready (in flight, or backing off), a query past it finds
 //! the first ready one (`first_ready`; it stops after the table's open chunks). `retry_failed` moves
 //! `next` back to the lowest chunk it reopens, in the same transaction as the reopening, and bumps
 //! `v`, so a claimer's stale move fails and it looks again. Invariant: every chunk below `next`
@@ -33,6 +34,9 @@ use crate::store::{Claim, StoreError};
 const MAX_PASSES: u32 = 64;
 /// Chunks read per page while moving a frontier past finished chunks.
 const SKIP_PAGE: i32 = 8;
+/// A frontier moves once this many finished chunks lie before its table's lowest open chunk:
+/// the claim that finds them has read a whole page, and the next one reads from the open chunk.
+const MOVE_AFTER: u32 = SKIP_PAGE as u32 - 1;
 
 enum Advance {
     /// The table's lowest open chunk (the frontier now points at it).
@@ -268,7 +272,10 @@ impl DynamoStore {
             (None, Some(seq)) => seq + 1,
             (None, None) => return Ok(Advance::Exhausted),
         };
-        if next != frontier.next {
+        // The move is a write of its own: made only once the frontier trails by a page, so
+        // it costs a fraction of a write per chunk while a claim still reads at most a page
+        // of finished chunks before the lowest open one.
+        if next >= frontier.next + MOVE_AFTER {
             let update = "SET #next = :next ADD #v :one";
             let cond = "#v = :v";
             match self

@@ -219,25 +219,48 @@ impl DynamoStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError> {
-        let change = Change::held_by(owner)
-            .set("#last_error = :err", ":err", s(error))
-            .remove(&["#lease_owner", "#lease_expires_at"]);
         match retry_at {
             Some(at) => {
-                let change = change
+                let change = Change::held_by(owner)
+                    .set("#last_error = :err", ":err", s(error))
+                    .remove(&["#lease_owner", "#lease_expires_at"])
                     .set("#status = :pending", ":pending", s("pending"))
                     .set("#not_before = :at", ":at", t(at));
                 self.held_or_lost(key, owner, change).await?;
             }
-            None => {
-                let change = change.set("#status = :failed", ":failed", s("failed")).set(
-                    "#finished_at = :now",
-                    ":now",
-                    t(now),
-                );
-                self.finish(key, owner, change, "#failed", 0).await?;
-            }
+            None => self.fail_for_good(key, owner, error, now).await?,
         }
+        self.settle_or_report(&key.job_id, now).await
+    }
+
+    /// Fails the held chunk for good and counts it on its table's frontier.
+    async fn fail_for_good(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let change = Change::held_by(owner)
+            .set("#last_error = :err", ":err", s(error))
+            .remove(&["#lease_owner", "#lease_expires_at"])
+            .set("#status = :failed", ":failed", s("failed"))
+            .set("#finished_at = :now", ":now", t(now));
+        self.finish(key, owner, change, "#failed", 0).await
+    }
+
+    /// Fails the held chunk, then every pending chunk of its table (`admin`), then settles
+    /// the job: the table's failure is durable for every process and worker.
+    pub(super) async fn fail_table(
+        &self,
+        key: &ChunkKey,
+        owner: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        self.fail_for_good(key, owner, error, now).await?;
+        self.fail_pending_of_table(&key.job_id, &key.table, error, now)
+            .await?;
         self.settle_or_report(&key.job_id, now).await
     }
 

@@ -180,3 +180,54 @@ async fn over_the_rate_limit_answers_429_with_rate_limit_headers() {
     assert_eq!(acme.status, 200);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_credentials_user_has_no_refresh_token_no_basic_auth_and_no_password_grant() {
+    let mut cfg = config();
+    let creds = crate::config::Credentials::from_pairs(
+        [
+            ("client_id", "initech-client"),
+            ("client_secret", "initech-secret"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let account =
+        SnAccount::from_credentials("initech", &creds, crate::sandbox::TableCounts::demo())
+            .unwrap();
+    assert_eq!(account.username, "initech-client");
+    cfg.servicenow.push(account);
+    let sb = start(cfg).await;
+    let granted = token_request(
+        &sb,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "initech-client"),
+            ("client_secret", "initech-secret"),
+        ],
+    )
+    .await;
+    assert_eq!(granted.status, 200);
+    let granted = granted.json();
+    assert_eq!(granted["token_type"], "Bearer");
+    assert_eq!(granted["expires_in"], 1800);
+    assert!(granted.get("refresh_token").is_none(), "{granted}");
+    let bearer = format!("Bearer {}", granted["access_token"].as_str().unwrap());
+    let ok = get(&sb, TABLE, &[("sysparm_limit", "1")], Some(&bearer)).await;
+    assert_eq!(ok.status, 200);
+    // The user has no password: neither Basic auth nor the password grant signs in as it.
+    let basic_empty = get(&sb, TABLE, &[], Some(&basic("initech-client", ""))).await;
+    assert_eq!(basic_empty.status, 401);
+    let password = token_request(
+        &sb,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "initech-client"),
+            ("client_secret", "initech-secret"),
+            ("username", "initech-client"),
+            ("password", ""),
+        ],
+    )
+    .await;
+    assert_eq!(password.status, 401);
+    sb.shutdown().await;
+}

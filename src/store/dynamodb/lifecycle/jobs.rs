@@ -250,8 +250,9 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Counts a chunk attempt into the job's failure run (one item, one write): a failure
-    /// adds one atomically and returns the new length, a success sets it back to zero.
+    /// Counts a chunk attempt into the job's failure run (one item): a failure adds one
+    /// atomically (one write) and returns the new length, a success reads the run and sets it
+    /// back to zero only when it is not already (a read, and a write only after failures).
     pub(super) async fn count_attempt(
         &self,
         job_id: &str,
@@ -281,7 +282,29 @@ impl DynamoStore {
                     StoreError::Backend(format!("job '{job_id}': failure run came back unreadable"))
                 });
         }
-        // Only a run in progress is written back to zero.
+        // Only a run in progress is written back to zero, and whether one is in progress is
+        // read first: a refused conditional write is billed as a write, and most successes
+        // follow successes. (A failure counted between the read and the write came after
+        // this success: leaving it counted is right.)
+        let run = self
+            .client
+            .get_item()
+            .table_name(&self.chunks)
+            .set_key(Some(key.clone()))
+            .consistent_read(true)
+            .projection_expression("#f")
+            .expression_attribute_names("#f", "failed_in_a_row")
+            .send()
+            .await
+            .map_err(|e| backend("GetItem failure run", e))?;
+        let in_progress = run
+            .item()
+            .and_then(|i| i.get("failed_in_a_row"))
+            .and_then(|v| v.as_n().ok())
+            .is_some_and(|v| v != "0");
+        if !in_progress {
+            return Ok(0);
+        }
         update_if(
             &self.client,
             &self.chunks,

@@ -13,15 +13,18 @@
 //! behind busy workers (more lanes than worker slots) would use up its HeartbeatSeconds there and
 //! time out, again and again, until the lane gives up and the job ends unfinished. So a worker
 //! takes up to `hold` messages beyond the `concurrency` it works on, heartbeats them (and keeps
-//! them hidden) from the moment they arrive, and starts each as a slot frees, oldest first. That
+//! them hidden) from the moment they arrive, and starts each as a slot frees, oldest first.
+//! Only a worker with a free slot long-polls, for as many messages as it has free slots; one
+//! whose slots are all busy looks with a short poll every `HOLD_POLL`, so a fresh message goes
+//! to an idle worker's waiting long poll and a busy one holds only what nobody took. That
 //! holds on AWS for any heartbeat: a held task is alive as long as its worker is, and a worker
 //! that dies stops heartbeating what it held, so those tasks time out and are retried like a
 //! crashed chunk. The alternatives do not hold: a longer HeartbeatSeconds covers a queue wait only
 //! up to a guess and delays noticing a dead worker by as much; capping lanes at the worker slots
 //! needs a fleet size the trigger does not know. The price: a held message waits for this worker
-//! even when another has a free slot, so `hold` is bounded (a fleet should have about as many
-//! slots as the jobs have lanes), and a Lambda batch is held the same way while its messages run
-//! one at a time.
+//! even when another worker's slot frees later, so `hold` is bounded (a fleet should have about
+//! as many slots as the jobs have lanes), and a Lambda batch is held the same way while its
+//! messages run one at a time.
 //! If a heartbeat says the task is gone (timed out, execution stopped), the work stops at the next
 //! page (the `Deadline` flag), the chunk is released at its checkpoint and nothing is answered.
 //! SIGTERM does the same for every running task and answers `Worker.Retryable`. The transform
@@ -56,6 +59,10 @@ use super::sfn::{ExecutionInput, execution_name, start_named};
 use crate::domain::JobStatus;
 use crate::engine::{Deadline, Engine, EngineError, Handoff, Step, wait_before_retry};
 use crate::store::StoreError;
+
+/// How often a worker whose slots are all busy looks for messages left waiting in the queue
+/// (a short poll), to hold them before their task's heartbeat time runs out.
+pub const HOLD_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -208,21 +215,31 @@ impl Worker {
         let mut running = JoinSet::new();
         // Messages in hand: those worked on and those held waiting for a slot.
         let in_hand = self.opts.concurrency.max(1) + self.opts.hold;
+        let slots = self.opts.concurrency.max(1);
+        let long_poll = self
+            .opts
+            .wait_seconds
+            .clamp(0, super::SQS_MAX_WAIT.as_secs() as i32);
         while !self.stopping() {
             while running.len() >= in_hand {
                 running.join_next().await;
             }
-            let room = (in_hand - running.len()).min(10) as i32;
+            let (room, wait) = if running.len() < slots {
+                (slots - running.len(), long_poll)
+            } else {
+                // Every slot is busy: look only now and then, for messages nobody took.
+                tokio::select! {
+                    _ = tokio::time::sleep(HOLD_POLL) => {}
+                    _ = running.join_next() => continue,
+                }
+                (in_hand - running.len(), 0)
+            };
             let received = self
                 .sqs
                 .receive_message()
                 .queue_url(&self.opts.queue_url)
-                .max_number_of_messages(room)
-                .wait_time_seconds(
-                    self.opts
-                        .wait_seconds
-                        .clamp(0, super::SQS_MAX_WAIT.as_secs() as i32),
-                )
+                .max_number_of_messages(room.min(10) as i32)
+                .wait_time_seconds(wait)
                 .visibility_timeout(self.opts.visibility_seconds)
                 .send()
                 .await;

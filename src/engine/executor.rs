@@ -359,7 +359,9 @@ impl Engine {
             chunk.lease_expires_at.unwrap_or_else(Utc::now),
         ));
         let heartbeat = self.spawn_heartbeat(key.clone(), held.clone());
-        let result = self.execute_chunk(job, &chunk, deadline, &held).await;
+        let result = self
+            .execute_chunk(job, &chunk, deadline, (&held, started))
+            .await;
         heartbeat.abort();
 
         let elapsed = started.elapsed().as_millis() as u64;
@@ -470,6 +472,7 @@ impl Engine {
         let stored = if table_wide {
             let message = format!("{}{}", crate::domain::TABLE_FAILED, f.message);
             let stored = self.store().fail_table(&key, owner, &message, now).await;
+            self.probes().settle(&key.job_id, &key.table);
             (message, stored)
         } else {
             let message = format!(
@@ -563,7 +566,7 @@ impl Engine {
         job: &Job,
         chunk: &Chunk,
         deadline: &Deadline,
-        held: &HeldLease,
+        (held, started): (&HeldLease, Instant),
     ) -> Result<ChunkEnd, Failure> {
         let opts = self.options();
         let key = &chunk.key;
@@ -581,7 +584,7 @@ impl Engine {
         let read_ahead = share == 1;
         let mut asked = progress.cp.cursor.clone();
         let mut inflight = None;
-        let mut turn = self.first_request_turn(job, key).await?;
+        let mut turn = self.first_request_turn(job, key, started).await?;
         loop {
             let mut fetch = inflight
                 .take()
@@ -673,9 +676,10 @@ impl Engine {
         &self,
         job: &Job,
         key: &ChunkKey,
+        started: Instant,
     ) -> Result<Option<Ticket>, Failure> {
         self.probes()
-            .enter(&job.job_id, &key.table)
+            .enter(&job.job_id, &key.table, started)
             .await
             .map_err(Failure::table_wide)
     }

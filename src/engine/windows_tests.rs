@@ -18,8 +18,9 @@ use crate::sink::RawSink;
 use crate::sources::{Page, Source, SourceError};
 use crate::store::SqliteStore;
 
-/// A source whose window starting at `held` answers only once `gate` opens; every other
-/// window answers at once with an empty page.
+/// A source whose window starting at `held` answers its first page at once and its second only
+/// once `gate` opens (the table's first request succeeds, so no window waits for its turn);
+/// every other window answers at once with one empty page.
 #[derive(Clone)]
 struct Gated {
     held: DateTime<Utc>,
@@ -36,14 +37,16 @@ impl Source for Gated {
         &self,
         _endpoint: &EndpointDef,
         window: &Window,
-        _cursor: Option<&str>,
+        cursor: Option<&str>,
     ) -> Result<Page, SourceError> {
-        if window.start == self.held {
+        let held = window.start == self.held;
+        if held && cursor.is_some() {
             self.gate.notified().await;
         }
         Ok(Page {
             body: bytes::Bytes::from_static(b"[]").into(),
             bytes: 2,
+            next: (held && cursor.is_none()).then(|| "2".to_string()),
             ..Page::default()
         })
     }

@@ -14,6 +14,8 @@ mod common;
 #[allow(dead_code)]
 #[path = "cloud_e2e/harness.rs"]
 mod harness;
+#[path = "common/template.rs"]
+mod template;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -23,34 +25,10 @@ use avesa_console::cloud::calls::CALL_LOG_ENV;
 use common::*;
 use harness::*;
 use serde_json::Value;
+use template::{resource_text, template};
 
 const JOB: &str = "backfill_acme_connectwise_20250101";
 const SECOND: &str = "backfill_acme_connectwise_20240101";
-
-fn template() -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("infrastructure/backfill.yaml"),
-    )
-    .unwrap()
-}
-
-/// The text of one top-level resource of the template (up to the next one).
-fn resource_text(text: &str, resource: &str) -> String {
-    let start = text
-        .find(&format!("\n  {resource}:\n"))
-        .unwrap_or_else(|| panic!("no resource {resource}"));
-    let body = &text[start + resource.len() + 4..];
-    let end = body
-        .lines()
-        .scan(0, |at, line| {
-            let here = *at;
-            *at += line.len() + 1;
-            Some((here, line))
-        })
-        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
-        .map_or(body.len(), |(at, _)| at);
-    body[..end].to_string()
-}
 
 /// Every action the statements of `resource` allow: `Action: a`, `Action: [a, b]` or an
 /// `Action:` followed by `- a` lines. (The template has no Deny and no NotAction.)
@@ -164,42 +142,48 @@ impl Run<'_> {
 
 /// Every command of the operator's, in an order that gives each something to do.
 fn run_every_command(run: &Run) {
+    let words = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let cli = |name: &str, line: &str, json: bool| {
+        let args = words(line);
+        run.cli(
+            name,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            json,
+        )
+    };
     run.trigger("2025-01-01", "2026-01-01");
-    run.cli("pause", &["pause", JOB, "--cloud"], false);
-    run.cli("unpause", &["unpause", JOB, "--cloud"], false);
-    let status = poll(Duration::from_secs(240), "the execution to end", || {
+    cli("pause", &format!("pause {JOB} --cloud"), false);
+    cli("unpause", &format!("unpause {JOB} --cloud"), false);
+    // A lane that saw the pause ended its execution: `resume` starts the next one (and is
+    // refused while one runs).
+    let status = poll(Duration::from_secs(240), "the job to complete", || {
         let s = run.status(JOB);
-        (s["execution"]["status"] != "RUNNING").then_some(s)
+        if s["job"]["status"] == "completed" {
+            return Some(s);
+        }
+        if s["execution"]["status"] != "RUNNING" {
+            cli("resume", &format!("resume {JOB} --cloud"), false);
+        }
+        None
     });
     assert_eq!(status["job"]["status"], "completed", "{status}");
-    run.cli("logs", &["logs", JOB, "--cloud"], false);
-    let verified = run.cli(
+    cli("logs", &format!("logs {JOB} --cloud"), false);
+    let verified = cli(
         "verify",
-        &["verify", JOB, "--cloud", "--output", "json"],
+        &format!("verify {JOB} --cloud --output json"),
         true,
     );
     assert_eq!(verified["verification"]["ok"], true, "{verified}");
-    let alerts = [
+    cli(
         "alerts",
-        "--cloud",
-        "--tenant-id",
-        "acme",
-        "--output",
-        "json",
-    ];
-    run.cli("alerts", &alerts, true);
+        "alerts --cloud --tenant-id acme --output json",
+        true,
+    );
     run.trigger("2024-01-01", "2025-01-01");
-    run.cli("resume", &["resume", SECOND, "--cloud"], false);
-    run.cli("cancel", &["cancel", SECOND, "--cloud"], false);
-    let cleanup = [
-        "cleanup",
-        "--cloud",
-        "--older-than-days",
-        "0",
-        "--output",
-        "json",
-    ];
-    run.cli("cleanup", &cleanup, true);
+    cli("resume", &format!("resume {SECOND} --cloud"), false);
+    cli("cancel", &format!("cancel {SECOND} --cloud"), false);
+    let cleanup = "cleanup --cloud --older-than-days 0 --output json";
+    cli("cleanup", cleanup, true);
 }
 
 #[test]

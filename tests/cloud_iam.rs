@@ -1,5 +1,6 @@
 //! The stack's IAM policies allow every AWS call the CLI and the worker make. Every `--cloud`
-//! command (trigger, pause, unpause, status, logs, verify, alerts, resume, cancel, cleanup) and a
+//! command (trigger, pause, unpause, status, logs, verify, alerts, resume, cancel, cleanup),
+//! `cloud status` and a
 //! worker run against the emulators with the AWS call log on (`AVESA_AWS_CALL_LOG`, which
 //! records each SDK request and each S3 request of object_store as its IAM action); each
 //! recorded action must be granted by the policy that process gets in
@@ -184,6 +185,7 @@ fn run_every_command(run: &Run) {
     cli("cancel", &format!("cancel {SECOND} --cloud"), false);
     let cleanup = "cleanup --cloud --older-than-days 0 --output json";
     cli("cleanup", cleanup, true);
+    cli("cloud-status", "cloud status", false);
 }
 
 #[test]
@@ -213,8 +215,17 @@ fn every_aws_call_of_the_cli_and_the_worker_is_allowed_by_its_policy() {
     let operator = granted(&text, "OperatorPolicy");
     let worker_role = granted(&text, "WorkerRole");
     let commands = [
-        "trigger", "pause", "unpause", "status", "logs", "verify", "alerts", "resume", "cancel",
+        "trigger",
+        "pause",
+        "unpause",
+        "status",
+        "logs",
+        "verify",
+        "alerts",
+        "resume",
+        "cancel",
         "cleanup",
+        "cloud-status",
     ];
     let mut refused = Vec::new();
     let mut table = String::new();
@@ -234,7 +245,7 @@ fn every_aws_call_of_the_cli_and_the_worker_is_allowed_by_its_policy() {
             }
         }
         let list: Vec<_> = actions.into_iter().collect();
-        table.push_str(&format!("{name:<8} {}\n", list.join(" ")));
+        table.push_str(&format!("{name:<13} {}\n", list.join(" ")));
     }
     eprintln!("AWS actions by command:\n{table}");
     // The log records what matters: the S3 reads of verify, the worker's queue and writes.

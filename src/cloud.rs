@@ -46,6 +46,7 @@
 //! StopExecution during a Map's callback ends the execution FAILED (`States.Runtime`) rather than
 //! ABORTED. None of these change the code path on AWS.
 
+pub mod calls;
 pub mod deploy;
 pub mod lambda;
 pub mod logs;
@@ -200,11 +201,14 @@ pub fn timeout_config() -> TimeoutConfig {
 /// Every call gets `timeout_config()`. Retries stay the chain's: the SDK's standard strategy
 /// (3 attempts with jittered backoff), which `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE` (or the
 /// profile) may change; the operation timeout bounds a call whatever the attempts.
+/// With `AVESA_AWS_CALL_LOG` set, every client's requests are recorded (`calls`).
 pub async fn aws_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeout_config())
-        .load()
-        .await
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeout_config());
+    if let Some(client) = calls::sdk_http_client() {
+        loader = loader.http_client(client);
+    }
+    loader.load().await
 }
 
 /// The endpoint override for one service, as aws-config resolves it for SDK clients:

@@ -3,12 +3,15 @@
 
 #[path = "common/skip.rs"]
 mod skip;
+#[path = "common/template.rs"]
+mod template;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use avesa_console::cloud::message::{ERROR_RETRYABLE, max_iterations_per_lane};
 use serde_json::Value;
+use template::{resource_text, template};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,10 +22,6 @@ fn asl() -> Value {
         &std::fs::read_to_string(root().join("infrastructure/backfill.asl.json")).unwrap(),
     )
     .unwrap()
-}
-
-fn template() -> String {
-    std::fs::read_to_string(root().join("infrastructure/backfill.yaml")).unwrap()
 }
 
 /// Every state of the machine, the Map's inner states included, by name.
@@ -273,26 +272,6 @@ fn the_operator_and_worker_may_make_every_dynamodb_call_of_the_store() {
             );
         }
     }
-}
-
-/// The text of one top-level resource of the template (up to the next one).
-fn resource_text(text: &str, resource: &str) -> String {
-    let start = text
-        .find(&format!("\n  {resource}:\n"))
-        .unwrap_or_else(|| panic!("no resource {resource}"));
-    let body = &text[start + resource.len() + 4..];
-    let end = body
-        .lines()
-        .scan(0, |at, line| {
-            let here = *at;
-            *at += line.len() + 1;
-            Some((here, line))
-        })
-        // The resource ends where the next one (two spaces, a name, a colon) or a comment
-        // before it starts.
-        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
-        .map_or(body.len(), |(at, _)| at);
-    body[..end].to_string()
 }
 
 #[test]

@@ -52,6 +52,9 @@ pub fn object_store(bucket: &str, config: &SdkConfig) -> Result<Arc<dyn ObjectSt
     if let Some(provider) = config.credentials_provider() {
         builder = builder.with_credentials(Arc::new(SdkCredentials(provider)));
     }
+    if let Some(recording) = super::calls::s3_connector() {
+        builder = builder.with_http_connector(recording);
+    }
     if let Some(endpoint) = endpoint_override(config, "s3", "AWS_ENDPOINT_URL_S3") {
         builder = builder
             .with_allow_http(endpoint.starts_with("http://"))

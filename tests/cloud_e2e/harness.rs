@@ -146,6 +146,20 @@ impl Deployment {
 
     /// A `worker` process with a short lease and poll, as tests need.
     pub fn worker(&self, fx: &Fixture, sandbox: &SandboxProc, name: &str) -> WorkerProc {
+        let (mut cmd, log) = self.worker_command(fx, sandbox, name);
+        WorkerProc {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    /// The command `worker` spawns, and the file its stderr goes to.
+    pub fn worker_command(
+        &self,
+        fx: &Fixture,
+        sandbox: &SandboxProc,
+        name: &str,
+    ) -> (Command, std::path::PathBuf) {
         let log = fx.dir.path().join(format!("{name}.log"));
         let mut cmd = Command::new(BIN);
         cmd.arg("--config-dir")
@@ -159,10 +173,7 @@ impl Deployment {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         self.apply(&mut cmd);
-        WorkerProc {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
+        (cmd, log)
     }
 
     /// Every `(id, lastUpdated)` in the table's objects, and the object keys.

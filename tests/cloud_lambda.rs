@@ -190,24 +190,15 @@ fn sqs_events_through_the_lambda_handler_complete_a_cloud_job_exactly() {
 fn lambda_event_that_is_not_an_sqs_event_is_refused_naming_the_file() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("not-sqs.json");
-    std::fs::write(&path, r#"{"Records": 3}"#).unwrap();
     let file = path.to_str().unwrap();
-    let out = fx
-        .command(None, &["worker", "--lambda-event", file])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(file) && err.contains("not an SQS event"),
-        "{err}"
-    );
-    std::fs::write(&path, "{").unwrap();
-    let out = fx
-        .command(None, &["worker", "--lambda-event", file])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(file) && err.contains("not JSON"), "{err}");
+    for (content, says) in [(r#"{"Records": 3}"#, "not an SQS event"), ("{", "not JSON")] {
+        std::fs::write(&path, content).unwrap();
+        let out = fx
+            .command(None, &["worker", "--lambda-event", file])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{content}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file) && err.contains(says), "{err}");
+    }
 }

@@ -306,6 +306,14 @@ pub struct WorkerArgs {
     /// An execution older than this continues as a new one (the limit is 24 hours).
     #[arg(long, value_parser = parse_duration, default_value = "23h")]
     pub execution_window: Duration,
+    /// Handle this one SQS event (a JSON file, `-` for stdin) as the Lambda worker does,
+    /// print its batch response (`batchItemFailures`) and exit, instead of polling the queue.
+    #[arg(long, value_name = "FILE")]
+    pub lambda_event: Option<PathBuf>,
+    /// With `--lambda-event`: the invocation's remaining time, as Lambda's deadline gives it
+    /// (its work stops that much less the margin kept back to answer).
+    #[arg(long, value_parser = parse_duration, default_value = "15m", requires = "lambda_event")]
+    pub lambda_remaining: Duration,
 }
 
 #[derive(Args, Debug, Clone)]

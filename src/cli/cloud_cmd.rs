@@ -231,6 +231,9 @@ pub async fn worker(
     ws: &Workspace,
     args: &WorkerArgs,
 ) -> Result<ExitCode> {
+    if let Some(path) = &args.lambda_event {
+        return lambda_event(global, ws, args, path).await;
+    }
     let (worker, shipper) = build_worker(global, ws, args).await?;
     let flag = worker.shutdown_flag();
     tokio::spawn(async move {
@@ -243,6 +246,40 @@ pub async fn worker(
         shipper.flush().await;
     }
     result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `worker --lambda-event FILE`: one SQS event handled as the Lambda handles it, by a worker
+/// built as `worker` builds it; prints the batch response. The event is read (and checked to
+/// be JSON) before anything is built, so bad input fails fast naming the file.
+async fn lambda_event(
+    global: &super::GlobalArgs,
+    ws: &Workspace,
+    args: &WorkerArgs,
+    path: &std::path::Path,
+) -> Result<ExitCode> {
+    let (name, text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| eyre!("--lambda-event -: cannot read stdin: {e}"))?;
+        ("stdin".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| eyre!("--lambda-event {}: cannot read: {e}", path.display()))?;
+        (path.display().to_string(), text)
+    };
+    let payload: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| eyre!("--lambda-event {name}: not JSON: {e}"))?;
+    // Refused before the worker (and its AWS clients) is built.
+    crate::cloud::lambda::actions(&payload).map_err(|e| eyre!("--lambda-event {name}: {e}"))?;
+    let (worker, shipper) = build_worker(global, ws, args).await?;
+    let answer = crate::cloud::lambda::handle_event(&worker, &payload, args.lambda_remaining)
+        .await
+        .map_err(|e| eyre!("--lambda-event {name}: {e}"));
+    if let Some(shipper) = shipper {
+        shipper.flush().await;
+    }
+    outln!("{}", serde_json::to_string(&answer?)?);
     Ok(ExitCode::SUCCESS)
 }
 

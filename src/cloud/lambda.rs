@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use tokio::time::Instant;
+
 use super::message::{self, Parsed};
+use super::worker::{Handled, Worker};
 
 /// Time kept back from the Lambda's deadline to release the chunk at its checkpoint and
 /// answer the task.
@@ -69,20 +72,43 @@ pub fn batch_response(undelivered: &[String]) -> Value {
     })
 }
 
+/// Handles one SQS event as the Lambda does: every record is worked on through the worker
+/// (taken and heartbeated at once; the worker's slots run them one at a time, as for
+/// `worker`) within the remaining time less [`DEADLINE_MARGIN`], and the answer for
+/// `ReportBatchItemFailures` names the messages whose answer could not be delivered.
+/// `worker --lambda-event FILE` runs the same outside Lambda.
+pub async fn handle_event(
+    worker: &Worker,
+    payload: &Value,
+    remaining: Duration,
+) -> Result<Value, NotAnSqsEvent> {
+    let limit = Instant::now() + work_budget(remaining);
+    let handled = futures::future::join_all(actions(payload)?.into_iter().map(|action| async {
+        let h = worker.handle_parsed(action.parsed, None, Some(limit)).await;
+        (action.message_id, h)
+    }))
+    .await;
+    let undelivered: Vec<String> = handled
+        .into_iter()
+        .filter(|(_, h)| matches!(h, Handled::Undelivered(_)))
+        .map(|(id, _)| id)
+        .collect();
+    Ok(batch_response(&undelivered))
+}
+
 #[cfg(feature = "lambda")]
 pub mod runtime {
     //! The `lambda_runtime` glue: builds a worker from the environment (the same settings
-    //! as `avesa-console worker`) and hands each event to it.
+    //! as `avesa-console worker`) and hands each event to [`super::handle_event`].
 
     use std::sync::Arc;
 
     use lambda_runtime::{Error, LambdaEvent, service_fn};
     use serde_json::Value;
-    use tokio::time::Instant;
 
-    use super::{actions, batch_response, work_budget};
+    use super::handle_event;
     use crate::cloud::logs::Shipper;
-    use crate::cloud::worker::{Handled, Worker};
+    use crate::cloud::worker::Worker;
 
     /// Serves events until the runtime stops. Logs are flushed after each event: Lambda
     /// freezes the process between invocations, and the shipping task with it.
@@ -97,27 +123,11 @@ pub mod runtime {
                     .deadline()
                     .duration_since(std::time::SystemTime::now())
                     .unwrap_or_default();
-                let limit = Instant::now() + work_budget(remaining);
-                // Every message of the batch is taken (and heartbeated) at once; the worker's
-                // slots run them one at a time (`worker`: queue wait).
-                let handled =
-                    futures::future::join_all(actions(&event.payload)?.into_iter().map(|action| {
-                        let worker = worker.clone();
-                        async move {
-                            let h = worker.handle_parsed(action.parsed, None, Some(limit)).await;
-                            (action.message_id, h)
-                        }
-                    }))
-                    .await;
-                let undelivered: Vec<String> = handled
-                    .into_iter()
-                    .filter(|(_, h)| matches!(h, Handled::Undelivered(_)))
-                    .map(|(id, _)| id)
-                    .collect();
+                let answer = handle_event(&worker, &event.payload, remaining).await;
                 if let Some(shipper) = shipper.as_ref() {
                     shipper.flush().await;
                 }
-                Ok::<Value, Error>(batch_response(&undelivered))
+                Ok::<Value, Error>(answer?)
             }
         }))
         .await

@@ -506,12 +506,20 @@ fn a_stopped_execution_resumes_and_a_cancelled_job_stops() {
         "{}",
         text(&out)
     );
-    let out = dep.cli(
-        &fx,
-        None,
-        &["status", "--cloud", "--job-id", second, "--output", "json"],
+    // moto shows a stop made during a Map's callback a moment later: wait for it.
+    let detail = poll(
+        Duration::from_secs(30),
+        "the stopped execution to end",
+        || {
+            let out = dep.cli(
+                &fx,
+                None,
+                &["status", "--cloud", "--job-id", second, "--output", "json"],
+            );
+            let detail: Value = serde_json::from_slice(&out.stdout).unwrap();
+            (detail["execution"]["status"] != "RUNNING").then_some(detail)
+        },
     );
-    let detail: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(detail["job"]["status"], "cancelled", "{detail}");
     let ended = detail["execution"]["status"].as_str().unwrap();
     assert!(["ABORTED", "FAILED"].contains(&ended), "{detail}");

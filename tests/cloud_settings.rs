@@ -46,6 +46,12 @@ fn template_outputs() -> Vec<String> {
         .collect()
 }
 
+/// A fixture and a deployment of its own on the emulators (`None`: skipped without them).
+fn deployment(test: &str, tag: &str) -> Option<(Fixture, Deployment)> {
+    let emulators = emulators(test)?;
+    Some((Fixture::new(), Deployment::create(emulators, tag)))
+}
+
 /// The binary with the emulators' endpoints and credentials but no cloud setting.
 fn bare(fx: &Fixture, dep: &Deployment, args: &[&str]) -> Command {
     let mut cmd = fx.command(None, args);
@@ -104,11 +110,9 @@ fn the_binary_knows_every_output_of_the_template() {
 
 #[test]
 fn stack_outputs_become_the_settings_the_cloud_commands_use() {
-    let Some(emulators) = emulators("stack_outputs_become_the_settings") else {
+    let Some((fx, dep)) = deployment("stack_outputs_become_the_settings", "settings") else {
         return;
     };
-    let fx = Fixture::new();
-    let dep = Deployment::create(emulators, "settings");
     let name = "settings-test";
     let up = ["cloud", "up", "--name", name, "--stack-outputs", "-"];
     let out = run_with_stdin(bare(&fx, &dep, &up), &outputs_of(&dep).to_string());
@@ -198,11 +202,9 @@ fn assert_every_permission_ok(said: &str) {
 
 #[test]
 fn trigger_with_a_missing_state_machine_queue_or_bucket_is_one_line() {
-    let Some(emulators) = emulators("trigger_with_a_missing_resource_is_one_line") else {
+    let Some((fx, dep)) = deployment("trigger_with_a_missing_resource", "missing") else {
         return;
     };
-    let fx = Fixture::new();
-    let dep = Deployment::create(emulators, "missing");
     let gone_machine = dep.state_machine_arn.replace("-backfill", "-gone");
     let gone_queue = format!("{}-gone", dep.queue_url);
     for (flag, value, env) in [

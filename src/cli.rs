@@ -155,8 +155,9 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum CloudAction {
-    /// Create what is missing of the deployment and print the `export` lines that use it
-    /// (without --emulators: the CloudFormation commands for AWS).
+    /// Create what is missing of the deployment on the emulators (--emulators) or record a
+    /// deployed stack's outputs (--stack-outputs), in the deployment's settings file the
+    /// `--cloud` commands read; without either: the CloudFormation commands for AWS.
     Up(DeployArgs),
     /// Remove the deployment from the emulators (data, job state and logs included).
     Down(DeployArgs),
@@ -180,6 +181,10 @@ pub struct DeployArgs {
     /// DynamoDB Local's address (default: what `scripts/emulators env` prints).
     #[arg(long, env = "AVESA_TEST_DYNAMODB_URL")]
     pub dynamodb_url: Option<String>,
+    /// The deployed stack's outputs (the JSON `aws cloudformation describe-stacks --query
+    /// 'Stacks[0].Outputs'` prints; `-` for stdin): written to the deployment's settings file.
+    #[arg(long, value_name = "FILE", conflicts_with = "emulators")]
+    pub stack_outputs: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -206,6 +211,16 @@ pub struct CloudSettingArgs {
     /// The CloudWatch Logs group workers write to (stack output LogGroup).
     #[arg(long, env = "AVESA_CLOUD_LOG_GROUP")]
     pub log_group: Option<String>,
+    /// The deployment whose settings file (WORKSPACE/cloud/NAME.json, written by `cloud up`)
+    /// gives what no flag or variable does.
+    #[arg(long, env = "AVESA_DEPLOYMENT", default_value = "avesa")]
+    pub deployment: String,
+    /// The settings file that was read, if any, and the settings it gave.
+    #[arg(skip)]
+    pub file: Option<(PathBuf, Vec<crate::cloud::Setting>)>,
+    /// The deployment's region as its settings file says (from its state machine's ARN).
+    #[arg(skip)]
+    pub region: Option<String>,
 }
 
 impl CloudSettingArgs {
@@ -216,6 +231,57 @@ impl CloudSettingArgs {
             bucket: self.bucket.clone(),
             table_prefix: self.table_prefix.clone(),
             log_group: self.log_group.clone(),
+        }
+    }
+
+    /// Fills each setting no flag or variable gives from the deployment's settings file, when
+    /// there is one; a file that cannot be read is refused (naming it and the field).
+    pub fn fill_from_file(&mut self, ws: &crate::workspace::Workspace) -> Result<(), UsageError> {
+        use crate::cloud::settings_file::{DeploymentSettings, path};
+        if !crate::cloud::deploy::valid_name(&self.deployment) {
+            return Err(UsageError(format!(
+                "--deployment '{}' (or AVESA_DEPLOYMENT): use 3 to 40 lowercase letters, digits \
+                 and inner '-'",
+                self.deployment
+            )));
+        }
+        let file = path(&ws.root, &self.deployment);
+        let stored = DeploymentSettings::read(&file).map_err(|e| UsageError(e.to_string()))?;
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        let mut settings = self.settings();
+        let mut filled = Vec::new();
+        for setting in crate::cloud::Setting::ALL {
+            if settings.require(setting).is_err() {
+                *settings.slot_mut(setting) = stored.get(setting).map(str::to_string);
+                filled.push(setting);
+            }
+        }
+        self.state_machine_arn = settings.state_machine_arn;
+        self.queue_url = settings.queue_url;
+        self.bucket = settings.bucket;
+        self.table_prefix = settings.table_prefix;
+        self.log_group = settings.log_group;
+        self.region = stored.region;
+        self.file = Some((file, filled));
+        Ok(())
+    }
+
+    /// Where a setting's value came from: the settings file, the variable, or the flag.
+    pub fn origin(&self, setting: crate::cloud::Setting) -> String {
+        let (_, flag, env) = setting.describe();
+        if let Some((file, filled)) = &self.file
+            && filled.contains(&setting)
+        {
+            return format!("settings file {}", file.display());
+        }
+        let Ok(value) = self.settings().require(setting).map(str::to_string) else {
+            return "not set".into();
+        };
+        match std::env::var(env) {
+            Ok(v) if v.trim() == value => env.to_string(),
+            _ => flag.to_string(),
         }
     }
 }
@@ -246,8 +312,11 @@ impl CloudArgs {
             return Ok(());
         }
         Err(UsageError(format!(
-            "{command} --cloud needs {} (the stack's outputs give each)",
-            missing.join("; ")
+            "{command} --cloud needs {} (the stack's outputs give each: `avesa-console cloud up \
+             --stack-outputs` writes them to the deployment's settings file, read for \
+             --deployment '{}')",
+            missing.join("; "),
+            self.settings.deployment
         )))
     }
 }

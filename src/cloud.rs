@@ -52,8 +52,10 @@ pub mod lambda;
 pub mod logs;
 pub mod message;
 pub mod ops;
+pub mod permissions;
 pub mod s3;
 pub mod secrets;
+pub mod settings_file;
 pub mod sfn;
 pub mod worker;
 
@@ -117,21 +119,48 @@ impl Setting {
     }
 }
 
+impl Setting {
+    /// The setting's field in the settings file (`settings_file`).
+    pub fn field(self) -> &'static str {
+        match self {
+            Setting::StateMachineArn => "state_machine_arn",
+            Setting::QueueUrl => "queue_url",
+            Setting::Bucket => "bucket",
+            Setting::TablePrefix => "table_prefix",
+            Setting::LogGroup => "log_group",
+        }
+    }
+}
+
 impl CloudSettings {
     /// The value of `setting`, or an error that names the flag and variable to set.
     pub fn require(&self, setting: Setting) -> Result<&str, CloudError> {
-        let value = match setting {
+        self.slot(setting)
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(CloudError::MissingSetting(setting))
+    }
+
+    fn slot(&self, setting: Setting) -> &Option<String> {
+        match setting {
             Setting::StateMachineArn => &self.state_machine_arn,
             Setting::QueueUrl => &self.queue_url,
             Setting::Bucket => &self.bucket,
             Setting::TablePrefix => &self.table_prefix,
             Setting::LogGroup => &self.log_group,
-        };
-        value
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .ok_or(CloudError::MissingSetting(setting))
+        }
+    }
+
+    /// Where one setting's value is kept, to fill it in.
+    pub fn slot_mut(&mut self, setting: Setting) -> &mut Option<String> {
+        match setting {
+            Setting::StateMachineArn => &mut self.state_machine_arn,
+            Setting::QueueUrl => &mut self.queue_url,
+            Setting::Bucket => &mut self.bucket,
+            Setting::TablePrefix => &mut self.table_prefix,
+            Setting::LogGroup => &mut self.log_group,
+        }
     }
 }
 

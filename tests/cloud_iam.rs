@@ -15,60 +15,19 @@ mod common;
 #[allow(dead_code)]
 #[path = "cloud_e2e/harness.rs"]
 mod harness;
-#[path = "common/template.rs"]
-mod template;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 use avesa_console::cloud::calls::CALL_LOG_ENV;
+use avesa_console::cloud::permissions::{TEMPLATE, granted, matches, resource_text};
 use common::*;
 use harness::*;
 use serde_json::Value;
-use template::{resource_text, template};
 
 const JOB: &str = "backfill_acme_connectwise_20250101";
 const SECOND: &str = "backfill_acme_connectwise_20240101";
-
-/// Every action the statements of `resource` allow: `Action: a`, `Action: [a, b]` or an
-/// `Action:` followed by `- a` lines. (The template has no Deny and no NotAction.)
-fn granted(text: &str, resource: &str) -> Vec<String> {
-    let body = resource_text(text, resource);
-    assert!(!body.contains("NotAction") && !body.contains("Effect: Deny"));
-    let mut out = Vec::new();
-    let mut lines = body.lines().peekable();
-    while let Some(line) = lines.next() {
-        let Some(rest) = line.trim_start().strip_prefix("Action:") else {
-            continue;
-        };
-        let rest = rest.trim();
-        if rest.is_empty() {
-            while let Some(item) = lines.peek().and_then(|l| l.trim_start().strip_prefix("- ")) {
-                out.push(item.trim().to_string());
-                lines.next();
-            }
-        } else {
-            let list = rest.trim_start_matches('[').trim_end_matches(']');
-            out.extend(list.split(',').map(|a| a.trim().to_string()));
-        }
-    }
-    out
-}
-
-/// IAM's match of an action against a granted pattern (`*` and `?`, case-insensitive).
-fn matches(pattern: &str, action: &str) -> bool {
-    fn go(p: &[u8], a: &[u8]) -> bool {
-        match (p.first(), a.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], a) || (!a.is_empty() && go(p, &a[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &a[1..]),
-            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => go(&p[1..], &a[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), action.as_bytes())
-}
 
 /// What IAM checks for a recorded call. DynamoDB has no action for a transaction: it checks
 /// the actions of its parts, which the log does not see, so every part it may hold is needed.
@@ -211,9 +170,9 @@ fn every_aws_call_of_the_cli_and_the_worker_is_allowed_by_its_policy() {
     run_every_command(&run);
     drop(worker);
 
-    let text = template();
-    let operator = granted(&text, "OperatorPolicy");
-    let worker_role = granted(&text, "WorkerRole");
+    let text = TEMPLATE;
+    let operator = granted(text, "OperatorPolicy");
+    let worker_role = granted(text, "WorkerRole");
     let commands = [
         "trigger",
         "pause",
@@ -277,8 +236,12 @@ fn policy_actions_match_with_iam_wildcards() {
     assert!(matches("*", "sqs:ReceiveMessage"));
     assert!(!matches("s3:Get*", "s3:PutObject"));
     assert!(!matches("s3:GetObject", "s3:GetObjectAcl"));
-    let text = template();
-    let operator = granted(&text, "OperatorPolicy");
+    let text = TEMPLATE;
+    for resource in ["OperatorPolicy", "WorkerRole"] {
+        let body = resource_text(text, resource);
+        assert!(!body.contains("NotAction") && !body.contains("Effect: Deny"));
+    }
+    let operator = granted(text, "OperatorPolicy");
     assert!(
         operator.iter().any(|a| a == "states:StartExecution"),
         "{operator:?}"
@@ -291,7 +254,7 @@ fn policy_actions_match_with_iam_wildcards() {
         operator.iter().any(|a| a == "logs:DescribeLogGroups"),
         "{operator:?}"
     );
-    let worker = granted(&text, "WorkerRole");
+    let worker = granted(text, "WorkerRole");
     assert!(
         worker.iter().any(|a| a == "sqs:ReceiveMessage"),
         "{worker:?}"

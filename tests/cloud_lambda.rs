@@ -2,7 +2,8 @@
 //! is triggered, and the test plays Lambda's SQS event source mapping — it receives the
 //! queue's messages, wraps them in an SQS event, runs `worker --lambda-event` (the handler
 //! the Lambda runs, `cloud::lambda::handle_event`) on it, and deletes the messages not named in
-//! `batchItemFailures` — until the job is completed with exactly the sandbox's records in S3.
+//! `batchItemFailures` — until the job's execution has SUCCEEDED and the job is completed with
+//! exactly the sandbox's records in S3.
 //!
 //! Needs `AVESA_TEST_MOTO_URL` and `AVESA_TEST_DYNAMODB_URL` (`scripts/test` starts both).
 
@@ -13,6 +14,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
+use avesa_console::cloud::sfn::Dispatcher;
 use avesa_console::sandbox::TableCounts;
 use avesa_console::store::JobStore;
 use common::*;
@@ -89,21 +91,36 @@ fn failures(answer: &Value, event: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Receives, invokes and deletes as the event source mapping does until the job is completed;
-/// returns the number of invocations and of messages handled.
+/// Receives, invokes and deletes as the event source mapping does until the job's execution
+/// has SUCCEEDED (DescribeExecution): the job is `completed` by the Finalize task's worker, but
+/// the execution ends only when the handler has sent that task's success too. Returns the
+/// number of invocations and of messages handled.
 fn drive(dep: &Deployment, fx: &Fixture, sandbox: &SandboxProc) -> (usize, usize) {
     let sqs = aws_sdk_sqs::Client::new(&dep.aws);
+    let sfn = Dispatcher::new(aws_sdk_sfn::Client::new(&dep.aws), &dep.state_machine_arn);
     let store = dep.store();
     let started = Instant::now();
     let (mut invocations, mut handled) = (0, 0);
     loop {
         let job = block(store.get_job(JOB)).unwrap().unwrap();
-        if job.status.as_str() == "completed" {
+        let execution = block(sfn.latest(JOB))
+            .unwrap()
+            .expect("the job's execution");
+        if execution.status == "SUCCEEDED" {
             return (invocations, handled);
         }
         assert!(
+            execution.is_running(),
+            "the execution ended {} ({:?}: {:?}); the job is {}",
+            execution.status,
+            execution.error,
+            execution.cause,
+            job.status.as_str()
+        );
+        assert!(
             started.elapsed() < Duration::from_secs(300),
-            "the job is still {} after {invocations} invocations",
+            "the execution is still {} (the job {}) after {invocations} invocations",
+            execution.status,
             job.status.as_str()
         );
         let received = block(
@@ -169,6 +186,7 @@ fn sqs_events_through_the_lambda_handler_complete_a_cloud_job_exactly() {
     assert!(invocations >= 1, "{invocations}");
 
     let job = block(dep.store().get_job(JOB)).unwrap().unwrap();
+    assert_eq!(job.status.as_str(), "completed", "{job:?}");
     assert_eq!(job.completed_chunks as u64, total, "{job:?}");
     let (landed, keys) = dep.landed("acme", "tickets");
     assert!(keys.iter().all(|k| k.ends_with(".parquet")), "{keys:?}");

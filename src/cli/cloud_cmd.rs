@@ -165,6 +165,9 @@ async fn build_worker(
     let queue_url = settings.require(Setting::QueueUrl)?.to_string();
     settings.require(Setting::Bucket)?;
     let config = aws_config().await;
+    // A queue or bucket that is not there is one line, not a worker failing every poll.
+    let needs = [Setting::QueueUrl, Setting::Bucket];
+    crate::cloud::deploy::require_resources(&config, &settings, &needs).await?;
     let jobs = CurrentJobs::default();
     let options = EngineOptions {
         lease: args.lease,

@@ -10,7 +10,8 @@ use color_eyre::eyre::{Result, eyre};
 use super::args::{deadline, exit_for, make_plan, page_size};
 use super::runtime;
 use super::{
-    Cli, Command, ConsoleArgs, GlobalArgs, PlanArgs, RunArgs, StatusArgs, cloud_cmd, deploy_cmd,
+    Cli, CloudAction, CloudSettingArgs, Command, ConsoleArgs, GlobalArgs, JobArgs, LogsArgs,
+    PlanArgs, ResumeArgs, RunArgs, StatusArgs, TriggerArgs, UsageError, cloud_cmd, deploy_cmd,
     lifecycle_cmd, ops_cmd, output, status,
 };
 use crate::config::Config;
@@ -47,9 +48,43 @@ fn check_cloud(command: Option<&Command>) -> Result<(), super::UsageError> {
     cloud.check(name, needs)
 }
 
-pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    check_cloud(cli.command.as_ref())?;
+/// The cloud settings of the command (those of `--cloud` only when it is given): each is filled
+/// from the deployment's settings file where no flag or variable gives it.
+fn fill_cloud_settings(cli: &mut Cli, ws: &Workspace) -> Result<(), UsageError> {
+    let mut all: Vec<&mut CloudSettingArgs> = Vec::new();
+    match &mut cli.command {
+        Some(Command::Worker(a)) => all.push(&mut a.settings),
+        Some(Command::Cloud(CloudAction::Status(a))) => all.push(&mut a.settings),
+        Some(Command::Trigger(TriggerArgs { cloud: c, .. }))
+        | Some(Command::Resume(ResumeArgs { cloud: c, .. }))
+        | Some(Command::Cancel(JobArgs { cloud: c, .. }))
+        | Some(Command::Pause(JobArgs { cloud: c, .. }))
+        | Some(Command::Unpause(JobArgs { cloud: c, .. }))
+        | Some(Command::Status(StatusArgs { cloud: c, .. }))
+        | Some(Command::Logs(LogsArgs { cloud: c, .. }))
+        | Some(Command::Verify(lifecycle_cmd::VerifyArgs { cloud: c, .. }))
+        | Some(Command::Cleanup(lifecycle_cmd::CleanupArgs { cloud: c, .. }))
+        | Some(Command::Alerts(lifecycle_cmd::AlertsArgs { cloud: c, .. }))
+        | Some(Command::Console(ConsoleArgs { cloud: c, .. }))
+            if c.cloud =>
+        {
+            all.push(&mut c.settings)
+        }
+        _ => {}
+    }
+    if cli.console.cloud.cloud {
+        all.push(&mut cli.console.cloud.settings);
+    }
+    for settings in all {
+        settings.fill_from_file(ws)?;
+    }
+    Ok(())
+}
+
+pub async fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     let ws = Workspace::resolve(cli.global.workspace.clone());
+    fill_cloud_settings(&mut cli, &ws)?;
+    check_cloud(cli.command.as_ref())?;
     let global = cli.global;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -111,7 +146,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Worker(args)) => cloud_cmd::worker(&global, &ws, &args).await,
         Some(Command::Cloud(action)) => {
             runtime::init_logging(&global.log_level, None)?;
-            deploy_cmd::run(&action).await
+            deploy_cmd::run(&ws, &action).await
         }
     }
 }

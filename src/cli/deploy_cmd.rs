@@ -11,18 +11,27 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use color_eyre::eyre::{Result, bail, eyre};
 use futures::StreamExt;
 
-use super::{CloudAction, CloudStatusArgs, DeployArgs};
+use super::{CloudAction, CloudStatusArgs, DeployArgs, UsageError};
 use crate::cloud::deploy::{self, Emulators, Names};
+use crate::cloud::permissions::{self, Verdict};
+use crate::cloud::settings_file::{self, DeploymentSettings};
 use crate::cloud::{CloudSettings, Setting, aws_config};
+use crate::workspace::Workspace;
 
-pub async fn run(action: &CloudAction) -> Result<ExitCode> {
+pub async fn run(ws: &Workspace, action: &CloudAction) -> Result<ExitCode> {
     match action {
-        CloudAction::Up(args) if args.emulators => up_emulators(args).await,
-        CloudAction::Up(args) => {
-            print_aws_commands(&args.name);
-            Ok(ExitCode::SUCCESS)
+        CloudAction::Up(args) if args.emulators => up_emulators(ws, args).await,
+        CloudAction::Up(args) => match &args.stack_outputs {
+            Some(file) => up_from_outputs(ws, &args.name, file),
+            None => {
+                print_aws_commands(&args.name);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        CloudAction::Down(args) if args.stack_outputs.is_some() => {
+            Err(UsageError("cloud down: --stack-outputs is for `cloud up`".into()).into())
         }
-        CloudAction::Down(args) if args.emulators => down_emulators(args).await,
+        CloudAction::Down(args) if args.emulators => down_emulators(ws, args).await,
         CloudAction::Down(args) => {
             outln!(
                 "aws cloudformation delete-stack --stack-name {0} && \
@@ -34,6 +43,47 @@ pub async fn run(action: &CloudAction) -> Result<ExitCode> {
         }
         CloudAction::Status(args) => status(args).await,
     }
+}
+
+/// The deployment's name, checked before anything is written under it.
+fn deployment_name(name: &str) -> Result<()> {
+    if deploy::valid_name(name) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "--name '{name}' (or AVESA_DEPLOYMENT): use 3 to 40 lowercase letters, digits and inner '-'"
+    ))
+    .into())
+}
+
+/// `cloud up --stack-outputs FILE`: the deployed stack's outputs into the settings file.
+fn up_from_outputs(ws: &Workspace, name: &str, file: &Path) -> Result<ExitCode> {
+    deployment_name(name)?;
+    let (origin, text) = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| UsageError(format!("--stack-outputs -: cannot read stdin: {e}")))?;
+        ("--stack-outputs - (stdin)".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            UsageError(format!(
+                "--stack-outputs {}: cannot read: {e}",
+                file.display()
+            ))
+        })?;
+        (format!("--stack-outputs {}", file.display()), text)
+    };
+    let stored = DeploymentSettings::from_stack_outputs(name, &origin, &text)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let path = settings_file::path(&ws.root, name);
+    stored.write(&path)?;
+    outln!("{}", path.display());
+    eprintln!(
+        "deployment '{name}': its settings are in {} (flags and AVESA_CLOUD_* variables \
+         override them); `avesa-console cloud status` checks every resource and permission",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The emulators' addresses: the flags (or `AVESA_TEST_*`), else `scripts/emulators`, started
@@ -114,43 +164,50 @@ async fn target(args: &DeployArgs) -> Result<Target> {
     })
 }
 
-async fn up_emulators(args: &DeployArgs) -> Result<ExitCode> {
+async fn up_emulators(ws: &Workspace, args: &DeployArgs) -> Result<ExitCode> {
     let t = target(args).await?;
     let settings = deploy::up(&t.aws, &t.dynamo, &t.emulators, &t.names)
         .await
         .map_err(|e| eyre!("cloud up --emulators (moto {}): {e}", t.emulators.moto))?;
+    let path = settings_file::path(&ws.root, &args.name);
+    DeploymentSettings::from_settings(&args.name, "emulators", &settings).write(&path)?;
     for line in deploy::export_lines(&t.emulators, &settings) {
         outln!("{line}");
     }
     eprintln!(
-        "deployment '{}' is up on the emulators; `eval` these lines to use it",
-        args.name
+        "deployment '{}' is up on the emulators, its settings in {}; `eval` these lines for \
+         the emulators' endpoints and credentials",
+        args.name,
+        path.display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn down_emulators(args: &DeployArgs) -> Result<ExitCode> {
+async fn down_emulators(ws: &Workspace, args: &DeployArgs) -> Result<ExitCode> {
     let t = target(args).await?;
-    let removed = deploy::down(&t.aws, &t.dynamo, &t.emulators, &t.names)
+    let mut removed = deploy::down(&t.aws, &t.dynamo, &t.emulators, &t.names)
         .await
         .map_err(|e| eyre!("cloud down --emulators: {e}"))?;
+    let path = settings_file::path(&ws.root, &args.name);
+    if std::fs::remove_file(&path).is_ok() {
+        removed.push(path.display().to_string());
+    }
     eprintln!("deployment '{}' removed: {}", args.name, removed.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
-/// The commands that deploy the template on AWS and turn its outputs into settings.
+/// The commands that deploy the template on AWS and record its outputs as the settings.
 fn print_aws_commands(stack: &str) {
     outln!(
         "# The stack (IAM roles included: --capabilities CAPABILITY_IAM):\n\
          aws cloudformation deploy --template-file infrastructure/backfill.yaml \
          --stack-name {stack} --capabilities CAPABILITY_IAM \
          --parameter-overrides AlarmTopicArn=\"${{ALARM_TOPIC_ARN:-}}\"\n\
-         # Its outputs as the settings the other commands read:\n\
-         eval \"$(aws cloudformation describe-stacks --stack-name {stack} \
-         --query 'Stacks[0].Outputs[?starts_with(Description, `AVESA_`)].[Description, OutputValue]' \
-         --output text | awk '{{print \"export \" $1 \"=\" $2}}')\"\n\
-         # Then check it:\n\
-         avesa-console cloud status"
+         # Its outputs into the deployment's settings file, which the other commands read:\n\
+         aws cloudformation describe-stacks --stack-name {stack} --query 'Stacks[0].Outputs' \
+         | avesa-console cloud up --name {stack} --stack-outputs -\n\
+         # Then check every resource and permission:\n\
+         avesa-console cloud status --deployment {stack}"
     );
 }
 
@@ -164,8 +221,13 @@ struct Check {
 async fn status(args: &CloudStatusArgs) -> Result<ExitCode> {
     let settings = args.settings.settings();
     let config = aws_config().await;
-    let checks = check_all(&config, &settings).await;
+    print_origins(&args.settings);
     let mut missing = 0;
+    if let Some(line) = region_mismatch(&config, &args.settings) {
+        missing += 1;
+        outln!("{line}");
+    }
+    let checks = check_all(&config, &settings).await;
     for c in &checks {
         let (_, flag, env) = c.setting.describe();
         match &c.problem {
@@ -179,14 +241,52 @@ async fn status(args: &CloudStatusArgs) -> Result<ExitCode> {
             }
         }
     }
-    if missing > 0 {
+    let actions = permissions::operator_actions();
+    let probes = permissions::probe_all(&config, &settings, &actions).await;
+    for p in &probes {
+        outln!("{}", p.line());
+    }
+    let denied = probes
+        .iter()
+        .filter(|p| matches!(p.verdict, Verdict::Missing(_)))
+        .count();
+    if missing + denied > 0 {
         eprintln!(
-            "{missing} of {} resources missing or not allowed",
-            checks.len()
+            "{missing} of {} resources missing or not allowed, {denied} of {} permissions missing",
+            checks.len(),
+            probes.len()
         );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each setting's value and where it came from: flag, variable or settings file.
+fn print_origins(args: &super::CloudSettingArgs) {
+    let settings = args.settings();
+    for setting in Setting::ALL {
+        let (_, flag, _) = setting.describe();
+        let value = settings.require(setting).unwrap_or("-");
+        outln!("setting  {flag} = {value} ({})", args.origin(setting));
+    }
+}
+
+/// A deployment in another region than the one the AWS configuration gives: one line.
+fn region_mismatch(config: &SdkConfig, args: &super::CloudSettingArgs) -> Option<String> {
+    let want = args.region.as_deref()?;
+    let have = config.region().map(|r| r.as_ref().to_string());
+    if have.as_deref() == Some(want) {
+        return None;
+    }
+    let file = args
+        .file
+        .as_ref()
+        .map_or_else(String::new, |(f, _)| f.display().to_string());
+    Some(format!(
+        "missing  region: the deployment is in {want} (settings file {file}) but the AWS \
+         configuration's region is {}: set AWS_REGION={want}",
+        have.as_deref().unwrap_or("not set")
+    ))
 }
 
 /// The service's code and message of a failed call, or why it could not be made.
@@ -297,14 +397,9 @@ async fn check_bucket(config: &SdkConfig, s: &CloudSettings) -> Check {
     let problem = match crate::cloud::s3::object_store(bucket, config) {
         Err(e) => Some(e.to_string()),
         Ok(store) => match store.list(None).next().await {
-            Some(Err(e)) => Some(first_line(&e.to_string())),
+            Some(Err(e)) => Some(permissions::first_line(&e.to_string())),
             _ => None,
         },
     };
     Check::of(format!("S3 bucket {bucket}"), Setting::Bucket, problem)
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    line.chars().take(300).collect()
 }

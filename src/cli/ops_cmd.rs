@@ -72,6 +72,12 @@ async fn wire(
         };
         let settings = cloud.settings.settings();
         let engine = runtime::cloud_engine(ws, config, &settings).await?;
+        // A state machine, queue or bucket that is not there is one line naming it, before
+        // any job is written (the queue and bucket when they are set: the workers use them).
+        use crate::cloud::Setting::{Bucket, QueueUrl, StateMachineArn};
+        let aws = crate::cloud::aws_config().await;
+        let needs = [StateMachineArn, QueueUrl, Bucket];
+        crate::cloud::deploy::require_resources(&aws, &settings, &needs).await?;
         let sfn = StepFunctions::new(
             cloud_cmd::dispatcher(&settings).await?,
             "stopped with `avesa-console cancel`",

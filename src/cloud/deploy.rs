@@ -15,7 +15,7 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::operation::create_log_group::CreateLogGroupError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::{CloudError, CloudSettings};
+use super::{CloudError, CloudSettings, Setting};
 use crate::store::{DynamoOptions, DynamoStore};
 
 /// The state machine definition the stack deploys.
@@ -40,13 +40,7 @@ pub struct Names {
 impl Names {
     /// The names of deployment `name` (letters, digits and `-`, 3 to 40 characters).
     pub fn of(name: &str) -> Result<Names, CloudError> {
-        let ok = (3..=40).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.starts_with('-')
-            && !name.ends_with('-');
-        if !ok {
+        if !valid_name(name) {
             return Err(CloudError::Invalid(format!(
                 "--name '{name}': use 3 to 40 lowercase letters, digits and inner '-' (it names the bucket)"
             )));
@@ -61,6 +55,17 @@ impl Names {
             table_prefix: name.replace('-', "_"),
         })
     }
+}
+
+/// Whether `name` can name a deployment: 3 to 40 lowercase letters, digits and inner `-`
+/// (it names the bucket, and the settings file).
+pub fn valid_name(name: &str) -> bool {
+    (3..=40).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// Where the emulators answer.
@@ -316,15 +321,75 @@ pub async fn require_tables(dynamo: &SdkConfig, prefix: &str) -> Result<(), Clou
             && e.as_service_error()
                 .is_some_and(|e| e.is_resource_not_found_exception())
         {
-            let (_, flag, env) = super::Setting::TablePrefix.describe();
-            return Err(CloudError::Invalid(format!(
-                "DynamoDB table {table} does not exist (table prefix '{prefix}' from {flag} or \
-                 {env}): deploy infrastructure/backfill.yaml, or `avesa-console cloud up \
-                 --emulators` on the emulators; `avesa-console cloud status` checks every resource"
-            )));
+            let what = format!("DynamoDB table {table}");
+            return Err(does_not_exist(&what, Setting::TablePrefix, prefix));
         }
     }
     Ok(())
+}
+
+/// One line: the resource, the setting that named it (and its value), and the fix.
+fn does_not_exist(what: &str, setting: Setting, value: &str) -> CloudError {
+    let (desc, flag, env) = setting.describe();
+    CloudError::Invalid(format!(
+        "{what} does not exist ({desc} '{value}' from {flag}, {env} or the deployment's settings \
+         file): deploy infrastructure/backfill.yaml, or `avesa-console cloud up --emulators` on \
+         the emulators; `avesa-console cloud status` checks every resource"
+    ))
+}
+
+/// Fails with one line naming the resource, the setting and the fix when the state machine,
+/// queue or bucket of `needs` does not exist (the tables: `require_tables`). Any other answer
+/// (no permission to look, say) is left to the calls that follow.
+pub async fn require_resources(
+    config: &SdkConfig,
+    settings: &CloudSettings,
+    needs: &[Setting],
+) -> Result<(), CloudError> {
+    for &setting in needs {
+        let Ok(value) = settings.require(setting) else {
+            continue;
+        };
+        let gone = match setting {
+            Setting::StateMachineArn => {
+                let sfn = aws_sdk_sfn::Client::new(config);
+                let r = sfn.describe_state_machine().state_machine_arn(value).send();
+                r.await.err().is_some_and(|e| {
+                    e.as_service_error()
+                        .is_some_and(|e| e.is_state_machine_does_not_exist())
+                })
+            }
+            Setting::QueueUrl => {
+                let sqs = aws_sdk_sqs::Client::new(config);
+                let r = sqs.get_queue_attributes().queue_url(value).send().await;
+                r.err().is_some_and(|e| {
+                    use aws_sdk_sqs::error::ProvideErrorMetadata;
+                    e.as_service_error()
+                        .is_some_and(|e| e.is_queue_does_not_exist())
+                        || e.code().is_some_and(|c| c.contains("NonExistentQueue"))
+                })
+            }
+            Setting::Bucket => bucket_is_missing(config, value).await,
+            Setting::TablePrefix | Setting::LogGroup => false,
+        };
+        if gone {
+            let what = match setting {
+                Setting::StateMachineArn => format!("Step Functions state machine {value}"),
+                Setting::QueueUrl => format!("SQS queue {value}"),
+                _ => format!("S3 bucket {value}"),
+            };
+            return Err(does_not_exist(&what, setting, value));
+        }
+    }
+    Ok(())
+}
+
+async fn bucket_is_missing(config: &SdkConfig, bucket: &str) -> bool {
+    use futures::StreamExt;
+    let Ok(store) = super::s3::object_store(bucket, config) else {
+        return false;
+    };
+    matches!(store.list(None).next().await, Some(Err(e)) if super::s3::no_such_bucket(&e))
 }
 
 /// The `export` lines a shell needs to use deployment `settings` on the emulators: the
@@ -338,7 +403,7 @@ pub fn export_lines(emulators: &Emulators, settings: &CloudSettings) -> Vec<Stri
         ("AWS_SECRET_ACCESS_KEY", "avesa".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
     ];
-    for setting in super::Setting::ALL {
+    for setting in Setting::ALL {
         if let Ok(v) = settings.require(setting) {
             vars.push((setting.describe().2, v.to_string()));
         }

@@ -66,6 +66,12 @@ pub fn object_store(bucket: &str, config: &SdkConfig) -> Result<Arc<dyn ObjectSt
     Ok(Arc::new(store))
 }
 
+/// Whether an object_store error says the bucket does not exist: S3's `NoSuchBucket` (a list
+/// request's error is `Generic`, with S3's error document in its text).
+pub fn no_such_bucket(e: &object_store::Error) -> bool {
+    e.to_string().contains("NoSuchBucket")
+}
+
 /// The raw sink writing to `s3://{bucket}/`.
 pub fn raw_sink(bucket: &str, config: &SdkConfig) -> Result<RawSink, CloudError> {
     Ok(RawSink::new(object_store(bucket, config)?))

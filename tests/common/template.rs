@@ -11,20 +11,7 @@ pub fn template() -> String {
 
 /// The text of one top-level resource of the template (up to the next one).
 pub fn resource_text(text: &str, resource: &str) -> String {
-    let start = text
-        .find(&format!("\n  {resource}:\n"))
-        .unwrap_or_else(|| panic!("no resource {resource}"));
-    let body = &text[start + resource.len() + 4..];
-    let end = body
-        .lines()
-        .scan(0, |at, line| {
-            let here = *at;
-            *at += line.len() + 1;
-            Some((here, line))
-        })
-        // The resource ends where the next one (two spaces, a name, a colon) or a comment
-        // before it starts.
-        .find(|(_, l)| l.len() > 2 && l.starts_with("  ") && !l.starts_with("   "))
-        .map_or(body.len(), |(at, _)| at);
-    body[..end].to_string()
+    let body = avesa_console::cloud::permissions::resource_text(text, resource);
+    assert!(!body.is_empty(), "no resource {resource}");
+    body
 }

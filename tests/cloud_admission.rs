@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use avesa_console::domain::JobStatus;
+use avesa_console::sandbox::TableCounts;
 use avesa_console::store::JobStore;
 use aws_sdk_sfn::types::ExecutionStatus;
 use common::*;

@@ -215,9 +215,9 @@ pub async fn fleet_queue_writes_are_conditional(fx: Arc<Fixture>) {
         job_id: format!("backfill_t{w}_connectwise_20250101"),
         tenant_id: format!("t{w}"),
         priority: w as i32,
-        wait_off_peak: w % 2 == 0,
+        wait_off_peak: w.is_multiple_of(2),
         queued_at: t0(),
-        admitted_at: (w % 3 == 0).then(t0),
+        admitted_at: w.is_multiple_of(3).then(t0),
         launch: format!("{{\"lanes\":{w}}}"),
     };
     let mut tasks = Vec::new();

@@ -38,7 +38,7 @@ fn load(c: &Connection) -> Result<FleetQueue, StoreError> {
 
 impl SqliteStore {
     pub(super) async fn read_fleet(&self) -> Result<FleetQueue, StoreError> {
-        self.read(|c| load(c)).await
+        self.read(load).await
     }
 
     pub(super) async fn write_fleet(

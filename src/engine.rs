@@ -14,6 +14,7 @@ pub mod detect;
 pub mod events;
 pub mod executor;
 pub mod fields;
+pub mod fleet;
 pub mod handle;
 pub mod handoff;
 pub mod inflight;

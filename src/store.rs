@@ -82,6 +82,28 @@ pub enum Claim {
     Done(JobStatus),
 }
 
+/// One job in the cloud fleet's admission queue (`engine::fleet`): waiting for a slot, or
+/// holding one since `admitted_at`. `launch` is what the dispatch port needs to start it
+/// (the execution's lanes), opaque to the store and the engine.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FleetEntry {
+    pub job_id: String,
+    pub tenant_id: String,
+    pub priority: i32,
+    pub wait_off_peak: bool,
+    pub queued_at: DateTime<Utc>,
+    pub admitted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub launch: String,
+}
+
+/// The admission queue as stored, with the version of its last write (0: never written).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetQueue {
+    pub version: u64,
+    pub entries: Vec<FleetEntry>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
     pub tenant_id: Option<String>,
@@ -183,4 +205,9 @@ pub trait JobStore: Send + Sync {
         status: JobStatus,
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError>;
+    /// The cloud fleet's admission queue (strongly consistent).
+    async fn fleet(&self) -> Result<FleetQueue, StoreError>;
+    /// Replaces the admission queue if its version is still `expected`; the stored version
+    /// becomes `expected + 1`. False when another writer got there first (read again).
+    async fn put_fleet(&self, entries: &[FleetEntry], expected: u64) -> Result<bool, StoreError>;
 }

@@ -535,6 +535,13 @@ fn auto_detect_with_cloud_creates_and_starts_its_jobs_in_the_deployment_not_the_
         return;
     };
     let fx = Fixture::new();
+    // Cloud jobs are admitted under the scheduling rules: room for every detected job, and
+    // auto triggers that do not wait for the off-peak window, so each starts at once.
+    fx.edit("backfill_config.json", |v| {
+        v["default_settings"]["max_concurrent_jobs"] = 50.into();
+        v["scheduling"]["max_parallel_tenants"] = 50.into();
+        v["scheduling"]["auto_triggered_wait_for_off_peak"] = false.into();
+    });
     let sandbox = fx.start_sandbox(&[]);
     let dep = Deployment::create(emulators, "ad");
     let args = ["trigger", "--auto-detect", "--cloud", "--output", "json"];

@@ -138,20 +138,17 @@ fn the_console_dispatches_cancels_resumes_and_reads_cloud_logs() {
             min_refresh: Duration::from_millis(50),
             ..RefreshPolicy::default()
         };
-        let h = EngineHandle::spawn_cloud(
-            engine,
-            config,
-            policy,
-            // A short heartbeat: moto applies a stop when the waiting task next wakes.
-            Arc::new(
-                StepFunctions::new(dispatcher.clone(), "cancelled in the console test").with_lanes(
-                    LaneOptions {
-                        heartbeat_seconds: 2,
-                        ..LaneOptions::default()
-                    },
-                ),
-            ),
-        );
+        // A short heartbeat: moto applies a stop when the waiting task next wakes.
+        let sfn = StepFunctions::new(
+            dispatcher.clone(),
+            "cancelled in the console test",
+            engine.clone(),
+        )
+        .with_lanes(LaneOptions {
+            heartbeat_seconds: 2,
+            ..LaneOptions::default()
+        });
+        let h = EngineHandle::spawn_cloud(engine, config, policy, Arc::new(sfn));
 
         // t, target cloud: the job in DynamoDB, the execution started in Step Functions.
         let id = "backfill_acme_connectwise_20250101";

@@ -404,6 +404,7 @@ macro_rules! suite {
             suite!(@test $setup, racing_lease_takeover, racing::one_owner_takes_over_and_writes);
             suite!(@test $setup, racing_creators, racing::creators_of_one_plan_make_one_job);
             suite!(@test $setup, racing_workers, racing::workers_finish_a_job_exactly_once);
+            suite!(@test $setup, fleet_queue, racing::fleet_queue_writes_are_conditional);
             suite!(@test $setup, big_job, scale::a_three_year_daily_job_fits_and_claims_in_order);
             suite!(@test $setup, counters, scale::counters_are_exact_when_read_and_close_in_lists);
         }

@@ -16,7 +16,9 @@ use crate::cloud::sfn::{Dispatcher, ExecutionInfo};
 use crate::cloud::worker::{Worker, WorkerOptions};
 use crate::cloud::{CloudSettings, Setting, aws_config};
 use crate::engine::EngineOptions;
+use crate::engine::schedule::Limits;
 use crate::logs::{LocalLogSource, LogCursor, LogQuery, LogSource};
+use crate::store::FleetEntry;
 use crate::workspace::Workspace;
 
 pub(super) async fn dispatcher(settings: &CloudSettings) -> Result<Dispatcher> {
@@ -25,11 +27,13 @@ pub(super) async fn dispatcher(settings: &CloudSettings) -> Result<Dispatcher> {
     Ok(Dispatcher::new(aws_sdk_sfn::Client::new(&config), arn))
 }
 
-/// Jobs from DynamoDB with the sync markers and gaps, as local `status` prints them; one job
-/// with its newest execution (DescribeExecution).
-pub async fn status(args: &StatusArgs) -> Result<ExitCode> {
+/// Jobs from DynamoDB with the sync markers and gaps, as local `status` prints them, then
+/// the admission queue (queued jobs and why they wait, under `limits`); one job with its
+/// newest execution (DescribeExecution) and its place in the queue.
+pub async fn status(args: &StatusArgs, limits: Option<Limits>) -> Result<ExitCode> {
     let settings = args.cloud.settings.settings();
     let (store, lifecycle) = runtime::open_cloud_stores(&settings).await?;
+    let queue = store.fleet().await?.entries;
     let Some(id) = &args.job_id else {
         print_status_list(
             store.as_ref(),
@@ -38,6 +42,9 @@ pub async fn status(args: &StatusArgs) -> Result<ExitCode> {
             args.output,
         )
         .await?;
+        if args.output == Output::Text {
+            print_queue(&queue, limits, None);
+        }
         return Ok(ExitCode::SUCCESS);
     };
     let job = store
@@ -65,7 +72,37 @@ pub async fn status(args: &StatusArgs) -> Result<ExitCode> {
         Some(e) => print_execution_status(e),
         None => outln!("\nexecution: none found"),
     }
+    print_queue(&queue, limits, Some(id));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admission queue's waiting jobs (or only `only`), each with why it waits when the
+/// limits are known.
+fn print_queue(queue: &[FleetEntry], limits: Option<Limits>, only: Option<&str>) {
+    let view = limits.map(|l| crate::engine::fleet::view(queue.to_vec(), &l, Utc::now()));
+    let waiting: Vec<&FleetEntry> = queue
+        .iter()
+        .filter(|e| e.admitted_at.is_none() && only.is_none_or(|id| id == e.job_id))
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    if only.is_none() {
+        outln!("\nqueued for admission:");
+    }
+    for e in waiting {
+        let why = view
+            .as_ref()
+            .and_then(|v| v.waiting.get(&e.job_id))
+            .map_or_else(|| "waits for admission".to_string(), |w| w.to_string());
+        match only {
+            Some(_) => outln!(
+                "\nqueued since {}: {why}",
+                e.queued_at.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+            None => outln!("  {}  {}  {why}", e.job_id, e.tenant_id),
+        }
+    }
 }
 
 fn print_execution_status(e: &ExecutionInfo) {
@@ -217,6 +254,7 @@ async fn build_worker(
             hold: args.hold,
             execution_window: args.execution_window,
             claim_wait: args.claim_wait,
+            state_machine_arn: settings.state_machine_arn.clone(),
             ..WorkerOptions::new(&queue_url)
         },
         jobs,

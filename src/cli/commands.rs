@@ -119,7 +119,13 @@ pub async fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Status(args)) if args.cloud.cloud => {
             quiet(&global)?;
-            cloud_cmd::status(&args).await
+            // The admission limits say why queued jobs wait; without a readable
+            // configuration the queue is shown without the reasons.
+            let dir = global.config_dir.clone().unwrap_or_else(|| ws.config_dir());
+            let limits = Config::load(&dir)
+                .ok()
+                .map(|c| crate::engine::schedule::Limits::from_config(&c.backfill));
+            cloud_cmd::status(&args, limits).await
         }
         Some(Command::Status(args)) => {
             quiet(&global)?;

@@ -70,15 +70,12 @@ async fn wire_cloud(
         aws_sdk_sfn::Client::new(&aws),
         settings.require(Setting::StateMachineArn)?,
     );
-    let handle = EngineHandle::spawn_cloud(
-        engine,
-        config,
-        RefreshPolicy::default(),
-        Arc::new(StepFunctions::new(
-            dispatcher,
-            "cancelled in the avesa-console console",
-        )),
+    let sfn = StepFunctions::new(
+        dispatcher,
+        "cancelled in the avesa-console console",
+        engine.clone(),
     );
+    let handle = EngineHandle::spawn_cloud(engine, config, RefreshPolicy::default(), Arc::new(sfn));
     let logs = CloudWatchLogSource::new(
         aws_sdk_cloudwatchlogs::Client::new(&aws),
         settings.require(Setting::LogGroup)?,

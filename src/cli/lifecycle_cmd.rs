@@ -303,6 +303,7 @@ async fn detection_port(
     let sfn = StepFunctions::new(
         super::cloud_cmd::dispatcher(&settings).await?,
         "stopped with `avesa-console cancel`",
+        w.engine.clone(),
     );
     let ops = Ops::new(w.engine.clone(), Arc::new(sfn));
     Ok((w, ops))

@@ -81,6 +81,7 @@ async fn wire(
         let sfn = StepFunctions::new(
             cloud_cmd::dispatcher(&settings).await?,
             "stopped with `avesa-console cancel`",
+            engine.clone(),
         )
         .with_lanes(lanes);
         return Ok(Wiring {

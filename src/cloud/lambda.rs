@@ -88,6 +88,8 @@ pub async fn handle_event(
         (action.message_id, h)
     }))
     .await;
+    // No polling loop here: a job whose final step this batch answered frees its slot now.
+    worker.admit_after_batch().await;
     let undelivered: Vec<String> = handled
         .into_iter()
         .filter(|(_, h)| matches!(h, Handled::Undelivered(_)))

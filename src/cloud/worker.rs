@@ -31,6 +31,11 @@
 //! task runs `Engine::finish_job` (the same hand-off as a local run); the finalize task reports
 //! the job's status, removes expired jobs and ships the logs it holds.
 //!
+//! Admission: a worker given the state machine's ARN (`AVESA_CLOUD_STATE_MACHINE_ARN`) runs
+//! the fleet's admission pass (`engine::fleet`) every `ADMISSION_EVERY` and shortly after
+//! each job's final step, so queued cloud jobs start when slots free without a scheduler
+//! process of their own. One without it does not admit (it says so once).
+//!
 //! A worker killed mid-chunk loses nothing: its heartbeats stop, the task times out, the state
 //! machine's Retry sends a new message, and whoever takes it claims the chunk once its lease
 //! has expired (or at once when the dead holder was on the same host), continuing from the
@@ -45,7 +50,7 @@ use aws_sdk_sfn::error::SdkError;
 use aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatError;
 use chrono::Utc;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -55,10 +60,22 @@ use super::message::{
     self, ChunkTask, ContinueTask, ERROR_BAD_MESSAGE, ERROR_FATAL, ERROR_JOB_NOT_FOUND,
     ERROR_RETRYABLE, JobTask, Parsed, Task, WorkMessage,
 };
-use super::sfn::{ExecutionInput, execution_name, start_named};
+use super::ops::StepFunctions;
+use super::sfn::{Dispatcher, ExecutionInput, execution_name, start_named};
 use crate::domain::JobStatus;
 use crate::engine::{Deadline, Engine, EngineError, Handoff, Step, wait_before_retry};
 use crate::store::StoreError;
+
+/// How often a worker runs an admission pass while it polls.
+pub const ADMISSION_EVERY: Duration = Duration::from_secs(5);
+
+/// After a job's final step, admission passes follow at these delays (its execution ends a
+/// moment after the step is answered, and frees its slot then).
+const ADMISSION_AFTER_END: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
 
 /// How often a worker whose slots are all busy looks for messages left waiting in the queue
 /// (a short poll), to hold them before their task's heartbeat time runs out.
@@ -80,6 +97,8 @@ pub struct WorkerOptions {
     /// How long one lane loop waits for a claimable chunk (another lane's table order, a
     /// backoff) before answering "more" and letting the state machine loop.
     pub claim_wait: Duration,
+    /// The state machine admitted jobs start as; without it the worker does not admit.
+    pub state_machine_arn: Option<String>,
 }
 
 impl WorkerOptions {
@@ -92,8 +111,34 @@ impl WorkerOptions {
             hold: 16,
             execution_window: message::EXECUTION_WINDOW,
             claim_wait: Duration::from_secs(300),
+            state_machine_arn: None,
         }
     }
+}
+
+/// The port a worker's admission passes start executions with; `None` (said once) without
+/// the state machine's ARN.
+fn admitter(
+    engine: &Engine,
+    sfn: &aws_sdk_sfn::Client,
+    opts: &WorkerOptions,
+) -> Option<StepFunctions> {
+    let Some(arn) = opts
+        .state_machine_arn
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+    else {
+        tracing::info!(
+            "this worker does not admit queued jobs: AVESA_CLOUD_STATE_MACHINE_ARN is not set"
+        );
+        return None;
+    };
+    let dispatcher = Dispatcher::new(sfn.clone(), arn);
+    Some(StepFunctions::new(
+        dispatcher,
+        "stopped by avesa-console",
+        engine.clone(),
+    ))
 }
 
 /// What became of one message.
@@ -169,6 +214,12 @@ pub struct Worker {
     logs: Option<Shipper>,
     /// One permit per message worked on at once (`concurrency`); held messages wait for one.
     slots: Arc<Semaphore>,
+    /// Told when a job's final step is answered: an admission pass follows.
+    job_ended: Arc<Notify>,
+    /// The same, for a worker without a polling loop (`admit_after_batch`).
+    ended_since_pass: Arc<AtomicBool>,
+    /// Starts the executions of the jobs its admission passes admit (`None`: no ARN given).
+    admitter: Option<StepFunctions>,
 }
 
 impl Worker {
@@ -180,6 +231,7 @@ impl Worker {
         jobs: CurrentJobs,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+        let admitter = admitter(&engine, &sfn, &opts);
         Worker {
             engine,
             sfn,
@@ -189,6 +241,9 @@ impl Worker {
             shutdown: Arc::new(AtomicBool::new(false)),
             logs: None,
             slots,
+            job_ended: Arc::new(Notify::new()),
+            ended_since_pass: Arc::new(AtomicBool::new(false)),
+            admitter,
         }
     }
 
@@ -212,6 +267,10 @@ impl Worker {
     /// Receives and handles messages until the shutdown flag is raised.
     pub async fn run(&self) -> Result<(), CloudError> {
         tracing::info!(queue = %self.opts.queue_url, concurrency = self.opts.concurrency, "worker polling");
+        let admissions = self
+            .admitter
+            .is_some()
+            .then(|| tokio::spawn(self.clone().admit_loop()));
         let mut running = JoinSet::new();
         // Messages in hand: those worked on and those held waiting for a slot.
         let in_hand = self.opts.concurrency.max(1) + self.opts.hold;
@@ -265,8 +324,53 @@ impl Worker {
             }
         }
         while running.join_next().await.is_some() {}
+        if let Some(a) = admissions {
+            a.abort();
+        }
         tracing::info!("worker stopped");
         Ok(())
+    }
+
+    /// Admission passes every `ADMISSION_EVERY`, and a few after each job's final step.
+    async fn admit_loop(self) {
+        loop {
+            let after_end = tokio::select! {
+                () = tokio::time::sleep(ADMISSION_EVERY) => false,
+                () = self.job_ended.notified() => true,
+            };
+            self.admit(after_end).await;
+        }
+    }
+
+    /// For a worker without a polling loop (the Lambda handler, after each batch): the passes
+    /// that follow a job's final step, when the batch answered one.
+    pub async fn admit_after_batch(&self) {
+        if self.ended_since_pass.swap(false, Ordering::SeqCst) {
+            self.admit(true).await;
+        }
+    }
+
+    /// One admission pass, or (`after_end`) the few that follow a job's final step.
+    async fn admit(&self, after_end: bool) {
+        let Some(sfn) = &self.admitter else { return };
+        let delays: &[Duration] = if after_end {
+            &ADMISSION_AFTER_END
+        } else {
+            &[Duration::ZERO]
+        };
+        for delay in delays {
+            tokio::time::sleep(*delay).await;
+            match sfn.admission_pass(None).await {
+                Ok(a) => {
+                    for (job_id, started) in &a.launched {
+                        tracing::info!(job_id = %job_id, started = ?started, "admitted a queued job");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admission pass failed; the next one tries again")
+                }
+            }
+        }
     }
 
     async fn delete(&self, receipt: &str) {
@@ -656,6 +760,8 @@ impl Worker {
             self.engine.cleanup_expired(Utc::now()).await;
         }
         self.ship_logs().await;
+        self.ended_since_pass.store(true, Ordering::SeqCst);
+        self.job_ended.notify_one();
         Ok(json!({
             "status": job.status,
             "records": job.records,

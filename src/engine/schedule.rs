@@ -4,8 +4,9 @@
 //! for a turn); jobs that wait for the off-peak window start only inside it.
 //!
 //! `FairQueue` is the pure decision; the local runner (`engine::ops::LocalRunner`) runs jobs
-//! through it, and `Engine::run_scheduled` (`engine::ops::run`) feeds it the store's active
-//! jobs with their hints.
+//! through it, `Engine::run_scheduled` (`engine::ops::run`) feeds it the store's active
+//! jobs with their hints, and the cloud's admission passes (`engine::fleet`) feed it the
+//! store's admission queue.
 
 use std::collections::HashMap;
 
@@ -158,6 +159,12 @@ impl FairQueue {
         self.last_turn.insert(c.tenant_id.clone(), self.turns);
         self.running.insert(c.job_id.clone(), c.tenant_id.clone());
         Some(c)
+    }
+
+    /// Counts a job as running without a turn (admitted earlier, by another pass of the
+    /// cloud's admission, `engine::fleet`).
+    pub fn hold(&mut self, c: &Candidate) {
+        self.running.insert(c.job_id.clone(), c.tenant_id.clone());
     }
 
     pub fn finished(&mut self, job_id: &str) {

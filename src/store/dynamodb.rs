@@ -44,6 +44,7 @@ mod admin;
 mod claim;
 mod codec;
 mod create;
+mod fleet;
 mod io;
 mod lease;
 mod lifecycle;
@@ -62,7 +63,7 @@ use chrono::{DateTime, Utc};
 
 use self::codec::{Frontier, StoredJob, decode_frontier, decode_job, job_key, s, t};
 use self::io::{backend, is_condition_failed, names, query_all, values};
-use super::{Claim, CreateOutcome, JobFilter, JobStore, StoreError};
+use super::{Claim, CreateOutcome, FleetEntry, FleetQueue, JobFilter, JobStore, StoreError};
 use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus};
 
 /// Where the store keeps its tables and how often it refreshes a job's counters.
@@ -440,5 +441,13 @@ impl JobStore for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<Job, StoreError> {
         self.change_status(job_id, status, now).await
+    }
+
+    async fn fleet(&self) -> Result<FleetQueue, StoreError> {
+        self.read_fleet().await
+    }
+
+    async fn put_fleet(&self, entries: &[FleetEntry], expected: u64) -> Result<bool, StoreError> {
+        self.write_fleet(entries, expected).await
     }
 }

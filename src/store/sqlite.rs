@@ -3,6 +3,7 @@
 //! Writes run inside `BEGIN IMMEDIATE` transactions, so two processes claiming chunks of
 //! the same job are serialised by SQLite's write lock and never both win.
 
+mod fleet;
 mod lifecycle;
 mod rate;
 
@@ -14,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Claim, CreateOutcome, JobFilter, JobStore, StoreError};
+use super::{Claim, CreateOutcome, FleetEntry, FleetQueue, JobFilter, JobStore, StoreError};
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus, Window};
 
 const SCHEMA: &str = "
@@ -323,6 +324,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(backend)?;
         add_skipped_fields(conn)?;
         conn.execute_batch(lifecycle::SCHEMA).map_err(backend)?;
+        conn.execute_batch(fleet::SCHEMA).map_err(backend)?;
         conn.execute_batch(rate::SCHEMA).map_err(backend)
     }
 
@@ -791,6 +793,14 @@ impl JobStore for SqliteStore {
             require_job(tx, &id)
         })
         .await
+    }
+
+    async fn fleet(&self) -> Result<FleetQueue, StoreError> {
+        self.read_fleet().await
+    }
+
+    async fn put_fleet(&self, entries: &[FleetEntry], expected: u64) -> Result<bool, StoreError> {
+        self.write_fleet(entries, expected).await
     }
 }
 

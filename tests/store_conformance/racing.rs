@@ -202,3 +202,49 @@ pub async fn workers_finish_a_job_exactly_once(fx: Arc<Fixture>) {
         "a finished job's listed totals are exact"
     );
 }
+
+/// The fleet's admission queue: a write lands only on the version it read. Eight writers read
+/// the same version and race: one lands; the queue holds its entries at the next version, and
+/// a write on a stale version is refused.
+pub async fn fleet_queue_writes_are_conditional(fx: Arc<Fixture>) {
+    use avesa_console::store::FleetEntry;
+    let store = fx.open();
+    let empty = store.fleet().await.unwrap();
+    assert_eq!((empty.version, empty.entries.len()), (0, 0));
+    let entry = |w: usize| FleetEntry {
+        job_id: format!("backfill_t{w}_connectwise_20250101"),
+        tenant_id: format!("t{w}"),
+        priority: w as i32,
+        wait_off_peak: w.is_multiple_of(2),
+        queued_at: t0(),
+        admitted_at: w.is_multiple_of(3).then(t0),
+        launch: format!("{{\"lanes\":{w}}}"),
+    };
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = fx.open();
+        tasks.push(tokio::spawn(async move {
+            let written = vec![entry(w), entry(w + 100)];
+            let won = store.put_fleet(&written, 0).await.unwrap();
+            (won, written)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (won, written) = t.await.unwrap();
+        if won {
+            winners.push(written);
+        }
+    }
+    assert_eq!(winners.len(), 1, "writers of version 0 that landed");
+    let read = store.fleet().await.unwrap();
+    assert_eq!(read.version, 1);
+    assert_eq!(read.entries, winners[0], "the winner's entries, as written");
+    assert!(
+        !store.put_fleet(&[], 0).await.unwrap(),
+        "a stale version is refused"
+    );
+    assert!(store.put_fleet(&[], 1).await.unwrap());
+    let read = store.fleet().await.unwrap();
+    assert_eq!((read.version, read.entries.len()), (2, 0));
+}

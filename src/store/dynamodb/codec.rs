@@ -14,7 +14,8 @@
 //! The lifecycle store's items share the chunks table (`lifecycle/items.rs`): in partitions
 //! named `lifecycle#…`, and in a job's partition under `meta` and `verify…`, apart from the
 //! `chunk#` and `table#` prefixes every query here selects by. A tenant's service's shared rate
-//! row is an item in a partition of its own, `rate#{tenant}#{service}` (`rate.rs`).
+//! row is an item in a partition of its own, `rate#{tenant}#{service}` (`rate.rs`), and so is
+//! the cloud fleet's admission queue, `fleet#admission` (`fleet.rs`).
 
 use std::collections::HashMap;
 use std::fmt::Display;

@@ -80,7 +80,7 @@ impl DynamoStore {
 
     /// Puts `item` only if the stored item's write counter is still `read` (`None`: only if
     /// there is none yet). False when someone else wrote it meanwhile.
-    async fn put_if_unchanged(
+    pub(super) async fn put_if_unchanged(
         &self,
         item: Item,
         read: Option<u64>,

@@ -415,7 +415,7 @@ fn the_alert_bar_and_the_header_show_a_running_jobs_failure() {
         let app = console(Theme::default(), w, h, "");
         let screen = text(&draw(&app, w, h));
         let lines: Vec<&str> = screen.lines().collect();
-        assert!(lines[0].contains("✗ 1 failing chunk"), "{w}x{h}:\n{screen}");
+        assert!(lines[0].contains("✗ 1 chunk failing"), "{w}x{h}:\n{screen}");
         let bar = lines[lines.len() - 2];
         assert!(
             bar.starts_with("✗ chunk backfill_acme_connectwise_20240101/tickets#9 failed")

@@ -250,7 +250,11 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
         "only chunk #1's lines: {logs}"
     );
 
-    // :quit leaves cleanly.
+    quit(&tmux, long);
+}
+
+/// `:quit` leaves cleanly.
+fn quit(tmux: &Tmux, long: Duration) {
     tmux.keys(&[":"]);
     tmux.text("quit");
     tmux.keys(&["Enter"]);
@@ -349,11 +353,5 @@ fn bang_reaches_the_error_from_every_view_and_r_retries_it() {
         !done.contains("! open · a ack"),
         "the alert bar went: {done}"
     );
-    tmux.keys(&[":"]);
-    tmux.text("quit");
-    tmux.keys(&["Enter"]);
-    let end = tmux.wait_for("the console to exit", long, |s| {
-        s.contains("console exited")
-    });
-    assert!(end.contains("console exited 0"), "{end}");
+    quit(&tmux, long);
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::KeyCode;
+
+use super::tests::{app, ch, code, status, typed};
 
 use super::*;
 use crate::domain::{ChunkKey, JobStatus};
@@ -12,29 +14,6 @@ use crate::tui::fixtures;
 
 const RUNNING: &str = "backfill_acme_connectwise_20240101";
 const WITH_ERRORS: &str = "backfill_initech_connectwise_20240601";
-
-fn app() -> App {
-    fixtures::app(Theme::default())
-}
-
-fn code(app: &mut App, code: KeyCode) -> Vec<Effect> {
-    update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
-}
-
-fn ch(app: &mut App, c: char) -> Vec<Effect> {
-    code(app, KeyCode::Char(c))
-}
-
-fn typed(app: &mut App, text: &str) -> Vec<Effect> {
-    text.chars().flat_map(|c| ch(app, c)).collect()
-}
-
-fn status(app: &App) -> String {
-    app.status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default()
-}
 
 fn failed_key() -> ChunkKey {
     ChunkKey {

@@ -12,23 +12,23 @@ use crate::tui::app::{JobSort, Route, StatusKind};
 use crate::tui::fixtures;
 use crate::tui::form::Field;
 
-fn app() -> App {
+pub(super) fn app() -> App {
     fixtures::app(Theme::default())
 }
 
-fn code(app: &mut App, code: KeyCode) -> Vec<Effect> {
+pub(super) fn code(app: &mut App, code: KeyCode) -> Vec<Effect> {
     update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
 }
 
-fn ch(app: &mut App, c: char) -> Vec<Effect> {
+pub(super) fn ch(app: &mut App, c: char) -> Vec<Effect> {
     code(app, KeyCode::Char(c))
 }
 
-fn typed(app: &mut App, text: &str) -> Vec<Effect> {
+pub(super) fn typed(app: &mut App, text: &str) -> Vec<Effect> {
     text.chars().flat_map(|c| ch(app, c)).collect()
 }
 
-fn status(app: &App) -> String {
+pub(super) fn status(app: &App) -> String {
     app.status
         .as_ref()
         .map(|s| s.text.clone())

@@ -287,8 +287,10 @@ mod tests {
         ));
     }
 
+    type Rgb = (u8, u8, u8);
+
     /// xterm's default palette: what a named colour looks like on most terminals.
-    fn rgb(c: Color, reset: (u8, u8, u8)) -> (u8, u8, u8) {
+    fn rgb(c: Color, reset: Rgb) -> Rgb {
         match c {
             Color::Reset => reset,
             Color::Black => (0, 0, 0),
@@ -313,7 +315,7 @@ mod tests {
     }
 
     /// WCAG 2 relative luminance.
-    fn luminance((r, g, b): (u8, u8, u8)) -> f64 {
+    fn luminance((r, g, b): Rgb) -> f64 {
         let lin = |v: u8| {
             let c = f64::from(v) / 255.0;
             if c <= 0.03928 {
@@ -325,7 +327,7 @@ mod tests {
         0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
     }
 
-    fn contrast(a: (u8, u8, u8), b: (u8, u8, u8)) -> f64 {
+    fn contrast(a: Rgb, b: Rgb) -> f64 {
         let (la, lb) = (luminance(a), luminance(b));
         (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
     }
@@ -335,8 +337,8 @@ mod tests {
     /// where the theme says `reset`.
     #[test]
     fn every_role_meets_wcag_contrast() {
-        const WHITE: (u8, u8, u8) = (255, 255, 255);
-        const BLACK: (u8, u8, u8) = (0, 0, 0);
+        const WHITE: Rgb = (255, 255, 255);
+        const BLACK: Rgb = (0, 0, 0);
         for name in Theme::names() {
             let t = Theme::built_in(name).unwrap();
             let (term_bg, term_fg) = if name == "light" {
@@ -358,7 +360,7 @@ mod tests {
                 ("title", t.title),
                 ("mark", t.mark),
             ];
-            let mut pairs: Vec<(&str, (u8, u8, u8), (u8, u8, u8))> = on_bg
+            let mut pairs: Vec<(&str, Rgb, Rgb)> = on_bg
                 .iter()
                 .map(|(role, c)| (*role, rgb(*c, term_fg), bg))
                 .collect();

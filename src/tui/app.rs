@@ -842,7 +842,10 @@ impl App {
                 format!(
                     "{}: {} with {} (Enter opens it · R retries)",
                     j.job_id,
-                    crate::tui::views::job_status_label(j.status),
+                    match j.status {
+                        JobStatus::CompletedWithErrors => "completed",
+                        s => s.as_str(),
+                    },
                     plural(j.failed_chunks as usize, "failed chunk")
                 ),
             ))

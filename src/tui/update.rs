@@ -256,7 +256,8 @@ fn on_event(app: &mut App, event: EngineEvent, at: DateTime<Utc>) {
             let what = match status {
                 JobStatus::Paused => "paused".to_string(),
                 JobStatus::Cancelled => "cancelled".to_string(),
-                s => format!("finished: {}", super::views::job_status_label(*s)),
+                JobStatus::CompletedWithErrors => "finished: completed with errors".to_string(),
+                s => format!("finished: {s}"),
             };
             app.note(StatusKind::Info, format!("job {job_id} {what}"));
         }
@@ -282,7 +283,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let mode = std::mem::replace(&mut app.mode, Mode::Normal);
     match mode {
         Mode::Normal => match action::action_for(app.view(), &key) {
-            Some(a) => actions::perform(app, a),
+            Some(a) => failures::perform(app, a).unwrap_or_else(|| actions::perform(app, a)),
             None => {
                 if let KeyCode::Char(c) = key.code {
                     app.set_status(

@@ -80,11 +80,12 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
             app.rebuild_jobs();
             Vec::new()
         }
-        Action::OpenFailure => super::failures::open_failure(app),
-        Action::Acknowledge => super::failures::acknowledge(app),
-        Action::Describe => super::failures::describe(app),
-        Action::Yank => super::failures::yank(app),
-        Action::Pager => super::failures::open_pager(app),
+        // The failure keys are `failures::perform`'s (`update` sends them there).
+        Action::OpenFailure
+        | Action::Acknowledge
+        | Action::Describe
+        | Action::Yank
+        | Action::Pager => Vec::new(),
     }
 }
 
@@ -390,7 +391,6 @@ fn enter(app: &mut App) -> Vec<Effect> {
                 job_id: Some(job_id),
             })]
         }
-        View::Health => super::failures::open_alert(app),
         _ => Vec::new(),
     }
 }

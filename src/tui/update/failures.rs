@@ -9,8 +9,22 @@ use super::Effect;
 use super::actions::{selected_chunk, settle_detail};
 use crate::domain::ChunkKey;
 use crate::engine::handle::Command;
+use crate::tui::action::Action;
 use crate::tui::app::failures::Focus;
 use crate::tui::app::{App, Mode, Route, StatusKind, View, plural};
+
+/// The failure keys, and Enter on a Health alert; `None` for any other action.
+pub(super) fn perform(app: &mut App, action: Action) -> Option<Vec<Effect>> {
+    Some(match action {
+        Action::OpenFailure => open_failure(app),
+        Action::Acknowledge => acknowledge(app),
+        Action::Describe => describe(app),
+        Action::Yank => yank(app),
+        Action::Pager => open_pager(app),
+        Action::Enter if app.view() == View::Health => open_alert(app),
+        _ => return None,
+    })
+}
 
 /// `!`: the newest unacknowledged failure (or the newest of all), its job's detail under it
 /// and the chunk described on top, from any view.

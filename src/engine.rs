@@ -26,6 +26,7 @@ mod policy;
 mod policy_tests;
 pub mod probe;
 pub mod quota;
+pub mod retry;
 pub mod schedule;
 pub mod step;
 pub mod verify;

@@ -237,6 +237,21 @@ impl SourceError {
         }
     }
 
+    /// Why another attempt would not help, for errors `is_retryable` refuses: the words the
+    /// stored error and the console give (`HTTP 400 is permanent`).
+    pub fn why_permanent(&self) -> Option<String> {
+        if self.is_retryable() {
+            return None;
+        }
+        Some(match self {
+            SourceError::Http { status, .. } => format!("HTTP {status} is permanent"),
+            SourceError::Config(_) => "the configuration must change first".into(),
+            SourceError::Decode { .. } => "the answer would be as unreadable again".into(),
+            SourceError::QuotaExhausted { .. } => "the API's request quota is used up".into(),
+            _ => "the error is permanent".into(),
+        })
+    }
+
     pub fn is_rate_limited(&self) -> bool {
         matches!(
             self,
@@ -542,6 +557,35 @@ pub(crate) async fn read_answer(
     let headers = resp.headers().clone();
     let body = read_body(resp, context, limits).await?;
     Ok((status, headers, body))
+}
+
+/// Response headers by which APIs name a request for their support (the first one present
+/// is quoted in an error).
+pub const REQUEST_ID_HEADERS: [&str; 4] = [
+    "x-request-id",
+    "x-correlation-id",
+    "x-transaction-id",
+    "sforce-request-id",
+];
+
+/// The request an error answered, for its message: `GET /path; request id abc` (the path
+/// only: the query may carry filters the message does not need).
+pub(crate) fn request_note(
+    method: &str,
+    url: &str,
+    headers: &reqwest::header::HeaderMap,
+) -> String {
+    let path = url::Url::parse(url).map_or_else(
+        |_| url.split('?').next().unwrap_or_default().to_string(),
+        |u| u.path().to_string(),
+    );
+    let id = REQUEST_ID_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()));
+    match id {
+        Some(id) => format!("{method} {path}; request id {id}"),
+        None => format!("{method} {path}; no request id"),
+    }
 }
 
 /// How much of an error body that is not in the API's error format a message shows.

@@ -92,36 +92,23 @@ fn tmux_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
-    if !tmux_available() {
-        skip::skip(
-            "console_triggers_a_backfill_and_shows_a_failed_chunks_logs",
-            "tmux is not installed",
-        );
-        return;
-    }
-    let fx = Fixture::new();
+/// The console on a fresh demo workspace in a tmux session of its own at 120x40, the
+/// sandbox failing as `faults` (JSON) says; `env` are `NAME=value` settings for it.
+fn start_console(fx: &Fixture, faults: &str, env: &[String]) -> Tmux {
     std::fs::create_dir_all(fx.workspace()).unwrap();
-    // The second 30-day window of tickets fails for good: 400 is not worth a retry.
-    let faults = fx.dir.path().join("faults.json");
-    std::fs::write(
-        &faults,
-        r#"{"faults":[{"path":"service/tickets","window_start":"2025-01-31T00:00:00Z","status":400,
-            "message":"Injected fault: tickets window 2025-01-31 is corrupt"}]}"#,
-    )
-    .unwrap();
+    let faults_file = fx.dir.path().join("faults.json");
+    std::fs::write(&faults_file, faults).unwrap();
     let command = format!(
         "{BIN} --workspace {} --config-dir {} --sandbox-faults {}; echo console exited $?; sleep 600",
         fx.workspace().display(),
         fx.config_dir().display(),
-        faults.display()
+        faults_file.display()
     );
     let tmux = Tmux {
-        socket: format!("avesa-test-{}", std::process::id()),
+        socket: format!("avesa-test-{}-{}", std::process::id(), env.len()),
         session: "console",
     };
-    let started = tmux.run(&[
+    let mut args: Vec<&str> = vec![
         "new-session",
         "-d",
         "-s",
@@ -139,23 +126,24 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
         "AVESA_SANDBOX_URL",
         "-u",
         "NO_COLOR",
-        "sh",
-        "-c",
-        &command,
-    ]);
+    ];
+    args.extend(env.iter().map(String::as_str));
+    args.extend(["sh", "-c", &command]);
+    let started = tmux.run(&args);
     assert!(
         started.status.success(),
         "{}",
         String::from_utf8_lossy(&started.stderr)
     );
-    let long = Duration::from_secs(60);
+    tmux
+}
 
-    // The console opens on the tenants of the demo workspace.
+/// `t` on acme's ConnectWise: tickets from 2025-01-01 to 2025-04-01 in three 30-day windows,
+/// confirmed; then the jobs view.
+fn trigger_tickets(tmux: &Tmux, long: Duration) {
     tmux.wait_for("the tenants view", long, |s| {
         s.contains("Tenants (7)") && s.contains("acme") && s.contains("needs backfill")
     });
-
-    // t: the form, preset to the selected tenant; fill in tables and dates.
     tmux.keys(&["t"]);
     tmux.wait_for("the trigger form", long, |s| {
         s.contains("Trigger a backfill")
@@ -181,12 +169,38 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
         s.contains("Start the backfill of acme connectwise")
     });
     tmux.keys(&["y"]);
-
-    // The jobs view: the job runs and ends; one chunk failed, so it is completed with errors.
     tmux.keys(&[":"]);
     tmux.text("jobs");
     tmux.keys(&["Enter"]);
-    let job = "backfill_acme_connectwise_20250101";
+}
+
+/// The second 30-day window of tickets fails: 400 is not worth a retry. `times` limits it.
+fn tickets_fault(times: &str) -> String {
+    format!(
+        r#"{{"faults":[{{"path":"service/tickets","window_start":"2025-01-31T00:00:00Z","status":400,{times}
+            "message":"Injected fault: tickets window 2025-01-31 is corrupt"}}]}}"#
+    )
+}
+
+const JOB: &str = "backfill_acme_connectwise_20250101";
+const FAULT_TEXT: &str = "Injected fault: tickets window 2025-01-31 is corrupt";
+
+#[test]
+fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
+    if !tmux_available() {
+        skip::skip(
+            "console_triggers_a_backfill_and_shows_a_failed_chunks_logs",
+            "tmux is not installed",
+        );
+        return;
+    }
+    let fx = Fixture::new();
+    let tmux = start_console(&fx, &tickets_fault(""), &[]);
+    let long = Duration::from_secs(60);
+    trigger_tickets(&tmux, long);
+
+    // The jobs view: the job runs and ends; one chunk failed, so it is completed with errors.
+    let job = JOB;
     let jobs = tmux.wait_for("the job to complete", long, |s| {
         s.lines()
             .any(|l| l.contains(job) && l.contains("completed") && l.contains("3/3"))
@@ -220,16 +234,15 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
     });
     tmux.keys(&["n"]);
     tmux.wait_for("the failed chunk selected", long, |s| {
-        s.contains(&format!("{job}/tickets#1 · l shows its logs"))
+        s.contains(&format!("{job}/tickets#1 · d describes · l logs"))
     });
     tmux.keys(&["l"]);
     tmux.wait_for("the failed chunk's logs", long, |s| {
         s.contains("ERROR") && s.contains("chunk failed")
     });
-    // The error is longer than the screen is wide: w wraps it into view.
-    tmux.keys(&["w"]);
+    // The error is longer than the screen is wide: lines wrap by default.
     let logs = tmux.wait_for("the failed chunk's error text", long, |s| {
-        unwrapped(s).contains("Injected fault: tickets window 2025-01-31 is corrupt")
+        unwrapped(s).contains(FAULT_TEXT)
     });
     assert!(logs.contains(&format!("chunk {job}/tickets#1")), "{logs}");
     assert!(
@@ -237,7 +250,11 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
         "only chunk #1's lines: {logs}"
     );
 
-    // :quit leaves cleanly.
+    quit(&tmux, long);
+}
+
+/// `:quit` leaves cleanly.
+fn quit(tmux: &Tmux, long: Duration) {
     tmux.keys(&[":"]);
     tmux.text("quit");
     tmux.keys(&["Enter"]);
@@ -246,4 +263,95 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
     });
     assert!(end.contains("console exited 0"), "{end}");
     assert!(!end.contains("panicked"), "{end}");
+}
+
+/// A failure one key away: `!` from the tenants, jobs, logs and health views describes the
+/// failed chunk with its full error and the engine's next step; `y` copies the error through
+/// OSC 52 (tmux keeps it as a paste buffer); `o` hands the chunk's logs to `$PAGER` and the
+/// console comes back; `R` retries the chunk to success and the alert bar goes.
+#[test]
+fn bang_reaches_the_error_from_every_view_and_r_retries_it() {
+    if !tmux_available() {
+        skip::skip(
+            "bang_reaches_the_error_from_every_view_and_r_retries_it",
+            "tmux is not installed",
+        );
+        return;
+    }
+    let fx = Fixture::new();
+    // The pager copies what it is given and exits at once.
+    let paged = fx.dir.path().join("paged.txt");
+    let pager = fx.dir.path().join("pager.sh");
+    std::fs::write(
+        &pager,
+        format!("#!/bin/sh\ncat \"$1\" > {}\n", paged.display()),
+    )
+    .unwrap();
+    let env = [format!("PAGER=sh {}", pager.display())];
+    // Only the first request of the window fails: a retry succeeds.
+    let tmux = start_console(&fx, &tickets_fault(r#""times":1,"#), &env);
+    assert!(
+        tmux.run(&["set", "-g", "set-clipboard", "on"])
+            .status
+            .success()
+    );
+    let long = Duration::from_secs(60);
+    trigger_tickets(&tmux, long);
+    tmux.wait_for("the alert bar", long, |s| {
+        s.contains(&format!("✗ chunk {JOB}/tickets#1 failed")) && s.contains("! open · a ack")
+    });
+    let described = |s: &str| {
+        let text = unwrapped(s);
+        text.contains(FAULT_TEXT)
+            && text.contains("not retried: HTTP 400 is permanent; R retries")
+            && text
+                .contains("GET /v4_6_release/apis/3.0/service/tickets → HTTP 400 · request id sbx-")
+    };
+    for view in ["tenants", "jobs", "logs", "health"] {
+        tmux.keys(&[":"]);
+        tmux.text(view);
+        tmux.keys(&["Enter"]);
+        tmux.keys(&["!"]);
+        tmux.wait_for(
+            &format!("the failure described from {view}"),
+            long,
+            described,
+        );
+        tmux.keys(&["Escape"]);
+    }
+    // y: the error through OSC 52, which tmux keeps as its newest paste buffer.
+    tmux.keys(&["!"]);
+    tmux.wait_for("the failure described", long, described);
+    tmux.keys(&["y"]);
+    tmux.wait_for("the copy confirmed", long, |s| {
+        s.contains("copied the error")
+    });
+    let buffer = String::from_utf8_lossy(&tmux.run(&["show-buffer"]).stdout).into_owned();
+    assert!(buffer.contains(FAULT_TEXT), "{buffer:?}");
+    assert!(
+        buffer.starts_with("attempt 1/3, not retried: HTTP 400 is permanent"),
+        "{buffer:?}"
+    );
+    // o: the chunk's log lines in the pager; the console is back after.
+    tmux.keys(&["o"]);
+    tmux.wait_for("the console back after the pager", long, |s| {
+        s.contains("paged the log lines of")
+    });
+    let text = std::fs::read_to_string(&paged).unwrap();
+    assert!(
+        text.contains(&format!("# log lines of {JOB}/tickets#1")),
+        "{text}"
+    );
+    assert!(text.contains("chunk failed"), "{text}");
+    // R in the detail view under the description: the chunk runs again and succeeds.
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["R"]);
+    let done = tmux.wait_for("the retried job to complete", long, |s| {
+        s.contains(&format!("Job {JOB}")) && s.contains("completed ") && !s.contains("(errors)")
+    });
+    assert!(
+        !done.contains("! open · a ack"),
+        "the alert bar went: {done}"
+    );
+    quit(&tmux, long);
 }

@@ -225,10 +225,10 @@ fn a_failed_chunk_is_drawn_in_the_themes_error_colour() {
             assert_eq!(c.fg, theme.error, "{name}: ✗ at {x},{y}");
         }
         // The chunk table's "failed" status cell too.
-        let (x, y) = find(&buf, "failed    3/3").unwrap();
+        let (x, y) = find(&buf, "failed    1 ✗").unwrap();
         assert_eq!(buf[(x, y)].fg, theme.error, "{name}");
-        // Done chunks in ok, the running one in running.
-        let (_, y, _) = cells(&buf, "✗").next().unwrap();
+        // Done chunks in ok, the running one in running (the heatmap's row).
+        let (_, y, _) = cells(&buf, "▶").next().unwrap();
         let row: Vec<_> = (0..120).map(|x| &buf[(x, y)]).collect();
         assert!(
             row.iter().any(|c| c.symbol() == "█" && c.fg == theme.ok),
@@ -392,4 +392,61 @@ fn a_job_waiting_for_its_quota_shows_it_with_the_time() {
     keys(&mut app, "\n");
     let t = text(&draw(&app, 120, 40));
     assert!(t.contains("waiting_for_quota until 14:35 UTC"), "{t}");
+}
+
+#[test]
+fn describe_view_of_the_failed_chunk() {
+    snapshot_each_size("describe", ":jobs\n\nnd");
+}
+
+#[test]
+fn bang_from_the_tenants_view_opens_the_failure() {
+    snapshot_each_size("failure", "!");
+}
+
+#[test]
+fn health_view_after_the_alert_bar_is_acknowledged() {
+    snapshot_each_size("health_acknowledged", ":health\na");
+}
+
+#[test]
+fn the_alert_bar_and_the_header_show_a_running_jobs_failure() {
+    for (w, h) in SIZES {
+        let app = console(Theme::default(), w, h, "");
+        let screen = text(&draw(&app, w, h));
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(lines[0].contains("✗ 1 chunk failing"), "{w}x{h}:\n{screen}");
+        let bar = lines[lines.len() - 2];
+        assert!(
+            bar.starts_with("✗ chunk backfill_acme_connectwise_20240101/tickets#9 failed")
+                && bar.ends_with("! open · a ack"),
+            "{w}x{h}: {bar:?}"
+        );
+        // The tenants row of the job's service carries the mark too.
+        assert!(screen.contains("✗ 1 failed"), "{w}x{h}:\n{screen}");
+    }
+}
+
+/// Without colour a failed chunk still reads apart from a done one, and a bar fills only
+/// once every chunk ended.
+#[test]
+fn no_color_bars_mark_failures_and_do_not_round_up() {
+    let app = console(Theme::default().no_color(), 120, 40, ":jobs\n");
+    let screen = text(&draw(&app, 120, 40));
+    assert!(screen.contains("█████✗░░░░ 15/24"), "{screen}");
+    assert!(screen.contains("█████████✗ 20/20"), "{screen}");
+}
+
+/// At 80 columns the hint line keeps "? help" and a long message ends in `…`.
+#[test]
+fn narrow_screens_cut_with_an_ellipsis_and_keep_help() {
+    let app = console(Theme::default(), 80, 24, ":jobs\n");
+    let screen = text(&draw(&app, 80, 24));
+    let last = screen.lines().last().unwrap();
+    assert!(last.ends_with("? help"), "{last:?}");
+    assert!(last.contains('…'), "{last:?}");
+    let mut app = app;
+    app.set_status(avesa_console::tui::app::StatusKind::Info, "x".repeat(200));
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.lines().last().unwrap().ends_with('…'));
 }

@@ -105,6 +105,8 @@ struct Failure {
     /// Every window of the table would fail the same way (`SourceError::is_table_wide`):
     /// the table fails once (`JobStore::fail_table`) instead of each window in turn.
     table_wide: bool,
+    /// Why another attempt would not help (`HTTP 400 is permanent`), for the stored error.
+    permanent_why: Option<String>,
 }
 
 impl Failure {
@@ -116,6 +118,7 @@ impl Failure {
             lease_lost: false,
             disk_full: false,
             table_wide: false,
+            permanent_why: None,
         }
     }
 
@@ -136,6 +139,7 @@ impl From<StoreError> for Failure {
             message: e.to_string(),
             disk_full: false,
             table_wide: false,
+            permanent_why: None,
         }
     }
 }
@@ -151,6 +155,8 @@ impl From<crate::sink::SinkError> for Failure {
             retryable,
             lease_lost: false,
             table_wide: false,
+            permanent_why: (!retryable)
+                .then(|| "a record that breaks its schema breaks it again".to_string()),
         }
     }
 }
@@ -465,7 +471,16 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let key = chunk.key.clone();
         let now = Utc::now();
-        let retry_at = (f.retryable && !f.table_wide && chunk.attempts < job.max_attempts)
+        // The one retry decision: what is stored, logged and shown all come from it.
+        let attempt = super::retry::Attempt {
+            retryable: f.retryable,
+            table_wide: f.table_wide,
+            attempts: chunk.attempts,
+            max_attempts: job.max_attempts,
+            permanent_why: f.permanent_why.as_deref(),
+        };
+        let retry_at = super::retry::decide(attempt)
+            .is_none()
             .then(|| now + self.chunk_backoff(chunk.attempts));
         let owner = &self.options().owner;
         let table_wide = f.table_wide;
@@ -475,10 +490,7 @@ impl Engine {
             self.probes().settle(&key.job_id, &key.table);
             (message, stored)
         } else {
-            let message = format!(
-                "attempt {}/{}: {}",
-                chunk.attempts, job.max_attempts, f.message
-            );
+            let message = super::retry::attempt_message(attempt, &f.message);
             let stored = self
                 .store()
                 .fail_chunk(&key, owner, &message, retry_at, now)
@@ -772,6 +784,7 @@ impl Engine {
                     lease_lost: false,
                     disk_full: false,
                     table_wide: false,
+                    permanent_why: None,
                 })
             }
             Err(e) => Err(Failure {
@@ -780,6 +793,7 @@ impl Engine {
                 lease_lost: false,
                 disk_full: false,
                 table_wide: false,
+                permanent_why: e.why_permanent(),
             }),
         }
     }

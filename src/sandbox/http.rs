@@ -12,6 +12,9 @@ use base64::Engine as _;
 use super::{FaultAction, FaultKind, Outcome, Refusal, Shared, Slot, spoiled_body};
 use crate::domain::Service;
 
+/// The sandbox's request ids (`X-Request-Id: sbx-0000002a`), one per answer.
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// One answer of a simulated API, before it is sent.
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
@@ -130,6 +133,11 @@ impl Reply {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(name, v);
             }
+        }
+        // Every answer names its request, as APIs do for their support desks.
+        let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(v) = HeaderValue::from_str(&format!("sbx-{id:08x}")) {
+            headers.insert(HeaderName::from_static("x-request-id"), v);
         }
         response
     }

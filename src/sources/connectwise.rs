@@ -122,6 +122,7 @@ impl ConnectWise {
         url: url::Url,
         forward_only: bool,
     ) -> Result<(HeaderMap, super::Body), SourceError> {
+        let asked = url.to_string();
         let resp = self
             .http
             .get(url)
@@ -132,7 +133,11 @@ impl ConnectWise {
             .map_err(|e| request_error(e, &self.limits, |t| self.scrub(t)))?;
         let (status, headers, body) = read_answer(resp, "", &self.limits).await?;
         if !status.is_success() {
-            let message = self.scrub(&error_message(&body, |t| self.scrub(t)));
+            let message = self.scrub(&format!(
+                "{} ({})",
+                error_message(&body, |t| self.scrub(t)),
+                super::request_note("GET", &asked, &headers)
+            ));
             return Err(SourceError::from_status(
                 status.as_u16(),
                 None,

@@ -661,7 +661,7 @@ impl ServiceNow {
                 if s != StatusCode::UNAUTHORIZED {
                     return Ok((s, h, b, Some(value.to_string())));
                 }
-                let refused = self.status_error(s, &h, &b, Some(value)).to_string();
+                let refused = self.status_error((s, url), &h, &b, Some(value)).to_string();
                 self.token(oauth, Some(token.generation)).await?;
                 Err(SourceError::SessionRenewed {
                     status: s.as_u16(),
@@ -675,12 +675,17 @@ impl ServiceNow {
     /// API's own message.
     fn status_error(
         &self,
-        status: StatusCode,
+        (status, url): (StatusCode, &str),
         headers: &HeaderMap,
         body: &[u8],
         token: Option<&str>,
     ) -> SourceError {
-        let message = self.scrub(&error_message(body, |t| self.scrub(t, token)), token);
+        let message = format!(
+            "{} ({})",
+            error_message(body, |t| self.scrub(t, token)),
+            super::request_note("GET", url, headers)
+        );
+        let message = self.scrub(&message, token);
         SourceError::from_status(status.as_u16(), None, message, retry_after(headers))
     }
 
@@ -713,7 +718,7 @@ impl ServiceNow {
             });
         }
         if !status.is_success() {
-            return Err(self.status_error(status, &headers, &body, token.as_deref()));
+            return Err(self.status_error((status, &url), &headers, &body, token.as_deref()));
         }
         let keys = read_page(&body, endpoint, window, cursor)?;
         Ok(List {
@@ -817,7 +822,7 @@ impl Source for ServiceNow {
         );
         let (status, headers, body, token) = self.get(&url).await?;
         if !status.is_success() {
-            return Err(self.status_error(status, &headers, &body, token.as_deref()));
+            return Err(self.status_error((status, &url), &headers, &body, token.as_deref()));
         }
         #[derive(serde::Deserialize)]
         struct Answer {

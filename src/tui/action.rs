@@ -42,6 +42,16 @@ pub enum Action {
     PrevFailed,
     Transform,
     Verify,
+    /// `!`: the newest unacknowledged failure's chunk, described.
+    OpenFailure,
+    /// `a`: acknowledge the failures in the alert bar.
+    Acknowledge,
+    /// `d`: every field of the selected chunk and its attempts.
+    Describe,
+    /// `y`: copy the error, job id or log line (OSC 52).
+    Yank,
+    /// `o`: the job's or chunk's logs in `$PAGER`.
+    Pager,
 }
 
 impl Action {
@@ -105,7 +115,7 @@ pub struct Binding {
 }
 
 use Key::{Char, Code, Ctrl};
-use View::{Detail, Jobs, Logs, Tenants};
+use View::{Detail, Health, Jobs, Logs, Tenants};
 
 const fn b(
     keys: &'static [Key],
@@ -158,6 +168,48 @@ pub const BINDINGS: &[Binding] = &[
         Some(&[Jobs]),
     ),
     b(
+        &[Code(KeyCode::Enter)],
+        "Enter",
+        Action::Enter,
+        "open the alert's job at its failed chunk",
+        Some(&[Health]),
+    ),
+    b(
+        &[Char('!')],
+        "!",
+        Action::OpenFailure,
+        "the newest failure: its chunk, error, request and next step",
+        None,
+    ),
+    b(
+        &[Char('a')],
+        "a",
+        Action::Acknowledge,
+        "acknowledge the failures in the alert bar",
+        None,
+    ),
+    b(
+        &[Char('d')],
+        "d",
+        Action::Describe,
+        "describe the chunk: every field and its attempts",
+        Some(&[Detail]),
+    ),
+    b(
+        &[Char('y')],
+        "y",
+        Action::Yank,
+        "copy the error, job id or log line (OSC 52)",
+        Some(&[Tenants, Jobs, Detail, Logs, Health]),
+    ),
+    b(
+        &[Char('o')],
+        "o",
+        Action::Pager,
+        "open the logs in $PAGER",
+        Some(&[Jobs, Detail, Logs]),
+    ),
+    b(
         &[Char('/')],
         "/",
         Action::FilterMode,
@@ -186,8 +238,8 @@ pub const BINDINGS: &[Binding] = &[
         Some(&[Detail]),
     ),
     b(
-        &[Code(KeyCode::Left), Char('h')],
-        "← h",
+        &[Code(KeyCode::Left)],
+        "←",
         Action::Left,
         "previous chunk",
         Some(&[Detail]),
@@ -302,7 +354,7 @@ pub const BINDINGS: &[Binding] = &[
         "R",
         Action::RetryFailed,
         "retry failed chunks only",
-        Some(JOB_VIEWS),
+        Some(&[Jobs, Detail, Health]),
     ),
     b(
         &[Char('c')],

@@ -2,6 +2,7 @@
 //! the logs pane, rates and the lifecycle events heard (`lifecycle`). Plain data: `update`
 //! changes it, views read it.
 
+pub mod failures;
 pub mod lifecycle;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -12,9 +13,10 @@ use chrono::{DateTime, Duration, Utc};
 use super::form::TriggerForm;
 use super::logs::LogPane;
 use super::theme::Theme;
-use crate::domain::{Job, JobStatus, Service};
+use crate::domain::{ChunkKey, Job, JobStatus, Service};
 use crate::engine::detect::Check;
 use crate::engine::handle::{Command, RateHealth, Snapshot};
+pub use failures::Failures;
 pub use lifecycle::Lifecycle;
 
 /// A screen of the console; the stack of them is the breadcrumb trail.
@@ -99,6 +101,11 @@ pub enum Mode {
     Help,
     Confirm(Confirm),
     Form(Box<TriggerForm>),
+    /// `d` or `!`: every field of a chunk and its attempts, wrapped and scrollable.
+    Describe {
+        key: ChunkKey,
+        scroll: u16,
+    },
 }
 
 /// A question before a mutating action; `y` runs the commands.
@@ -120,6 +127,9 @@ pub struct Status {
     pub text: String,
     pub kind: StatusKind,
     pub at: DateTime<Utc>,
+    /// The answer to the operator's own command: engine chatter does not replace it while
+    /// it is fresh (`App::note`).
+    pub answer: bool,
 }
 
 /// Columns the jobs table sorts by.
@@ -224,10 +234,16 @@ pub struct RateMeter {
     last: HashMap<(String, u32), (u64, u32)>,
     first_seen: Option<DateTime<Utc>>,
     pub retrying: u32,
+    /// Pages read by the chunks finished so far, and their count: requests per chunk.
+    done_pages: u64,
+    done_chunks: u64,
 }
 
-/// Rates are averaged over this window.
+/// Records per second are averaged over this window.
 const RATE_WINDOW_SECS: i64 = 15;
+/// Requests are counted over this window: REQ/M is the last minute's count, as the API's
+/// limit counts them, never a few seconds' burst scaled up.
+const REQUEST_WINDOW_SECS: i64 = 60;
 /// Chunk completions are counted over this window for the ETA.
 const ETA_WINDOW_SECS: i64 = 120;
 
@@ -248,13 +264,18 @@ impl RateMeter {
 
     pub fn chunk_done(&mut self, at: DateTime<Utc>, table: &str, seq: u32) {
         self.first_seen.get_or_insert(at);
-        self.last.remove(&(table.to_string(), seq));
+        let pages = self
+            .last
+            .remove(&(table.to_string(), seq))
+            .map_or(1, |(_, p)| u64::from(p).max(1));
+        self.done_pages += pages;
+        self.done_chunks += 1;
         self.finished.push_back(at);
         self.prune(at);
     }
 
     pub fn prune(&mut self, now: DateTime<Utc>) {
-        let cut = now - Duration::seconds(RATE_WINDOW_SECS);
+        let cut = now - Duration::seconds(REQUEST_WINDOW_SECS);
         while self.samples.front().is_some_and(|(t, _, _)| *t < cut) {
             self.samples.pop_front();
         }
@@ -271,28 +292,46 @@ impl RateMeter {
         since as f64
     }
 
-    /// Records per second and requests per minute over the last few seconds.
+    /// Records per second over the last few seconds, and the requests of the last minute.
     pub fn rates(&self, now: DateTime<Utc>) -> (f64, f64) {
         let span = self.span(now, RATE_WINDOW_SECS);
         let cut = now - Duration::seconds(RATE_WINDOW_SECS);
-        let (r, p) = self
+        let records: u64 = self
             .samples
             .iter()
             .filter(|(t, _, _)| *t >= cut)
-            .fold((0, 0), |(r, p), (_, dr, dp)| (r + dr, p + dp));
-        (r as f64 / span, p as f64 * 60.0 / span)
+            .map(|(_, dr, _)| dr)
+            .sum();
+        let cut = now - Duration::seconds(REQUEST_WINDOW_SECS);
+        let requests: u64 = self
+            .samples
+            .iter()
+            .filter(|(t, _, _)| *t >= cut)
+            .map(|(_, _, dp)| dp)
+            .sum();
+        (records as f64 / span, requests as f64)
     }
 
-    /// Time left at the recent pace of chunk completions.
-    pub fn eta(&self, now: DateTime<Utc>, chunks_left: u32) -> Option<Duration> {
+    /// Time left at the recent pace of chunk completions, and never less than the API's
+    /// limit allows for the requests the chunks left will take (`limit_per_minute`): a burst
+    /// of quick chunks at the start does not promise what the rate limit will not give.
+    pub fn eta(
+        &self,
+        now: DateTime<Utc>,
+        chunks_left: u32,
+        limit_per_minute: Option<u32>,
+    ) -> Option<Duration> {
         if chunks_left == 0 || self.finished.is_empty() {
             return None;
         }
         let span = self.span(now, ETA_WINDOW_SECS);
         let per_sec = self.finished.len() as f64 / span;
-        Some(Duration::seconds(
-            (f64::from(chunks_left) / per_sec).ceil() as i64
-        ))
+        let pace = f64::from(chunks_left) / per_sec;
+        let per_chunk = self.done_pages as f64 / self.done_chunks.max(1) as f64;
+        let floor = limit_per_minute.filter(|l| *l > 0).map_or(0.0, |l| {
+            f64::from(chunks_left) * per_chunk * 60.0 / f64::from(l)
+        });
+        Some(Duration::seconds(pace.max(floor).ceil() as i64))
     }
 }
 
@@ -358,15 +397,27 @@ pub struct App {
     pub form_generation: u64,
     /// Job counts for the header, taken once per snapshot.
     pub counts: JobCounts,
+    /// Failures heard of; the unacknowledged ones hold the alert bar.
+    pub failures: Failures,
+    /// The chunk the detail view selects once its job's chunks are read (back from its logs,
+    /// or opened by `!`).
+    pub detail_focus: Option<failures::Focus>,
+    /// The job each of `alerts` is about, if one is (Enter and R in the Health view).
+    pub alert_jobs: Vec<Option<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JobCounts {
     pub total: usize,
     pub running: usize,
-    /// Failed or completed with errors.
+    /// Failed or completed with errors, or running with failed chunks.
     pub failed: usize,
+    /// Failed chunks of jobs still active: failures that happen while a job runs.
+    pub failing_chunks: u32,
 }
+
+/// How long the answer to a command holds the status bar against engine messages.
+pub const ANSWER_SECS: i64 = 5;
 
 /// Default lines the logs pane keeps.
 pub const LOG_CAPACITY: usize = 100_000;
@@ -405,6 +456,9 @@ impl App {
             quit: false,
             form_generation: 0,
             counts: JobCounts::default(),
+            failures: Failures::default(),
+            detail_focus: None,
+            alert_jobs: Vec::new(),
         }
     }
 
@@ -416,9 +470,15 @@ impl App {
         self.route().view()
     }
 
-    /// Rows of the main table area: the screen less header, borders, column titles, status.
+    /// Rows of the main table area: the screen less header, borders, column titles, status
+    /// and the alert bar while it shows.
     pub fn body_rows(&self) -> usize {
-        usize::from(self.height.saturating_sub(5)).max(1)
+        usize::from(self.height.saturating_sub(5 + self.alert_bar_rows())).max(1)
+    }
+
+    /// The alert bar's height: one row while a failure is unacknowledged.
+    pub fn alert_bar_rows(&self) -> u16 {
+        u16::from(self.failures.open().next().is_some())
     }
 
     /// Rows of the tenants table: the body less the reason block under it.
@@ -443,7 +503,12 @@ impl App {
                 .get(self.tenants.selected)
                 .and_then(|r| r.latest)
                 .and_then(|i| self.snap.jobs.get(i)),
-            _ => None,
+            Route::Health => self
+                .alert_jobs
+                .get(self.health.selected)
+                .and_then(|id| id.as_deref())
+                .and_then(|id| self.job(id)),
+            Route::Logs => None,
         }
     }
 
@@ -452,8 +517,31 @@ impl App {
             text: text.into(),
             kind,
             at: self.now,
+            answer: false,
         });
         self.dirty = true;
+    }
+
+    /// The engine's answer to the operator's command: held against engine chatter for
+    /// `ANSWER_SECS`.
+    pub fn answer(&mut self, kind: StatusKind, text: impl Into<String>) {
+        self.set_status(kind, text);
+        if let Some(s) = &mut self.status {
+            s.answer = true;
+        }
+    }
+
+    /// A message of the engine's own (a job finished, a marker moved): shown unless a fresh
+    /// answer to the operator's command holds the status bar.
+    pub fn note(&mut self, kind: StatusKind, text: impl Into<String>) {
+        let held = self.status.as_ref().is_some_and(|s| {
+            s.answer
+                && kind != StatusKind::Error
+                && self.now - s.at < Duration::seconds(ANSWER_SECS)
+        });
+        if !held {
+            self.set_status(kind, text);
+        }
     }
 
     pub fn is_cloud(&self) -> bool {
@@ -578,8 +666,16 @@ impl App {
                 .count(),
             failed: jobs
                 .iter()
-                .filter(|j| matches!(j.status, JobStatus::Failed | JobStatus::CompletedWithErrors))
+                .filter(|j| {
+                    matches!(j.status, JobStatus::Failed | JobStatus::CompletedWithErrors)
+                        || (j.failed_chunks > 0 && j.status.is_active())
+                })
                 .count(),
+            failing_chunks: jobs
+                .iter()
+                .filter(|j| j.status.is_active())
+                .map(|j| j.failed_chunks)
+                .sum(),
         };
         let mut rows: Vec<usize> = (0..jobs.len())
             .filter(|&i| {
@@ -628,36 +724,37 @@ impl App {
     }
 
     /// Rebuilds the alerts list: stored and live alerts, open breakers, recent 429s, failed
-    /// chunks, stalled jobs.
+    /// chunks, stalled jobs; and the job each is about (`alert_jobs`).
     pub fn rebuild_alerts(&mut self) {
-        let mut out = Vec::new();
+        let mut out: Vec<(StatusKind, String, Option<String>)> = Vec::new();
         if let Some(e) = &self.snap.error {
-            out.push((StatusKind::Error, format!("job store: {e}")));
+            out.push((StatusKind::Error, format!("job store: {e}"), None));
         }
         if let Some(e) = &self.snap.detection_error {
-            out.push((StatusKind::Warn, format!("auto-detection: {e}")));
+            out.push((StatusKind::Warn, format!("auto-detection: {e}"), None));
         }
         for a in self.life.alerts(&self.snap.alerts) {
-            out.push((
-                lifecycle::severity(a.kind),
-                format!(
-                    "{} {}: {}",
-                    a.raised_at.format("%m-%d %H:%M"),
-                    a.kind,
-                    a.message
-                ),
-            ));
+            let text = format!(
+                "{} {}: {}",
+                a.raised_at.format("%m-%d %H:%M"),
+                a.kind,
+                a.message
+            );
+            out.push((lifecycle::severity(a.kind), text, a.job_id.clone()));
         }
         for h in self.snap.health.iter() {
-            out.extend(self.rate_alerts(h));
+            out.extend(self.rate_alerts(h).into_iter().map(|(k, t)| (k, t, None)));
         }
         out.extend(self.job_alerts());
-        out.sort_by_key(|(k, _)| match k {
+        out.sort_by_key(|(k, _, _)| match k {
             StatusKind::Error => 0,
             StatusKind::Warn => 1,
             StatusKind::Info => 2,
         });
-        self.alerts = out;
+        self.alert_jobs = out.iter().map(|(_, _, j)| j.clone()).collect();
+        self.alerts = out.into_iter().map(|(k, t, _)| (k, t)).collect();
+        let h = self.body_rows();
+        self.health.settle(self.alerts.len(), h);
     }
 
     /// A tenant's service with its breaker not closed, or rate limited in the last minute.
@@ -700,20 +797,24 @@ impl App {
     }
 
     /// The troubled jobs, the first 50 of them and a count of the rest.
-    fn job_alerts(&self) -> Vec<(StatusKind, String)> {
+    fn job_alerts(&self) -> Vec<(StatusKind, String, Option<String>)> {
         const SHOWN: usize = 50;
         let mut out = Vec::new();
         let mut troubled = 0;
-        for line in self.snap.jobs.iter().filter_map(|j| self.job_trouble(j)) {
+        for j in self.snap.jobs.iter() {
+            let Some((kind, text)) = self.job_trouble(j) else {
+                continue;
+            };
             troubled += 1;
             if troubled <= SHOWN {
-                out.push(line);
+                out.push((kind, text, Some(j.job_id.clone())));
             }
         }
         if troubled > SHOWN {
             out.push((
                 StatusKind::Warn,
                 format!("... and {} more job(s)", troubled - SHOWN),
+                None,
             ));
         }
         out
@@ -725,17 +826,27 @@ impl App {
         let stalled = j.status == JobStatus::Running
             && !self.running_here(&j.job_id)
             && self.now - j.updated_at > Duration::minutes(5);
+        // Enter opens the job at its failed chunk and R retries, here as in the jobs view.
         if j.failed_chunks > 0 && j.status.is_active() {
             Some((
-                StatusKind::Warn,
-                format!("{}: {} failed chunk(s) so far", j.job_id, j.failed_chunks),
+                StatusKind::Error,
+                format!(
+                    "{}: {} so far (Enter opens it · R retries)",
+                    j.job_id,
+                    plural(j.failed_chunks as usize, "failed chunk")
+                ),
             ))
         } else if j.failed_chunks > 0 && j.status != JobStatus::Cancelled {
             Some((
                 StatusKind::Error,
                 format!(
-                    "{}: {} with {} failed chunk(s) (R retries them)",
-                    j.job_id, j.status, j.failed_chunks
+                    "{}: {} with {} (Enter opens it · R retries)",
+                    j.job_id,
+                    match j.status {
+                        JobStatus::CompletedWithErrors => "completed",
+                        s => s.as_str(),
+                    },
+                    plural(j.failed_chunks as usize, "failed chunk")
                 ),
             ))
         } else if stalled {
@@ -757,6 +868,15 @@ impl App {
             .get(self.jobs.selected)
             .and_then(|&i| self.snap.jobs.get(i))
             .map(|j| j.job_id.clone())
+    }
+}
+
+/// `1 job`, `2 jobs`: a count with its noun in the right number.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

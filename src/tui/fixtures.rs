@@ -225,9 +225,11 @@ pub fn chunks(job: &Job) -> Vec<Chunk> {
                 c.finished_at = Some(job.created_at + Duration::seconds(seq as i64 * 7 + 6));
             } else if ti == 0 && seq == 9 {
                 c.status = ChunkStatus::Failed;
-                c.attempts = 3;
+                c.attempts = 1;
                 c.last_error = Some(format!(
-                    "attempt 3/3: {} {} tickets: HTTP 400: Injected fault: window rejected",
+                    "attempt 1/3, not retried: HTTP 400 is permanent: {} {} tickets: HTTP 400: \
+                     Injected fault: window rejected (GET /v4_6_release/apis/3.0/service/tickets; \
+                     request id 7f3e9c2a)",
                     job.tenant_id, job.service
                 ));
                 c.started_at = Some(job.created_at + Duration::seconds(70));

@@ -165,6 +165,7 @@ pub struct LogPane {
     pub ring: LogRing,
     /// Keep the newest line in view as lines arrive.
     pub follow: bool,
+    /// Long lines wrap (on by default: the fields that identify a line come last).
     pub wrap: bool,
     /// Lines below this level are hidden.
     pub min_level: Option<Level>,
@@ -198,7 +199,7 @@ impl LogPane {
         LogPane {
             ring: LogRing::new(capacity),
             follow: true,
-            wrap: false,
+            wrap: true,
             min_level: None,
             chunk: None,
             search: None,
@@ -424,6 +425,38 @@ impl LogPane {
         self.follow = delta > 0 && top == max_top;
     }
 
+    /// The line `y` copies: the current search match, or else the last line on screen.
+    pub fn current_line(&self, height: usize) -> Option<String> {
+        let id = self.current_match.or_else(|| {
+            let max_top = self.shown.len().saturating_sub(height.max(1));
+            let top = if self.follow {
+                max_top
+            } else {
+                self.top.min(max_top)
+            };
+            let last = (top + height.max(1)).min(self.shown.len()).checked_sub(1)?;
+            self.shown.get(last).copied()
+        })?;
+        self.ring.get(id).map(line_text)
+    }
+
+    /// Every kept line of `filter` (every line without one) as text for `$PAGER`, with what
+    /// it shows. The lines are as the engine wrote them, secrets already scrubbed.
+    pub fn export(&self, filter: Option<&ChunkFilter>) -> (String, String) {
+        let title = filter.map_or_else(|| "every job".to_string(), ChunkFilter::label);
+        let mut text = String::new();
+        let first = self.ring.first_id();
+        for id in first..self.ring.next_id() {
+            if let Some(r) = self.ring.get(id)
+                && filter.is_none_or(|f| f.matches(r))
+            {
+                text.push_str(&line_text(r));
+                text.push('\n');
+            }
+        }
+        (title, text)
+    }
+
     pub fn to_top(&mut self) {
         self.follow = false;
         self.top = 0;
@@ -432,6 +465,11 @@ impl LogPane {
     pub fn to_bottom(&mut self) {
         self.follow = true;
     }
+}
+
+/// A log line as the pager and the clipboard get it: time, level, message and fields.
+pub fn line_text(r: &LogRecord) -> String {
+    format!("{} {:<5} {}", r.time, r.level.as_str(), r.text)
 }
 
 /// Case-insensitive substring test; `needle` is already lower-case.

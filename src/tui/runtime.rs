@@ -54,7 +54,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // The job the logs pane is filtered to, from the model after each update.
     let (focus_tx, focus) = watch::channel(None::<String>);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(read_keys(tx.clone())),
         tokio::spawn(forward_snapshots(handle.snapshot(), tx.clone())),
         tokio::spawn(forward_events(handle.subscribe(), tx.clone())),
@@ -90,7 +90,8 @@ pub async fn run(
         .checked_sub(FRAME)
         .unwrap_or_else(Instant::now);
     while let Some(effects) = next_batch(&mut app, &mut rx, last_draw).await {
-        if !effects.into_iter().all(|effect| runner.carry_out(effect)) || app.quit {
+        let go_on = carry_out_all(effects, &mut app, &mut term, &runner, &mut tasks).await?;
+        if !go_on || app.quit {
             break;
         }
         let job = app.logs.chunk.as_ref().map(|c| c.job_id.clone());
@@ -108,6 +109,57 @@ pub async fn run(
         t.abort();
     }
     Ok(())
+}
+
+/// Carries out a batch of effects: the clipboard and the pager here (they need the
+/// terminal), the rest on tasks. False when one of them is `Quit`.
+async fn carry_out_all(
+    effects: Vec<Effect>,
+    app: &mut App,
+    term: &mut terminal::Tui,
+    runner: &EffectRunner,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<bool, ConsoleError> {
+    let mut go_on = true;
+    for effect in effects {
+        go_on &= match effect {
+            Effect::Clipboard(text) => {
+                terminal::copy(&text)?;
+                true
+            }
+            Effect::Pager { title, text } => {
+                // The key reader goes while the pager owns the terminal, or it would take
+                // the pager's keys.
+                let keys = tasks.remove(0);
+                keys.abort();
+                let _ = keys.await;
+                let result = run_pager(term, title, text).await;
+                tasks.insert(0, tokio::spawn(read_keys(runner.tx.clone())));
+                if let Err(e) = result {
+                    app.set_status(super::app::StatusKind::Error, format!("o: $PAGER: {e}"));
+                }
+                app.dirty = true;
+                true
+            }
+            other => runner.carry_out(other),
+        };
+    }
+    Ok(go_on)
+}
+
+/// Suspends the console, shows `text` in `$PAGER` and takes the screen back, whatever the
+/// pager did.
+async fn run_pager(term: &mut terminal::Tui, title: String, text: String) -> std::io::Result<()> {
+    terminal::suspend()?;
+    let pager = terminal::pager_command();
+    let shown = tokio::task::spawn_blocking(move || terminal::page(&pager, &title, &text))
+        .await
+        .map_err(std::io::Error::other);
+    terminal::resume(term)?;
+    match shown?? {
+        s if s.success() => Ok(()),
+        s => Err(std::io::Error::other(format!("the pager exited with {s}"))),
+    }
 }
 
 /// Updates the model with the next message and whatever else is waiting, so a burst is drawn
@@ -153,6 +205,8 @@ impl EffectRunner {
     fn carry_out(&self, effect: Effect) -> bool {
         match effect {
             Effect::Quit => return false,
+            // The loop writes these itself: they need the terminal.
+            Effect::Clipboard(_) | Effect::Pager { .. } => {}
             Effect::Engine(command) => {
                 let (handle, tx) = (self.handle.clone(), self.tx.clone());
                 tokio::spawn(async move {

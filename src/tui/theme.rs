@@ -287,6 +287,105 @@ mod tests {
         ));
     }
 
+    type Rgb = (u8, u8, u8);
+
+    /// xterm's default palette: what a named colour looks like on most terminals.
+    fn rgb(c: Color, reset: Rgb) -> Rgb {
+        match c {
+            Color::Reset => reset,
+            Color::Black => (0, 0, 0),
+            Color::Red => (205, 0, 0),
+            Color::Green => (0, 205, 0),
+            Color::Yellow => (205, 205, 0),
+            Color::Blue => (0, 0, 238),
+            Color::Magenta => (205, 0, 205),
+            Color::Cyan => (0, 205, 205),
+            Color::Gray => (229, 229, 229),
+            Color::DarkGray => (127, 127, 127),
+            Color::LightRed => (255, 0, 0),
+            Color::LightGreen => (0, 255, 0),
+            Color::LightYellow => (255, 255, 0),
+            Color::LightBlue => (92, 92, 255),
+            Color::LightMagenta => (255, 0, 255),
+            Color::LightCyan => (0, 255, 255),
+            Color::White => (255, 255, 255),
+            Color::Rgb(r, g, b) => (r, g, b),
+            Color::Indexed(i) => panic!("indexed colour {i}: give it as #rrggbb"),
+        }
+    }
+
+    /// WCAG 2 relative luminance.
+    fn luminance((r, g, b): Rgb) -> f64 {
+        let lin = |v: u8| {
+            let c = f64::from(v) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+    }
+
+    fn contrast(a: Rgb, b: Rgb) -> f64 {
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    /// Every role of every built-in theme is readable: 4.5:1 (WCAG AA for text) against the
+    /// background it is drawn on, the terminal's own (white for `light`, black otherwise)
+    /// where the theme says `reset`.
+    #[test]
+    fn every_role_meets_wcag_contrast() {
+        const WHITE: Rgb = (255, 255, 255);
+        const BLACK: Rgb = (0, 0, 0);
+        for name in Theme::names() {
+            let t = Theme::built_in(name).unwrap();
+            let (term_bg, term_fg) = if name == "light" {
+                (WHITE, BLACK)
+            } else {
+                (BLACK, (229, 229, 229))
+            };
+            let bg = rgb(t.bg, term_bg);
+            let on_bg = [
+                ("fg", t.fg),
+                ("muted", t.muted),
+                ("accent", t.accent),
+                ("ok", t.ok),
+                ("warn", t.warn),
+                ("error", t.error),
+                ("info", t.info),
+                ("running", t.running),
+                ("border", t.border),
+                ("title", t.title),
+                ("mark", t.mark),
+            ];
+            let mut pairs: Vec<(&str, Rgb, Rgb)> = on_bg
+                .iter()
+                .map(|(role, c)| (*role, rgb(*c, term_fg), bg))
+                .collect();
+            pairs.push((
+                "header_fg on header_bg",
+                rgb(t.header_fg, term_fg),
+                rgb(t.header_bg, bg),
+            ));
+            pairs.push((
+                "selection_fg on selection_bg",
+                rgb(t.selection_fg, term_fg),
+                rgb(t.selection_bg, bg),
+            ));
+            pairs.push((
+                "match_fg on match_bg",
+                rgb(t.match_fg, term_fg),
+                rgb(t.match_bg, bg),
+            ));
+            for (role, fg, bg) in pairs {
+                let ratio = contrast(fg, bg);
+                assert!(ratio >= 4.5, "{name}: {role} is {ratio:.2}:1, under 4.5:1");
+            }
+        }
+    }
+
     #[test]
     fn no_color_resets_every_role() {
         let t = Theme::default().no_color();

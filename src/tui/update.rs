@@ -4,6 +4,9 @@
 mod actions;
 #[cfg(test)]
 mod cloud_tests;
+#[cfg(test)]
+mod failure_tests;
+mod failures;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
@@ -21,7 +24,7 @@ use super::form::{PreviewSummary, TriggerForm};
 use super::format::fmt_duration;
 use super::logs::LogRecord;
 use super::theme::Theme;
-use crate::domain::ChunkStatus;
+use crate::domain::{ChunkStatus, JobStatus};
 use crate::engine::EngineEvent;
 use crate::engine::handle::{Command, PlanPreview, Snapshot, Target};
 use crate::engine::planner::{PlanError, PlanRequest};
@@ -64,6 +67,13 @@ pub enum Effect {
         request: PlanRequest,
     },
     LoadTheme(String),
+    /// Copy to the terminal's clipboard (OSC 52, which works over SSH and through tmux).
+    Clipboard(String),
+    /// Show log lines in `$PAGER`, the console suspended meanwhile.
+    Pager {
+        title: String,
+        text: String,
+    },
     Quit,
 }
 
@@ -77,7 +87,14 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Tick(now) => on_tick(app, now),
         Msg::Snapshot(snap) => {
             app.life.settle(&snap.waiting, snap.taken_at);
+            let bar = app.alert_bar_rows();
+            app.failures
+                .observe(&snap.jobs, snap.chunks.iter(), snap.taken_at);
             app.snap = snap;
+            if app.alert_bar_rows() != bar {
+                let (w, h) = (app.width, app.height);
+                on_resize(app, w, h);
+            }
             app.rebuild_tenants();
             app.rebuild_jobs();
             app.rebuild_alerts();
@@ -110,7 +127,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     Vec::new()
 }
 
-fn on_resize(app: &mut App, width: u16, height: u16) {
+pub(super) fn on_resize(app: &mut App, width: u16, height: u16) {
     app.width = width;
     app.height = height;
     let h = app.body_rows();
@@ -167,8 +184,8 @@ fn on_done(app: &mut App, command: &Command, result: Result<String, String>) {
     }
     lifecycle::answered(app, command);
     match result {
-        Ok(text) => app.set_status(StatusKind::Info, text),
-        Err(e) => app.set_status(StatusKind::Error, format!("{}: {e}", verb(command))),
+        Ok(text) => app.answer(StatusKind::Info, text),
+        Err(e) => app.answer(StatusKind::Error, format!("{}: {e}", verb(command))),
     }
 }
 
@@ -223,18 +240,30 @@ fn on_event(app: &mut App, event: EngineEvent, at: DateTime<Utc>) {
                 .chunk_done(at, &key.table, key.seq);
             if *status == ChunkStatus::Failed {
                 let why = error.as_deref().unwrap_or("no error text");
-                app.set_status(StatusKind::Warn, format!("chunk {key} failed: {why}"));
+                let bar = app.alert_bar_rows();
+                app.failures.chunk_failed(key, why, at);
+                if app.alert_bar_rows() != bar {
+                    let (w, h) = (app.width, app.height);
+                    on_resize(app, w, h);
+                }
             }
         }
         EngineEvent::ChunkRetrying { key, .. } => {
             app.rates.entry(key.job_id.clone()).or_default().retrying += 1;
         }
         EngineEvent::JobFinished { job_id, status } => {
-            app.set_status(StatusKind::Info, format!("job {job_id} finished: {status}"));
+            // A pause or a cancel also ends a run: say what happened, not "finished: paused".
+            let what = match status {
+                JobStatus::Paused => "paused".to_string(),
+                JobStatus::Cancelled => "cancelled".to_string(),
+                JobStatus::CompletedWithErrors => "finished: completed with errors".to_string(),
+                s => format!("finished: {s}"),
+            };
+            app.note(StatusKind::Info, format!("job {job_id} {what}"));
         }
         _ => {
             if let Some((kind, text)) = app.life.on_event(&event, at) {
-                app.set_status(kind, text);
+                app.note(kind, text);
             }
             if matches!(event, EngineEvent::Alert { .. }) {
                 app.rebuild_alerts();
@@ -254,7 +283,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let mode = std::mem::replace(&mut app.mode, Mode::Normal);
     match mode {
         Mode::Normal => match action::action_for(app.view(), &key) {
-            Some(a) => actions::perform(app, a),
+            Some(a) => failures::perform(app, a).unwrap_or_else(|| actions::perform(app, a)),
             None => {
                 if let KeyCode::Char(c) = key.code {
                     app.set_status(
@@ -274,6 +303,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Mode::Search { input } => search_key(app, input, key),
         Mode::Confirm(confirm) => confirm_key(app, confirm, key),
         Mode::Form(form) => form_key(app, *form, key),
+        Mode::Describe { key: chunk, scroll } => failures::describe_key(app, chunk, scroll, key),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Pure views: `render(frame, &app)` draws the header with breadcrumbs, the current view,
 //! the status bar and any overlay. Views read the model and build only the rows on screen.
 
+mod describe;
 mod detail;
 mod handoff;
 mod health;
@@ -16,19 +17,22 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row};
 
 use super::app::{App, Mode, StatusKind, View};
+use super::format::clip;
 use super::theme::Theme;
 use crate::domain::{ChunkStatus, JobStatus};
 
 pub fn render(frame: &mut Frame, app: &App) {
     let area = frame.area();
     frame.render_widget(Block::new().style(app.theme.text()), area);
-    let [header, body, status] = Layout::vertical([
+    let [header, body, bar, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
+        Constraint::Length(app.alert_bar_rows()),
         Constraint::Length(1),
     ])
     .areas(area);
     render_header(frame, app, header);
+    render_alert_bar(frame, app, bar);
     match app.view() {
         View::Tenants => tenants::render(frame, app, body),
         View::Jobs => jobs::render(frame, app, body),
@@ -41,8 +45,77 @@ pub fn render(frame: &mut Frame, app: &App) {
         Mode::Help => overlay::help(frame, app, body),
         Mode::Confirm(c) => overlay::confirm(frame, app, body, c),
         Mode::Form(f) => overlay::form(frame, app, body, f),
+        Mode::Describe { key, scroll } => describe::render(frame, app, body, key, *scroll),
         _ => {}
     }
+}
+
+/// The text `d` shows for a chunk, as plain lines (for tests and the tmux check).
+pub fn describe_text(app: &App, key: &crate::domain::ChunkKey) -> String {
+    describe::lines(app, key)
+        .iter()
+        .map(|l| {
+            l.spans
+                .iter()
+                .map(|s| s.content.as_ref())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The newest unacknowledged failure, until `a`: what failed, why, and the keys.
+fn render_alert_bar(frame: &mut Frame, app: &App, area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let t = &app.theme;
+    let open: Vec<_> = app.failures.open().collect();
+    let Some(f) = open.first() else {
+        return;
+    };
+    let more = match open.len() {
+        1 => String::new(),
+        n => format!(" (+{} more)", n - 1),
+    };
+    let keys = " ! open · a ack ";
+    let width = usize::from(area.width);
+    let head = format!("✗ {} failed{more}: ", f.what());
+    let room = width.saturating_sub(head.chars().count() + keys.chars().count());
+    let text = format!("{head}{}", clip(&f.error, room));
+    let pad = width.saturating_sub(text.chars().count() + keys.chars().count());
+    let style = t
+        .fg(t.error)
+        .add_modifier(Modifier::REVERSED | Modifier::BOLD);
+    let line = Line::from(vec![
+        Span::styled(format!("{text}{}", " ".repeat(pad)), style),
+        Span::styled(keys, style),
+    ]);
+    frame.render_widget(Paragraph::new(clip_line(line, width)), area);
+}
+
+/// A line cut to `width` cells (the last cell `…` when cut).
+pub(crate) fn clip_line(line: Line<'_>, width: usize) -> Line<'_> {
+    if line.width() <= width {
+        return line;
+    }
+    let mut left = width.saturating_sub(1);
+    let mut spans = Vec::new();
+    for s in line.spans {
+        if left == 0 {
+            break;
+        }
+        let text: String = s.content.chars().take(left).collect();
+        left -= text.chars().count();
+        spans.push(Span::styled(text, s.style));
+    }
+    spans.push(Span::raw("…"));
+    Line::from(spans)
+}
+
+/// A block title cut to fit a box `width` cells wide.
+pub(crate) fn clip_title(title: &str, width: u16) -> String {
+    clip(title, usize::from(width.saturating_sub(4)))
 }
 
 /// A bordered block titled in the theme's title colour.
@@ -67,9 +140,16 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
         .join(" › ");
     let c = &app.counts;
     let counts = format!(
-        "{} jobs · {} running · {} failed ",
-        c.total, c.running, c.failed
+        "{} · {} running · {} failed ",
+        super::app::plural(c.total, "job"),
+        c.running,
+        c.failed
     );
+    // Failed chunks of jobs still running: kept when nothing else of the right side fits.
+    let failing = match c.failing_chunks {
+        0 => String::new(),
+        n => format!(" ✗ {} failing ", super::app::plural(n as usize, "chunk")),
+    };
     let clock = app
         .snap
         .taken_at
@@ -79,7 +159,8 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
     // Cloud mode says so: the same keys act on another deployment's jobs.
     let cloud = if app.is_cloud() { " CLOUD " } else { "" };
     // The breadcrumbs matter most: the right side gives way when space is short.
-    let room = usize::from(area.width).saturating_sub(17 + crumbs.chars().count());
+    let room = usize::from(area.width)
+        .saturating_sub(17 + crumbs.chars().count() + failing.chars().count());
     let right_text = [
         format!("{counts}{clock}"),
         counts.clone(),
@@ -90,6 +171,13 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
     .find(|r| r.chars().count() + badge.len() + cloud.len() <= room)
     .unwrap_or_default();
     let mut right = vec![Span::raw(right_text)];
+    if !failing.is_empty() {
+        right.push(Span::styled(
+            failing,
+            t.fg(t.error)
+                .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        ));
+    }
     if app.is_cloud() {
         right.push(Span::styled(
             cloud,
@@ -157,24 +245,42 @@ fn render_status(frame: &mut Frame, app: &App, area: Rect) {
                     StatusKind::Warn => t.warn,
                     StatusKind::Error => t.error,
                 };
-                Line::from(Span::styled(s.text.clone(), t.fg(color)))
+                Line::from(Span::styled(
+                    clip(&s.text, usize::from(area.width)),
+                    t.fg(color),
+                ))
             }
-            None => Line::from(Span::styled(hints(app), t.fg(t.muted))),
+            None => Line::from(Span::styled(
+                hints(app, usize::from(area.width)),
+                t.fg(t.muted),
+            )),
         },
     };
     frame.render_widget(Paragraph::new(line), area);
 }
 
-fn hints(app: &App) -> String {
+/// The key hints of the view, cut from the end so "? help" always shows; read-only
+/// consoles list no key they refuse.
+fn hints(app: &App, width: usize) -> String {
     let ro = if app.read_only { "read-only · " } else { "" };
-    let keys = match app.view() {
-        View::Tenants => "Enter jobs · t trigger · T transform · / filter",
-        View::Jobs => "Enter chunks · space mark · r R c p · v verify · T · l logs · s sort",
-        View::Detail => "←→ chunk · ↑↓ table · n failed · l logs · r R c p · v T",
-        View::Logs => "/ search · n N · f follow · w wrap · L level · x context",
-        View::Health => ":jobs · :tenants · :logs",
+    let keys = match (app.view(), app.read_only) {
+        (View::Tenants, false) => "Enter jobs · t trigger · T transform · / filter · ! failure",
+        (View::Tenants, true) => "Enter jobs · / filter · ! failure · y copy",
+        (View::Jobs, false) => {
+            "Enter chunks · space mark · r R c p · v verify · T · l logs · s sort · ! failure"
+        }
+        (View::Jobs, true) => "Enter chunks · v verify · l logs · o pager · s sort · ! failure",
+        (View::Detail, false) => {
+            "←→ chunk · ↑↓ table · n failed · d describe · l logs · r R c p · v T"
+        }
+        (View::Detail, true) => "←→ chunk · ↑↓ table · n failed · d describe · l logs · v verify",
+        (View::Logs, _) => "/ search · n N · f follow · w wrap · L level · x context · y copy",
+        (View::Health, false) => "Enter open the job · R retry · ! failure · :jobs",
+        (View::Health, true) => "Enter open the job · ! failure · :jobs · :tenants",
     };
-    format!("{ro}{keys} · : command · ? help")
+    let tail = " · : command · ? help";
+    let room = width.saturating_sub(ro.chars().count() + tail.chars().count());
+    format!("{ro}{}{tail}", clip(keys, room))
 }
 
 /// Colour role of a job status.
@@ -237,7 +343,9 @@ pub(crate) fn job_status_short(s: JobStatus) -> &'static str {
     }
 }
 
-/// `done/total` as a bar of `width` cells: completed in ok, failed in error, the rest muted.
+/// `done/total` as a bar of `width` cells: completed in ok (rounded down, so only a finished
+/// plan fills the bar), failed as `✗` in error (at least one cell, so a failure never hides,
+/// in colour or not), the rest muted.
 pub(crate) fn progress_bar<'a>(
     t: &Theme,
     done: u32,
@@ -245,21 +353,40 @@ pub(crate) fn progress_bar<'a>(
     total: u32,
     width: usize,
 ) -> Vec<Span<'a>> {
-    let cells = |n: u32| {
-        if total == 0 {
-            0
-        } else {
-            ((u64::from(n) * width as u64).div_ceil(u64::from(total)) as usize).min(width)
-        }
-    };
-    let ok = cells(done).min(width);
-    let bad = cells(failed).min(width - ok);
+    let (ok, bad) = bar_cells(done, failed, total, width);
     vec![
         Span::styled("█".repeat(ok), t.fg(t.ok)),
-        Span::styled("█".repeat(bad), t.fg(t.error)),
+        Span::styled("✗".repeat(bad), t.fg(t.error)),
         Span::styled("░".repeat(width - ok - bad), t.fg(t.muted)),
         Span::raw(format!(" {}/{}", done + failed, total)),
     ]
+}
+
+/// Cells of a bar for done and failed chunks: a bar is full only when every chunk ended.
+pub(crate) fn bar_cells(done: u32, failed: u32, total: u32, width: usize) -> (usize, usize) {
+    if total == 0 || width == 0 {
+        return (0, 0);
+    }
+    let floor = |n: u32| (u64::from(n) * width as u64 / u64::from(total)) as usize;
+    let cap = if done + failed < total {
+        width - 1
+    } else {
+        width
+    };
+    let mut ok = floor(done).min(cap);
+    let mut bad = if failed > 0 {
+        floor(failed).max(1).min(cap - ok)
+    } else {
+        0
+    };
+    if failed > 0 && bad == 0 && ok > 0 {
+        ok -= 1;
+        bad = 1;
+    }
+    if done > 0 && ok == 0 && ok + bad < cap {
+        ok = 1;
+    }
+    (ok, bad)
 }
 
 /// A table row, in the selection style when it is the selected one.
@@ -297,5 +424,23 @@ pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
         y: area.y + (area.height - h) / 2,
         width: w,
         height: h,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar_cells;
+
+    #[test]
+    fn bars_fill_only_when_every_chunk_ended() {
+        assert_eq!(bar_cells(98, 0, 108, 10), (9, 0), "98/108 is not full");
+        assert_eq!(bar_cells(108, 0, 108, 10), (10, 0));
+        assert_eq!(
+            bar_cells(100, 4, 108, 10),
+            (8, 1),
+            "a failure shows, the rest too"
+        );
+        assert_eq!(bar_cells(9, 1, 10, 3), (2, 1));
+        assert_eq!(bar_cells(0, 1, 200, 6), (0, 1));
     }
 }

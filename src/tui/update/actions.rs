@@ -6,6 +6,7 @@ use crate::domain::{Chunk, ChunkStatus, Job, JobStatus};
 use crate::engine::handle::{Command, IN_THIS_CONSOLE};
 use crate::engine::ops::{JobAction, Placement, handoff_due, judge};
 use crate::tui::action::Action;
+use crate::tui::app::failures::Focus;
 use crate::tui::app::{App, Confirm, Mode, Route, StatusKind, View};
 use crate::tui::form::TriggerForm;
 use crate::tui::logs::{ChunkFilter, next_level};
@@ -79,6 +80,12 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
             app.rebuild_jobs();
             Vec::new()
         }
+        // The failure keys are `failures::perform`'s (`update` sends them there).
+        Action::OpenFailure
+        | Action::Acknowledge
+        | Action::Describe
+        | Action::Yank
+        | Action::Pager => Vec::new(),
     }
 }
 
@@ -189,7 +196,7 @@ fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {
             .tenants
             .step(delta, app.tenant_rows.len(), app.tenant_body_rows()),
         View::Jobs => app.jobs.step(delta, app.job_rows.len(), h),
-        View::Health => app.health.step(delta, app.snap.health.len(), h),
+        View::Health => app.health.step(delta, app.alerts.len(), h),
         View::Logs => {
             if delta == isize::MIN / 2 {
                 app.logs.to_top();
@@ -242,6 +249,7 @@ pub(crate) fn settle_detail(app: &mut App) {
         }
     }
     app.detail_groups = groups;
+    focus_detail(app);
     app.detail_table = app
         .detail_table
         .min(app.detail_groups.len().saturating_sub(1));
@@ -250,6 +258,32 @@ pub(crate) fn settle_detail(app: &mut App) {
         .get(app.detail_table)
         .map_or(0, |(_, r)| r.len());
     app.detail_chunk = app.detail_chunk.min(len.saturating_sub(1));
+}
+
+/// Selects the chunk `detail_focus` names once the watched job's chunks are read; the focus
+/// is kept until then (a snapshot taken before the watch started has none of them).
+fn focus_detail(app: &mut App) {
+    let Some(focus) = app.detail_focus.clone() else {
+        return;
+    };
+    let Route::JobDetail { job_id } = app.route().clone() else {
+        return;
+    };
+    if job_id != focus.job_id() {
+        app.detail_focus = None;
+        return;
+    }
+    let chunks = detail_chunks(app);
+    if chunks.is_empty() {
+        return;
+    }
+    if let Some(i) = focus.find(chunks)
+        && let Some(t) = app.detail_groups.iter().position(|(_, r)| r.contains(&i))
+    {
+        app.detail_table = t;
+        app.detail_chunk = i - app.detail_groups[t].1.start;
+    }
+    app.detail_focus = None;
 }
 
 fn step_chunk(app: &mut App, delta: isize) -> Vec<Effect> {
@@ -363,12 +397,16 @@ fn enter(app: &mut App) -> Vec<Effect> {
 
 fn open_logs(app: &mut App) -> Vec<Effect> {
     let filter = match app.view() {
-        View::Detail => match selected_chunk(app) {
-            Some(c) => ChunkFilter {
-                job_id: c.key.job_id.clone(),
-                table: Some(c.key.table.clone()),
-                seq: Some(c.key.seq),
-            },
+        View::Detail => match selected_chunk(app).map(|c| c.key.clone()) {
+            Some(key) => {
+                // Back from the logs, the detail view selects this chunk again.
+                app.detail_focus = Some(Focus::Chunk(key.clone()));
+                ChunkFilter {
+                    job_id: key.job_id,
+                    table: Some(key.table),
+                    seq: Some(key.seq),
+                }
+            }
             None => {
                 app.set_status(
                     StatusKind::Warn,
@@ -460,13 +498,46 @@ fn command_for(action: Action, job: &Job) -> Command {
     }
 }
 
-fn label(action: Action) -> &'static str {
-    match action {
-        Action::Resume => "Resume",
-        Action::RetryFailed => "Retry the failed chunks of",
-        Action::Cancel => "Cancel",
-        _ => "Pause/unpause",
+/// What a bulk action will do, each direction with the jobs it names: `Pause 1 job
+/// (backfill_a) and unpause 2 jobs (backfill_b, backfill_c)`.
+fn bulk_prompt(commands: &[Command]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for c in commands {
+        let (verb, id) = match c {
+            Command::Resume { job_id } => ("resume", job_id),
+            Command::RetryFailed { job_id } => ("retry the failed chunks of", job_id),
+            Command::Cancel { job_id } => ("cancel", job_id),
+            Command::Pause { job_id } => ("pause", job_id),
+            Command::Unpause { job_id } => ("unpause", job_id),
+            _ => continue,
+        };
+        match groups.iter_mut().find(|(v, _)| *v == verb) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((verb, vec![id])),
+        }
     }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(verb, ids)| {
+            const NAMED: usize = 3;
+            let mut names = ids
+                .iter()
+                .take(NAMED)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if ids.len() > NAMED {
+                names.push_str(&format!(" and {} more", ids.len() - NAMED));
+            }
+            let jobs = crate::tui::app::plural(ids.len(), "job");
+            format!("{verb} {jobs} ({names})")
+        })
+        .collect();
+    let text = parts.join(" and ");
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map_or(String::new(), |c| c.to_uppercase().chain(chars).collect())
 }
 
 fn job_action(app: &mut App, action: Action) -> Vec<Effect> {
@@ -498,9 +569,10 @@ fn job_action(app: &mut App, action: Action) -> Vec<Effect> {
         } else {
             format!(" ({} marked job(s) skipped: wrong state)", skipped.len())
         };
+        let commands: Vec<Command> = ok.iter().map(|j| command_for(action, j)).collect();
         app.mode = Mode::Confirm(Confirm {
-            prompt: format!("{} {} marked job(s)?{skip}", label(action), ok.len()),
-            commands: ok.iter().map(|j| command_for(action, j)).collect(),
+            prompt: format!("{}?{skip}", bulk_prompt(&commands)),
+            commands,
         });
         return Vec::new();
     }

@@ -47,7 +47,7 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         .map(|(_, r)| r.len().div_ceil(per_line).max(1))
         .sum();
     let heat_h = (heat_lines as u16 + 3).min(area.height / 2).max(4);
-    let err_h = 4;
+    let err_h = 5;
     let [summary, heat, list, err] = Layout::vertical([
         Constraint::Length(6),
         Constraint::Length(heat_h),
@@ -107,13 +107,18 @@ fn render_summary(frame: &mut Frame, app: &App, job: &Job, area: Rect) {
         job.total_chunks as usize / job.tables.len().max(1),
         job.max_attempts
     );
-    let p = Paragraph::new(vec![
+    // Each line ends in `…` where the box cuts it.
+    let width = usize::from(area.width.saturating_sub(2));
+    let lines = vec![
         Line::from(head),
         Line::from(Span::styled(plan, t.fg(t.muted))),
         handoff::handoff_line(app, job),
         handoff::verify_line(app, job),
-    ])
-    .block(block(t, format!(" Job {} ", job.job_id)));
+    ]
+    .into_iter()
+    .map(|l| super::clip_line(l, width))
+    .collect::<Vec<_>>();
+    let p = Paragraph::new(lines).block(block(t, format!(" Job {} ", job.job_id)));
     frame.render_widget(p, area);
 }
 
@@ -270,7 +275,12 @@ fn chunk_cells<'a>(
             c.window.end.format(window_fmt)
         )),
         Cell::from(Span::styled(status, chunk_style(t, c.status, retrying(c)))),
-        Cell::from(format!("{}/{}", c.attempts, job.max_attempts)),
+        // A chunk failed for good shows no "1/3": no attempt is left to come.
+        Cell::from(if c.status == ChunkStatus::Failed {
+            Span::styled(format!("{} ✗", c.attempts), t.fg(t.error))
+        } else {
+            Span::raw(format!("{}/{}", c.attempts, job.max_attempts))
+        }),
         Cell::from(Line::from(fmt_count(c.checkpoint.records)).right_aligned()),
         Cell::from(Line::from(dur).right_aligned()),
     ];
@@ -302,13 +312,24 @@ fn render_last_error(frame: &mut Frame, app: &App, sel: Option<&Chunk>, area: Re
                 Some(e) => Line::from(Span::styled(e.clone(), t.fg(t.error))),
                 None => Line::from(Span::styled("no error", t.fg(t.muted))),
             }];
+            if c.last_error.is_some() {
+                let max = app.job(&c.key.job_id).map_or(0, |j| j.max_attempts);
+                lines.insert(
+                    0,
+                    Line::from(Span::styled(
+                        crate::engine::retry::next_action(c, max, app.now),
+                        t.fg(t.warn).add_modifier(Modifier::BOLD),
+                    )),
+                );
+            }
             if let Some(v) = handoff::of_chunk(app, &c.key) {
                 lines.push(Line::from(Span::styled(
                     handoff::chunk_words(v),
                     handoff::style(t, v),
                 )));
             }
-            (format!(" {} · l shows its logs ", c.key), lines)
+            let title = format!(" {} · d describes · l logs ", c.key);
+            (super::clip_title(&title, area.width), lines)
         }
         None => (" Last error ".to_string(), Vec::new()),
     };

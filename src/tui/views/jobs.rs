@@ -97,7 +97,7 @@ fn job_cells<'a>(app: &App, j: &'a Job, fit: Fit) -> Vec<Cell<'a>> {
         .saturating_sub(j.completed_chunks + j.failed_chunks);
     let eta = meter
         .filter(|_| active)
-        .and_then(|m| m.eta(app.now, left))
+        .and_then(|m| m.eta(app.now, left, limit(app, j)))
         .map_or("—".to_string(), |d| fmt_duration(d.num_seconds()));
     let mark = mark(app, j);
     // Narrow screens keep the mark in the id's cell: every column counts there.
@@ -131,14 +131,24 @@ fn job_cells<'a>(app: &App, j: &'a Job, fit: Fit) -> Vec<Cell<'a>> {
     cells
 }
 
-/// ✓ marked, ● running in this console.
+/// The request limit per minute of the job's tenant and service, if one is configured.
+fn limit(app: &App, j: &Job) -> Option<u32> {
+    app.snap
+        .health
+        .iter()
+        .find(|h| h.tenant_id == j.tenant_id && h.service == j.service)
+        .and_then(|h| h.limit_per_minute)
+}
+
+/// ✓ marked, ✗ failed chunks (while it runs too), ● running in this console.
 fn mark(app: &App, j: &Job) -> Span<'static> {
     let t = &app.theme;
     let marked = app.marks.contains(&j.job_id);
     let here = app.running_here(&j.job_id);
-    match (marked, here) {
-        (true, _) => Span::styled("✓", t.fg(t.mark).add_modifier(Modifier::BOLD)),
-        (false, true) => Span::styled("●", t.fg(t.running)),
+    match (marked, j.failed_chunks > 0, here) {
+        (true, _, _) => Span::styled("✓", t.fg(t.mark).add_modifier(Modifier::BOLD)),
+        (false, true, _) => Span::styled("✗", t.fg(t.error).add_modifier(Modifier::BOLD)),
+        (false, false, true) => Span::styled("●", t.fg(t.running)),
         _ => Span::raw(" "),
     }
 }

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::block;
-use crate::tui::app::App;
+use crate::tui::app::{App, plural};
 use crate::tui::logs::{Level, LogPane, LogRecord, match_ranges};
 use crate::tui::theme::Theme;
 
@@ -67,6 +67,14 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
             pane.ring
                 .get(id)
                 .map(|r| line(t, r, query, pane.current_match == Some(id)))
+                // Unwrapped, a cut line says so with `…` (w wraps it).
+                .map(|l| {
+                    if pane.wrap {
+                        l
+                    } else {
+                        super::clip_line(l, width)
+                    }
+                })
         })
         .collect();
     if lines.is_empty() {
@@ -92,7 +100,8 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
 fn title(pane: &LogPane) -> String {
     let mut title = vec![format!(" Logs: {}", short(&pane.source_name))];
     if let Some(c) = &pane.chunk {
-        title.push(format!("chunk {}", c.label()));
+        let what = if c.seq.is_some() { "chunk" } else { "job" };
+        title.push(format!("{what} {}", c.label()));
     }
     if let Some(l) = pane.min_level {
         title.push(format!("level ≥ {l}"));
@@ -101,12 +110,16 @@ fn title(pane: &LogPane) -> String {
         let pos = pane
             .match_position()
             .map_or(String::new(), |p| format!("{p}/"));
-        title.push(format!("/{q} ({pos}{} matches)", pane.match_count()));
+        let matches = plural(pane.match_count(), "match");
+        title.push(format!(
+            "/{q} ({pos}{})",
+            matches.replace("matchs", "matches")
+        ));
     }
     if let Some(n) = pane.context {
         title.push(format!("matches ±{n}"));
     }
-    title.push(format!("{} lines", pane.shown_len()));
+    title.push(plural(pane.shown_len(), "line"));
     if pane.follow {
         title.push("following".into());
     }

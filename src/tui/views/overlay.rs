@@ -113,9 +113,13 @@ pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {
         "  Tab ↑↓ field · ←→ choose · type to edit · Enter confirm · Esc close",
         t.fg(t.muted),
     )));
-    let rect = centered(area, 78, lines.len() as u16 + 2);
+    // Long plan lines and errors wrap rather than vanish at the box's edge.
+    let inner = usize::from(area.width.min(78).saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let rect = centered(area, 78, rows as u16 + 2);
     frame.render_widget(Clear, rect);
     let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
         .block(block(t, " Trigger a backfill "))
         .style(t.text());
     frame.render_widget(p, rect);

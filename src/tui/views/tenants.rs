@@ -15,12 +15,25 @@ use crate::engine::detect::Check;
 use crate::tui::app::{App, TenantRow};
 use crate::tui::theme::Theme;
 
-/// The STATE column: the detection's verdict in a word or two.
-fn mark(app: &App, t: &Theme, r: &TenantRow) -> (&'static str, Style) {
-    let active = r
-        .latest
-        .and_then(|i| app.snap.jobs.get(i))
-        .is_some_and(|j| j.status.is_active());
+/// The STATE column: a failure of the latest backfill first (while it runs too), else the
+/// detection's verdict in a word or two.
+fn mark(app: &App, t: &Theme, r: &TenantRow) -> (String, Style) {
+    let latest = r.latest.and_then(|i| app.snap.jobs.get(i));
+    let active = latest.is_some_and(|j| j.status.is_active());
+    let failing = latest
+        .filter(|j| j.status != JobStatus::Cancelled)
+        .map_or(0, |j| j.failed_chunks);
+    if failing > 0 {
+        return (
+            format!("✗ {failing} failed"),
+            t.fg(t.error).add_modifier(Modifier::BOLD),
+        );
+    }
+    let (label, style) = verdict(t, r, active);
+    (label.to_string(), style)
+}
+
+fn verdict(t: &Theme, r: &TenantRow, active: bool) -> (&'static str, Style) {
     if !r.enabled {
         ("disabled", t.fg(t.muted))
     } else if r.needs_backfill {

@@ -131,6 +131,6 @@ fn read_only_refuses_every_mutating_key() {
             }
         }
     }
-    // t and T in three views, r R c p in two, with and without marks.
-    assert_eq!(checked, 2 * (3 + 3 + 4 * 2));
+    // t and T in three views, r c p in two, R in three (Health too), with and without marks.
+    assert_eq!(checked, 2 * (3 + 3 + 3 * 2 + 3));
 }

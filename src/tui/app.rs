@@ -99,6 +99,10 @@ pub enum Mode {
     Help,
     Confirm(Confirm),
     Form(Box<TriggerForm>),
+    /// `q` asked whether to quit while the console's jobs run or wait (`update::quit`).
+    Quitting {
+        prompt: String,
+    },
 }
 
 /// A question before a mutating action; `y` runs the commands.
@@ -358,6 +362,8 @@ pub struct App {
     pub form_generation: u64,
     /// Job counts for the header, taken once per snapshot.
     pub counts: JobCounts,
+    /// Tab's place among the `:` prompt's completions.
+    pub command_cycle: Option<super::update::prompt::Cycle>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -405,6 +411,7 @@ impl App {
             quit: false,
             form_generation: 0,
             counts: JobCounts::default(),
+            command_cycle: None,
         }
     }
 
@@ -460,8 +467,9 @@ impl App {
         self.cloud == CloudMode::On
     }
 
+    /// Running in this console, or in a runner process (this console's or an earlier one's).
     pub fn running_here(&self, job_id: &str) -> bool {
-        self.snap.running_here.contains(job_id)
+        self.snap.running_here.contains(job_id) || self.snap.runners.contains_key(job_id)
     }
 
     /// Why a job the console started waits to run (scheduling limits, off-peak), if it does.

@@ -92,62 +92,36 @@ fn tmux_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
+/// A workspace and the sandbox fault plan `faults`; `None` (the test skipped) without tmux.
+fn workspace_with_faults(test: &str, faults: &str) -> Option<(Fixture, std::path::PathBuf)> {
     if !tmux_available() {
-        skip::skip(
-            "console_triggers_a_backfill_and_shows_a_failed_chunks_logs",
-            "tmux is not installed",
-        );
-        return;
+        skip::skip(test, "tmux is not installed");
+        return None;
     }
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.workspace()).unwrap();
+    let path = fx.dir.path().join("faults.json");
+    std::fs::write(&path, faults).unwrap();
+    Some((fx, path))
+}
+
+#[test]
+fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
     // The second 30-day window of tickets fails for good: 400 is not worth a retry.
-    let faults = fx.dir.path().join("faults.json");
-    std::fs::write(
-        &faults,
+    let Some((fx, faults)) = workspace_with_faults(
+        "console_triggers_a_backfill_and_shows_a_failed_chunks_logs",
         r#"{"faults":[{"path":"service/tickets","window_start":"2025-01-31T00:00:00Z","status":400,
             "message":"Injected fault: tickets window 2025-01-31 is corrupt"}]}"#,
-    )
-    .unwrap();
+    ) else {
+        return;
+    };
     let command = format!(
         "{BIN} --workspace {} --config-dir {} --sandbox-faults {}; echo console exited $?; sleep 600",
         fx.workspace().display(),
         fx.config_dir().display(),
         faults.display()
     );
-    let tmux = Tmux {
-        socket: format!("avesa-test-{}", std::process::id()),
-        session: "console",
-    };
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        tmux.session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "env",
-        "-u",
-        "AVESA_WORKSPACE",
-        "-u",
-        "AVESA_CONFIG_DIR",
-        "-u",
-        "AVESA_SANDBOX_URL",
-        "-u",
-        "NO_COLOR",
-        "sh",
-        "-c",
-        &command,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let tmux = tmux_session("", &command);
     let long = Duration::from_secs(60);
 
     // The console opens on the tenants of the demo workspace.
@@ -156,19 +130,8 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
     });
 
     // t: the form, preset to the selected tenant; fill in tables and dates.
-    tmux.keys(&["t"]);
-    tmux.wait_for("the trigger form", long, |s| {
-        s.contains("Trigger a backfill")
-    });
-    tmux.keys(&["Tab", "Tab"]);
-    tmux.text("service/tickets");
-    tmux.keys(&["Tab"]);
-    tmux.text("2025-01-01");
-    tmux.keys(&["Tab"]);
-    tmux.text("2025-04-01");
     // Fixed 30-day windows (the fault is on the second one), not windows sized by counts.
-    tmux.keys(&["Tab"]);
-    tmux.text("30");
+    trigger_tickets(&tmux, "2025-04-01");
     let form = tmux.wait_for("the plan preview", long, |s| {
         s.contains("3 chunk(s): tickets 3")
     });
@@ -248,10 +211,26 @@ fn console_triggers_a_backfill_and_shows_a_failed_chunks_logs() {
     assert!(!end.contains("panicked"), "{end}");
 }
 
-/// Starts `command` in a tmux session of the test's own at 120x40.
-fn tmux_session(command: &str) -> Tmux {
+/// `t`, then the form: acme's tickets from 2025-01-01 to `end` in fixed 30-day windows.
+fn trigger_tickets(tmux: &Tmux, end: &str) {
+    tmux.keys(&["t"]);
+    tmux.wait_for("the trigger form", Duration::from_secs(60), |s| {
+        s.contains("Trigger a backfill")
+    });
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.text("service/tickets");
+    tmux.keys(&["Tab"]);
+    tmux.text("2025-01-01");
+    tmux.keys(&["Tab"]);
+    tmux.text(end);
+    tmux.keys(&["Tab"]);
+    tmux.text("30");
+}
+
+/// Starts `command` in a tmux session of the test's own (`tag` names its socket) at 120x40.
+fn tmux_session(tag: &str, command: &str) -> Tmux {
     let tmux = Tmux {
-        socket: format!("avesa-test-{}-bg", std::process::id()),
+        socket: format!("avesa-test-{}{tag}", std::process::id()),
         session: "console",
     };
     let started = tmux.run(&[
@@ -286,22 +265,13 @@ fn tmux_session(command: &str) -> Tmux {
 
 #[test]
 fn quitting_leaves_a_triggered_job_running_and_a_new_console_attaches() {
-    if !tmux_available() {
-        skip::skip(
-            "quitting_leaves_a_triggered_job_running_and_a_new_console_attaches",
-            "tmux is not installed",
-        );
-        return;
-    }
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.workspace()).unwrap();
     // Every tickets page is held back, so the job is still running when the console quits.
-    let faults = fx.dir.path().join("faults.json");
-    std::fs::write(
-        &faults,
+    let Some((fx, faults)) = workspace_with_faults(
+        "quitting_leaves_a_triggered_job_running_and_a_new_console_attaches",
         r#"{"faults":[{"path":"service/tickets","kind":"slow","delay_ms":15000}]}"#,
-    )
-    .unwrap();
+    ) else {
+        return;
+    };
     let console = format!(
         "{BIN} --workspace {} --config-dir {} --sandbox-faults {}",
         fx.workspace().display(),
@@ -309,23 +279,15 @@ fn quitting_leaves_a_triggered_job_running_and_a_new_console_attaches() {
         faults.display()
     );
     // The first console; then, after a line is typed, a second one on the same workspace.
-    let tmux = tmux_session(&format!(
-        "{console}; echo console exited $?; read next; {console}; echo second exited $?; sleep 600"
-    ));
+    let tmux = tmux_session(
+        "-bg",
+        &format!(
+            "{console}; echo console exited $?; read next; {console}; echo second exited $?; sleep 600"
+        ),
+    );
     let long = Duration::from_secs(60);
     tmux.wait_for("the tenants view", long, |s| s.contains("Tenants (7)"));
-    tmux.keys(&["t"]);
-    tmux.wait_for("the trigger form", long, |s| {
-        s.contains("Trigger a backfill")
-    });
-    tmux.keys(&["Tab", "Tab"]);
-    tmux.text("service/tickets");
-    tmux.keys(&["Tab"]);
-    tmux.text("2025-01-01");
-    tmux.keys(&["Tab"]);
-    tmux.text("2025-03-02");
-    tmux.keys(&["Tab"]);
-    tmux.text("30");
+    trigger_tickets(&tmux, "2025-03-02");
     tmux.wait_for("the plan preview", long, |s| {
         s.contains("2 chunk(s): tickets 2")
     });

@@ -162,8 +162,14 @@ fn runner_command(global: &GlobalArgs, ws: &Workspace) -> Result<RunnerCommand> 
     let program = std::env::current_exe().wrap_err("cannot find this program to run jobs")?;
     let mut args: Vec<OsString> = vec!["--workspace".into(), ws.root.clone().into()];
     let flags = [
-        ("--config-dir", global.config_dir.clone().map(OsString::from)),
-        ("--sandbox-url", global.sandbox_url.clone().map(OsString::from)),
+        (
+            "--config-dir",
+            global.config_dir.clone().map(OsString::from),
+        ),
+        (
+            "--sandbox-url",
+            global.sandbox_url.clone().map(OsString::from),
+        ),
         (
             "--sandbox-faults",
             global.sandbox_faults.clone().map(OsString::from),

@@ -661,12 +661,7 @@ impl Owner {
                     .unwrap_or_default(),
             ),
             canonical: prev.canonical.clone(),
-            runners: Arc::new(
-                self.runners
-                    .as_ref()
-                    .map(|r| r.live())
-                    .unwrap_or_default(),
-            ),
+            runners: Arc::new(self.runners.as_ref().map(|r| r.live()).unwrap_or_default()),
         };
         self.snapshot.send_replace(Arc::new(snap));
     }

@@ -363,7 +363,14 @@ pub struct App {
     /// Job counts for the header, taken once per snapshot.
     pub counts: JobCounts,
     /// Tab's place among the `:` prompt's completions.
-    pub command_cycle: Option<super::update::prompt::Cycle>,
+    pub command_cycle: Option<Cycle>,
+}
+
+/// Tab's place among the `:` prompt's completions of what was typed before the first Tab.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cycle {
+    pub typed: String,
+    pub index: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -359,9 +359,7 @@ fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
         other => {
             app.set_status(
                 StatusKind::Error,
-                format!(
-                    "unknown command :{other} (a bare : lists the commands; Tab completes)"
-                ),
+                format!("unknown command :{other} (a bare : lists the commands; Tab completes)"),
             );
             return Vec::new();
         }

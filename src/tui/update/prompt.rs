@@ -9,7 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::Effect;
 use super::actions::{leave_detail, settle_detail};
 use crate::engine::handle::Command;
-use crate::tui::app::{App, Route, StatusKind};
+use crate::tui::app::{App, Cycle, Route, StatusKind};
 use crate::tui::theme::Theme;
 
 /// Every command with its argument, as a bare `:` lists them.
@@ -30,13 +30,6 @@ pub const USAGE: &[&str] = &[
 /// Commands that take an argument, and what completes it.
 const TAKES_ARG: &[&str] = &["job", "tenant", "theme"];
 
-/// Tab's place among the completions of what was typed before the first Tab.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cycle {
-    pub typed: String,
-    pub index: usize,
-}
-
 /// Ctrl-U: clears a prompt's line.
 pub fn is_clear(key: &KeyEvent) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('u')
@@ -52,7 +45,12 @@ pub fn completions(app: &App, input: &str) -> Vec<String> {
         let rest = rest.trim_start();
         let words: Vec<String> = match cmd {
             "job" => app.snap.jobs.iter().map(|j| j.job_id.clone()).collect(),
-            "tenant" => app.snap.tenants.iter().map(|t| t.tenant_id.clone()).collect(),
+            "tenant" => app
+                .snap
+                .tenants
+                .iter()
+                .map(|t| t.tenant_id.clone())
+                .collect(),
             _ => Theme::names().iter().map(|t| t.to_string()).collect(),
         };
         return words
@@ -116,14 +114,21 @@ pub fn cycle(app: &mut App, input: String, step: isize) -> String {
     next
 }
 
+/// Whether `:what ID` names something that exists; says what is wrong when not.
+fn known(app: &mut App, what: &str, id: &str, exists: bool) -> bool {
+    if id.is_empty() {
+        let text = format!(":{what} ID (Tab completes the ids)");
+        app.set_status(StatusKind::Warn, text);
+    } else if !exists {
+        app.set_status(StatusKind::Error, format!(":{what}: no {what} {id}"));
+    }
+    !id.is_empty() && exists
+}
+
 /// `:job ID`: the job's chunks, from the jobs list.
 pub fn open_job(app: &mut App, id: &str) -> Vec<Effect> {
-    if id.is_empty() {
-        app.set_status(StatusKind::Warn, ":job ID (Tab completes the ids)");
-        return Vec::new();
-    }
-    if !app.snap.jobs.iter().any(|j| j.job_id == id) {
-        app.set_status(StatusKind::Error, format!(":job: no job {id}"));
+    let exists = app.snap.jobs.iter().any(|j| j.job_id == id);
+    if !known(app, "job", id, exists) {
         return Vec::new();
     }
     let mut effects = leave_detail(app);
@@ -152,12 +157,8 @@ pub fn open_job(app: &mut App, id: &str) -> Vec<Effect> {
 
 /// `:tenant ID`: the tenants view filtered to the tenant's services.
 pub fn open_tenant(app: &mut App, id: &str) -> Vec<Effect> {
-    if id.is_empty() {
-        app.set_status(StatusKind::Warn, ":tenant ID (Tab completes the ids)");
-        return Vec::new();
-    }
-    if !app.snap.tenants.iter().any(|t| t.tenant_id == id) {
-        app.set_status(StatusKind::Error, format!(":tenant: no tenant {id}"));
+    let exists = app.snap.tenants.iter().any(|t| t.tenant_id == id);
+    if !known(app, "tenant", id, exists) {
         return Vec::new();
     }
     let effects = leave_detail(app);

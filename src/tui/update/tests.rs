@@ -110,7 +110,9 @@ fn q_ctrl_c_and_quit_ask_while_the_consoles_jobs_run_and_quit_bang_does_not() {
     };
     assert!(
         prompt.contains(&format!("1 job running in this console stops: {RUNNING}"))
-            && prompt.contains(&format!("1 queued job does not start until `avesa-console run`: {PENDING}")),
+            && prompt.contains(&format!(
+                "1 queued job does not start until `avesa-console run`: {PENDING}"
+            )),
         "{prompt}"
     );
     assert!(!a.quit);
@@ -164,9 +166,19 @@ fn the_prompt_lists_commands_cycles_completions_and_ctrl_u_clears() {
         .collect();
     assert_eq!(cycle, ["health", "help", "health"]);
     code(&mut a, KeyCode::BackTab);
-    assert_eq!(a.mode, Mode::Command { input: "help".into() });
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: "help".into()
+        }
+    );
     update(&mut a, Msg::Key(ctrl('u')));
-    assert_eq!(a.mode, Mode::Command { input: String::new() });
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: String::new()
+        }
+    );
     typed(&mut a, "tenant gl");
     code(&mut a, KeyCode::Tab);
     assert_eq!(
@@ -202,7 +214,12 @@ fn the_prompt_lists_commands_cycles_completions_and_ctrl_u_clears() {
     code(&mut a, KeyCode::Enter);
     typed(&mut a, "/acme");
     update(&mut a, Msg::Key(ctrl('u')));
-    assert_eq!(a.mode, Mode::Filter { input: String::new() });
+    assert_eq!(
+        a.mode,
+        Mode::Filter {
+            input: String::new()
+        }
+    );
     assert_eq!(a.job_filter, "");
 }
 

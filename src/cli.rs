@@ -481,6 +481,9 @@ pub struct RunArgs {
     /// Sleep until the off-peak window opens for jobs that wait for it (within the time budget).
     #[arg(long)]
     pub wait_off_peak: bool,
+    /// A console's runner process: SIGHUP (a closed terminal) does not stop it.
+    #[arg(long, hide = true, requires = "job_id")]
+    pub detached: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }

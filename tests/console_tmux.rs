@@ -355,3 +355,154 @@ fn bang_reaches_the_error_from_every_view_and_r_retries_it() {
     );
     quit(&tmux, long);
 }
+
+/// A workspace and the sandbox fault plan `faults`; `None` (the test skipped) without tmux.
+fn workspace_with_faults(test: &str, faults: &str) -> Option<(Fixture, std::path::PathBuf)> {
+    if !tmux_available() {
+        skip::skip(test, "tmux is not installed");
+        return None;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.workspace()).unwrap();
+    let path = fx.dir.path().join("faults.json");
+    std::fs::write(&path, faults).unwrap();
+    Some((fx, path))
+}
+
+/// `t`, then the form: acme's tickets from 2025-01-01 to `end` in fixed 30-day windows.
+fn fill_trigger_form(tmux: &Tmux, end: &str) {
+    tmux.keys(&["t"]);
+    tmux.wait_for("the trigger form", Duration::from_secs(60), |s| {
+        s.contains("Trigger a backfill")
+    });
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.text("service/tickets");
+    tmux.keys(&["Tab"]);
+    tmux.text("2025-01-01");
+    tmux.keys(&["Tab"]);
+    tmux.text(end);
+    tmux.keys(&["Tab"]);
+    tmux.text("30");
+}
+
+/// Starts `command` in a tmux session of the test's own (`tag` names its socket) at 120x40.
+fn tmux_session(tag: &str, command: &str) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("avesa-test-{}{tag}", std::process::id()),
+        session: "console",
+    };
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        tmux.session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "env",
+        "-u",
+        "AVESA_WORKSPACE",
+        "-u",
+        "AVESA_CONFIG_DIR",
+        "-u",
+        "AVESA_SANDBOX_URL",
+        "-u",
+        "NO_COLOR",
+        "sh",
+        "-c",
+        command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux
+}
+
+#[test]
+fn quitting_leaves_a_triggered_job_running_and_a_new_console_attaches() {
+    // Every tickets page is held back, so the job is still running when the console quits.
+    let Some((fx, faults)) = workspace_with_faults(
+        "quitting_leaves_a_triggered_job_running_and_a_new_console_attaches",
+        r#"{"faults":[{"path":"service/tickets","kind":"slow","delay_ms":15000}]}"#,
+    ) else {
+        return;
+    };
+    let console = format!(
+        "{BIN} --workspace {} --config-dir {} --sandbox-faults {}",
+        fx.workspace().display(),
+        fx.config_dir().display(),
+        faults.display()
+    );
+    // The first console; then, after a line is typed, a second one on the same workspace.
+    let tmux = tmux_session(
+        "-bg",
+        &format!(
+            "{console}; echo console exited $?; read next; {console}; echo second exited $?; sleep 600"
+        ),
+    );
+    let long = Duration::from_secs(60);
+    tmux.wait_for("the tenants view", long, |s| s.contains("Tenants (7)"));
+    fill_trigger_form(&tmux, "2025-03-02");
+    tmux.wait_for("the plan preview", long, |s| {
+        s.contains("2 chunk(s): tickets 2")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the confirm", long, |s| s.contains("Start the backfill"));
+    tmux.keys(&["y"]);
+    tmux.keys(&[":"]);
+    tmux.text("jobs");
+    tmux.keys(&["Enter"]);
+    let job = "backfill_acme_connectwise_20250101";
+    tmux.wait_for("the job running", long, |s| {
+        s.lines().any(|l| l.contains(job) && l.contains("running"))
+    });
+
+    // q asks, and says the job keeps running; y quits and the runner process goes on.
+    tmux.keys(&["q"]);
+    let asked = tmux.wait_for("the quit question", long, |s| s.contains("Quit?"));
+    let asked = unwrapped(&asked);
+    assert!(
+        asked.contains(&format!("1 job keeps running in the background: {job}")),
+        "{asked}"
+    );
+    tmux.keys(&["y"]);
+    let end = tmux.wait_for("the console to exit", long, |s| {
+        s.contains("console exited")
+    });
+    assert!(end.contains("console exited 0"), "{end}");
+    assert!(
+        end.contains("1 job(s) keep running in the background") && end.contains(job),
+        "{end}"
+    );
+    let store = fx.workspace().join("runners").join(format!("{job}.pid"));
+    assert!(store.exists(), "the runner's pid file: {}", store.display());
+
+    // A new console attaches through the store: the job progresses, then completes.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the second console", long, |s| s.contains("Tenants (7)"));
+    tmux.keys(&[":"]);
+    tmux.text("job ");
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the job id completed", long, |s| {
+        s.contains(&format!(":job {job}"))
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the job still running, in its runner process", long, |s| {
+        s.contains("tickets: 2 chunk(s)") && s.contains("running")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the job to complete", Duration::from_secs(120), |s| {
+        s.lines()
+            .any(|l| l.contains(job) && l.contains("completed") && l.contains("2/2"))
+    });
+    // Nothing of this console's own runs: q quits at once.
+    tmux.keys(&["q"]);
+    let end = tmux.wait_for("the second console to exit", long, |s| {
+        s.contains("second exited")
+    });
+    assert!(end.contains("second exited 0"), "{end}");
+    assert!(!end.contains("panicked"), "{end}");
+}

@@ -131,6 +131,21 @@ fn cancel_confirm() {
 }
 
 #[test]
+fn quit_question_while_the_consoles_jobs_run() {
+    snapshot_each_size("quit", ":jobs\nq");
+}
+
+#[test]
+fn a_bare_command_prompt_lists_the_commands() {
+    snapshot_each_size("command_prompt", ":");
+}
+
+#[test]
+fn tab_cycles_the_job_ids_of_job() {
+    snapshot_each_size("command_job", ":job \t\t");
+}
+
+#[test]
 fn trigger_form_with_its_plan_preview() {
     use avesa_console::tui::app::Mode;
     use avesa_console::tui::form::PreviewSummary;

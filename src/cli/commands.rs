@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use color_eyre::eyre::{Result, eyre};
+use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use super::args::{deadline, exit_for, make_plan, page_size};
 use super::runtime;
@@ -228,6 +228,9 @@ async fn plan_allocation(
 /// `run`: pending jobs (or one) through the local runner until done or out of time.
 async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<ExitCode> {
     if let Some(job_id) = &args.job_id {
+        if args.detached {
+            ignore_hangups()?;
+        }
         return ops_cmd::run_one(global, ws, job_id, &args.exec).await;
     }
     let concurrency = args.exec.concurrency;
@@ -254,6 +257,19 @@ async fn run(global: &GlobalArgs, ws: &Workspace, args: &RunArgs) -> Result<Exit
     }
     output::print_outcomes(&run.outcomes);
     Ok(exit_for(&run.outcomes))
+}
+
+/// A console's runner process outlives the console's terminal: SIGHUP is taken and
+/// ignored (its own process group already keeps it out of the terminal's Ctrl-C).
+fn ignore_hangups() -> Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .wrap_err("cannot take SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP ignored: this runner outlives the console that started it");
+        }
+    });
+    Ok(())
 }
 
 /// Local `status`: the jobs with the sync markers and gaps, or one job with its chunks.

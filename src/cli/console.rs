@@ -7,6 +7,7 @@
 //! `trigger|cancel|resume --cloud` do, and their CloudWatch Logs. The flag is explicit, as for
 //! every other command: settings left in a shell never turn a local console into a cloud one.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use crate::cloud::sfn::Dispatcher;
 use crate::cloud::{CloudSettings, Setting, aws_config};
 use crate::config::Config;
 use crate::engine::EngineOptions;
-use crate::engine::handle::{EngineHandle, RefreshPolicy};
+use crate::engine::handle::{EngineHandle, RefreshPolicy, Snapshot};
+use crate::engine::ops::RunnerCommand;
 use crate::logs::LocalLogSource;
 use crate::logs::local::{BATCH_BYTES, TAIL_BYTES};
 use crate::tui::app::CloudMode;
@@ -116,7 +118,12 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Resu
     } else {
         let wired =
             runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
-        let handle = EngineHandle::spawn(wired.engine.clone(), config, RefreshPolicy::default());
+        let handle = EngineHandle::spawn_detached(
+            wired.engine.clone(),
+            config,
+            RefreshPolicy::default(),
+            runner_command(global, ws)?,
+        );
         _wired = Some(wired);
         let logs =
             LocalLogSource::tailing(ws.logs_dir().join("engine.jsonl"), TAIL_BYTES, BATCH_BYTES);
@@ -141,17 +148,70 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Resu
     )
     .await
     .wrap_err("the console stopped")?;
-    let running = snapshot.borrow_and_update().running_here.clone();
-    if !running.is_empty() {
+    say_what_goes_on(&snapshot.borrow_and_update());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How the console starts a job's runner process: this binary with the console's global
+/// arguments (the runner starts its own sandbox when the configuration needs one, with the
+/// same fault plan).
+fn runner_command(global: &GlobalArgs, ws: &Workspace) -> Result<RunnerCommand> {
+    let program = std::env::current_exe().wrap_err("cannot find this program to run jobs")?;
+    let mut args: Vec<OsString> = vec!["--workspace".into(), ws.root.clone().into()];
+    let flags = [
+        (
+            "--config-dir",
+            global.config_dir.clone().map(OsString::from),
+        ),
+        (
+            "--sandbox-url",
+            global.sandbox_url.clone().map(OsString::from),
+        ),
+        (
+            "--sandbox-faults",
+            global.sandbox_faults.clone().map(OsString::from),
+        ),
+        ("--log-level", Some(global.log_level.clone().into())),
+    ];
+    for (flag, value) in flags {
+        if let Some(value) = value {
+            args.extend([flag.into(), value]);
+        }
+    }
+    Ok(RunnerCommand {
+        program,
+        args,
+        dir: ws.root.join("runners"),
+    })
+}
+
+/// After the console: the jobs that keep running in their runner processes, and any that
+/// were still running in this process or queued here and stop now.
+fn say_what_goes_on(snap: &Snapshot) {
+    if !snap.runners.is_empty() {
         eprintln!(
-            "{} job(s) were running in the console and stop now; `avesa-console resume JOB_ID` continues them:",
-            running.len()
+            "{} job(s) keep running in the background; `avesa-console status` or a new console shows them:",
+            snap.runners.len()
         );
-        for id in running.iter() {
+        for (id, pid) in snap.runners.iter() {
+            eprintln!("  {id} (runner process {pid})");
+        }
+    }
+    let stopped: Vec<&String> = snap
+        .running_here
+        .iter()
+        .filter(|id| !snap.runners.contains_key(*id))
+        .chain(snap.waiting.keys())
+        .collect();
+    if !stopped.is_empty() {
+        eprintln!(
+            "{} job(s) of the console stop or did not start; `avesa-console resume JOB_ID` continues them:",
+            stopped.len()
+        );
+        for id in stopped {
             eprintln!("  {id}");
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -49,7 +49,9 @@ use super::{Engine, EngineEvent};
 use crate::config::Config;
 use crate::domain::{Alert, Chunk, Job, Service, SyncMarker};
 use crate::engine::BreakerState;
-use crate::engine::ops::{Dispatch, LocalRunner, Ops, Refusal, RunnerOptions};
+use crate::engine::ops::{
+    DetachedPort, Dispatch, LocalRunner, Ops, Refusal, RunnerCommand, RunnerOptions,
+};
 use crate::store::JobFilter;
 
 mod commands;
@@ -236,6 +238,9 @@ pub struct Snapshot {
     pub quota_waits: Arc<BTreeMap<String, DateTime<Utc>>>,
     /// Canonical tables per service: what a transform of the service rebuilds.
     pub canonical: Arc<BTreeMap<Service, Vec<String>>>,
+    /// Jobs whose detached runner process lives (this console's or an earlier one's), with
+    /// its pid: they keep running when the console quits.
+    pub runners: Arc<BTreeMap<String, u32>>,
 }
 
 /// A plan and what it will cost, for a preview before the confirm.
@@ -290,7 +295,18 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts the task that owns `engine`. Needs a tokio runtime.
     pub fn spawn(engine: Engine, config: Arc<Config>, policy: RefreshPolicy) -> EngineHandle {
-        EngineHandle::start(engine, config, policy, None)
+        EngineHandle::start(engine, config, policy, Port::Here)
+    }
+
+    /// As `spawn`, but each job the scheduling rules start runs in a detached runner process
+    /// (`ops::RunnerCommand`), which outlives this one; the snapshot lists the live runners.
+    pub fn spawn_detached(
+        engine: Engine,
+        config: Arc<Config>,
+        policy: RefreshPolicy,
+        runners: RunnerCommand,
+    ) -> EngineHandle {
+        EngineHandle::start(engine, config, policy, Port::Detached(Arc::new(runners)))
     }
 
     /// As `spawn`, in cloud mode: `engine`'s store is the cloud deployment's, and job actions
@@ -301,14 +317,14 @@ impl EngineHandle {
         policy: RefreshPolicy,
         cloud: Arc<dyn Dispatch>,
     ) -> EngineHandle {
-        EngineHandle::start(engine, config, policy, Some(cloud))
+        EngineHandle::start(engine, config, policy, Port::Cloud(cloud))
     }
 
     fn start(
         engine: Engine,
         config: Arc<Config>,
         policy: RefreshPolicy,
-        cloud: Option<Arc<dyn Dispatch>>,
+        port: Port,
     ) -> EngineHandle {
         // Commands come from key presses: a short queue is plenty, and a full one pushes
         // back on the sender instead of growing.
@@ -322,7 +338,7 @@ impl EngineHandle {
         let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
         let events = engine.inner.events.clone();
         let previews = engine.clone();
-        let owner = Owner::new(engine, config.clone(), snap_tx, policy, cloud);
+        let owner = Owner::new(engine, config.clone(), snap_tx, policy, port);
         tokio::spawn(owner.run(rx));
         EngineHandle {
             commands: tx,
@@ -420,6 +436,16 @@ fn table_names(config: &Config) -> BTreeMap<Service, Vec<String>> {
         .collect()
 }
 
+/// Where the owner's job actions run.
+enum Port {
+    /// Tasks of this process.
+    Here,
+    /// Runner processes of their own, started under this process's scheduling queue.
+    Detached(Arc<RunnerCommand>),
+    /// The cloud deployment's dispatch.
+    Cloud(Arc<dyn Dispatch>),
+}
+
 /// What a task of the owner reports when it ends.
 enum Done {
     /// A run of a job started here ended.
@@ -448,6 +474,8 @@ struct Owner {
     local: Option<LocalRunner>,
     /// Transforms and verifications in flight, by key.
     busy: BTreeSet<String>,
+    /// How runner processes start, when jobs run in them.
+    runners: Option<Arc<RunnerCommand>>,
     detection: lifecycle::Detection,
 }
 
@@ -457,26 +485,33 @@ impl Owner {
         config: Arc<Config>,
         snapshot: watch::Sender<Arc<Snapshot>>,
         policy: RefreshPolicy,
-        cloud: Option<Arc<dyn Dispatch>>,
+        port: Port,
     ) -> Owner {
         // One slot per job that can run at once is enough: finished runs report here.
         let (done_tx, done_rx) = mpsc::channel(64);
-        let (local, port): (_, Arc<dyn Dispatch>) = match cloud {
-            Some(cloud) => (None, cloud),
-            None => {
-                let done = done_tx.clone();
-                let runner = LocalRunner::new(
-                    engine.clone(),
-                    RunnerOptions {
-                        here: IN_THIS_CONSOLE,
-                        on_end: Some(Arc::new(move |_: &str| {
-                            // Only a hint to look again: a full channel loses nothing.
-                            let _ = done.try_send(Done::Job);
-                        })),
-                        ..RunnerOptions::default()
-                    },
-                );
-                (Some(runner.clone()), Arc::new(runner))
+        let done = done_tx.clone();
+        let options = RunnerOptions {
+            here: IN_THIS_CONSOLE,
+            on_end: Some(Arc::new(move |_: &str| {
+                // Only a hint to look again: a full channel loses nothing.
+                let _ = done.try_send(Done::Job);
+            })),
+            ..RunnerOptions::default()
+        };
+        let (local, port, runners): (_, Arc<dyn Dispatch>, _) = match port {
+            Port::Cloud(cloud) => (None, cloud, None),
+            Port::Here => {
+                let runner = LocalRunner::new(engine.clone(), options);
+                (Some(runner.clone()), Arc::new(runner), None)
+            }
+            Port::Detached(command) => {
+                let run = command.clone().run_job(engine.clone());
+                let queue = LocalRunner::with_engine(engine.clone(), run, options);
+                let port = DetachedPort {
+                    queue: queue.clone(),
+                    command: command.clone(),
+                };
+                (Some(queue), Arc::new(port), Some(command))
             }
         };
         Owner {
@@ -492,6 +527,7 @@ impl Owner {
             done_tx,
             done_rx: Some(done_rx),
             busy: BTreeSet::new(),
+            runners,
             detection: lifecycle::Detection::default(),
         }
     }
@@ -625,6 +661,7 @@ impl Owner {
                     .unwrap_or_default(),
             ),
             canonical: prev.canonical.clone(),
+            runners: Arc::new(self.runners.as_ref().map(|r| r.live()).unwrap_or_default()),
         };
         self.snapshot.send_replace(Arc::new(snap));
     }

@@ -25,12 +25,14 @@ use super::{Engine, EngineError};
 use crate::domain::{Job, JobMeta, JobStatus, Trigger};
 use crate::store::{CreateOutcome, StoreError};
 
+mod detached;
 mod local;
 mod queue;
 mod run;
 #[cfg(test)]
 mod tests;
 
+pub use detached::{DetachedPort, RunnerCommand, in_runner};
 pub use local::{Clock, LocalRunner, RanAll, RunJob, RunnerOptions};
 pub use run::ScheduledRun;
 

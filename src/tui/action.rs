@@ -141,7 +141,7 @@ pub const BINDINGS: &[Binding] = &[
         &[Char(':')],
         ":",
         Action::CommandMode,
-        "command (:jobs :tenants :logs :health :theme NAME :quit)",
+        "command: :jobs :job ID :tenant ID :alerts … (a bare : lists them, Tab cycles)",
         None,
     ),
     b(&[Char('?')], "?", Action::Help, "this help", None),
@@ -152,7 +152,13 @@ pub const BINDINGS: &[Binding] = &[
         "back (clears a search first)",
         None,
     ),
-    b(&[Ctrl('c')], "Ctrl-C", Action::Quit, "quit", None),
+    b(
+        &[Char('q'), Ctrl('c')],
+        "q Ctrl-C",
+        Action::Quit,
+        "quit (asks first while the console's jobs run; :q! at once)",
+        None,
+    ),
     b(
         &[Code(KeyCode::Enter)],
         "Enter",

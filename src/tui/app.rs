@@ -106,6 +106,10 @@ pub enum Mode {
         key: ChunkKey,
         scroll: u16,
     },
+    /// `q` asked whether to quit while the console's jobs run or wait (`update::quit`).
+    Quitting {
+        prompt: String,
+    },
 }
 
 /// A question before a mutating action; `y` runs the commands.
@@ -404,6 +408,15 @@ pub struct App {
     pub detail_focus: Option<failures::Focus>,
     /// The job each of `alerts` is about, if one is (Enter and R in the Health view).
     pub alert_jobs: Vec<Option<String>>,
+    /// Tab's place among the `:` prompt's completions.
+    pub command_cycle: Option<Cycle>,
+}
+
+/// Tab's place among the `:` prompt's completions of what was typed before the first Tab.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cycle {
+    pub typed: String,
+    pub index: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -459,6 +472,7 @@ impl App {
             failures: Failures::default(),
             detail_focus: None,
             alert_jobs: Vec::new(),
+            command_cycle: None,
         }
     }
 
@@ -548,8 +562,9 @@ impl App {
         self.cloud == CloudMode::On
     }
 
+    /// Running in this console, or in a runner process (this console's or an earlier one's).
     pub fn running_here(&self, job_id: &str) -> bool {
-        self.snap.running_here.contains(job_id)
+        self.snap.running_here.contains(job_id) || self.snap.runners.contains_key(job_id)
     }
 
     /// Why a job the console started waits to run (scheduling limits, off-peak), if it does.

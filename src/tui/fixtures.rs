@@ -336,6 +336,7 @@ pub fn snapshot(jobs: Vec<Job>, watched: Option<&Job>) -> Snapshot {
         quota_waits: Arc::new(BTreeMap::new()),
         waiting: Arc::new(waiting),
         canonical: Arc::new(canonical),
+        runners: Arc::new(BTreeMap::new()),
     }
 }
 

@@ -233,6 +233,17 @@ impl TriggerForm {
         }
     }
 
+    /// Ctrl-U: empties the focused text field; false when it was empty or takes no text.
+    pub fn clear_field(&mut self) -> bool {
+        match self.text_mut() {
+            Some(t) if !t.is_empty() => {
+                t.clear();
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn backspace(&mut self) -> bool {
         match self.text_mut() {
             Some(t) => t.pop().is_some(),

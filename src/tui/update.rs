@@ -10,6 +10,8 @@ mod failures;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod prompt;
+pub mod quit;
 #[cfg(test)]
 mod tests;
 
@@ -274,10 +276,13 @@ fn on_event(app: &mut App, event: EngineEvent, at: DateTime<Utc>) {
 }
 
 fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
-    // Ctrl-C leaves from any mode.
+    // Ctrl-C leaves from any mode, as `q` does: asking first when the console's jobs run.
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-        app.quit = true;
-        return vec![Effect::Quit];
+        if let Mode::Quitting { .. } = app.mode {
+            return quit::now(app);
+        }
+        app.mode = Mode::Normal;
+        return quit::ask(app);
     }
     app.dirty = true;
     let mode = std::mem::replace(&mut app.mode, Mode::Normal);
@@ -304,22 +309,27 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Mode::Confirm(confirm) => confirm_key(app, confirm, key),
         Mode::Form(form) => form_key(app, *form, key),
         Mode::Describe { key: chunk, scroll } => failures::describe_key(app, chunk, scroll, key),
+    },
+        Mode::Quitting { prompt } => quit::answer(app, prompt, key),
     }
 }
 
 fn command_key(app: &mut App, mut input: String, key: KeyEvent) -> Vec<Effect> {
+    if !matches!(key.code, KeyCode::Tab | KeyCode::BackTab) {
+        app.command_cycle = None;
+    }
+    if prompt::is_clear(&key) {
+        app.mode = Mode::Command {
+            input: String::new(),
+        };
+        return Vec::new();
+    }
     match key.code {
         KeyCode::Esc => Vec::new(),
         KeyCode::Enter => run_command(app, input.trim()),
-        KeyCode::Tab => {
-            let options = action::complete(&input, &Theme::names());
-            if let Some(prefix) = action::common_prefix(&options) {
-                input = if options.len() == 1 && prefix == "theme" {
-                    "theme ".into()
-                } else {
-                    prefix
-                };
-            }
+        KeyCode::Tab | KeyCode::BackTab => {
+            let step = if key.code == KeyCode::Tab { 1 } else { -1 };
+            input = prompt::cycle(app, input, step);
             app.mode = Mode::Command { input };
             Vec::new()
         }
@@ -329,7 +339,7 @@ fn command_key(app: &mut App, mut input: String, key: KeyEvent) -> Vec<Effect> {
             }
             Vec::new()
         }
-        KeyCode::Char(c) => {
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
             input.push(c);
             app.mode = Mode::Command { input };
             Vec::new()
@@ -371,17 +381,16 @@ fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
             app.mode = Mode::Help;
             return Vec::new();
         }
-        "quit" | "q" | "q!" => {
-            app.quit = true;
-            return vec![Effect::Quit];
-        }
+        "job" => return prompt::open_job(app, arg),
+        "tenant" => return prompt::open_tenant(app, arg),
+        "alerts" => Some(Route::Health),
+        "quit" | "q" => return quit::ask(app),
+        "quit!" | "q!" => return quit::now(app),
         "" => return Vec::new(),
         other => {
             app.set_status(
                 StatusKind::Error,
-                format!(
-                    "unknown command :{other} (try :jobs :tenants :logs :health :theme NAME :quit)"
-                ),
+                format!("unknown command :{other} (a bare : lists the commands; Tab completes)"),
             );
             return Vec::new();
         }
@@ -401,6 +410,12 @@ fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
 
 fn filter_key(app: &mut App, mut input: String, key: KeyEvent) -> Vec<Effect> {
     let keep_open = match key.code {
+        _ if prompt::is_clear(&key) => {
+            input.clear();
+            true
+        }
+        // Other control keys type nothing.
+        KeyCode::Char(_) if key.modifiers.contains(KeyModifiers::CONTROL) => true,
         KeyCode::Esc => {
             input.clear();
             false
@@ -434,6 +449,12 @@ fn filter_key(app: &mut App, mut input: String, key: KeyEvent) -> Vec<Effect> {
 
 fn search_key(app: &mut App, mut input: String, key: KeyEvent) -> Vec<Effect> {
     let keep_open = match key.code {
+        _ if prompt::is_clear(&key) => {
+            input.clear();
+            true
+        }
+        // Other control keys type nothing.
+        KeyCode::Char(_) if key.modifiers.contains(KeyModifiers::CONTROL) => true,
         KeyCode::Esc => {
             input.clear();
             false
@@ -529,6 +550,8 @@ fn form_key(app: &mut App, mut form: TriggerForm, key: KeyEvent) -> Vec<Effect> 
             form.cycle(1);
             true
         }
+        _ if prompt::is_clear(&key) => form.clear_field(),
+        KeyCode::Char(_) if key.modifiers.contains(KeyModifiers::CONTROL) => false,
         KeyCode::Char(c) => form.type_char(c),
         KeyCode::Backspace => form.backspace(),
         _ => false,

@@ -46,6 +46,8 @@ pub fn render(frame: &mut Frame, app: &App) {
         Mode::Confirm(c) => overlay::confirm(frame, app, body, c),
         Mode::Form(f) => overlay::form(frame, app, body, f),
         Mode::Describe { key, scroll } => describe::render(frame, app, body, key, *scroll),
+    },
+        Mode::Quitting { prompt } => overlay::quitting(frame, app, body, prompt),
         _ => {}
     }
 }
@@ -212,12 +214,7 @@ fn render_status(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let line = match &app.mode {
         Mode::Command { input } => {
-            let options = super::action::complete(input, &Theme::names());
-            let hint = if input.is_empty() || options.is_empty() {
-                String::new()
-            } else {
-                format!("   {}", options.join("  "))
-            };
+            let hint = super::update::prompt::hint(app, input);
             Line::from(vec![
                 Span::styled(format!(":{input}"), t.fg(t.accent)),
                 Span::styled("▏", t.fg(t.accent)),

@@ -110,6 +110,13 @@ impl LocalRunner {
         LocalRunner::build(Some(engine), limits, run, options)
     }
 
+    /// Runs jobs with `run` under its configuration's scheduling rules, told of off-peak
+    /// waits through `engine` (the console's runner processes, `DetachedPort`).
+    pub fn with_engine(engine: Engine, run: RunJob, options: RunnerOptions) -> LocalRunner {
+        let limits = Limits::from_config(&engine.config().backfill);
+        LocalRunner::build(Some(engine), limits, run, options)
+    }
+
     /// Runs jobs with `run` under `limits` (the scheduling tests' fake jobs).
     pub fn with_run(limits: Limits, run: RunJob, options: RunnerOptions) -> LocalRunner {
         LocalRunner::build(None, limits, run, options)

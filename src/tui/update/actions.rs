@@ -24,10 +24,7 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
     }
     let page = app.body_rows() as isize;
     match action {
-        Action::Quit => {
-            app.quit = true;
-            vec![Effect::Quit]
-        }
+        Action::Quit => super::quit::ask(app),
         Action::CommandMode => {
             app.mode = Mode::Command {
                 input: String::new(),
@@ -345,7 +342,7 @@ fn back(app: &mut App) -> Vec<Effect> {
             app.tenant_filter.clear();
             app.rebuild_tenants();
         } else {
-            app.set_status(StatusKind::Info, "at the top (:quit or Ctrl-C to leave)");
+            app.set_status(StatusKind::Info, "at the top (q quits)");
         }
         return Vec::new();
     }
@@ -472,7 +469,11 @@ fn refusal(app: &App, action: Action, job: &Job) -> Option<String> {
         _ if job.status == JobStatus::Paused => ("p", JobAction::Unpause),
         _ => ("p", JobAction::Pause),
     };
-    let placement = if app.running_here(id) {
+    let placement = if let Some(pid) = app.snap.runners.get(id) {
+        Placement::Running {
+            by: crate::engine::ops::in_runner(*pid),
+        }
+    } else if app.running_here(id) {
         Placement::Running {
             by: IN_THIS_CONSOLE.to_string(),
         }

@@ -81,18 +81,146 @@ fn job_cmd(effects: &[Effect]) -> Vec<Command> {
         .collect()
 }
 
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+/// The fixture's snapshot with its running job in a runner process and nothing queued, or
+/// with nothing of the console's running at all.
+fn with_runner(a: &mut App, runner: bool) {
+    let mut snap = (*a.snap).clone();
+    let running: std::collections::BTreeSet<String> = if runner {
+        [RUNNING.to_string()].into()
+    } else {
+        Default::default()
+    };
+    snap.runners = Arc::new(running.iter().map(|id| (id.clone(), 4242)).collect());
+    snap.running_here = Arc::new(running);
+    snap.waiting = Arc::new(Default::default());
+    update(a, Msg::Snapshot(Arc::new(snap)));
+}
+
 #[test]
-fn ctrl_c_and_quit_leave() {
+fn q_ctrl_c_and_quit_ask_while_the_consoles_jobs_run_and_quit_bang_does_not() {
+    // The fixture runs one job in this process and queues another: quitting stops both.
     let mut a = app();
-    let fx = update(
-        &mut a,
-        Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+    assert!(update(&mut a, Msg::Key(ctrl('c'))).is_empty());
+    let Mode::Quitting { prompt } = &a.mode else {
+        panic!("{:?}", a.mode)
+    };
+    assert!(
+        prompt.contains(&format!("1 job running in this console stops: {RUNNING}"))
+            && prompt.contains(&format!(
+                "1 queued job does not start until `avesa-console run`: {PENDING}"
+            )),
+        "{prompt}"
     );
-    assert_eq!(fx, vec![Effect::Quit]);
+    assert!(!a.quit);
+    assert!(code(&mut a, KeyCode::Esc).is_empty());
+    assert_eq!(a.mode, Mode::Normal);
+    assert!(ch(&mut a, 'q').is_empty());
+    assert_eq!(ch(&mut a, 'y'), vec![Effect::Quit]);
     assert!(a.quit);
+    // :q asks too; :q! does not.
     let mut a = app();
-    typed(&mut a, ":quit");
+    typed(&mut a, ":q");
+    assert!(code(&mut a, KeyCode::Enter).is_empty());
+    assert!(matches!(a.mode, Mode::Quitting { .. }));
+    let mut a = app();
+    typed(&mut a, ":q!");
     assert_eq!(code(&mut a, KeyCode::Enter), vec![Effect::Quit]);
+    // A job in its runner process keeps running: the question says so.
+    let mut a = app();
+    with_runner(&mut a, true);
+    ch(&mut a, 'q');
+    let Mode::Quitting { prompt } = &a.mode else {
+        panic!("{:?}", a.mode)
+    };
+    assert_eq!(
+        prompt,
+        &format!("Quit? 1 job keeps running in the background: {RUNNING}.")
+    );
+    // Nothing of the console's own: q quits at once.
+    let mut a = app();
+    with_runner(&mut a, false);
+    assert_eq!(ch(&mut a, 'q'), vec![Effect::Quit]);
+}
+
+#[test]
+fn the_prompt_lists_commands_cycles_completions_and_ctrl_u_clears() {
+    let mut a = app();
+    ch(&mut a, ':');
+    let hint = prompt::hint(&a, "");
+    for c in ["job ID", "tenant ID", "alerts", "q!"] {
+        assert!(hint.contains(c), "{hint}");
+    }
+    typed(&mut a, "he");
+    let cycle: Vec<String> = (0..3)
+        .map(|_| {
+            code(&mut a, KeyCode::Tab);
+            let Mode::Command { input } = &a.mode else {
+                panic!()
+            };
+            input.clone()
+        })
+        .collect();
+    assert_eq!(cycle, ["health", "help", "health"]);
+    code(&mut a, KeyCode::BackTab);
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: "help".into()
+        }
+    );
+    update(&mut a, Msg::Key(ctrl('u')));
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: String::new()
+        }
+    );
+    typed(&mut a, "tenant gl");
+    code(&mut a, KeyCode::Tab);
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: "tenant globex".into()
+        }
+    );
+    code(&mut a, KeyCode::Enter);
+    assert_eq!(a.route(), &Route::Tenants);
+    assert!(a.tenant_rows.iter().all(|r| r.tenant_id == "globex"));
+    assert!(!a.tenant_rows.is_empty());
+    // :job ID opens the job's chunks and watches it; an unknown id is refused.
+    typed(&mut a, &format!(":job {RUNNING}"));
+    let fx = code(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.route(),
+        &Route::JobDetail {
+            job_id: RUNNING.into()
+        }
+    );
+    assert!(fx.contains(&Effect::Engine(Command::Watch {
+        job_id: Some(RUNNING.into())
+    })));
+    typed(&mut a, ":job nope");
+    code(&mut a, KeyCode::Enter);
+    assert_eq!(status(&a), ":job: no job nope");
+    typed(&mut a, ":alerts");
+    code(&mut a, KeyCode::Enter);
+    assert_eq!(a.route(), &Route::Health);
+    // Ctrl-U clears the filter prompt too, and types no `u`.
+    typed(&mut a, ":jobs");
+    code(&mut a, KeyCode::Enter);
+    typed(&mut a, "/acme");
+    update(&mut a, Msg::Key(ctrl('u')));
+    assert_eq!(
+        a.mode,
+        Mode::Filter {
+            input: String::new()
+        }
+    );
+    assert_eq!(a.job_filter, "");
 }
 
 #[test]
@@ -105,14 +233,7 @@ fn command_mode_completes_and_switches_views() {
             input: String::new()
         }
     );
-    typed(&mut a, "he");
-    code(&mut a, KeyCode::Tab);
-    assert_eq!(
-        a.mode,
-        Mode::Command { input: "he".into() },
-        "health and help share it"
-    );
-    ch(&mut a, 'a');
+    typed(&mut a, "hea");
     code(&mut a, KeyCode::Tab);
     assert_eq!(
         a.mode,

@@ -71,12 +71,21 @@ pub fn help(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 pub fn confirm(frame: &mut Frame, app: &App, area: Rect, c: &Confirm) {
+    question(frame, app, area, &c.prompt, " Confirm ");
+}
+
+/// `q` while the console's jobs run: what quitting does to them.
+pub fn quitting(frame: &mut Frame, app: &App, area: Rect, prompt: &str) {
+    question(frame, app, area, prompt, " Quit ");
+}
+
+fn question(frame: &mut Frame, app: &App, area: Rect, prompt: &str, title: &str) {
     let t = &app.theme;
     let rect = centered(area, 70, 7);
     frame.render_widget(Clear, rect);
     let lines = vec![
         Line::from(Span::styled(
-            c.prompt.clone(),
+            prompt.to_string(),
             t.fg(t.fg).add_modifier(Modifier::BOLD),
         )),
         Line::default(),
@@ -89,7 +98,7 @@ pub fn confirm(frame: &mut Frame, app: &App, area: Rect, c: &Confirm) {
     ];
     let p = Paragraph::new(lines)
         .wrap(Wrap { trim: true })
-        .block(block(t, " Confirm "))
+        .block(block(t, title.to_string()))
         .style(t.text());
     frame.render_widget(p, rect);
 }

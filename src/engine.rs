@@ -10,6 +10,8 @@ pub mod budget;
 pub mod chunking;
 pub mod cleanup;
 pub mod compact;
+#[cfg(test)]
+mod compact_tests;
 mod dependencies;
 pub mod detect;
 pub mod events;

@@ -144,25 +144,32 @@ impl Engine {
         Ok(out)
     }
 
-    /// Compacts the small raw parts of finished windows (see the module header).
+    /// Compacts the small raw parts of finished windows (see the module header), stopping
+    /// where `AVESA_TEST_COMPACT_CRASH` says (`CrashPoint::from_env`).
     pub async fn compact(&self, req: &CompactRequest) -> Result<Vec<TableCompaction>, EngineError> {
+        self.compact_with(req, CrashPoint::from_env()).await
+    }
+
+    /// `compact`, stopping at `crash` (tests of what an interrupted compaction leaves).
+    pub async fn compact_with(
+        &self,
+        req: &CompactRequest,
+        crash: Option<CrashPoint>,
+    ) -> Result<Vec<TableCompaction>, EngineError> {
         let mut out = Vec::new();
         for ((tenant_id, service, table), states) in self.window_states(req).await? {
-            out.push(
-                self.compact_table(&tenant_id, service, &table, &states, req.dry_run)
-                    .await?,
-            );
+            let at = (tenant_id.as_str(), service, table.as_str());
+            out.push(self.compact_table(at, &states, req.dry_run, crash).await?);
         }
         Ok(out)
     }
 
     async fn compact_table(
         &self,
-        tenant_id: &str,
-        service: Service,
-        table: &str,
+        (tenant_id, service, table): (&str, Service, &str),
         states: &WindowStates,
         dry_run: bool,
+        crash: Option<CrashPoint>,
     ) -> Result<TableCompaction, EngineError> {
         let sink = self.sink();
         let listing = sink.resolve_table(tenant_id, service, table).await?;
@@ -212,7 +219,7 @@ impl Engine {
             }
             let generation = sink.resolve_table(tenant_id, service, table).await?.next_gen;
             let files = sink
-                .compact_windows(&prefix, &group, generation, CrashPoint::from_env())
+                .compact_windows(&prefix, &group, generation, crash)
                 .await?;
             report.compacted.extend(files);
         }

@@ -144,6 +144,14 @@ pub struct CompactedFile {
     pub replaced_bytes: u64,
 }
 
+/// The generation of the compacted file at `path`.
+fn generation_of(path: &str) -> Result<u64, SinkError> {
+    path.rsplit('/')
+        .next()
+        .and_then(generation)
+        .ok_or_else(|| SinkError::Store(format!("{path}: not a compacted file name")))
+}
+
 /// The generation of `c{gen:08}…`.
 fn generation(file: &str) -> Option<u64> {
     let digits = file.strip_prefix('c')?.get(..8)?;
@@ -339,6 +347,14 @@ async fn get_bytes(store: &dyn ObjectStore, path: &Path) -> Result<Bytes, SinkEr
 }
 
 impl RawSink {
+    /// Deletes `path`; one already gone is fine.
+    async fn remove(&self, path: &Path) -> Result<(), SinkError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(SinkError::Store(format!("delete {path}: {e}"))),
+        }
+    }
+
     /// Every object under the table prefix (parts, compacted files, records), sorted.
     async fn table_objects(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, SinkError> {
         use futures::TryStreamExt;
@@ -391,10 +407,8 @@ impl RawSink {
             if orphan && m.last_modified > young {
                 continue;
             }
-            match self.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                Err(e) => return Err(SinkError::Store(format!("delete {}: {e}", m.location))),
-            }
+            self.remove(&m.location).await?;
+            removed += 1;
         }
         Ok(removed)
     }
@@ -509,11 +523,7 @@ impl RawSink {
         }
         CrashPoint::check(crash, CrashPoint::AfterRecord)?;
         for (i, r) in record.replaces.iter().enumerate() {
-            let p = Path::from(r.path.as_str());
-            match self.store.delete(&p).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(SinkError::Store(format!("delete {p}: {e}"))),
-            }
+            self.remove(&Path::from(r.path.as_str())).await?;
             if i == 0 {
                 CrashPoint::check(crash, CrashPoint::AfterFirstDelete)?;
             }
@@ -555,6 +565,13 @@ impl RawSink {
                 .cloned()
                 .ok_or_else(|| SinkError::Store(format!("{file} vanished")))?;
             let bytes = get_bytes(self.store.as_ref(), &source.location).await?;
+            if record.windows.iter().all(|w| *w == stamp) {
+                // Nothing else in it: the record goes first (the file is then ignored).
+                self.remove(&record_path(&prefix, generation_of(file)?)).await?;
+                self.remove(&source.location).await?;
+                released += 1;
+                continue;
+            }
             let kept = record.windows.iter().filter(|w| **w != stamp).cloned();
             let mut rw = Rewrite::new(&bytes, &source.location, kept.collect())?;
             rw.append(&source, bytes, Some(window))?;

@@ -11,8 +11,8 @@
 //! Parquet on the part's background encoder thread (`encoder`). Building owned `serde_json::Value`
 //! trees cost more than everything else together; the borrowed tree is what makes pages cheap.
 
-pub mod compact;
 mod coerce;
+pub mod compact;
 mod encoder;
 mod flatten;
 mod json;

@@ -8,9 +8,9 @@ use super::Output;
 use super::print::{iso, print_json};
 use crate::domain::{Alert, Job, Service, SyncMarker};
 use crate::engine::RunOutcome;
+use crate::engine::compact::TableCompaction;
 use crate::engine::detect::Decision;
 use crate::engine::handoff::GapFinding;
-use crate::engine::compact::TableCompaction;
 use crate::engine::verify::VerifyReport;
 use crate::transform::TransformReport;
 

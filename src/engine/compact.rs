@@ -217,7 +217,10 @@ impl Engine {
                 tracing::info!(tenant_id, %service, table, "a window of the group is being written again; group left as it is");
                 continue;
             }
-            let generation = sink.resolve_table(tenant_id, service, table).await?.next_gen;
+            let generation = sink
+                .resolve_table(tenant_id, service, table)
+                .await?
+                .next_gen;
             let files = sink
                 .compact_windows(&prefix, &group, generation, crash)
                 .await?;

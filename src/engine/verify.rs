@@ -17,8 +17,8 @@ use serde::Serialize;
 use super::policy::fetch_with_policy;
 use super::{Engine, EngineError};
 use crate::config::EndpointDef;
-use crate::sink::META_COLUMNS;
 use crate::domain::{Chunk, ChunkVerification, Job, Service};
+use crate::sink::META_COLUMNS;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -94,7 +94,10 @@ fn landed_keys(
                 .ok_or_else(|| err(&format!("the {name} column is missing")))
         };
         let (starts, ends) = (window_col(chunk_start)?, window_col(chunk_end)?);
-        let (w_start, w_end) = (chunk.window.start.timestamp_micros(), chunk.window.end.timestamp_micros());
+        let (w_start, w_end) = (
+            chunk.window.start.timestamp_micros(),
+            chunk.window.end.timestamp_micros(),
+        );
         let text = |i: usize| -> String {
             if let Some(n) = id.as_any().downcast_ref::<Int64Array>() {
                 n.value(i).to_string()
@@ -105,7 +108,11 @@ fn landed_keys(
             }
         };
         for i in 0..batch.num_rows() {
-            if id.is_null(i) || upd.is_null(i) || starts.value(i) != w_start || ends.value(i) != w_end {
+            if id.is_null(i)
+                || upd.is_null(i)
+                || starts.value(i) != w_start
+                || ends.value(i) != w_end
+            {
                 continue;
             }
             let t = upd.value(i);

@@ -19,8 +19,9 @@
 //!
 //! A window that runs again (a new job over the same window) starts by `release_window`: each
 //! compacted file holding it is rewritten without its rows (by `_avesa_chunk_start` and
-//! `_avesa_chunk_end`) as a new generation that replaces it, so the window's new parts are its
-//! only rows.
+//! `_avesa_chunk_end`) as a new generation that replaces it (or deleted when it held only that
+//! window), so the window's new parts are its only rows. Writers that raced past "create only"
+//! cannot both win either: of two records replacing one file only the newer is active.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,7 +37,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use super::{META_COLUMNS, MAX_ROW_GROUP_ROWS, RawSink, SinkError, part_window, window_stamp};
+use super::{MAX_ROW_GROUP_ROWS, META_COLUMNS, RawSink, SinkError, part_window, window_stamp};
 use crate::domain::{Service, Window};
 
 /// The folder of compacted files and their records, under a table's prefix.
@@ -45,6 +46,10 @@ pub const COMPACTED_DIR: &str = "compacted";
 /// How old a compacted file without a record must be before it is deleted: younger, it may
 /// be a compaction between putting its file and its record.
 pub const ORPHAN_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
+/// How often `release_window` looks again when other writers of the table recorded first
+/// (windows of one table in flight at once each release theirs).
+const RELEASE_ATTEMPTS: usize = 32;
 
 /// A file a compacted file replaces.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,14 +149,6 @@ pub struct CompactedFile {
     pub replaced_bytes: u64,
 }
 
-/// The generation of the compacted file at `path`.
-fn generation_of(path: &str) -> Result<u64, SinkError> {
-    path.rsplit('/')
-        .next()
-        .and_then(generation)
-        .ok_or_else(|| SinkError::Store(format!("{path}: not a compacted file name")))
-}
-
 /// The generation of `c{gen:08}…`.
 fn generation(file: &str) -> Option<u64> {
     let digits = file.strip_prefix('c')?.get(..8)?;
@@ -224,7 +221,12 @@ fn apply_records(
     };
     for (_, meta, rec) in records {
         let present = sizes.get(rec.file.as_str()) == Some(&rec.bytes);
-        if present && hidden.get(&rec.file) != Some(&rec.bytes) {
+        // Two records never replace one file, unless writers raced: the newer one wins.
+        let raced = rec
+            .replaces
+            .iter()
+            .any(|r| hidden.get(&r.path) == Some(&r.bytes));
+        if present && !raced && hidden.get(&rec.file) != Some(&rec.bytes) {
             for r in &rec.replaces {
                 hidden.insert(r.path.clone(), r.bytes);
             }
@@ -236,20 +238,22 @@ fn apply_records(
     for m in objects {
         let path = m.location.as_ref();
         let compacted = m.location.parts().any(|p| p.as_ref() == COMPACTED_DIR);
-        if hidden.get(path) == Some(&m.size) || (compacted && !listing.records.contains_key(path))
-        {
+        if hidden.get(path) == Some(&m.size) || (compacted && !listing.records.contains_key(path)) {
             listing.stale.push(m);
         } else {
             listing.live.push(m);
         }
     }
-    listing.next_gen = listing.stale.iter().chain(&listing.live).fold(
-        listing.next_gen,
-        |n, m| match m.location.filename().and_then(generation) {
-            Some(g) => n.max(g + 1),
-            None => n,
-        },
-    );
+    listing.next_gen = listing
+        .stale
+        .iter()
+        .chain(&listing.live)
+        .fold(listing.next_gen, |n, m| {
+            match m.location.filename().and_then(generation) {
+                Some(g) => n.max(g + 1),
+                None => n,
+            }
+        });
     listing
 }
 
@@ -271,12 +275,11 @@ fn without_window(batch: RecordBatch, drop: &Window) -> Result<RecordBatch, Sink
             .ok_or_else(|| SinkError::Encode(format!("no {name} timestamp column")))
     };
     let (start, end) = (col(META_COLUMNS[4])?, col(META_COLUMNS[5])?);
-    let (s, e) = (
-        drop.start.timestamp_micros(),
-        drop.end.timestamp_micros(),
-    );
+    let (s, e) = (drop.start.timestamp_micros(), drop.end.timestamp_micros());
     let keep: BooleanArray = (0..batch.num_rows())
-        .map(|i| Some(start.is_null(i) || end.is_null(i) || start.value(i) != s || end.value(i) != e))
+        .map(|i| {
+            Some(start.is_null(i) || end.is_null(i) || start.value(i) != s || end.value(i) != e)
+        })
         .collect();
     filter_record_batch(&batch, &keep).map_err(|e| SinkError::Encode(e.to_string()))
 }
@@ -296,8 +299,9 @@ impl Rewrite {
         let schema = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map(|b| b.schema().clone())
             .map_err(|e| SinkError::Encode(format!("{origin}: {e}")))?;
-        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(compacted_properties()?))
-            .map_err(|e| SinkError::Encode(e.to_string()))?;
+        let writer =
+            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(compacted_properties()?))
+                .map_err(|e| SinkError::Encode(e.to_string()))?;
         Ok(Rewrite {
             writer,
             schema,
@@ -315,7 +319,8 @@ impl Rewrite {
         bytes: Bytes,
         drop: Option<&Window>,
     ) -> Result<bool, SinkError> {
-        let err = |e: &dyn std::fmt::Display| SinkError::Encode(format!("{}: {e}", source.location));
+        let err =
+            |e: &dyn std::fmt::Display| SinkError::Encode(format!("{}: {e}", source.location));
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
         if reader.schema().fields() != self.schema.fields() {
             return Ok(false);
@@ -396,15 +401,21 @@ impl RawSink {
         Ok(apply_records(objects, records))
     }
 
-    /// Deletes what an interrupted compaction left behind (compacted files without a record
-    /// only once `ORPHAN_GRACE` old); returns how many objects went.
+    /// Deletes what an interrupted compaction or a release left behind (compacted files
+    /// without a record only once `ORPHAN_GRACE` old; the newest generation's record is kept,
+    /// so a generation is never used twice); returns how many objects went.
     pub async fn remove_stale(&self, listing: &RawListing) -> Result<usize, SinkError> {
         let young = Utc::now() - ORPHAN_GRACE;
         let mut removed = 0;
         for m in &listing.stale {
-            let is_file = m.location.filename().is_some_and(|f| f.ends_with(".parquet"));
+            let is_file = m
+                .location
+                .filename()
+                .is_some_and(|f| f.ends_with(".parquet"));
             let orphan = is_file && m.location.parts().any(|p| p.as_ref() == COMPACTED_DIR);
-            if orphan && m.last_modified > young {
+            // The newest generation's record stays: generations only grow.
+            let newest = m.location.filename().and_then(generation) == Some(listing.next_gen - 1);
+            if (orphan && m.last_modified > young) || (newest && !is_file) {
                 continue;
             }
             self.remove(&m.location).await?;
@@ -507,7 +518,8 @@ impl RawSink {
             created_at: Utc::now(),
         };
         let path = record_path(prefix, generation);
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| SinkError::Encode(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&record).map_err(|e| SinkError::Encode(e.to_string()))?;
         match self
             .store
             .put_opts(&path, PutPayload::from(json), PutMode::Create.into())
@@ -553,7 +565,7 @@ impl RawSink {
         let stamp = window_stamp(window);
         let mut released = 0;
         // Another compaction of the table may take a generation first: then look again.
-        for _ in 0..5 {
+        for _ in 0..RELEASE_ATTEMPTS {
             let listing = self.resolve_table(tenant_id, service, table).await?;
             let Some((file, record)) = listing.compacted_holding(&stamp).into_iter().next() else {
                 return Ok(released);
@@ -564,14 +576,13 @@ impl RawSink {
                 .find(|m| m.location.as_ref() == file.as_str())
                 .cloned()
                 .ok_or_else(|| SinkError::Store(format!("{file} vanished")))?;
-            let bytes = get_bytes(self.store.as_ref(), &source.location).await?;
             if record.windows.iter().all(|w| *w == stamp) {
-                // Nothing else in it: the record goes first (the file is then ignored).
-                self.remove(&record_path(&prefix, generation_of(file)?)).await?;
+                // Nothing else in it: without its file the record is no longer active.
                 self.remove(&source.location).await?;
                 released += 1;
                 continue;
             }
+            let bytes = get_bytes(self.store.as_ref(), &source.location).await?;
             let kept = record.windows.iter().filter(|w| **w != stamp).cloned();
             let mut rw = Rewrite::new(&bytes, &source.location, kept.collect())?;
             rw.append(&source, bytes, Some(window))?;
@@ -589,7 +600,7 @@ impl RawSink {
             return Ok(released);
         }
         Err(SinkError::Store(format!(
-            "{prefix}: window {stamp} still in a compacted file after 5 attempts (compactions running at once)"
+            "{prefix}: window {stamp} still in a compacted file after {RELEASE_ATTEMPTS} attempts (compactions running at once)"
         )))
     }
 }
@@ -605,4 +616,3 @@ pub fn file_stats(files: &[ObjectMeta]) -> (usize, u64, u64) {
     };
     (sizes.len(), sizes.iter().sum(), median)
 }
-

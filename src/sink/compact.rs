@@ -19,8 +19,10 @@
 //!
 //! A window that runs again (a new job over the same window) starts by `release_window`: each
 //! compacted file holding it is rewritten without its rows (by `_avesa_chunk_start` and
-//! `_avesa_chunk_end`) as a new generation that replaces it (or deleted when it held only that
-//! window), so the window's new parts are its only rows. Writers that raced past "create only"
+//! `_avesa_chunk_end`) as a new generation that replaces it (one that held only that window
+//! becomes an empty file without windows, which readers skip: an active compacted file is never
+//! deleted, or the files it replaces could show again), so the window's new parts are its only
+//! rows. Writers that raced past "create only"
 //! cannot both win either: of two records replacing one file only the newer is active.
 
 use std::collections::{BTreeMap, HashMap};
@@ -81,7 +83,7 @@ pub struct RawListing {
     /// Left over from an interrupted compaction: replaced files still present, records that
     /// are no longer active, compacted files without a record (with their age).
     pub stale: Vec<ObjectMeta>,
-    /// The generation the next compaction of the table records.
+    /// The generation the next compaction of the table records: one past the newest record.
     pub next_gen: u64,
 }
 
@@ -238,22 +240,17 @@ fn apply_records(
     for m in objects {
         let path = m.location.as_ref();
         let compacted = m.location.parts().any(|p| p.as_ref() == COMPACTED_DIR);
-        if hidden.get(path) == Some(&m.size) || (compacted && !listing.records.contains_key(path)) {
+        let record = listing.records.get(path);
+        if hidden.get(path) == Some(&m.size) || (compacted && record.is_none()) {
             listing.stale.push(m);
+        } else if record.is_some_and(|r| r.windows.is_empty()) {
+            // What a release left of a file that held only its window: no rows to read.
         } else {
             listing.live.push(m);
         }
     }
-    listing.next_gen = listing
-        .stale
-        .iter()
-        .chain(&listing.live)
-        .fold(listing.next_gen, |n, m| {
-            match m.location.filename().and_then(generation) {
-                Some(g) => n.max(g + 1),
-                None => n,
-            }
-        });
+    // Only records count: a file whose record is not put yet must not move a writer past
+    // the generation that writer is about to record (then both would win).
     listing
 }
 
@@ -576,12 +573,6 @@ impl RawSink {
                 .find(|m| m.location.as_ref() == file.as_str())
                 .cloned()
                 .ok_or_else(|| SinkError::Store(format!("{file} vanished")))?;
-            if record.windows.iter().all(|w| *w == stamp) {
-                // Nothing else in it: without its file the record is no longer active.
-                self.remove(&source.location).await?;
-                released += 1;
-                continue;
-            }
             let bytes = get_bytes(self.store.as_ref(), &source.location).await?;
             let kept = record.windows.iter().filter(|w| **w != stamp).cloned();
             let mut rw = Rewrite::new(&bytes, &source.location, kept.collect())?;

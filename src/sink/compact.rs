@@ -389,10 +389,9 @@ impl RawSink {
                 objects.push(m);
             } else if let Some(g) = name.strip_suffix(".json").and_then(generation)
                 && m.location.parts().any(|p| p.as_ref() == COMPACTED_DIR)
+                && let Some(rec) = read_record(self.store.as_ref(), &m.location).await?
             {
-                if let Some(rec) = read_record(self.store.as_ref(), &m.location).await? {
-                    records.push((g, m, rec));
-                }
+                records.push((g, m, rec));
             }
         }
         Ok(apply_records(objects, records))

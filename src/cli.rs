@@ -134,6 +134,9 @@ pub enum Command {
     Verify(lifecycle_cmd::VerifyArgs),
     /// Rebuild a tenant's canonical tables (SCD Type 2) from its raw data.
     Transform(lifecycle_cmd::TransformArgs),
+    /// Rewrite the small raw parts of finished windows into larger files (also done after
+    /// every completed job); prints file counts and sizes before and after.
+    Compact(lifecycle_cmd::CompactArgs),
     /// Remove completed jobs older than the cleanup age from the store (data is kept).
     Cleanup(lifecycle_cmd::CleanupArgs),
     /// Alerts raised by monitoring thresholds and the sync gap check.

@@ -9,6 +9,9 @@ pub mod breaker;
 pub mod budget;
 pub mod chunking;
 pub mod cleanup;
+pub mod compact;
+#[cfg(test)]
+mod compact_tests;
 mod dependencies;
 pub mod detect;
 pub mod events;
@@ -129,6 +132,9 @@ pub struct EngineOptions {
     pub poll_interval: Duration,
     /// Rebuild the canonical tables a job feeds when it completes (off for benchmarks).
     pub auto_transform: bool,
+    /// Compact raw parts when a job completes (`compact`; off for benchmarks, which measure
+    /// it on its own).
+    pub auto_compact: bool,
 }
 
 impl Default for EngineOptions {
@@ -144,6 +150,7 @@ impl Default for EngineOptions {
             chunk_concurrency: None,
             poll_interval: Duration::from_millis(500),
             auto_transform: true,
+            auto_compact: true,
         }
     }
 }

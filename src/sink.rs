@@ -12,6 +12,7 @@
 //! trees cost more than everything else together; the borrowed tree is what makes pages cheap.
 
 mod coerce;
+pub mod compact;
 mod encoder;
 mod flatten;
 mod json;
@@ -186,12 +187,18 @@ pub struct RawSink {
 ///
 /// Both ends are in the name so only the same window overwrites a part: a later job with
 /// another chunk size that starts on the same instant must not replace a longer window's file.
-fn start_stamp(window: &Window) -> String {
+pub fn window_stamp(window: &Window) -> String {
     format!(
         "{}-{}",
         window.start.format("%Y%m%dT%H%M%SZ"),
         window.end.format("%Y%m%dT%H%M%SZ")
     )
+}
+
+/// The window (`{start}-{end}`) of `file` when it is a part name `{start}-{end}_NNNNN.parquet`.
+pub fn part_window(file: &str) -> Option<&str> {
+    let (stamp, _) = file.rsplit_once('_')?;
+    part_number(file, stamp).map(|_| stamp)
 }
 
 /// The part number of `file` when it is `{stamp}_NNNNN.parquet`.
@@ -241,7 +248,7 @@ impl RawSink {
     /// `{table_prefix}/{start}-{end}_{part:05}.parquet` (instants as `%Y%m%dT%H%M%SZ`):
     /// deterministic per chunk window and part, so a retried chunk overwrites its own files.
     pub fn part_path(meta: &ChunkMeta, part: u32) -> Path {
-        let file = format!("{}_{part:05}.parquet", start_stamp(&meta.window));
+        let file = format!("{}_{part:05}.parquet", window_stamp(&meta.window));
         Self::table_prefix(&meta.tenant_id, meta.service, &meta.table).join(file)
     }
 
@@ -277,7 +284,7 @@ impl RawSink {
         first_part: u32,
     ) -> Result<u32, SinkError> {
         let prefix = Self::table_prefix(&meta.tenant_id, meta.service, &meta.table);
-        let stamp = start_stamp(&meta.window);
+        let stamp = window_stamp(&meta.window);
         let depth = prefix.parts().count() + 1;
         let mut removed = 0;
         for path in self.list(&prefix).await? {
@@ -306,7 +313,9 @@ impl RawSink {
         Ok(removed)
     }
 
-    /// The parts of one chunk window (`{start}-{end}_NNNNN.parquet`), sorted by path.
+    /// The files holding one chunk window's rows, sorted by path: its parts
+    /// (`{start}-{end}_NNNNN.parquet`) and the compacted files whose record names the window
+    /// (they hold other windows' rows too: select by `_avesa_chunk_start`/`_avesa_chunk_end`).
     pub async fn chunk_parts(
         &self,
         tenant_id: &str,
@@ -314,16 +323,22 @@ impl RawSink {
         table: &str,
         window: &Window,
     ) -> Result<Vec<Path>, SinkError> {
-        let stamp = start_stamp(window);
-        Ok(self
-            .list_table_files(tenant_id, service, table)
-            .await?
-            .into_iter()
-            .filter(|p| p.filename().and_then(|f| part_number(f, &stamp)).is_some())
+        let stamp = window_stamp(window);
+        let listing = self.resolve_table(tenant_id, service, table).await?;
+        let holding = listing.compacted_holding(&stamp);
+        Ok(listing
+            .live
+            .iter()
+            .map(|m| &m.location)
+            .filter(|p| {
+                p.filename().and_then(|f| part_number(f, &stamp)).is_some()
+                    || holding.iter().any(|(f, _)| f.as_str() == p.as_ref())
+            })
+            .cloned()
             .collect())
     }
 
-    /// Every `.parquet` object under the table prefix, sorted by path.
+    /// The table's raw files readers see (`list_table_objects`), sorted by path.
     pub async fn list_table_files(
         &self,
         tenant_id: &str,
@@ -338,29 +353,15 @@ impl RawSink {
             .collect())
     }
 
-    /// Every `.parquet` object under the table prefix with its size, sorted by path.
+    /// The table's raw files readers see, with their sizes, sorted by path: parts and
+    /// compacted files, the compaction records applied (`RawSink::resolve_table`).
     pub async fn list_table_objects(
         &self,
         tenant_id: &str,
         service: Service,
         table: &str,
     ) -> Result<Vec<ObjectMeta>, SinkError> {
-        let prefix = Self::table_prefix(tenant_id, service, table);
-        let mut files: Vec<ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_filter(|m| {
-                let parquet = m
-                    .location
-                    .filename()
-                    .is_some_and(|f| f.ends_with(".parquet"));
-                futures::future::ready(parquet)
-            })
-            .try_collect()
-            .await
-            .map_err(|e| SinkError::Store(format!("list {prefix}: {e}")))?;
-        files.sort_by(|a, b| a.location.cmp(&b.location));
-        Ok(files)
+        Ok(self.resolve_table(tenant_id, service, table).await?.live)
     }
 
     async fn list(&self, prefix: &Path) -> Result<Vec<Path>, SinkError> {

@@ -232,6 +232,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         pace_requests: false,
         // Measured on its own below, after the backfill's memory peak is read.
         auto_transform: false,
+        auto_compact: false,
         chunk_concurrency: args.concurrency,
         ..EngineOptions::default()
     };
@@ -246,13 +247,10 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     )
     .await?;
     let backfill = measure_backfill(&wired.engine, &job, &url, &ws, args.records).await?;
+    let compaction = measure_compaction(&wired.engine, tenant_id).await?;
     let transform = measure_transform(&wired.engine, tenant_id, args.transform_bucket_mb).await?;
     // Read back after both peaks were taken: the engine's counter is not the proof.
-    let landed = landed_distinct_ids(
-        &ws.data_dir()
-            .join(tenant_id)
-            .join("raw/connectwise/tickets"),
-    )?;
+    let landed = landed_distinct_ids(&wired.engine, tenant_id).await?;
     if landed != args.records {
         bail!(
             "bench read back {landed} distinct ticket ids from the Parquet, not {}",
@@ -261,6 +259,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     }
     let mut report = backfill.report(&transform, args.history_days);
     report["landed_distinct_ids"] = json!(landed);
+    report["raw_compaction"] = json!(compaction);
     drop(wired);
     drop(child);
     if args.keep.is_none() {
@@ -270,6 +269,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         outln!("{report}");
     } else {
         print_backfill(&report, &backfill, &transform);
+        print_compaction(&compaction);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -329,27 +329,27 @@ async fn measure_backfill(
     })
 }
 
-/// Distinct values of the `id` column over every Parquet part under `dir`, read back from
-/// the files (only that column).
-fn landed_distinct_ids(dir: &std::path::Path) -> Result<u64> {
+/// Distinct values of the `id` column over the raw tickets readers see (the listing with
+/// compaction applied), read back from the files (only that column).
+async fn landed_distinct_ids(engine: &Engine, tenant_id: &str) -> Result<u64> {
     use arrow_array::{Array, Int64Array};
+    use object_store::ObjectStoreExt;
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut ids = std::collections::HashSet::new();
-    let entries = std::fs::read_dir(dir).wrap_err_with(|| format!("reading {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "parquet") {
-            continue;
-        }
-        let file = std::fs::File::open(&path)?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let sink = engine.sink();
+    let files = sink
+        .list_table_files(tenant_id, Service::Connectwise, "tickets")
+        .await?;
+    for path in files {
+        let bytes = sink.store().get(&path).await?.bytes().await?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
         let column = builder
             .parquet_schema()
             .columns()
             .iter()
             .position(|c| c.name() == "id")
-            .ok_or_else(|| eyre!("{}: no id column", path.display()))?;
+            .ok_or_else(|| eyre!("{path}: no id column"))?;
         let mask = ProjectionMask::leaves(builder.parquet_schema(), [column]);
         for batch in builder.with_projection(mask).build()? {
             let batch = batch?;
@@ -357,11 +357,51 @@ fn landed_distinct_ids(dir: &std::path::Path) -> Result<u64> {
                 .column(0)
                 .as_any()
                 .downcast_ref::<Int64Array>()
-                .ok_or_else(|| eyre!("{}: id is not a 64-bit integer", path.display()))?;
+                .ok_or_else(|| eyre!("{path}: id is not a 64-bit integer"))?;
             ids.extend(col.iter().flatten());
         }
     }
     Ok(ids.len() as u64)
+}
+
+/// Raw compaction of the landed tickets: files and sizes before and after.
+async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_json::Value> {
+    let t0 = std::time::Instant::now();
+    let tables = engine
+        .compact(&crate::engine::compact::CompactRequest {
+            tenant_id: Some(tenant_id.to_string()),
+            service: Some(Service::Connectwise),
+            table: Some("tickets".into()),
+            dry_run: false,
+        })
+        .await?;
+    let t = tables
+        .first()
+        .ok_or_else(|| eyre!("the bench job's tickets were not found for compaction"))?;
+    Ok(json!({
+        "seconds": t0.elapsed().as_secs_f64(),
+        "files_before": t.before.files,
+        "median_bytes_before": t.before.median_bytes,
+        "bytes_before": t.before.bytes,
+        "files_after": t.after.files,
+        "median_bytes_after": t.after.median_bytes,
+        "bytes_after": t.after.bytes,
+        "compacted_files": t.compacted.len(),
+    }))
+}
+
+fn print_compaction(c: &serde_json::Value) {
+    let mb = |k: &str| c[k].as_u64().unwrap_or(0) as f64 / 1_048_576.0;
+    outln!(
+        "raw compaction in {:.2} s: {} files (median {:.2} MB, {:.1} MB) -> {} files (median {:.2} MB, {:.1} MB)",
+        c["seconds"].as_f64().unwrap_or(0.0),
+        c["files_before"],
+        mb("median_bytes_before"),
+        mb("bytes_before"),
+        c["files_after"],
+        mb("median_bytes_after"),
+        mb("bytes_after"),
+    );
 }
 
 /// The canonical transform of what landed: whole-history SCD Type 2 of the tickets.

@@ -143,6 +143,7 @@ pub async fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Sync(args)) => lifecycle_cmd::sync(&global, &ws, args).await,
         Some(Command::Verify(args)) => lifecycle_cmd::verify(&global, &ws, args).await,
         Some(Command::Transform(args)) => lifecycle_cmd::transform(&global, &ws, args).await,
+        Some(Command::Compact(args)) => lifecycle_cmd::compact(&global, &ws, args).await,
         Some(Command::Cleanup(args)) => lifecycle_cmd::cleanup(&global, &ws, args).await,
         Some(Command::Alerts(args)) => lifecycle_cmd::alerts(&global, &ws, args).await,
         Some(Command::Logs(args)) => {

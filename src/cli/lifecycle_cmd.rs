@@ -69,6 +69,23 @@ pub struct TransformArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// Only this tenant's raw data (default: every tenant with jobs in the store).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only this table (its name as in the endpoints file).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Print what would be compacted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
 pub struct CleanupArgs {
     /// Remove completed jobs that finished more than this many days ago (default:
     /// `monitoring.cleanup_completed_jobs_after_days`).
@@ -240,6 +257,38 @@ pub async fn transform(
         .await
         .map_err(|e| eyre!("--table: {e}"))?;
     out::print_transform(&reports, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn compact(global: &GlobalArgs, ws: &Workspace, args: CompactArgs) -> Result<ExitCode> {
+    let w = wired(global, ws).await?;
+    if let Some(t) = &args.tenant_id {
+        w.engine
+            .config()
+            .tenant(t)
+            .map_err(|e| eyre!("--tenant-id: {e}"))?;
+    }
+    let service = args.service.as_deref().map(parse_service).transpose()?;
+    if let Some(table) = &args.table {
+        let known = |s: crate::domain::Service| {
+            w.engine
+                .config()
+                .endpoints(s)
+                .is_some_and(|e| e.find(table).is_some())
+        };
+        let services = service.map_or_else(|| crate::domain::Service::ALL.to_vec(), |s| vec![s]);
+        if !services.into_iter().any(known) {
+            bail!("--table: '{table}' is not a table of the configured endpoints");
+        }
+    }
+    let req = crate::engine::compact::CompactRequest {
+        tenant_id: args.tenant_id.clone(),
+        service,
+        table: args.table.clone(),
+        dry_run: args.dry_run,
+    };
+    let tables = w.engine.compact(&req).await?;
+    out::print_compact(&tables, args.dry_run, args.output)?;
     Ok(ExitCode::SUCCESS)
 }
 

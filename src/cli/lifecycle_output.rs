@@ -8,6 +8,7 @@ use super::Output;
 use super::print::{iso, print_json};
 use crate::domain::{Alert, Job, Service, SyncMarker};
 use crate::engine::RunOutcome;
+use crate::engine::compact::TableCompaction;
 use crate::engine::detect::Decision;
 use crate::engine::handoff::GapFinding;
 use crate::engine::verify::VerifyReport;
@@ -187,6 +188,41 @@ pub fn print_cleanup(removed: &[Job], days: u32, dry_run: bool, out: Output) -> 
         "{verb} {} completed job(s) older than {days} day(s); their data is kept",
         removed.len()
     );
+    Ok(())
+}
+
+pub fn print_compact(tables: &[TableCompaction], dry_run: bool, out: Output) -> Result<()> {
+    if out == Output::Json {
+        return print_json(&json!({ "dry_run": dry_run, "tables": tables }));
+    }
+    let mb = |b: u64| b as f64 / 1_048_576.0;
+    let after = if dry_run { "would leave" } else { "after" };
+    for t in tables {
+        outln!(
+            "{} {} {}: before {} file(s), {:.1} MB, median {:.2} MB; {after} {} file(s), {:.1} MB, median {:.2} MB; {} compacted file(s){}",
+            t.tenant_id,
+            t.service,
+            t.table,
+            t.before.files,
+            mb(t.before.bytes),
+            mb(t.before.median_bytes),
+            t.after.files,
+            mb(t.after.bytes),
+            mb(t.after.median_bytes),
+            if dry_run { 0 } else { t.compacted.len() },
+            if t.unfinished_windows > 0 {
+                format!(
+                    "; {} window(s) left as they are: a chunk over them is not completed",
+                    t.unfinished_windows
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    if tables.is_empty() {
+        outln!("nothing to compact: no job in the store matches");
+    }
     Ok(())
 }
 

@@ -22,6 +22,32 @@ pub struct BackfillConfig {
     pub monitoring: Monitoring,
     #[serde(default)]
     pub smart_chunking: SmartChunking,
+    #[serde(default)]
+    pub compaction: Compaction,
+}
+
+/// Raw compaction after a job completes (`engine::compact`): small parts of finished windows
+/// are rewritten into files of at least `target_file_mb` (or all that is left).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Compaction {
+    /// Compact after every completed job (`avesa-console compact` works either way).
+    pub enabled: bool,
+    pub target_file_mb: u64,
+}
+
+/// `compaction.target_file_mb` when the configuration leaves it out.
+pub const DEFAULT_COMPACT_TARGET_MB: u64 = 64;
+/// Allowed `compaction.target_file_mb`.
+pub const COMPACT_TARGET_MB: RangeInclusive<u64> = 1..=4096;
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            enabled: true,
+            target_file_mb: DEFAULT_COMPACT_TARGET_MB,
+        }
+    }
 }
 
 /// Chunk sizes in days, wherever set (a default, a service, an override, `--chunk-size-days`).
@@ -482,6 +508,11 @@ impl BackfillConfig {
                 "$.smart_chunking.min_window_hours",
                 sc.min_window_hours.into(),
                 1..=87_600,
+            ),
+            at(
+                "$.compaction.target_file_mb",
+                self.compaction.target_file_mb,
+                COMPACT_TARGET_MB,
             ),
         ]
     }

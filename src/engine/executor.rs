@@ -723,6 +723,13 @@ impl Engine {
             window: chunk.window,
             ingested_at: Utc::now(),
         };
+        if chunk.checkpoint.parts == 0 {
+            // The window is written from its start: rows of an earlier run of it that a
+            // compaction moved out of its parts must go too.
+            self.sink()
+                .release_window(&meta.tenant_id, meta.service, &meta.table, &meta.window)
+                .await?;
+        }
         self.sink()
             .remove_parts_from(&meta, chunk.checkpoint.parts)
             .await?;

@@ -7,7 +7,8 @@
 //! the steps run, lapsing after `HANDOFF_CLAIM` when its holder dies, at once when the holder
 //! was a process of this host that is gone) and runs the steps, each idempotent: markers
 //! advance to the job's frozen end (`advance_marker` refuses a sync that would leave a gap), a
-//! completed backfill clears the service's "re-enabled" flag, and the canonical tables fed by
+//! completed backfill clears the service's "re-enabled" flag, the raw parts of the tenant's
+//! service are compacted (`compact`; a failure is only logged), and the canonical tables fed by
 //! the job's tables are rebuilt (`transform`). Only then is the job finalised
 //! (`finalize_job`). A failure gives the claim back, raises a `handoff_failed` alert and is
 //! reported in the run's outcome; until the job is finalised its hand-off is due
@@ -338,6 +339,7 @@ impl Engine {
         if JobKind::of(&job.job_id) == JobKind::Backfill {
             lc.clear_reenabled(&job.tenant_id, job.service).await?;
         }
+        self.compact_after(job).await;
         if !self.options().auto_transform {
             return Ok(());
         }
@@ -357,6 +359,29 @@ impl Engine {
             .await?;
         }
         Ok(())
+    }
+
+    /// Compacts the raw parts of the job's tenant and service (`compact`), when configured.
+    /// A failure is logged and left to the next compaction: the rows are readable either way.
+    async fn compact_after(&self, job: &Job) {
+        if !self.options().auto_compact || !self.config().backfill.compaction.enabled {
+            return;
+        }
+        let req = super::compact::CompactRequest {
+            tenant_id: Some(job.tenant_id.clone()),
+            service: Some(job.service),
+            table: None,
+            dry_run: false,
+        };
+        match self.compact(&req).await {
+            Ok(tables) => {
+                let files: usize = tables.iter().map(|t| t.compacted.len()).sum();
+                tracing::info!(job_id = %job.job_id, compacted_files = files, "raw compaction done");
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job.job_id, error = %e, "raw compaction failed; the next one does it");
+            }
+        }
     }
 
     /// A failed hand-off is an alert: the data landed, but markers or canonical tables lag.

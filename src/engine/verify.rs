@@ -18,6 +18,7 @@ use super::policy::fetch_with_policy;
 use super::{Engine, EngineError};
 use crate::config::EndpointDef;
 use crate::domain::{Chunk, ChunkVerification, Job, Service};
+use crate::sink::META_COLUMNS;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -44,7 +45,8 @@ pub struct Uncounted {
     pub error: String,
 }
 
-/// Distinct `(id, update time)` rows of `bytes` (one raw part) inside the chunk's window.
+/// Distinct `(id, update time)` rows of `bytes` (a raw part or a compacted file) written for
+/// the chunk's window (`_avesa_chunk_start`/`_avesa_chunk_end`) and inside it.
 fn landed_keys(
     bytes: bytes::Bytes,
     endpoint: &EndpointDef,
@@ -54,13 +56,19 @@ fn landed_keys(
 ) -> Result<(), EngineError> {
     let err = |e: &dyn std::fmt::Display| EngineError::Other(format!("{origin}: {e}"));
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
-    let wanted = [&endpoint.id_field, &endpoint.incremental_field];
+    let (chunk_start, chunk_end) = (META_COLUMNS[4], META_COLUMNS[5]);
+    let wanted = [
+        endpoint.id_field.as_str(),
+        endpoint.incremental_field.as_str(),
+        chunk_start,
+        chunk_end,
+    ];
     let roots: Vec<usize> = builder
         .schema()
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| wanted.contains(&f.name()))
+        .filter(|(_, f)| wanted.contains(&f.name().as_str()))
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
@@ -78,6 +86,18 @@ fn landed_keys(
         ) else {
             return Err(err(&"the id or update-time column is missing"));
         };
+        // A compacted file holds other windows' rows too: only the chunk's own count.
+        let window_col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+                .ok_or_else(|| err(&format!("the {name} column is missing")))
+        };
+        let (starts, ends) = (window_col(chunk_start)?, window_col(chunk_end)?);
+        let (w_start, w_end) = (
+            chunk.window.start.timestamp_micros(),
+            chunk.window.end.timestamp_micros(),
+        );
         let text = |i: usize| -> String {
             if let Some(n) = id.as_any().downcast_ref::<Int64Array>() {
                 n.value(i).to_string()
@@ -88,7 +108,11 @@ fn landed_keys(
             }
         };
         for i in 0..batch.num_rows() {
-            if id.is_null(i) || upd.is_null(i) {
+            if id.is_null(i)
+                || upd.is_null(i)
+                || starts.value(i) != w_start
+                || ends.value(i) != w_end
+            {
                 continue;
             }
             let t = upd.value(i);

@@ -475,6 +475,12 @@ async fn a_history_built_in_many_buckets_is_the_history_built_in_one() {
     assert_eq!(read_canonical(&many).await.0, bytes, "a rebuild writes the same bytes");
 }
 
+/// `part` with one more version (record 7 at hour 40).
+fn retried_part(part: &RecordBatch) -> RecordBatch {
+    arrow_select::concat::concat_batches(&part.schema(), [part, &raw(&[(7, "Open", 40, 9)])])
+        .unwrap()
+}
+
 #[tokio::test]
 async fn merging_raw_files_as_they_land_gives_the_rows_of_a_full_build() {
     let config = test_config();
@@ -485,35 +491,37 @@ async fn merging_raw_files_as_they_land_gives_the_rows_of_a_full_build() {
     );
     let files = six_files();
     let incremental = request(TransformMode::Incremental);
-    // The first two files build the table (in 8 buckets at this bucket size), then the files
+    // The first two files build the table (in several buckets at this bucket size), then the files
     // land one at a time, each followed by a merge.
     put_raw(&sink, files[..2].to_vec()).await;
-    let first = run_with(&config, &sink, &incremental, 1_500).await.unwrap();
+    let first = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
     let buckets = first[0].buckets;
     assert!(buckets > 4, "{buckets} bucket(s)");
     for (i, file) in files[2..].iter().enumerate() {
         put_raw(&sink, vec![file.clone()]).await;
-        let r = run_with(&config, &sink, &incremental, 1_500).await.unwrap();
+        let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
         assert_eq!(r[0].mode, TransformMode::Incremental);
         assert_eq!((r[0].raw_files, r[0].buckets), (1, buckets), "only the new file");
         assert_eq!(r[0].generation, i as u64 + 2);
         assert_eq!(r[0].stats.rows_in, 300);
     }
-    // A raw part rewritten (a retried chunk, same name, other size) is read again.
-    put_raw(&sink, vec![("5_00000.parquet".into(), raw(&[(7, "Open", 40, 9)]))]).await;
-    let r = run_with(&config, &sink, &incremental, 1_500).await.unwrap();
-    assert_eq!((r[0].raw_files, r[0].buckets_written), (1, 1));
+    // A raw part rewritten (a retried chunk, same name, other size: the versions it had and
+    // one more) is read again.
+    let retried = ("5_00000.parquet".to_string(), retried_part(&files[5].1));
+    put_raw(&sink, vec![retried.clone()]).await;
+    let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
+    assert_eq!((r[0].raw_files, r[0].stats.rows_in), (1, 301));
     // A single record's edit touches only its bucket.
     put_raw(&sink, vec![("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)]))]).await;
-    let r = run_with(&config, &sink, &incremental, 1_500).await.unwrap();
+    let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
     assert_eq!(r[0].buckets_written, 1);
     assert!(r[0].bytes * 4 < r[0].table_bytes, "{} of {}", r[0].bytes, r[0].table_bytes);
 
     let mut all = six_files();
-    all[5] = ("5_00000.parquet".into(), raw(&[(7, "Open", 40, 9)]));
+    all[5] = retried;
     all.push(("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)])));
     put_raw(&full, all).await;
-    let f = run_with(&config, &full, &request(TransformMode::Full), 1_500)
+    let f = run_with(&config, &full, &request(TransformMode::Full), 1_000)
         .await
         .unwrap();
     assert_eq!(f[0].stats.versions, r[0].stats.versions);

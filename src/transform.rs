@@ -332,8 +332,15 @@ async fn transform_one(
         // Nothing new since the table was built.
         (Some(m), true) if build.mode == TransformMode::Incremental => m.clone(),
         _ => {
-            let m = write_version(&store, job, &build, previous.as_ref(), &objects, &mut report)
-                .await?;
+            let m = write_version(
+                &store,
+                job,
+                &build,
+                previous.as_ref(),
+                &objects,
+                &mut report,
+            )
+            .await?;
             finish_version(&store, job, &m, previous.as_ref()).await?;
             m
         }
@@ -367,7 +374,11 @@ async fn write_version(
         let bytes = get_bytes(store, &object.location).await?;
         spill = map_object(bytes, job, object.location.to_string(), spill).await?;
     }
-    let spilled = Arc::new(tokio::task::spawn_blocking(move || spill.finish()).await.map_err(perr)??);
+    let spilled = Arc::new(
+        tokio::task::spawn_blocking(move || spill.finish())
+            .await
+            .map_err(perr)??,
+    );
     let mut files: BTreeMap<usize, BucketFile> = match previous {
         Some(m) if build.mode == TransformMode::Incremental => {
             m.files.iter().map(|f| (f.bucket, f.clone())).collect()
@@ -387,14 +398,26 @@ async fn write_version(
                 .await
                 .map_err(perr)??;
         let name = layout::bucket_file_name(b, build.generation);
-        let bytes = upload(store, &dir.clone().join(name.as_str()), file, UPLOAD_PART_BYTES).await?;
+        let bytes = upload(
+            store,
+            &dir.clone().join(name.as_str()),
+            file,
+            UPLOAD_PART_BYTES,
+        )
+        .await?;
         report.stats.rows_in += stats.rows_in;
         report.stats.duplicates += stats.duplicates;
         report.stats.unchanged += stats.unchanged;
         report.bytes += bytes;
         report.buckets_written += 1;
         let (rows, records) = (stats.versions, stats.records);
-        let file = BucketFile { bucket: b, file: name, rows, records, bytes };
+        let file = BucketFile {
+            bucket: b,
+            file: name,
+            rows,
+            records,
+            bytes,
+        };
         files.insert(b, file);
         if pause_after == Some(report.buckets_written) {
             pause_for_a_crash_test(report.buckets_written).await;
@@ -407,7 +430,10 @@ async fn write_version(
     };
     let mut consumed: Vec<Consumed> = objects
         .iter()
-        .map(|o| Consumed { path: o.location.to_string(), size: o.size })
+        .map(|o| Consumed {
+            path: o.location.to_string(),
+            size: o.size,
+        })
         .collect();
     consumed.sort();
     Ok(Manifest {
@@ -435,7 +461,9 @@ async fn finish_version(
     let removed = layout::remove_garbage(store, &dir, manifest, previous).await?;
     let single = layout::single_file_path(&job.tenant_id, &job.table.table, job.service);
     match store.delete(&single).await {
-        Ok(()) => tracing::info!(path = %single, "removed the canonical file of the layout before buckets"),
+        Ok(()) => {
+            tracing::info!(path = %single, "removed the canonical file of the layout before buckets")
+        }
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(TransformError::Store(format!("delete {single}: {e}"))),
     }
@@ -452,7 +480,10 @@ fn merge_pause() -> Option<usize> {
 }
 
 async fn pause_for_a_crash_test(written: usize) {
-    tracing::warn!(written, "{MERGE_PAUSE_ENV}: merge paused before its manifest");
+    tracing::warn!(
+        written,
+        "{MERGE_PAUSE_ENV}: merge paused before its manifest"
+    );
     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
 }
 

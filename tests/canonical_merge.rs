@@ -124,7 +124,11 @@ fn backfill(fx: &Fixture, sandbox: &SandboxProc) {
         Some("2026-01-01T00:00:00Z"),
         &["--chunk-size-days", "30", "--run"],
     );
-    let out = cli(fx, sandbox, &args.iter().map(|s| s.as_ref()).collect::<Vec<_>>());
+    let out = cli(
+        fx,
+        sandbox,
+        &args.iter().map(|s| s.as_ref()).collect::<Vec<_>>(),
+    );
     assert_ok(&out);
 }
 
@@ -133,7 +137,12 @@ fn generations(m: &Manifest) -> BTreeSet<u64> {
     m.files
         .iter()
         .map(|f| {
-            let g = f.file.trim_end_matches(".parquet").rsplit_once("-g").unwrap().1;
+            let g = f
+                .file
+                .trim_end_matches(".parquet")
+                .rsplit_once("-g")
+                .unwrap()
+                .1;
             g.parse().unwrap()
         })
         .collect()
@@ -175,7 +184,14 @@ fn a_backfill_and_three_syncs_merged_incrementally_give_the_rows_of_a_full_build
     let out = cli(
         &fx,
         &sandbox,
-        &["transform", "--tenant-id", "acme", "--table", "tickets", "--full"],
+        &[
+            "transform",
+            "--tenant-id",
+            "acme",
+            "--table",
+            "tickets",
+            "--full",
+        ],
     );
     assert_ok(&out);
     assert_eq!(generations(&manifest(&fx)), BTreeSet::from([5]));
@@ -230,7 +246,11 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
     assert!(!child.wait().unwrap().success(), "finished before the kill");
     assert_eq!(rows_now(&fx), before, "a reader after the kill");
 
-    let out = cli(&fx, &sandbox, &["transform", "--tenant-id", "acme", "--table", "tickets"]);
+    let out = cli(
+        &fx,
+        &sandbox,
+        &["transform", "--tenant-id", "acme", "--table", "tickets"],
+    );
     assert_ok(&out);
     let resumed = manifest(&fx);
     assert_eq!(resumed.generation, old.generation + 1);
@@ -252,7 +272,14 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
     let out = cli(
         &fx,
         &sandbox,
-        &["transform", "--tenant-id", "acme", "--table", "tickets", "--full"],
+        &[
+            "transform",
+            "--tenant-id",
+            "acme",
+            "--table",
+            "tickets",
+            "--full",
+        ],
     );
     assert_ok(&out);
     assert_eq!(after, rows_now(&fx), "the rows of an uninterrupted run");

@@ -506,7 +506,11 @@ async fn measure_sync(
         "{url}/_sandbox/connectwise/edit?company_id={company}&table=tickets&records={edited}&at={}",
         at.format("%Y-%m-%dT%H:%M:%SZ")
     );
-    reqwest::Client::new().post(edit).send().await?.error_for_status()?;
+    reqwest::Client::new()
+        .post(edit)
+        .send()
+        .await?
+        .error_for_status()?;
     let end = at + Duration::seconds(edited as i64 + 1);
     let job = create_job_over(engine, tenant_id, &["service/tickets"], args, (anchor, end)).await?;
     engine.run_job(&job.job_id, None).await?;

@@ -197,7 +197,12 @@ pub async fn current_files(
     let dir = table_dir(tenant_id, table, service);
     Ok(read_manifest(store, tenant_id, table, service)
         .await?
-        .map(|m| m.files.iter().map(|f| dir.clone().join(f.file.as_str())).collect())
+        .map(|m| {
+            m.files
+                .iter()
+                .map(|f| dir.clone().join(f.file.as_str()))
+                .collect()
+        })
         .unwrap_or_default())
 }
 

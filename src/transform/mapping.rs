@@ -232,7 +232,12 @@ pub(crate) fn history_as_versions(
         if batch.schema().fields() != expected.fields() {
             return Err(err(format!(
                 "columns {:?} are not the table's",
-                batch.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
             )));
         }
         let ids = batch

@@ -69,7 +69,13 @@ fn buckets_of_rows(batch: &RecordBatch, buckets: usize) -> Result<Vec<u32>, Tran
         .downcast_ref::<Int64Array>()
         .ok_or_else(|| spill_err("record_num has the wrong type"))?;
     Ok((0..batch.num_rows())
-        .map(|r| bucket_of((!nums.is_null(r)).then(|| nums.value(r)), ids.value(r), buckets))
+        .map(|r| {
+            bucket_of(
+                (!nums.is_null(r)).then(|| nums.value(r)),
+                ids.value(r),
+                buckets,
+            )
+        })
         .collect())
 }
 
@@ -146,7 +152,9 @@ impl Spill {
         let props = WriterProperties::builder()
             .set_compression(Compression::UNCOMPRESSED)
             .set_statistics_enabled(EnabledStatistics::None)
-            .set_max_row_group_row_count(Some((SPILL_BUFFER_ROWS / buckets).max(MIN_SPILL_ROW_GROUP)))
+            .set_max_row_group_row_count(Some(
+                (SPILL_BUFFER_ROWS / buckets).max(MIN_SPILL_ROW_GROUP),
+            ))
             .build();
         let writers: Vec<ArrowWriter<File>> = (0..buckets)
             .map(|b| {

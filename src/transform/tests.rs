@@ -366,7 +366,11 @@ async fn the_job_reads_raw_through_the_sink_and_a_full_rebuild_writes_the_same_b
     let req = request(TransformMode::Incremental);
     let first = run(&config, &sink, &req).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].mode, TransformMode::Full, "no table yet: a full build");
+    assert_eq!(
+        first[0].mode,
+        TransformMode::Full,
+        "no table yet: a full build"
+    );
     assert_eq!(first[0].raw_files, 2);
     assert_eq!((first[0].stats.versions, first[0].stats.duplicates), (3, 1));
     assert_eq!(first[0].buckets, 1);
@@ -389,9 +393,15 @@ async fn the_job_reads_raw_through_the_sink_and_a_full_rebuild_writes_the_same_b
     assert_eq!(again[0].generation, 1);
     assert_eq!(again[0].stats.versions, 3);
 
-    let full = run(&config, &sink, &request(TransformMode::Full)).await.unwrap();
+    let full = run(&config, &sink, &request(TransformMode::Full))
+        .await
+        .unwrap();
     assert_eq!((full[0].raw_files, full[0].generation), (2, 2));
-    assert_eq!(read_canonical(&sink).await.0, bytes, "a rebuild writes the same bytes");
+    assert_eq!(
+        read_canonical(&sink).await.0,
+        bytes,
+        "a rebuild writes the same bytes"
+    );
     let m = manifest(&sink).await;
     assert_eq!(m.consumed.len(), 2);
     assert_eq!(m.files[0].file, "b0000-g2.parquet");
@@ -464,7 +474,12 @@ async fn a_history_built_in_many_buckets_is_the_history_built_in_one() {
     assert_eq!(sorted_rows(&part_batches), sorted_rows(&whole_batches));
     // Each record's versions are in one bucket, in order.
     let mut seen = std::collections::BTreeSet::new();
-    for w in part_batches.iter().flat_map(rows).collect::<Vec<_>>().windows(2) {
+    for w in part_batches
+        .iter()
+        .flat_map(rows)
+        .collect::<Vec<_>>()
+        .windows(2)
+    {
         if w[0].0 == w[1].0 {
             assert!(w[0].2 < w[1].2 && w[0].3 == Some(w[1].2), "{w:?}");
         } else {
@@ -472,7 +487,11 @@ async fn a_history_built_in_many_buckets_is_the_history_built_in_one() {
         }
     }
     run_with(&config, &many, &req, 1).await.unwrap();
-    assert_eq!(read_canonical(&many).await.0, bytes, "a rebuild writes the same bytes");
+    assert_eq!(
+        read_canonical(&many).await.0,
+        bytes,
+        "a rebuild writes the same bytes"
+    );
 }
 
 /// `part` with one more version (record 7 at hour 40).
@@ -501,7 +520,11 @@ async fn merging_raw_files_as_they_land_gives_the_rows_of_a_full_build() {
         put_raw(&sink, vec![file.clone()]).await;
         let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
         assert_eq!(r[0].mode, TransformMode::Incremental);
-        assert_eq!((r[0].raw_files, r[0].buckets), (1, buckets), "only the new file");
+        assert_eq!(
+            (r[0].raw_files, r[0].buckets),
+            (1, buckets),
+            "only the new file"
+        );
         assert_eq!(r[0].generation, i as u64 + 2);
         assert_eq!(r[0].stats.rows_in, 300);
     }
@@ -512,10 +535,19 @@ async fn merging_raw_files_as_they_land_gives_the_rows_of_a_full_build() {
     let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
     assert_eq!((r[0].raw_files, r[0].stats.rows_in), (1, 301));
     // A single record's edit touches only its bucket.
-    put_raw(&sink, vec![("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)]))]).await;
+    put_raw(
+        &sink,
+        vec![("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)]))],
+    )
+    .await;
     let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
     assert_eq!(r[0].buckets_written, 1);
-    assert!(r[0].bytes * 4 < r[0].table_bytes, "{} of {}", r[0].bytes, r[0].table_bytes);
+    assert!(
+        r[0].bytes * 4 < r[0].table_bytes,
+        "{} of {}",
+        r[0].bytes,
+        r[0].table_bytes
+    );
 
     let mut all = six_files();
     all[5] = retried;
@@ -556,9 +588,13 @@ async fn a_table_of_the_single_file_layout_is_rebuilt_and_its_file_removed() {
     // A manifest written under another mapping: rebuilt in full too.
     let mut m = manifest(&sink).await;
     m.mapping = "other".into();
-    layout::write_manifest(&sink.store(), &layout::table_dir("acme", "tickets", Service::Connectwise), &m)
-        .await
-        .unwrap();
+    layout::write_manifest(
+        &sink.store(),
+        &layout::table_dir("acme", "tickets", Service::Connectwise),
+        &m,
+    )
+    .await
+    .unwrap();
     let r = run(&test_config(), &sink, &request(TransformMode::Incremental))
         .await
         .unwrap();
@@ -581,7 +617,11 @@ async fn a_file_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_else() {
         assert_eq!(sent, content.len() as u64);
         let got = store.get(&path).await.unwrap().bytes().await.unwrap();
         assert_eq!(got.as_ref(), content.as_slice(), "part size {part}");
-        assert_eq!(names_in_table_dir(dir.path()), vec!["b0000-g1.parquet"], "part size {part}");
+        assert_eq!(
+            names_in_table_dir(dir.path()),
+            vec!["b0000-g1.parquet"],
+            "part size {part}"
+        );
     }
 }
 

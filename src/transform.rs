@@ -379,6 +379,42 @@ async fn write_version(
             .await
             .map_err(perr)??,
     );
+    let files = merge_buckets(store, job, build, previous, spilled, report).await?;
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    let built_rows = match previous {
+        Some(m) if build.mode == TransformMode::Incremental => m.built_rows,
+        _ => rows,
+    };
+    let mut consumed: Vec<Consumed> = objects
+        .iter()
+        .map(|o| Consumed {
+            path: o.location.to_string(),
+            size: o.size,
+        })
+        .collect();
+    consumed.sort();
+    Ok(Manifest {
+        format: layout::MANIFEST_FORMAT,
+        generation: build.generation,
+        buckets: build.buckets,
+        hash: layout::BUCKET_HASH.to_string(),
+        mapping: job.mapping_digest(),
+        built_rows,
+        files,
+        consumed,
+    })
+}
+
+/// Merges every bucket that received versions into its current file (none in a full build)
+/// and uploads the result under the build's generation; returns every bucket's file.
+async fn merge_buckets(
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    build: &Build,
+    previous: Option<&Manifest>,
+    spilled: Arc<spill::Spilled>,
+    report: &mut TransformReport,
+) -> Result<Vec<BucketFile>, TransformError> {
     let mut files: BTreeMap<usize, BucketFile> = match previous {
         Some(m) if build.mode == TransformMode::Incremental => {
             m.files.iter().map(|f| (f.bucket, f.clone())).collect()
@@ -423,29 +459,7 @@ async fn write_version(
             pause_for_a_crash_test(report.buckets_written).await;
         }
     }
-    let rows: u64 = files.values().map(|f| f.rows).sum();
-    let built_rows = match previous {
-        Some(m) if build.mode == TransformMode::Incremental => m.built_rows,
-        _ => rows,
-    };
-    let mut consumed: Vec<Consumed> = objects
-        .iter()
-        .map(|o| Consumed {
-            path: o.location.to_string(),
-            size: o.size,
-        })
-        .collect();
-    consumed.sort();
-    Ok(Manifest {
-        format: layout::MANIFEST_FORMAT,
-        generation: build.generation,
-        buckets: build.buckets,
-        hash: layout::BUCKET_HASH.to_string(),
-        mapping: job.mapping_digest(),
-        built_rows,
-        files: files.into_values().collect(),
-        consumed,
-    })
+    Ok(files.into_values().collect())
 }
 
 /// Puts the new version's manifest, then removes what no manifest needs any more: older

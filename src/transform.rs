@@ -559,7 +559,7 @@ fn merge_bucket(
         .find(|b| b.num_rows() > 0)
         .is_some_and(|b| b.column(mapping::MAPPED_ID_NUM).null_count() == 0);
     let mut mapped = match old {
-        Some(bytes) => mapping::history_as_versions(bytes, &owned.table, numeric)?,
+        Some(bytes) => scd2::history_as_versions(bytes, &owned.table, numeric)?,
         None => Vec::new(),
     };
     let old_rows: usize = mapped.iter().map(|b| b.num_rows()).sum();

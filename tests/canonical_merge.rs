@@ -132,6 +132,19 @@ fn backfill(fx: &Fixture, sandbox: &SandboxProc) {
     assert_ok(&out);
 }
 
+/// `transform --full` of acme's tickets.
+fn full_transform(fx: &Fixture, sandbox: &SandboxProc) {
+    let args = [
+        "transform",
+        "--tenant-id",
+        "acme",
+        "--table",
+        "tickets",
+        "--full",
+    ];
+    assert_ok(&cli(fx, sandbox, &args));
+}
+
 /// The generations of the files the manifest names.
 fn generations(m: &Manifest) -> BTreeSet<u64> {
     m.files
@@ -181,19 +194,7 @@ fn a_backfill_and_three_syncs_merged_incrementally_give_the_rows_of_a_full_build
     let incremental = rows_now(&fx);
     assert!(incremental.len() > 500, "{} rows", incremental.len());
 
-    let out = cli(
-        &fx,
-        &sandbox,
-        &[
-            "transform",
-            "--tenant-id",
-            "acme",
-            "--table",
-            "tickets",
-            "--full",
-        ],
-    );
-    assert_ok(&out);
+    full_transform(&fx, &sandbox);
     assert_eq!(generations(&manifest(&fx)), BTreeSet::from([5]));
     let full = rows_now(&fx);
     assert_eq!(incremental.len(), full.len());
@@ -269,18 +270,6 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
         assert!(named.contains(&name), "{name} is named by no manifest");
     }
 
-    let out = cli(
-        &fx,
-        &sandbox,
-        &[
-            "transform",
-            "--tenant-id",
-            "acme",
-            "--table",
-            "tickets",
-            "--full",
-        ],
-    );
-    assert_ok(&out);
+    full_transform(&fx, &sandbox);
     assert_eq!(after, rows_now(&fx), "the rows of an uninterrupted run");
 }

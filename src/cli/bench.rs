@@ -376,6 +376,16 @@ fn landed_distinct_ids(dir: &std::path::Path) -> Result<u64> {
     Ok(ids.len() as u64)
 }
 
+/// The incremental transform of the sandbox tenant's canonical tickets.
+fn tickets_transform(tenant_id: &str) -> crate::transform::TransformRequest {
+    crate::transform::TransformRequest {
+        tenant_id: tenant_id.to_string(),
+        tables: vec!["tickets".into()],
+        services: vec![Service::Connectwise],
+        mode: crate::transform::TransformMode::Incremental,
+    }
+}
+
 /// The canonical transform of what landed: whole-history SCD Type 2 of the tickets.
 async fn measure_transform(
     engine: &Engine,
@@ -391,12 +401,7 @@ async fn measure_transform(
     let transformed = crate::transform::run_with(
         engine.config(),
         engine.sink(),
-        &crate::transform::TransformRequest {
-            tenant_id: tenant_id.to_string(),
-            tables: vec!["tickets".into()],
-            services: vec![Service::Connectwise],
-            mode: crate::transform::TransformMode::Incremental,
-        },
+        &tickets_transform(tenant_id),
         bucket_bytes,
     )
     .await?;
@@ -520,17 +525,8 @@ async fn measure_sync(
         .await?
         .map_or(0, |j| j.records);
     let t0 = std::time::Instant::now();
-    let reports = crate::transform::run(
-        config,
-        engine.sink(),
-        &crate::transform::TransformRequest {
-            tenant_id: tenant_id.to_string(),
-            tables: vec!["tickets".into()],
-            services: vec![Service::Connectwise],
-            mode: crate::transform::TransformMode::Incremental,
-        },
-    )
-    .await?;
+    let reports =
+        crate::transform::run(config, engine.sink(), &tickets_transform(tenant_id)).await?;
     let r = reports
         .first()
         .ok_or_else(|| eyre!("the sync's transform reported nothing"))?;

@@ -11,7 +11,6 @@ use arrow_array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use avesa_console::sandbox::{MovedRecord, TableCounts, expected_records};
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const START: &str = "2025-07-01T00:00:00Z";
 

@@ -1,37 +1,44 @@
 //! Canonical transform: reads a tenant's raw Parquet through the sink's object store, maps
-//! each service's columns to the canonical ones (`canonical/*.json`), builds SCD Type 2
-//! history and writes it atomically to `{tenant_id}/canonical/{table}/{service}.parquet`.
+//! each service's columns to the canonical ones (`canonical/*.json`), and keeps each table's
+//! SCD Type 2 history in record-id buckets under `{tenant_id}/canonical/{table}/{service}/`,
+//! named by a manifest (`layout`: bucket files are never overwritten, the manifest is put last).
 //!
-//! Backfill mode processes the whole history of each raw table every time: the output is a
-//! pure function of the raw data, so a re-run (after a sync, after a crash, twice at once)
-//! writes the same bytes and nothing has to remember what was already processed. Memory is
-//! bounded by the size of a bucket, not of the history: a table with more raw data than one
-//! bucket (`spill`) is spread over record-id buckets on local disk first, and the output is
-//! written to a local file and uploaded from there.
+//! Incremental (the default): only the raw files the manifest does not list as consumed are
+//! read. Their mapped versions go to local spill files by the bucket of their record id
+//! (`spill`), and each bucket that received versions is merged on its own: its current file's
+//! history is read back as versions, the new versions are added, and the bucket's history is
+//! planned again (`scd2::plan`: repeated versions dropped, unchanged ones folded, the previous
+//! current version closed) and written under the next generation. Untouched buckets keep their
+//! files; the new manifest names the files of every bucket and every raw file consumed.
 //!
-//! The steps: raw files are read projected to the mapped columns and each batch is mapped
-//! (`mapping`); `scd2::plan` sorts positions `(batch, row)` by (id, start, latest ingest first),
-//! drops repeated versions and folds unchanged ones; `emit` gathers `ROW_GROUP_ROWS`-row slices
-//! with `interleave` straight into the Parquet writer. The raw files' total size (from the listing)
-//! sets the bucket count (`spill::BUCKET_RAW_BYTES` of raw Parquet each, at most
-//! `spill::MAX_BUCKETS`); with more than one, each file's mapped rows go to spill files by a hash
-//! of the record id (its number when it has one), and each bucket's history is planned and written
-//! on its own, so the output is in (bucket, id, start) order. The upload is one put, or a
-//! multipart upload that readers see only once complete.
+//! Full (`transform --full`, a table's first build, a table built under another mapping, or one
+//! whose history grew `REBUILD_GROWTH` times since its last full build): every raw file is read and every
+//! bucket written anew; the raw files' total size sets the bucket count
+//! (`spill::BUCKET_RAW_BYTES` of raw Parquet each, at most `spill::MAX_BUCKETS`), which stays
+//! fixed until the next full build. A full build gives the same rows as the incremental merges
+//! that led to the same raw data, with one exception: a version that lands after a later one
+//! of its record, between two versions with the same values of which the later was folded,
+//! finds the fold already done; a full build keeps all three.
+//!
+//! Memory is bounded by one bucket, not by the history: a merge holds one bucket's versions
+//! and their order, and writes the output a `ROW_GROUP_ROWS` slice at a time to a local file
+//! that is uploaded from there. Transforms in one process run one at a time.
 
+pub mod layout;
 mod mapping;
 pub mod scd2;
 mod spill;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use object_store::buffered::BufWriter;
-use object_store::path::{Path, PathPart};
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -43,6 +50,7 @@ use crate::config::{CanonicalTable, Config, EndpointDef, SourceMapping};
 use crate::domain::Service;
 use crate::sink::RawSink;
 
+pub use layout::{BucketFile, Consumed, Manifest, current_files};
 pub use mapping::{map_raw, mapped_schema, raw_columns_needed};
 pub use scd2::{Scd2Context, Scd2Plan, Scd2Stats, build as build_scd2, output_schema};
 pub use spill::BUCKET_RAW_BYTES;
@@ -70,8 +78,11 @@ pub enum TransformError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransformMode {
-    /// All raw data of each table, every time: the history is rebuilt from scratch.
-    Backfill,
+    /// Only the raw files not yet consumed, merged into the buckets they touch (a full build
+    /// when the table has none yet).
+    Incremental,
+    /// Every raw file, every bucket written anew.
+    Full,
 }
 
 /// What to transform for one tenant.
@@ -92,26 +103,27 @@ pub struct TransformReport {
     pub table: String,
     pub service: Service,
     pub source_table: String,
+    /// What ran: `full` also when an incremental run found no table to merge into.
     pub mode: TransformMode,
+    /// Raw files read.
     pub raw_files: usize,
-    /// Record-id buckets the history was built in (1: all in memory at once).
+    /// Record-id buckets of the table.
     pub buckets: usize,
+    /// Bucket files written.
+    pub buckets_written: usize,
+    /// `rows_in`, `duplicates` and `unchanged` count this run's input; `versions` and
+    /// `records` the whole table.
     #[serde(flatten)]
     pub stats: Scd2Stats,
-    /// Where the history was written; `None` when the service has no raw data yet.
+    /// The table's manifest; `None` when the service has no raw data yet.
     pub path: Option<String>,
+    /// Bytes written.
     pub bytes: u64,
+    /// Bytes of the table's current files.
+    pub table_bytes: u64,
+    /// The table's generation (its manifest's).
+    pub generation: u64,
     pub duration_ms: u64,
-}
-
-/// `{tenant_id}/canonical/{table}/{service}.parquet`
-pub fn canonical_path(tenant_id: &str, table: &str, service: Service) -> Path {
-    Path::from_iter([
-        PathPart::from(tenant_id),
-        PathPart::from("canonical"),
-        PathPart::from(table),
-        PathPart::from(format!("{}.parquet", service.as_str()).as_str()),
-    ])
 }
 
 /// Canonical columns mapped from the raw version-time column: left out of the record hash.
@@ -129,7 +141,18 @@ pub async fn run(
     sink: &RawSink,
     req: &TransformRequest,
 ) -> Result<Vec<TransformReport>, TransformError> {
-    run_with(config, sink, req, BUCKET_RAW_BYTES).await
+    run_with(config, sink, req, bucket_raw_bytes()).await
+}
+
+/// Test hook: `AVESA_TEST_BUCKET_RAW_BYTES` sets the raw bytes per bucket of a full build, so
+/// a test spreads a small table over many buckets.
+pub const BUCKET_BYTES_ENV: &str = "AVESA_TEST_BUCKET_RAW_BYTES";
+
+fn bucket_raw_bytes() -> u64 {
+    std::env::var(BUCKET_BYTES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BUCKET_RAW_BYTES)
 }
 
 /// `run` with `bucket_raw_bytes` of raw Parquet per record-id bucket (see `spill`).
@@ -170,88 +193,360 @@ pub async fn run_with(
             let Some(endpoint) = config.endpoints(*service).and_then(|e| e.find(&src.table)) else {
                 continue;
             };
-            reports.push(
-                transform_one(sink, req, table, *service, src, endpoint, bucket_raw_bytes).await?,
-            );
+            let job = Job {
+                tenant_id: req.tenant_id.clone(),
+                service: *service,
+                source_table: src.table.clone(),
+                table: Arc::new(table.clone()),
+                src: Arc::new(src.clone()),
+                endpoint: Arc::new(endpoint.clone()),
+                unhashed: unhashed(src, endpoint),
+            };
+            reports.push(transform_one(sink, &job, req.mode, bucket_raw_bytes).await?);
         }
     }
     Ok(reports)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One (canonical table, service) to transform, owned so it can move to blocking tasks.
+struct Job {
+    tenant_id: String,
+    service: Service,
+    source_table: String,
+    table: Arc<CanonicalTable>,
+    src: Arc<SourceMapping>,
+    endpoint: Arc<EndpointDef>,
+    unhashed: Vec<String>,
+}
+
+impl Job {
+    fn dir(&self) -> Path {
+        layout::table_dir(&self.tenant_id, &self.table.table, self.service)
+    }
+
+    /// A digest of everything that decides a version's canonical values: a table built
+    /// under another one is rebuilt in full.
+    fn mapping_digest(&self) -> String {
+        let what = format!(
+            "{:?}|{:?}|{}|{}",
+            self.table.columns,
+            self.src.columns,
+            self.endpoint.id_field,
+            self.endpoint.incremental_field
+        );
+        format!("{:016x}", twox_hash::XxHash3_64::oneshot(what.as_bytes()))
+    }
+}
+
+/// Transforms of this process, one at a time: each holds up to a bucket's history.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A table whose history has grown this many times since its last full build is built in
+/// full again, with its bucket count chosen anew.
+const REBUILD_GROWTH: u64 = 4;
+
+/// What a run builds: the mode that applies, the bucket count, the raw files it reads.
+struct Build {
+    mode: TransformMode,
+    buckets: usize,
+    generation: u64,
+    inputs: Vec<ObjectMeta>,
+}
+
+impl Build {
+    fn decide(
+        mode: TransformMode,
+        previous: Option<&Manifest>,
+        objects: &[ObjectMeta],
+        mapping: &str,
+        bucket_raw_bytes: u64,
+    ) -> Build {
+        let generation = previous.map_or(1, |m| m.generation + 1);
+        // Buckets sized for a history `REBUILD_GROWTH` times smaller are sized again.
+        let grown = |m: &Manifest| m.rows() > REBUILD_GROWTH * m.built_rows.max(1);
+        match previous {
+            Some(m) if mode == TransformMode::Incremental && m.mapping == mapping && !grown(m) => {
+                Build {
+                    mode,
+                    buckets: m.buckets,
+                    generation,
+                    inputs: objects
+                        .iter()
+                        .filter(|o| !layout::is_consumed(m, o))
+                        .cloned()
+                        .collect(),
+                }
+            }
+            _ => Build {
+                mode: TransformMode::Full,
+                buckets: spill::buckets_for(objects.iter().map(|m| m.size).sum(), bucket_raw_bytes),
+                generation,
+                inputs: objects.to_vec(),
+            },
+        }
+    }
+}
+
+/// Raw compaction rewrites parts the table may already hold into one file: a compacted file
+/// whose record names only files the manifest lists as consumed (same size) holds nothing
+/// new, so it is counted as consumed too (`sink::compact::replaced_files`).
+async fn count_compacted_as_consumed(
+    store: &dyn ObjectStore,
+    manifest: &mut Manifest,
+    objects: &[ObjectMeta],
+) -> Result<(), TransformError> {
+    let mut more = Vec::new();
+    for o in objects.iter().filter(|o| !layout::is_consumed(manifest, o)) {
+        let replaced = crate::sink::compact::replaced_files(store, &o.location)
+            .await
+            .map_err(|e| TransformError::Store(e.to_string()))?;
+        let all_consumed = replaced.is_some_and(|files| {
+            files.iter().all(|f| {
+                manifest
+                    .consumed
+                    .binary_search_by(|c| c.path.as_str().cmp(&f.path))
+                    .is_ok_and(|i| manifest.consumed[i].size == f.bytes)
+            })
+        });
+        if all_consumed {
+            more.push(Consumed {
+                path: o.location.to_string(),
+                size: o.size,
+            });
+        }
+    }
+    manifest.consumed.extend(more);
+    manifest.consumed.sort();
+    Ok(())
+}
+
 async fn transform_one(
     sink: &RawSink,
-    req: &TransformRequest,
-    table: &CanonicalTable,
-    service: Service,
-    src: &SourceMapping,
-    endpoint: &EndpointDef,
+    job: &Job,
+    mode: TransformMode,
     bucket_raw_bytes: u64,
 ) -> Result<TransformReport, TransformError> {
     let started = Instant::now();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let store = sink.store();
     let objects = sink
-        .list_table_objects(&req.tenant_id, service, &src.table)
+        .list_table_objects(&job.tenant_id, job.service, &job.source_table)
         .await
         .map_err(|e| TransformError::Store(e.to_string()))?;
+    let table = &job.table.table;
+    let mut previous = layout::read_manifest(&store, &job.tenant_id, table, job.service).await?;
+    if let Some(m) = previous.as_mut() {
+        count_compacted_as_consumed(store.as_ref(), m, &objects).await?;
+    }
+    let build = Build::decide(
+        mode,
+        previous.as_ref(),
+        &objects,
+        &job.mapping_digest(),
+        bucket_raw_bytes,
+    );
     let mut report = TransformReport {
-        tenant_id: req.tenant_id.clone(),
-        table: table.table.clone(),
-        service,
-        source_table: src.table.clone(),
-        mode: req.mode,
-        raw_files: objects.len(),
-        buckets: 0,
+        tenant_id: job.tenant_id.clone(),
+        table: table.clone(),
+        service: job.service,
+        source_table: job.source_table.clone(),
+        mode: build.mode,
+        raw_files: build.inputs.len(),
+        buckets: build.buckets,
+        buckets_written: 0,
         stats: Scd2Stats::default(),
         path: None,
         bytes: 0,
+        table_bytes: 0,
+        generation: 0,
         duration_ms: 0,
     };
-    if objects.is_empty() {
+    if objects.is_empty() && previous.is_none() {
         return Ok(report);
     }
-    let raw_bytes: u64 = objects.iter().map(|m| m.size).sum();
-    let buckets = spill::buckets_for(raw_bytes, bucket_raw_bytes);
-    report.buckets = buckets;
-    let store = sink.store();
-    let (table_arc, src_arc, ep_arc) = (
-        Arc::new(table.clone()),
-        Arc::new(src.clone()),
-        Arc::new(endpoint.clone()),
-    );
-    // One bucket: the mapped versions stay in memory. More: each file's go to their buckets'
-    // spill files as it is read.
-    let mut spill = match buckets {
-        1 => None,
-        n => Some(spill::Spill::new(n, mapped_schema(&table_arc))?),
+    let manifest = match (&previous, build.inputs.is_empty()) {
+        // Nothing new since the table was built.
+        (Some(m), true) if build.mode == TransformMode::Incremental => m.clone(),
+        _ => {
+            let m = write_version(
+                &store,
+                job,
+                &build,
+                previous.as_ref(),
+                &objects,
+                &mut report,
+            )
+            .await?;
+            finish_version(&store, job, &m, previous.as_ref()).await?;
+            m
+        }
     };
-    let mut mapped = Vec::new();
-    for object in &objects {
-        let bytes = get_bytes(&store, &object.location).await?;
-        let maps = (table_arc.clone(), src_arc.clone(), ep_arc.clone());
-        let (batches, sp) = map_object(bytes, maps, object.location.to_string(), spill).await?;
-        spill = sp;
-        mapped.extend(batches);
-    }
-    let ctx = OwnedContext {
-        tenant_id: req.tenant_id.clone(),
-        service,
-        source_table: src.table.clone(),
-        table: table_arc,
-        unhashed: unhashed(src, endpoint),
-    };
-    let (file, stats) = tokio::task::spawn_blocking(move || write_table(&ctx, mapped, spill))
-        .await
-        .map_err(|e| TransformError::Parquet(e.to_string()))??;
-    let path = canonical_path(&req.tenant_id, &table.table, service);
-    report.bytes = upload(&store, &path, file, UPLOAD_PART_BYTES).await?;
-    report.stats = stats;
-    report.path = Some(path.to_string());
+    report.stats.versions = manifest.rows();
+    report.stats.records = manifest.records();
+    report.table_bytes = manifest.bytes();
+    report.generation = manifest.generation;
+    report.path = Some(job.dir().join(layout::MANIFEST_FILE).to_string());
     report.duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(tenant_id = %report.tenant_id, table = %report.table, service = %service,
-        raw_files = report.raw_files, buckets, rows_in = report.stats.rows_in, versions = report.stats.versions,
-        records = report.stats.records, duplicates = report.stats.duplicates,
+    tracing::info!(tenant_id = %report.tenant_id, table = %report.table, service = %job.service,
+        mode = ?report.mode, raw_files = report.raw_files, buckets = report.buckets,
+        buckets_written = report.buckets_written, bytes = report.bytes, rows_in = report.stats.rows_in,
+        versions = report.stats.versions, records = report.stats.records, duplicates = report.stats.duplicates,
         unchanged = report.stats.unchanged, duration_ms = report.duration_ms, "canonical transform done");
     Ok(report)
+}
+
+/// Reads the build's raw files into buckets, merges every bucket that received versions and
+/// returns the manifest of the new version (not yet put).
+async fn write_version(
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    build: &Build,
+    previous: Option<&Manifest>,
+    objects: &[ObjectMeta],
+    report: &mut TransformReport,
+) -> Result<Manifest, TransformError> {
+    let mut spill = spill::Spill::new(build.buckets, mapped_schema(&job.table))?;
+    for object in &build.inputs {
+        let bytes = get_bytes(store, &object.location).await?;
+        spill = map_object(bytes, job, object.location.to_string(), spill).await?;
+    }
+    let spilled = Arc::new(
+        tokio::task::spawn_blocking(move || spill.finish())
+            .await
+            .map_err(perr)??,
+    );
+    let files = merge_buckets(store, job, build, previous, spilled, report).await?;
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    let built_rows = match previous {
+        Some(m) if build.mode == TransformMode::Incremental => m.built_rows,
+        _ => rows,
+    };
+    let mut consumed: Vec<Consumed> = objects
+        .iter()
+        .map(|o| Consumed {
+            path: o.location.to_string(),
+            size: o.size,
+        })
+        .collect();
+    consumed.sort();
+    Ok(Manifest {
+        format: layout::MANIFEST_FORMAT,
+        generation: build.generation,
+        buckets: build.buckets,
+        hash: layout::BUCKET_HASH.to_string(),
+        mapping: job.mapping_digest(),
+        built_rows,
+        files,
+        consumed,
+    })
+}
+
+/// Merges every bucket that received versions into its current file (none in a full build)
+/// and uploads the result under the build's generation; returns every bucket's file.
+async fn merge_buckets(
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    build: &Build,
+    previous: Option<&Manifest>,
+    spilled: Arc<spill::Spilled>,
+    report: &mut TransformReport,
+) -> Result<Vec<BucketFile>, TransformError> {
+    let mut files: BTreeMap<usize, BucketFile> = match previous {
+        Some(m) if build.mode == TransformMode::Incremental => {
+            m.files.iter().map(|f| (f.bucket, f.clone())).collect()
+        }
+        _ => BTreeMap::new(),
+    };
+    let dir = job.dir();
+    let pause_after = merge_pause();
+    for b in (0..build.buckets).filter(|&b| spilled.rows(b) > 0) {
+        let old = match files.get(&b) {
+            Some(f) => Some(get_bytes(store, &dir.clone().join(f.file.as_str())).await?),
+            None => None,
+        };
+        let (sp, ctx) = (spilled.clone(), job.context());
+        let (file, stats) =
+            tokio::task::spawn_blocking(move || merge_bucket(&ctx, sp.read(b)?, old))
+                .await
+                .map_err(perr)??;
+        let name = layout::bucket_file_name(b, build.generation);
+        let bytes = upload(
+            store,
+            &dir.clone().join(name.as_str()),
+            file,
+            UPLOAD_PART_BYTES,
+        )
+        .await?;
+        report.stats.rows_in += stats.rows_in;
+        report.stats.duplicates += stats.duplicates;
+        report.stats.unchanged += stats.unchanged;
+        report.bytes += bytes;
+        report.buckets_written += 1;
+        let (rows, records) = (stats.versions, stats.records);
+        let file = BucketFile {
+            bucket: b,
+            file: name,
+            rows,
+            records,
+            bytes,
+        };
+        files.insert(b, file);
+        if pause_after == Some(report.buckets_written) {
+            pause_for_a_crash_test(report.buckets_written).await;
+        }
+    }
+    Ok(files.into_values().collect())
+}
+
+/// Puts the new version's manifest, then removes what no manifest needs any more: older
+/// bucket files (`layout::remove_garbage`) and the single file of the layout before buckets.
+async fn finish_version(
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    manifest: &Manifest,
+    previous: Option<&Manifest>,
+) -> Result<(), TransformError> {
+    let dir = job.dir();
+    layout::write_manifest(store, &dir, manifest).await?;
+    let removed = layout::remove_garbage(store, &dir, manifest, previous).await?;
+    let single = layout::single_file_path(&job.tenant_id, &job.table.table, job.service);
+    match store.delete(&single).await {
+        Ok(()) => {
+            tracing::info!(path = %single, "removed the canonical file of the layout before buckets")
+        }
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(TransformError::Store(format!("delete {single}: {e}"))),
+    }
+    tracing::debug!(%dir, generation = manifest.generation, removed, "canonical table version put");
+    Ok(())
+}
+
+/// Test hook: with `AVESA_TEST_MERGE_PAUSE=N`, a transform stops for a minute after writing its
+/// Nth bucket file, before its manifest, so a crash test can kill it mid-merge.
+pub const MERGE_PAUSE_ENV: &str = "AVESA_TEST_MERGE_PAUSE";
+
+fn merge_pause() -> Option<usize> {
+    std::env::var(MERGE_PAUSE_ENV).ok()?.parse().ok()
+}
+
+async fn pause_for_a_crash_test(written: usize) {
+    tracing::warn!(
+        written,
+        "{MERGE_PAUSE_ENV}: merge paused before its manifest"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+}
+
+impl Job {
+    fn context(&self) -> OwnedContext {
+        OwnedContext {
+            tenant_id: self.tenant_id.clone(),
+            service: self.service,
+            source_table: self.source_table.clone(),
+            table: self.table.clone(),
+            unhashed: self.unhashed.clone(),
+        }
+    }
 }
 
 /// What the history planner needs of a table, owned so it can move to a blocking task.
@@ -263,30 +558,29 @@ struct OwnedContext {
     unhashed: Vec<String>,
 }
 
-/// One raw part read and mapped to the canonical columns (off the async threads): its
-/// batches, or, when the table spills, added to the buckets' spill files.
+/// One raw part read and mapped to the canonical columns (off the async threads), its
+/// versions added to their buckets' spill files.
 async fn map_object(
     bytes: bytes::Bytes,
-    (table, src, endpoint): (Arc<CanonicalTable>, Arc<SourceMapping>, Arc<EndpointDef>),
+    job: &Job,
     origin: String,
-    mut spill: Option<spill::Spill>,
-) -> Result<(Vec<arrow_array::RecordBatch>, Option<spill::Spill>), TransformError> {
+    mut spill: spill::Spill,
+) -> Result<spill::Spill, TransformError> {
+    let (table, src, endpoint) = (job.table.clone(), job.src.clone(), job.endpoint.clone());
     tokio::task::spawn_blocking(move || {
         let batches = read_mapped(bytes, &table, &src, &endpoint, &origin)?;
-        match spill.as_mut() {
-            Some(s) => s.add(&batches).map(|()| (Vec::new(), spill)),
-            None => Ok((batches, spill)),
-        }
+        spill.add(&batches).map(|()| spill)
     })
     .await
-    .map_err(|e| TransformError::Parquet(e.to_string()))?
+    .map_err(perr)?
 }
 
-/// The table's whole history into a local Parquet file, a bucket at a time when it spilled.
-fn write_table(
+/// One bucket's history: its current file's versions (`old`) with the `new` ones, planned
+/// again and written to a local Parquet file. The stats' `rows_in` counts the new versions.
+fn merge_bucket(
     owned: &OwnedContext,
-    mapped: Vec<arrow_array::RecordBatch>,
-    spill: Option<spill::Spill>,
+    new: Vec<arrow_array::RecordBatch>,
+    old: Option<Bytes>,
 ) -> Result<(std::fs::File, Scd2Stats), TransformError> {
     let ctx = Scd2Context {
         tenant_id: &owned.tenant_id,
@@ -295,19 +589,23 @@ fn write_table(
         table: &owned.table,
         unhashed: owned.unhashed.clone(),
     };
+    // The ids are numbers when the new versions' are (a source's ids are one or the other).
+    let numeric = new
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .is_some_and(|b| b.column(mapping::MAPPED_ID_NUM).null_count() == 0);
+    let mut mapped = match old {
+        Some(bytes) => scd2::history_as_versions(bytes, &owned.table, numeric)?,
+        None => Vec::new(),
+    };
+    let old_rows: usize = mapped.iter().map(|b| b.num_rows()).sum();
+    mapped.extend(new);
     let out = tempfile::tempfile()
         .map_err(|e| TransformError::Store(format!("cannot create a local file: {e}")))?;
     let mut writer = Writer::new(output_schema(&owned.table), out)?;
     let mut stats = Scd2Stats::default();
-    match spill {
-        None => write_history(&mapped, &ctx, &mut writer, &mut stats)?,
-        Some(spill) => {
-            let spilled = spill.finish()?;
-            for b in 0..spilled.buckets() {
-                write_history(&spilled.read(b)?, &ctx, &mut writer, &mut stats)?;
-            }
-        }
-    }
+    write_history(&mapped, &ctx, &mut writer, &mut stats)?;
+    stats.rows_in -= old_rows as u64;
     Ok((writer.finish()?, stats))
 }
 

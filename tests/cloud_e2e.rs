@@ -156,7 +156,10 @@ fn cloud_backfill_lands_every_record_once_and_reads_its_logs() {
     // The transform step rebuilt the canonical tickets from the raw parts in the bucket.
     let canonical = dep.keys("acme/canonical/tickets");
     assert!(
-        canonical.iter().any(|k| k.ends_with(".parquet")),
+        canonical.iter().any(|k| k.ends_with(".parquet"))
+            && canonical
+                .iter()
+                .any(|k| k.ends_with("tickets/connectwise/_manifest.json")),
         "no canonical tickets in S3: {canonical:?}"
     );
     // It also moved the tickets marker to the job's end in the DynamoDB lifecycle store and

@@ -9,9 +9,10 @@ use serde_json::Value;
 
 const JOB: &str = "backfill_acme_connectwise_20251001";
 
+/// The canonical tickets' manifest (`transform::layout`).
 fn canonical_file(fx: &Fixture) -> std::path::PathBuf {
     fx.data_dir()
-        .join("acme/canonical/tickets/connectwise.parquet")
+        .join("acme/canonical/tickets/connectwise/_manifest.json")
 }
 
 fn status_json(fx: &Fixture) -> Value {
@@ -100,7 +101,7 @@ fn a_failed_handoff_exits_non_zero_with_an_alert_and_resume_does_it_again() {
     let fx = Fixture::new();
     fx.tune(6000, 100);
     let sandbox = fx.start_sandbox(&[]);
-    // A directory where the canonical file goes: the transform cannot write it.
+    // A directory where the canonical manifest goes: the transform cannot write it.
     std::fs::create_dir_all(canonical_file(&fx)).unwrap();
     let out = trigger(&fx, &sandbox, &["--run"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));

@@ -11,7 +11,6 @@ use arrow_array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use avesa_console::sandbox::{MovedRecord, TableCounts, expected_records};
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const START: &str = "2025-07-01T00:00:00Z";
 
@@ -65,17 +64,8 @@ fn marker_of(v: &serde_json::Value, table: &str) -> DateTime<Utc> {
 type Version = (i64, Option<i64>, bool, String);
 
 fn canonical(fx: &Fixture) -> BTreeMap<i64, Vec<Version>> {
-    let path = fx
-        .data_dir()
-        .join("acme/canonical/tickets/connectwise.parquet");
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut out: BTreeMap<i64, Vec<Version>> = BTreeMap::new();
-    for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-    {
-        let b = batch.unwrap();
+    for b in canonical_batches(&fx.data_dir(), "acme", "tickets") {
         let col = |n: &str| b.column_by_name(n).unwrap().clone();
         let ids = col("record_id");
         let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
@@ -132,9 +122,7 @@ fn backfill_then_syncs_against_changing_records_land_exactly_the_source() {
     let touched = moved(&sandbox);
     assert!(touched.len() >= 12, "only {} records moved", touched.len());
     assert!(
-        fx.data_dir()
-            .join("acme/canonical/tickets/connectwise.parquet")
-            .exists(),
+        !canonical_files(&fx.data_dir(), "acme", "tickets").is_empty(),
         "the completed backfill triggered the canonical transform"
     );
 

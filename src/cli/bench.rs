@@ -70,6 +70,13 @@ pub struct BenchArgs {
     pub transform_bucket_mb: Option<u64>,
 }
 
+/// Starts this process's peak resident memory (VmHWM) over from its current size, so the
+/// next reading is the peak of what runs from now on; false where Linux's `clear_refs` is
+/// not there.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
 /// Peak resident memory of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -249,6 +256,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let backfill = measure_backfill(&wired.engine, &job, &url, &ws, args.records).await?;
     let compaction = measure_compaction(&wired.engine, tenant_id).await?;
     let transform = measure_transform(&wired.engine, tenant_id, args.transform_bucket_mb).await?;
+    let sync = measure_sync(&wired.engine, tenant_id, &url, &args, anchor).await?;
     // Read back after both peaks were taken: the engine's counter is not the proof.
     let landed = landed_distinct_ids(&wired.engine, tenant_id).await?;
     if landed != args.records {
@@ -260,6 +268,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let mut report = backfill.report(&transform, args.history_days);
     report["landed_distinct_ids"] = json!(landed);
     report["raw_compaction"] = json!(compaction);
+    report["sync"] = sync.report();
     drop(wired);
     drop(child);
     if args.keep.is_none() {
@@ -270,6 +279,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     } else {
         print_backfill(&report, &backfill, &transform);
         print_compaction(&compaction);
+        sync.print();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -291,6 +301,8 @@ struct Transform {
     bytes: u64,
     buckets: usize,
     peak: u64,
+    /// Whether `peak` is the transform's own (else the process's, backfill included).
+    own_peak: bool,
 }
 
 /// Runs the bench job to its end; every record must land.
@@ -404,12 +416,24 @@ fn print_compaction(c: &serde_json::Value) {
     );
 }
 
+/// The incremental transform of the sandbox tenant's canonical tickets.
+fn tickets_transform(tenant_id: &str) -> crate::transform::TransformRequest {
+    crate::transform::TransformRequest {
+        tenant_id: tenant_id.to_string(),
+        tables: vec!["tickets".into()],
+        services: vec![Service::Connectwise],
+        mode: crate::transform::TransformMode::Incremental,
+    }
+}
+
 /// The canonical transform of what landed: whole-history SCD Type 2 of the tickets.
 async fn measure_transform(
     engine: &Engine,
     tenant_id: &str,
     bucket_mb: Option<u64>,
 ) -> Result<Transform> {
+    // The transform's own peak, not the backfill's before it.
+    let own_peak = reset_peak_rss();
     let t0 = std::time::Instant::now();
     let bucket_bytes = bucket_mb.map_or(crate::transform::BUCKET_RAW_BYTES, |mb| {
         mb.max(1) * 1024 * 1024
@@ -417,12 +441,7 @@ async fn measure_transform(
     let transformed = crate::transform::run_with(
         engine.config(),
         engine.sink(),
-        &crate::transform::TransformRequest {
-            tenant_id: tenant_id.to_string(),
-            tables: vec!["tickets".into()],
-            services: vec![Service::Connectwise],
-            mode: crate::transform::TransformMode::Backfill,
-        },
+        &tickets_transform(tenant_id),
         bucket_bytes,
     )
     .await?;
@@ -432,6 +451,7 @@ async fn measure_transform(
         bytes: transformed.iter().map(|r| r.bytes).sum(),
         buckets: transformed.iter().map(|r| r.buckets).sum(),
         peak: peak_rss_bytes().unwrap_or(0),
+        own_peak,
     })
 }
 
@@ -456,6 +476,8 @@ impl Backfill {
             "transform_buckets": t.buckets,
             "canonical_mb": t.bytes as f64 / 1048576.0,
             "transform_peak_rss_mb": t.peak as f64 / 1048576.0,
+            "transform_peak_is_its_own": t.own_peak,
+            "run_peak_rss_mb": self.peak.max(t.peak) as f64 / 1048576.0,
         })
     }
 }
@@ -477,12 +499,117 @@ fn print_backfill(report: &serde_json::Value, b: &Backfill, t: &Transform) {
         report["parquet_mb"].as_f64().unwrap_or(0.0),
     );
     outln!(
-        "canonical transform of {} rows in {} bucket(s), {:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB",
+        "canonical transform of {} rows in {} bucket(s), {:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB{}; backfill + transform peak RSS {:.1} MB",
         t.rows,
         t.buckets,
         t.secs,
         report["transform_rows_per_sec"].as_f64().unwrap_or(0.0),
         report["canonical_mb"].as_f64().unwrap_or(0.0),
         report["transform_peak_rss_mb"].as_f64().unwrap_or(0.0),
+        if t.own_peak {
+            " (its own)"
+        } else {
+            " (the process's)"
+        },
+        report["run_peak_rss_mb"].as_f64().unwrap_or(0.0),
     );
+}
+
+/// A sync after the transform: 1 % of the tickets edited, synced, and merged into the
+/// canonical table incrementally.
+struct SyncMeasure {
+    edited: u64,
+    synced: u64,
+    secs: f64,
+    buckets_written: usize,
+    buckets: usize,
+    bytes_written: u64,
+    table_bytes: u64,
+}
+
+/// Edits 1 % of the tickets (spread over the whole table) after the backfill's end, syncs
+/// them and measures the incremental transform that follows.
+async fn measure_sync(
+    engine: &Engine,
+    tenant_id: &str,
+    url: &str,
+    args: &BenchArgs,
+    anchor: DateTime<Utc>,
+) -> Result<SyncMeasure> {
+    let edited = (args.records / 100).max(1);
+    let config = engine.config();
+    let conn = &config.tenant(tenant_id)?.services[&Service::Connectwise];
+    let company = config
+        .tenants
+        .resolve_credentials(tenant_id, Service::Connectwise, conn)?
+        .get("company_id")
+        .ok_or_else(|| eyre!("the sandbox tenant has no company_id"))?
+        .expose()
+        .to_string();
+    let at = anchor + Duration::seconds(1);
+    let edit = format!(
+        "{url}/_sandbox/connectwise/edit?company_id={company}&table=tickets&records={edited}&at={}",
+        at.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    reqwest::Client::new()
+        .post(edit)
+        .send()
+        .await?
+        .error_for_status()?;
+    let end = at + Duration::seconds(edited as i64 + 1);
+    let job = create_job_over(engine, tenant_id, &["service/tickets"], args, (anchor, end)).await?;
+    engine.run_job(&job.job_id, None).await?;
+    let synced = engine
+        .store()
+        .get_job(&job.job_id)
+        .await?
+        .map_or(0, |j| j.records);
+    let t0 = std::time::Instant::now();
+    let reports =
+        crate::transform::run(config, engine.sink(), &tickets_transform(tenant_id)).await?;
+    let r = reports
+        .first()
+        .ok_or_else(|| eyre!("the sync's transform reported nothing"))?;
+    Ok(SyncMeasure {
+        edited,
+        synced,
+        secs: t0.elapsed().as_secs_f64(),
+        buckets_written: r.buckets_written,
+        buckets: r.buckets,
+        bytes_written: r.bytes,
+        table_bytes: r.table_bytes,
+    })
+}
+
+impl SyncMeasure {
+    fn share(&self) -> f64 {
+        100.0 * self.bytes_written as f64 / self.table_bytes.max(1) as f64
+    }
+
+    fn report(&self) -> serde_json::Value {
+        json!({
+            "edited": self.edited,
+            "synced_records": self.synced,
+            "transform_seconds": self.secs,
+            "buckets_written": self.buckets_written,
+            "buckets": self.buckets,
+            "bytes_written": self.bytes_written,
+            "canonical_bytes": self.table_bytes,
+            "rewritten_percent": self.share(),
+        })
+    }
+
+    fn print(&self) {
+        outln!(
+            "sync of {} edited tickets ({} records synced): incremental transform {:.2} s, {}/{} buckets rewritten, {:.1} MB of {:.1} MB canonical ({:.1} %)",
+            self.edited,
+            self.synced,
+            self.secs,
+            self.buckets_written,
+            self.buckets,
+            self.bytes_written as f64 / 1048576.0,
+            self.table_bytes as f64 / 1048576.0,
+            self.share(),
+        );
+    }
 }

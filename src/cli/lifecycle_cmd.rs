@@ -64,6 +64,10 @@ pub struct TransformArgs {
     /// Only this service's records (default: every service with raw data).
     #[arg(long)]
     pub service: Option<String>,
+    /// Rebuild every bucket from all raw data (and size the buckets anew) instead of merging
+    /// the raw files not yet consumed.
+    #[arg(long)]
+    pub full: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -252,7 +256,11 @@ pub async fn transform(
             tenant_id: args.tenant_id.clone(),
             tables: args.tables.clone(),
             services,
-            mode: TransformMode::Backfill,
+            mode: if args.full {
+                TransformMode::Full
+            } else {
+                TransformMode::Incremental
+            },
         })
         .await
         .map_err(|e| eyre!("--table: {e}"))?;

@@ -12,7 +12,7 @@ use crate::engine::compact::TableCompaction;
 use crate::engine::detect::Decision;
 use crate::engine::handoff::GapFinding;
 use crate::engine::verify::VerifyReport;
-use crate::transform::TransformReport;
+use crate::transform::{TransformMode, TransformReport};
 
 pub fn print_markers(markers: &[SyncMarker], gaps: &[GapFinding]) {
     if markers.is_empty() && gaps.is_empty() {
@@ -141,10 +141,12 @@ pub fn print_transform(reports: &[TransformReport], out: Output) -> Result<()> {
         return print_json(&json!({ "transforms": reports }));
     }
     outln!(
-        "{:<14} {:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>9} {:>8}  PATH",
+        "{:<14} {:<12} {:<11} {:>6} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>8}  PATH",
         "TABLE",
         "SERVICE",
+        "MODE",
         "FILES",
+        "BUCKETS",
         "RAW ROWS",
         "VERSIONS",
         "RECORDS",
@@ -154,10 +156,15 @@ pub fn print_transform(reports: &[TransformReport], out: Output) -> Result<()> {
     );
     for r in reports {
         outln!(
-            "{:<14} {:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>9} {:>8}  {}",
+            "{:<14} {:<12} {:<11} {:>6} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>8}  {}",
             r.table,
             r.service.as_str(),
+            match r.mode {
+                TransformMode::Incremental => "incremental",
+                TransformMode::Full => "full",
+            },
             r.raw_files,
+            format!("{}/{}", r.buckets_written, r.buckets),
             r.stats.rows_in,
             r.stats.versions,
             r.stats.records,

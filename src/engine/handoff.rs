@@ -354,7 +354,7 @@ impl Engine {
                 tenant_id: job.tenant_id.clone(),
                 tables,
                 services: vec![job.service],
-                mode: TransformMode::Backfill,
+                mode: TransformMode::Incremental,
             })
             .await?;
         }

@@ -356,3 +356,66 @@ pub fn build(
     let out = p.emit(mapped, ctx, 0..p.len())?;
     Ok((out, p.stats))
 }
+
+/// A bucket file's history read back as mapped versions, to be planned again with new ones:
+/// each row a version of its record from its `effective_start`, with no ingest time (a copy
+/// of the same version that lands again wins over it). `numeric`: the source's ids are whole
+/// numbers, so the id's number is read back from its text.
+pub(crate) fn history_as_versions(
+    bytes: bytes::Bytes,
+    table: &CanonicalTable,
+    numeric: bool,
+) -> Result<Vec<RecordBatch>, TransformError> {
+    let err = |reason: String| TransformError::Data {
+        origin: "canonical bucket file".into(),
+        reason,
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| err(e.to_string()))?;
+    let expected = output_schema(table);
+    let values = table.columns.len();
+    // Output columns: 4 identity columns, the values, then start, end, current, hash, job.
+    let (id, start, job) = (3, 4 + values, 8 + values);
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| err(e.to_string()))?;
+        if batch.schema().fields() != expected.fields() {
+            return Err(err(format!(
+                "columns {:?} are not the table's",
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+            )));
+        }
+        let ids = batch
+            .column(id)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| err("record_id is not text".into()))?;
+        let nums: ArrayRef = if numeric {
+            Arc::new(
+                ids.iter()
+                    .map(|v| v.and_then(|v| v.parse::<i64>().ok()))
+                    .collect::<Int64Array>(),
+            )
+        } else {
+            arrow_array::new_null_array(&DataType::Int64, batch.num_rows())
+        };
+        let mut columns = vec![
+            batch.column(id).clone(),
+            nums,
+            batch.column(start).clone(),
+            batch.column(job).clone(),
+            arrow_array::new_null_array(&timestamp_type(), batch.num_rows()),
+        ];
+        columns.extend((0..values).map(|i| batch.column(4 + i).clone()));
+        out.push(
+            RecordBatch::try_new(mapped_schema(table), columns).map_err(|e| err(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}

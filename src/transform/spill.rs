@@ -1,10 +1,10 @@
-//! Long histories in bounded memory: the mapped versions are spread over record-id buckets
-//! in local spill files, and each bucket's history is built on its own. Every version of a
-//! record lands in the same bucket, so the buckets' histories are disjoint and together make
-//! the whole history; only one bucket's versions are in memory at a time.
+//! Versions spread over record-id buckets in local spill files, so each bucket's history is
+//! built (or merged) on its own. Every version of a record lands in the same bucket, so the
+//! buckets' histories are disjoint and together make the whole history; only one bucket's
+//! versions are in memory at a time.
 //!
-//! The bucket count follows from the raw data's size, and the bucket of a record from its
-//! id, so the same raw data always gives the same buckets and the same output bytes.
+//! The bucket count follows from the raw data's size when a table is built in full, and is
+//! then fixed in its manifest; the bucket of a record follows from its id (`bucket_of`).
 //!
 //! A process keeps its spill folders in one folder of the system's temporary directory,
 //! `avesa-spill-{host}-{pid}`. A spill folder is removed when its bucket files have been read;
@@ -24,21 +24,26 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use super::TransformError;
 use super::mapping::{MAPPED_ID, MAPPED_ID_NUM};
 
-/// Raw Parquet bytes per bucket: about 190,000 ticket versions (`bench` measures the
-/// transform's peak memory at this size).
-pub const BUCKET_RAW_BYTES: u64 = 32 * 1024 * 1024;
+/// Raw Parquet bytes per bucket when a table is built in full: about 20,000 ticket versions,
+/// a bucket file of about a third of this (`bench` measures the transform's peak memory at
+/// this size). A merge holds one bucket's history.
+pub const BUCKET_RAW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// At most this many buckets, each an open spill file while the raw data is read. Past
-/// `MAX_BUCKETS * BUCKET_RAW_BYTES` (8 GB of raw Parquet per table) buckets grow instead.
-pub const MAX_BUCKETS: u64 = 256;
+/// `MAX_BUCKETS * BUCKET_RAW_BYTES` of raw Parquet per table, buckets grow instead.
+pub const MAX_BUCKETS: u64 = 512;
 
 /// How many buckets `raw_bytes` of raw Parquet are spread over (1: no spilling).
 pub fn buckets_for(raw_bytes: u64, per_bucket: u64) -> usize {
     raw_bytes.div_ceil(per_bucket.max(1)).clamp(1, MAX_BUCKETS) as usize
 }
 
-/// Rows the bucket files' writers hold in progress, together.
-const SPILL_BUFFER_ROWS: usize = 65_536;
+/// Rows the bucket files' writers hold in progress, together (each at least
+/// `MIN_SPILL_ROW_GROUP`).
+const SPILL_BUFFER_ROWS: usize = 32_768;
+
+/// Fewest rows in a spill file's row group.
+const MIN_SPILL_ROW_GROUP: usize = 64;
 
 /// Rows per batch read back from a bucket file.
 const READ_BATCH_ROWS: usize = 65_536;
@@ -65,14 +70,22 @@ fn buckets_of_rows(batch: &RecordBatch, buckets: usize) -> Result<Vec<u32>, Tran
         .ok_or_else(|| spill_err("record_num has the wrong type"))?;
     Ok((0..batch.num_rows())
         .map(|r| {
-            let h = if nums.is_null(r) {
-                twox_hash::XxHash3_64::oneshot(ids.value(r).as_bytes())
-            } else {
-                twox_hash::XxHash3_64::oneshot(&nums.value(r).to_le_bytes())
-            };
-            (h % buckets as u64) as u32
+            bucket_of(
+                (!nums.is_null(r)).then(|| nums.value(r)),
+                ids.value(r),
+                buckets,
+            )
         })
         .collect())
+}
+
+/// The bucket of a record (`layout::BUCKET_HASH`).
+pub fn bucket_of(num: Option<i64>, id: &str, buckets: usize) -> u32 {
+    let h = match num {
+        Some(n) => twox_hash::XxHash3_64::oneshot(&n.to_le_bytes()),
+        None => twox_hash::XxHash3_64::oneshot(id.as_bytes()),
+    };
+    (h % buckets.max(1) as u64) as u32
 }
 
 /// The start of the name of every process's spill folder: `{SPILL_FOLDER_PREFIX}{host}-{pid}`.
@@ -114,6 +127,7 @@ pub fn remove_left_over(temp: &Path) -> Vec<PathBuf> {
 pub struct Spill {
     dir: tempfile::TempDir,
     writers: Vec<ArrowWriter<File>>,
+    rows: Vec<u64>,
 }
 
 impl Spill {
@@ -138,9 +152,11 @@ impl Spill {
         let props = WriterProperties::builder()
             .set_compression(Compression::UNCOMPRESSED)
             .set_statistics_enabled(EnabledStatistics::None)
-            .set_max_row_group_row_count(Some((SPILL_BUFFER_ROWS / buckets).max(1024)))
+            .set_max_row_group_row_count(Some(
+                (SPILL_BUFFER_ROWS / buckets).max(MIN_SPILL_ROW_GROUP),
+            ))
             .build();
-        let writers = (0..buckets)
+        let writers: Vec<ArrowWriter<File>> = (0..buckets)
             .map(|b| {
                 let path = dir.path().join(format!("{b:04}.parquet"));
                 let file = File::create(&path)
@@ -148,7 +164,11 @@ impl Spill {
                 ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).map_err(spill_err)
             })
             .collect::<Result<_, _>>()?;
-        Ok(Spill { dir, writers })
+        Ok(Spill {
+            dir,
+            rows: vec![0; writers.len()],
+            writers,
+        })
     }
 
     /// Appends each row of `batches` to its record's bucket. A bucket's rows go to its file
@@ -167,6 +187,7 @@ impl Spill {
                 }
                 let part = arrow_select::take::take_record_batch(batch, &UInt32Array::from(picks))
                     .map_err(spill_err)?;
+                self.rows[b] += part.num_rows() as u64;
                 self.writers[b].write(&part).map_err(spill_err)?;
             }
         }
@@ -183,6 +204,7 @@ impl Spill {
         Ok(Spilled {
             _dir: self.dir,
             paths,
+            rows: self.rows,
         })
     }
 }
@@ -191,11 +213,13 @@ impl Spill {
 pub struct Spilled {
     _dir: tempfile::TempDir,
     paths: Vec<PathBuf>,
+    rows: Vec<u64>,
 }
 
 impl Spilled {
-    pub fn buckets(&self) -> usize {
-        self.paths.len()
+    /// Versions spilled to bucket `b`.
+    pub fn rows(&self, b: usize) -> u64 {
+        self.rows[b]
     }
 
     /// Every mapped version of bucket `b`.

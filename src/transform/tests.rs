@@ -298,29 +298,56 @@ fn test_config() -> crate::config::Config {
     config
 }
 
-/// Every batch of a canonical file.
-async fn read_canonical(sink: &RawSink) -> (Bytes, Vec<RecordBatch>) {
-    let path = canonical_path("acme", "tickets", Service::Connectwise);
-    let bytes = sink
-        .store()
-        .get(&path)
+/// The current manifest of acme's ConnectWise tickets.
+async fn manifest(sink: &RawSink) -> Manifest {
+    layout::read_manifest(&sink.store(), "acme", "tickets", Service::Connectwise)
         .await
         .unwrap()
-        .bytes()
+        .expect("a manifest")
+}
+
+/// The current files of the canonical tickets (through the manifest) and their batches.
+async fn read_canonical(sink: &RawSink) -> (Vec<Bytes>, Vec<RecordBatch>) {
+    let store = sink.store();
+    let (mut files, mut batches) = (Vec::new(), Vec::new());
+    for path in current_files(&store, "acme", "tickets", Service::Connectwise)
         .await
-        .unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
         .unwrap()
-        .build()
-        .unwrap();
-    (bytes, reader.map(|b| b.unwrap()).collect())
+    {
+        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(reader.map(|b| b.unwrap()));
+        files.push(bytes);
+    }
+    (files, batches)
+}
+
+fn request(mode: TransformMode) -> TransformRequest {
+    TransformRequest {
+        tenant_id: "acme".into(),
+        tables: vec![],
+        services: vec![],
+        mode,
+    }
+}
+
+/// Names of the files in the canonical tickets' folder.
+fn names_in_table_dir(root: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("acme/canonical/tickets/connectwise"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]
-async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
+async fn the_job_reads_raw_through_the_sink_and_a_full_rebuild_writes_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let sink = RawSink::local(dir.path()).unwrap();
-    let store = sink.store();
     put_raw(
         &sink,
         vec![
@@ -336,23 +363,22 @@ async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
     )
     .await;
     let config = test_config();
-    let req = TransformRequest {
-        tenant_id: "acme".into(),
-        tables: vec![],
-        services: vec![],
-        mode: TransformMode::Backfill,
-    };
+    let req = request(TransformMode::Incremental);
     let first = run(&config, &sink, &req).await.unwrap();
     assert_eq!(first.len(), 1);
+    assert_eq!(
+        first[0].mode,
+        TransformMode::Full,
+        "no table yet: a full build"
+    );
     assert_eq!(first[0].raw_files, 2);
     assert_eq!((first[0].stats.versions, first[0].stats.duplicates), (3, 1));
     assert_eq!(first[0].buckets, 1);
-    let path = canonical_path("acme", "tickets", Service::Connectwise);
-    assert_eq!(path.as_ref(), "acme/canonical/tickets/connectwise.parquet");
+    assert_eq!(
+        first[0].path.as_deref(),
+        Some("acme/canonical/tickets/connectwise/_manifest.json")
+    );
     let (bytes, batches) = read_canonical(&sink).await;
-    run(&config, &sink, &req).await.unwrap();
-    let again = store.get(&path).await.unwrap().bytes().await.unwrap();
-    assert_eq!(bytes, again, "a re-run writes the same bytes");
     assert_eq!(
         rows(&batches[0]),
         vec![
@@ -361,6 +387,24 @@ async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
             row("2", "New", 1, None)
         ]
     );
+    // Nothing new: nothing read, nothing written.
+    let again = run(&config, &sink, &req).await.unwrap();
+    assert_eq!((again[0].raw_files, again[0].buckets_written), (0, 0));
+    assert_eq!(again[0].generation, 1);
+    assert_eq!(again[0].stats.versions, 3);
+
+    let full = run(&config, &sink, &request(TransformMode::Full))
+        .await
+        .unwrap();
+    assert_eq!((full[0].raw_files, full[0].generation), (2, 2));
+    assert_eq!(
+        read_canonical(&sink).await.0,
+        bytes,
+        "a rebuild writes the same bytes"
+    );
+    let m = manifest(&sink).await;
+    assert_eq!(m.consumed.len(), 2);
+    assert_eq!(m.files[0].file, "b0000-g2.parquet");
 
     let unknown = TransformRequest {
         tables: vec!["tickts".into()],
@@ -370,11 +414,10 @@ async fn the_job_reads_raw_through_the_sink_and_rewrites_the_same_bytes() {
     assert!(err.contains("tickts") && err.contains("tickets"), "{err}");
 }
 
-#[tokio::test]
-async fn a_history_built_in_spilled_buckets_is_the_history_built_in_memory() {
-    // 300 records over 6 files: edits, re-reads of the same version and unchanged versions,
-    // with every record's versions spread over several files.
-    let files: Vec<(String, RecordBatch)> = (0..6)
+/// Versions of 300 records over 6 files: edits, re-reads of the same version and unchanged
+/// versions, every record's versions spread over several files.
+fn six_files() -> Vec<(String, RecordBatch)> {
+    (0..6)
         .map(|f: i64| {
             let rows: Vec<(i64, &str, i64, i64)> = (0..300)
                 .map(|id| {
@@ -390,54 +433,172 @@ async fn a_history_built_in_spilled_buckets_is_the_history_built_in_memory() {
                 .collect();
             (format!("{f}_00000.parquet"), raw(&rows))
         })
-        .collect();
-    let config = test_config();
-    let req = TransformRequest {
-        tenant_id: "acme".into(),
-        tables: vec![],
-        services: vec![],
-        mode: TransformMode::Backfill,
-    };
-    let (memory_dir, spill_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (in_memory, spilled) = (
-        RawSink::local(memory_dir.path()).unwrap(),
-        RawSink::local(spill_dir.path()).unwrap(),
-    );
-    put_raw(&in_memory, files.clone()).await;
-    put_raw(&spilled, files).await;
+        .collect()
+}
 
-    let whole = run(&config, &in_memory, &req).await.unwrap();
+type Row = (String, String, i64, Option<i64>, bool);
+
+fn sorted_rows(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut all: Vec<Row> = batches.iter().flat_map(rows).collect();
+    all.sort_by_key(|r| (r.0.parse::<i64>().unwrap(), r.2));
+    all
+}
+
+#[tokio::test]
+async fn a_history_built_in_many_buckets_is_the_history_built_in_one() {
+    let config = test_config();
+    let req = request(TransformMode::Full);
+    let (one_dir, many_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (one, many) = (
+        RawSink::local(one_dir.path()).unwrap(),
+        RawSink::local(many_dir.path()).unwrap(),
+    );
+    put_raw(&one, six_files()).await;
+    put_raw(&many, six_files()).await;
+
+    let whole = run(&config, &one, &req).await.unwrap();
     // One raw byte per bucket: as many buckets as allowed.
-    let parts = run_with(&config, &spilled, &req, 1).await.unwrap();
+    let parts = run_with(&config, &many, &req, 1).await.unwrap();
     assert_eq!(whole[0].buckets, 1);
     assert_eq!(parts[0].buckets, spill::MAX_BUCKETS as usize);
     assert_eq!(parts[0].stats, whole[0].stats);
     assert!(whole[0].stats.duplicates > 0 && whole[0].stats.unchanged > 0);
     assert_eq!(whole[0].stats.records, 300);
+    let m = manifest(&many).await;
+    assert_eq!(m.files.len(), parts[0].buckets_written);
+    assert!(m.files.iter().all(|f| f.rows > 0 && f.records > 0));
+    assert_eq!(m.rows(), whole[0].stats.versions);
 
-    let rows_of = |batches: &[RecordBatch]| -> Vec<_> { batches.iter().flat_map(rows).collect() };
-    let (_, whole_batches) = read_canonical(&in_memory).await;
-    let (bytes, part_batches) = read_canonical(&spilled).await;
-    let (mut a, b) = (rows_of(&whole_batches), rows_of(&part_batches));
-    // Bucket by bucket: each record's versions together and in order, the records in
-    // bucket order rather than id order.
+    let (_, whole_batches) = read_canonical(&one).await;
+    let (bytes, part_batches) = read_canonical(&many).await;
+    assert_eq!(sorted_rows(&part_batches), sorted_rows(&whole_batches));
+    // Each record's versions are in one bucket, in order.
     let mut seen = std::collections::BTreeSet::new();
-    for w in b.windows(2) {
+    for w in part_batches
+        .iter()
+        .flat_map(rows)
+        .collect::<Vec<_>>()
+        .windows(2)
+    {
         if w[0].0 == w[1].0 {
             assert!(w[0].2 < w[1].2 && w[0].3 == Some(w[1].2), "{w:?}");
         } else {
             assert!(seen.insert(w[0].0.clone()), "{} is split", w[0].0);
         }
     }
-    let mut sorted = b.clone();
-    let by_id = |r: &(String, String, i64, Option<i64>, bool)| (r.0.parse::<i64>().unwrap(), r.2);
-    sorted.sort_by_key(by_id);
-    a.sort_by_key(by_id);
-    assert_eq!(sorted, a, "the same rows");
-    assert_ne!(b, sorted, "the spilled history is in bucket order");
-    run_with(&config, &spilled, &req, 1).await.unwrap();
-    let (again, _) = read_canonical(&spilled).await;
-    assert_eq!(bytes, again, "a re-run writes the same bytes");
+    run_with(&config, &many, &req, 1).await.unwrap();
+    assert_eq!(
+        read_canonical(&many).await.0,
+        bytes,
+        "a rebuild writes the same bytes"
+    );
+}
+
+/// `part` with one more version (record 7 at hour 40).
+fn retried_part(part: &RecordBatch) -> RecordBatch {
+    arrow_select::concat::concat_batches(&part.schema(), [part, &raw(&[(7, "Open", 40, 9)])])
+        .unwrap()
+}
+
+#[tokio::test]
+async fn merging_raw_files_as_they_land_gives_the_rows_of_a_full_build() {
+    let config = test_config();
+    let (dir, full_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sink, full) = (
+        RawSink::local(dir.path()).unwrap(),
+        RawSink::local(full_dir.path()).unwrap(),
+    );
+    let files = six_files();
+    let incremental = request(TransformMode::Incremental);
+    // The first two files build the table (in several buckets at this bucket size), then the files
+    // land one at a time, each followed by a merge.
+    put_raw(&sink, files[..2].to_vec()).await;
+    let first = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
+    let buckets = first[0].buckets;
+    assert!(buckets > 4, "{buckets} bucket(s)");
+    for (i, file) in files[2..].iter().enumerate() {
+        put_raw(&sink, vec![file.clone()]).await;
+        let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
+        assert_eq!(r[0].mode, TransformMode::Incremental);
+        assert_eq!(
+            (r[0].raw_files, r[0].buckets),
+            (1, buckets),
+            "only the new file"
+        );
+        assert_eq!(r[0].generation, i as u64 + 2);
+        assert_eq!(r[0].stats.rows_in, 300);
+    }
+    // A raw part rewritten (a retried chunk, same name, other size: the versions it had and
+    // one more) is read again.
+    let retried = ("5_00000.parquet".to_string(), retried_part(&files[5].1));
+    put_raw(&sink, vec![retried.clone()]).await;
+    let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
+    assert_eq!((r[0].raw_files, r[0].stats.rows_in), (1, 301));
+    // A single record's edit touches only its bucket.
+    put_raw(
+        &sink,
+        vec![("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)]))],
+    )
+    .await;
+    let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
+    assert_eq!(r[0].buckets_written, 1);
+    assert!(
+        r[0].bytes * 4 < r[0].table_bytes,
+        "{} of {}",
+        r[0].bytes,
+        r[0].table_bytes
+    );
+
+    let mut all = six_files();
+    all[5] = retried;
+    all.push(("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)])));
+    put_raw(&full, all).await;
+    let f = run_with(&config, &full, &request(TransformMode::Full), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(f[0].stats.versions, r[0].stats.versions);
+    let (merged, rebuilt) = (read_canonical(&sink).await.1, read_canonical(&full).await.1);
+    assert_eq!(sorted_rows(&merged), sorted_rows(&rebuilt), "row for row");
+    // Only the current version's files and the one before it are left.
+    let m = manifest(&sink).await;
+    for name in names_in_table_dir(dir.path()) {
+        let g: u64 = name
+            .trim_end_matches(".parquet")
+            .rsplit_once("-g")
+            .map_or(m.generation, |(_, g)| g.parse().unwrap());
+        assert!(g + 1 >= m.generation, "{name} left behind");
+    }
+}
+
+#[tokio::test]
+async fn a_table_of_the_single_file_layout_is_rebuilt_and_its_file_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = RawSink::local(dir.path()).unwrap();
+    put_raw(&sink, six_files()).await;
+    let single = layout::single_file_path("acme", "tickets", Service::Connectwise);
+    sink.store()
+        .put(&single, PutPayload::from_static(b"old"))
+        .await
+        .unwrap();
+    let r = run(&test_config(), &sink, &request(TransformMode::Incremental))
+        .await
+        .unwrap();
+    assert_eq!(r[0].mode, TransformMode::Full);
+    assert!(!dir.path().join(single.as_ref()).exists());
+    // A manifest written under another mapping: rebuilt in full too.
+    let mut m = manifest(&sink).await;
+    m.mapping = "other".into();
+    layout::write_manifest(
+        &sink.store(),
+        &layout::table_dir("acme", "tickets", Service::Connectwise),
+        &m,
+    )
+    .await
+    .unwrap();
+    let r = run(&test_config(), &sink, &request(TransformMode::Incremental))
+        .await
+        .unwrap();
+    assert_eq!((r[0].mode, r[0].raw_files), (TransformMode::Full, 6));
 }
 
 #[tokio::test]
@@ -446,7 +607,8 @@ async fn a_file_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let sink = RawSink::local(dir.path()).unwrap();
     let store = sink.store();
-    let path = canonical_path("acme", "tickets", Service::Connectwise);
+    let path = layout::table_dir("acme", "tickets", Service::Connectwise)
+        .join(layout::bucket_file_name(0, 1).as_str());
     let content: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
     for part in [64 * 1024, 4 * 1024 * 1024] {
         let mut file = tempfile::tempfile().unwrap();
@@ -455,11 +617,11 @@ async fn a_file_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_else() {
         assert_eq!(sent, content.len() as u64);
         let got = store.get(&path).await.unwrap().bytes().await.unwrap();
         assert_eq!(got.as_ref(), content.as_slice(), "part size {part}");
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("acme/canonical/tickets"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, vec!["connectwise.parquet"], "part size {part}");
+        assert_eq!(
+            names_in_table_dir(dir.path()),
+            vec!["b0000-g1.parquet"],
+            "part size {part}"
+        );
     }
 }
 
@@ -472,12 +634,7 @@ async fn a_transform_removes_the_spill_folder_a_killed_one_left() {
     std::fs::create_dir_all(left.join("spill-killed")).unwrap();
     std::fs::write(left.join("spill-killed").join("0000.parquet"), b"rows").unwrap();
     let data = tempfile::tempdir().unwrap();
-    let req = TransformRequest {
-        tenant_id: "acme".into(),
-        tables: vec![],
-        services: vec![],
-        mode: TransformMode::Backfill,
-    };
+    let req = request(TransformMode::Incremental);
     run(&test_config(), &RawSink::local(data.path()).unwrap(), &req)
         .await
         .unwrap();

@@ -309,7 +309,6 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Mode::Confirm(confirm) => confirm_key(app, confirm, key),
         Mode::Form(form) => form_key(app, *form, key),
         Mode::Describe { key: chunk, scroll } => failures::describe_key(app, chunk, scroll, key),
-    },
         Mode::Quitting { prompt } => quit::answer(app, prompt, key),
     }
 }

@@ -46,7 +46,6 @@ pub fn render(frame: &mut Frame, app: &App) {
         Mode::Confirm(c) => overlay::confirm(frame, app, body, c),
         Mode::Form(f) => overlay::form(frame, app, body, f),
         Mode::Describe { key, scroll } => describe::render(frame, app, body, key, *scroll),
-    },
         Mode::Quitting { prompt } => overlay::quitting(frame, app, body, prompt),
         _ => {}
     }

@@ -576,3 +576,38 @@ pub fn landed_keys(
     rows.sort();
     (rows, files)
 }
+
+/// The files of the current version of a canonical table in a local workspace's data folder,
+/// as its manifest names them (`transform::layout`); empty when the table was never built.
+pub fn canonical_files(data_dir: &Path, tenant: &str, table: &str) -> Vec<PathBuf> {
+    let dir = data_dir
+        .join(tenant)
+        .join("canonical")
+        .join(table)
+        .join("connectwise");
+    let manifest = dir.join(avesa_console::transform::layout::MANIFEST_FILE);
+    let Ok(bytes) = std::fs::read(&manifest) else {
+        return Vec::new();
+    };
+    avesa_console::transform::Manifest::parse(&bytes, &manifest.display().to_string())
+        .unwrap()
+        .files
+        .iter()
+        .map(|f| dir.join(&f.file))
+        .collect()
+}
+
+/// Every batch of the current version of a canonical table (see `canonical_files`).
+pub fn canonical_batches(data_dir: &Path, tenant: &str, table: &str) -> Vec<RecordBatch> {
+    canonical_files(data_dir, tenant, table)
+        .iter()
+        .flat_map(|f| {
+            let file = std::fs::File::open(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+        })
+        .collect()
+}

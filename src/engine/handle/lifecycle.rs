@@ -171,7 +171,7 @@ pub(super) fn transform(
         tenant_id: tenant_id.to_string(),
         tables: Vec::new(),
         services: vec![service],
-        mode: TransformMode::Backfill,
+        mode: TransformMode::Full,
     };
     let work = Box::pin(async move {
         let started = std::time::Instant::now();

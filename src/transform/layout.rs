@@ -1,0 +1,320 @@
+//! The canonical table layout: `{tenant}/canonical/{table}/{service}/` holds one Parquet file
+//! per record-id bucket, `b{bucket:04}-g{generation}.parquet`, and `_manifest.json`, which
+//! names the current file of each bucket. Bucket files are never overwritten: a transform
+//! writes the buckets it changes under the next generation and then replaces the manifest
+//! with one put (atomic on every store), so a reader that goes through the manifest sees the
+//! previous version of the table or the new one, never a mix, and a transform killed before
+//! its manifest leaves the previous version whole.
+//!
+//! The manifest also lists the raw files the table was built from (path and size): the next
+//! transform reads only the raw files not in it (`is_consumed`).
+//!
+//! Files no manifest names are garbage: after a manifest moves, the files neither it nor the
+//! one it replaced names (older generations, and files a killed transform wrote) are removed.
+//! The replaced version's files stay until the next transform, for readers still reading it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::{Path, PathPart};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::TransformError;
+use crate::domain::Service;
+
+/// The manifest's file name in a table's folder.
+pub const MANIFEST_FILE: &str = "_manifest.json";
+
+/// The manifest format this build reads and writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// How a record's bucket is found, as named in the manifest: XXH3-64 of the id's number
+/// (8 bytes, little-endian) when the source's ids are whole numbers, else of its UTF-8 text,
+/// modulo the bucket count.
+pub const BUCKET_HASH: &str = "xxh3_64(le_i64(record_num) | utf8(record_id)) % buckets";
+
+/// One bucket's current file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketFile {
+    pub bucket: usize,
+    /// File name in the table's folder.
+    pub file: String,
+    /// History rows (versions) in the file.
+    pub rows: u64,
+    /// Distinct records (current rows) in the file.
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// A raw file the table holds the versions of.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Consumed {
+    pub path: String,
+    pub size: u64,
+}
+
+/// `_manifest.json`: the current version of one canonical table of one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// Counts up with every version written; part of the bucket files' names.
+    pub generation: u64,
+    /// Fixed when the table is built in full.
+    pub buckets: usize,
+    pub hash: String,
+    /// A digest of the mapping the table was built under: another one rebuilds it in full.
+    pub mapping: String,
+    /// Rows of the table when it was last built in full (and its bucket count chosen).
+    pub built_rows: u64,
+    /// The buckets that hold records, by bucket number.
+    pub files: Vec<BucketFile>,
+    /// Sorted by path.
+    pub consumed: Vec<Consumed>,
+}
+
+impl Manifest {
+    /// Rows of the whole table.
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.files.iter().map(|f| f.records).sum()
+    }
+
+    /// Bytes of the table's current files.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+
+    /// Reads a manifest's JSON; `origin` names it in the error.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Manifest, TransformError> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| TransformError::Data {
+            origin: origin.to_string(),
+            reason: format!("not a canonical table manifest: {e}"),
+        })?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(TransformError::Data {
+                origin: origin.to_string(),
+                reason: format!(
+                    "manifest format {} (this build reads {MANIFEST_FORMAT})",
+                    m.format
+                ),
+            });
+        }
+        Ok(m)
+    }
+}
+
+/// Whether the table already holds the versions of raw file `object`: the manifest lists it
+/// with the same size. A file rewritten since (a retried chunk's part, same name, other
+/// size) is new input; merging versions again is harmless, they are deduplicated by
+/// (id, start).
+pub fn is_consumed(manifest: &Manifest, object: &ObjectMeta) -> bool {
+    let path = object.location.as_ref();
+    manifest
+        .consumed
+        .binary_search_by(|c| c.path.as_str().cmp(path))
+        .is_ok_and(|i| manifest.consumed[i].size == object.size)
+}
+
+/// `{tenant_id}/canonical/{table}/{service}`: the table's folder.
+pub fn table_dir(tenant_id: &str, table: &str, service: Service) -> Path {
+    Path::from_iter([
+        PathPart::from(tenant_id),
+        PathPart::from("canonical"),
+        PathPart::from(table),
+        PathPart::from(service.as_str()),
+    ])
+}
+
+/// `{table_dir}/_manifest.json`
+pub fn manifest_path(tenant_id: &str, table: &str, service: Service) -> Path {
+    table_dir(tenant_id, table, service).join(MANIFEST_FILE)
+}
+
+/// `{tenant_id}/canonical/{table}/{service}.parquet`: the single file of the layout before
+/// buckets, replaced by a full build.
+pub fn single_file_path(tenant_id: &str, table: &str, service: Service) -> Path {
+    Path::from_iter([
+        PathPart::from(tenant_id),
+        PathPart::from("canonical"),
+        PathPart::from(table),
+        PathPart::from(format!("{}.parquet", service.as_str()).as_str()),
+    ])
+}
+
+/// `b{bucket:04}-g{generation}.parquet`
+pub fn bucket_file_name(bucket: usize, generation: u64) -> String {
+    format!("b{bucket:04}-g{generation}.parquet")
+}
+
+/// The generation in a bucket file's name.
+fn generation_of(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix('b')?.strip_suffix(".parquet")?;
+    let (bucket, generation) = rest.split_once("-g")?;
+    bucket.parse::<usize>().ok()?;
+    generation.parse().ok()
+}
+
+/// The manifest at `path`, `None` when the table was never built in this layout.
+pub async fn read_manifest_at(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<Option<Manifest>, TransformError> {
+    let got = match store.get(path).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(TransformError::Store(format!("get {path}: {e}"))),
+    };
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(|e| TransformError::Store(format!("read {path}: {e}")))?;
+    Manifest::parse(&bytes, path.as_ref()).map(Some)
+}
+
+/// The current manifest of a table.
+pub async fn read_manifest(
+    store: &Arc<dyn ObjectStore>,
+    tenant_id: &str,
+    table: &str,
+    service: Service,
+) -> Result<Option<Manifest>, TransformError> {
+    read_manifest_at(store, &manifest_path(tenant_id, table, service)).await
+}
+
+/// The files of the current version of a table, in bucket order; empty when it was never
+/// built. Every reader of canonical tables finds them here.
+pub async fn current_files(
+    store: &Arc<dyn ObjectStore>,
+    tenant_id: &str,
+    table: &str,
+    service: Service,
+) -> Result<Vec<Path>, TransformError> {
+    let dir = table_dir(tenant_id, table, service);
+    Ok(read_manifest(store, tenant_id, table, service)
+        .await?
+        .map(|m| {
+            m.files
+                .iter()
+                .map(|f| dir.clone().join(f.file.as_str()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Puts the manifest: one put, which replaces the object whole.
+pub async fn write_manifest(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<(), TransformError> {
+    let path = dir.clone().join(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| TransformError::Data {
+        origin: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    store
+        .put(&path, PutPayload::from(json))
+        .await
+        .map(|_| ())
+        .map_err(|e| TransformError::Store(format!("put {path}: {e}")))
+}
+
+/// Removes the bucket files of `dir` that neither `current` nor `previous` names and that
+/// are older than `current`'s generation (a newer one may be another transform's, still
+/// being written). Returns how many were removed.
+pub async fn remove_garbage(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+    current: &Manifest,
+    previous: Option<&Manifest>,
+) -> Result<usize, TransformError> {
+    let named: BTreeSet<&str> = current
+        .files
+        .iter()
+        .chain(previous.iter().flat_map(|m| m.files.iter()))
+        .map(|f| f.file.as_str())
+        .collect();
+    let listed: Vec<ObjectMeta> = store
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|e| TransformError::Store(format!("list {dir}: {e}")))?;
+    let mut removed = 0;
+    for object in listed {
+        let Some(name) = object.location.filename() else {
+            continue;
+        };
+        let old = generation_of(name).is_some_and(|g| g < current.generation);
+        if !old || named.contains(name) {
+            continue;
+        }
+        match store.delete(&object.location).await {
+            Ok(()) => removed += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(TransformError::Store(format!(
+                    "delete {}: {e}",
+                    object.location
+                )));
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_file_names_carry_their_generation() {
+        assert_eq!(bucket_file_name(7, 12), "b0007-g12.parquet");
+        assert_eq!(generation_of("b0007-g12.parquet"), Some(12));
+        assert_eq!(generation_of(MANIFEST_FILE), None);
+        assert_eq!(generation_of("bxx-g1.parquet"), None);
+        assert_eq!(
+            table_dir("acme", "tickets", Service::Connectwise).as_ref(),
+            "acme/canonical/tickets/connectwise"
+        );
+    }
+
+    #[test]
+    fn a_raw_file_is_consumed_only_at_the_size_it_was_read() {
+        let m = Manifest {
+            format: MANIFEST_FORMAT,
+            generation: 1,
+            buckets: 1,
+            hash: BUCKET_HASH.into(),
+            mapping: String::new(),
+            built_rows: 0,
+            files: Vec::new(),
+            consumed: vec![
+                Consumed {
+                    path: "a/1.parquet".into(),
+                    size: 10,
+                },
+                Consumed {
+                    path: "a/2.parquet".into(),
+                    size: 20,
+                },
+            ],
+        };
+        let meta = |p: &str, size: u64| ObjectMeta {
+            location: Path::from(p),
+            last_modified: chrono::Utc::now(),
+            size,
+            e_tag: None,
+            version: None,
+        };
+        assert!(is_consumed(&m, &meta("a/2.parquet", 20)));
+        assert!(!is_consumed(&m, &meta("a/2.parquet", 21)), "rewritten");
+        assert!(!is_consumed(&m, &meta("a/3.parquet", 20)), "new");
+        let bad = Manifest::parse(br#"{"format": 9}"#, "x/_manifest.json").unwrap_err();
+        assert!(bad.to_string().contains("x/_manifest.json"), "{bad}");
+    }
+}

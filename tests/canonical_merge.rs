@@ -273,3 +273,59 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
     full_transform(&fx, &sandbox);
     assert_eq!(after, rows_now(&fx), "the rows of an uninterrupted run");
 }
+
+/// The README's DuckDB query ("Reading a canonical table"), run as written on a backfilled
+/// table (only its folder substituted): it reads the manifest's files and counts the current
+/// rows the table holds.
+#[test]
+fn the_readmes_duckdb_query_reads_the_current_rows() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/venv/bin/python");
+    let has_duckdb = std::process::Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_duckdb {
+        skip::skip(
+            "the_readmes_duckdb_query_reads_the_current_rows",
+            "duckdb is not installed in .ci/tools/venv (scripts/emulators start installs it)",
+        );
+        return;
+    }
+    let fx = Fixture::new();
+    let sandbox = fx.start_sandbox(&[]);
+    backfill(&fx, &sandbox);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find("**Reading a canonical table.**").unwrap()..];
+    let start = section.find("```python\n").unwrap() + "```python\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = format!("{}/", table_dir(&fx).display());
+    let script = block
+        .lines()
+        .map(str::trim_start)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("workspace/data/acme/canonical/tickets/connectwise/", &dir)
+        + "\nprint('CURRENT', duckdb.sql(f\"SELECT count(*) FROM read_parquet({files}) WHERE is_current\").fetchone()[0])\n";
+    let out = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let current: usize = canonical_batches(&fx.data_dir(), "acme", "tickets")
+        .iter()
+        .map(|b| {
+            let c = b.column_by_name("is_current").unwrap();
+            let c = c.as_any().downcast_ref::<BooleanArray>().unwrap();
+            c.iter().filter(|v| *v == Some(true)).count()
+        })
+        .sum();
+    assert!(current > 0);
+    assert!(stdout.contains(&format!("CURRENT {current}")), "{stdout}");
+    assert!(stdout.contains("status"), "the query's table: {stdout}");
+}

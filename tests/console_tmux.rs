@@ -104,8 +104,18 @@ fn start_console(fx: &Fixture, faults: &str, env: &[String]) -> Tmux {
         fx.config_dir().display(),
         faults_file.display()
     );
+    new_session(
+        &format!("avesa-test-{}-{}", std::process::id(), env.len()),
+        env,
+        &command,
+    )
+}
+
+/// Starts `command` under `env` (`NAME=value`) in a tmux session of its own at 120x40, on
+/// server `socket`, with the variables that would point the console elsewhere unset.
+fn new_session(socket: &str, env: &[String], command: &str) -> Tmux {
     let tmux = Tmux {
-        socket: format!("avesa-test-{}-{}", std::process::id(), env.len()),
+        socket: socket.to_string(),
         session: "console",
     };
     let mut args: Vec<&str> = vec![
@@ -128,7 +138,7 @@ fn start_console(fx: &Fixture, faults: &str, env: &[String]) -> Tmux {
         "NO_COLOR",
     ];
     args.extend(env.iter().map(String::as_str));
-    args.extend(["sh", "-c", &command]);
+    args.extend(["sh", "-c", command]);
     let started = tmux.run(&args);
     assert!(
         started.status.success(),
@@ -387,38 +397,11 @@ fn fill_trigger_form(tmux: &Tmux, end: &str) {
 
 /// Starts `command` in a tmux session of the test's own (`tag` names its socket) at 120x40.
 fn tmux_session(tag: &str, command: &str) -> Tmux {
-    let tmux = Tmux {
-        socket: format!("avesa-test-{}{tag}", std::process::id()),
-        session: "console",
-    };
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        tmux.session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "env",
-        "-u",
-        "AVESA_WORKSPACE",
-        "-u",
-        "AVESA_CONFIG_DIR",
-        "-u",
-        "AVESA_SANDBOX_URL",
-        "-u",
-        "NO_COLOR",
-        "sh",
-        "-c",
+    new_session(
+        &format!("avesa-test-{}{tag}", std::process::id()),
+        &[],
         command,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    tmux
+    )
 }
 
 #[test]

@@ -195,14 +195,16 @@ impl Deployment {
 
     pub fn landed(&self, tenant: &str, table: &str) -> (Landed, Vec<String>) {
         let store = avesa_console::cloud::s3::object_store(&self.bucket, &self.aws).unwrap();
-        let prefix = object_store::path::Path::from(format!("{tenant}/raw/connectwise/{table}"));
+        // The raw files as every reader sees them: compacted files with their records applied.
+        let sink = avesa_console::sink::RawSink::new(store.clone());
         block(async {
-            let mut keys: Vec<_> = store
-                .list(Some(&prefix))
-                .map_ok(|m| m.location)
-                .try_collect()
+            let mut keys: Vec<_> = sink
+                .list_table_objects(tenant, avesa_console::domain::Service::Connectwise, table)
                 .await
-                .unwrap();
+                .unwrap()
+                .into_iter()
+                .map(|m| m.location)
+                .collect();
             keys.sort();
             let mut rows = Vec::new();
             let mut batches = Vec::new();

@@ -365,6 +365,55 @@ pub mod reqwest {
     }
 }
 
+/// Only Parquet parts in a raw table's folder, and in its `compacted/` folder only compacted
+/// files and their records: no staging file or partial part is ever visible.
+pub fn assert_no_stray_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && path.file_name().is_some_and(|n| n == "compacted") {
+            for inner in std::fs::read_dir(&path).unwrap().flatten() {
+                let ext = inner.path().extension().map(|e| e.to_string_lossy().into_owned());
+                assert!(
+                    matches!(ext.as_deref(), Some("parquet" | "json")),
+                    "stray file {}",
+                    inner.path().display()
+                );
+            }
+            continue;
+        }
+        assert_eq!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("parquet"),
+            "stray file {}",
+            path.display()
+        );
+    }
+}
+
+/// A table's raw files as every reader sees them (`RawSink::list_table_objects`: compacted
+/// files with their records applied), sorted.
+pub fn live_raw_files(data_dir: &Path, tenant: &str, table: &str) -> Vec<PathBuf> {
+    let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(data_dir).unwrap());
+    let sink = RawSink::new(store);
+    let (tenant, table) = (tenant.to_string(), table.to_string());
+    let live = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(sink.list_table_objects(&tenant, Service::Connectwise, &table))
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    let mut files: Vec<PathBuf> = live
+        .iter()
+        .map(|m| data_dir.join(m.location.as_ref()))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Every row of a table's Parquet files: id → lastUpdated, and how often each id appears.
 pub struct Landed {
     pub rows: Vec<(i64, DateTime<Utc>)>,
@@ -379,19 +428,11 @@ impl Landed {
             .join("raw")
             .join("connectwise")
             .join(table);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
+        assert_no_stray_files(&dir);
+        let files = live_raw_files(data_dir, tenant, table);
         let mut rows = Vec::new();
         let mut batches = Vec::new();
         for f in &files {
-            assert_eq!(
-                f.extension().and_then(|e| e.to_str()),
-                Some("parquet"),
-                "stray file {}",
-                f.display()
-            );
             let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
                 .unwrap()
                 .build()

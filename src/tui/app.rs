@@ -406,6 +406,8 @@ pub struct App {
     /// The chunk the detail view selects once its job's chunks are read (back from its logs,
     /// or opened by `!`).
     pub detail_focus: Option<failures::Focus>,
+    /// `!` on a failure known only from its job's counters: describe the chunk the focus finds.
+    pub describe_focus: bool,
     /// The job each of `alerts` is about, if one is (Enter and R in the Health view).
     pub alert_jobs: Vec<Option<String>>,
     /// Tab's place among the `:` prompt's completions.
@@ -471,6 +473,7 @@ impl App {
             counts: JobCounts::default(),
             failures: Failures::default(),
             detail_focus: None,
+            describe_focus: false,
             alert_jobs: Vec::new(),
             command_cycle: None,
         }

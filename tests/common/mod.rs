@@ -372,7 +372,10 @@ pub fn assert_no_stray_files(dir: &Path) {
         let path = entry.path();
         if path.is_dir() && path.file_name().is_some_and(|n| n == "compacted") {
             for inner in std::fs::read_dir(&path).unwrap().flatten() {
-                let ext = inner.path().extension().map(|e| e.to_string_lossy().into_owned());
+                let ext = inner
+                    .path()
+                    .extension()
+                    .map(|e| e.to_string_lossy().into_owned());
                 assert!(
                     matches!(ext.as_deref(), Some("parquet" | "json")),
                     "stray file {}",

@@ -61,6 +61,9 @@ impl Failed {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Failures {
     pub list: Vec<Failed>,
+    /// When the first snapshot was taken: jobs that ended with failures before it are not
+    /// alerts.
+    pub since: Option<DateTime<Utc>>,
 }
 
 impl Failures {
@@ -97,9 +100,12 @@ impl Failures {
                 f.acked = true;
             }
         }
+        // Jobs that ended with failures since the console opened count too (a runner process
+        // may finish a job between two snapshots); older ones are history, not alerts.
+        let since = *self.since.get_or_insert(taken_at.unwrap_or_else(Utc::now));
         for j in jobs
             .iter()
-            .filter(|j| j.failed_chunks > 0 && j.status.is_active())
+            .filter(|j| j.failed_chunks > 0 && (j.status.is_active() || j.updated_at >= since))
         {
             if !self.list.iter().any(|f| f.job_id == j.job_id) {
                 self.list.push(Failed {

@@ -274,13 +274,21 @@ fn focus_detail(app: &mut App) {
     if chunks.is_empty() {
         return;
     }
-    if let Some(i) = focus.find(chunks)
+    let found = focus.find(chunks);
+    let key = found.map(|i| chunks[i].key.clone());
+    if let Some(i) = found
         && let Some(t) = app.detail_groups.iter().position(|(_, r)| r.contains(&i))
     {
         app.detail_table = t;
         app.detail_chunk = i - app.detail_groups[t].1.start;
     }
     app.detail_focus = None;
+    if std::mem::take(&mut app.describe_focus)
+        && let Some(key) = key
+        && matches!(app.mode, Mode::Normal)
+    {
+        app.mode = Mode::Describe { key, scroll: 0 };
+    }
 }
 
 fn step_chunk(app: &mut App, delta: isize) -> Vec<Effect> {

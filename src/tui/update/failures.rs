@@ -38,6 +38,8 @@ pub(super) fn open_failure(app: &mut App) -> Vec<Effect> {
         None => Focus::FirstFailed(f.job_id.clone()),
     };
     open_job_at(app, &f.job_id, focus);
+    // Known only from the job's counters: described once the watched chunks name it.
+    app.describe_focus = f.key.is_none();
     if let Some(key) = f.key {
         app.mode = Mode::Describe { key, scroll: 0 };
     }

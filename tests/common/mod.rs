@@ -395,7 +395,12 @@ pub fn assert_no_stray_files(dir: &Path) {
 
 /// A table's raw files as every reader sees them (`RawSink::list_table_objects`: compacted
 /// files with their records applied), sorted.
-pub fn live_raw_files(data_dir: &Path, tenant: &str, table: &str) -> Vec<PathBuf> {
+pub fn live_raw_files(
+    data_dir: &Path,
+    tenant: &str,
+    service: Service,
+    table: &str,
+) -> Vec<PathBuf> {
     let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(data_dir).unwrap());
     let sink = RawSink::new(store);
     let (tenant, table) = (tenant.to_string(), table.to_string());
@@ -404,7 +409,7 @@ pub fn live_raw_files(data_dir: &Path, tenant: &str, table: &str) -> Vec<PathBuf
             .enable_all()
             .build()
             .unwrap()
-            .block_on(sink.list_table_objects(&tenant, Service::Connectwise, &table))
+            .block_on(sink.list_table_objects(&tenant, service, &table))
             .unwrap()
     })
     .join()
@@ -432,7 +437,7 @@ impl Landed {
             .join("connectwise")
             .join(table);
         assert_no_stray_files(&dir);
-        let files = live_raw_files(data_dir, tenant, table);
+        let files = live_raw_files(data_dir, tenant, Service::Connectwise, table);
         let mut rows = Vec::new();
         let mut batches = Vec::new();
         for f in &files {
@@ -578,18 +583,10 @@ pub fn landed_keys(
 ) -> (Vec<(String, DateTime<Utc>)>, Vec<PathBuf>) {
     use arrow_array::StringArray;
     let dir = data_dir.join(tenant).join("raw").join(service).join(table);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
+    assert_no_stray_files(&dir);
+    let files = live_raw_files(data_dir, tenant, service.parse().unwrap(), table);
     let mut rows = Vec::new();
     for f in &files {
-        assert_eq!(
-            f.extension().and_then(|e| e.to_str()),
-            Some("parquet"),
-            "stray file {}",
-            f.display()
-        );
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
             .unwrap()
             .build()

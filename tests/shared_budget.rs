@@ -1,7 +1,7 @@
 //! One rate budget and one circuit breaker per tenant + service, shared by every process: two
 //! "processes" are two store handles on one SQLite file (each its own connection, as two `run`
-//! processes have) or two DynamoDB clients on one table, on paused tokio time where waits are
-//! involved.
+//! processes have), two DynamoDB clients on one table, or two handles on one in-memory row
+//! whose writes yield like real ones; on paused tokio time where waits are involved.
 
 #[allow(dead_code)]
 #[path = "store_conformance/backends.rs"]
@@ -14,7 +14,8 @@ use avesa_console::domain::Service;
 use avesa_console::engine::breaker::Admission;
 use avesa_console::engine::{BreakerState, CircuitBreaker, RateBudget};
 use avesa_console::store::{
-    DynamoOptions, DynamoStore, RateClock, RateRow, RateStore, SqliteStore,
+    DynamoOptions, DynamoStore, MemoryRateStore, RateChange, RateClock, RateRow, RateStore,
+    SqliteStore, StoreError,
 };
 use tokio::time::Instant;
 
@@ -99,9 +100,65 @@ async fn two_processes_on_one_sqlite_file_keep_one_rate() {
         (5_900..=6_500).contains(&span),
         "60 requests took {span} ms"
     );
-    // Blocks: three callers waiting per process, so fewer writes than requests.
+}
+
+/// A process's handle on a shared in-memory row whose writes take a turn of the scheduler,
+/// as a write to SQLite or DynamoDB does, but deterministically: the requests that arrive
+/// while a reservation is on its way wait for the next one.
+struct Process {
+    row: Arc<MemoryRateStore>,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl RateStore for Process {
+    async fn read_rate(&self, tenant_id: &str, service: Service) -> Result<RateRow, StoreError> {
+        tokio::task::yield_now().await;
+        self.row.read_rate(tenant_id, service).await
+    }
+
+    async fn update_rate(
+        &self,
+        tenant_id: &str,
+        service: Service,
+        change: RateChange,
+    ) -> Result<(RateRow, RateRow), StoreError> {
+        tokio::task::yield_now().await;
+        let (before, after) = self.row.update_rate(tenant_id, service, change).await?;
+        if before != after {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((before, after))
+    }
+
+    fn rate_writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_waiting_requests_reserves_its_slots_in_blocks() {
+    let row = Arc::new(MemoryRateStore::new());
+    let process = || -> Arc<dyn RateStore> {
+        Arc::new(Process {
+            row: row.clone(),
+            writes: Default::default(),
+        })
+    };
+    let (a, b) = (process(), process());
+    let clock = RateClock::now();
+    let budgets = [budget(600, &a, clock), budget(600, &b, clock)];
+    // Ten requests wait at once in each process: the first reservation takes one slot (the
+    // others arrive while it is written), the next one a block for the other nine (a block
+    // covers at most a second: nine slots at 101 ms). Two writes per process, where one
+    // write per request would be twenty; the spacing holds across both all the same.
+    let (times, slots) = hammer(&budgets, 10, 1).await;
+    let ms: Vec<i64> = times.iter().map(|d| d.as_millis() as i64).collect();
+    assert_spaced("acquire instants", &ms, 100);
+    assert_spaced("slots", &slots, 100);
     let writes = a.rate_writes() + b.rate_writes();
-    assert!(writes < 60, "{writes} writes for 60 requests");
+    assert_eq!(writes, 4, "{writes} writes for 20 requests");
 }
 
 #[tokio::test(start_paused = true)]

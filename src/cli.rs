@@ -267,6 +267,7 @@ impl CloudSettingArgs {
         self.table_prefix = settings.table_prefix;
         self.log_group = settings.log_group;
         self.region = stored.region;
+        crate::cloud::use_deployment_region(self.region.clone());
         self.file = Some((file, filled));
         Ok(())
     }

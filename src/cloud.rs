@@ -62,7 +62,7 @@ pub mod worker;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::engine::EngineError;
 use crate::store::StoreError;
@@ -231,13 +231,29 @@ pub fn timeout_config() -> TimeoutConfig {
 /// (3 attempts with jittered backoff), which `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE` (or the
 /// profile) may change; the operation timeout bounds a call whatever the attempts.
 /// With `AVESA_AWS_CALL_LOG` set, every client's requests are recorded (`calls`).
+///
+/// The region is the chain's (`AWS_REGION`, `AWS_DEFAULT_REGION`, the profile); when the
+/// chain gives none, the deployment's settings file's (`use_deployment_region`), so a
+/// settings file written by `cloud up` is enough on a machine with no AWS configuration.
 pub async fn aws_config() -> SdkConfig {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeout_config());
+    let chain = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(DEPLOYMENT_REGION.get().cloned().flatten().map(Region::new));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeout_config())
+        .region(chain);
     if let Some(client) = calls::sdk_http_client() {
         loader = loader.http_client(client);
     }
     loader.load().await
+}
+
+/// The region of the deployment's settings file, set once by the command that read it.
+static DEPLOYMENT_REGION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The region `aws_config()` falls back to when the AWS configuration names none (the
+/// settings file's); the first call wins (a process works on one deployment).
+pub fn use_deployment_region(region: Option<String>) {
+    let _ = DEPLOYMENT_REGION.set(region);
 }
 
 /// The endpoint override for one service, as aws-config resolves it for SDK clients:

@@ -136,6 +136,11 @@ fn stack_outputs_become_the_settings_the_cloud_commands_use() {
         "json",
     ];
     assert_ok(&bare(&fx, &dep, &status).output().unwrap());
+    // Nor any AWS region: the file's is used.
+    let mut cmd = bare(&fx, &dep, &status);
+    cmd.env_remove("AWS_REGION")
+        .env("AWS_CONFIG_FILE", fx.workspace().join("no-aws-config"));
+    assert_ok(&cmd.output().unwrap());
     let out = bare(&fx, &dep, &["cloud", "status", "--deployment", name])
         .output()
         .unwrap();

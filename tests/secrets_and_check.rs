@@ -380,3 +380,24 @@ fn check_names_fields_the_user_cannot_see_and_fails_under_strict_fields() {
     );
     assert!(shown.contains("    contacts         ok"), "{shown}");
 }
+
+/// `check` sends through the tenant's shared rate budget, as a backfill does: against a
+/// strict server (burst 1, one request per 100 ms), its requests are spaced and none is
+/// refused; sent at once, back to back, they were refused and retried.
+#[test]
+fn check_is_paced_by_the_tenants_rate_budget() {
+    let fx = Fixture::new();
+    fx.tune(600, 40);
+    let sandbox = fx.start_sandbox(&["--rate-limit", "600", "--strict-rate-limit"]);
+    let out = fx.cli(
+        Some(&sandbox),
+        &["check", "--tenant-id", "acme", "--service", "connectwise"],
+    );
+    assert_ok(&out);
+    let stats = sandbox.stats();
+    assert!(
+        stats["requests"].as_u64().unwrap() >= 8,
+        "too few requests to tell: {stats}"
+    );
+    assert_eq!(stats["rate_limited"], 0, "the server refused: {stats}");
+}

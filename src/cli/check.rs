@@ -18,9 +18,9 @@ use super::print::iso;
 use super::{GlobalArgs, Output, runtime};
 use crate::config::{Config, EndpointDef};
 use crate::domain::{Service, Window};
-use crate::engine::SourceProvider;
 use crate::engine::planner::{self, PlanRequest};
 use crate::engine::probe::{ProbeSettings, TableProbe, probe_table};
+use crate::engine::{Engine, EngineOptions};
 use crate::sources::Source;
 use crate::workspace::Workspace;
 
@@ -58,7 +58,10 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
     let config = runtime::load_config(global, ws)?;
     let tenant = config.tenant(&args.tenant_id).map_err(|e| eyre!(e))?;
     let services = services_to_check(&config, &args)?;
-    let (provider, _sandbox) = runtime::provider(global, config.clone()).await?;
+    // The workspace's engine: its requests share the tenant's rate budget and breaker with
+    // every process running a backfill of it.
+    let wired = runtime::wire_engine(global, ws, config.clone(), EngineOptions::default()).await?;
+    let engine = &wired.engine;
     let now = Utc::now();
     let mut reports = Vec::new();
     for service in services {
@@ -70,19 +73,12 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
             error: None,
             tables: Vec::new(),
         };
-        match ready_to_count(
-            &config,
-            provider.as_ref(),
-            &args.tenant_id,
-            service,
-            enabled,
-        ) {
+        match ready_to_count(&config, engine, &args.tenant_id, service, enabled) {
             Err(e) => report.error = Some(e.to_string()),
             Ok((source, endpoints)) => {
                 let settings = ProbeSettings {
                     timeout: args.timeout,
                     strict_fields: config.backfill.strict_fields(service),
-                    retries: &config.backfill.default_settings,
                 };
                 match lookback(&config, &args.tenant_id, service, now) {
                     Err(e) => report.error = Some(e.to_string()),
@@ -91,8 +87,16 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: CheckArgs) -> Result
                             let Some((range, oldest)) = windows.get(&ep.table_name) else {
                                 continue;
                             };
-                            let probe =
-                                probe_table(source.as_ref(), ep, *range, *oldest, &settings).await;
+                            let windows = (*range, *oldest);
+                            let probe = probe_table(
+                                engine,
+                                &args.tenant_id,
+                                source.as_ref(),
+                                ep,
+                                windows,
+                                &settings,
+                            )
+                            .await;
                             report.tables.push(TableReport {
                                 ok: probe.ok(),
                                 probe,
@@ -142,7 +146,7 @@ fn services_to_check(config: &Config, args: &CheckArgs) -> Result<Vec<Service>> 
 /// The service's source and its endpoints, or why its tables cannot be counted.
 fn ready_to_count<'c>(
     config: &'c Config,
-    provider: &dyn SourceProvider,
+    engine: &Engine,
     tenant_id: &str,
     service: Service,
     enabled: bool,
@@ -150,7 +154,9 @@ fn ready_to_count<'c>(
     if !enabled {
         bail!("{service} is disabled in the tenants registry");
     }
-    let source = provider.source(tenant_id, service).map_err(|e| eyre!(e))?;
+    let source = engine
+        .source(tenant_id, service)
+        .map_err(|e| eyre!(e.reason))?;
     let endpoints = config
         .endpoints(service)
         .ok_or_else(|| eyre!("no endpoint definitions for {service}"))?;

@@ -63,7 +63,7 @@ fn breaker_outcome<T>(
 
 /// The waits between tries of a request that failed with an error that can pass: exponential
 /// from `request_retry_min_delay_ms` up to a minute, with jitter, `request_retries` of them.
-/// The backfill's requests (`fetch_with_policy`) and `check`'s count requests use it.
+/// Every request to a source goes through `fetch_with_policy`, which uses it.
 pub fn request_backoff(
     settings: &crate::config::DefaultSettings,
 ) -> impl Iterator<Item = Duration> + use<> {

@@ -2,19 +2,25 @@
 //! which declared fields the integration user can read (`Source::unreadable_columns`, judged
 //! by `fields::verdict`), one read with the exact query the backfill sends for the oldest
 //! window of the lookback (every column it will ask for, one record: `Source::probe`), and the
-//! count over the whole lookback. Each request gets the time it is given and is tried again on
-//! an error that can pass, as the backfill's requests are (`request_backoff`); a failure keeps
-//! the API's own words and says what to change (`advice`).
+//! count over the whole lookback. Each request goes through the backfill's own request policy
+//! (`fetch_with_policy`: the tenant's shared rate budget and breaker, a rate-limit answer
+//! pausing every process of the pair, other passing errors tried again), gets the time it is
+//! given, and a step gives up after a few of those; a failure keeps the API's own words and
+//! says what to change (`advice`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::budget::RateBudget;
 use super::fields;
-use super::request_backoff;
-use crate::config::{DefaultSettings, EndpointDef};
-use crate::domain::Window;
-use crate::sources::{Source, SourceError};
+use super::policy::{HasUsage, fetch_with_policy};
+use crate::config::EndpointDef;
+use crate::domain::{Service, Window};
+use crate::engine::Engine;
+use crate::sources::{Pace, Source, SourceError};
 
 /// One step of a table's probe that failed: the error as the API gave it, and what to change.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -63,19 +69,20 @@ pub struct Tries {
 }
 
 /// How a table is probed.
-pub struct ProbeSettings<'a> {
+pub struct ProbeSettings {
     pub timeout: Duration,
     pub strict_fields: bool,
-    pub retries: &'a DefaultSettings,
 }
 
-/// Probes `endpoint` over `lookback`, whose first window is `oldest`.
+/// Probes `endpoint` of `tenant_id` over `lookback`, whose first window is `oldest`, with
+/// `engine`'s request policy.
 pub async fn probe_table(
+    engine: &Engine,
+    tenant_id: &str,
     source: &dyn Source,
     endpoint: &EndpointDef,
-    lookback: Window,
-    oldest: Window,
-    settings: &ProbeSettings<'_>,
+    (lookback, oldest): (Window, Window),
+    settings: &ProbeSettings,
 ) -> TableProbe {
     let started = Instant::now();
     let mut p = TableProbe {
@@ -91,12 +98,25 @@ pub async fn probe_table(
         tries: Tries::default(),
         millis: 0,
     };
-    let unreadable = patiently(&mut p.tries.fields, settings, || {
-        source.unreadable_columns(endpoint, &crate::sources::Unpaced)
-    })
-    .await;
+    let step = Step {
+        engine,
+        tenant_id,
+        service: source.service(),
+        table: &endpoint.table_name,
+        settings,
+    };
+    // Discovery sends its first request on the policy's slot, any further one on its own.
+    let pace = FollowUps::new(engine.budget(tenant_id, source.service()));
+    let unreadable = step
+        .send(&mut p.tries.fields, || async {
+            source
+                .unreadable_columns(endpoint, &pace)
+                .await
+                .map(Discovered)
+        })
+        .await;
     match unreadable {
-        Ok(u) => p.unreadable_fields = u,
+        Ok(Discovered(u)) => p.unreadable_fields = u,
         Err(e) => p.failures.push(failure("fields", &e)),
     }
     if let Some(u) = &p.unreadable_fields {
@@ -113,18 +133,16 @@ pub async fn probe_table(
     // The backfill's query: every declared column it reads (the skipped ones left out).
     let skipped: Vec<&str> = p.skipped_fields.iter().map(String::as_str).collect();
     let reading = fields::without(endpoint, &skipped);
-    match patiently(&mut p.tries.read, settings, || {
-        source.probe(&reading, &oldest)
-    })
-    .await
+    match step
+        .send(&mut p.tries.read, || source.probe(&reading, &oldest))
+        .await
     {
         Ok(n) => p.read_records = Some(n),
         Err(e) => p.failures.push(failure("read", &e)),
     }
-    match patiently(&mut p.tries.count, settings, || {
-        source.count(endpoint, &lookback)
-    })
-    .await
+    match step
+        .send(&mut p.tries.count, || source.count(endpoint, &lookback))
+        .await
     {
         Ok(n) => p.records = Some(n),
         Err(e) => p.failures.push(failure("count", &e)),
@@ -133,35 +151,99 @@ pub async fn probe_table(
     p
 }
 
-/// `request` within `timeout`, tried again on an error that can pass (a renewed session, a
-/// rate limit, a server error, no answer in time) as the backfill's requests are.
-async fn patiently<T, F, Fut>(
-    tries: &mut u32,
-    settings: &ProbeSettings<'_>,
-    mut request: F,
-) -> Result<T, SourceError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, SourceError>>,
-{
-    let mut backoff = request_backoff(settings.retries);
-    loop {
-        *tries += 1;
-        let error = match tokio::time::timeout(settings.timeout, request()).await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if e.is_retryable() => e,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => SourceError::Transport(format!(
-                "no answer within {}",
-                humantime::format_duration(settings.timeout)
-            )),
-        };
-        match backoff.next() {
-            Some(wait) => {
-                tracing::warn!(error = %error, tries = *tries, "check request failed; trying again");
-                tokio::time::sleep(wait).await;
-            }
-            None => return Err(error),
+/// The requests of one table's probe.
+struct Step<'a> {
+    engine: &'a Engine,
+    tenant_id: &'a str,
+    service: Service,
+    table: &'a str,
+    settings: &'a ProbeSettings,
+}
+
+impl Step<'_> {
+    /// `request` under the backfill's policy, each try within the timeout; the step gives
+    /// up when `GIVE_UP_AFTER` timeouts have passed (rate-limit answers wait without using
+    /// up a retry, so this bounds a server that keeps refusing), with the last error seen.
+    async fn send<T, F, Fut>(&self, tries: &mut u32, mut request: F) -> Result<T, SourceError>
+    where
+        T: HasUsage,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
+    {
+        let timeout = self.settings.timeout;
+        let last = std::sync::Mutex::new(None::<SourceError>);
+        let policy = fetch_with_policy(
+            self.engine,
+            self.tenant_id,
+            self.service,
+            self.table,
+            || {
+                *tries += 1;
+                let sent = request();
+                let last = &last;
+                async move {
+                    let result = match tokio::time::timeout(timeout, sent).await {
+                        Ok(result) => result,
+                        Err(_) => Err(SourceError::Transport(format!(
+                            "no answer within {}",
+                            humantime::format_duration(timeout)
+                        ))),
+                    };
+                    if let Err(e) = &result {
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                    }
+                    result
+                }
+            },
+        );
+        match tokio::time::timeout(timeout * GIVE_UP_AFTER, policy).await {
+            Ok(result) => result,
+            Err(_) => Err(last
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| {
+                    SourceError::Transport(format!(
+                        "no answer within {}",
+                        humantime::format_duration(timeout * GIVE_UP_AFTER)
+                    ))
+                })),
+        }
+    }
+}
+
+/// A step gives up after this many request timeouts.
+const GIVE_UP_AFTER: u32 = 3;
+
+/// Discovery's answer, carrying no quota information.
+struct Discovered(Option<Vec<String>>);
+
+impl HasUsage for Discovered {
+    fn usage(&self) -> Option<&crate::sources::ApiUsage> {
+        None
+    }
+}
+
+/// A pace whose first turn is free (the request policy already waited for it) and whose
+/// next ones wait for the tenant's rate budget.
+struct FollowUps {
+    budget: Arc<RateBudget>,
+    first: AtomicBool,
+}
+
+impl FollowUps {
+    fn new(budget: Arc<RateBudget>) -> Self {
+        FollowUps {
+            budget,
+            first: AtomicBool::new(true),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Pace for FollowUps {
+    async fn turn(&self) {
+        if !self.first.swap(false, Ordering::Relaxed) {
+            self.budget.acquire().await;
         }
     }
 }

@@ -5,8 +5,10 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::config::{ColumnDef, ColumnType};
+use crate::domain::RecordsAt;
 use crate::sandbox::servicenow::{SnAccount, SnCounts, expected_servicenow};
 use crate::sandbox::{Fault, FaultKind, Sandbox, SandboxConfig};
+use crate::sources::ApiUsage;
 
 fn utc(y: i32, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, hh, mm, ss).unwrap()

@@ -99,6 +99,9 @@ pub struct ConsoleArgs {
     /// Colour theme: dark (default), light, high-contrast, or a .toml file; NO_COLOR turns colour off.
     #[arg(long, env = "AVESA_THEME")]
     pub theme: Option<String>,
+    /// Mouse: click selects a row, the wheel scrolls (also `mouse = true` in CONFIG_DIR/keys.toml).
+    #[arg(long)]
+    pub mouse: bool,
     /// With --cloud: the cloud deployment's jobs, dispatched to Step Functions, with their CloudWatch Logs.
     #[command(flatten)]
     pub cloud: CloudArgs,
@@ -128,6 +131,8 @@ pub enum Command {
     Sandbox(sandbox_cmd::SandboxArgs),
     /// Measure end-to-end backfill throughput and memory against a local sandbox.
     Bench(bench::BenchArgs),
+    /// The console's keys in effect (defaults with CONFIG_DIR/keys.toml laid over them).
+    Keys(KeysArgs),
     /// Run an incremental sync of a tenant's service: `[marker, now)` per table.
     Sync(lifecycle_cmd::SyncArgs),
     /// Compare each chunk's landed records with the source's own count.
@@ -502,6 +507,13 @@ pub struct ResumeArgs {
     pub exec: ExecArgs,
     #[command(flatten)]
     pub cloud: CloudArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    /// Check this keys file instead (exit 1 with the error when the console would refuse it).
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

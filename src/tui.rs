@@ -24,6 +24,7 @@ pub mod app;
 pub mod fixtures;
 pub mod form;
 pub mod format;
+pub mod keymap;
 pub mod logs;
 pub mod runtime;
 pub mod terminal;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use avesa_console::tui::app::{App, Route};
 use avesa_console::tui::fixtures;
+use avesa_console::tui::keymap::Keymap;
 use avesa_console::tui::{Msg, Theme, update, views};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
@@ -464,4 +465,37 @@ fn narrow_screens_cut_with_an_ellipsis_and_keep_help() {
     app.set_status(avesa_console::tui::app::StatusKind::Info, "x".repeat(200));
     let screen = text(&draw(&app, 80, 24));
     assert!(screen.lines().last().unwrap().ends_with('…'));
+}
+
+/// A `keys.toml` that moves the job actions and the alert bar's keys.
+const REMAP: &str = r#"
+[bindings]
+resume = "ctrl-r"
+retry_failed = "F"
+cancel = ["x", "delete"]
+open_failure = "f1"
+acknowledge = "A"
+"#;
+
+/// Remapped keys show their new keys in the hint line, the alert bar and `?` help.
+#[test]
+fn hints_and_help_with_remapped_keys() {
+    for (w, h) in SIZES {
+        let mut app = console(Theme::default(), w, h, "");
+        app.keymap = Keymap::parse("keys.toml", REMAP).unwrap();
+        keys(&mut app, ":jobs\n");
+        app.status = None;
+        let screen = text(&draw(&app, w, h));
+        let lines: Vec<&str> = screen.lines().collect();
+        let (bar, hint) = (lines[lines.len() - 2], lines[lines.len() - 1]);
+        assert!(hint.contains("Ctrl-R F x p"), "{hint:?}");
+        assert!(hint.ends_with("? help"), "{hint:?}");
+        assert!(bar.ends_with("F1 open · A ack"), "{bar:?}");
+        insta::assert_snapshot!(format!("hints_remapped_{w}x{h}"), screen);
+        keys(&mut app, "?");
+        let screen = text(&draw(&app, w, h));
+        assert!(screen.contains("x Del  cancel"), "{screen}");
+        assert!(screen.contains("F  retry failed chunks only"), "{screen}");
+        insta::assert_snapshot!(format!("help_remapped_{w}x{h}"), screen);
+    }
 }

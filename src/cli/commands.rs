@@ -101,6 +101,7 @@ pub async fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Check(args)) => super::check::run(logged(&global)?, &ws, args).await,
         Some(Command::Tenant(args)) => super::tenant_cmd::run(logged(&global)?, &ws, args).await,
         Some(Command::Bench(args)) => super::bench::run(quiet(&global)?, args).await,
+        Some(Command::Keys(args)) => super::console::keys(quiet(&global)?, &ws, &args),
         Some(Command::Plan(args)) => plan(logged(&global)?, &ws, &args).await,
         Some(Command::Trigger(args)) if args.auto_detect => {
             lifecycle_cmd::auto_detect(&global, &ws, &args).await
@@ -168,10 +169,11 @@ fn logged(g: &GlobalArgs) -> Result<&GlobalArgs> {
     runtime::init_logging(&g.log_level, None).map(|_| g)
 }
 
-/// `--read-only` and `--theme` may come before or after `console`.
+/// `--read-only`, `--theme` and `--mouse` may come before or after `console`.
 fn console_args(args: ConsoleArgs, before: ConsoleArgs) -> ConsoleArgs {
     ConsoleArgs {
         read_only: args.read_only || before.read_only,
+        mouse: args.mouse || before.mouse,
         theme: args.theme.or(before.theme),
         cloud: if args.cloud.cloud {
             args.cloud

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
-use super::{ConsoleArgs, GlobalArgs, runtime};
+use super::{ConsoleArgs, GlobalArgs, KeysArgs, runtime};
 use crate::cloud::logs::CloudWatchLogSource;
 use crate::cloud::ops::StepFunctions;
 use crate::cloud::sfn::Dispatcher;
@@ -25,6 +25,7 @@ use crate::engine::ops::RunnerCommand;
 use crate::logs::LocalLogSource;
 use crate::logs::local::{BATCH_BYTES, TAIL_BYTES};
 use crate::tui::app::CloudMode;
+use crate::tui::keymap::Keymap;
 use crate::tui::logs::LogFeed;
 use crate::tui::{ConsoleOptions, Theme};
 use crate::workspace::Workspace;
@@ -96,6 +97,9 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Resu
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         theme = theme.no_color();
     }
+    // A bad keys.toml stops the console here, before the terminal, as a bad theme does.
+    let mut keymap = Keymap::load(&runtime::config_dir(global, ws)?).map_err(|e| eyre!("{e}"))?;
+    keymap.mouse |= args.mouse;
     let settings = args.cloud.settings.settings();
     // Settings are checked before the terminal: a console that cannot start says why plainly.
     if args.cloud.cloud {
@@ -144,11 +148,26 @@ pub async fn run(global: &GlobalArgs, ws: &Workspace, args: ConsoleArgs) -> Resu
             themes_dir: Some(themes_dir),
             log_capacity: crate::tui::app::LOG_CAPACITY,
             cloud,
+            keymap,
         },
     )
     .await
     .wrap_err("the console stopped")?;
     say_what_goes_on(&snapshot.borrow_and_update());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys`: the keymap in effect, one binding a line; `--check FILE` validates a file.
+pub fn keys(global: &GlobalArgs, ws: &Workspace, args: &KeysArgs) -> Result<ExitCode> {
+    let keymap = match &args.check {
+        Some(file) => Keymap::load_file(file),
+        None => Keymap::load(&runtime::config_dir(global, ws)?),
+    }
+    .map_err(|e| eyre!("{e}"))?;
+    match &args.check {
+        Some(file) => println!("{}: ok", file.display()),
+        None => print!("{}", keymap.render()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

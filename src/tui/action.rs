@@ -1,5 +1,6 @@
-//! What keys mean: the `Action` enum and one table of bindings per view, from which both
-//! the key handler and the `?` help are made (so help can never disagree with the keys).
+//! What keys mean: the `Action` enum and the one default table of bindings per view. The
+//! `keymap` lays `keys.toml` over this table, and the key handler, the `?` help and the hint
+//! lines are all made from that map (so help can never disagree with the keys).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -70,16 +71,32 @@ impl Action {
         )
     }
 
-    /// The key and name used in status messages (`r (resume)`).
-    pub fn describe(self) -> &'static str {
+    /// The name `keys.toml` uses: the variant in snake_case (`RetryFailed` → `retry_failed`).
+    pub fn name(self) -> String {
+        let mut out = String::new();
+        for (i, c) in format!("{self:?}").chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// What status messages call the action after its key (`r (resume)`).
+    pub fn title(self) -> &'static str {
         match self {
-            Action::Trigger => "t (trigger)",
-            Action::Resume => "r (resume)",
-            Action::RetryFailed => "R (retry failed chunks)",
-            Action::Cancel => "c (cancel)",
-            Action::Pause => "p (pause/unpause)",
-            Action::Transform => "T (transform)",
-            Action::Verify => "v (verify)",
+            Action::Trigger => "trigger",
+            Action::Resume => "resume",
+            Action::RetryFailed => "retry failed chunks",
+            Action::Cancel => "cancel",
+            Action::Pause => "pause/unpause",
+            Action::Transform => "transform",
+            Action::Verify => "verify",
             _ => "this key",
         }
     }
@@ -94,7 +111,7 @@ pub enum Key {
 }
 
 impl Key {
-    fn matches(self, ev: &KeyEvent) -> bool {
+    pub fn matches(self, ev: &KeyEvent) -> bool {
         let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
         match self {
             Key::Char(c) => !ctrl && ev.code == KeyCode::Char(c),
@@ -135,7 +152,9 @@ const fn b(
 
 const JOB_VIEWS: &[View] = &[Jobs, Detail];
 
-/// Every binding. Earlier entries win when two match the same key in a view.
+/// Every binding, the defaults `keymap::Keymap` starts from. Rows of one action that apply in
+/// the same view: the first gives help its text. `Keymap::check` refuses two actions on one key
+/// in a view, so no row ever shadows another action's.
 pub const BINDINGS: &[Binding] = &[
     b(
         &[Char(':')],
@@ -455,32 +474,6 @@ pub const BINDINGS: &[Binding] = &[
     ),
 ];
 
-fn applies(binding: &Binding, view: View) -> bool {
-    binding.views.is_none_or(|vs| vs.contains(&view))
-}
-
-/// The action of a key in a view (normal mode).
-pub fn action_for(view: View, ev: &KeyEvent) -> Option<Action> {
-    BINDINGS
-        .iter()
-        .filter(|b| applies(b, view))
-        .find(|b| b.keys.iter().any(|k| k.matches(ev)))
-        .map(|b| b.action)
-}
-
-/// The bindings help lists for a view: each action once, the view's own meaning first.
-pub fn help_for(view: View) -> Vec<&'static Binding> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    for b in BINDINGS.iter().filter(|b| applies(b, view)) {
-        if !seen.contains(&b.action) {
-            seen.push(b.action);
-            out.push(b);
-        }
-    }
-    out
-}
-
 /// The `:` commands, for completion.
 pub const COMMANDS: &[&str] = &["jobs", "tenants", "logs", "health", "theme", "help", "quit"];
 
@@ -522,39 +515,6 @@ pub fn common_prefix(items: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(c: char) -> KeyEvent {
-        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
-    }
-
-    #[test]
-    fn the_same_key_means_what_the_view_says() {
-        assert_eq!(action_for(View::Logs, &key('n')), Some(Action::NextMatch));
-        assert_eq!(
-            action_for(View::Detail, &key('n')),
-            Some(Action::NextFailed)
-        );
-        assert_eq!(action_for(View::Health, &key('r')), None);
-        assert_eq!(
-            action_for(
-                View::Jobs,
-                &KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
-            ),
-            Some(Action::Quit)
-        );
-        assert_eq!(action_for(View::Jobs, &key('c')), Some(Action::Cancel));
-    }
-
-    #[test]
-    fn help_lists_each_action_of_a_view_once() {
-        let help = help_for(View::Detail);
-        assert!(
-            help.iter()
-                .any(|b| b.action == Action::Logs && b.help.contains("chunk"))
-        );
-        let ups = help.iter().filter(|b| b.action == Action::Up).count();
-        assert_eq!(ups, 1);
-    }
 
     #[test]
     fn commands_complete() {

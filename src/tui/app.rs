@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::form::TriggerForm;
+use super::keymap::Keymap;
 use super::logs::LogPane;
 use super::theme::Theme;
 use crate::domain::{ChunkKey, Job, JobStatus, Service};
@@ -368,6 +369,8 @@ pub struct App {
     /// The clock as the last message told it (a fake one in tests).
     pub now: DateTime<Utc>,
     pub theme: Theme,
+    /// The keys in effect (defaults with `keys.toml` laid over them) and the mouse setting.
+    pub keymap: Keymap,
     pub read_only: bool,
     pub cloud: CloudMode,
     pub status: Option<Status>,
@@ -445,6 +448,7 @@ impl App {
             snap: Arc::new(Snapshot::default()),
             now,
             theme,
+            keymap: Keymap::default(),
             read_only,
             cloud: CloudMode::default(),
             status: None,
@@ -485,6 +489,13 @@ impl App {
 
     pub fn view(&self) -> View {
         self.route().view()
+    }
+
+    /// The key of `action` in the current view as messages name it (its name when unbound).
+    pub fn key(&self, action: super::action::Action) -> String {
+        self.keymap
+            .key_label(self.view(), action)
+            .unwrap_or_else(|| action.name())
     }
 
     /// Rows of the main table area: the screen less header, borders, column titles, status

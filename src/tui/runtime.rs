@@ -12,6 +12,7 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::app::{App, CloudMode};
+use super::keymap::Keymap;
 use super::logs::LogFeed;
 use super::terminal;
 use super::theme::Theme;
@@ -35,6 +36,8 @@ pub struct ConsoleOptions {
     pub log_capacity: usize,
     /// Local jobs, or the cloud deployment's (the handle and the log feed must agree).
     pub cloud: CloudMode,
+    /// The keys in effect (`keys.toml` over the defaults); its `mouse` turns on mouse capture.
+    pub keymap: Keymap,
 }
 
 /// Messages waiting for the loop; producers wait when it is full instead of piling up.
@@ -50,7 +53,7 @@ pub async fn run(
 ) -> Result<(), ConsoleError> {
     let logs_name = logs.name();
     let per_job = logs.is_per_job();
-    let (mut term, _guard) = terminal::enter()?;
+    let (mut term, _guard) = terminal::enter(options.keymap.mouse)?;
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
     // The job the logs pane is filtered to, from the model after each update.
     let (focus_tx, focus) = watch::channel(None::<String>);
@@ -67,9 +70,11 @@ pub async fn run(
         themes_dir,
         log_capacity,
         cloud,
+        keymap,
     } = options;
     let mut app = App::new(theme, read_only, Utc::now());
     app.cloud = cloud;
+    app.keymap = keymap;
     app.logs = super::logs::LogPane::new(log_capacity);
     app.logs.source_name = logs_name;
     app.logs.per_job = per_job;
@@ -253,6 +258,7 @@ async fn read_keys(keys: mpsc::Sender<Msg>) {
         let msg = match ev {
             Event::Key(k) if k.kind != KeyEventKind::Release => Msg::Key(k),
             Event::Resize(width, height) => Msg::Resize { width, height },
+            Event::Mouse(m) => Msg::Mouse(m),
             _ => continue,
         };
         if keys.send(msg).await.is_err() {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Stdout};
 
-use crossterm::event::DisableMouseCapture;
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossterm::terminal::{
@@ -17,6 +17,17 @@ pub type Tui = Terminal<CrosstermBackend<Stdout>>;
 
 /// Whether the console holds the screen (raw mode, alternate screen).
 static HELD: AtomicBool = AtomicBool::new(false);
+/// Whether the console captures the mouse while it holds the screen (`--mouse`).
+static MOUSE: AtomicBool = AtomicBool::new(false);
+
+/// The alternate screen and, when asked for, mouse capture.
+fn take_screen(out: &mut Stdout) -> io::Result<()> {
+    execute!(out, EnterAlternateScreen, cursor::Hide)?;
+    if MOUSE.load(Ordering::SeqCst) {
+        execute!(out, EnableMouseCapture)?;
+    }
+    Ok(())
+}
 
 /// Puts the terminal back as the shell expects it. Safe to call more than once: only the
 /// first call after `enter` or `resume` touches the screen. The alternate screen is cleared
@@ -81,7 +92,7 @@ pub fn suspend() -> io::Result<()> {
 pub fn resume(term: &mut Tui) -> io::Result<()> {
     HELD.store(true, Ordering::SeqCst);
     enable_raw_mode()?;
-    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+    take_screen(&mut io::stdout())?;
     term.clear()
 }
 
@@ -112,14 +123,16 @@ pub fn pager_command() -> String {
         .unwrap_or_else(|| "less".into())
 }
 
-/// Enters raw mode and the alternate screen.
-pub fn enter() -> io::Result<(Tui, Guard)> {
+/// Enters raw mode and the alternate screen, capturing the mouse when `mouse` (clicks and
+/// the wheel then come as events; `restore` and `suspend` give the mouse back).
+pub fn enter(mouse: bool) -> io::Result<(Tui, Guard)> {
     install_panic_hook();
     HELD.store(true, Ordering::SeqCst);
+    MOUSE.store(mouse, Ordering::SeqCst);
     enable_raw_mode()?;
     let guard = Guard;
     let mut out = io::stdout();
-    execute!(out, EnterAlternateScreen, cursor::Hide)?;
+    take_screen(&mut out)?;
     let terminal = Terminal::new(CrosstermBackend::new(out))?;
     Ok((terminal, guard))
 }

@@ -10,6 +10,7 @@ mod failures;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
+mod mouse;
 pub mod prompt;
 pub mod quit;
 #[cfg(test)]
@@ -18,9 +19,8 @@ mod tests;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent};
 
-use super::action;
 use super::app::{App, CloudMode, Confirm, Mode, Route, StatusKind, View};
 use super::form::{PreviewSummary, TriggerForm};
 use super::format::fmt_duration;
@@ -35,6 +35,8 @@ use crate::engine::planner::{PlanError, PlanRequest};
 #[derive(Clone, Debug)]
 pub enum Msg {
     Key(KeyEvent),
+    /// A click or the wheel (only read when mouse capture is on).
+    Mouse(MouseEvent),
     Resize {
         width: u16,
         height: u16,
@@ -85,6 +87,7 @@ const STATUS_SECS: i64 = 8;
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(key) => return on_key(app, key),
+        Msg::Mouse(ev) => return mouse::on_mouse(app, ev),
         Msg::Resize { width, height } => on_resize(app, width, height),
         Msg::Tick(now) => on_tick(app, now),
         Msg::Snapshot(snap) => {
@@ -287,7 +290,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     app.dirty = true;
     let mode = std::mem::replace(&mut app.mode, Mode::Normal);
     match mode {
-        Mode::Normal => match action::action_for(app.view(), &key) {
+        Mode::Normal => match app.keymap.action_for(app.view(), &key) {
             Some(a) => failures::perform(app, a).unwrap_or_else(|| actions::perform(app, a)),
             None => {
                 if let KeyCode::Char(c) = key.code {

@@ -5,6 +5,7 @@ mod describe;
 mod detail;
 mod handoff;
 mod health;
+mod hints;
 mod jobs;
 mod logs;
 mod overlay;
@@ -21,16 +22,21 @@ use super::format::clip;
 use super::theme::Theme;
 use crate::domain::{ChunkStatus, JobStatus};
 
-pub fn render(frame: &mut Frame, app: &App) {
-    let area = frame.area();
-    frame.render_widget(Block::new().style(app.theme.text()), area);
-    let [header, body, bar, status] = Layout::vertical([
+/// The screen's rows: header, the view's body, the alert bar (while it shows) and status.
+fn screen(app: &App, area: Rect) -> [Rect; 4] {
+    Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(app.alert_bar_rows()),
         Constraint::Length(1),
     ])
-    .areas(area);
+    .areas(area)
+}
+
+pub fn render(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    frame.render_widget(Block::new().style(app.theme.text()), area);
+    let [header, body, bar, status] = screen(app, area);
     render_header(frame, app, header);
     render_alert_bar(frame, app, bar);
     match app.view() {
@@ -79,7 +85,7 @@ fn render_alert_bar(frame: &mut Frame, app: &App, area: Rect) {
         1 => String::new(),
         n => format!(" (+{} more)", n - 1),
     };
-    let keys = " ! open · a ack ";
+    let keys = hints::alert_keys(app);
     let width = usize::from(area.width);
     let head = format!("✗ {} failed{more}: ", f.what());
     let room = width.saturating_sub(head.chars().count() + keys.chars().count());
@@ -247,36 +253,12 @@ fn render_status(frame: &mut Frame, app: &App, area: Rect) {
                 ))
             }
             None => Line::from(Span::styled(
-                hints(app, usize::from(area.width)),
+                hints::line(app, usize::from(area.width)),
                 t.fg(t.muted),
             )),
         },
     };
     frame.render_widget(Paragraph::new(line), area);
-}
-
-/// The key hints of the view, cut from the end so "? help" always shows; read-only
-/// consoles list no key they refuse.
-fn hints(app: &App, width: usize) -> String {
-    let ro = if app.read_only { "read-only · " } else { "" };
-    let keys = match (app.view(), app.read_only) {
-        (View::Tenants, false) => "Enter jobs · t trigger · T transform · / filter · ! failure",
-        (View::Tenants, true) => "Enter jobs · / filter · ! failure · y copy",
-        (View::Jobs, false) => {
-            "Enter chunks · space mark · r R c p · v verify · T · l logs · s sort · ! failure"
-        }
-        (View::Jobs, true) => "Enter chunks · v verify · l logs · o pager · s sort · ! failure",
-        (View::Detail, false) => {
-            "←→ chunk · ↑↓ table · n failed · d describe · l logs · r R c p · v T"
-        }
-        (View::Detail, true) => "←→ chunk · ↑↓ table · n failed · d describe · l logs · v verify",
-        (View::Logs, _) => "/ search · n N · f follow · w wrap · L level · x context · y copy",
-        (View::Health, false) => "Enter open the job · R retry · ! failure · :jobs",
-        (View::Health, true) => "Enter open the job · ! failure · :jobs · :tenants",
-    };
-    let tail = " · : command · ? help";
-    let room = width.saturating_sub(ro.chars().count() + tail.chars().count());
-    format!("{ro}{}{tail}", clip(keys, room))
 }
 
 /// Colour role of a job status.
@@ -395,10 +377,14 @@ pub(crate) fn table_row<'a>(t: &Theme, cells: Vec<Cell<'a>>, selected: bool) -> 
     }
 }
 
+/// Where a bordered table with column titles draws its first row: under the top border and
+/// the titles.
+const FIRST_ROW: u16 = 2;
+
 /// Paints the selected row of a bordered table (with a header row) in the selection style,
 /// over whatever colours its cells have, so the cursor reads the same on every row.
 pub(crate) fn highlight_row(frame: &mut Frame, t: &Theme, area: Rect, row_on_screen: usize) {
-    let y = area.y + 2 + row_on_screen as u16;
+    let y = area.y + FIRST_ROW + row_on_screen as u16;
     if y + 1 >= area.y + area.height {
         return;
     }
@@ -409,6 +395,30 @@ pub(crate) fn highlight_row(frame: &mut Frame, t: &Theme, area: Rect, row_on_scr
         height: 1,
     };
     frame.buffer_mut().set_style(rect, t.selection());
+}
+
+/// The row of a bordered table with column titles drawn in `area` under the screen cell
+/// (`x`, `y`), counted from the first row on screen: `highlight_row` undone.
+pub(crate) fn row_on_screen(area: Rect, x: u16, y: u16) -> Option<usize> {
+    let inside = x > area.x
+        && x + 1 < area.x + area.width
+        && y >= area.y + FIRST_ROW
+        && y + 1 < area.y + area.height;
+    inside.then(|| usize::from(y - area.y - FIRST_ROW))
+}
+
+/// The row of the current view's list under the screen cell (`x`, `y`) of a `app.width` x
+/// `app.height` screen (a click): tenants, jobs, the detail view's chunks, the health
+/// view's budgets. Hit areas come from the layouts the views draw with.
+pub fn row_at(app: &App, x: u16, y: u16) -> Option<usize> {
+    let [_, body, _, _] = screen(app, Rect::new(0, 0, app.width, app.height));
+    match app.view() {
+        View::Tenants => tenants::row_at(app, body, x, y),
+        View::Jobs => jobs::row_at(app, body, x, y),
+        View::Detail => detail::row_at(app, body, x, y),
+        View::Health => health::row_at(app, body, x, y),
+        View::Logs => None,
+    }
 }
 
 /// A centred rectangle of at most `w` x `h` inside `area`.

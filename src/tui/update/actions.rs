@@ -17,7 +17,7 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
             StatusKind::Warn,
             format!(
                 "read-only: {} is disabled (started with --read-only)",
-                action.describe()
+                app.keymap.describe(app.view(), action)
             ),
         );
         return Vec::new();
@@ -218,6 +218,18 @@ fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {
         }
     }
     Vec::new()
+}
+
+/// Moves the current list's cursor to row `i` (a click) the way the keys move it.
+pub(super) fn select(app: &mut App, i: usize) -> Vec<Effect> {
+    let at = match app.view() {
+        View::Tenants => app.tenants.selected,
+        View::Jobs => app.jobs.selected,
+        View::Health => app.health.selected,
+        View::Detail => return step_chunk(app, i as isize - app.detail_chunk as isize),
+        View::Logs => return Vec::new(),
+    };
+    move_by(app, i as isize - at as isize)
 }
 
 /// The watched job's chunks, as the snapshot holds them.
@@ -470,13 +482,14 @@ fn open_form(app: &mut App) -> Vec<Effect> {
 /// (and the CLI) would use.
 fn refusal(app: &App, action: Action, job: &Job) -> Option<String> {
     let id = &job.job_id;
-    let (key, op) = match action {
-        Action::Resume => ("r", JobAction::Resume),
-        Action::RetryFailed => ("R", JobAction::RetryFailed),
-        Action::Cancel => ("c", JobAction::Cancel),
-        _ if job.status == JobStatus::Paused => ("p", JobAction::Unpause),
-        _ => ("p", JobAction::Pause),
+    let op = match action {
+        Action::Resume => JobAction::Resume,
+        Action::RetryFailed => JobAction::RetryFailed,
+        Action::Cancel => JobAction::Cancel,
+        _ if job.status == JobStatus::Paused => JobAction::Unpause,
+        _ => JobAction::Pause,
     };
+    let key = app.key(action);
     let placement = if let Some(pid) = app.snap.runners.get(id) {
         Placement::Running {
             by: crate::engine::ops::in_runner(*pid),
@@ -567,7 +580,7 @@ fn job_action(app: &mut App, action: Action) -> Vec<Effect> {
                 StatusKind::Warn,
                 format!(
                     "{}: none of the {} marked job(s) can take it",
-                    action.describe(),
+                    app.keymap.describe(app.view(), action),
                     marked.len()
                 ),
             );
@@ -588,7 +601,10 @@ fn job_action(app: &mut App, action: Action) -> Vec<Effect> {
     let Some(job) = app.selected_job().cloned() else {
         app.set_status(
             StatusKind::Warn,
-            format!("{}: no job selected", action.describe()),
+            format!(
+                "{}: no job selected",
+                app.keymap.describe(app.view(), action)
+            ),
         );
         return Vec::new();
     };

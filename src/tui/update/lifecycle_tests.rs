@@ -423,17 +423,24 @@ fn deferred_jobs_show_as_waiting_with_their_reason() {
 
 #[test]
 fn the_new_keys_are_in_the_bindings_table_and_help() {
-    use crate::tui::action::{Action, help_for};
+    use crate::tui::action::Action;
     use crate::tui::app::View;
+    use crate::tui::keymap::Keymap;
     for view in [View::Tenants, View::Jobs, View::Detail] {
         assert!(
-            help_for(view).iter().any(|b| b.action == Action::Transform),
+            Keymap::default()
+                .help_for(view)
+                .iter()
+                .any(|b| b.action == Action::Transform),
             "{view:?}"
         );
     }
     for view in [View::Jobs, View::Detail] {
         assert!(
-            help_for(view).iter().any(|b| b.action == Action::Verify),
+            Keymap::default()
+                .help_for(view)
+                .iter()
+                .any(|b| b.action == Action::Verify),
             "{view:?}"
         );
     }

@@ -898,4 +898,5 @@ fn unbound_keys_say_so() {
     );
 }
 
+mod keys;
 mod read_only;

@@ -26,6 +26,52 @@ fn retrying(c: &Chunk) -> bool {
 /// Width of the table names left of the heatmap.
 const NAME_W: usize = 14;
 
+/// Heatmap cells per line.
+fn per_line(area: Rect) -> usize {
+    usize::from(area.width.saturating_sub(2))
+        .saturating_sub(NAME_W + 1)
+        .max(1)
+}
+
+/// Summary, heatmap (one line per table, more when its chunks outnumber the width), the
+/// chunk list and the last error.
+fn layout(app: &App, area: Rect) -> [Rect; 4] {
+    let per_line = per_line(area);
+    let heat_lines: usize = app
+        .detail_groups
+        .iter()
+        .map(|(_, r)| r.len().div_ceil(per_line).max(1))
+        .sum();
+    let heat_h = (heat_lines as u16 + 3).min(area.height / 2).max(4);
+    let err_h = 5;
+    Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Length(heat_h),
+        Constraint::Min(3),
+        Constraint::Length(err_h),
+    ])
+    .areas(area)
+}
+
+/// The chunk list's rows on screen and the first one shown: the selected chunk kept on the
+/// last row once it passes the end.
+fn list_window(app: &App, list: Rect) -> (usize, usize) {
+    let rows_h = usize::from(list.height.saturating_sub(3)).max(1);
+    (
+        rows_h,
+        app.detail_chunk.saturating_sub(rows_h.saturating_sub(1)),
+    )
+}
+
+/// The chunk (index in the selected table) under a click on the chunk list.
+pub(super) fn row_at(app: &App, body: Rect, x: u16, y: u16) -> Option<usize> {
+    let [_, _, list, _] = layout(app, body);
+    let (_, offset) = list_window(app, list);
+    let i = offset + super::row_on_screen(list, x, y)?;
+    let (_, range) = app.detail_groups.get(app.detail_table)?;
+    (i < range.len()).then_some(i)
+}
+
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let Route::JobDetail { job_id } = app.route() else {
@@ -38,23 +84,8 @@ pub fn render(frame: &mut Frame, app: &App, area: Rect) {
         return;
     };
     let chunks: &[Chunk] = app.snap.chunks.get(job_id).map_or(&[], |c| c.as_slice());
-    let inner_w = usize::from(area.width.saturating_sub(2));
-    // Heatmap rows: one line per table, more when its chunks outnumber the width.
-    let per_line = inner_w.saturating_sub(NAME_W + 1).max(1);
-    let heat_lines: usize = app
-        .detail_groups
-        .iter()
-        .map(|(_, r)| r.len().div_ceil(per_line).max(1))
-        .sum();
-    let heat_h = (heat_lines as u16 + 3).min(area.height / 2).max(4);
-    let err_h = 5;
-    let [summary, heat, list, err] = Layout::vertical([
-        Constraint::Length(6),
-        Constraint::Length(heat_h),
-        Constraint::Min(3),
-        Constraint::Length(err_h),
-    ])
-    .areas(area);
+    let per_line = per_line(area);
+    let [summary, heat, list, err] = layout(app, area);
     render_summary(frame, app, job, summary);
     render_heatmap(frame, app, chunks, per_line, heat);
     let Some((table, range)) = app.detail_groups.get(app.detail_table) else {
@@ -191,12 +222,11 @@ fn render_chunk_list(
     area: Rect,
 ) {
     let t = &app.theme;
-    let rows_h = usize::from(area.height.saturating_sub(3)).max(1);
+    let (rows_h, offset) = list_window(app, area);
     // Once verified, a column shows landed/source per chunk; narrow screens then write the
     // window as dates to make room for it.
     let verified = !handoff::results(app, &job.job_id).is_empty();
     let short_window = verified && area.width < 100;
-    let offset = app.detail_chunk.saturating_sub(rows_h.saturating_sub(1));
     let rows = group
         .iter()
         .enumerate()

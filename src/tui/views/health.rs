@@ -12,11 +12,23 @@ use crate::engine::BreakerState;
 use crate::engine::handle::RateHealth;
 use crate::tui::app::{App, StatusKind};
 
+/// The budgets table over the alerts.
+fn layout(app: &App, area: Rect) -> [Rect; 2] {
+    let table_h = (app.snap.health.len() as u16 + 3)
+        .min(area.height / 2)
+        .max(4);
+    Layout::vertical([Constraint::Length(table_h), Constraint::Min(3)]).areas(area)
+}
+
+/// The budget row under a click.
+pub(super) fn row_at(app: &App, body: Rect, x: u16, y: u16) -> Option<usize> {
+    let [table, _] = layout(app, body);
+    let i = app.health.offset + super::row_on_screen(table, x, y)?;
+    (i < app.snap.health.len()).then_some(i)
+}
+
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
-    let health = &app.snap.health;
-    let table_h = (health.len() as u16 + 3).min(area.height / 2).max(4);
-    let [top, bottom] =
-        Layout::vertical([Constraint::Length(table_h), Constraint::Min(3)]).areas(area);
+    let [top, bottom] = layout(app, area);
     render_budgets(frame, app, top);
     render_alerts(frame, app, bottom);
 }

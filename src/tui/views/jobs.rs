@@ -35,6 +35,12 @@ impl Fit {
     }
 }
 
+/// The job row under a click.
+pub(super) fn row_at(app: &App, body: Rect, x: u16, y: u16) -> Option<usize> {
+    let i = app.jobs.offset + super::row_on_screen(body, x, y)?;
+    (i < app.job_rows.len()).then_some(i)
+}
+
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let fit = Fit::for_width(area.width);

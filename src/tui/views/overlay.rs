@@ -9,7 +9,6 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::{block, centered};
 use crate::engine::handle::Target;
-use crate::tui::action::help_for;
 use crate::tui::app::{App, Confirm};
 use crate::tui::form::{Field, TriggerForm};
 use crate::tui::format::{clip, fmt_duration};
@@ -17,7 +16,7 @@ use crate::tui::theme::Theme;
 
 pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let bindings = help_for(app.view());
+    let bindings = app.keymap.help_for(app.view());
     // One column when it fits, else two side by side with shortened texts.
     let columns = if bindings.len() as u16 + 3 <= area.height {
         1
@@ -29,7 +28,7 @@ pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let h = (per_col as u16 + 3).min(area.height);
     let rect = centered(area, width, h);
     let col_w = usize::from(rect.width.saturating_sub(2)) / columns;
-    let entry = |b: &crate::tui::action::Binding| {
+    let entry = |b: &crate::tui::keymap::KeyBinding| {
         let off = if b.action.is_mutating() && app.read_only {
             " (off)"
         } else {

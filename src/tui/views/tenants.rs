@@ -63,9 +63,21 @@ fn check_label(c: Option<Check>) -> &'static str {
     }
 }
 
+/// The table and, under it, the selected row's reason.
+fn layout(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Min(4), Constraint::Length(4)]).areas(area)
+}
+
+/// The tenant row under a click.
+pub(super) fn row_at(app: &App, body: Rect, x: u16, y: u16) -> Option<usize> {
+    let [table, _] = layout(body);
+    let i = app.tenants.offset + super::row_on_screen(table, x, y)?;
+    (i < app.tenant_rows.len()).then_some(i)
+}
+
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let [area, why] = Layout::vertical([Constraint::Min(4), Constraint::Length(4)]).areas(area);
+    let [area, why] = layout(area);
     render_why(frame, app, why);
     let wide = area.width >= 100;
     let filter = if app.tenant_filter.is_empty() {

@@ -10,7 +10,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use super::{block, centered};
 use crate::engine::handle::Target;
 use crate::tui::action::help_for;
-use crate::tui::app::{App, Confirm};
+use crate::tui::app::{App, Confirm, Protect};
 use crate::tui::form::{Field, TriggerForm};
 use crate::tui::format::{clip, fmt_duration};
 use crate::tui::theme::Theme;
@@ -77,6 +77,38 @@ pub fn confirm(frame: &mut Frame, app: &App, area: Rect, c: &Confirm) {
 /// `q` while the console's jobs run: what quitting does to them.
 pub fn quitting(frame: &mut Frame, app: &App, area: Rect, prompt: &str) {
     question(frame, app, area, prompt, " Quit ");
+}
+
+/// A protected tenant's change: what it does, and the tenant id typed so far.
+pub fn protect(frame: &mut Frame, app: &App, area: Rect, p: &Protect) {
+    let t = &app.theme;
+    let rect = centered(area, 70, if p.context.is_some() { 10 } else { 8 });
+    frame.render_widget(Clear, rect);
+    let mut lines = vec![Line::from(Span::styled(
+        p.prompt.clone(),
+        t.fg(t.warn).add_modifier(Modifier::BOLD),
+    ))];
+    if let Some(context) = &p.context {
+        lines.push(Line::from(Span::styled(context.clone(), t.fg(t.muted))));
+    }
+    lines.extend([
+        Line::default(),
+        Line::from(vec![
+            Span::styled("tenant id: ", t.fg(t.accent).add_modifier(Modifier::BOLD)),
+            Span::raw(format!("{}▏", p.input)),
+        ]),
+        Line::from(vec![
+            Span::styled("Enter", t.fg(t.ok).add_modifier(Modifier::BOLD)),
+            Span::raw(": confirm    "),
+            Span::styled("Esc", t.fg(t.error).add_modifier(Modifier::BOLD)),
+            Span::raw(": cancel    Ctrl-U: clear"),
+        ]),
+    ]);
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .block(block(t, " Protected tenant ".to_string()))
+        .style(t.text());
+    frame.render_widget(p, rect);
 }
 
 fn question(frame: &mut Frame, app: &App, area: Rect, prompt: &str, title: &str) {

@@ -12,6 +12,8 @@ mod lifecycle;
 mod lifecycle_tests;
 pub mod prompt;
 pub mod protect;
+#[cfg(test)]
+mod protect_tests;
 pub mod quit;
 #[cfg(test)]
 mod tests;

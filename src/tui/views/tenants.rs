@@ -177,22 +177,22 @@ fn render_why(frame: &mut Frame, app: &App, area: Rect) {
     let line = match app.tenant_rows.get(app.tenants.selected) {
         Some(r) => {
             let (label, style) = mark(app, t, r);
-            let mut line = Line::from(vec![
-                Span::styled(
-                    format!("{} {} ", r.tenant_id, r.service),
-                    t.fg(t.accent).add_modifier(Modifier::BOLD),
-                ),
+            let mut spans = vec![Span::styled(
+                format!("{} {} ", r.tenant_id, r.service),
+                t.fg(t.accent).add_modifier(Modifier::BOLD),
+            )];
+            if r.protected {
+                spans.push(Span::styled(
+                    format!("{PROTECTED_MARK} protected: changes ask for the tenant id · "),
+                    t.fg(t.warn).add_modifier(Modifier::BOLD),
+                ));
+            }
+            spans.extend([
                 Span::styled(label, style),
                 Span::styled(format!(" · {}: ", check_label(r.check)), t.fg(t.muted)),
                 Span::raw(r.reason.clone()),
             ]);
-            if r.protected {
-                line.push_span(Span::styled(
-                    format!(" · {PROTECTED_MARK} protected: changes ask for the tenant id"),
-                    t.fg(t.warn),
-                ));
-            }
-            line
+            Line::from(spans)
         }
         None => Line::from(Span::styled("no tenant service selected", t.fg(t.muted))),
     };

@@ -93,6 +93,13 @@ fn plan(engine: &Engine) -> Plan {
     planner::plan(engine.config(), &request, noon()).unwrap()
 }
 
+/// A manual trigger of the test plan, with no confirmation.
+async fn manual_trigger(ops: &Ops, engine: &Engine) -> Result<Outcome, Refusal> {
+    let none = Confirmation::None;
+    ops.trigger(&plan(engine), Hints::default(), &none, Utc::now())
+        .await
+}
+
 /// A clock at noon when the test starts that follows tokio's paused time.
 fn clock() -> Clock {
     let t0 = Instant::now();
@@ -159,29 +166,13 @@ async fn each_action_is_judged_on_the_store_and_answered_in_one_wording() {
     let engine = engine(dir.path(), requests);
     // `trigger` without `--run`: stored, left for `run`.
     let ops = Ops::new(engine.clone(), Arc::new(Hold));
-    let outcome = ops
-        .trigger(
-            &plan(&engine),
-            Hints::default(),
-            &Confirmation::None,
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    let outcome = manual_trigger(&ops, &engine).await.unwrap();
     let id = outcome.job_id().to_string();
     assert_eq!(
         outcome.to_string(),
         format!("created {id} (2 chunks); `avesa-console run` runs it")
     );
-    let again = ops
-        .trigger(
-            &plan(&engine),
-            Hints::default(),
-            &Confirmation::None,
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+    let again = manual_trigger(&ops, &engine).await.unwrap();
     assert!(matches!(again, Outcome::Triggered { created: false, .. }));
     let act = |action| {
         let (ops, id) = (ops.clone(), id.clone());
@@ -327,15 +318,7 @@ async fn every_action_on_a_protected_tenant_needs_its_id() {
     let engine = protected_engine(dir.path());
     let ops = Ops::new(engine.clone(), Arc::new(Hold));
     let acme = Confirmation::TenantId("acme".into());
-    let refused = ops
-        .trigger(
-            &plan(&engine),
-            Hints::default(),
-            &Confirmation::None,
-            Utc::now(),
-        )
-        .await
-        .unwrap_err();
+    let refused = manual_trigger(&ops, &engine).await.unwrap_err();
     assert!(matches!(refused, Refusal::Protected { .. }), "{refused:?}");
     assert!(
         ops.engine()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crossterm::event::KeyCode;
 
-use super::tests::{app, ch, code, status, typed};
+use super::tests::{app, ch, code, jobs_at as select, status, typed};
 use super::*;
 use crate::domain::Service;
 
@@ -20,15 +20,13 @@ fn protect(a: &mut App, tenant_id: &str) {
     update(a, Msg::Snapshot(Arc::new(snap)));
 }
 
-/// The jobs view of every job, with `job_id` selected.
-fn select(a: &mut App, job_id: &str) {
-    typed(a, ":jobs");
-    code(a, KeyCode::Enter);
-    let pos = a
-        .job_rows
-        .iter()
-        .position(|&i| a.snap.jobs[i].job_id == job_id);
-    a.jobs.selected = pos.unwrap();
+/// The demo console with acme protected, its running job selected and `key` pressed.
+fn asked(key: char) -> App {
+    let mut a = app();
+    protect(&mut a, "acme");
+    select(&mut a, ACME_RUNNING);
+    assert!(engine_commands(ch(&mut a, key)).is_empty(), "sent unasked");
+    a
 }
 
 fn engine_commands(effects: Vec<Effect>) -> Vec<Command> {
@@ -71,14 +69,17 @@ fn a_change_to_a_protected_tenant_asks_for_its_id_and_the_exact_id_sends_it() {
     let sent = engine_commands(code(&mut a, KeyCode::Enter));
     assert_eq!(sent, vec![confirmed("acme", pause(ACME_RUNNING))]);
     assert_eq!(a.mode, Mode::Normal);
+    // Another tenant's job is not asked about.
+    select(&mut a, GLOBEX_PENDING);
+    assert_eq!(
+        engine_commands(ch(&mut a, 'p')),
+        vec![pause(GLOBEX_PENDING)]
+    );
 }
 
 #[test]
 fn another_id_refuses_and_esc_cancels() {
-    let mut a = app();
-    protect(&mut a, "acme");
-    select(&mut a, ACME_RUNNING);
-    ch(&mut a, 'p');
+    let mut a = asked('p');
     typed(&mut a, "acm");
     assert!(engine_commands(code(&mut a, KeyCode::Enter)).is_empty());
     assert_eq!(a.mode, Mode::Normal);
@@ -95,10 +96,7 @@ fn another_id_refuses_and_esc_cancels() {
 
 #[test]
 fn a_cancel_asks_for_the_id_instead_of_y_and_keeps_what_it_does() {
-    let mut a = app();
-    protect(&mut a, "acme");
-    select(&mut a, ACME_RUNNING);
-    ch(&mut a, 'c');
+    let mut a = asked('c');
     let Mode::Protect(p) = &a.mode else {
         panic!("{:?}", a.mode)
     };
@@ -160,10 +158,7 @@ fn a_bulk_action_over_two_protected_tenants_asks_for_each() {
 
 #[test]
 fn a_transform_waits_for_the_id_and_is_marked_running_once_sent() {
-    let mut a = app();
-    protect(&mut a, "acme");
-    select(&mut a, ACME_RUNNING);
-    assert!(engine_commands(ch(&mut a, 'T')).is_empty());
+    let mut a = asked('T');
     assert!(a.life.transforming.is_empty(), "held, not running");
     typed(&mut a, "acme");
     let sent = engine_commands(code(&mut a, KeyCode::Enter));
@@ -177,12 +172,4 @@ fn a_transform_waits_for_the_id_and_is_marked_running_once_sent() {
             .transforming
             .contains(&("acme".into(), Service::Connectwise))
     );
-}
-
-#[test]
-fn a_tenant_that_is_not_protected_is_not_asked() {
-    let mut a = app();
-    protect(&mut a, "globex");
-    select(&mut a, ACME_RUNNING);
-    assert_eq!(engine_commands(ch(&mut a, 'p')), vec![pause(ACME_RUNNING)]);
 }

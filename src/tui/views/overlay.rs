@@ -97,16 +97,31 @@ pub fn protect(frame: &mut Frame, app: &App, area: Rect, p: &Protect) {
             Span::styled("tenant id: ", t.fg(t.accent).add_modifier(Modifier::BOLD)),
             Span::raw(format!("{}▏", p.input)),
         ]),
-        Line::from(vec![
-            Span::styled("Enter", t.fg(t.ok).add_modifier(Modifier::BOLD)),
-            Span::raw(": confirm    "),
-            Span::styled("Esc", t.fg(t.error).add_modifier(Modifier::BOLD)),
-            Span::raw(": cancel    Ctrl-U: clear"),
-        ]),
+        answer_keys(
+            t,
+            ("Enter", ": confirm    "),
+            ("Esc", ": cancel    Ctrl-U: clear"),
+        ),
     ]);
+    boxed(frame, t, rect, lines, " Protected tenant ");
+}
+
+/// The keys that answer a question, with what each does: yes in the ok colour, no in the
+/// error colour.
+fn answer_keys(t: &Theme, yes: (&str, &str), no: (&str, &str)) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(yes.0.to_string(), t.fg(t.ok).add_modifier(Modifier::BOLD)),
+        Span::raw(yes.1.to_string()),
+        Span::styled(no.0.to_string(), t.fg(t.error).add_modifier(Modifier::BOLD)),
+        Span::raw(no.1.to_string()),
+    ])
+}
+
+/// `lines`, wrapped, in a titled box drawn over `rect`.
+fn boxed(frame: &mut Frame, t: &Theme, rect: Rect, lines: Vec<Line<'static>>, title: &str) {
     let p = Paragraph::new(lines)
         .wrap(Wrap { trim: true })
-        .block(block(t, " Protected tenant ".to_string()))
+        .block(block(t, title.to_string()))
         .style(t.text());
     frame.render_widget(p, rect);
 }
@@ -121,18 +136,9 @@ fn question(frame: &mut Frame, app: &App, area: Rect, prompt: &str, title: &str)
             t.fg(t.fg).add_modifier(Modifier::BOLD),
         )),
         Line::default(),
-        Line::from(vec![
-            Span::styled("y", t.fg(t.ok).add_modifier(Modifier::BOLD)),
-            Span::raw(" / Enter: yes    "),
-            Span::styled("n", t.fg(t.error).add_modifier(Modifier::BOLD)),
-            Span::raw(" / Esc: no"),
-        ]),
+        answer_keys(t, ("y", " / Enter: yes    "), ("n", " / Esc: no")),
     ];
-    let p = Paragraph::new(lines)
-        .wrap(Wrap { trim: true })
-        .block(block(t, title.to_string()))
-        .style(t.text());
-    frame.render_widget(p, rect);
+    boxed(frame, t, rect, lines, title);
 }
 
 pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {

@@ -330,6 +330,24 @@ impl CloudArgs {
     }
 }
 
+/// The typed tenant id a change to a protected tenant needs (`engine::ops::guard`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfirmArgs {
+    /// The tenant's id, repeated to confirm a change to a protected tenant (`protected: true`
+    /// in the tenants registry).
+    #[arg(long, value_name = "TENANT_ID")]
+    pub confirm_tenant: Option<String>,
+}
+
+impl ConfirmArgs {
+    pub fn confirmation(&self) -> crate::engine::ops::Confirmation {
+        use crate::engine::ops::Confirmation;
+        self.confirm_tenant
+            .clone()
+            .map_or(Confirmation::None, Confirmation::TenantId)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct JobArgs {
     pub job_id: String,
@@ -337,6 +355,8 @@ pub struct JobArgs {
     pub output: Output,
     #[command(flatten)]
     pub cloud: CloudArgs,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
 }
 
 #[derive(Args, Debug)]
@@ -444,6 +464,8 @@ pub struct TriggerArgs {
     pub output: Output,
     #[command(flatten)]
     pub cloud: CloudArgs,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
     /// With --cloud: chunk lanes the state machine runs at once (different tables in parallel).
     #[arg(long, default_value_t = 1, value_parser = args::ranged::<u32>(1..=64))]
     pub lanes: u32,
@@ -507,6 +529,8 @@ pub struct ResumeArgs {
     pub exec: ExecArgs,
     #[command(flatten)]
     pub cloud: CloudArgs,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
 }
 
 #[derive(Args, Debug)]
@@ -586,6 +610,25 @@ pub fn lambda_main() -> ExitCode {
     }
 }
 
+/// A change to a protected tenant without its id confirmed: a usage error naming the flag.
+fn protected_usage(err: &color_eyre::eyre::Report) -> Option<String> {
+    use crate::engine::ops::Refusal;
+    match err.downcast_ref::<Refusal>()? {
+        Refusal::Protected { tenant_id, what } => Some(format!(
+            "tenant {tenant_id} is protected: pass --confirm-tenant {tenant_id} to {what}"
+        )),
+        Refusal::WrongTenantId {
+            tenant_id,
+            typed,
+            what,
+        } => Some(format!(
+            "tenant {tenant_id} is protected and --confirm-tenant '{typed}' is not its id: \
+             pass --confirm-tenant {tenant_id} to {what}"
+        )),
+        _ => None,
+    }
+}
+
 /// Runs the command line and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -603,6 +646,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
             eprintln!("error: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) if let Some(text) = protected_usage(&err) => {
+            eprintln!("error: {text}");
             ExitCode::from(EXIT_USAGE)
         }
         Err(err)

@@ -174,6 +174,11 @@ fn invalid_config_values_name_the_json_path() {
         &["tenants.json", "$.tenants[1].tenant_id", "contains '/'"],
     );
     refused_config(
+        "tenants.json",
+        |v| v["tenants"][0]["protected"] = "yes".into(),
+        &["tenants.json", "$.tenants[0].protected", "invalid type"],
+    );
+    refused_config(
         "endpoints/connectwise.json",
         |v| v["endpoints"][0]["incremental_field"] = "summary".into(),
         &[

@@ -192,3 +192,49 @@ fn tenant_add_refuses_what_it_cannot_write_and_names_the_flag_or_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("no tenant 'nobody'"), "{}", text(&out));
 }
+
+#[test]
+fn tenant_add_keeps_a_tenants_protection_and_sets_it_with_protected() {
+    let fx = Fixture::new();
+    fx.edit("tenants.json", |v| {
+        v["tenants"][0]["protected"] = true.into()
+    });
+    let protected = |id: &str| {
+        let file = fx.config_dir().join("tenants.json");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let tenants = v["tenants"].as_array().unwrap().clone();
+        let t = tenants.into_iter().find(|t| t["tenant_id"] == id).unwrap();
+        t["protected"].as_bool().unwrap_or(false)
+    };
+    let add = |id: &str, extra: &[&str]| {
+        let mut args = vec![
+            "tenant",
+            "add",
+            "--no-check",
+            "--tenant-id",
+            id,
+            "--service",
+            "salesforce",
+            "--base-url",
+            "https://login.salesforce.com",
+            "--credential-env",
+            "client_id=SF_ID",
+            "--credential-env",
+            "client_secret=SF_SECRET",
+        ];
+        args.extend_from_slice(extra);
+        let out = fx.cli(None, &args);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    // A connection of acme replaced rewrites the registry: acme stays protected.
+    add("acme", &["--replace"]);
+    assert!(protected("acme"));
+    add("newco", &["--protected", "true"]);
+    assert!(protected("newco"));
+    add("acme", &["--replace", "--protected", "false"]);
+    assert!(!protected("acme"));
+    let out = fx.cli(None, &["tenant", "add", "--protected", "maybe"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--protected"), "{}", text(&out));
+}

@@ -131,3 +131,64 @@ fn every_refusal_reads_the_same_from_the_cli_and_the_console() {
         text(&out)
     );
 }
+
+/// The CLI's usage error: exit 2 and `error: …` on stderr.
+fn cli_usage_error(fx: &Fixture, args: &[&str]) -> String {
+    let out = fx.cli(None, args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+#[test]
+fn a_protected_tenant_needs_its_id_confirmed_from_the_cli_and_the_console() {
+    let fx = Fixture::new();
+    fx.edit("tenants.json", |v| {
+        v["tenants"][0]["protected"] = true.into()
+    });
+    const JOB: &str = "backfill_acme_connectwise_20250101";
+    let trigger = trigger_args(
+        "acme",
+        Some("tickets"),
+        "2025-01-01",
+        Some("2025-03-01"),
+        &[],
+    );
+    let said = cli_usage_error(&fx, &trigger);
+    assert_eq!(
+        said,
+        "error: tenant acme is protected: pass --confirm-tenant acme to trigger a backfill of \
+         connectwise"
+    );
+    // Nothing was stored.
+    let status = fx.cli(None, &["status", "--job-id", JOB]);
+    assert_ne!(status.status.code(), Some(0), "{}", text(&status));
+    let wrong = [&trigger[..], &["--confirm-tenant", "globex"]].concat();
+    assert!(cli_usage_error(&fx, &wrong).contains("--confirm-tenant 'globex' is not its id"));
+    assert_ok(&fx.cli(
+        None,
+        &[&trigger[..], &["--confirm-tenant", "acme"]].concat(),
+    ));
+    for verb in ["pause", "cancel"] {
+        let said = cli_usage_error(&fx, &[verb, JOB]);
+        assert_eq!(
+            said,
+            format!("error: tenant acme is protected: pass --confirm-tenant acme to {verb} {JOB}")
+        );
+    }
+    let console = console_says(&fx, Command::Pause { job_id: JOB.into() });
+    assert!(
+        matches!(
+            &console,
+            Err(HandleError::Refused(Refusal::Protected { .. }))
+        ),
+        "{console:?}"
+    );
+    let confirmed = Command::Confirmed {
+        tenant_id: "acme".into(),
+        command: Box::new(Command::Pause { job_id: JOB.into() }),
+    };
+    assert!(console_says(&fx, confirmed).is_ok());
+    assert_ok(&fx.cli(None, &["cancel", JOB, "--confirm-tenant", "acme"]));
+    let transform = ["transform", "--tenant-id", "acme"];
+    assert!(cli_usage_error(&fx, &transform).contains("--confirm-tenant acme to transform"));
+}

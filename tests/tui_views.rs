@@ -131,6 +131,43 @@ fn cancel_confirm() {
     snapshot_each_size("confirm", ":jobs\nc");
 }
 
+/// The demo console with tenant acme protected (`protected: true` in the registry), at
+/// `w` x `h` after `setup` keys.
+fn protected_console(w: u16, h: u16, setup: &str) -> App {
+    let mut app = console(Theme::default(), w, h, "");
+    let mut snap = (*app.snap).clone();
+    let mut tenants = (*snap.tenants).clone();
+    tenants[0].protected = true;
+    snap.tenants = Arc::new(tenants);
+    update(&mut app, Msg::Snapshot(Arc::new(snap)));
+    keys(&mut app, setup);
+    app.status = None;
+    app
+}
+
+#[test]
+fn a_protected_tenants_cancel_asks_for_its_id() {
+    for (w, h) in SIZES {
+        let app = protected_console(
+            w,
+            h,
+            ":jobs
+cacm",
+        );
+        let name = format!("protected_prompt_{w}x{h}");
+        insta::assert_snapshot!(name, text(&draw(&app, w, h)));
+    }
+}
+
+#[test]
+fn protected_tenants_are_marked_in_the_tenants_view() {
+    for (w, h) in SIZES {
+        let app = protected_console(w, h, "");
+        let name = format!("tenants_protected_{w}x{h}");
+        insta::assert_snapshot!(name, text(&draw(&app, w, h)));
+    }
+}
+
 #[test]
 fn quit_question_while_the_consoles_jobs_run() {
     snapshot_each_size("quit", ":jobs\nq");

@@ -17,7 +17,9 @@ use crate::cloud::ops::StepFunctions;
 use crate::config::{Config, LOOKBACK_DAYS};
 use crate::domain::{JobMeta, Trigger};
 use crate::engine::EngineOptions;
-use crate::engine::ops::{Hints, Hold, LocalRunner, Ops, Outcome, RunnerOptions};
+use crate::engine::ops::{
+    Confirmation, Hints, Hold, LocalRunner, Ops, Outcome, RunnerOptions, protection,
+};
 use crate::engine::planner::{self, PlanRequest};
 use crate::store::{AlertFilter, CreateOutcome};
 use crate::transform::{TransformMode, TransformRequest};
@@ -70,6 +72,8 @@ pub struct TransformArgs {
     pub full: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    #[command(flatten)]
+    pub confirm: super::ConfirmArgs,
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +91,8 @@ pub struct CompactArgs {
     pub dry_run: bool,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    #[command(flatten)]
+    pub confirm: super::ConfirmArgs,
 }
 
 #[derive(Args, Debug)]
@@ -250,6 +256,12 @@ pub async fn transform(
         Some(s) => vec![parse_service(s)?],
         None => Vec::new(),
     };
+    let what = match &args.service {
+        Some(s) => format!("transform {s}"),
+        None => "transform its data".to_string(),
+    };
+    let confirm = args.confirm.confirmation();
+    protection(w.engine.config(), &args.tenant_id, &what, &confirm)?;
     let reports = w
         .engine
         .transform(&TransformRequest {
@@ -275,6 +287,19 @@ pub async fn compact(global: &GlobalArgs, ws: &Workspace, args: CompactArgs) -> 
             .config()
             .tenant(t)
             .map_err(|e| eyre!("--tenant-id: {e}"))?;
+    }
+    if !args.dry_run {
+        // Every protected tenant the compaction covers needs its id confirmed: without
+        // --tenant-id, that is each of them (compact them one at a time).
+        let (config, confirm) = (w.engine.config(), args.confirm.confirmation());
+        let covered = config
+            .tenants
+            .tenants
+            .iter()
+            .filter(|t| args.tenant_id.as_ref().is_none_or(|id| *id == t.tenant_id));
+        for t in covered {
+            protection(config, &t.tenant_id, "compact its raw data", &confirm)?;
+        }
     }
     let service = args.service.as_deref().map(parse_service).transpose()?;
     if let Some(table) = &args.table {
@@ -412,7 +437,9 @@ pub async fn auto_detect(
                 trigger: Trigger::Auto,
                 wait_off_peak: wait,
             };
-            if let Outcome::Triggered { job, .. } = ops.trigger(&plan, hints, now).await? {
+            // Auto-detected jobs are the configuration's decision: no confirmation (`guard`).
+            let none = Confirmation::None;
+            if let Outcome::Triggered { job, .. } = ops.trigger(&plan, hints, &none, now).await? {
                 created.push(job);
             }
         }

@@ -14,7 +14,8 @@ use super::args::{deadline, exit_for, make_plan, page_size};
 use super::print::print_json;
 use super::runtime::{self, Wired};
 use super::{
-    CloudArgs, ExecArgs, GlobalArgs, JobArgs, Output, ResumeArgs, TriggerArgs, cloud_cmd, output,
+    CloudArgs, ConfirmArgs, ExecArgs, GlobalArgs, JobArgs, Output, ResumeArgs, TriggerArgs,
+    cloud_cmd, output,
 };
 use crate::cloud::ops::{LaneOptions, StepFunctions};
 use crate::config::Config;
@@ -179,7 +180,11 @@ pub async fn trigger(global: &GlobalArgs, ws: &Workspace, args: &TriggerArgs) ->
         trigger: Trigger::Manual,
         wait_off_peak: args.wait_off_peak,
     };
-    let outcome = wiring.ops.trigger(&plan, hints, Utc::now()).await?;
+    let confirm = args.confirm.confirmation();
+    let outcome = wiring
+        .ops
+        .trigger(&plan, hints, &confirm, Utc::now())
+        .await?;
     print_outcome(&outcome, args.output)?;
     finish(wiring.runner, &outcome).await
 }
@@ -220,7 +225,7 @@ pub async fn resume(global: &GlobalArgs, ws: &Workspace, args: &ResumeArgs) -> R
     act(
         global,
         ws,
-        (&args.job_id, &args.cloud, Output::Text),
+        (&args.job_id, &args.cloud, &args.confirm, Output::Text),
         action,
         port,
     )
@@ -243,20 +248,20 @@ pub async fn job_action(
     act(
         global,
         ws,
-        (&args.job_id, &args.cloud, args.output),
+        (&args.job_id, &args.cloud, &args.confirm, args.output),
         action,
         port,
     )
     .await
 }
 
-/// The job a command names, where (`--cloud`) and how it prints.
-type Target<'a> = (&'a str, &'a CloudArgs, Output);
+/// The job a command names, where (`--cloud`), its tenant's confirmation and how it prints.
+type Target<'a> = (&'a str, &'a CloudArgs, &'a ConfirmArgs, Output);
 
 async fn act(
     global: &GlobalArgs,
     ws: &Workspace,
-    (job_id, cloud, out): Target<'_>,
+    (job_id, cloud, confirm, out): Target<'_>,
     action: JobAction,
     port: Port,
 ) -> Result<ExitCode> {
@@ -266,7 +271,8 @@ async fn act(
     }
     init_logging(global, ws, cloud)?;
     let wiring = wire(global, ws, config, cloud, port).await?;
-    let outcome = wiring.ops.act(action, job_id, Utc::now()).await?;
+    let confirm = confirm.confirmation();
+    let outcome = wiring.ops.act(action, job_id, &confirm, Utc::now()).await?;
     print_outcome(&outcome, out)?;
     finish(wiring.runner, &outcome).await
 }

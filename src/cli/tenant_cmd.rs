@@ -56,6 +56,10 @@ pub struct AddArgs {
     /// connectwise, servicenow or salesforce.
     #[arg(long)]
     pub service: Option<String>,
+    /// `true`: every change to the tenant's jobs or data needs its id typed (the console's
+    /// prompt, `--confirm-tenant`); `false` lifts that (default: kept, off for a new tenant).
+    #[arg(long, value_name = "BOOL")]
+    pub protected: Option<bool>,
     /// ConnectWise: the site (`api-na.myconnectwise.net`, or a URL with its scheme).
     #[arg(long)]
     pub site: Option<String>,
@@ -173,7 +177,7 @@ async fn add(global: &GlobalArgs, ws: &Workspace, args: AddArgs) -> Result<ExitC
         base_url: base_url.clone(),
         credentials,
     };
-    registry.upsert(&tenant_id, display_name, service, conn);
+    registry.upsert(&tenant_id, display_name, args.protected, service, conn);
     registry.write(&registry_file)?;
     println!("tenant '{tenant_id}': {service} connected at {base_url}");
     if args.no_check {

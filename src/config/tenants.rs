@@ -27,6 +27,10 @@ pub struct TenantsRegistry {
 pub struct Tenant {
     pub tenant_id: String,
     pub display_name: String,
+    /// Every mutating action on the tenant's jobs or data needs its id typed
+    /// (`engine::ops::guard`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
     #[serde(deserialize_with = "by_service")]
     pub services: BTreeMap<Service, ServiceConnection>,
 }

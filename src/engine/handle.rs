@@ -50,7 +50,7 @@ use crate::config::Config;
 use crate::domain::{Alert, Chunk, Job, Service, SyncMarker};
 use crate::engine::BreakerState;
 use crate::engine::ops::{
-    DetachedPort, Dispatch, LocalRunner, Ops, Refusal, RunnerCommand, RunnerOptions,
+    Confirmation, DetachedPort, Dispatch, LocalRunner, Ops, Refusal, RunnerCommand, RunnerOptions,
 };
 use crate::store::JobFilter;
 
@@ -112,6 +112,12 @@ pub enum Command {
     Verify {
         job_id: String,
     },
+    /// A command on a protected tenant, with the tenant id the operator typed
+    /// (`ops::Confirmation::TenantId`).
+    Confirmed {
+        tenant_id: String,
+        command: Box<Command>,
+    },
 }
 
 impl Command {
@@ -125,7 +131,27 @@ impl Command {
             | Command::Unpause { job_id }
             | Command::Verify { job_id } => Some(job_id),
             Command::Watch { job_id } => job_id.as_deref(),
+            Command::Confirmed { command, .. } => command.job_id(),
             Command::Trigger { .. } | Command::Transform { .. } => None,
+        }
+    }
+
+    /// The command itself and the confirmation it carries.
+    pub fn unwrap_confirmed(self) -> (Command, Confirmation) {
+        match self {
+            Command::Confirmed { tenant_id, command } => (
+                command.unwrap_confirmed().0,
+                Confirmation::TenantId(tenant_id),
+            ),
+            c => (c, Confirmation::None),
+        }
+    }
+
+    /// The command without its confirmation.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::Confirmed { command, .. } => command.inner(),
+            c => c,
         }
     }
 }
@@ -150,6 +176,8 @@ pub struct ServiceInfo {
 pub struct TenantInfo {
     pub tenant_id: String,
     pub display_name: String,
+    /// Mutating actions need the tenant id typed (`ops::guard`).
+    pub protected: bool,
     pub services: Vec<ServiceInfo>,
 }
 
@@ -411,6 +439,7 @@ pub fn tenant_infos(config: &Config) -> Vec<TenantInfo> {
         .map(|t| TenantInfo {
             tenant_id: t.tenant_id.clone(),
             display_name: t.display_name.clone(),
+            protected: t.protected,
             services: t
                 .services
                 .iter()

@@ -11,6 +11,13 @@
 //!   `run`, `trigger --run`, `resume` and the console) and the Step Functions dispatch in
 //!   `cloud::ops` (an execution per job, run by cloud workers). A third, [`Hold`], starts
 //!   nothing: `trigger` without `--run` leaves the job pending for `run`.
+//! - [`guard`] is the one rule for protected tenants (`protected: true` in the tenants
+//!   registry): every mutating action on such a tenant's jobs or data (trigger, resume,
+//!   retry, cancel, pause, unpause, transform, compact) goes ahead only when the request
+//!   carries [`Confirmation::TenantId`] with the tenant's exact id. `Ops` applies it through
+//!   [`protection`] (the registry's flag); the console calls it on its snapshot to ask for the
+//!   id before sending, the CLI passes `--confirm-tenant`. Jobs auto-detection creates
+//!   (`Trigger::Auto`) are the configuration's own decision and need no confirmation.
 //! - [`Outcome`] and [`Refusal`] print the same way everywhere (`Display`); the CLI exits
 //!   with `EXIT_REFUSED` on a refusal, the console shows it in the status bar.
 
@@ -22,6 +29,7 @@ use chrono::{DateTime, Utc};
 
 use super::planner::{Plan, PlanError};
 use super::{Engine, EngineError};
+use crate::config::Config;
 use crate::domain::{Job, JobMeta, JobStatus, Trigger};
 use crate::store::{CreateOutcome, StoreError};
 
@@ -46,6 +54,29 @@ pub enum JobAction {
     Cancel,
     Pause,
     Unpause,
+}
+
+impl JobAction {
+    /// The verb a confirmation prompt or a refusal uses: `cancel backfill_…`.
+    pub fn verb(self) -> &'static str {
+        match self {
+            JobAction::Resume => "resume",
+            JobAction::RetryFailed => "retry the failed chunks of",
+            JobAction::Cancel => "cancel",
+            JobAction::Pause => "pause",
+            JobAction::Unpause => "unpause",
+        }
+    }
+}
+
+/// What a request carries to act on a protected tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Nothing: enough for a tenant that is not protected.
+    #[default]
+    None,
+    /// The tenant id as the operator typed it (`--confirm-tenant`, the console's prompt).
+    TenantId(String),
 }
 
 /// Where a job is, as far as a dispatch port can tell.
@@ -193,6 +224,18 @@ pub enum Refusal {
     NothingToPause { job_id: String, status: JobStatus },
     #[error("job {job_id} is {status}, not paused")]
     NotPaused { job_id: String, status: JobStatus },
+    /// A mutating action on a protected tenant without its id confirmed (`guard`).
+    #[error("tenant {tenant_id} is protected: type the tenant id to {what}")]
+    Protected { tenant_id: String, what: String },
+    /// A protected tenant's action confirmed with another id than the tenant's.
+    #[error(
+        "tenant {tenant_id} is protected and '{typed}' is not its id: nothing was done ({what})"
+    )]
+    WrongTenantId {
+        tenant_id: String,
+        typed: String,
+        what: String,
+    },
     /// The request names something the configuration does not have (a tenant, a service).
     #[error("{0}")]
     Invalid(String),
@@ -231,6 +274,8 @@ impl Refusal {
                 | Refusal::AlreadyEnded { .. }
                 | Refusal::NothingToPause { .. }
                 | Refusal::NotPaused { .. }
+                | Refusal::Protected { .. }
+                | Refusal::WrongTenantId { .. }
                 | Refusal::Busy(_)
                 | Refusal::NotEnded { .. }
                 | Refusal::NotHere(_)
@@ -326,6 +371,42 @@ pub fn judge(
     }
 }
 
+/// Whether a mutating action (`what`: `cancel backfill_…`, `transform connectwise`) may be
+/// done to `tenant_id`'s jobs or data: the one rule for protected tenants. A tenant that is
+/// not protected needs nothing; a protected one needs its exact id confirmed.
+pub fn guard(
+    tenant_id: &str,
+    protected: bool,
+    what: &str,
+    confirmation: &Confirmation,
+) -> Result<(), Refusal> {
+    match confirmation {
+        _ if !protected => Ok(()),
+        Confirmation::TenantId(typed) if typed == tenant_id => Ok(()),
+        Confirmation::TenantId(typed) => Err(Refusal::WrongTenantId {
+            tenant_id: tenant_id.to_string(),
+            typed: typed.clone(),
+            what: what.to_string(),
+        }),
+        Confirmation::None => Err(Refusal::Protected {
+            tenant_id: tenant_id.to_string(),
+            what: what.to_string(),
+        }),
+    }
+}
+
+/// [`guard`] with the tenant's `protected` flag from the registry (a tenant the registry
+/// does not have is not protected: the action itself says it does not exist).
+pub fn protection(
+    config: &Config,
+    tenant_id: &str,
+    what: &str,
+    confirmation: &Confirmation,
+) -> Result<(), Refusal> {
+    let protected = config.tenants.get(tenant_id).is_some_and(|t| t.protected);
+    guard(tenant_id, protected, what, confirmation)
+}
+
 /// How halting a job's runner is meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Halt {
@@ -383,13 +464,19 @@ impl Ops {
     }
 
     /// Stores the plan as a job with its hints (or finds the active job that covers the same
-    /// range) and hands it to the port.
+    /// range) and hands it to the port. A manual trigger on a protected tenant needs its id
+    /// confirmed (`guard`); an auto-detected one does not.
     pub async fn trigger(
         &self,
         plan: &Plan,
         hints: Hints,
+        confirmation: &Confirmation,
         now: DateTime<Utc>,
     ) -> Result<Outcome, Refusal> {
+        if hints.trigger == Trigger::Manual {
+            let what = format!("trigger a backfill of {}", plan.service);
+            protection(self.engine.config(), &plan.tenant_id, &what, confirmation)?;
+        }
         let outcome = self.engine.create_job(plan, now).await?;
         let created = matches!(outcome, CreateOutcome::Created(_));
         let job = outcome.job().clone();
@@ -409,14 +496,17 @@ impl Ops {
         })
     }
 
-    /// Does `action` to the job, or says why not.
+    /// Does `action` to the job, or says why not (its tenant's protection first: `guard`).
     pub async fn act(
         &self,
         action: JobAction,
         job_id: &str,
+        confirmation: &Confirmation,
         now: DateTime<Utc>,
     ) -> Result<Outcome, Refusal> {
         let job = self.job(job_id).await?;
+        let what = format!("{} {}", action.verb(), job.job_id);
+        protection(self.engine.config(), &job.tenant_id, &what, confirmation)?;
         let placement = match action {
             JobAction::Resume => self.dispatch.placement(&job).await?,
             _ => Placement::Idle,

@@ -111,6 +111,20 @@ pub enum Mode {
     Quitting {
         prompt: String,
     },
+    /// A change to a protected tenant waits for its id to be typed (`update::protect`).
+    Protect(Protect),
+}
+
+/// The typed-id prompt of a protected tenant: the commands wait for `tenant_id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Protect {
+    pub tenant_id: String,
+    /// The operations API's words: `tenant acme is protected: type the tenant id to …`.
+    pub prompt: String,
+    /// The confirm the commands came from, when they did (what they will do).
+    pub context: Option<String>,
+    pub input: String,
+    pub commands: Vec<Command>,
 }
 
 /// A question before a mutating action; `y` runs the commands.
@@ -216,6 +230,8 @@ impl ListState {
 pub struct TenantRow {
     pub tenant_id: String,
     pub display_name: String,
+    /// Mutating actions need the tenant id typed (`ops::guard`).
+    pub protected: bool,
     pub service: Service,
     pub enabled: bool,
     /// The newest job of this tenant's service.
@@ -653,6 +669,7 @@ impl App {
                 let row = TenantRow {
                     tenant_id: t.tenant_id.clone(),
                     display_name: t.display_name.clone(),
+                    protected: t.protected,
                     service: s.service,
                     enabled: s.enabled,
                     latest,

@@ -34,6 +34,7 @@ pub fn tenants() -> Vec<TenantInfo> {
         TenantInfo {
             tenant_id: "acme".into(),
             display_name: "Acme Managed IT".into(),
+            protected: false,
             services: vec![
                 svc(Service::Connectwise, true),
                 svc(Service::Servicenow, true),
@@ -42,6 +43,7 @@ pub fn tenants() -> Vec<TenantInfo> {
         TenantInfo {
             tenant_id: "globex".into(),
             display_name: "Globex Support Services".into(),
+            protected: false,
             services: vec![
                 svc(Service::Connectwise, true),
                 svc(Service::Servicenow, true),
@@ -50,6 +52,7 @@ pub fn tenants() -> Vec<TenantInfo> {
         TenantInfo {
             tenant_id: "initech".into(),
             display_name: "Initech Helpdesk".into(),
+            protected: false,
             services: vec![
                 svc(Service::Connectwise, true),
                 svc(Service::Salesforce, false),

@@ -12,6 +12,9 @@ mod lifecycle;
 mod lifecycle_tests;
 mod mouse;
 pub mod prompt;
+pub mod protect;
+#[cfg(test)]
+mod protect_tests;
 pub mod quit;
 #[cfg(test)]
 mod tests;
@@ -84,7 +87,14 @@ pub enum Effect {
 /// Status messages fade after this long.
 const STATUS_SECS: i64 = 8;
 
+/// Handles a message; every command it sends passes the protected-tenant prompt
+/// (`protect::hold`).
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let effects = step(app, msg);
+    protect::hold(app, effects)
+}
+
+fn step(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(key) => return on_key(app, key),
         Msg::Mouse(ev) => return mouse::on_mouse(app, ev),
@@ -220,6 +230,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Watch { .. } => "watch",
         Command::Transform { .. } => "transform",
         Command::Verify { .. } => "verify",
+        Command::Confirmed { command, .. } => verb(command),
     }
 }
 
@@ -313,6 +324,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Mode::Form(form) => form_key(app, *form, key),
         Mode::Describe { key: chunk, scroll } => failures::describe_key(app, chunk, scroll, key),
         Mode::Quitting { prompt } => quit::answer(app, prompt, key),
+        Mode::Protect(p) => protect::key(app, p, key),
     }
 }
 

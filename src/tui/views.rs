@@ -53,6 +53,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         Mode::Form(f) => overlay::form(frame, app, body, f),
         Mode::Describe { key, scroll } => describe::render(frame, app, body, key, *scroll),
         Mode::Quitting { prompt } => overlay::quitting(frame, app, body, prompt),
+        Mode::Protect(p) => overlay::protect(frame, app, body, p),
         _ => {}
     }
 }

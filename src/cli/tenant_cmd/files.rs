@@ -23,6 +23,9 @@ pub struct RegistryDoc {
 pub struct TenantDoc {
     pub tenant_id: String,
     pub display_name: String,
+    /// Kept as the registry has it (`tenant add` rewrites the whole file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
     pub services: BTreeMap<Service, ConnectionDoc>,
 }
 
@@ -72,6 +75,7 @@ impl RegistryDoc {
         &mut self,
         tenant_id: &str,
         display_name: Option<String>,
+        protected: Option<bool>,
         service: Service,
         conn: ConnectionDoc,
     ) {
@@ -80,11 +84,13 @@ impl RegistryDoc {
                 if let Some(name) = display_name {
                     t.display_name = name;
                 }
+                t.protected = protected.unwrap_or(t.protected);
                 t.services.insert(service, conn);
             }
             None => self.tenants.push(TenantDoc {
                 tenant_id: tenant_id.to_string(),
                 display_name: display_name.unwrap_or_else(|| tenant_id.to_string()),
+                protected: protected.unwrap_or(false),
                 services: BTreeMap::from([(service, conn)]),
             }),
         }

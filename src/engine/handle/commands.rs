@@ -6,7 +6,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 
 use super::{Command, HandleError, Owner, Target, lifecycle, planner};
-use crate::engine::ops::{Hints, JobAction, Ops, Refusal};
+use crate::engine::ops::{Confirmation, Hints, JobAction, Ops, Refusal, protection};
 
 /// The owner's answer to a command: at once, or from work on a task of its own (keyed, so a
 /// second transform of the same service is refused while the first runs).
@@ -59,20 +59,31 @@ impl Owner {
         })
     }
 
-    async fn act(&self, action: JobAction, job_id: String) -> Result<Answer, HandleError> {
-        self.op(|ops| async move { ops.act(action, &job_id, Utc::now()).await })
+    async fn act(
+        &self,
+        action: JobAction,
+        job_id: String,
+        confirm: Confirmation,
+    ) -> Result<Answer, HandleError> {
+        self.op(|ops| async move { ops.act(action, &job_id, &confirm, Utc::now()).await })
             .await
     }
 
+    /// Runs a command; a protected tenant's needs the confirmation it carries
+    /// (`Command::Confirmed`), which the operations API checks (`ops::guard`).
     pub(super) async fn execute(&mut self, command: Command) -> Result<Answer, HandleError> {
         let now = Utc::now();
         let cloud = self.local.is_none();
+        let (command, confirm) = command.unwrap_confirmed();
         match command {
-            Command::Resume { job_id } => self.act(JobAction::Resume, job_id).await,
-            Command::RetryFailed { job_id } => self.act(JobAction::RetryFailed, job_id).await,
-            Command::Cancel { job_id } => self.act(JobAction::Cancel, job_id).await,
-            Command::Pause { job_id } => self.act(JobAction::Pause, job_id).await,
-            Command::Unpause { job_id } => self.act(JobAction::Unpause, job_id).await,
+            Command::Resume { job_id } => self.act(JobAction::Resume, job_id, confirm).await,
+            Command::RetryFailed { job_id } => {
+                self.act(JobAction::RetryFailed, job_id, confirm).await
+            }
+            Command::Cancel { job_id } => self.act(JobAction::Cancel, job_id, confirm).await,
+            Command::Pause { job_id } => self.act(JobAction::Pause, job_id, confirm).await,
+            Command::Unpause { job_id } => self.act(JobAction::Unpause, job_id, confirm).await,
+            Command::Confirmed { .. } => unreachable!("unwrap_confirmed takes every layer off"),
             Command::Watch { job_id } => {
                 self.watched = job_id;
                 Ok(Answer::Now(String::new()))
@@ -91,12 +102,14 @@ impl Owner {
                 let engine = self.engine.clone();
                 self.op(|ops| async move {
                     engine.size_plan(&mut plan, request.chunk_size_days).await;
-                    ops.trigger(&plan, Hints::default(), now).await
+                    ops.trigger(&plan, Hints::default(), &confirm, now).await
                 })
                 .await
             }
             Command::Transform { .. } if cloud => Err(Refusal::NotHere(CLOUD_TRANSFORMS).into()),
             Command::Transform { tenant_id, service } => {
+                let what = format!("transform {service}");
+                protection(&self.config, &tenant_id, &what, &confirm)?;
                 let (key, work) = lifecycle::transform(&self.engine, &tenant_id, service)?;
                 self.later(key, format!("a transform of {tenant_id} {service}"), work)
             }

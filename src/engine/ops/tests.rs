@@ -62,7 +62,12 @@ fn noon() -> DateTime<Utc> {
 }
 
 fn engine(dir: &Path, requests: Arc<AtomicU32>) -> Engine {
+    engine_with(dir, requests, |_| {})
+}
+
+fn engine_with(dir: &Path, requests: Arc<AtomicU32>, edit: impl FnOnce(&mut Config)) -> Engine {
     let mut config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")).unwrap();
+    edit(&mut config);
     config.backfill.scheduling.off_peak_start = "22:00".into();
     config.backfill.scheduling.off_peak_end = "06:00".into();
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
@@ -86,6 +91,13 @@ fn plan(engine: &Engine) -> Plan {
         chunk_size_days: Some(30),
     };
     planner::plan(engine.config(), &request, noon()).unwrap()
+}
+
+/// A manual trigger of the test plan, with no confirmation.
+async fn manual_trigger(ops: &Ops, engine: &Engine) -> Result<Outcome, Refusal> {
+    let none = Confirmation::None;
+    ops.trigger(&plan(engine), Hints::default(), &none, Utc::now())
+        .await
 }
 
 /// A clock at noon when the test starts that follows tokio's paused time.
@@ -113,7 +125,10 @@ async fn a_run_triggered_outside_the_off_peak_window_waits_for_it() {
         ..Hints::default()
     };
     // What `trigger --wait-off-peak --run` does: trigger through the runner, then wait.
-    let outcome = ops.trigger(&plan(&engine), hints, now()).await.unwrap();
+    let outcome = ops
+        .trigger(&plan(&engine), hints, &Confirmation::None, now())
+        .await
+        .unwrap();
     let job_id = outcome.job_id().to_string();
     assert_eq!(
         outcome.start(),
@@ -151,23 +166,17 @@ async fn each_action_is_judged_on_the_store_and_answered_in_one_wording() {
     let engine = engine(dir.path(), requests);
     // `trigger` without `--run`: stored, left for `run`.
     let ops = Ops::new(engine.clone(), Arc::new(Hold));
-    let outcome = ops
-        .trigger(&plan(&engine), Hints::default(), Utc::now())
-        .await
-        .unwrap();
+    let outcome = manual_trigger(&ops, &engine).await.unwrap();
     let id = outcome.job_id().to_string();
     assert_eq!(
         outcome.to_string(),
         format!("created {id} (2 chunks); `avesa-console run` runs it")
     );
-    let again = ops
-        .trigger(&plan(&engine), Hints::default(), Utc::now())
-        .await
-        .unwrap();
+    let again = manual_trigger(&ops, &engine).await.unwrap();
     assert!(matches!(again, Outcome::Triggered { created: false, .. }));
     let act = |action| {
         let (ops, id) = (ops.clone(), id.clone());
-        async move { ops.act(action, &id, Utc::now()).await }
+        async move { ops.act(action, &id, &Confirmation::None, Utc::now()).await }
     };
     let refused = |r: Result<Outcome, Refusal>| r.unwrap_err().to_string();
     assert_eq!(
@@ -199,7 +208,9 @@ async fn each_action_is_judged_on_the_store_and_answered_in_one_wording() {
         assert!(r.is_refusal(), "{r:?}");
         assert_eq!(r.to_string(), format!("job {id} {says}"));
     }
-    let missing = ops.act(JobAction::Resume, "nope", Utc::now()).await;
+    let missing = ops
+        .act(JobAction::Resume, "nope", &Confirmation::None, Utc::now())
+        .await;
     assert!(matches!(&missing, Err(Refusal::NotFound(_))), "{missing:?}");
     assert!(
         !missing.unwrap_err().is_refusal(),
@@ -267,4 +278,75 @@ async fn a_run_that_ends_before_anyone_waits_is_still_collected() {
     assert!(runner.running().is_empty());
     let got = runner.wait_for(&job.job_id).await.unwrap();
     assert_eq!((got.job_id, got.status), (finished.job_id, finished.status));
+}
+
+#[test]
+fn guard_asks_a_protected_tenant_for_its_exact_id() {
+    let what = "cancel backfill_acme";
+    let typed = |id: &str| Confirmation::TenantId(id.into());
+    assert!(guard("acme", false, what, &Confirmation::None).is_ok());
+    assert!(guard("acme", true, what, &typed("acme")).is_ok());
+    let none = guard("acme", true, what, &Confirmation::None).unwrap_err();
+    assert!(none.is_refusal());
+    assert_eq!(
+        none.to_string(),
+        "tenant acme is protected: type the tenant id to cancel backfill_acme"
+    );
+    let wrong = guard("acme", true, what, &typed("Acme")).unwrap_err();
+    assert!(matches!(&wrong, Refusal::WrongTenantId { typed, .. } if typed == "Acme"));
+    assert!(
+        wrong.to_string().contains("'Acme' is not its id"),
+        "{wrong}"
+    );
+}
+
+/// An engine whose tenant `acme` is protected.
+fn protected_engine(dir: &Path) -> Engine {
+    engine_with(dir, Arc::default(), |config| {
+        let acme = config
+            .tenants
+            .tenants
+            .iter_mut()
+            .find(|t| t.tenant_id == "acme");
+        acme.unwrap().protected = true;
+    })
+}
+
+#[tokio::test]
+async fn every_action_on_a_protected_tenant_needs_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = protected_engine(dir.path());
+    let ops = Ops::new(engine.clone(), Arc::new(Hold));
+    let acme = Confirmation::TenantId("acme".into());
+    let refused = manual_trigger(&ops, &engine).await.unwrap_err();
+    assert!(matches!(refused, Refusal::Protected { .. }), "{refused:?}");
+    assert!(
+        ops.engine()
+            .store()
+            .list_jobs(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Auto-detection's jobs are the configuration's decision.
+    let auto = Hints {
+        trigger: Trigger::Auto,
+        ..Hints::default()
+    };
+    let outcome = ops
+        .trigger(&plan(&engine), auto, &Confirmation::None, Utc::now())
+        .await
+        .unwrap();
+    let id = outcome.job_id().to_string();
+    for action in [JobAction::Pause, JobAction::Cancel] {
+        let r = ops.act(action, &id, &Confirmation::None, Utc::now()).await;
+        assert!(matches!(r, Err(Refusal::Protected { .. })), "{r:?}");
+        let wrong = Confirmation::TenantId("globex".into());
+        let r = ops.act(action, &id, &wrong, Utc::now()).await;
+        assert!(matches!(r, Err(Refusal::WrongTenantId { .. })), "{r:?}");
+    }
+    assert_eq!(ops.job(&id).await.unwrap().status, JobStatus::Pending);
+    let paused = ops.act(JobAction::Pause, &id, &acme, Utc::now()).await;
+    assert!(matches!(paused, Ok(Outcome::Paused { .. })), "{paused:?}");
+    assert_eq!(ops.job(&id).await.unwrap().status, JobStatus::Paused);
 }

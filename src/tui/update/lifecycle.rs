@@ -104,7 +104,7 @@ pub(super) fn verify(app: &mut App) -> Vec<Effect> {
 
 /// The engine answered a transform or verify: it no longer runs.
 pub(super) fn answered(app: &mut App, command: &Command) {
-    match command {
+    match command.inner() {
         Command::Transform { tenant_id, service } => {
             app.life.transforming.remove(&(tenant_id.clone(), *service));
         }

@@ -36,7 +36,7 @@ pub(super) fn status(app: &App) -> String {
 }
 
 /// The jobs view with `job_id` selected.
-fn jobs_at(app: &mut App, job_id: &str) {
+pub(super) fn jobs_at(app: &mut App, job_id: &str) {
     typed(app, ":jobs");
     code(app, KeyCode::Enter);
     let pos = app

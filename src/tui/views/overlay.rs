@@ -9,7 +9,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::{block, centered};
 use crate::engine::handle::Target;
-use crate::tui::app::{App, Confirm};
+use crate::tui::app::{App, Confirm, Protect};
 use crate::tui::form::{Field, TriggerForm};
 use crate::tui::format::{clip, fmt_duration};
 use crate::tui::theme::Theme;
@@ -78,6 +78,53 @@ pub fn quitting(frame: &mut Frame, app: &App, area: Rect, prompt: &str) {
     question(frame, app, area, prompt, " Quit ");
 }
 
+/// A protected tenant's change: what it does, and the tenant id typed so far.
+pub fn protect(frame: &mut Frame, app: &App, area: Rect, p: &Protect) {
+    let t = &app.theme;
+    let rect = centered(area, 70, if p.context.is_some() { 10 } else { 8 });
+    frame.render_widget(Clear, rect);
+    let mut lines = vec![Line::from(Span::styled(
+        p.prompt.clone(),
+        t.fg(t.warn).add_modifier(Modifier::BOLD),
+    ))];
+    if let Some(context) = &p.context {
+        lines.push(Line::from(Span::styled(context.clone(), t.fg(t.muted))));
+    }
+    lines.extend([
+        Line::default(),
+        Line::from(vec![
+            Span::styled("tenant id: ", t.fg(t.accent).add_modifier(Modifier::BOLD)),
+            Span::raw(format!("{}▏", p.input)),
+        ]),
+        answer_keys(
+            t,
+            ("Enter", ": confirm    "),
+            ("Esc", ": cancel    Ctrl-U: clear"),
+        ),
+    ]);
+    boxed(frame, t, rect, lines, " Protected tenant ");
+}
+
+/// The keys that answer a question, with what each does: yes in the ok colour, no in the
+/// error colour.
+fn answer_keys(t: &Theme, yes: (&str, &str), no: (&str, &str)) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(yes.0.to_string(), t.fg(t.ok).add_modifier(Modifier::BOLD)),
+        Span::raw(yes.1.to_string()),
+        Span::styled(no.0.to_string(), t.fg(t.error).add_modifier(Modifier::BOLD)),
+        Span::raw(no.1.to_string()),
+    ])
+}
+
+/// `lines`, wrapped, in a titled box drawn over `rect`.
+fn boxed(frame: &mut Frame, t: &Theme, rect: Rect, lines: Vec<Line<'static>>, title: &str) {
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .block(block(t, title.to_string()))
+        .style(t.text());
+    frame.render_widget(p, rect);
+}
+
 fn question(frame: &mut Frame, app: &App, area: Rect, prompt: &str, title: &str) {
     let t = &app.theme;
     let rect = centered(area, 70, 7);
@@ -88,18 +135,9 @@ fn question(frame: &mut Frame, app: &App, area: Rect, prompt: &str, title: &str)
             t.fg(t.fg).add_modifier(Modifier::BOLD),
         )),
         Line::default(),
-        Line::from(vec![
-            Span::styled("y", t.fg(t.ok).add_modifier(Modifier::BOLD)),
-            Span::raw(" / Enter: yes    "),
-            Span::styled("n", t.fg(t.error).add_modifier(Modifier::BOLD)),
-            Span::raw(" / Esc: no"),
-        ]),
+        answer_keys(t, ("y", " / Enter: yes    "), ("n", " / Esc: no")),
     ];
-    let p = Paragraph::new(lines)
-        .wrap(Wrap { trim: true })
-        .block(block(t, title.to_string()))
-        .style(t.text());
-    frame.render_widget(p, rect);
+    boxed(frame, t, rect, lines, title);
 }
 
 pub fn form(frame: &mut Frame, app: &App, area: Rect, f: &TriggerForm) {

@@ -1,5 +1,7 @@
 //! Tenants: each tenant's connected services, their backfill state and the auto-detection
-//! mark ("needs backfill" or why not), with the selected row's reason on the line below.
+//! mark ("needs backfill" or why not), with the selected row's reason on the line below. A
+//! protected tenant's id carries a bold `P` (text, so it shows without colour too): its
+//! mutating actions ask for the tenant id to be typed.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -14,6 +16,9 @@ use crate::domain::{Job, JobStatus};
 use crate::engine::detect::Check;
 use crate::tui::app::{App, TenantRow};
 use crate::tui::theme::Theme;
+
+/// What follows a protected tenant's id.
+const PROTECTED_MARK: &str = "P";
 
 /// The STATE column: a failure of the latest backfill first (while it runs too), else the
 /// detection's verdict in a word or two.
@@ -113,7 +118,14 @@ fn tenant_cells<'a>(app: &App, r: &'a TenantRow, wide: bool) -> Vec<Cell<'a>> {
     };
     let (label, style) = mark(app, t, r);
     let needs = Span::styled(label, style);
-    let mut cells = vec![Cell::from(r.tenant_id.clone())];
+    let mut id = vec![Span::raw(r.tenant_id.clone())];
+    if r.protected {
+        id.push(Span::styled(
+            format!(" {PROTECTED_MARK}"),
+            t.fg(t.warn).add_modifier(Modifier::BOLD),
+        ));
+    }
+    let mut cells = vec![Cell::from(Line::from(id))];
     if wide {
         cells.push(Cell::from(r.display_name.clone()));
     }
@@ -152,7 +164,7 @@ fn backfill(app: &App, j: &Job, wide: bool) -> Line<'static> {
 /// Column titles and widths: NAME only on wide screens.
 fn columns(wide: bool) -> (Vec<&'static str>, Vec<Constraint>) {
     let mut header = vec!["TENANT"];
-    let mut widths = vec![Constraint::Length(10)];
+    let mut widths = vec![Constraint::Length(12)];
     if wide {
         header.push("NAME");
         widths.push(Constraint::Fill(1));
@@ -177,15 +189,22 @@ fn render_why(frame: &mut Frame, app: &App, area: Rect) {
     let line = match app.tenant_rows.get(app.tenants.selected) {
         Some(r) => {
             let (label, style) = mark(app, t, r);
-            Line::from(vec![
-                Span::styled(
-                    format!("{} {} ", r.tenant_id, r.service),
-                    t.fg(t.accent).add_modifier(Modifier::BOLD),
-                ),
+            let mut spans = vec![Span::styled(
+                format!("{} {} ", r.tenant_id, r.service),
+                t.fg(t.accent).add_modifier(Modifier::BOLD),
+            )];
+            if r.protected {
+                spans.push(Span::styled(
+                    format!("{PROTECTED_MARK} protected: changes ask for the tenant id · "),
+                    t.fg(t.warn).add_modifier(Modifier::BOLD),
+                ));
+            }
+            spans.extend([
                 Span::styled(label, style),
                 Span::styled(format!(" · {}: ", check_label(r.check)), t.fg(t.muted)),
                 Span::raw(r.reason.clone()),
-            ])
+            ]);
+            Line::from(spans)
         }
         None => Line::from(Span::styled("no tenant service selected", t.fg(t.muted))),
     };

@@ -49,6 +49,7 @@ fn changes_jobs_or_data(c: &Command) -> bool {
         | Command::Unpause { .. }
         | Command::Transform { .. } => true,
         Command::Watch { .. } | Command::Verify { .. } => false,
+        Command::Confirmed { command, .. } => changes_jobs_or_data(command),
     }
 }
 

@@ -32,6 +32,7 @@ pub enum Route {
     },
     Logs,
     Health,
+    Pulse,
 }
 
 impl Route {
@@ -45,6 +46,7 @@ impl Route {
             Route::JobDetail { job_id } => job_id.clone(),
             Route::Logs => "logs".into(),
             Route::Health => "health".into(),
+            Route::Pulse => "pulse".into(),
         }
     }
 
@@ -56,6 +58,7 @@ impl Route {
             Route::JobDetail { .. } => View::Detail,
             Route::Logs => View::Logs,
             Route::Health => View::Health,
+            Route::Pulse => View::Pulse,
         }
     }
 }
@@ -67,6 +70,7 @@ pub enum View {
     Detail,
     Logs,
     Health,
+    Pulse,
 }
 
 impl View {
@@ -78,6 +82,7 @@ impl View {
             View::Detail => "job detail",
             View::Logs => "logs",
             View::Health => "health",
+            View::Pulse => "pulse",
         }
     }
 }
@@ -525,7 +530,7 @@ impl App {
                 .get(self.health.selected)
                 .and_then(|id| id.as_deref())
                 .and_then(|id| self.job(id)),
-            Route::Logs => None,
+            Route::Logs | Route::Pulse => None,
         }
     }
 

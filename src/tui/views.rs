@@ -8,6 +8,7 @@ mod health;
 mod jobs;
 mod logs;
 mod overlay;
+mod pulse;
 mod tenants;
 
 use ratatui::Frame;
@@ -39,6 +40,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         View::Detail => detail::render(frame, app, body),
         View::Logs => logs::render(frame, app, body),
         View::Health => health::render(frame, app, body),
+        View::Pulse => pulse::render(frame, app, body),
     }
     render_status(frame, app, status);
     match &app.mode {
@@ -273,6 +275,7 @@ fn hints(app: &App, width: usize) -> String {
         (View::Logs, _) => "/ search · n N · f follow · w wrap · L level · x context · y copy",
         (View::Health, false) => "Enter open the job · R retry · ! failure · :jobs",
         (View::Health, true) => "Enter open the job · ! failure · :jobs · :tenants",
+        (View::Pulse, _) => "Esc back · :jobs · :health · ! failure · y copy",
     };
     let tail = " · : command · ? help";
     let room = width.saturating_sub(ro.chars().count() + tail.chars().count());

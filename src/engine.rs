@@ -28,6 +28,7 @@ mod policy;
 #[cfg(test)]
 mod policy_tests;
 pub mod probe;
+pub mod pulse;
 pub mod quota;
 pub mod retry;
 pub mod schedule;
@@ -174,6 +175,8 @@ struct Inner {
     /// Where budgets and breakers keep their shared rows (in memory unless set).
     rates: OnceLock<Arc<dyn RateStore>>,
     rate_clock: OnceLock<RateClock>,
+    /// Pulse counts not yet in the store (`pulse`).
+    pulse: pulse::Recorder,
 }
 
 /// The request health of one tenant's service: its rate budget and circuit breaker.
@@ -221,6 +224,7 @@ impl Engine {
                 probes: Default::default(),
                 rates: OnceLock::new(),
                 rate_clock: OnceLock::new(),
+                pulse: Default::default(),
             }),
         }
     }

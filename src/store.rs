@@ -6,6 +6,7 @@
 
 pub mod dynamodb;
 pub mod lifecycle;
+pub mod pulse;
 pub mod rate;
 pub mod sqlite;
 
@@ -16,6 +17,7 @@ use crate::domain::{Checkpoint, Chunk, ChunkKey, Job, JobStatus, Service};
 
 pub use dynamodb::{DynamoOptions, DynamoStore, RequestCounter, RequestCounts};
 pub use lifecycle::{AlertFilter, HandoffClaim, LifecycleStore, MarkerAdvance};
+pub use pulse::{PulseCounts, PulseRow};
 pub use rate::{MemoryRateStore, RateChange, RateClock, RateRow, RateStore, reserve};
 pub use sqlite::SqliteStore;
 
@@ -210,4 +212,12 @@ pub trait JobStore: Send + Sync {
     /// Replaces the admission queue if its version is still `expected`; the stored version
     /// becomes `expected + 1`. False when another writer got there first (read again).
     async fn put_fleet(&self, entries: &[FleetEntry], expected: u64) -> Result<bool, StoreError>;
+    /// Adds each row's counts to its stored bucket, creating it when missing: one write per
+    /// row, never lost to another writer of the same bucket (`store::pulse`).
+    async fn add_pulse(&self, rows: &[PulseRow]) -> Result<(), StoreError>;
+    /// Every job's buckets that start at or after `since` (seconds since the epoch); callers
+    /// keep `since` within the last `pulse::WINDOW_SECS`.
+    async fn pulse_since(&self, since: i64) -> Result<Vec<PulseRow>, StoreError>;
+    /// Removes the buckets that start before `before`; returns how many went.
+    async fn prune_pulse(&self, before: i64) -> Result<u64, StoreError>;
 }

@@ -165,3 +165,49 @@ fn time_budget_stops_cleanly_and_resume_finishes_exactly() {
         "only the page read ahead may be fetched again"
     );
 }
+
+/// The engine records its pulse in the store: after a run, the requests, the refusals for a
+/// rate limit and the records of the job's buckets are what the sandbox answered and what
+/// landed (the run flushes at its end, so nothing is left in memory).
+#[test]
+fn a_run_records_the_requests_the_api_saw_in_the_pulse_counters() {
+    let fx = Fixture::new();
+    fx.tune(6000, 100);
+    let faults = fx.dir.path().join("faults.json");
+    std::fs::write(
+        &faults,
+        r#"{"faults":[{"path":"service/tickets","window_start":"2025-01-31T00:00:00Z","status":429,"times":2,"message":"slow down"}]}"#,
+    )
+    .unwrap();
+    let sandbox = fx.start_sandbox(&["--faults", faults.to_str().unwrap()]);
+    let args = trigger_args(
+        "acme",
+        Some("tickets"),
+        "2025-01-01",
+        Some("2025-04-01"),
+        &["--chunk-size-days", "30"],
+    );
+    assert_ok(&fx.cli(Some(&sandbox), &args));
+    let job_id = "backfill_acme_connectwise_20250101";
+    let before = sandbox.stats();
+    assert_ok(&fx.cli(Some(&sandbox), &["run", "--job-id", job_id]));
+    let after = sandbox.stats();
+    let seen = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = avesa_console::store::SqliteStore::open(&fx.workspace().join("state.db")).unwrap();
+    let rows = rt
+        .block_on(avesa_console::store::JobStore::pulse_since(&store, 0))
+        .unwrap();
+    assert!(rows.iter().all(|r| r.job_id == job_id && r.tenant_id == "acme"));
+    let sum = |f: fn(&avesa_console::store::PulseCounts) -> u64| -> u64 {
+        rows.iter().map(|r| f(&r.counts)).sum()
+    };
+    assert!(seen("requests") > 3, "{after}");
+    assert_eq!(sum(|c| c.requests), seen("requests"), "{rows:?}");
+    assert_eq!(sum(|c| c.rate_limited), 2);
+    assert_eq!(seen("faults_injected"), 2, "the two 429s");
+    let records = job_status(&fx, job_id)["job"]["records"].as_u64().unwrap();
+    assert!(records > 0);
+    assert_eq!(sum(|c| c.records), records);
+}

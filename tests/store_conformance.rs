@@ -6,6 +6,8 @@
 mod backends;
 #[path = "store_conformance/dynamodb_only.rs"]
 mod dynamodb_only;
+#[path = "store_conformance/pulse.rs"]
+mod pulse;
 #[path = "store_conformance/racing.rs"]
 mod racing;
 #[path = "store_conformance/scale.rs"]
@@ -407,6 +409,7 @@ macro_rules! suite {
             suite!(@test $setup, fleet_queue, racing::fleet_queue_writes_are_conditional);
             suite!(@test $setup, big_job, scale::a_three_year_daily_job_fits_and_claims_in_order);
             suite!(@test $setup, counters, scale::counters_are_exact_when_read_and_close_in_lists);
+            suite!(@test $setup, pulse_counters, pulse::increments_add_up_and_old_buckets_go);
         }
     };
     (@test $setup:path, $name:ident, $body:path) => {

@@ -122,6 +122,11 @@ fn health_view() {
 }
 
 #[test]
+fn pulse_view() {
+    snapshot_each_size("pulse", ":pulse\n");
+}
+
+#[test]
 fn help_overlay() {
     snapshot_each_size("help", ":jobs\n?");
 }
@@ -373,6 +378,7 @@ fn no_color_draws_without_colours() {
         ":jobs\n\n",
         ":logs\n/injected\n",
         ":health\n",
+        ":pulse\n",
     ] {
         let app = console(theme.clone(), 120, 40, setup);
         let buf = draw(&app, 120, 40);

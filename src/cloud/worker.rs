@@ -659,6 +659,9 @@ impl Worker {
                 }
             }
         }
+        // The message's pulse counts go to the store before the answer: a worker may not
+        // live (or be thawed) to flush them later.
+        self.engine.flush_pulse().await;
         let more = self.engine.has_open_chunks(&t.job_id).await?;
         let window_over = Instant::now() >= window_at;
         let result = message::chunk_result(

@@ -59,7 +59,8 @@ use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus};
 use crate::process::local_host;
 use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, SourceError};
-use crate::store::StoreError;
+use crate::engine::pulse::PulseJob;
+use crate::store::{PulseCounts, StoreError};
 
 mod lease;
 mod pages;
@@ -185,7 +186,9 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<RunOutcome, EngineError> {
         let job = self.load_job(job_id).await?;
-        let stop = self.run_runners(&job, deadline).await?;
+        let stop = self.run_runners(&job, deadline).await;
+        self.flush_pulse().await;
+        let stop = stop?;
         let mut handoff = Handoff::NotDue;
         let job = self.load_job(job_id).await?;
         match stop {
@@ -586,7 +589,8 @@ impl Engine {
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
         let share = self.max_in_flight(job.service) as usize;
-        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share);
+        let who = fetcher.who.clone();
+        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share, who);
         if let Some(until) = self.quota_before_chunk(job, fetcher.source.as_ref()).await {
             return Ok(ChunkEnd::QuotaWait(progress.cp, until));
         }
@@ -743,6 +747,7 @@ impl Engine {
             endpoint: Arc::new(super::fields::without(&endpoint, &skipped)),
             window: chunk.window,
             tenant_id: job.tenant_id.clone(),
+            who: Arc::new(PulseJob::of(job)),
         };
         Ok((fetcher, writer))
     }
@@ -827,6 +832,11 @@ impl Engine {
             let info = self.sink().put_part(part).await?;
             cp.parts += 1;
             cp.records += info.rows;
+            let landed = PulseCounts {
+                records: info.rows,
+                ..PulseCounts::default()
+            };
+            self.count_pulse(&progress.who, landed);
         }
         cp.pages += progress.pages;
         let exhausted = next.is_none();

@@ -269,6 +269,8 @@ pub struct Snapshot {
     /// Jobs whose detached runner process lives (this console's or an earlier one's), with
     /// its pid: they keep running when the console quits.
     pub runners: Arc<BTreeMap<String, u32>>,
+    /// The last minutes of every job's recorded requests and records (`engine::pulse`).
+    pub pulse: Arc<super::pulse::Pulse>,
 }
 
 /// A plan and what it will cost, for a preview before the confirm.
@@ -660,6 +662,13 @@ impl Owner {
             }
         }
         let loaded = lifecycle::load(&self.engine, self.watched.as_deref(), &self.jobs).await;
+        let pulse = match self.engine.read_pulse(&self.jobs).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                error = error.or(Some(e.to_string()));
+                self.snapshot.borrow().pulse.clone()
+            }
+        };
         let prev = self.snapshot.borrow().clone();
         let now = Utc::now();
         let snap = Snapshot {
@@ -691,6 +700,7 @@ impl Owner {
             ),
             canonical: prev.canonical.clone(),
             runners: Arc::new(self.runners.as_ref().map(|r| r.live()).unwrap_or_default()),
+            pulse,
         };
         self.snapshot.send_replace(Arc::new(snap));
     }

@@ -48,6 +48,7 @@ mod fleet;
 mod io;
 mod lease;
 mod lifecycle;
+mod pulse;
 mod rate;
 mod requests;
 mod schema;
@@ -449,5 +450,17 @@ impl JobStore for DynamoStore {
 
     async fn put_fleet(&self, entries: &[FleetEntry], expected: u64) -> Result<bool, StoreError> {
         self.write_fleet(entries, expected).await
+    }
+
+    async fn add_pulse(&self, rows: &[super::PulseRow]) -> Result<(), StoreError> {
+        self.add_pulse_items(rows).await
+    }
+
+    async fn pulse_since(&self, since: i64) -> Result<Vec<super::PulseRow>, StoreError> {
+        self.pulse_items_since(since).await
+    }
+
+    async fn prune_pulse(&self, before: i64) -> Result<u64, StoreError> {
+        self.prune_pulse_items(before).await
     }
 }

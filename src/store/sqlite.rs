@@ -5,6 +5,7 @@
 
 mod fleet;
 mod lifecycle;
+mod pulse;
 mod rate;
 
 use std::path::Path;
@@ -325,6 +326,7 @@ impl SqliteStore {
         add_skipped_fields(conn)?;
         conn.execute_batch(lifecycle::SCHEMA).map_err(backend)?;
         conn.execute_batch(fleet::SCHEMA).map_err(backend)?;
+        conn.execute_batch(pulse::SCHEMA).map_err(backend)?;
         conn.execute_batch(rate::SCHEMA).map_err(backend)
     }
 
@@ -801,6 +803,18 @@ impl JobStore for SqliteStore {
 
     async fn put_fleet(&self, entries: &[FleetEntry], expected: u64) -> Result<bool, StoreError> {
         self.write_fleet(entries, expected).await
+    }
+
+    async fn add_pulse(&self, rows: &[super::PulseRow]) -> Result<(), StoreError> {
+        self.add_pulse_rows(rows).await
+    }
+
+    async fn pulse_since(&self, since: i64) -> Result<Vec<super::PulseRow>, StoreError> {
+        self.pulse_rows_since(since).await
+    }
+
+    async fn prune_pulse(&self, before: i64) -> Result<u64, StoreError> {
+        self.prune_pulse_rows(before).await
     }
 }
 

@@ -53,6 +53,8 @@ pub enum Action {
     Yank,
     /// `o`: the job's or chunk's logs in `$PAGER`.
     Pager,
+    /// `P`: the pulse view (recorded request and record rates, ETAs).
+    Pulse,
 }
 
 impl Action {
@@ -226,6 +228,13 @@ pub const BINDINGS: &[Binding] = &[
         Action::Yank,
         "copy the error, job id or log line (OSC 52)",
         Some(&[Tenants, Jobs, Detail, Logs, Health]),
+    ),
+    b(
+        &[Char('P')],
+        "P",
+        Action::Pulse,
+        "pulse: recorded requests/min against the limit, records/s, ETAs (:pulse)",
+        None,
     ),
     b(
         &[Char('o')],
@@ -475,7 +484,9 @@ pub const BINDINGS: &[Binding] = &[
 ];
 
 /// The `:` commands, for completion.
-pub const COMMANDS: &[&str] = &["jobs", "tenants", "logs", "health", "theme", "help", "quit"];
+pub const COMMANDS: &[&str] = &[
+    "jobs", "tenants", "logs", "health", "pulse", "theme", "help", "quit",
+];
 
 /// Completions of a partly typed command line; `themes` complete `:theme `.
 pub fn complete(input: &str, themes: &[&str]) -> Vec<String> {

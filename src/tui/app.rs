@@ -33,6 +33,7 @@ pub enum Route {
     },
     Logs,
     Health,
+    Pulse,
 }
 
 impl Route {
@@ -46,6 +47,7 @@ impl Route {
             Route::JobDetail { job_id } => job_id.clone(),
             Route::Logs => "logs".into(),
             Route::Health => "health".into(),
+            Route::Pulse => "pulse".into(),
         }
     }
 
@@ -57,6 +59,7 @@ impl Route {
             Route::JobDetail { .. } => View::Detail,
             Route::Logs => View::Logs,
             Route::Health => View::Health,
+            Route::Pulse => View::Pulse,
         }
     }
 }
@@ -68,6 +71,7 @@ pub enum View {
     Detail,
     Logs,
     Health,
+    Pulse,
 }
 
 impl View {
@@ -79,6 +83,7 @@ impl View {
             View::Detail => "job detail",
             View::Logs => "logs",
             View::Health => "health",
+            View::Pulse => "pulse",
         }
     }
 }
@@ -552,7 +557,7 @@ impl App {
                 .get(self.health.selected)
                 .and_then(|id| id.as_deref())
                 .and_then(|id| self.job(id)),
-            Route::Logs => None,
+            Route::Logs | Route::Pulse => None,
         }
     }
 

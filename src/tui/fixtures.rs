@@ -273,6 +273,7 @@ pub fn health() -> Vec<RateHealth> {
 }
 
 pub fn snapshot(jobs: Vec<Job>, watched: Option<&Job>) -> Snapshot {
+    let recorded = pulse(&jobs);
     let mut chunk_map = BTreeMap::new();
     if let Some(j) = watched {
         chunk_map.insert(j.job_id.clone(), chunks(j));
@@ -339,8 +340,41 @@ pub fn snapshot(jobs: Vec<Job>, watched: Option<&Job>) -> Snapshot {
         quota_waits: Arc::new(BTreeMap::new()),
         waiting: Arc::new(waiting),
         canonical: Arc::new(canonical),
+        pulse: Arc::new(recorded),
         runners: Arc::new(BTreeMap::new()),
     }
+}
+
+/// Recorded counters of the running jobs (and the two newest others) over the pulse window,
+/// as the engine builds the pulse from them: steady pages near a 200/min limit, a job that
+/// started four minutes ago, two refusals for a rate limit.
+pub fn pulse(jobs: &[Job]) -> crate::engine::pulse::Pulse {
+    use crate::engine::pulse::{BUCKETS, build};
+    use crate::store::pulse::BUCKET_SECS;
+    use crate::store::{PulseCounts, PulseRow};
+    let now_secs = now().timestamp();
+    let first = crate::store::pulse::bucket_of(now_secs) - (BUCKETS as i64 - 1) * BUCKET_SECS;
+    let mut rows = Vec::new();
+    let recent = jobs.iter().filter(|j| j.status != JobStatus::Running).take(2);
+    let shown = jobs.iter().filter(|j| j.status == JobStatus::Running).chain(recent);
+    for (k, j) in shown.enumerate() {
+        let from = if k % 3 == 1 { BUCKETS - 24 } else { 0 };
+        for b in from..BUCKETS {
+            let requests = 8 + ((b * 7 + k * 5) % 10) as u64 / (1 + k as u64 % 2);
+            rows.push(PulseRow {
+                tenant_id: j.tenant_id.clone(),
+                service: j.service,
+                job_id: j.job_id.clone(),
+                bucket: first + b as i64 * BUCKET_SECS,
+                counts: PulseCounts {
+                    requests,
+                    rate_limited: u64::from(k == 0 && b == 40) * 2,
+                    records: requests * 100 - (b as u64 % 4) * 30,
+                },
+            });
+        }
+    }
+    build(&rows, jobs, now_secs, |_, _| Some(200), |_| 100)
 }
 
 /// What auto-detection says of each demo tenant's service: one decision per check.

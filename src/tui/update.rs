@@ -378,6 +378,7 @@ fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
             Some(Route::Logs)
         }
         "health" | "h" => Some(Route::Health),
+        "pulse" => Some(Route::Pulse),
         "theme" => {
             if arg.is_empty() {
                 app.set_status(

@@ -9,6 +9,7 @@ mod hints;
 mod jobs;
 mod logs;
 mod overlay;
+mod pulse;
 mod tenants;
 
 use ratatui::Frame;
@@ -45,6 +46,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         View::Detail => detail::render(frame, app, body),
         View::Logs => logs::render(frame, app, body),
         View::Health => health::render(frame, app, body),
+        View::Pulse => pulse::render(frame, app, body),
     }
     render_status(frame, app, status);
     match &app.mode {
@@ -418,7 +420,7 @@ pub fn row_at(app: &App, x: u16, y: u16) -> Option<usize> {
         View::Jobs => jobs::row_at(app, body, x, y),
         View::Detail => detail::row_at(app, body, x, y),
         View::Health => health::row_at(app, body, x, y),
-        View::Logs => None,
+        View::Logs | View::Pulse => None,
     }
 }
 

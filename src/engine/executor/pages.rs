@@ -11,6 +11,7 @@ use super::Failure;
 use crate::config::EndpointDef;
 use crate::domain::{Checkpoint, Window};
 use crate::engine::policy::fetch_with_policy;
+use crate::engine::pulse::PulseJob;
 use crate::engine::{Engine, EngineOptions};
 use crate::sink::PartWriter;
 use crate::sources::{Page, Source, SourceError};
@@ -26,10 +27,17 @@ pub(super) struct Progress {
     pub(super) pages: u32,
     pub(super) bytes: u64,
     pub(super) since: Instant,
+    /// Whose pulse the records landed count in.
+    pub(super) who: Arc<PulseJob>,
 }
 
 impl Progress {
-    pub(super) fn new(cp: Checkpoint, writer: PartWriter, windows_in_flight: usize) -> Self {
+    pub(super) fn new(
+        cp: Checkpoint,
+        writer: PartWriter,
+        windows_in_flight: usize,
+        who: Arc<PulseJob>,
+    ) -> Self {
         let share = windows_in_flight.max(1);
         Progress {
             cp,
@@ -43,6 +51,7 @@ impl Progress {
             pages: 0,
             bytes: 0,
             since: Instant::now(),
+            who,
         }
     }
 
@@ -69,6 +78,8 @@ pub(super) struct Fetcher {
     pub(super) endpoint: Arc<EndpointDef>,
     pub(super) window: Window,
     pub(super) tenant_id: String,
+    /// Whose pulse its requests count in.
+    pub(super) who: Arc<PulseJob>,
 }
 
 impl Fetcher {
@@ -97,8 +108,10 @@ impl Fetcher {
             self.source.service(),
             &self.endpoint.table_name,
             || {
-                self.source
-                    .fetch_page(&self.endpoint, &self.window, cursor.as_deref())
+                let page = self
+                    .source
+                    .fetch_page(&self.endpoint, &self.window, cursor.as_deref());
+                self.engine.counted_request(&self.who, page)
             },
         )
         .await

@@ -15,7 +15,8 @@
 //! named `lifecycle#…`, and in a job's partition under `meta` and `verify…`, apart from the
 //! `chunk#` and `table#` prefixes every query here selects by. A tenant's service's shared rate
 //! row is an item in a partition of its own, `rate#{tenant}#{service}` (`rate.rs`), and so is
-//! the cloud fleet's admission queue, `fleet#admission` (`fleet.rs`).
+//! the cloud fleet's admission queue, `fleet#admission` (`fleet.rs`); the pulse counters share
+//! one, `pulse#counters` (`pulse.rs`).
 
 use std::collections::HashMap;
 use std::fmt::Display;

@@ -60,6 +60,7 @@ pub(super) fn perform(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Logs => open_logs(app),
+        Action::Pulse => open_pulse(app),
         Action::Follow => toggle_follow(app),
         Action::Wrap => toggle_wrap(app),
         Action::NextMatch | Action::PrevMatch => jump_match(app, action),
@@ -194,6 +195,7 @@ fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {
             .step(delta, app.tenant_rows.len(), app.tenant_body_rows()),
         View::Jobs => app.jobs.step(delta, app.job_rows.len(), h),
         View::Health => app.health.step(delta, app.alerts.len(), h),
+        View::Pulse => {}
         View::Logs => {
             if delta == isize::MIN / 2 {
                 app.logs.to_top();
@@ -227,7 +229,7 @@ pub(super) fn select(app: &mut App, i: usize) -> Vec<Effect> {
         View::Jobs => app.jobs.selected,
         View::Health => app.health.selected,
         View::Detail => return step_chunk(app, i as isize - app.detail_chunk as isize),
-        View::Logs => return Vec::new(),
+        View::Logs | View::Pulse => return Vec::new(),
     };
     move_by(app, i as isize - at as isize)
 }
@@ -449,6 +451,16 @@ fn open_logs(app: &mut App) -> Vec<Effect> {
     app.logs.reindex();
     let effects = leave_detail(app);
     app.stack.push(Route::Logs);
+    effects
+}
+
+/// `P`: the pulse view on top of this one (Esc comes back here).
+fn open_pulse(app: &mut App) -> Vec<Effect> {
+    if app.view() == View::Pulse {
+        return Vec::new();
+    }
+    let effects = leave_detail(app);
+    app.stack.push(Route::Pulse);
     effects
 }
 

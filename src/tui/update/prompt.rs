@@ -21,6 +21,7 @@ pub const USAGE: &[&str] = &[
     "alerts",
     "logs",
     "health",
+    "pulse",
     "theme NAME",
     "help",
     "q",

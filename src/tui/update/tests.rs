@@ -224,6 +224,35 @@ fn the_prompt_lists_commands_cycles_completions_and_ctrl_u_clears() {
 }
 
 #[test]
+fn pulse_opens_by_command_and_key_and_esc_goes_back() {
+    let mut a = app();
+    ch(&mut a, ':');
+    assert!(
+        crate::tui::update::prompt::hint(&a, "").contains("pulse"),
+        "a bare : lists :pulse"
+    );
+    typed(&mut a, "pu");
+    code(&mut a, KeyCode::Tab);
+    assert_eq!(
+        a.mode,
+        Mode::Command {
+            input: "pulse".into()
+        }
+    );
+    code(&mut a, KeyCode::Enter);
+    assert_eq!(a.route(), &Route::Pulse);
+    code(&mut a, KeyCode::Esc);
+    assert_eq!(a.route(), &Route::Tenants);
+    // `P` from the jobs view, and Esc back to where it came from.
+    typed(&mut a, ":jobs");
+    code(&mut a, KeyCode::Enter);
+    ch(&mut a, 'P');
+    assert_eq!(a.route(), &Route::Pulse);
+    code(&mut a, KeyCode::Esc);
+    assert_eq!(a.route(), &Route::Jobs { scope: None });
+}
+
+#[test]
 fn command_mode_completes_and_switches_views() {
     let mut a = app();
     ch(&mut a, ':');

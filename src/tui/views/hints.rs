@@ -91,6 +91,13 @@ fn items(view: View, read_only: bool) -> &'static [Hint] {
             Text(":jobs"),
             Text(":tenants"),
         ],
+        (View::Pulse, _) => &[
+            Keys(&[A::Back], "back"),
+            Text(":jobs"),
+            Text(":health"),
+            Keys(&[A::OpenFailure], "failure"),
+            Keys(&[A::Yank], "copy"),
+        ],
     }
 }
 

@@ -2,12 +2,13 @@
 
 use super::*;
 
-const EVERY_VIEW: [crate::tui::app::View; 5] = [
+const EVERY_VIEW: [crate::tui::app::View; 6] = [
     crate::tui::app::View::Tenants,
     crate::tui::app::View::Jobs,
     crate::tui::app::View::Detail,
     crate::tui::app::View::Logs,
     crate::tui::app::View::Health,
+    crate::tui::app::View::Pulse,
 ];
 
 /// Goes to `view` with a job selected where the view has jobs.
@@ -23,6 +24,10 @@ fn open_view(a: &mut App, view: crate::tui::app::View) {
         }
         View::Health => {
             typed(a, ":health");
+            code(a, KeyCode::Enter);
+        }
+        View::Pulse => {
+            typed(a, ":pulse");
             code(a, KeyCode::Enter);
         }
     }

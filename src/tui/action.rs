@@ -357,7 +357,7 @@ pub const BINDINGS: &[Binding] = &[
         &[Char(' ')],
         "space",
         Action::Mark,
-        "mark / unmark the job (r R c p act on marked jobs)",
+        "mark / unmark the job (job actions act on all marked)",
         Some(&[Jobs]),
     ),
     b(

@@ -4,9 +4,10 @@
 //! Nothing here touches the job store or files while updating or drawing: effects are run
 //! by `runtime` on tasks, and their results come back as messages.
 //!
-//! Messages are keys, resizes, ticks (for rates and ETAs), snapshots, engine events, log batches
-//! and the answers to effects. Effects (`Engine(Command)`, `Preview`, `LoadTheme`, `Quit`) are
-//! carried out by `runtime` on tasks whose results come back through one bounded queue. The loop
+//! Messages are keys, clicks and the wheel (with `--mouse`), resizes, ticks (for rates and ETAs),
+//! snapshots, engine events, log batches and the answers to effects. Effects (`Engine(Command)`,
+//! `Preview`, `LoadTheme`, `Quit`) are carried out by `runtime` on tasks whose results come back
+//! through one bounded queue. The loop
 //! drains what is queued, then draws once, and only when `update` marked the model dirty, at most
 //! one frame per `FRAME`: no busy loop, and a burst of events costs one frame. Tables keep their
 //! filtered, sorted row order in the model (rebuilt on a snapshot, a filter or a sort key), and
@@ -30,6 +31,7 @@ pub mod runtime;
 pub mod terminal;
 pub mod theme;
 pub mod update;
+pub mod view;
 pub mod views;
 
 pub use app::App;

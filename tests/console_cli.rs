@@ -103,33 +103,30 @@ fn a_bad_keys_file_stops_the_console_naming_the_file_line_and_key() {
     }
 }
 
-#[test]
-fn keys_prints_the_keymap_in_effect() {
-    let fx = Fixture::new();
+/// `keys` succeeds, its first line is `mouse`, and the retry_failed row holds `retry_keys`.
+fn keys_say(fx: &Fixture, mouse: &str, retry_keys: &str) {
     let out = fx.cli(None, &["keys"]);
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("mouse = false\n"), "{stdout}");
+    assert_eq!(stdout.lines().next(), Some(mouse), "{stdout}");
     let retry = stdout
         .lines()
         .find(|l| l.starts_with("retry_failed "))
         .unwrap();
-    assert!(retry.contains(" R "), "{retry}");
+    assert!(retry.contains(retry_keys), "{retry}");
+}
+
+#[test]
+fn keys_prints_the_keymap_in_effect() {
+    let fx = Fixture::new();
+    keys_say(&fx, "mouse = false", " R ");
     let keys = fx.config_dir().join("keys.toml");
     std::fs::write(
         &keys,
         "mouse = true\n[bindings]\nretry_failed = [\"F\", \"ctrl-r\"]\n",
     )
     .unwrap();
-    let out = fx.cli(None, &["keys"]);
-    assert_ok(&out);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("mouse = true\n"), "{stdout}");
-    let retry = stdout
-        .lines()
-        .find(|l| l.starts_with("retry_failed "))
-        .unwrap();
-    assert!(retry.contains(" F ctrl-r "), "{retry}");
+    keys_say(&fx, "mouse = true", " F ctrl-r ");
     let out = fx.cli(None, &["keys", "--check", keys.to_str().unwrap()]);
     assert_ok(&out);
     // The console reads it and only then finds no terminal.

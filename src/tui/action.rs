@@ -4,7 +4,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::View;
+use super::view::View;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -366,7 +366,7 @@ pub const BINDINGS: &[Binding] = &[
         &[Char(' ')],
         "space",
         Action::Mark,
-        "mark / unmark the job (r R c p act on marked jobs)",
+        "mark / unmark the job (job actions act on all marked)",
         Some(&[Jobs]),
     ),
     b(

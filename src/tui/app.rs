@@ -14,6 +14,7 @@ use super::form::TriggerForm;
 use super::keymap::Keymap;
 use super::logs::LogPane;
 use super::theme::Theme;
+pub use super::view::View;
 use crate::domain::{ChunkKey, Job, JobStatus, Service};
 use crate::engine::detect::Check;
 use crate::engine::handle::{Command, RateHealth, Snapshot};
@@ -60,30 +61,6 @@ impl Route {
             Route::Logs => View::Logs,
             Route::Health => View::Health,
             Route::Pulse => View::Pulse,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum View {
-    Tenants,
-    Jobs,
-    Detail,
-    Logs,
-    Health,
-    Pulse,
-}
-
-impl View {
-    /// The view's name as the help title and the status bar say it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            View::Tenants => "tenants",
-            View::Jobs => "jobs",
-            View::Detail => "job detail",
-            View::Logs => "logs",
-            View::Health => "health",
-            View::Pulse => "pulse",
         }
     }
 }

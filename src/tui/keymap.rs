@@ -24,7 +24,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use serde::Deserialize;
 
 use super::action::{Action, BINDINGS, Binding, Key};
-use super::app::View;
+use super::view::View;
 
 /// The file, in the configuration folder.
 pub const KEYS_FILE: &str = "keys.toml";

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent};
 
+use super::action::Action;
 use super::app::{App, CloudMode, Confirm, Mode, Route, StatusKind, View};
 use super::form::{PreviewSummary, TriggerForm};
 use super::format::fmt_duration;
@@ -584,7 +585,10 @@ fn submit_form(app: &mut App, form: TriggerForm) -> Vec<Effect> {
     let request = match form.request() {
         Ok(r) => r,
         Err(e) => {
-            app.set_status(StatusKind::Error, format!("t: {e}"));
+            app.set_status(
+                StatusKind::Error,
+                format!("{}: {e}", app.key(Action::Trigger)),
+            );
             app.mode = Mode::Form(Box::new(form));
             return Vec::new();
         }
@@ -592,12 +596,21 @@ fn submit_form(app: &mut App, form: TriggerForm) -> Vec<Effect> {
     let summary = match &form.preview {
         Some(Ok(s)) => s.clone(),
         Some(Err(e)) => {
-            app.set_status(StatusKind::Error, format!("t: {e}"));
+            app.set_status(
+                StatusKind::Error,
+                format!("{}: {e}", app.key(Action::Trigger)),
+            );
             app.mode = Mode::Form(Box::new(form));
             return Vec::new();
         }
         None => {
-            app.set_status(StatusKind::Warn, "t: the plan preview is not ready yet");
+            app.set_status(
+                StatusKind::Warn,
+                format!(
+                    "{}: the plan preview is not ready yet",
+                    app.key(Action::Trigger)
+                ),
+            );
             app.mode = Mode::Form(Box::new(form));
             return Vec::new();
         }
@@ -606,11 +619,16 @@ fn submit_form(app: &mut App, form: TriggerForm) -> Vec<Effect> {
     // Where the job can go depends on how the console was started: refused here, with what
     // to do about it, rather than by the engine after a confirm.
     let refused = match (target, &app.cloud) {
-        (Target::Cloud, CloudMode::Off { why }) => Some(format!("t: cloud: {why}")),
+        (Target::Cloud, CloudMode::Off { why }) => {
+            Some(format!("{}: cloud: {why}", app.key(Action::Trigger)))
+        }
         (Target::Local, CloudMode::On) => Some(
-            "t: local: this console watches the cloud deployment (--cloud); run local jobs \
-             in a console started without --cloud"
-                .to_string(),
+            format!(
+                "{}: local: this console watches the cloud deployment (--cloud); run local jobs \
+             in a console started without --cloud",
+                app.key(Action::Trigger)
+            )
+            .to_string(),
         ),
         _ => None,
     };

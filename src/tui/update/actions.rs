@@ -164,7 +164,13 @@ fn next_level_filter(app: &mut App) -> Vec<Effect> {
 
 fn clear_chunk_filter(app: &mut App) -> Vec<Effect> {
     if app.logs.chunk.take().is_none() {
-        app.set_status(StatusKind::Warn, "C: no chunk filter to clear");
+        app.set_status(
+            StatusKind::Warn,
+            format!(
+                "{}: no chunk filter to clear",
+                app.key(Action::ClearChunkFilter)
+            ),
+        );
     }
     app.logs.reindex();
     Vec::new()
@@ -175,7 +181,10 @@ fn toggle_context(app: &mut App) -> Vec<Effect> {
     if app.logs.search.is_none() {
         app.set_status(
             StatusKind::Warn,
-            "x: search first (/), then x keeps matches with context",
+            format!(
+                "{0}: search first (/), then {0} keeps matches with context",
+                app.key(Action::Context)
+            ),
         );
         return Vec::new();
     }
@@ -429,7 +438,10 @@ fn open_logs(app: &mut App) -> Vec<Effect> {
             None => {
                 app.set_status(
                     StatusKind::Warn,
-                    "l: no chunk selected (the plan is still loading)",
+                    format!(
+                        "{}: no chunk selected (the plan is still loading)",
+                        app.key(Action::Logs)
+                    ),
                 );
                 return Vec::new();
             }
@@ -441,7 +453,10 @@ fn open_logs(app: &mut App) -> Vec<Effect> {
                 seq: None,
             },
             None => {
-                app.set_status(StatusKind::Warn, "l: no job selected");
+                app.set_status(
+                    StatusKind::Warn,
+                    format!("{}: no job selected", app.key(Action::Logs)),
+                );
                 return Vec::new();
             }
         },
@@ -481,7 +496,13 @@ fn open_form(app: &mut App) -> Vec<Effect> {
         form.target = crate::engine::handle::Target::Cloud;
     }
     if form.choices.is_empty() {
-        app.set_status(StatusKind::Error, "t: no tenant has an enabled service");
+        app.set_status(
+            StatusKind::Error,
+            format!(
+                "{}: no tenant has an enabled service",
+                app.key(Action::Trigger)
+            ),
+        );
         return Vec::new();
     }
     let effects = preview(app, &mut form);

@@ -30,7 +30,10 @@ pub(super) fn perform(app: &mut App, action: Action) -> Option<Vec<Effect>> {
 /// and the chunk described on top, from any view.
 pub(super) fn open_failure(app: &mut App) -> Vec<Effect> {
     let Some(f) = app.failures.newest().cloned() else {
-        app.set_status(StatusKind::Info, "!: no failure so far");
+        app.set_status(
+            StatusKind::Info,
+            format!("{}: no failure so far", app.key(Action::OpenFailure)),
+        );
         return Vec::new();
     };
     let focus = match &f.key {
@@ -97,7 +100,13 @@ pub(super) fn open_alert(app: &mut App) -> Vec<Effect> {
 pub(super) fn acknowledge(app: &mut App) -> Vec<Effect> {
     let n = app.failures.acknowledge();
     if n == 0 {
-        app.set_status(StatusKind::Info, "a: no failure to acknowledge");
+        app.set_status(
+            StatusKind::Info,
+            format!(
+                "{}: no failure to acknowledge",
+                app.key(Action::Acknowledge)
+            ),
+        );
     } else {
         app.set_status(
             StatusKind::Info,
@@ -116,7 +125,10 @@ pub(super) fn acknowledge(app: &mut App) -> Vec<Effect> {
 pub(super) fn describe(app: &mut App) -> Vec<Effect> {
     match selected_chunk(app).map(|c| c.key.clone()) {
         Some(key) => app.mode = Mode::Describe { key, scroll: 0 },
-        None => app.set_status(StatusKind::Warn, "d: no chunk selected"),
+        None => app.set_status(
+            StatusKind::Warn,
+            format!("{}: no chunk selected", app.key(Action::Describe)),
+        ),
     }
     Vec::new()
 }
@@ -196,7 +208,10 @@ pub(super) fn yank(app: &mut App) -> Vec<Effect> {
             match app.logs.current_line(h) {
                 Some(line) => copy(app, "the log line", line),
                 None => {
-                    app.set_status(StatusKind::Warn, "y: no log line on screen");
+                    app.set_status(
+                        StatusKind::Warn,
+                        format!("{}: no log line on screen", app.key(Action::Yank)),
+                    );
                     Vec::new()
                 }
             }
@@ -209,7 +224,10 @@ fn yank_job(app: &mut App) -> Vec<Effect> {
     match app.selected_job().map(|j| j.job_id.clone()) {
         Some(id) => copy(app, "the job id", id),
         None => {
-            app.set_status(StatusKind::Warn, "y: nothing selected to copy");
+            app.set_status(
+                StatusKind::Warn,
+                format!("{}: nothing selected to copy", app.key(Action::Yank)),
+            );
             Vec::new()
         }
     }
@@ -240,7 +258,10 @@ fn pager(app: &mut App, key: Option<&ChunkKey>) -> Vec<Effect> {
     };
     let (title, text) = app.logs.export(filter.as_ref());
     if text.is_empty() {
-        app.set_status(StatusKind::Warn, format!("o: no log lines of {title} yet"));
+        app.set_status(
+            StatusKind::Warn,
+            format!("{}: no log lines of {title} yet", app.key(Action::Pager)),
+        );
         return Vec::new();
     }
     app.set_status(StatusKind::Info, format!("paged the log lines of {title}"));

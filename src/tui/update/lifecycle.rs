@@ -5,6 +5,7 @@
 use super::Effect;
 use crate::domain::Service;
 use crate::engine::handle::Command;
+use crate::tui::action::Action;
 use crate::tui::app::{App, StatusKind, View};
 
 /// The tenant's service `T` acts on: the selected row in Tenants, the selected job's
@@ -23,8 +24,11 @@ pub(super) fn transform(app: &mut App) -> Vec<Effect> {
     if app.is_cloud() {
         app.set_status(
             StatusKind::Warn,
-            "T: the cloud deployment's workers transform when a job completes; run \
+            format!(
+                "{}: the cloud deployment's workers transform when a job completes; run \
              `avesa-console transform` where the data is",
+                app.key(Action::Transform)
+            ),
         );
         return Vec::new();
     }
@@ -34,7 +38,13 @@ pub(super) fn transform(app: &mut App) -> Vec<Effect> {
         } else {
             "no job selected"
         };
-        app.set_status(StatusKind::Warn, format!("T (transform): {what}"));
+        app.set_status(
+            StatusKind::Warn,
+            format!(
+                "{}: {what}",
+                app.keymap.describe(app.view(), Action::Transform)
+            ),
+        );
         return Vec::new();
     };
     if app
@@ -45,7 +55,10 @@ pub(super) fn transform(app: &mut App) -> Vec<Effect> {
     {
         app.set_status(
             StatusKind::Warn,
-            format!("T: no canonical table is mapped from {service} (mappings/canonical/)"),
+            format!(
+                "{}: no canonical table is mapped from {service} (mappings/canonical/)",
+                app.key(Action::Transform)
+            ),
         );
         return Vec::new();
     }
@@ -53,14 +66,20 @@ pub(super) fn transform(app: &mut App) -> Vec<Effect> {
     if app.life.transforming.contains(&key) {
         app.set_status(
             StatusKind::Warn,
-            format!("T: the transform of {tenant_id} {service} is still running"),
+            format!(
+                "{}: the transform of {tenant_id} {service} is still running",
+                app.key(Action::Transform)
+            ),
         );
         return Vec::new();
     }
     app.life.transforming.insert(key);
     app.set_status(
         StatusKind::Info,
-        format!("T: rebuilding the canonical tables of {tenant_id} {service}…"),
+        format!(
+            "{}: rebuilding the canonical tables of {tenant_id} {service}…",
+            app.key(Action::Transform)
+        ),
     );
     vec![Effect::Engine(Command::Transform { tenant_id, service })]
 }
@@ -69,19 +88,29 @@ pub(super) fn verify(app: &mut App) -> Vec<Effect> {
     if app.is_cloud() {
         app.set_status(
             StatusKind::Warn,
-            "v: verification reads the sources and the landed data, which this cloud \
+            format!(
+                "{}: verification reads the sources and the landed data, which this cloud \
              console has neither of; run `avesa-console verify JOB_ID` where they are",
+                app.key(Action::Verify)
+            ),
         );
         return Vec::new();
     }
     let Some(job) = app.selected_job() else {
-        app.set_status(StatusKind::Warn, "v (verify): no job selected");
+        app.set_status(
+            StatusKind::Warn,
+            format!(
+                "{}: no job selected",
+                app.keymap.describe(app.view(), Action::Verify)
+            ),
+        );
         return Vec::new();
     };
     let job_id = job.job_id.clone();
     if !job.status.is_terminal() {
         let why = format!(
-            "v: job {job_id} is {}; verify it once it has ended",
+            "{}: job {job_id} is {}; verify it once it has ended",
+            app.key(Action::Verify),
             job.status
         );
         app.set_status(StatusKind::Warn, why);
@@ -90,14 +119,20 @@ pub(super) fn verify(app: &mut App) -> Vec<Effect> {
     if app.life.verifying.contains(&job_id) {
         app.set_status(
             StatusKind::Warn,
-            format!("v: job {job_id} is being verified; the results follow"),
+            format!(
+                "{}: job {job_id} is being verified; the results follow",
+                app.key(Action::Verify)
+            ),
         );
         return Vec::new();
     }
     app.life.verifying.insert(job_id.clone());
     app.set_status(
         StatusKind::Info,
-        format!("v: verifying {job_id} (one count request per chunk)…"),
+        format!(
+            "{}: verifying {job_id} (one count request per chunk)…",
+            app.key(Action::Verify)
+        ),
     );
     vec![Effect::Engine(Command::Verify { job_id })]
 }

@@ -79,6 +79,19 @@ fn jobs_view() {
     snapshot_each_size("jobs", ":jobs\n");
 }
 
+/// At 200 columns the jobs table has room for each run's duration, start and end, then the
+/// tenant and service, and gives the rest to the ids.
+#[test]
+fn jobs_view_with_run_history_at_200_columns() {
+    let (w, h) = (200, 50);
+    let app = console(Theme::default(), w, h, ":jobs\n");
+    let drawn = text(&draw(&app, w, h));
+    insta::assert_snapshot!(format!("jobs_{w}x{h}"), drawn);
+    for title in ["DURATION", "STARTED", "ENDED", "TENANT", "SERVICE"] {
+        assert!(drawn.contains(title), "{title}:\n{drawn}");
+    }
+}
+
 #[test]
 fn job_detail_view_with_a_failed_chunk_selected() {
     snapshot_each_size("detail", ":jobs\n\nn");

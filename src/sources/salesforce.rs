@@ -219,10 +219,12 @@ impl Salesforce {
             .map_err(|e| self.transport(e))?;
         let status = resp.status().as_u16();
         let after = retry_after(resp.headers());
+        let headers = resp.headers().clone();
         let body = self.read_body(resp).await?;
         if !(200..300).contains(&status) {
             let mut e = ApiError::from_body(status, &body, after, |t| self.scrub(t));
-            e.message = format!("login failed: {}", e.message);
+            let note = super::request_note("POST", "/services/oauth2/token", &headers);
+            e.message = format!("login failed: {} ({note})", e.message);
             if self.kind == Grant::ClientCredentials
                 && e.message.contains("not supported on this domain")
             {
@@ -321,12 +323,13 @@ impl Salesforce {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_limit_info);
         if !(200..300).contains(&status) {
-            return Err(CallError::Api(ApiError::from_body(
-                status,
-                &body,
-                retry_after(&headers),
-                |t| self.scrub(t),
-            )));
+            let mut e =
+                ApiError::from_body(status, &body, retry_after(&headers), |t| self.scrub(t));
+            // The request it answered, as the other sources name theirs: its path without the
+            // query, and the id the answer carried, if any.
+            let note = super::request_note(method.as_str(), path, &headers);
+            e.message = format!("{} ({note})", e.message);
+            return Err(CallError::Api(e));
         }
         Ok(Reply {
             headers,

@@ -655,6 +655,20 @@ async fn request_limits_are_rate_limited_errors_and_other_errors_keep_the_apis_w
         matches!(&e, SourceError::Http { status: 400, message, .. } if message.starts_with("INVALID_FIELD: No such column 'Region__c'")),
         "{e:?}"
     );
+    // Then the request it answered, as ConnectWise's and ServiceNow's errors name theirs: the
+    // path without the SOQL, and the id the answer carried.
+    let SourceError::Http { message, .. } = &e else {
+        unreachable!()
+    };
+    let note = message
+        .rsplit_once(" (")
+        .map(|(_, n)| n)
+        .unwrap_or_default();
+    assert!(
+        note.starts_with("GET /services/data/v") && note.contains("/query; request id sbx-"),
+        "{message}"
+    );
+    assert!(!note.contains("SELECT"), "{message}");
 }
 
 #[tokio::test]
@@ -676,9 +690,13 @@ async fn bad_cursors_and_bad_logins_fail_clearly_without_secrets() {
     )
     .unwrap();
     let e = wrong.fetch_page(&ep, &w, None).await.unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "HTTP 400: login failed: invalid_grant: authentication failure"
+    let said = e.to_string();
+    assert!(
+        said.starts_with(
+            "HTTP 400: login failed: invalid_grant: authentication failure (POST \
+             /services/oauth2/token; request id sbx-"
+        ),
+        "{said}"
     );
     let missing = Salesforce::new(
         &sb.url(),

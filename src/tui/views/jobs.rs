@@ -1,5 +1,7 @@
 //! Jobs: a sortable table with progress bars, records, current rates, ETA and failures;
-//! jobs the console's scheduler holds back read "waiting".
+//! jobs the console's scheduler holds back read "waiting". Scoped to a tenant's service it is
+//! that service's run history: where the width allows, each run's DURATION, STARTED and
+//! ENDED (in that order of priority), then TENANT and SERVICE; what is left widens the ids.
 //! Only the rows on screen are built, so 10 jobs and 10,000 draw in the same time.
 
 use ratatui::Frame;
@@ -15,23 +17,65 @@ use crate::domain::{Job, JobStatus};
 use crate::tui::app::{App, Route};
 use crate::tui::format::{fmt_count, fmt_duration, fmt_rate};
 
-/// How much of the table fits: below 140 columns tenant and service are read from the job
-/// id; below 100 the rates go and the bars and statuses shorten.
-#[derive(Clone, Copy)]
+/// A run's start or end as the console writes times: `01-15 10:40` (UTC).
+const TIME_FORMAT: &str = "%m-%d %H:%M";
+/// Characters of a `TIME_FORMAT` time.
+const TIME_WIDTH: u16 = 11;
+/// The DURATION column's width (`999h59m` and its title).
+const DURATION_WIDTH: u16 = 8;
+/// The narrowest JOB column, whatever the ids on screen.
+const MIN_ID_WIDTH: usize = 20;
+
+/// How much of the table fits: below 100 columns the rates go and the bars and statuses
+/// shorten; above, the run-history columns and then tenant and service come in while the
+/// job ids on screen still fit whole (tenant and service are read from the id otherwise).
+#[derive(Clone, Copy, Default)]
 struct Fit {
     full: bool,
     narrow: bool,
     bar: usize,
+    duration: bool,
+    started: bool,
+    ended: bool,
 }
 
 impl Fit {
-    fn for_width(width: u16) -> Fit {
+    /// What fits in `width` columns with ids of `id_width` characters.
+    fn for_width(width: u16, id_width: usize) -> Fit {
         let narrow = width < 100;
-        Fit {
-            full: width >= 140,
+        let mut fit = Fit {
             narrow,
             bar: if narrow { 3 } else { 10 },
+            ..Fit::default()
+        };
+        if narrow {
+            return fit;
         }
+        let (_, widths) = columns(fit);
+        let fixed: u16 = widths
+            .iter()
+            .map(|c| match c {
+                Constraint::Length(n) => *n,
+                _ => 0,
+            })
+            .sum();
+        // Borders, a space between columns, and the ids whole.
+        let used = 2 + fixed + widths.len() as u16 - 1 + id_width.max(MIN_ID_WIDTH) as u16;
+        let mut spare = width.saturating_sub(used);
+        let optional: [(u16, &mut bool); 4] = [
+            (DURATION_WIDTH + 1, &mut fit.duration),
+            (TIME_WIDTH + 1, &mut fit.started),
+            (TIME_WIDTH + 1, &mut fit.ended),
+            (10 + 11 + 2, &mut fit.full),
+        ];
+        for (need, shown) in optional {
+            if spare < need {
+                break;
+            }
+            *shown = true;
+            spare -= need;
+        }
+        fit
     }
 }
 
@@ -43,8 +87,17 @@ pub(super) fn row_at(app: &App, body: Rect, x: u16, y: u16) -> Option<usize> {
 
 pub fn render(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let fit = Fit::for_width(area.width);
     let height = usize::from(area.height.saturating_sub(3));
+    let id_width = app
+        .job_rows
+        .iter()
+        .skip(app.jobs.offset)
+        .take(height)
+        .filter_map(|&ji| app.snap.jobs.get(ji))
+        .map(|j| j.job_id.chars().count())
+        .max()
+        .unwrap_or(0);
+    let fit = Fit::for_width(area.width, id_width);
     let rows = app
         .job_rows
         .iter()
@@ -105,16 +158,11 @@ fn job_cells<'a>(app: &App, j: &'a Job, fit: Fit) -> Vec<Cell<'a>> {
         .filter(|_| active)
         .and_then(|m| m.eta(app.now, left, limit(app, j)))
         .map_or("—".to_string(), |d| fmt_duration(d.num_seconds()));
-    let mark = mark(app, j);
-    // Narrow screens keep the mark in the id's cell: every column counts there.
-    let mut cells = if fit.narrow {
-        vec![Cell::from(Line::from(vec![
-            mark,
-            Span::raw(j.job_id.clone()),
-        ]))]
-    } else {
-        vec![Cell::from(mark), Cell::from(j.job_id.clone())]
-    };
+    // The mark shares the id's cell: every column counts.
+    let mut cells = vec![Cell::from(Line::from(vec![
+        mark(app, j),
+        Span::raw(j.job_id.clone()),
+    ]))];
     if fit.full {
         cells.push(Cell::from(j.tenant_id.clone()));
         cells.push(Cell::from(j.service.as_str()));
@@ -134,6 +182,34 @@ fn job_cells<'a>(app: &App, j: &'a Job, fit: Fit) -> Vec<Cell<'a>> {
     }
     cells.push(Cell::from(Line::from(eta).right_aligned()));
     cells.push(Cell::from(Line::from(failures(app, j)).right_aligned()));
+    cells.extend(history(app, j, fit));
+    cells
+}
+
+/// The run-history cells that fit: how long the run took (or has taken so far), when it
+/// started (was created) and when it ended; `—` for what has not happened.
+fn history(app: &App, j: &Job, fit: Fit) -> Vec<Cell<'static>> {
+    let t = &app.theme;
+    let time = |at: Option<chrono::DateTime<chrono::Utc>>| match at {
+        Some(at) => Span::raw(at.format(TIME_FORMAT).to_string()),
+        None => Span::styled("—", t.fg(t.muted)),
+    };
+    let end = j
+        .finished_at
+        .or((j.status == JobStatus::Running).then_some(app.now));
+    let took = end.map_or("—".to_string(), |e| {
+        fmt_duration((e - j.created_at).num_seconds())
+    });
+    let mut cells = Vec::new();
+    if fit.duration {
+        cells.push(Cell::from(Line::from(took).right_aligned()));
+    }
+    if fit.started {
+        cells.push(Cell::from(time(Some(j.created_at))));
+    }
+    if fit.ended {
+        cells.push(Cell::from(time(j.finished_at)));
+    }
     cells
 }
 
@@ -200,14 +276,7 @@ fn failures(app: &App, j: &Job) -> Span<'static> {
 /// Column titles and widths for what fits.
 fn columns(fit: Fit) -> (Vec<&'static str>, Vec<Constraint>) {
     let narrow = fit.narrow;
-    let (mut header, mut widths) = if narrow {
-        (vec![" JOB"], vec![Constraint::Fill(1)])
-    } else {
-        (
-            vec!["", "JOB"],
-            vec![Constraint::Length(1), Constraint::Fill(1)],
-        )
-    };
+    let (mut header, mut widths) = (vec![" JOB"], vec![Constraint::Fill(1)]);
     if fit.full {
         header.extend(["TENANT", "SERVICE"]);
         widths.extend([Constraint::Length(10), Constraint::Length(11)]);
@@ -228,5 +297,14 @@ fn columns(fit: Fit) -> (Vec<&'static str>, Vec<Constraint>) {
     }
     header.extend(["ETA", "FAIL"]);
     widths.extend([Constraint::Length(5), Constraint::Length(4)]);
+    let history = [
+        (fit.duration, "DURATION", DURATION_WIDTH),
+        (fit.started, "STARTED", TIME_WIDTH),
+        (fit.ended, "ENDED", TIME_WIDTH),
+    ];
+    for (_, title, width) in history.into_iter().filter(|(shown, ..)| *shown) {
+        header.push(title);
+        widths.push(Constraint::Length(width));
+    }
     (header, widths)
 }

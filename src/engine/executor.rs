@@ -56,10 +56,10 @@ use tokio::time::Instant;
 use super::step::wait_before_retry;
 use super::{Deadline, Engine, EngineError, EngineEvent, Handoff, Step};
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus};
+use crate::engine::pulse::PulseJob;
 use crate::process::local_host;
 use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, SourceError};
-use crate::engine::pulse::PulseJob;
 use crate::store::{PulseCounts, StoreError};
 
 mod lease;

@@ -589,8 +589,7 @@ impl Engine {
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
         let share = self.max_in_flight(job.service) as usize;
-        let who = fetcher.who.clone();
-        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share, who);
+        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share, &fetcher);
         if let Some(until) = self.quota_before_chunk(job, fetcher.source.as_ref()).await {
             return Ok(ChunkEnd::QuotaWait(progress.cp, until));
         }

@@ -139,13 +139,14 @@ fn main() {
     );
     drop(pane);
 
-    let views: [(&str, &str); 6] = [
+    let views: [(&str, &str); 7] = [
         ("tenants", ""),
         ("jobs (middle row selected)", ":jobs\nG"),
         ("job detail (heatmap)", ":jobs\n\n"),
         ("logs (following)", ":logs\n"),
         ("logs (search, matches ±2)", ":logs\n/injected\nx"),
         ("health", ":health\n"),
+        ("pulse (sparklines, ETAs)", ":pulse\n"),
     ];
     // Every scale stays loaded and they are drawn in alternating rounds, so drift in the
     // machine's load (other builds share it) hits all alike; medians of the rounds.

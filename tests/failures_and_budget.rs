@@ -199,7 +199,10 @@ fn a_run_records_the_requests_the_api_saw_in_the_pulse_counters() {
     let rows = rt
         .block_on(avesa_console::store::JobStore::pulse_since(&store, 0))
         .unwrap();
-    assert!(rows.iter().all(|r| r.job_id == job_id && r.tenant_id == "acme"));
+    assert!(
+        rows.iter()
+            .all(|r| r.job_id == job_id && r.tenant_id == "acme")
+    );
     let sum = |f: fn(&avesa_console::store::PulseCounts) -> u64| -> u64 {
         rows.iter().map(|r| f(&r.counts)).sum()
     };

@@ -56,10 +56,10 @@ use tokio::time::Instant;
 use super::step::wait_before_retry;
 use super::{Deadline, Engine, EngineError, EngineEvent, Handoff, Step};
 use crate::domain::{Checkpoint, Chunk, ChunkKey, ChunkStatus, Job, JobStatus};
+use crate::engine::pulse::PulseJob;
 use crate::process::local_host;
 use crate::sink::{ChunkMeta, PartWriter};
 use crate::sources::{Page, SourceError};
-use crate::engine::pulse::PulseJob;
 use crate::store::{PulseCounts, StoreError};
 
 mod lease;
@@ -589,8 +589,7 @@ impl Engine {
         let every_page =
             self.budget(&job.tenant_id, job.service).spacing() >= opts.checkpoint_every_page_below;
         let share = self.max_in_flight(job.service) as usize;
-        let who = fetcher.who.clone();
-        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share, who);
+        let mut progress = Progress::new(chunk.checkpoint.clone(), writer, share, &fetcher);
         if let Some(until) = self.quota_before_chunk(job, fetcher.source.as_ref()).await {
             return Ok(ChunkEnd::QuotaWait(progress.cp, until));
         }

@@ -19,7 +19,9 @@
 //! - a `watch` of `Arc<Snapshot>`: jobs, the watched job's chunks, jobs running here, tenants and
 //!   their services, table names, rate health per tenant + service (`health`), and the lifecycle
 //!   (`lifecycle`): detection decisions, stored alerts, sync markers, the watched job's hints and
-//!   verification results, the scheduler's waiting jobs with why, the canonical tables.
+//!   verification results, the scheduler's waiting jobs with why, the canonical tables, and the
+//!   pulse: the last minutes of every job's recorded requests and records (`engine::pulse`,
+//!   read from the store, so other processes' and cloud workers' jobs show too).
 //!
 //! The snapshot is rebuilt from the store when events say something changed (at most every
 //! `min_refresh`) and every `idle` anyway, since other processes (`run`, `resume`) share the

@@ -308,7 +308,10 @@ pub fn build(
     for j in jobs.iter().filter(|j| j.status == JobStatus::Running) {
         per_job.insert(&j.job_id, (PulseJob::of(j), Series::empty()));
     }
-    for r in rows.iter().filter(|r| r.bucket >= first && r.bucket <= now_bucket) {
+    for r in rows
+        .iter()
+        .filter(|r| r.bucket >= first && r.bucket <= now_bucket)
+    {
         let at = ((r.bucket - first) / BUCKET_SECS) as usize;
         let pair = pairs
             .entry((r.tenant_id.clone(), r.service))

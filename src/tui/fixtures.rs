@@ -355,8 +355,14 @@ pub fn pulse(jobs: &[Job]) -> crate::engine::pulse::Pulse {
     let now_secs = now().timestamp();
     let first = crate::store::pulse::bucket_of(now_secs) - (BUCKETS as i64 - 1) * BUCKET_SECS;
     let mut rows = Vec::new();
-    let recent = jobs.iter().filter(|j| j.status != JobStatus::Running).take(2);
-    let shown = jobs.iter().filter(|j| j.status == JobStatus::Running).chain(recent);
+    let recent = jobs
+        .iter()
+        .filter(|j| j.status != JobStatus::Running)
+        .take(2);
+    let shown = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Running)
+        .chain(recent);
     for (k, j) in shown.enumerate() {
         let from = if k % 3 == 1 { BUCKETS - 24 } else { 0 };
         for b in from..BUCKETS {

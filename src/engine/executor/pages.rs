@@ -36,7 +36,7 @@ impl Progress {
         cp: Checkpoint,
         writer: PartWriter,
         windows_in_flight: usize,
-        who: Arc<PulseJob>,
+        fetcher: &Fetcher,
     ) -> Self {
         let share = windows_in_flight.max(1);
         Progress {
@@ -51,7 +51,7 @@ impl Progress {
             pages: 0,
             bytes: 0,
             since: Instant::now(),
-            who,
+            who: fetcher.who.clone(),
         }
     }
 

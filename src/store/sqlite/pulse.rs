@@ -5,8 +5,8 @@ use rusqlite::params;
 
 use super::{SqliteStore, backend};
 use crate::domain::Service;
-use crate::store::pulse::{PulseCounts, PulseRow};
 use crate::store::StoreError;
+use crate::store::pulse::{PulseCounts, PulseRow};
 
 /// Created on open when missing, so older workspaces gain it on their next use.
 pub(super) const SCHEMA: &str = "
@@ -70,7 +70,11 @@ impl SqliteStore {
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, String>(3)?,
-                        [r.get::<_, i64>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?],
+                        [
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, i64>(6)?,
+                        ],
                     ))
                 })
                 .map_err(backend)?;

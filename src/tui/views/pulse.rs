@@ -77,6 +77,31 @@ fn spark_width(area: Rect, fixed: usize, columns: usize) -> Option<usize> {
     (w >= MIN_SPARK).then_some(w.min(BUCKETS))
 }
 
+/// A column's header and width; no width: a sparkline's, left out when there is no room.
+type Col = (&'static str, Option<u16>);
+
+/// The header row and widths of `cols` and the `last` column, sparklines `spark` wide.
+fn columns<'a>(
+    app: &App,
+    cols: &[Col],
+    last: (&'static str, u16),
+    spark: Option<usize>,
+) -> (Row<'a>, Vec<Constraint>) {
+    let mut header = Vec::new();
+    let mut widths = Vec::new();
+    let last = (last.0, Some(last.1));
+    for (name, w) in cols.iter().chain(std::iter::once(&last)) {
+        let Some(w) = w.or(spark.map(|s| s as u16)) else {
+            continue;
+        };
+        header.push(*name);
+        widths.push(Constraint::Length(w));
+    }
+    let t = &app.theme;
+    let style = t.fg(t.accent).add_modifier(Modifier::BOLD);
+    (Row::new(header).style(style), widths)
+}
+
 fn pair_cells<'a>(app: &App, p: &PairPulse, spark: Option<usize>) -> Vec<Cell<'a>> {
     let t = &app.theme;
     let s = &p.series;
@@ -100,7 +125,11 @@ fn pair_cells<'a>(app: &App, p: &PairPulse, spark: Option<usize>) -> Vec<Cell<'a
         cells.push(Cell::from(sparkline(&column(s, |c| c.records), top, w)).style(t.fg(t.ok)));
     }
     let limited = s.rate_limited.to_string();
-    cells.push(Cell::from(limited).style(if s.rate_limited > 0 { t.fg(t.warn) } else { t.text() }));
+    cells.push(Cell::from(limited).style(if s.rate_limited > 0 {
+        t.fg(t.warn)
+    } else {
+        t.text()
+    }));
     cells
 }
 
@@ -115,32 +144,24 @@ fn render_pairs(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .take(height)
         .map(|p| Row::new(pair_cells(app, p, spark)));
-    let mut header = vec!["TENANT", "SERVICE", "REQ/MIN"];
-    let mut widths = vec![
-        Constraint::Length(10),
-        Constraint::Length(11),
-        Constraint::Length(9),
+    let cols: [Col; 6] = [
+        ("TENANT", Some(10)),
+        ("SERVICE", Some(11)),
+        ("REQ/MIN", Some(9)),
+        ("REQUESTS", None),
+        ("REC/S", Some(7)),
+        ("RECORDS", None),
     ];
-    if let Some(w) = spark {
-        header.push("REQUESTS");
-        widths.push(Constraint::Length(w as u16));
-    }
-    header.push("REC/S");
-    widths.push(Constraint::Length(7));
-    if let Some(w) = spark {
-        header.push("RECORDS");
-        widths.push(Constraint::Length(w as u16));
-    }
-    header.push("429");
-    widths.push(Constraint::Length(5));
-    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
+    let (header, widths) = columns(app, &cols, ("429", 5), spark);
     let title = match pairs.len() {
         0 => " Pulse · no requests recorded in the last 10 min ".to_string(),
         n if n > height => format!(" Pulse · last 10 min · bar top = limit ({height} of {n}) "),
         _ => " Pulse per tenant · service · last 10 min · bar top = limit ".to_string(),
     };
     frame.render_widget(
-        Table::new(rows, widths).header(header).block(block(t, title)),
+        Table::new(rows, widths)
+            .header(header)
+            .block(block(t, title)),
         area,
     );
 }
@@ -151,7 +172,10 @@ fn job_cells<'a>(app: &App, j: &JobPulse, id_w: usize, spark: Option<usize>) -> 
     let status = j.status.map_or("—", super::job_status_short);
     let mut cells = vec![
         Cell::from(clip(&j.job_id, id_w)),
-        Cell::from(status).style(j.status.map_or(t.text(), |st| super::job_status_style(t, st))),
+        Cell::from(status).style(
+            j.status
+                .map_or(t.text(), |st| super::job_status_style(t, st)),
+        ),
         Cell::from(fmt_rate(s.records_per_second)),
     ];
     if let Some(w) = spark {
@@ -186,31 +210,23 @@ fn render_jobs(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .take(height)
         .map(|j| Row::new(job_cells(app, j, id_w, spark)));
-    let mut header = vec!["JOB", "STATUS", "REC/S"];
-    let mut widths = vec![
-        Constraint::Length(id_w as u16),
-        Constraint::Length(9),
-        Constraint::Length(7),
+    let cols: [Col; 6] = [
+        ("JOB", Some(id_w as u16)),
+        ("STATUS", Some(9)),
+        ("REC/S", Some(7)),
+        ("RECORDS", None),
+        ("REQ/M", Some(7)),
+        ("REQUESTS", None),
     ];
-    if let Some(w) = spark {
-        header.push("RECORDS");
-        widths.push(Constraint::Length(w as u16));
-    }
-    header.push("REQ/M");
-    widths.push(Constraint::Length(7));
-    if let Some(w) = spark {
-        header.push("REQUESTS");
-        widths.push(Constraint::Length(w as u16));
-    }
-    header.push("ETA");
-    widths.push(Constraint::Length(8));
-    let header = Row::new(header).style(t.fg(t.accent).add_modifier(Modifier::BOLD));
+    let (header, widths) = columns(app, &cols, ("ETA", 8), spark);
     let title = match jobs.len() {
         n if n > height => format!(" Jobs ({height} of {n}) · ETA: calls left / achieved rate "),
         _ => " Jobs · ETA: calls left / achieved rate ".to_string(),
     };
     frame.render_widget(
-        Table::new(rows, widths).header(header).block(block(t, title)),
+        Table::new(rows, widths)
+            .header(header)
+            .block(block(t, title)),
         area,
     );
 }

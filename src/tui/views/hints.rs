@@ -96,7 +96,6 @@ fn items(view: View, read_only: bool) -> &'static [Hint] {
             Text(":jobs"),
             Text(":health"),
             Keys(&[A::OpenFailure], "failure"),
-            Keys(&[A::Yank], "copy"),
         ],
     }
 }

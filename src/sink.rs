@@ -181,6 +181,8 @@ pub struct RawSink {
     /// The folder behind a local store: a process killed mid-put leaves the store's staging
     /// file (`{name}#{n}`) there, which listings do not show and only a disk scan can clear.
     local_root: Option<std::path::PathBuf>,
+    /// What a compaction may hold in memory while it writes a file.
+    compact_limits: compact::StreamLimits,
 }
 
 /// The window as it appears in part file names: `{start}-{end}`, both `%Y%m%dT%H%M%SZ`.
@@ -218,6 +220,15 @@ impl RawSink {
         RawSink {
             store,
             local_root: None,
+            compact_limits: compact::StreamLimits::default(),
+        }
+    }
+
+    /// The same store, compacting within `limits` (tests use small ones).
+    pub fn with_compact_limits(self, limits: compact::StreamLimits) -> Self {
+        RawSink {
+            compact_limits: limits,
+            ..self
         }
     }
 

@@ -2,9 +2,11 @@
 //! and the one listing every reader of raw data goes through.
 //!
 //! A compacted file lives under `{table_prefix}/compacted/` as
-//! `c{gen:08}_{first_window}__{last_window}_{token}.parquet`; it holds whole windows (every
-//! part of each), in window order, and cannot be mistaken for a part (`{window}_NNNNN.parquet`
-//! at the table's top level). Its record, `compacted/c{gen:08}.json`, names the file, its size
+//! `c{gen:08}_{first_window}_{token}.parquet`; it holds whole windows (every part of each), in
+//! window order, and cannot be mistaken for a part (`{window}_NNNNN.parquet` at the table's
+//! top level). It is written as it is read, in bounded memory (`stream`): sources a row group
+//! at a time, the file through a multipart upload that makes it appear whole when it
+//! completes, or not at all. Its record, `compacted/c{gen:08}.json`, names the file, its size
 //! and rows, its windows and the files it replaces with their sizes. The record is put with
 //! "create only": two compactions of one table that picked the same generation cannot both
 //! record, the loser deletes its file.
@@ -38,6 +40,8 @@ use super::{META_COLUMNS, RawSink, SinkError, part_window, window_stamp};
 use crate::domain::{Service, Window};
 
 mod stream;
+#[cfg(test)]
+mod stream_tests;
 
 pub use stream::{PARTS_IN_FLIGHT, ROW_GROUP_BYTES, StreamLimits, UPLOAD_PART_BYTES};
 use stream::{RemoteParquet, StreamWriter};

@@ -143,6 +143,17 @@ async fn remove_staging_leftovers(
     stamp: &str,
     first_part: u32,
 ) -> Result<u32, SinkError> {
+    remove_staging_where(dir, |part, _| {
+        part_number(part, stamp).is_some_and(|n| n >= first_part)
+    })
+    .await
+}
+
+/// Deletes the staging files (`{name}#k`) in `dir` for which `matches(name, metadata)`.
+async fn remove_staging_where(
+    dir: &std::path::Path,
+    matches: impl Fn(&str, &std::fs::Metadata) -> bool,
+) -> Result<u32, SinkError> {
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -158,7 +169,10 @@ async fn remove_staging_leftovers(
         let Some((part, _)) = name.split_once('#') else {
             continue;
         };
-        if part_number(part, stamp).is_some_and(|n| n >= first_part) {
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        if matches(part, &meta) {
             match tokio::fs::remove_file(entry.path()).await {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

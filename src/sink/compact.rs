@@ -423,6 +423,29 @@ impl RawSink {
         Ok(removed)
     }
 
+    /// Deletes the staging files a local store left in table `prefix`'s `compacted/` folder
+    /// when a process was killed while it uploaded a compacted file (only once `ORPHAN_GRACE`
+    /// old: a younger one may be an upload under way); returns how many went. S3 keeps an
+    /// interrupted upload's parts out of sight until the bucket's lifecycle rule drops them.
+    pub async fn remove_compaction_staging(&self, prefix: &Path) -> Result<u32, SinkError> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let dir = root.join(prefix.as_ref()).join(COMPACTED_DIR);
+        let grace = ORPHAN_GRACE.to_std().unwrap_or_default();
+        let old = |m: &std::fs::Metadata| {
+            m.modified()
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > grace))
+        };
+        let removed =
+            super::remove_staging_where(&dir, |name, meta| name.ends_with(".parquet") && old(meta))
+                .await?;
+        if removed > 0 {
+            tracing::info!(%prefix, removed, "staging files of interrupted compactions removed");
+        }
+        Ok(removed)
+    }
+
     /// Rewrites `windows` (each with all of its live files, in order) into compacted files
     /// of table `prefix` as generation `generation` on; a change of schema between windows
     /// starts a new file. A run of a single source file is not rewritten. Returns the files

@@ -445,3 +445,27 @@ async fn a_compaction_on_s3_goes_up_in_several_parts_and_appears_whole() {
     let live: Vec<&str> = listing.live.iter().map(|m| m.location.as_ref()).collect();
     assert_eq!(live, [file.path.as_str()]);
 }
+
+#[tokio::test]
+async fn staging_files_of_a_killed_compaction_upload_are_removed_once_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = RawSink::local(dir.path()).unwrap();
+    let prefix = RawSink::table_prefix("acme", Service::Connectwise, "tickets");
+    let compacted = dir.path().join(prefix.as_ref()).join(COMPACTED_DIR);
+    std::fs::create_dir_all(&compacted).unwrap();
+    let (old, young) = (
+        compacted.join("c00000003_20240101T000000Z-20240102T000000Z_0000abcd.parquet#7"),
+        compacted.join("c00000004_20240101T000000Z-20240102T000000Z_0000dcba.parquet#2"),
+    );
+    for f in [&old, &young] {
+        std::fs::write(f, b"half an upload").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7_200);
+    let file = std::fs::File::options().write(true).open(&old).unwrap();
+    file.set_modified(two_hours_ago).unwrap();
+
+    assert_eq!(sink.remove_compaction_staging(&prefix).await.unwrap(), 1);
+    assert!(!old.exists());
+    // A younger one may be an upload under way.
+    assert!(young.exists());
+}

@@ -301,6 +301,16 @@ async fn failing_midway_leaves_nothing(sink: &RawSink, root: &std::path::Path, w
     sink.store.delete(&broken).await.unwrap();
 }
 
+/// Compacts `windows` as generation 1: one file.
+async fn compact_one(sink: &RawSink, prefix: &Path, windows: &Windows) -> super::CompactedFile {
+    let mut files = sink
+        .compact_windows(prefix, windows, 1, None)
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.remove(0)
+}
+
 const SMALL: StreamLimits = StreamLimits {
     upload_part_bytes: 64 * 1024,
     parts_in_flight: 2,
@@ -324,12 +334,7 @@ async fn compacting_and_releasing_a_file_holds_a_few_row_groups_and_parts_not_th
     failing_midway_leaves_nothing(&sink, dir.path(), &windows).await;
     counters.max_put.store(0, Ordering::SeqCst);
 
-    let files = sink
-        .compact_windows(&prefix, &windows, 1, None)
-        .await
-        .unwrap();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let file = &files[0];
+    let file = &compact_one(&sink, &prefix, &windows).await;
     assert_eq!((file.rows, file.replaced), (16_000, 8));
     assert!(file.bytes > 3_000_000, "{file:?}");
     let max_put = Counters::get(&counters.max_put);
@@ -425,12 +430,7 @@ async fn a_compaction_on_s3_goes_up_in_several_parts_and_appears_whole() {
     let prefix = RawSink::table_prefix("acme", Service::Connectwise, "tickets");
     let windows = put_sources(s3.as_ref(), &prefix, (3, 2, 2_000, 1_000)).await;
 
-    let files = sink
-        .compact_windows(&prefix, &windows, 1, None)
-        .await
-        .unwrap();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let file = &files[0];
+    let file = &compact_one(&sink, &prefix, &windows).await;
     assert!(file.bytes > 11_000_000, "{file:?}");
     assert!(Counters::get(&counters.parts) >= 3);
     assert!(Counters::get(&counters.max_put) <= limits.upload_part_bytes as u64);

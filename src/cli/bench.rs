@@ -381,6 +381,8 @@ async fn landed_distinct_ids(engine: &Engine, tenant_id: &str) -> Result<u64> {
 /// Its own time and peak memory too (the process's VmHWM is reset before it starts).
 async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_json::Value> {
     let own_peak = reset_peak_rss();
+    // What the process held already (the peak cannot go below it).
+    let rss_at_start = rss_bytes().unwrap_or(0);
     let t0 = std::time::Instant::now();
     let tables = engine
         .compact(&crate::engine::compact::CompactRequest {
@@ -404,7 +406,16 @@ async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_js
         "compacted_files": t.compacted.len(),
         "peak_rss_mb": peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
         "peak_is_its_own": own_peak,
+        "rss_at_start_mb": rss_at_start as f64 / 1048576.0,
     }))
+}
+
+/// Resident memory of this process now (VmRSS), in bytes.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// The peak of backfill, compaction and transform together (`run_peak_rss_mb` is the
@@ -419,7 +430,7 @@ fn add_compaction_peak(report: &mut serde_json::Value, compaction: &mut serde_js
 fn print_compaction(c: &serde_json::Value) {
     let mb = |k: &str| c[k].as_u64().unwrap_or(0) as f64 / 1_048_576.0;
     outln!(
-        "raw compaction in {:.2} s: {} files (median {:.2} MB, {:.1} MB) -> {} files (median {:.2} MB, {:.1} MB), peak RSS {:.1} MB{}; backfill + compaction + transform peak RSS {:.1} MB",
+        "raw compaction in {:.2} s: {} files (median {:.2} MB, {:.1} MB) -> {} files (median {:.2} MB, {:.1} MB), peak RSS {:.1} MB{} (RSS {:.1} MB when it started); backfill + compaction + transform peak RSS {:.1} MB",
         c["seconds"].as_f64().unwrap_or(0.0),
         c["files_before"],
         mb("median_bytes_before"),
@@ -433,6 +444,7 @@ fn print_compaction(c: &serde_json::Value) {
         } else {
             " (the process's)"
         },
+        c["rss_at_start_mb"].as_f64().unwrap_or(0.0),
         c["run_peak_rss_mb"].as_f64().unwrap_or(0.0),
     );
 }

@@ -41,7 +41,6 @@ use crate::domain::{Service, Window};
 
 pub use lite::RecordsAt;
 pub use writer::{MAX_ROW_GROUP_ROWS, META_COLUMNS, PartWriter, raw_schema};
-use writer::{PAGE_BYTES, PAGE_ROWS};
 
 /// Identifies the chunk whose records a part holds; its values fill the metadata columns.
 #[derive(Clone, Debug)]

@@ -28,10 +28,10 @@ use crate::config::{ColumnType, EndpointDef};
 /// ~2.5 KB tickets hold ~7 MB, 16384 rows twice that, for ~2 % better compression.
 pub const MAX_ROW_GROUP_ROWS: usize = 8_192;
 /// Rows after which a data page is closed even when small (bounds buffered dictionary keys).
-pub(super) const PAGE_ROWS: usize = 4_096;
+const PAGE_ROWS: usize = 4_096;
 /// Target size of one uncompressed data page, and the dictionary size before falling back
 /// to plain encoding; also bounds each column's zstd window and workspace.
-pub(super) const PAGE_BYTES: usize = 256 * 1024;
+const PAGE_BYTES: usize = 256 * 1024;
 
 /// How a table's records are keyed: the id and the incremental value, read and checked.
 struct RecordKeys {

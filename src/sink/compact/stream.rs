@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart};
@@ -26,11 +26,8 @@ use parquet::file::FOOTER_SIZE;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{ChunkReader, Length};
-use parquet::schema::types::ColumnPath;
 
-use super::super::{
-    MAX_ROW_GROUP_ROWS, META_COLUMNS, PAGE_BYTES, PAGE_ROWS, SinkError, write_error,
-};
+use super::super::{MAX_ROW_GROUP_ROWS, SinkError, write_error};
 
 /// The size of one upload part of a compacted file (the smallest S3 accepts but for the last).
 pub const UPLOAD_PART_BYTES: usize = 5 * 1024 * 1024;
@@ -57,30 +54,15 @@ impl Default for StreamLimits {
     }
 }
 
-/// Writer properties of compacted files: the pages of parts (which bound each column's zstd
-/// window and workspace), metadata and flag columns uncompressed as in parts (every
-/// compressed column holds a zstd context while its row group is encoded), and row groups
-/// bounded in bytes as well as rows.
-fn compacted_properties(
-    schema: &SchemaRef,
-    limits: &StreamLimits,
-) -> Result<WriterProperties, SinkError> {
+/// Writer properties of compacted files: those of parts, without per-column tuning, and row
+/// groups bounded in bytes as well as rows.
+fn compacted_properties(limits: &StreamLimits) -> Result<WriterProperties, SinkError> {
     let level = ZstdLevel::try_new(1).map_err(|e| SinkError::Encode(e.to_string()))?;
-    let mut props = WriterProperties::builder()
+    Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(limits.row_group_bytes.max(1)))
-        .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_data_page_size_limit(PAGE_BYTES)
-        .set_dictionary_page_size_limit(PAGE_BYTES);
-    for f in schema.fields() {
-        let meta = META_COLUMNS[..7].contains(&f.name().as_str());
-        if meta || *f.data_type() == DataType::Boolean {
-            let column = ColumnPath::from(f.name().as_str());
-            props = props.set_column_compression(column, Compression::UNCOMPRESSED);
-        }
-    }
-    Ok(props.build())
+        .build())
 }
 
 /// `std::io::Write` over a multipart upload: full parts start uploading as they fill.
@@ -124,7 +106,7 @@ impl StreamWriter {
             upload: WriteMultipart::new_with_chunk_size(upload, limits.upload_part_bytes.max(1)),
             bytes: 0,
         };
-        let props = compacted_properties(&schema, &limits)?;
+        let props = compacted_properties(&limits)?;
         let writer = ArrowWriter::try_new(sink, schema, Some(props))
             .map_err(|e| SinkError::Encode(format!("{path}: {e}")))?;
         Ok(StreamWriter {

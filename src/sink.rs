@@ -143,6 +143,17 @@ async fn remove_staging_leftovers(
     stamp: &str,
     first_part: u32,
 ) -> Result<u32, SinkError> {
+    remove_staging_where(dir, |part, _| {
+        part_number(part, stamp).is_some_and(|n| n >= first_part)
+    })
+    .await
+}
+
+/// Deletes the staging files (`{name}#k`) in `dir` for which `matches(name, metadata)`.
+async fn remove_staging_where(
+    dir: &std::path::Path,
+    matches: impl Fn(&str, &std::fs::Metadata) -> bool,
+) -> Result<u32, SinkError> {
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -158,7 +169,10 @@ async fn remove_staging_leftovers(
         let Some((part, _)) = name.split_once('#') else {
             continue;
         };
-        if part_number(part, stamp).is_some_and(|n| n >= first_part) {
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        if matches(part, &meta) {
             match tokio::fs::remove_file(entry.path()).await {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -181,6 +195,8 @@ pub struct RawSink {
     /// The folder behind a local store: a process killed mid-put leaves the store's staging
     /// file (`{name}#{n}`) there, which listings do not show and only a disk scan can clear.
     local_root: Option<std::path::PathBuf>,
+    /// What a compaction may hold in memory while it writes a file.
+    compact_limits: compact::StreamLimits,
 }
 
 /// The window as it appears in part file names: `{start}-{end}`, both `%Y%m%dT%H%M%SZ`.
@@ -218,6 +234,15 @@ impl RawSink {
         RawSink {
             store,
             local_root: None,
+            compact_limits: compact::StreamLimits::default(),
+        }
+    }
+
+    /// The same store, compacting within `limits` (tests use small ones).
+    pub fn with_compact_limits(self, limits: compact::StreamLimits) -> Self {
+        RawSink {
+            compact_limits: limits,
+            ..self
         }
     }
 

@@ -254,7 +254,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     )
     .await?;
     let backfill = measure_backfill(&wired.engine, &job, &url, &ws, args.records).await?;
-    let compaction = measure_compaction(&wired.engine, tenant_id).await?;
+    let mut compaction = measure_compaction(&wired.engine, tenant_id).await?;
     let transform = measure_transform(&wired.engine, tenant_id, args.transform_bucket_mb).await?;
     let sync = measure_sync(&wired.engine, tenant_id, &url, &args, anchor).await?;
     // Read back after both peaks were taken: the engine's counter is not the proof.
@@ -267,6 +267,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     }
     let mut report = backfill.report(&transform, args.history_days);
     report["landed_distinct_ids"] = json!(landed);
+    add_compaction_peak(&mut report, &mut compaction);
     report["raw_compaction"] = json!(compaction);
     report["sync"] = sync.report();
     drop(wired);
@@ -377,7 +378,11 @@ async fn landed_distinct_ids(engine: &Engine, tenant_id: &str) -> Result<u64> {
 }
 
 /// Raw compaction of the landed tickets: files and sizes before and after.
+/// Its own time and peak memory too (the process's VmHWM is reset before it starts).
 async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_json::Value> {
+    let own_peak = reset_peak_rss();
+    // What the process held already (the peak cannot go below it).
+    let rss_at_start = rss_bytes().unwrap_or(0);
     let t0 = std::time::Instant::now();
     let tables = engine
         .compact(&crate::engine::compact::CompactRequest {
@@ -399,13 +404,33 @@ async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_js
         "median_bytes_after": t.after.median_bytes,
         "bytes_after": t.after.bytes,
         "compacted_files": t.compacted.len(),
+        "peak_rss_mb": peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
+        "peak_is_its_own": own_peak,
+        "rss_at_start_mb": rss_at_start as f64 / 1048576.0,
     }))
+}
+
+/// Resident memory of this process now (VmRSS), in bytes.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The peak of backfill, compaction and transform together (`run_peak_rss_mb` is the
+/// backfill's and the transform's), as `trigger --run` has them one after the other.
+fn add_compaction_peak(report: &mut serde_json::Value, compaction: &mut serde_json::Value) {
+    let peak = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let run = peak(&report["run_peak_rss_mb"]).max(peak(&compaction["peak_rss_mb"]));
+    report["run_with_compaction_peak_rss_mb"] = json!(run);
+    compaction["run_peak_rss_mb"] = json!(run);
 }
 
 fn print_compaction(c: &serde_json::Value) {
     let mb = |k: &str| c[k].as_u64().unwrap_or(0) as f64 / 1_048_576.0;
     outln!(
-        "raw compaction in {:.2} s: {} files (median {:.2} MB, {:.1} MB) -> {} files (median {:.2} MB, {:.1} MB)",
+        "raw compaction in {:.2} s: {} files (median {:.2} MB, {:.1} MB) -> {} files (median {:.2} MB, {:.1} MB), peak RSS {:.1} MB{} (RSS {:.1} MB when it started); backfill + compaction + transform peak RSS {:.1} MB",
         c["seconds"].as_f64().unwrap_or(0.0),
         c["files_before"],
         mb("median_bytes_before"),
@@ -413,6 +438,14 @@ fn print_compaction(c: &serde_json::Value) {
         c["files_after"],
         mb("median_bytes_after"),
         mb("bytes_after"),
+        c["peak_rss_mb"].as_f64().unwrap_or(0.0),
+        if c["peak_is_its_own"].as_bool() == Some(true) {
+            " (its own)"
+        } else {
+            " (the process's)"
+        },
+        c["rss_at_start_mb"].as_f64().unwrap_or(0.0),
+        c["run_peak_rss_mb"].as_f64().unwrap_or(0.0),
     );
 }
 

@@ -199,6 +199,7 @@ impl Engine {
         }
         report.cleaned = sink.remove_stale(&listing).await?;
         let prefix = RawSink::table_prefix(tenant_id, service, table);
+        report.cleaned += sink.remove_compaction_staging(&prefix).await? as usize;
         for group in groups {
             // Chunks may have been created over these windows since the plan was made.
             let scope = CompactRequest {

@@ -2,9 +2,11 @@
 //! and the one listing every reader of raw data goes through.
 //!
 //! A compacted file lives under `{table_prefix}/compacted/` as
-//! `c{gen:08}_{first_window}__{last_window}_{token}.parquet`; it holds whole windows (every
-//! part of each), in window order, and cannot be mistaken for a part (`{window}_NNNNN.parquet`
-//! at the table's top level). Its record, `compacted/c{gen:08}.json`, names the file, its size
+//! `c{gen:08}_{first_window}_{token}.parquet`; it holds whole windows (every part of each), in
+//! window order, and cannot be mistaken for a part (`{window}_NNNNN.parquet` at the table's
+//! top level). It is written as it is read, in bounded memory (`stream`): sources a row group
+//! at a time, the file through a multipart upload that makes it appear whole when it
+//! completes, or not at all. Its record, `compacted/c{gen:08}.json`, names the file, its size
 //! and rows, its windows and the files it replaces with their sizes. The record is put with
 //! "create only": two compactions of one table that picked the same generation cannot both
 //! record, the loser deletes its file.
@@ -29,18 +31,20 @@ use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use arrow_select::filter::filter_record_batch;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_ROW_GROUP_ROWS, META_COLUMNS, RawSink, SinkError, part_window, window_stamp};
+use super::{META_COLUMNS, RawSink, SinkError, part_window, window_stamp};
 use crate::domain::{Service, Window};
+
+mod stream;
+#[cfg(test)]
+mod stream_tests;
+
+pub use stream::{PARTS_IN_FLIGHT, ROW_GROUP_BYTES, StreamLimits, UPLOAD_PART_BYTES};
+use stream::{RemoteParquet, StreamWriter};
 
 /// The folder of compacted files and their records, under a table's prefix.
 pub const COMPACTED_DIR: &str = "compacted";
@@ -254,15 +258,6 @@ fn apply_records(
     listing
 }
 
-/// Reader properties of compacted files: those of parts, without per-column tuning.
-fn compacted_properties() -> Result<WriterProperties, SinkError> {
-    let level = ZstdLevel::try_new(1).map_err(|e| SinkError::Encode(e.to_string()))?;
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
-        .build())
-}
-
 /// Keeps the rows of `batch` that are not of `drop` (by the chunk window columns).
 fn without_window(batch: RecordBatch, drop: &Window) -> Result<RecordBatch, SinkError> {
     let col = |name: &str| {
@@ -281,26 +276,45 @@ fn without_window(batch: RecordBatch, drop: &Window) -> Result<RecordBatch, Sink
     filter_record_batch(&batch, &keep).map_err(|e| SinkError::Encode(e.to_string()))
 }
 
-/// A compacted file being written: its rows stream in source by source.
+/// A compacted file being written: its rows stream in source by source, row group by row
+/// group, through the upload (`stream`).
 struct Rewrite {
-    writer: ArrowWriter<Vec<u8>>,
+    out: StreamWriter,
     schema: arrow_schema::SchemaRef,
     rows: u64,
     replaces: Vec<ReplacedFile>,
     windows: Vec<String>,
 }
 
+/// `{prefix}/compacted/c{gen:08}_{first_window}_{token}.parquet`
+fn compacted_path(prefix: &Path, generation: u64, first: &str) -> Path {
+    let token: u32 = rand::random();
+    prefix
+        .clone()
+        .join(COMPACTED_DIR)
+        .join(format!("c{generation:08}_{first}_{token:08x}.parquet"))
+}
+
 impl Rewrite {
-    /// A new file with the schema of the Parquet file `bytes` (read from `origin`).
-    fn new(bytes: &Bytes, origin: &Path, windows: Vec<String>) -> Result<Self, SinkError> {
-        let schema = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .map(|b| b.schema().clone())
-            .map_err(|e| SinkError::Encode(format!("{origin}: {e}")))?;
-        let writer =
-            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(compacted_properties()?))
-                .map_err(|e| SinkError::Encode(e.to_string()))?;
+    /// Starts the upload of a new file of table `prefix` with `source`'s schema.
+    async fn start(
+        sink: &RawSink,
+        prefix: &Path,
+        generation: u64,
+        (first, windows): (&str, Vec<String>),
+        source: &RemoteParquet,
+    ) -> Result<Self, SinkError> {
+        let path = compacted_path(prefix, generation, first);
+        let schema = source.schema().clone();
+        let out = StreamWriter::start(
+            sink.store.as_ref(),
+            path,
+            schema.clone(),
+            sink.compact_limits,
+        )
+        .await?;
         Ok(Rewrite {
-            writer,
+            out,
             schema,
             rows: 0,
             replaces: Vec::new(),
@@ -310,42 +324,31 @@ impl Rewrite {
 
     /// Appends one source file (all of it, or without `drop`'s rows). `Ok(false)` when its
     /// schema differs from the file's: it was not appended.
-    fn append(
+    async fn append(
         &mut self,
-        source: &ObjectMeta,
-        bytes: Bytes,
+        store: &dyn ObjectStore,
+        source: &RemoteParquet,
         drop: Option<&Window>,
     ) -> Result<bool, SinkError> {
-        let err =
-            |e: &dyn std::fmt::Display| SinkError::Encode(format!("{}: {e}", source.location));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
-        if reader.schema().fields() != self.schema.fields() {
+        if source.schema().fields() != self.schema.fields() {
             return Ok(false);
         }
-        for batch in reader.build().map_err(|e| err(&e))? {
-            let mut batch = batch.map_err(|e| err(&e))?;
-            if let Some(w) = drop {
-                batch = without_window(batch, w)?;
+        for group in 0..source.row_groups() {
+            for mut batch in source.row_group(store, group).await? {
+                if let Some(w) = drop {
+                    batch = without_window(batch, w)?;
+                }
+                self.rows += batch.num_rows() as u64;
+                self.out.write(&batch).await?;
             }
-            self.rows += batch.num_rows() as u64;
-            self.writer.write(&batch).map_err(|e| err(&e))?;
         }
+        let meta = source.meta();
         self.replaces.push(ReplacedFile {
-            path: source.location.to_string(),
-            bytes: source.size,
+            path: meta.location.to_string(),
+            bytes: meta.size,
         });
         Ok(true)
     }
-}
-
-async fn get_bytes(store: &dyn ObjectStore, path: &Path) -> Result<Bytes, SinkError> {
-    store
-        .get(path)
-        .await
-        .map_err(|e| SinkError::Store(format!("get {path}: {e}")))?
-        .bytes()
-        .await
-        .map_err(|e| SinkError::Store(format!("read {path}: {e}")))
 }
 
 impl RawSink {
@@ -420,10 +423,34 @@ impl RawSink {
         Ok(removed)
     }
 
+    /// Deletes the staging files a local store left in table `prefix`'s `compacted/` folder
+    /// when a process was killed while it uploaded a compacted file (only once `ORPHAN_GRACE`
+    /// old: a younger one may be an upload under way); returns how many went. S3 keeps an
+    /// interrupted upload's parts out of sight until the bucket's lifecycle rule drops them.
+    pub async fn remove_compaction_staging(&self, prefix: &Path) -> Result<u32, SinkError> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let dir = root.join(prefix.as_ref()).join(COMPACTED_DIR);
+        let grace = ORPHAN_GRACE.to_std().unwrap_or_default();
+        let old = |m: &std::fs::Metadata| {
+            m.modified()
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > grace))
+        };
+        let removed =
+            super::remove_staging_where(&dir, |name, meta| name.ends_with(".parquet") && old(meta))
+                .await?;
+        if removed > 0 {
+            tracing::info!(%prefix, removed, "staging files of interrupted compactions removed");
+        }
+        Ok(removed)
+    }
+
     /// Rewrites `windows` (each with all of its live files, in order) into compacted files
     /// of table `prefix` as generation `generation` on; a change of schema between windows
     /// starts a new file. A run of a single source file is not rewritten. Returns the files
-    /// recorded (fewer when another compaction of the table recorded first).
+    /// recorded (fewer when another compaction of the table recorded first). A file being
+    /// written when an error stops the compaction is aborted: nothing of it appears.
     pub async fn compact_windows(
         &self,
         prefix: &Path,
@@ -432,22 +459,38 @@ impl RawSink {
         crash: Option<CrashPoint>,
     ) -> Result<Vec<CompactedFile>, SinkError> {
         let mut out = Vec::new();
-        let mut generation = generation;
-        let mut current: Option<Rewrite> = None;
+        let mut current = None;
+        let done = self
+            .compact_into(prefix, windows, (generation, crash), &mut current, &mut out)
+            .await;
+        if let Some(rw) = current {
+            rw.out.abort().await;
+        }
+        done.map(|()| out)
+    }
+
+    /// `compact_windows`' loop; `current` is the file being written, `out` what was recorded.
+    async fn compact_into(
+        &self,
+        prefix: &Path,
+        windows: &[(String, Vec<ObjectMeta>)],
+        (mut generation, crash): (u64, Option<CrashPoint>),
+        current: &mut Option<Rewrite>,
+        out: &mut Vec<CompactedFile>,
+    ) -> Result<(), SinkError> {
+        let store = self.store.as_ref();
         for (stamp, files) in windows {
             for (i, f) in files.iter().enumerate() {
-                let bytes = get_bytes(self.store.as_ref(), &f.location).await?;
-                let appended = match current.as_mut() {
-                    Some(rw) => rw.append(f, bytes.clone(), None)?,
-                    None => false,
-                };
-                if appended {
+                let source = RemoteParquet::open(store, f).await?;
+                if let Some(rw) = current.as_mut()
+                    && rw.append(store, &source, None).await?
+                {
                     continue;
                 }
                 if i > 0 {
                     // A window whose parts differ in schema stays as it is.
                     tracing::warn!(%prefix, window = stamp, "parts of one window differ in schema; not compacted");
-                    return Ok(out);
+                    return Ok(());
                 }
                 if let Some(rw) = current.take() {
                     tracing::info!(%prefix, window = stamp, "schema changes here; a new compacted file starts");
@@ -456,20 +499,21 @@ impl RawSink {
                         generation += 1;
                     }
                 }
-                let mut rw = Rewrite::new(&bytes, &f.location, Vec::new())?;
-                rw.append(f, bytes, None)?;
-                current = Some(rw);
+                let first = (stamp.as_str(), Vec::new());
+                let rw =
+                    current.insert(Rewrite::start(self, prefix, generation, first, &source).await?);
+                rw.append(store, &source, None).await?;
             }
             if let Some(rw) = current.as_mut() {
                 rw.windows.push(stamp.clone());
             }
         }
-        if let Some(rw) = current
+        if let Some(rw) = current.take()
             && let Some(c) = self.finish(prefix, rw, generation, None, crash).await?
         {
             out.push(c);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Puts the compacted file, its record (create only) and deletes what it replaces.
@@ -484,26 +528,12 @@ impl RawSink {
         crash: Option<CrashPoint>,
     ) -> Result<Option<CompactedFile>, SinkError> {
         if rw.replaces.len() < 2 && release.is_none() {
+            rw.out.abort().await;
             return Ok(None);
         }
         let rows = rw.rows;
-        let buf = rw
-            .writer
-            .into_inner()
-            .map_err(|e| SinkError::Encode(e.to_string()))?;
-        let bytes = buf.len() as u64;
-        let (first, last) = (
-            rw.windows.first().map_or("none", String::as_str),
-            rw.windows.last().map_or("none", String::as_str),
-        );
-        let token: u32 = rand::random();
-        let file = prefix.clone().join(COMPACTED_DIR).join(format!(
-            "c{generation:08}_{first}__{last}_{token:08x}.parquet"
-        ));
-        self.store
-            .put(&file, PutPayload::from(buf))
-            .await
-            .map_err(|e| super::write_error(format!("put {file}"), e))?;
+        let file = rw.out.path().clone();
+        let bytes = rw.out.finish().await?;
         CrashPoint::check(crash, CrashPoint::AfterFile)?;
         let record = CompactionRecord {
             file: file.to_string(),
@@ -572,10 +602,21 @@ impl RawSink {
                 .find(|m| m.location.as_ref() == file.as_str())
                 .cloned()
                 .ok_or_else(|| SinkError::Store(format!("{file} vanished")))?;
-            let bytes = get_bytes(self.store.as_ref(), &source.location).await?;
-            let kept = record.windows.iter().filter(|w| **w != stamp).cloned();
-            let mut rw = Rewrite::new(&bytes, &source.location, kept.collect())?;
-            rw.append(&source, bytes, Some(window))?;
+            let store = self.store.as_ref();
+            let source = RemoteParquet::open(store, &source).await?;
+            let kept: Vec<String> = record
+                .windows
+                .iter()
+                .filter(|w| **w != stamp)
+                .cloned()
+                .collect();
+            let first = kept.first().map_or("none", String::as_str).to_string();
+            let at = (first.as_str(), kept);
+            let mut rw = Rewrite::start(self, &prefix, listing.next_gen, at, &source).await?;
+            if let Err(e) = rw.append(store, &source, Some(window)).await {
+                rw.out.abort().await;
+                return Err(e);
+            }
             if self
                 .finish(&prefix, rw, listing.next_gen, Some(&stamp), None)
                 .await?

@@ -265,10 +265,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let backfill = measure_backfill(&wired.engine, &job, &url, &ws, args.records).await?;
     let compaction = measure_compaction(&wired.engine, tenant_id).await?;
     let transform = measure_transform(&wired.engine, tenant_id, args.transform_bucket_mb).await?;
-    let spread = anchor + Duration::seconds(1);
-    let sync = measure_sync(&wired.engine, tenant_id, &url, &args, (spread, false)).await?;
-    let newest = (sync.ends + Duration::seconds(1), true);
-    let sync_newest = measure_sync(&wired.engine, tenant_id, &url, &args, newest).await?;
+    let (sync, sync_newest) = measure_syncs(&wired.engine, tenant_id, &url, &args, anchor).await?;
     // Read back after both peaks were taken: the engine's counter is not the proof.
     let landed = landed_distinct_ids(&wired.engine, tenant_id).await?;
     if landed != args.records {
@@ -552,6 +549,21 @@ struct SyncMeasure {
     /// The incremental transform's own peak RSS, and the resident memory at its start.
     peak: u64,
     start_rss: u64,
+}
+
+/// A 1 % sync of tickets spread over the table after `anchor`, then one of the newest.
+async fn measure_syncs(
+    engine: &Engine,
+    tenant_id: &str,
+    url: &str,
+    args: &BenchArgs,
+    anchor: DateTime<Utc>,
+) -> Result<(SyncMeasure, SyncMeasure)> {
+    let spread = (anchor + Duration::seconds(1), false);
+    let sync = measure_sync(engine, tenant_id, url, args, spread).await?;
+    let newest = (sync.ends + Duration::seconds(1), true);
+    let sync_newest = measure_sync(engine, tenant_id, url, args, newest).await?;
+    Ok((sync, sync_newest))
 }
 
 /// Edits 1 % of the tickets from `edit.0` on (`edit.1`: the ones created last, else spread

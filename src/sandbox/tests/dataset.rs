@@ -128,8 +128,8 @@ fn index_walk_agrees_with_a_brute_force_scan() {
     }
 }
 
-#[test]
-fn an_edit_of_the_newest_records_takes_the_highest_ids() {
+/// The first tenant's tickets and the data set's anchor (seconds).
+fn tickets() -> (TableData, i64) {
     let cfg = config();
     let g = Generator::new(
         cfg.anchor,
@@ -137,8 +137,12 @@ fn an_edit_of_the_newest_records_takes_the_highest_ids() {
         &cfg.tenants[0],
         Table::Tickets,
     );
-    let data = TableData::new(g);
-    let anchor = cfg.anchor.timestamp();
+    (TableData::new(g), cfg.anchor.timestamp())
+}
+
+#[test]
+fn an_edit_of_the_newest_records_takes_the_highest_ids() {
+    let (data, anchor) = tickets();
     let mut ids: Vec<i64> = data.index.iter().map(|&(id, _)| id).collect();
     ids.sort_unstable();
     let newest = data.edit_newest(3, anchor + 60);
@@ -157,15 +161,7 @@ fn an_edit_of_the_newest_records_takes_the_highest_ids() {
 
 #[test]
 fn moved_records_are_found_by_any_window_holding_their_new_time() {
-    let cfg = config();
-    let g = Generator::new(
-        cfg.anchor,
-        cfg.history_days,
-        &cfg.tenants[0],
-        Table::Tickets,
-    );
-    let data = TableData::new(g);
-    let anchor = cfg.anchor.timestamp();
+    let (data, anchor) = tickets();
     let edited = data.edit(5, anchor + 3_600);
     assert_eq!(edited.len(), 5);
     // Brute force over the index with the edits applied, for windows before, across and

@@ -364,6 +364,7 @@ impl Shared {
         table: &str,
         n: u32,
         at: DateTime<Utc>,
+        newest: bool,
     ) -> Result<Vec<MovedRecord>, EditError> {
         let tenant = self
             .tenants
@@ -372,7 +373,12 @@ impl Shared {
             .ok_or_else(|| EditError::NoCompany(company_id.to_string()))?;
         let table =
             Table::from_table_name(table).ok_or_else(|| EditError::NoTable(table.to_string()))?;
-        let moved = self.table(tenant, table).edit(n, at.timestamp());
+        let data = self.table(tenant, table);
+        let moved = if newest {
+            data.edit_newest(n, at.timestamp())
+        } else {
+            data.edit(n, at.timestamp())
+        };
         Ok(self.log_moved(tenant, table, moved))
     }
 }
@@ -393,6 +399,9 @@ struct EditQuery {
     table: String,
     records: u32,
     at: DateTime<Utc>,
+    /// Edit the records created last rather than records spread over the table.
+    #[serde(default)]
+    newest: bool,
 }
 
 /// `POST /_sandbox/connectwise/rotate?company_id=C` with the new private key as the body:
@@ -422,7 +431,7 @@ async fn edit_handler(
     State(shared): State<std::sync::Arc<Shared>>,
     axum::extract::Query(q): axum::extract::Query<EditQuery>,
 ) -> Response {
-    match shared.edit_records(&q.company_id, &q.table, q.records, q.at) {
+    match shared.edit_records(&q.company_id, &q.table, q.records, q.at, q.newest) {
         Ok(moved) => json_response(SANDBOX_JSON, serde_json::to_vec(&moved).unwrap_or_default()),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
@@ -581,7 +590,7 @@ impl Sandbox {
         n: u32,
         at: DateTime<Utc>,
     ) -> Result<Vec<MovedRecord>, EditError> {
-        self.shared.edit_records(company_id, table, n, at)
+        self.shared.edit_records(company_id, table, n, at, false)
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then stops the server.

@@ -20,9 +20,13 @@
 //! of its record, between two versions with the same values of which the later was folded,
 //! finds the fold already done; a full build keeps all three.
 //!
-//! Memory is bounded by one bucket, not by the history: a merge holds one bucket's versions
-//! and their order, and writes the output a `ROW_GROUP_ROWS` slice at a time to a local file
-//! that is uploaded from there. Transforms in one process run one at a time.
+//! Memory is bounded by one bucket, not by the history: a raw file is copied to a local file
+//! and read from there `RAW_BATCH_ROWS` at a time, each batch mapped and spilled before the
+//! next is read (a compacted raw file is tens of MB, and its mapped versions several times
+//! that); a merge holds one bucket's versions and their order, and writes the
+//! output a `ROW_GROUP_ROWS` slice at a time to a local file that is uploaded from there.
+//! Transforms in one process run one at a time, their mapping and merging on one thread
+//! (`on_transform_thread`), so the allocator reuses one step's memory for the next.
 
 pub mod layout;
 mod mapping;
@@ -407,14 +411,10 @@ async fn write_version(
 ) -> Result<Manifest, TransformError> {
     let mut spill = spill::Spill::new(build.buckets, mapped_schema(&job.table))?;
     for object in &build.inputs {
-        let bytes = get_bytes(store, &object.location).await?;
-        spill = map_object(bytes, job, object.location.to_string(), spill).await?;
+        let local = download(store, &object.location).await?;
+        spill = map_object(local, job, object.location.to_string(), spill).await?;
     }
-    let spilled = Arc::new(
-        tokio::task::spawn_blocking(move || spill.finish())
-            .await
-            .map_err(perr)??,
-    );
+    let spilled = Arc::new(on_transform_thread(move || spill.finish()).await??);
     let files = merge_buckets(store, job, build, previous, spilled, report).await?;
     let rows: u64 = files.iter().map(|f| f.rows).sum();
     let built_rows = match previous {
@@ -466,9 +466,7 @@ async fn merge_buckets(
         };
         let (sp, ctx) = (spilled.clone(), job.context());
         let (file, stats) =
-            tokio::task::spawn_blocking(move || merge_bucket(&ctx, sp.read(b)?, old))
-                .await
-                .map_err(perr)??;
+            on_transform_thread(move || merge_bucket(&ctx, sp.read(b)?, old)).await??;
         let name = layout::bucket_file_name(b, build.generation);
         let bytes = upload(
             store,
@@ -558,21 +556,98 @@ struct OwnedContext {
     unhashed: Vec<String>,
 }
 
-/// One raw part read and mapped to the canonical columns (off the async threads), its
-/// versions added to their buckets' spill files.
+/// One raw file read a batch at a time from its local copy and mapped to the canonical
+/// columns (off the async threads), each batch's versions added to their buckets' spill files
+/// before the next is read.
 async fn map_object(
-    bytes: bytes::Bytes,
+    local: std::fs::File,
     job: &Job,
     origin: String,
     mut spill: spill::Spill,
 ) -> Result<spill::Spill, TransformError> {
     let (table, src, endpoint) = (job.table.clone(), job.src.clone(), job.endpoint.clone());
-    tokio::task::spawn_blocking(move || {
-        let batches = read_mapped(bytes, &table, &src, &endpoint, &origin)?;
-        spill.add(&batches).map(|()| spill)
+    on_transform_thread(move || {
+        read_mapped(local, &table, &src, &endpoint, &origin, |batch| {
+            spill.add(std::slice::from_ref(&batch))
+        })?;
+        Ok(spill)
     })
-    .await
-    .map_err(perr)?
+    .await?
+}
+
+/// Work sent to the transform thread.
+type ThreadJob = Box<dyn FnOnce() + Send>;
+
+/// The transform thread's queue; the thread starts with the first job.
+static TRANSFORM_THREAD: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<ThreadJob>>> =
+    std::sync::OnceLock::new();
+
+/// Runs `f` on the process's one transform thread, off the async threads. Not on
+/// `spawn_blocking`'s pool: glibc's allocator keeps what a thread frees in that thread's
+/// arena (up to eight per core), and mapping and merging on whichever pool thread was free
+/// left up to a bucket's worth in each (a 1M-ticket full build peaked at 635 MB, 115 MB in
+/// one arena). On one thread, the memory one step frees is what the next one reuses.
+async fn on_transform_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, TransformError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: ThreadJob = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    let queue = TRANSFORM_THREAD.get_or_init(|| {
+        let (send, receive) = std::sync::mpsc::channel::<ThreadJob>();
+        let started = std::thread::Builder::new()
+            .name("avesa-transform".into())
+            .spawn(move || {
+                for job in receive {
+                    // A step that panics drops its answer (its caller sees an error); the
+                    // thread goes on with the next.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the transform thread");
+        }
+        std::sync::Mutex::new(send)
+    });
+    let sent = queue
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(job)
+        .is_ok();
+    match (sent, rx.await) {
+        (true, Ok(v)) => Ok(v),
+        _ => Err(TransformError::Store(
+            "the transform thread stopped (a step panicked or it could not start)".into(),
+        )),
+    }
+}
+
+/// Copies the object at `path` to an anonymous local file (gone when closed, or when the
+/// process dies), a chunk of the download at a time, so a raw file of any size is read
+/// from disk a row group at a time rather than held whole.
+async fn download(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<std::fs::File, TransformError> {
+    use futures::StreamExt;
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let local = tempfile::tempfile()
+        .map_err(|e| TransformError::Store(format!("cannot create a local file: {e}")))?;
+    let mut file = tokio::fs::File::from_std(local);
+    let mut stream = store
+        .get(path)
+        .await
+        .map_err(|e| TransformError::Store(format!("get {path}: {e}")))?
+        .into_stream();
+    let io = |e: std::io::Error| TransformError::Store(format!("copy {path} locally: {e}"));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| TransformError::Store(format!("read {path}: {e}")))?;
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
+    Ok(file.into_std().await)
 }
 
 /// One bucket's history: its current file's versions (`old`) with the `new` ones, planned
@@ -663,19 +738,24 @@ async fn get_bytes(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, T
         .map_err(|e| TransformError::Store(format!("read {path}: {e}")))
 }
 
-/// Reads only the columns the mapping needs from one raw file and maps its batches.
-fn read_mapped(
-    bytes: Bytes,
+/// Rows per batch read from a raw file: a raw part's row group.
+const RAW_BATCH_ROWS: usize = crate::sink::MAX_ROW_GROUP_ROWS;
+
+/// Reads only the columns the mapping needs from one raw file, `RAW_BATCH_ROWS` at a time,
+/// and hands each batch, mapped, to `each` before the next is read.
+fn read_mapped<R: parquet::file::reader::ChunkReader + 'static>(
+    file: R,
     table: &CanonicalTable,
     src: &SourceMapping,
     endpoint: &EndpointDef,
     origin: &str,
-) -> Result<Vec<arrow_array::RecordBatch>, TransformError> {
-    let perr = |e: parquet::errors::ParquetError| TransformError::Data {
+    mut each: impl FnMut(arrow_array::RecordBatch) -> Result<(), TransformError>,
+) -> Result<(), TransformError> {
+    let data_err = |e: &dyn std::fmt::Display| TransformError::Data {
         origin: origin.to_string(),
         reason: e.to_string(),
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| data_err(&e))?;
     let wanted = raw_columns_needed(endpoint, src);
     let roots: Vec<usize> = builder
         .schema()
@@ -686,16 +766,16 @@ fn read_mapped(
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).build().map_err(perr)?;
-    let mut out = Vec::new();
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(RAW_BATCH_ROWS)
+        .build()
+        .map_err(|e| data_err(&e))?;
     for batch in reader {
-        let batch = batch.map_err(|e| TransformError::Data {
-            origin: origin.to_string(),
-            reason: e.to_string(),
-        })?;
-        out.push(map_raw(&batch, table, src, endpoint, origin)?);
+        let batch = batch.map_err(|e| data_err(&e))?;
+        each(map_raw(&batch, table, src, endpoint, origin)?)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A canonical Parquet file being written. Fixed writer settings and no wall-clock

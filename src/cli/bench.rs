@@ -85,6 +85,15 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resident memory of this process now (VmRSS), in bytes: what a peak read after
+/// `reset_peak_rss` starts from (memory the allocator kept from earlier steps included).
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn dir_size(path: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
@@ -256,7 +265,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let backfill = measure_backfill(&wired.engine, &job, &url, &ws, args.records).await?;
     let mut compaction = measure_compaction(&wired.engine, tenant_id).await?;
     let transform = measure_transform(&wired.engine, tenant_id, args.transform_bucket_mb).await?;
-    let sync = measure_sync(&wired.engine, tenant_id, &url, &args, anchor).await?;
+    let (sync, sync_newest) = measure_syncs(&wired.engine, tenant_id, &url, &args, anchor).await?;
     // Read back after both peaks were taken: the engine's counter is not the proof.
     let landed = landed_distinct_ids(&wired.engine, tenant_id).await?;
     if landed != args.records {
@@ -270,6 +279,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     add_compaction_peak(&mut report, &mut compaction);
     report["raw_compaction"] = json!(compaction);
     report["sync"] = sync.report();
+    report["sync_newest"] = sync_newest.report();
     drop(wired);
     drop(child);
     if args.keep.is_none() {
@@ -281,6 +291,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         print_backfill(&report, &backfill, &transform);
         print_compaction(&compaction);
         sync.print();
+        sync_newest.print();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -304,6 +315,8 @@ struct Transform {
     peak: u64,
     /// Whether `peak` is the transform's own (else the process's, backfill included).
     own_peak: bool,
+    /// Resident memory when the transform started.
+    start_rss: u64,
 }
 
 /// Runs the bench job to its end; every record must land.
@@ -467,6 +480,7 @@ async fn measure_transform(
 ) -> Result<Transform> {
     // The transform's own peak, not the backfill's before it.
     let own_peak = reset_peak_rss();
+    let start_rss = rss_bytes().unwrap_or(0);
     let t0 = std::time::Instant::now();
     let bucket_bytes = bucket_mb.map_or(crate::transform::BUCKET_RAW_BYTES, |mb| {
         mb.max(1) * 1024 * 1024
@@ -485,6 +499,7 @@ async fn measure_transform(
         buckets: transformed.iter().map(|r| r.buckets).sum(),
         peak: peak_rss_bytes().unwrap_or(0),
         own_peak,
+        start_rss,
     })
 }
 
@@ -510,6 +525,7 @@ impl Backfill {
             "canonical_mb": t.bytes as f64 / 1048576.0,
             "transform_peak_rss_mb": t.peak as f64 / 1048576.0,
             "transform_peak_is_its_own": t.own_peak,
+            "transform_start_rss_mb": t.start_rss as f64 / 1048576.0,
             "run_peak_rss_mb": self.peak.max(t.peak) as f64 / 1048576.0,
         })
     }
@@ -532,7 +548,7 @@ fn print_backfill(report: &serde_json::Value, b: &Backfill, t: &Transform) {
         report["parquet_mb"].as_f64().unwrap_or(0.0),
     );
     outln!(
-        "canonical transform of {} rows in {} bucket(s), {:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB{}; backfill + transform peak RSS {:.1} MB",
+        "canonical transform of {} rows in {} bucket(s), {:.2} s: {:.0} rows/s, {:.1} MB of canonical Parquet, peak RSS {:.1} MB{} from {:.1} MB resident at its start; backfill + transform peak RSS {:.1} MB",
         t.rows,
         t.buckets,
         t.secs,
@@ -544,6 +560,7 @@ fn print_backfill(report: &serde_json::Value, b: &Backfill, t: &Transform) {
         } else {
             " (the process's)"
         },
+        report["transform_start_rss_mb"].as_f64().unwrap_or(0.0),
         report["run_peak_rss_mb"].as_f64().unwrap_or(0.0),
     );
 }
@@ -551,24 +568,47 @@ fn print_backfill(report: &serde_json::Value, b: &Backfill, t: &Transform) {
 /// A sync after the transform: 1 % of the tickets edited, synced, and merged into the
 /// canonical table incrementally.
 struct SyncMeasure {
+    /// The tickets created last were edited, not tickets spread over the table.
+    newest: bool,
     edited: u64,
     synced: u64,
+    /// Where the edits' update times end: a later sync's edits start after it.
+    ends: DateTime<Utc>,
     secs: f64,
     buckets_written: usize,
     buckets: usize,
     bytes_written: u64,
     table_bytes: u64,
+    /// The incremental transform's own peak RSS, and the resident memory at its start.
+    peak: u64,
+    start_rss: u64,
 }
 
-/// Edits 1 % of the tickets (spread over the whole table) after the backfill's end, syncs
-/// them and measures the incremental transform that follows.
-async fn measure_sync(
+/// A 1 % sync of tickets spread over the table after `anchor`, then one of the newest.
+async fn measure_syncs(
     engine: &Engine,
     tenant_id: &str,
     url: &str,
     args: &BenchArgs,
     anchor: DateTime<Utc>,
+) -> Result<(SyncMeasure, SyncMeasure)> {
+    let spread = (anchor + Duration::seconds(1), false);
+    let sync = measure_sync(engine, tenant_id, url, args, spread).await?;
+    let newest = (sync.ends + Duration::seconds(1), true);
+    let sync_newest = measure_sync(engine, tenant_id, url, args, newest).await?;
+    Ok((sync, sync_newest))
+}
+
+/// Edits 1 % of the tickets from `edit.0` on (`edit.1`: the ones created last, else spread
+/// over the whole table), syncs them and measures the incremental transform that follows.
+async fn measure_sync(
+    engine: &Engine,
+    tenant_id: &str,
+    url: &str,
+    args: &BenchArgs,
+    edit: (DateTime<Utc>, bool),
 ) -> Result<SyncMeasure> {
+    let (at, newest) = edit;
     let edited = (args.records / 100).max(1);
     let config = engine.config();
     let conn = &config.tenant(tenant_id)?.services[&Service::Connectwise];
@@ -579,9 +619,8 @@ async fn measure_sync(
         .ok_or_else(|| eyre!("the sandbox tenant has no company_id"))?
         .expose()
         .to_string();
-    let at = anchor + Duration::seconds(1);
     let edit = format!(
-        "{url}/_sandbox/connectwise/edit?company_id={company}&table=tickets&records={edited}&at={}",
+        "{url}/_sandbox/connectwise/edit?company_id={company}&table=tickets&records={edited}&at={}&newest={newest}",
         at.format("%Y-%m-%dT%H:%M:%SZ")
     );
     reqwest::Client::new()
@@ -589,14 +628,16 @@ async fn measure_sync(
         .send()
         .await?
         .error_for_status()?;
-    let end = at + Duration::seconds(edited as i64 + 1);
-    let job = create_job_over(engine, tenant_id, &["service/tickets"], args, (anchor, end)).await?;
+    let ends = at + Duration::seconds(edited as i64 + 1);
+    let job = create_job_over(engine, tenant_id, &["service/tickets"], args, (at, ends)).await?;
     engine.run_job(&job.job_id, None).await?;
     let synced = engine
         .store()
         .get_job(&job.job_id)
         .await?
         .map_or(0, |j| j.records);
+    let own_peak = reset_peak_rss();
+    let start_rss = rss_bytes().unwrap_or(0);
     let t0 = std::time::Instant::now();
     let reports =
         crate::transform::run(config, engine.sink(), &tickets_transform(tenant_id)).await?;
@@ -604,13 +645,21 @@ async fn measure_sync(
         .first()
         .ok_or_else(|| eyre!("the sync's transform reported nothing"))?;
     Ok(SyncMeasure {
+        newest,
         edited,
         synced,
+        ends,
         secs: t0.elapsed().as_secs_f64(),
         buckets_written: r.buckets_written,
         buckets: r.buckets,
         bytes_written: r.bytes,
         table_bytes: r.table_bytes,
+        peak: if own_peak {
+            peak_rss_bytes().unwrap_or(0)
+        } else {
+            0
+        },
+        start_rss,
     })
 }
 
@@ -619,11 +668,22 @@ impl SyncMeasure {
         100.0 * self.bytes_written as f64 / self.table_bytes.max(1) as f64
     }
 
+    fn which(&self) -> &'static str {
+        if self.newest {
+            "created last"
+        } else {
+            "spread over the table"
+        }
+    }
+
     fn report(&self) -> serde_json::Value {
         json!({
             "edited": self.edited,
+            "edited_records": self.which(),
             "synced_records": self.synced,
             "transform_seconds": self.secs,
+            "transform_peak_rss_mb": self.peak as f64 / 1048576.0,
+            "transform_start_rss_mb": self.start_rss as f64 / 1048576.0,
             "buckets_written": self.buckets_written,
             "buckets": self.buckets,
             "bytes_written": self.bytes_written,
@@ -634,10 +694,13 @@ impl SyncMeasure {
 
     fn print(&self) {
         outln!(
-            "sync of {} edited tickets ({} records synced): incremental transform {:.2} s, {}/{} buckets rewritten, {:.1} MB of {:.1} MB canonical ({:.1} %)",
+            "sync of {} edited tickets ({}; {} records synced): incremental transform {:.2} s, peak RSS {:.1} MB from {:.1} MB resident at its start, {}/{} buckets rewritten, {:.1} MB of {:.1} MB canonical ({:.1} %)",
             self.edited,
+            self.which(),
             self.synced,
             self.secs,
+            self.peak as f64 / 1048576.0,
+            self.start_rss as f64 / 1048576.0,
             self.buckets_written,
             self.buckets,
             self.bytes_written as f64 / 1048576.0,

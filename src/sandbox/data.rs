@@ -341,15 +341,21 @@ impl TableData {
     /// Edits `n` records spread over the whole table: each gets the update time `at + k`
     /// seconds (`k` = 0, 1, ...), as if users changed them then. Returns `(id, old, new)`.
     pub(crate) fn edit(&self, n: u32, at: i64) -> Vec<(i64, i64, i64)> {
+        let step = (self.index.len() / n.max(1) as usize).max(1);
+        self.edit_at((0..self.index.len()).step_by(step).take(n as usize), at)
+    }
+
+    /// `edit` of the `n` records created last (the highest ids) instead of records spread
+    /// over the table.
+    pub(crate) fn edit_newest(&self, n: u32, at: i64) -> Vec<(i64, i64, i64)> {
         let count = self.index.len();
-        if count == 0 || n == 0 {
-            return Vec::new();
-        }
-        let step = (count / n as usize).max(1);
+        self.edit_at(count.saturating_sub(n as usize)..count, at)
+    }
+
+    /// Edits the records at index positions `picked`, the `k`th to update time `at + k`.
+    fn edit_at(&self, picked: impl Iterator<Item = usize>, at: i64) -> Vec<(i64, i64, i64)> {
         let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
-        (0..count)
-            .step_by(step)
-            .take(n as usize)
+        picked
             .enumerate()
             .map(|(k, pos)| {
                 let (id, original) = self.index[pos];

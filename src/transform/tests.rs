@@ -640,3 +640,45 @@ async fn a_transform_removes_the_spill_folder_a_killed_one_left() {
         .unwrap();
     assert_eq!(left.exists(), !std::path::Path::new("/proc").is_dir());
 }
+
+/// A raw file is copied to a local file and read back a raw row group's worth of rows at a
+/// time, each batch mapped and handed on before the next is read; an error from the
+/// receiver stops the read.
+#[tokio::test]
+async fn a_raw_file_is_read_from_a_local_copy_a_batch_at_a_time() {
+    use std::io::{Read, Seek};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = RawSink::local(dir.path()).unwrap();
+    let store = sink.store();
+    let rows: Vec<(i64, &str, i64, i64)> = (0..20_000).map(|i| (i, "New", i, 0)).collect();
+    let bytes = encode(&raw(&rows)).unwrap();
+    let path = Path::from("acme/connectwise/tickets/big.parquet");
+    store
+        .put(&path, PutPayload::from(bytes.clone()))
+        .await
+        .unwrap();
+    let mut local = download(&store, &path).await.unwrap();
+    let mut copied = Vec::new();
+    local.read_to_end(&mut copied).unwrap();
+    local.rewind().unwrap();
+    assert_eq!(copied, bytes.as_ref(), "the local copy is the object");
+    let (t, ep) = (table(), endpoint());
+    let src = t.sources[&Service::Connectwise].clone();
+    let mut sizes = Vec::new();
+    read_mapped(local, &t, &src, &ep, "big", |b| {
+        sizes.push(b.num_rows());
+        Ok(())
+    })
+    .unwrap();
+    let last = 20_000 - 2 * RAW_BATCH_ROWS;
+    assert_eq!(sizes, vec![RAW_BATCH_ROWS, RAW_BATCH_ROWS, last]);
+    let local = download(&store, &path).await.unwrap();
+    let mut calls = 0;
+    let err = read_mapped(local, &t, &src, &ep, "big", |_| {
+        calls += 1;
+        Err(TransformError::Store("receiver full".into()))
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("receiver full"), "{err}");
+    assert_eq!(calls, 1);
+}

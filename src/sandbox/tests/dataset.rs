@@ -128,8 +128,8 @@ fn index_walk_agrees_with_a_brute_force_scan() {
     }
 }
 
-#[test]
-fn moved_records_are_found_by_any_window_holding_their_new_time() {
+/// The first tenant's tickets and the data set's anchor (seconds).
+fn tickets() -> (TableData, i64) {
     let cfg = config();
     let g = Generator::new(
         cfg.anchor,
@@ -137,8 +137,31 @@ fn moved_records_are_found_by_any_window_holding_their_new_time() {
         &cfg.tenants[0],
         Table::Tickets,
     );
-    let data = TableData::new(g);
-    let anchor = cfg.anchor.timestamp();
+    (TableData::new(g), cfg.anchor.timestamp())
+}
+
+#[test]
+fn an_edit_of_the_newest_records_takes_the_highest_ids() {
+    let (data, anchor) = tickets();
+    let mut ids: Vec<i64> = data.index.iter().map(|&(id, _)| id).collect();
+    ids.sort_unstable();
+    let newest = data.edit_newest(3, anchor + 60);
+    let edited: Vec<i64> = newest.iter().map(|e| e.0).collect();
+    assert_eq!(edited, ids[ids.len() - 3..].to_vec());
+    let times: Vec<i64> = newest.iter().map(|e| e.2).collect();
+    assert_eq!(times, vec![anchor + 60, anchor + 61, anchor + 62]);
+    let spread = data.edit(3, anchor + 120);
+    assert_eq!(spread.len(), 3);
+    assert!(
+        spread[0].0 < ids[ids.len() / 2],
+        "spread edits start at the oldest"
+    );
+    assert!(data.edit_newest(0, anchor).is_empty());
+}
+
+#[test]
+fn moved_records_are_found_by_any_window_holding_their_new_time() {
+    let (data, anchor) = tickets();
     let edited = data.edit(5, anchor + 3_600);
     assert_eq!(edited.len(), 5);
     // Brute force over the index with the edits applied, for windows before, across and

@@ -79,17 +79,19 @@ pub fn reset_peak_rss() -> bool {
 
 /// Peak resident memory of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    proc_status_bytes("VmHWM:")
 }
 
 /// Resident memory of this process now (VmRSS), in bytes: what a peak read after
 /// `reset_peak_rss` starts from (memory the allocator kept from earlier steps included).
 pub fn rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A `kB` line of `/proc/self/status`, in bytes.
+fn proc_status_bytes(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -421,14 +423,6 @@ async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_js
         "peak_is_its_own": own_peak,
         "rss_at_start_mb": rss_at_start as f64 / 1048576.0,
     }))
-}
-
-/// Resident memory of this process now (VmRSS), in bytes.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// The peak of backfill, compaction and transform together (`run_peak_rss_mb` is the

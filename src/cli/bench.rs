@@ -240,7 +240,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let ws = Workspace { root: root.clone() };
     ws.ensure()?;
     let config = runtime::load_config(global, &ws)?;
-    let anchor = runtime::today();
+    let anchor = history_end(runtime::today(), args.records);
 
     let counts = [args.records.to_string(), "0".into(), "0".into(), "0".into()];
     let (child, url) = start_sandbox(&config.dir, anchor, args.history_days, &counts, &[])?;
@@ -578,6 +578,15 @@ struct SyncMeasure {
     start_rss: u64,
 }
 
+/// Where the bench's history ends: far enough before `today` that the two 1 % syncs after it
+/// (`measure_syncs`: edits one second apart, each sync's window ending a second after its last
+/// edit) end in the past, as the planner requires of a job, at any time of day.
+fn history_end(today: DateTime<Utc>, records: u64) -> DateTime<Utc> {
+    let edited = (records / 100).max(1) as i64;
+    let syncs = Duration::seconds(2 * (edited + 2));
+    today - Duration::days(syncs.num_days() + 1)
+}
+
 /// A 1 % sync of tickets spread over the table after `anchor`, then one of the newest.
 async fn measure_syncs(
     engine: &Engine,
@@ -701,5 +710,29 @@ impl SyncMeasure {
             self.table_bytes as f64 / 1048576.0,
             self.share(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn the_syncs_after_the_history_end_before_today_at_any_size() {
+        let today = Utc.with_ymd_and_hms(2026, 12, 6, 0, 0, 0).unwrap();
+        for records in [2_500, 1_000_000, 3_000_000, 10_000_000, 100_000_000] {
+            let end = history_end(today, records);
+            let edited = (records / 100).max(1) as i64;
+            // As `measure_syncs` places them: the first sync's edits from a second after the
+            // history, its window ending a second after its last edit; the second's likewise.
+            let sync = Duration::seconds(1 + edited + 1);
+            let second_ends = end + sync + sync;
+            assert!(
+                second_ends <= today,
+                "{records} records: the syncs end at {second_ends}, after {today}"
+            );
+        }
     }
 }

@@ -383,3 +383,20 @@ fn the_dashboard_is_json_and_shows_every_metric_the_workers_write() {
         assert!(shown.contains(metric), "the dashboard lacks {metric}");
     }
 }
+
+#[test]
+fn the_data_bucket_aborts_multipart_uploads_a_killed_process_left() {
+    let bucket = resource_text(&template(), "DataBucket");
+    let rule = bucket
+        .split("- Id: ")
+        .find(|r| r.contains("AbortIncompleteMultipartUpload"))
+        .unwrap_or_else(|| panic!("DataBucket has no rule aborting incomplete uploads:\n{bucket}"));
+    assert!(rule.contains("Status: Enabled"), "{rule}");
+    let days: u32 = rule
+        .split("DaysAfterInitiation:")
+        .nth(1)
+        .and_then(|d| d.split_whitespace().next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no DaysAfterInitiation in {rule}"));
+    assert!((1..=7).contains(&days), "{days} days");
+}

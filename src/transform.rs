@@ -5,15 +5,21 @@
 //!
 //! Incremental (the default): only the raw files the manifest does not list as consumed are
 //! read. Their mapped versions go to local spill files by the bucket of their record id
-//! (`spill`), and each bucket that received versions is merged on its own: its current file's
-//! history is read back as versions, the new versions are added, and the bucket's history is
-//! planned again (`scd2::plan`: repeated versions dropped, unchanged ones folded, the previous
-//! current version closed) and written under the next generation. Untouched buckets keep their
-//! files; the new manifest names the files of every bucket and every raw file consumed.
+//! (`spill`), and each bucket that received versions is merged on its own (merge-on-read,
+//! `merge_bucket`): its base and delta files are read and resolved (`resolve`) into its
+//! current history, read back as versions, the new versions are added, and the bucket's
+//! history is planned again (`scd2::plan`: repeated versions dropped, unchanged ones folded,
+//! the previous current version closed). The planned history is compared with the old one by
+//! (id, start) (`changed_rows`): the rows that are new or differ go to one delta file under
+//! the next generation. A new base (the whole history, the deltas dropped) is written instead
+//! when a row of the old history is gone from the new one, or when the deltas would pass
+//! `FOLD_SHARE_PERCENT` of the bucket's rows or `MAX_DELTAS` files (`FoldRule`). Untouched
+//! buckets keep their files; the new manifest names the files of every bucket and every raw
+//! file consumed.
 //!
 //! Full (`transform --full`, a table's first build, a table built under another mapping, or one
 //! whose history grew `REBUILD_GROWTH` times since its last full build): every raw file is read and every
-//! bucket written anew; the raw files' total size sets the bucket count
+//! bucket's base written anew; the raw files' total size sets the bucket count
 //! (`spill::BUCKET_RAW_BYTES` of raw Parquet each, at most `spill::MAX_BUCKETS`), which stays
 //! fixed until the next full build. A full build gives the same rows as the incremental merges
 //! that led to the same raw data, with one exception: a version that lands after a later one
@@ -23,7 +29,7 @@
 //! Memory is bounded by one bucket, not by the history: a raw file is copied to a local file
 //! and read from there `RAW_BATCH_ROWS` at a time, each batch mapped and spilled before the
 //! next is read (a compacted raw file is tens of MB, and its mapped versions several times
-//! that); a merge holds one bucket's versions and their order, and writes the
+//! that); a merge holds one bucket's versions (its base and deltas resolved, and the new ones) and their order, and writes the
 //! output a `ROW_GROUP_ROWS` slice at a time to a local file that is uploaded from there.
 //! Transforms in one process run one at a time, their mapping and merging on one thread
 //! (`on_transform_thread`), so the allocator reuses one step's memory for the next.
@@ -157,10 +163,15 @@ pub async fn run(
 pub const BUCKET_BYTES_ENV: &str = "AVESA_TEST_BUCKET_RAW_BYTES";
 
 fn bucket_raw_bytes() -> u64 {
-    std::env::var(BUCKET_BYTES_ENV)
+    env_or(BUCKET_BYTES_ENV, BUCKET_RAW_BYTES)
+}
+
+/// A test hook's value: environment variable `name` parsed, else `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(BUCKET_RAW_BYTES)
+        .unwrap_or(default)
 }
 
 /// `run` with `bucket_raw_bytes` of raw Parquet per record-id bucket (see `spill`).
@@ -459,10 +470,7 @@ pub const MAX_DELTAS: usize = 16;
 pub const MAX_DELTAS_ENV: &str = "AVESA_TEST_MAX_DELTAS";
 
 fn max_deltas() -> usize {
-    std::env::var(MAX_DELTAS_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(MAX_DELTAS)
+    env_or(MAX_DELTAS_ENV, MAX_DELTAS)
 }
 
 /// When a merge writes a delta rather than a new base.

@@ -294,6 +294,10 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
     assert_ok(&out);
     let resumed = manifest(&fx);
     assert_eq!(resumed.generation, old.generation + 1);
+    assert!(
+        resumed.files.iter().any(|f| !f.deltas.is_empty()),
+        "the merge wrote deltas: {resumed:?}"
+    );
     let after = rows_now(&fx);
     assert_ne!(after, before, "the edits were merged");
     // Nothing but the two versions' files is left.

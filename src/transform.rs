@@ -29,8 +29,9 @@
 //! Memory is bounded by one bucket, not by the history: a raw file is copied to a local file
 //! and read from there `RAW_BATCH_ROWS` at a time, each batch mapped and spilled before the
 //! next is read (a compacted raw file is tens of MB, and its mapped versions several times
-//! that); a merge holds one bucket's versions (its base and deltas resolved, and the new ones) and their order, and writes the
-//! output a `ROW_GROUP_ROWS` slice at a time to a local file that is uploaded from there.
+//! that); a merge holds one bucket's versions (its base and deltas resolved, and the new
+//! ones) and their order, and writes the output a `ROW_GROUP_ROWS` slice at a time to a local
+//! file that is uploaded from there.
 //! Transforms in one process run one at a time, their mapping and merging on one thread
 //! (`on_transform_thread`), so the allocator reuses one step's memory for the next.
 

@@ -277,9 +277,9 @@ pub async fn write_manifest(
         .map_err(|e| TransformError::Store(format!("put {path}: {e}")))
 }
 
-/// Removes the bucket files (bases and deltas) of `dir` that neither `current` nor `previous` names and that
-/// are older than `current`'s generation (a newer one may be another transform's, still
-/// being written). Returns how many were removed.
+/// Removes the bucket files (bases and deltas) of `dir` that neither `current` nor `previous`
+/// names and that are older than `current`'s generation (a newer one may be another
+/// transform's, still being written). Returns how many were removed.
 pub async fn remove_garbage(
     store: &Arc<dyn ObjectStore>,
     dir: &Path,
@@ -398,5 +398,78 @@ mod tests {
             m.files[0].files().collect::<Vec<_>>(),
             vec![("b0000-g3.parquet", 3), ("b0000-g5-delta.parquet", 5)]
         );
+    }
+
+    /// Garbage removal keeps the bases and deltas the current or the previous manifest names
+    /// and removes older files neither names, deltas too.
+    #[tokio::test]
+    async fn garbage_removal_keeps_the_deltas_either_version_names() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let dir = table_dir("acme", "tickets", Service::Connectwise);
+        let delta = |bucket: usize, generation: u64| DeltaFile {
+            file: delta_file_name(bucket, generation),
+            rows: 1,
+            bytes: 1,
+            generation,
+        };
+        let bucket = |file: String, deltas: Vec<DeltaFile>| BucketFile {
+            bucket: 0,
+            file,
+            rows: 1,
+            records: 1,
+            bytes: 1,
+            deltas,
+        };
+        let version = |generation: u64, files: Vec<BucketFile>| Manifest {
+            format: MANIFEST_FORMAT,
+            generation,
+            buckets: 2,
+            hash: BUCKET_HASH.into(),
+            mapping: String::new(),
+            built_rows: 0,
+            files,
+            consumed: Vec::new(),
+        };
+        let previous = version(
+            4,
+            vec![bucket(
+                bucket_file_name(0, 1),
+                vec![delta(0, 2), delta(0, 4)],
+            )],
+        );
+        let current = version(5, vec![bucket(bucket_file_name(0, 5), Vec::new())]);
+        let all = [
+            bucket_file_name(0, 1),
+            delta_file_name(0, 2),
+            delta_file_name(0, 3), // a killed transform's
+            delta_file_name(0, 4),
+            bucket_file_name(0, 5),
+            delta_file_name(1, 2), // named by a version before the previous one
+            delta_file_name(1, 6), // a newer transform's, still writing
+        ];
+        for name in &all {
+            store
+                .put(
+                    &dir.clone().join(name.as_str()),
+                    PutPayload::from_static(b"x"),
+                )
+                .await
+                .unwrap();
+        }
+        let removed = remove_garbage(&store, &dir, &current, Some(&previous))
+            .await
+            .unwrap();
+        assert_eq!(removed, 2);
+        let left: BTreeSet<String> = store
+            .list(Some(&dir))
+            .map_ok(|o| o.location.filename().unwrap().to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        let expected: BTreeSet<String> = [&all[0], &all[1], &all[3], &all[4], &all[6]]
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(left, expected);
     }
 }

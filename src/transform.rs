@@ -5,15 +5,21 @@
 //!
 //! Incremental (the default): only the raw files the manifest does not list as consumed are
 //! read. Their mapped versions go to local spill files by the bucket of their record id
-//! (`spill`), and each bucket that received versions is merged on its own: its current file's
-//! history is read back as versions, the new versions are added, and the bucket's history is
-//! planned again (`scd2::plan`: repeated versions dropped, unchanged ones folded, the previous
-//! current version closed) and written under the next generation. Untouched buckets keep their
-//! files; the new manifest names the files of every bucket and every raw file consumed.
+//! (`spill`), and each bucket that received versions is merged on its own (merge-on-read,
+//! `merge_bucket`): its base and delta files are read and resolved (`resolve`) into its
+//! current history, read back as versions, the new versions are added, and the bucket's
+//! history is planned again (`scd2::plan`: repeated versions dropped, unchanged ones folded,
+//! the previous current version closed). The planned history is compared with the old one by
+//! (id, start) (`changed_rows`): the rows that are new or differ go to one delta file under
+//! the next generation. A new base (the whole history, the deltas dropped) is written instead
+//! when a row of the old history is gone from the new one, or when the deltas would pass
+//! `FOLD_SHARE_PERCENT` of the bucket's rows or `MAX_DELTAS` files (`FoldRule`). Untouched
+//! buckets keep their files; the new manifest names the files of every bucket and every raw
+//! file consumed.
 //!
 //! Full (`transform --full`, a table's first build, a table built under another mapping, or one
 //! whose history grew `REBUILD_GROWTH` times since its last full build): every raw file is read and every
-//! bucket written anew; the raw files' total size sets the bucket count
+//! bucket's base written anew; the raw files' total size sets the bucket count
 //! (`spill::BUCKET_RAW_BYTES` of raw Parquet each, at most `spill::MAX_BUCKETS`), which stays
 //! fixed until the next full build. A full build gives the same rows as the incremental merges
 //! that led to the same raw data, with one exception: a version that lands after a later one
@@ -23,13 +29,15 @@
 //! Memory is bounded by one bucket, not by the history: a raw file is copied to a local file
 //! and read from there `RAW_BATCH_ROWS` at a time, each batch mapped and spilled before the
 //! next is read (a compacted raw file is tens of MB, and its mapped versions several times
-//! that); a merge holds one bucket's versions and their order, and writes the
-//! output a `ROW_GROUP_ROWS` slice at a time to a local file that is uploaded from there.
+//! that); a merge holds one bucket's versions (its base and deltas resolved, and the new
+//! ones) and their order, and writes the output a `ROW_GROUP_ROWS` slice at a time to a local
+//! file that is uploaded from there.
 //! Transforms in one process run one at a time, their mapping and merging on one thread
 //! (`on_transform_thread`), so the allocator reuses one step's memory for the next.
 
 pub mod layout;
 mod mapping;
+pub mod resolve;
 pub mod scd2;
 mod spill;
 #[cfg(test)]
@@ -54,8 +62,9 @@ use crate::config::{CanonicalTable, Config, EndpointDef, SourceMapping};
 use crate::domain::Service;
 use crate::sink::RawSink;
 
-pub use layout::{BucketFile, Consumed, Manifest, current_files};
+pub use layout::{BucketFile, Consumed, DeltaFile, Manifest, current_files};
 pub use mapping::{map_raw, mapped_schema, raw_columns_needed};
+pub use resolve::{GENERATION_COLUMN, read_current, resolve};
 pub use scd2::{Scd2Context, Scd2Plan, Scd2Stats, build as build_scd2, output_schema};
 pub use spill::BUCKET_RAW_BYTES;
 
@@ -113,8 +122,10 @@ pub struct TransformReport {
     pub raw_files: usize,
     /// Record-id buckets of the table.
     pub buckets: usize,
-    /// Bucket files written.
+    /// Bucket files written, bases and deltas.
     pub buckets_written: usize,
+    /// Of those, delta files (the rest are bases).
+    pub deltas_written: usize,
     /// `rows_in`, `duplicates` and `unchanged` count this run's input; `versions` and
     /// `records` the whole table.
     #[serde(flatten)]
@@ -153,10 +164,15 @@ pub async fn run(
 pub const BUCKET_BYTES_ENV: &str = "AVESA_TEST_BUCKET_RAW_BYTES";
 
 fn bucket_raw_bytes() -> u64 {
-    std::env::var(BUCKET_BYTES_ENV)
+    env_or(BUCKET_BYTES_ENV, BUCKET_RAW_BYTES)
+}
+
+/// A test hook's value: environment variable `name` parsed, else `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(BUCKET_RAW_BYTES)
+        .unwrap_or(default)
 }
 
 /// `run` with `bucket_raw_bytes` of raw Parquet per record-id bucket (see `spill`).
@@ -358,6 +374,7 @@ async fn transform_one(
         raw_files: build.inputs.len(),
         buckets: build.buckets,
         buckets_written: 0,
+        deltas_written: 0,
         stats: Scd2Stats::default(),
         path: None,
         bytes: 0,
@@ -393,7 +410,7 @@ async fn transform_one(
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(tenant_id = %report.tenant_id, table = %report.table, service = %job.service,
         mode = ?report.mode, raw_files = report.raw_files, buckets = report.buckets,
-        buckets_written = report.buckets_written, bytes = report.bytes, rows_in = report.stats.rows_in,
+        buckets_written = report.buckets_written, deltas_written = report.deltas_written, bytes = report.bytes, rows_in = report.stats.rows_in,
         versions = report.stats.versions, records = report.stats.records, duplicates = report.stats.duplicates,
         unchanged = report.stats.unchanged, duration_ms = report.duration_ms, "canonical transform done");
     Ok(report)
@@ -441,8 +458,54 @@ async fn write_version(
     })
 }
 
-/// Merges every bucket that received versions into its current file (none in a full build)
-/// and uploads the result under the build's generation; returns every bucket's file.
+/// A bucket's delta files are folded into a new base when, with the one a merge would add,
+/// their rows reach this share (percent) of the bucket's history rows: past it a reader
+/// resolves more superseded rows than the base saves rewriting.
+pub const FOLD_SHARE_PERCENT: u64 = 50;
+
+/// A bucket's delta files are folded into a new base when a merge would add one more than
+/// this: each is a file a reader opens.
+pub const MAX_DELTAS: usize = 16;
+
+/// Test hook: `AVESA_TEST_MAX_DELTAS` sets `MAX_DELTAS`, so a test sees a fold after a few merges.
+pub const MAX_DELTAS_ENV: &str = "AVESA_TEST_MAX_DELTAS";
+
+fn max_deltas() -> usize {
+    env_or(MAX_DELTAS_ENV, MAX_DELTAS)
+}
+
+/// When a merge writes a delta rather than a new base.
+#[derive(Clone, Copy, Debug)]
+struct FoldRule {
+    /// The bucket has a base file to write a delta over.
+    base: bool,
+    deltas: usize,
+    delta_rows: u64,
+    max_deltas: usize,
+}
+
+impl FoldRule {
+    fn of(bucket: Option<&BucketFile>, max_deltas: usize) -> FoldRule {
+        FoldRule {
+            base: bucket.is_some(),
+            deltas: bucket.map_or(0, |f| f.deltas.len()),
+            delta_rows: bucket.map_or(0, BucketFile::delta_rows),
+            max_deltas,
+        }
+    }
+
+    /// Whether a delta of `changed` rows over a history of `rows` keeps the bucket's deltas
+    /// within both limits.
+    fn allows_delta(&self, changed: u64, rows: u64) -> bool {
+        self.base
+            && self.deltas < self.max_deltas
+            && (self.delta_rows + changed) * 100 < FOLD_SHARE_PERCENT * rows
+    }
+}
+
+/// Merges every bucket that received versions into its current files (none in a full build)
+/// and uploads the result under the build's generation, as a delta or a new base
+/// (`merge_bucket`); returns every bucket's files.
 async fn merge_buckets(
     store: &Arc<dyn ObjectStore>,
     job: &Job,
@@ -458,42 +521,78 @@ async fn merge_buckets(
         _ => BTreeMap::new(),
     };
     let dir = job.dir();
-    let pause_after = merge_pause();
+    let (pause_after, max_deltas) = (merge_pause(), max_deltas());
     for b in (0..build.buckets).filter(|&b| spilled.rows(b) > 0) {
-        let old = match files.get(&b) {
-            Some(f) => Some(get_bytes(store, &dir.clone().join(f.file.as_str())).await?),
-            None => None,
+        let current = files.get(&b);
+        let old = match current {
+            Some(f) => resolve::get_bucket(store, &dir, f).await?,
+            None => Vec::new(),
         };
-        let (sp, ctx) = (spilled.clone(), job.context());
-        let (file, stats) =
-            on_transform_thread(move || merge_bucket(&ctx, sp.read(b)?, old)).await??;
-        let name = layout::bucket_file_name(b, build.generation);
+        let rule = FoldRule::of(current, max_deltas);
+        let (sp, ctx, generation) = (spilled.clone(), job.context(), build.generation);
+        let mut merged =
+            on_transform_thread(move || merge_bucket(&ctx, sp.read(b)?, old, rule, generation))
+                .await??;
+        report.stats.rows_in += merged.stats.rows_in;
+        report.stats.duplicates += merged.stats.duplicates;
+        report.stats.unchanged += merged.stats.unchanged;
+        let Some(local) = merged.file.take() else {
+            continue; // Nothing the bucket holds changed.
+        };
+        let name = match merged.delta_rows {
+            Some(_) => layout::delta_file_name(b, generation),
+            None => layout::bucket_file_name(b, generation),
+        };
         let bytes = upload(
             store,
             &dir.clone().join(name.as_str()),
-            file,
+            local,
             UPLOAD_PART_BYTES,
         )
         .await?;
-        report.stats.rows_in += stats.rows_in;
-        report.stats.duplicates += stats.duplicates;
-        report.stats.unchanged += stats.unchanged;
         report.bytes += bytes;
         report.buckets_written += 1;
-        let (rows, records) = (stats.versions, stats.records);
-        let file = BucketFile {
-            bucket: b,
-            file: name,
-            rows,
-            records,
-            bytes,
-        };
-        files.insert(b, file);
+        report.deltas_written += usize::from(merged.delta_rows.is_some());
+        let entry = bucket_entry(current, b, name, bytes, generation, &merged);
+        files.insert(b, entry);
         if pause_after == Some(report.buckets_written) {
             pause_for_a_crash_test(report.buckets_written).await;
         }
     }
     Ok(files.into_values().collect())
+}
+
+/// A bucket's manifest entry after a merge wrote `name`: the previous entry with one more
+/// delta, or a new base with none.
+fn bucket_entry(
+    current: Option<&BucketFile>,
+    bucket: usize,
+    name: String,
+    bytes: u64,
+    generation: u64,
+    merged: &Merged,
+) -> BucketFile {
+    let (rows, records) = (merged.stats.versions, merged.stats.records);
+    match (current, merged.delta_rows) {
+        (Some(f), Some(delta_rows)) => {
+            let mut f = f.clone();
+            f.deltas.push(layout::DeltaFile {
+                file: name,
+                rows: delta_rows,
+                bytes,
+                generation,
+            });
+            BucketFile { rows, records, ..f }
+        }
+        _ => BucketFile {
+            bucket,
+            file: name,
+            rows,
+            records,
+            bytes,
+            deltas: Vec::new(),
+        },
+    }
 }
 
 /// Puts the new version's manifest, then removes what no manifest needs any more: older
@@ -554,6 +653,18 @@ struct OwnedContext {
     source_table: String,
     table: Arc<CanonicalTable>,
     unhashed: Vec<String>,
+}
+
+impl OwnedContext {
+    fn context(&self) -> Scd2Context<'_> {
+        Scd2Context {
+            tenant_id: &self.tenant_id,
+            service: self.service.as_str(),
+            source_table: &self.source_table,
+            table: &self.table,
+            unhashed: self.unhashed.clone(),
+        }
+    }
 }
 
 /// One raw file read a batch at a time from its local copy and mapped to the canonical
@@ -650,57 +761,121 @@ async fn download(
     Ok(file.into_std().await)
 }
 
-/// One bucket's history: its current file's versions (`old`) with the `new` ones, planned
-/// again and written to a local Parquet file. The stats' `rows_in` counts the new versions.
+/// What `merge_bucket` wrote.
+struct Merged {
+    /// The local file, `None` when the bucket's rows did not change (all new versions were
+    /// ones it had, or unchanged).
+    file: Option<std::fs::File>,
+    /// `Some(rows)` when the file is a delta of that many rows, `None` when it is a base.
+    delta_rows: Option<u64>,
+    /// `rows_in` counts the new versions; `versions` and `records` the bucket's history.
+    stats: Scd2Stats,
+}
+
+/// One bucket's merge: its current rows (base and deltas resolved) read back as versions,
+/// planned again with the `new` ones (`scd2::plan`) and compared with them, (id, start) by
+/// (id, start). The rows that are new or differ (a closed version re-emitted, a version
+/// landed again from another job) go to a delta file; the whole history goes to a new base
+/// instead when the bucket has none, when a row it had is gone from the new history (a late
+/// version that folds a later one), or when `rule` says the deltas outgrew their share. Rows
+/// are written with `generation` in `resolve::GENERATION_COLUMN`.
 fn merge_bucket(
     owned: &OwnedContext,
     new: Vec<arrow_array::RecordBatch>,
-    old: Option<Bytes>,
-) -> Result<(std::fs::File, Scd2Stats), TransformError> {
-    let ctx = Scd2Context {
-        tenant_id: &owned.tenant_id,
-        service: owned.service.as_str(),
-        source_table: &owned.source_table,
-        table: &owned.table,
-        unhashed: owned.unhashed.clone(),
-    };
+    old: Vec<(Bytes, u64, String)>,
+    rule: FoldRule,
+    generation: u64,
+) -> Result<Merged, TransformError> {
+    let ctx = owned.context();
     // The ids are numbers when the new versions' are (a source's ids are one or the other).
     let numeric = new
         .iter()
         .find(|b| b.num_rows() > 0)
         .is_some_and(|b| b.column(mapping::MAPPED_ID_NUM).null_count() == 0);
-    let mut mapped = match old {
-        Some(bytes) => scd2::history_as_versions(bytes, &owned.table, numeric)?,
-        None => Vec::new(),
-    };
-    let old_rows: usize = mapped.iter().map(|b| b.num_rows()).sum();
+    let old: Vec<arrow_array::RecordBatch> = resolve::resolve_files(old)?.into_iter().collect();
+    let old_rows: usize = old.iter().map(|b| b.num_rows()).sum();
+    let mut mapped = scd2::history_as_versions(&old, &owned.table, numeric)?;
     mapped.extend(new);
+    let plan = scd2::plan(&mapped, &ctx)?;
+    let mut stats = plan.stats.clone();
+    stats.rows_in -= old_rows as u64;
+    let mask = changed_rows(&plan, &mapped, &old)?;
+    let changed = mask
+        .as_ref()
+        .map(|m| m.iter().filter(|c| **c).count() as u64);
+    let delta = match (mask, changed) {
+        (Some(_), Some(0)) => {
+            return Ok(Merged {
+                file: None,
+                delta_rows: None,
+                stats,
+            });
+        }
+        (Some(m), Some(n)) if rule.allows_delta(n, plan.len() as u64) => Some(m),
+        _ => None,
+    };
+    drop(old);
     let out = tempfile::tempfile()
         .map_err(|e| TransformError::Store(format!("cannot create a local file: {e}")))?;
-    let mut writer = Writer::new(output_schema(&owned.table), out)?;
-    let mut stats = Scd2Stats::default();
-    write_history(&mapped, &ctx, &mut writer, &mut stats)?;
-    stats.rows_in -= old_rows as u64;
-    Ok((writer.finish()?, stats))
-}
-
-/// Plans one set of records' history and writes it a row group at a time, so only one
-/// slice of the output is ever held; adds its counts to `stats`.
-fn write_history<W: std::io::Write + Send>(
-    mapped: &[arrow_array::RecordBatch],
-    ctx: &Scd2Context<'_>,
-    writer: &mut Writer<W>,
-    stats: &mut Scd2Stats,
-) -> Result<(), TransformError> {
-    let plan = scd2::plan(mapped, ctx)?;
+    let schema = resolve::file_schema(&output_schema(&owned.table));
+    let mut writer = Writer::new(schema, out)?;
     let mut at = 0;
     while at < plan.len() {
         let end = (at + ROW_GROUP_ROWS).min(plan.len());
-        writer.write(&plan.emit(mapped, ctx, at..end)?)?;
+        let rows = resolve::with_generation(&plan.emit(&mapped, &ctx, at..end)?, generation)?;
+        match &delta {
+            Some(m) => {
+                let keep = arrow_array::BooleanArray::from(m[at..end].to_vec());
+                writer.write(
+                    &arrow_select::filter::filter_record_batch(&rows, &keep).map_err(perr)?,
+                )?
+            }
+            None => writer.write(&rows)?,
+        }
         at = end;
     }
-    stats.add(&plan.stats);
-    Ok(())
+    Ok(Merged {
+        file: Some(writer.finish()?),
+        delta_rows: changed.filter(|_| delta.is_some()),
+        stats,
+    })
+}
+
+/// Which rows of the new history `plan` a delta must hold: those whose (id, start) the old
+/// history (`old`, resolved canonical rows) lacks or holds with another end, hash or job.
+/// `None` when a row of the old history is missing from the new one: a delta cannot remove a
+/// row, the bucket needs a new base.
+fn changed_rows(
+    plan: &Scd2Plan,
+    mapped: &[arrow_array::RecordBatch],
+    old: &[arrow_array::RecordBatch],
+) -> Result<Option<Vec<bool>>, TransformError> {
+    use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
+    let mut before = std::collections::HashMap::new();
+    for batch in old {
+        let ids = resolve::column::<StringArray>(batch, "record_id")?;
+        let starts = resolve::column::<TimestampMicrosecondArray>(batch, "effective_start")?;
+        let ends = resolve::column::<TimestampMicrosecondArray>(batch, "effective_end")?;
+        let hashes = resolve::column::<StringArray>(batch, "record_hash")?;
+        let jobs = resolve::column::<StringArray>(batch, "source_job_id")?;
+        for r in 0..batch.num_rows() {
+            let state = scd2::RowState {
+                end: (!ends.is_null(r)).then(|| ends.value(r)),
+                // A hash that does not parse matches none: the row is written again.
+                hash: u128::from_str_radix(hashes.value(r), 16).unwrap_or_default(),
+                job: (!jobs.is_null(r)).then(|| jobs.value(r)),
+            };
+            before.insert((ids.value(r), starts.value(r)), state);
+        }
+    }
+    let (mut mask, mut kept) = (Vec::with_capacity(plan.len()), 0);
+    for i in 0..plan.len() {
+        let (id, start, state) = plan.row_state(mapped, i)?;
+        let had = before.get(&(id, start));
+        kept += usize::from(had.is_some());
+        mask.push(had != Some(&state));
+    }
+    Ok((kept == before.len()).then_some(mask))
 }
 
 /// Uploads a finished local file to `path`: one put up to `part_bytes`, else a multipart

@@ -14,7 +14,7 @@ use arrow_array::{
     TimestampMicrosecondArray,
 };
 use avesa_console::transform::layout::MANIFEST_FILE;
-use avesa_console::transform::{BUCKET_BYTES_ENV, MERGE_PAUSE_ENV, Manifest};
+use avesa_console::transform::{BUCKET_BYTES_ENV, MAX_DELTAS_ENV, MERGE_PAUSE_ENV, Manifest};
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 
@@ -32,10 +32,15 @@ fn manifest(fx: &Fixture) -> Manifest {
     Manifest::parse(&std::fs::read(&path).unwrap(), "manifest").unwrap()
 }
 
-/// Runs the binary with the test's bucket size.
+/// Delta files per bucket before a merge folds them into a new base: one, so a bucket that
+/// two merges touch in a row is folded by the second.
+const MAX_DELTAS: &str = "1";
+
+/// Runs the binary with the test's bucket size and fold threshold.
 fn cli(fx: &Fixture, sandbox: &SandboxProc, args: &[&str]) -> std::process::Output {
     fx.command(Some(sandbox), args)
         .env(BUCKET_BYTES_ENV, BUCKET_BYTES)
+        .env(MAX_DELTAS_ENV, MAX_DELTAS)
         .output()
         .unwrap()
 }
@@ -145,20 +150,36 @@ fn full_transform(fx: &Fixture, sandbox: &SandboxProc) {
     assert_ok(&cli(fx, sandbox, &args));
 }
 
-/// The generations of the files the manifest names.
+/// The generations of the files the manifest names, bases and deltas.
 fn generations(m: &Manifest) -> BTreeSet<u64> {
     m.files
         .iter()
-        .map(|f| {
-            let g = f
-                .file
-                .trim_end_matches(".parquet")
-                .rsplit_once("-g")
-                .unwrap()
-                .1;
-            g.parse().unwrap()
+        .flat_map(|f| f.files().map(|(_, g)| g).collect::<Vec<_>>())
+        .collect()
+}
+
+/// The names of the files the manifest names, bases and deltas.
+fn file_names(m: &Manifest) -> Vec<String> {
+    m.files
+        .iter()
+        .flat_map(|f| {
+            f.files()
+                .map(|(name, _)| name.to_string())
+                .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// (buckets that got a delta, buckets whose deltas were folded into a new base) from `before`
+/// to `after`.
+fn deltas_and_folds(before: &Manifest, after: &Manifest) -> (usize, usize) {
+    let (mut deltas, mut folds) = (0, 0);
+    for (b, a) in before.files.iter().zip(&after.files) {
+        assert_eq!(a.bucket, b.bucket);
+        deltas += usize::from(a.file == b.file && a.deltas.len() == b.deltas.len() + 1);
+        folds += usize::from(a.file != b.file && !b.deltas.is_empty() && a.deltas.is_empty());
+    }
+    (deltas, folds)
 }
 
 #[test]
@@ -171,6 +192,8 @@ fn a_backfill_and_three_syncs_merged_incrementally_give_the_rows_of_a_full_build
     let built = manifest(&fx);
     assert!(built.buckets >= 4, "{} bucket(s)", built.buckets);
     let mut at = anchor() + Duration::hours(6);
+    let (mut deltas, mut folds) = (0, 0);
+    let mut before = built.clone();
     for round in 0..3u64 {
         edit(&sandbox, &company, 5 + round as u32, at);
         let out = cli(&fx, &sandbox, &SYNC);
@@ -187,7 +210,16 @@ fn a_backfill_and_three_syncs_merged_incrementally_give_the_rows_of_a_full_build
         let m = manifest(&fx);
         assert_eq!(m.generation, round + 2, "each sync's hand-off merged");
         assert_eq!(m.buckets, built.buckets, "the bucket count stays");
+        let (d, f) = deltas_and_folds(&before, &m);
+        (deltas, folds) = (deltas + d, folds + f);
+        before = m;
     }
+    // The spread edits start at the same record each round: its bucket gets a delta, then
+    // (past `MAX_DELTAS`) a new base, then a delta again.
+    assert!(
+        deltas >= 2 && folds >= 1,
+        "{deltas} delta(s), {folds} fold(s)"
+    );
     let merged = manifest(&fx);
     // Untouched buckets kept their files: the last merge did not rewrite everything.
     assert!(generations(&merged).len() > 1, "{merged:?}");
@@ -203,9 +235,13 @@ fn a_backfill_and_three_syncs_merged_incrementally_give_the_rows_of_a_full_build
     }
 }
 
-/// Waits until the transform of `child` wrote a bucket file of `generation` (it pauses there).
+/// Waits until the transform of `child` wrote a bucket file (base or delta) of `generation`
+/// (it pauses there).
 fn wait_for_a_bucket_of(dir: &Path, generation: u64) {
-    let suffix = format!("-g{generation}.parquet");
+    let suffixes = [
+        format!("-g{generation}.parquet"),
+        format!("-g{generation}-delta.parquet"),
+    ];
     wait_for(
         std::time::Duration::from_secs(120),
         "a bucket file of the new generation",
@@ -213,7 +249,10 @@ fn wait_for_a_bucket_of(dir: &Path, generation: u64) {
             std::fs::read_dir(dir)
                 .ok()?
                 .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+                .any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    suffixes.iter().any(|s| name.ends_with(s.as_str()))
+                })
                 .then_some(())
         },
     );
@@ -255,14 +294,16 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
     assert_ok(&out);
     let resumed = manifest(&fx);
     assert_eq!(resumed.generation, old.generation + 1);
+    assert!(
+        resumed.files.iter().any(|f| !f.deltas.is_empty()),
+        "the merge wrote deltas: {resumed:?}"
+    );
     let after = rows_now(&fx);
     assert_ne!(after, before, "the edits were merged");
     // Nothing but the two versions' files is left.
-    let named: BTreeSet<String> = resumed
-        .files
-        .iter()
-        .chain(&old.files)
-        .map(|f| f.file.clone())
+    let named: BTreeSet<String> = file_names(&resumed)
+        .into_iter()
+        .chain(file_names(&old))
         .chain([MANIFEST_FILE.to_string()])
         .collect();
     for e in std::fs::read_dir(table_dir(&fx)).unwrap().flatten() {
@@ -274,9 +315,10 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
     assert_eq!(after, rows_now(&fx), "the rows of an uninterrupted run");
 }
 
-/// The README's DuckDB query ("Reading a canonical table"), run as written on a backfilled
-/// table (only its folder substituted): it reads the manifest's files and counts the current
-/// rows the table holds.
+/// The README's DuckDB query ("Reading a canonical table"), run as written (only its folder
+/// substituted) on a backfilled table a sync then merged deltas into: it reads the manifest's
+/// bases and deltas, applies the resolution rule, and counts the current rows the crate's
+/// resolver reads; without the rule the rows a delta supersedes count twice.
 #[test]
 fn the_readmes_duckdb_query_reads_the_current_rows() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/venv/bin/python");
@@ -292,8 +334,16 @@ fn the_readmes_duckdb_query_reads_the_current_rows() {
         return;
     }
     let fx = Fixture::new();
+    fx.tune(6000, 100);
     let sandbox = fx.start_sandbox(&[]);
+    let company = company_of(&fx, "acme");
     backfill(&fx, &sandbox);
+    edit(&sandbox, &company, 8, anchor() + Duration::hours(6));
+    assert_ok(&cli(&fx, &sandbox, &SYNC));
+    assert!(
+        manifest(&fx).files.iter().any(|f| !f.deltas.is_empty()),
+        "the sync wrote deltas"
+    );
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let section = &readme[readme.find("**Reading a canonical table.**").unwrap()..];
@@ -306,7 +356,8 @@ fn the_readmes_duckdb_query_reads_the_current_rows() {
         .collect::<Vec<_>>()
         .join("\n")
         .replace("workspace/data/acme/canonical/tickets/connectwise/", &dir)
-        + "\nprint('CURRENT', duckdb.sql(f\"SELECT count(*) FROM read_parquet({files}) WHERE is_current\").fetchone()[0])\n";
+        + "\nprint('CURRENT', duckdb.sql(f\"SELECT count(*) FROM ({current}) WHERE is_current\").fetchone()[0])\n"
+        + "print('UNRESOLVED', duckdb.sql(f\"SELECT count(*) FROM read_parquet({files}) WHERE is_current\").fetchone()[0])\n";
     let out = std::process::Command::new(&python)
         .args(["-c", &script])
         .output()
@@ -326,6 +377,10 @@ fn the_readmes_duckdb_query_reads_the_current_rows() {
         })
         .sum();
     assert!(current > 0);
-    assert!(stdout.contains(&format!("CURRENT {current}")), "{stdout}");
+    assert!(stdout.contains(&format!("CURRENT {current}\n")), "{stdout}");
+    assert!(
+        !stdout.contains(&format!("UNRESOLVED {current}\n")),
+        "superseded rows are in the files: {stdout}"
+    );
     assert!(stdout.contains("status"), "the query's table: {stdout}");
 }

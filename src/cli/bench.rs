@@ -570,6 +570,8 @@ struct SyncMeasure {
     ends: DateTime<Utc>,
     secs: f64,
     buckets_written: usize,
+    /// Of the files written, deltas (the rest are new bases).
+    deltas_written: usize,
     buckets: usize,
     bytes_written: u64,
     table_bytes: u64,
@@ -654,6 +656,7 @@ async fn measure_sync(
         ends,
         secs: t0.elapsed().as_secs_f64(),
         buckets_written: r.buckets_written,
+        deltas_written: r.deltas_written,
         buckets: r.buckets,
         bytes_written: r.bytes,
         table_bytes: r.table_bytes,
@@ -669,6 +672,21 @@ async fn measure_sync(
 impl SyncMeasure {
     fn share(&self) -> f64 {
         100.0 * self.bytes_written as f64 / self.table_bytes.max(1) as f64
+    }
+
+    /// Merges between two folds of a bucket's deltas, each writing this sync's share, within
+    /// both fold limits (`transform::MAX_DELTAS`, `FOLD_SHARE_PERCENT`).
+    fn deltas_per_fold(&self) -> u64 {
+        let by_share =
+            (crate::transform::FOLD_SHARE_PERCENT as f64 / self.share().max(1e-9)).floor();
+        (crate::transform::MAX_DELTAS as f64).min(by_share) as u64
+    }
+
+    /// Percent of the table written per sync like this one, amortised over a fold cycle:
+    /// `deltas_per_fold` deltas, then a new base (the whole table).
+    fn amortised_share(&self) -> f64 {
+        let k = self.deltas_per_fold() as f64;
+        (k * self.share() + 100.0) / (k + 1.0)
     }
 
     fn which(&self) -> &'static str {
@@ -688,16 +706,19 @@ impl SyncMeasure {
             "transform_peak_rss_mb": self.peak as f64 / 1048576.0,
             "transform_start_rss_mb": self.start_rss as f64 / 1048576.0,
             "buckets_written": self.buckets_written,
+            "delta_files_written": self.deltas_written,
+            "base_files_written": self.buckets_written - self.deltas_written,
             "buckets": self.buckets,
             "bytes_written": self.bytes_written,
             "canonical_bytes": self.table_bytes,
             "rewritten_percent": self.share(),
+            "amortised_rewritten_percent": self.amortised_share(),
         })
     }
 
     fn print(&self) {
         outln!(
-            "sync of {} edited tickets ({}; {} records synced): incremental transform {:.2} s, peak RSS {:.1} MB from {:.1} MB resident at its start, {}/{} buckets rewritten, {:.1} MB of {:.1} MB canonical ({:.1} %)",
+            "sync of {} edited tickets ({}; {} records synced): incremental transform {:.2} s, peak RSS {:.1} MB from {:.1} MB resident at its start, {}/{} buckets written ({} delta, {} base files), {:.1} MB of {:.1} MB canonical ({:.1} %; amortised with a fold after {} such syncs, computed from the fold limits: {:.1} %)",
             self.edited,
             self.which(),
             self.synced,
@@ -706,9 +727,13 @@ impl SyncMeasure {
             self.start_rss as f64 / 1048576.0,
             self.buckets_written,
             self.buckets,
+            self.deltas_written,
+            self.buckets_written - self.deltas_written,
             self.bytes_written as f64 / 1048576.0,
             self.table_bytes as f64 / 1048576.0,
             self.share(),
+            self.deltas_per_fold(),
+            self.amortised_share(),
         );
     }
 }

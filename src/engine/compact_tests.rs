@@ -155,9 +155,9 @@ fn all() -> CompactRequest {
     CompactRequest::default()
 }
 
-/// A full build of acme's canonical tickets: the bytes of its current files, in bucket order
-/// (a full build writes the same bytes for the same rows).
-async fn canonical_tickets(engine: &Engine) -> Vec<bytes::Bytes> {
+/// A full build of acme's canonical tickets: its current rows, a batch per bucket in bucket
+/// order (`transform::read_current`; a full build writes the same rows in the same order).
+async fn canonical_tickets(engine: &Engine) -> Vec<arrow_array::RecordBatch> {
     engine
         .transform(&TransformRequest {
             tenant_id: "acme".into(),
@@ -167,15 +167,14 @@ async fn canonical_tickets(engine: &Engine) -> Vec<bytes::Bytes> {
         })
         .await
         .unwrap();
-    let store = engine.sink().store();
-    let files = crate::transform::current_files(&store, "acme", "tickets", Service::Connectwise)
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for path in files {
-        out.push(store.get(&path).await.unwrap().bytes().await.unwrap());
-    }
-    out
+    crate::transform::read_current(
+        &engine.sink().store(),
+        "acme",
+        "tickets",
+        Service::Connectwise,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

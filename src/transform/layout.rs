@@ -1,10 +1,13 @@
-//! The canonical table layout: `{tenant}/canonical/{table}/{service}/` holds one Parquet file
-//! per record-id bucket, `b{bucket:04}-g{generation}.parquet`, and `_manifest.json`, which
-//! names the current file of each bucket. Bucket files are never overwritten: a transform
-//! writes the buckets it changes under the next generation and then replaces the manifest
-//! with one put (atomic on every store), so a reader that goes through the manifest sees the
-//! previous version of the table or the new one, never a mix, and a transform killed before
-//! its manifest leaves the previous version whole.
+//! The canonical table layout: `{tenant}/canonical/{table}/{service}/` holds, per record-id
+//! bucket, a base file `b{bucket:04}-g{generation}.parquet` and any number of delta files
+//! `b{bucket:04}-g{generation}-delta.parquet`, and `_manifest.json`, which names the current
+//! base and deltas of each bucket (merge-on-read: a bucket's rows are its base's and deltas'
+//! rows resolved by `resolve`, the highest generation winning per record id and effective
+//! start). Bucket files are never overwritten: a transform writes the files of the buckets it
+//! changes under the next generation and then replaces the manifest with one put (atomic on
+//! every store), so a reader that goes through the manifest sees the previous version of the
+//! table or the new one, never a mix, and a transform killed before its manifest leaves the
+//! previous version whole.
 //!
 //! The manifest also lists the raw files the table was built from (path and size): the next
 //! transform reads only the raw files not in it (`is_consumed`).
@@ -27,25 +30,68 @@ use crate::domain::Service;
 /// The manifest's file name in a table's folder.
 pub const MANIFEST_FILE: &str = "_manifest.json";
 
-/// The manifest format this build reads and writes.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format this build writes: 2 names each bucket's base file and its deltas.
+/// It also reads format 1 (a base file per bucket, rows without a generation column).
+pub const MANIFEST_FORMAT: u32 = 2;
+
+/// The oldest manifest format this build reads.
+const OLDEST_FORMAT: u32 = 1;
 
 /// How a record's bucket is found, as named in the manifest: XXH3-64 of the id's number
 /// (8 bytes, little-endian) when the source's ids are whole numbers, else of its UTF-8 text,
 /// modulo the bucket count.
 pub const BUCKET_HASH: &str = "xxh3_64(le_i64(record_num) | utf8(record_id)) % buckets";
 
-/// One bucket's current file.
+/// One bucket's current files: its base and the deltas written over it since.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketFile {
     pub bucket: usize,
+    /// The base file's name in the table's folder.
+    pub file: String,
+    /// History rows (versions) of the bucket, its base and deltas resolved.
+    pub rows: u64,
+    /// Distinct records (current rows) of the bucket, resolved.
+    pub records: u64,
+    /// Bytes of the base file.
+    pub bytes: u64,
+    /// Delta files over the base, oldest first (none in format 1).
+    #[serde(default)]
+    pub deltas: Vec<DeltaFile>,
+}
+
+/// A delta file: the rows of a bucket one merge added or changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaFile {
     /// File name in the table's folder.
     pub file: String,
-    /// History rows (versions) in the file.
+    /// Rows in the file (new versions and re-emitted ones).
     pub rows: u64,
-    /// Distinct records (current rows) in the file.
-    pub records: u64,
     pub bytes: u64,
+    /// The generation it was written in: its rows' `_generation`.
+    pub generation: u64,
+}
+
+impl BucketFile {
+    /// The base's generation (from its name; 0 for a name of no generation).
+    pub fn generation(&self) -> u64 {
+        generation_of(&self.file).unwrap_or(0)
+    }
+
+    /// Bytes of the base and its deltas.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes + self.deltas.iter().map(|d| d.bytes).sum::<u64>()
+    }
+
+    /// Rows in the delta files.
+    pub fn delta_rows(&self) -> u64 {
+        self.deltas.iter().map(|d| d.rows).sum()
+    }
+
+    /// The base's and the deltas' file names with their generations, base first.
+    pub fn files(&self) -> impl Iterator<Item = (&str, u64)> {
+        std::iter::once((self.file.as_str(), self.generation()))
+            .chain(self.deltas.iter().map(|d| (d.file.as_str(), d.generation)))
+    }
 }
 
 /// A raw file the table holds the versions of.
@@ -84,9 +130,9 @@ impl Manifest {
         self.files.iter().map(|f| f.records).sum()
     }
 
-    /// Bytes of the table's current files.
+    /// Bytes of the table's current files, bases and deltas.
     pub fn bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.bytes).sum()
+        self.files.iter().map(BucketFile::total_bytes).sum()
     }
 
     /// Reads a manifest's JSON; `origin` names it in the error.
@@ -95,11 +141,11 @@ impl Manifest {
             origin: origin.to_string(),
             reason: format!("not a canonical table manifest: {e}"),
         })?;
-        if m.format != MANIFEST_FORMAT {
+        if !(OLDEST_FORMAT..=MANIFEST_FORMAT).contains(&m.format) {
             return Err(TransformError::Data {
                 origin: origin.to_string(),
                 reason: format!(
-                    "manifest format {} (this build reads {MANIFEST_FORMAT})",
+                    "manifest format {} (this build reads {OLDEST_FORMAT} to {MANIFEST_FORMAT})",
                     m.format
                 ),
             });
@@ -146,14 +192,20 @@ pub fn single_file_path(tenant_id: &str, table: &str, service: Service) -> Path 
     ])
 }
 
-/// `b{bucket:04}-g{generation}.parquet`
+/// `b{bucket:04}-g{generation}.parquet`: a bucket's base file.
 pub fn bucket_file_name(bucket: usize, generation: u64) -> String {
     format!("b{bucket:04}-g{generation}.parquet")
 }
 
-/// The generation in a bucket file's name.
-fn generation_of(name: &str) -> Option<u64> {
+/// `b{bucket:04}-g{generation}-delta.parquet`: a bucket's delta file.
+pub fn delta_file_name(bucket: usize, generation: u64) -> String {
+    format!("b{bucket:04}-g{generation}-delta.parquet")
+}
+
+/// The generation in a bucket file's name, base or delta.
+pub fn generation_of(name: &str) -> Option<u64> {
     let rest = name.strip_prefix('b')?.strip_suffix(".parquet")?;
+    let rest = rest.strip_suffix("-delta").unwrap_or(rest);
     let (bucket, generation) = rest.split_once("-g")?;
     bucket.parse::<usize>().ok()?;
     generation.parse().ok()
@@ -186,8 +238,9 @@ pub async fn read_manifest(
     read_manifest_at(store, &manifest_path(tenant_id, table, service)).await
 }
 
-/// The files of the current version of a table, in bucket order; empty when it was never
-/// built. Every reader of canonical tables finds them here.
+/// The files of the current version of a table, in bucket order, each bucket's base before
+/// its deltas; empty when it was never built. Their rows are the table's only once resolved
+/// (`resolve::read_current` reads them so).
 pub async fn current_files(
     store: &Arc<dyn ObjectStore>,
     tenant_id: &str,
@@ -200,7 +253,7 @@ pub async fn current_files(
         .map(|m| {
             m.files
                 .iter()
-                .map(|f| dir.clone().join(f.file.as_str()))
+                .flat_map(|f| f.files().map(|(name, _)| dir.clone().join(name)))
                 .collect()
         })
         .unwrap_or_default())
@@ -224,9 +277,9 @@ pub async fn write_manifest(
         .map_err(|e| TransformError::Store(format!("put {path}: {e}")))
 }
 
-/// Removes the bucket files of `dir` that neither `current` nor `previous` names and that
-/// are older than `current`'s generation (a newer one may be another transform's, still
-/// being written). Returns how many were removed.
+/// Removes the bucket files (bases and deltas) of `dir` that neither `current` nor `previous`
+/// names and that are older than `current`'s generation (a newer one may be another
+/// transform's, still being written). Returns how many were removed.
 pub async fn remove_garbage(
     store: &Arc<dyn ObjectStore>,
     dir: &Path,
@@ -237,7 +290,7 @@ pub async fn remove_garbage(
         .files
         .iter()
         .chain(previous.iter().flat_map(|m| m.files.iter()))
-        .map(|f| f.file.as_str())
+        .flat_map(|f| f.files().map(|(name, _)| name))
         .collect();
     let listed: Vec<ObjectMeta> = store
         .list(Some(dir))
@@ -275,6 +328,9 @@ mod tests {
     fn bucket_file_names_carry_their_generation() {
         assert_eq!(bucket_file_name(7, 12), "b0007-g12.parquet");
         assert_eq!(generation_of("b0007-g12.parquet"), Some(12));
+        assert_eq!(delta_file_name(7, 15), "b0007-g15-delta.parquet");
+        assert_eq!(generation_of("b0007-g15-delta.parquet"), Some(15));
+        assert_eq!(generation_of("b0007-g15-other.parquet"), None);
         assert_eq!(generation_of(MANIFEST_FILE), None);
         assert_eq!(generation_of("bxx-g1.parquet"), None);
         assert_eq!(
@@ -316,5 +372,104 @@ mod tests {
         assert!(!is_consumed(&m, &meta("a/3.parquet", 20)), "new");
         let bad = Manifest::parse(br#"{"format": 9}"#, "x/_manifest.json").unwrap_err();
         assert!(bad.to_string().contains("x/_manifest.json"), "{bad}");
+    }
+
+    #[test]
+    fn a_format_1_manifest_reads_as_bases_without_deltas() {
+        let json = br#"{"format": 1, "generation": 4, "buckets": 2, "hash": "h", "mapping": "m",
+            "built_rows": 5, "consumed": [],
+            "files": [{"bucket": 0, "file": "b0000-g3.parquet", "rows": 3, "records": 2, "bytes": 100},
+                      {"bucket": 1, "file": "b0001-g4.parquet", "rows": 2, "records": 1, "bytes": 50}]}"#;
+        let mut m = Manifest::parse(json, "m").unwrap();
+        assert!(m.files.iter().all(|f| f.deltas.is_empty()));
+        assert_eq!((m.rows(), m.records(), m.bytes()), (5, 3, 150));
+        assert_eq!(
+            m.files[0].files().collect::<Vec<_>>(),
+            vec![("b0000-g3.parquet", 3)]
+        );
+        m.files[0].deltas.push(DeltaFile {
+            file: delta_file_name(0, 5),
+            rows: 2,
+            bytes: 30,
+            generation: 5,
+        });
+        assert_eq!(m.bytes(), 180, "bases and deltas");
+        assert_eq!(
+            m.files[0].files().collect::<Vec<_>>(),
+            vec![("b0000-g3.parquet", 3), ("b0000-g5-delta.parquet", 5)]
+        );
+    }
+
+    /// Garbage removal keeps the bases and deltas the current or the previous manifest names
+    /// and removes older files neither names, deltas too.
+    #[tokio::test]
+    async fn garbage_removal_keeps_the_deltas_either_version_names() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let dir = table_dir("acme", "tickets", Service::Connectwise);
+        let delta = |bucket: usize, generation: u64| DeltaFile {
+            file: delta_file_name(bucket, generation),
+            rows: 1,
+            bytes: 1,
+            generation,
+        };
+        let bucket = |file: String, deltas: Vec<DeltaFile>| BucketFile {
+            bucket: 0,
+            file,
+            rows: 1,
+            records: 1,
+            bytes: 1,
+            deltas,
+        };
+        let version = |generation: u64, files: Vec<BucketFile>| Manifest {
+            format: MANIFEST_FORMAT,
+            generation,
+            buckets: 2,
+            hash: BUCKET_HASH.into(),
+            mapping: String::new(),
+            built_rows: 0,
+            files,
+            consumed: Vec::new(),
+        };
+        let previous = version(
+            4,
+            vec![bucket(
+                bucket_file_name(0, 1),
+                vec![delta(0, 2), delta(0, 4)],
+            )],
+        );
+        let current = version(5, vec![bucket(bucket_file_name(0, 5), Vec::new())]);
+        let all = [
+            bucket_file_name(0, 1),
+            delta_file_name(0, 2),
+            delta_file_name(0, 3), // a killed transform's
+            delta_file_name(0, 4),
+            bucket_file_name(0, 5),
+            delta_file_name(1, 2), // named by a version before the previous one
+            delta_file_name(1, 6), // a newer transform's, still writing
+        ];
+        for name in &all {
+            store
+                .put(
+                    &dir.clone().join(name.as_str()),
+                    PutPayload::from_static(b"x"),
+                )
+                .await
+                .unwrap();
+        }
+        let removed = remove_garbage(&store, &dir, &current, Some(&previous))
+            .await
+            .unwrap();
+        assert_eq!(removed, 2);
+        let left: BTreeSet<String> = store
+            .list(Some(&dir))
+            .map_ok(|o| o.location.filename().unwrap().to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        let expected: BTreeSet<String> = [&all[0], &all[1], &all[3], &all[4], &all[6]]
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(left, expected);
     }
 }

@@ -289,7 +289,35 @@ pub fn plan(mapped: &[RecordBatch], ctx: &Scd2Context<'_>) -> Result<Scd2Plan, T
     })
 }
 
+/// What a merge compares of a history row with the row of the same (id, start) it had.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RowState<'a> {
+    pub end: Option<i64>,
+    pub hash: u128,
+    pub job: Option<&'a str>,
+}
+
 impl Scd2Plan {
+    /// Output row `i`'s record id, effective start and `RowState` (its `is_current` is its
+    /// end being null), read from the mapped batches without gathering the row.
+    pub(crate) fn row_state<'m>(
+        &self,
+        mapped: &'m [RecordBatch],
+        i: usize,
+    ) -> Result<(&'m str, i64, RowState<'m>), TransformError> {
+        let (b, r) = self.kept[i];
+        let batch = &mapped[b];
+        let id = typed::<StringArray>(batch, MAPPED_ID, "record_id")?.value(r);
+        let start = typed::<TimestampMicrosecondArray>(batch, MAPPED_START, "effective_start")?;
+        let jobs = typed::<StringArray>(batch, MAPPED_JOB, "source_job_id")?;
+        let state = RowState {
+            end: self.ends[i],
+            hash: self.hashes[i],
+            job: (!jobs.is_null(r)).then(|| jobs.value(r)),
+        };
+        Ok((id, start.value(r), state))
+    }
+
     pub fn len(&self) -> usize {
         self.kept.len()
     }
@@ -357,12 +385,13 @@ pub fn build(
     Ok((out, p.stats))
 }
 
-/// A bucket file's history read back as mapped versions, to be planned again with new ones:
-/// each row a version of its record from its `effective_start`, with no ingest time (a copy
-/// of the same version that lands again wins over it). `numeric`: the source's ids are whole
-/// numbers, so the id's number is read back from its text.
+/// A bucket's history (its current rows, resolved: `resolve`) read back as mapped versions,
+/// to be planned again with new ones: each row a version of its record from its
+/// `effective_start`, with no ingest time (a copy of the same version that lands again wins
+/// over it). `numeric`: the source's ids are whole numbers, so the id's number is read back
+/// from its text.
 pub(crate) fn history_as_versions(
-    bytes: bytes::Bytes,
+    history: &[RecordBatch],
     table: &CanonicalTable,
     numeric: bool,
 ) -> Result<Vec<RecordBatch>, TransformError> {
@@ -370,16 +399,12 @@ pub(crate) fn history_as_versions(
         origin: "canonical bucket file".into(),
         reason,
     };
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
-        .map_err(|e| err(e.to_string()))?;
     let expected = output_schema(table);
     let values = table.columns.len();
     // Output columns: 4 identity columns, the values, then start, end, current, hash, job.
     let (id, start, job) = (3, 4 + values, 8 + values);
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| err(e.to_string()))?;
+    for batch in history {
         if batch.schema().fields() != expected.fields() {
             return Err(err(format!(
                 "columns {:?} are not the table's",

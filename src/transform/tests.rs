@@ -306,23 +306,11 @@ async fn manifest(sink: &RawSink) -> Manifest {
         .expect("a manifest")
 }
 
-/// The current files of the canonical tickets (through the manifest) and their batches.
-async fn read_canonical(sink: &RawSink) -> (Vec<Bytes>, Vec<RecordBatch>) {
-    let store = sink.store();
-    let (mut files, mut batches) = (Vec::new(), Vec::new());
-    for path in current_files(&store, "acme", "tickets", Service::Connectwise)
+/// The current rows of the canonical tickets (`resolve::read_current`, through the manifest).
+async fn read_canonical(sink: &RawSink) -> Vec<RecordBatch> {
+    read_current(&sink.store(), "acme", "tickets", Service::Connectwise)
         .await
         .unwrap()
-    {
-        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .unwrap()
-            .build()
-            .unwrap();
-        batches.extend(reader.map(|b| b.unwrap()));
-        files.push(bytes);
-    }
-    (files, batches)
 }
 
 fn request(mode: TransformMode) -> TransformRequest {
@@ -378,7 +366,7 @@ async fn the_job_reads_raw_through_the_sink_and_a_full_rebuild_writes_the_same_b
         first[0].path.as_deref(),
         Some("acme/canonical/tickets/connectwise/_manifest.json")
     );
-    let (bytes, batches) = read_canonical(&sink).await;
+    let batches = read_canonical(&sink).await;
     assert_eq!(
         rows(&batches[0]),
         vec![
@@ -397,10 +385,11 @@ async fn the_job_reads_raw_through_the_sink_and_a_full_rebuild_writes_the_same_b
         .await
         .unwrap();
     assert_eq!((full[0].raw_files, full[0].generation), (2, 2));
+    // The files differ in their rows' generation only.
     assert_eq!(
-        read_canonical(&sink).await.0,
-        bytes,
-        "a rebuild writes the same bytes"
+        read_canonical(&sink).await,
+        batches,
+        "a rebuild writes the same rows"
     );
     let m = manifest(&sink).await;
     assert_eq!(m.consumed.len(), 2);
@@ -469,8 +458,8 @@ async fn a_history_built_in_many_buckets_is_the_history_built_in_one() {
     assert!(m.files.iter().all(|f| f.rows > 0 && f.records > 0));
     assert_eq!(m.rows(), whole[0].stats.versions);
 
-    let (_, whole_batches) = read_canonical(&one).await;
-    let (bytes, part_batches) = read_canonical(&many).await;
+    let whole_batches = read_canonical(&one).await;
+    let part_batches = read_canonical(&many).await;
     assert_eq!(sorted_rows(&part_batches), sorted_rows(&whole_batches));
     // Each record's versions are in one bucket, in order.
     let mut seen = std::collections::BTreeSet::new();
@@ -488,9 +477,9 @@ async fn a_history_built_in_many_buckets_is_the_history_built_in_one() {
     }
     run_with(&config, &many, &req, 1).await.unwrap();
     assert_eq!(
-        read_canonical(&many).await.0,
-        bytes,
-        "a rebuild writes the same bytes"
+        read_canonical(&many).await,
+        part_batches,
+        "a rebuild writes the same rows"
     );
 }
 
@@ -534,14 +523,14 @@ async fn merging_raw_files_as_they_land_gives_the_rows_of_a_full_build() {
     put_raw(&sink, vec![retried.clone()]).await;
     let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
     assert_eq!((r[0].raw_files, r[0].stats.rows_in), (1, 301));
-    // A single record's edit touches only its bucket.
+    // A single record's edit touches only its bucket, with a delta.
     put_raw(
         &sink,
-        vec![("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)]))],
+        vec![("6_00000.parquet".into(), raw(&[(8, "Waiting", 90, 10)]))],
     )
     .await;
     let r = run_with(&config, &sink, &incremental, 1_000).await.unwrap();
-    assert_eq!(r[0].buckets_written, 1);
+    assert_eq!((r[0].buckets_written, r[0].deltas_written), (1, 1));
     assert!(
         r[0].bytes * 4 < r[0].table_bytes,
         "{} of {}",
@@ -551,22 +540,28 @@ async fn merging_raw_files_as_they_land_gives_the_rows_of_a_full_build() {
 
     let mut all = six_files();
     all[5] = retried;
-    all.push(("6_00000.parquet".into(), raw(&[(8, "Open", 90, 10)])));
+    all.push(("6_00000.parquet".into(), raw(&[(8, "Waiting", 90, 10)])));
     put_raw(&full, all).await;
     let f = run_with(&config, &full, &request(TransformMode::Full), 1_000)
         .await
         .unwrap();
     assert_eq!(f[0].stats.versions, r[0].stats.versions);
-    let (merged, rebuilt) = (read_canonical(&sink).await.1, read_canonical(&full).await.1);
+    let (merged, rebuilt) = (read_canonical(&sink).await, read_canonical(&full).await);
     assert_eq!(sorted_rows(&merged), sorted_rows(&rebuilt), "row for row");
-    // Only the current version's files and the one before it are left.
+    // Only the current version's files (bases and deltas of any generation) and the files of
+    // the one before it are left.
     let m = manifest(&sink).await;
+    let named: Vec<&str> = m
+        .files
+        .iter()
+        .flat_map(|f| f.files().map(|(n, _)| n))
+        .collect();
     for name in names_in_table_dir(dir.path()) {
-        let g: u64 = name
-            .trim_end_matches(".parquet")
-            .rsplit_once("-g")
-            .map_or(m.generation, |(_, g)| g.parse().unwrap());
-        assert!(g + 1 >= m.generation, "{name} left behind");
+        let g = layout::generation_of(&name).unwrap_or(m.generation);
+        assert!(
+            named.contains(&name.as_str()) || g + 1 >= m.generation,
+            "{name} left behind"
+        );
     }
 }
 
@@ -681,4 +676,139 @@ async fn a_raw_file_is_read_from_a_local_copy_a_batch_at_a_time() {
     .unwrap_err();
     assert!(err.to_string().contains("receiver full"), "{err}");
     assert_eq!(calls, 1);
+}
+
+/// Builds acme's tickets from `base` (one bucket at the shipped bucket size), then merges
+/// each of `syncs` in turn; returns the merges' reports, and checks the merged rows equal a
+/// full build's of the same raw files.
+async fn merge_syncs(
+    base: Vec<(i64, &str, i64, i64)>,
+    syncs: Vec<Vec<(i64, &str, i64, i64)>>,
+) -> (Vec<TransformReport>, Vec<Manifest>) {
+    let config = test_config();
+    let (dir, full_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sink, full) = (
+        RawSink::local(dir.path()).unwrap(),
+        RawSink::local(full_dir.path()).unwrap(),
+    );
+    let mut files = vec![("base_00000.parquet".to_string(), raw(&base))];
+    put_raw(&sink, files.clone()).await;
+    let incremental = request(TransformMode::Incremental);
+    run(&config, &sink, &incremental).await.unwrap();
+    let (mut reports, mut manifests) = (Vec::new(), vec![manifest(&sink).await]);
+    for (i, rows) in syncs.iter().enumerate() {
+        let file = (format!("sync{i}_00000.parquet"), raw(rows));
+        put_raw(&sink, vec![file.clone()]).await;
+        files.push(file);
+        let r = run(&config, &sink, &incremental).await.unwrap();
+        assert_eq!(r[0].mode, TransformMode::Incremental);
+        reports.push(r[0].clone());
+        manifests.push(manifest(&sink).await);
+    }
+    put_raw(&full, files).await;
+    run(&config, &full, &request(TransformMode::Full))
+        .await
+        .unwrap();
+    let (merged, rebuilt) = (read_canonical(&sink).await, read_canonical(&full).await);
+    assert_eq!(sorted_rows(&merged), sorted_rows(&rebuilt), "row for row");
+    let m = manifests.last().unwrap();
+    assert_eq!(
+        m.rows(),
+        merged.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+    );
+    let current = merged.iter().flat_map(rows).filter(|r| r.4).count() as u64;
+    assert_eq!(
+        m.records(),
+        current,
+        "records are the resolved current rows"
+    );
+    (reports, manifests)
+}
+
+/// A sync of 1 % of a table's records writes a delta per bucket it touches, a small share of
+/// the table's bytes, and leaves the bases as they were.
+#[tokio::test]
+async fn a_one_percent_sync_writes_small_deltas_and_keeps_the_bases() {
+    // Statuses of many values, as a real table's columns have: the base does not compress to
+    // next to nothing.
+    let statuses: Vec<String> = (0..40_000u64)
+        .map(|id| format!("status {:x}", id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40))
+        .collect();
+    let base: Vec<_> = (0..40_000)
+        .map(|id| (id, statuses[id as usize].as_str(), id % 500, 0))
+        .collect();
+    let sync: Vec<_> = (0..400)
+        .map(|i| (i * 100 + 7, "Reopened", 600 + i, 1))
+        .collect();
+    let (reports, manifests) = merge_syncs(base, vec![sync]).await;
+    let (r, before, after) = (&reports[0], &manifests[0], &manifests[1]);
+    assert_eq!((r.buckets_written, r.deltas_written), (1, 1), "{r:?}");
+    assert_eq!(after.files[0].file, before.files[0].file, "the base stays");
+    assert_eq!(after.files[0].deltas.len(), 1);
+    let delta = &after.files[0].deltas[0];
+    assert_eq!(delta.file, layout::delta_file_name(0, 2));
+    // The 400 new versions and the 400 versions they closed.
+    assert_eq!((delta.rows, delta.generation), (800, 2));
+    assert_eq!(r.bytes, delta.bytes);
+    assert!(
+        r.bytes * 100 < 5 * r.table_bytes,
+        "{} bytes written of {}",
+        r.bytes,
+        r.table_bytes
+    );
+    assert_eq!(after.rows(), 40_400);
+    assert_eq!(after.records(), 40_000);
+}
+
+/// Deltas that reach `FOLD_SHARE_PERCENT` of a bucket's rows are folded into a new base.
+#[tokio::test]
+async fn deltas_past_their_share_are_folded_into_a_new_base() {
+    let base: Vec<_> = (0..100).map(|id| (id, "New", 0, 0)).collect();
+    let edit = |from: i64, hour: i64| -> Vec<_> {
+        (from..from + 30)
+            .map(|id| (id, "Open", hour, hour))
+            .collect()
+    };
+    let (reports, manifests) = merge_syncs(base, vec![edit(0, 1), edit(30, 2), edit(60, 3)]).await;
+    // 60 delta rows of 130: a delta. 60 more: 120 of 160, past the share: a base.
+    assert_eq!(reports[0].deltas_written, 1);
+    assert_eq!(manifests[1].files[0].delta_rows(), 60);
+    assert_eq!(reports[1].deltas_written, 0, "folded");
+    assert_eq!(manifests[2].files[0].file, layout::bucket_file_name(0, 3));
+    assert!(manifests[2].files[0].deltas.is_empty());
+    assert_eq!(manifests[2].files[0].rows, 160);
+    // Deltas start again over the new base.
+    assert_eq!(reports[2].deltas_written, 1);
+    assert_eq!(manifests[3].files[0].deltas.len(), 1);
+}
+
+/// A version that lands after a later one of its record, with the later one's values, makes
+/// the later one unchanged: its row leaves the history, which a delta cannot say, so the
+/// bucket gets a new base.
+#[tokio::test]
+async fn a_late_version_that_removes_a_row_rewrites_the_base() {
+    let base: Vec<_> = (0..50)
+        .flat_map(|id| [(id, "New", 0, 0), (id, "Open", 10, 0)])
+        .collect();
+    let (reports, manifests) = merge_syncs(base, vec![vec![(3, "Open", 5, 1)]]).await;
+    assert_eq!(
+        (reports[0].buckets_written, reports[0].deltas_written),
+        (1, 0)
+    );
+    let bucket = &manifests[1].files[0];
+    assert_eq!(bucket.file, layout::bucket_file_name(0, 2));
+    assert!(bucket.deltas.is_empty());
+    assert_eq!(
+        bucket.rows, 100,
+        "record 3's version at 10 folded into the one at 5"
+    );
+}
+
+/// A sync that brings only versions the table has (read again) writes nothing.
+#[tokio::test]
+async fn versions_read_again_write_no_file() {
+    let base: Vec<_> = (0..50).map(|id| (id, "New", 0, 0)).collect();
+    let (reports, manifests) = merge_syncs(base, vec![vec![(3, "New", 0, 0)]]).await;
+    assert_eq!(reports[0].buckets_written, 0);
+    assert_eq!(manifests[1].files, manifests[0].files);
 }

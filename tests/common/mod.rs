@@ -618,37 +618,62 @@ pub fn landed_keys(
     (rows, files)
 }
 
-/// The files of the current version of a canonical table in a local workspace's data folder,
-/// as its manifest names them (`transform::layout`); empty when the table was never built.
-pub fn canonical_files(data_dir: &Path, tenant: &str, table: &str) -> Vec<PathBuf> {
+/// The manifest of a canonical table in a local workspace's data folder and the table's folder;
+/// `None` when the table was never built.
+fn canonical_manifest(
+    data_dir: &Path,
+    tenant: &str,
+    table: &str,
+) -> Option<(avesa_console::transform::Manifest, PathBuf)> {
     let dir = data_dir
         .join(tenant)
         .join("canonical")
         .join(table)
         .join("connectwise");
     let manifest = dir.join(avesa_console::transform::layout::MANIFEST_FILE);
-    let Ok(bytes) = std::fs::read(&manifest) else {
-        return Vec::new();
-    };
-    avesa_console::transform::Manifest::parse(&bytes, &manifest.display().to_string())
-        .unwrap()
-        .files
-        .iter()
-        .map(|f| dir.join(&f.file))
-        .collect()
+    let bytes = std::fs::read(&manifest).ok()?;
+    let m =
+        avesa_console::transform::Manifest::parse(&bytes, &manifest.display().to_string()).unwrap();
+    Some((m, dir))
 }
 
-/// Every batch of the current version of a canonical table (see `canonical_files`).
+/// The files of the current version of a canonical table (bases and deltas) in a local
+/// workspace's data folder, as its manifest names them (`transform::layout`); empty when the
+/// table was never built.
+pub fn canonical_files(data_dir: &Path, tenant: &str, table: &str) -> Vec<PathBuf> {
+    canonical_manifest(data_dir, tenant, table)
+        .map(|(m, dir)| {
+            m.files
+                .iter()
+                .flat_map(|f| {
+                    f.files()
+                        .map(|(name, _)| dir.join(name))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The current rows of a canonical table, a batch per bucket: each bucket's files read and
+/// resolved by the crate's rule (`transform::resolve`).
 pub fn canonical_batches(data_dir: &Path, tenant: &str, table: &str) -> Vec<RecordBatch> {
-    canonical_files(data_dir, tenant, table)
+    let Some((m, dir)) = canonical_manifest(data_dir, tenant, table) else {
+        return Vec::new();
+    };
+    m.files
         .iter()
-        .flat_map(|f| {
-            let file = std::fs::File::open(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
+        .filter_map(|bucket| {
+            let files = bucket
+                .files()
+                .map(|(name, generation)| {
+                    let path = dir.join(name);
+                    let bytes =
+                        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    (bytes.into(), generation, path.display().to_string())
+                })
+                .collect();
+            avesa_console::transform::resolve::resolve_files(files).unwrap()
         })
         .collect()
 }

@@ -265,12 +265,14 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// full again, with its bucket count chosen anew.
 const REBUILD_GROWTH: u64 = 4;
 
-/// What a run builds: the mode that applies, the bucket count, the raw files it reads.
+/// What a run builds: the mode that applies, the bucket count, the raw files it reads, and
+/// the token its file names carry (`layout::writer_token`).
 struct Build {
     mode: TransformMode,
     buckets: usize,
     generation: u64,
     inputs: Vec<ObjectMeta>,
+    writer: String,
 }
 
 impl Build {
@@ -290,6 +292,7 @@ impl Build {
                     mode,
                     buckets: m.buckets,
                     generation,
+                    writer: layout::writer_token(),
                     inputs: objects
                         .iter()
                         .filter(|o| !layout::is_consumed(m, o))
@@ -298,6 +301,7 @@ impl Build {
                 }
             }
             _ => Build {
+                writer: layout::writer_token(),
                 mode: TransformMode::Full,
                 buckets: spill::buckets_for(objects.iter().map(|m| m.size).sum(), bucket_raw_bytes),
                 generation,
@@ -540,8 +544,8 @@ async fn merge_buckets(
             continue; // Nothing the bucket holds changed.
         };
         let name = match merged.delta_rows {
-            Some(_) => layout::delta_file_name(b, generation),
-            None => layout::bucket_file_name(b, generation),
+            Some(_) => layout::delta_file_name(b, generation, &build.writer),
+            None => layout::bucket_file_name(b, generation, &build.writer),
         };
         let bytes = upload(
             store,

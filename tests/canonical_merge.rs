@@ -238,10 +238,6 @@ fn a_backfill_and_three_syncs_merged_incrementally_give_the_rows_of_a_full_build
 /// Waits until the transform of `child` wrote a bucket file (base or delta) of `generation`
 /// (it pauses there).
 fn wait_for_a_bucket_of(dir: &Path, generation: u64) {
-    let suffixes = [
-        format!("-g{generation}.parquet"),
-        format!("-g{generation}-delta.parquet"),
-    ];
     wait_for(
         std::time::Duration::from_secs(120),
         "a bucket file of the new generation",
@@ -251,7 +247,7 @@ fn wait_for_a_bucket_of(dir: &Path, generation: u64) {
                 .flatten()
                 .any(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    suffixes.iter().any(|s| name.ends_with(s.as_str()))
+                    avesa_console::transform::layout::generation_of(&name) == Some(generation)
                 })
                 .then_some(())
         },
@@ -300,19 +296,38 @@ fn a_transform_killed_mid_merge_leaves_the_old_version_and_the_next_one_complete
     );
     let after = rows_now(&fx);
     assert_ne!(after, before, "the edits were merged");
-    // Nothing but the two versions' files is left.
-    let named: BTreeSet<String> = file_names(&resumed)
-        .into_iter()
-        .chain(file_names(&old))
-        .chain([MANIFEST_FILE.to_string()])
-        .collect();
-    for e in std::fs::read_dir(table_dir(&fx)).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        assert!(named.contains(&name), "{name} is named by no manifest");
-    }
+    // Besides the two versions' files, only the killed transform's are left (same generation,
+    // another writer: it could have been a transform still writing).
+    left_over_files(&fx, &[&resumed, &old], Some(resumed.generation));
 
     full_transform(&fx, &sandbox);
     assert_eq!(after, rows_now(&fx), "the rows of an uninterrupted run");
+    // The next version removes them.
+    left_over_files(&fx, &[&manifest(&fx), &resumed], None);
+}
+
+/// Asserts every file in the table's folder is named by one of `versions`, or is of
+/// generation `unnamed` (at least one such file, when given).
+fn left_over_files(fx: &Fixture, versions: &[&Manifest], unnamed: Option<u64>) {
+    let named: BTreeSet<String> = versions
+        .iter()
+        .flat_map(|m| file_names(m))
+        .chain([MANIFEST_FILE.to_string()])
+        .collect();
+    let mut others = 0;
+    for e in std::fs::read_dir(table_dir(fx)).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if named.contains(&name) {
+            continue;
+        }
+        let generation = avesa_console::transform::layout::generation_of(&name);
+        assert!(
+            unnamed.is_some() && generation == unnamed,
+            "{name} is named by no manifest"
+        );
+        others += 1;
+    }
+    assert_eq!(others > 0, unnamed.is_some(), "{others} unnamed file(s)");
 }
 
 /// The README's DuckDB query ("Reading a canonical table"), run as written (only its folder

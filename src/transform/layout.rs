@@ -192,22 +192,44 @@ pub fn single_file_path(tenant_id: &str, table: &str, service: Service) -> Path 
     ])
 }
 
-/// `b{bucket:04}-g{generation}.parquet`: a bucket's base file.
-pub fn bucket_file_name(bucket: usize, generation: u64) -> String {
-    format!("b{bucket:04}-g{generation}.parquet")
+/// `b{bucket:04}-g{generation}-w{writer}.parquet`: a bucket's base file. `writer` is the
+/// writing transform's own token (`writer_token`): two transforms that build the same
+/// generation at once (two processes, one table) never write the same name, so whichever
+/// manifest is put last names files holding exactly the rows it describes.
+pub fn bucket_file_name(bucket: usize, generation: u64, writer: &str) -> String {
+    format!("b{bucket:04}-g{generation}-w{writer}.parquet")
 }
 
-/// `b{bucket:04}-g{generation}-delta.parquet`: a bucket's delta file.
-pub fn delta_file_name(bucket: usize, generation: u64) -> String {
-    format!("b{bucket:04}-g{generation}-delta.parquet")
+/// `b{bucket:04}-g{generation}-w{writer}-delta.parquet`: a bucket's delta file.
+pub fn delta_file_name(bucket: usize, generation: u64, writer: &str) -> String {
+    format!("b{bucket:04}-g{generation}-w{writer}-delta.parquet")
 }
 
-/// The generation in a bucket file's name, base or delta.
+/// Hex digits of a writer token.
+const WRITER_DIGITS: usize = 8;
+
+/// A new transform's writer token: random, `WRITER_DIGITS` hex digits.
+pub fn writer_token() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// The generation in a bucket file's name, base or delta (names written before writer
+/// tokens, `b0007-g12.parquet`, too).
 pub fn generation_of(name: &str) -> Option<u64> {
     let rest = name.strip_prefix('b')?.strip_suffix(".parquet")?;
     let rest = rest.strip_suffix("-delta").unwrap_or(rest);
-    let (bucket, generation) = rest.split_once("-g")?;
+    let (bucket, rest) = rest.split_once("-g")?;
     bucket.parse::<usize>().ok()?;
+    let generation = match rest.split_once("-w") {
+        Some((generation, writer)) => {
+            let token = writer.len() == WRITER_DIGITS
+                && writer
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+            token.then_some(generation)?
+        }
+        None => rest,
+    };
     generation.parse().ok()
 }
 
@@ -324,13 +346,26 @@ pub async fn remove_garbage(
 mod tests {
     use super::*;
 
+    /// A writer token.
+    const W: &str = "0123abcd";
+
     #[test]
     fn bucket_file_names_carry_their_generation() {
-        assert_eq!(bucket_file_name(7, 12), "b0007-g12.parquet");
+        assert_eq!(bucket_file_name(7, 12, W), "b0007-g12-w0123abcd.parquet");
+        assert_eq!(generation_of(&bucket_file_name(7, 12, W)), Some(12));
+        assert_eq!(
+            delta_file_name(7, 15, W),
+            "b0007-g15-w0123abcd-delta.parquet"
+        );
+        assert_eq!(generation_of(&delta_file_name(7, 15, W)), Some(15));
+        let token = writer_token();
+        assert_eq!(generation_of(&delta_file_name(7, 15, &token)), Some(15));
+        // Names written before writer tokens.
         assert_eq!(generation_of("b0007-g12.parquet"), Some(12));
-        assert_eq!(delta_file_name(7, 15), "b0007-g15-delta.parquet");
         assert_eq!(generation_of("b0007-g15-delta.parquet"), Some(15));
         assert_eq!(generation_of("b0007-g15-other.parquet"), None);
+        assert_eq!(generation_of("b0007-g15-wXYZ.parquet"), None);
+        assert_eq!(generation_of("b0007-g15-w0123ABCD.parquet"), None);
         assert_eq!(generation_of(MANIFEST_FILE), None);
         assert_eq!(generation_of("bxx-g1.parquet"), None);
         assert_eq!(
@@ -388,7 +423,7 @@ mod tests {
             vec![("b0000-g3.parquet", 3)]
         );
         m.files[0].deltas.push(DeltaFile {
-            file: delta_file_name(0, 5),
+            file: delta_file_name(0, 5, W),
             rows: 2,
             bytes: 30,
             generation: 5,
@@ -396,7 +431,10 @@ mod tests {
         assert_eq!(m.bytes(), 180, "bases and deltas");
         assert_eq!(
             m.files[0].files().collect::<Vec<_>>(),
-            vec![("b0000-g3.parquet", 3), ("b0000-g5-delta.parquet", 5)]
+            vec![
+                ("b0000-g3.parquet", 3),
+                ("b0000-g5-w0123abcd-delta.parquet", 5)
+            ]
         );
     }
 
@@ -407,7 +445,7 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let dir = table_dir("acme", "tickets", Service::Connectwise);
         let delta = |bucket: usize, generation: u64| DeltaFile {
-            file: delta_file_name(bucket, generation),
+            file: delta_file_name(bucket, generation, W),
             rows: 1,
             bytes: 1,
             generation,
@@ -433,19 +471,19 @@ mod tests {
         let previous = version(
             4,
             vec![bucket(
-                bucket_file_name(0, 1),
+                bucket_file_name(0, 1, W),
                 vec![delta(0, 2), delta(0, 4)],
             )],
         );
-        let current = version(5, vec![bucket(bucket_file_name(0, 5), Vec::new())]);
+        let current = version(5, vec![bucket(bucket_file_name(0, 5, W), Vec::new())]);
         let all = [
-            bucket_file_name(0, 1),
-            delta_file_name(0, 2),
-            delta_file_name(0, 3), // a killed transform's
-            delta_file_name(0, 4),
-            bucket_file_name(0, 5),
-            delta_file_name(1, 2), // named by a version before the previous one
-            delta_file_name(1, 6), // a newer transform's, still writing
+            bucket_file_name(0, 1, W),
+            delta_file_name(0, 2, W),
+            delta_file_name(0, 3, W), // a killed transform's
+            delta_file_name(0, 4, W),
+            bucket_file_name(0, 5, W),
+            delta_file_name(1, 2, W), // named by a version before the previous one
+            delta_file_name(1, 6, W), // a newer transform's, still writing
         ];
         for name in &all {
             store

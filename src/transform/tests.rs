@@ -393,7 +393,7 @@ async fn the_job_reads_raw_through_the_sink_and_a_full_rebuild_writes_the_same_b
     );
     let m = manifest(&sink).await;
     assert_eq!(m.consumed.len(), 2);
-    assert_eq!(m.files[0].file, "b0000-g2.parquet");
+    assert_file(&m.files[0].file, 0, 2, false);
 
     let unknown = TransformRequest {
         tables: vec!["tickts".into()],
@@ -602,8 +602,8 @@ async fn a_file_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let sink = RawSink::local(dir.path()).unwrap();
     let store = sink.store();
-    let path = layout::table_dir("acme", "tickets", Service::Connectwise)
-        .join(layout::bucket_file_name(0, 1).as_str());
+    let name = layout::bucket_file_name(0, 1, &layout::writer_token());
+    let path = layout::table_dir("acme", "tickets", Service::Connectwise).join(name.as_str());
     let content: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
     for part in [64 * 1024, 4 * 1024 * 1024] {
         let mut file = tempfile::tempfile().unwrap();
@@ -614,7 +614,7 @@ async fn a_file_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_else() {
         assert_eq!(got.as_ref(), content.as_slice(), "part size {part}");
         assert_eq!(
             names_in_table_dir(dir.path()),
-            vec!["b0000-g1.parquet"],
+            vec![name.clone()],
             "part size {part}"
         );
     }
@@ -681,6 +681,13 @@ async fn a_raw_file_is_read_from_a_local_copy_a_batch_at_a_time() {
 /// Builds acme's tickets from `base` (one bucket at the shipped bucket size), then merges
 /// each of `syncs` in turn; returns the merges' reports, and checks the merged rows equal a
 /// full build's of the same raw files.
+/// `name` is a base (or a delta) file of `bucket` written at `generation`.
+fn assert_file(name: &str, bucket: usize, generation: u64, delta: bool) {
+    assert_eq!(layout::generation_of(name), Some(generation), "{name}");
+    assert!(name.starts_with(&format!("b{bucket:04}-")), "{name}");
+    assert_eq!(name.ends_with("-delta.parquet"), delta, "{name}");
+}
+
 async fn merge_syncs(
     base: Vec<(i64, &str, i64, i64)>,
     syncs: Vec<Vec<(i64, &str, i64, i64)>>,
@@ -746,7 +753,7 @@ async fn a_one_percent_sync_writes_small_deltas_and_keeps_the_bases() {
     assert_eq!(after.files[0].file, before.files[0].file, "the base stays");
     assert_eq!(after.files[0].deltas.len(), 1);
     let delta = &after.files[0].deltas[0];
-    assert_eq!(delta.file, layout::delta_file_name(0, 2));
+    assert_file(&delta.file, 0, 2, true);
     // The 400 new versions and the 400 versions they closed.
     assert_eq!((delta.rows, delta.generation), (800, 2));
     assert_eq!(r.bytes, delta.bytes);
@@ -774,7 +781,7 @@ async fn deltas_past_their_share_are_folded_into_a_new_base() {
     assert_eq!(reports[0].deltas_written, 1);
     assert_eq!(manifests[1].files[0].delta_rows(), 60);
     assert_eq!(reports[1].deltas_written, 0, "folded");
-    assert_eq!(manifests[2].files[0].file, layout::bucket_file_name(0, 3));
+    assert_file(&manifests[2].files[0].file, 0, 3, false);
     assert!(manifests[2].files[0].deltas.is_empty());
     assert_eq!(manifests[2].files[0].rows, 160);
     // Deltas start again over the new base.
@@ -796,7 +803,7 @@ async fn a_late_version_that_removes_a_row_rewrites_the_base() {
         (1, 0)
     );
     let bucket = &manifests[1].files[0];
-    assert_eq!(bucket.file, layout::bucket_file_name(0, 2));
+    assert_file(&bucket.file, 0, 2, false);
     assert!(bucket.deltas.is_empty());
     assert_eq!(
         bucket.rows, 100,
@@ -811,4 +818,59 @@ async fn versions_read_again_write_no_file() {
     let (reports, manifests) = merge_syncs(base, vec![vec![(3, "New", 0, 0)]]).await;
     assert_eq!(reports[0].buckets_written, 0);
     assert_eq!(manifests[1].files, manifests[0].files);
+}
+
+/// Two transforms of one table at once (two processes) build the same generation from the
+/// same version; each writes files of its own, so the manifest put last names files holding
+/// exactly the versions it says it read. Here W reads two syncs and puts its manifest last;
+/// L, started before the second sync landed, writes and puts in between.
+#[tokio::test]
+async fn two_transforms_building_one_generation_never_write_each_others_files() {
+    let config = test_config();
+    let (dir, full_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sink, full) = (
+        RawSink::local(dir.path()).unwrap(),
+        RawSink::local(full_dir.path()).unwrap(),
+    );
+    let rows: Vec<_> = (0..50).map(|id| (id, "New", 0, 0)).collect();
+    let base = ("base_00000.parquet".to_string(), raw(&rows));
+    let s1 = ("s1_00000.parquet".to_string(), raw(&[(1, "Open", 5, 1)]));
+    let s2 = ("s2_00000.parquet".to_string(), raw(&[(3, "Closed", 6, 2)]));
+    let incremental = request(TransformMode::Incremental);
+    put_raw(&sink, vec![base.clone()]).await;
+    run(&config, &sink, &incremental).await.unwrap();
+    let (store, table) = (
+        sink.store(),
+        layout::table_dir("acme", "tickets", Service::Connectwise),
+    );
+    let first = manifest(&sink).await;
+    put_raw(&sink, vec![s1.clone(), s2.clone()]).await;
+    run(&config, &sink, &incremental).await.unwrap();
+    let w = manifest(&sink).await;
+    // L: from the same version, without the second sync.
+    let s2_path =
+        RawSink::table_prefix("acme", Service::Connectwise, "tickets").join(s2.0.as_str());
+    store.delete(&s2_path).await.unwrap();
+    layout::write_manifest(&store, &table, &first)
+        .await
+        .unwrap();
+    run(&config, &sink, &incremental).await.unwrap();
+    let l = manifest(&sink).await;
+    assert_eq!((l.generation, w.generation), (2, 2));
+    assert_ne!(l.files[0].deltas, w.files[0].deltas);
+    // W's manifest is put last.
+    put_raw(&sink, vec![s2.clone()]).await;
+    layout::write_manifest(&store, &table, &w).await.unwrap();
+
+    put_raw(&full, vec![base, s1, s2]).await;
+    run(&config, &full, &request(TransformMode::Full))
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted_rows(&read_canonical(&sink).await),
+        sorted_rows(&read_canonical(&full).await),
+        "W's files hold W's versions"
+    );
+    let next = run(&config, &sink, &incremental).await.unwrap();
+    assert_eq!(next[0].raw_files, 0, "W read every raw file");
 }

@@ -172,15 +172,25 @@ impl Config {
         })
     }
 
-    /// Writes the built-in files into `dir` where they are missing (never overwrites).
+    /// Writes the built-in files into `dir` where they are missing (never overwrites). Each
+    /// file appears whole: it is written beside its place and linked there only if nothing is
+    /// there yet, so processes started together on a fresh machine (a worker, the sandbox, a
+    /// command) never read a file another one is still writing.
     pub fn seed(dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
         for (name, text) in BUILT_IN {
             let path = dir.join(name);
-            if !path.exists() {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::write(&path, text)?;
+            if path.exists() {
+                continue;
+            }
+            let parent = path.parent().unwrap_or(dir);
+            std::fs::create_dir_all(parent)?;
+            let mut file = tempfile::NamedTempFile::new_in(parent)?;
+            file.write_all(text.as_bytes())?;
+            match file.persist_noclobber(&path) {
+                Ok(_) => {}
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.error),
             }
         }
         Ok(())
@@ -298,5 +308,43 @@ fn json_path(serde_path: &str) -> String {
         format!("${serde_path}")
     } else {
         format!("$.{serde_path}")
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    /// Processes started together on a fresh machine each seed the configuration folder and
+    /// load it at once: none reads a file another is still writing.
+    #[test]
+    fn seeding_at_once_never_shows_a_half_written_file() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let failures: Vec<String> = std::thread::scope(|s| {
+                let seeders: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            Config::seed(dir.path()).map_err(|e| e.to_string())?;
+                            Config::load(dir.path())
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                seeders
+                    .into_iter()
+                    .filter_map(|t| t.join().unwrap().err())
+                    .collect()
+            });
+            assert!(failures.is_empty(), "round {round}: {failures:?}");
+            let left: Vec<_> = std::fs::read_dir(dir.path().join("endpoints"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.to_string_lossy().ends_with(".json"))
+                .collect();
+            assert!(left.is_empty(), "temporary files left: {left:?}");
+        }
     }
 }

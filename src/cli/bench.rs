@@ -279,7 +279,6 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     let mut report = backfill.report(&transform, args.history_days);
     report["landed_distinct_ids"] = json!(landed);
     add_compaction_peak(&mut report, &mut compaction);
-    report["memory"] = memory_summary(&report, &compaction);
     report["raw_compaction"] = json!(compaction);
     report["sync"] = sync.report();
     report["sync_newest"] = sync_newest.report();
@@ -428,12 +427,14 @@ async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_js
 }
 
 /// The peak of backfill, compaction and transform together (`run_peak_rss_mb` is the
-/// backfill's and the transform's), as `trigger --run` has them one after the other.
+/// backfill's and the transform's), as `trigger --run` has them one after the other; and
+/// each step's peak beside it (`memory`).
 fn add_compaction_peak(report: &mut serde_json::Value, compaction: &mut serde_json::Value) {
     let peak = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     let run = peak(&report["run_peak_rss_mb"]).max(peak(&compaction["peak_rss_mb"]));
     report["run_with_compaction_peak_rss_mb"] = json!(run);
     compaction["run_peak_rss_mb"] = json!(run);
+    report["memory"] = memory_summary(report, compaction);
 }
 
 /// Each step's own peak RSS as `trigger --run` has them one after the other (backfill, raw

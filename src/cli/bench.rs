@@ -292,6 +292,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     } else {
         print_backfill(&report, &backfill, &transform);
         print_compaction(&compaction);
+        print_memory(&report["memory"]);
         sync.print();
         sync_newest.print();
     }
@@ -426,12 +427,38 @@ async fn measure_compaction(engine: &Engine, tenant_id: &str) -> Result<serde_js
 }
 
 /// The peak of backfill, compaction and transform together (`run_peak_rss_mb` is the
-/// backfill's and the transform's), as `trigger --run` has them one after the other.
+/// backfill's and the transform's), as `trigger --run` has them one after the other; and
+/// each step's peak beside it (`memory`).
 fn add_compaction_peak(report: &mut serde_json::Value, compaction: &mut serde_json::Value) {
     let peak = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     let run = peak(&report["run_peak_rss_mb"]).max(peak(&compaction["peak_rss_mb"]));
     report["run_with_compaction_peak_rss_mb"] = json!(run);
     compaction["run_peak_rss_mb"] = json!(run);
+    report["memory"] = memory_summary(report, compaction);
+}
+
+/// Each step's own peak RSS as `trigger --run` has them one after the other (backfill, raw
+/// compaction at hand-off, canonical transform), and the peak of the three.
+fn memory_summary(report: &serde_json::Value, compaction: &serde_json::Value) -> serde_json::Value {
+    json!({
+        "backfill_peak_rss_mb": report["peak_rss_mb"],
+        "compaction_peak_rss_mb": compaction["peak_rss_mb"],
+        "transform_peak_rss_mb": report["transform_peak_rss_mb"],
+        "transform_start_rss_mb": report["transform_start_rss_mb"],
+        "run_peak_rss_mb": report["run_with_compaction_peak_rss_mb"],
+    })
+}
+
+fn print_memory(m: &serde_json::Value) {
+    let mb = |k: &str| m[k].as_f64().unwrap_or(0.0);
+    outln!(
+        "peak RSS: backfill {:.1} MB, raw compaction {:.1} MB, canonical transform {:.1} MB (from {:.1} MB resident at its start); the whole run (backfill + compaction + transform) {:.1} MB",
+        mb("backfill_peak_rss_mb"),
+        mb("compaction_peak_rss_mb"),
+        mb("transform_peak_rss_mb"),
+        mb("transform_start_rss_mb"),
+        mb("run_peak_rss_mb"),
+    );
 }
 
 fn print_compaction(c: &serde_json::Value) {

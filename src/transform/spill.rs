@@ -12,14 +12,15 @@
 //! the folders of this host's processes that are gone (and only folders named so).
 
 use std::fs::File;
+use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_ipc::MetadataVersion;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use arrow_select::coalesce::BatchCoalescer;
 
 use super::TransformError;
 use super::mapping::{MAPPED_ID, MAPPED_ID_NUM};
@@ -38,14 +39,10 @@ pub fn buckets_for(raw_bytes: u64, per_bucket: u64) -> usize {
     raw_bytes.div_ceil(per_bucket.max(1)).clamp(1, MAX_BUCKETS) as usize
 }
 
-/// Rows the bucket files' writers hold in progress, together (each at least
-/// `MIN_SPILL_ROW_GROUP`).
-const SPILL_BUFFER_ROWS: usize = 32_768;
+/// Bytes a bucket file's writer buffers before writing to its file.
+const SPILL_WRITE_BUFFER: usize = 8 * 1024;
 
-/// Fewest rows in a spill file's row group.
-const MIN_SPILL_ROW_GROUP: usize = 64;
-
-/// Rows per batch read back from a bucket file.
+/// Rows per batch read back from a bucket file (the small batches spilled are joined).
 const READ_BATCH_ROWS: usize = 65_536;
 
 fn spill_err(reason: impl std::fmt::Display) -> TransformError {
@@ -124,10 +121,20 @@ pub fn remove_left_over(temp: &Path) -> Vec<PathBuf> {
 }
 
 /// Mapped versions being spread over bucket files.
+///
+/// A bucket file is an Arrow IPC stream: each batch's rows of a bucket are appended to it as
+/// they come, so an open bucket costs its write buffer (`SPILL_WRITE_BUFFER`) and no encoder
+/// state. (Parquet writers, one per bucket, each held a row group in progress with its
+/// column encoders, dictionaries and pages: 96 buckets made the 3M-ticket full build's peak
+/// grow with the bucket count.)
 pub struct Spill {
     dir: tempfile::TempDir,
-    writers: Vec<ArrowWriter<File>>,
+    writers: Vec<StreamWriter<BufWriter<File>>>,
     rows: Vec<u64>,
+}
+
+fn bucket_path(dir: &Path, b: usize) -> PathBuf {
+    dir.join(format!("{b:04}.arrows"))
 }
 
 impl Spill {
@@ -146,24 +153,18 @@ impl Spill {
                 let at = mine.display();
                 spill_err(format!("cannot create a spill directory in {at}: {e}"))
             })?;
-        // Read back once, soon: fast to write beats small. A writer holds its row group in
-        // progress, so the buckets share `SPILL_BUFFER_ROWS` between them; and it keeps
-        // every row group's metadata until it closes, so no statistics.
-        let props = WriterProperties::builder()
-            .set_compression(Compression::UNCOMPRESSED)
-            .set_statistics_enabled(EnabledStatistics::None)
-            .set_max_row_group_row_count(Some(
-                (SPILL_BUFFER_ROWS / buckets).max(MIN_SPILL_ROW_GROUP),
-            ))
-            .build();
-        let writers: Vec<ArrowWriter<File>> = (0..buckets)
+        // Buffers aligned to 8 bytes, not 64: a bucket's part of a batch is a few rows
+        // when there are many buckets, and each column's padding is written with it.
+        let options = IpcWriteOptions::try_new(8, false, MetadataVersion::V5).map_err(spill_err)?;
+        let writers = (0..buckets.max(1))
             .map(|b| {
-                let path = dir.path().join(format!("{b:04}.parquet"));
+                let path = bucket_path(dir.path(), b);
                 let file = File::create(&path)
                     .map_err(|e| spill_err(format!("cannot create {}: {e}", path.display())))?;
-                ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).map_err(spill_err)
+                let out = BufWriter::with_capacity(SPILL_WRITE_BUFFER, file);
+                StreamWriter::try_new_with_options(out, &schema, options.clone()).map_err(spill_err)
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Spill {
             dir,
             rows: vec![0; writers.len()],
@@ -171,8 +172,7 @@ impl Spill {
         })
     }
 
-    /// Appends each row of `batches` to its record's bucket. A bucket's rows go to its file
-    /// a row group at a time.
+    /// Appends each row of `batches` to its record's bucket file.
     pub fn add(&mut self, batches: &[RecordBatch]) -> Result<(), TransformError> {
         let buckets = self.writers.len();
         for batch in batches {
@@ -198,8 +198,12 @@ impl Spill {
     pub fn finish(self) -> Result<Spilled, TransformError> {
         let mut paths = Vec::with_capacity(self.writers.len());
         for (b, w) in self.writers.into_iter().enumerate() {
-            w.close().map_err(spill_err)?;
-            paths.push(self.dir.path().join(format!("{b:04}.parquet")));
+            let path = bucket_path(self.dir.path(), b);
+            let out = w.into_inner().map_err(spill_err)?;
+            out.into_inner().map_err(|e| {
+                spill_err(format!("cannot write {}: {}", path.display(), e.error()))
+            })?;
+            paths.push(path);
         }
         Ok(Spilled {
             _dir: self.dir,
@@ -222,16 +226,25 @@ impl Spilled {
         self.rows[b]
     }
 
-    /// Every mapped version of bucket `b`.
+    /// Every mapped version of bucket `b`, in batches of up to `READ_BATCH_ROWS` rows.
     pub fn read(&self, b: usize) -> Result<Vec<RecordBatch>, TransformError> {
         let path = &self.paths[b];
         let file = File::open(path)
             .map_err(|e| spill_err(format!("cannot open {}: {e}", path.display())))?;
-        ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|r| r.with_batch_size(READ_BATCH_ROWS).build())
-            .map_err(spill_err)?
-            .map(|b| b.map_err(spill_err))
-            .collect()
+        let reader = StreamReader::try_new(BufReader::new(file), None).map_err(spill_err)?;
+        let mut joined = BatchCoalescer::new(reader.schema(), READ_BATCH_ROWS);
+        let mut out = Vec::new();
+        for batch in reader {
+            joined
+                .push_batch(batch.map_err(spill_err)?)
+                .map_err(spill_err)?;
+            while let Some(done) = joined.next_completed_batch() {
+                out.push(done);
+            }
+        }
+        joined.finish_buffered_batch().map_err(spill_err)?;
+        out.extend(std::iter::from_fn(|| joined.next_completed_batch()));
+        Ok(out)
     }
 }
 
@@ -283,6 +296,89 @@ mod tests {
         for k in kept.iter().chain([&file]) {
             assert!(k.exists(), "{} was removed", k.display());
         }
+    }
+
+    /// A mapped-like batch: ids `from..to` (as text and number) and a text column of
+    /// `width` bytes a row.
+    fn versions(from: i64, to: i64, width: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("record_id", DataType::Utf8, false),
+            Field::new("record_num", DataType::Int64, true),
+            Field::new("body", DataType::Utf8, true),
+        ]));
+        let ids: Vec<String> = (from..to).map(|n| n.to_string()).collect();
+        let body: Vec<String> = (from..to).map(|n| format!("{n:0width$}")).collect();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(ids)),
+                Arc::new(Int64Array::from((from..to).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(body)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_version_comes_back_from_its_bucket_in_batches_of_up_to_the_read_size() {
+        let temp = tempfile::tempdir().unwrap();
+        let buckets = 7;
+        let mut spill = Spill::new_in(temp.path(), buckets, versions(0, 0, 1).schema()).unwrap();
+        // Many small batches, as a raw file's batches spread over buckets are.
+        for start in (0..200_000).step_by(500) {
+            spill.add(&[versions(start, start + 500, 4)]).unwrap();
+        }
+        let spilled = spill.finish().unwrap();
+        let mut seen = 0;
+        for b in 0..buckets {
+            let batches = spilled.read(b).unwrap();
+            assert!(batches.iter().all(|x| x.num_rows() <= READ_BATCH_ROWS));
+            assert!(batches.len() <= (spilled.rows(b) as usize).div_ceil(READ_BATCH_ROWS));
+            let mut nums = Vec::new();
+            for x in &batches {
+                let num = x
+                    .column(MAPPED_ID_NUM)
+                    .as_any()
+                    .downcast_ref::<Int64Array>();
+                let body = x.column(2).as_any().downcast_ref::<StringArray>();
+                let (num, body) = (num.unwrap(), body.unwrap());
+                for r in 0..x.num_rows() {
+                    assert_eq!(body.value(r), format!("{:04}", num.value(r)));
+                    nums.push(num.value(r));
+                }
+            }
+            assert_eq!(nums.len() as u64, spilled.rows(b));
+            assert!(
+                nums.windows(2).all(|w| w[0] < w[1]),
+                "bucket {b} out of order"
+            );
+            assert!(
+                nums.iter()
+                    .all(|n| bucket_of(Some(*n), "", buckets) == b as u32)
+            );
+            seen += nums.len();
+        }
+        assert_eq!(seen, 200_000);
+    }
+
+    /// Versions added are on disk at once: an open bucket holds at most its write buffer, so
+    /// many buckets cost little memory (a Parquet writer per bucket held its row group).
+    #[test]
+    fn added_versions_are_on_disk_not_held_by_the_spill() {
+        let temp = tempfile::tempdir().unwrap();
+        let buckets = 4;
+        let batch = versions(0, 20_000, 200);
+        let mut spill = Spill::new_in(temp.path(), buckets, batch.schema()).unwrap();
+        spill.add(std::slice::from_ref(&batch)).unwrap();
+        let on_disk: u64 = std::fs::read_dir(spill.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        let bodies = 20_000 * 200;
+        assert!(
+            on_disk >= bodies,
+            "{on_disk} bytes on disk of the {bodies} bytes of text added"
+        );
     }
 
     #[test]
